@@ -1,0 +1,57 @@
+import type { Readable } from 'node:stream';
+
+/** What a store knows of a blob once it is durably written. */
+export interface StoredBlob {
+  key: string;
+  size: number;
+  /** Lower-case hex SHA-256 of the bytes as stored. */
+  sha256: string;
+}
+
+/** Inclusive byte range, as in HTTP Range. */
+export interface BlobRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * Durable storage of opaque blobs by key. Keys are chosen by the caller
+ * ([A-Za-z0-9/._-], no "..", no leading "/").
+ * put() resolves only when the bytes are durable (fsynced, or acknowledged by the
+ * object store); on error or abort nothing is left under the key.
+ */
+export interface BlobStore {
+  readonly kind: 'filesystem' | 's3';
+  put(key: string, body: Readable): Promise<StoredBlob>;
+  /** Rejects with BlobNotFoundError when absent. */
+  get(key: string, range?: BlobRange): Promise<Readable>;
+  /** Size of the blob, or undefined when absent. */
+  stat(key: string): Promise<{ size: number } | undefined>;
+  /** Deleting an absent key is not an error. */
+  delete(key: string): Promise<void>;
+  /** Every blob under a prefix, in no particular order (temporary uploads excluded). */
+  list(prefix?: string): AsyncIterable<{ key: string; size: number }>;
+  close(): Promise<void>;
+}
+
+export class BlobNotFoundError extends Error {
+  constructor(readonly key: string) {
+    super(`blob not found: ${key}`);
+    this.name = 'BlobNotFoundError';
+  }
+}
+
+export class InvalidBlobKeyError extends Error {
+  constructor(readonly key: string) {
+    super(`invalid blob key: ${JSON.stringify(key)}`);
+    this.name = 'InvalidBlobKeyError';
+  }
+}
+
+const keyPattern = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+
+export function assertValidBlobKey(key: string): void {
+  if (!keyPattern.test(key) || key.split('/').some((p) => p === '.' || p === '..')) {
+    throw new InvalidBlobKeyError(key);
+  }
+}

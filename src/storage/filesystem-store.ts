@@ -1,0 +1,304 @@
+import { randomUUID } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { mkdir, open, opendir, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  assertValidBlobKey,
+  BlobNotFoundError,
+  InvalidBlobKeyError,
+  type BlobRange,
+  type BlobStore,
+  type StoredBlob,
+} from './blob-store.ts';
+import { HashingStream } from './hashing.ts';
+
+/** Folder under the root where uploads are written before they are renamed into place. */
+const temporaryFolder = '.tmp';
+
+/**
+ * Blobs as files under one root folder: written to `<root>/.tmp/<random>`,
+ * fsynced, renamed to `<root>/<key>`, and the directories fsynced, so a blob is
+ * either absent or complete after a crash. A crash may leave temporary files,
+ * which cleanTemporary() removes.
+ */
+export class FilesystemBlobStore implements BlobStore {
+  readonly kind = 'filesystem' as const;
+  readonly root: string;
+  readonly #temporaryRoot: string;
+  /** Directories whose own entry this process has fsynced in their parent (the root's at open). */
+  readonly #durableDirectories = new Set<string>();
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+    this.#temporaryRoot = path.join(this.root, temporaryFolder);
+  }
+
+  /** Opens a store, creating the root and its temporary folder when missing. */
+  static async open(root: string): Promise<FilesystemBlobStore> {
+    const store = new FilesystemBlobStore(root);
+    const firstCreated = await mkdir(store.#temporaryRoot, { recursive: true });
+    // The root, and any folder above it created just now, must survive a crash too.
+    const top = firstCreated !== undefined && firstCreated.length < store.root.length ? firstCreated : store.root;
+    for (let dir = store.#temporaryRoot; ; dir = path.dirname(dir)) {
+      await syncDirectory(path.dirname(dir));
+      if (dir === top || dir === path.dirname(dir)) break;
+    }
+    store.#durableDirectories.add(store.root);
+    return store;
+  }
+
+  async put(key: string, body: Readable): Promise<StoredBlob> {
+    let target: string;
+    try {
+      target = this.#pathOf(key);
+    } catch (e) {
+      body.destroy();
+      throw e;
+    }
+    const temporary = path.join(this.#temporaryRoot, randomUUID());
+    const hashing = new HashingStream();
+    let handle: FileHandle | undefined;
+    let renamed = false;
+    try {
+      handle = await open(temporary, 'wx', 0o640);
+      // Written through the handle itself: it must stay open for the fsync after the last write.
+      await pipeline(body, hashing, writeTo(handle));
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+
+      const directory = path.dirname(target);
+      await mkdir(directory, { recursive: true });
+      await rename(temporary, target);
+      renamed = true;
+      await syncDirectory(directory);
+      await this.#makeDurable(directory);
+      return { key, size: hashing.size, sha256: hashing.sha256 };
+    } catch (e) {
+      body.destroy();
+      await handle?.close().catch(() => {});
+      if (!renamed) await unlink(temporary).catch(() => {});
+      throw e;
+    }
+  }
+
+  async get(key: string, range?: BlobRange): Promise<Readable> {
+    const file = this.#pathOf(key);
+    if (range) assertValidRange(range);
+    let handle: FileHandle;
+    try {
+      // Holding the descriptor keeps the bytes readable even if the key is deleted or replaced meanwhile.
+      handle = await open(file, fsConstants.O_RDONLY);
+    } catch (e) {
+      if (isAbsent(e)) throw new BlobNotFoundError(key);
+      throw e;
+    }
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw new BlobNotFoundError(key);
+      if (range && range.start >= info.size) {
+        throw new RangeError(`range ${range.start}-${range.end} starts beyond the ${info.size} bytes of ${key}`);
+      }
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
+    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+  }
+
+  async stat(key: string): Promise<{ size: number } | undefined> {
+    try {
+      const info = await stat(this.#pathOf(key));
+      return info.isFile() ? { size: info.size } : undefined;
+    } catch (e) {
+      if (isAbsent(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const file = this.#pathOf(key);
+    try {
+      await unlink(file);
+    } catch (e) {
+      // EISDIR/EPERM: the key names a folder of other blobs, so there is no blob to delete.
+      if (isAbsent(e) || isErrno(e, 'EISDIR') || isErrno(e, 'EPERM')) return;
+      throw e;
+    }
+    await syncDirectory(path.dirname(file));
+  }
+
+  async *list(prefix = ''): AsyncIterable<{ key: string; size: number }> {
+    // Walk only the folder the prefix names; the rest of the prefix filters names.
+    const slash = prefix.lastIndexOf('/');
+    const folder = slash >= 0 ? prefix.slice(0, slash) : '';
+    if (folder !== '') {
+      assertValidBlobKey(folder);
+      if (isTemporaryKey(folder)) throw new InvalidBlobKeyError(prefix);
+    }
+    yield* this.#walk(folder, prefix);
+  }
+
+  async close(): Promise<void> {
+    // Nothing is held open between calls.
+  }
+
+  /**
+   * Removes temporary files not written to for longer than olderThanMs (left by a
+   * crash or a killed process); uploads in progress keep their files fresh.
+   * Returns how many were removed.
+   */
+  async cleanTemporary(olderThanMs: number): Promise<number> {
+    const now = Date.now();
+    let removed = 0;
+    let names: string[];
+    try {
+      names = await readdir(this.#temporaryRoot);
+    } catch (e) {
+      if (isAbsent(e)) return 0;
+      throw e;
+    }
+    for (const name of names) {
+      const file = path.join(this.#temporaryRoot, name);
+      try {
+        const info = await stat(file);
+        if (!info.isFile() || now - info.mtimeMs < olderThanMs) continue;
+        await unlink(file);
+        removed++;
+      } catch (e) {
+        // Renamed into place or removed by someone else meanwhile.
+        if (isAbsent(e)) continue;
+        throw e;
+      }
+    }
+    return removed;
+  }
+
+  async *#walk(folder: string, prefix: string): AsyncGenerator<{ key: string; size: number }> {
+    let dir;
+    try {
+      dir = await opendir(path.join(this.root, folder));
+    } catch (e) {
+      if (isAbsent(e)) return;
+      throw e;
+    }
+    // opendir streams entries, so a folder of a million blobs is not read into memory at once.
+    for await (const entry of dir) {
+      const key = folder === '' ? entry.name : `${folder}/${entry.name}`;
+      if (folder === '' && entry.name === temporaryFolder) continue;
+      if (entry.isDirectory()) {
+        // Descend only where keys can still start with the prefix.
+        const asFolder = `${key}/`;
+        if (asFolder.startsWith(prefix) || prefix.startsWith(asFolder)) yield* this.#walk(key, prefix);
+      } else if (entry.isFile() && key.startsWith(prefix)) {
+        try {
+          const info = await stat(path.join(this.root, key));
+          yield { key, size: info.size };
+        } catch (e) {
+          if (!isAbsent(e)) throw e;
+        }
+      }
+    }
+  }
+
+  /**
+   * fsyncs the parent of each folder between `directory` and the root not yet known
+   * durable: a new folder's entry lives in its parent. A folder is marked only once its
+   * parent is synced, so a concurrent put into a folder another put just created syncs
+   * it too rather than trusting an fsync still under way.
+   */
+  async #makeDurable(directory: string): Promise<void> {
+    const pending: string[] = [];
+    for (let dir = directory; !this.#durableDirectories.has(dir) && dir.startsWith(this.root + path.sep); dir = path.dirname(dir)) {
+      pending.push(dir);
+    }
+    for (const dir of pending) {
+      await syncDirectory(path.dirname(dir));
+      // Bounded: folders are few (a site, a day), but a long-lived process should not grow without end.
+      if (this.#durableDirectories.size > 100_000) this.#durableDirectories.clear();
+      this.#durableDirectories.add(dir);
+    }
+  }
+
+  #pathOf(key: string): string {
+    assertValidBlobKey(key);
+    if (isTemporaryKey(key)) throw new InvalidBlobKeyError(key);
+    const file = path.join(this.root, key);
+    // The key pattern already forbids traversal; this guards against a future change to it.
+    if (!file.startsWith(this.root + path.sep)) throw new InvalidBlobKeyError(key);
+    return file;
+  }
+}
+
+/** Bytes are gathered into writes of about this size: fewer system calls for sources with small chunks. */
+const writeBatchBytes = 256 * 1024;
+
+function writeTo(handle: FileHandle): (source: AsyncIterable<Buffer>) => Promise<void> {
+  return async (source) => {
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    for await (const chunk of source) {
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      if (batchBytes >= writeBatchBytes) {
+        await writeAll(handle, batch);
+        batch = [];
+        batchBytes = 0;
+      }
+    }
+    if (batchBytes > 0) await writeAll(handle, batch);
+  };
+}
+
+async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
+  // writev may write less than asked (a full disk reports ENOSPC only on the next call).
+  let pending = buffers;
+  while (pending.length > 0) {
+    const { bytesWritten } = await handle.writev(pending);
+    if (bytesWritten === 0) throw new Error('the file system accepted no bytes');
+    pending = skipBytes(pending, bytesWritten);
+  }
+}
+
+function skipBytes(buffers: Buffer[], count: number): Buffer[] {
+  let rest = count;
+  const out: Buffer[] = [];
+  for (const b of buffers) {
+    if (rest >= b.length) {
+      rest -= b.length;
+    } else {
+      out.push(rest > 0 ? b.subarray(rest) : b);
+      rest = 0;
+    }
+  }
+  return out;
+}
+
+function isTemporaryKey(key: string): boolean {
+  return key === temporaryFolder || key.startsWith(`${temporaryFolder}/`);
+}
+
+function assertValidRange(range: BlobRange): void {
+  if (!Number.isSafeInteger(range.start) || !Number.isSafeInteger(range.end) || range.start < 0 || range.end < range.start) {
+    throw new RangeError(`invalid byte range ${range.start}-${range.end}`);
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, fsConstants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function isErrno(e: unknown, code: string): boolean {
+  return e instanceof Error && (e as NodeJS.ErrnoException).code === code;
+}
+
+function isAbsent(e: unknown): boolean {
+  return isErrno(e, 'ENOENT') || isErrno(e, 'ENOTDIR');
+}
