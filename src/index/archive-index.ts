@@ -1,0 +1,946 @@
+import { foldPersonName } from '../dicom/person-name.ts';
+import { buildConditions, type Conditions } from './matching.ts';
+import { applyMigrations, indexMigrations, writePatientNameWords } from './migrations.ts';
+import type {
+  DuplicatePolicy,
+  InstanceAttributes,
+  InstanceLayout,
+  InstanceRecord,
+  InstanceRow,
+  NewSite,
+  OutboxEvent,
+  PatientAttributes,
+  SearchQuery,
+  SeriesAttributes,
+  SeriesRow,
+  Site,
+  StoredInstance,
+  StoreOutcome,
+  StudyAttributes,
+  StudyRow,
+} from './records.ts';
+import { openSqlDatabase, RetryableConflict, type DatabaseConfig, type SqlDatabase } from './sql.ts';
+
+export { QueryError } from './matching.ts';
+export type { DatabaseConfig } from './sql.ts';
+
+export type IndexConfig = DatabaseConfig;
+
+/**
+ * An object contradicts what the index holds about its study or series: its study
+ * belongs to another patient, or its series to another study. Storing it would file
+ * images under the wrong patient, so ingest must refuse it.
+ */
+export class IndexConflictError extends Error {
+  constructor(
+    readonly reason: 'study-of-another-patient' | 'series-of-another-study',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'IndexConflictError';
+  }
+}
+
+export async function openArchiveIndex(config: IndexConfig): Promise<ArchiveIndex> {
+  const sql = await openSqlDatabase(config);
+  try {
+    await applyMigrations(sql, indexMigrations);
+  } catch (error) {
+    await sql.close();
+    throw error;
+  }
+  return new ArchiveIndex(sql);
+}
+
+// Rows as the SQL below returns them.
+interface SiteRow {
+  id: number;
+  code: string;
+  name: string;
+  finess: string;
+  issuer_of_patient_id: string;
+}
+
+interface JoinedRow {
+  p_patient_id: string;
+  p_issuer: string;
+  p_patient_name: string | null;
+  p_birth_date: string | null;
+  p_sex: string | null;
+  s_id: number;
+  s_site_id: number;
+  s_uid: string;
+  s_date: string | null;
+  s_time: string | null;
+  s_accession: string | null;
+  s_study_id: string | null;
+  s_description: string | null;
+  s_referring: string | null;
+  s_institution: string | null;
+  s_modalities: string;
+  s_sop_classes: string;
+  s_series_count: number;
+  s_instance_count: number;
+  se_uid: string;
+  se_modality: string | null;
+  se_number: number | null;
+  se_description: string | null;
+  se_body_part: string | null;
+  se_date: string | null;
+  se_time: string | null;
+  se_pps_date: string | null;
+  se_pps_time: string | null;
+  se_instance_count: number;
+  i_id: number;
+  i_uid: string;
+  i_sop_class: string;
+  i_number: number | null;
+  i_transfer_syntax: string;
+  i_frames: number | null;
+  i_rows: number | null;
+  i_columns: number | null;
+  i_content_date: string | null;
+  i_content_time: string | null;
+  i_blob_key: string;
+  i_size: number;
+  i_sha256: string;
+  i_layout: string;
+  i_metadata: string;
+}
+
+const patientColumns = `p.patient_id AS p_patient_id, p.issuer AS p_issuer, p.patient_name AS p_patient_name,
+  p.birth_date AS p_birth_date, p.sex AS p_sex`;
+const studyColumns = `s.id AS s_id, s.site_id AS s_site_id, s.study_instance_uid AS s_uid, s.study_date AS s_date,
+  s.study_time AS s_time, s.accession_number AS s_accession, s.study_id AS s_study_id,
+  s.description AS s_description, s.referring_physician_name AS s_referring, s.institution_name AS s_institution,
+  s.modalities_in_study AS s_modalities, s.sop_classes_in_study AS s_sop_classes,
+  s.number_of_series AS s_series_count, s.number_of_instances AS s_instance_count`;
+const seriesColumns = `se.series_instance_uid AS se_uid, se.modality AS se_modality, se.series_number AS se_number,
+  se.description AS se_description, se.body_part AS se_body_part, se.series_date AS se_date,
+  se.series_time AS se_time, se.pps_start_date AS se_pps_date, se.pps_start_time AS se_pps_time,
+  se.number_of_instances AS se_instance_count`;
+const instanceColumns = `i.id AS i_id, i.sop_instance_uid AS i_uid, i.sop_class_uid AS i_sop_class,
+  i.instance_number AS i_number, i.transfer_syntax_uid AS i_transfer_syntax, i.number_of_frames AS i_frames,
+  i.pixel_rows AS i_rows, i.pixel_columns AS i_columns, i.content_date AS i_content_date,
+  i.content_time AS i_content_time`;
+const storedColumns = `i.blob_key AS i_blob_key, i.size AS i_size, i.sha256 AS i_sha256,
+  i.layout_json AS i_layout, i.metadata_json AS i_metadata`;
+
+const studyOrder = 's.study_date DESC NULLS LAST, s.study_time DESC NULLS LAST, s.id';
+const seriesOrder = 'se.series_number NULLS LAST, se.id';
+const instanceOrder = 'i.instance_number NULLS LAST, i.id';
+
+/** Drops absent values, so records carry only the attributes the object had. */
+function present<T>(values: Record<string, unknown>): T {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(values)) {
+    if (value !== null && value !== undefined) out[key] = value;
+  }
+  return out as T;
+}
+
+function splitMulti(value: string): string[] {
+  return value.split('\\').filter((v) => v !== '');
+}
+
+function toPatient(r: JoinedRow): PatientAttributes {
+  return present<PatientAttributes>({
+    PatientID: r.p_patient_id,
+    IssuerOfPatientID: r.p_issuer,
+    PatientName: r.p_patient_name,
+    PatientBirthDate: r.p_birth_date,
+    PatientSex: r.p_sex,
+  });
+}
+
+function toStudy(r: JoinedRow): StudyAttributes {
+  return present<StudyAttributes>({
+    StudyInstanceUID: r.s_uid,
+    StudyDate: r.s_date,
+    StudyTime: r.s_time,
+    AccessionNumber: r.s_accession,
+    StudyID: r.s_study_id,
+    StudyDescription: r.s_description,
+    ReferringPhysicianName: r.s_referring,
+    InstitutionName: r.s_institution,
+  });
+}
+
+function toSeries(r: JoinedRow): SeriesAttributes {
+  return present<SeriesAttributes>({
+    SeriesInstanceUID: r.se_uid,
+    Modality: r.se_modality,
+    SeriesNumber: r.se_number,
+    SeriesDescription: r.se_description,
+    BodyPartExamined: r.se_body_part,
+    SeriesDate: r.se_date,
+    SeriesTime: r.se_time,
+    PerformedProcedureStepStartDate: r.se_pps_date,
+    PerformedProcedureStepStartTime: r.se_pps_time,
+  });
+}
+
+function toInstance(r: JoinedRow): InstanceAttributes {
+  return present<InstanceAttributes>({
+    SOPInstanceUID: r.i_uid,
+    SOPClassUID: r.i_sop_class,
+    InstanceNumber: r.i_number,
+    TransferSyntaxUID: r.i_transfer_syntax,
+    NumberOfFrames: r.i_frames,
+    Rows: r.i_rows,
+    Columns: r.i_columns,
+    ContentDate: r.i_content_date,
+    ContentTime: r.i_content_time,
+  });
+}
+
+function toStoredInstance(r: JoinedRow): StoredInstance {
+  return present<StoredInstance>({
+    instanceId: r.i_id,
+    siteId: r.s_site_id,
+    StudyInstanceUID: r.s_uid,
+    SeriesInstanceUID: r.se_uid,
+    SOPInstanceUID: r.i_uid,
+    SOPClassUID: r.i_sop_class,
+    TransferSyntaxUID: r.i_transfer_syntax,
+    InstanceNumber: r.i_number,
+    NumberOfFrames: r.i_frames,
+    blobKey: r.i_blob_key,
+    size: Number(r.i_size),
+    sha256: r.i_sha256,
+    layout: JSON.parse(r.i_layout) as InstanceLayout,
+    metadataJson: r.i_metadata,
+  });
+}
+
+function toSite(r: SiteRow): Site {
+  return { id: r.id, code: r.code, name: r.name, finess: r.finess, issuerOfPatientID: r.issuer_of_patient_id };
+}
+
+/** Empty strings are absent values; numbers that are not finite are absent too. */
+function text(value: string | undefined): string | null {
+  return value === undefined || value === '' ? null : value;
+}
+
+function integer(value: number | undefined): number | null {
+  return value === undefined || !Number.isFinite(value) ? null : Math.trunc(value);
+}
+
+function folded(value: string | undefined): string | null {
+  const t = text(value);
+  return t === null ? null : foldPersonName(t);
+}
+
+function placeholders(n: number): string {
+  return Array.from({ length: n }, () => '?').join(', ');
+}
+
+interface LockedStudy {
+  id: number;
+  created: boolean;
+  modalities: string;
+  sopClasses: string;
+}
+
+interface LockedSeries {
+  id: number;
+  created: boolean;
+}
+
+interface ExistingInstance {
+  id: number;
+  sha256: string;
+  blob_key: string;
+  size: number;
+  series_id: number;
+  study_id: number;
+}
+
+export class ArchiveIndex {
+  constructor(readonly sql: SqlDatabase) {}
+
+  close(): Promise<void> {
+    return this.sql.close();
+  }
+
+  /** PostgreSQL locks the rows it reads for an update; SQLite has one writer anyway. */
+  private forUpdate(db: SqlDatabase): string {
+    return db.engine === 'postgres' ? ' FOR UPDATE' : '';
+  }
+
+  // ---- sites ----
+
+  async createSite(site: NewSite): Promise<Site> {
+    const row = await this.sql.get<{ id: number }>(
+      'INSERT INTO sites (code, name, finess, issuer_of_patient_id) VALUES (?, ?, ?, ?) RETURNING id',
+      [site.code, site.name, site.finess, site.issuerOfPatientID],
+    );
+    return { id: row!.id, ...site };
+  }
+
+  async getSiteByCode(code: string): Promise<Site | undefined> {
+    const row = await this.sql.get<SiteRow>('SELECT * FROM sites WHERE code = ?', [code]);
+    return row && toSite(row);
+  }
+
+  async getSite(id: number): Promise<Site | undefined> {
+    const row = await this.sql.get<SiteRow>('SELECT * FROM sites WHERE id = ?', [id]);
+    return row && toSite(row);
+  }
+
+  async listSites(): Promise<Site[]> {
+    return (await this.sql.all<SiteRow>('SELECT * FROM sites ORDER BY code')).map(toSite);
+  }
+
+  // ---- storing ----
+
+  /**
+   * Indexes one stored object in one transaction, with its outbox event.
+   * Throws IndexConflictError when the object's study belongs to another patient or
+   * its series to another study.
+   */
+  storeInstance(record: InstanceRecord, policy: DuplicatePolicy): Promise<StoreOutcome> {
+    return this.sql.transaction(async (tx) => {
+      const now = new Date().toISOString();
+      const uid = record.instance.SOPInstanceUID;
+      const existing = await tx.get<ExistingInstance>(
+        `SELECT i.id, i.sha256, i.blob_key, i.size, i.series_id, se.study_id
+           FROM instances i JOIN series se ON se.id = i.series_id
+          WHERE i.sop_instance_uid = ?`,
+        [uid],
+      );
+      if (existing) {
+        if (existing.sha256 === record.blob.sha256) {
+          return { status: 'identical', instanceId: existing.id, existingBlobKey: existing.blob_key };
+        }
+        if (policy === 'reject') return { status: 'rejected', instanceId: existing.id };
+        if (policy === 'keep') {
+          await this.addHistory(tx, uid, record.blob, 'duplicate-kept', now);
+          await this.addEvent(tx, 'instance.duplicate-kept', this.eventPayload(record, existing.id), now);
+          return { status: 'kept-existing', instanceId: existing.id };
+        }
+        return this.replaceInstance(tx, record, existing, now);
+      }
+
+      const patientId = await this.upsertPatient(tx, record, now);
+      const study = await this.lockOrCreateStudy(tx, record, patientId, now);
+      const series = await this.lockOrCreateSeries(tx, record, study.id, now);
+      const inserted = await tx.get<{ id: number }>(
+        `INSERT INTO instances (sop_instance_uid, series_id, ${instanceValueColumns}, created_at, updated_at)
+         VALUES (?, ?, ${placeholders(instanceValueColumnCount)}, ?, ?)
+         ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING id`,
+        [uid, series.id, ...instanceValues(record), now, now],
+      );
+      // Another transaction indexed the same SOPInstanceUID since we looked: start again to apply the policy.
+      if (!inserted) throw new RetryableConflict('SOPInstanceUID indexed concurrently');
+      await this.fillSeries(tx, record, series.id, 1, now);
+      await this.fillStudy(tx, record, study, series.created ? 1 : 0, 1, now);
+      await this.addEvent(tx, 'instance.stored', this.eventPayload(record, inserted.id), now);
+      return { status: 'stored', instanceId: inserted.id };
+    });
+  }
+
+  private async replaceInstance(
+    tx: SqlDatabase,
+    record: InstanceRecord,
+    existing: ExistingInstance,
+    now: string,
+  ): Promise<StoreOutcome> {
+    const patientId = await this.upsertPatient(tx, record, now);
+    const study = await this.lockOrCreateStudy(tx, record, patientId, now);
+    const series = await this.lockOrCreateSeries(tx, record, study.id, now);
+    if (existing.study_id !== study.id) {
+      await tx.get(`SELECT id FROM studies WHERE id = ?${this.forUpdate(tx)}`, [existing.study_id]);
+    }
+    await this.addHistory(
+      tx,
+      record.instance.SOPInstanceUID,
+      { key: existing.blob_key, size: Number(existing.size), sha256: existing.sha256 },
+      'replaced',
+      now,
+    );
+    await tx.run(
+      `UPDATE instances SET series_id = ?, ${instanceValueColumns
+        .split(', ')
+        .map((c) => `${c} = ?`)
+        .join(', ')}, updated_at = ? WHERE id = ?`,
+      [series.id, ...instanceValues(record), now, existing.id],
+    );
+    await this.fillSeries(tx, record, series.id, 0, now);
+    await this.fillStudy(tx, record, study, 0, 0, now);
+    // Counts, modalities and SOP classes may all have moved: count them again under the study locks.
+    await this.refreshSeries(tx, series.id, now);
+    if (existing.series_id !== series.id) await this.refreshSeries(tx, existing.series_id, now);
+    await this.refreshStudy(tx, study.id, now);
+    if (existing.study_id !== study.id) await this.refreshStudy(tx, existing.study_id, now);
+    await this.addEvent(
+      tx,
+      'instance.replaced',
+      { ...this.eventPayload(record, existing.id), previousBlobKey: existing.blob_key },
+      now,
+    );
+    return { status: 'replaced', instanceId: existing.id, previousBlobKey: existing.blob_key };
+  }
+
+  private async upsertPatient(tx: SqlDatabase, record: InstanceRecord, now: string): Promise<number> {
+    const p = record.patient;
+    const key = [record.siteId, p.IssuerOfPatientID, p.PatientID];
+    const select = 'SELECT id, patient_name, birth_date, sex FROM patients WHERE site_id = ? AND issuer = ? AND patient_id = ?';
+    type Row = { id: number; patient_name: string | null; birth_date: string | null; sex: string | null };
+    let row = await tx.get<Row>(select, key);
+    if (!row) {
+      const inserted = await tx.get<{ id: number }>(
+        `INSERT INTO patients (site_id, issuer, patient_id, patient_name, patient_name_folded, birth_date, sex, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (site_id, issuer, patient_id) DO NOTHING RETURNING id`,
+        [...key, text(p.PatientName), folded(p.PatientName), text(p.PatientBirthDate), text(p.PatientSex), now],
+      );
+      if (inserted) {
+        await writePatientNameWords(tx, inserted.id, text(p.PatientName));
+        return inserted.id;
+      }
+      row = await tx.get<Row>(select, key);
+      if (!row) throw new RetryableConflict('patient row vanished');
+    }
+    // Demographics follow the latest object that carries them; only a change takes a row lock.
+    const name = text(p.PatientName) ?? row.patient_name;
+    const birthDate = text(p.PatientBirthDate) ?? row.birth_date;
+    const sex = text(p.PatientSex) ?? row.sex;
+    if (name !== row.patient_name || birthDate !== row.birth_date || sex !== row.sex) {
+      await tx.run(
+        'UPDATE patients SET patient_name = ?, patient_name_folded = ?, birth_date = ?, sex = ?, updated_at = ? WHERE id = ?',
+        [name, name === null ? null : foldPersonName(name), birthDate, sex, now, row.id],
+      );
+      if (name !== row.patient_name) await writePatientNameWords(tx, row.id, name);
+    }
+    return row.id;
+  }
+
+  private async lockOrCreateStudy(
+    tx: SqlDatabase,
+    record: InstanceRecord,
+    patientId: number,
+    now: string,
+  ): Promise<LockedStudy> {
+    const s = record.study;
+    type Row = { id: number; patient_id: number; modalities_in_study: string; sop_classes_in_study: string };
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const row = await tx.get<Row>(
+        `SELECT id, patient_id, modalities_in_study, sop_classes_in_study FROM studies
+          WHERE study_instance_uid = ?${this.forUpdate(tx)}`,
+        [s.StudyInstanceUID],
+      );
+      if (row) {
+        if (row.patient_id !== patientId) {
+          throw new IndexConflictError(
+            'study-of-another-patient',
+            `study ${s.StudyInstanceUID} is indexed under another patient`,
+          );
+        }
+        return { id: row.id, created: false, modalities: row.modalities_in_study, sopClasses: row.sop_classes_in_study };
+      }
+      // A concurrent first instance of the same study may win: then we read its row.
+      const inserted = await tx.get<{ id: number }>(
+        `INSERT INTO studies (study_instance_uid, patient_id, site_id, study_date, study_time, accession_number,
+           study_id, description, referring_physician_name, referring_physician_name_folded, institution_name,
+           created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (study_instance_uid) DO NOTHING RETURNING id`,
+        [
+          s.StudyInstanceUID,
+          patientId,
+          record.siteId,
+          text(s.StudyDate),
+          text(s.StudyTime),
+          text(s.AccessionNumber),
+          text(s.StudyID),
+          text(s.StudyDescription),
+          text(s.ReferringPhysicianName),
+          folded(s.ReferringPhysicianName),
+          text(s.InstitutionName),
+          now,
+          now,
+        ],
+      );
+      if (inserted) return { id: inserted.id, created: true, modalities: '\\', sopClasses: '\\' };
+    }
+    throw new RetryableConflict('study row created and removed concurrently');
+  }
+
+  private async lockOrCreateSeries(
+    tx: SqlDatabase,
+    record: InstanceRecord,
+    studyId: number,
+    now: string,
+  ): Promise<LockedSeries> {
+    const se = record.series;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const row = await tx.get<{ id: number; study_id: number }>(
+        `SELECT id, study_id FROM series WHERE series_instance_uid = ?${this.forUpdate(tx)}`,
+        [se.SeriesInstanceUID],
+      );
+      if (row) {
+        if (row.study_id !== studyId) {
+          throw new IndexConflictError(
+            'series-of-another-study',
+            `series ${se.SeriesInstanceUID} is indexed under another study`,
+          );
+        }
+        return { id: row.id, created: false };
+      }
+      const inserted = await tx.get<{ id: number }>(
+        `INSERT INTO series (series_instance_uid, study_id, modality, series_number, description, body_part,
+           series_date, series_time, pps_start_date, pps_start_time, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (series_instance_uid) DO NOTHING RETURNING id`,
+        [
+          se.SeriesInstanceUID,
+          studyId,
+          text(se.Modality),
+          integer(se.SeriesNumber),
+          text(se.SeriesDescription),
+          text(se.BodyPartExamined),
+          text(se.SeriesDate),
+          text(se.SeriesTime),
+          text(se.PerformedProcedureStepStartDate),
+          text(se.PerformedProcedureStepStartTime),
+          now,
+          now,
+        ],
+      );
+      if (inserted) return { id: inserted.id, created: true };
+    }
+    throw new RetryableConflict('series row created and removed concurrently');
+  }
+
+  /** The first object to give a series attribute defines it; later ones only fill gaps. */
+  private async fillSeries(tx: SqlDatabase, record: InstanceRecord, seriesId: number, added: number, now: string) {
+    const se = record.series;
+    await tx.run(
+      `UPDATE series SET number_of_instances = number_of_instances + ?,
+         modality = COALESCE(modality, ?), series_number = COALESCE(series_number, ?),
+         description = COALESCE(description, ?), body_part = COALESCE(body_part, ?),
+         series_date = COALESCE(series_date, ?), series_time = COALESCE(series_time, ?),
+         pps_start_date = COALESCE(pps_start_date, ?), pps_start_time = COALESCE(pps_start_time, ?),
+         updated_at = ?
+       WHERE id = ?`,
+      [
+        added,
+        text(se.Modality),
+        integer(se.SeriesNumber),
+        text(se.SeriesDescription),
+        text(se.BodyPartExamined),
+        text(se.SeriesDate),
+        text(se.SeriesTime),
+        text(se.PerformedProcedureStepStartDate),
+        text(se.PerformedProcedureStepStartTime),
+        now,
+        seriesId,
+      ],
+    );
+  }
+
+  private async fillStudy(
+    tx: SqlDatabase,
+    record: InstanceRecord,
+    study: LockedStudy,
+    addedSeries: number,
+    addedInstances: number,
+    now: string,
+  ) {
+    const s = record.study;
+    const modality = text(record.series.Modality);
+    const modalities =
+      modality && !study.modalities.includes(`\\${modality}\\`) ? `${study.modalities}${modality}\\` : study.modalities;
+    const sopClass = record.instance.SOPClassUID;
+    const sopClasses = study.sopClasses.includes(`\\${sopClass}\\`) ? study.sopClasses : `${study.sopClasses}${sopClass}\\`;
+    await tx.run(
+      `UPDATE studies SET number_of_series = number_of_series + ?, number_of_instances = number_of_instances + ?,
+         modalities_in_study = ?, sop_classes_in_study = ?,
+         study_date = COALESCE(study_date, ?), study_time = COALESCE(study_time, ?),
+         accession_number = COALESCE(accession_number, ?), study_id = COALESCE(study_id, ?),
+         description = COALESCE(description, ?),
+         referring_physician_name_folded = CASE WHEN referring_physician_name IS NULL THEN ? ELSE referring_physician_name_folded END,
+         referring_physician_name = COALESCE(referring_physician_name, ?),
+         institution_name = COALESCE(institution_name, ?), updated_at = ?
+       WHERE id = ?`,
+      [
+        addedSeries,
+        addedInstances,
+        modalities,
+        sopClasses,
+        text(s.StudyDate),
+        text(s.StudyTime),
+        text(s.AccessionNumber),
+        text(s.StudyID),
+        text(s.StudyDescription),
+        folded(s.ReferringPhysicianName),
+        text(s.ReferringPhysicianName),
+        text(s.InstitutionName),
+        now,
+        study.id,
+      ],
+    );
+  }
+
+  /** Recounts a series; removes it when empty. */
+  private async refreshSeries(tx: SqlDatabase, seriesId: number, now: string): Promise<void> {
+    const row = await tx.get<{ n: number }>('SELECT COUNT(*) AS n FROM instances WHERE series_id = ?', [seriesId]);
+    const n = Number(row?.n ?? 0);
+    if (n === 0) {
+      await tx.run('DELETE FROM series WHERE id = ?', [seriesId]);
+    } else {
+      await tx.run('UPDATE series SET number_of_instances = ?, updated_at = ? WHERE id = ?', [n, now, seriesId]);
+    }
+  }
+
+  /** Recounts a study (its row must be locked by the caller); removes it when empty. */
+  private async refreshStudy(tx: SqlDatabase, studyId: number, now: string): Promise<void> {
+    const counts = await tx.get<{ series: number; instances: number }>(
+      'SELECT COUNT(*) AS series, COALESCE(SUM(number_of_instances), 0) AS instances FROM series WHERE study_id = ?',
+      [studyId],
+    );
+    const instances = Number(counts?.instances ?? 0);
+    if (instances === 0) {
+      await tx.run('DELETE FROM series WHERE study_id = ?', [studyId]);
+      await tx.run('DELETE FROM studies WHERE id = ?', [studyId]);
+      return;
+    }
+    const modalities = await tx.all<{ modality: string }>(
+      'SELECT modality, MIN(id) AS first FROM series WHERE study_id = ? AND modality IS NOT NULL GROUP BY modality ORDER BY first',
+      [studyId],
+    );
+    const sopClasses = await tx.all<{ sop_class_uid: string }>(
+      `SELECT i.sop_class_uid, MIN(i.id) AS first FROM instances i JOIN series se ON se.id = i.series_id
+        WHERE se.study_id = ? GROUP BY i.sop_class_uid ORDER BY first`,
+      [studyId],
+    );
+    await tx.run(
+      `UPDATE studies SET number_of_series = ?, number_of_instances = ?, modalities_in_study = ?,
+         sop_classes_in_study = ?, updated_at = ? WHERE id = ?`,
+      [
+        Number(counts?.series ?? 0),
+        instances,
+        `\\${modalities.map((m) => `${m.modality}\\`).join('')}`,
+        `\\${sopClasses.map((c) => `${c.sop_class_uid}\\`).join('')}`,
+        now,
+        studyId,
+      ],
+    );
+  }
+
+  private async addHistory(
+    tx: SqlDatabase,
+    sopInstanceUID: string,
+    blob: { key: string; size: number; sha256: string },
+    reason: 'replaced' | 'duplicate-kept' | 'deleted',
+    now: string,
+  ): Promise<void> {
+    await tx.run(
+      'INSERT INTO instance_history (sop_instance_uid, blob_key, size, sha256, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      [sopInstanceUID, blob.key, blob.size, blob.sha256, reason, now],
+    );
+  }
+
+  /** Events carry identifiers only, never patient names. */
+  private eventPayload(record: InstanceRecord, instanceId: number): Record<string, unknown> {
+    return {
+      instanceId,
+      siteId: record.siteId,
+      StudyInstanceUID: record.study.StudyInstanceUID,
+      SeriesInstanceUID: record.series.SeriesInstanceUID,
+      SOPInstanceUID: record.instance.SOPInstanceUID,
+      SOPClassUID: record.instance.SOPClassUID,
+      blobKey: record.blob.key,
+    };
+  }
+
+  private async addEvent(tx: SqlDatabase, type: string, payload: unknown, now: string): Promise<void> {
+    await tx.run('INSERT INTO outbox (type, payload_json, created_at) VALUES (?, ?, ?)', [
+      type,
+      JSON.stringify(payload),
+      now,
+    ]);
+  }
+
+  /**
+   * Removes an instance from the index (its blob is gone), keeping the counts right and
+   * removing a series or study left empty. False when it was not indexed.
+   */
+  deleteInstanceIndex(sopInstanceUID: string): Promise<boolean> {
+    return this.sql.transaction(async (tx) => {
+      const now = new Date().toISOString();
+      const row = await tx.get<{ id: number; series_id: number; study_id: number; site_id: number; series_uid: string; study_uid: string }>(
+        `SELECT i.id, i.series_id, se.study_id, s.site_id, se.series_instance_uid AS series_uid,
+                s.study_instance_uid AS study_uid
+           FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
+          WHERE i.sop_instance_uid = ?`,
+        [sopInstanceUID],
+      );
+      if (!row) return false;
+      await tx.get(`SELECT id FROM studies WHERE id = ?${this.forUpdate(tx)}`, [row.study_id]);
+      await tx.run('DELETE FROM instances WHERE id = ?', [row.id]);
+      await this.refreshSeries(tx, row.series_id, now);
+      await this.refreshStudy(tx, row.study_id, now);
+      await this.addEvent(
+        tx,
+        'instance.deleted',
+        {
+          instanceId: row.id,
+          siteId: row.site_id,
+          StudyInstanceUID: row.study_uid,
+          SeriesInstanceUID: row.series_uid,
+          SOPInstanceUID: sopInstanceUID,
+        },
+        now,
+      );
+      return true;
+    });
+  }
+
+  /** Removes from the index every current instance stored under a blob key; returns how many. */
+  async deleteInstanceIndexByBlobKey(blobKey: string): Promise<number> {
+    const rows = await this.sql.all<{ sop_instance_uid: string }>(
+      'SELECT sop_instance_uid FROM instances WHERE blob_key = ?',
+      [blobKey],
+    );
+    let removed = 0;
+    for (const row of rows) if (await this.deleteInstanceIndex(row.sop_instance_uid)) removed++;
+    return removed;
+  }
+
+  // ---- searching ----
+
+  private siteCondition(q: SearchQuery, c: Conditions): void {
+    if (q.siteIds === undefined) return;
+    if (q.siteIds.length === 0) {
+      c.where.push('1 = 0');
+      return;
+    }
+    c.where.push(`s.site_id IN (${placeholders(q.siteIds.length)})`);
+    c.params.push(...q.siteIds);
+  }
+
+  private page(q: SearchQuery, c: Conditions): string {
+    let sql = '';
+    if (q.limit > 0) {
+      sql += ' LIMIT ?';
+      c.params.push(Math.trunc(q.limit));
+    } else if (q.offset > 0) {
+      // OFFSET needs a LIMIT on SQLite; -1 there and NULL on PostgreSQL mean "no limit".
+      sql += this.sql.engine === 'sqlite' ? ' LIMIT -1' : ' LIMIT NULL';
+    }
+    if (q.offset > 0) {
+      sql += ' OFFSET ?';
+      c.params.push(Math.trunc(q.offset));
+    }
+    return sql;
+  }
+
+  private where(c: Conditions): string {
+    return c.where.length ? ` WHERE ${c.where.join(' AND ')}` : '';
+  }
+
+  async searchStudies(q: SearchQuery): Promise<StudyRow[]> {
+    const c = buildConditions(this.sql.engine, 'study', q.matches, q.fuzzymatching);
+    this.siteCondition(q, c);
+    const where = this.where(c);
+    const sql = `SELECT ${patientColumns}, ${studyColumns}
+      FROM studies s JOIN patients p ON p.id = s.patient_id${where}
+      ORDER BY ${studyOrder}${this.page(q, c)}`;
+    const rows = await this.sql.all<JoinedRow>(sql, c.params);
+    return rows.map((r) => ({
+      study: toStudy(r),
+      patient: toPatient(r),
+      siteId: r.s_site_id,
+      ModalitiesInStudy: splitMulti(r.s_modalities),
+      SOPClassesInStudy: splitMulti(r.s_sop_classes),
+      NumberOfStudyRelatedSeries: Number(r.s_series_count),
+      NumberOfStudyRelatedInstances: Number(r.s_instance_count),
+    }));
+  }
+
+  async searchSeries(q: SearchQuery, StudyInstanceUID?: string): Promise<SeriesRow[]> {
+    const c = buildConditions(this.sql.engine, 'series', q.matches, q.fuzzymatching);
+    if (StudyInstanceUID !== undefined) {
+      c.where.push('s.study_instance_uid = ?');
+      c.params.push(StudyInstanceUID);
+    }
+    this.siteCondition(q, c);
+    const where = this.where(c);
+    const sql = `SELECT ${patientColumns}, ${studyColumns}, ${seriesColumns}
+      FROM series se JOIN studies s ON s.id = se.study_id JOIN patients p ON p.id = s.patient_id${where}
+      ORDER BY ${seriesOrder}${this.page(q, c)}`;
+    const rows = await this.sql.all<JoinedRow>(sql, c.params);
+    return rows.map((r) => ({
+      study: toStudy(r),
+      patient: toPatient(r),
+      series: toSeries(r),
+      siteId: r.s_site_id,
+      NumberOfSeriesRelatedInstances: Number(r.se_instance_count),
+    }));
+  }
+
+  async searchInstances(q: SearchQuery, StudyInstanceUID?: string, SeriesInstanceUID?: string): Promise<InstanceRow[]> {
+    const c = buildConditions(this.sql.engine, 'instance', q.matches, q.fuzzymatching);
+    if (StudyInstanceUID !== undefined) {
+      c.where.push('s.study_instance_uid = ?');
+      c.params.push(StudyInstanceUID);
+    }
+    if (SeriesInstanceUID !== undefined) {
+      c.where.push('se.series_instance_uid = ?');
+      c.params.push(SeriesInstanceUID);
+    }
+    this.siteCondition(q, c);
+    const where = this.where(c);
+    const sql = `SELECT ${patientColumns}, ${studyColumns}, ${seriesColumns}, ${instanceColumns}
+      FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
+      JOIN patients p ON p.id = s.patient_id${where}
+      ORDER BY ${instanceOrder}${this.page(q, c)}`;
+    const rows = await this.sql.all<JoinedRow>(sql, c.params);
+    return rows.map((r) => ({
+      study: toStudy(r),
+      patient: toPatient(r),
+      series: toSeries(r),
+      instance: toInstance(r),
+      siteId: r.s_site_id,
+    }));
+  }
+
+  // ---- retrieval ----
+
+  async getStoredInstances(where: {
+    StudyInstanceUID: string;
+    SeriesInstanceUID?: string;
+    SOPInstanceUID?: string;
+    siteIds?: number[];
+  }): Promise<StoredInstance[]> {
+    const c: Conditions = { where: ['s.study_instance_uid = ?'], params: [where.StudyInstanceUID] };
+    if (where.SeriesInstanceUID !== undefined) {
+      c.where.push('se.series_instance_uid = ?');
+      c.params.push(where.SeriesInstanceUID);
+    }
+    if (where.SOPInstanceUID !== undefined) {
+      c.where.push('i.sop_instance_uid = ?');
+      c.params.push(where.SOPInstanceUID);
+    }
+    if (where.siteIds !== undefined) {
+      if (where.siteIds.length === 0) return [];
+      c.where.push(`s.site_id IN (${placeholders(where.siteIds.length)})`);
+      c.params.push(...where.siteIds);
+    }
+    const rows = await this.sql.all<JoinedRow>(
+      `SELECT s.site_id AS s_site_id, s.study_instance_uid AS s_uid, se.series_instance_uid AS se_uid,
+              ${instanceColumns}, ${storedColumns}
+         FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
+        ${this.where(c)}
+        ORDER BY se.series_number NULLS LAST, se.id, ${instanceOrder}`,
+      c.params,
+    );
+    return rows.map(toStoredInstance);
+  }
+
+  async findInstanceBySOPInstanceUID(sopInstanceUID: string): Promise<StoredInstance | undefined> {
+    const row = await this.sql.get<JoinedRow>(
+      `SELECT s.site_id AS s_site_id, s.study_instance_uid AS s_uid, se.series_instance_uid AS se_uid,
+              ${instanceColumns}, ${storedColumns}
+         FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
+        WHERE i.sop_instance_uid = ?`,
+      [sopInstanceUID],
+    );
+    return row && toStoredInstance(row);
+  }
+
+  /** Every blob the index still refers to (current objects and kept history), for integrity checks. */
+  async *listReferencedBlobKeys(): AsyncIterable<{
+    key: string;
+    sha256: string;
+    size: number;
+    source: 'instance' | 'history';
+  }> {
+    for (const [table, source] of [
+      ['instances', 'instance'],
+      ['instance_history', 'history'],
+    ] as const) {
+      let after = 0;
+      for (;;) {
+        const rows = await this.sql.all<{ id: number; blob_key: string; sha256: string; size: number }>(
+          `SELECT id, blob_key, sha256, size FROM ${table} WHERE id > ? ORDER BY id LIMIT 1000`,
+          [after],
+        );
+        for (const r of rows) yield { key: r.blob_key, sha256: r.sha256, size: Number(r.size), source };
+        if (rows.length < 1000) break;
+        after = rows[rows.length - 1]!.id;
+      }
+    }
+  }
+
+  async countInstances(): Promise<number> {
+    const row = await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM instances');
+    return Number(row?.n ?? 0);
+  }
+
+  // ---- outbox ----
+
+  /**
+   * Claims up to `limit` pending events, oldest first. An event claimed but not completed
+   * within `reclaimAfterMs` (its consumer died) is handed out again.
+   */
+  claimEvents(limit: number, reclaimAfterMs = 5 * 60_000): Promise<OutboxEvent[]> {
+    return this.sql.transaction(async (tx) => {
+      const now = new Date();
+      const stale = new Date(now.getTime() - reclaimAfterMs).toISOString();
+      const lock = tx.engine === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
+      const rows = await tx.all<{ id: number; type: string; payload_json: string; created_at: string }>(
+        `SELECT id, type, payload_json, created_at FROM outbox
+          WHERE done_at IS NULL AND (claimed_at IS NULL OR claimed_at < ?)
+          ORDER BY id LIMIT ?${lock}`,
+        [stale, Math.max(0, Math.trunc(limit))],
+      );
+      if (rows.length > 0) {
+        await tx.run(`UPDATE outbox SET claimed_at = ? WHERE id IN (${placeholders(rows.length)})`, [
+          now.toISOString(),
+          ...rows.map((r) => r.id),
+        ]);
+      }
+      return rows.map((r) => ({
+        id: r.id,
+        type: r.type,
+        payload: JSON.parse(r.payload_json) as unknown,
+        createdAt: r.created_at,
+      }));
+    });
+  }
+
+  async completeEvents(ids: number[]): Promise<void> {
+    const now = new Date().toISOString();
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      await this.sql.run(`UPDATE outbox SET done_at = ? WHERE id IN (${placeholders(chunk.length)})`, [now, ...chunk]);
+    }
+  }
+}
+
+const instanceValueColumns =
+  'sop_class_uid, instance_number, transfer_syntax_uid, number_of_frames, pixel_rows, pixel_columns, ' +
+  'content_date, content_time, blob_key, size, sha256, layout_json, metadata_json';
+const instanceValueColumnCount = instanceValueColumns.split(', ').length;
+
+function instanceValues(record: InstanceRecord): unknown[] {
+  const i = record.instance;
+  return [
+    i.SOPClassUID,
+    integer(i.InstanceNumber),
+    i.TransferSyntaxUID,
+    integer(i.NumberOfFrames),
+    integer(i.Rows),
+    integer(i.Columns),
+    text(i.ContentDate),
+    text(i.ContentTime),
+    record.blob.key,
+    record.blob.size,
+    record.blob.sha256,
+    JSON.stringify(record.layout),
+    record.metadataJson,
+  ];
+}

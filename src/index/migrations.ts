@@ -1,0 +1,227 @@
+import { foldPersonName } from '../dicom/person-name.ts';
+import type { SqlDatabase } from './sql.ts';
+
+/**
+ * Versioned schema changes. The SQL text is shared by both engines; the few words
+ * that differ are written as tokens:
+ *   {id}    an auto-generated integer primary key
+ *   {text}  a string column compared byte for byte (memcmp order), so that a
+ *           prefix range or LIKE 'abc%' can use a plain B-tree index on PostgreSQL too
+ *   {nulls-last}  after DESC in an index, so that it serves ORDER BY ... DESC NULLS LAST
+ *           (SQLite sorts NULL lowest, so DESC already puts it last)
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+  /** Data to move once the SQL has run (in the same transaction). */
+  up?: (tx: SqlDatabase) => Promise<void>;
+}
+
+const tokens = {
+  sqlite: { '{id}': 'INTEGER PRIMARY KEY', '{text}': 'TEXT', '{nulls-last}': '' },
+  postgres: { '{id}': 'BIGSERIAL PRIMARY KEY', '{text}': 'TEXT COLLATE "C"', '{nulls-last}': ' NULLS LAST' },
+} as const;
+
+export function portableSql(engine: SqlDatabase['engine'], sql: string): string {
+  const map: Record<string, string> = tokens[engine];
+  return sql.replace(/\{id\}|\{text\}|\{nulls-last\}/g, (token) => map[token]!);
+}
+
+/**
+ * Applies the migrations not yet recorded in `table`, all in one transaction.
+ * Other modules may keep their own tables with their own list and table name.
+ */
+export async function applyMigrations(
+  db: SqlDatabase,
+  migrations: readonly Migration[],
+  table = 'schema_migrations',
+): Promise<number[]> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(table)) throw new Error(`invalid migrations table name: ${table}`);
+  return db.transaction(async (tx) => {
+    if (tx.engine === 'postgres') {
+      // Several nodes may start at once: the first migrates, the others wait and find nothing to do.
+      await tx.get(`SELECT pg_advisory_xact_lock(hashtext(?))`, [`atrium:${table}`]);
+    }
+    await tx.exec(
+      `CREATE TABLE IF NOT EXISTS ${table} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`,
+    );
+    const done = new Set(
+      (await tx.all<{ version: number }>(`SELECT version FROM ${table}`)).map((row) => Number(row.version)),
+    );
+    const applied: number[] = [];
+    for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (done.has(migration.version)) continue;
+      await tx.exec(portableSql(tx.engine, migration.sql));
+      await migration.up?.(tx);
+      await tx.run(`INSERT INTO ${table} (version, name, applied_at) VALUES (?, ?, ?)`, [
+        migration.version,
+        migration.name,
+        new Date().toISOString(),
+      ]);
+      applied.push(migration.version);
+    }
+    return applied;
+  });
+}
+
+/**
+ * Columns are named after the DICOM keywords they hold. Foreign keys are
+ * `<table>_id`, except that patients.patient_id is the DICOM PatientID and
+ * studies.patient_id points to patients.id.
+ * Multi-valued study attributes are "\"-delimited with a leading and trailing "\"
+ * ("\CT\MR\"), so that one value is found with a plain substring test.
+ */
+export const indexMigrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'sites, patients, studies, series, instances, history, outbox',
+    sql: `
+CREATE TABLE sites (
+  id {id},
+  code {text} NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  finess {text} NOT NULL,
+  issuer_of_patient_id {text} NOT NULL
+);
+
+CREATE TABLE patients (
+  id {id},
+  site_id BIGINT NOT NULL REFERENCES sites (id),
+  issuer {text} NOT NULL,
+  patient_id {text} NOT NULL,
+  patient_name {text},
+  patient_name_folded {text},
+  birth_date {text},
+  sex {text},
+  updated_at TEXT NOT NULL,
+  UNIQUE (site_id, issuer, patient_id)
+);
+CREATE INDEX patients_patient_id ON patients (patient_id);
+CREATE INDEX patients_name_folded ON patients (patient_name_folded);
+
+CREATE TABLE studies (
+  id {id},
+  study_instance_uid {text} NOT NULL UNIQUE,
+  patient_id BIGINT NOT NULL REFERENCES patients (id),
+  site_id BIGINT NOT NULL REFERENCES sites (id),
+  study_date {text},
+  study_time {text},
+  accession_number {text},
+  study_id {text},
+  description {text},
+  referring_physician_name {text},
+  referring_physician_name_folded {text},
+  institution_name {text},
+  modalities_in_study {text} NOT NULL DEFAULT '\\',
+  sop_classes_in_study {text} NOT NULL DEFAULT '\\',
+  number_of_series INTEGER NOT NULL DEFAULT 0,
+  number_of_instances INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX studies_patient ON studies (patient_id);
+CREATE INDEX studies_date ON studies (study_date DESC{nulls-last}, study_time DESC{nulls-last}, id);
+CREATE INDEX studies_accession ON studies (accession_number);
+CREATE INDEX studies_site_date ON studies (site_id, study_date DESC{nulls-last}, study_time DESC{nulls-last}, id);
+
+CREATE TABLE series (
+  id {id},
+  series_instance_uid {text} NOT NULL UNIQUE,
+  study_id BIGINT NOT NULL REFERENCES studies (id),
+  modality {text},
+  series_number INTEGER,
+  description {text},
+  body_part {text},
+  series_date {text},
+  series_time {text},
+  pps_start_date {text},
+  pps_start_time {text},
+  number_of_instances INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX series_study ON series (study_id, series_number);
+CREATE INDEX series_modality ON series (modality, study_id);
+
+CREATE TABLE instances (
+  id {id},
+  sop_instance_uid {text} NOT NULL UNIQUE,
+  series_id BIGINT NOT NULL REFERENCES series (id),
+  sop_class_uid {text} NOT NULL,
+  instance_number INTEGER,
+  transfer_syntax_uid {text} NOT NULL,
+  number_of_frames INTEGER,
+  pixel_rows INTEGER,
+  pixel_columns INTEGER,
+  content_date {text},
+  content_time {text},
+  blob_key {text} NOT NULL,
+  size BIGINT NOT NULL,
+  sha256 {text} NOT NULL,
+  layout_json TEXT NOT NULL,
+  metadata_json TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX instances_series ON instances (series_id, instance_number);
+
+CREATE TABLE instance_history (
+  id {id},
+  sop_instance_uid {text} NOT NULL,
+  blob_key {text} NOT NULL,
+  size BIGINT NOT NULL,
+  sha256 {text} NOT NULL,
+  reason {text} NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE INDEX instance_history_sop ON instance_history (sop_instance_uid);
+
+CREATE TABLE outbox (
+  id {id},
+  type {text} NOT NULL,
+  payload_json TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  claimed_at TEXT,
+  done_at TEXT
+);
+CREATE INDEX outbox_pending ON outbox (id) WHERE done_at IS NULL;
+`,
+  },
+  {
+    version: 2,
+    name: 'instances by blob key',
+    // verify --repair finds the rows of a missing blob by its key.
+    sql: 'CREATE INDEX instances_blob_key ON instances (blob_key);',
+  },
+  {
+    version: 3,
+    name: 'patient name words, for fuzzy matching by any name component',
+    sql: `
+CREATE TABLE patient_name_words (
+  word {text} NOT NULL,
+  patient_id BIGINT NOT NULL REFERENCES patients (id) ON DELETE CASCADE,
+  PRIMARY KEY (word, patient_id)
+);
+CREATE INDEX patient_name_words_patient ON patient_name_words (patient_id);
+`,
+    up: async (tx) => {
+      const patients = await tx.all<{ id: number; patient_name: string }>(
+        'SELECT id, patient_name FROM patients WHERE patient_name IS NOT NULL',
+      );
+      for (const p of patients) await writePatientNameWords(tx, p.id, p.patient_name);
+    },
+  },
+];
+
+/** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */
+export function personNameWords(name: string): string[] {
+  return [...new Set(foldPersonName(name).split(/[\^= -]+/).filter((w) => w !== ''))];
+}
+
+export async function writePatientNameWords(tx: SqlDatabase, patientId: number, name: string | null): Promise<void> {
+  await tx.run('DELETE FROM patient_name_words WHERE patient_id = ?', [patientId]);
+  for (const word of name === null ? [] : personNameWords(name)) {
+    await tx.run('INSERT INTO patient_name_words (word, patient_id) VALUES (?, ?) ON CONFLICT DO NOTHING', [word, patientId]);
+  }
+}

@@ -1,0 +1,345 @@
+import Database from 'better-sqlite3';
+import pg from 'pg';
+
+/**
+ * The thin dialect layer under the index: SQL is written once with `?` placeholders
+ * and runs on the embedded engine (SQLite) or on PostgreSQL.
+ */
+export interface SqlDatabase {
+  readonly engine: 'sqlite' | 'postgres';
+  all<T>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  get<T>(sql: string, params?: readonly unknown[]): Promise<T | undefined>;
+  /** `lastId` is the `id` of the first row a `RETURNING id` clause gave, or SQLite's last rowid after an INSERT. */
+  run(sql: string, params?: readonly unknown[]): Promise<{ changes: number; lastId?: number }>;
+  /** Several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+  /**
+   * Runs fn in one transaction. Inside fn, use only `tx`: on SQLite a statement on the
+   * outer database waits for the transaction to end, so it would never run.
+   * On PostgreSQL the whole fn is run again on serialization failures, deadlocks and
+   * RetryableConflict, so fn must have no side effects outside the database.
+   */
+  transaction<T>(fn: (tx: SqlDatabase) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export type DatabaseConfig =
+  | { engine: 'sqlite'; path: string }
+  | { engine: 'postgres'; url: string; schema?: string; poolSize?: number };
+
+/** Thrown inside a transaction to have it rolled back and run again (a concurrent writer won a race). */
+export class RetryableConflict extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RetryableConflict';
+  }
+}
+
+export async function openSqlDatabase(config: DatabaseConfig): Promise<SqlDatabase> {
+  if (config.engine === 'sqlite') return new SqliteDatabase(config.path);
+  return PostgresDatabase.open(config);
+}
+
+/** Plain values only: better-sqlite3 refuses undefined and booleans. */
+function sqliteParams(params: readonly unknown[] | undefined): unknown[] {
+  if (!params) return [];
+  return params.map((p) => (p === undefined ? null : typeof p === 'boolean' ? (p ? 1 : 0) : p));
+}
+
+/** FIFO lock: SQLite has one connection, and a transaction spans awaits. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  private waiting = 0;
+
+  get idle(): boolean {
+    return this.waiting === 0;
+  }
+
+  lock(): Promise<() => void> {
+    this.waiting++;
+    let release!: () => void;
+    const next = new Promise<void>((resolve) => {
+      release = () => {
+        this.waiting--;
+        resolve();
+      };
+    });
+    const previous = this.tail;
+    this.tail = previous.then(() => next);
+    return previous.then(() => release);
+  }
+}
+
+type Statement = Database.Statement<unknown[], unknown>;
+
+class SqliteDatabase implements SqlDatabase {
+  readonly engine = 'sqlite' as const;
+  private readonly db: Database.Database;
+  private readonly statements = new Map<string, Statement>();
+  private readonly mutex = new Mutex();
+  private closed = false;
+  /** Statements issued by the open transaction's fn run directly. */
+  private readonly inside: SqlDatabase;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('cache_size = -65536');
+    this.inside = {
+      engine: 'sqlite',
+      all: async <T>(sql: string, params?: readonly unknown[]) => this.allNow<T>(sql, params),
+      get: async <T>(sql: string, params?: readonly unknown[]) => this.getNow<T>(sql, params),
+      run: async (sql: string, params?: readonly unknown[]) => this.runNow(sql, params),
+      exec: async (sql: string) => void this.db.exec(sql),
+      // Nested transactions join the open one.
+      transaction: <T>(fn: (tx: SqlDatabase) => Promise<T>) => fn(this.inside),
+      close: () => Promise.reject(new Error('close() inside a transaction')),
+    };
+  }
+
+  private prepare(sql: string): Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  private allNow<T>(sql: string, params?: readonly unknown[]): T[] {
+    return this.prepare(sql).all(...sqliteParams(params)) as T[];
+  }
+
+  private getNow<T>(sql: string, params?: readonly unknown[]): T | undefined {
+    return this.prepare(sql).get(...sqliteParams(params)) as T | undefined;
+  }
+
+  private runNow(sql: string, params?: readonly unknown[]): { changes: number; lastId?: number } {
+    const statement = this.prepare(sql);
+    if (statement.reader) {
+      const rows = statement.all(...sqliteParams(params)) as Array<{ id?: number }>;
+      return { changes: rows.length, lastId: rows[0]?.id };
+    }
+    const result = statement.run(...sqliteParams(params));
+    return /^\s*insert/i.test(sql)
+      ? { changes: result.changes, lastId: Number(result.lastInsertRowid) }
+      : { changes: result.changes };
+  }
+
+  /** Runs a single statement, after any open or queued transaction. */
+  private async outside<T>(work: () => T): Promise<T> {
+    if (this.closed) throw new Error('database is closed');
+    if (this.mutex.idle) return work();
+    const release = await this.mutex.lock();
+    try {
+      return work();
+    } finally {
+      release();
+    }
+  }
+
+  all<T>(sql: string, params?: readonly unknown[]): Promise<T[]> {
+    return this.outside(() => this.allNow<T>(sql, params));
+  }
+
+  get<T>(sql: string, params?: readonly unknown[]): Promise<T | undefined> {
+    return this.outside(() => this.getNow<T>(sql, params));
+  }
+
+  run(sql: string, params?: readonly unknown[]): Promise<{ changes: number; lastId?: number }> {
+    return this.outside(() => this.runNow(sql, params));
+  }
+
+  exec(sql: string): Promise<void> {
+    return this.outside(() => void this.db.exec(sql));
+  }
+
+  async transaction<T>(fn: (tx: SqlDatabase) => Promise<T>): Promise<T> {
+    if (this.closed) throw new Error('database is closed');
+    const release = await this.mutex.lock();
+    try {
+      // IMMEDIATE: take the write lock now, so another process cannot make us fail at COMMIT.
+      this.prepare('BEGIN IMMEDIATE').run();
+      try {
+        const result = await fn(this.inside);
+        this.prepare('COMMIT').run();
+        return result;
+      } catch (error) {
+        if (this.db.inTransaction) this.prepare('ROLLBACK').run();
+        throw error;
+      }
+    } finally {
+      release();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    const release = await this.mutex.lock();
+    try {
+      this.closed = true;
+      this.statements.clear();
+      this.db.close();
+    } finally {
+      release();
+    }
+  }
+}
+
+/** `?` → `$n`, skipping quoted strings and identifiers. */
+export function toPostgresPlaceholders(sql: string): string {
+  let out = '';
+  let n = 0;
+  let quote: string | undefined;
+  for (const ch of sql) {
+    if (quote) {
+      if (ch === quote) quote = undefined;
+      out += ch;
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+      out += ch;
+    } else if (ch === '?') {
+      out += `$${++n}`;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+// BIGINT ids and counts fit easily in a double; strings would leak into every caller.
+const int8 = 20;
+const typeParsers: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === int8 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+const retryableCodes = new Set(['40001', '40P01']);
+const maxAttempts = 8;
+
+function isRetryable(error: unknown): boolean {
+  if (error instanceof RetryableConflict) return true;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && retryableCodes.has(code);
+}
+
+interface Queryable {
+  query(text: string, values?: unknown[]): Promise<pg.QueryResult>;
+}
+
+class PostgresDatabase implements SqlDatabase {
+  readonly engine = 'postgres' as const;
+  private readonly translated = new Map<string, string>();
+
+  private constructor(private readonly pool: pg.Pool) {}
+
+  static async open(config: { url: string; schema?: string; poolSize?: number }): Promise<PostgresDatabase> {
+    const schema = config.schema;
+    if (schema !== undefined && !/^[a-z_][a-z0-9_]*$/.test(schema)) {
+      throw new Error(`invalid PostgreSQL schema name: ${schema}`);
+    }
+    if (schema) {
+      const client = new pg.Client({ connectionString: config.url });
+      await client.connect();
+      try {
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+      } finally {
+        await client.end();
+      }
+    }
+    const pool = new pg.Pool({
+      connectionString: config.url,
+      max: config.poolSize ?? 10,
+      types: typeParsers,
+      ...(schema ? { options: `-c search_path=${schema}` } : {}),
+    });
+    // An idle client's error (server restart) must not crash the process; the next query reconnects.
+    pool.on('error', () => {});
+    return new PostgresDatabase(pool);
+  }
+
+  private text(sql: string): string {
+    let text = this.translated.get(sql);
+    if (text === undefined) {
+      text = toPostgresPlaceholders(sql);
+      this.translated.set(sql, text);
+    }
+    return text;
+  }
+
+  private view(client: Queryable): SqlDatabase {
+    const self = this;
+    const view: SqlDatabase = {
+      engine: 'postgres',
+      async all<T>(sql: string, params?: readonly unknown[]) {
+        return (await client.query(self.text(sql), params as unknown[] | undefined)).rows as T[];
+      },
+      async get<T>(sql: string, params?: readonly unknown[]) {
+        return (await client.query(self.text(sql), params as unknown[] | undefined)).rows[0] as T | undefined;
+      },
+      async run(sql: string, params?: readonly unknown[]) {
+        const result = await client.query(self.text(sql), params as unknown[] | undefined);
+        const id = (result.rows[0] as { id?: unknown } | undefined)?.id;
+        return { changes: result.rowCount ?? 0, lastId: typeof id === 'number' ? id : undefined };
+      },
+      async exec(sql: string) {
+        await client.query(sql);
+      },
+      transaction: <T>(fn: (tx: SqlDatabase) => Promise<T>) => fn(view),
+      close: () => Promise.reject(new Error('close() inside a transaction')),
+    };
+    return view;
+  }
+
+  all<T>(sql: string, params?: readonly unknown[]): Promise<T[]> {
+    return this.view(this.pool).all<T>(sql, params);
+  }
+
+  get<T>(sql: string, params?: readonly unknown[]): Promise<T | undefined> {
+    return this.view(this.pool).get<T>(sql, params);
+  }
+
+  run(sql: string, params?: readonly unknown[]): Promise<{ changes: number; lastId?: number }> {
+    return this.view(this.pool).run(sql, params);
+  }
+
+  exec(sql: string): Promise<void> {
+    return this.view(this.pool).exec(sql);
+  }
+
+  async transaction<T>(fn: (tx: SqlDatabase) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.pool.connect();
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        try {
+          const result = await fn(this.view(client));
+          await client.query('COMMIT');
+          return result;
+        } catch (error) {
+          try {
+            await client.query('ROLLBACK');
+          } catch {
+            broken = true;
+          }
+          if (attempt < maxAttempts && isRetryable(error)) {
+            // Spread the retries of writers that collided.
+            await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+            continue;
+          }
+          throw error;
+        }
+      } finally {
+        client.release(broken);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
