@@ -1,0 +1,43 @@
+import type { Logger } from 'pino';
+import type { AtriumConfig } from '../config/config.ts';
+import { openArchiveIndex, type ArchiveIndex } from '../index/archive-index.ts';
+import type { Site } from '../index/records.ts';
+import { openBlobStore } from '../storage/open-store.ts';
+import type { BlobStore } from '../storage/blob-store.ts';
+import { Ingestor } from './ingest.ts';
+import { Retriever } from './retrieve.ts';
+
+/** The archive's engines and domain services, opened once and handed to every adapter. */
+export interface Archive {
+  readonly index: ArchiveIndex;
+  readonly store: BlobStore;
+  readonly ingestor: Ingestor;
+  readonly retriever: Retriever;
+  /** Sites by code, as configured (and mirrored in the index). */
+  readonly sites: ReadonlyMap<string, Site>;
+  close(): Promise<void>;
+}
+
+export async function openArchive(config: AtriumConfig, logger: Logger): Promise<Archive> {
+  const index = await openArchiveIndex(config.index);
+  let store: BlobStore;
+  try {
+    store = await openBlobStore(config.storage);
+  } catch (e) {
+    await index.close();
+    throw e;
+  }
+  const sites = new Map<string, Site>();
+  for (const wanted of config.sites) {
+    const site = (await index.getSiteByCode(wanted.code)) ?? (await index.createSite(wanted));
+    sites.set(site.code, site);
+  }
+  const ingestor = new Ingestor(index, store, config.ingest, logger.child({ component: 'ingest' }));
+  const retriever = new Retriever(index, store);
+  return {
+    index, store, ingestor, retriever, sites,
+    async close() {
+      await Promise.allSettled([index.close(), store.close()]);
+    },
+  };
+}

@@ -1,0 +1,371 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Transform, pipeline, type Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import {
+  Tags, isKnownTransferSyntax, isNativeTransferSyntax, tagToHex,
+  type ByteRange, type DicomDataset, type ParsedObject,
+} from '../dicom/dataset.ts';
+import { Part10Parser, DicomParseError } from '../dicom/part10-parser.ts';
+import { numberValue, stringValue, valueContextOf, type ValueContext } from '../dicom/values.ts';
+import { stringifyDicomJson, toDicomJson } from '../dicom/json.ts';
+import { isValidUID } from '../dicom/uids.ts';
+import type { BlobStore, StoredBlob } from '../storage/blob-store.ts';
+import { IndexConflictError, type ArchiveIndex } from '../index/archive-index.ts';
+import type { DuplicatePolicy, InstanceLayout, InstanceRecord, Site, StoreOutcome } from '../index/records.ts';
+import { IngestError, type IngestErrorCode } from './ingest-error.ts';
+
+/** Who sends the object, resolved by the protocol adapter before ingest. */
+export interface IngestSource {
+  site: Site;
+  via: 'stow-rs' | 'dimse' | 'import' | 'reindex';
+  /** STOW-RS to /studies/{StudyInstanceUID}: every object must belong to it. */
+  expectedStudyInstanceUID?: string;
+}
+
+export interface IngestedInstance {
+  status: Exclude<StoreOutcome['status'], 'rejected' | 'kept-existing'>;
+  SOPClassUID: string;
+  SOPInstanceUID: string;
+  StudyInstanceUID: string;
+  SeriesInstanceUID: string;
+  TransferSyntaxUID: string;
+  size: number;
+  warnings: string[];
+}
+
+export type IngestResult =
+  | { ok: true; instance: IngestedInstance }
+  | { ok: false; error: IngestError; SOPClassUID?: string; SOPInstanceUID?: string };
+
+export interface IngestOptions {
+  duplicatePolicy: DuplicatePolicy;
+  maxHeaderBytes: number;
+}
+
+/** The one way in: every entry point (STOW-RS, C-STORE, import) ingests through here. */
+export class Ingestor {
+  constructor(
+    private readonly index: ArchiveIndex,
+    private readonly store: BlobStore,
+    private readonly options: IngestOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Streams one Part 10 object to storage while parsing its header, validates it,
+   * indexes it in one transaction, and only then answers. Refused objects leave no
+   * blob and no index row. Errors of the source stream itself (a broken upload)
+   * are thrown: the adapter answers them for the whole request.
+   */
+  async ingestInstance(body: Readable, source: IngestSource): Promise<IngestResult> {
+    const parser = new Part10Parser({ maxHeaderBytes: this.options.maxHeaderBytes });
+    let parseError: DicomParseError | undefined;
+    const tap = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        try {
+          parser.write(chunk);
+          callback(null, chunk);
+        } catch (e) {
+          if (e instanceof DicomParseError) parseError = e;
+          callback(e as Error);
+        }
+      },
+    });
+    const key = newBlobKey(source.site.code);
+    let blob: StoredBlob;
+    try {
+      blob = await this.store.put(key, pipeline(body, tap, () => {}));
+    } catch (e) {
+      if (parseError) return { ok: false, error: ingestErrorOfParse(parseError) };
+      throw e;
+    }
+
+    return this.indexBlob(() => parser.end(), blob, source, true);
+  }
+
+  /**
+   * Indexes an object already in storage (reindex after the index was lost):
+   * same validation and duplicate policy as a new arrival, nothing deleted on refusal.
+   */
+  async reindexBlob(key: string, source: IngestSource): Promise<IngestResult> {
+    const parser = new Part10Parser({ maxHeaderBytes: this.options.maxHeaderBytes });
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      for await (const chunk of await this.store.get(key)) {
+        parser.write(chunk as Buffer);
+        hash.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
+      }
+    } catch (e) {
+      if (e instanceof DicomParseError) return { ok: false, error: ingestErrorOfParse(e) };
+      throw e;
+    }
+    return this.indexBlob(() => parser.end(), { key, size, sha256: hash.digest('hex') }, source, false);
+  }
+
+  private async indexBlob(parse: () => ParsedObject, blob: StoredBlob, source: IngestSource, ownsBlob: boolean): Promise<IngestResult> {
+    const discard = async () => {
+      if (ownsBlob) await this.discardBlob(blob.key);
+    };
+    let parsed: ParsedObject | undefined;
+    let record: InstanceRecord;
+    let warnings: string[];
+    try {
+      parsed = parse();
+      ({ record, warnings } = buildInstanceRecord(parsed, blob, source));
+    } catch (e) {
+      await discard();
+      const error = e instanceof DicomParseError ? ingestErrorOfParse(e) : e;
+      if (error instanceof IngestError) return { ok: false, error, ...(parsed ? sopOf(parsed) : {}) };
+      throw e;
+    }
+
+    let outcome: StoreOutcome;
+    try {
+      outcome = await this.index.storeInstance(record, this.options.duplicatePolicy);
+    } catch (e) {
+      // Not acknowledged: the blob would be an orphan.
+      await discard();
+      if (e instanceof IndexConflictError) {
+        return { ok: false, SOPClassUID: record.instance.SOPClassUID, SOPInstanceUID: record.instance.SOPInstanceUID, error: new IngestError('identity-conflict', e.message) };
+      }
+      throw e;
+    }
+    const { SOPInstanceUID, SOPClassUID } = record.instance;
+    switch (outcome.status) {
+      case 'identical':
+        if (outcome.existingBlobKey !== blob.key) await discard();
+        break;
+      case 'rejected':
+        await discard();
+        return {
+          ok: false, SOPClassUID, SOPInstanceUID,
+          error: new IngestError('duplicate-rejected', 'a different object with this SOPInstanceUID is already stored (duplicate policy: reject)'),
+        };
+      case 'kept-existing':
+        return {
+          ok: false, SOPClassUID, SOPInstanceUID,
+          error: new IngestError('duplicate-kept', 'a different object with this SOPInstanceUID is already stored; the new one is kept in its history, not served (duplicate policy: keep)'),
+        };
+      case 'stored':
+      case 'replaced':
+        break;
+    }
+    this.logger.debug({ sop: SOPInstanceUID, status: outcome.status, site: source.site.code, via: source.via, size: blob.size }, 'instance indexed');
+    return {
+      ok: true,
+      instance: {
+        status: outcome.status,
+        SOPClassUID,
+        SOPInstanceUID,
+        StudyInstanceUID: record.study.StudyInstanceUID,
+        SeriesInstanceUID: record.series.SeriesInstanceUID,
+        TransferSyntaxUID: record.instance.TransferSyntaxUID,
+        size: blob.size,
+        warnings,
+      },
+    };
+  }
+
+  private async discardBlob(key: string): Promise<void> {
+    try {
+      await this.store.delete(key);
+    } catch (e) {
+      // Left for `atrium verify` to report as an orphan.
+      this.logger.warn({ err: e, key }, 'could not delete an unneeded blob');
+    }
+  }
+}
+
+/**
+ * instances/<site>/<yyyy>/<mm>/<dd>/<time>-<random>.dcm: the site is kept with the
+ * object so `atrium reindex` can rebuild everything from storage alone, and names
+ * sort by arrival so a replay applies the duplicate policy in the original order.
+ * No patient identifier ever appears in a key.
+ */
+export function newBlobKey(siteCode: string, now = new Date()): string {
+  const d = now.toISOString();
+  const time = now.getTime().toString(36).padStart(10, '0');
+  return `instances/${siteCode}/${d.slice(0, 4)}/${d.slice(5, 7)}/${d.slice(8, 10)}/${time}-${randomUUID()}.dcm`;
+}
+
+/** The site code a blob key was written for, or undefined for keys of another form. */
+export function siteCodeOfBlobKey(key: string): string | undefined {
+  return /^instances\/([A-Za-z0-9_-]+)\/\d{4}\/\d{2}\/\d{2}\/[^/]+\.dcm$/.exec(key)?.[1];
+}
+
+function ingestErrorOfParse(e: DicomParseError): IngestError {
+  const code: IngestErrorCode = e.code === 'no-preamble' || e.code === 'no-meta' || e.code === 'bad-meta'
+    ? 'not-dicom'
+    : e.code === 'truncated' ? 'truncated'
+      : e.code === 'header-too-large' ? 'header-too-large'
+        : 'malformed';
+  return new IngestError(code, e.message);
+}
+
+const metaCtx: ValueContext = valueContextOf(new Map(), true);
+
+/** The refused object's identity, for the failure report (dataset first, then meta header). */
+function sopOf(parsed: ParsedObject): { SOPClassUID?: string; SOPInstanceUID?: string } {
+  const ctx = valueContextOf(parsed.dataset, parsed.littleEndian);
+  return {
+    SOPClassUID: stringValue(parsed.dataset, Tags.SOPClassUID, ctx) ?? stringValue(parsed.meta, Tags.MediaStorageSOPClassUID, metaCtx),
+    SOPInstanceUID: stringValue(parsed.dataset, Tags.SOPInstanceUID, ctx) ?? stringValue(parsed.meta, Tags.MediaStorageSOPInstanceUID, metaCtx),
+  };
+}
+
+/**
+ * Validates a parsed object and turns it into what the index stores.
+ * Throws IngestError with the reason an object cannot be archived.
+ */
+export function buildInstanceRecord(parsed: ParsedObject, blob: StoredBlob, source: IngestSource): { record: InstanceRecord; warnings: string[] } {
+  const warnings: string[] = [];
+  const { meta, dataset } = parsed;
+  const ctx = valueContextOf(dataset, parsed.littleEndian);
+  const s = (t: number) => stringValue(dataset, t, ctx);
+  const n = (t: number) => numberValue(dataset, t, ctx);
+
+  const ts = parsed.transferSyntaxUID;
+  if (!isKnownTransferSyntax(ts)) {
+    throw new IngestError('unknown-transfer-syntax', `transfer syntax ${ts} is not one Atrium knows`);
+  }
+  const metaSOPClassUID = stringValue(meta, Tags.MediaStorageSOPClassUID, metaCtx);
+  const metaSOPInstanceUID = stringValue(meta, Tags.MediaStorageSOPInstanceUID, metaCtx);
+  const required = {
+    SOPClassUID: s(Tags.SOPClassUID),
+    SOPInstanceUID: s(Tags.SOPInstanceUID),
+    StudyInstanceUID: s(Tags.StudyInstanceUID),
+    SeriesInstanceUID: s(Tags.SeriesInstanceUID),
+  };
+  for (const [keyword, value] of Object.entries(required)) {
+    if (value === undefined) throw new IngestError('missing-attribute', `${keyword} is missing or empty`);
+    if (!isValidUID(value)) throw new IngestError('invalid-uid', `${keyword} is not a valid UID: ${JSON.stringify(value)}`);
+  }
+  const { SOPClassUID, SOPInstanceUID, StudyInstanceUID, SeriesInstanceUID } = required as Record<keyof typeof required, string>;
+  if (metaSOPInstanceUID === undefined || metaSOPClassUID === undefined) {
+    throw new IngestError('not-dicom', 'the file meta information lacks MediaStorageSOPClassUID or MediaStorageSOPInstanceUID');
+  }
+  // Real objects sometimes carry a meta header that disagrees with their dataset (pydicom's
+  // rtdose.dcm does). The bytes are kept as received; the dataset's UIDs are what the
+  // index and every query use, and the discrepancy is reported as a warning.
+  if (metaSOPInstanceUID !== SOPInstanceUID) {
+    warnings.push(`MediaStorageSOPInstanceUID ${metaSOPInstanceUID} differs from SOPInstanceUID ${SOPInstanceUID}; the dataset's UID is used`);
+  }
+  if (metaSOPClassUID !== SOPClassUID) {
+    warnings.push(`MediaStorageSOPClassUID ${metaSOPClassUID} differs from SOPClassUID ${SOPClassUID}; the dataset's UID is used`);
+  }
+  if (source.expectedStudyInstanceUID !== undefined && source.expectedStudyInstanceUID !== StudyInstanceUID) {
+    throw new IngestError('study-mismatch', `the object belongs to study ${StudyInstanceUID}, not to ${source.expectedStudyInstanceUID}`);
+  }
+
+  const layout = layoutOf(parsed);
+  checkPixelDataSize(parsed, layout, ctx, warnings);
+
+  let PatientID = s(Tags.PatientID);
+  if (PatientID === undefined) {
+    warnings.push('PatientID is empty');
+    PatientID = '';
+  }
+  const metadata = toDicomJson(dataset, ctx, {
+    bulkDataURI: (tagPath: string) => `atrium:bulk/${tagPath}`,
+  });
+  const record: InstanceRecord = {
+    siteId: source.site.id,
+    patient: {
+      PatientID,
+      IssuerOfPatientID: s(Tags.IssuerOfPatientID) ?? source.site.issuerOfPatientID,
+      PatientName: s(Tags.PatientName),
+      PatientBirthDate: s(Tags.PatientBirthDate),
+      PatientSex: s(Tags.PatientSex),
+    },
+    study: {
+      StudyInstanceUID,
+      StudyDate: s(Tags.StudyDate),
+      StudyTime: s(Tags.StudyTime),
+      AccessionNumber: s(Tags.AccessionNumber),
+      StudyID: s(Tags.StudyID),
+      StudyDescription: s(Tags.StudyDescription),
+      ReferringPhysicianName: s(Tags.ReferringPhysicianName),
+      InstitutionName: s(Tags.InstitutionName),
+    },
+    series: {
+      SeriesInstanceUID,
+      Modality: s(Tags.Modality),
+      SeriesNumber: n(Tags.SeriesNumber),
+      SeriesDescription: s(Tags.SeriesDescription),
+      BodyPartExamined: s(Tags.BodyPartExamined),
+      SeriesDate: s(Tags.SeriesDate),
+      SeriesTime: s(Tags.SeriesTime),
+      PerformedProcedureStepStartDate: s(Tags.PerformedProcedureStepStartDate),
+      PerformedProcedureStepStartTime: s(Tags.PerformedProcedureStepStartTime),
+    },
+    instance: {
+      SOPInstanceUID,
+      SOPClassUID,
+      InstanceNumber: n(Tags.InstanceNumber),
+      TransferSyntaxUID: ts,
+      NumberOfFrames: n(Tags.NumberOfFrames),
+      Rows: n(Tags.Rows),
+      Columns: n(Tags.Columns),
+      ContentDate: s(Tags.ContentDate),
+      ContentTime: s(Tags.ContentTime),
+    },
+    blob,
+    layout,
+    metadataJson: stringifyDicomJson(metadata),
+  };
+  return { record, warnings };
+}
+
+/** Where bulk values and pixel data lie in the stored object, by tag path. */
+function layoutOf(parsed: ParsedObject): InstanceLayout {
+  const layout: InstanceLayout = {
+    datasetOffset: parsed.datasetOffset,
+    littleEndian: parsed.littleEndian,
+    explicitVR: parsed.explicitVR,
+    bulk: {},
+  };
+  const walk = (ds: DicomDataset, prefix: string) => {
+    for (const el of ds.values()) {
+      const path = prefix + tagToHex(el.tag);
+      if (el.items) {
+        el.items.forEach((item, i) => walk(item, `${path}.${i}.`));
+        continue;
+      }
+      const range = el.bulk ?? spanOf(el.fragments);
+      if (range) layout.bulk[path] = range;
+      if (el.tag === Tags.PixelData && prefix === '' && range) {
+        layout.pixelData = { range, fragments: el.fragments, basicOffsetTable: el.basicOffsetTable };
+      }
+    }
+  };
+  walk(parsed.dataset, '');
+  return layout;
+}
+
+function spanOf(fragments: ByteRange[] | undefined): ByteRange | undefined {
+  if (!fragments || fragments.length === 0) return undefined;
+  const first = fragments[0]!;
+  const last = fragments[fragments.length - 1]!;
+  return { offset: first.offset, length: last.offset + last.length - first.offset };
+}
+
+function checkPixelDataSize(parsed: ParsedObject, layout: InstanceLayout, ctx: ValueContext, warnings: string[]): void {
+  const el = parsed.dataset.get(Tags.PixelData);
+  if (!el || !isNativeTransferSyntax(parsed.transferSyntaxUID)) return;
+  const n = (t: number) => numberValue(parsed.dataset, t, ctx);
+  const rows = n(Tags.Rows), columns = n(Tags.Columns), bits = n(Tags.BitsAllocated);
+  if (rows === undefined || columns === undefined || bits === undefined) {
+    throw new IngestError('missing-attribute', 'PixelData is present but Rows, Columns or BitsAllocated is missing');
+  }
+  const samples = n(Tags.SamplesPerPixel) ?? 1;
+  const frames = n(Tags.NumberOfFrames) ?? 1;
+  const expected = Math.ceil((rows * columns * samples * frames * bits) / 8);
+  const actual = layout.pixelData?.range.length ?? el.value?.length ?? 0;
+  if (actual < expected) {
+    throw new IngestError('inconsistent-size', `PixelData holds ${actual} bytes where ${rows}x${columns}x${samples}x${frames} at ${bits} bits need ${expected}`);
+  }
+  if (actual > expected + 1) warnings.push(`PixelData holds ${actual - expected} bytes more than its description`);
+}
+

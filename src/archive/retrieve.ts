@@ -1,0 +1,193 @@
+import { Readable } from 'node:stream';
+import { buffer as readAll } from 'node:stream/consumers';
+import { Tags, TransferSyntax, isNativeTransferSyntax, tagToHex, type ByteRange } from '../dicom/dataset.ts';
+import { parsePart10 } from '../dicom/part10-parser.ts';
+import { writePart10 } from '../dicom/part10-writer.ts';
+import type { ArchiveIndex } from '../index/archive-index.ts';
+import type { StoredInstance } from '../index/records.ts';
+import type { BlobStore } from '../storage/blob-store.ts';
+import { canDecode, decodeFrame, nativeFrameRange, type ImagePixelModule } from './pixels.ts';
+import { renderFrame, type RenderOptions } from './render.ts';
+
+export type RetrieveErrorCode = 'not-found' | 'not-acceptable' | 'bad-request';
+
+export class RetrieveError extends Error {
+  constructor(readonly code: RetrieveErrorCode, message: string) {
+    super(message);
+    this.name = 'RetrieveError';
+  }
+}
+
+/** The transfer syntaxes an uncompressed original can be re-encoded to on the way out. */
+const transcodableTargets: ReadonlySet<string> = new Set([TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian]);
+
+export interface FrameBytes {
+  bytes: Buffer;
+  /** The transfer syntax the bytes are in (native frames are always little endian). */
+  transferSyntaxUID: string;
+}
+
+/** Reading stored objects back: whole, re-encoded, by frame, by bulk value, rendered. */
+export class Retriever {
+  constructor(private readonly index: ArchiveIndex, private readonly store: BlobStore) {}
+
+  async findInstances(where: { StudyInstanceUID: string; SeriesInstanceUID?: string; SOPInstanceUID?: string; siteIds?: number[] }): Promise<StoredInstance[]> {
+    const found = await this.index.getStoredInstances(where);
+    if (found.length === 0) {
+      const what = where.SOPInstanceUID ? `instance ${where.SOPInstanceUID}` : where.SeriesInstanceUID ? `series ${where.SeriesInstanceUID}` : `study ${where.StudyInstanceUID}`;
+      throw new RetrieveError('not-found', `${what} is not in the archive`);
+    }
+    return found;
+  }
+
+  /** Whether the object can be sent in this transfer syntax ("*" = as stored). */
+  canSendAs(inst: StoredInstance, transferSyntaxUID: string): boolean {
+    return transferSyntaxUID === '*'
+      || transferSyntaxUID === inst.TransferSyntaxUID
+      || (isNativeTransferSyntax(inst.TransferSyntaxUID) && transcodableTargets.has(transferSyntaxUID));
+  }
+
+  /** The Part 10 object in the requested transfer syntax, streamed. */
+  async openInstance(inst: StoredInstance, transferSyntaxUID: string): Promise<Readable> {
+    if (transferSyntaxUID === '*' || transferSyntaxUID === inst.TransferSyntaxUID) {
+      return this.store.get(inst.blobKey);
+    }
+    if (!this.canSendAs(inst, transferSyntaxUID)) {
+      throw new RetrieveError('not-acceptable', `instance ${inst.SOPInstanceUID} is stored as ${inst.TransferSyntaxUID} and cannot be sent as ${transferSyntaxUID}`);
+    }
+    // The header is small; re-read it from the stored object (bulk values stay on storage).
+    const whole = await readAll(await this.store.get(inst.blobKey));
+    const obj = parsePart10(whole);
+    return Readable.from(writePart10(
+      { obj, readRange: (r: ByteRange) => whole.subarray(r.offset, r.offset + r.length) },
+      { transferSyntaxUID: transferSyntaxUID as '1.2.840.10008.1.2.1' },
+    ));
+  }
+
+  /** A bulk value of the instance by tag path, as stored. */
+  async openBulk(inst: StoredInstance, tagPath: string): Promise<Readable> {
+    const range = inst.layout.bulk[tagPath];
+    if (!range) throw new RetrieveError('not-found', `instance ${inst.SOPInstanceUID} has no bulk data at ${tagPath}`);
+    if (range.length === 0) return Readable.from([]);
+    return this.store.get(inst.blobKey, { start: range.offset, end: range.offset + range.length - 1 });
+  }
+
+  pixelModuleOf(inst: StoredInstance): ImagePixelModule {
+    const md = JSON.parse(inst.metadataJson) as Record<string, { Value?: unknown[] }>;
+    const num = (t: number): number | undefined => {
+      const v = md[tagToHex(t)]?.Value?.[0];
+      return typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : undefined;
+    };
+    const str = (t: number): string | undefined => {
+      const v = md[tagToHex(t)]?.Value?.[0];
+      return typeof v === 'string' ? v : undefined;
+    };
+    const rows = num(Tags.Rows), columns = num(Tags.Columns), bits = num(Tags.BitsAllocated);
+    if (rows === undefined || columns === undefined || bits === undefined) {
+      throw new RetrieveError('not-found', `instance ${inst.SOPInstanceUID} has no image pixel data`);
+    }
+    return {
+      Rows: rows,
+      Columns: columns,
+      SamplesPerPixel: num(Tags.SamplesPerPixel) ?? 1,
+      BitsAllocated: bits,
+      BitsStored: num(Tags.BitsStored) ?? bits,
+      HighBit: num(Tags.HighBit) ?? (num(Tags.BitsStored) ?? bits) - 1,
+      PixelRepresentation: num(Tags.PixelRepresentation) ?? 0,
+      PhotometricInterpretation: str(Tags.PhotometricInterpretation) ?? 'MONOCHROME2',
+      PlanarConfiguration: num(Tags.PlanarConfiguration),
+      NumberOfFrames: num(Tags.NumberOfFrames) ?? 1,
+      RescaleSlope: num(Tags.RescaleSlope),
+      RescaleIntercept: num(Tags.RescaleIntercept),
+      WindowCenter: num(Tags.WindowCenter),
+      WindowWidth: num(Tags.WindowWidth),
+      littleEndian: inst.layout.littleEndian,
+    };
+  }
+
+  /** Frames (1-based numbers) as stored: native frames in little endian, compressed frames as their bitstream. */
+  async readFrames(inst: StoredInstance, frameNumbers: number[]): Promise<FrameBytes[]> {
+    const px = this.pixelModuleOf(inst);
+    for (const f of frameNumbers) {
+      if (!Number.isSafeInteger(f) || f < 1 || f > px.NumberOfFrames) {
+        throw new RetrieveError('not-found', `frame ${f} does not exist: instance ${inst.SOPInstanceUID} has ${px.NumberOfFrames} frame(s)`);
+      }
+    }
+    const pixelData = inst.layout.pixelData;
+    if (!pixelData) throw new RetrieveError('not-found', `instance ${inst.SOPInstanceUID} has no pixel data stored apart`);
+    if (isNativeTransferSyntax(inst.TransferSyntaxUID)) {
+      return Promise.all(frameNumbers.map(async (f) => {
+        const r = nativeFrameRange(px, f - 1);
+        const start = pixelData.range.offset + r.offset;
+        const bytes = await this.readRange(inst.blobKey, start, r.length);
+        if (!px.littleEndian) swapToLittleEndian(bytes, px.BitsAllocated);
+        return { bytes, transferSyntaxUID: TransferSyntax.ExplicitVRLittleEndian };
+      }));
+    }
+    const fragmentsOfFrame = framesOfFragments(pixelData.fragments ?? [], pixelData.basicOffsetTable ?? [], px.NumberOfFrames);
+    return Promise.all(frameNumbers.map(async (f) => {
+      const parts = fragmentsOfFrame[f - 1];
+      if (!parts || parts.length === 0) throw new RetrieveError('not-found', `frame ${f} has no fragment`);
+      const first = parts[0]!;
+      const last = parts[parts.length - 1]!;
+      const span = await this.readRange(inst.blobKey, first.offset, last.offset + last.length - first.offset);
+      // Fragments of one frame are contiguous but for 8-byte item headers between them.
+      const bytes = parts.length === 1 ? span : Buffer.concat(parts.map((p) => span.subarray(p.offset - first.offset, p.offset - first.offset + p.length)));
+      return { bytes, transferSyntaxUID: inst.TransferSyntaxUID };
+    }));
+  }
+
+  /** Frames decoded to native little-endian bytes, for clients that want no compression. */
+  async readDecodedFrames(inst: StoredInstance, frameNumbers: number[]): Promise<FrameBytes[]> {
+    if (isNativeTransferSyntax(inst.TransferSyntaxUID)) return this.readFrames(inst, frameNumbers);
+    if (!canDecode(inst.TransferSyntaxUID)) {
+      throw new RetrieveError('not-acceptable', `frames of ${inst.SOPInstanceUID} are stored as ${inst.TransferSyntaxUID}, which Atrium does not decode`);
+    }
+    const px = this.pixelModuleOf(inst);
+    const frames = await this.readFrames(inst, frameNumbers);
+    return frames.map((f) => ({ bytes: nativeBytesOf(decodeFrame(f.bytes, inst.TransferSyntaxUID, px).raw), transferSyntaxUID: TransferSyntax.ExplicitVRLittleEndian }));
+  }
+
+  async renderFrame(inst: StoredInstance, frameNumber: number, options: RenderOptions): Promise<Buffer> {
+    if (!canDecode(inst.TransferSyntaxUID)) {
+      throw new RetrieveError('not-acceptable', `instance ${inst.SOPInstanceUID} is stored as ${inst.TransferSyntaxUID}, which Atrium cannot render yet`);
+    }
+    const px = this.pixelModuleOf(inst);
+    const [frame] = await this.readFrames(inst, [frameNumber]);
+    const decoded = decodeFrame(frame!.bytes, isNativeTransferSyntax(inst.TransferSyntaxUID) ? TransferSyntax.ExplicitVRLittleEndian : inst.TransferSyntaxUID, { ...px, littleEndian: true });
+    return renderFrame(decoded, px, options);
+  }
+
+  private async readRange(key: string, offset: number, length: number): Promise<Buffer> {
+    if (length === 0) return Buffer.alloc(0);
+    return readAll(await this.store.get(key, { start: offset, end: offset + length - 1 }));
+  }
+}
+
+function swapToLittleEndian(bytes: Buffer, bitsAllocated: number): void {
+  if (bitsAllocated === 16) bytes.swap16();
+  else if (bitsAllocated === 32) bytes.swap32();
+  else if (bitsAllocated === 64) bytes.swap64();
+}
+
+function nativeBytesOf(raw: ArrayBufferView): Buffer {
+  return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+}
+
+/**
+ * Which fragments make each frame (PS3.5 A.4): one fragment a frame when the counts
+ * agree, else the basic offset table, else (single frame) all of them.
+ */
+export function framesOfFragments(fragments: ByteRange[], basicOffsetTable: number[], numberOfFrames: number): ByteRange[][] {
+  if (fragments.length === numberOfFrames) return fragments.map((f) => [f]);
+  if (numberOfFrames === 1) return [fragments];
+  if (basicOffsetTable.length === numberOfFrames && fragments.length > 0) {
+    // Offsets in the table count from the first fragment's item header (8 bytes before its value).
+    const base = fragments[0]!.offset - 8;
+    return basicOffsetTable.map((start, i) => {
+      const end = i + 1 < basicOffsetTable.length ? basicOffsetTable[i + 1]! : Infinity;
+      return fragments.filter((f) => f.offset - 8 - base >= start && f.offset - 8 - base < end);
+    });
+  }
+  throw new RetrieveError('not-found', `cannot tell frames apart: ${fragments.length} fragments, ${numberOfFrames} frames and no basic offset table`);
+}
