@@ -1,0 +1,33 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Archive } from '../archive/archive.ts';
+import type { AtriumConfig } from '../config/config.ts';
+import { dicomwebRoutes } from '../dicomweb/routes.ts';
+import { registerBearerAuth, type ApiClient } from './auth.ts';
+
+/** The HTTP face of Atrium: each protocol adapter is a plugin with its own prefix. */
+export async function buildHttpServer(config: AtriumConfig, archive: Archive, logger: Logger): Promise<FastifyInstance> {
+  const app = Fastify({
+    // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's default generic type.
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    // STOW-RS bodies are streamed; this only bounds the JSON bodies of other routes.
+    bodyLimit: 1024 * 1024,
+    requestTimeout: 0,
+    // Node's HTTP server sets TCP_NODELAY on every socket (noDelay defaults to true).
+  });
+  const clients: ApiClient[] = config.apiClients.map((c) => {
+    const site = archive.sites.get(c.site);
+    if (!site) throw new Error(`api client ${c.name}: unknown site ${c.site}`);
+    return { name: c.name, tokenSha256: c.tokenSha256, site };
+  });
+  registerBearerAuth(app, clients);
+  app.get('/health', async () => ({ status: 'ok' }));
+  await app.register(dicomwebRoutes, {
+    prefix: '/dicom-web',
+    archive,
+    maxRequestBytes: config.http.maxRequestBytes,
+    publicBaseUrl: config.http.publicBaseUrl,
+  });
+  return app;
+}

@@ -1,0 +1,127 @@
+import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { loadConfig, ConfigError, type AtriumConfig } from '../config/config.ts';
+import { openArchive } from '../archive/archive.ts';
+import { reindexArchive, verifyArchive } from '../archive/maintenance.ts';
+import { buildHttpServer } from '../api/server.ts';
+import { sha256Hex } from '../api/auth.ts';
+
+const usage = `atrium <command> [options]
+
+Commands:
+  serve     start the archive (HTTP DICOMweb on 127.0.0.1:8042 by default)
+  reindex   rebuild the index from the stored objects
+  verify    check that every indexed object is stored intact and every stored object indexed
+              --repair             remove rows of lost objects, delete orphan blobs past the grace period
+              --no-checksums       compare sizes only (fast)
+              --grace-seconds N    orphans younger than N seconds are left alone (default 3600)
+
+Options:
+  --config FILE     configuration file (default: $ATRIUM_CONFIG, else embedded defaults)
+  --data-dir DIR    data folder (default: $ATRIUM_DATA_DIR, else ./data)
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      'data-dir': { type: 'string' },
+      repair: { type: 'boolean', default: false },
+      'no-checksums': { type: 'boolean', default: false },
+      'grace-seconds': { type: 'string', default: '3600' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const command = positionals[0];
+  if (values.help || !command) {
+    process.stdout.write(usage);
+    return command || values.help ? 0 : 2;
+  }
+  const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });
+  mkdirSync(config.dataDir, { recursive: true });
+  const logger = pino({ level: config.log.level, base: { service: 'atrium' } });
+  switch (command) {
+    case 'serve':
+      return serve(config, logger);
+    case 'reindex': {
+      const archive = await openArchive(config, logger);
+      try {
+        const report = await reindexArchive(archive, (n) => {
+          if (n % 1000 === 0) process.stderr.write(`\r${n} objects`);
+        });
+        process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+        return report.refused.length === 0 ? 0 : 1;
+      } finally {
+        await archive.close();
+      }
+    }
+    case 'verify': {
+      const grace = Number(values['grace-seconds']);
+      if (!Number.isFinite(grace) || grace < 0) throw new ConfigError('--grace-seconds must be a number of seconds');
+      const archive = await openArchive(config, logger);
+      try {
+        const report = await verifyArchive(archive, { checksums: !values['no-checksums'], repair: values.repair, orphanGraceMs: grace * 1000 });
+        process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+        const unresolved = report.corrupt.length
+          + (values.repair ? report.orphans.length - report.repaired.orphansDeleted : report.orphans.length + report.missing.length);
+        return unresolved === 0 ? 0 : 1;
+      } finally {
+        await archive.close();
+      }
+    }
+    default:
+      process.stderr.write(`unknown command ${command}\n\n${usage}`);
+      return 2;
+  }
+}
+
+/**
+ * With no API client configured, serve writes one token to the data folder (mode 0600)
+ * and says where: nothing is reachable without it, and it never appears in a log.
+ */
+function ensureLocalToken(config: AtriumConfig, logger: Logger): void {
+  if (config.apiClients.length > 0) return;
+  const file = path.join(config.dataDir, 'api-token');
+  if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600 });
+  const token = readFileSync(file, 'utf8').trim();
+  config.apiClients.push({ name: 'local', tokenSha256: sha256Hex(token), site: config.sites[0]!.code });
+  logger.info({ tokenFile: file }, 'no apiClients configured: the bearer token for this node is in the token file');
+}
+
+async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
+  ensureLocalToken(config, logger);
+  logger.info({
+    dataDir: config.dataDir,
+    http: `${config.http.host}:${config.http.port}`,
+    index: config.index.engine,
+    storage: config.storage.kind,
+    duplicatePolicy: config.ingest.duplicatePolicy,
+    sites: config.sites.map((s) => s.code),
+  }, 'configuration');
+  const archive = await openArchive(config, logger);
+  const app = await buildHttpServer(config, archive, logger);
+  await app.listen({ host: config.http.host, port: config.http.port });
+  logger.info({ url: `http://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  logger.info('stopping');
+  await app.close();
+  await archive.close();
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`atrium: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(e instanceof ConfigError ? 2 : 1);
+  },
+);

@@ -1,0 +1,204 @@
+import { readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { DuplicatePolicy, NewSite } from '../index/records.ts';
+import type { StorageConfig } from '../storage/open-store.ts';
+
+/**
+ * Atrium's configuration: one YAML file (atrium.example.yaml documents every key),
+ * then environment variables for secrets and URLs. Every default is safe:
+ * loopback only, embedded engines in the data folder.
+ */
+export interface AtriumConfig {
+  dataDir: string;
+  http: {
+    host: string;
+    port: number;
+    /** Largest accepted request body (STOW-RS), in bytes. */
+    maxRequestBytes: number;
+    /** Base URL written in RetrieveURL/BulkDataURI; derived from the request when absent. */
+    publicBaseUrl?: string;
+  };
+  index: { engine: 'sqlite'; path: string } | { engine: 'postgres'; url: string; schema?: string };
+  storage: StorageConfig;
+  ingest: {
+    /** A different object arriving with a stored SOPInstanceUID. */
+    duplicatePolicy: DuplicatePolicy;
+    /** Largest in-memory header (all values but bulk data) of one object, in bytes. */
+    maxHeaderBytes: number;
+  };
+  sites: Array<NewSite & { aeTitles?: string[] }>;
+  /** Machine clients of the HTTP API until OIDC lands: a token's SHA-256 and the site it sends for. */
+  apiClients: Array<{ name: string; tokenSha256: string; site: string }>;
+  log: { level: string };
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const duplicatePolicies: readonly DuplicatePolicy[] = ['keep', 'replace', 'reject'];
+
+export function defaultConfig(dataDir: string): AtriumConfig {
+  return {
+    dataDir,
+    http: { host: '127.0.0.1', port: 8042, maxRequestBytes: 8 * 1024 ** 3 },
+    index: { engine: 'sqlite', path: path.join(dataDir, 'index.sqlite') },
+    storage: { kind: 'filesystem', root: path.join(dataDir, 'blobs') },
+    ingest: { duplicatePolicy: 'replace', maxHeaderBytes: 64 * 1024 ** 2 },
+    sites: [{ code: 'LOCAL', name: 'Local site', finess: '000000000', issuerOfPatientID: 'LOCAL' }],
+    apiClients: [],
+    log: { level: 'info' },
+  };
+}
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Reads the file (if any) over the defaults, then the environment:
+ * ATRIUM_DATA_DIR, ATRIUM_HTTP_HOST, ATRIUM_HTTP_PORT, ATRIUM_PUBLIC_BASE_URL, DATABASE_URL,
+ * ATRIUM_S3_ENDPOINT / ATRIUM_S3_BUCKET / ATRIUM_S3_REGION / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+ * ATRIUM_DUPLICATE_POLICY, ATRIUM_LOG_LEVEL.
+ */
+export function loadConfig(options: { file?: string; env?: Env; dataDir?: string } = {}): AtriumConfig {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env.ATRIUM_CONFIG;
+  let raw: Record<string, unknown> = {};
+  if (file !== undefined) {
+    if (!existsSync(file)) throw new ConfigError(`configuration file not found: ${file}`);
+    const parsed: unknown = YAML.parse(readFileSync(file, 'utf8'));
+    if (parsed !== null && parsed !== undefined) {
+      if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${file}: expected a mapping at the top level`);
+      raw = parsed as Record<string, unknown>;
+    }
+  }
+  const dataDir = path.resolve(options.dataDir ?? env.ATRIUM_DATA_DIR ?? str(raw, 'dataDir') ?? './data');
+  const config = defaultConfig(dataDir);
+
+  const http = obj(raw, 'http');
+  config.http.host = env.ATRIUM_HTTP_HOST ?? str(http, 'host') ?? config.http.host;
+  config.http.port = int(env.ATRIUM_HTTP_PORT, 'ATRIUM_HTTP_PORT') ?? num(http, 'port') ?? config.http.port;
+  config.http.maxRequestBytes = num(http, 'maxRequestBytes') ?? config.http.maxRequestBytes;
+  config.http.publicBaseUrl = env.ATRIUM_PUBLIC_BASE_URL ?? str(http, 'publicBaseUrl');
+
+  const index = obj(raw, 'index');
+  const databaseUrl = env.DATABASE_URL ?? str(index, 'url');
+  const engine = str(index, 'engine') ?? (databaseUrl ? 'postgres' : 'sqlite');
+  if (engine === 'postgres') {
+    if (!databaseUrl) throw new ConfigError('index.engine is postgres but neither DATABASE_URL nor index.url is set');
+    config.index = { engine: 'postgres', url: databaseUrl, schema: str(index, 'schema') };
+  } else if (engine === 'sqlite') {
+    config.index = { engine: 'sqlite', path: path.resolve(dataDir, str(index, 'path') ?? 'index.sqlite') };
+  } else {
+    throw new ConfigError(`index.engine must be sqlite or postgres, not ${engine}`);
+  }
+
+  const storage = obj(raw, 'storage');
+  const storageKind = env.ATRIUM_S3_BUCKET ? 's3' : str(storage, 'kind') ?? 'filesystem';
+  if (storageKind === 's3') {
+    const bucket = env.ATRIUM_S3_BUCKET ?? str(storage, 'bucket');
+    if (!bucket) throw new ConfigError('storage.kind is s3 but no bucket is named (storage.bucket or ATRIUM_S3_BUCKET)');
+    config.storage = {
+      kind: 's3',
+      bucket,
+      endpoint: env.ATRIUM_S3_ENDPOINT ?? str(storage, 'endpoint'),
+      region: env.ATRIUM_S3_REGION ?? str(storage, 'region') ?? 'us-east-1',
+      prefix: str(storage, 'prefix'),
+      // Secrets only from the environment, never from the file.
+      accessKeyId: env.AWS_ACCESS_KEY_ID,
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+      partSizeBytes: num(storage, 'partSizeBytes'),
+    };
+  } else if (storageKind === 'filesystem') {
+    config.storage = { kind: 'filesystem', root: path.resolve(dataDir, str(storage, 'root') ?? 'blobs') };
+  } else {
+    throw new ConfigError(`storage.kind must be filesystem or s3, not ${storageKind}`);
+  }
+
+  const ingest = obj(raw, 'ingest');
+  const policy = env.ATRIUM_DUPLICATE_POLICY ?? str(ingest, 'duplicatePolicy') ?? config.ingest.duplicatePolicy;
+  if (!duplicatePolicies.includes(policy as DuplicatePolicy)) {
+    throw new ConfigError(`ingest.duplicatePolicy must be one of ${duplicatePolicies.join(', ')}, not ${policy}`);
+  }
+  config.ingest.duplicatePolicy = policy as DuplicatePolicy;
+  config.ingest.maxHeaderBytes = num(ingest, 'maxHeaderBytes') ?? config.ingest.maxHeaderBytes;
+
+  if (raw.sites !== undefined) config.sites = parseSites(raw.sites);
+  if (raw.apiClients !== undefined) config.apiClients = parseApiClients(raw.apiClients, config.sites);
+
+  config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
+  return config;
+}
+
+function parseSites(value: unknown): AtriumConfig['sites'] {
+  if (!Array.isArray(value) || value.length === 0) throw new ConfigError('sites must be a non-empty list');
+  const codes = new Set<string>();
+  return value.map((entry: unknown, i) => {
+    if (typeof entry !== 'object' || entry === null) throw new ConfigError(`sites[${i}] must be a mapping`);
+    const e = entry as Record<string, unknown>;
+    const code = required(e, 'code', `sites[${i}]`);
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(code)) throw new ConfigError(`sites[${i}].code must be 1-32 letters, digits, - or _`);
+    if (codes.has(code)) throw new ConfigError(`sites[${i}].code ${code} is used twice`);
+    codes.add(code);
+    const finess = required(e, 'finess', `sites[${i}]`);
+    if (!/^[0-9A-B]{9}$/.test(finess)) throw new ConfigError(`sites[${i}].finess must be a 9-character FINESS number`);
+    const aeTitles = e.aeTitles === undefined ? [] : e.aeTitles;
+    if (!Array.isArray(aeTitles) || aeTitles.some((a) => typeof a !== 'string')) throw new ConfigError(`sites[${i}].aeTitles must be a list of strings`);
+    return {
+      code,
+      name: required(e, 'name', `sites[${i}]`),
+      finess,
+      issuerOfPatientID: required(e, 'issuerOfPatientID', `sites[${i}]`),
+      aeTitles: aeTitles as string[],
+    };
+  });
+}
+
+function parseApiClients(value: unknown, sites: AtriumConfig['sites']): AtriumConfig['apiClients'] {
+  if (!Array.isArray(value)) throw new ConfigError('apiClients must be a list');
+  return value.map((entry: unknown, i) => {
+    if (typeof entry !== 'object' || entry === null) throw new ConfigError(`apiClients[${i}] must be a mapping`);
+    const e = entry as Record<string, unknown>;
+    const tokenSha256 = required(e, 'tokenSha256', `apiClients[${i}]`).toLowerCase();
+    if (!/^[0-9a-f]{64}$/.test(tokenSha256)) throw new ConfigError(`apiClients[${i}].tokenSha256 must be a hex SHA-256 (never the token itself)`);
+    const site = required(e, 'site', `apiClients[${i}]`);
+    if (!sites.some((s) => s.code === site)) throw new ConfigError(`apiClients[${i}].site ${site} is not a configured site`);
+    return { name: required(e, 'name', `apiClients[${i}]`), tokenSha256, site };
+  });
+}
+
+function obj(raw: Record<string, unknown>, key: string): Record<string, unknown> {
+  const v = raw[key];
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${key} must be a mapping`);
+  return v as Record<string, unknown>;
+}
+
+function str(raw: Record<string, unknown>, key: string): string | undefined {
+  const v = raw[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new ConfigError(`${key} must be a string`);
+  return v;
+}
+
+function num(raw: Record<string, unknown>, key: string): number | undefined {
+  const v = raw[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${key} must be a whole number`);
+  return v;
+}
+
+function int(v: string | undefined, name: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw new ConfigError(`${name} must be a whole number`);
+  return Number(v);
+}
+
+function required(raw: Record<string, unknown>, key: string, where: string): string {
+  const v = raw[key];
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`${where}.${key} is required`);
+  return v;
+}

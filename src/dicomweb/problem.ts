@@ -1,0 +1,36 @@
+import type { FastifyReply } from 'fastify';
+import { RetrieveError } from '../archive/retrieve.ts';
+import { QueryError } from '../index/archive-index.ts';
+import { MediaTypeError } from './media-type.ts';
+import { MultipartError } from './multipart.ts';
+import { QidoRequestError } from './qido.ts';
+
+/** An HTTP error with its status, answered as application/problem+json (RFC 9457). */
+export class HttpProblem extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+    this.name = 'HttpProblem';
+  }
+}
+
+const titles: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 406: 'Not Acceptable',
+  409: 'Conflict', 413: 'Content Too Large', 415: 'Unsupported Media Type', 500: 'Internal Server Error', 503: 'Service Unavailable',
+};
+
+/** The one place where a domain error becomes an HTTP status. */
+export function httpStatusOf(e: unknown): number {
+  if (e instanceof HttpProblem) return e.status;
+  if (e instanceof RetrieveError) return e.code === 'not-found' ? 404 : e.code === 'not-acceptable' ? 406 : 400;
+  if (e instanceof QidoRequestError || e instanceof QueryError || e instanceof MultipartError) return 400;
+  if (e instanceof MediaTypeError) return e.header === 'accept' ? 400 : 415;
+  if (e instanceof RangeError) return 400;
+  return 500;
+}
+
+export function sendProblem(reply: FastifyReply, status: number, detail: string): FastifyReply {
+  return reply
+    .code(status)
+    .type('application/problem+json')
+    .send({ type: 'about:blank', title: titles[status] ?? 'Error', status, detail });
+}

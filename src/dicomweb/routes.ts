@@ -1,0 +1,357 @@
+import { Readable, Transform } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Archive } from '../archive/archive.ts';
+import { statusOfIngestError } from '../archive/ingest-error.ts';
+import type { IngestResult } from '../archive/ingest.ts';
+import { RetrieveError } from '../archive/retrieve.ts';
+import { parseViewportParam, parseWindowParam, type RenderOptions } from '../archive/render.ts';
+import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
+import type { QueryLevel, StoredInstance } from '../index/records.ts';
+import { parseAccept, parseMediaType } from './media-type.ts';
+import { multipartBoundary, readMultipart, writeMultipart } from './multipart.ts';
+import { HttpProblem, httpStatusOf, sendProblem } from './problem.ts';
+import { addIncludedFields, instanceJson, parseQidoQuery, seriesJson, studyJson } from './qido.ts';
+import { stringifyDicomJson, type DicomJsonDataset } from '../dicom/json.ts';
+
+export interface DicomwebOptions {
+  archive: Archive;
+  /** Largest accepted STOW-RS body, in bytes. */
+  maxRequestBytes: number;
+  publicBaseUrl?: string;
+}
+
+type Params = { study?: string; series?: string; instance?: string; frames?: string; tagPath?: string };
+
+/** DICOMweb (PS3.18) under /dicom-web: STOW-RS, QIDO-RS, WADO-RS. Routes translate; the archive decides. */
+export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOptions): Promise<void> {
+  const { archive } = options;
+  // Bodies are streamed to the ingest pipeline, never buffered by the framework.
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+
+  const baseUrlOf = (request: FastifyRequest): string =>
+    (options.publicBaseUrl ?? `${request.protocol}://${request.host}`) + '/dicom-web';
+
+  app.setErrorHandler((error, request, reply) => {
+    const status = httpStatusOf(error) === 500 && typeof (error as { statusCode?: unknown }).statusCode === 'number'
+      ? (error as { statusCode: number }).statusCode
+      : httpStatusOf(error);
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    if (reply.sent || reply.raw.headersSent) {
+      reply.raw.destroy();
+      return;
+    }
+    return sendProblem(reply, status, status >= 500 ? 'internal error' : (error as Error).message);
+  });
+
+  // ---- STOW-RS --------------------------------------------------------------
+  const stow = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const caller = request.caller!;
+    const contentType = request.headers['content-type'];
+    if (!contentType) throw new HttpProblem(415, 'STOW-RS needs Content-Type: multipart/related; type="application/dicom"');
+    const mt = parseMediaType(contentType);
+    if (mt.type !== 'multipart/related') throw new HttpProblem(415, `STOW-RS takes multipart/related, not ${mt.type}`);
+    const partType = mt.params.type?.toLowerCase();
+    if (partType !== undefined && partType !== 'application/dicom') {
+      throw new HttpProblem(415, `Atrium stores application/dicom parts; ${partType} is not supported`);
+    }
+    const boundary = mt.params.boundary;
+    if (!boundary) throw new HttpProblem(400, 'multipart/related without a boundary parameter');
+    const declared = Number(request.headers['content-length'] ?? 0);
+    if (declared > options.maxRequestBytes) throw new HttpProblem(413, `the request is larger than ${options.maxRequestBytes} bytes`);
+
+    const body = (request.body as Readable).pipe(byteLimit(options.maxRequestBytes));
+    const results: Array<IngestResult | { ok: false; unsupported: string }> = [];
+    for await (const part of readMultipart(body, boundary)) {
+      const type = part.contentType ? parseMediaType(part.contentType).type : partType ?? 'application/dicom';
+      if (type !== 'application/dicom') {
+        part.body.resume();
+        results.push({ ok: false, unsupported: type });
+        continue;
+      }
+      results.push(await archive.ingestor.ingestInstance(part.body, {
+        site: caller.site,
+        via: 'stow-rs',
+        expectedStudyInstanceUID: request.params.study,
+      }));
+    }
+    if (results.length === 0) throw new HttpProblem(400, 'the multipart body holds no part');
+    const baseUrl = baseUrlOf(request);
+    const response: DicomJsonDataset = {};
+    const referenced: DicomJsonDataset[] = [];
+    const failed: DicomJsonDataset[] = [];
+    const studies = new Set<string>();
+    for (const r of results) {
+      if (r.ok) {
+        const i = r.instance;
+        studies.add(i.StudyInstanceUID);
+        const item: DicomJsonDataset = {
+          '00081150': { vr: 'UI', Value: [i.SOPClassUID] },
+          '00081155': { vr: 'UI', Value: [i.SOPInstanceUID] },
+          '00081190': { vr: 'UR', Value: [`${baseUrl}/studies/${i.StudyInstanceUID}/series/${i.SeriesInstanceUID}/instances/${i.SOPInstanceUID}`] },
+        };
+        if (i.warnings.length > 0) Object.assign(item, atriumComment(i.warnings.join('; ')));
+        referenced.push(item);
+      } else {
+        const item: DicomJsonDataset = {};
+        if ('unsupported' in r) {
+          item['00081197'] = { vr: 'US', Value: [0xc000] };
+          Object.assign(item, atriumComment(`part of type ${r.unsupported} is not stored: only application/dicom parts are`));
+        } else {
+          if (r.SOPClassUID) item['00081150'] = { vr: 'UI', Value: [r.SOPClassUID] };
+          if (r.SOPInstanceUID) item['00081155'] = { vr: 'UI', Value: [r.SOPInstanceUID] };
+          item['00081197'] = { vr: 'US', Value: [statusOfIngestError(r.error.code)] };
+          Object.assign(item, atriumComment(r.error.message));
+        }
+        failed.push(item);
+      }
+    }
+    if (studies.size === 1) response['00081190'] = { vr: 'UR', Value: [`${baseUrl}/studies/${[...studies][0]}`] };
+    if (failed.length > 0) response['00081198'] = { vr: 'SQ', Value: failed };
+    if (referenced.length > 0) response['00081199'] = { vr: 'SQ', Value: referenced };
+    const status = failed.length === 0 ? 200 : referenced.length === 0 ? 409 : 202;
+    return reply.code(status).type('application/dicom+json').send(stringifyDicomJson(response));
+  };
+  app.post('/studies', stow);
+  app.post('/studies/:study', stow);
+
+  // ---- QIDO-RS --------------------------------------------------------------
+  const qido = (level: QueryLevel) => async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const { query, includeFields } = parseQidoQuery(level, new URLSearchParams(request.url.split('?')[1] ?? ''));
+    if (request.params.study) query.matches.StudyInstanceUID = request.params.study;
+    if (request.params.series) query.matches.SeriesInstanceUID = request.params.series;
+    const baseUrl = baseUrlOf(request);
+    const wantsMore = includeFields === 'all' || includeFields.length > 0;
+    let out: DicomJsonDataset[];
+    if (level === 'study') {
+      const rows = await archive.index.searchStudies(query);
+      out = await Promise.all(rows.map(async (row) => {
+        const json = studyJson(row, baseUrl);
+        return wantsMore ? addIncludedFields(json, await firstMetadata(row.study.StudyInstanceUID), includeFields, level) : json;
+      }));
+    } else if (level === 'series') {
+      const rows = await archive.index.searchSeries(query);
+      out = await Promise.all(rows.map(async (row) => {
+        const json = seriesJson(row, baseUrl);
+        return wantsMore ? addIncludedFields(json, await firstMetadata(row.study.StudyInstanceUID, row.series.SeriesInstanceUID), includeFields, level) : json;
+      }));
+    } else {
+      const rows = await archive.index.searchInstances(query);
+      out = await Promise.all(rows.map(async (row) => {
+        const json = instanceJson(row, baseUrl);
+        return wantsMore
+          ? addIncludedFields(json, await firstMetadata(row.study.StudyInstanceUID, row.series.SeriesInstanceUID, row.instance.SOPInstanceUID), includeFields, level)
+          : json;
+      }));
+    }
+    return reply.type('application/dicom+json').send('[' + out.map(stringifyDicomJson).join(',') + ']');
+  };
+  const firstMetadata = async (StudyInstanceUID: string, SeriesInstanceUID?: string, SOPInstanceUID?: string): Promise<DicomJsonDataset> => {
+    const [first] = await archive.index.getStoredInstances({ StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID });
+    return first ? (JSON.parse(first.metadataJson) as DicomJsonDataset) : {};
+  };
+  app.get('/studies', qido('study'));
+  app.get('/series', qido('series'));
+  app.get('/instances', qido('instance'));
+  app.get('/studies/:study/series', qido('series'));
+  app.get('/studies/:study/instances', qido('instance'));
+  app.get('/studies/:study/series/:series/instances', qido('instance'));
+
+  // ---- WADO-RS: instances -----------------------------------------------------
+  const instancesOf = (params: Params) => archive.retriever.findInstances({
+    StudyInstanceUID: params.study!,
+    SeriesInstanceUID: params.series,
+    SOPInstanceUID: params.instance,
+  });
+
+  const retrieve = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const instances = await instancesOf(request.params);
+    const wanted = negotiateInstanceTransferSyntax(request.headers.accept);
+    const plan = instances.map((inst) => ({ inst, ts: transferSyntaxFor(inst, wanted) }));
+    const refused = plan.find((p) => !archive.retriever.canSendAs(p.inst, p.ts));
+    if (refused) {
+      throw new RetrieveError('not-acceptable', `instance ${refused.inst.SOPInstanceUID} is stored as ${refused.inst.TransferSyntaxUID} and cannot be sent as ${refused.ts}`);
+    }
+    const boundary = multipartBoundary();
+    async function* parts() {
+      for (const { inst, ts } of plan) {
+        const sentAs = ts === '*' ? inst.TransferSyntaxUID : ts;
+        yield { contentType: `application/dicom; transfer-syntax=${sentAs}`, body: await archive.retriever.openInstance(inst, ts) };
+      }
+    }
+    const tsParam = wanted === '*' || wanted === undefined ? '' : `; transfer-syntax=${wanted}`;
+    return reply
+      .type(`multipart/related; type="application/dicom"; boundary=${boundary}${tsParam}`)
+      .send(Readable.from(writeMultipart(parts(), boundary)));
+  };
+  app.get('/studies/:study', retrieve);
+  app.get('/studies/:study/series/:series', retrieve);
+  app.get('/studies/:study/series/:series/instances/:instance', retrieve);
+
+  // ---- WADO-RS: metadata ------------------------------------------------------
+  const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const instances = await instancesOf(request.params);
+    const baseUrl = baseUrlOf(request);
+    // The stored JSON is served as is; only bulk data URIs are made absolute.
+    const body = '[' + instances.map((i) =>
+      i.metadataJson.replaceAll('"atrium:bulk/', `"${baseUrl}/studies/${i.StudyInstanceUID}/series/${i.SeriesInstanceUID}/instances/${i.SOPInstanceUID}/bulk/`),
+    ).join(',') + ']';
+    return reply.type('application/dicom+json').send(body);
+  };
+  app.get('/studies/:study/metadata', metadata);
+  app.get('/studies/:study/series/:series/metadata', metadata);
+  app.get('/studies/:study/series/:series/instances/:instance/metadata', metadata);
+
+  // ---- WADO-RS: frames and bulk data -------------------------------------------
+  app.get('/studies/:study/series/:series/instances/:instance/frames/:frames', async (request: FastifyRequest<{ Params: Params }>, reply) => {
+    const [inst] = await instancesOf(request.params);
+    const numbers = parseFrameList(request.params.frames!);
+    const wanted = negotiateFrameTransferSyntax(request.headers.accept, inst!);
+    const frames = wanted === 'decoded'
+      ? await archive.retriever.readDecodedFrames(inst!, numbers)
+      : await archive.retriever.readFrames(inst!, numbers);
+    const boundary = multipartBoundary();
+    async function* parts() {
+      for (const f of frames) yield { contentType: frameMediaType(f.transferSyntaxUID), body: f.bytes };
+    }
+    const type = frames[0] ? parseMediaType(frameMediaType(frames[0].transferSyntaxUID)).type : 'application/octet-stream';
+    return reply.type(`multipart/related; type="${type}"; boundary=${boundary}`).send(Readable.from(writeMultipart(parts(), boundary)));
+  });
+
+  app.get('/studies/:study/series/:series/instances/:instance/bulk/:tagPath', async (request: FastifyRequest<{ Params: Params }>, reply) => {
+    const [inst] = await instancesOf(request.params);
+    const body = await archive.retriever.openBulk(inst!, request.params.tagPath!);
+    const accept = parseAccept(request.headers.accept);
+    if (accept.some((a) => a.type === 'application/octet-stream') && !accept.some((a) => a.type === 'multipart/related')) {
+      return reply.type('application/octet-stream').send(body);
+    }
+    const boundary = multipartBoundary();
+    async function* parts() {
+      yield { contentType: 'application/octet-stream', body };
+    }
+    return reply.type(`multipart/related; type="application/octet-stream"; boundary=${boundary}`).send(Readable.from(writeMultipart(parts(), boundary)));
+  });
+
+  // ---- WADO-RS: rendered and thumbnails -------------------------------------------
+  const render = (kind: 'rendered' | 'thumbnail') => async (request: FastifyRequest<{ Params: Params; Querystring: Record<string, string> }>, reply: FastifyReply) => {
+    const instances = await instancesOf(request.params);
+    const renderable = instances.filter((i) => i.layout.pixelData !== undefined);
+    // A study's or series' picture is its middle image, as viewers show it.
+    const inst = renderable[Math.floor(renderable.length / 2)];
+    if (!inst) throw new RetrieveError('not-found', 'nothing to render: no instance with pixel data');
+    const options = renderOptionsOf(request.headers.accept, request.query, kind);
+    const frame = request.params.frames ? parseFrameList(request.params.frames) : [1];
+    if (frame.length !== 1) throw new HttpProblem(400, 'a rendered frame is one frame');
+    const image = await archive.retriever.renderFrame(inst, frame[0]!, options);
+    return reply.type(options.format).send(image);
+  };
+  for (const kind of ['rendered', 'thumbnail'] as const) {
+    app.get(`/studies/:study/${kind}`, render(kind));
+    app.get(`/studies/:study/series/:series/${kind}`, render(kind));
+    app.get(`/studies/:study/series/:series/instances/:instance/${kind}`, render(kind));
+    app.get(`/studies/:study/series/:series/instances/:instance/frames/:frames/${kind}`, render(kind));
+  }
+}
+
+/** Private block of ours in STOW-RS responses: a human-readable reason beside the status code. */
+function atriumComment(text: string): DicomJsonDataset {
+  return { '00090010': { vr: 'LO', Value: ['ATRIUM'] }, '00091001': { vr: 'UT', Value: [text] } };
+}
+
+function byteLimit(max: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      seen += chunk.length;
+      if (seen > max) cb(new HttpProblem(413, `the request is larger than ${max} bytes`));
+      else cb(null, chunk);
+    },
+  });
+}
+
+/**
+ * What the client accepts for whole instances: a transfer syntax UID, '*' (as stored),
+ * or undefined (no preference: explicit VR little endian where the original is uncompressed, PS3.18 8.7.3.5.2).
+ */
+function negotiateInstanceTransferSyntax(accept: string | undefined): string | undefined {
+  const ranges = parseAccept(accept);
+  if (ranges.length === 0) return undefined;
+  for (const r of ranges) {
+    if (r.q === 0) continue;
+    if (r.type === '*/*' || r.type === 'application/dicom') return r.params['transfer-syntax'];
+    if (r.type === 'multipart/related') {
+      const type = r.params.type?.toLowerCase();
+      if (type === undefined || type === 'application/dicom') return r.params['transfer-syntax'];
+    }
+  }
+  throw new HttpProblem(406, `none of the accepted media types (${accept}) is multipart/related; type="application/dicom"`);
+}
+
+function transferSyntaxFor(inst: StoredInstance, wanted: string | undefined): string {
+  if (wanted !== undefined) return wanted;
+  return isNativeTransferSyntax(inst.TransferSyntaxUID) ? TransferSyntax.ExplicitVRLittleEndian : '*';
+}
+
+const frameTypes: Record<string, string> = {
+  [TransferSyntax.JPEGBaseline8Bit]: 'image/jpeg',
+  [TransferSyntax.JPEGExtended12Bit]: 'image/jpeg',
+  [TransferSyntax.JPEGLossless]: 'image/jpeg',
+  [TransferSyntax.JPEGLosslessSV1]: 'image/jpeg',
+  [TransferSyntax.JPEGLSLossless]: 'image/jls',
+  [TransferSyntax.JPEGLSNearLossless]: 'image/jls',
+  [TransferSyntax.JPEG2000Lossless]: 'image/jp2',
+  [TransferSyntax.JPEG2000]: 'image/jp2',
+  [TransferSyntax.HTJ2KLossless]: 'image/jphc',
+  [TransferSyntax.HTJ2KLosslessRPCL]: 'image/jphc',
+  [TransferSyntax.HTJ2K]: 'image/jphc',
+};
+
+function frameMediaType(ts: string): string {
+  return `${frameTypes[ts] ?? 'application/octet-stream'}; transfer-syntax=${ts}`;
+}
+
+/** 'stored' sends compressed frames as they are; 'decoded' sends native little-endian bytes. */
+function negotiateFrameTransferSyntax(accept: string | undefined, inst: StoredInstance): 'stored' | 'decoded' {
+  const stored = inst.TransferSyntaxUID;
+  if (isNativeTransferSyntax(stored)) return 'stored';
+  const ranges = parseAccept(accept);
+  if (ranges.length === 0) return 'stored';
+  for (const r of ranges) {
+    if (r.q === 0) continue;
+    const type = r.type === 'multipart/related' ? (r.params.type?.toLowerCase() ?? 'application/octet-stream') : r.type;
+    const ts = r.params['transfer-syntax'];
+    if (type === '*/*' || ts === '*' || ts === stored) return 'stored';
+    if (type === frameTypes[stored] && ts === undefined) return 'stored';
+    if (type === 'application/octet-stream' && (ts === undefined || ts === TransferSyntax.ExplicitVRLittleEndian)) return 'decoded';
+  }
+  throw new HttpProblem(406, `frames are stored as ${stored}; none of the accepted media types (${accept}) can carry them`);
+}
+
+function parseFrameList(s: string): number[] {
+  if (!/^\d+(,\d+)*$/.test(s)) throw new HttpProblem(400, `frame list must be comma-separated numbers from 1, not ${JSON.stringify(s)}`);
+  const frames = s.split(',').map(Number);
+  if (frames.some((f) => f < 1)) throw new HttpProblem(400, 'frame numbers start at 1');
+  return frames;
+}
+
+function renderOptionsOf(accept: string | undefined, query: Record<string, string>, kind: 'rendered' | 'thumbnail'): RenderOptions {
+  const ranges = parseAccept(accept);
+  let format: RenderOptions['format'] | undefined;
+  if (ranges.length === 0) format = 'image/jpeg';
+  for (const r of ranges) {
+    if (format || r.q === 0) continue;
+    if (r.type === 'image/jpeg' || r.type === 'image/*' || r.type === '*/*') format = 'image/jpeg';
+    else if (r.type === 'image/png') format = 'image/png';
+  }
+  if (!format) throw new HttpProblem(406, `rendered images are image/jpeg or image/png, not ${accept}`);
+  const options: RenderOptions = { format };
+  if (query.window !== undefined) options.window = parseWindowParam(query.window);
+  if (query.viewport !== undefined) options.viewport = parseViewportParam(query.viewport);
+  else if (kind === 'thumbnail') options.viewport = { width: 128, height: 128 };
+  if (query.quality !== undefined) {
+    const q = Number(query.quality);
+    if (!Number.isInteger(q) || q < 1 || q > 100) throw new HttpProblem(400, 'quality must be a whole number from 1 to 100');
+    options.quality = q;
+  }
+  return options;
+}
+
