@@ -1,0 +1,64 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { defaultConfig, type AtriumConfig } from '../../src/config/config.ts';
+import { openArchive, type Archive } from '../../src/archive/archive.ts';
+import { buildHttpServer } from '../../src/api/server.ts';
+import { sha256Hex } from '../../src/api/auth.ts';
+
+export interface RunningAtrium {
+  config: AtriumConfig;
+  archive: Archive;
+  app: FastifyInstance;
+  /** Base URL of DICOMweb, e.g. http://127.0.0.1:PORT/dicom-web */
+  dicomweb: string;
+  /** Bearer tokens by site code. */
+  tokens: Record<string, string>;
+  close(): Promise<void>;
+}
+
+export const testSites = [
+  { code: 'CHU-NORD', name: 'CHU Nord', finess: '590000001', issuerOfPatientID: 'CHUNORD' },
+  { code: 'CLIN-SUD', name: 'Clinique du Sud', finess: '590000002', issuerOfPatientID: 'CLINSUD' },
+];
+
+/**
+ * Starts Atrium in this process on a free loopback port, with its own data folder,
+ * two sites and a token for each. `index` picks the engine (see test/support/databases.ts).
+ */
+export async function startAtrium(options: {
+  index?: AtriumConfig['index'];
+  storage?: AtriumConfig['storage'];
+  configure?: (config: AtriumConfig) => void;
+} = {}): Promise<RunningAtrium> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'atrium-test-'));
+  const config = defaultConfig(dataDir);
+  config.http.port = 0;
+  if (options.index) config.index = options.index;
+  if (options.storage) config.storage = options.storage;
+  config.sites = testSites.map((s) => ({ ...s }));
+  const tokens: Record<string, string> = {};
+  config.apiClients = testSites.map((s) => {
+    tokens[s.code] = randomBytes(24).toString('base64url');
+    return { name: `client-${s.code}`, tokenSha256: sha256Hex(tokens[s.code]!), site: s.code };
+  });
+  config.log.level = process.env.ATRIUM_TEST_LOG ?? 'silent';
+  options.configure?.(config);
+  const logger = pino({ level: config.log.level });
+  const archive = await openArchive(config, logger);
+  const app = await buildHttpServer(config, archive, logger);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  return {
+    config, archive, app, tokens,
+    dicomweb: `http://127.0.0.1:${port}/dicom-web`,
+    async close() {
+      await app.close();
+      await archive.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
