@@ -1,0 +1,89 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { freePort, httpRequest, keepAliveAgent, spawnTracked, stopProcess, waitFor, type HttpTarget } from './measure.ts';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export const benchSite = { code: 'BENCH', name: 'Bench site', finess: '000000000', issuerOfPatientID: 'BENCH' };
+
+export interface RunningServer {
+  target: HttpTarget;
+  pid: number;
+  child: ChildProcess;
+  stop(): Promise<void>;
+  /** What the server wrote on stderr, for the report when it fails. */
+  stderrTail(): string;
+}
+
+function tail(child: ChildProcess): () => string {
+  let text = '';
+  const keep = (chunk: Buffer) => {
+    text = (text + chunk.toString('utf8')).slice(-4000);
+  };
+  child.stderr?.on('data', keep);
+  child.stdout?.on('data', keep);
+  return () => text;
+}
+
+/**
+ * Starts the real CLI (`node bin/atrium.mjs serve`) as a child process, so that its
+ * memory is its own and is read from /proc, with the embedded engines in `dataDir`.
+ */
+export async function startAtrium(dataDir: string, options: { indexPath?: string } = {}): Promise<RunningServer> {
+  const port = await freePort();
+  const token = randomBytes(24).toString('base64url');
+  const configFile = path.join(dataDir, 'atrium.bench.yaml');
+  writeFileSync(configFile, [
+    `dataDir: ${JSON.stringify(dataDir)}`,
+    'http:',
+    '  host: 127.0.0.1',
+    `  port: ${port}`,
+    'index:',
+    '  engine: sqlite',
+    `  path: ${JSON.stringify(options.indexPath ?? path.join(dataDir, 'index.sqlite'))}`,
+    'storage:',
+    '  kind: filesystem',
+    'sites:',
+    `  - code: ${benchSite.code}`,
+    `    name: ${benchSite.name}`,
+    `    finess: '${benchSite.finess}'`,
+    `    issuerOfPatientID: ${benchSite.issuerOfPatientID}`,
+    'apiClients:',
+    '  - name: bench',
+    `    tokenSha256: ${createHash('sha256').update(token).digest('hex')}`,
+    `    site: ${benchSite.code}`,
+    'log:',
+    '  level: warn',
+    '',
+  ].join('\n'));
+  // The configuration file alone decides: no engine or URL leaks in from the caller's environment.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ATRIUM_') && !k.startsWith('AWS_') && k !== 'DATABASE_URL'));
+  // BENCH_ATRIUM_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the server; Node refuses these in NODE_OPTIONS.
+  const nodeArgs = (process.env.BENCH_ATRIUM_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
+  const child = spawnTracked(process.execPath, [...nodeArgs, path.join(repoRoot, 'bin/atrium.mjs'), 'serve', '--config', configFile], {
+    cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stderrTail = tail(child);
+  const target: HttpTarget = {
+    name: 'Atrium',
+    dicomweb: `http://127.0.0.1:${port}/dicom-web`,
+    headers: { authorization: `Bearer ${token}` },
+    agent: keepAliveAgent(),
+  };
+  try {
+    await waitFor('Atrium', async () => (await httpRequest(target, `${target.dicomweb}/studies?limit=1`, { timeoutMs: 2000 })).status === 200, child, 120_000);
+  } catch (e) {
+    await stopProcess(child);
+    throw new Error(`${(e as Error).message}\n${stderrTail()}`);
+  }
+  return {
+    target, pid: child.pid!, child, stderrTail,
+    async stop() {
+      target.agent.destroy();
+      await stopProcess(child);
+    },
+  };
+}

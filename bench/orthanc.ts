@@ -1,0 +1,88 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { freePort, httpRequest, keepAliveAgent, spawnTracked, stopProcess, waitFor, type HttpTarget } from './measure.ts';
+import type { RunningServer } from './atrium.ts';
+
+export const orthancBinary = process.env.BENCH_ORTHANC ?? '/usr/sbin/Orthanc';
+export const orthancDicomWebPlugin = process.env.BENCH_ORTHANC_DICOMWEB ?? '/usr/share/orthanc/plugins/libOrthancDicomWeb.so';
+
+export function orthancAvailable(): boolean {
+  return existsSync(orthancBinary) && existsSync(orthancDicomWebPlugin);
+}
+
+export interface RunningOrthanc extends RunningServer {
+  version: string;
+  dicomWebVersion: string;
+}
+
+function tail(child: ChildProcess): () => string {
+  let text = '';
+  const keep = (chunk: Buffer) => {
+    text = (text + chunk.toString('utf8')).slice(-4000);
+  };
+  child.stderr?.on('data', keep);
+  child.stdout?.on('data', keep);
+  return () => text;
+}
+
+/**
+ * Starts Debian's Orthanc with its DICOMweb plugin on loopback, storage and index in
+ * `dataDir`, everything else as shipped (no compression of stored files, as Atrium).
+ */
+export async function startOrthanc(dataDir: string): Promise<RunningOrthanc> {
+  const httpPort = await freePort();
+  const dicomPort = await freePort();
+  const configDir = path.join(dataDir, 'config');
+  mkdirSync(configDir, { recursive: true });
+  writeFileSync(path.join(configDir, 'orthanc.json'), JSON.stringify({
+    Name: 'bench',
+    StorageDirectory: path.join(dataDir, 'storage'),
+    IndexDirectory: path.join(dataDir, 'index'),
+    StorageCompression: false,
+    HttpPort: httpPort,
+    DicomPort: dicomPort,
+    DicomServerEnabled: false,
+    RemoteAccessAllowed: false,
+    AuthenticationEnabled: false,
+    HttpCompressionEnabled: false,
+    TcpNoDelay: true,
+    Plugins: [orthancDicomWebPlugin],
+    DicomWeb: { Enable: true, Root: '/dicom-web/' },
+  }, null, 2));
+  // Debian's Orthanc leaves Nagle's algorithm on unless told otherwise, which stalls small answers.
+  const child = spawnTracked(orthancBinary, [configDir], {
+    cwd: dataDir, env: { ...process.env, TCP_NODELAY: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stderrTail = tail(child);
+  const target: HttpTarget = {
+    name: 'Orthanc',
+    dicomweb: `http://127.0.0.1:${httpPort}/dicom-web`,
+    headers: {},
+    agent: keepAliveAgent(),
+  };
+  const base = `http://127.0.0.1:${httpPort}`;
+  try {
+    await waitFor('Orthanc', async () => (await httpRequest(target, `${base}/system`, { timeoutMs: 2000 })).status === 200, child, 60_000);
+  } catch (e) {
+    await stopProcess(child);
+    throw new Error(`${(e as Error).message}\n${stderrTail()}`);
+  }
+  const system = JSON.parse((await httpRequest(target, `${base}/system`, { collect: true })).body!.toString('utf8')) as { Version?: string };
+  let dicomWebVersion = 'unknown';
+  try {
+    const plugin = await httpRequest(target, `${base}/plugins/dicom-web`, { collect: true });
+    dicomWebVersion = (JSON.parse(plugin.body!.toString('utf8')) as { Version?: string }).Version ?? 'unknown';
+  } catch {
+    // older Orthanc: the version is only in its log
+  }
+  return {
+    target, pid: child.pid!, child, stderrTail,
+    version: system.Version ?? 'unknown',
+    dicomWebVersion,
+    async stop() {
+      target.agent.destroy();
+      await stopProcess(child, 20_000);
+    },
+  };
+}
