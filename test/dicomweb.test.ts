@@ -358,3 +358,60 @@ for (const db of testDatabases()) {
     });
   });
 }
+
+describe('DICOMweb archive with a strict operator configuration', { skip: !havePydicomFiles }, () => {
+  let atrium: RunningAtrium;
+  before(async () => {
+    atrium = await startAtrium({
+      configure: (config) => {
+        config.ingest.metaHeaderMismatch = 'reject';
+        config.http.maxRequestBytes = 256 * 1024;
+      },
+    });
+  });
+  after(async () => {
+    await atrium?.close();
+  });
+  const post = (body: Buffer | ReadableStream<Uint8Array>, contentType: string) =>
+    fetch(atrium.dicomweb + '/studies', {
+      method: 'POST',
+      body: body as unknown as BodyInit,
+      headers: { 'Content-Type': contentType, Authorization: `Bearer ${atrium.tokens['CHU-NORD']}` },
+      ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+    } as RequestInit);
+  const noTrace = async () => {
+    assert.equal(await atrium.archive.index.countInstances(), 0);
+    const report = await (await import('../src/archive/maintenance.ts')).verifyArchive(atrium.archive, { checksums: true, repair: false, orphanGraceMs: 0 });
+    assert.deepEqual(report.orphans, [], 'no blob left behind');
+  };
+
+  it('refuses a real object whose meta header names another SOPInstanceUID (ingest.metaHeaderMismatch: reject)', async () => {
+    const res = await post(...stowBody(readTestFile('rtdose.dcm')));
+    assert.equal(res.status, 409);
+    const json = await res.json() as Record<string, { Value: Array<Record<string, { Value?: unknown[] }>> }>;
+    const failed = json['00081198']!.Value[0]!;
+    assert.equal(value(failed, '00081197'), 0xa900);
+    assert.match(String(value(failed, '00091001')), /MediaStorageSOPInstanceUID 1\.2\.999\S* differs from SOPInstanceUID 1\.9\.999/);
+    await noTrace();
+  });
+
+  it('answers 413 to a request declared larger than http.maxRequestBytes, and to a chunked one that grows past it', async () => {
+    const big = syntheticInstance({ PatientID: 'BIG-1', Rows: 512, Columns: 512 }).file;
+    const declared = await post(...stowBody(big));
+    assert.equal(declared.status, 413);
+    assert.match((await declared.json() as { detail: string }).detail, /larger than 262144 bytes/);
+
+    const [body, contentType] = stowBody(big);
+    let sent = 0;
+    const chunked = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= body.length) return controller.close();
+        controller.enqueue(body.subarray(sent, sent + 16384));
+        sent += 16384;
+      },
+    });
+    const res = await post(chunked, contentType);
+    assert.equal(res.status, 413);
+    await noTrace();
+  });
+});

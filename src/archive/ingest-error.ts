@@ -10,6 +10,7 @@ export type IngestErrorCode =
   | 'unknown-transfer-syntax'
   | 'missing-attribute'
   | 'invalid-uid'
+  | 'uid-mismatch' // meta header and dataset disagree (ingest.metaHeaderMismatch: reject)
   | 'inconsistent-size' // pixel data shorter than its description
   | 'study-mismatch' // STOW-RS to /studies/{uid} with an object of another study
   | 'duplicate-rejected'
@@ -45,6 +46,7 @@ export function statusOfIngestError(code: IngestErrorCode): number {
       return IngestStatus.DuplicateSOPInstance;
     case 'study-mismatch':
     case 'identity-conflict':
+    case 'uid-mismatch':
     case 'inconsistent-size':
       return IngestStatus.DataSetDoesNotMatchSOPClass;
     case 'storage-failure':

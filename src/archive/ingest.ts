@@ -40,7 +40,11 @@ export type IngestResult =
 export interface IngestOptions {
   duplicatePolicy: DuplicatePolicy;
   maxHeaderBytes: number;
+  /** A meta header naming other SOP UIDs than its dataset: archived with a warning, or refused. */
+  metaHeaderMismatch: MetaHeaderMismatchPolicy;
 }
+
+export type MetaHeaderMismatchPolicy = 'warn' | 'reject';
 
 /** The one way in: every entry point (STOW-RS, C-STORE, import) ingests through here. */
 export class Ingestor {
@@ -113,7 +117,8 @@ export class Ingestor {
     let warnings: string[];
     try {
       parsed = parse();
-      ({ record, warnings } = buildInstanceRecord(parsed, blob, source));
+      // An object already in storage was accepted once: reindexing never refuses it for its meta header.
+      ({ record, warnings } = buildInstanceRecord(parsed, blob, source, ownsBlob ? this.options.metaHeaderMismatch : 'warn'));
     } catch (e) {
       await discard();
       const error = e instanceof DicomParseError ? ingestErrorOfParse(e) : e;
@@ -219,7 +224,12 @@ function sopOf(parsed: ParsedObject): { SOPClassUID?: string; SOPInstanceUID?: s
  * Validates a parsed object and turns it into what the index stores.
  * Throws IngestError with the reason an object cannot be archived.
  */
-export function buildInstanceRecord(parsed: ParsedObject, blob: StoredBlob, source: IngestSource): { record: InstanceRecord; warnings: string[] } {
+export function buildInstanceRecord(
+  parsed: ParsedObject,
+  blob: StoredBlob,
+  source: IngestSource,
+  metaHeaderMismatch: MetaHeaderMismatchPolicy,
+): { record: InstanceRecord; warnings: string[] } {
   const warnings: string[] = [];
   const { meta, dataset } = parsed;
   const ctx = valueContextOf(dataset, parsed.littleEndian);
@@ -246,14 +256,17 @@ export function buildInstanceRecord(parsed: ParsedObject, blob: StoredBlob, sour
   if (metaSOPInstanceUID === undefined || metaSOPClassUID === undefined) {
     throw new IngestError('not-dicom', 'the file meta information lacks MediaStorageSOPClassUID or MediaStorageSOPInstanceUID');
   }
-  // Real objects sometimes carry a meta header that disagrees with their dataset (pydicom's
-  // rtdose.dcm does). The bytes are kept as received; the dataset's UIDs are what the
-  // index and every query use, and the discrepancy is reported as a warning.
-  if (metaSOPInstanceUID !== SOPInstanceUID) {
-    warnings.push(`MediaStorageSOPInstanceUID ${metaSOPInstanceUID} differs from SOPInstanceUID ${SOPInstanceUID}; the dataset's UID is used`);
-  }
-  if (metaSOPClassUID !== SOPClassUID) {
-    warnings.push(`MediaStorageSOPClassUID ${metaSOPClassUID} differs from SOPClassUID ${SOPClassUID}; the dataset's UID is used`);
+  // Real objects often carry a meta header that disagrees with their dataset (half of
+  // pydicom's implicit VR test files do). The meta header is packaging written by the
+  // sender's software, absent on DIMSE; the dataset is the content. By default the bytes
+  // are kept as received, the dataset's UIDs are what the index and every query use, and
+  // the discrepancy is reported as a warning; a stricter operator can refuse them.
+  const mismatches: string[] = [];
+  if (metaSOPInstanceUID !== SOPInstanceUID) mismatches.push(`MediaStorageSOPInstanceUID ${metaSOPInstanceUID} differs from SOPInstanceUID ${SOPInstanceUID}`);
+  if (metaSOPClassUID !== SOPClassUID) mismatches.push(`MediaStorageSOPClassUID ${metaSOPClassUID} differs from SOPClassUID ${SOPClassUID}`);
+  if (mismatches.length > 0) {
+    if (metaHeaderMismatch === 'reject') throw new IngestError('uid-mismatch', mismatches.join('; '));
+    warnings.push(`${mismatches.join('; ')}: the dataset's UIDs are used`);
   }
   if (source.expectedStudyInstanceUID !== undefined && source.expectedStudyInstanceUID !== StudyInstanceUID) {
     throw new IngestError('study-mismatch', `the object belongs to study ${StudyInstanceUID}, not to ${source.expectedStudyInstanceUID}`);

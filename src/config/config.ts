@@ -2,6 +2,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { DuplicatePolicy, NewSite } from '../index/records.ts';
+import type { MetaHeaderMismatchPolicy } from '../archive/ingest.ts';
 import type { StorageConfig } from '../storage/open-store.ts';
 
 /**
@@ -26,6 +27,8 @@ export interface AtriumConfig {
     duplicatePolicy: DuplicatePolicy;
     /** Largest in-memory header (all values but bulk data) of one object, in bytes. */
     maxHeaderBytes: number;
+    /** A meta header naming other SOP UIDs than its dataset: archive with a warning, or refuse. */
+    metaHeaderMismatch: MetaHeaderMismatchPolicy;
   };
   sites: Array<NewSite & { aeTitles?: string[] }>;
   /** Machine clients of the HTTP API until OIDC lands: a token's SHA-256 and the site it sends for. */
@@ -48,7 +51,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     http: { host: '127.0.0.1', port: 8042, maxRequestBytes: 8 * 1024 ** 3 },
     index: { engine: 'sqlite', path: path.join(dataDir, 'index.sqlite') },
     storage: { kind: 'filesystem', root: path.join(dataDir, 'blobs') },
-    ingest: { duplicatePolicy: 'replace', maxHeaderBytes: 64 * 1024 ** 2 },
+    ingest: { duplicatePolicy: 'replace', maxHeaderBytes: 64 * 1024 ** 2, metaHeaderMismatch: 'warn' },
     sites: [{ code: 'LOCAL', name: 'Local site', finess: '000000000', issuerOfPatientID: 'LOCAL' }],
     apiClients: [],
     log: { level: 'info' },
@@ -125,6 +128,11 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   }
   config.ingest.duplicatePolicy = policy as DuplicatePolicy;
   config.ingest.maxHeaderBytes = num(ingest, 'maxHeaderBytes') ?? config.ingest.maxHeaderBytes;
+  const mismatch = str(ingest, 'metaHeaderMismatch') ?? config.ingest.metaHeaderMismatch;
+  if (mismatch !== 'warn' && mismatch !== 'reject') {
+    throw new ConfigError(`ingest.metaHeaderMismatch must be warn or reject, not ${mismatch}`);
+  }
+  config.ingest.metaHeaderMismatch = mismatch;
 
   if (raw.sites !== undefined) config.sites = parseSites(raw.sites);
   if (raw.apiClients !== undefined) config.apiClients = parseApiClients(raw.apiClients, config.sites);

@@ -40,6 +40,9 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
       reply.raw.destroy();
       return;
     }
+    // An answer given before the body was read whole (413 half-way through a STOW-RS upload):
+    // the rest of the body is not read, so the connection cannot be reused.
+    if (!request.raw.complete) reply.header('Connection', 'close');
     return sendProblem(reply, status, status >= 500 ? 'internal error' : (error as Error).message);
   });
 
