@@ -256,6 +256,9 @@ interface ExistingInstance {
   study_id: number;
 }
 
+/** Most objects committed together by one SQLite group commit. */
+const maxGroup = 128;
+
 export class ArchiveIndex {
   constructor(readonly sql: SqlDatabase) {}
 
@@ -300,44 +303,103 @@ export class ArchiveIndex {
    * its series to another study.
    */
   storeInstance(record: InstanceRecord, policy: DuplicatePolicy): Promise<StoreOutcome> {
-    return this.sql.transaction(async (tx) => {
-      const now = new Date().toISOString();
-      const uid = record.instance.SOPInstanceUID;
-      const existing = await tx.get<ExistingInstance>(
-        `SELECT i.id, i.sha256, i.blob_key, i.size, i.series_id, se.study_id
-           FROM instances i JOIN series se ON se.id = i.series_id
-          WHERE i.sop_instance_uid = ?`,
-        [uid],
-      );
-      if (existing) {
-        if (existing.sha256 === record.blob.sha256) {
-          return { status: 'identical', instanceId: existing.id, existingBlobKey: existing.blob_key };
-        }
-        if (policy === 'reject') return { status: 'rejected', instanceId: existing.id };
-        if (policy === 'keep') {
-          await this.addHistory(tx, uid, record.blob, 'duplicate-kept', now);
-          await this.addEvent(tx, 'instance.duplicate-kept', this.eventPayload(record, existing.id), now);
-          return { status: 'kept-existing', instanceId: existing.id };
-        }
-        return this.replaceInstance(tx, record, existing, now);
-      }
+    if (this.sql.engine === 'sqlite') return this.storeInGroup(record, policy);
+    return this.sql.transaction((tx) => this.storeIn(tx, record, policy));
+  }
 
-      const patientId = await this.upsertPatient(tx, record, now);
-      const study = await this.lockOrCreateStudy(tx, record, patientId, now);
-      const series = await this.lockOrCreateSeries(tx, record, study.id, now);
-      const inserted = await tx.get<{ id: number }>(
-        `INSERT INTO instances (sop_instance_uid, series_id, ${instanceValueColumns}, created_at, updated_at)
-         VALUES (?, ?, ${placeholders(instanceValueColumnCount)}, ?, ?)
-         ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING id`,
-        [uid, series.id, ...instanceValues(record), now, now],
-      );
-      // Another transaction indexed the same SOPInstanceUID since we looked: start again to apply the policy.
-      if (!inserted) throw new RetryableConflict('SOPInstanceUID indexed concurrently');
-      await this.fillSeries(tx, record, series.id, 1, now);
-      await this.fillStudy(tx, record, study, series.created ? 1 : 0, 1, now);
-      await this.addEvent(tx, 'instance.stored', this.eventPayload(record, inserted.id), now);
-      return { status: 'stored', instanceId: inserted.id };
+  /**
+   * Group commit for SQLite: one connection, one writer, and a COMMIT with synchronous=FULL
+   * is an fsync that blocks the process. Objects that arrive while a commit runs wait for
+   * the next one and share it, each inside its own savepoint, so that one refused object
+   * (IndexConflictError) rolls back alone. No caller is answered before its commit.
+   * PostgreSQL needs none of this: its transactions commit side by side.
+   */
+  private storeInGroup(record: InstanceRecord, policy: DuplicatePolicy): Promise<StoreOutcome> {
+    return new Promise((resolve, reject) => {
+      this.group.push({ record, policy, resolve, reject });
+      if (!this.groupRunning) void this.commitGroups();
     });
+  }
+
+  private readonly group: Array<{ record: InstanceRecord; policy: DuplicatePolicy; resolve: (o: StoreOutcome) => void; reject: (e: unknown) => void }> = [];
+  private groupRunning = false;
+
+  private async commitGroups(): Promise<void> {
+    this.groupRunning = true;
+    try {
+      while (this.group.length > 0) {
+        // Let the objects whose storage finished in this turn of the event loop join.
+        await new Promise((r) => setImmediate(r));
+        const batch = this.group.splice(0, maxGroup);
+        let outcomes: Array<{ ok: true; outcome: StoreOutcome } | { ok: false; error: unknown }>;
+        try {
+          outcomes = await this.sql.transaction(async (tx) => {
+            const out: typeof outcomes = [];
+            for (const item of batch) {
+              await tx.exec('SAVEPOINT store_instance');
+              try {
+                out.push({ ok: true, outcome: await this.storeIn(tx, item.record, item.policy) });
+                await tx.exec('RELEASE store_instance');
+              } catch (error) {
+                await tx.exec('ROLLBACK TO store_instance');
+                await tx.exec('RELEASE store_instance');
+                out.push({ ok: false, error });
+              }
+            }
+            return out;
+          });
+        } catch (error) {
+          for (const item of batch) item.reject(error);
+          continue;
+        }
+        batch.forEach((item, i) => {
+          const o = outcomes[i]!;
+          if (o.ok) item.resolve(o.outcome);
+          else item.reject(o.error);
+        });
+      }
+    } finally {
+      this.groupRunning = false;
+    }
+  }
+
+  private async storeIn(tx: SqlDatabase, record: InstanceRecord, policy: DuplicatePolicy): Promise<StoreOutcome> {
+    const now = new Date().toISOString();
+    const uid = record.instance.SOPInstanceUID;
+    const existing = await tx.get<ExistingInstance>(
+      `SELECT i.id, i.sha256, i.blob_key, i.size, i.series_id, se.study_id
+         FROM instances i JOIN series se ON se.id = i.series_id
+        WHERE i.sop_instance_uid = ?`,
+      [uid],
+    );
+    if (existing) {
+      if (existing.sha256 === record.blob.sha256) {
+        return { status: 'identical', instanceId: existing.id, existingBlobKey: existing.blob_key };
+      }
+      if (policy === 'reject') return { status: 'rejected', instanceId: existing.id };
+      if (policy === 'keep') {
+        await this.addHistory(tx, uid, record.blob, 'duplicate-kept', now);
+        await this.addEvent(tx, 'instance.duplicate-kept', this.eventPayload(record, existing.id), now);
+        return { status: 'kept-existing', instanceId: existing.id };
+      }
+      return this.replaceInstance(tx, record, existing, now);
+    }
+
+    const patientId = await this.upsertPatient(tx, record, now);
+    const study = await this.lockOrCreateStudy(tx, record, patientId, now);
+    const series = await this.lockOrCreateSeries(tx, record, study.id, now);
+    const inserted = await tx.get<{ id: number }>(
+      `INSERT INTO instances (sop_instance_uid, series_id, ${instanceValueColumns}, created_at, updated_at)
+       VALUES (?, ?, ${placeholders(instanceValueColumnCount)}, ?, ?)
+       ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING id`,
+      [uid, series.id, ...instanceValues(record), now, now],
+    );
+    // Another transaction indexed the same SOPInstanceUID since we looked: start again to apply the policy.
+    if (!inserted) throw new RetryableConflict('SOPInstanceUID indexed concurrently');
+    await this.fillSeries(tx, record, series.id, 1, now);
+    await this.fillStudy(tx, record, study, series.created ? 1 : 0, 1, now);
+    await this.addEvent(tx, 'instance.stored', this.eventPayload(record, inserted.id), now);
+    return { status: 'stored', instanceId: inserted.id };
   }
 
   private async replaceInstance(

@@ -1,4 +1,6 @@
 import Database from 'better-sqlite3';
+import { open, type FileHandle } from 'node:fs/promises';
+import { GroupSync } from '../lib/group-sync.ts';
 import pg from 'pg';
 
 /**
@@ -80,11 +82,24 @@ class SqliteDatabase implements SqlDatabase {
   private closed = false;
   /** Statements issued by the open transaction's fn run directly. */
   private readonly inside: SqlDatabase;
+  /**
+   * Durability without blocking the process. With synchronous = FULL every COMMIT is an
+   * fsync of the WAL inside better-sqlite3's synchronous call: the whole event loop stops
+   * for it (measured: 15% of the main thread during STOW-RS). Instead the connection runs
+   * with synchronous = NORMAL (WAL written at COMMIT, synced at checkpoints; the database is
+   * never corrupted) and every write is followed, before it returns, by an fdatasync of the
+   * WAL file on libuv's thread pool: the same guarantee as FULL, but one sync covers every
+   * commit made before it started (group commit) and the event loop goes on meanwhile.
+   */
+  private readonly walPath: string | undefined;
+  private walHandle: Promise<FileHandle> | undefined;
+  private readonly walSync = new GroupSync(() => this.syncWal());
 
   constructor(path: string) {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    this.walPath = this.db.memory ? undefined : `${this.db.name}-wal`;
+    this.db.pragma(this.walPath ? 'synchronous = NORMAL' : 'synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('cache_size = -65536');
@@ -129,6 +144,22 @@ class SqliteDatabase implements SqlDatabase {
       : { changes: result.changes };
   }
 
+  /** Resolves once every commit made so far is on disk (see walPath). */
+  private async durable(): Promise<void> {
+    if (this.walPath) await this.walSync.afterWrite();
+  }
+
+  private async syncWal(): Promise<void> {
+    try {
+      this.walHandle ??= open(this.walPath!, 'r');
+      await (await this.walHandle).datasync();
+    } catch (e) {
+      this.walHandle = undefined;
+      // No WAL file yet: nothing was ever written through it.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+
   /** Runs a single statement, after any open or queued transaction. */
   private async outside<T>(work: () => T): Promise<T> {
     if (this.closed) throw new Error('database is closed');
@@ -149,24 +180,27 @@ class SqliteDatabase implements SqlDatabase {
     return this.outside(() => this.getNow<T>(sql, params));
   }
 
-  run(sql: string, params?: readonly unknown[]): Promise<{ changes: number; lastId?: number }> {
-    return this.outside(() => this.runNow(sql, params));
+  async run(sql: string, params?: readonly unknown[]): Promise<{ changes: number; lastId?: number }> {
+    const result = await this.outside(() => this.runNow(sql, params));
+    await this.durable();
+    return result;
   }
 
-  exec(sql: string): Promise<void> {
-    return this.outside(() => void this.db.exec(sql));
+  async exec(sql: string): Promise<void> {
+    await this.outside(() => void this.db.exec(sql));
+    await this.durable();
   }
 
   async transaction<T>(fn: (tx: SqlDatabase) => Promise<T>): Promise<T> {
     if (this.closed) throw new Error('database is closed');
     const release = await this.mutex.lock();
+    let result: T;
     try {
       // IMMEDIATE: take the write lock now, so another process cannot make us fail at COMMIT.
       this.prepare('BEGIN IMMEDIATE').run();
       try {
-        const result = await fn(this.inside);
+        result = await fn(this.inside);
         this.prepare('COMMIT').run();
-        return result;
       } catch (error) {
         if (this.db.inTransaction) this.prepare('ROLLBACK').run();
         throw error;
@@ -174,6 +208,9 @@ class SqliteDatabase implements SqlDatabase {
     } finally {
       release();
     }
+    // The next transaction may run while this one's WAL frames are synced.
+    await this.durable();
+    return result;
   }
 
   async close(): Promise<void> {
@@ -182,6 +219,8 @@ class SqliteDatabase implements SqlDatabase {
     try {
       this.closed = true;
       this.statements.clear();
+      await this.walSync.idle();
+      await (await this.walHandle?.catch(() => undefined))?.close();
       this.db.close();
     } finally {
       release();
