@@ -1,4 +1,5 @@
 import { Readable, Transform } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Archive } from '../archive/archive.ts';
 import { statusOfIngestError } from '../archive/ingest-error.ts';
@@ -21,6 +22,9 @@ export interface DicomwebOptions {
 }
 
 type Params = { study?: string; series?: string; instance?: string; frames?: string; tagPath?: string };
+
+/** Objects of one STOW-RS request whose ingest may run at once (see stow below). */
+const stowOverlap = 4;
 
 /** DICOMweb (PS3.18) under /dicom-web: STOW-RS, QIDO-RS, WADO-RS. Routes translate; the archive decides. */
 export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOptions): Promise<void> {
@@ -63,20 +67,36 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     if (declared > options.maxRequestBytes) throw new HttpProblem(413, `the request is larger than ${options.maxRequestBytes} bytes`);
 
     const body = (request.body as Readable).pipe(byteLimit(options.maxRequestBytes));
-    const results: Array<IngestResult | { ok: false; unsupported: string }> = [];
-    for await (const part of readMultipart(body, boundary)) {
-      const type = part.contentType ? parseMediaType(part.contentType).type : partType ?? 'application/dicom';
-      if (type !== 'application/dicom') {
-        part.body.resume();
-        results.push({ ok: false, unsupported: type });
-        continue;
+    // Parts arrive one after the other, but each object's durability work (fsync, rename,
+    // index commit) overlaps the reception of the next ones. At most stowOverlap objects
+    // are in flight.
+    const pending: Array<Promise<IngestResult | { ok: false; unsupported: string }>> = [];
+    try {
+      for await (const part of readMultipart(body, boundary)) {
+        const type = part.contentType ? parseMediaType(part.contentType).type : partType ?? 'application/dicom';
+        if (type !== 'application/dicom') {
+          part.body.resume();
+          pending.push(Promise.resolve({ ok: false, unsupported: type }));
+          continue;
+        }
+        if (pending.length >= stowOverlap) await pending[pending.length - stowOverlap];
+        const ingest = archive.ingestor.ingestInstance(part.body, {
+          site: caller.site,
+          via: 'stow-rs',
+          expectedStudyInstanceUID: request.params.study,
+        });
+        // Observed below; marked handled now so that a failure while the loop waits is not fatal.
+        ingest.catch(() => {});
+        pending.push(ingest);
+        // The next part comes once this body is read to its end (or the ingest gave up on it).
+        await Promise.race([finished(part.body).catch(() => {}), ingest.catch(() => {})]);
       }
-      results.push(await archive.ingestor.ingestInstance(part.body, {
-        site: caller.site,
-        via: 'stow-rs',
-        expectedStudyInstanceUID: request.params.study,
-      }));
+    } catch (e) {
+      // The request fails as a whole; objects already received finish their ingest first.
+      await Promise.allSettled(pending);
+      throw e;
     }
+    const results = await Promise.all(pending);
     if (results.length === 0) throw new HttpProblem(400, 'the multipart body holds no part');
     const baseUrl = baseUrlOf(request);
     const response: DicomJsonDataset = {};
@@ -169,16 +189,16 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   const retrieve = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const instances = await instancesOf(request.params);
     const wanted = negotiateInstanceTransferSyntax(request.headers.accept);
-    const plan = instances.map((inst) => ({ inst, ts: transferSyntaxFor(inst, wanted) }));
-    const refused = plan.find((p) => !archive.retriever.canSendAs(p.inst, p.ts));
+    const plan = instances.map((inst) => ({ inst, transferSyntaxUID: transferSyntaxFor(inst, wanted) }));
+    const refused = plan.find((p) => !archive.retriever.canSendAs(p.inst, p.transferSyntaxUID));
     if (refused) {
-      throw new RetrieveError('not-acceptable', `instance ${refused.inst.SOPInstanceUID} is stored as ${refused.inst.TransferSyntaxUID} and cannot be sent as ${refused.ts}`);
+      throw new RetrieveError('not-acceptable', `instance ${refused.inst.SOPInstanceUID} is stored as ${refused.inst.TransferSyntaxUID} and cannot be sent as ${refused.transferSyntaxUID}`);
     }
     const boundary = multipartBoundary();
     async function* parts() {
-      for (const { inst, ts } of plan) {
-        const sentAs = ts === '*' ? inst.TransferSyntaxUID : ts;
-        yield { contentType: `application/dicom; transfer-syntax=${sentAs}`, body: await archive.retriever.openInstance(inst, ts) };
+      for await (const { inst, transferSyntaxUID, body } of archive.retriever.openInstances(plan)) {
+        const sentAs = transferSyntaxUID === '*' ? inst.TransferSyntaxUID : transferSyntaxUID;
+        yield { contentType: `application/dicom; transfer-syntax=${sentAs}`, body };
       }
     }
     const tsParam = wanted === '*' || wanted === undefined ? '' : `; transfer-syntax=${wanted}`;

@@ -25,6 +25,8 @@ export interface BlobStore {
   put(key: string, body: Readable): Promise<StoredBlob>;
   /** Rejects with BlobNotFoundError when absent. */
   get(key: string, range?: BlobRange): Promise<Readable>;
+  /** The whole blob in memory, for small ones (a retrieve reads ahead with it). Rejects with BlobNotFoundError when absent. */
+  readWhole(key: string): Promise<Buffer>;
   /** Size of the blob, or undefined when absent. */
   stat(key: string): Promise<{ size: number } | undefined>;
   /** Deleting an absent key is not an error. */

@@ -44,6 +44,14 @@ describe('FilesystemBlobStore', () => {
     assert.deepEqual(await readdir(path.join(root, '.tmp')), []);
   });
 
+  it('reads a whole blob into memory, and refuses an absent key or a folder as not found', async () => {
+    const bytes = Buffer.from(createHash('sha256').update('x').digest().toString('hex').repeat(3000));
+    await store.put('whole/blob', Readable.from([bytes]));
+    assert.ok((await store.readWhole('whole/blob')).equals(bytes));
+    await assert.rejects(store.readWhole('whole/absent'), BlobNotFoundError);
+    await assert.rejects(store.readWhole('whole'), BlobNotFoundError);
+  });
+
   it('keeps an upload in the temporary folder, not under its key, until the source ends', async () => {
     const source = new Readable({ read() {} });
     const put = store.put('pending/blob', source);

@@ -3,6 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, opendir, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { GroupSync } from '../lib/group-sync.ts';
 import { pipeline } from 'node:stream/promises';
 import {
   assertValidBlobKey,
@@ -61,8 +62,14 @@ export class FilesystemBlobStore implements BlobStore {
     const hashing = new HashingStream();
     let handle: FileHandle | undefined;
     let renamed = false;
+    // The source may fail while the temporary file is being opened, before pipeline listens.
+    let earlyError: unknown;
+    const onEarlyError = (e: unknown) => (earlyError ??= e);
+    body.on('error', onEarlyError);
     try {
       handle = await open(temporary, 'wx', 0o640);
+      body.off('error', onEarlyError);
+      if (earlyError !== undefined) throw earlyError;
       // Written through the handle itself: it must stay open for the fsync after the last write.
       await pipeline(body, hashing, writeTo(handle));
       await handle.sync();
@@ -70,13 +77,23 @@ export class FilesystemBlobStore implements BlobStore {
       handle = undefined;
 
       const directory = path.dirname(target);
-      await mkdir(directory, { recursive: true });
-      await rename(temporary, target);
+      if (!this.#durableDirectories.has(directory)) await mkdir(directory, { recursive: true });
+      try {
+        await rename(temporary, target);
+      } catch (e) {
+        // A folder known to exist was removed meanwhile (by hand, by a cleanup): make it again.
+        if (!isErrno(e, 'ENOENT')) throw e;
+        this.#durableDirectories.delete(directory);
+        await mkdir(directory, { recursive: true });
+        await rename(temporary, target);
+      }
       renamed = true;
-      await syncDirectory(directory);
+      // Objects renamed into one folder at about the same time share its fsync.
+      await this.#directorySync(directory).afterWrite();
       await this.#makeDurable(directory);
       return { key, size: hashing.size, sha256: hashing.sha256 };
     } catch (e) {
+      body.off('error', onEarlyError);
       body.destroy();
       await handle?.close().catch(() => {});
       if (!renamed) await unlink(temporary).catch(() => {});
@@ -106,6 +123,22 @@ export class FilesystemBlobStore implements BlobStore {
       throw e;
     }
     return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+  }
+
+  async readWhole(key: string): Promise<Buffer> {
+    let handle: FileHandle;
+    try {
+      handle = await open(this.#pathOf(key), fsConstants.O_RDONLY);
+    } catch (e) {
+      if (isAbsent(e)) throw new BlobNotFoundError(key);
+      throw e;
+    }
+    try {
+      if (!(await handle.stat()).isFile()) throw new BlobNotFoundError(key);
+      return await handle.readFile();
+    } finally {
+      await handle.close();
+    }
   }
 
   async stat(key: string): Promise<{ size: number } | undefined> {
@@ -220,6 +253,19 @@ export class FilesystemBlobStore implements BlobStore {
       if (this.#durableDirectories.size > 100_000) this.#durableDirectories.clear();
       this.#durableDirectories.add(dir);
     }
+  }
+
+  readonly #directorySyncs = new Map<string, GroupSync>();
+
+  #directorySync(directory: string): GroupSync {
+    let group = this.#directorySyncs.get(directory);
+    if (!group) {
+      // Bounded like #durableDirectories; a dropped group only costs a sync of its own.
+      if (this.#directorySyncs.size > 10_000) this.#directorySyncs.clear();
+      group = new GroupSync(() => syncDirectory(directory));
+      this.#directorySyncs.set(directory, group);
+    }
+    return group;
   }
 
   #pathOf(key: string): string {

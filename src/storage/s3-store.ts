@@ -186,6 +186,12 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  async readWhole(key: string): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.get(key)) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
   async get(key: string, range?: BlobRange): Promise<Readable> {
     assertValidBlobKey(key);
     if (range) assertValidRange(range);
