@@ -356,6 +356,18 @@ for (const db of testDatabases()) {
       const patients = found.map((s) => `${value(s, '00100021')} ${(value(s, '00100010') as { Alphabetic: string }).Alphabetic}`).sort();
       assert.deepEqual(patients, ['CHUNORD Martin^Zoé', 'CLINSUD Durand^Léa']);
     });
+
+    it('retrieves a whole series with dicomweb-client, small objects read ahead and a large one streamed', async () => {
+      const series = syntheticInstance({ PatientID: 'SERIES-1' }).uids;
+      const objects = [
+        ...Array.from({ length: 7 }, () => syntheticInstance({ PatientID: 'SERIES-1', StudyInstanceUID: series.study, SeriesInstanceUID: series.series, Rows: 64, Columns: 64 }).file),
+        // Above the 16 MiB read-whole limit: streamed from storage.
+        syntheticInstance({ PatientID: 'SERIES-1', StudyInstanceUID: series.study, SeriesInstanceUID: series.series, Rows: 2048, Columns: 2048, NumberOfFrames: 3 }).file,
+      ];
+      await client.storeInstances({ datasets: objects.map(toArrayBuffer) });
+      const got = await client.retrieveSeries({ studyInstanceUID: series.study, seriesInstanceUID: series.series });
+      assert.deepEqual(got.map(sha).sort(), objects.map(sha).sort());
+    });
   });
 }
 

@@ -27,6 +27,11 @@ export interface FrameBytes {
   transferSyntaxUID: string;
 }
 
+/** Objects larger than this are streamed from storage rather than read whole. */
+const wholeReadLimit = 16 * 1024 * 1024;
+/** How many objects a retrieve reads ahead of the one being sent (memory: readAhead x wholeReadLimit at most). */
+const readAhead = 4;
+
 /** Reading stored objects back: whole, re-encoded, by frame, by bulk value, rendered. */
 export class Retriever {
   constructor(private readonly index: ArchiveIndex, private readonly store: BlobStore) {}
@@ -47,6 +52,33 @@ export class Retriever {
       || (isNativeTransferSyntax(inst.TransferSyntaxUID) && transcodableTargets.has(transferSyntaxUID));
   }
 
+  /**
+   * The objects of a retrieve, in order, each as stored or re-encoded. Objects sent as stored
+   * and small enough are read whole, up to readAhead of them ahead of the one being sent, so
+   * that storage reads overlap network writes; larger ones are streamed.
+   */
+  async *openInstances(plan: ReadonlyArray<{ inst: StoredInstance; transferSyntaxUID: string }>): AsyncGenerator<{ inst: StoredInstance; transferSyntaxUID: string; body: Buffer | Readable }> {
+    const open = ({ inst, transferSyntaxUID }: { inst: StoredInstance; transferSyntaxUID: string }): Promise<Buffer | Readable> =>
+      (transferSyntaxUID === '*' || transferSyntaxUID === inst.TransferSyntaxUID) && inst.size <= wholeReadLimit
+        ? this.store.readWhole(inst.blobKey)
+        : this.openInstance(inst, transferSyntaxUID);
+    const ahead: Array<Promise<Buffer | Readable>> = [];
+    let opened = 0;
+    try {
+      for (const item of plan) {
+        while (opened < plan.length && ahead.length <= readAhead) {
+          const next = open(plan[opened++]!);
+          next.catch(() => {}); // observed when its turn comes
+          ahead.push(next);
+        }
+        yield { ...item, body: await ahead.shift()! };
+      }
+    } finally {
+      // The client went away or a read failed: close what was opened ahead.
+      for (const next of ahead) next.then((body) => body instanceof Readable && body.destroy(), () => {});
+    }
+  }
+
   /** The Part 10 object in the requested transfer syntax, streamed. */
   async openInstance(inst: StoredInstance, transferSyntaxUID: string): Promise<Readable> {
     if (transferSyntaxUID === '*' || transferSyntaxUID === inst.TransferSyntaxUID) {
@@ -56,7 +88,7 @@ export class Retriever {
       throw new RetrieveError('not-acceptable', `instance ${inst.SOPInstanceUID} is stored as ${inst.TransferSyntaxUID} and cannot be sent as ${transferSyntaxUID}`);
     }
     // The header is small; re-read it from the stored object (bulk values stay on storage).
-    const whole = await readAll(await this.store.get(inst.blobKey));
+    const whole = await this.store.readWhole(inst.blobKey);
     const obj = parsePart10(whole);
     return Readable.from(writePart10(
       { obj, readRange: (r: ByteRange) => whole.subarray(r.offset, r.offset + r.length) },
