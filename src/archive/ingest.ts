@@ -130,11 +130,14 @@ export class Ingestor {
     try {
       outcome = await this.index.storeInstance(record, this.options.duplicatePolicy);
     } catch (e) {
-      // Not acknowledged: the blob would be an orphan.
-      await discard();
       if (e instanceof IndexConflictError) {
+        // Rolled back for certain: the blob would be an orphan.
+        await discard();
         return { ok: false, SOPClassUID: record.instance.SOPClassUID, SOPInstanceUID: record.instance.SOPInstanceUID, error: new IngestError('identity-conflict', e.message) };
       }
+      // Any other failure may have come after the commit (the WAL sync, a lost connection
+      // to PostgreSQL): the row may exist, so its blob stays. If the row does not exist,
+      // `atrium verify` reports the blob as an orphan and --repair removes it.
       throw e;
     }
     const { SOPInstanceUID, SOPClassUID } = record.instance;
