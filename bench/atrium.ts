@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { freePort, httpRequest, keepAliveAgent, spawnTracked, stopProcess, waitFor, type HttpTarget } from './measure.ts';
+import { freePort, httpRequest, keepAliveAgent, outputTail, spawnTracked, stopProcess, waitFor, type HttpTarget } from './measure.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -16,16 +16,6 @@ export interface RunningServer {
   stop(): Promise<void>;
   /** What the server wrote on stderr, for the report when it fails. */
   stderrTail(): string;
-}
-
-function tail(child: ChildProcess): () => string {
-  let text = '';
-  const keep = (chunk: Buffer) => {
-    text = (text + chunk.toString('utf8')).slice(-4000);
-  };
-  child.stderr?.on('data', keep);
-  child.stdout?.on('data', keep);
-  return () => text;
 }
 
 /**
@@ -66,7 +56,7 @@ export async function startAtrium(dataDir: string, options: { indexPath?: string
   const child = spawnTracked(process.execPath, [...nodeArgs, path.join(repoRoot, 'bin/atrium.mjs'), 'serve', '--config', configFile], {
     cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const stderrTail = tail(child);
+  const stderrTail = outputTail(child);
   const target: HttpTarget = {
     name: 'Atrium',
     dicomweb: `http://127.0.0.1:${port}/dicom-web`,

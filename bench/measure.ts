@@ -299,3 +299,14 @@ export function fmt(value: number | undefined, digits = 1): string {
 export function fmtMB(bytes: number | undefined): string {
   return bytes === undefined || !Number.isFinite(bytes) ? 'n/a' : `${(bytes / MiB).toFixed(0)} MiB`;
 }
+
+/** The last 4,000 characters a child wrote on stdout and stderr, for the report when it fails. */
+export function outputTail(child: ChildProcess): () => string {
+  let text = '';
+  const keep = (chunk: Buffer) => {
+    text = (text + chunk.toString('utf8')).slice(-4000);
+  };
+  child.stderr?.on('data', keep);
+  child.stdout?.on('data', keep);
+  return () => text;
+}

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { freePort, httpRequest, keepAliveAgent, spawnTracked, stopProcess, waitFor, type HttpTarget } from './measure.ts';
+import { freePort, httpRequest, keepAliveAgent, outputTail, spawnTracked, stopProcess, waitFor, type HttpTarget } from './measure.ts';
 import type { RunningServer } from './atrium.ts';
 
 export const orthancBinary = process.env.BENCH_ORTHANC ?? '/usr/sbin/Orthanc';
@@ -14,16 +14,6 @@ export function orthancAvailable(): boolean {
 export interface RunningOrthanc extends RunningServer {
   version: string;
   dicomWebVersion: string;
-}
-
-function tail(child: ChildProcess): () => string {
-  let text = '';
-  const keep = (chunk: Buffer) => {
-    text = (text + chunk.toString('utf8')).slice(-4000);
-  };
-  child.stderr?.on('data', keep);
-  child.stdout?.on('data', keep);
-  return () => text;
 }
 
 /**
@@ -54,7 +44,7 @@ export async function startOrthanc(dataDir: string): Promise<RunningOrthanc> {
   const child = spawnTracked(orthancBinary, [configDir], {
     cwd: dataDir, env: { ...process.env, TCP_NODELAY: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const stderrTail = tail(child);
+  const stderrTail = outputTail(child);
   const target: HttpTarget = {
     name: 'Orthanc',
     dicomweb: `http://127.0.0.1:${httpPort}/dicom-web`,
