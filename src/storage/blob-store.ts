@@ -20,9 +20,18 @@ export interface BlobRange {
  * put() resolves only when the bytes are durable (fsynced, or acknowledged by the
  * object store); on error or abort nothing is left under the key.
  */
+/** What put() stores: a stream, or any async source of chunks (an ingest's tapped generator). */
+export type BlobSource = Readable | AsyncIterable<Buffer>;
+
+/** Releases a source put() will not read (a stream is destroyed, a generator returned). */
+export function abandonSource(body: BlobSource): void {
+  if (typeof (body as Readable).destroy === 'function') (body as Readable).destroy();
+  else void (body as AsyncGenerator<Buffer>).return?.(undefined)?.catch(() => {});
+}
+
 export interface BlobStore {
   readonly kind: 'filesystem' | 's3';
-  put(key: string, body: Readable): Promise<StoredBlob>;
+  put(key: string, body: BlobSource): Promise<StoredBlob>;
   /** Rejects with BlobNotFoundError when absent. */
   get(key: string, range?: BlobRange): Promise<Readable>;
   /** The whole blob in memory, for small ones (a retrieve reads ahead with it). Rejects with BlobNotFoundError when absent. */

@@ -11,9 +11,11 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import {
+  abandonSource,
   assertValidBlobKey,
   BlobNotFoundError,
   type BlobRange,
+  type BlobSource,
   type BlobStore,
   type StoredBlob,
 } from './blob-store.ts';
@@ -93,13 +95,14 @@ export class S3BlobStore implements BlobStore {
     return store;
   }
 
-  async put(key: string, body: Readable): Promise<StoredBlob> {
+  async put(key: string, source: BlobSource): Promise<StoredBlob> {
     try {
       assertValidBlobKey(key);
     } catch (e) {
-      body.destroy();
+      abandonSource(source);
       throw e;
     }
+    const body = source instanceof Readable ? source : Readable.from(source, { objectMode: false });
     const Key = this.prefix + key;
     const hashing = new HashingStream();
     // pipeline, not pipe: an error or an abort of the body must fail the hashing stream too.
