@@ -3,7 +3,7 @@
  * a fresh Atrium (the real CLI) over STOW-RS, optionally retrieved back, with the CPU time
  * of server and client beside the wall time.
  *
- *   CONC=4 WADO=1 BENCH_ATRIUM_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" \
+ *   CONC=4 WADO=3 BENCH_ATRIUM_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" \
  *     TCP_NODELAY=1 node --import tsx bench/profile-ingest.ts
  */
 import { readFileSync } from 'node:fs';
@@ -32,11 +32,14 @@ try {
   const client = process.cpuUsage(clientBefore);
   console.log(`STOW-RS ${r.instances} CT instances, ${concurrency} concurrent: ${(r.instances / (r.ms / 1000)).toFixed(1)} inst/s, ${r.failed} failed; ` +
     `wall ${r.ms.toFixed(0)} ms, server user ${after.user - before.user} ms + system ${after.system - before.system} ms, client ${((client.user + client.system) / 1000).toFixed(0)} ms`);
-  if (process.env.WADO) {
-    for (let i = 0; i < 3; i++) {
-      const w = await retrieveSeries(server.target, corpus.ct.StudyInstanceUID, corpus.ct.SeriesInstanceUID, 'multipart/related; type="application/dicom"; transfer-syntax=*');
-      console.log(`WADO-RS series: ${w.MBps.toFixed(1)} MB/s, TTFB ${w.ttfbMs.toFixed(1)} ms`);
-    }
+  // WADO=n: n whole-series retrieves of the CT series.
+  for (let i = 0; i < Number(process.env.WADO ?? 0); i++) {
+    const cpuBefore = cpuOf(server.pid);
+    const clientCpu = process.cpuUsage();
+    const w = await retrieveSeries(server.target, corpus.ct.StudyInstanceUID, corpus.ct.SeriesInstanceUID, 'multipart/related; type="application/dicom"; transfer-syntax=*');
+    const cpuAfter = cpuOf(server.pid);
+    const c = process.cpuUsage(clientCpu);
+    console.log(`WADO-RS series: ${w.MBps.toFixed(1)} MB/s, TTFB ${w.ttfbMs.toFixed(1)} ms; server user ${cpuAfter.user - cpuBefore.user} ms + system ${cpuAfter.system - cpuBefore.system} ms, client ${((c.user + c.system) / 1000).toFixed(0)} ms`);
   }
 } finally {
   await server.stop();

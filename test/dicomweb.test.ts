@@ -357,6 +357,30 @@ for (const db of testDatabases()) {
       assert.deepEqual(patients, ['CHUNORD Martin^Zoé', 'CLINSUD Durand^Léa']);
     });
 
+    it('refuses objects whose study belongs to another patient one by one, in the same request and commit group as good ones', async () => {
+      const first = syntheticInstance({ PatientID: 'OWNER-1', PatientName: 'Owner^Anne' });
+      assert.equal((await post('/studies', ...stowBody(first.file))).status, 200);
+      const before = await atrium.archive.index.countInstances();
+      // Interleaved: objects of another patient claiming the same study, and objects of a study of their own.
+      const parts = Array.from({ length: 12 }, (_, i) => i % 2 === 0
+        ? syntheticInstance({ PatientID: 'INTRUDER-1', StudyInstanceUID: first.uids.study, SeriesInstanceUID: first.uids.series })
+        : syntheticInstance({ PatientID: 'GOOD-1', StudyInstanceUID: `${first.uids.study}.7`, SeriesInstanceUID: `${first.uids.series}.7` }));
+      const { body, contentType } = multipartBody(parts.map((p) => ({ type: 'application/dicom', body: p.file })));
+      const res = await post('/studies', body, contentType);
+      assert.equal(res.status, 202);
+      const json = await res.json() as Record<string, { Value: Array<Record<string, { Value?: unknown[] }>> }>;
+      const failed = json['00081198']!.Value;
+      assert.deepEqual(failed.map((f) => value(f, '00081155')), parts.filter((_, i) => i % 2 === 0).map((p) => p.uids.sop));
+      assert.ok(failed.every((f) => value(f, '00081197') === 0xa900 && /patient/i.test(String(value(f, '00091001')))));
+      assert.equal(json['00081199']!.Value.length, 6);
+      assert.equal(await atrium.archive.index.countInstances(), before + 6);
+      const owner = await client.searchForStudies({ queryParams: { StudyInstanceUID: first.uids.study } });
+      assert.equal(value(owner[0]!, '00100020'), 'OWNER-1');
+      assert.equal(value(owner[0]!, '00201208'), 1, 'the intruders added nothing to the study');
+      const good = await client.searchForStudies({ queryParams: { PatientID: 'GOOD-1' } });
+      assert.equal(value(good[0]!, '00201208'), 6);
+    });
+
     it('retrieves a whole series with dicomweb-client, small objects read ahead and a large one streamed', async () => {
       const series = syntheticInstance({ PatientID: 'SERIES-1' }).uids;
       const objects = [

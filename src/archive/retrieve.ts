@@ -60,7 +60,7 @@ export class Retriever {
   async *openInstances(plan: ReadonlyArray<{ inst: StoredInstance; transferSyntaxUID: string }>): AsyncGenerator<{ inst: StoredInstance; transferSyntaxUID: string; body: Buffer | Readable }> {
     const open = ({ inst, transferSyntaxUID }: { inst: StoredInstance; transferSyntaxUID: string }): Promise<Buffer | Readable> =>
       (transferSyntaxUID === '*' || transferSyntaxUID === inst.TransferSyntaxUID) && inst.size <= wholeReadLimit
-        ? this.store.readWhole(inst.blobKey)
+        ? this.store.readWhole(inst.blobKey, inst.size)
         : this.openInstance(inst, transferSyntaxUID);
     const ahead: Array<Promise<Buffer | Readable>> = [];
     let opened = 0;

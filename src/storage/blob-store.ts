@@ -34,8 +34,12 @@ export interface BlobStore {
   put(key: string, body: BlobSource): Promise<StoredBlob>;
   /** Rejects with BlobNotFoundError when absent. */
   get(key: string, range?: BlobRange): Promise<Readable>;
-  /** The whole blob in memory, for small ones (a retrieve reads ahead with it). Rejects with BlobNotFoundError when absent. */
-  readWhole(key: string): Promise<Buffer>;
+  /**
+   * The whole blob in memory, for small ones (a retrieve reads ahead with it). Rejects with
+   * BlobNotFoundError when absent, and with BlobSizeError when `size` (what the caller
+   * knows it to be) is not its size.
+   */
+  readWhole(key: string, size?: number): Promise<Buffer>;
   /** Size of the blob, or undefined when absent. */
   stat(key: string): Promise<{ size: number } | undefined>;
   /** Deleting an absent key is not an error. */
@@ -49,6 +53,13 @@ export class BlobNotFoundError extends Error {
   constructor(readonly key: string) {
     super(`blob not found: ${key}`);
     this.name = 'BlobNotFoundError';
+  }
+}
+
+export class BlobSizeError extends Error {
+  constructor(readonly key: string, readonly expected: number, readonly actual: number) {
+    super(`blob ${key} holds ${actual === expected + 1 ? `more than ${expected}` : actual} bytes, not the ${expected} it was stored with`);
+    this.name = 'BlobSizeError';
   }
 }
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { BlobNotFoundError, InvalidBlobKeyError } from './blob-store.ts';
+import { BlobNotFoundError, BlobSizeError, InvalidBlobKeyError } from './blob-store.ts';
 import { FilesystemBlobStore } from './filesystem-store.ts';
 
 const made: string[] = [];
@@ -48,8 +48,13 @@ describe('FilesystemBlobStore', () => {
     const bytes = Buffer.from(createHash('sha256').update('x').digest().toString('hex').repeat(3000));
     await store.put('whole/blob', Readable.from([bytes]));
     assert.ok((await store.readWhole('whole/blob')).equals(bytes));
+    assert.ok((await store.readWhole('whole/blob', bytes.length)).equals(bytes), 'read in one go when the size is known');
+    await assert.rejects(store.readWhole('whole/blob', bytes.length + 10), (e: unknown) => e instanceof BlobSizeError && e.actual === bytes.length);
+    await assert.rejects(store.readWhole('whole/blob', bytes.length - 10), /holds more than .* bytes, not the/);
     await assert.rejects(store.readWhole('whole/absent'), BlobNotFoundError);
+    await assert.rejects(store.readWhole('whole/absent', 10), BlobNotFoundError);
     await assert.rejects(store.readWhole('whole'), BlobNotFoundError);
+    await assert.rejects(store.readWhole('whole', 10), BlobNotFoundError);
   });
 
   it('keeps an upload in the temporary folder, not under its key, until the source ends', async () => {

@@ -8,6 +8,7 @@ import {
   abandonSource,
   assertValidBlobKey,
   BlobNotFoundError,
+  BlobSizeError,
   InvalidBlobKeyError,
   type BlobRange,
   type BlobSource,
@@ -126,7 +127,7 @@ export class FilesystemBlobStore implements BlobStore {
     return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
   }
 
-  async readWhole(key: string): Promise<Buffer> {
+  async readWhole(key: string, size?: number): Promise<Buffer> {
     let handle: FileHandle;
     try {
       handle = await open(this.#pathOf(key), fsConstants.O_RDONLY);
@@ -135,8 +136,25 @@ export class FilesystemBlobStore implements BlobStore {
       throw e;
     }
     try {
-      if (!(await handle.stat()).isFile()) throw new BlobNotFoundError(key);
-      return await handle.readFile();
+      if (size === undefined) {
+        if (!(await handle.stat()).isFile()) throw new BlobNotFoundError(key);
+        return await handle.readFile();
+      }
+      // The size is known (from the index): one read, no stat. Each file operation is a
+      // round trip through libuv's thread pool, which costs more than a small read itself.
+      const buffer = Buffer.allocUnsafe(size + 1);
+      let filled = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+        if (filled === buffer.length) break;
+      }
+      if (filled !== size) throw new BlobSizeError(key, size, filled);
+      return buffer.subarray(0, size);
+    } catch (e) {
+      if (isErrno(e, 'EISDIR')) throw new BlobNotFoundError(key);
+      throw e;
     } finally {
       await handle.close();
     }

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { startS3Server, type TestS3Server } from '../../test/support/s3-server.ts';
-import { BlobNotFoundError } from './blob-store.ts';
+import { BlobNotFoundError, BlobSizeError } from './blob-store.ts';
 import { sha256Hex } from './hashing.ts';
 import { S3BlobStore, type S3StoreConfig } from './s3-store.ts';
 
@@ -149,6 +149,8 @@ describe('S3BlobStore', () => {
     assert.ok((await readAll(await store.get('large/ranged.bin', { start, end }))).equals(bytes.subarray(start, end + 1)));
     assert.ok((await readAll(await store.get('large/ranged.bin', { start: 0, end: 0 }))).equals(bytes.subarray(0, 1)));
     assert.ok((await store.readWhole('large/ranged.bin')).equals(bytes), 'readWhole gives every part back');
+    assert.ok((await store.readWhole('large/ranged.bin', bytes.length)).equals(bytes));
+    await assert.rejects(store.readWhole('large/ranged.bin', 5), BlobSizeError);
     await assert.rejects(store.readWhole('large/absent.bin'), BlobNotFoundError);
   });
 

@@ -14,6 +14,7 @@ import {
   abandonSource,
   assertValidBlobKey,
   BlobNotFoundError,
+  BlobSizeError,
   type BlobRange,
   type BlobSource,
   type BlobStore,
@@ -189,10 +190,12 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async readWhole(key: string): Promise<Buffer> {
+  async readWhole(key: string, size?: number): Promise<Buffer> {
     const chunks: Buffer[] = [];
     for await (const chunk of await this.get(key)) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    const whole = Buffer.concat(chunks);
+    if (size !== undefined && whole.length !== size) throw new BlobSizeError(key, size, whole.length);
+    return whole;
   }
 
   async get(key: string, range?: BlobRange): Promise<Readable> {
