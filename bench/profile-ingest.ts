@@ -5,10 +5,12 @@
  *
  *   CONC=4 WADO=3 BENCH_ATRIUM_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" \
  *     TCP_NODELAY=1 node --import tsx bench/profile-ingest.ts
+ *   ORTHANC=1 CONC=4 WADO=3 TCP_NODELAY=1 node --import tsx bench/profile-ingest.ts
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startAtrium } from './atrium.ts';
+import { startOrthanc } from './orthanc.ts';
 import { fullPlan, generateCorpus } from './corpus.ts';
 import { makeTempDir, removeTempDir } from './measure.ts';
 import { retrieveSeries, stowFiles } from './workload.ts';
@@ -21,7 +23,8 @@ function cpuOf(pid: number): { user: number; system: number } {
 
 const corpus = generateCorpus(path.join(import.meta.dirname, 'corpus', 'full'), 20250612, fullPlan);
 const dir = makeTempDir('bench-profile-');
-const server = await startAtrium(dir);
+// ORTHANC=1 measures Debian's Orthanc the same way, for comparison.
+const server = process.env.ORTHANC === '1' ? await startOrthanc(dir) : await startAtrium(dir);
 try {
   const concurrency = Number(process.env.CONC ?? 1);
   const files = corpus.files.filter((f) => f.kind === 'ct');

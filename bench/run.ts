@@ -98,70 +98,114 @@ function largeQidoCases(index: LargeIndex): QidoCase[] {
   ];
 }
 
-async function benchServer(name: string, start: Start, corpus: Corpus): Promise<ServerResults> {
-  const results: ServerResults = { name, ingest: [], ingestPeakRss: {}, qidoSmall: [] };
+interface Contender {
+  name: string;
+  start: Start;
+  results: ServerResults;
+  ingestByRound: IngestRow[][];
+  running?: { server: RunningServer; dir: string };
+}
 
-  // Each ingest round starts from an empty server; the last round's server goes on to the read tests.
+/**
+ * Measures every server in turn at each step, back to back: ingest round by round, then
+ * retrieves and metadata alternating between the servers. The machine's speed drifts
+ * (other tenants, page cache, writeback) by more than the differences measured here;
+ * alternating makes a drift weigh on every server alike instead of on whichever ran last.
+ */
+async function benchServers(servers: Array<{ name: string; start: Start }>, corpus: Corpus): Promise<ServerResults[]> {
+  const contenders: Contender[] = servers.map(({ name, start }) => ({
+    name, start, results: { name, ingest: [], ingestPeakRss: {}, qidoSmall: [] }, ingestByRound: [],
+  }));
+  // Each ingest round starts from an empty server; the last round's servers go on to the read tests.
   const rounds: Array<{ concurrency: number; last: boolean }> = [];
   for (const concurrency of [1, 4]) {
     for (let i = 0; i < ingestRounds; i++) rounds.push({ concurrency, last: concurrency === 4 && i === ingestRounds - 1 });
   }
-  const ingestByRound: IngestRow[][] = [];
-  for (const { concurrency, last } of rounds) {
-    const dir = makeTempDir(`bench-${name.toLowerCase()}-`);
-    const server = await start(dir);
-    try {
-      if ('version' in server) results.version = `${(server as RunningOrthanc).version} (DICOMweb plugin ${(server as RunningOrthanc).dicomWebVersion})`;
-      results.idleRss = readProcessMemory(server.pid)?.rss;
-      log(`${name}: STOW-RS ingest, ${concurrency} concurrent request(s)`);
-      const ingest = await ingestCorpus(server, corpus, concurrency);
-      ingestByRound.push(ingest.rows);
-      results.ingestPeakRss[concurrency] = Math.max(results.ingestPeakRss[concurrency] ?? 0, ingest.peakRss);
-      const total = ingest.rows.at(-1)!;
-      log(`  ${(total.instances / (total.ms / 1000)).toFixed(1)} instances/s, ${(total.bytes / MB / (total.ms / 1000)).toFixed(1)} MB/s, peak RSS ${(ingest.peakRss / MiB).toFixed(0)} MiB`);
-      if (!last) continue;
-      results.ingest = medianIngestRows(ingestByRound);
-
-      log(`${name}: WADO-RS series retrieve (${corpus.ct.instances} instances)`);
-      const accept = name === 'Atrium'
-        ? 'multipart/related; type="application/dicom"; transfer-syntax=*'
-        : 'multipart/related; type="application/dicom"';
-      const retrieves: RetrieveResult[] = [];
-      const { peakRss: retrievePeak } = await withPeakRss(server.pid, async () => {
-        for (let i = 0; i < retrieveRepetitions; i++) {
-          retrieves.push(await retrieveSeries(server.target, corpus.ct.StudyInstanceUID, corpus.ct.SeriesInstanceUID, accept));
+  try {
+    for (const { concurrency, last } of rounds) {
+      for (const c of contenders) {
+        const dir = makeTempDir(`bench-${c.name.toLowerCase()}-`);
+        const server = await c.start(dir);
+        let keep = false;
+        try {
+          if ('version' in server) c.results.version = `${(server as RunningOrthanc).version} (DICOMweb plugin ${(server as RunningOrthanc).dicomWebVersion})`;
+          c.results.idleRss = readProcessMemory(server.pid)?.rss;
+          log(`${c.name}: STOW-RS ingest, ${concurrency} concurrent request(s)`);
+          const ingest = await ingestCorpus(server, corpus, concurrency);
+          c.ingestByRound.push(ingest.rows);
+          c.results.ingestPeakRss[concurrency] = Math.max(c.results.ingestPeakRss[concurrency] ?? 0, ingest.peakRss);
+          const total = ingest.rows.at(-1)!;
+          log(`  ${(total.instances / (total.ms / 1000)).toFixed(1)} instances/s, ${(total.bytes / MB / (total.ms / 1000)).toFixed(1)} MB/s, peak RSS ${(ingest.peakRss / MiB).toFixed(0)} MiB`);
+          keep = last;
+        } finally {
+          if (keep) c.running = { server, dir };
+          else {
+            await server.stop();
+            removeTempDir(dir);
+          }
         }
-      });
-      results.retrieve = {
-        repetitions: retrieves.length,
-        MBps: median(retrieves.map((r) => r.MBps)),
-        ttfbMs: median(retrieves.map((r) => r.ttfbMs)),
-        totalMs: median(retrieves.map((r) => r.totalMs)),
-        bytes: retrieves[0]!.bytes,
-        parts: retrieves[0]!.parts,
-        peakRss: retrievePeak,
+      }
+    }
+    for (const c of contenders) c.results.ingest = medianIngestRows(c.ingestByRound);
+
+    const retrieves = new Map<Contender, RetrieveResult[]>(contenders.map((c) => [c, []]));
+    const retrievePeak = new Map<Contender, number>();
+    log(`WADO-RS series retrieve (${corpus.ct.instances} instances), ${retrieveRepetitions} times each, alternating`);
+    for (let i = 0; i < retrieveRepetitions; i++) {
+      for (const c of contenders) {
+        const accept = c.name === 'Atrium'
+          ? 'multipart/related; type="application/dicom"; transfer-syntax=*'
+          : 'multipart/related; type="application/dicom"';
+        const { server } = c.running!;
+        const { result, peakRss } = await withPeakRss(server.pid, () => retrieveSeries(server.target, corpus.ct.StudyInstanceUID, corpus.ct.SeriesInstanceUID, accept));
+        retrieves.get(c)!.push(result);
+        retrievePeak.set(c, Math.max(retrievePeak.get(c) ?? 0, peakRss));
+      }
+    }
+    for (const c of contenders) {
+      const rs = retrieves.get(c)!;
+      c.results.retrieve = {
+        repetitions: rs.length,
+        MBps: median(rs.map((r) => r.MBps)),
+        ttfbMs: median(rs.map((r) => r.ttfbMs)),
+        totalMs: median(rs.map((r) => r.totalMs)),
+        bytes: rs[0]!.bytes,
+        parts: rs[0]!.parts,
+        peakRss: retrievePeak.get(c)!,
       };
-      log(`  ${results.retrieve.MBps.toFixed(1)} MB/s, TTFB ${results.retrieve.ttfbMs.toFixed(1)} ms, ${results.retrieve.parts} parts`);
+      log(`  ${c.name}: ${c.results.retrieve.MBps.toFixed(1)} MB/s (each: ${rs.map((r) => r.MBps.toFixed(0)).join(', ')}), TTFB ${c.results.retrieve.ttfbMs.toFixed(1)} ms, ${c.results.retrieve.parts} parts`);
+    }
 
-      log(`${name}: series metadata`);
-      const metas = [];
-      for (let i = 0; i < 6; i++) metas.push(await seriesMetadata(server.target, corpus.ct.StudyInstanceUID, corpus.ct.SeriesInstanceUID));
-      results.metadata = { firstMs: metas[0]!.ms, medianMs: median(metas.slice(1).map((m) => m.ms)), instances: metas[0]!.instances, bytes: metas[0]!.bytes };
-      log(`  first ${metas[0]!.ms.toFixed(1)} ms, then median ${results.metadata.medianMs.toFixed(1)} ms (${metas[0]!.instances} instances)`);
+    log('series metadata, alternating');
+    const metas = new Map<Contender, Array<{ ms: number; instances: number; bytes: number }>>(contenders.map((c) => [c, []]));
+    for (let i = 0; i < 6; i++) {
+      for (const c of contenders) metas.get(c)!.push(await seriesMetadata(c.running!.server.target, corpus.ct.StudyInstanceUID, corpus.ct.SeriesInstanceUID));
+    }
+    for (const c of contenders) {
+      const m = metas.get(c)!;
+      c.results.metadata = { firstMs: m[0]!.ms, medianMs: median(m.slice(1).map((x) => x.ms)), instances: m[0]!.instances, bytes: m[0]!.bytes };
+      log(`  ${c.name}: first ${m[0]!.ms.toFixed(1)} ms, then median ${c.results.metadata.medianMs.toFixed(1)} ms (${m[0]!.instances} instances)`);
+    }
 
-      log(`${name}: QIDO-RS on the corpus index (${corpus.studies.length} studies)`);
-      for (const c of smallQidoCases(corpus)) results.qidoSmall.push(await runQido(server.target, c, qidoRepetitions));
+    log(`QIDO-RS on the corpus index (${corpus.studies.length} studies), case by case on each server`);
+    for (const qc of smallQidoCases(corpus)) {
+      for (const c of contenders) c.results.qidoSmall.push(await runQido(c.running!.server.target, qc, qidoRepetitions));
+    }
 
-      const cap = name === 'Atrium' ? atriumRssCap : orthancRssCap;
-      log(`${name}: STOW-RS of one ${(largeObjectBytes / MiB).toFixed(0)} MiB object (RSS cap ${(cap / MiB).toFixed(0)} MiB)`);
-      results.largeObject = await stowLarge(server, name, cap);
-      log(`  ${results.largeObject.outcome}, peak RSS ${(results.largeObject.peakRss / MiB).toFixed(0)} MiB`);
-    } finally {
-      await server.stop();
-      removeTempDir(dir);
+    for (const c of contenders) {
+      const cap = c.name === 'Atrium' ? atriumRssCap : orthancRssCap;
+      log(`${c.name}: STOW-RS of one ${(largeObjectBytes / MiB).toFixed(0)} MiB object (RSS cap ${(cap / MiB).toFixed(0)} MiB)`);
+      c.results.largeObject = await stowLarge(c.running!.server, c.name, cap);
+      log(`  ${c.results.largeObject.outcome}, peak RSS ${(c.results.largeObject.peakRss / MiB).toFixed(0)} MiB`);
+    }
+  } finally {
+    for (const c of contenders) {
+      if (!c.running) continue;
+      await c.running.server.stop();
+      removeTempDir(c.running.dir);
     }
   }
-  return results;
+  return contenders.map((c) => c.results);
 }
 
 /** Per workload and concurrency, the median time over the rounds (the bytes and instances are the same in each). */
@@ -248,12 +292,10 @@ async function main(): Promise<void> {
     largeObjectBytes,
     servers: [],
   };
-  results.servers.push(await benchServer('Atrium', (dir) => startAtrium(dir), corpus));
-  if (withOrthanc && orthancAvailable()) {
-    results.servers.push(await benchServer('Orthanc', (dir) => startOrthanc(dir), corpus));
-  } else {
-    log('Orthanc skipped (BENCH_SKIP_ORTHANC=1 or not installed): no ratios');
-  }
+  const servers: Array<{ name: string; start: Start }> = [{ name: 'Atrium', start: (dir) => startAtrium(dir) }];
+  if (withOrthanc && orthancAvailable()) servers.push({ name: 'Orthanc', start: (dir) => startOrthanc(dir) });
+  else log('Orthanc skipped (BENCH_SKIP_ORTHANC=1 or not installed): no ratios');
+  results.servers.push(...await benchServers(servers, corpus));
   results.largeIndex = await benchLargeIndex();
   results.durationSeconds = (Date.now() - startedAt) / 1000;
 
