@@ -392,6 +392,26 @@ for (const db of testDatabases()) {
       const got = await client.retrieveSeries({ studyInstanceUID: series.study, seriesInstanceUID: series.series });
       assert.deepEqual(got.map(sha).sort(), objects.map(sha).sort());
     });
+
+    it('goes on serving after a client leaves in the middle of a series retrieve', async () => {
+      const [ct] = await client.searchForStudies({ queryParams: { PatientID: 'SERIES-1' } });
+      const study = String(value(ct!, '0020000D'));
+      const abort = new AbortController();
+      const res = await fetch(`${atrium.dicomweb}/studies/${study}`, {
+        headers: { Authorization: `Bearer ${atrium.tokens['CHU-NORD']}`, Accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
+        signal: abort.signal,
+      });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      assert.ok((await reader.read()).value!.length > 0);
+      abort.abort();
+      await reader.read().catch(() => {});
+      // The same series, whole, to the next client: nothing was left half-sent or locked.
+      const got = await retrieveInstanceAsStored(atrium.dicomweb, atrium.tokens['CHU-NORD']!, uidsOf(files.get('CT_small.dcm')!));
+      assert.equal(sha(got), sha(files.get('CT_small.dcm')!));
+      const again = await client.retrieveStudy({ studyInstanceUID: study });
+      assert.equal(again.length, 8);
+    });
   });
 }
 

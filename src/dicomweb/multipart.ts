@@ -5,7 +5,7 @@
  * delimiter are held back.
  */
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 
 export class MultipartError extends Error {
   constructor(message: string) {
@@ -35,6 +35,8 @@ export interface MultipartSource {
   contentType: string;
   headers?: Record<string, string>;
   body: Buffer | Uint8Array | AsyncIterable<Buffer> | Readable;
+  /** For a Buffer body given to sendMultipart: called once it is written, the buffer free again. */
+  sent?: () => void;
 }
 
 const CR = 0x0d;
@@ -469,20 +471,64 @@ function partHead(part: MultipartSource, first: boolean, boundary: string): Buff
  * RFC 2046 bchars (multipartBoundary() gives one); it is the caller's job that no body holds it.
  */
 export async function* writeMultipart(parts: AsyncIterable<MultipartSource>, boundary: string): AsyncGenerator<Buffer> {
+  for await (const { chunk } of frames(parts, boundary)) yield chunk;
+}
+
+/** The chunks of a multipart body; a whole-buffer part body comes with its part's `sent`. */
+async function* frames(parts: AsyncIterable<MultipartSource>, boundary: string): AsyncGenerator<{ chunk: Buffer; sent?: () => void }> {
   if (!bcharsPattern.test(boundary)) throw new MultipartError(`invalid multipart boundary ${JSON.stringify(boundary)}`);
   let first = true;
   for await (const part of parts) {
-    yield partHead(part, first, boundary);
+    yield { chunk: partHead(part, first, boundary) };
     first = false;
     const body = part.body;
     if (body instanceof Uint8Array) {
-      if (body.length > 0) yield Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+      const chunk = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+      if (chunk.length > 0) yield { chunk, sent: part.sent };
+      else part.sent?.();
       continue;
     }
     for await (const chunk of body as AsyncIterable<Buffer | string>) {
       if (chunk.length === 0) continue;
-      yield typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      yield { chunk: typeof chunk === 'string' ? Buffer.from(chunk) : chunk };
     }
   }
-  yield Buffer.from(`${first ? '' : '\r\n'}--${boundary}--\r\n`, 'latin1');
+  yield { chunk: Buffer.from(`${first ? '' : '\r\n'}--${boundary}--\r\n`, 'latin1') };
+}
+
+/**
+ * Writes a multipart body to `out` (an HTTP response) and ends it, honouring backpressure.
+ * A part's `sent` is called once `out` has handed its body to the system, so that the
+ * buffer can be reused; it is not called for a write that failed. Rejects when `out`
+ * closes or fails before the end (the client went away).
+ */
+export async function sendMultipart(out: Writable, parts: AsyncIterable<MultipartSource>, boundary: string): Promise<void> {
+  for await (const { chunk, sent } of frames(parts, boundary)) {
+    if (out.destroyed) throw new MultipartError('the destination closed before the end of the body');
+    const flushed = out.write(chunk, sent && ((error?: Error | null) => {
+      if (!error) sent();
+    }));
+    if (!flushed) await drained(out);
+  }
+  await new Promise<void>((resolve, reject) => {
+    out.once('error', reject);
+    out.end(() => resolve());
+  });
+}
+
+function drained(out: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (error?: Error) => {
+      out.off('drain', onDrain);
+      out.off('close', onClose);
+      out.off('error', done);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onDrain = () => done();
+    const onClose = () => done(new MultipartError('the destination closed before the end of the body'));
+    out.on('drain', onDrain);
+    out.on('close', onClose);
+    out.on('error', done);
+  });
 }

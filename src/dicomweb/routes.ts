@@ -9,7 +9,7 @@ import { parseViewportParam, parseWindowParam, type RenderOptions } from '../arc
 import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
 import type { QueryLevel, StoredInstance } from '../index/records.ts';
 import { parseAccept, parseMediaType } from './media-type.ts';
-import { multipartBoundary, readMultipart, writeMultipart } from './multipart.ts';
+import { MultipartError, multipartBoundary, readMultipart, sendMultipart, writeMultipart, type MultipartSource } from './multipart.ts';
 import { HttpProblem, httpStatusOf, sendProblem } from './problem.ts';
 import { addIncludedFields, instanceJson, parseQidoQuery, seriesJson, studyJson } from './qido.ts';
 import { stringifyDicomJson, type DicomJsonDataset } from '../dicom/json.ts';
@@ -195,16 +195,30 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
       throw new RetrieveError('not-acceptable', `instance ${refused.inst.SOPInstanceUID} is stored as ${refused.inst.TransferSyntaxUID} and cannot be sent as ${refused.transferSyntaxUID}`);
     }
     const boundary = multipartBoundary();
-    async function* parts() {
-      for await (const { inst, transferSyntaxUID, body } of archive.retriever.openInstances(plan)) {
+    const opened = archive.retriever.openInstances(plan);
+    // The first object is opened before answering: if it cannot be read, the answer is still an error status.
+    const first = await opened.next();
+    async function* parts(): AsyncGenerator<MultipartSource> {
+      for (let item = first; !item.done; item = await opened.next()) {
+        const { inst, transferSyntaxUID, body, release } = item.value;
         const sentAs = transferSyntaxUID === '*' ? inst.TransferSyntaxUID : transferSyntaxUID;
-        yield { contentType: `application/dicom; transfer-syntax=${sentAs}`, body };
+        yield { contentType: `application/dicom; transfer-syntax=${sentAs}`, body, ...(release ? { sent: release } : {}) };
       }
     }
     const tsParam = wanted === '*' || wanted === undefined ? '' : `; transfer-syntax=${wanted}`;
-    return reply
-      .type(`multipart/related; type="application/dicom"; boundary=${boundary}${tsParam}`)
-      .send(Readable.from(writeMultipart(parts(), boundary)));
+    // Written straight to the socket, so that each object's buffer goes back to the pool
+    // once the socket has taken it (see Retriever.openInstances).
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}${tsParam}` });
+    try {
+      await sendMultipart(reply.raw, parts(), boundary);
+    } catch (error) {
+      // Headers are gone: all that can be said is an incomplete body.
+      if (!(error instanceof MultipartError)) request.log.error({ err: error }, 'retrieve failed while sending');
+      reply.raw.destroy();
+    } finally {
+      await opened.return(undefined);
+    }
   };
   app.get('/studies/:study', retrieve);
   app.get('/studies/:study/series/:series', retrieve);

@@ -37,9 +37,10 @@ export interface BlobStore {
   /**
    * The whole blob in memory, for small ones (a retrieve reads ahead with it). Rejects with
    * BlobNotFoundError when absent, and with BlobSizeError when `size` (what the caller
-   * knows it to be) is not its size.
+   * knows it to be) is not its size. With `into` (at least size + 1 bytes) the bytes may be
+   * read into it, the result then being a view of it.
    */
-  readWhole(key: string, size?: number): Promise<Buffer>;
+  readWhole(key: string, size?: number, into?: Buffer): Promise<Buffer>;
   /** Size of the blob, or undefined when absent. */
   stat(key: string): Promise<{ size: number } | undefined>;
   /** Deleting an absent key is not an error. */

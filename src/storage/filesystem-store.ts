@@ -127,7 +127,7 @@ export class FilesystemBlobStore implements BlobStore {
     return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
   }
 
-  async readWhole(key: string, size?: number): Promise<Buffer> {
+  async readWhole(key: string, size?: number, into?: Buffer): Promise<Buffer> {
     let handle: FileHandle;
     try {
       handle = await open(this.#pathOf(key), fsConstants.O_RDONLY);
@@ -142,13 +142,15 @@ export class FilesystemBlobStore implements BlobStore {
       }
       // The size is known (from the index): one read, no stat. Each file operation is a
       // round trip through libuv's thread pool, which costs more than a small read itself.
-      const buffer = Buffer.allocUnsafe(size + 1);
+      // One byte more than expected, to see a blob that grew.
+      const buffer = into && into.length > size ? into : Buffer.allocUnsafe(size + 1);
       let filled = 0;
       for (;;) {
-        const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, filled);
-        if (bytesRead === 0) break;
+        const asked = size + 1 - filled;
+        const { bytesRead } = await handle.read(buffer, filled, asked, filled);
         filled += bytesRead;
-        if (filled === buffer.length) break;
+        // A regular file reads short only at its end: no second call to learn it.
+        if (bytesRead === 0 || bytesRead < asked || filled > size) break;
       }
       if (filled !== size) throw new BlobSizeError(key, size, filled);
       return buffer.subarray(0, size);
