@@ -5,6 +5,7 @@
  * delimiter are held back.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { Readable, type Writable } from 'node:stream';
 
 export class MultipartError extends Error {
@@ -503,32 +504,22 @@ async function* frames(parts: AsyncIterable<MultipartSource>, boundary: string):
  * closes or fails before the end (the client went away).
  */
 export async function sendMultipart(out: Writable, parts: AsyncIterable<MultipartSource>, boundary: string): Promise<void> {
+  // A client that goes away closes `out` with or without an error, maybe while a write is
+  // pending: every wait below also ends on that 'close'.
+  let closed = out.destroyed;
+  const whenClosed = new Promise<never>((_, reject) => {
+    out.once('close', () => {
+      closed = true;
+      reject(new MultipartError('the destination closed before the end of the body'));
+    });
+  });
+  whenClosed.catch(() => {});
   for await (const { chunk, sent } of frames(parts, boundary)) {
-    if (out.destroyed) throw new MultipartError('the destination closed before the end of the body');
+    if (closed || out.destroyed) throw new MultipartError('the destination closed before the end of the body');
     const flushed = out.write(chunk, sent && ((error?: Error | null) => {
       if (!error) sent();
     }));
-    if (!flushed) await drained(out);
+    if (!flushed) await Promise.race([once(out, 'drain'), whenClosed]);
   }
-  await new Promise<void>((resolve, reject) => {
-    out.once('error', reject);
-    out.end(() => resolve());
-  });
-}
-
-function drained(out: Writable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (error?: Error) => {
-      out.off('drain', onDrain);
-      out.off('close', onClose);
-      out.off('error', done);
-      if (error) reject(error);
-      else resolve();
-    };
-    const onDrain = () => done();
-    const onClose = () => done(new MultipartError('the destination closed before the end of the body'));
-    out.on('drain', onDrain);
-    out.on('close', onClose);
-    out.on('error', done);
-  });
+  await Promise.race([new Promise<void>((resolve) => out.end(() => resolve())), whenClosed]);
 }
