@@ -5,6 +5,21 @@ import type { AtriumConfig } from '../config/config.ts';
 import { dicomwebRoutes } from '../dicomweb/routes.ts';
 import { registerBearerAuth, type ApiClient } from './auth.ts';
 
+/**
+ * Stops accepting requests, lets those in flight finish for up to graceMs, then cuts every
+ * connection left. Fastify's close waits for idle keep-alive connections to be closed, but
+ * a connection a client opened and never used (undici opens one ahead after an aborted
+ * request) is not idle to Node: without the cut, shutdown waited the 72 s keep-alive timeout.
+ */
+export async function closeHttpServer(app: FastifyInstance, graceMs: number): Promise<void> {
+  const cut = setTimeout(() => app.server.closeAllConnections(), graceMs);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(cut);
+  }
+}
+
 /** The HTTP face of Atrium: each protocol adapter is a plugin with its own prefix. */
 export async function buildHttpServer(config: AtriumConfig, archive: Archive, logger: Logger): Promise<FastifyInstance> {
   const app = Fastify({

@@ -6,7 +6,7 @@ import { pino, type Logger } from 'pino';
 import { loadConfig, ConfigError, type AtriumConfig } from '../config/config.ts';
 import { openArchive } from '../archive/archive.ts';
 import { reindexArchive, verifyArchive } from '../archive/maintenance.ts';
-import { buildHttpServer } from '../api/server.ts';
+import { buildHttpServer, closeHttpServer } from '../api/server.ts';
 import { sha256Hex } from '../api/auth.ts';
 
 const usage = `atrium <command> [options]
@@ -113,7 +113,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     process.once('SIGTERM', stop);
   });
   logger.info('stopping');
-  await app.close();
+  await closeHttpServer(app, 10_000);
   await archive.close();
   return 0;
 }

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { defaultConfig, type AtriumConfig } from '../../src/config/config.ts';
 import { openArchive, type Archive } from '../../src/archive/archive.ts';
-import { buildHttpServer } from '../../src/api/server.ts';
+import { buildHttpServer, closeHttpServer } from '../../src/api/server.ts';
 import { sha256Hex } from '../../src/api/auth.ts';
 
 export interface RunningAtrium {
@@ -56,7 +56,7 @@ export async function startAtrium(options: {
     config, archive, app, tokens,
     dicomweb: `http://127.0.0.1:${port}/dicom-web`,
     async close() {
-      await app.close();
+      await closeHttpServer(app, 500);
       await archive.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
