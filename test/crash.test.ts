@@ -4,6 +4,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, readdirSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -135,6 +136,20 @@ describe('a crash in the middle of a large ingest', () => {
     assert.equal(res.status, 200, res.body);
     const peak = atrium.peakRssBytes();
     assert.ok(peak < 300 * 1024 * 1024, `peak RSS ${Math.round(peak / 1048576)} MB`);
+  });
+
+  it('stops on SIGTERM within its grace period, even with a connection open and never used', async () => {
+    const { port, hostname } = new URL(atrium.url);
+    const idle = net.connect(Number(port), hostname);
+    await new Promise((resolve) => idle.once('connect', resolve));
+    const started = Date.now();
+    const exited = new Promise<number | null>((resolve) => atrium.child!.once('exit', (code) => resolve(code)));
+    atrium.child!.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    const seconds = (Date.now() - started) / 1000;
+    assert.ok(seconds < 15, `stopped in ${seconds} s, not after the 72 s keep-alive timeout`);
+    idle.destroy();
+    await atrium.start(); // for the next test
   });
 
   it('after SIGKILL mid-ingest, every acknowledged instance is retrievable and identical, and verify reports and repairs the rest', async () => {

@@ -391,6 +391,9 @@ for (const db of testDatabases()) {
       await client.storeInstances({ datasets: objects.map(toArrayBuffer) });
       const got = await client.retrieveSeries({ studyInstanceUID: series.study, seriesInstanceUID: series.series });
       assert.deepEqual(got.map(sha).sort(), objects.map(sha).sort());
+      // Retrieves at once share the pool of read buffers: a buffer reused too early would show here.
+      const together = await Promise.all(Array.from({ length: 4 }, () => client.retrieveSeries({ studyInstanceUID: series.study, seriesInstanceUID: series.series })));
+      for (const one of together) assert.deepEqual(one.map(sha).sort(), objects.map(sha).sort());
     });
 
     it('goes on serving after a client leaves in the middle of a series retrieve', async () => {
