@@ -1,6 +1,5 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import { freePort, httpRequest, keepAliveAgent, outputTail, spawnTracked, stopProcess, waitFor, type HttpTarget } from './measure.ts';
 import type { RunningServer } from './atrium.ts';
 

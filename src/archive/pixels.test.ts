@@ -5,7 +5,7 @@ import { Tags, TransferSyntax } from '../dicom/dataset.ts';
 import { parsePart10 } from '../dicom/part10-parser.ts';
 import { numberValue, stringValue, valueContextOf } from '../dicom/values.ts';
 import {
-  PixelDataError, UnsupportedTransferSyntaxError, canDecode, decodeFrame, jpegColorTransform, nativeFrameRange,
+  PixelDataError, UnsupportedTransferSyntaxError, canDecode, decodeFrame, jpegColorTransform, nativeFrameRange, pixelModuleFrom,
   type DecodedFrame, type ImagePixelModule,
 } from './pixels.ts';
 
@@ -27,24 +27,7 @@ function load(name: string): Loaded {
   const ds = obj.dataset;
   const ctx = valueContextOf(ds, obj.littleEndian);
   const num = (t: number) => numberValue(ds, t, ctx);
-  const bits = num(Tags.BitsAllocated)!;
-  const px: ImagePixelModule = {
-    Rows: num(Tags.Rows)!,
-    Columns: num(Tags.Columns)!,
-    SamplesPerPixel: num(Tags.SamplesPerPixel) ?? 1,
-    BitsAllocated: bits,
-    BitsStored: num(Tags.BitsStored) ?? bits,
-    HighBit: num(Tags.HighBit) ?? bits - 1,
-    PixelRepresentation: num(Tags.PixelRepresentation) ?? 0,
-    PhotometricInterpretation: stringValue(ds, Tags.PhotometricInterpretation, ctx) ?? 'MONOCHROME2',
-    PlanarConfiguration: num(Tags.PlanarConfiguration),
-    NumberOfFrames: num(Tags.NumberOfFrames) ?? 1,
-    RescaleSlope: num(Tags.RescaleSlope),
-    RescaleIntercept: num(Tags.RescaleIntercept),
-    WindowCenter: num(Tags.WindowCenter),
-    WindowWidth: num(Tags.WindowWidth),
-    littleEndian: obj.littleEndian,
-  };
+  const px = pixelModuleFrom(num, (t: number) => stringValue(ds, t, ctx), obj.littleEndian)!;
   const pd = ds.get(Tags.PixelData)!;
   const slice = (r: { offset: number; length: number }) => buf.subarray(r.offset, r.offset + r.length);
   return {

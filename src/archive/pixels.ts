@@ -4,7 +4,7 @@
  * Pure JavaScript on purpose: nothing native to build on the archive's nodes.
  */
 import jpeg from 'jpeg-js';
-import { TransferSyntax } from '../dicom/dataset.ts';
+import { Tags, TransferSyntax } from '../dicom/dataset.ts';
 
 /** The Image Pixel module attributes (PS3.3 C.7.6.3) that decoding and rendering need. */
 export interface ImagePixelModule {
@@ -24,6 +24,37 @@ export interface ImagePixelModule {
   WindowWidth?: number;
   /** Byte order of native frame bytes as given to decodeFrame. */
   littleEndian: boolean;
+}
+
+/**
+ * The Image Pixel module from attribute readers (of a parsed dataset, of stored DICOM JSON),
+ * with the defaults PS3.3 C.7.6.3 implies; undefined when Rows, Columns or BitsAllocated is missing.
+ */
+export function pixelModuleFrom(
+  num: (tag: number) => number | undefined,
+  str: (tag: number) => string | undefined,
+  littleEndian: boolean,
+): ImagePixelModule | undefined {
+  const rows = num(Tags.Rows), columns = num(Tags.Columns), bits = num(Tags.BitsAllocated);
+  if (rows === undefined || columns === undefined || bits === undefined) return undefined;
+  const bitsStored = num(Tags.BitsStored) ?? bits;
+  return {
+    Rows: rows,
+    Columns: columns,
+    SamplesPerPixel: num(Tags.SamplesPerPixel) ?? 1,
+    BitsAllocated: bits,
+    BitsStored: bitsStored,
+    HighBit: num(Tags.HighBit) ?? bitsStored - 1,
+    PixelRepresentation: num(Tags.PixelRepresentation) ?? 0,
+    PhotometricInterpretation: str(Tags.PhotometricInterpretation) ?? 'MONOCHROME2',
+    PlanarConfiguration: num(Tags.PlanarConfiguration),
+    NumberOfFrames: num(Tags.NumberOfFrames) ?? 1,
+    RescaleSlope: num(Tags.RescaleSlope),
+    RescaleIntercept: num(Tags.RescaleIntercept),
+    WindowCenter: num(Tags.WindowCenter),
+    WindowWidth: num(Tags.WindowWidth),
+    littleEndian,
+  };
 }
 
 export type RawSamples = Uint8Array | Uint16Array | Int16Array | Uint32Array | Int32Array;

@@ -1,12 +1,12 @@
 import { Readable } from 'node:stream';
 import { buffer as readAll } from 'node:stream/consumers';
-import { Tags, TransferSyntax, isNativeTransferSyntax, tagToHex, type ByteRange } from '../dicom/dataset.ts';
+import { TransferSyntax, isNativeTransferSyntax, tagToHex, type ByteRange } from '../dicom/dataset.ts';
 import { parsePart10 } from '../dicom/part10-parser.ts';
 import { writePart10 } from '../dicom/part10-writer.ts';
 import type { ArchiveIndex } from '../index/archive-index.ts';
 import type { StoredInstance } from '../index/records.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
-import { canDecode, decodeFrame, nativeFrameRange, type ImagePixelModule } from './pixels.ts';
+import { canDecode, decodeFrame, nativeFrameRange, pixelModuleFrom, type ImagePixelModule } from './pixels.ts';
 import { renderFrame, type RenderOptions } from './render.ts';
 
 export type RetrieveErrorCode = 'not-found' | 'not-acceptable' | 'bad-request';
@@ -155,27 +155,9 @@ export class Retriever {
       const v = md[tagToHex(t)]?.Value?.[0];
       return typeof v === 'string' ? v : undefined;
     };
-    const rows = num(Tags.Rows), columns = num(Tags.Columns), bits = num(Tags.BitsAllocated);
-    if (rows === undefined || columns === undefined || bits === undefined) {
-      throw new RetrieveError('not-found', `instance ${inst.SOPInstanceUID} has no image pixel data`);
-    }
-    return {
-      Rows: rows,
-      Columns: columns,
-      SamplesPerPixel: num(Tags.SamplesPerPixel) ?? 1,
-      BitsAllocated: bits,
-      BitsStored: num(Tags.BitsStored) ?? bits,
-      HighBit: num(Tags.HighBit) ?? (num(Tags.BitsStored) ?? bits) - 1,
-      PixelRepresentation: num(Tags.PixelRepresentation) ?? 0,
-      PhotometricInterpretation: str(Tags.PhotometricInterpretation) ?? 'MONOCHROME2',
-      PlanarConfiguration: num(Tags.PlanarConfiguration),
-      NumberOfFrames: num(Tags.NumberOfFrames) ?? 1,
-      RescaleSlope: num(Tags.RescaleSlope),
-      RescaleIntercept: num(Tags.RescaleIntercept),
-      WindowCenter: num(Tags.WindowCenter),
-      WindowWidth: num(Tags.WindowWidth),
-      littleEndian: inst.layout.littleEndian,
-    };
+    const px = pixelModuleFrom(num, str, inst.layout.littleEndian);
+    if (!px) throw new RetrieveError('not-found', `instance ${inst.SOPInstanceUID} has no image pixel data`);
+    return px;
   }
 
   /** Frames (1-based numbers) as stored: native frames in little endian, compressed frames as their bitstream. */
