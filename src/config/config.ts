@@ -30,10 +30,47 @@ export interface AtriumConfig {
     /** A meta header naming other SOP UIDs than its dataset: archive with a warning, or refuse. */
     metaHeaderMismatch: MetaHeaderMismatchPolicy;
   };
-  sites: Array<NewSite & { aeTitles?: string[] }>;
+  /** DICOM network services (PS3.7/3.8): the SCP's listener and its limits. */
+  dimse: DimseConfig;
+  sites: NewSite[];
+  /** Known DICOM peers (modalities, PACS, workstations): who may call, for which site, to do what. */
+  peers: PeerConfig[];
   /** Machine clients of the HTTP API until OIDC lands: a token's SHA-256 and the site it sends for. */
   apiClients: Array<{ name: string; tokenSha256: string; site: string }>;
   log: { level: string };
+}
+
+export interface DimseConfig {
+  /** false: no DIMSE listener at all. */
+  enabled: boolean;
+  host: string;
+  port: number;
+  /** Our AE title; a caller naming another called AE title is refused. */
+  aeTitle: string;
+  /** Associations served at once; more are refused with "local limit exceeded". */
+  maxAssociations: number;
+  /** Largest PDU we accept (announced in A-ASSOCIATE-AC). */
+  maxPduLength: number;
+  /** Calling AE titles not in `peers` are refused (A-ASSOCIATE-RJ reason 3). */
+  requireKnownCallers: boolean;
+  /** With requireKnownCallers off, the site an unknown caller's objects are filed under. */
+  defaultSite?: string;
+  /** An association with no PDU for this long is aborted (PS3.8 ARTIM-like idle timer). */
+  idleTimeoutMs: number;
+  /** DICOM TLS (PS3.15 B.1): PEM files; when set, the listener speaks TLS only. */
+  tls?: { certFile: string; keyFile: string; caFile?: string; requireClientCertificate: boolean };
+}
+
+export interface PeerConfig {
+  aeTitle: string;
+  /** Where C-MOVE and routing send to; a peer without them only calls us. */
+  host?: string;
+  port?: number;
+  /** Connect to this peer over TLS (PS3.15 B.1). */
+  tls?: boolean;
+  /** The site whose objects this peer sends. */
+  site: string;
+  may: { store: boolean; query: boolean; retrieve: boolean };
 }
 
 export class ConfigError extends Error {
@@ -52,7 +89,12 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     index: { engine: 'sqlite', path: path.join(dataDir, 'index.sqlite') },
     storage: { kind: 'filesystem', root: path.join(dataDir, 'blobs') },
     ingest: { duplicatePolicy: 'replace', maxHeaderBytes: 64 * 1024 ** 2, metaHeaderMismatch: 'warn' },
+    dimse: {
+      enabled: true, host: '127.0.0.1', port: 11112, aeTitle: 'ATRIUM', maxAssociations: 32,
+      maxPduLength: 256 * 1024, requireKnownCallers: true, idleTimeoutMs: 120_000,
+    },
     sites: [{ code: 'LOCAL', name: 'Local site', finess: '000000000', issuerOfPatientID: 'LOCAL' }],
+    peers: [],
     apiClients: [],
     log: { level: 'info' },
   };
@@ -64,7 +106,7 @@ type Env = Record<string, string | undefined>;
  * Reads the file (if any) over the defaults, then the environment:
  * ATRIUM_DATA_DIR, ATRIUM_HTTP_HOST, ATRIUM_HTTP_PORT, ATRIUM_PUBLIC_BASE_URL, DATABASE_URL,
  * ATRIUM_S3_ENDPOINT / ATRIUM_S3_BUCKET / ATRIUM_S3_REGION / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
- * ATRIUM_DUPLICATE_POLICY, ATRIUM_LOG_LEVEL.
+ * ATRIUM_DUPLICATE_POLICY, ATRIUM_DIMSE_HOST, ATRIUM_DIMSE_PORT, ATRIUM_DIMSE_AE_TITLE, ATRIUM_LOG_LEVEL.
  */
 export function loadConfig(options: { file?: string; env?: Env; dataDir?: string } = {}): AtriumConfig {
   const env = options.env ?? process.env;
@@ -135,6 +177,8 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   config.ingest.metaHeaderMismatch = mismatch;
 
   if (raw.sites !== undefined) config.sites = parseSites(raw.sites);
+  parseDimse(obj(raw, 'dimse'), env, config);
+  if (raw.peers !== undefined) config.peers = parsePeers(raw.peers, config.sites);
   if (raw.apiClients !== undefined) config.apiClients = parseApiClients(raw.apiClients, config.sites);
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
@@ -153,14 +197,79 @@ function parseSites(value: unknown): AtriumConfig['sites'] {
     codes.add(code);
     const finess = required(e, 'finess', `sites[${i}]`);
     if (!/^[0-9A-B]{9}$/.test(finess)) throw new ConfigError(`sites[${i}].finess must be a 9-character FINESS number`);
-    const aeTitles = e.aeTitles === undefined ? [] : e.aeTitles;
-    if (!Array.isArray(aeTitles) || aeTitles.some((a) => typeof a !== 'string')) throw new ConfigError(`sites[${i}].aeTitles must be a list of strings`);
     return {
       code,
       name: required(e, 'name', `sites[${i}]`),
       finess,
       issuerOfPatientID: required(e, 'issuerOfPatientID', `sites[${i}]`),
-      aeTitles: aeTitles as string[],
+    };
+  });
+}
+
+/** AE titles: 1-16 characters of the default repertoire, no backslash or control, not all spaces (PS3.5 6.2). */
+export function isValidAETitle(ae: string): boolean {
+  return /^[\x20-\x5b\x5d-\x7e]{1,16}$/.test(ae) && ae.trim() !== '';
+}
+
+function parseDimse(d: Record<string, unknown>, env: Env, config: AtriumConfig): void {
+  const c = config.dimse;
+  if (d.enabled !== undefined) {
+    if (typeof d.enabled !== 'boolean') throw new ConfigError('dimse.enabled must be true or false');
+    c.enabled = d.enabled;
+  }
+  c.host = env.ATRIUM_DIMSE_HOST ?? str(d, 'host') ?? c.host;
+  c.port = int(env.ATRIUM_DIMSE_PORT, 'ATRIUM_DIMSE_PORT') ?? num(d, 'port') ?? c.port;
+  c.aeTitle = env.ATRIUM_DIMSE_AE_TITLE ?? str(d, 'aeTitle') ?? c.aeTitle;
+  if (!isValidAETitle(c.aeTitle)) throw new ConfigError(`dimse.aeTitle ${JSON.stringify(c.aeTitle)} is not a valid AE title (1-16 characters)`);
+  c.maxAssociations = num(d, 'maxAssociations') ?? c.maxAssociations;
+  c.maxPduLength = num(d, 'maxPduLength') ?? c.maxPduLength;
+  if (c.maxPduLength < 4096 || c.maxPduLength > 64 * 1024 * 1024) throw new ConfigError('dimse.maxPduLength must be between 4096 and 67108864');
+  c.idleTimeoutMs = num(d, 'idleTimeoutMs') ?? c.idleTimeoutMs;
+  if (d.requireKnownCallers !== undefined) {
+    if (typeof d.requireKnownCallers !== 'boolean') throw new ConfigError('dimse.requireKnownCallers must be true or false');
+    c.requireKnownCallers = d.requireKnownCallers;
+  }
+  c.defaultSite = str(d, 'defaultSite') ?? c.defaultSite;
+  if (c.defaultSite !== undefined && !config.sites.some((s) => s.code === c.defaultSite)) {
+    throw new ConfigError(`dimse.defaultSite ${c.defaultSite} is not a configured site`);
+  }
+  const tls = obj(d, 'tls');
+  if (Object.keys(tls).length > 0) {
+    c.tls = {
+      certFile: required(tls, 'certFile', 'dimse.tls'),
+      keyFile: required(tls, 'keyFile', 'dimse.tls'),
+      caFile: str(tls, 'caFile'),
+      requireClientCertificate: tls.requireClientCertificate === true,
+    };
+  }
+}
+
+function parsePeers(value: unknown, sites: AtriumConfig['sites']): PeerConfig[] {
+  if (!Array.isArray(value)) throw new ConfigError('peers must be a list');
+  const seen = new Set<string>();
+  return value.map((entry: unknown, i) => {
+    if (typeof entry !== 'object' || entry === null) throw new ConfigError(`peers[${i}] must be a mapping`);
+    const e = entry as Record<string, unknown>;
+    const aeTitle = required(e, 'aeTitle', `peers[${i}]`);
+    if (!isValidAETitle(aeTitle)) throw new ConfigError(`peers[${i}].aeTitle ${JSON.stringify(aeTitle)} is not a valid AE title`);
+    if (seen.has(aeTitle.trim())) throw new ConfigError(`peers[${i}].aeTitle ${aeTitle} is listed twice`);
+    seen.add(aeTitle.trim());
+    const site = required(e, 'site', `peers[${i}]`);
+    if (!sites.some((s) => s.code === site)) throw new ConfigError(`peers[${i}].site ${site} is not a configured site`);
+    const host = str(e, 'host');
+    const port = num(e, 'port');
+    if ((host === undefined) !== (port === undefined)) throw new ConfigError(`peers[${i}]: host and port go together`);
+    const may = obj(e, 'may');
+    const flag = (k: string, dflt: boolean) => {
+      const v = may[k];
+      if (v === undefined) return dflt;
+      if (typeof v !== 'boolean') throw new ConfigError(`peers[${i}].may.${k} must be true or false`);
+      return v;
+    };
+    return {
+      aeTitle: aeTitle.trim(), host, port, site,
+      tls: e.tls === true,
+      may: { store: flag('store', true), query: flag('query', true), retrieve: flag('retrieve', true) },
     };
   });
 }

@@ -163,11 +163,21 @@ function preambleAndMeta(meta: DicomDataset): Buffer {
   return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), encodeMeta(meta)]);
 }
 
+export interface Part10Meta {
+  MediaStorageSOPClassUID: string;
+  MediaStorageSOPInstanceUID: string;
+  TransferSyntaxUID: string;
+  /** Who sent the object over the network (PS3.10 7.1). */
+  SourceApplicationEntityTitle?: string;
+}
+
 /** A Part 10 object: preamble, "DICM", a new meta header, then the dataset bytes as given. */
-export function buildPart10(
-  meta: { MediaStorageSOPClassUID: string; MediaStorageSOPInstanceUID: string; TransferSyntaxUID: string },
-  dataset: Buffer,
-): Buffer {
+export function buildPart10(meta: Part10Meta, dataset: Buffer): Buffer {
+  return Buffer.concat([part10Header(meta), dataset]);
+}
+
+/** Preamble, "DICM" and a new meta header: what precedes a received dataset's bytes when it is stored. */
+export function part10Header(meta: Part10Meta): Buffer {
   const m: DicomDataset = new Map();
   const put = (t: Tag, vr: VR, value: Buffer) => m.set(t, { tag: t, vr, value });
   put(FileMetaInformationVersion, 'OB', Buffer.from([0x00, 0x01]));
@@ -176,7 +186,8 @@ export function buildPart10(
   put(Tags.TransferSyntaxUID, 'UI', uidValue(meta.TransferSyntaxUID));
   put(Tags.ImplementationClassUID, 'UI', uidValue(ATRIUM_IMPLEMENTATION_CLASS_UID));
   put(Tags.ImplementationVersionName, 'SH', padded(Buffer.from(ATRIUM_IMPLEMENTATION_VERSION_NAME, 'latin1'), 'SH'));
-  return Buffer.concat([preambleAndMeta(m), dataset]);
+  if (meta.SourceApplicationEntityTitle) put(Tags.SourceApplicationEntityTitle, 'AE', padded(Buffer.from(meta.SourceApplicationEntityTitle, 'latin1'), 'AE'));
+  return preambleAndMeta(m);
 }
 
 /**

@@ -18,6 +18,7 @@ import type {
   StoreOutcome,
   StudyAttributes,
   StudyRow,
+  PatientRow,
 } from './records.ts';
 import { openSqlDatabase, RetryableConflict, type DatabaseConfig, type SqlDatabase } from './sql.ts';
 
@@ -801,6 +802,24 @@ export class ArchiveIndex {
 
   private where(c: Conditions): string {
     return c.where.length ? ` WHERE ${c.where.join(' AND ')}` : '';
+  }
+
+  /** Patients having at least one study that the search's site scope allows. */
+  async searchPatients(q: SearchQuery): Promise<PatientRow[]> {
+    const c = buildConditions(this.sql.engine, 'patient', q.matches, q.fuzzymatching);
+    this.siteCondition(q, c);
+    const where = this.where(c);
+    const sql = `SELECT ${patientColumns}, COUNT(s.id) AS n_studies, SUM(s.number_of_series) AS n_series, SUM(s.number_of_instances) AS n_instances
+      FROM patients p JOIN studies s ON s.patient_id = p.id${where}
+      GROUP BY p.id, p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex
+      ORDER BY p.patient_id, p.id${this.page(q, c)}`;
+    const rows = await this.sql.all<JoinedRow & { n_studies: number; n_series: number; n_instances: number }>(sql, c.params);
+    return rows.map((r) => ({
+      patient: toPatient(r),
+      NumberOfPatientRelatedStudies: Number(r.n_studies),
+      NumberOfPatientRelatedSeries: Number(r.n_series),
+      NumberOfPatientRelatedInstances: Number(r.n_instances),
+    }));
   }
 
   async searchStudies(q: SearchQuery): Promise<StudyRow[]> {

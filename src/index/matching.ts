@@ -65,6 +65,7 @@ const fields: Record<string, Field> = {
 };
 
 const levelsSearchable: Record<QueryLevel, ReadonlySet<FieldLevel>> = {
+  patient: new Set(['patient']),
   study: new Set(['patient', 'study']),
   series: new Set(['patient', 'study', 'series']),
   instance: new Set(['patient', 'study', 'series', 'instance']),

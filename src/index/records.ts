@@ -120,7 +120,7 @@ export type StoreOutcome =
   /** Different object, policy reject: nothing changed; the new blob is not needed. */
   | { status: 'rejected'; instanceId: number };
 
-export type QueryLevel = 'study' | 'series' | 'instance';
+export type QueryLevel = 'patient' | 'study' | 'series' | 'instance';
 
 /**
  * A search, already parsed from QIDO-RS or C-FIND. `matches` holds the raw matching
@@ -134,6 +134,14 @@ export interface SearchQuery {
   offset: number;
   /** Restrict to these sites (access scope); undefined means no restriction. */
   siteIds?: number[];
+}
+
+/** A patient found by a patient-level search (C-FIND patient root), with what the index holds of them. */
+export interface PatientRow {
+  patient: PatientAttributes;
+  NumberOfPatientRelatedStudies: number;
+  NumberOfPatientRelatedSeries: number;
+  NumberOfPatientRelatedInstances: number;
 }
 
 export interface StudyRow {

@@ -8,6 +8,7 @@ import { defaultConfig, type AtriumConfig } from '../../src/config/config.ts';
 import { openArchive, type Archive } from '../../src/archive/archive.ts';
 import { buildHttpServer, closeHttpServer } from '../../src/api/server.ts';
 import { sha256Hex } from '../../src/api/auth.ts';
+import { DimseServer } from '../../src/dimse/server.ts';
 
 export interface RunningAtrium {
   config: AtriumConfig;
@@ -17,6 +18,8 @@ export interface RunningAtrium {
   dicomweb: string;
   /** Bearer tokens by site code. */
   tokens: Record<string, string>;
+  /** The DIMSE listener, when started (options.dimse). */
+  dimse?: DimseServer;
   close(): Promise<void>;
 }
 
@@ -33,6 +36,8 @@ export async function startAtrium(options: {
   index?: AtriumConfig['index'];
   storage?: AtriumConfig['storage'];
   configure?: (config: AtriumConfig) => void;
+  /** Also start the DIMSE SCP on a free loopback port (AE title ATRIUM). */
+  dimse?: boolean;
 } = {}): Promise<RunningAtrium> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'atrium-test-'));
   const config = defaultConfig(dataDir);
@@ -46,16 +51,24 @@ export async function startAtrium(options: {
     return { name: `client-${s.code}`, tokenSha256: sha256Hex(tokens[s.code]!), site: s.code };
   });
   config.log.level = process.env.ATRIUM_TEST_LOG ?? 'silent';
+  config.dimse.port = 0;
+  config.dimse.idleTimeoutMs = 30_000;
   options.configure?.(config);
   const logger = pino({ level: config.log.level });
   const archive = await openArchive(config, logger);
   const app = await buildHttpServer(config, archive, logger);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;
+  let dimse: DimseServer | undefined;
+  if (options.dimse) {
+    dimse = new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' }));
+    await dimse.listen();
+  }
   return {
-    config, archive, app, tokens,
+    config, archive, app, tokens, dimse,
     dicomweb: `http://127.0.0.1:${port}/dicom-web`,
     async close() {
+      await dimse?.close(500);
       await closeHttpServer(app, 500);
       await archive.close();
       rmSync(dataDir, { recursive: true, force: true });

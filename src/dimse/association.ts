@@ -1,0 +1,506 @@
+/**
+ * One DICOM association (PS3.8 §7, §9) over a TCP or TLS socket, in either role: the
+ * acceptor (Atrium's SCP) or the requestor (Atrium's SCU, for C-MOVE and forwarding).
+ * It cuts the byte stream into PDUs, reassembles DIMSE messages (PS3.7 §9.3), hands
+ * requests to a handler with their dataset as a stream, and matches responses to the
+ * requests this side sent.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { EventEmitter } from 'node:events';
+import { CommandError, CommandField, decodeCommand, encodeCommand, isPending, type Command } from './command.ts';
+import { DatasetStream } from './dataset-stream.ts';
+import {
+  AbortReason, AbortSource, DICOM_APPLICATION_CONTEXT, PduError, PduReader, PduType, PresentationContextResult,
+  decodePdu, encodeAbort, encodeAssociateRQ, encodeReleaseRP, encodeReleaseRQ, pDataHeader,
+  type AssociateAC, type AssociateRQ, type ProposedPresentationContext, type RoleSelection, type UserInformation,
+} from './pdu.ts';
+import { ATRIUM_IMPLEMENTATION_CLASS_UID, ATRIUM_IMPLEMENTATION_VERSION_NAME } from '../dicom/part10-writer.ts';
+
+export interface PresentationContext {
+  id: number;
+  abstractSyntax: string;
+  transferSyntax: string;
+}
+
+/** A DIMSE message received: its command and, when one follows, its dataset as it arrives. */
+export interface DimseMessage {
+  presentationContextId: number;
+  command: Command;
+  dataset?: DatasetStream;
+}
+
+export interface Response {
+  command: Command;
+  dataset?: Buffer;
+}
+
+/** The association ended abnormally (A-ABORT, a dropped connection, a protocol error). */
+export class AssociationAbortedError extends Error {
+  override readonly name = 'AssociationAbortedError';
+}
+
+/** The peer refused the association (A-ASSOCIATE-RJ). */
+export class AssociationRejectedError extends Error {
+  override readonly name = 'AssociationRejectedError';
+  constructor(readonly result: number, readonly source: number, readonly reason: number) {
+    super(`association rejected (result ${result}, source ${source}, reason ${reason})`);
+  }
+}
+
+/** Our own P-DATA PDUs never exceed this, whatever the peer accepts (0 = unlimited). */
+const MAX_SENT_PDU = 256 * 1024;
+const MAX_RESPONSE_DATASET = 16 * 1024 * 1024;
+
+type State = 'awaiting-rq' | 'awaiting-ac' | 'established' | 'releasing' | 'closed';
+
+export interface AssociationEvents {
+  /** An incoming request (the handler must read its dataset, or abandon it). */
+  request: [DimseMessage];
+  /** C-CANCEL-RQ for the request with this message ID. */
+  cancel: [number];
+  /** A-ASSOCIATE-RQ received (acceptor only). */
+  associate: [AssociateRQ];
+  released: [];
+  aborted: [Error];
+  closed: [];
+}
+
+export class Association extends EventEmitter<AssociationEvents> {
+  private state: State;
+  private readonly reader: PduReader;
+  private contexts = new Map<number, PresentationContext>();
+  private peerMaxPdu = MAX_SENT_PDU;
+  private nextMessageId = 1;
+  private command: Buffer[] = [];
+  private commandPc = 0;
+  private incoming: { message: DimseMessage; stream: DatasetStream; isResponse: boolean } | undefined;
+  private readonly pending = new Map<number, {
+    onPending?: (r: Response) => void;
+    resolve: (r: Response) => void;
+    reject: (e: Error) => void;
+  }>();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private releasedCleanly = false;
+  private releaseWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  private acWaiter: { resolve: (ac: AssociateAC) => void; reject: (e: Error) => void } | undefined;
+  /** Who called and whom they called, once the A-ASSOCIATE-RQ is in. */
+  callingAETitle = '';
+  calledAETitle = '';
+  peerUserInformation: UserInformation | undefined;
+  /** SOP classes for which the peer accepts that we act as the SCP (C-GET sub-operations). */
+  readonly roles: RoleSelection[] = [];
+
+  constructor(
+    readonly socket: net.Socket,
+    role: 'acceptor' | 'requestor',
+    private readonly options: { maxPduLength: number; idleTimeoutMs: number },
+  ) {
+    super();
+    this.state = role === 'acceptor' ? 'awaiting-rq' : 'awaiting-ac';
+    // A-ASSOCIATE-RQ with many contexts may exceed a small P-DATA limit.
+    this.reader = new PduReader(Math.max(options.maxPduLength, 1024 * 1024));
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (e) => this.fail(new AssociationAbortedError(`connection error: ${e.message}`)));
+    socket.on('close', () => {
+      if (!this.releasedCleanly) this.fail(new AssociationAbortedError('the peer closed the connection without releasing the association'));
+      this.clearIdle();
+      this.emit('closed');
+    });
+    this.touch();
+  }
+
+  get established(): boolean {
+    return this.state === 'established';
+  }
+
+  get remoteAddress(): string {
+    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
+  }
+
+  presentationContext(id: number): PresentationContext | undefined {
+    return this.contexts.get(id);
+  }
+
+  /** Accepted contexts for an abstract syntax, in proposal order. */
+  contextsFor(abstractSyntax: string): PresentationContext[] {
+    return [...this.contexts.values()].filter((pc) => pc.abstractSyntax === abstractSyntax);
+  }
+
+  // ---- establishment ----
+
+  /** Acceptor: answers the A-ASSOCIATE-RQ with these accepted contexts. */
+  accept(ac: Omit<AssociateAC, 'type'>, encoded: Buffer): void {
+    for (const pc of ac.presentationContexts) {
+      if (pc.result !== PresentationContextResult.Acceptance) continue;
+      const proposed = this.proposed.get(pc.id);
+      if (proposed) this.contexts.set(pc.id, { id: pc.id, abstractSyntax: proposed.abstractSyntax, transferSyntax: pc.transferSyntax });
+    }
+    this.roles.push(...ac.userInformation.roles);
+    this.state = 'established';
+    this.socket.write(encoded);
+  }
+
+  /** Acceptor: refuses the association (A-ASSOCIATE-RJ) and closes. */
+  reject(encoded: Buffer): void {
+    this.state = 'closed';
+    this.releasedCleanly = true;
+    this.socket.end(encoded);
+  }
+
+  private proposed = new Map<number, ProposedPresentationContext>();
+
+  /** Requestor: opens an association and waits for the peer's answer. */
+  static async connect(options: {
+    host: string;
+    port: number;
+    tls?: tls.ConnectionOptions;
+    callingAETitle: string;
+    calledAETitle: string;
+    presentationContexts: ProposedPresentationContext[];
+    roles?: RoleSelection[];
+    maxPduLength: number;
+    idleTimeoutMs: number;
+    connectTimeoutMs?: number;
+  }): Promise<Association> {
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s: net.Socket = options.tls
+        ? tls.connect({ ...options.tls, host: options.host, port: options.port }, () => resolve(s))
+        : net.connect({ host: options.host, port: options.port, noDelay: true }, () => resolve(s));
+      s.once('error', reject);
+      s.setTimeout(options.connectTimeoutMs ?? 10_000, () => {
+        s.destroy();
+        reject(new AssociationAbortedError(`could not reach ${options.host}:${options.port} in time`));
+      });
+    });
+    socket.setTimeout(0);
+    socket.removeAllListeners('error');
+    const assoc = new Association(socket, 'requestor', options);
+    assoc.callingAETitle = options.callingAETitle;
+    assoc.calledAETitle = options.calledAETitle;
+    for (const pc of options.presentationContexts) assoc.proposed.set(pc.id, pc);
+    const ac = await new Promise<AssociateAC>((resolve, reject) => {
+      assoc.acWaiter = { resolve, reject };
+      socket.write(encodeAssociateRQ({
+        calledAETitle: options.calledAETitle,
+        callingAETitle: options.callingAETitle,
+        applicationContext: DICOM_APPLICATION_CONTEXT,
+        presentationContexts: options.presentationContexts,
+        userInformation: {
+          maxPduLength: options.maxPduLength,
+          implementationClassUID: ATRIUM_IMPLEMENTATION_CLASS_UID,
+          implementationVersionName: ATRIUM_IMPLEMENTATION_VERSION_NAME,
+          roles: options.roles ?? [],
+        },
+      }));
+    });
+    for (const pc of ac.presentationContexts) {
+      const proposed = assoc.proposed.get(pc.id);
+      if (pc.result === PresentationContextResult.Acceptance && proposed) {
+        assoc.contexts.set(pc.id, { id: pc.id, abstractSyntax: proposed.abstractSyntax, transferSyntax: pc.transferSyntax });
+      }
+    }
+    assoc.roles.push(...ac.userInformation.roles);
+    assoc.setPeerMaxPdu(ac.userInformation.maxPduLength);
+    assoc.state = 'established';
+    return assoc;
+  }
+
+  setPeerMaxPdu(n: number): void {
+    this.peerMaxPdu = n === 0 ? MAX_SENT_PDU : Math.min(n, MAX_SENT_PDU);
+  }
+
+  rememberProposal(rq: AssociateRQ): void {
+    for (const pc of rq.presentationContexts) this.proposed.set(pc.id, pc);
+    this.callingAETitle = rq.callingAETitle;
+    this.calledAETitle = rq.calledAETitle;
+    this.peerUserInformation = rq.userInformation;
+    this.setPeerMaxPdu(rq.userInformation.maxPduLength);
+  }
+
+  // ---- receiving ----
+
+  private touch(): void {
+    this.clearIdle();
+    if (this.options.idleTimeoutMs > 0) {
+      this.idleTimer = setTimeout(() => this.abort(AbortSource.ServiceProvider, AbortReason.NotSpecified, 'idle timeout'), this.options.idleTimeoutMs);
+      this.idleTimer.unref();
+    }
+  }
+
+  private clearIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.touch();
+    let pdus: Buffer[];
+    try {
+      pdus = this.reader.push(chunk);
+      for (const raw of pdus) {
+        if ((this.state as State) === 'closed') return;
+        this.onPdu(raw);
+      }
+    } catch (e) {
+      if (e instanceof PduError || e instanceof CommandError) {
+        this.abort(AbortSource.ServiceProvider, e instanceof PduError ? e.reason : AbortReason.InvalidPduParameterValue, e.message);
+        return;
+      }
+      throw e;
+    }
+  }
+
+  private onPdu(raw: Buffer): void {
+    const type = raw[0]!;
+    // P-DATA is by far the most frequent: read its PDVs in place.
+    if (type === PduType.PDataTF) {
+      if (this.state !== 'established' && this.state !== 'releasing') throw new PduError('P-DATA-TF before the association was established', AbortReason.UnexpectedPdu);
+      const pdu = decodePdu(raw);
+      if (pdu.type !== PduType.PDataTF) return;
+      for (const pdv of pdu.pdvs) this.onPdv(pdv.presentationContextId, pdv.command, pdv.last, pdv.data);
+      return;
+    }
+    const pdu = decodePdu(raw);
+    switch (pdu.type) {
+      case PduType.AssociateRQ:
+        if (this.state !== 'awaiting-rq') throw new PduError('unexpected A-ASSOCIATE-RQ', AbortReason.UnexpectedPdu);
+        this.rememberProposal(pdu);
+        this.emit('associate', pdu);
+        return;
+      case PduType.AssociateAC:
+        if (this.state !== 'awaiting-ac' || !this.acWaiter) throw new PduError('unexpected A-ASSOCIATE-AC', AbortReason.UnexpectedPdu);
+        this.acWaiter.resolve(pdu);
+        this.acWaiter = undefined;
+        return;
+      case PduType.AssociateRJ: {
+        const e = new AssociationRejectedError(pdu.result, pdu.source, pdu.reason);
+        this.state = 'closed';
+        this.socket.destroy();
+        if (this.acWaiter) this.acWaiter.reject(e);
+        this.acWaiter = undefined;
+        return;
+      }
+      case PduType.ReleaseRQ:
+        if (this.state !== 'established' && this.state !== 'releasing') throw new PduError('unexpected A-RELEASE-RQ', AbortReason.UnexpectedPdu);
+        this.state = 'closed';
+        this.releasedCleanly = true;
+        this.failOutstanding(new AssociationAbortedError('the peer released the association'));
+        this.socket.end(encodeReleaseRP());
+        this.emit('released');
+        return;
+      case PduType.ReleaseRP:
+        if (this.state !== 'releasing') throw new PduError('unexpected A-RELEASE-RP', AbortReason.UnexpectedPdu);
+        this.state = 'closed';
+        this.releasedCleanly = true;
+        this.socket.end();
+        this.releaseWaiter?.resolve();
+        this.emit('released');
+        return;
+      case PduType.Abort:
+        this.state = 'closed';
+        this.socket.destroy();
+        this.fail(new AssociationAbortedError(`the peer aborted the association (source ${pdu.source}, reason ${pdu.reason})`));
+        return;
+    }
+  }
+
+  private onPdv(pcId: number, isCommand: boolean, last: boolean, data: Buffer): void {
+    if (!this.contexts.has(pcId)) throw new PduError(`PDV on presentation context ${pcId}, which was not accepted`, AbortReason.InvalidPduParameterValue);
+    if (isCommand) {
+      if (this.incoming) throw new PduError('a command fragment arrived before the previous dataset ended', AbortReason.UnexpectedPduParameter);
+      if (this.command.length > 0 && pcId !== this.commandPc) throw new PduError('command fragments on two presentation contexts', AbortReason.UnexpectedPduParameter);
+      this.commandPc = pcId;
+      this.command.push(data);
+      if (last) {
+        const raw = Buffer.concat(this.command);
+        this.command = [];
+        this.onCommand(pcId, decodeCommand(raw));
+      }
+      return;
+    }
+    const incoming = this.incoming;
+    if (!incoming) throw new PduError('a dataset fragment arrived without a command announcing it', AbortReason.UnexpectedPduParameter);
+    if (pcId !== incoming.stream.presentationContextId) throw new PduError('dataset fragment on another presentation context than its command', AbortReason.UnexpectedPduParameter);
+    if (last) this.incoming = undefined;
+    incoming.stream.push(data, last);
+  }
+
+  private onCommand(pcId: number, command: Command): void {
+    const isResponse = (command.CommandField & 0x8000) !== 0;
+    if (command.CommandField === CommandField.CCancelRQ) {
+      if (command.MessageIDBeingRespondedTo !== undefined) this.emit('cancel', command.MessageIDBeingRespondedTo);
+      return;
+    }
+    const stream = command.hasDataset ? new DatasetStream(pcId, { pause: () => this.socket.pause(), resume: () => this.socket.resume() }) : undefined;
+    const message: DimseMessage = { presentationContextId: pcId, command, dataset: stream };
+    if (stream) this.incoming = { message, stream, isResponse };
+    if (isResponse) {
+      this.onResponse(message);
+      return;
+    }
+    this.emit('request', message);
+  }
+
+  private onResponse(message: DimseMessage): void {
+    const id = message.command.MessageIDBeingRespondedTo;
+    const waiter = id === undefined ? undefined : this.pending.get(id);
+    if (!waiter) {
+      message.dataset?.abandon();
+      return; // a late answer to a request we gave up on
+    }
+    const deliver = (dataset?: Buffer) => {
+      const r: Response = { command: message.command, dataset };
+      if (message.command.Status !== undefined && isPending(message.command.Status)) {
+        waiter.onPending?.(r);
+      } else {
+        this.pending.delete(id!);
+        waiter.resolve(r);
+      }
+    };
+    if (!message.dataset) {
+      deliver();
+      return;
+    }
+    message.dataset.collect(MAX_RESPONSE_DATASET).then(deliver, (e: Error) => {
+      this.pending.delete(id!);
+      waiter.reject(e);
+    });
+  }
+
+  // ---- sending ----
+
+  /** Message IDs for requests this side sends. */
+  newMessageId(): number {
+    const id = this.nextMessageId;
+    this.nextMessageId = this.nextMessageId >= 0xffff ? 1 : this.nextMessageId + 1;
+    return id;
+  }
+
+  private async write(parts: Buffer[]): Promise<void> {
+    if (this.state === 'closed') throw new AssociationAbortedError('the association is closed');
+    this.socket.cork();
+    let ok = true;
+    for (const p of parts) ok = this.socket.write(p);
+    this.socket.uncork();
+    if (!ok) await this.drained();
+  }
+
+  private drained(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onDrain = () => {
+        this.socket.off('close', onClose);
+        resolve();
+      };
+      const onClose = () => {
+        this.socket.off('drain', onDrain);
+        reject(new AssociationAbortedError('the connection closed while sending'));
+      };
+      this.socket.once('drain', onDrain);
+      this.socket.once('close', onClose);
+    });
+  }
+
+  /** Cuts one buffer into P-DATA PDUs of one PDV each, as large as the peer accepts. */
+  private fragments(pcId: number, isCommand: boolean, data: Buffer, lastOfMessage: boolean): Buffer[] {
+    const room = this.peerMaxPdu - 6;
+    const out: Buffer[] = [];
+    if (data.length === 0) {
+      if (lastOfMessage) out.push(pDataHeader(pcId, isCommand, true, 0));
+      return out;
+    }
+    for (let at = 0; at < data.length; at += room) {
+      const piece = data.subarray(at, Math.min(at + room, data.length));
+      out.push(pDataHeader(pcId, isCommand, lastOfMessage && at + room >= data.length, piece.length), piece);
+    }
+    return out;
+  }
+
+  /**
+   * Sends one message. The dataset may be a buffer or a stream of buffers (a stored
+   * object read from storage); each chunk is cut into PDUs as it comes.
+   */
+  async send(pcId: number, command: Command, dataset?: Buffer | AsyncIterable<Buffer>): Promise<void> {
+    await this.write(this.fragments(pcId, true, encodeCommand({ ...command, hasDataset: dataset !== undefined }), true));
+    if (dataset === undefined) return;
+    if (Buffer.isBuffer(dataset)) {
+      await this.write(this.fragments(pcId, false, dataset, true));
+      return;
+    }
+    // Hold one chunk back so the last PDV can carry the "last fragment" bit.
+    let held: Buffer | undefined;
+    for await (const chunk of dataset) {
+      if (held) await this.write(this.fragments(pcId, false, held, false));
+      held = chunk;
+    }
+    await this.write(this.fragments(pcId, false, held ?? Buffer.alloc(0), true));
+  }
+
+  /** Sends a request and waits for its final response; pending responses go to onPending. */
+  async request(pcId: number, command: Omit<Command, 'hasDataset' | 'MessageID'>, dataset?: Buffer | AsyncIterable<Buffer>, onPending?: (r: Response) => void): Promise<Response> {
+    const MessageID = this.newMessageId();
+    const answered = new Promise<Response>((resolve, reject) => {
+      this.pending.set(MessageID, { resolve, reject, onPending });
+    });
+    try {
+      await this.send(pcId, { ...command, MessageID, hasDataset: dataset !== undefined }, dataset);
+    } catch (e) {
+      this.pending.delete(MessageID);
+      throw e;
+    }
+    return answered;
+  }
+
+  /** Asks the peer to cancel a request in progress (C-CANCEL-RQ). */
+  async cancel(pcId: number, messageId: number): Promise<void> {
+    await this.send(pcId, { CommandField: CommandField.CCancelRQ, MessageIDBeingRespondedTo: messageId, hasDataset: false });
+  }
+
+  /** Requestor: A-RELEASE-RQ, then wait for the peer's A-RELEASE-RP. */
+  async release(timeoutMs = 10_000): Promise<void> {
+    if (this.state !== 'established') return;
+    this.state = 'releasing';
+    await new Promise<void>((resolve, reject) => {
+      this.releaseWaiter = { resolve, reject };
+      const t = setTimeout(() => {
+        this.socket.destroy();
+        resolve();
+      }, timeoutMs);
+      t.unref();
+      this.socket.write(encodeReleaseRQ());
+    });
+  }
+
+  /** A-ABORT and close: for protocol errors, shutdown, or a peer gone quiet. */
+  abort(source: number = AbortSource.ServiceUser, reason: number = AbortReason.NotSpecified, why = 'aborted'): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.socket.end(encodeAbort(source, reason));
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.fail(new AssociationAbortedError(why), false);
+  }
+
+  private failOutstanding(e: Error): void {
+    this.incoming?.stream.fail(e);
+    this.incoming = undefined;
+    for (const w of this.pending.values()) w.reject(e);
+    this.pending.clear();
+  }
+
+  private aborted = false;
+
+  private fail(e: Error, destroy = true): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.state = 'closed';
+    this.failOutstanding(e);
+    this.acWaiter?.reject(e);
+    this.acWaiter = undefined;
+    this.releaseWaiter?.resolve();
+    this.releaseWaiter = undefined;
+    if (destroy && !this.socket.destroyed) this.socket.destroy();
+    this.emit('aborted', e);
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * Storage SCU (PS3.4 Annex B, SCU side): sends stored objects to a peer, for C-MOVE,
+ * C-GET (on the caller's own association) and forwarding. Objects go as stored when the
+ * peer accepts their transfer syntax, re-encoded to explicit or implicit little endian
+ * when it does not and they are uncompressed.
+ */
+import type { Readable } from 'node:stream';
+import type tls from 'node:tls';
+import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
+import type { Retriever } from '../archive/retrieve.ts';
+import type { StoredInstance } from '../index/records.ts';
+import type { PeerConfig } from '../config/config.ts';
+import { Association, AssociationAbortedError, type PresentationContext } from './association.ts';
+import { CommandField, Priority, Status } from './command.ts';
+import type { ProposedPresentationContext, RoleSelection } from './pdu.ts';
+
+const uncompressed = [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian];
+
+/** Presentation contexts for sending these objects: their own syntax, plus uncompressed for uncompressed ones. */
+export function storageContexts(instances: readonly Pick<StoredInstance, 'SOPClassUID' | 'TransferSyntaxUID'>[]): ProposedPresentationContext[] {
+  const out: ProposedPresentationContext[] = [];
+  const seen = new Set<string>();
+  let id = 1;
+  const add = (abstractSyntax: string, transferSyntaxes: string[]) => {
+    const key = `${abstractSyntax}|${transferSyntaxes.join(',')}`;
+    if (seen.has(key) || id > 255) return;
+    seen.add(key);
+    out.push({ id, abstractSyntax, transferSyntaxes });
+    id += 2;
+  };
+  for (const inst of instances) {
+    if (isNativeTransferSyntax(inst.TransferSyntaxUID)) {
+      add(inst.SOPClassUID, [...new Set([inst.TransferSyntaxUID, ...uncompressed])]);
+    } else {
+      add(inst.SOPClassUID, [inst.TransferSyntaxUID]);
+      // An uncompressed fallback is only useful if Atrium could decode; it cannot re-encode compressed pixels yet.
+    }
+  }
+  return out;
+}
+
+/** The accepted context to send an object on, and the syntax it goes in; undefined when none fits. */
+export function contextFor(contexts: readonly PresentationContext[], inst: Pick<StoredInstance, 'SOPClassUID' | 'TransferSyntaxUID'>): PresentationContext | undefined {
+  const forClass = contexts.filter((pc) => pc.abstractSyntax === inst.SOPClassUID);
+  return forClass.find((pc) => pc.transferSyntax === inst.TransferSyntaxUID)
+    ?? (isNativeTransferSyntax(inst.TransferSyntaxUID) ? forClass.find((pc) => uncompressed.includes(pc.transferSyntax as typeof uncompressed[number])) : undefined);
+}
+
+/** The dataset part of a Part 10 object: whatever follows its meta header. */
+async function* datasetOf(body: Buffer | Readable, datasetOffset: number | undefined): AsyncGenerator<Buffer> {
+  if (Buffer.isBuffer(body)) {
+    yield body.subarray(datasetOffset ?? metaEnd(body));
+    return;
+  }
+  let skip = datasetOffset;
+  let head: Buffer = Buffer.alloc(0);
+  for await (const c of body as AsyncIterable<Buffer>) {
+    let chunk = c;
+    if (skip === undefined) {
+      head = Buffer.concat([head, chunk]);
+      if (head.length < 144) continue;
+      skip = metaEnd(head);
+      chunk = head;
+    }
+    if (skip > 0) {
+      const n = Math.min(skip, chunk.length);
+      skip -= n;
+      chunk = chunk.subarray(n);
+    }
+    if (chunk.length > 0) yield chunk;
+  }
+}
+
+/** Where the dataset starts, from the meta header's group length (Atrium's writer always writes it). */
+function metaEnd(part10: Buffer): number {
+  return 132 + 12 + part10.readUInt32LE(140);
+}
+
+export interface SubOperationResult {
+  sop: string;
+  status: number;
+  error?: string;
+}
+
+/**
+ * Sends one object on `assoc` as a C-STORE sub-operation and waits for the peer's answer.
+ * Throws AssociationAbortedError when the association is lost.
+ */
+export async function storeInstance(
+  assoc: Association,
+  retriever: Retriever,
+  opened: { inst: StoredInstance; body: Buffer | Readable; transferSyntaxUID: string },
+  pc: PresentationContext,
+  moveOriginator?: { aeTitle: string; messageId: number },
+): Promise<SubOperationResult> {
+  const { inst } = opened;
+  const asStored = pc.transferSyntax === inst.TransferSyntaxUID;
+  const body = asStored ? opened.body : await retriever.openInstance(inst, pc.transferSyntax);
+  if (!asStored && !Buffer.isBuffer(opened.body)) opened.body.destroy();
+  const rsp = await assoc.request(pc.id, {
+    CommandField: CommandField.CStoreRQ,
+    AffectedSOPClassUID: inst.SOPClassUID,
+    AffectedSOPInstanceUID: inst.SOPInstanceUID,
+    Priority: Priority.Medium,
+    MoveOriginatorApplicationEntityTitle: moveOriginator?.aeTitle,
+    MoveOriginatorMessageID: moveOriginator?.messageId,
+  }, datasetOf(body, asStored ? inst.layout.datasetOffset : undefined));
+  const status = rsp.command.Status ?? Status.ProcessingFailure;
+  return { sop: inst.SOPInstanceUID, status, error: rsp.command.ErrorComment };
+}
+
+/** A C-STORE status that counts as a stored object: success or a warning (PS3.4 B.2.3). */
+export function isStored(status: number): boolean {
+  return status === Status.Success || (status & 0xf000) === 0xb000;
+}
+
+/** Opens an association to a peer for storing these objects. */
+export async function openStoreAssociation(options: {
+  peer: PeerConfig;
+  callingAETitle: string;
+  instances: readonly StoredInstance[];
+  maxPduLength: number;
+  tls?: tls.ConnectionOptions;
+}): Promise<Association> {
+  const { peer } = options;
+  if (!peer.host || !peer.port) throw new AssociationAbortedError(`peer ${peer.aeTitle} has no host and port to send to`);
+  return Association.connect({
+    host: peer.host,
+    port: peer.port,
+    tls: peer.tls ? (options.tls ?? {}) : undefined,
+    callingAETitle: options.callingAETitle,
+    calledAETitle: peer.aeTitle,
+    presentationContexts: storageContexts(options.instances),
+    maxPduLength: options.maxPduLength,
+    idleTimeoutMs: 120_000,
+  });
+}
+
+export type { RoleSelection };

@@ -1,0 +1,249 @@
+/**
+ * Atrium's DIMSE listener (the SCP): accepts associations from known peers, negotiates
+ * presentation contexts, and hands each request to its service. Requests of one
+ * association run one at a time (no asynchronous operations window is granted);
+ * associations run side by side up to dimse.maxAssociations.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { Archive } from '../archive/archive.ts';
+import type { DimseConfig, PeerConfig } from '../config/config.ts';
+import type { Site } from '../index/records.ts';
+import { ATRIUM_IMPLEMENTATION_CLASS_UID, ATRIUM_IMPLEMENTATION_VERSION_NAME } from '../dicom/part10-writer.ts';
+import { Association, type DimseMessage } from './association.ts';
+import { CommandField, Status, type Command } from './command.ts';
+import {
+  DICOM_APPLICATION_CONTEXT, PresentationContextResult, RejectReason, RejectResult, RejectSource,
+  encodeAssociateAC, encodeAssociateRJ,
+  type AcceptedPresentationContext, type AssociateRQ, type RoleSelection,
+} from './pdu.ts';
+import { chooseTransferSyntax, serviceOf } from './sop-classes.ts';
+import { handleEcho } from './verification.ts';
+import { handleStore } from './storage.ts';
+import { handleFind } from './query.ts';
+import { handleRetrieve } from './retrieve.ts';
+import { handleStorageCommitment } from './storage-commitment.ts';
+
+/** The calling peer as Atrium knows it: configured, or admitted as unknown when the config allows. */
+export interface CallingPeer {
+  aeTitle: string;
+  config?: PeerConfig;
+  site: Site;
+  may: PeerConfig['may'];
+}
+
+/** What a service needs to answer a request. */
+export interface ServiceContext {
+  assoc: Association;
+  peer: CallingPeer;
+  archive: Archive;
+  server: DimseServer;
+  logger: Logger;
+  /** Set when the peer sent C-CANCEL-RQ for the request being served. */
+  cancelled: () => boolean;
+}
+
+export class DimseServer {
+  private server: net.Server | undefined;
+  private readonly associations = new Set<Association>();
+  readonly peers: ReadonlyMap<string, PeerConfig>;
+
+  constructor(
+    readonly config: DimseConfig,
+    peers: readonly PeerConfig[],
+    readonly archive: Archive,
+    readonly logger: Logger,
+  ) {
+    this.peers = new Map(peers.map((p) => [p.aeTitle, p]));
+  }
+
+  get aeTitle(): string {
+    return this.config.aeTitle;
+  }
+
+  /** The bound port (the configured one, or the one the system chose for port 0). */
+  get port(): number {
+    return (this.server?.address() as net.AddressInfo | null)?.port ?? this.config.port;
+  }
+
+  get activeAssociations(): number {
+    return this.associations.size;
+  }
+
+  async listen(): Promise<void> {
+    const onSocket = (socket: net.Socket) => this.onConnection(socket);
+    const { tls: tlsConfig } = this.config;
+    this.server = tlsConfig
+      ? tls.createServer({
+        cert: readFileSync(tlsConfig.certFile),
+        key: readFileSync(tlsConfig.keyFile),
+        ca: tlsConfig.caFile ? readFileSync(tlsConfig.caFile) : undefined,
+        requestCert: tlsConfig.requireClientCertificate,
+        rejectUnauthorized: tlsConfig.requireClientCertificate,
+        minVersion: 'TLSv1.2',
+      }, onSocket)
+      : net.createServer({ noDelay: true }, onSocket);
+    if (tlsConfig) this.server.on('tlsClientError', (e) => this.logger.warn({ err: e.message }, 'DIMSE TLS handshake failed'));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(this.config.port, this.config.host, () => {
+        this.server!.off('error', reject);
+        resolve();
+      });
+    });
+    this.logger.info({ host: this.config.host, port: this.port, aeTitle: this.config.aeTitle, tls: Boolean(tlsConfig) }, 'DIMSE listener ready');
+  }
+
+  /** Stops accepting, lets associations finish for `graceMs`, then aborts the rest. */
+  async close(graceMs = 5000): Promise<void> {
+    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const deadline = Date.now() + graceMs;
+    while (this.associations.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const a of this.associations) a.abort();
+    await closed;
+  }
+
+  private onConnection(socket: net.Socket): void {
+    const assoc = new Association(socket, 'acceptor', { maxPduLength: this.config.maxPduLength, idleTimeoutMs: this.config.idleTimeoutMs });
+    this.associations.add(assoc);
+    const log = this.logger.child({ remote: assoc.remoteAddress });
+    assoc.on('closed', () => this.associations.delete(assoc));
+    assoc.on('aborted', (e) => log.info({ calling: assoc.callingAETitle || undefined, reason: e.message }, 'association aborted'));
+    assoc.once('associate', (rq) => this.negotiate(assoc, rq, log));
+  }
+
+  /** Who the calling AE title is; undefined when it must be refused. */
+  resolvePeer(aeTitle: string): CallingPeer | undefined {
+    const config = this.peers.get(aeTitle);
+    if (config) {
+      const site = this.archive.sites.get(config.site);
+      return site && { aeTitle, config, site, may: config.may };
+    }
+    if (this.config.requireKnownCallers) return undefined;
+    const code = this.config.defaultSite ?? this.archive.sites.keys().next().value;
+    const site = code === undefined ? undefined : this.archive.sites.get(code);
+    return site && { aeTitle, site, may: { store: true, query: true, retrieve: true } };
+  }
+
+  private negotiate(assoc: Association, rq: AssociateRQ, log: Logger): void {
+    const refuse = (result: number, source: number, reason: number, why: string) => {
+      log.warn({ calling: rq.callingAETitle, called: rq.calledAETitle, why }, 'association refused');
+      assoc.reject(encodeAssociateRJ(result, source, reason));
+    };
+    if (rq.applicationContext !== DICOM_APPLICATION_CONTEXT) {
+      return refuse(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.ApplicationContextNotSupported, `application context ${rq.applicationContext}`);
+    }
+    if (rq.calledAETitle !== this.config.aeTitle) {
+      return refuse(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAETitleNotRecognized, `called AE title is not ${this.config.aeTitle}`);
+    }
+    const peer = this.resolvePeer(rq.callingAETitle);
+    if (!peer) {
+      return refuse(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAETitleNotRecognized, 'calling AE title is not a known peer');
+    }
+    if (this.associations.size > this.config.maxAssociations) {
+      return refuse(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded, `${this.config.maxAssociations} associations already open`);
+    }
+
+    const wantsScpRole = new Map(rq.userInformation.roles.map((r) => [r.sopClassUID, r]));
+    const roles: RoleSelection[] = [];
+    const accepted: AcceptedPresentationContext[] = rq.presentationContexts.map((pc) => {
+      const service = serviceOf(pc.abstractSyntax);
+      const no = (result: number) => ({ id: pc.id, result, transferSyntax: '' });
+      if (!service) return no(PresentationContextResult.AbstractSyntaxNotSupported);
+      const allowed = service === 'verification'
+        || (service === 'find' && peer.may.query)
+        || ((service === 'move' || service === 'get') && peer.may.retrieve)
+        || (service === 'commitment' && peer.may.store)
+        || (service === 'storage' && (peer.may.store || (peer.may.retrieve && wantsScpRole.get(pc.abstractSyntax)?.scpRole === true)));
+      if (!allowed) return no(PresentationContextResult.UserRejection);
+      const ts = chooseTransferSyntax(service, pc.transferSyntaxes);
+      if (!ts) return no(PresentationContextResult.TransferSyntaxesNotSupported);
+      return { id: pc.id, result: PresentationContextResult.Acceptance, transferSyntax: ts };
+    });
+    // C-GET: the peer asks that we act as SCP of storage classes (we send, it stores).
+    for (const r of rq.userInformation.roles) {
+      if (serviceOf(r.sopClassUID) !== 'storage') continue;
+      roles.push({ sopClassUID: r.sopClassUID, scuRole: r.scuRole, scpRole: r.scpRole && peer.may.retrieve });
+    }
+    const ac = {
+      calledAETitle: rq.calledAETitle,
+      callingAETitle: rq.callingAETitle,
+      applicationContext: DICOM_APPLICATION_CONTEXT,
+      presentationContexts: accepted,
+      userInformation: {
+        maxPduLength: this.config.maxPduLength,
+        implementationClassUID: ATRIUM_IMPLEMENTATION_CLASS_UID,
+        implementationVersionName: ATRIUM_IMPLEMENTATION_VERSION_NAME,
+        roles,
+      },
+    };
+    assoc.accept(ac, encodeAssociateAC(ac));
+    const acceptedCount = accepted.filter((pc) => pc.result === PresentationContextResult.Acceptance).length;
+    const assocLog = log.child({ calling: peer.aeTitle, site: peer.site.code });
+    assocLog.info({ contexts: acceptedCount, proposed: accepted.length }, 'association accepted');
+    this.serve(assoc, peer, assocLog);
+  }
+
+  private serve(assoc: Association, peer: CallingPeer, log: Logger): void {
+    let queue: Promise<void> = Promise.resolve();
+    let current: { messageId: number; cancelled: boolean } | undefined;
+    assoc.on('cancel', (messageId) => {
+      if (current && current.messageId === messageId) current.cancelled = true;
+    });
+    assoc.on('request', (message) => {
+      queue = queue.then(async () => {
+        const state = { messageId: message.command.MessageID ?? 0, cancelled: false };
+        current = state;
+        const ctx: ServiceContext = { assoc, peer, archive: this.archive, server: this, logger: log, cancelled: () => state.cancelled };
+        try {
+          await this.dispatch(ctx, message);
+        } catch (e) {
+          message.dataset?.abandon();
+          if (assoc.established) {
+            log.error({ err: e }, 'DIMSE request failed');
+            await this.respondFailure(ctx, message, Status.ProcessingFailure, (e as Error).message).catch(() => {});
+          }
+        } finally {
+          current = undefined;
+        }
+      });
+    });
+  }
+
+  private async dispatch(ctx: ServiceContext, message: DimseMessage): Promise<void> {
+    switch (message.command.CommandField) {
+      case CommandField.CEchoRQ:
+        return handleEcho(ctx, message);
+      case CommandField.CStoreRQ:
+        return handleStore(ctx, message);
+      case CommandField.CFindRQ:
+        return handleFind(ctx, message);
+      case CommandField.CMoveRQ:
+      case CommandField.CGetRQ:
+        return handleRetrieve(ctx, message);
+      case CommandField.NActionRQ:
+        return handleStorageCommitment(ctx, message);
+      default:
+        message.dataset?.abandon();
+        await message.dataset?.complete.catch(() => {});
+        return this.respondFailure(ctx, message, Status.UnrecognizedOperation, `command field 0x${message.command.CommandField.toString(16)} is not served`);
+    }
+  }
+
+  /** A response carrying only a status (and a comment for failures). */
+  async respondFailure(ctx: ServiceContext, message: DimseMessage, status: number, comment?: string): Promise<void> {
+    const rq = message.command;
+    const rsp: Command = {
+      CommandField: rq.CommandField | 0x8000,
+      MessageIDBeingRespondedTo: rq.MessageID,
+      AffectedSOPClassUID: rq.AffectedSOPClassUID ?? rq.RequestedSOPClassUID,
+      AffectedSOPInstanceUID: rq.AffectedSOPInstanceUID,
+      Status: status,
+      ErrorComment: comment,
+      hasDataset: false,
+    };
+    await ctx.assoc.send(message.presentationContextId, rsp);
+  }
+}

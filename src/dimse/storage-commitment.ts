@@ -1,0 +1,115 @@
+/**
+ * Storage Commitment Push Model, SCP side (PS3.4 Annex J): the peer asks whether Atrium
+ * holds objects; Atrium answers N-ACTION at once, then N-EVENT-REPORT on the same
+ * association, committing only to objects whose index row and blob are both there, since
+ * an object is indexed only once its blob is durable.
+ */
+import { Tags, type DicomDataset, type Tag } from '../dicom/dataset.ts';
+import { encodeDataset } from '../dicom/part10-writer.ts';
+import { stringValue, valueContextOf } from '../dicom/values.ts';
+import { TransferSyntax } from '../dicom/dataset.ts';
+import type { DimseMessage } from './association.ts';
+import { CommandField, Status } from './command.ts';
+import { readDataset } from './identifier.ts';
+import { SOPClass, StorageCommitmentPushModelInstance } from './sop-classes.ts';
+import type { ServiceContext } from './server.ts';
+
+const TransactionUID: Tag = 0x00081195;
+/** FailureReason values (PS3.4 J.3.2.1.3.1). */
+export const CommitmentFailureReason = {
+  ProcessingFailure: 0x0110,
+  NoSuchObjectInstance: 0x0112,
+  ClassInstanceConflict: 0x0119,
+} as const;
+const EventType = { AllCommitted: 1, SomeFailed: 2 } as const;
+
+interface Reference {
+  SOPClassUID: string;
+  SOPInstanceUID: string;
+  failure?: number;
+}
+
+export async function handleStorageCommitment(ctx: ServiceContext, message: DimseMessage): Promise<void> {
+  const rq = message.command;
+  const pc = ctx.assoc.presentationContext(message.presentationContextId)!;
+  const respond = (status: number, comment?: string) => ctx.assoc.send(message.presentationContextId, {
+    CommandField: CommandField.NActionRSP,
+    MessageIDBeingRespondedTo: rq.MessageID,
+    AffectedSOPClassUID: rq.RequestedSOPClassUID,
+    AffectedSOPInstanceUID: rq.RequestedSOPInstanceUID,
+    ActionTypeID: rq.ActionTypeID,
+    Status: status,
+    ErrorComment: comment,
+    hasDataset: false,
+  });
+  if (pc.abstractSyntax !== SOPClass.StorageCommitmentPushModel || rq.RequestedSOPClassUID !== SOPClass.StorageCommitmentPushModel) {
+    message.dataset?.abandon();
+    return respond(Status.NoSuchSOPClass, 'N-ACTION is served for Storage Commitment Push Model only');
+  }
+  if (rq.RequestedSOPInstanceUID !== StorageCommitmentPushModelInstance) {
+    message.dataset?.abandon();
+    return respond(Status.NoSuchSOPInstance, `the Storage Commitment SOP instance is ${StorageCommitmentPushModelInstance}`);
+  }
+  if (rq.ActionTypeID !== 1) {
+    message.dataset?.abandon();
+    return respond(Status.NoSuchActionType, 'the only action type is 1 (request storage commitment)');
+  }
+  if (!message.dataset) return respond(Status.MistypedArgument, 'N-ACTION without its dataset');
+  let transactionUID: string | undefined;
+  const refs: Reference[] = [];
+  try {
+    const ds = readDataset(await message.dataset.collect(16 * 1024 * 1024), pc.transferSyntax);
+    const c = valueContextOf(ds, true);
+    transactionUID = stringValue(ds, TransactionUID, c);
+    for (const item of ds.get(Tags.ReferencedSOPSequence)?.items ?? []) {
+      const SOPClassUID = stringValue(item, Tags.ReferencedSOPClassUID, c);
+      const SOPInstanceUID = stringValue(item, Tags.ReferencedSOPInstanceUID, c);
+      if (!SOPClassUID || !SOPInstanceUID) throw new Error('a ReferencedSOPSequence item lacks ReferencedSOPClassUID or ReferencedSOPInstanceUID');
+      refs.push({ SOPClassUID, SOPInstanceUID });
+    }
+  } catch (e) {
+    return respond(Status.MistypedArgument, (e as Error).message);
+  }
+  if (!transactionUID) return respond(Status.MistypedArgument, 'TransactionUID (0008,1195) is missing');
+  if (refs.length === 0) return respond(Status.MistypedArgument, 'ReferencedSOPSequence (0008,1199) is empty');
+
+  await respond(Status.Success);
+
+  for (const ref of refs) {
+    try {
+      const found = await ctx.archive.index.findInstanceBySOPInstanceUID(ref.SOPInstanceUID);
+      if (!found) ref.failure = CommitmentFailureReason.NoSuchObjectInstance;
+      else if (found.SOPClassUID !== ref.SOPClassUID) ref.failure = CommitmentFailureReason.ClassInstanceConflict;
+      else if ((await ctx.archive.store.stat(found.blobKey))?.size !== found.size) ref.failure = CommitmentFailureReason.ProcessingFailure;
+    } catch {
+      ref.failure = CommitmentFailureReason.ProcessingFailure;
+    }
+  }
+  const committed = refs.filter((r) => r.failure === undefined);
+  const failed = refs.filter((r) => r.failure !== undefined);
+  const explicit = pc.transferSyntax !== TransferSyntax.ImplicitVRLittleEndian;
+  const report: DicomDataset = new Map();
+  const text = (s: string) => Buffer.from(s, 'latin1');
+  const item = (r: Reference): DicomDataset => {
+    const it: DicomDataset = new Map();
+    it.set(Tags.ReferencedSOPClassUID, { tag: Tags.ReferencedSOPClassUID, vr: 'UI', value: text(r.SOPClassUID) });
+    it.set(Tags.ReferencedSOPInstanceUID, { tag: Tags.ReferencedSOPInstanceUID, vr: 'UI', value: text(r.SOPInstanceUID) });
+    if (r.failure !== undefined) {
+      const v = Buffer.alloc(2);
+      v.writeUInt16LE(r.failure, 0);
+      it.set(Tags.FailureReason, { tag: Tags.FailureReason, vr: 'US', value: v });
+    }
+    return it;
+  };
+  report.set(TransactionUID, { tag: TransactionUID, vr: 'UI', value: text(transactionUID) });
+  if (committed.length > 0) report.set(Tags.ReferencedSOPSequence, { tag: Tags.ReferencedSOPSequence, vr: 'SQ', items: committed.map(item) });
+  if (failed.length > 0) report.set(Tags.FailedSOPSequence, { tag: Tags.FailedSOPSequence, vr: 'SQ', items: failed.map(item) });
+  ctx.logger.info({ transactionUID, committed: committed.length, failed: failed.length }, 'storage commitment');
+  const rsp = await ctx.assoc.request(message.presentationContextId, {
+    CommandField: CommandField.NEventReportRQ,
+    AffectedSOPClassUID: SOPClass.StorageCommitmentPushModel,
+    AffectedSOPInstanceUID: StorageCommitmentPushModelInstance,
+    EventTypeID: failed.length === 0 ? EventType.AllCommitted : EventType.SomeFailed,
+  }, encodeDataset(report, true, explicit));
+  if (rsp.command.Status !== Status.Success) ctx.logger.warn({ transactionUID, status: rsp.command.Status }, 'the peer did not accept the storage commitment report');
+}
