@@ -7,7 +7,9 @@ import { loadConfig, ConfigError, type AtriumConfig } from '../config/config.ts'
 import { openArchive } from '../archive/archive.ts';
 import { reindexArchive, verifyArchive } from '../archive/maintenance.ts';
 import { buildHttpServer, closeHttpServer } from '../api/server.ts';
+import { DimseServer } from '../dimse/server.ts';
 import { sha256Hex } from '../api/auth.ts';
+import { runExport, runImport } from './media.ts';
 
 const usage = `atrium <command> [options]
 
@@ -18,6 +20,13 @@ Commands:
               --repair             remove rows of lost objects, delete orphan blobs past the grace period
               --no-checksums       compare sizes only (fast)
               --grace-seconds N    orphans younger than N seconds are left alone (default 3600)
+  import <folder|DICOMDIR> [--site CODE]
+            ingest every DICOM file of a folder, CD or DVD (or those a DICOMDIR references)
+            for a site (default: the first configured); exit code 1 if any object was refused
+  export <StudyInstanceUID> [<folder>] [--zip FILE]
+  export --patient PatientID [<folder>] [--zip FILE]
+            write the study (or every study of the patient) as a media file-set with a
+            DICOMDIR into an empty folder, and/or as a ZIP file of the same layout
 
 Options:
   --config FILE     configuration file (default: $ATRIUM_CONFIG, else embedded defaults)
@@ -34,6 +43,9 @@ async function main(argv: string[]): Promise<number> {
       repair: { type: 'boolean', default: false },
       'no-checksums': { type: 'boolean', default: false },
       'grace-seconds': { type: 'string', default: '3600' },
+      site: { type: 'string' },
+      patient: { type: 'string' },
+      zip: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -74,6 +86,17 @@ async function main(argv: string[]): Promise<number> {
         await archive.close();
       }
     }
+    case 'import':
+    case 'export': {
+      const archive = await openArchive(config, logger);
+      try {
+        return command === 'import'
+          ? await runImport(archive, positionals[1], values.site, config.sites[0]!.code)
+          : await runExport(archive, { positionals: positionals.slice(1), patient: values.patient, zip: values.zip });
+      } finally {
+        await archive.close();
+      }
+    }
     default:
       process.stderr.write(`unknown command ${command}\n\n${usage}`);
       return 2;
@@ -102,10 +125,15 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     storage: config.storage.kind,
     duplicatePolicy: config.ingest.duplicatePolicy,
     sites: config.sites.map((s) => s.code),
+    dimse: config.dimse.enabled ? `${config.dimse.aeTitle}@${config.dimse.host}:${config.dimse.port}${config.dimse.tls ? ' (TLS)' : ''}` : 'off',
+    peers: config.peers.map((p) => p.aeTitle),
+    requireKnownCallers: config.dimse.requireKnownCallers,
   }, 'configuration');
   const archive = await openArchive(config, logger);
   const app = await buildHttpServer(config, archive, logger);
   await app.listen({ host: config.http.host, port: config.http.port });
+  const dimse = config.dimse.enabled ? new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' })) : undefined;
+  await dimse?.listen();
   logger.info({ url: `http://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -113,7 +141,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     process.once('SIGTERM', stop);
   });
   logger.info('stopping');
-  await closeHttpServer(app, 10_000);
+  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000)]);
   await archive.close();
   return 0;
 }
