@@ -5,6 +5,7 @@ import type { Archive } from '../archive/archive.ts';
 import { statusOfIngestError } from '../archive/ingest-error.ts';
 import type { IngestResult } from '../archive/ingest.ts';
 import { RetrieveError } from '../archive/retrieve.ts';
+import { planMediaExport, zipOfMediaExport } from '../archive/export.ts';
 import { parseViewportParam, parseWindowParam, type RenderOptions } from '../archive/render.ts';
 import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
 import type { QueryLevel, StoredInstance } from '../index/records.ts';
@@ -223,6 +224,16 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   app.get('/studies/:study', retrieve);
   app.get('/studies/:study/series/:series', retrieve);
   app.get('/studies/:study/series/:series/instances/:instance', retrieve);
+
+  // ---- Study as a ZIP of a media file-set (not PS3.18: what Orthanc's /studies/{id}/archive is) ----
+  app.get('/studies/:study/archive', async (request: FastifyRequest<{ Params: Params }>, reply) => {
+    // Planned before the first byte: an unknown study is still a 404.
+    const plan = await planMediaExport(archive, [request.params.study!]);
+    return reply
+      .type('application/zip')
+      .header('content-disposition', `attachment; filename="${request.params.study!.replace(/[^0-9.]/g, '')}.zip"`)
+      .send(Readable.from(zipOfMediaExport(archive, plan), { objectMode: false }));
+  });
 
   // ---- WADO-RS: metadata ------------------------------------------------------
   const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
