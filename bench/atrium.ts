@@ -18,12 +18,29 @@ export interface RunningServer {
   stderrTail(): string;
 }
 
+/** A DICOM peer of the bench: a calling AE title, or a C-MOVE destination with its address. */
+export interface BenchPeer {
+  aeTitle: string;
+  host?: string;
+  port?: number;
+}
+
+export interface AtriumOptions {
+  indexPath?: string;
+  /** Atrium's DIMSE listener; without it, it listens on a free port and knows no peer. */
+  dimse?: { port: number; aeTitle: string; maxPduLength: number };
+  /** Every calling AE title the bench uses, and the C-MOVE destination (all of site BENCH). */
+  peers?: BenchPeer[];
+}
+
 /**
  * Starts the real CLI (`node bin/atrium.mjs serve`) as a child process, so that its
  * memory is its own and is read from /proc, with the embedded engines in `dataDir`.
  */
-export async function startAtrium(dataDir: string, options: { indexPath?: string } = {}): Promise<RunningServer> {
+export async function startAtrium(dataDir: string, options: AtriumOptions = {}): Promise<RunningServer> {
   const port = await freePort();
+  // Never the default 11112, which another Atrium or PACS on the machine may hold.
+  const dimse = options.dimse ?? { port: await freePort(), aeTitle: 'ATRIUM', maxPduLength: 131072 };
   const token = randomBytes(24).toString('base64url');
   const configFile = path.join(dataDir, 'atrium.bench.yaml');
   writeFileSync(configFile, [
@@ -41,6 +58,17 @@ export async function startAtrium(dataDir: string, options: { indexPath?: string
     `    name: ${benchSite.name}`,
     `    finess: '${benchSite.finess}'`,
     `    issuerOfPatientID: ${benchSite.issuerOfPatientID}`,
+    'dimse:',
+    '  host: 127.0.0.1',
+    `  port: ${dimse.port}`,
+    `  aeTitle: ${dimse.aeTitle}`,
+    `  maxPduLength: ${dimse.maxPduLength}`,
+    ...(options.peers?.length ? ['peers:', ...options.peers.flatMap((p) => [
+      `  - aeTitle: ${p.aeTitle}`,
+      ...(p.host !== undefined ? [`    host: ${p.host}`, `    port: ${p.port}`] : []),
+      `    site: ${benchSite.code}`,
+      '    may: { store: true, query: true, retrieve: true }',
+    ])] : []),
     'apiClients:',
     '  - name: bench',
     `    tokenSha256: ${createHash('sha256').update(token).digest('hex')}`,

@@ -15,13 +15,26 @@ export interface RunningOrthanc extends RunningServer {
   dicomWebVersion: string;
 }
 
+/** Orthanc's DICOM server for the DIMSE bench; off when not given. */
+export interface OrthancDicomOptions {
+  port: number;
+  aeTitle: string;
+  /** Orthanc accepts 4096..131072 (MaximumPduLength); the same value is given to Atrium. */
+  maxPduLength: number;
+  /** C-MOVE destinations. */
+  modalities: Array<{ aeTitle: string; host: string; port: number }>;
+}
+
 /**
  * Starts Debian's Orthanc with its DICOMweb plugin on loopback, storage and index in
  * `dataDir`, everything else as shipped (no compression of stored files, as Atrium).
+ * With `dicom`, its DICOM server listens too, accepting store, find, move and get from
+ * any caller (as Atrium's bench configuration lists every calling AE title).
  */
-export async function startOrthanc(dataDir: string): Promise<RunningOrthanc> {
+export async function startOrthanc(dataDir: string, options: { dicom?: OrthancDicomOptions } = {}): Promise<RunningOrthanc> {
   const httpPort = await freePort();
-  const dicomPort = await freePort();
+  const dicom = options.dicom;
+  const dicomPort = dicom?.port ?? await freePort();
   const configDir = path.join(dataDir, 'config');
   mkdirSync(configDir, { recursive: true });
   writeFileSync(path.join(configDir, 'orthanc.json'), JSON.stringify({
@@ -31,7 +44,17 @@ export async function startOrthanc(dataDir: string): Promise<RunningOrthanc> {
     StorageCompression: false,
     HttpPort: httpPort,
     DicomPort: dicomPort,
-    DicomServerEnabled: false,
+    DicomServerEnabled: dicom !== undefined,
+    ...(dicom ? {
+      DicomAet: dicom.aeTitle,
+      DicomCheckCalledAet: false,
+      DicomAlwaysAllowStore: true,
+      DicomAlwaysAllowFind: true,
+      DicomAlwaysAllowMove: true,
+      DicomAlwaysAllowGet: true,
+      MaximumPduLength: dicom.maxPduLength,
+      DicomModalities: Object.fromEntries(dicom.modalities.map((m) => [m.aeTitle, [m.aeTitle, m.host, m.port]])),
+    } : {}),
     RemoteAccessAllowed: false,
     AuthenticationEnabled: false,
     HttpCompressionEnabled: false,
