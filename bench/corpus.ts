@@ -428,3 +428,77 @@ export function largeObjectStream(seed: number, targetBytes: number, label: stri
     StudyInstanceUID: spec.StudyInstanceUID, SeriesInstanceUID: spec.SeriesInstanceUID, SOPInstanceUID: spec.SOPInstanceUID,
   };
 }
+
+// ---- the DIMSE corpus ----------------------------------------------------------------
+
+export interface CtCorpusPlan {
+  /** Studies of one CT series each. */
+  series: number;
+  slicesPerSeries: number;
+  /** The files are dealt round-robin into this many subfolders, one per parallel association. */
+  folders: number;
+}
+
+export interface CtCorpus {
+  dir: string;
+  plan: CtCorpusPlan;
+  /** Subfolders of `dir`, each a share of the files (storescu +sd +r on each). */
+  folders: string[];
+  instances: number;
+  bytes: number;
+  /** The first series, for C-MOVE and C-GET. */
+  series: Array<{ StudyInstanceUID: string; SeriesInstanceUID: string; PatientID: string; instances: number; bytes: number }>;
+}
+
+const ctCorpusVersion = 1;
+
+/**
+ * CT series of 512x512 16-bit slices in explicit VR little endian, for C-STORE ingest and
+ * retrieves: about 0.5 MB a file, written once to `dir` and reused while the plan is the same.
+ */
+export function generateCtCorpus(dir: string, seed: number, plan: CtCorpusPlan, log: (line: string) => void = () => {}): CtCorpus {
+  const manifestPath = path.join(dir, 'manifest.json');
+  const key = JSON.stringify({ ctCorpusVersion, corpusVersion, seed, plan });
+  if (existsSync(manifestPath)) {
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { key: string; corpus: CtCorpus };
+    if (manifest.key === key && manifest.corpus.folders.every((f) => existsSync(f))) {
+      log(`DIMSE corpus: reusing ${dir}`);
+      return manifest.corpus;
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  const folders = Array.from({ length: plan.folders }, (_, i) => path.join(dir, `a${i}`));
+  for (const f of folders) mkdirSync(f, { recursive: true });
+  log(`DIMSE corpus: ${plan.series} CT series x ${plan.slicesPerSeries} slices 512x512 into ${dir}`);
+  const random = prng(seed ^ 0xd1);
+  const series: CtCorpus['series'] = [];
+  let fileNo = 0;
+  let bytes = 0;
+  for (let s = 0; s < plan.series; s++) {
+    const patient = patientOf(200 + s);
+    const StudyInstanceUID = seededUID(seed, `dimse/${s}/study`);
+    const SeriesInstanceUID = seededUID(seed, `dimse/${s}/series`);
+    const FrameOfReferenceUID = seededUID(seed, `dimse/${s}/frame`);
+    let seriesBytes = 0;
+    for (let i = 0; i < plan.slicesPerSeries; i++) {
+      const { header, pixelBytes } = instanceHeader({
+        ...patient, SOPClassUID: SOPClass.CT, SOPInstanceUID: seededUID(seed, `dimse/${s}/${i}`),
+        StudyInstanceUID, SeriesInstanceUID, FrameOfReferenceUID,
+        StudyDate: '20250612', StudyTime: '091500', AccessionNumber: `ACCDIMSE${String(s).padStart(4, '0')}`,
+        StudyDescription: 'TDM thoraco-abdomino-pelvienne', SeriesDescription: 'Abdomen 1.0 mm', Modality: 'CT',
+        SeriesNumber: 2, InstanceNumber: i + 1, Rows: 512, Columns: 512, SliceLocation: -i * 1.0, RescaleIntercept: -1024,
+      });
+      const pixels = ctSlice(512, 512, i, random);
+      if (pixels.length !== pixelBytes) throw new Error('CT slice size');
+      const folder = folders[fileNo % folders.length]!;
+      writeFileSync(path.join(folder, `${String(fileNo++).padStart(6, '0')}.dcm`), Buffer.concat([header, pixels]));
+      seriesBytes += header.length + pixels.length;
+    }
+    bytes += seriesBytes;
+    series.push({ StudyInstanceUID, SeriesInstanceUID, PatientID: patient.PatientID, instances: plan.slicesPerSeries, bytes: seriesBytes });
+    log(`DIMSE corpus: series ${s + 1}/${plan.series} written`);
+  }
+  const corpus: CtCorpus = { dir, plan, folders, instances: fileNo, bytes, series };
+  writeFileSync(manifestPath, JSON.stringify({ key, corpus }));
+  return corpus;
+}
