@@ -1,4 +1,5 @@
 import type { CorpusPlan } from './corpus.ts';
+import type { DimseResults } from './dimse-report.ts';
 import { fmt, MB, MiB } from './measure.ts';
 import type { QidoResult } from './workload.ts';
 
@@ -43,6 +44,8 @@ export interface BenchResults {
   largeObjectBytes: number;
   servers: ServerResults[];
   largeIndex?: { studies: number; instances: number; series: number; patients: number; buildSeconds: number; reused: boolean; qido: QidoResult[] };
+  /** The DIMSE part (bench/dimse.ts), unless BENCH_SKIP_DIMSE=1. */
+  dimse?: DimseResults;
   durationSeconds?: number;
 }
 

@@ -1,11 +1,14 @@
 /**
  * `npm run bench [-- --quick]`: the same synthetic corpus, the same client code, against
  * Atrium (the real CLI, embedded SQLite + filesystem) and Debian's Orthanc + DICOMweb
- * plugin, in one run; then QIDO-RS on a large Atrium index. Prints a table and writes
- * bench/out/latest.md and bench/out/latest.json.
+ * plugin, in one run; then QIDO-RS on a large Atrium index; then the DIMSE bench
+ * (bench/dimse.ts: C-STORE, C-FIND, C-MOVE, C-GET against both, by DCMTK's tools).
+ * Prints a table and writes bench/out/latest.md and bench/out/latest.json (and
+ * bench/out/dimse-latest.md and .json for the DIMSE part alone).
  *
  * Environment: BENCH_QUICK=1 (as --quick), BENCH_SEED, BENCH_LARGE_OBJECT_MB,
- * BENCH_LARGE_STUDIES, BENCH_ORTHANC_RSS_CAP_MB, BENCH_SKIP_ORTHANC=1, BENCH_TMPDIR.
+ * BENCH_LARGE_STUDIES, BENCH_ORTHANC_RSS_CAP_MB, BENCH_SKIP_ORTHANC=1, BENCH_SKIP_DIMSE=1,
+ * BENCH_TMPDIR; bench/dimse.ts lists its own.
  */
 import { cpus, totalmem } from 'node:os';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,6 +16,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startAtrium, type RunningServer } from './atrium.ts';
 import { fullPlan, generateCorpus, largeObjectStream, quickPlan, type Corpus, type CorpusKind } from './corpus.ts';
+import { runDimseBench, writeDimseReport } from './dimse.ts';
+import { renderDimseReport } from './dimse-report.ts';
 import { buildLargeIndex, type LargeIndex } from './large-index.ts';
 import { makeTempDir, MB, MiB, RssSampler, readProcessMemory, removeTempDir, resetPeakRss, withPeakRss } from './measure.ts';
 import { orthancAvailable, startOrthanc, type RunningOrthanc } from './orthanc.ts';
@@ -297,9 +302,13 @@ async function main(): Promise<void> {
   else log('Orthanc skipped (BENCH_SKIP_ORTHANC=1 or not installed): no ratios');
   results.servers.push(...await benchServers(servers, corpus));
   results.largeIndex = await benchLargeIndex();
+  if (process.env.BENCH_SKIP_DIMSE !== '1') {
+    results.dimse = await runDimseBench({ quick, seed, log, largeStudies });
+    writeDimseReport(results.dimse);
+  } else log('DIMSE bench skipped (BENCH_SKIP_DIMSE=1)');
   results.durationSeconds = (Date.now() - startedAt) / 1000;
 
-  const md = renderReport(results);
+  const md = renderAll(results);
   const outDir = path.join(benchDir, 'out');
   mkdirSync(outDir, { recursive: true });
   writeFileSync(path.join(outDir, 'latest.md'), md);
@@ -308,13 +317,17 @@ async function main(): Promise<void> {
   log(`done in ${results.durationSeconds.toFixed(0)} s; written to bench/out/latest.md and latest.json`);
 }
 
+function renderAll(results: BenchResults): string {
+  return results.dimse ? `${renderReport(results)}\n${renderDimseReport(results.dimse)}` : renderReport(results);
+}
+
 /** `--render FILE.json`: the markdown of a previous run, without running anything. */
 const renderAt = process.argv.indexOf('--render');
 const run = renderAt === -1
   ? main
   : async () => {
     const file = process.argv[renderAt + 1] ?? path.join(benchDir, 'out', 'latest.json');
-    process.stdout.write(renderReport(JSON.parse(readFileSync(file, 'utf8')) as BenchResults) + '\n');
+    process.stdout.write(renderAll(JSON.parse(readFileSync(file, 'utf8')) as BenchResults) + '\n');
   };
 
 run().then(
