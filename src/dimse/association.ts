@@ -444,6 +444,7 @@ export class Association extends EventEmitter<AssociationEvents> {
     const answered = new Promise<Response>((resolve, reject) => {
       this.pending.set(MessageID, { resolve, reject, onPending });
     });
+    answered.catch(() => {}); // if sending fails, that error is the one thrown
     try {
       await this.send(pcId, { ...command, MessageID, hasDataset: dataset !== undefined }, dataset);
     } catch (e) {

@@ -75,12 +75,16 @@ const uncompressed = [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.Impl
 
 /**
  * The transfer syntax to accept among those proposed, or undefined. Commands and
- * identifiers: explicit or implicit little endian. Storage: the first proposed that
- * Atrium knows, since objects are kept as received; explicit big endian (retired)
- * only when nothing else is offered.
+ * identifiers: explicit or implicit little endian. Storage: a compressed (or deflated)
+ * syntax when one is offered, since a sender offering it beside the uncompressed ones
+ * holds the object that way and the archive keeps objects as they were made; then the
+ * first uncompressed one proposed; explicit big endian (retired) only when nothing else is.
  */
 export function chooseTransferSyntax(service: ServiceKind, proposed: readonly string[]): string | undefined {
   if (service !== 'storage') return uncompressed.find((ts) => proposed.includes(ts));
   const known = proposed.filter((ts) => isKnownTransferSyntax(ts));
-  return known.find((ts) => ts !== TransferSyntax.ExplicitVRBigEndian) ?? known[0];
+  const plain: readonly string[] = [...uncompressed, TransferSyntax.ExplicitVRBigEndian];
+  return known.find((ts) => !plain.includes(ts))
+    ?? known.find((ts) => ts !== TransferSyntax.ExplicitVRBigEndian)
+    ?? known[0];
 }
