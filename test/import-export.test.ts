@@ -239,6 +239,19 @@ for (const db of testDatabases()) {
       assert.match(unknown.stderr, /study 1\.2\.3\.4\.5\.6 is not in the archive/);
     });
 
+    it('refuses to export an object whose stored bytes no longer match their checksum, and writes no DICOMDIR', async () => {
+      const [inst] = await withArchive((archive) => archive.index.getStoredInstances({ StudyInstanceUID: b1.uids.study }));
+      const blob = path.join(work, 'data', 'blobs', inst!.blobKey);
+      const bytes = readFileSync(blob);
+      bytes[bytes.length - 1] ^= 0xff;
+      writeFileSync(blob, bytes);
+      const out = path.join(work, 'corrupt-export');
+      const r = await atrium('export', b1.uids.study, out);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /no longer matches its recorded size or SHA-256/);
+      assert.equal(existsSync(path.join(out, 'DICOMDIR')), false);
+    });
+
     it('exports every study of a patient under one PATIENT record', { skip: !haveDcmtk }, async () => {
       const out = path.join(work, 'patient-export');
       const r = await atrium('export', '--patient', 'IMP-1', out);

@@ -186,16 +186,24 @@ export async function exportToFolder(archive: Archive, plan: MediaExportPlan, fo
   if ((await readdir(folder)).length > 0) throw new MediaExportError('folder-not-empty', `${folder} is not empty: an export writes a whole file-set into an empty folder`);
   let next = 0;
   let bytes = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < plan.files.length) {
+    while (!failed && next < plan.files.length) {
       const f = plan.files[next++]!;
       const target = path.join(folder, ...f.id);
-      await mkdir(path.dirname(target), { recursive: true });
-      await pipeline(verifiedBytes(archive.store, f.inst), createWriteStream(target, { flags: 'wx' }));
+      try {
+        await mkdir(path.dirname(target), { recursive: true });
+        await pipeline(verifiedBytes(archive.store, f.inst), createWriteStream(target, { flags: 'wx' }));
+      } catch (e) {
+        failed = true; // no DICOMDIR is written: the folder is visibly incomplete
+        throw e;
+      }
       bytes += f.inst.size;
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, plan.files.length) }, worker));
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(concurrency, plan.files.length) }, worker));
+  const failure = settled.find((s) => s.status === 'rejected');
+  if (failure) throw failure.reason;
   await writeFile(path.join(folder, 'DICOMDIR'), plan.dicomdir, { flag: 'wx' });
   return { StudyInstanceUIDs: plan.StudyInstanceUIDs, files: plan.files.length, bytes: bytes + plan.dicomdir.length, notes: plan.notes };
 }

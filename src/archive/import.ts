@@ -120,16 +120,24 @@ export async function importMedia(archive: Archive, source: string, options: Imp
   };
 
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < candidates.length) {
+    while (!failed && next < candidates.length) {
       const c = candidates[next++]!;
-      await importOne(c);
+      try {
+        await importOne(c);
+      } catch (e) {
+        failed = true; // the others finish the file they are on, then stop
+        throw e;
+      }
       progress.filesDone++;
       progress.bytesDone += c.size;
       options.onProgress?.({ ...progress });
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency ?? 4, candidates.length)) }, worker));
+  const settled = await Promise.allSettled(Array.from({ length: Math.max(1, Math.min(options.concurrency ?? 4, candidates.length)) }, worker));
+  const failure = settled.find((s) => s.status === 'rejected');
+  if (failure) throw failure.reason;
   const byFile = (a: { file: string }, b: { file: string }) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0);
   report.rejected.sort(byFile);
   report.skipped.sort(byFile);
