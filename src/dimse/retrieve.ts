@@ -118,6 +118,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
     return refuse(Status.OutOfResourcesMatches, 'the index could not answer');
   }
 
+  ctx.logger.debug({ level: id.level, instances: instances.length, destination: rq.MoveDestination }, isMove ? 'C-MOVE' : 'C-GET');
   // Where the sub-operations go.
   let target: Association;
   let ownAssociation = false;
@@ -131,6 +132,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
     try {
       target = await openStoreAssociation({ peer, callingAETitle: ctx.server.aeTitle, instances, maxPduLength: ctx.server.config.maxPduLength });
       ownAssociation = true;
+      ctx.logger.debug({ destination, contexts: targetContexts(target).length }, 'C-MOVE destination association open');
     } catch (e) {
       const why = e instanceof AssociationRejectedError ? `${destination} refused the association` : `cannot reach ${destination}: ${(e as Error).message}`;
       ctx.logger.warn({ destination, err: (e as Error).message }, 'C-MOVE destination unreachable');

@@ -8,8 +8,8 @@ import { Tags, type DicomDataset, type Tag } from '../dicom/dataset.ts';
 import { encodeDataset } from '../dicom/part10-writer.ts';
 import { stringValue, valueContextOf } from '../dicom/values.ts';
 import { TransferSyntax } from '../dicom/dataset.ts';
-import type { DimseMessage } from './association.ts';
-import { CommandField, Status } from './command.ts';
+import { Association, AssociationAbortedError, type DimseMessage } from './association.ts';
+import { CommandField, Status, type Command } from './command.ts';
 import { readDataset } from './identifier.ts';
 import { SOPClass, StorageCommitmentPushModelInstance } from './sop-classes.ts';
 import type { ServiceContext } from './server.ts';
@@ -105,11 +105,54 @@ export async function handleStorageCommitment(ctx: ServiceContext, message: Dims
   if (committed.length > 0) report.set(Tags.ReferencedSOPSequence, { tag: Tags.ReferencedSOPSequence, vr: 'SQ', items: committed.map(item) });
   if (failed.length > 0) report.set(Tags.FailedSOPSequence, { tag: Tags.FailedSOPSequence, vr: 'SQ', items: failed.map(item) });
   ctx.logger.info({ transactionUID, committed: committed.length, failed: failed.length }, 'storage commitment');
-  const rsp = await ctx.assoc.request(message.presentationContextId, {
+  const report_ = encodeDataset(report, true, explicit);
+  const command = {
     CommandField: CommandField.NEventReportRQ,
     AffectedSOPClassUID: SOPClass.StorageCommitmentPushModel,
     AffectedSOPInstanceUID: StorageCommitmentPushModelInstance,
     EventTypeID: failed.length === 0 ? EventType.AllCommitted : EventType.SomeFailed,
-  }, encodeDataset(report, true, explicit));
-  if (rsp.command.Status !== Status.Success) ctx.logger.warn({ transactionUID, status: rsp.command.Status }, 'the peer did not accept the storage commitment report');
+  };
+  let status: number | undefined;
+  if (ctx.assoc.established) {
+    try {
+      status = (await ctx.assoc.request(message.presentationContextId, command, report_)).command.Status;
+    } catch (e) {
+      if (!(e instanceof AssociationAbortedError)) throw e;
+    }
+  }
+  if (status === undefined) {
+    // The requester released its association first: the report goes on a new one, where
+    // Atrium takes the SCP role of the commitment class (PS3.4 J.3.3, PS3.7 D.3.3.4).
+    status = await reportOnNewAssociation(ctx, command, report_, explicit);
+  }
+  if (status !== Status.Success) ctx.logger.warn({ transactionUID, status }, 'the peer did not accept the storage commitment report');
+}
+
+async function reportOnNewAssociation(ctx: ServiceContext, command: Omit<Command, 'hasDataset' | 'MessageID'>, report: Buffer, explicit: boolean): Promise<number | undefined> {
+  const peer = ctx.peer.config;
+  if (!peer?.host || !peer.port) {
+    ctx.logger.warn({ peer: ctx.peer.aeTitle }, 'storage commitment report undelivered: the requester left and has no address');
+    return undefined;
+  }
+  const ts = explicit ? TransferSyntax.ExplicitVRLittleEndian : TransferSyntax.ImplicitVRLittleEndian;
+  let assoc: Association;
+  try {
+    assoc = await Association.connect({
+      host: peer.host, port: peer.port, callingAETitle: ctx.server.aeTitle, calledAETitle: peer.aeTitle,
+      presentationContexts: [{ id: 1, abstractSyntax: SOPClass.StorageCommitmentPushModel, transferSyntaxes: [ts, TransferSyntax.ImplicitVRLittleEndian] }],
+      roles: [{ sopClassUID: SOPClass.StorageCommitmentPushModel, scuRole: false, scpRole: true }],
+      maxPduLength: ctx.server.config.maxPduLength, idleTimeoutMs: 60_000,
+    });
+  } catch (e) {
+    ctx.logger.warn({ peer: peer.aeTitle, err: (e as Error).message }, 'storage commitment report undelivered: cannot reach the requester');
+    return undefined;
+  }
+  try {
+    const pc = assoc.contextsFor(SOPClass.StorageCommitmentPushModel)[0];
+    if (!pc) return undefined;
+    const body = pc.transferSyntax === ts ? report : encodeDataset(readDataset(report, ts), true, pc.transferSyntax !== TransferSyntax.ImplicitVRLittleEndian);
+    return (await assoc.request(pc.id, command, body)).command.Status;
+  } finally {
+    await assoc.release().catch(() => {});
+  }
 }
