@@ -1,0 +1,62 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  AbortReason, PduError, PduReader, PduType, decodePdu, encodeAbort, encodeAssociateAC, encodeAssociateRJ, encodeAssociateRQ, pDataHeader,
+} from './pdu.ts';
+
+describe('PDUs (PS3.8 9.3)', () => {
+  const rq = {
+    calledAETitle: 'ATRIUM', callingAETitle: 'CT1', applicationContext: '1.2.840.10008.3.1.1.1',
+    presentationContexts: [{ id: 1, abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: ['1.2.840.10008.1.2', '1.2.840.10008.1.2.1'] }],
+    userInformation: { maxPduLength: 16384, implementationClassUID: '1.2.3', implementationVersionName: 'X', roles: [{ sopClassUID: '1.2.840.10008.5.1.4.1.1.2', scuRole: false, scpRole: true }], asyncOperations: { invoked: 3, performed: 1 } },
+  };
+
+  it('reads back an A-ASSOCIATE-RQ as it was written, AE titles trimmed', () => {
+    const pdu = decodePdu(encodeAssociateRQ(rq));
+    assert.equal(pdu.type, PduType.AssociateRQ);
+    assert.deepEqual(pdu, { type: PduType.AssociateRQ, ...rq });
+  });
+
+  it('writes AE titles space-padded to 16 bytes and the PDU length big-endian', () => {
+    const b = encodeAssociateRQ(rq);
+    assert.equal(b.readUInt32BE(2), b.length - 6);
+    assert.equal(b.toString('latin1', 10, 26), 'ATRIUM          ');
+  });
+
+  it('reads an A-ASSOCIATE-AC with a rejected context', () => {
+    const ac = { ...rq, presentationContexts: [{ id: 1, result: 0, transferSyntax: '1.2.840.10008.1.2' }, { id: 3, result: 3, transferSyntax: '' }] };
+    const pdu = decodePdu(encodeAssociateAC(ac));
+    assert.equal(pdu.type, PduType.AssociateAC);
+    if (pdu.type === PduType.AssociateAC) assert.deepEqual(pdu.presentationContexts, ac.presentationContexts);
+  });
+
+  it('reads A-ASSOCIATE-RJ and A-ABORT fields', () => {
+    assert.deepEqual(decodePdu(encodeAssociateRJ(1, 1, 3)), { type: PduType.AssociateRJ, result: 1, source: 1, reason: 3 });
+    assert.deepEqual(decodePdu(encodeAbort(2, 6)), { type: PduType.Abort, source: 2, reason: 6 });
+  });
+
+  it('cuts a stream split anywhere into whole PDUs, and views rather than copies a PDU inside one chunk', () => {
+    const data = Buffer.from('abcdefgh');
+    const pdata = Buffer.concat([pDataHeader(1, false, true, data.length), data]);
+    const two = Buffer.concat([pdata, encodeAbort(0, 0)]);
+    for (let cut = 1; cut < two.length; cut++) {
+      const r = new PduReader(1 << 20);
+      const out = [...r.push(two.subarray(0, cut)), ...r.push(two.subarray(cut))];
+      assert.equal(out.length, 2, `cut at ${cut}`);
+      const p = decodePdu(out[0]!);
+      assert.ok(p.type === PduType.PDataTF && p.pdvs[0]!.data.equals(data) && p.pdvs[0]!.last && !p.pdvs[0]!.command);
+    }
+    const whole = new PduReader(1 << 20).push(two);
+    assert.equal(whole[0]!.buffer, two.buffer, 'a view of the received chunk');
+  });
+
+  it('refuses an unknown PDU type and an oversized PDU with the abort reason to send', () => {
+    assert.throws(() => new PduReader(1024).push(Buffer.from([0x0a, 0, 0, 0, 0, 0])), (e: unknown) => e instanceof PduError && e.reason === AbortReason.UnrecognizedPdu);
+    assert.throws(() => new PduReader(1024).push(Buffer.from([0x04, 0, 0, 0, 0x10, 0])), (e: unknown) => e instanceof PduError && e.reason === AbortReason.InvalidPduParameterValue);
+  });
+
+  it('refuses a PDV whose length does not fit its PDU', () => {
+    const bad = Buffer.concat([Buffer.from([0x04, 0, 0, 0, 0, 8]), Buffer.from([0, 0, 0, 99, 1, 3, 0, 0])]);
+    assert.throws(() => decodePdu(bad), PduError);
+  });
+});
