@@ -130,7 +130,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
     }
     if (instances.length === 0) return respond(Status.Success);
     try {
-      target = await openStoreAssociation({ peer, callingAETitle: ctx.server.aeTitle, instances, maxPduLength: ctx.server.config.maxPduLength });
+      target = await openStoreAssociation({ peer, callingAETitle: ctx.server.aeTitle, instances, maxPduLength: ctx.server.config.maxPduLength, tls: ctx.server.clientTls });
       ownAssociation = true;
       ctx.logger.debug({ destination, contexts: targetContexts(target).length }, 'C-MOVE destination association open');
     } catch (e) {

@@ -124,10 +124,11 @@ export async function openStoreAssociation(options: {
 }): Promise<Association> {
   const { peer } = options;
   if (!peer.host || !peer.port) throw new AssociationAbortedError(`peer ${peer.aeTitle} has no host and port to send to`);
+  if (peer.tls && !options.tls) throw new AssociationAbortedError(`peer ${peer.aeTitle} wants TLS but dimse.tls is not configured`);
   return Association.connect({
     host: peer.host,
     port: peer.port,
-    tls: peer.tls ? (options.tls ?? {}) : undefined,
+    tls: peer.tls ? options.tls : undefined,
     callingAETitle: options.callingAETitle,
     calledAETitle: peer.aeTitle,
     presentationContexts: storageContexts(options.instances),

@@ -34,6 +34,19 @@ export interface CallingPeer {
   may: PeerConfig['may'];
 }
 
+/** TLS options for Atrium's own associations to peers (C-MOVE, forwarding, commitment reports). */
+export function dimseClientTls(config: DimseConfig): tls.ConnectionOptions | undefined {
+  if (!config.tls) return undefined;
+  return {
+    cert: readFileSync(config.tls.certFile),
+    key: readFileSync(config.tls.keyFile),
+    ca: config.tls.caFile ? readFileSync(config.tls.caFile) : undefined,
+    minVersion: 'TLSv1.2',
+    // DICOM peers are named by AE title and address; their certificate is checked against the CA, not a host name.
+    checkServerIdentity: () => undefined,
+  };
+}
+
 /** What a service needs to answer a request. */
 export interface ServiceContext {
   assoc: Association;
@@ -49,6 +62,8 @@ export class DimseServer {
   private server: net.Server | undefined;
   private readonly associations = new Set<Association>();
   readonly peers: ReadonlyMap<string, PeerConfig>;
+  /** What Atrium presents and trusts when it calls a peer marked tls: the listener's certificate and CA. */
+  readonly clientTls: tls.ConnectionOptions | undefined;
 
   constructor(
     readonly config: DimseConfig,
@@ -57,6 +72,7 @@ export class DimseServer {
     readonly logger: Logger,
   ) {
     this.peers = new Map(peers.map((p) => [p.aeTitle, p]));
+    this.clientTls = dimseClientTls(config);
   }
 
   get aeTitle(): string {

@@ -138,7 +138,7 @@ async function reportOnNewAssociation(ctx: ServiceContext, command: Omit<Command
   let assoc: Association;
   try {
     assoc = await Association.connect({
-      host: peer.host, port: peer.port, callingAETitle: ctx.server.aeTitle, calledAETitle: peer.aeTitle,
+      host: peer.host, port: peer.port, tls: peer.tls ? ctx.server.clientTls : undefined, callingAETitle: ctx.server.aeTitle, calledAETitle: peer.aeTitle,
       presentationContexts: [{ id: 1, abstractSyntax: SOPClass.StorageCommitmentPushModel, transferSyntaxes: [ts, TransferSyntax.ImplicitVRLittleEndian] }],
       roles: [{ sopClassUID: SOPClass.StorageCommitmentPushModel, scuRole: false, scpRole: true }],
       maxPduLength: ctx.server.config.maxPduLength, idleTimeoutMs: 60_000,

@@ -57,7 +57,7 @@ export async function startOrthancPeer(dir: string, options: {
   const rest = async <T,>(method: string, route: string, body?: unknown): Promise<T> => {
     const res = await fetch(url + route, {
       method,
-      body: body === undefined ? undefined : Buffer.isBuffer(body) ? body : JSON.stringify(body),
+      body: body === undefined ? undefined : Buffer.isBuffer(body) ? new Uint8Array(body) : JSON.stringify(body),
       headers: Buffer.isBuffer(body) ? { 'content-type': 'application/dicom' } : undefined,
     });
     const text = await res.text();
