@@ -9,12 +9,13 @@
  *  (c) C-MOVE of one series to a storescp, and C-GET of it with getscu.
  *
  * Environment: BENCH_QUICK=1 (smaller corpus, fewer rounds), BENCH_SEED, BENCH_SKIP_ATRIUM=1,
- * BENCH_SKIP_ORTHANC=1, BENCH_DIMSE_ROUNDS, BENCH_LARGE_STUDIES, BENCH_TMPDIR.
+ * BENCH_SKIP_ORTHANC=1, BENCH_DIMSE_ROUNDS, BENCH_LARGE_STUDIES, BENCH_TMPDIR, BENCH_COMMIT (the
+ * commit to name when the tree is an export without .git).
  * (BENCH_SKIP_DIMSE=1 makes `npm run bench` leave this part out.)
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startAtrium, type BenchPeer, type RunningServer } from './atrium.ts';
@@ -87,7 +88,9 @@ async function countInstances(server: RunningServer): Promise<number> {
   return studies.reduce((a, s) => a + Number(s['00201208']?.Value?.[0] ?? 0), 0);
 }
 
+/** The commit measured: the repository's HEAD, or BENCH_COMMIT for a tree exported with `git archive`. */
 function gitCommit(): string {
+  if (process.env.BENCH_COMMIT) return process.env.BENCH_COMMIT;
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
     const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, encoding: 'utf8' }).trim();
@@ -121,6 +124,8 @@ function findRow(name: string, example: string, mode: FindRow['mode'], runs: Fin
 interface FindCase {
   name: string;
   queries: FindQuery[];
+  /** Fewer repetitions than the other cases (answers of thousands of studies take a second each). */
+  n?: number;
 }
 
 const exampleOf = (q: FindQuery) => Object.entries(q).map(([k, v]) => `${k}=${v}`).join('&');
@@ -129,7 +134,7 @@ const exampleOf = (q: FindQuery) => Object.entries(q).map(([k, v]) => `${k}=${v}
 async function runFindCases(target: DimseTarget, cases: FindCase[], n: number, workDir: string, log: (line: string) => void): Promise<FindRow[]> {
   const rows: FindRow[] = [];
   for (const c of cases) {
-    const queries = Array.from({ length: n }, (_, i) => c.queries[i % c.queries.length]!);
+    const queries = Array.from({ length: Math.min(n, c.n ?? n) }, (_, i) => c.queries[i % c.queries.length]!);
     const spawned: FindRun[] = [];
     for (const q of queries) spawned.push(await findStudies(target, q));
     rows.push(findRow(c.name, exampleOf(queries[0]!), 'process', spawned));
@@ -164,7 +169,7 @@ function largeFindCases(index: LargeIndex): FindCase[] {
     { name: 'StudyDate one day', queries: days.map((d) => ({ StudyDate: day(d) })) },
     { name: 'StudyDate one month + ModalitiesInStudy', queries: days.map((d, i) => ({ StudyDate: `${day(d).slice(0, 6)}01-${day(d).slice(0, 6)}28`, ModalitiesInStudy: ['CT', 'MR', 'US'][i % 3]! })) },
     { name: 'PatientName prefix + StudyDate (1 year)', queries: index.familyPrefixes.map((p, i) => ({ PatientName: `${p}*`, StudyDate: `${2015 + (i % 11)}0101-${2015 + (i % 11)}1231` })) },
-    { name: 'PatientName prefix (whole answer)', queries: index.familyPrefixes.map((p) => ({ PatientName: `${p}*` })) },
+    { name: 'PatientName prefix (whole answer)', queries: index.familyPrefixes.map((p) => ({ PatientName: `${p}*` })), n: 15 },
   ];
 }
 
@@ -207,7 +212,7 @@ export async function runDimseBench(options: DimseBenchOptions): Promise<DimseRe
   const corpus = generateCtCorpus(path.join(benchDir, 'corpus', quick ? 'dimse-quick' : 'dimse-full'), seed, plan, log);
   const results: DimseResults = {
     date: new Date().toISOString(), quick, seed, commit: gitCommit(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`, node: process.version },
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`, node: process.version, loadAverage: loadavg() },
     dcmtk: dcmtkVersion(), maxPduLength,
     corpus: { instances: corpus.instances, bytes: corpus.bytes, series: plan.series, slicesPerSeries: plan.slicesPerSeries },
     servers: [], notes: [],
