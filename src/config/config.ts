@@ -37,7 +37,41 @@ export interface AtriumConfig {
   peers: PeerConfig[];
   /** Machine clients of the HTTP API until OIDC lands: a token's SHA-256 and the site it sends for. */
   apiClients: Array<{ name: string; tokenSha256: string; site: string }>;
+  /** Forwarding of arriving objects to peers by rules, through a persistent queue. */
+  routing: RoutingConfig;
   log: { level: string };
+}
+
+/**
+ * A forwarding rule: an arriving object that meets every condition given goes to each
+ * destination. An absent condition matches anything; values within one condition are alternatives.
+ */
+export interface RoutingRule {
+  name: string;
+  /** Site codes the object was filed under. */
+  sites?: string[];
+  /** Modality of the object's series (CT, MR...). */
+  modalities?: string[];
+  SOPClassUIDs?: string[];
+  /** AE titles that sent the object by C-STORE (SourceApplicationEntityTitle of its meta header). */
+  callingAETitles?: string[];
+  /** AE titles of configured peers with host and port. */
+  destinations: string[];
+}
+
+export interface RoutingConfig {
+  rules: RoutingRule[];
+  retry: {
+    /** Delay before the first retry; doubled at each failure up to maxDelayMs. */
+    baseDelayMs: number;
+    maxDelayMs: number;
+    /** Attempts before a row is marked failed (it stays until requeued). */
+    maxAttempts: number;
+  };
+  /** Associations opened at once to one peer (several associations pipeline the sending). */
+  associationsPerPeer: number;
+  /** How often the outbox and the queue are looked at when idle. */
+  pollIntervalMs: number;
 }
 
 export interface DimseConfig {
@@ -96,6 +130,12 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     sites: [{ code: 'LOCAL', name: 'Local site', finess: '000000000', issuerOfPatientID: 'LOCAL' }],
     peers: [],
     apiClients: [],
+    routing: {
+      rules: [],
+      retry: { baseDelayMs: 5_000, maxDelayMs: 600_000, maxAttempts: 50 },
+      associationsPerPeer: 2,
+      pollIntervalMs: 1_000,
+    },
     log: { level: 'info' },
   };
 }
@@ -180,6 +220,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   parseDimse(obj(raw, 'dimse'), env, config);
   if (raw.peers !== undefined) config.peers = parsePeers(raw.peers, config.sites);
   if (raw.apiClients !== undefined) config.apiClients = parseApiClients(raw.apiClients, config.sites);
+  parseRouting(obj(raw, 'routing'), config);
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;
@@ -284,6 +325,60 @@ function parseApiClients(value: unknown, sites: AtriumConfig['sites']): AtriumCo
     const site = required(e, 'site', `apiClients[${i}]`);
     if (!sites.some((s) => s.code === site)) throw new ConfigError(`apiClients[${i}].site ${site} is not a configured site`);
     return { name: required(e, 'name', `apiClients[${i}]`), tokenSha256, site };
+  });
+}
+
+function parseRouting(r: Record<string, unknown>, config: AtriumConfig): void {
+  const c = config.routing;
+  const retry = obj(r, 'retry');
+  c.retry.baseDelayMs = num(retry, 'baseDelayMs') ?? c.retry.baseDelayMs;
+  c.retry.maxDelayMs = num(retry, 'maxDelayMs') ?? c.retry.maxDelayMs;
+  c.retry.maxAttempts = num(retry, 'maxAttempts') ?? c.retry.maxAttempts;
+  if (c.retry.baseDelayMs < 1) throw new ConfigError('routing.retry.baseDelayMs must be at least 1');
+  if (c.retry.maxDelayMs < c.retry.baseDelayMs) throw new ConfigError('routing.retry.maxDelayMs must be at least baseDelayMs');
+  if (c.retry.maxAttempts < 1) throw new ConfigError('routing.retry.maxAttempts must be at least 1');
+  c.associationsPerPeer = num(r, 'associationsPerPeer') ?? c.associationsPerPeer;
+  if (c.associationsPerPeer < 1 || c.associationsPerPeer > 64) throw new ConfigError('routing.associationsPerPeer must be between 1 and 64');
+  c.pollIntervalMs = num(r, 'pollIntervalMs') ?? c.pollIntervalMs;
+  if (c.pollIntervalMs < 10) throw new ConfigError('routing.pollIntervalMs must be at least 10');
+  if (r.rules === undefined || r.rules === null) return;
+  if (!Array.isArray(r.rules)) throw new ConfigError('routing.rules must be a list');
+  const names = new Set<string>();
+  c.rules = r.rules.map((entry: unknown, i) => {
+    const where = `routing.rules[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${where} must be a mapping`);
+    const e = entry as Record<string, unknown>;
+    const name = required(e, 'name', where);
+    if (names.has(name)) throw new ConfigError(`${where}.name ${name} is used twice`);
+    names.add(name);
+    const list = (key: string): string[] | undefined => {
+      const v = e[key];
+      if (v === undefined || v === null) return undefined;
+      const values = typeof v === 'string' ? [v] : v;
+      if (!Array.isArray(values) || values.length === 0 || values.some((x) => typeof x !== 'string' || x.trim() === '')) {
+        throw new ConfigError(`${where}.${key} must be a non-empty list of strings`);
+      }
+      return values.map((x: string) => x.trim());
+    };
+    const sites = list('sites');
+    for (const s of sites ?? []) if (!config.sites.some((site) => site.code === s)) throw new ConfigError(`${where}.sites: ${s} is not a configured site`);
+    const destinations = list('destinations');
+    if (!destinations) throw new ConfigError(`${where}.destinations is required`);
+    for (const d of destinations) {
+      const peer = config.peers.find((p) => p.aeTitle === d);
+      if (!peer) throw new ConfigError(`${where}.destinations: ${d} is not a configured peer`);
+      if (!peer.host || !peer.port) throw new ConfigError(`${where}.destinations: peer ${d} has no host and port to send to`);
+    }
+    const known = new Set(['name', 'sites', 'modalities', 'SOPClassUIDs', 'callingAETitles', 'destinations']);
+    const unknown = Object.keys(e).find((k) => !known.has(k));
+    if (unknown) throw new ConfigError(`${where}.${unknown} is not a rule condition (sites, modalities, SOPClassUIDs, callingAETitles)`);
+    return {
+      name, sites,
+      modalities: list('modalities')?.map((m) => m.toUpperCase()),
+      SOPClassUIDs: list('SOPClassUIDs'),
+      callingAETitles: list('callingAETitles'),
+      destinations,
+    };
   });
 }
 
