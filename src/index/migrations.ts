@@ -212,6 +212,34 @@ CREATE INDEX patient_name_words_patient ON patient_name_words (patient_id);
       for (const p of patients) await writePatientNameWords(tx, p.id, p.patient_name);
     },
   },
+  {
+    version: 4,
+    name: 'forwarding queue: one row per instance and destination peer',
+    // state: pending, in-progress, done, failed. claim_id names the worker holding an
+    // in-progress row, so that a row requeued meanwhile is not marked done by it.
+    sql: `
+CREATE TABLE forward_queue (
+  id {id},
+  sop_instance_uid {text} NOT NULL,
+  study_instance_uid {text} NOT NULL,
+  destination {text} NOT NULL,
+  reason {text} NOT NULL,
+  state {text} NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at {text} NOT NULL,
+  last_error TEXT,
+  claim_id {text},
+  claimed_at {text},
+  created_at {text} NOT NULL,
+  updated_at {text} NOT NULL,
+  done_at {text},
+  UNIQUE (sop_instance_uid, destination)
+);
+CREATE INDEX forward_queue_due ON forward_queue (destination, next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX forward_queue_claimed ON forward_queue (claimed_at) WHERE state = 'in-progress';
+CREATE INDEX forward_queue_state ON forward_queue (destination, state);
+`,
+  },
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */
