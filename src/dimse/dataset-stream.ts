@@ -4,8 +4,6 @@
  * socket, so a 2 GB C-STORE flows to storage without being held in memory.
  */
 
-/** Small fragments (16 KiB PDUs are common) are joined up to this before they are handed on. */
-const COALESCE_BYTES = 256 * 1024;
 const HIGH_WATER = 4 * 1024 * 1024;
 
 export class DatasetStream implements AsyncIterable<Buffer> {
@@ -101,11 +99,11 @@ export class DatasetStream implements AsyncIterable<Buffer> {
     try {
       for (;;) {
         if (this.failure) throw this.failure;
-        if (this.queued >= COALESCE_BYTES || (this.ended && this.queued > 0)) {
-          const out = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queued);
-          this.queue = [];
-          this.queued = 0;
-          this.resumeFlow();
+        // Fragments are handed on as they came, never joined: the store batches its writes itself.
+        if (this.queue.length > 0) {
+          const out = this.queue.shift()!;
+          this.queued -= out.length;
+          if (this.queued < HIGH_WATER / 2) this.resumeFlow();
           yield out;
           continue;
         }
