@@ -10,6 +10,8 @@ import { buildHttpServer, closeHttpServer } from '../api/server.ts';
 import { DimseServer } from '../dimse/server.ts';
 import { sha256Hex } from '../api/auth.ts';
 import { runExport, runImport } from './media.ts';
+import { Forwarder } from '../dimse/forwarder.ts';
+import { ForwardingQueue } from '../index/forwarding-queue.ts';
 
 const usage = `atrium <command> [options]
 
@@ -27,6 +29,9 @@ Commands:
   export --patient PatientID [<folder>] [--zip FILE]
             write the study (or every study of the patient) as a media file-set with a
             DICOMDIR into an empty folder, and/or as a ZIP file of the same layout
+  forwarding [--retry-failed] [--destination AE]
+            the forwarding queue per destination peer (as GET /api/forwarding);
+            --retry-failed first makes failed rows (of one destination) pending again
 
 Options:
   --config FILE     configuration file (default: $ATRIUM_CONFIG, else embedded defaults)
@@ -46,6 +51,8 @@ async function main(argv: string[]): Promise<number> {
       site: { type: 'string' },
       patient: { type: 'string' },
       zip: { type: 'string' },
+      'retry-failed': { type: 'boolean', default: false },
+      destination: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -97,6 +104,18 @@ async function main(argv: string[]): Promise<number> {
         await archive.close();
       }
     }
+    case 'forwarding': {
+      const archive = await openArchive(config, logger);
+      try {
+        const queue = new ForwardingQueue(archive.index.sql);
+        const requeued = values['retry-failed'] ? await queue.requeueFailed(values.destination) : undefined;
+        const destinations = (await queue.status()).filter((d) => values.destination === undefined || d.destination === values.destination);
+        process.stdout.write(JSON.stringify({ ...(requeued === undefined ? {} : { requeued }), destinations }, null, 2) + '\n');
+        return 0;
+      } finally {
+        await archive.close();
+      }
+    }
     default:
       process.stderr.write(`unknown command ${command}\n\n${usage}`);
       return 2;
@@ -134,6 +153,8 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   await app.listen({ host: config.http.host, port: config.http.port });
   const dimse = config.dimse.enabled ? new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' })) : undefined;
   await dimse?.listen();
+  const forwarder = new Forwarder(archive, config, logger.child({ component: 'forwarding' }));
+  forwarder.start();
   logger.info({ url: `http://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -141,7 +162,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     process.once('SIGTERM', stop);
   });
   logger.info('stopping');
-  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000)]);
+  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), forwarder.stop(10_000)]);
   await archive.close();
   return 0;
 }
