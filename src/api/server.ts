@@ -4,6 +4,7 @@ import type { Archive } from '../archive/archive.ts';
 import type { AtriumConfig } from '../config/config.ts';
 import { dicomwebRoutes } from '../dicomweb/routes.ts';
 import { registerBearerAuth, type ApiClient } from './auth.ts';
+import { forwardingRoutes } from './forwarding.ts';
 
 /**
  * Stops accepting requests, lets those in flight finish for up to graceMs, then cuts every
@@ -44,5 +45,6 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     maxRequestBytes: config.http.maxRequestBytes,
     publicBaseUrl: config.http.publicBaseUrl,
   });
+  await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive, peers: config.peers });
   return app;
 }

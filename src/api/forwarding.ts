@@ -1,0 +1,59 @@
+import type { FastifyInstance } from 'fastify';
+import type { Archive } from '../archive/archive.ts';
+import type { PeerConfig } from '../config/config.ts';
+import { ForwardingQueue } from '../index/forwarding-queue.ts';
+import { PrefetchError, prefetchPriors } from '../dimse/routing.ts';
+import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
+
+export interface ForwardingRoutesOptions {
+  archive: Archive;
+  peers: readonly PeerConfig[];
+}
+
+const destinationSchema = { type: 'string', minLength: 1, maxLength: 16 } as const;
+
+/**
+ * /api/forwarding: the forwarding queue's state per destination, requeueing failed rows,
+ * and prefetching a patient's priors to a peer. Behind the same bearer token as DICOMweb.
+ */
+export async function forwardingRoutes(app: FastifyInstance, options: ForwardingRoutesOptions): Promise<void> {
+  const { archive } = options;
+  const queue = new ForwardingQueue(archive.index.sql);
+
+  app.setErrorHandler((error, request, reply) => {
+    const e = error as Error & { statusCode?: number; validation?: unknown };
+    const status = e instanceof HttpProblem ? e.status : e instanceof PrefetchError || e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'forwarding request failed');
+    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
+  });
+
+  app.get('/', async () => ({ destinations: await queue.status() }));
+
+  app.post<{ Body: { destination?: string } | undefined }>('/retry-failed', {
+    schema: { body: { type: ['object', 'null'], properties: { destination: destinationSchema }, additionalProperties: false } },
+  }, async (request) => ({ requeued: await queue.requeueFailed(request.body?.destination) }));
+
+  app.post<{ Body: { PatientID: string; IssuerOfPatientID?: string; destination: string; maxStudies?: number } }>('/prefetch', {
+    schema: {
+      body: {
+        type: 'object',
+        required: ['PatientID', 'destination'],
+        properties: {
+          PatientID: { type: 'string', minLength: 1, maxLength: 64 },
+          IssuerOfPatientID: { type: 'string', minLength: 1, maxLength: 64 },
+          destination: destinationSchema,
+          maxStudies: { type: 'integer', minimum: 1 },
+        },
+        additionalProperties: false,
+      },
+    },
+  }, async (request, reply) => {
+    const { PatientID, IssuerOfPatientID, destination, maxStudies } = request.body;
+    const peer = options.peers.find((p) => p.aeTitle === destination);
+    if (!peer) throw new HttpProblem(400, `destination ${destination} is not a configured peer`);
+    // Without an issuer, the PatientID is one the caller's own site assigned.
+    const issuer = IssuerOfPatientID ?? request.caller!.site.issuerOfPatientID;
+    const queued = await prefetchPriors(archive, queue, { PatientID, IssuerOfPatientID: issuer }, peer, { maxStudies });
+    return reply.code(202).send({ destination, ...queued });
+  });
+}
