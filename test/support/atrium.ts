@@ -9,6 +9,7 @@ import { openArchive, type Archive } from '../../src/archive/archive.ts';
 import { buildHttpServer, closeHttpServer } from '../../src/api/server.ts';
 import { sha256Hex } from '../../src/api/auth.ts';
 import { DimseServer } from '../../src/dimse/server.ts';
+import { Forwarder } from '../../src/dimse/forwarder.ts';
 
 export interface RunningAtrium {
   config: AtriumConfig;
@@ -20,6 +21,8 @@ export interface RunningAtrium {
   tokens: Record<string, string>;
   /** The DIMSE listener, when started (options.dimse). */
   dimse?: DimseServer;
+  /** The forwarding queue's sender and router, when started (options.forwarding). */
+  forwarder?: Forwarder;
   close(): Promise<void>;
 }
 
@@ -38,8 +41,12 @@ export async function startAtrium(options: {
   configure?: (config: AtriumConfig) => void;
   /** Also start the DIMSE SCP on a free loopback port (AE title ATRIUM). */
   dimse?: boolean;
+  /** Also start the Forwarder (routing rules and the forwarding queue). */
+  forwarding?: boolean;
+  /** Reuse this data folder (a restart); it is then left in place on close. */
+  dataDir?: string;
 } = {}): Promise<RunningAtrium> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'atrium-test-'));
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'atrium-test-'));
   const config = defaultConfig(dataDir);
   config.http.port = 0;
   if (options.index) config.index = options.index;
@@ -64,14 +71,20 @@ export async function startAtrium(options: {
     dimse = new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' }));
     await dimse.listen();
   }
+  let forwarder: Forwarder | undefined;
+  if (options.forwarding) {
+    forwarder = new Forwarder(archive, config, logger.child({ component: 'forwarding' }));
+    forwarder.start();
+  }
   return {
-    config, archive, app, tokens, dimse,
+    config, archive, app, tokens, dimse, forwarder,
     dicomweb: `http://127.0.0.1:${port}/dicom-web`,
     async close() {
+      await forwarder?.stop(500);
       await dimse?.close(500);
       await closeHttpServer(app, 500);
       await archive.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

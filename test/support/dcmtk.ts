@@ -39,9 +39,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts a DCMTK storescp writing what it receives to `dir`; resolves once it listens. */
-export async function startStorescp(aeTitle: string, dir: string, extraArgs: string[] = []): Promise<{ port: number; child: ChildProcess; output: () => string; stop: () => Promise<void> }> {
-  const port = await freePort();
+/** Starts a DCMTK storescp writing what it receives to `dir` (on `listenPort`, or a free port); resolves once it listens. */
+export async function startStorescp(aeTitle: string, dir: string, extraArgs: string[] = [], listenPort?: number): Promise<{ port: number; child: ChildProcess; output: () => string; stop: () => Promise<void> }> {
+  const port = listenPort ?? await freePort();
   const child = spawn('/usr/bin/storescp', ['-aet', aeTitle, '--output-directory', dir, '-v', ...extraArgs, String(port)], {
     env: { ...process.env, TCP_NODELAY: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
   });
