@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import YAML from 'yaml';
+import { ConfigError, loadConfig } from './config.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'atrium-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function load(doc: unknown) {
+  const file = path.join(dir, `c${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(file, YAML.stringify(doc));
+  return loadConfig({ file, env: {} });
+}
+
+const peers = [
+  { aeTitle: 'CT1', site: 'LOCAL' },
+  { aeTitle: 'TELERAD', host: '10.0.0.5', port: 104, site: 'LOCAL' },
+];
+
+describe('routing configuration', () => {
+  it('has no rules by default, and safe retry settings', () => {
+    const c = load({});
+    assert.deepEqual(c.routing.rules, []);
+    assert.deepEqual(c.routing.retry, { baseDelayMs: 5000, maxDelayMs: 600000, maxAttempts: 50 });
+    assert.equal(c.routing.associationsPerPeer, 2);
+  });
+
+  it('reads rules, a single value standing for a list', () => {
+    const c = load({ peers, routing: { rules: [{ name: 'ct', sites: 'LOCAL', modalities: ['ct'], destinations: ['TELERAD'] }], associationsPerPeer: 4 } });
+    assert.deepEqual(c.routing.rules, [{ name: 'ct', sites: ['LOCAL'], modalities: ['CT'], SOPClassUIDs: undefined, callingAETitles: undefined, destinations: ['TELERAD'] }]);
+    assert.equal(c.routing.associationsPerPeer, 4);
+  });
+
+  it('refuses destinations that are not peers with an address, unknown sites and conditions, bad retry settings', () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [{ rules: [{ name: 'x', destinations: ['NOPE'] }] }, /NOPE is not a configured peer/],
+      [{ rules: [{ name: 'x', destinations: ['CT1'] }] }, /CT1 has no host and port/],
+      [{ rules: [{ name: 'x', destinations: [] }] }, /destinations must be a non-empty list/],
+      [{ rules: [{ name: 'x', sites: ['ELSEWHERE'], destinations: ['TELERAD'] }] }, /ELSEWHERE is not a configured site/],
+      [{ rules: [{ name: 'x', modality: 'CT', destinations: ['TELERAD'] }] }, /modality is not a rule condition/],
+      [{ rules: [{ name: 'x', destinations: ['TELERAD'] }, { name: 'x', destinations: ['TELERAD'] }] }, /used twice/],
+      [{ retry: { baseDelayMs: 1000, maxDelayMs: 10 } }, /maxDelayMs must be at least baseDelayMs/],
+      [{ associationsPerPeer: 0 }, /associationsPerPeer/],
+    ];
+    for (const [routing, message] of bad) assert.throws(() => load({ peers, routing }), (e: unknown) => e instanceof ConfigError && message.test(e.message), message.source);
+  });
+});
