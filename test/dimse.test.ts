@@ -230,6 +230,38 @@ for (const db of testDatabases()) {
       assert.doesNotMatch(none.output, /Pending/);
     });
 
+    it('stops a C-FIND when the peer sends C-CANCEL, answering 0xFE00', async () => {
+      const dir = mkdtempSync(path.join(work, 'many-'));
+      const paths = [];
+      for (let i = 0; i < 100; i++) paths.push(writeTemp(dir, `m${i}.dcm`, syntheticInstance({ PatientID: 'MANY', Rows: 4, Columns: 4 }).file));
+      assert.equal((await dcmtk('storescu', ['-aet', 'STORESCU', '-aec', 'ATRIUM', '127.0.0.1', port(), ...paths])).code, 0);
+      const total = await count(atrium);
+      // Every instance of the archive (a relational query), cancelled at the first match. findscu --cancel
+      // works too, but reads so slowly that all matches may already be in its socket buffer.
+      const assoc = await rawAssociation(atrium, [{ id: 1, abstractSyntax: SOPClass.StudyRootFind, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] }]);
+      try {
+        const { writeDataset } = await import('../src/dimse/identifier.ts');
+        const identifier = writeDataset([{ tag: 0x00080052, vr: 'CS', values: ['IMAGE'] }, { tag: 0x00080018, vr: 'UI', values: [] }], TransferSyntax.ExplicitVRLittleEndian);
+        let pending = 0;
+        let messageId = 0;
+        const final = await assoc.request(1, { CommandField: CommandField.CFindRQ, AffectedSOPClassUID: SOPClass.StudyRootFind, Priority: 0 }, identifier, (r) => {
+          pending++;
+          messageId = r.command.MessageIDBeingRespondedTo!;
+          if (pending === 1) void assoc.cancel(1, messageId);
+        });
+        assert.equal(final.command.Status, Status.Cancel);
+        assert.ok(pending < total, `${pending} matches sent of ${total}`);
+      } finally {
+        await assoc.release();
+      }
+    });
+
+    it('marks matches 0xFF01 when a non-empty key cannot be matched, rather than ignoring it silently', async () => {
+      const r = await dcmtk('findscu', ['-S', '-d', '-aet', 'STORESCU', '-aec', 'ATRIUM', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${study}`, '-k', 'PatientAddress=Lille', '127.0.0.1', port()]);
+      assert.equal(r.code, 0, r.output);
+      assert.match(r.output, /0xff01/i, r.output);
+    });
+
     it('refuses a C-FIND whose identifier does not fit the model with 0xA900', async () => {
       const assoc = await rawAssociation(atrium, [{ id: 1, abstractSyntax: SOPClass.StudyRootFind, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] }]);
       try {

@@ -88,6 +88,8 @@ export async function handleFind(ctx: ServiceContext, message: DimseMessage): Pr
         }
         await respond(pending, writeMatch(id, id.level, json, ctx.server.aeTitle, pc.transferSyntax));
         sent++;
+        // Let a C-CANCEL-RQ in: writes that do not block never give the socket a turn.
+        if (sent % 8 === 0) await new Promise((r) => setImmediate(r));
       }
       if (rows.length < PAGE) break;
     }
