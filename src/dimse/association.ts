@@ -51,6 +51,7 @@ export class AssociationRejectedError extends Error {
 /** Our own P-DATA PDUs never exceed this, whatever the peer accepts (0 = unlimited). */
 const MAX_SENT_PDU = 256 * 1024;
 const MAX_RESPONSE_DATASET = 16 * 1024 * 1024;
+const MAX_COMMAND_BYTES = 64 * 1024;
 
 type State = 'awaiting-rq' | 'awaiting-ac' | 'established' | 'releasing' | 'closed';
 
@@ -74,6 +75,7 @@ export class Association extends EventEmitter<AssociationEvents> {
   private nextMessageId = 1;
   private command: Buffer[] = [];
   private commandPc = 0;
+  private commandBytes = 0;
   private incoming: { message: DimseMessage; stream: DatasetStream; isResponse: boolean } | undefined;
   private readonly pending = new Map<number, {
     onPending?: (r: Response) => void;
@@ -237,12 +239,11 @@ export class Association extends EventEmitter<AssociationEvents> {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.touch();
-    let pdus: Buffer[];
     try {
-      pdus = this.reader.push(chunk);
-      for (const raw of pdus) {
+      for (const piece of this.reader.push(chunk)) {
         if ((this.state as State) === 'closed') return;
-        this.onPdu(raw);
+        if (piece.kind === 'pdu') this.onPdu(piece.raw);
+        else this.onPdv(piece.presentationContextId, piece.command, piece.last, piece.end, piece.data);
       }
     } catch (e) {
       if (e instanceof PduError || e instanceof CommandError) {
@@ -254,15 +255,6 @@ export class Association extends EventEmitter<AssociationEvents> {
   }
 
   private onPdu(raw: Buffer): void {
-    const type = raw[0]!;
-    // P-DATA is by far the most frequent: read its PDVs in place.
-    if (type === PduType.PDataTF) {
-      if (this.state !== 'established' && this.state !== 'releasing') throw new PduError('P-DATA-TF before the association was established', AbortReason.UnexpectedPdu);
-      const pdu = decodePdu(raw);
-      if (pdu.type !== PduType.PDataTF) return;
-      for (const pdv of pdu.pdvs) this.onPdv(pdv.presentationContextId, pdv.command, pdv.last, pdv.data);
-      return;
-    }
     const pdu = decodePdu(raw);
     switch (pdu.type) {
       case PduType.AssociateRQ:
@@ -307,14 +299,19 @@ export class Association extends EventEmitter<AssociationEvents> {
     }
   }
 
-  private onPdv(pcId: number, isCommand: boolean, last: boolean, data: Buffer): void {
+  /** A piece of a PDV: `end` closes the PDV, `last` (with end) closes the command or dataset. */
+  private onPdv(pcId: number, isCommand: boolean, last: boolean, end: boolean, data: Buffer): void {
+    if (this.state !== 'established' && this.state !== 'releasing') throw new PduError('P-DATA-TF before the association was established', AbortReason.UnexpectedPdu);
     if (!this.contexts.has(pcId)) throw new PduError(`PDV on presentation context ${pcId}, which was not accepted`, AbortReason.InvalidPduParameterValue);
     if (isCommand) {
       if (this.incoming) throw new PduError('a command fragment arrived before the previous dataset ended', AbortReason.UnexpectedPduParameter);
       if (this.command.length > 0 && pcId !== this.commandPc) throw new PduError('command fragments on two presentation contexts', AbortReason.UnexpectedPduParameter);
       this.commandPc = pcId;
       this.command.push(data);
+      this.commandBytes += data.length;
+      if (this.commandBytes > MAX_COMMAND_BYTES) throw new PduError('command set larger than any DIMSE command', AbortReason.InvalidPduParameterValue);
       if (last) {
+        this.commandBytes = 0;
         const raw = Buffer.concat(this.command);
         this.command = [];
         this.onCommand(pcId, decodeCommand(raw));

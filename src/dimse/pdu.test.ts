@@ -35,19 +35,36 @@ describe('PDUs (PS3.8 9.3)', () => {
     assert.deepEqual(decodePdu(encodeAbort(2, 6)), { type: PduType.Abort, source: 2, reason: 6 });
   });
 
-  it('cuts a stream split anywhere into whole PDUs, and views rather than copies a PDU inside one chunk', () => {
+  it('cuts a stream split anywhere into PDUs and PDV pieces, handing P-DATA values on as views', () => {
     const data = Buffer.from('abcdefgh');
-    const pdata = Buffer.concat([pDataHeader(1, false, true, data.length), data]);
-    const two = Buffer.concat([pdata, encodeAbort(0, 0)]);
-    for (let cut = 1; cut < two.length; cut++) {
-      const r = new PduReader(1 << 20);
-      const out = [...r.push(two.subarray(0, cut)), ...r.push(two.subarray(cut))];
-      assert.equal(out.length, 2, `cut at ${cut}`);
-      const p = decodePdu(out[0]!);
-      assert.ok(p.type === PduType.PDataTF && p.pdvs[0]!.data.equals(data) && p.pdvs[0]!.last && !p.pdvs[0]!.command);
+    const command = Buffer.from('cmd!');
+    // One P-DATA-TF holding two PDVs (a whole command, then a dataset fragment), then an A-ABORT.
+    const pdvs = Buffer.concat([
+      Buffer.from([0, 0, 0, 6, 1, 3]), command,
+      Buffer.from([0, 0, 0, 10, 1, 2]), data,
+    ]);
+    const pdata = Buffer.concat([Buffer.from([0x04, 0, 0, 0, 0, pdvs.length]), pdvs]);
+    const stream = Buffer.concat([pdata, encodeAbort(0, 0)]);
+    for (let cut = 0; cut <= stream.length; cut++) {
+      for (let cut2 = cut; cut2 <= stream.length; cut2 += 3) {
+        const r = new PduReader(1 << 20);
+        const pieces = [...r.push(stream.subarray(0, cut)), ...r.push(stream.subarray(cut, cut2)), ...r.push(stream.subarray(cut2))];
+        const cmd = Buffer.concat(pieces.flatMap((p) => (p.kind === 'pdv' && p.command ? [p.data] : [])));
+        const ds = Buffer.concat(pieces.flatMap((p) => (p.kind === 'pdv' && !p.command ? [p.data] : [])));
+        assert.ok(cmd.equals(command) && ds.equals(data), `cuts at ${cut}, ${cut2}`);
+        const ends = pieces.filter((p) => p.kind === 'pdv' && p.end);
+        assert.equal(ends.length, 2);
+        assert.ok(pieces.every((p) => p.kind !== 'pdv' || !p.last || p.end), 'the last bit only on a PDV\'s final piece');
+        assert.equal(pieces.filter((p) => p.kind === 'pdv' && p.last).length, 2);
+        const abort = pieces.filter((p) => p.kind === 'pdu');
+        assert.equal(abort.length, 1);
+        assert.deepEqual(decodePdu((abort[0] as { raw: Buffer }).raw), { type: PduType.Abort, source: 0, reason: 0 });
+      }
     }
-    const whole = new PduReader(1 << 20).push(two);
-    assert.equal(whole[0]!.buffer, two.buffer, 'a view of the received chunk');
+    const whole = new PduReader(1 << 20).push(stream);
+    const piece = whole.find((p) => p.kind === 'pdv' && !p.command)!;
+    assert.ok(piece.kind === 'pdv' && piece.data.buffer === stream.buffer, 'a view of the received chunk');
+    void pDataHeader;
   });
 
   it('refuses an unknown PDU type and an oversized PDU with the abort reason to send', () => {
@@ -58,5 +75,6 @@ describe('PDUs (PS3.8 9.3)', () => {
   it('refuses a PDV whose length does not fit its PDU', () => {
     const bad = Buffer.concat([Buffer.from([0x04, 0, 0, 0, 0, 8]), Buffer.from([0, 0, 0, 99, 1, 3, 0, 0])]);
     assert.throws(() => decodePdu(bad), PduError);
+    assert.throws(() => new PduReader(1 << 20).push(bad), PduError);
   });
 });

@@ -408,49 +408,119 @@ export function decodePdu(buf: Buffer): Pdu {
   }
 }
 
+/** What the reader hands on: a whole PDU other than P-DATA, or a piece of one PDV's value. */
+export type PduPiece =
+  | { kind: 'pdu'; raw: Buffer }
+  | {
+    kind: 'pdv';
+    presentationContextId: number;
+    command: boolean;
+    /** The PDV's "last fragment of the message" bit, given with its final piece. */
+    last: boolean;
+    /** This piece ends its PDV. */
+    end: boolean;
+    data: Buffer;
+  };
+
 /**
- * Cuts a byte stream into whole PDUs. A PDU that lies inside one received chunk is
- * handed out as a view of it (no copy): P-DATA values reach storage untouched.
+ * Cuts a byte stream into PDUs. P-DATA-TF values are handed on as views of the received
+ * chunks, piece by piece as they arrive, never joined: a 1 MB C-STORE costs no copy
+ * here, whatever the PDU size. Other PDUs (small) are handed on whole.
  */
 export class PduReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  /** Inside a P-DATA-TF: bytes of it not read yet. */
+  private pduLeft = 0;
+  /** Inside a PDV: bytes of its value not read yet, and its header. */
+  private pdvLeft = 0;
+  private pdv: { presentationContextId: number; command: boolean; last: boolean } | undefined;
 
   constructor(private readonly maxPduBytes: number) {}
 
-  push(chunk: Buffer): Buffer[] {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    const out: Buffer[] = [];
+  push(chunk: Buffer): PduPiece[] {
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
+    const out: PduPiece[] = [];
     for (;;) {
+      if (this.pdvLeft > 0) {
+        if (this.buffered === 0) break;
+        const first = this.chunks[0]!;
+        const n = Math.min(first.length, this.pdvLeft);
+        const data = n === first.length ? first : first.subarray(0, n);
+        this.consume(n);
+        this.pdvLeft -= n;
+        this.pduLeft -= n;
+        const end = this.pdvLeft === 0;
+        out.push({ kind: 'pdv', ...this.pdv!, last: end && this.pdv!.last, end, data });
+        continue;
+      }
+      if (this.pduLeft > 0) {
+        // The next PDV header of the P-DATA-TF being read.
+        if (this.pduLeft < 6) throw new PduError('P-DATA-TF: a PDV header runs past the end of the PDU');
+        if (this.buffered < 6) break;
+        const h = this.take(6);
+        const itemLength = h.readUInt32BE(0);
+        if (itemLength < 2 || itemLength > this.pduLeft - 4) throw new PduError(`P-DATA-TF: PDV length ${itemLength} does not fit its PDU`);
+        const control = h[5]!;
+        this.pdv = { presentationContextId: h[4]!, command: (control & 1) === 1, last: (control & 2) === 2 };
+        this.pduLeft -= 6;
+        this.pdvLeft = itemLength - 2;
+        if (this.pdvLeft === 0) out.push({ kind: 'pdv', ...this.pdv, end: true, data: Buffer.alloc(0) });
+        continue;
+      }
       if (this.buffered < 6) break;
-      const head = this.chunks[0]!.length >= 6 ? this.chunks[0]! : this.coalesce(6);
+      const head = this.peek(6);
       const type = head[0]!;
       const length = head.readUInt32BE(2);
       if (type < PduType.AssociateRQ || type > PduType.Abort) throw new PduError(`unrecognized PDU type 0x${type.toString(16)}`, AbortReason.UnrecognizedPdu);
       if (length > this.maxPduBytes) throw new PduError(`PDU of ${length} bytes exceeds the ${this.maxPduBytes} accepted`, AbortReason.InvalidPduParameterValue);
-      const total = 6 + length;
-      if (this.buffered < total) break;
-      const first = this.chunks[0]!.length >= total ? this.chunks[0]! : this.coalesce(total);
-      out.push(first.subarray(0, total));
-      if (first.length === total) this.chunks.shift();
-      else this.chunks[0] = first.subarray(total);
-      this.buffered -= total;
+      if (type === PduType.PDataTF) {
+        if (length < 6) throw new PduError('P-DATA-TF without a PDV');
+        this.consume(6);
+        this.pduLeft = length;
+        continue;
+      }
+      if (this.buffered < 6 + length) break;
+      out.push({ kind: 'pdu', raw: this.take(6 + length) });
     }
     return out;
   }
 
-  /** Joins leading chunks until the first holds at least n bytes. */
-  private coalesce(n: number): Buffer {
-    const parts: Buffer[] = [];
-    let have = 0;
-    while (have < n) {
-      const c = this.chunks.shift()!;
-      parts.push(c);
-      have += c.length;
+  /** The next n bytes (n <= buffered), consumed; a view when they lie in one chunk. */
+  private take(n: number): Buffer {
+    const out = this.peek(n);
+    this.consume(n);
+    return out;
+  }
+
+  private peek(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    for (const c of this.chunks) {
+      const k = Math.min(c.length, n - filled);
+      c.copy(out, filled, 0, k);
+      filled += k;
+      if (filled === n) break;
     }
-    const joined = Buffer.concat(parts, have);
-    this.chunks.unshift(joined);
-    return joined;
+    return out;
+  }
+
+  private consume(n: number): void {
+    this.buffered -= n;
+    while (n > 0) {
+      const first = this.chunks[0]!;
+      if (first.length <= n) {
+        n -= first.length;
+        this.chunks.shift();
+      } else {
+        this.chunks[0] = first.subarray(n);
+        n = 0;
+      }
+    }
   }
 }
