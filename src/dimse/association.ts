@@ -125,6 +125,11 @@ export class Association extends EventEmitter<AssociationEvents> {
     return this.contexts.get(id);
   }
 
+  /** Every accepted presentation context, in id order. */
+  acceptedContexts(): PresentationContext[] {
+    return [...this.contexts.values()].sort((a, b) => a.id - b.id);
+  }
+
   /** Accepted contexts for an abstract syntax, in proposal order. */
   contextsFor(abstractSyntax: string): PresentationContext[] {
     return [...this.contexts.values()].filter((pc) => pc.abstractSyntax === abstractSyntax);

@@ -132,7 +132,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
     try {
       target = await openStoreAssociation({ peer, callingAETitle: ctx.server.aeTitle, instances, maxPduLength: ctx.server.config.maxPduLength, tls: ctx.server.clientTls });
       ownAssociation = true;
-      ctx.logger.debug({ destination, contexts: targetContexts(target).length }, 'C-MOVE destination association open');
+      ctx.logger.debug({ destination, contexts: target.acceptedContexts().length }, 'C-MOVE destination association open');
     } catch (e) {
       const why = e instanceof AssociationRejectedError ? `${destination} refused the association` : `cannot reach ${destination}: ${(e as Error).message}`;
       ctx.logger.warn({ destination, err: (e as Error).message }, 'C-MOVE destination unreachable');
@@ -152,7 +152,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
   counts.remaining = instances.length;
   const contexts = instances.map(() => undefined as ReturnType<typeof contextFor>);
   const sendable = instances.filter((inst, i) => {
-    const pcFor = contextFor(isMove ? [...targetContexts(target)] : roleContexts(ctx.assoc), inst);
+    const pcFor = contextFor(isMove ? target.acceptedContexts() : roleContexts(ctx.assoc), inst);
     contexts[i] = pcFor;
     if (!pcFor) {
       counts.remaining--;
@@ -212,17 +212,8 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
   return respond(Status.SubOperationsCompleteWithFailures, lost ? `the destination was lost: ${lost.message}` : undefined, failedList());
 }
 
-function targetContexts(assoc: Association) {
-  const out = [];
-  for (let id = 1; id <= 255; id += 2) {
-    const pc = assoc.presentationContext(id);
-    if (pc) out.push(pc);
-  }
-  return out;
-}
-
 /** C-GET: storage contexts of the caller's association for which it accepted that we act as SCP. */
 function roleContexts(assoc: Association) {
   const scp = new Set(assoc.roles.filter((r) => r.scpRole).map((r) => r.sopClassUID));
-  return targetContexts(assoc).filter((pc) => scp.has(pc.abstractSyntax));
+  return assoc.acceptedContexts().filter((pc) => scp.has(pc.abstractSyntax));
 }
