@@ -158,7 +158,7 @@ export class Forwarder {
         if (claim.rows.length === 0) break;
         const found = await this.lookUp(claim);
         if (found.length === 0) continue;
-        if (assoc && found.some(({ inst }) => !contextFor(this.contextsOf(assoc!), inst))) {
+        if (assoc && found.some(({ inst }) => !contextFor(assoc!.acceptedContexts(), inst))) {
           // Objects of a class or syntax this association did not negotiate: a new one for them.
           await this.close(assoc);
           assoc = undefined;
@@ -212,7 +212,7 @@ export class Forwarder {
     const done: number[] = [];
     const failed: Array<{ row: ClaimedRow; error: string }> = [];
     const settled = new Set<number>();
-    const contexts = this.contextsOf(assoc);
+    const contexts = assoc.acceptedContexts();
     const sendable = batch.filter(({ row, inst }) => {
       if (contextFor(contexts, inst)) return true;
       failed.push({ row, error: `${assoc.calledAETitle} accepted no presentation context for ${inst.SOPClassUID} in ${inst.TransferSyntaxUID}` });
@@ -269,15 +269,6 @@ export class Forwarder {
     const delay = retryDelayMs(this.retry, state.consecutiveFailures);
     state.holdUntil = Date.now() + delay;
     this.logger.warn({ destination: state.peer.aeTitle, failures: state.consecutiveFailures, retryInMs: delay, why }, 'forwarding: peer unavailable');
-  }
-
-  private contextsOf(assoc: Association) {
-    const out = [];
-    for (let id = 1; id <= 255; id += 2) {
-      const pc = assoc.presentationContext(id);
-      if (pc) out.push(pc);
-    }
-    return out;
   }
 
   private async close(assoc: Association): Promise<void> {
