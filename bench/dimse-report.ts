@@ -63,7 +63,7 @@ export interface DimseResults {
   seed: number;
   commit: string;
   /** loadAverage: the 1, 5 and 15 minute load when the run started (others' work on the machine weighs on both servers). */
-  machine: { cpus: number; cpuModel: string; memory: string; node: string; loadAverage?: number[] };
+  machine: { cpus: number; cpuModel: string; memory: string; node: string; loadAverage?: number[]; loadAverageMax?: number };
   dcmtk: string;
   maxPduLength: number;
   corpus: { instances: number; bytes: number; series: number; slicesPerSeries: number };
@@ -103,7 +103,10 @@ export function renderDimseReport(r: DimseResults): string {
   const orthanc = r.servers.find((s) => s.name === 'Orthanc');
   const out: string[] = [];
   out.push(`# DIMSE benchmark${r.quick ? ' (quick)' : ''}`, '');
-  const load = r.machine.loadAverage ? ` (load average at start ${r.machine.loadAverage.map((l) => l.toFixed(2)).join(', ')})` : '';
+  const load = r.machine.loadAverage
+    ? ` (load average at start ${r.machine.loadAverage.map((l) => l.toFixed(2)).join(', ')}` +
+      `${r.machine.loadAverageMax !== undefined ? `; highest one-minute load during the run ${r.machine.loadAverageMax.toFixed(2)}` : ''})`
+    : '';
   out.push(`${r.date}; commit ${r.commit}; ${r.machine.cpus} x ${r.machine.cpuModel}${load}, ${r.machine.memory}; Node ${r.machine.node}; ` +
     `${r.dcmtk}; Orthanc ${orthanc?.version ?? 'not run'}; run took ${fmt(r.durationSeconds, 0)} s.`, '');
   out.push(`Corpus: ${r.corpus.series} CT series x ${r.corpus.slicesPerSeries} slices of 512x512 16-bit, explicit VR little endian: ` +
