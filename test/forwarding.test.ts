@@ -18,7 +18,7 @@ import { dcmtk, freePort, haveDcmtk, startStorescp } from './support/dcmtk.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import type { AtriumConfig } from '../src/config/config.ts';
-import type { DestinationStatus } from '../src/index/forwarding-queue.ts';
+import { ForwardingQueue, type DestinationStatus } from '../src/index/forwarding-queue.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -218,6 +218,28 @@ for (const db of testDatabases()) {
       for (const f of objs) assert.ok(got.has(sopOf(f)));
     });
 
+    it('sends after a restart the rows a crash left in progress (SQLite: the only sender; PostgreSQL waits for the claim to go stale)', { skip: db.name !== 'sqlite' && 'several nodes may share a PostgreSQL queue' }, async () => {
+      await down!.stop();
+      down = undefined;
+      const obj = syntheticInstance({ PatientID: 'FWD-6', Modality: 'MR', Rows: 16, Columns: 16 }).file;
+      assert.equal((await storescu('MODALITY-2', [write('crash.dcm', obj)])).code, 0);
+      await waitFor('a row pending for DOWN', async () => ((await statusOf(atrium, 'DOWN'))?.retrying === 1 ? true : undefined));
+      await atrium.close();
+      // A sender that died mid-send: the row stays in progress in the index.
+      const crashed = await startAtrium({ index, dataDir, configure: configure() });
+      const queue = new ForwardingQueue(crashed.archive.index.sql);
+      await crashed.archive.index.sql.run(`UPDATE forward_queue SET next_attempt_at = ? WHERE state = 'pending'`, [new Date(0).toISOString()]);
+      assert.equal((await queue.claimDue('DOWN', 10)).rows.length, 1);
+      await crashed.close();
+      down = await startStorescp('DOWN', downDir, [], downPort);
+      atrium = await start();
+      await waitFor('the row left in progress sent', async () => {
+        const st = await statusOf(atrium, 'DOWN');
+        return st && st.done === 7 && st.inProgress === 0 ? st : undefined;
+      });
+      assert.ok(received(downDir).has(sopOf(obj)));
+    });
+
     it('marks rows failed after the last attempt; atrium forwarding --retry-failed makes them pending again', async () => {
       await down!.stop();
       down = undefined;
@@ -247,7 +269,7 @@ for (const db of testDatabases()) {
       assert.equal(report.destinations[0]!.destination, 'DOWN');
       await waitFor('the requeued row sent', async () => {
         const st = await statusOf(atrium, 'DOWN');
-        return st && st.failed === 0 && st.done === 7 ? st : undefined;
+        return st && st.failed === 0 && st.pending + st.inProgress === 0 ? st : undefined;
       });
       assert.ok(received(downDir).has(sopOf(obj)));
     });

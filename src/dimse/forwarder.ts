@@ -118,8 +118,10 @@ export class Forwarder {
         while (!this.stopping && (await this.router.routeOnce()) > 0);
       }
       if (Date.now() - this.lastReclaim > reclaimAfterMs / 4) {
+        // On SQLite this process is the only sender: at start, whatever is in progress was left by a crash.
+        const olderThan = this.lastReclaim === 0 && this.archive.index.sql.engine === 'sqlite' ? 0 : reclaimAfterMs;
         this.lastReclaim = Date.now();
-        const n = await this.queue.reclaimStale(reclaimAfterMs);
+        const n = await this.queue.reclaimStale(olderThan);
         if (n > 0) this.logger.warn({ rows: n }, 'forwarding: rows claimed by a sender that never reported were requeued');
       }
       for (const state of this.peers.values()) {
