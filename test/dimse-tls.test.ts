@@ -45,7 +45,10 @@ describe('DIMSE over TLS', { skip: (!haveDcmtk || !haveOpenssl) && 'DCMTK or ope
     dest = await startStorescp('DEST', destDir, ['+tls', c('dest.key'), c('dest.crt'), '+cf', c('ca.crt')]);
     atrium = await startAtrium({
       dimse: true,
+      forwarding: true,
       configure: (config) => {
+        config.routing.rules = [{ name: 'to the TLS workstation', modalities: ['MR'], destinations: ['DEST'] }];
+        config.routing.pollIntervalMs = 100;
         config.dimse.tls = { certFile: c('atrium.crt'), keyFile: c('atrium.key'), caFile: c('ca.crt'), requireClientCertificate: true };
         config.peers = [
           { aeTitle: 'MODALITY', site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } },
@@ -59,6 +62,17 @@ describe('DIMSE over TLS', { skip: (!haveDcmtk || !haveOpenssl) && 'DCMTK or ope
     await atrium?.close();
     await dest?.stop();
     rmSync(work, { recursive: true, force: true });
+  });
+
+  it('forwards by rule to a TLS peer', async () => {
+    const mr = syntheticInstance({ PatientID: 'TLS-2', Modality: 'MR', Rows: 8, Columns: 8 });
+    const file = path.join(work, 'mr.dcm');
+    writeFileSync(file, mr.file);
+    assert.equal((await dcmtk('storescu', [...tlsArgs(), '-aet', 'MODALITY', '-aec', 'ATRIUM', '127.0.0.1', port(), file])).code, 0);
+    const deadline = Date.now() + 15_000;
+    while (readdirSync(destDir).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(readdirSync(destDir).length, 1, 'the MR reached the TLS storescp');
+    rmSync(path.join(destDir, readdirSync(destDir)[0]!));
   });
 
   const tlsArgs = () => ['+tls', c('modality.key'), c('modality.crt'), '+cf', c('ca.crt')];

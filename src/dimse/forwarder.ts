@@ -13,7 +13,7 @@ import type { AtriumConfig, PeerConfig } from '../config/config.ts';
 import { ForwardingQueue, retryDelayMs, type Claim, type ClaimedRow, type RetryPolicy } from '../index/forwarding-queue.ts';
 import type { StoredInstance } from '../index/records.ts';
 import { Association, AssociationAbortedError, AssociationRejectedError } from './association.ts';
-import { contextFor, isStored, openStoreAssociation, storeInstance } from './scu.ts';
+import { contextFor, dimseClientTls, isStored, openStoreAssociation, storeInstance } from './scu.ts';
 import { Router } from './routing.ts';
 
 /** Rows one association takes from the queue at a time. */
@@ -31,6 +31,7 @@ interface PeerState {
 
 export class Forwarder {
   readonly queue: ForwardingQueue;
+  private readonly clientTls: ReturnType<typeof dimseClientTls>;
   private readonly router: Router | undefined;
   private readonly peers = new Map<string, PeerState>();
   private readonly workers = new Set<Promise<void>>();
@@ -47,6 +48,7 @@ export class Forwarder {
     private readonly logger: Logger,
   ) {
     this.queue = new ForwardingQueue(archive.index.sql);
+    this.clientTls = dimseClientTls(config.dimse);
     this.router = config.routing.rules.length > 0 ? new Router(archive, this.queue, config.routing.rules, logger) : undefined;
     for (const peer of config.peers) {
       if (peer.host && peer.port) this.peers.set(peer.aeTitle, { peer, workers: 0, holdUntil: 0, consecutiveFailures: 0 });
@@ -169,6 +171,7 @@ export class Forwarder {
           try {
             assoc = await openStoreAssociation({
               peer, callingAETitle: this.config.dimse.aeTitle, instances: found.map((f) => f.inst), maxPduLength: this.config.dimse.maxPduLength,
+              tls: this.clientTls,
             });
             this.associations.add(assoc);
           } catch (e) {

@@ -6,15 +6,29 @@
  */
 import type { Readable } from 'node:stream';
 import type tls from 'node:tls';
+import { readFileSync } from 'node:fs';
 import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
 import type { Retriever } from '../archive/retrieve.ts';
 import type { StoredInstance } from '../index/records.ts';
-import type { PeerConfig } from '../config/config.ts';
+import type { DimseConfig, PeerConfig } from '../config/config.ts';
 import { Association, AssociationAbortedError, type PresentationContext } from './association.ts';
 import { CommandField, Priority, Status } from './command.ts';
 import type { ProposedPresentationContext, RoleSelection } from './pdu.ts';
 
 const uncompressed = [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian];
+
+/** TLS options for Atrium's own associations to peers (C-MOVE, forwarding, commitment reports). */
+export function dimseClientTls(config: DimseConfig): tls.ConnectionOptions | undefined {
+  if (!config.tls) return undefined;
+  return {
+    cert: readFileSync(config.tls.certFile),
+    key: readFileSync(config.tls.keyFile),
+    ca: config.tls.caFile ? readFileSync(config.tls.caFile) : undefined,
+    minVersion: 'TLSv1.2',
+    // DICOM peers are named by AE title and address; their certificate is checked against the CA, not a host name.
+    checkServerIdentity: () => undefined,
+  };
+}
 
 /** Presentation contexts for sending these objects: their own syntax, plus uncompressed for uncompressed ones. */
 export function storageContexts(instances: readonly Pick<StoredInstance, 'SOPClassUID' | 'TransferSyntaxUID'>[]): ProposedPresentationContext[] {

@@ -25,6 +25,7 @@ import { handleStore } from './storage.ts';
 import { handleFind } from './query.ts';
 import { handleRetrieve } from './retrieve.ts';
 import { handleStorageCommitment } from './storage-commitment.ts';
+import { dimseClientTls } from './scu.ts';
 
 /** The calling peer as Atrium knows it: configured, or admitted as unknown when the config allows. */
 export interface CallingPeer {
@@ -32,19 +33,6 @@ export interface CallingPeer {
   config?: PeerConfig;
   site: Site;
   may: PeerConfig['may'];
-}
-
-/** TLS options for Atrium's own associations to peers (C-MOVE, forwarding, commitment reports). */
-export function dimseClientTls(config: DimseConfig): tls.ConnectionOptions | undefined {
-  if (!config.tls) return undefined;
-  return {
-    cert: readFileSync(config.tls.certFile),
-    key: readFileSync(config.tls.keyFile),
-    ca: config.tls.caFile ? readFileSync(config.tls.caFile) : undefined,
-    minVersion: 'TLSv1.2',
-    // DICOM peers are named by AE title and address; their certificate is checked against the CA, not a host name.
-    checkServerIdentity: () => undefined,
-  };
 }
 
 /** What a service needs to answer a request. */
