@@ -317,6 +317,40 @@ for (const db of testDatabases()) {
       }
     });
 
+    it('grants an asynchronous operations window and stores C-STOREs sent without waiting, and aborts a peer that exceeds it', async () => {
+      const objs = Array.from({ length: 12 }, () => syntheticInstance({ PatientID: 'ASYNC-1', Rows: 32, Columns: 32 }));
+      const assoc = await Association.connect({
+        host: '127.0.0.1', port: atrium.dimse!.port, callingAETitle: 'STORESCU', calledAETitle: 'ATRIUM',
+        presentationContexts: [{ id: 1, abstractSyntax: CTImageStorage, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] }],
+        maxPduLength: 65536, idleTimeoutMs: 30_000, asyncOperations: 4,
+      });
+      try {
+        assert.equal(assoc.maxOutstanding, 4);
+        const rsps = [];
+        for (let i = 0; i < objs.length; i += 4) {
+          rsps.push(...await Promise.all(objs.slice(i, i + 4).map((o) => assoc.request(1, {
+            CommandField: CommandField.CStoreRQ, AffectedSOPClassUID: CTImageStorage, AffectedSOPInstanceUID: o.uids.sop, Priority: 0,
+          }, datasetBytes(o.file)))));
+        }
+        assert.deepEqual(rsps.map((r) => r.command.Status), objs.map(() => Status.Success));
+        for (const o of objs) assert.ok((await storedDataset(atrium, o.uids.sop)).bytes.equals(datasetBytes(o.file)));
+        // Five outstanding where four were granted: a protocol violation.
+        const extra = Array.from({ length: 5 }, () => syntheticInstance({ PatientID: 'ASYNC-2', Rows: 512, Columns: 512 }));
+        const results = await Promise.allSettled(extra.map((o) => assoc.request(1, {
+          CommandField: CommandField.CStoreRQ, AffectedSOPClassUID: CTImageStorage, AffectedSOPInstanceUID: o.uids.sop, Priority: 0,
+        }, datasetBytes(o.file))));
+        assert.ok(results.some((r) => r.status === 'rejected'), 'the association was aborted');
+        // Objects wholly received before the abort may still be committed (never acknowledged): let them settle.
+        let last = -1;
+        for (let n = await count(atrium); n !== last; n = await count(atrium)) {
+          last = n;
+          await new Promise((r) => setTimeout(r, 300));
+        }
+      } finally {
+        await assoc.release();
+      }
+    });
+
     it('answers a dataset that does not parse with 0xC000 and indexes nothing', async () => {
       const before = await count(atrium);
       const assoc = await rawAssociation(atrium, [{ id: 1, abstractSyntax: CTImageStorage, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] }]);

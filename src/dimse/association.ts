@@ -75,6 +75,12 @@ export class Association extends EventEmitter<AssociationEvents> {
   private nextMessageId = 1;
   private command: Buffer[] = [];
   private commandPc = 0;
+  private sending: Promise<void> = Promise.resolve();
+  /**
+   * Requests this side may have outstanding on the peer at once (the asynchronous operations
+   * window, PS3.7 D.3.3.3, as negotiated; 1 when not). 0 would mean no limit: never granted.
+   */
+  maxOutstanding = 1;
   private commandBytes = 0;
   private incoming: { message: DimseMessage; stream: DatasetStream; isResponse: boolean } | undefined;
   private readonly pending = new Map<number, {
@@ -170,6 +176,8 @@ export class Association extends EventEmitter<AssociationEvents> {
     maxPduLength: number;
     idleTimeoutMs: number;
     connectTimeoutMs?: number;
+    /** Ask to have this many requests outstanding at once (asynchronous operations window). */
+    asyncOperations?: number;
   }): Promise<Association> {
     const socket = await new Promise<net.Socket>((resolve, reject) => {
       const s: net.Socket = options.tls
@@ -199,6 +207,7 @@ export class Association extends EventEmitter<AssociationEvents> {
           implementationClassUID: ATRIUM_IMPLEMENTATION_CLASS_UID,
           implementationVersionName: ATRIUM_IMPLEMENTATION_VERSION_NAME,
           roles: options.roles ?? [],
+          asyncOperations: options.asyncOperations && options.asyncOperations > 1 ? { invoked: options.asyncOperations, performed: 1 } : undefined,
         },
       }));
     });
@@ -210,6 +219,9 @@ export class Association extends EventEmitter<AssociationEvents> {
     }
     assoc.roles.push(...ac.userInformation.roles);
     assoc.setPeerMaxPdu(ac.userInformation.maxPduLength);
+    // A peer that does not answer the window item grants none (PS3.7 D.3.3.3.1).
+    const granted = ac.userInformation.asyncOperations?.invoked ?? 1;
+    assoc.maxOutstanding = Math.max(1, Math.min(granted === 0 ? options.asyncOperations ?? 1 : granted, options.asyncOperations ?? 1));
     assoc.state = 'established';
     return assoc;
   }
@@ -425,6 +437,19 @@ export class Association extends EventEmitter<AssociationEvents> {
    * object read from storage); each chunk is cut into PDUs as it comes.
    */
   async send(pcId: number, command: Command, dataset?: Buffer | AsyncIterable<Buffer>): Promise<void> {
+    // Messages go out whole, one after the other, even when several are outstanding.
+    const previous = this.sending;
+    let done!: () => void;
+    this.sending = new Promise<void>((resolve) => (done = resolve));
+    await previous;
+    try {
+      await this.sendNow(pcId, command, dataset);
+    } finally {
+      done();
+    }
+  }
+
+  private async sendNow(pcId: number, command: Command, dataset?: Buffer | AsyncIterable<Buffer>): Promise<void> {
     await this.write(this.fragments(pcId, true, encodeCommand({ ...command, hasDataset: dataset !== undefined }), true));
     if (dataset === undefined) return;
     if (Buffer.isBuffer(dataset)) {

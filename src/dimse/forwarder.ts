@@ -13,7 +13,7 @@ import type { AtriumConfig, PeerConfig } from '../config/config.ts';
 import { ForwardingQueue, retryDelayMs, type Claim, type ClaimedRow, type RetryPolicy } from '../index/forwarding-queue.ts';
 import type { StoredInstance } from '../index/records.ts';
 import { Association, AssociationAbortedError, AssociationRejectedError } from './association.ts';
-import { contextFor, dimseClientTls, isStored, openStoreAssociation, storeInstance } from './scu.ts';
+import { contextFor, dimseClientTls, isStored, openStoreAssociation, storeAll } from './scu.ts';
 import { Router } from './routing.ts';
 
 /** Rows one association takes from the queue at a time. */
@@ -228,22 +228,13 @@ export class Forwarder {
     let peerFault = true;
     const opened = this.archive.retriever.openInstances(sendable.map(({ inst }) => ({ inst, transferSyntaxUID: '*' })));
     try {
-      for await (const item of opened) {
-        if (this.stopping) {
-          if (!Buffer.isBuffer(item.body)) item.body.destroy();
-          item.release?.();
-          break;
-        }
-        const row = rowOf.get(item.inst.SOPInstanceUID)!;
-        try {
-          const r = await storeInstance(assoc, this.archive.retriever, item, contextFor(contexts, item.inst)!);
-          settled.add(row.id);
-          if (isStored(r.status)) done.push(row.id);
-          else failed.push({ row, error: `C-STORE status 0x${r.status.toString(16).padStart(4, '0')}${r.error ? `: ${r.error}` : ''}` });
-        } finally {
-          item.release?.();
-        }
-      }
+      // Several C-STOREs outstanding when the peer grants an asynchronous operations window.
+      await storeAll(assoc, this.archive.retriever, opened, (inst) => contextFor(contexts, inst)!, (inst, r) => {
+        const row = rowOf.get(inst.SOPInstanceUID)!;
+        settled.add(row.id);
+        if (isStored(r.status)) done.push(row.id);
+        else failed.push({ row, error: `C-STORE status 0x${r.status.toString(16).padStart(4, '0')}${r.error ? `: ${r.error}` : ''}` });
+      }, { shouldStop: () => this.stopping });
     } catch (e) {
       if (e instanceof AssociationAbortedError) lost = `the association with ${claim.destination} was lost: ${e.message}`;
       else {

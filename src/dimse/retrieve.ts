@@ -9,7 +9,7 @@ import type { DimseMessage, Association } from './association.ts';
 import { AssociationAbortedError, AssociationRejectedError } from './association.ts';
 import { CommandField, Status, type Command } from './command.ts';
 import { FailedSOPInstanceUIDList, IdentifierError, readIdentifier, uidList, writeDataset, type Identifier } from './identifier.ts';
-import { contextFor, isStored, openStoreAssociation, storeInstance } from './scu.ts';
+import { contextFor, isStored, openStoreAssociation, storeAll } from './scu.ts';
 import { informationModelOf } from './sop-classes.ts';
 import type { ServiceContext } from './server.ts';
 
@@ -166,32 +166,22 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
   let lost: Error | undefined;
   const done = new Set<string>();
   const plan = sendable.map((inst) => ({ inst, transferSyntaxUID: '*' }));
-  const opened = ctx.archive.retriever.openInstances(plan);
   try {
-    for await (const item of opened) {
-      if (ctx.cancelled()) {
-        cancelled = true;
-        if (!Buffer.isBuffer(item.body)) item.body.destroy();
-        item.release?.();
-        break;
-      }
-      try {
-        const r = await storeInstance(target, ctx.archive.retriever, item, pcOf.get(item.inst.SOPInstanceUID)!,
-          isMove ? { aeTitle: ctx.peer.aeTitle, messageId: rq.MessageID ?? 0 } : undefined);
-        counts.remaining--;
-        done.add(r.sop);
-        if (r.status === Status.Success) counts.completed++;
-        else if (isStored(r.status)) counts.warning++;
-        else {
-          counts.failed++;
-          failedUIDs.push(r.sop);
-          ctx.logger.info({ sop: r.sop, status: r.status.toString(16), error: r.error }, 'C-STORE sub-operation refused');
-        }
-      } finally {
-        item.release?.();
+    await storeAll(target, ctx.archive.retriever, ctx.archive.retriever.openInstances(plan), (inst) => pcOf.get(inst.SOPInstanceUID)!, async (inst, r) => {
+      counts.remaining--;
+      done.add(r.sop);
+      if (r.status === Status.Success) counts.completed++;
+      else if (isStored(r.status)) counts.warning++;
+      else {
+        counts.failed++;
+        failedUIDs.push(r.sop);
+        ctx.logger.info({ sop: r.sop, status: r.status.toString(16), error: r.error }, 'C-STORE sub-operation refused');
       }
       if (counts.remaining > 0) await respond(Status.Pending);
-    }
+    }, {
+      moveOriginator: isMove ? { aeTitle: ctx.peer.aeTitle, messageId: rq.MessageID ?? 0 } : undefined,
+      shouldStop: () => (cancelled ||= ctx.cancelled()),
+    });
   } catch (e) {
     if (!(e instanceof AssociationAbortedError)) throw e;
     lost = e;

@@ -128,6 +128,59 @@ export function isStored(status: number): boolean {
   return status === Status.Success || (status & 0xf000) === 0xb000;
 }
 
+/** C-STOREs Atrium asks to have outstanding at once on a peer that grants a window. */
+export const STORE_WINDOW = 8;
+
+export interface OpenedInstance {
+  inst: StoredInstance;
+  body: Buffer | Readable;
+  transferSyntaxUID: string;
+  release?: () => void;
+}
+
+/**
+ * Sends objects as C-STORE sub-operations, keeping up to assoc.maxOutstanding of them
+ * outstanding (one after the other when the peer granted no window). Each result goes to
+ * onResult as it comes. Stops taking objects when shouldStop says so; throws the first
+ * failure of the association (AssociationAbortedError) once those in flight have settled.
+ */
+export async function storeAll(
+  assoc: Association,
+  retriever: Retriever,
+  opened: AsyncIterable<OpenedInstance>,
+  pcFor: (inst: StoredInstance) => PresentationContext,
+  onResult: (inst: StoredInstance, result: SubOperationResult) => void | Promise<void>,
+  options: { moveOriginator?: { aeTitle: string; messageId: number }; shouldStop?: () => boolean } = {},
+): Promise<void> {
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  const window = Math.max(1, assoc.maxOutstanding);
+  const iterator = opened[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      while (inFlight.size >= window && failure === undefined) await Promise.race(inFlight);
+      if (failure !== undefined || options.shouldStop?.()) break;
+      const next = await iterator.next();
+      if (next.done) break;
+      const item = next.value;
+      const p: Promise<void> = storeInstance(assoc, retriever, item, pcFor(item.inst), options.moveOriginator)
+        .then((r) => onResult(item.inst, r))
+        .catch((e: unknown) => {
+          failure ??= e;
+        })
+        .finally(() => {
+          item.release?.();
+          inFlight.delete(p);
+        });
+      inFlight.add(p);
+    }
+  } finally {
+    await Promise.all(inFlight);
+    await iterator.return?.(undefined);
+  }
+  if (failure !== undefined) throw failure;
+}
+
 /** Opens an association to a peer for storing these objects. */
 export async function openStoreAssociation(options: {
   peer: PeerConfig;
@@ -148,6 +201,7 @@ export async function openStoreAssociation(options: {
     presentationContexts: storageContexts(options.instances),
     maxPduLength: options.maxPduLength,
     idleTimeoutMs: 120_000,
+    asyncOperations: STORE_WINDOW,
   });
 }
 

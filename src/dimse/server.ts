@@ -15,7 +15,7 @@ import { ATRIUM_IMPLEMENTATION_CLASS_UID, ATRIUM_IMPLEMENTATION_VERSION_NAME } f
 import { Association, type DimseMessage } from './association.ts';
 import { CommandField, Status, type Command } from './command.ts';
 import {
-  DICOM_APPLICATION_CONTEXT, PresentationContextResult, RejectReason, RejectResult, RejectSource,
+  AbortReason, AbortSource, DICOM_APPLICATION_CONTEXT, PresentationContextResult, RejectReason, RejectResult, RejectSource,
   encodeAssociateAC, encodeAssociateRJ,
   type AcceptedPresentationContext, type AssociateRQ, type RoleSelection,
 } from './pdu.ts';
@@ -45,6 +45,9 @@ export interface ServiceContext {
   /** Set when the peer sent C-CANCEL-RQ for the request being served. */
   cancelled: () => boolean;
 }
+
+/** The largest asynchronous operations window Atrium grants a peer. */
+const MAX_ASYNC_OPERATIONS = 16;
 
 export class DimseServer {
   private server: net.Server | undefined;
@@ -171,6 +174,9 @@ export class DimseServer {
       if (serviceOf(r.sopClassUID) !== 'storage') continue;
       roles.push({ sopClassUID: r.sopClassUID, scuRole: r.scuRole, scpRole: r.scpRole && peer.may.retrieve });
     }
+    // C-STOREs a peer may have outstanding at once: received while earlier ones are made durable.
+    const proposedWindow = rq.userInformation.asyncOperations;
+    const window = proposedWindow ? Math.min(proposedWindow.invoked === 0 ? MAX_ASYNC_OPERATIONS : proposedWindow.invoked, MAX_ASYNC_OPERATIONS) : 1;
     const ac = {
       calledAETitle: rq.calledAETitle,
       callingAETitle: rq.callingAETitle,
@@ -181,34 +187,55 @@ export class DimseServer {
         implementationClassUID: ATRIUM_IMPLEMENTATION_CLASS_UID,
         implementationVersionName: ATRIUM_IMPLEMENTATION_VERSION_NAME,
         roles,
+        asyncOperations: proposedWindow ? { invoked: window, performed: 1 } : undefined,
       },
     };
     assoc.accept(ac, encodeAssociateAC(ac));
     const acceptedCount = accepted.filter((pc) => pc.result === PresentationContextResult.Acceptance).length;
     const assocLog = log.child({ calling: peer.aeTitle, site: peer.site.code });
-    assocLog.info({ contexts: acceptedCount, proposed: accepted.length }, 'association accepted');
-    this.serve(assoc, peer, assocLog);
+    assocLog.info({ contexts: acceptedCount, proposed: accepted.length, window }, 'association accepted');
+    this.serve(assoc, peer, assocLog, window);
   }
 
-  private serve(assoc: Association, peer: CallingPeer, log: Logger): void {
+  /**
+   * Runs an association's requests: C-STOREs as they come (several at once when an
+   * asynchronous operations window was granted: each is received while the ones before it
+   * are made durable), every other request one after the other.
+   */
+  private serve(assoc: Association, peer: CallingPeer, log: Logger, window: number): void {
+    let storing = 0;
     let queue: Promise<void> = Promise.resolve();
     let current: { messageId: number; cancelled: boolean } | undefined;
     assoc.on('cancel', (messageId) => {
       if (current && current.messageId === messageId) current.cancelled = true;
     });
+    const run = async (message: DimseMessage, state: { cancelled: boolean }) => {
+      const ctx: ServiceContext = { assoc, peer, archive: this.archive, server: this, logger: log, cancelled: () => state.cancelled };
+      try {
+        await this.dispatch(ctx, message);
+      } catch (e) {
+        message.dataset?.abandon();
+        if (assoc.established) {
+          log.error({ err: e }, 'DIMSE request failed');
+          await this.respondFailure(ctx, message, Status.ProcessingFailure, (e as Error).message).catch(() => {});
+        }
+      }
+    };
     assoc.on('request', (message) => {
+      if (message.command.CommandField === CommandField.CStoreRQ) {
+        if (++storing > window) {
+          log.warn({ window }, 'the peer exceeded its asynchronous operations window');
+          assoc.abort(AbortSource.ServiceProvider, AbortReason.UnexpectedPdu, 'asynchronous operations window exceeded');
+          return;
+        }
+        void run(message, { cancelled: false }).finally(() => storing--);
+        return;
+      }
       queue = queue.then(async () => {
         const state = { messageId: message.command.MessageID ?? 0, cancelled: false };
         current = state;
-        const ctx: ServiceContext = { assoc, peer, archive: this.archive, server: this, logger: log, cancelled: () => state.cancelled };
         try {
-          await this.dispatch(ctx, message);
-        } catch (e) {
-          message.dataset?.abandon();
-          if (assoc.established) {
-            log.error({ err: e }, 'DIMSE request failed');
-            await this.respondFailure(ctx, message, Status.ProcessingFailure, (e as Error).message).catch(() => {});
-          }
+          await run(message, state);
         } finally {
           current = undefined;
         }
