@@ -12,6 +12,7 @@ import { sha256Hex } from '../api/auth.ts';
 import { runExport, runImport } from './media.ts';
 import { Forwarder } from '../dimse/forwarder.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
+import { runSend } from './send.ts';
 
 const usage = `atrium <command> [options]
 
@@ -29,6 +30,10 @@ Commands:
   export --patient PatientID [<folder>] [--zip FILE]
             write the study (or every study of the patient) as a media file-set with a
             DICOMDIR into an empty folder, and/or as a ZIP file of the same layout
+  send <file|folder>... --to AE [--window N]
+            send DICOM files to a configured peer (C-STORE, each in its own transfer
+            syntax, up to N outstanding when the peer allows; default 8); exit code 1 if
+            any was refused
   forwarding [--retry-failed] [--destination AE]
             the forwarding queue per destination peer (as GET /api/forwarding);
             --retry-failed first makes failed rows (of one destination) pending again
@@ -53,6 +58,8 @@ async function main(argv: string[]): Promise<number> {
       zip: { type: 'string' },
       'retry-failed': { type: 'boolean', default: false },
       destination: { type: 'string' },
+      to: { type: 'string' },
+      window: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -104,6 +111,8 @@ async function main(argv: string[]): Promise<number> {
         await archive.close();
       }
     }
+    case 'send':
+      return runSend(config, positionals.slice(1), values.to, values.window);
     case 'forwarding': {
       const archive = await openArchive(config, logger);
       try {
