@@ -14,7 +14,7 @@
  * (BENCH_SKIP_DIMSE=1 makes `npm run bench` leave this part out.)
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +26,8 @@ import {
 } from './dcmtk.ts';
 import { middle, renderDimseReport, type DimseResults, type DimseServerResults, type FindRow, type RetrieveRow, type StoreRow } from './dimse-report.ts';
 import { buildLargeIndex, type LargeIndex } from './large-index.ts';
-import { freePort, httpRequest, makeTempDir, MB, percentile, removeTempDir, withPeakRss } from './measure.ts';
+import { freePort, httpRequest, makeTempDir, MB, nowMs, percentile, removeTempDir, withPeakRss } from './measure.ts';
+import { describeFile, sendFiles } from '../src/dimse/send-files.ts';
 import { orthancAvailable, startOrthanc, type RunningOrthanc } from './orthanc.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
@@ -64,10 +65,31 @@ const storescu: StoreClient = {
   send: (target, groups) => (groups.length === 1 ? storeFolders(target, groups[0]!, maxPduLength) : storeInParallel(target, groups, maxPduLength)),
 };
 
-// Hook (d): Atrium's own SCU against storescu. When src/dimse/scu.ts exports a function
-// that sends files over one association (e.g. `storeInstancesTo`), wrap it as a StoreClient
-// and add it to `storeClients`: every round then measures it beside storescu, same servers.
-const storeClients: StoreClient[] = [storescu];
+/** Every file under a folder, sorted (as storescu +sd +r scans). */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))
+    .flatMap((e) => (e.isDirectory() ? filesUnder(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+}
+
+/**
+ * (d) Atrium's own storage SCU (`atrium send`, src/dimse/send-files.ts), in this process:
+ * reading the files' meta headers is timed too, as storescu's scan is. It asks for 8
+ * outstanding C-STOREs; Orthanc grants none, Atrium grants it.
+ */
+const atriumSend: StoreClient = {
+  name: 'atrium send (window 8)',
+  async send(target, groups) {
+    const started = nowMs();
+    const results = await Promise.all(groups.map(async (folders) => {
+      const files = await Promise.all(folders.flatMap(filesUnder).map((f) => describeFile(f)));
+      return sendFiles({ host: target.host, port: target.port, calledAETitle: target.aeTitle, callingAETitle: CallingAE.store, files, maxPduLength, window: 8 });
+    }));
+    const failed = results.reduce((a, r) => a + r.failed.length, 0);
+    return { ms: nowMs() - started, failed, error: failed ? results.flatMap((r) => r.failed)[0]!.error : undefined };
+  },
+};
+
+const storeClients: StoreClient[] = [storescu, atriumSend];
 
 /** User and system CPU of a process, in ms (clock ticks are 10 ms on Linux). */
 function cpuMsOf(pid: number): number {
