@@ -132,7 +132,7 @@ export function renderDimseReport(r: DimseResults): string {
   for (const s of r.servers) {
     for (const row of s.store) {
       detail.push([
-        `${s.name}, ${row.associations} assoc.`,
+        `${s.name}, ${row.client}, ${row.associations} assoc.`,
         row.roundsMs.map((ms) => fmt(mbps(row.bytes, ms))).join(', '),
         `${row.stored} / ${row.instances}${row.failed ? ` (${row.failed} failed)` : ''}`,
         fmt(row.serverCpuMs / 1000), mib(row.peakRss),

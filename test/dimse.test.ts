@@ -211,6 +211,14 @@ for (const db of testDatabases()) {
       assert.ok(studyFind.output.includes(study), 'the study is returned');
       assert.match(studyFind.output, /\(0020,1208\) IS \[6 ?\]/);
       assert.match(studyFind.output, /Dupont\^Hélène|Dupont\^H/);
+      // Latin-1 names go out as ISO_IR 100, as older clients expect; others as ISO_IR 192.
+      assert.match(studyFind.output, /\(0008,0005\) CS \[ISO_IR 100\]/);
+      const greek = syntheticInstance({ PatientID: 'DIMSE-GR', PatientName: 'Παπαδόπουλος^Νίκος', SpecificCharacterSet: 'ISO_IR 192', Rows: 4, Columns: 4 });
+      const dir = mkdtempSync(path.join(work, 'gr-'));
+      assert.equal((await dcmtk('storescu', ['-aet', 'STORESCU', '-aec', 'ATRIUM', '127.0.0.1', port(), writeTemp(dir, 'gr.dcm', greek.file)])).code, 0);
+      const greekFind = await dcmtk('findscu', ['-S', '-v', '-aet', 'STORESCU', '-aec', 'ATRIUM', '-k', 'QueryRetrieveLevel=STUDY', '-k', 'PatientID=DIMSE-GR', '-k', 'PatientName', '127.0.0.1', port()]);
+      assert.match(greekFind.output, /\(0008,0005\) CS \[ISO_IR 192\]/, greekFind.output);
+      assert.ok(Buffer.from(greekFind.output, 'latin1').includes(Buffer.from('Παπαδόπουλος', 'utf8')), 'the name in UTF-8');
 
       const seriesFind = await dcmtk('findscu', ['-S', '-v', '-aet', 'STORESCU', '-aec', 'ATRIUM', '-k', 'QueryRetrieveLevel=SERIES', '-k', `StudyInstanceUID=${study}`, '-k', 'SeriesInstanceUID', '-k', 'Modality=CT', '-k', 'NumberOfSeriesRelatedInstances', '127.0.0.1', port()]);
       assert.equal(seriesFind.code, 0, seriesFind.output);

@@ -72,9 +72,11 @@ export function uidList(id: Identifier, keyword: 'PatientID' | 'StudyInstanceUID
   return v.split('\\').map((s) => s.trim()).filter((s) => s !== '');
 }
 
-function encodeText(values: string[], vr: VR): Buffer {
+type TextEncoding = 'latin1' | 'utf8';
+
+function encodeText(values: string[], vr: VR, encoding: TextEncoding = 'utf8'): Buffer {
   const text = values.join('\\');
-  return Buffer.from(text, vr === 'UI' || vr === 'AE' ? 'latin1' : 'utf8');
+  return Buffer.from(text, vr === 'UI' || vr === 'AE' ? 'latin1' : encoding);
 }
 
 function personNameText(v: PersonName | string | null | undefined): string {
@@ -86,12 +88,12 @@ function personNameText(v: PersonName | string | null | undefined): string {
 }
 
 /** One JSON element's value as the raw bytes of `vr` (little endian). */
-function rawValue(el: DicomJsonElement | undefined, vr: VR): Buffer {
+function rawValue(el: DicomJsonElement | undefined, vr: VR, encoding: TextEncoding): Buffer {
   const values = el?.Value ?? [];
   if (values.length === 0) return Buffer.alloc(0);
   switch (vr) {
     case 'PN':
-      return encodeText(values.map((v) => personNameText(v as PersonName | string | null)), vr);
+      return encodeText(values.map((v) => personNameText(v as PersonName | string | null)), vr, encoding);
     case 'US': case 'SS': case 'UL': case 'SL': case 'FL': case 'FD': {
       const size = vr === 'US' || vr === 'SS' ? 2 : vr === 'FD' ? 8 : 4;
       const b = Buffer.alloc(size * values.length);
@@ -108,32 +110,33 @@ function rawValue(el: DicomJsonElement | undefined, vr: VR): Buffer {
     }
     default:
       if (values.some((v) => typeof v === 'object' && v !== null)) return Buffer.alloc(0);
-      return encodeText(values.map((v) => (v === null ? '' : String(v))), vr);
+      return encodeText(values.map((v) => (v === null ? '' : String(v))), vr, encoding);
   }
 }
 
 /**
  * A match: every requested key, valued from `json` when Atrium knows it, empty
  * otherwise (PS3.4 C.4.1.1.3.2), plus the level, the character set and where to retrieve it.
+ * Values come from the index as Unicode: plain ASCII needs no character set; Latin-1 text
+ * is sent as ISO_IR 100, which every client in France reads; anything else as ISO_IR 192.
  */
 export function writeMatch(id: Identifier, level: QRLevel, json: DicomJsonDataset, retrieveAETitle: string, transferSyntaxUID: string): Buffer {
+  const texts = id.requested.map(({ tag }) => JSON.stringify(json[tag.toString(16).toUpperCase().padStart(8, '0')]?.Value ?? []));
+  // eslint-disable-next-line no-control-regex
+  const needs = texts.some((t) => /[^\u0000-\u00ff]/.test(t)) ? 'ISO_IR 192' : texts.some((t) => /[^\u0000-\u007f]/.test(t)) ? 'ISO_IR 100' : undefined;
+  const encoding: TextEncoding = needs === 'ISO_IR 192' ? 'utf8' : 'latin1';
   const ds: DicomDataset = new Map();
   const put = (tag: Tag, vr: VR, value: Buffer) => ds.set(tag, { tag, vr, value } satisfies DicomElement);
-  let nonAscii = false;
   for (const { tag, vr } of id.requested) {
     if (vr === 'SQ') {
       ds.set(tag, { tag, vr: 'SQ', items: [] });
       continue;
     }
-    const value = rawValue(json[tag.toString(16).toUpperCase().padStart(8, '0')], vr);
-    // eslint-disable-next-line no-control-regex
-    if (!nonAscii && /[^\x00-\x7f]/.test(value.toString('latin1'))) nonAscii = true;
-    put(tag, vr, value);
+    put(tag, vr, rawValue(json[tag.toString(16).toUpperCase().padStart(8, '0')], vr, encoding));
   }
   put(QueryRetrieveLevel, 'CS', Buffer.from(level, 'latin1'));
   put(RetrieveAETitle, 'AE', Buffer.from(retrieveAETitle, 'latin1'));
-  // Values come from the index as Unicode; only say so when a value needs it.
-  if (nonAscii) put(Tags.SpecificCharacterSet, 'CS', Buffer.from('ISO_IR 192', 'latin1'));
+  if (needs) put(Tags.SpecificCharacterSet, 'CS', Buffer.from(needs, 'latin1'));
   return encodeDataset(ds, true, transferSyntaxUID !== TransferSyntax.ImplicitVRLittleEndian);
 }
 
