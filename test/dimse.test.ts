@@ -412,6 +412,31 @@ for (const db of testDatabases()) {
       assert.equal((await dcmtk('echoscu', ['-aet', 'STORESCU', '-aec', 'ATRIUM', '127.0.0.1', port()])).code, 0);
     });
 
+    it('drops a connection that never sends its A-ASSOCIATE-RQ, and an association left idle', async () => {
+      const saved = atrium.dimse!.config.idleTimeoutMs;
+      atrium.dimse!.config.idleTimeoutMs = 400;
+      try {
+        const started = Date.now();
+        const silent = await new Promise<Buffer>((resolve, reject) => {
+          const s = net.connect(atrium.dimse!.port, '127.0.0.1');
+          const got: Buffer[] = [];
+          s.on('data', (d) => got.push(d));
+          s.on('close', () => resolve(Buffer.concat(got)));
+          s.on('error', reject);
+        });
+        assert.ok(Date.now() - started < 5000);
+        assert.equal(silent[0], 0x07, 'an A-ABORT before closing');
+        const idle = await rawAssociation(atrium, [{ id: 1, abstractSyntax: SOPClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] }]);
+        const aborted = await new Promise<boolean>((resolve) => {
+          idle.once('aborted', () => resolve(true));
+          setTimeout(() => resolve(false), 5000);
+        });
+        assert.ok(aborted, 'the idle association was aborted');
+      } finally {
+        atrium.dimse!.config.idleTimeoutMs = saved;
+      }
+    });
+
     it('rejects a presentation context whose transfer syntaxes are all unknown', async () => {
       const assoc = await rawAssociation(atrium, [
         { id: 1, abstractSyntax: CTImageStorage, transferSyntaxes: ['1.2.3.999'] },

@@ -52,6 +52,8 @@ export class AssociationRejectedError extends Error {
 const MAX_SENT_PDU = 256 * 1024;
 const MAX_RESPONSE_DATASET = 16 * 1024 * 1024;
 const MAX_COMMAND_BYTES = 64 * 1024;
+/** Time allowed between connecting and the A-ASSOCIATE-RQ. */
+const ARTIM_MS = 30_000;
 
 type State = 'awaiting-rq' | 'awaiting-ac' | 'established' | 'releasing' | 'closed';
 
@@ -240,13 +242,33 @@ export class Association extends EventEmitter<AssociationEvents> {
 
   // ---- receiving ----
 
+  /**
+   * The idle timer: an association with nothing received or sent for idleTimeoutMs, and no
+   * request being served, is aborted; one that has not sent its A-ASSOCIATE-RQ within
+   * ARTIM_MS is dropped sooner (PS3.8 9.1.5), so silent connections cannot hold the slots.
+   */
   private touch(): void {
-    this.clearIdle();
-    if (this.options.idleTimeoutMs > 0) {
-      this.idleTimer = setTimeout(() => this.abort(AbortSource.ServiceProvider, AbortReason.NotSpecified, 'idle timeout'), this.options.idleTimeoutMs);
+    this.lastActivity = Date.now();
+    if (this.idleTimer || this.options.idleTimeoutMs <= 0) return;
+    const limit = () => (this.state === 'awaiting-rq' ? Math.min(ARTIM_MS, this.options.idleTimeoutMs) : this.options.idleTimeoutMs);
+    const check = () => {
+      this.idleTimer = undefined;
+      if (this.state === 'closed') return;
+      const quiet = Date.now() - this.lastActivity;
+      if (quiet >= limit() && this.busy === 0) {
+        this.abort(AbortSource.ServiceProvider, AbortReason.NotSpecified, 'idle timeout');
+        return;
+      }
+      this.idleTimer = setTimeout(check, Math.max(limit() - quiet, 1000));
       this.idleTimer.unref();
-    }
+    };
+    this.idleTimer = setTimeout(check, limit());
+    this.idleTimer.unref();
   }
+
+  /** Requests being served on this association: it is not idle while any is. */
+  busy = 0;
+  private lastActivity = Date.now();
 
   private clearIdle(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
@@ -395,6 +417,7 @@ export class Association extends EventEmitter<AssociationEvents> {
 
   private async write(parts: Buffer[]): Promise<void> {
     if (this.state === 'closed') throw new AssociationAbortedError('the association is closed');
+    this.lastActivity = Date.now();
     this.socket.cork();
     let ok = true;
     for (const p of parts) ok = this.socket.write(p);

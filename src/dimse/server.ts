@@ -211,6 +211,7 @@ export class DimseServer {
     });
     const run = async (message: DimseMessage, state: { cancelled: boolean }) => {
       const ctx: ServiceContext = { assoc, peer, archive: this.archive, server: this, logger: log, cancelled: () => state.cancelled };
+      assoc.busy++;
       try {
         await this.dispatch(ctx, message);
       } catch (e) {
@@ -219,6 +220,8 @@ export class DimseServer {
           log.error({ err: e }, 'DIMSE request failed');
           await this.respondFailure(ctx, message, Status.ProcessingFailure, (e as Error).message).catch(() => {});
         }
+      } finally {
+        assoc.busy--;
       }
     };
     assoc.on('request', (message) => {
