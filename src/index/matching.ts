@@ -116,6 +116,32 @@ export function buildConditions(
   return out;
 }
 
+/** How another table's column is matched (a worklist, a queue): by kind, as the index's own. */
+export interface MatchableColumn {
+  column: string;
+  kind: 'text' | 'pn' | 'uid' | 'date' | 'time' | 'number';
+}
+
+/**
+ * The same matching rules over another table: `columns` names, for each keyword the
+ * search may carry, its column and kind. A keyword not listed is a QueryError.
+ */
+export function matchConditions(
+  engine: SqlDatabase['engine'],
+  columns: Record<string, MatchableColumn>,
+  matches: Record<string, string>,
+): Conditions {
+  const out: Conditions = { where: [], params: [] };
+  for (const [keyword, rawValue] of Object.entries(matches)) {
+    const value = String(rawValue ?? '');
+    if (isUniversal(value)) continue;
+    const c = columns[keyword];
+    if (!c) throw new QueryError(`unsupported matching attribute: ${keyword}`);
+    matchField(engine, keyword, { level: 'patient', column: c.column, kind: c.kind }, value, false, out);
+  }
+  return out;
+}
+
 /** An empty value, or one made only of "*", matches everything (C.2.2.2.3, C.2.2.2.4). */
 function isUniversal(value: string): boolean {
   return /^\**$/.test(value);

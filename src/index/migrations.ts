@@ -240,6 +240,49 @@ CREATE INDEX forward_queue_claimed ON forward_queue (claimed_at) WHERE state = '
 CREATE INDEX forward_queue_state ON forward_queue (destination, state);
 `,
   },
+  {
+    version: 5,
+    name: 'scheduled procedures: orders received (HL7 ORM/OMI), served as the modality worklist',
+    // One row per requested procedure and its (single) scheduled step, per site and
+    // accession number. Patient attributes are copied from the order: the worklist shows
+    // what the order said, whatever the patient record became.
+    sql: `
+CREATE TABLE scheduled_procedures (
+  id {id},
+  site_id INTEGER NOT NULL REFERENCES sites(id),
+  patient_id {text} NOT NULL,
+  issuer {text} NOT NULL,
+  patient_name TEXT,
+  patient_name_folded {text},
+  birth_date {text},
+  sex {text},
+  accession_number {text} NOT NULL,
+  study_instance_uid {text} NOT NULL,
+  requested_procedure_id {text},
+  requested_procedure_description TEXT,
+  referring_physician_name TEXT,
+  referring_physician_name_folded {text},
+  placer_order_number {text},
+  filler_order_number {text},
+  sps_id {text},
+  sps_description TEXT,
+  station_ae_title {text},
+  station_name {text},
+  modality {text},
+  start_date {text},
+  start_time {text},
+  performing_physician_name TEXT,
+  performing_physician_name_folded {text},
+  status {text} NOT NULL,
+  created_at {text} NOT NULL,
+  updated_at {text} NOT NULL,
+  UNIQUE (site_id, accession_number)
+);
+CREATE INDEX scheduled_procedures_when ON scheduled_procedures (start_date, start_time);
+CREATE INDEX scheduled_procedures_patient ON scheduled_procedures (patient_id, issuer);
+CREATE INDEX scheduled_procedures_accession ON scheduled_procedures (accession_number);
+`,
+  },
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */
