@@ -19,7 +19,8 @@ import {
   encodeAssociateAC, encodeAssociateRJ,
   type AcceptedPresentationContext, type AssociateRQ, type RoleSelection,
 } from './pdu.ts';
-import { chooseTransferSyntax, serviceOf } from './sop-classes.ts';
+import { SOPClass, chooseTransferSyntax, serviceOf } from './sop-classes.ts';
+import { handleWorklistFind } from './worklist.ts';
 import { handleEcho } from './verification.ts';
 import { handleStore } from './storage.ts';
 import { handleFind } from './query.ts';
@@ -160,7 +161,7 @@ export class DimseServer {
       const no = (result: number) => ({ id: pc.id, result, transferSyntax: '' });
       if (!service) return no(PresentationContextResult.AbstractSyntaxNotSupported);
       const allowed = service === 'verification'
-        || (service === 'find' && peer.may.query)
+        || ((service === 'find' || service === 'worklist') && peer.may.query)
         || ((service === 'move' || service === 'get') && peer.may.retrieve)
         || (service === 'commitment' && peer.may.store)
         || (service === 'storage' && (peer.may.store || (peer.may.retrieve && wantsScpRole.get(pc.abstractSyntax)?.scpRole === true)));
@@ -253,7 +254,9 @@ export class DimseServer {
       case CommandField.CStoreRQ:
         return handleStore(ctx, message);
       case CommandField.CFindRQ:
-        return handleFind(ctx, message);
+        return ctx.assoc.presentationContext(message.presentationContextId)?.abstractSyntax === SOPClass.ModalityWorklistFind
+          ? handleWorklistFind(ctx, message)
+          : handleFind(ctx, message);
       case CommandField.CMoveRQ:
       case CommandField.CGetRQ:
         return handleRetrieve(ctx, message);

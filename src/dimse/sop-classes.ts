@@ -19,7 +19,7 @@ export const SOPClass = {
 /** The well-known SOP instance of Storage Commitment Push Model (PS3.4 J.3.5). */
 export const StorageCommitmentPushModelInstance = '1.2.840.10008.1.20.1.1';
 
-export type ServiceKind = 'verification' | 'find' | 'move' | 'get' | 'storage' | 'commitment';
+export type ServiceKind = 'verification' | 'find' | 'worklist' | 'move' | 'get' | 'storage' | 'commitment';
 
 export type InformationModel = 'patient' | 'study';
 
@@ -65,6 +65,8 @@ export function serviceOf(abstractSyntax: string): ServiceKind | undefined {
       return 'get';
     case SOPClass.StorageCommitmentPushModel:
       return 'commitment';
+    case SOPClass.ModalityWorklistFind:
+      return 'worklist';
   }
   if (abstractSyntax.startsWith(storageRoot) || otherStorageClasses.has(abstractSyntax)) return 'storage';
   if (!abstractSyntax.startsWith(dicomRoot) && /^[0-9.]{3,64}$/.test(abstractSyntax)) return 'storage';
