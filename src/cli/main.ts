@@ -11,6 +11,7 @@ import { DimseServer } from '../dimse/server.ts';
 import { sha256Hex } from '../api/auth.ts';
 import { runExport, runImport } from './media.ts';
 import { Forwarder } from '../dimse/forwarder.ts';
+import { IdentityFromImages } from '../patients/identities-from-images.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { runSend } from './send.ts';
 
@@ -164,6 +165,8 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   await dimse?.listen();
   const forwarder = new Forwarder(archive, config, logger.child({ component: 'forwarding' }));
   forwarder.start();
+  const identities = new IdentityFromImages(archive, logger.child({ component: 'identities' }));
+  identities.start();
   logger.info({ url: `http://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -171,7 +174,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     process.once('SIGTERM', stop);
   });
   logger.info('stopping');
-  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), forwarder.stop(10_000)]);
+  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), forwarder.stop(10_000), identities.stop()]);
   await archive.close();
   return 0;
 }

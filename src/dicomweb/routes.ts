@@ -13,6 +13,7 @@ import { parseAccept, parseMediaType } from './media-type.ts';
 import { MultipartError, multipartBoundary, readMultipart, sendMultipart, writeMultipart, type MultipartSource } from './multipart.ts';
 import { HttpProblem, httpStatusOf, sendProblem } from './problem.ts';
 import { addIncludedFields, instanceJson, parseQidoQuery, seriesJson, studyJson } from './qido.ts';
+import { personMatches } from '../patients/person-query.ts';
 import { stringifyDicomJson, type DicomJsonDataset } from '../dicom/json.ts';
 
 export interface DicomwebOptions {
@@ -141,6 +142,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   // ---- QIDO-RS --------------------------------------------------------------
   const qido = (level: QueryLevel) => async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const { query, includeFields } = parseQidoQuery(level, new URLSearchParams(request.url.split('?')[1] ?? ''));
+    query.matches = personMatches(query.matches);
     if (request.params.study) query.matches.StudyInstanceUID = request.params.study;
     if (request.params.series) query.matches.SeriesInstanceUID = request.params.series;
     const baseUrl = baseUrlOf(request);

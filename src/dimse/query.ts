@@ -13,6 +13,7 @@ import type { DimseMessage } from './association.ts';
 import { CommandField, Status } from './command.ts';
 import { IdentifierError, readIdentifier, writeMatch, type Identifier, type QRLevel } from './identifier.ts';
 import { informationModelOf } from './sop-classes.ts';
+import { personMatches } from '../patients/person-query.ts';
 import type { ServiceContext } from './server.ts';
 
 const PAGE = 500;
@@ -60,7 +61,9 @@ export async function handleFind(ctx: ServiceContext, message: DimseMessage): Pr
   const levelProblem = checkLevel(model, id.level);
   if (levelProblem) return respond(Status.IdentifierDoesNotMatchSOPClass, undefined, levelProblem);
   const level = levelOf[id.level];
-  const { matches, unsupported } = searchKeys(id, level);
+  const keys = searchKeys(id, level);
+  const matches = personMatches(keys.matches);
+  const unsupported = keys.unsupported;
   const pending = unsupported ? Status.PendingWarning : Status.Pending;
   const index = ctx.archive.index;
   const base = { level, matches, fuzzymatching: false, limit: PAGE };

@@ -964,6 +964,28 @@ export class ArchiveIndex {
   // ---- outbox ----
 
   /**
+   * Events after a consumer's cursor, oldest first. Each consumer (forwarding, identities,
+   * ...) reads every event at its own pace; it moves its cursor with advanceCursor in the
+   * transaction that applies what it read, so nothing is lost or applied twice.
+   */
+  async eventsAfterCursor(consumer: string, limit: number): Promise<OutboxEvent[]> {
+    const cursor = await this.sql.get<{ last_id: number }>('SELECT last_id FROM outbox_cursors WHERE consumer = ?', [consumer]);
+    const rows = await this.sql.all<{ id: number; type: string; payload_json: string; created_at: string }>(
+      'SELECT id, type, payload_json, created_at FROM outbox WHERE id > ? ORDER BY id LIMIT ?',
+      [Number(cursor?.last_id ?? 0), limit],
+    );
+    return rows.map((r) => ({ id: Number(r.id), type: r.type, payload: JSON.parse(r.payload_json) as unknown, createdAt: r.created_at }));
+  }
+
+  static async advanceCursor(tx: SqlDatabase, consumer: string, lastId: number): Promise<void> {
+    await tx.run(
+      `INSERT INTO outbox_cursors (consumer, last_id, updated_at) VALUES (?, ?, ?)
+       ON CONFLICT (consumer) DO UPDATE SET last_id = excluded.last_id, updated_at = excluded.updated_at`,
+      [consumer, lastId, new Date().toISOString()],
+    );
+  }
+
+  /**
    * Claims up to `limit` pending events, oldest first. An event claimed but not completed
    * within `reclaimAfterMs` (its consumer died) is handed out again.
    */

@@ -17,7 +17,7 @@ export class QueryError extends Error {
   }
 }
 
-type Kind = 'text' | 'pn' | 'uid' | 'date' | 'time' | 'number' | 'code-list' | 'modalities-in-study';
+type Kind = 'text' | 'pn' | 'uid' | 'date' | 'time' | 'number' | 'code-list' | 'modalities-in-study' | 'person-ins';
 type FieldLevel = 'patient' | 'study' | 'series' | 'instance';
 
 interface Field {
@@ -38,6 +38,8 @@ const fields: Record<string, Field> = {
     words: { id: 'p.id', subquery: 'SELECT w.patient_id FROM patient_name_words w WHERE w.word >= ? AND w.word < ?' },
   },
   PatientBirthDate: { level: 'patient', column: 'p.birth_date', kind: 'date' },
+  /** Not a DICOM keyword: every record of the person holding this qualified INS (see patients/person-query.ts). */
+  PersonINS: { level: 'patient', column: 'p.id', kind: 'person-ins' },
   PatientSex: { level: 'patient', column: 'p.sex', kind: 'text' },
   StudyInstanceUID: { level: 'study', column: 's.study_instance_uid', kind: 'uid' },
   StudyDate: { level: 'study', column: 's.study_date', kind: 'date' },
@@ -177,6 +179,13 @@ function matchField(
     }
     case 'code-list':
       inList(c, splitList(value), out);
+      return;
+    case 'person-ins':
+      // The person who held the INS first: a record whose traits conflict under the same INS is
+      // its own person until a human decides, and is not mixed into the answer meanwhile.
+      out.where.push(`${c} IN (SELECT pi2.patient_id FROM patient_identities pi2 WHERE pi2.person_id =
+        (SELECT MIN(pi.person_id) FROM patient_identities pi WHERE pi.ins = ? AND pi.status = 'qualified'))`);
+      out.params.push(value.replace(/\s+/g, ''));
       return;
     case 'modalities-in-study': {
       const inner: Conditions = { where: [], params: [] };

@@ -283,6 +283,53 @@ CREATE INDEX scheduled_procedures_patient ON scheduled_procedures (patient_id, i
 CREATE INDEX scheduled_procedures_accession ON scheduled_procedures (accession_number);
 `,
   },
+  {
+    version: 6,
+    name: 'identities: INS and traits per patient record, persons linking records across sites, reviews; outbox cursors',
+    // A person is the set of patient records (one per site, issuer and PatientID) known to be
+    // one human: records carrying the same qualified INS with agreeing traits, or linked by a
+    // person after review. identity_reviews holds what a human must decide: candidate links
+    // from demographics, conflicting traits under one INS, an INS that disagrees with the
+    // record's qualified one. outbox_cursors lets several consumers each read every event.
+    sql: `
+CREATE TABLE persons (
+  id {id},
+  created_at {text} NOT NULL
+);
+CREATE TABLE patient_identities (
+  patient_id BIGINT PRIMARY KEY REFERENCES patients (id),
+  ins {text},
+  ins_oid {text},
+  status {text} NOT NULL,
+  source {text} NOT NULL,
+  birth_name TEXT,
+  first_names TEXT,
+  sex {text},
+  birth_date {text},
+  birth_place {text},
+  person_id BIGINT REFERENCES persons (id),
+  updated_at {text} NOT NULL
+);
+CREATE INDEX patient_identities_ins ON patient_identities (ins);
+CREATE INDEX patient_identities_person ON patient_identities (person_id);
+CREATE TABLE identity_reviews (
+  id {id},
+  kind {text} NOT NULL,
+  patient_id BIGINT NOT NULL REFERENCES patients (id),
+  other_patient_id BIGINT REFERENCES patients (id),
+  details TEXT NOT NULL,
+  state {text} NOT NULL,
+  created_at {text} NOT NULL,
+  decided_at {text}
+);
+CREATE INDEX identity_reviews_open ON identity_reviews (kind, patient_id) WHERE state = 'open';
+CREATE TABLE outbox_cursors (
+  consumer {text} PRIMARY KEY,
+  last_id BIGINT NOT NULL,
+  updated_at {text} NOT NULL
+);
+`,
+  },
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */

@@ -10,6 +10,7 @@ import { buildHttpServer, closeHttpServer } from '../../src/api/server.ts';
 import { sha256Hex } from '../../src/api/auth.ts';
 import { DimseServer } from '../../src/dimse/server.ts';
 import { Forwarder } from '../../src/dimse/forwarder.ts';
+import { IdentityFromImages } from '../../src/patients/identities-from-images.ts';
 
 export interface RunningAtrium {
   config: AtriumConfig;
@@ -23,6 +24,8 @@ export interface RunningAtrium {
   dimse?: DimseServer;
   /** The forwarding queue's sender and router, when started (options.forwarding). */
   forwarder?: Forwarder;
+  /** Reads INS from stored images; started with options.identities, else call identities.drain(). */
+  identities: IdentityFromImages;
   close(): Promise<void>;
 }
 
@@ -39,6 +42,8 @@ export async function startAtrium(options: {
   index?: AtriumConfig['index'];
   storage?: AtriumConfig['storage'];
   configure?: (config: AtriumConfig) => void;
+  /** Also read identities (INS) from stored images in the background (tests may call drain instead). */
+  identities?: boolean;
   /** Also start the DIMSE SCP on a free loopback port (AE title ATRIUM). */
   dimse?: boolean;
   /** Also start the Forwarder (routing rules and the forwarding queue). */
@@ -71,16 +76,19 @@ export async function startAtrium(options: {
     dimse = new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' }));
     await dimse.listen();
   }
+  const identities = new IdentityFromImages(archive, logger.child({ component: 'identities' }), 100);
+  if (options.identities) identities.start();
   let forwarder: Forwarder | undefined;
   if (options.forwarding) {
     forwarder = new Forwarder(archive, config, logger.child({ component: 'forwarding' }));
     forwarder.start();
   }
   return {
-    config, archive, app, tokens, dimse, forwarder,
+    config, archive, app, tokens, dimse, forwarder, identities,
     dicomweb: `http://127.0.0.1:${port}/dicom-web`,
     async close() {
       await forwarder?.stop(500);
+      await identities.stop();
       await dimse?.close(500);
       await closeHttpServer(app, 500);
       await archive.close();

@@ -19,6 +19,10 @@ export interface SyntheticOptions {
   SpecificCharacterSet?: string;
   /** A PixelData length other than Rows x Columns x frames needs, to make inconsistent objects. */
   pixelBytes?: number;
+  PatientBirthDate?: string;
+  PatientSex?: string;
+  /** More elements (sequences included), e.g. Other Patient IDs Sequence carrying an INS. */
+  extra?: DicomElement[];
 }
 
 const CTImageStorage = '1.2.840.10008.5.1.4.1.1.2';
@@ -50,6 +54,8 @@ export function syntheticHeader(o: SyntheticOptions = {}): { header: Buffer; pix
     text(Tags.Modality, 'CS', o.Modality ?? 'CT'),
     text(Tags.PatientName, 'PN', o.PatientName ?? 'Dupont^Hélène', utf8),
     text(Tags.PatientID, 'LO', o.PatientID ?? 'P0001'),
+    ...(o.PatientBirthDate ? [text(Tags.PatientBirthDate, 'DA', o.PatientBirthDate)] : []),
+    ...(o.PatientSex ? [text(Tags.PatientSex, 'CS', o.PatientSex)] : []),
     text(Tags.StudyInstanceUID, 'UI', study),
     text(Tags.SeriesInstanceUID, 'UI', series),
     text(Tags.SeriesNumber, 'IS', '1'),
@@ -64,7 +70,7 @@ export function syntheticHeader(o: SyntheticOptions = {}): { header: Buffer; pix
     us(Tags.HighBit, 15),
     us(Tags.PixelRepresentation, 0),
   ];
-  const ds: DicomDataset = new Map(elements.map((e) => [e.tag, e]));
+  const ds: DicomDataset = new Map([...elements, ...(o.extra ?? [])].map((e) => [e.tag, e]));
   const pixelBytes = o.pixelBytes ?? rows * columns * 2 * frames;
   const body = encodeDataset(ds, true, true);
   // PixelData OW with a 4-byte length (explicit VR little endian).

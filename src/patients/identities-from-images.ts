@@ -1,0 +1,105 @@
+/**
+ * Identities read from the images: every stored object's header is searched for an INS
+ * (Other Patient IDs Sequence, src/patients/ins-dicom.ts) and what it says is recorded for
+ * the object's patient record. An INS travels in DICOM only when the sending site's
+ * identity is qualified (the RNIV sharing rule), so it is taken as qualified; one that
+ * does not parse is flagged for review. Runs behind ingest, from the outbox, at its own
+ * cursor: ingest never waits for it, and a crash neither loses nor repeats an event.
+ */
+import type { Logger } from 'pino';
+import type { Archive } from '../archive/archive.ts';
+import { Part10Parser } from '../dicom/part10-parser.ts';
+import { valueContextOf } from '../dicom/values.ts';
+import { ArchiveIndex } from '../index/archive-index.ts';
+import { readINSFromDataset, type INSReading } from './ins-dicom.ts';
+import { openReview, proposeDemographicLinks, recordIdentity } from './identities.ts';
+
+export const IDENTITY_CONSUMER = 'identities';
+const BATCH = 200;
+
+export class IdentityFromImages {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private stopped = false;
+
+  constructor(private readonly archive: Archive, private readonly logger: Logger, private readonly pollMs = 1000) {}
+
+  start(): void {
+    const tick = () => {
+      if (this.stopped) return;
+      this.running = this.drain()
+        .catch((e: unknown) => this.logger.error({ err: e }, 'identities: reading images failed; retrying'))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.pollMs);
+        });
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** Reads events until none is left; answers how many were read. */
+  async drain(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const n = await this.runOnce();
+      total += n;
+      if (n < BATCH) return total;
+    }
+  }
+
+  async runOnce(): Promise<number> {
+    const index = this.archive.index;
+    const events = await index.eventsAfterCursor(IDENTITY_CONSUMER, BATCH);
+    if (events.length === 0) return 0;
+    const readings: Array<{ patientId: number; reading: INSReading; sex?: string; birthDate?: string }> = [];
+    for (const e of events) {
+      if (e.type !== 'instance.stored' && e.type !== 'instance.replaced') continue;
+      const { SOPInstanceUID, blobKey } = e.payload as { SOPInstanceUID: string; blobKey: string };
+      const row = await index.sql.get<{ id: number; sex: string | null; birth_date: string | null }>(
+        `SELECT p.id, p.sex, p.birth_date FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
+          JOIN patients p ON p.id = s.patient_id WHERE i.sop_instance_uid = ? AND i.blob_key = ?`,
+        [SOPInstanceUID, blobKey],
+      );
+      if (!row) continue; // replaced or deleted since: a later event covers it
+      const parser = new Part10Parser();
+      try {
+        for await (const chunk of await this.archive.store.get(blobKey)) parser.write(chunk as Buffer);
+      } catch (e) {
+        this.logger.warn({ err: (e as Error).message, key: blobKey }, 'identities: a stored object could not be read');
+        continue;
+      }
+      const obj = parser.end();
+      readings.push({
+        patientId: Number(row.id),
+        reading: readINSFromDataset(obj.dataset, valueContextOf(obj.dataset, obj.littleEndian)),
+        sex: row.sex ?? undefined,
+        birthDate: row.birth_date ?? undefined,
+      });
+    }
+    const lastId = events[events.length - 1]!.id;
+    let linked = 0;
+    let flagged = 0;
+    await index.sql.transaction(async (tx) => {
+      const touched = new Set<number>();
+      for (const r of readings) {
+        touched.add(r.patientId);
+        for (const problem of r.reading.problems) {
+          if (await openReview(tx, 'ins-invalid', r.patientId, null, problem)) flagged++;
+        }
+        if (!r.reading.ins) continue;
+        const outcome = await recordIdentity(tx, r.patientId, { ins: r.reading.ins, status: 'qualified', source: 'dicom', sex: r.sex, birthDate: r.birthDate });
+        if (outcome.personId !== undefined) linked++;
+        flagged += outcome.reviews.length;
+      }
+      for (const patientId of touched) flagged += await proposeDemographicLinks(tx, patientId);
+      await ArchiveIndex.advanceCursor(tx, IDENTITY_CONSUMER, lastId);
+    });
+    if (linked + flagged > 0) this.logger.info({ events: events.length, linked, reviews: flagged }, 'identities read from images');
+    return events.length;
+  }
+}
