@@ -8,6 +8,13 @@ import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
 import { ScheduledProcedures, type ScheduledProcedure } from '../src/patients/scheduled-procedures.ts';
+import { OrderMatching } from '../src/patients/order-matching.ts';
+import { openReviews } from '../src/patients/identities.ts';
+import { syntheticInstance } from './support/synthetic.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
 
 for (const db of testDatabases()) {
   describe(`modality worklist with findscu -W (${db.name})`, { skip: !haveDcmtk && 'DCMTK is not installed' }, () => {
@@ -74,6 +81,27 @@ for (const db of testDatabases()) {
       const r = await query('CT_NORD', 'PatientName=dupont*', 'ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20261123-20261124');
       assert.deepEqual(accessions(r.output), ['A1001', 'A1003', 'A1005']);
       assert.match(r.output, /\(0008,0005\) CS \[ISO_IR 100\]/);
+    });
+
+    it('takes an order off the worklist when its images arrive, and flags images that name another patient than their order', async () => {
+      const work = mkdtempSync(path.join(tmpdir(), 'atrium-mwl-'));
+      try {
+        const image = (accession: string, PatientID: string) => {
+          const o = syntheticInstance({ PatientID, Rows: 4, Columns: 4, extra: [{ tag: 0x00080050, vr: 'SH', value: Buffer.from(accession.padEnd(accession.length + (accession.length % 2), ' '), 'latin1') }] });
+          const file = path.join(work, `${o.uids.sop}.dcm`);
+          writeFileSync(file, o.file);
+          return file;
+        };
+        const r = await dcmtk('storescu', ['-aet', 'CT_NORD', '-aec', 'ATRIUM', '127.0.0.1', port(), image('A1001', 'P1'), image('A1002', 'SOMEONE-ELSE')]);
+        assert.equal(r.code, 0, r.output);
+        await new OrderMatching(atrium.archive, pino({ level: 'silent' })).drain();
+        const list = await query('CT_NORD', 'ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20261123');
+        assert.deepEqual(accessions(list.output), ['A1002', 'A1003'], 'A1001 is being performed');
+        const reviews = await openReviews(atrium.archive.index.sql);
+        assert.ok(reviews.some((rv) => rv.kind === 'order-mismatch' && rv.details.includes('A1002')), JSON.stringify(reviews));
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
     });
 
     it('refuses the worklist to a peer that may not query', async () => {

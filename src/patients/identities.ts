@@ -25,7 +25,7 @@ export interface IdentityClaim {
   birthPlace?: string;
 }
 
-export type ReviewKind = 'link-candidate' | 'traits-conflict' | 'ins-conflict' | 'ins-invalid';
+export type ReviewKind = 'link-candidate' | 'traits-conflict' | 'ins-conflict' | 'ins-invalid' | 'order-mismatch';
 
 export interface IdentityOutcome {
   /** The person the record now belongs to, when linked. */
