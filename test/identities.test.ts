@@ -14,7 +14,7 @@ import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
 import { syntheticInstance, type SyntheticOptions } from './support/synthetic.ts';
 import { INS_OIDS, insKeyOf, insValue, parseINS } from '../src/patients/ins.ts';
 import { insOtherPatientIDsItem } from '../src/patients/ins-dicom.ts';
-import { decideReview, openReviews } from '../src/patients/identities.ts';
+import { openReviews } from '../src/patients/identities.ts';
 import type { DicomElement } from '../src/dicom/dataset.ts';
 
 const OtherPatientIDsSequence = 0x00101002;
@@ -123,9 +123,18 @@ for (const db of testDatabases()) {
       assert.ok(candidate, 'a candidate link is proposed');
       const persons = async () => atrium.archive.index.sql.all<{ n: number }>('SELECT COUNT(DISTINCT person_id) AS n FROM patient_identities pi JOIN patients p ON p.id = pi.patient_id WHERE p.patient_id IN (?, ?) AND person_id IS NOT NULL', ['N-400', 'S-400']);
       assert.equal(Number((await persons())[0]!.n), 0, 'nothing linked before the decision');
-      const { personId } = await decideReview(atrium.archive.index.sql, candidate.id, true);
-      assert.ok(personId);
+      const api = (method: string, route: string, body?: unknown) => fetch(`${atrium.dicomweb.replace('/dicom-web', '')}/api/identity-reviews${route}`, {
+        method, headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const listed = (await (await api('GET', '')).json()) as { reviews: Array<{ id: number; kind: string; record: { site: string; PatientID: string }; otherRecord?: { PatientID: string } }> };
+      const shown = listed.reviews.find((r) => r.id === candidate.id)!;
+      assert.deepEqual([shown.record.PatientID, shown.otherRecord!.PatientID].sort(), ['N-400', 'S-400']);
+      const decided = await api('POST', `/${candidate.id}`, { accept: true });
+      assert.equal(decided.status, 200);
+      assert.ok(((await decided.json()) as { personId?: number }).personId);
       assert.equal(Number((await persons())[0]!.n), 1);
+      assert.equal((await api('POST', `/${candidate.id}`, { accept: true })).status, 409, 'a decided review is not open any more');
+      assert.equal((await fetch(`${atrium.dicomweb.replace('/dicom-web', '')}/api/identity-reviews`)).status, 401);
     });
   });
 }

@@ -4,6 +4,7 @@ import type { Archive } from '../archive/archive.ts';
 import type { AtriumConfig } from '../config/config.ts';
 import { dicomwebRoutes } from '../dicomweb/routes.ts';
 import { registerBearerAuth, type ApiClient } from './auth.ts';
+import { identityRoutes } from './identities.ts';
 import { forwardingRoutes } from './forwarding.ts';
 
 /**
@@ -46,5 +47,6 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     publicBaseUrl: config.http.publicBaseUrl,
   });
   await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive, peers: config.peers });
+  await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive });
   return app;
 }

@@ -163,13 +163,17 @@ export async function proposeDemographicLinks(tx: SqlDatabase, patientId: number
   return opened;
 }
 
+export class ReviewNotOpenError extends Error {
+  override readonly name = 'ReviewNotOpenError';
+}
+
 /** A review's decision: a link candidate accepted links the two records into one person. */
 export async function decideReview(db: SqlDatabase, reviewId: number, accept: boolean): Promise<{ personId?: number }> {
   return db.transaction(async (tx) => {
     const r = await tx.get<{ kind: ReviewKind; patient_id: number; other_patient_id: number | null; state: string }>(
       'SELECT kind, patient_id, other_patient_id, state FROM identity_reviews WHERE id = ?', [reviewId],
     );
-    if (!r || r.state !== 'open') throw new Error(`review ${reviewId} is not open`);
+    if (!r || r.state !== 'open') throw new ReviewNotOpenError(`review ${reviewId} is not open`);
     await tx.run('UPDATE identity_reviews SET state = ?, decided_at = ? WHERE id = ?', [accept ? 'accepted' : 'rejected', now(), reviewId]);
     if (!accept || r.kind !== 'link-candidate' || r.other_patient_id === null) return {};
     for (const id of [r.patient_id, r.other_patient_id]) {
