@@ -12,6 +12,7 @@ import { sha256Hex } from '../api/auth.ts';
 import { runExport, runImport } from './media.ts';
 import { Forwarder } from '../dimse/forwarder.ts';
 import { IdentityFromImages } from '../patients/identities-from-images.ts';
+import { Hl7Server } from '../hl7/server.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { runSend } from './send.ts';
 
@@ -157,12 +158,16 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     dimse: config.dimse.enabled ? `${config.dimse.aeTitle}@${config.dimse.host}:${config.dimse.port}${config.dimse.tls ? ' (TLS)' : ''}` : 'off',
     peers: config.peers.map((p) => p.aeTitle),
     requireKnownCallers: config.dimse.requireKnownCallers,
+    hl7: config.hl7.enabled ? `${config.hl7.host}:${config.hl7.port}` : 'off',
+    hl7Senders: config.hl7.senders.map((s) => `${s.application}@${s.facility}:${s.site}`),
   }, 'configuration');
   const archive = await openArchive(config, logger);
   const app = await buildHttpServer(config, archive, logger);
   await app.listen({ host: config.http.host, port: config.http.port });
   const dimse = config.dimse.enabled ? new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' })) : undefined;
   await dimse?.listen();
+  const hl7 = config.hl7.enabled ? new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' })) : undefined;
+  await hl7?.listen();
   const forwarder = new Forwarder(archive, config, logger.child({ component: 'forwarding' }));
   forwarder.start();
   const identities = new IdentityFromImages(archive, logger.child({ component: 'identities' }));
@@ -174,7 +179,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     process.once('SIGTERM', stop);
   });
   logger.info('stopping');
-  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), forwarder.stop(10_000), identities.stop()]);
+  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop()]);
   await archive.close();
   return 0;
 }

@@ -39,7 +39,33 @@ export interface AtriumConfig {
   apiClients: Array<{ name: string; tokenSha256: string; site: string }>;
   /** Forwarding of arriving objects to peers by rules, through a persistent queue. */
   routing: RoutingConfig;
+  /** HL7 v2 over MLLP: ADT and orders from the sites' HIS and RIS. */
+  hl7: Hl7Config;
   log: { level: string };
+}
+
+/** A system allowed to send HL7 messages, known by MSH-3 and MSH-4, and the site it speaks for. */
+export interface Hl7Sender {
+  /** MSH-3 Sending Application (its namespace ID, first component). */
+  application: string;
+  /** MSH-4 Sending Facility (its namespace ID, first component). */
+  facility: string;
+  site: string;
+  /** Scheduled Station AE Title of this sender's orders when they name none (OBR-21, IPC-9). */
+  stationAETitle?: string;
+}
+
+export interface Hl7Config {
+  /** false: no MLLP listener. */
+  enabled: boolean;
+  host: string;
+  port: number;
+  /** Only these senders are served; any other gets an AR acknowledgment. */
+  senders: Hl7Sender[];
+  /** Character set of messages whose MSH-18 is empty (French systems mostly send 8859/1). */
+  defaultCharacterSet: '8859/1' | 'UNICODE UTF-8' | 'ASCII';
+  /** Largest message accepted, in bytes; a larger frame closes the connection. */
+  maxMessageBytes: number;
 }
 
 /**
@@ -136,6 +162,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
       associationsPerPeer: 2,
       pollIntervalMs: 1_000,
     },
+    hl7: { enabled: true, host: '127.0.0.1', port: 2575, senders: [], defaultCharacterSet: '8859/1', maxMessageBytes: 16 * 1024 ** 2 },
     log: { level: 'info' },
   };
 }
@@ -146,7 +173,8 @@ type Env = Record<string, string | undefined>;
  * Reads the file (if any) over the defaults, then the environment:
  * ATRIUM_DATA_DIR, ATRIUM_HTTP_HOST, ATRIUM_HTTP_PORT, ATRIUM_PUBLIC_BASE_URL, DATABASE_URL,
  * ATRIUM_S3_ENDPOINT / ATRIUM_S3_BUCKET / ATRIUM_S3_REGION / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
- * ATRIUM_DUPLICATE_POLICY, ATRIUM_DIMSE_HOST, ATRIUM_DIMSE_PORT, ATRIUM_DIMSE_AE_TITLE, ATRIUM_LOG_LEVEL.
+ * ATRIUM_DUPLICATE_POLICY, ATRIUM_DIMSE_HOST, ATRIUM_DIMSE_PORT, ATRIUM_DIMSE_AE_TITLE, ATRIUM_HL7_HOST,
+ * ATRIUM_HL7_PORT, ATRIUM_LOG_LEVEL.
  */
 export function loadConfig(options: { file?: string; env?: Env; dataDir?: string } = {}): AtriumConfig {
   const env = options.env ?? process.env;
@@ -221,6 +249,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   if (raw.peers !== undefined) config.peers = parsePeers(raw.peers, config.sites);
   if (raw.apiClients !== undefined) config.apiClients = parseApiClients(raw.apiClients, config.sites);
   parseRouting(obj(raw, 'routing'), config);
+  parseHl7(obj(raw, 'hl7'), env, config);
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;
@@ -379,6 +408,41 @@ function parseRouting(r: Record<string, unknown>, config: AtriumConfig): void {
       callingAETitles: list('callingAETitles'),
       destinations,
     };
+  });
+}
+
+function parseHl7(h: Record<string, unknown>, env: Env, config: AtriumConfig): void {
+  const c = config.hl7;
+  if (h.enabled !== undefined) {
+    if (typeof h.enabled !== 'boolean') throw new ConfigError('hl7.enabled must be true or false');
+    c.enabled = h.enabled;
+  }
+  c.host = env.ATRIUM_HL7_HOST ?? str(h, 'host') ?? c.host;
+  c.port = int(env.ATRIUM_HL7_PORT, 'ATRIUM_HL7_PORT') ?? num(h, 'port') ?? c.port;
+  c.maxMessageBytes = num(h, 'maxMessageBytes') ?? c.maxMessageBytes;
+  if (c.maxMessageBytes < 1024) throw new ConfigError('hl7.maxMessageBytes must be at least 1024');
+  const charset = str(h, 'defaultCharacterSet') ?? c.defaultCharacterSet;
+  if (charset !== '8859/1' && charset !== 'UNICODE UTF-8' && charset !== 'ASCII') {
+    throw new ConfigError(`hl7.defaultCharacterSet must be 8859/1, UNICODE UTF-8 or ASCII, not ${charset}`);
+  }
+  c.defaultCharacterSet = charset;
+  if (h.senders === undefined || h.senders === null) return;
+  if (!Array.isArray(h.senders)) throw new ConfigError('hl7.senders must be a list');
+  const seen = new Set<string>();
+  c.senders = h.senders.map((entry: unknown, i) => {
+    const where = `hl7.senders[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${where} must be a mapping`);
+    const e = entry as Record<string, unknown>;
+    const application = required(e, 'application', where);
+    const facility = required(e, 'facility', where);
+    const key = `${application}|${facility}`;
+    if (seen.has(key)) throw new ConfigError(`${where}: application ${application} of facility ${facility} is listed twice`);
+    seen.add(key);
+    const site = required(e, 'site', where);
+    if (!config.sites.some((s) => s.code === site)) throw new ConfigError(`${where}.site ${site} is not a configured site`);
+    const stationAETitle = str(e, 'stationAETitle');
+    if (stationAETitle !== undefined && !isValidAETitle(stationAETitle)) throw new ConfigError(`${where}.stationAETitle is not a valid AE title`);
+    return { application, facility, site, ...(stationAETitle !== undefined ? { stationAETitle } : {}) };
   });
 }
 

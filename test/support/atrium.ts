@@ -11,6 +11,7 @@ import { sha256Hex } from '../../src/api/auth.ts';
 import { DimseServer } from '../../src/dimse/server.ts';
 import { Forwarder } from '../../src/dimse/forwarder.ts';
 import { IdentityFromImages } from '../../src/patients/identities-from-images.ts';
+import { Hl7Server } from '../../src/hl7/server.ts';
 
 export interface RunningAtrium {
   config: AtriumConfig;
@@ -26,6 +27,8 @@ export interface RunningAtrium {
   forwarder?: Forwarder;
   /** Reads INS from stored images; started with options.identities, else call identities.drain(). */
   identities: IdentityFromImages;
+  /** The HL7 MLLP listener, when started (options.hl7). */
+  hl7?: Hl7Server;
   close(): Promise<void>;
 }
 
@@ -48,6 +51,8 @@ export async function startAtrium(options: {
   dimse?: boolean;
   /** Also start the Forwarder (routing rules and the forwarding queue). */
   forwarding?: boolean;
+  /** Also start the HL7 v2 MLLP listener on a free loopback port (senders from `configure`). */
+  hl7?: boolean;
   /** Reuse this data folder (a restart); it is then left in place on close. */
   dataDir?: string;
 } = {}): Promise<RunningAtrium> {
@@ -65,6 +70,7 @@ export async function startAtrium(options: {
   config.log.level = process.env.ATRIUM_TEST_LOG ?? 'silent';
   config.dimse.port = 0;
   config.dimse.idleTimeoutMs = 30_000;
+  config.hl7.port = 0;
   options.configure?.(config);
   const logger = pino({ level: config.log.level });
   const archive = await openArchive(config, logger);
@@ -83,12 +89,18 @@ export async function startAtrium(options: {
     forwarder = new Forwarder(archive, config, logger.child({ component: 'forwarding' }));
     forwarder.start();
   }
+  let hl7: Hl7Server | undefined;
+  if (options.hl7) {
+    hl7 = new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }));
+    await hl7.listen();
+  }
   return {
-    config, archive, app, tokens, dimse, forwarder, identities,
+    config, archive, app, tokens, dimse, forwarder, hl7, identities,
     dicomweb: `http://127.0.0.1:${port}/dicom-web`,
     async close() {
       await forwarder?.stop(500);
       await identities.stop();
+      await hl7?.close(500);
       await dimse?.close(500);
       await closeHttpServer(app, 500);
       await archive.close();

@@ -1,0 +1,141 @@
+/**
+ * One HL7 message in, one acknowledgment out: reads MSH (character set, delimiters,
+ * version, sender, message type), applies the message in one index transaction, and
+ * answers AA, AE or AR (original acknowledgment mode).
+ */
+import type { Logger } from 'pino';
+import type { Hl7Config, Hl7Sender } from '../config/config.ts';
+import type { Archive } from '../archive/archive.ts';
+import {
+  buildAcknowledgment, encodeAcknowledgment, Hl7Error, Hl7ErrorCode,
+  type AcknowledgedHeader, type AcknowledgmentCode,
+} from './acknowledgment.ts';
+import { declaredCharacterSet, decodeText, encodeText, isSupportedCharacterSet, type Hl7CharacterSet } from './character-sets.ts';
+import { Hl7SyntaxError, parseMessage, valueOf, type Hl7Message } from './message.ts';
+import { applyOrderMessage } from './order-messages.ts';
+import { applyPatientMessage, patientTriggers } from './patient-messages.ts';
+
+/** Message types and trigger events served, by MSH-9.1. */
+const supported: Record<string, readonly string[]> = {
+  ADT: patientTriggers,
+  ORM: ['O01'],
+  OMI: ['O23'],
+};
+
+/** MSH-12 versions accepted: 2.3 to 2.8 (the fields read here did not move across them). */
+const versionPattern = /^2\.[3-8](\.\d+)?$/;
+
+export interface ReceivedMessage {
+  acknowledgment: Buffer;
+  code: AcknowledgmentCode;
+}
+
+export class Hl7Receiver {
+  constructor(
+    private readonly config: Hl7Config,
+    private readonly archive: Archive,
+    private readonly logger: Logger,
+  ) {}
+
+  async receive(bytes: Buffer): Promise<ReceivedMessage> {
+    const header = headerOf(bytes);
+    let charset: Hl7CharacterSet = this.config.defaultCharacterSet;
+    try {
+      const declared = declaredCharacterSet(bytes);
+      if (declared !== '') {
+        if (!isSupportedCharacterSet(declared)) {
+          throw new Hl7Error('AR', Hl7ErrorCode.tableValueNotFound, `MSH-18 character set ${JSON.stringify(declared)} is not supported (ASCII, 8859/1, 8859/15, UNICODE UTF-8)`, { segment: 'MSH', field: 18 });
+        }
+        charset = declared;
+      }
+      let message: Hl7Message;
+      try {
+        message = parseMessage(decodeText(bytes, charset));
+      } catch (e) {
+        if (!(e instanceof Hl7SyntaxError)) throw e;
+        throw new Hl7Error('AR', bytes.subarray(0, 3).toString('latin1') === 'MSH' ? Hl7ErrorCode.dataTypeError : Hl7ErrorCode.segmentSequenceError, e.message, { segment: 'MSH', field: 2 });
+      }
+      await this.apply(message, header);
+      this.logger.info({ type: header.messageType, controlId: header.messageControlId, sender: header.sendingApplication }, 'hl7 message applied');
+      return this.answer(header, 'AA', charset);
+    } catch (e) {
+      if (e instanceof Hl7Error) {
+        this.logger.info({ type: header.messageType, controlId: header.messageControlId, sender: header.sendingApplication, ack: e.acknowledgment, code: e.code }, 'hl7 message refused');
+        return this.answer(header, e.acknowledgment, charset, e);
+      }
+      this.logger.error({ err: e, type: header.messageType, controlId: header.messageControlId }, 'hl7 message failed');
+      return this.answer(header, 'AR', charset, new Hl7Error('AR', Hl7ErrorCode.applicationInternalError, 'Atrium could not apply the message (internal error); send it again later'));
+    }
+  }
+
+  private answer(header: AcknowledgedHeader, code: AcknowledgmentCode, charset: Hl7CharacterSet, error?: Hl7Error): ReceivedMessage {
+    // MSH-18 of the answer names the set it is written in (empty for the default, as received).
+    const ack = buildAcknowledgment({ ...header, characterSet: header.characterSet === charset ? charset : '' }, code, error);
+    return { acknowledgment: encodeText(encodeAcknowledgment(ack), charset), code };
+  }
+
+  private findSender(application: string, facility: string): Hl7Sender | undefined {
+    return this.config.senders.find((s) => s.application === application && s.facility === facility);
+  }
+
+  private async apply(message: Hl7Message, header: AcknowledgedHeader & { messageType: string }): Promise<void> {
+    const msh = message.segments[0]!;
+    if (valueOf(msh, 10) === '') throw new Hl7Error('AR', Hl7ErrorCode.requiredFieldMissing, 'MSH-10 (message control ID) is required', { segment: 'MSH', field: 10 });
+    const version = valueOf(msh, 12);
+    if (!versionPattern.test(version)) {
+      throw new Hl7Error('AR', Hl7ErrorCode.unsupportedVersionId, `MSH-12 version ${JSON.stringify(version)} is not supported (2.3 to 2.8; Atrium speaks 2.5)`, { segment: 'MSH', field: 12 });
+    }
+    const processing = valueOf(msh, 11);
+    if (!['P', 'T', 'D'].includes(processing)) {
+      throw new Hl7Error('AR', Hl7ErrorCode.unsupportedProcessingId, `MSH-11 processing ID ${JSON.stringify(processing)} is not P, T or D`, { segment: 'MSH', field: 11 });
+    }
+    const application = valueOf(msh, 3), facility = valueOf(msh, 4);
+    const sender = this.findSender(application, facility);
+    if (!sender) {
+      throw new Hl7Error('AR', Hl7ErrorCode.unknownKeyIdentifier, `sending application ${JSON.stringify(application)} of facility ${JSON.stringify(facility)} (MSH-3, MSH-4) is not a configured HL7 sender (hl7.senders)`, { segment: 'MSH', field: 3 });
+    }
+    const site = this.archive.sites.get(sender.site);
+    if (!site) throw new Error(`HL7 sender's site ${sender.site} is not open`);
+    const type = valueOf(msh, 9, 1), trigger = valueOf(msh, 9, 2);
+    const triggers = supported[type];
+    if (!triggers) {
+      throw new Hl7Error('AR', Hl7ErrorCode.unsupportedMessageType, `message type ${JSON.stringify(type)} is not supported (ADT, ORM, OMI)`, { segment: 'MSH', field: 9, component: 1 });
+    }
+    if (!triggers.includes(trigger)) {
+      throw new Hl7Error('AR', Hl7ErrorCode.unsupportedEventCode, `${type}^${trigger} is not supported (${type} ${triggers.join(', ')})`, { segment: 'MSH', field: 9, component: 2 });
+    }
+    const ctx = {
+      site,
+      messageControlId: valueOf(msh, 10),
+      ...(sender.stationAETitle ? { stationAETitle: sender.stationAETitle } : {}),
+    };
+    await this.archive.index.sql.transaction(async (tx) => {
+      if (type === 'ADT') await applyPatientMessage(tx, message, trigger, ctx);
+      else await applyOrderMessage(tx, message, ctx);
+    });
+  }
+}
+
+/** What can be read of MSH before anything is validated, for the acknowledgment to echo. */
+function headerOf(bytes: Buffer): AcknowledgedHeader & { messageType: string } {
+  const msh = bytes.subarray(0, Math.min(bytes.length, 4096)).toString('latin1').split(/\r|\n/, 1)[0] ?? '';
+  const sep = msh.startsWith('MSH') && msh.length > 3 ? msh.charAt(3) : '|';
+  const f = msh.split(sep);
+  const component = f[1]?.charAt(0) || '^';
+  // f[n - 1] is MSH-n (MSH-1 is the separator itself).
+  const field = (n: number) => f[n - 1] ?? '';
+  const first = (n: number) => field(n).split(component)[0] ?? '';
+  const clean = (v: string) => v.replace(/[^\x20-\x7e]/g, '').slice(0, 199);
+  return {
+    sendingApplication: clean(first(3)),
+    sendingFacility: clean(first(4)),
+    receivingApplication: clean(first(5)),
+    receivingFacility: clean(first(6)),
+    messageControlId: clean(field(10)),
+    triggerEvent: clean(field(9).split(component)[1] ?? ''),
+    messageType: clean(field(9).split(component).slice(0, 2).join('^')),
+    processingId: clean(first(11)),
+    version: clean(first(12)),
+    characterSet: clean(field(18).split(f[1]?.charAt(1) || '~')[0] ?? ''),
+  };
+}
