@@ -48,3 +48,20 @@ describe('routing configuration', () => {
     for (const [routing, message] of bad) assert.throws(() => load({ peers, routing }), (e: unknown) => e instanceof ConfigError && message.test(e.message), message.source);
   });
 });
+
+describe('HL7 configuration', () => {
+  it('listens on loopback 2575 by default and serves no sender until one is listed', () => {
+    const c = load({});
+    assert.deepEqual({ enabled: c.hl7.enabled, host: c.hl7.host, port: c.hl7.port, senders: c.hl7.senders }, { enabled: true, host: '127.0.0.1', port: 2575, senders: [] });
+    assert.equal(c.hl7.defaultCharacterSet, '8859/1');
+  });
+
+  it('maps each sending application and facility to a configured site', () => {
+    const c = load({ hl7: { port: 2600, senders: [{ application: 'RIS', facility: 'CHU', site: 'LOCAL', stationAETitle: 'CT1' }] } });
+    assert.deepEqual(c.hl7.senders, [{ application: 'RIS', facility: 'CHU', site: 'LOCAL', stationAETitle: 'CT1' }]);
+    assert.equal(c.hl7.port, 2600);
+    assert.throws(() => load({ hl7: { senders: [{ application: 'RIS', facility: 'CHU', site: 'NOWHERE' }] } }), ConfigError);
+    assert.throws(() => load({ hl7: { senders: [{ application: 'RIS', site: 'LOCAL' }] } }), /facility is required/);
+    assert.throws(() => load({ hl7: { defaultCharacterSet: 'EBCDIC' } }), /defaultCharacterSet/);
+  });
+});
