@@ -12,6 +12,7 @@ import { sha256Hex } from '../api/auth.ts';
 import { runExport, runImport } from './media.ts';
 import { Forwarder } from '../dimse/forwarder.ts';
 import { IdentityFromImages } from '../patients/identities-from-images.ts';
+import { OrderMatching } from '../patients/order-matching.ts';
 import { Hl7Server } from '../hl7/server.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { runSend } from './send.ts';
@@ -172,6 +173,8 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   forwarder.start();
   const identities = new IdentityFromImages(archive, logger.child({ component: 'identities' }));
   identities.start();
+  const orders = new OrderMatching(archive, logger.child({ component: 'orders' }));
+  orders.start();
   logger.info({ url: `http://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -179,7 +182,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     process.once('SIGTERM', stop);
   });
   logger.info('stopping');
-  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop()]);
+  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop()]);
   await archive.close();
   return 0;
 }
