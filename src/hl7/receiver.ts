@@ -97,7 +97,7 @@ export class Hl7Receiver {
     const site = this.archive.sites.get(sender.site);
     if (!site) throw new Error(`HL7 sender's site ${sender.site} is not open`);
     const type = valueOf(msh, 9, 1), trigger = valueOf(msh, 9, 2);
-    const triggers = supported[type];
+    const triggers = Object.hasOwn(supported, type) ? supported[type] : undefined;
     if (!triggers) {
       throw new Hl7Error('AR', Hl7ErrorCode.unsupportedMessageType, `message type ${JSON.stringify(type)} is not supported (ADT, ORM, OMI)`, { segment: 'MSH', field: 9, component: 1 });
     }
