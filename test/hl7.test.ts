@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Readable } from 'node:stream';
+import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { MllpClient, sendHl7 } from './support/hl7.ts';
@@ -65,7 +66,9 @@ for (const db of testDatabases()) {
         hl7: true,
         configure: (c) => {
           c.hl7.senders = [{ application: 'RIS_NORD', facility: 'CHU_NORD', site: 'CHU-NORD', stationAETitle: 'CT_NORD' }];
+          c.peers = [{ aeTitle: 'WS_NORD', site: 'CHU-NORD', may: { store: false, query: true, retrieve: false } }];
         },
+        dimse: true,
       });
       port = atrium.hl7!.port;
       siteId = atrium.archive.sites.get('CHU-NORD')!.id;
@@ -316,6 +319,19 @@ for (const db of testDatabases()) {
       const change = await atrium.archive.index.sql.get<{ kind: string; studies_moved: number }>(
         'SELECT kind, studies_moved FROM patient_identity_changes WHERE previous_patient_id = ?', ['P4002']);
       assert.deepEqual({ ...change, studies_moved: Number(change!.studies_moved) }, { kind: 'merge', studies_moved: 1 });
+      // The merge as QIDO-RS and C-FIND show it: the study is the surviving patient's.
+      const qido = async (PatientID: string) => {
+        const res = await fetch(`${atrium.dicomweb}/studies?PatientID=${PatientID}`, { headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']}` } });
+        return res.status === 204 ? [] : ((await res.json()) as Array<Record<string, { Value: string[] }>>).map((r) => r['0020000D']!.Value[0]);
+      };
+      assert.deepEqual(await qido('P4001'), [uids.study]);
+      assert.deepEqual(await qido('P4002'), []);
+      if (haveDcmtk) {
+        const find = await dcmtk('findscu', ['-S', '-v', '-aet', 'WS_NORD', '-aec', 'ATRIUM', '-k', 'QueryRetrieveLevel=STUDY', '-k', 'PatientID=P4001', '-k', 'StudyInstanceUID', '127.0.0.1', String(atrium.dimse!.port)]);
+        assert.ok(find.output.includes(uids.study), find.output);
+        const gone = await dcmtk('findscu', ['-S', '-v', '-aet', 'WS_NORD', '-aec', 'ATRIUM', '-k', 'QueryRetrieveLevel=STUDY', '-k', 'PatientID=P4002', '127.0.0.1', String(atrium.dimse!.port)]);
+        assert.doesNotMatch(gone.output, /Pending/);
+      }
       const unknown = await sendHl7(port, message(msh('ADT^A40^ADT_A39'), pid('P4001'), 'MRG|P4999^^^CHUNORD^PI'));
       assert.equal(unknown.code, 'AE');
       assert.equal(unknown.errorCode, '204');
