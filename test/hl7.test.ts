@@ -288,12 +288,16 @@ for (const db of testDatabases()) {
 
     it('A47 changes a PatientID of the site, nothing else; to an identifier in use it is AE 205', async () => {
       assert.equal((await sendHl7(port, message(msh('ADT^A28^ADT_A05'), pid('P3001', { name: 'LEROY^PAUL^^^^^L' })))).code, 'AA');
+      // An order of the patient, which must follow the new identifier.
+      assert.equal((await sendHl7(port, message(msh('ORM^O01^ORM_O01'), pid('P3001', { name: 'LEROY^PAUL^^^^^L' }), 'ORC|NW|PLAC-31|FILL-31||SC',
+        seg('OBR', { 1: '1', 2: 'PLAC-31', 3: 'FILL-31', 4: 'RX^Radio^LOCAL', 18: 'ACC-3101', 24: 'CR' })))).code, 'AA');
       const before = await patient('P3001');
       const ack = await sendHl7(port, message(msh('ADT^A47^ADT_A30'), pid('P3001-NEW', { name: 'LEROY^PAUL^^^^^L' }), 'MRG|P3001^^^CHUNORD^PI'));
       assert.equal(ack.code, 'AA', ack.text);
       assert.equal(await patient('P3001'), undefined);
       const after = await patient('P3001-NEW');
       assert.deepEqual(after, before);
+      assert.equal((await orders().findByAccession(siteId, 'ACC-3101'))!.PatientID, 'P3001-NEW', 'the order follows the identifier');
       const clash = await sendHl7(port, message(msh('ADT^A47^ADT_A30'), pid('P1001'), 'MRG|P3001-NEW^^^CHUNORD^PI'));
       assert.equal(clash.code, 'AE');
       assert.equal(clash.errorCode, '205');

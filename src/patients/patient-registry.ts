@@ -160,7 +160,14 @@ export async function changePatientIDIn(tx: SqlDatabase, from: PatientKey, newPa
   const clash = await tx.get<PatientRow>(selectPatient, [from.siteId, from.IssuerOfPatientID, newPatientID]);
   if (clash) throw new PatientRegistryError('duplicate-patient', `patient ${newPatientID} (issuer ${from.IssuerOfPatientID}) already exists: that is a merge (A40), not an identifier change`);
   await tx.run('UPDATE patients SET patient_id = ?, updated_at = ? WHERE id = ?', [newPatientID, new Date().toISOString(), row.id]);
+  await moveOrders(tx, from, newPatientID);
   await recordChange(tx, 'identifier-change', from, newPatientID, 0, source);
+}
+
+/** The site's orders follow their patient's identifier (the worklist shows the current one). */
+async function moveOrders(tx: SqlDatabase, from: PatientKey, PatientID: string): Promise<void> {
+  await tx.run('UPDATE scheduled_procedures SET patient_id = ?, updated_at = ? WHERE site_id = ? AND issuer = ? AND patient_id = ?',
+    [PatientID, new Date().toISOString(), from.siteId, from.IssuerOfPatientID, from.PatientID]);
 }
 
 /**
@@ -176,6 +183,7 @@ export async function mergePatientsIn(tx: SqlDatabase, surviving: PatientKey, me
   if (!to) throw new PatientRegistryError('unknown-patient', `surviving patient ${surviving.PatientID} (issuer ${surviving.IssuerOfPatientID}) is unknown`);
   if (Number(from.id) === Number(to.id)) throw new PatientRegistryError('duplicate-patient', 'a patient cannot be merged into itself');
   const moved = await tx.run('UPDATE studies SET patient_id = ?, updated_at = ? WHERE patient_id = ?', [to.id, new Date().toISOString(), from.id]);
+  await moveOrders(tx, merged, surviving.PatientID);
   await recordChange(tx, 'merge', merged, surviving.PatientID, moved.changes, source);
   return { studiesMoved: moved.changes };
 }
