@@ -330,6 +330,12 @@ for (const db of testDatabases()) {
       };
       assert.deepEqual(await qido('P4001'), [uids.study]);
       assert.deepEqual(await qido('P4002'), []);
+      // The modality sends the rest of the series under the old identifier: it joins the merged study.
+      const late = syntheticInstance({ PatientID: 'P4002', PatientName: 'MOREAU^JEAN', StudyInstanceUID: uids.study, SeriesInstanceUID: uids.series });
+      const lateStored = await atrium.archive.ingestor.ingestInstance(Readable.from([late.file]), { site: atrium.archive.sites.get('CHU-NORD')!, via: 'import' });
+      assert.ok(lateStored.ok, JSON.stringify(lateStored));
+      assert.deepEqual(await qido('P4001'), [uids.study]);
+      assert.deepEqual(await qido('P4002'), []);
       if (haveDcmtk) {
         const find = await dcmtk('findscu', ['-S', '-v', '-aet', 'WS_NORD', '-aec', 'ATRIUM', '-k', 'QueryRetrieveLevel=STUDY', '-k', 'PatientID=P4001', '-k', 'StudyInstanceUID', '127.0.0.1', String(atrium.dimse!.port)]);
         assert.ok(find.output.includes(uids.study), find.output);

@@ -448,9 +448,20 @@ export class ArchiveIndex {
   private async upsertPatient(tx: SqlDatabase, record: InstanceRecord, now: string): Promise<number> {
     const p = record.patient;
     const key = [record.siteId, p.IssuerOfPatientID, p.PatientID];
-    const select = 'SELECT id, patient_name, birth_date, sex FROM patients WHERE site_id = ? AND issuer = ? AND patient_id = ?';
-    type Row = { id: number; patient_name: string | null; birth_date: string | null; sex: string | null };
+    const select = 'SELECT id, patient_name, birth_date, sex, merged_into FROM patients WHERE site_id = ? AND issuer = ? AND patient_id = ?';
+    type Row = { id: number; patient_name: string | null; birth_date: string | null; sex: string | null; merged_into: number | null };
     let row = await tx.get<Row>(select, key);
+    if (row?.merged_into != null) {
+      // A record merged into another (A40): objects still sent under the old identifier join
+      // the surviving record, and leave its demographics alone.
+      let target = Number(row.merged_into);
+      for (let hops = 0; hops < 16; hops++) {
+        const next = await tx.get<{ merged_into: number | null }>('SELECT merged_into FROM patients WHERE id = ?', [target]);
+        if (next?.merged_into == null) break;
+        target = Number(next.merged_into);
+      }
+      return target;
+    }
     if (!row) {
       const inserted = await tx.get<{ id: number }>(
         `INSERT INTO patients (site_id, issuer, patient_id, patient_name, patient_name_folded, birth_date, sex, updated_at)

@@ -330,6 +330,11 @@ CREATE TABLE outbox_cursors (
 );
 `,
   },
+  {
+    version: 7,
+    name: 'patients merged into another record (HL7 A40): later objects follow the merge',
+    sql: `ALTER TABLE patients ADD COLUMN merged_into BIGINT REFERENCES patients (id);`,
+  },
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */

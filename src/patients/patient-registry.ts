@@ -183,6 +183,7 @@ export async function mergePatientsIn(tx: SqlDatabase, surviving: PatientKey, me
   if (!to) throw new PatientRegistryError('unknown-patient', `surviving patient ${surviving.PatientID} (issuer ${surviving.IssuerOfPatientID}) is unknown`);
   if (Number(from.id) === Number(to.id)) throw new PatientRegistryError('duplicate-patient', 'a patient cannot be merged into itself');
   const moved = await tx.run('UPDATE studies SET patient_id = ?, updated_at = ? WHERE patient_id = ?', [to.id, new Date().toISOString(), from.id]);
+  await tx.run('UPDATE patients SET merged_into = ?, updated_at = ? WHERE id = ?', [to.id, new Date().toISOString(), from.id]);
   await moveOrders(tx, merged, surviving.PatientID);
   await recordChange(tx, 'merge', merged, surviving.PatientID, moved.changes, source);
   return { studiesMoved: moved.changes };
