@@ -330,6 +330,10 @@ for (const db of testDatabases()) {
       };
       assert.deepEqual(await qido('P4001'), [uids.study]);
       assert.deepEqual(await qido('P4002'), []);
+      // WADO-RS metadata names the surviving patient, though the stored object says P4002.
+      const md = await fetch(`${atrium.dicomweb}/studies/${uids.study}/metadata`, { headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']}` } });
+      const instances = (await md.json()) as Array<Record<string, { Value?: unknown[] }>>;
+      assert.deepEqual(instances.map((i) => i['00100020']!.Value![0]), ['P4001']);
       // The modality sends the rest of the series under the old identifier: it joins the merged study.
       const late = syntheticInstance({ PatientID: 'P4002', PatientName: 'MOREAU^JEAN', StudyInstanceUID: uids.study, SeriesInstanceUID: uids.series });
       const lateStored = await atrium.archive.ingestor.ingestInstance(Readable.from([late.file]), { site: atrium.archive.sites.get('CHU-NORD')!, via: 'import' });

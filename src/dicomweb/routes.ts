@@ -8,7 +8,7 @@ import { RetrieveError } from '../archive/retrieve.ts';
 import { planMediaExport, zipOfMediaExport } from '../archive/export.ts';
 import { parseViewportParam, parseWindowParam, type RenderOptions } from '../archive/render.ts';
 import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
-import type { QueryLevel, StoredInstance } from '../index/records.ts';
+import type { PatientAttributes, QueryLevel, StoredInstance } from '../index/records.ts';
 import { parseAccept, parseMediaType } from './media-type.ts';
 import { MultipartError, multipartBoundary, readMultipart, sendMultipart, writeMultipart, type MultipartSource } from './multipart.ts';
 import { HttpProblem, httpStatusOf, sendProblem } from './problem.ts';
@@ -29,6 +29,29 @@ type Params = { study?: string; series?: string; instance?: string; frames?: str
 const stowOverlap = 4;
 
 /** DICOMweb (PS3.18) under /dicom-web: STOW-RS, QIDO-RS, WADO-RS. Routes translate; the archive decides. */
+/**
+ * The patient module as the index has it now: `marker` is how a stored JSON that already
+ * says so reads, `apply` rewrites one that does not.
+ */
+function currentPatientCoercion(p: PatientAttributes): { marker: string; apply: (json: string) => string } {
+  return {
+    marker: `"00100020":{"vr":"LO","Value":[${JSON.stringify(p.PatientID)}]}`,
+    apply: (json) => {
+      const ds = JSON.parse(json) as DicomJsonDataset;
+      const set = (tag: string, vr: DicomJsonDataset[string]['vr'], value: unknown) => {
+        if (value === undefined || value === '') delete ds[tag];
+        else ds[tag] = { vr, Value: [value as string] };
+      };
+      set('00100020', 'LO', p.PatientID);
+      set('00100021', 'LO', p.IssuerOfPatientID);
+      set('00100010', 'PN', p.PatientName === undefined ? undefined : { Alphabetic: p.PatientName });
+      set('00100030', 'DA', p.PatientBirthDate);
+      set('00100040', 'CS', p.PatientSex);
+      return stringifyDicomJson(ds);
+    },
+  };
+}
+
 export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOptions): Promise<void> {
   const { archive } = options;
   // Bodies are streamed to the ingest pipeline, never buffered by the framework.
@@ -241,10 +264,14 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const instances = await instancesOf(request.params);
     const baseUrl = baseUrlOf(request);
-    // The stored JSON is served as is; only bulk data URIs are made absolute.
-    const body = '[' + instances.map((i) =>
-      i.metadataJson.replaceAll('"atrium:bulk/', `"${baseUrl}/studies/${i.StudyInstanceUID}/series/${i.SeriesInstanceUID}/instances/${i.SOPInstanceUID}/bulk/`),
-    ).join(',') + ']';
+    const [study] = await archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID: request.params.study! }, fuzzymatching: false, limit: 1, offset: 0 });
+    const current = study && currentPatientCoercion(study.patient);
+    // The stored JSON is served as is (bulk data URIs made absolute), unless the study's
+    // patient changed since (a merge, an identifier change): then the patient module says who it is now.
+    const body = '[' + instances.map((i) => {
+      const json = current && !i.metadataJson.includes(current.marker) ? current.apply(i.metadataJson) : i.metadataJson;
+      return json.replaceAll('"atrium:bulk/', `"${baseUrl}/studies/${i.StudyInstanceUID}/series/${i.SeriesInstanceUID}/instances/${i.SOPInstanceUID}/bulk/`);
+    }).join(',') + ']';
     return reply.type('application/dicom+json').send(body);
   };
   app.get('/studies/:study/metadata', metadata);
