@@ -12,7 +12,7 @@ import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
 import { MllpClient } from './support/hl7.ts';
 import { syntheticInstance } from './support/synthetic.ts';
-import { OrderMatching } from '../src/patients/order-matching.ts';
+import { OrderMatching } from '../src/workflow/order-matching.ts';
 import { pino } from 'pino';
 
 const StudyUID = '1.2.250.1.999.7.4242';

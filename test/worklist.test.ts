@@ -8,7 +8,7 @@ import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
 import { ScheduledProcedures, type ScheduledProcedure } from '../src/patients/scheduled-procedures.ts';
-import { OrderMatching } from '../src/patients/order-matching.ts';
+import { OrderMatching } from '../src/workflow/order-matching.ts';
 import { openReviews } from '../src/patients/identities.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

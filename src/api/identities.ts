@@ -12,7 +12,7 @@ export async function identityRoutes(app: FastifyInstance, options: { archive: A
   const { archive } = options;
   app.setErrorHandler((error, request, reply) => {
     const e = error as Error & { statusCode?: number; validation?: unknown };
-    const status = e instanceof HttpProblem ? e.status : e instanceof ReviewNotOpenError ? 409 : e.validation ? 400 : 500;
+    const status = e instanceof HttpProblem ? e.status : e instanceof ReviewNotOpenError ? 409 : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
     if (status >= 500) request.log.error({ err: error }, 'identity review request failed');
     return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
   });

@@ -5,6 +5,7 @@ import type { AtriumConfig } from '../config/config.ts';
 import { dicomwebRoutes } from '../dicomweb/routes.ts';
 import { registerBearerAuth, type ApiClient } from './auth.ts';
 import { identityRoutes } from './identities.ts';
+import { correctionRoutes } from './corrections.ts';
 import { forwardingRoutes } from './forwarding.ts';
 
 /**
@@ -48,5 +49,6 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   });
   await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive, peers: config.peers });
   await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive });
+  await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
   return app;
 }

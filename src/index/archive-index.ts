@@ -497,15 +497,16 @@ export class ArchiveIndex {
     now: string,
   ): Promise<LockedStudy> {
     const s = record.study;
-    type Row = { id: number; patient_id: number; modalities_in_study: string; sop_classes_in_study: string };
+    type Row = { id: number; patient_id: number; modalities_in_study: string; sop_classes_in_study: string; moved_from_patient_id: number | null };
     for (let attempt = 0; attempt < 3; attempt++) {
       const row = await tx.get<Row>(
-        `SELECT id, patient_id, modalities_in_study, sop_classes_in_study FROM studies
+        `SELECT id, patient_id, modalities_in_study, sop_classes_in_study, moved_from_patient_id FROM studies
           WHERE study_instance_uid = ?${this.forUpdate(tx)}`,
         [s.StudyInstanceUID],
       );
       if (row) {
-        if (row.patient_id !== patientId) {
+        // A study moved to the right patient keeps what still arrives under the wrong one.
+        if (row.patient_id !== patientId && Number(row.moved_from_patient_id) !== patientId) {
           throw new IndexConflictError(
             'study-of-another-patient',
             `study ${s.StudyInstanceUID} is indexed under another patient`,
@@ -742,34 +743,37 @@ export class ArchiveIndex {
    * removing a series or study left empty. False when it was not indexed.
    */
   deleteInstanceIndex(sopInstanceUID: string): Promise<boolean> {
-    return this.sql.transaction(async (tx) => {
-      const now = new Date().toISOString();
-      const row = await tx.get<{ id: number; series_id: number; study_id: number; site_id: number; series_uid: string; study_uid: string }>(
-        `SELECT i.id, i.series_id, se.study_id, s.site_id, se.series_instance_uid AS series_uid,
-                s.study_instance_uid AS study_uid
-           FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
-          WHERE i.sop_instance_uid = ?`,
-        [sopInstanceUID],
-      );
-      if (!row) return false;
-      await tx.get(`SELECT id FROM studies WHERE id = ?${this.forUpdate(tx)}`, [row.study_id]);
-      await tx.run('DELETE FROM instances WHERE id = ?', [row.id]);
-      await this.refreshSeries(tx, row.series_id, now);
-      await this.refreshStudy(tx, row.study_id, now);
-      await this.addEvent(
-        tx,
-        'instance.deleted',
-        {
-          instanceId: row.id,
-          siteId: row.site_id,
-          StudyInstanceUID: row.study_uid,
-          SeriesInstanceUID: row.series_uid,
-          SOPInstanceUID: sopInstanceUID,
-        },
-        now,
-      );
-      return true;
-    });
+    return this.sql.transaction((tx) => this.deleteInstanceIndexIn(tx, sopInstanceUID));
+  }
+
+  /** deleteInstanceIndex inside the caller's transaction (a correction that records itself alongside). */
+  async deleteInstanceIndexIn(tx: SqlDatabase, sopInstanceUID: string): Promise<boolean> {
+    const now = new Date().toISOString();
+    const row = await tx.get<{ id: number; series_id: number; study_id: number; site_id: number; series_uid: string; study_uid: string }>(
+      `SELECT i.id, i.series_id, se.study_id, s.site_id, se.series_instance_uid AS series_uid,
+              s.study_instance_uid AS study_uid
+         FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
+        WHERE i.sop_instance_uid = ?`,
+      [sopInstanceUID],
+    );
+    if (!row) return false;
+    await tx.get(`SELECT id FROM studies WHERE id = ?${this.forUpdate(tx)}`, [row.study_id]);
+    await tx.run('DELETE FROM instances WHERE id = ?', [row.id]);
+    await this.refreshSeries(tx, row.series_id, now);
+    await this.refreshStudy(tx, row.study_id, now);
+    await this.addEvent(
+      tx,
+      'instance.deleted',
+      {
+        instanceId: row.id,
+        siteId: row.site_id,
+        StudyInstanceUID: row.study_uid,
+        SeriesInstanceUID: row.series_uid,
+        SOPInstanceUID: sopInstanceUID,
+      },
+      now,
+    );
+    return true;
   }
 
   /** Removes from the index every current instance stored under a blob key; returns how many. */

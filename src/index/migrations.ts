@@ -335,6 +335,31 @@ CREATE TABLE outbox_cursors (
     name: 'patients merged into another record (HL7 A40): later objects follow the merge',
     sql: `ALTER TABLE patients ADD COLUMN merged_into BIGINT REFERENCES patients (id);`,
   },
+  {
+    version: 8,
+    name: 'corrections (IOCM ideas): studies moved to another patient, objects rejected; undoable',
+    // studies.moved_from_patient_id: objects of a moved study still arriving under the patient
+    // it was moved from join it rather than being refused as an identity conflict.
+    sql: `
+ALTER TABLE studies ADD COLUMN moved_from_patient_id BIGINT REFERENCES patients (id);
+CREATE TABLE corrections (
+  id {id},
+  kind {text} NOT NULL,
+  study_instance_uid {text},
+  sop_instance_uid {text},
+  from_patient_id BIGINT REFERENCES patients (id),
+  to_patient_id BIGINT REFERENCES patients (id),
+  blob_key {text},
+  reason TEXT NOT NULL,
+  requested_by {text} NOT NULL,
+  created_at {text} NOT NULL,
+  undone_at {text},
+  undone_by {text}
+);
+CREATE INDEX corrections_study ON corrections (study_instance_uid);
+CREATE INDEX corrections_sop ON corrections (sop_instance_uid);
+`,
+  },
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */

@@ -10,7 +10,7 @@ import { buildHttpServer, closeHttpServer } from '../../src/api/server.ts';
 import { sha256Hex } from '../../src/api/auth.ts';
 import { DimseServer } from '../../src/dimse/server.ts';
 import { Forwarder } from '../../src/dimse/forwarder.ts';
-import { IdentityFromImages } from '../../src/patients/identities-from-images.ts';
+import { IdentityFromImages } from '../../src/workflow/identities-from-images.ts';
 import { Hl7Server } from '../../src/hl7/server.ts';
 
 export interface RunningAtrium {

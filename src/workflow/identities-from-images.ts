@@ -11,8 +11,8 @@ import type { Archive } from '../archive/archive.ts';
 import { Part10Parser } from '../dicom/part10-parser.ts';
 import { valueContextOf } from '../dicom/values.ts';
 import { ArchiveIndex } from '../index/archive-index.ts';
-import { readINSFromDataset, type INSReading } from './ins-dicom.ts';
-import { openReview, proposeDemographicLinks, recordIdentity } from './identities.ts';
+import { readINSFromDataset, type INSReading } from '../patients/ins-dicom.ts';
+import { openReview, proposeDemographicLinks, recordIdentity } from '../patients/identities.ts';
 
 export const IDENTITY_CONSUMER = 'identities';
 const BATCH = 200;

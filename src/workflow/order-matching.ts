@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
 import { ArchiveIndex } from '../index/archive-index.ts';
-import { openReview } from './identities.ts';
+import { openReview } from '../patients/identities.ts';
 
 export const ORDER_CONSUMER = 'orders';
 const BATCH = 500;

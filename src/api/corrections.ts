@@ -1,0 +1,55 @@
+import type { FastifyInstance } from 'fastify';
+import type { Archive } from '../archive/archive.ts';
+import { CorrectionError, listCorrections, moveStudy, rejectInstance, undoCorrection } from '../archive/corrections.ts';
+import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
+
+const uid = { type: 'string', pattern: '^[0-9.]{1,64}$' } as const;
+const reason = { type: 'string', minLength: 3, maxLength: 1024 } as const;
+
+/**
+ * /api/corrections: move a study to the right patient, reject an object, list what was
+ * corrected, undo. Who asked is the calling client (an administrator once OIDC roles land).
+ */
+export async function correctionRoutes(app: FastifyInstance, options: { archive: Archive }): Promise<void> {
+  const { archive } = options;
+  app.setErrorHandler((error, request, reply) => {
+    const e = error as Error & { validation?: unknown; statusCode?: number };
+    const status = e instanceof HttpProblem ? e.status : e instanceof CorrectionError ? (e.code === 'not-found' ? 404 : 409) : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'correction failed');
+    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
+  });
+
+  app.get('/', async () => ({ corrections: await listCorrections(archive.index.sql) }));
+
+  app.post<{ Body: { StudyInstanceUID: string; PatientID: string; IssuerOfPatientID?: string; reason: string } }>('/study-move', {
+    schema: {
+      body: {
+        type: 'object', required: ['StudyInstanceUID', 'PatientID', 'reason'], additionalProperties: false,
+        properties: { StudyInstanceUID: uid, PatientID: { type: 'string', minLength: 1, maxLength: 64 }, IssuerOfPatientID: { type: 'string', minLength: 1, maxLength: 64 }, reason },
+      },
+    },
+  }, async (request, reply) => {
+    const site = request.caller!.site;
+    const b = request.body;
+    const { id } = await moveStudy(archive.index.sql, {
+      StudyInstanceUID: b.StudyInstanceUID,
+      to: { siteId: site.id, IssuerOfPatientID: b.IssuerOfPatientID ?? site.issuerOfPatientID, PatientID: b.PatientID },
+      reason: b.reason, requestedBy: request.caller!.name,
+    });
+    return reply.code(201).send({ id });
+  });
+
+  app.post<{ Body: { SOPInstanceUID: string; reason: string } }>('/reject', {
+    schema: { body: { type: 'object', required: ['SOPInstanceUID', 'reason'], additionalProperties: false, properties: { SOPInstanceUID: uid, reason } } },
+  }, async (request, reply) => {
+    const { id } = await rejectInstance(archive, { ...request.body, requestedBy: request.caller!.name });
+    return reply.code(201).send({ id });
+  });
+
+  app.post<{ Params: { id: string } }>('/:id/undo', {
+    schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } },
+  }, async (request) => {
+    await undoCorrection(archive, Number(request.params.id), request.caller!.name);
+    return { id: Number(request.params.id), undone: true };
+  });
+}
