@@ -38,10 +38,10 @@ export function searchKeys(id: Identifier, level: QueryLevel): { matches: Record
   return { matches, unsupported };
 }
 
-export async function handleFind(ctx: ServiceContext, message: DimseMessage): Promise<void> {
+/** Sends C-FIND-RSPs to a request: pending ones with a match, the final one with a status. */
+export function findResponder(ctx: ServiceContext, message: DimseMessage): (status: number, dataset?: Buffer, comment?: string) => Promise<void> {
   const rq = message.command;
-  const pc = ctx.assoc.presentationContext(message.presentationContextId)!;
-  const respond = (status: number, dataset?: Buffer, comment?: string) => ctx.assoc.send(message.presentationContextId, {
+  return (status, dataset, comment) => ctx.assoc.send(message.presentationContextId, {
     CommandField: CommandField.CFindRSP,
     MessageIDBeingRespondedTo: rq.MessageID,
     AffectedSOPClassUID: rq.AffectedSOPClassUID,
@@ -49,6 +49,11 @@ export async function handleFind(ctx: ServiceContext, message: DimseMessage): Pr
     ErrorComment: comment,
     hasDataset: dataset !== undefined,
   }, dataset);
+}
+
+export async function handleFind(ctx: ServiceContext, message: DimseMessage): Promise<void> {
+  const pc = ctx.assoc.presentationContext(message.presentationContextId)!;
+  const respond = findResponder(ctx, message);
   if (!message.dataset) return respond(Status.IdentifierDoesNotMatchSOPClass, undefined, 'C-FIND-RQ without an identifier');
   const model = informationModelOf(pc.abstractSyntax);
   if (!model) return respond(Status.UnableToProcess, undefined, `${pc.abstractSyntax} is not a query model Atrium serves`);

@@ -13,6 +13,7 @@ import type { DimseMessage } from './association.ts';
 import { CommandField, Status } from './command.ts';
 import { IdentifierError, readDataset } from './identifier.ts';
 import type { ServiceContext } from './server.ts';
+import { findResponder } from './query.ts';
 
 const ScheduledProcedureStepSequence: Tag = 0x00400100;
 const ScheduledProcedureStepStatus: Tag = 0x00400020;
@@ -110,16 +111,8 @@ const defaultStepKeys: Array<{ tag: Tag; vr: VR }> = [
 });
 
 export async function handleWorklistFind(ctx: ServiceContext, message: DimseMessage): Promise<void> {
-  const rq = message.command;
   const pc = ctx.assoc.presentationContext(message.presentationContextId)!;
-  const respond = (status: number, dataset?: Buffer, comment?: string) => ctx.assoc.send(message.presentationContextId, {
-    CommandField: CommandField.CFindRSP,
-    MessageIDBeingRespondedTo: rq.MessageID,
-    AffectedSOPClassUID: rq.AffectedSOPClassUID,
-    Status: status,
-    ErrorComment: comment,
-    hasDataset: dataset !== undefined,
-  }, dataset);
+  const respond = findResponder(ctx, message);
   if (!message.dataset) return respond(Status.IdentifierDoesNotMatchSOPClass, undefined, 'worklist C-FIND-RQ without an identifier');
   let q: WorklistQuery;
   try {

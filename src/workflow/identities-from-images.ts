@@ -7,6 +7,7 @@
  * cursor: ingest never waits for it, and a crash neither loses nor repeats an event.
  */
 import type { Logger } from 'pino';
+import { OutboxConsumer } from './outbox-consumer.ts';
 import type { Archive } from '../archive/archive.ts';
 import { Part10Parser } from '../dicom/part10-parser.ts';
 import { valueContextOf } from '../dicom/values.ts';
@@ -17,42 +18,12 @@ import { openReview, proposeDemographicLinks, recordIdentity } from '../patients
 export const IDENTITY_CONSUMER = 'identities';
 const BATCH = 200;
 
-export class IdentityFromImages {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-  private stopped = false;
-
-  constructor(private readonly archive: Archive, private readonly logger: Logger, private readonly pollMs = 1000) {}
-
-  start(): void {
-    const tick = () => {
-      if (this.stopped) return;
-      this.running = this.drain()
-        .catch((e: unknown) => this.logger.error({ err: e }, 'identities: reading images failed; retrying'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.pollMs);
-        });
-    };
-    tick();
+export class IdentityFromImages extends OutboxConsumer {
+  constructor(private readonly archive: Archive, logger: Logger, pollMs = 1000) {
+    super(logger, BATCH, pollMs);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
-  }
-
-  /** Reads events until none is left; answers how many were read. */
-  async drain(): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const n = await this.runOnce();
-      total += n;
-      if (n < BATCH) return total;
-    }
-  }
-
-  async runOnce(): Promise<number> {
+  protected async runOnce(): Promise<number> {
     const index = this.archive.index;
     const events = await index.eventsAfterCursor(IDENTITY_CONSUMER, BATCH);
     if (events.length === 0) return 0;

@@ -5,6 +5,7 @@
  * review rather than attached silently. Runs behind ingest, from the outbox, at its own cursor.
  */
 import type { Logger } from 'pino';
+import { OutboxConsumer } from './outbox-consumer.ts';
 import type { Archive } from '../archive/archive.ts';
 import { ArchiveIndex } from '../index/archive-index.ts';
 import { openReview } from '../patients/identities.ts';
@@ -12,41 +13,12 @@ import { openReview } from '../patients/identities.ts';
 export const ORDER_CONSUMER = 'orders';
 const BATCH = 500;
 
-export class OrderMatching {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-  private stopped = false;
-
-  constructor(private readonly archive: Archive, private readonly logger: Logger, private readonly pollMs = 1000) {}
-
-  start(): void {
-    const tick = () => {
-      if (this.stopped) return;
-      this.running = this.drain()
-        .catch((e: unknown) => this.logger.error({ err: e }, 'orders: matching images failed; retrying'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.pollMs);
-        });
-    };
-    tick();
+export class OrderMatching extends OutboxConsumer {
+  constructor(private readonly archive: Archive, logger: Logger, pollMs = 1000) {
+    super(logger, BATCH, pollMs);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
-  }
-
-  async drain(): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const n = await this.runOnce();
-      total += n;
-      if (n < BATCH) return total;
-    }
-  }
-
-  async runOnce(): Promise<number> {
+  protected async runOnce(): Promise<number> {
     const index = this.archive.index;
     const events = await index.eventsAfterCursor(ORDER_CONSUMER, BATCH);
     if (events.length === 0) return 0;
