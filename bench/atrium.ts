@@ -69,6 +69,9 @@ export async function startAtrium(dataDir: string, options: AtriumOptions = {}):
       `    site: ${benchSite.code}`,
       '    may: { store: true, query: true, retrieve: true }',
     ])] : []),
+    // Not measured here; off, so that no fixed port (2575) can clash with another Atrium.
+    'hl7:',
+    '  enabled: false',
     'apiClients:',
     '  - name: bench',
     `    tokenSha256: ${createHash('sha256').update(token).digest('hex')}`,
