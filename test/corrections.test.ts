@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
@@ -62,6 +62,18 @@ for (const db of testDatabases()) {
       const md = (await (await fetch(`${atrium.dicomweb}/studies/${wrong.uids.study}/metadata`, { headers: auth() })).json()) as Array<Record<string, { Value: unknown[] }>>;
       assert.equal(md[0]!['00100020']!.Value[0], 'P-RIGHT');
       assert.deepEqual(md[0]!['00100010']!.Value[0], { Alphabetic: 'RIGHT^Person' });
+      // Objects retrieved whole carry the corrected patient module; their pixel data as stored.
+      const out = mkdtempSync(path.join(work, 'get-'));
+      const get = await dcmtk('getscu', ['-S', '-aet', 'CT', '-aec', 'ATRIUM', '-od', out, '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${wrong.uids.study}`, '127.0.0.1', String(atrium.dimse!.port)]);
+      assert.equal(get.code, 0, get.output);
+      const got = readFileSync(path.join(out, readdirSync(out)[0]!));
+      const parsed = parsePart10(got);
+      assert.equal(parsed.dataset.get(0x00100020)!.value!.toString('latin1').trim(), 'P-RIGHT');
+      assert.equal(parsed.dataset.get(0x00100010)!.value!.toString('latin1').trim(), 'RIGHT^Person');
+      const px = (f: Buffer) => { const o = parsePart10(f); const r = o.dataset.get(0x7fe00010)!.bulk!; return f.subarray(r.offset, r.offset + r.length); };
+      assert.ok(px(got).equals(px(wrong.file)), 'pixel data as stored');
+      const dump = await dcmtk('dcmdump', ['+E', path.join(out, readdirSync(out)[0]!)]);
+      assert.equal(dump.code, 0, dump.output);
       // The modality sends one more image under the wrong identifier: it joins the moved study.
       await store({ PatientID: 'P-WRONG', StudyInstanceUID: wrong.uids.study, SeriesInstanceUID: wrong.uids.series });
       assert.deepEqual(await studiesOf('P-WRONG'), []);

@@ -1,10 +1,11 @@
 import { Readable } from 'node:stream';
+import { coercePatientModule, storedPatientDiffers } from './coercion.ts';
 import { buffer as readAll } from 'node:stream/consumers';
 import { TransferSyntax, isNativeTransferSyntax, tagToHex, type ByteRange } from '../dicom/dataset.ts';
 import { parsePart10 } from '../dicom/part10-parser.ts';
 import { writePart10 } from '../dicom/part10-writer.ts';
 import type { ArchiveIndex } from '../index/archive-index.ts';
-import type { StoredInstance } from '../index/records.ts';
+import type { PatientAttributes, StoredInstance } from '../index/records.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { canDecode, decodeFrame, nativeFrameRange, pixelModuleFrom, type ImagePixelModule } from './pixels.ts';
 import { renderFrame, type RenderOptions } from './render.ts';
@@ -91,15 +92,35 @@ export class Retriever {
    */
   async *openInstances(plan: ReadonlyArray<{ inst: StoredInstance; transferSyntaxUID: string }>): AsyncGenerator<{ inst: StoredInstance; transferSyntaxUID: string; body: Buffer | Readable; release?: () => void }> {
     type Opened = { body: Buffer | Readable; release?: () => void };
+    // The patient each study is filed under now: objects stored under another go out corrected.
+    const patients = new Map<string, Promise<PatientAttributes | undefined>>();
+    const patientOf = (study: string) => {
+      let p = patients.get(study);
+      if (!p) {
+        p = this.index.searchStudies({ level: 'study', matches: { StudyInstanceUID: study }, fuzzymatching: false, limit: 1, offset: 0 }).then((r) => r[0]?.patient);
+        patients.set(study, p);
+      }
+      return p;
+    };
     const open = async ({ inst, transferSyntaxUID }: { inst: StoredInstance; transferSyntaxUID: string }): Promise<Opened> => {
       if ((transferSyntaxUID === '*' || transferSyntaxUID === inst.TransferSyntaxUID) && inst.size <= wholeReadLimit) {
         const buffer = this.buffers.take(inst.size);
+        let body: Buffer;
         try {
-          return { body: await this.store.readWhole(inst.blobKey, inst.size, buffer), release: () => this.buffers.give(buffer) };
+          body = await this.store.readWhole(inst.blobKey, inst.size, buffer);
         } catch (e) {
           this.buffers.give(buffer);
           throw e;
         }
+        const patient = await patientOf(inst.StudyInstanceUID);
+        if (patient && storedPatientDiffers(inst.metadataJson, patient)) {
+          const coerced = coercePatientModule(body, patient);
+          if (coerced) {
+            this.buffers.give(buffer);
+            return { body: coerced };
+          }
+        }
+        return { body, release: () => this.buffers.give(buffer) };
       }
       return { body: await this.openInstance(inst, transferSyntaxUID) };
     };

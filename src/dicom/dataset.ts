@@ -33,6 +33,8 @@ export interface DicomElement {
   fragments?: ByteRange[];
   /** Encapsulated pixel data: the basic offset table's entries (may be empty). */
   basicOffsetTable?: number[];
+  /** For a value not kept in memory (bulk, fragments): where its element header starts in the object. */
+  headerOffset?: number;
 }
 
 /** Elements by tag, in ascending tag order when produced by the parser. */

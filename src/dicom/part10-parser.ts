@@ -367,6 +367,7 @@ export class Part10Parser {
         throw new DicomParseError('malformed', `element ${tagLabel(t)} of length ${length} runs past the end of its item`, header.offset);
       }
       const el = yield* this.parseValue(header, syntax, ds);
+      if (el.bulk || el.fragments) el.headerOffset = header.offset;
       ds.set(t, el);
     }
   }

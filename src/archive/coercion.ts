@@ -1,0 +1,70 @@
+/**
+ * Serving an object whose patient changed after it was stored (a merge, an identifier
+ * change, a study moved to the right patient): the stored file stays as received, and the
+ * copy that goes out carries the patient module the index holds now (PS3.4 C.4.2.1.4.2
+ * allows an SCP to coerce attributes). The dataset before the pixel data is re-encoded
+ * in the object's own transfer syntax; the pixel data and what follows go out as stored.
+ */
+import { Tags, type DicomDataset, type DicomElement, type Tag, type VR } from '../dicom/dataset.ts';
+import { parsePart10 } from '../dicom/part10-parser.ts';
+import { encodeDataset } from '../dicom/part10-writer.ts';
+import type { PatientAttributes } from '../index/records.ts';
+
+/** How the stored metadata JSON reads when its PatientID is already the index's. */
+export function patientIDMarker(p: PatientAttributes): string {
+  return `"00100020":{"vr":"LO","Value":[${JSON.stringify(p.PatientID)}]}`;
+}
+
+export function storedPatientDiffers(metadataJson: string, p: PatientAttributes): boolean {
+  // An object without a PatientID is indexed under an empty one: nothing to correct.
+  return p.PatientID !== '' && !metadataJson.includes(patientIDMarker(p));
+}
+
+const isGroupLength = (t: Tag) => (t & 0xffff) === 0;
+
+/**
+ * The object with its patient module replaced, or undefined when it cannot be done
+ * faithfully (deflated dataset; a name the object's character set cannot write).
+ */
+export function coercePatientModule(object: Buffer, p: PatientAttributes): Buffer | undefined {
+  const parsed = parsePart10(object, { bulkThreshold: Number.MAX_SAFE_INTEGER });
+  if (parsed.deflated) return undefined;
+  const charset = parsed.dataset.get(Tags.SpecificCharacterSet)?.value?.toString('latin1').replace(/[\0 ]+$/, '') ?? '';
+  const utf8 = charset === 'ISO_IR 192';
+  const latin1 = charset === '' || charset === 'ISO_IR 100';
+  const texts = [p.PatientName ?? '', p.PatientID, p.IssuerOfPatientID];
+  // eslint-disable-next-line no-control-regex
+  if (!utf8 && texts.some((t) => (latin1 ? /[^\u0000-\u00ff]/ : /[^\u0000-\u007f]/).test(t))) return undefined;
+
+  // Everything from the first value not held in memory (the pixel data) goes out as stored.
+  let cut = object.length;
+  let tailFrom = Infinity;
+  for (const el of parsed.dataset.values()) {
+    if (el.headerOffset !== undefined && el.headerOffset < cut) {
+      cut = el.headerOffset;
+      tailFrom = el.tag;
+    }
+  }
+  const head: DicomDataset = new Map();
+  for (const el of parsed.dataset.values()) {
+    if (el.tag >= tailFrom || isGroupLength(el.tag)) continue;
+    head.set(el.tag, el);
+  }
+  const put = (tag: Tag, vr: VR, value: string | undefined) => {
+    if (value === undefined || value === '') {
+      head.delete(tag);
+      return;
+    }
+    head.set(tag, { tag, vr, value: Buffer.from(value, utf8 ? 'utf8' : 'latin1') } satisfies DicomElement);
+  };
+  put(Tags.PatientName, 'PN', p.PatientName);
+  put(Tags.PatientID, 'LO', p.PatientID);
+  put(Tags.IssuerOfPatientID, 'LO', p.IssuerOfPatientID);
+  put(Tags.PatientBirthDate, 'DA', p.PatientBirthDate);
+  put(Tags.PatientSex, 'CS', p.PatientSex);
+  return Buffer.concat([
+    object.subarray(0, parsed.datasetOffset),
+    encodeDataset(head, parsed.littleEndian, parsed.explicitVR),
+    object.subarray(cut),
+  ]);
+}
