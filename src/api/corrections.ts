@@ -1,4 +1,5 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AuditTrail } from '../access/audit.ts';
 import type { Archive } from '../archive/archive.ts';
 import { CorrectionError, listCorrections, moveStudy, rejectInstance, undoCorrection } from '../archive/corrections.ts';
 import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
@@ -12,6 +13,11 @@ const reason = { type: 'string', minLength: 3, maxLength: 1024 } as const;
  */
 export async function correctionRoutes(app: FastifyInstance, options: { archive: Archive }): Promise<void> {
   const { archive } = options;
+  const audit = new AuditTrail(archive.index.sql);
+  const trace = (request: FastifyRequest, details: Record<string, unknown>, extra: { reason?: string; StudyInstanceUID?: string } = {}) => audit.record({
+    action: 'correction', outcome: 'success', actor: request.caller!.name, actorKind: 'api-client', site: request.caller!.site.code,
+    source: request.ip, via: 'api', ...extra, details,
+  });
   app.setErrorHandler((error, request, reply) => {
     const e = error as Error & { validation?: unknown; statusCode?: number };
     const status = e instanceof HttpProblem ? e.status : e instanceof CorrectionError ? (e.code === 'not-found' ? 404 : 409) : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
@@ -36,6 +42,7 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
       to: { siteId: site.id, IssuerOfPatientID: b.IssuerOfPatientID ?? site.issuerOfPatientID, PatientID: b.PatientID },
       reason: b.reason, requestedBy: request.caller!.name,
     });
+    await trace(request, { correction: id, kind: 'study-move', to: b.PatientID }, { reason: b.reason, StudyInstanceUID: b.StudyInstanceUID });
     return reply.code(201).send({ id });
   });
 
@@ -43,6 +50,7 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
     schema: { body: { type: 'object', required: ['SOPInstanceUID', 'reason'], additionalProperties: false, properties: { SOPInstanceUID: uid, reason } } },
   }, async (request, reply) => {
     const { id } = await rejectInstance(archive, { ...request.body, requestedBy: request.caller!.name });
+    await trace(request, { correction: id, kind: 'instance-reject', SOPInstanceUID: request.body.SOPInstanceUID }, { reason: request.body.reason });
     return reply.code(201).send({ id });
   });
 
@@ -50,6 +58,7 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
     schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } },
   }, async (request) => {
     await undoCorrection(archive, Number(request.params.id), request.caller!.name);
+    await trace(request, { correction: Number(request.params.id), kind: 'undo' });
     return { id: Number(request.params.id), undone: true };
   });
 }

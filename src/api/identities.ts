@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { AuditTrail } from '../access/audit.ts';
 import type { Archive } from '../archive/archive.ts';
 import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
 import { decideReview, openReviews, ReviewNotOpenError } from '../patients/identities.ts';
@@ -44,6 +45,10 @@ export async function identityRoutes(app: FastifyInstance, options: { archive: A
     },
   }, async (request) => {
     const { personId } = await decideReview(archive.index.sql, Number(request.params.id), request.body.accept);
+    await new AuditTrail(archive.index.sql).record({
+      action: 'identity-review', outcome: 'success', actor: request.caller!.name, actorKind: 'api-client', site: request.caller!.site.code,
+      source: request.ip, via: 'api', details: { review: Number(request.params.id), accepted: request.body.accept, ...(personId === undefined ? {} : { personId }) },
+    });
     return { id: Number(request.params.id), accepted: request.body.accept, ...(personId === undefined ? {} : { personId }) };
   });
 }

@@ -16,6 +16,8 @@ import { OrderMatching } from '../workflow/order-matching.ts';
 import { Hl7Server } from '../hl7/server.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { runSend } from './send.ts';
+import { AuditTrail, patientRef } from '../access/audit.ts';
+import { openArchiveIndex } from '../index/archive-index.ts';
 
 const usage = `atrium <command> [options]
 
@@ -37,6 +39,11 @@ Commands:
             send DICOM files to a configured peer (C-STORE, each in its own transfer
             syntax, up to N outstanding when the peer allows; default 8); exit code 1 if
             any was refused
+  audit verify
+            walk the audit trail's hash chain; exit code 1 and the first broken record if
+            a record was edited or removed
+  audit patient <PatientID> [--site CODE] [--issuer ISSUER]
+            who accessed or changed this patient record's data ("who looked at my images?")
   forwarding [--retry-failed] [--destination AE]
             the forwarding queue per destination peer (as GET /api/forwarding);
             --retry-failed first makes failed rows (of one destination) pending again
@@ -62,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
       'retry-failed': { type: 'boolean', default: false },
       destination: { type: 'string' },
       to: { type: 'string' },
+      issuer: { type: 'string' },
       window: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -112,6 +120,29 @@ async function main(argv: string[]): Promise<number> {
           : await runExport(archive, { positionals: positionals.slice(1), patient: values.patient, zip: values.zip });
       } finally {
         await archive.close();
+      }
+    }
+    case 'audit': {
+      const index = await openArchiveIndex(config.index);
+      try {
+        const trail = new AuditTrail(index.sql);
+        if (positionals[1] === 'verify') {
+          const r = await trail.verify();
+          process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+          if (!r.ok) process.stderr.write(`audit trail broken at record ${r.brokenAt}: ${r.why}\n`);
+          return r.ok ? 0 : 1;
+        }
+        if (positionals[1] === 'patient' && positionals[2]) {
+          const siteCode = values.site ?? config.sites[0]!.code;
+          const site = config.sites.find((s) => s.code === siteCode);
+          if (!site) throw new ConfigError(`--site ${siteCode} is not a configured site`);
+          const events = await trail.forPatient(patientRef(site.code, values.issuer ?? site.issuerOfPatientID, positionals[2]));
+          process.stdout.write(JSON.stringify({ events }, null, 2) + '\n');
+          return 0;
+        }
+        throw new ConfigError('atrium audit verify | atrium audit patient <PatientID> [--site CODE] [--issuer ISSUER]');
+      } finally {
+        await index.close();
       }
     }
     case 'send':

@@ -14,6 +14,7 @@ import { MultipartError, multipartBoundary, readMultipart, sendMultipart, writeM
 import { HttpProblem, httpStatusOf, sendProblem } from './problem.ts';
 import { addIncludedFields, instanceJson, parseQidoQuery, seriesJson, studyJson } from './qido.ts';
 import { personMatches } from '../patients/person-query.ts';
+import { AuditTrail, patientRef } from '../access/audit.ts';
 import { stringifyDicomJson, type DicomJsonDataset } from '../dicom/json.ts';
 
 export interface DicomwebOptions {
@@ -53,6 +54,25 @@ function currentPatientCoercion(p: PatientAttributes): { marker: string; apply: 
 }
 
 export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOptions): Promise<void> {
+  const audit = new AuditTrail(options.archive.index.sql);
+  const siteCodes = new Map([...options.archive.sites.values()].map((site) => [site.id, site.code]));
+  const actorOf = (request: FastifyRequest) => ({
+    actor: request.caller?.name ?? 'unknown', actorKind: 'api-client' as const, site: request.caller?.site.code, source: request.ip, via: 'dicomweb' as const,
+  });
+  // Every read of a study (WADO-RS, rendered, bulk, archive) is recorded before it is answered.
+  app.addHook('preHandler', async (request: FastifyRequest) => {
+    const study = (request.params as Params | undefined)?.study;
+    const route = request.routeOptions.url ?? '';
+    if (request.method !== 'GET' || !study || /\/(series|instances)$/.test(route)) return;
+    const [row] = await options.archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID: study }, fuzzymatching: false, limit: 1, offset: 0 });
+    if (!row) return;
+    const download = /\/archive$/.test(route) || /\/studies\/:study(\/series\/:series(\/instances\/:instance)?)?$/.test(route);
+    await audit.record({
+      action: download ? 'download' : 'view', outcome: 'success', ...actorOf(request), StudyInstanceUID: study,
+      patients: [patientRef(siteCodes.get(row.siteId) ?? '?', row.patient.IssuerOfPatientID, row.patient.PatientID)],
+      details: { route, ...(request.params as Params) },
+    });
+  });
   const { archive } = options;
   // Bodies are streamed to the ingest pipeline, never buffered by the framework.
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
@@ -157,6 +177,16 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     if (failed.length > 0) response['00081198'] = { vr: 'SQ', Value: failed };
     if (referenced.length > 0) response['00081199'] = { vr: 'SQ', Value: referenced };
     const status = failed.length === 0 ? 200 : referenced.length === 0 ? 409 : 202;
+    const storedStudies = [...new Set(results.flatMap((r) => (r.ok ? [r.instance.StudyInstanceUID] : [])))];
+    const storedPatients: string[] = [];
+    for (const StudyInstanceUID of storedStudies) {
+      const [row] = await archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID }, fuzzymatching: false, limit: 1, offset: 0 });
+      if (row) storedPatients.push(patientRef(siteCodes.get(row.siteId) ?? '?', row.patient.IssuerOfPatientID, row.patient.PatientID));
+    }
+    await audit.record({
+      action: 'store', outcome: status === 200 ? 'success' : 'failure', ...actorOf(request), patients: storedPatients,
+      details: { studies: storedStudies, stored: results.filter((r) => r.ok).length, refused: results.filter((r) => !r.ok).length },
+    });
     return reply.code(status).type('application/dicom+json').send(stringifyDicomJson(response));
   };
   app.post('/studies', stow);
@@ -171,20 +201,25 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     const baseUrl = baseUrlOf(request);
     const wantsMore = includeFields === 'all' || includeFields.length > 0;
     let out: DicomJsonDataset[];
+    const touched: string[] = [];
+    const touch = (row: { siteId: number; patient: { IssuerOfPatientID: string; PatientID: string } }) => touched.push(patientRef(siteCodes.get(row.siteId) ?? '?', row.patient.IssuerOfPatientID, row.patient.PatientID));
     if (level === 'study') {
       const rows = await archive.index.searchStudies(query);
+      rows.forEach(touch);
       out = await Promise.all(rows.map(async (row) => {
         const json = studyJson(row, baseUrl);
         return wantsMore ? addIncludedFields(json, await firstMetadata(row.study.StudyInstanceUID), includeFields, level) : json;
       }));
     } else if (level === 'series') {
       const rows = await archive.index.searchSeries(query);
+      rows.forEach(touch);
       out = await Promise.all(rows.map(async (row) => {
         const json = seriesJson(row, baseUrl);
         return wantsMore ? addIncludedFields(json, await firstMetadata(row.study.StudyInstanceUID, row.series.SeriesInstanceUID), includeFields, level) : json;
       }));
     } else {
       const rows = await archive.index.searchInstances(query);
+      rows.forEach(touch);
       out = await Promise.all(rows.map(async (row) => {
         const json = instanceJson(row, baseUrl);
         return wantsMore
@@ -192,6 +227,8 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
           : json;
       }));
     }
+    // Recorded before the answer leaves: no access without its trace.
+    await audit.record({ action: 'query', outcome: 'success', ...actorOf(request), patients: touched, details: { level, matches: query.matches, results: out.length } });
     return reply.type('application/dicom+json').send('[' + out.map(stringifyDicomJson).join(',') + ']');
   };
   const firstMetadata = async (StudyInstanceUID: string, SeriesInstanceUID?: string, SOPInstanceUID?: string): Promise<DicomJsonDataset> => {

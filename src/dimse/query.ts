@@ -14,7 +14,8 @@ import { CommandField, Status } from './command.ts';
 import { IdentifierError, readIdentifier, writeMatch, type Identifier, type QRLevel } from './identifier.ts';
 import { informationModelOf } from './sop-classes.ts';
 import { personMatches } from '../patients/person-query.ts';
-import type { ServiceContext } from './server.ts';
+import { auditActor, type ServiceContext } from './server.ts';
+import { patientRef } from '../access/audit.ts';
 
 const PAGE = 500;
 const MAX_IDENTIFIER_BYTES = 1024 * 1024;
@@ -72,23 +73,37 @@ export async function handleFind(ctx: ServiceContext, message: DimseMessage): Pr
   const pending = unsupported ? Status.PendingWarning : Status.Pending;
   const index = ctx.archive.index;
   const base = { level, matches, fuzzymatching: false, limit: PAGE };
-  const page = async (offset: number): Promise<DicomJsonDataset[]> => {
+  const refs = (rows: Array<{ siteId: number; patient: { IssuerOfPatientID: string; PatientID: string } }>) =>
+    rows.map((r) => patientRef(ctx.server.siteCode(r.siteId), r.patient.IssuerOfPatientID, r.patient.PatientID));
+  const page = async (offset: number): Promise<{ json: DicomJsonDataset[]; patients: string[] }> => {
     const q: SearchQuery = { ...base, offset };
     switch (level) {
-      case 'patient':
-        return (await index.searchPatients(q)).map((r) => patientJson(r.patient, r));
-      case 'study':
-        return (await index.searchStudies(q)).map((r) => studyJson(r, ''));
-      case 'series':
-        return (await index.searchSeries(q)).map((r) => seriesJson(r, ''));
-      case 'instance':
-        return (await index.searchInstances(q)).map((r) => instanceJson(r, ''));
+      case 'patient': {
+        const rows = await index.searchPatients(q);
+        return { json: rows.map((r) => patientJson(r.patient, r)), patients: refs(rows) };
+      }
+      case 'study': {
+        const rows = await index.searchStudies(q);
+        return { json: rows.map((r) => studyJson(r, '')), patients: refs(rows) };
+      }
+      case 'series': {
+        const rows = await index.searchSeries(q);
+        return { json: rows.map((r) => seriesJson(r, '')), patients: refs(rows) };
+      }
+      case 'instance': {
+        const rows = await index.searchInstances(q);
+        return { json: rows.map((r) => instanceJson(r, '')), patients: refs(rows) };
+      }
     }
   };
   let sent = 0;
   try {
     for (let offset = 0; ; offset += PAGE) {
-      const rows = await page(offset);
+      const { json: rows, patients } = await page(offset);
+      // Recorded before the matches leave: no access without its trace.
+      if (rows.length > 0 || offset === 0) {
+        await ctx.server.audit.record({ action: 'query', outcome: 'success', ...auditActor(ctx), patients, details: { level: id.level, matches, results: rows.length, offset } });
+      }
       for (const json of rows) {
         if (ctx.cancelled()) {
           ctx.logger.info({ level: id.level, sent }, 'C-FIND cancelled');

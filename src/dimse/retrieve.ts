@@ -11,7 +11,8 @@ import { CommandField, Status, type Command } from './command.ts';
 import { FailedSOPInstanceUIDList, IdentifierError, readIdentifier, uidList, writeDataset, type Identifier } from './identifier.ts';
 import { contextFor, isStored, openStoreAssociation, storeAll } from './scu.ts';
 import { informationModelOf } from './sop-classes.ts';
-import type { ServiceContext } from './server.ts';
+import { auditActor, type ServiceContext } from './server.ts';
+import { patientRef } from '../access/audit.ts';
 
 const MAX_IDENTIFIER_BYTES = 1024 * 1024;
 
@@ -119,6 +120,19 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
   }
 
   ctx.logger.debug({ level: id.level, instances: instances.length, destination: rq.MoveDestination }, isMove ? 'C-MOVE' : 'C-GET');
+  // Recorded before anything is sent: no access without its trace.
+  const studies = [...new Set(instances.map((i) => i.StudyInstanceUID))];
+  const patients: string[] = [];
+  for (const StudyInstanceUID of studies) {
+    const [row] = await ctx.archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID }, fuzzymatching: false, limit: 1, offset: 0 });
+    if (row) patients.push(patientRef(ctx.server.siteCode(row.siteId), row.patient.IssuerOfPatientID, row.patient.PatientID));
+  }
+  if (instances.length > 0) {
+    await ctx.server.audit.record({
+      action: 'download', outcome: 'success', ...auditActor(ctx), patients, ...(studies.length === 1 ? { StudyInstanceUID: studies[0] } : {}),
+      details: { operation: isMove ? 'C-MOVE' : 'C-GET', destination: isMove ? rq.MoveDestination : ctx.peer.aeTitle, studies, instances: instances.length },
+    });
+  }
   // Where the sub-operations go.
   let target: Association;
   let ownAssociation = false;

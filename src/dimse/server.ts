@@ -27,6 +27,7 @@ import { handleFind } from './query.ts';
 import { handleRetrieve } from './retrieve.ts';
 import { handleStorageCommitment } from './storage-commitment.ts';
 import { dimseClientTls } from './scu.ts';
+import { AuditTrail, patientRef } from '../access/audit.ts';
 
 /** The calling peer as Atrium knows it: configured, or admitted as unknown when the config allows. */
 export interface CallingPeer {
@@ -47,6 +48,11 @@ export interface ServiceContext {
   cancelled: () => boolean;
 }
 
+/** The audit record's who/where for a request from this peer. */
+export function auditActor(ctx: ServiceContext) {
+  return { actor: ctx.peer.aeTitle, actorKind: 'dicom-peer' as const, site: ctx.peer.site.code, source: ctx.assoc.remoteAddress, via: 'dimse' as const };
+}
+
 /** The largest asynchronous operations window Atrium grants a peer. */
 const MAX_ASYNC_OPERATIONS = 16;
 
@@ -56,6 +62,9 @@ export class DimseServer {
   readonly peers: ReadonlyMap<string, PeerConfig>;
   /** What Atrium presents and trusts when it calls a peer marked tls: the listener's certificate and CA. */
   readonly clientTls: tls.ConnectionOptions | undefined;
+  readonly audit: AuditTrail;
+  /** Objects stored by each association, recorded in the audit trail when it ends. */
+  readonly stored = new WeakMap<Association, { studies: Set<string>; count: number }>();
 
   constructor(
     readonly config: DimseConfig,
@@ -65,6 +74,7 @@ export class DimseServer {
   ) {
     this.peers = new Map(peers.map((p) => [p.aeTitle, p]));
     this.clientTls = dimseClientTls(config);
+    this.audit = new AuditTrail(archive.index.sql);
   }
 
   get aeTitle(): string {
@@ -117,9 +127,33 @@ export class DimseServer {
     const assoc = new Association(socket, 'acceptor', { maxPduLength: this.config.maxPduLength, idleTimeoutMs: this.config.idleTimeoutMs });
     this.associations.add(assoc);
     const log = this.logger.child({ remote: assoc.remoteAddress });
-    assoc.on('closed', () => this.associations.delete(assoc));
+    assoc.on('closed', () => {
+      this.associations.delete(assoc);
+      void this.auditStored(assoc).catch((e: unknown) => log.error({ err: e }, 'audit of stored objects failed'));
+    });
     assoc.on('aborted', (e) => log.info({ calling: assoc.callingAETitle || undefined, reason: e.message }, 'association aborted'));
     assoc.once('associate', (rq) => this.negotiate(assoc, rq, log));
+  }
+
+  /** One audit record for what an association stored (one per object would cost a flush each). */
+  private async auditStored(assoc: Association): Promise<void> {
+    const tally = this.stored.get(assoc);
+    if (!tally || tally.count === 0) return;
+    const peer = this.resolvePeer(assoc.callingAETitle);
+    const patients: string[] = [];
+    for (const StudyInstanceUID of tally.studies) {
+      const [row] = await this.archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID }, fuzzymatching: false, limit: 1, offset: 0 });
+      if (row) patients.push(patientRef(this.siteCode(row.siteId), row.patient.IssuerOfPatientID, row.patient.PatientID));
+    }
+    await this.audit.record({
+      action: 'store', outcome: 'success', actor: assoc.callingAETitle, actorKind: 'dicom-peer', site: peer?.site.code,
+      source: assoc.remoteAddress, via: 'dimse', patients, details: { stored: tally.count, studies: [...tally.studies] },
+    });
+  }
+
+  siteCode(siteId: number): string {
+    for (const site of this.archive.sites.values()) if (site.id === siteId) return site.code;
+    return '?';
   }
 
   /** Who the calling AE title is; undefined when it must be refused. */

@@ -52,6 +52,10 @@ export async function handleStore(ctx: ServiceContext, message: DimseMessage): P
   // A refused object may have been refused before its last fragment: answer after it.
   await dataset.complete;
   if (result.ok) {
+    const tally = ctx.server.stored.get(ctx.assoc) ?? { studies: new Set<string>(), count: 0 };
+    tally.studies.add(result.instance.StudyInstanceUID);
+    tally.count++;
+    ctx.server.stored.set(ctx.assoc, tally);
     ctx.logger.debug({ sop: result.instance.SOPInstanceUID, status: result.instance.status }, 'C-STORE stored');
     return respond(Status.Success);
   }

@@ -12,7 +12,8 @@ import { ScheduledProcedures, worklistMatchingKeywords, type ScheduledProcedure 
 import type { DimseMessage } from './association.ts';
 import { CommandField, Status } from './command.ts';
 import { IdentifierError, readDataset } from './identifier.ts';
-import type { ServiceContext } from './server.ts';
+import { auditActor, type ServiceContext } from './server.ts';
+import { patientRef } from '../access/audit.ts';
 import { findResponder } from './query.ts';
 
 const ScheduledProcedureStepSequence: Tag = 0x00400100;
@@ -127,6 +128,13 @@ export async function handleWorklistFind(ctx: ServiceContext, message: DimseMess
     for (let offset = 0; ; offset += PAGE) {
       // A modality sees the orders of its own site.
       const rows = await procedures.searchWorklist(q.matches, { siteIds: [ctx.peer.site.id], limit: PAGE, offset });
+      if (rows.length > 0 || offset === 0) {
+        await ctx.server.audit.record({
+          action: 'query', outcome: 'success', ...auditActor(ctx),
+          patients: rows.map((p) => patientRef(ctx.peer.site.code, p.IssuerOfPatientID, p.PatientID)),
+          details: { model: 'worklist', matches: q.matches, results: rows.length, offset },
+        });
+      }
       for (const p of rows) {
         if (ctx.cancelled()) return respond(Status.Cancel);
         await respond(pending, writeWorklistItem(q, p, pc.transferSyntax));

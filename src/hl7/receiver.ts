@@ -11,7 +11,8 @@ import {
   type AcknowledgedHeader, type AcknowledgmentCode,
 } from './acknowledgment.ts';
 import { declaredCharacterSet, decodeText, encodeText, isSupportedCharacterSet, type Hl7CharacterSet } from './character-sets.ts';
-import { Hl7SyntaxError, parseMessage, valueOf, type Hl7Message } from './message.ts';
+import { Hl7SyntaxError, findSegment, parseMessage, valueOf, type Hl7Message } from './message.ts';
+import { AuditTrail, patientRef } from '../access/audit.ts';
 import { applyOrderMessage } from './order-messages.ts';
 import { applyPatientMessage, patientTriggers } from './patient-messages.ts';
 
@@ -35,7 +36,11 @@ export class Hl7Receiver {
     private readonly config: Hl7Config,
     private readonly archive: Archive,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.audit = new AuditTrail(archive.index.sql);
+  }
+
+  private readonly audit: AuditTrail;
 
   async receive(bytes: Buffer): Promise<ReceivedMessage> {
     const header = headerOf(bytes);
@@ -112,6 +117,15 @@ export class Hl7Receiver {
     await this.archive.index.sql.transaction(async (tx) => {
       if (type === 'ADT') await applyPatientMessage(tx, message, trigger, ctx);
       else await applyOrderMessage(tx, message, ctx);
+      // In the message's transaction: the change and its trace land together or not at all.
+      const pid = findSegment(message, 'PID');
+      const patientID = pid ? valueOf(pid, 3, 1) : '';
+      await this.audit.record({
+        action: type !== 'ADT' ? 'order' : trigger === 'A40' ? 'merge' : 'identity-change',
+        outcome: 'success', actor: `${application}@${facility}`, actorKind: 'hl7-sender', site: site.code, via: 'hl7',
+        patients: patientID ? [patientRef(site.code, site.issuerOfPatientID, patientID)] : [],
+        details: { message: `${type}^${trigger}`, controlId: ctx.messageControlId },
+      }, tx);
     });
   }
 }

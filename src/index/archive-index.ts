@@ -824,13 +824,14 @@ export class ArchiveIndex {
     const c = buildConditions(this.sql.engine, 'patient', q.matches, q.fuzzymatching);
     this.siteCondition(q, c);
     const where = this.where(c);
-    const sql = `SELECT ${patientColumns}, COUNT(s.id) AS n_studies, SUM(s.number_of_series) AS n_series, SUM(s.number_of_instances) AS n_instances
+    const sql = `SELECT ${patientColumns}, p.site_id AS p_site_id, COUNT(s.id) AS n_studies, SUM(s.number_of_series) AS n_series, SUM(s.number_of_instances) AS n_instances
       FROM patients p JOIN studies s ON s.patient_id = p.id${where}
-      GROUP BY p.id, p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex
+      GROUP BY p.id, p.site_id, p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex
       ORDER BY p.patient_id, p.id${this.page(q, c)}`;
-    const rows = await this.sql.all<JoinedRow & { n_studies: number; n_series: number; n_instances: number }>(sql, c.params);
+    const rows = await this.sql.all<JoinedRow & { p_site_id: number; n_studies: number; n_series: number; n_instances: number }>(sql, c.params);
     return rows.map((r) => ({
       patient: toPatient(r),
+      siteId: Number(r.p_site_id),
       NumberOfPatientRelatedStudies: Number(r.n_studies),
       NumberOfPatientRelatedSeries: Number(r.n_series),
       NumberOfPatientRelatedInstances: Number(r.n_instances),

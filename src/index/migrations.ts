@@ -360,6 +360,50 @@ CREATE INDEX corrections_study ON corrections (study_instance_uid);
 CREATE INDEX corrections_sop ON corrections (sop_instance_uid);
 `,
   },
+  {
+    version: 9,
+    name: 'audit trail: append-only, hash-chained events and the patient records each touched',
+    sql: `
+CREATE TABLE audit_events (
+  id {id},
+  at {text} NOT NULL,
+  action {text} NOT NULL,
+  outcome {text} NOT NULL,
+  actor {text} NOT NULL,
+  actor_kind {text} NOT NULL,
+  site {text},
+  source {text},
+  via {text} NOT NULL,
+  reason TEXT,
+  study_instance_uid {text},
+  patients TEXT,
+  details TEXT,
+  prev_hash {text} NOT NULL,
+  hash {text} NOT NULL
+);
+CREATE INDEX audit_events_study ON audit_events (study_instance_uid);
+CREATE TABLE audit_event_patients (
+  event_id BIGINT NOT NULL REFERENCES audit_events (id),
+  patient_ref {text} NOT NULL
+);
+CREATE INDEX audit_event_patients_ref ON audit_event_patients (patient_ref, event_id);
+`,
+    // Append-only in the database too: updates and deletes are refused (the chain would tell anyway).
+    up: async (tx) => {
+      if (tx.engine === 'sqlite') {
+        for (const table of ['audit_events', 'audit_event_patients']) {
+          await tx.exec(`CREATE TRIGGER ${table}_no_update BEFORE UPDATE ON ${table} BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER ${table}_no_delete BEFORE DELETE ON ${table} BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;`);
+        }
+      } else {
+        await tx.exec(`CREATE OR REPLACE FUNCTION atrium_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;`);
+        for (const table of ['audit_events', 'audit_event_patients']) {
+          await tx.exec(`CREATE TRIGGER ${table}_append_only BEFORE UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION atrium_audit_append_only();`);
+        }
+      }
+    },
+  },
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */

@@ -139,6 +139,7 @@ export interface SearchQuery {
 /** A patient found by a patient-level search (C-FIND patient root), with what the index holds of them. */
 export interface PatientRow {
   patient: PatientAttributes;
+  siteId: number;
   NumberOfPatientRelatedStudies: number;
   NumberOfPatientRelatedSeries: number;
   NumberOfPatientRelatedInstances: number;

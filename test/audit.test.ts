@@ -1,0 +1,89 @@
+/**
+ * The audit trail (issue 4, item 5, first part): reads and writes of patient data through
+ * DICOMweb, DIMSE and the CLI leave chained records, searchable by patient; the database
+ * refuses edits, and `atrium audit verify` finds a record edited behind its back.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import { testDatabases } from './support/databases.ts';
+import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
+import { syntheticInstance } from './support/synthetic.ts';
+
+const execFileAsync = promisify(execFile);
+const root = path.resolve(import.meta.dirname, '..');
+
+for (const db of testDatabases()) {
+  describe(`audit trail (${db.name})`, { skip: !haveDcmtk && 'DCMTK is not installed' }, () => {
+    let atrium: RunningAtrium;
+    let cleanup: () => Promise<void>;
+    const work = mkdtempSync(path.join(tmpdir(), 'atrium-audit-'));
+    const configFile = path.join(work, 'atrium.yaml');
+    const obj = syntheticInstance({ PatientID: 'P-AUD', PatientName: 'AUDIT^Anne', Rows: 4, Columns: 4 });
+
+    before(async () => {
+      const opened = await db.open();
+      cleanup = opened.cleanup;
+      atrium = await startAtrium({ index: opened.config, dimse: true, configure: (c) => (c.peers = [{ aeTitle: 'CT', site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } }]) });
+      const index = opened.config.engine === 'sqlite'
+        ? ['index:', '  engine: sqlite', `  path: ${JSON.stringify(opened.config.path)}`]
+        : ['index:', '  engine: postgres', `  url: ${JSON.stringify(opened.config.url)}`, `  schema: ${opened.config.schema}`];
+      writeFileSync(configFile, [...index, 'sites:', ...atrium.config.sites.flatMap((s) => [`  - code: ${s.code}`, `    name: ${s.name}`, `    finess: '${s.finess}'`, `    issuerOfPatientID: ${s.issuerOfPatientID}`]), ''].join('\n'));
+    });
+    after(async () => {
+      await atrium?.close();
+      await cleanup?.();
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    const cli = async (...args: string[]) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, ATRIUM_CONFIG: configFile, ATRIUM_DATA_DIR: path.join(work, 'data'), ATRIUM_LOG_LEVEL: 'warn' };
+      delete env.DATABASE_URL;
+      try {
+        const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: root, env });
+        return { code: 0, stdout, stderr };
+      } catch (e) {
+        const err = e as { code: number; stdout: string; stderr: string };
+        return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+      }
+    };
+
+    it('records who stored, queried, viewed and retrieved a patient\'s images, searchable by patient', async () => {
+      const file = path.join(work, 'a.dcm');
+      writeFileSync(file, obj.file);
+      assert.equal((await dcmtk('storescu', ['-aet', 'CT', '-aec', 'ATRIUM', '127.0.0.1', String(atrium.dimse!.port), file])).code, 0);
+      const auth = { authorization: `Bearer ${atrium.tokens['CHU-NORD']}` };
+      assert.equal((await fetch(`${atrium.dicomweb}/studies?PatientID=P-AUD`, { headers: auth })).status, 200);
+      assert.equal((await fetch(`${atrium.dicomweb}/studies/${obj.uids.study}/metadata`, { headers: auth })).status, 200);
+      const out = mkdtempSync(path.join(work, 'get-'));
+      assert.equal((await dcmtk('getscu', ['-S', '-aet', 'CT', '-aec', 'ATRIUM', '-od', out, '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${obj.uids.study}`, '127.0.0.1', String(atrium.dimse!.port)])).code, 0);
+      await new Promise((r) => setTimeout(r, 300)); // the store record is written when the association ends
+      const r = await cli('audit', 'patient', 'P-AUD', '--site', 'CHU-NORD');
+      assert.equal(r.code, 0, r.stderr);
+      const events = (JSON.parse(r.stdout) as { events: Array<{ action: string; actor: string; via: string; site?: string }> }).events;
+      const seen = events.map((e) => `${e.action}:${e.via}:${e.actor}`).sort();
+      assert.ok(seen.includes('store:dimse:CT'), seen.join(', '));
+      assert.ok(seen.includes('query:dicomweb:client-CHU-NORD'), seen.join(', '));
+      assert.ok(seen.includes('view:dicomweb:client-CHU-NORD'), seen.join(', '));
+      assert.ok(seen.includes('download:dimse:CT'), seen.join(', '));
+      assert.deepEqual(JSON.parse((await cli('audit', 'verify')).stdout).ok, true);
+    });
+
+    it('refuses edits in the database, and verify finds a record edited behind its back', async () => {
+      await assert.rejects(atrium.archive.index.sql.run(`UPDATE audit_events SET actor = 'someone-else' WHERE id = (SELECT MIN(id) FROM audit_events)`), /append-only/);
+      if (db.name === 'sqlite') await atrium.archive.index.sql.exec('DROP TRIGGER audit_events_no_update');
+      else await atrium.archive.index.sql.exec('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
+      const target = await atrium.archive.index.sql.get<{ id: number }>('SELECT id FROM audit_events ORDER BY id LIMIT 1 OFFSET 1');
+      await atrium.archive.index.sql.run(`UPDATE audit_events SET actor = 'someone-else' WHERE id = ?`, [target!.id]);
+      const r = await cli('audit', 'verify');
+      assert.equal(r.code, 1);
+      assert.equal(JSON.parse(r.stdout).brokenAt, Number(target!.id));
+      assert.match(r.stderr, /edited/);
+    });
+  });
+}
