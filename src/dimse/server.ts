@@ -63,6 +63,7 @@ export class DimseServer {
   /** What Atrium presents and trusts when it calls a peer marked tls: the listener's certificate and CA. */
   readonly clientTls: tls.ConnectionOptions | undefined;
   readonly audit: AuditTrail;
+  private readonly pendingAudits = new Set<Promise<unknown>>();
   /** Objects stored by each association, recorded in the audit trail when it ends. */
   readonly stored = new WeakMap<Association, { studies: Set<string>; count: number }>();
 
@@ -121,6 +122,8 @@ export class DimseServer {
     while (this.associations.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const a of this.associations) a.abort();
     await closed;
+    // What the last associations stored is recorded before the index closes.
+    await Promise.allSettled([...this.pendingAudits]);
   }
 
   private onConnection(socket: net.Socket): void {
@@ -129,7 +132,9 @@ export class DimseServer {
     const log = this.logger.child({ remote: assoc.remoteAddress });
     assoc.on('closed', () => {
       this.associations.delete(assoc);
-      void this.auditStored(assoc).catch((e: unknown) => log.error({ err: e }, 'audit of stored objects failed'));
+      const p = this.auditStored(assoc).catch((e: unknown) => log.error({ err: e }, 'audit of stored objects failed'));
+      this.pendingAudits.add(p);
+      void p.finally(() => this.pendingAudits.delete(p));
     });
     assoc.on('aborted', (e) => log.info({ calling: assoc.callingAETitle || undefined, reason: e.message }, 'association aborted'));
     assoc.once('associate', (rq) => this.negotiate(assoc, rq, log));

@@ -19,7 +19,7 @@
  * namespace text is only a hint, because senders spell it in several ways.
  */
 import { Tags, tag, type DicomDataset, type DicomElement, type Tag, type VR } from '../dicom/dataset.ts';
-import { itemContext, stringValue, type ValueContext } from '../dicom/values.ts';
+import { itemContext, stringValue, valueContextOf, type ValueContext } from '../dicom/values.ts';
 import { INSError, insValue, isINSOid, parseINS, sameINS, type INS } from './ins.ts';
 
 /** Attributes of the Issuer of Patient ID macro that dataset.ts does not name. */
@@ -152,4 +152,38 @@ export function readINSFromDataset(ds: DicomDataset, ctx: ValueContext): INSRead
     return { problems };
   }
   return chosen[0] ? { ins: chosen[0], problems } : { problems };
+}
+
+type JsonElement = { vr?: string; Value?: unknown[] };
+type JsonDataset = Record<string, JsonElement>;
+
+/**
+ * readINSFromDataset over an object's stored DICOM JSON (the index keeps it for every
+ * instance), so that finding an INS never reads the stored object itself.
+ */
+export function readINSFromJson(json: JsonDataset): INSReading {
+  const str = (ds: JsonDataset, hex: string): string | undefined => {
+    const v = ds[hex]?.Value?.[0];
+    return typeof v === 'string' ? v : undefined;
+  };
+  const utf8 = (t: Tag, vr: VR, value: string | undefined): Array<[Tag, DicomElement]> =>
+    value === undefined ? [] : [[t, { tag: t, vr, value: Buffer.from(value.length % 2 ? `${value} ` : value, 'utf8') }]];
+  const identifiers = (ds: JsonDataset): DicomDataset => {
+    const q = (ds['00100024']?.Value?.[0] ?? undefined) as JsonDataset | undefined;
+    const qualifiers: DicomDataset | undefined = q ? new Map([
+      ...utf8(IssuerTags.UniversalEntityID, 'UT', str(q, '00400032')),
+      ...utf8(IssuerTags.UniversalEntityIDType, 'CS', str(q, '00400033')),
+      ...utf8(IssuerTags.IdentifierTypeCode, 'CS', str(q, '00400035')),
+    ]) : undefined;
+    return new Map<Tag, DicomElement>([
+      ...utf8(Tags.PatientID, 'LO', str(ds, '00100020')),
+      ...utf8(Tags.IssuerOfPatientID, 'LO', str(ds, '00100021')),
+      ...(qualifiers ? [[Tags.IssuerOfPatientIDQualifiersSequence, { tag: Tags.IssuerOfPatientIDQualifiersSequence, vr: 'SQ' as VR, items: [qualifiers] }] as [Tag, DicomElement]] : []),
+    ]);
+  };
+  const ds = identifiers(json);
+  const items = (json['00101002']?.Value ?? []) as JsonDataset[];
+  if (items.length > 0) ds.set(Tags.OtherPatientIDsSequence, { tag: Tags.OtherPatientIDsSequence, vr: 'SQ', items: items.map(identifiers) });
+  ds.set(Tags.SpecificCharacterSet, { tag: Tags.SpecificCharacterSet, vr: 'CS', value: Buffer.from('ISO_IR 192', 'latin1') });
+  return readINSFromDataset(ds, valueContextOf(ds, true));
 }

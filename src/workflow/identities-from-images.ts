@@ -1,5 +1,5 @@
 /**
- * Identities read from the images: every stored object's header is searched for an INS
+ * Identities read from the images: every stored object's header (its stored DICOM JSON) is searched for an INS
  * (Other Patient IDs Sequence, src/patients/ins-dicom.ts) and what it says is recorded for
  * the object's patient record. An INS travels in DICOM only when the sending site's
  * identity is qualified (the RNIV sharing rule), so it is taken as qualified; one that
@@ -9,10 +9,8 @@
 import type { Logger } from 'pino';
 import { OutboxConsumer } from './outbox-consumer.ts';
 import type { Archive } from '../archive/archive.ts';
-import { Part10Parser } from '../dicom/part10-parser.ts';
-import { valueContextOf } from '../dicom/values.ts';
 import { ArchiveIndex } from '../index/archive-index.ts';
-import { readINSFromDataset, type INSReading } from '../patients/ins-dicom.ts';
+import { readINSFromJson, type INSReading } from '../patients/ins-dicom.ts';
 import { openReview, proposeDemographicLinks, recordIdentity } from '../patients/identities.ts';
 
 export const IDENTITY_CONSUMER = 'identities';
@@ -31,23 +29,16 @@ export class IdentityFromImages extends OutboxConsumer {
     for (const e of events) {
       if (e.type !== 'instance.stored' && e.type !== 'instance.replaced') continue;
       const { SOPInstanceUID, blobKey } = e.payload as { SOPInstanceUID: string; blobKey: string };
-      const row = await index.sql.get<{ id: number; sex: string | null; birth_date: string | null }>(
-        `SELECT p.id, p.sex, p.birth_date FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
+      // The stored DICOM JSON holds Other Patient IDs Sequence whole: no need to read the object.
+      const row = await index.sql.get<{ id: number; sex: string | null; birth_date: string | null; metadata_json: string }>(
+        `SELECT p.id, p.sex, p.birth_date, i.metadata_json FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
           JOIN patients p ON p.id = s.patient_id WHERE i.sop_instance_uid = ? AND i.blob_key = ?`,
         [SOPInstanceUID, blobKey],
       );
       if (!row) continue; // replaced or deleted since: a later event covers it
-      const parser = new Part10Parser();
-      try {
-        for await (const chunk of await this.archive.store.get(blobKey)) parser.write(chunk as Buffer);
-      } catch (e) {
-        this.logger.warn({ err: (e as Error).message, key: blobKey }, 'identities: a stored object could not be read');
-        continue;
-      }
-      const obj = parser.end();
       readings.push({
         patientId: Number(row.id),
-        reading: readINSFromDataset(obj.dataset, valueContextOf(obj.dataset, obj.littleEndian)),
+        reading: readINSFromJson(JSON.parse(row.metadata_json) as Parameters<typeof readINSFromJson>[0]),
         sex: row.sex ?? undefined,
         birthDate: row.birth_date ?? undefined,
       });
