@@ -72,6 +72,12 @@ for (const db of testDatabases()) {
       assert.ok(seen.includes('view:dicomweb:client-CHU-NORD'), seen.join(', '));
       assert.ok(seen.includes('download:dimse:CT'), seen.join(', '));
       assert.deepEqual(JSON.parse((await cli('audit', 'verify')).stdout).ok, true);
+      // A move to an unknown destination sends nothing, and so records no download.
+      const before = events.filter((e) => e.action === 'download').length;
+      const move = await dcmtk('movescu', ['-S', '-aet', 'CT', '-aec', 'ATRIUM', '-aem', 'NOWHERE', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${obj.uids.study}`, '127.0.0.1', String(atrium.dimse!.port)]);
+      assert.match(move.output, /MoveDestinationUnknown|0xa801/i, move.output);
+      const after = (JSON.parse((await cli('audit', 'patient', 'P-AUD', '--site', 'CHU-NORD')).stdout) as { events: Array<{ action: string }> }).events;
+      assert.equal(after.filter((e) => e.action === 'download').length, before);
     });
 
     it('refuses edits in the database, and verify finds a record edited behind its back', async () => {

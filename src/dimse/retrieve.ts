@@ -120,19 +120,21 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
   }
 
   ctx.logger.debug({ level: id.level, instances: instances.length, destination: rq.MoveDestination }, isMove ? 'C-MOVE' : 'C-GET');
-  // Recorded before anything is sent: no access without its trace.
-  const studies = [...new Set(instances.map((i) => i.StudyInstanceUID))];
-  const patients: string[] = [];
-  for (const StudyInstanceUID of studies) {
-    const [row] = await ctx.archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID }, fuzzymatching: false, limit: 1, offset: 0 });
-    if (row) patients.push(patientRef(ctx.server.siteCode(row.siteId), row.patient.IssuerOfPatientID, row.patient.PatientID));
-  }
-  if (instances.length > 0) {
-    await ctx.server.audit.record({
-      action: 'download', outcome: 'success', ...auditActor(ctx), patients, ...(studies.length === 1 ? { StudyInstanceUID: studies[0] } : {}),
-      details: { operation: isMove ? 'C-MOVE' : 'C-GET', destination: isMove ? rq.MoveDestination : ctx.peer.aeTitle, studies, instances: instances.length },
-    });
-  }
+  // Recorded before anything is sent (and only for a retrieve that will send): no access without its trace.
+  const recordAccess = async () => {
+    const studies = [...new Set(instances.map((i) => i.StudyInstanceUID))];
+    const patients: string[] = [];
+    for (const StudyInstanceUID of studies) {
+      const [row] = await ctx.archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID }, fuzzymatching: false, limit: 1, offset: 0 });
+      if (row) patients.push(patientRef(ctx.server.siteCode(row.siteId), row.patient.IssuerOfPatientID, row.patient.PatientID));
+    }
+    if (instances.length > 0) {
+      await ctx.server.audit.record({
+        action: 'download', outcome: 'success', ...auditActor(ctx), patients, ...(studies.length === 1 ? { StudyInstanceUID: studies[0] } : {}),
+        details: { operation: isMove ? 'C-MOVE' : 'C-GET', destination: isMove ? rq.MoveDestination : ctx.peer.aeTitle, studies, instances: instances.length },
+      });
+    }
+  };
   // Where the sub-operations go.
   let target: Association;
   let ownAssociation = false;
@@ -143,6 +145,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
       return refuse(Status.MoveDestinationUnknown, `move destination ${JSON.stringify(destination)} is not a known peer with an address`);
     }
     if (instances.length === 0) return respond(Status.Success);
+    await recordAccess();
     try {
       target = await openStoreAssociation({ peer, callingAETitle: ctx.server.aeTitle, instances, maxPduLength: ctx.server.config.maxPduLength, tls: ctx.server.clientTls });
       ownAssociation = true;
@@ -156,6 +159,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
     }
   } else {
     target = ctx.assoc;
+    await recordAccess();
   }
 
   function failedList(): Buffer | undefined {
