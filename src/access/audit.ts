@@ -7,6 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { SqlDatabase } from '../index/sql.ts';
+import type { ArchiveIndex } from '../index/archive-index.ts';
+import type { Site } from '../index/records.ts';
 
 export type AuditAction =
   | 'query' | 'view' | 'download' | 'store' | 'export' | 'correction' | 'merge' | 'identity-change'
@@ -147,4 +149,19 @@ export class AuditTrail {
 /** How an event names a patient record. */
 export function patientRef(siteCode: string, IssuerOfPatientID: string, PatientID: string): string {
   return `${siteCode}|${IssuerOfPatientID}|${PatientID}`;
+}
+
+/** patientRef of an index row (a search result, a study's patient). */
+export function patientRefOf(siteById: ReadonlyMap<number, Site>, row: { siteId: number; patient: { IssuerOfPatientID: string; PatientID: string } }): string {
+  return patientRef(siteById.get(row.siteId)?.code ?? '?', row.patient.IssuerOfPatientID, row.patient.PatientID);
+}
+
+/** The patient records the studies are filed under now (studies no longer indexed are left out). */
+export async function patientRefsOfStudies(index: ArchiveIndex, siteById: ReadonlyMap<number, Site>, studies: Iterable<string>): Promise<string[]> {
+  const refs: string[] = [];
+  for (const uid of studies) {
+    const row = await index.studyPatient(uid);
+    if (row) refs.push(patientRefOf(siteById, row));
+  }
+  return refs;
 }

@@ -15,6 +15,8 @@ export interface Archive {
   readonly retriever: Retriever;
   /** Sites by code, as configured (and mirrored in the index). */
   readonly sites: ReadonlyMap<string, Site>;
+  /** The same sites by their index id. */
+  readonly siteById: ReadonlyMap<number, Site>;
   close(): Promise<void>;
 }
 
@@ -36,6 +38,7 @@ export async function openArchive(config: AtriumConfig, logger: Logger): Promise
   const retriever = new Retriever(index, store);
   return {
     index, store, ingestor, retriever, sites,
+    siteById: new Map([...sites.values()].map((s) => [s.id, s])),
     async close() {
       await Promise.allSettled([index.close(), store.close()]);
     },

@@ -8,6 +8,7 @@
 import { Tags, type DicomDataset, type DicomElement, type Tag, type VR } from '../dicom/dataset.ts';
 import { parsePart10 } from '../dicom/part10-parser.ts';
 import { encodeDataset } from '../dicom/part10-writer.ts';
+import { stringifyDicomJson, type DicomJsonDataset } from '../dicom/json.ts';
 import type { PatientAttributes } from '../index/records.ts';
 
 /** How the stored metadata JSON reads when its PatientID is already the index's. */
@@ -18,6 +19,21 @@ export function patientIDMarker(p: PatientAttributes): string {
 export function storedPatientDiffers(metadataJson: string, p: PatientAttributes): boolean {
   // An object without a PatientID is indexed under an empty one: nothing to correct.
   return p.PatientID !== '' && !metadataJson.includes(patientIDMarker(p));
+}
+
+/** The stored DICOM JSON of an instance with its patient module replaced (WADO-RS metadata). */
+export function coercePatientJson(json: string, p: PatientAttributes): string {
+  const ds = JSON.parse(json) as DicomJsonDataset;
+  const set = (tag: string, vr: VR, value: string | { Alphabetic: string } | undefined) => {
+    if (value === undefined || value === '') delete ds[tag];
+    else ds[tag] = { vr, Value: [value] };
+  };
+  set('00100020', 'LO', p.PatientID);
+  set('00100021', 'LO', p.IssuerOfPatientID);
+  set('00100010', 'PN', p.PatientName === undefined ? undefined : { Alphabetic: p.PatientName });
+  set('00100030', 'DA', p.PatientBirthDate);
+  set('00100040', 'CS', p.PatientSex);
+  return stringifyDicomJson(ds);
 }
 
 const isGroupLength = (t: Tag) => (t & 0xffff) === 0;

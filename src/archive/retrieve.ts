@@ -97,7 +97,7 @@ export class Retriever {
     const patientOf = (study: string) => {
       let p = patients.get(study);
       if (!p) {
-        p = this.index.searchStudies({ level: 'study', matches: { StudyInstanceUID: study }, fuzzymatching: false, limit: 1, offset: 0 }).then((r) => r[0]?.patient);
+        p = this.index.studyPatient(study).then((r) => r?.patient);
         patients.set(study, p);
       }
       return p;

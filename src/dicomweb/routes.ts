@@ -8,13 +8,15 @@ import { RetrieveError } from '../archive/retrieve.ts';
 import { planMediaExport, zipOfMediaExport } from '../archive/export.ts';
 import { parseViewportParam, parseWindowParam, type RenderOptions } from '../archive/render.ts';
 import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
-import type { PatientAttributes, QueryLevel, StoredInstance } from '../index/records.ts';
+import type { QueryLevel, StoredInstance } from '../index/records.ts';
 import { parseAccept, parseMediaType } from './media-type.ts';
 import { MultipartError, multipartBoundary, readMultipart, sendMultipart, writeMultipart, type MultipartSource } from './multipart.ts';
 import { HttpProblem, httpStatusOf, sendProblem } from './problem.ts';
 import { addIncludedFields, instanceJson, parseQidoQuery, seriesJson, studyJson } from './qido.ts';
 import { personMatches } from '../patients/person-query.ts';
-import { AuditTrail, patientRef } from '../access/audit.ts';
+import { AuditTrail, patientRefOf, patientRefsOfStudies } from '../access/audit.ts';
+import { coercePatientJson, storedPatientDiffers } from '../archive/coercion.ts';
+import type { ArchiveIndex } from '../index/archive-index.ts';
 import { stringifyDicomJson, type DicomJsonDataset } from '../dicom/json.ts';
 
 export interface DicomwebOptions {
@@ -30,32 +32,11 @@ type Params = { study?: string; series?: string; instance?: string; frames?: str
 const stowOverlap = 4;
 
 /** DICOMweb (PS3.18) under /dicom-web: STOW-RS, QIDO-RS, WADO-RS. Routes translate; the archive decides. */
-/**
- * The patient module as the index has it now: `marker` is how a stored JSON that already
- * says so reads, `apply` rewrites one that does not.
- */
-function currentPatientCoercion(p: PatientAttributes): { marker: string; apply: (json: string) => string } {
-  return {
-    marker: `"00100020":{"vr":"LO","Value":[${JSON.stringify(p.PatientID)}]}`,
-    apply: (json) => {
-      const ds = JSON.parse(json) as DicomJsonDataset;
-      const set = (tag: string, vr: DicomJsonDataset[string]['vr'], value: unknown) => {
-        if (value === undefined || value === '') delete ds[tag];
-        else ds[tag] = { vr, Value: [value as string] };
-      };
-      set('00100020', 'LO', p.PatientID);
-      set('00100021', 'LO', p.IssuerOfPatientID);
-      set('00100010', 'PN', p.PatientName === undefined ? undefined : { Alphabetic: p.PatientName });
-      set('00100030', 'DA', p.PatientBirthDate);
-      set('00100040', 'CS', p.PatientSex);
-      return stringifyDicomJson(ds);
-    },
-  };
-}
-
 export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOptions): Promise<void> {
   const audit = new AuditTrail(options.archive.index.sql);
-  const siteCodes = new Map([...options.archive.sites.values()].map((site) => [site.id, site.code]));
+  const { siteById } = options.archive;
+  // The study's patient as the preHandler found it, for the handler to reuse.
+  const studyPatients = new WeakMap<FastifyRequest, Awaited<ReturnType<ArchiveIndex['studyPatient']>>>();
   const actorOf = (request: FastifyRequest) => ({
     actor: request.caller?.name ?? 'unknown', actorKind: 'api-client' as const, site: request.caller?.site.code, source: request.ip, via: 'dicomweb' as const,
   });
@@ -64,12 +45,13 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     const study = (request.params as Params | undefined)?.study;
     const route = request.routeOptions.url ?? '';
     if (request.method !== 'GET' || !study || /\/(series|instances)$/.test(route)) return;
-    const [row] = await options.archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID: study }, fuzzymatching: false, limit: 1, offset: 0 });
+    const row = await options.archive.index.studyPatient(study);
+    studyPatients.set(request, row);
     if (!row) return;
     const download = /\/archive$/.test(route) || /\/studies\/:study(\/series\/:series(\/instances\/:instance)?)?$/.test(route);
     await audit.record({
       action: download ? 'download' : 'view', outcome: 'success', ...actorOf(request), StudyInstanceUID: study,
-      patients: [patientRef(siteCodes.get(row.siteId) ?? '?', row.patient.IssuerOfPatientID, row.patient.PatientID)],
+      patients: [patientRefOf(siteById, row)],
       details: { route, ...(request.params as Params) },
     });
   });
@@ -178,11 +160,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     if (referenced.length > 0) response['00081199'] = { vr: 'SQ', Value: referenced };
     const status = failed.length === 0 ? 200 : referenced.length === 0 ? 409 : 202;
     const storedStudies = [...new Set(results.flatMap((r) => (r.ok ? [r.instance.StudyInstanceUID] : [])))];
-    const storedPatients: string[] = [];
-    for (const StudyInstanceUID of storedStudies) {
-      const [row] = await archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID }, fuzzymatching: false, limit: 1, offset: 0 });
-      if (row) storedPatients.push(patientRef(siteCodes.get(row.siteId) ?? '?', row.patient.IssuerOfPatientID, row.patient.PatientID));
-    }
+    const storedPatients = await patientRefsOfStudies(archive.index, siteById, storedStudies);
     await audit.record({
       action: 'store', outcome: status === 200 ? 'success' : 'failure', ...actorOf(request), patients: storedPatients,
       details: { studies: storedStudies, stored: results.filter((r) => r.ok).length, refused: results.filter((r) => !r.ok).length },
@@ -202,7 +180,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     const wantsMore = includeFields === 'all' || includeFields.length > 0;
     let out: DicomJsonDataset[];
     const touched: string[] = [];
-    const touch = (row: { siteId: number; patient: { IssuerOfPatientID: string; PatientID: string } }) => touched.push(patientRef(siteCodes.get(row.siteId) ?? '?', row.patient.IssuerOfPatientID, row.patient.PatientID));
+    const touch = (row: { siteId: number; patient: { IssuerOfPatientID: string; PatientID: string } }) => touched.push(patientRefOf(siteById, row));
     if (level === 'study') {
       const rows = await archive.index.searchStudies(query);
       rows.forEach(touch);
@@ -301,12 +279,11 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const instances = await instancesOf(request.params);
     const baseUrl = baseUrlOf(request);
-    const [study] = await archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID: request.params.study! }, fuzzymatching: false, limit: 1, offset: 0 });
-    const current = study && currentPatientCoercion(study.patient);
+    const current = studyPatients.has(request) ? studyPatients.get(request)?.patient : (await archive.index.studyPatient(request.params.study!))?.patient;
     // The stored JSON is served as is (bulk data URIs made absolute), unless the study's
     // patient changed since (a merge, an identifier change): then the patient module says who it is now.
     const body = '[' + instances.map((i) => {
-      const json = current && !i.metadataJson.includes(current.marker) ? current.apply(i.metadataJson) : i.metadataJson;
+      const json = current && storedPatientDiffers(i.metadataJson, current) ? coercePatientJson(i.metadataJson, current) : i.metadataJson;
       return json.replaceAll('"atrium:bulk/', `"${baseUrl}/studies/${i.StudyInstanceUID}/series/${i.SeriesInstanceUID}/instances/${i.SOPInstanceUID}/bulk/`);
     }).join(',') + ']';
     return reply.type('application/dicom+json').send(body);

@@ -15,7 +15,7 @@ import { IdentifierError, readIdentifier, writeMatch, type Identifier, type QRLe
 import { informationModelOf } from './sop-classes.ts';
 import { personMatches } from '../patients/person-query.ts';
 import { auditActor, type ServiceContext } from './server.ts';
-import { patientRef } from '../access/audit.ts';
+import { patientRefOf } from '../access/audit.ts';
 
 const PAGE = 500;
 const MAX_IDENTIFIER_BYTES = 1024 * 1024;
@@ -74,7 +74,7 @@ export async function handleFind(ctx: ServiceContext, message: DimseMessage): Pr
   const index = ctx.archive.index;
   const base = { level, matches, fuzzymatching: false, limit: PAGE };
   const refs = (rows: Array<{ siteId: number; patient: { IssuerOfPatientID: string; PatientID: string } }>) =>
-    rows.map((r) => patientRef(ctx.server.siteCode(r.siteId), r.patient.IssuerOfPatientID, r.patient.PatientID));
+    rows.map((r) => patientRefOf(ctx.archive.siteById, r));
   const page = async (offset: number): Promise<{ json: DicomJsonDataset[]; patients: string[] }> => {
     const q: SearchQuery = { ...base, offset };
     switch (level) {

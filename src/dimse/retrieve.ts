@@ -12,7 +12,7 @@ import { FailedSOPInstanceUIDList, IdentifierError, readIdentifier, uidList, wri
 import { contextFor, isStored, openStoreAssociation, storeAll } from './scu.ts';
 import { informationModelOf } from './sop-classes.ts';
 import { auditActor, type ServiceContext } from './server.ts';
-import { patientRef } from '../access/audit.ts';
+import { patientRefsOfStudies } from '../access/audit.ts';
 
 const MAX_IDENTIFIER_BYTES = 1024 * 1024;
 
@@ -123,11 +123,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
   // Recorded before anything is sent (and only for a retrieve that will send): no access without its trace.
   const recordAccess = async () => {
     const studies = [...new Set(instances.map((i) => i.StudyInstanceUID))];
-    const patients: string[] = [];
-    for (const StudyInstanceUID of studies) {
-      const [row] = await ctx.archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID }, fuzzymatching: false, limit: 1, offset: 0 });
-      if (row) patients.push(patientRef(ctx.server.siteCode(row.siteId), row.patient.IssuerOfPatientID, row.patient.PatientID));
-    }
+    const patients = await patientRefsOfStudies(ctx.archive.index, ctx.archive.siteById, studies);
     if (instances.length > 0) {
       await ctx.server.audit.record({
         action: 'download', outcome: 'success', ...auditActor(ctx), patients, ...(studies.length === 1 ? { StudyInstanceUID: studies[0] } : {}),

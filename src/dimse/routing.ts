@@ -53,7 +53,6 @@ const routedEvents = new Set(['instance.stored', 'instance.replaced']);
  * per event, not one per consumer), so it runs only when there are rules.
  */
 export class Router {
-  private readonly siteCodes: Map<number, string>;
 
   constructor(
     private readonly archive: Archive,
@@ -61,7 +60,6 @@ export class Router {
     private readonly rules: readonly RoutingRule[],
     private readonly logger: Logger,
   ) {
-    this.siteCodes = new Map([...archive.sites.values()].map((s) => [s.id, s.code]));
   }
 
   /** Routes one batch of events; returns how many events it consumed (0: the outbox is empty). */
@@ -75,7 +73,7 @@ export class Router {
     const items: ForwardItem[] = [];
     for (const p of instanceEvents) {
       const rules = await matchRules(this.rules, {
-        siteCode: this.siteCodes.get(p.siteId),
+        siteCode: this.archive.siteById.get(p.siteId)?.code,
         Modality: modalities.get(p.SeriesInstanceUID),
         SOPClassUID: p.SOPClassUID,
         callingAETitle: () => this.callingAETitleOf(p.SOPInstanceUID),

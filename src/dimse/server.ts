@@ -27,7 +27,7 @@ import { handleFind } from './query.ts';
 import { handleRetrieve } from './retrieve.ts';
 import { handleStorageCommitment } from './storage-commitment.ts';
 import { dimseClientTls } from './scu.ts';
-import { AuditTrail, patientRef } from '../access/audit.ts';
+import { AuditTrail, patientRefsOfStudies } from '../access/audit.ts';
 
 /** The calling peer as Atrium knows it: configured, or admitted as unknown when the config allows. */
 export interface CallingPeer {
@@ -145,20 +145,11 @@ export class DimseServer {
     const tally = this.stored.get(assoc);
     if (!tally || tally.count === 0) return;
     const peer = this.resolvePeer(assoc.callingAETitle);
-    const patients: string[] = [];
-    for (const StudyInstanceUID of tally.studies) {
-      const [row] = await this.archive.index.searchStudies({ level: 'study', matches: { StudyInstanceUID }, fuzzymatching: false, limit: 1, offset: 0 });
-      if (row) patients.push(patientRef(this.siteCode(row.siteId), row.patient.IssuerOfPatientID, row.patient.PatientID));
-    }
+    const patients = await patientRefsOfStudies(this.archive.index, this.archive.siteById, tally.studies);
     await this.audit.record({
       action: 'store', outcome: 'success', actor: assoc.callingAETitle, actorKind: 'dicom-peer', site: peer?.site.code,
       source: assoc.remoteAddress, via: 'dimse', patients, details: { stored: tally.count, studies: [...tally.studies] },
     });
-  }
-
-  siteCode(siteId: number): string {
-    for (const site of this.archive.sites.values()) if (site.id === siteId) return site.code;
-    return '?';
   }
 
   /** Who the calling AE title is; undefined when it must be refused. */

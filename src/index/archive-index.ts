@@ -819,6 +819,15 @@ export class ArchiveIndex {
     return c.where.length ? ` WHERE ${c.where.join(' AND ')}` : '';
   }
 
+  /** The patient record a study is filed under now, and its site (one row, no study columns). */
+  async studyPatient(StudyInstanceUID: string): Promise<{ siteId: number; patient: PatientAttributes } | undefined> {
+    const row = await this.sql.get<JoinedRow & { s_site_id: number }>(
+      `SELECT ${patientColumns}, s.site_id AS s_site_id FROM studies s JOIN patients p ON p.id = s.patient_id WHERE s.study_instance_uid = ?`,
+      [StudyInstanceUID],
+    );
+    return row && { siteId: Number(row.s_site_id), patient: toPatient(row) };
+  }
+
   /** Patients having at least one study that the search's site scope allows. */
   async searchPatients(q: SearchQuery): Promise<PatientRow[]> {
     const c = buildConditions(this.sql.engine, 'patient', q.matches, q.fuzzymatching);
