@@ -2,6 +2,7 @@
  * Orthanc from Debian as a DICOM peer, both ways: Orthanc C-STOREs to Atrium, C-FINDs it,
  * has Atrium C-MOVE a study to it, and asks Atrium for storage commitment.
  */
+import { datasetBytes } from './support/part10.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,13 +12,8 @@ import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { dcmtk, freePort, haveDcmtk } from './support/dcmtk.ts';
 import { haveOrthanc, startOrthancPeer, type RunningOrthanc } from './support/orthanc.ts';
 import { syntheticInstance } from './support/synthetic.ts';
-import { parsePart10 } from '../src/dicom/part10-parser.ts';
 
 const CTImageStorage = '1.2.840.10008.5.1.4.1.1.2';
-
-function datasetBytes(file: Buffer): Buffer {
-  return file.subarray(parsePart10(file).datasetOffset);
-}
 
 async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

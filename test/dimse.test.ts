@@ -2,6 +2,7 @@
  * DIMSE conformance against DCMTK's real tools: echoscu, storescu, findscu, movescu with
  * a storescp destination, getscu; and the faults a network peer can cause.
  */
+import { datasetBytes, pixelFragments, sopOf } from './support/part10.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,30 +32,11 @@ const peers = (dest: number, lost: number, unreachable: number) => [
   { aeTitle: 'NOWHERE', host: '127.0.0.1', port: unreachable, site: 'CHU-NORD', may: { store: false, query: false, retrieve: false } },
 ];
 
-/** The dataset bytes of a Part 10 file: what goes on the wire. */
-function datasetBytes(file: Buffer): Buffer {
-  return file.subarray(parsePart10(file).datasetOffset);
-}
-
 async function storedDataset(atrium: RunningAtrium, sop: string): Promise<{ bytes: Buffer; transferSyntaxUID: string; siteId: number }> {
   const inst = await atrium.archive.index.findInstanceBySOPInstanceUID(sop);
   assert.ok(inst, `instance ${sop} is indexed`);
   const whole = await atrium.archive.store.readWhole(inst.blobKey);
   return { bytes: whole.subarray(inst.layout.datasetOffset), transferSyntaxUID: inst.TransferSyntaxUID, siteId: inst.siteId };
-}
-
-/** The pixel data value bytes (native) or fragments (encapsulated, joined). */
-function pixelFragments(file: Buffer): Buffer {
-  const obj = parsePart10(file);
-  const px = obj.dataset.get(0x7fe00010)!;
-  if (obj.deflated) return Buffer.alloc(0);
-  const ranges = px.fragments ?? (px.bulk ? [px.bulk] : []);
-  return Buffer.concat(ranges.map((r) => file.subarray(r.offset, r.offset + r.length)));
-}
-
-function sopOf(file: Buffer): string {
-  const obj = parsePart10(file);
-  return obj.dataset.get(0x00080018)!.value!.toString('latin1').replace(/[\0 ]+$/, '');
 }
 
 function writeTemp(dir: string, name: string, bytes: Buffer): string {

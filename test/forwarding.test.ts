@@ -4,6 +4,7 @@
  * queue; a destination down never slows ingest, its rows wait and drain when it comes back,
  * fail after max attempts and are requeued; queued rows survive a restart.
  */
+import { datasetBytes, sopOf } from './support/part10.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -16,19 +17,10 @@ import { startAtrium, testSites, type RunningAtrium } from './support/atrium.ts'
 import { testDatabases } from './support/databases.ts';
 import { dcmtk, freePort, haveDcmtk, startStorescp } from './support/dcmtk.ts';
 import { syntheticInstance } from './support/synthetic.ts';
-import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import type { AtriumConfig } from '../src/config/config.ts';
 import { ForwardingQueue, type DestinationStatus } from '../src/index/forwarding-queue.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-
-function datasetBytes(file: Buffer): Buffer {
-  return file.subarray(parsePart10(file).datasetOffset);
-}
-
-function sopOf(file: Buffer): string {
-  return parsePart10(file).dataset.get(0x00080018)!.value!.toString('latin1').replace(/[\0 ]+$/, '');
-}
 
 /** What a storescp wrote: its files by SOPInstanceUID. */
 function received(dir: string): Map<string, Buffer> {

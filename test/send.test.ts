@@ -2,6 +2,7 @@
  * `atrium send`: the CLI as a storage SCU, against DCMTK's storescp (no asynchronous
  * window) and against Atrium's own SCP (which grants one).
  */
+import { datasetBytes } from './support/part10.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -12,7 +13,6 @@ import { promisify } from 'node:util';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { haveDcmtk, startStorescp } from './support/dcmtk.ts';
 import { syntheticInstance } from './support/synthetic.ts';
-import { parsePart10 } from '../src/dicom/part10-parser.ts';
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -30,7 +30,6 @@ async function atriumCli(args: string[], configFile: string, dataDir: string): P
   }
 }
 
-const datasetOf = (file: Buffer) => file.subarray(parsePart10(file).datasetOffset);
 
 describe('atrium send', { skip: !haveDcmtk && 'DCMTK is not installed' }, () => {
   const work = mkdtempSync(path.join(tmpdir(), 'atrium-send-'));
@@ -72,7 +71,7 @@ describe('atrium send', { skip: !haveDcmtk && 'DCMTK is not installed' }, () => 
     assert.deepEqual(report.skipped.map((p) => path.basename(p)), ['README.TXT']);
     const got = readdirSync(destDir).map((n) => readFileSync(path.join(destDir, n)));
     assert.equal(got.length, 6);
-    for (const o of objs) assert.ok(got.some((g) => datasetOf(g).equals(datasetOf(o.file))));
+    for (const o of objs) assert.ok(got.some((g) => datasetBytes(g).equals(datasetBytes(o.file))));
   });
 
   it('keeps several C-STOREs outstanding on Atrium, which grants a window, and exits 1 when one is refused', async () => {
