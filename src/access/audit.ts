@@ -12,7 +12,8 @@ import type { Site } from '../index/records.ts';
 
 export type AuditAction =
   | 'query' | 'view' | 'download' | 'store' | 'export' | 'correction' | 'merge' | 'identity-change'
-  | 'identity-review' | 'order' | 'share' | 'login' | 'login-failed';
+  | 'identity-review' | 'order' | 'share' | 'share-open' | 'share-revoke' | 'emergency-access'
+  | 'login' | 'login-failed' | 'logout' | 'user-admin';
 
 export type AuditOutcome = 'success' | 'failure' | 'refused';
 
@@ -21,12 +22,12 @@ export interface AuditEvent {
   outcome: AuditOutcome;
   /** Who: an API client, a DICOM peer's AE title, an HL7 sender, a person once OIDC lands. */
   actor: string;
-  actorKind: 'api-client' | 'dicom-peer' | 'hl7-sender' | 'user' | 'system';
+  actorKind: 'api-client' | 'dicom-peer' | 'hl7-sender' | 'user' | 'share-link' | 'system';
   /** The actor's site code. */
   site?: string;
   /** Where from: an address, a host:port. */
   source?: string;
-  via: 'dicomweb' | 'dimse' | 'hl7' | 'api' | 'cli';
+  via: 'dicomweb' | 'dimse' | 'hl7' | 'api' | 'cli' | 'portal';
   /** Why, when the actor said (a correction's reason, an emergency access). */
   reason?: string;
   StudyInstanceUID?: string;

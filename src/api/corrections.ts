@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AuditTrail } from '../access/audit.ts';
+import { actorOf, homeSiteOf } from '../access/principal.ts';
 import type { Archive } from '../archive/archive.ts';
 import { CorrectionError, listCorrections, moveStudy, rejectInstance, undoCorrection } from '../archive/corrections.ts';
 import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
@@ -15,8 +16,7 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
   const { archive } = options;
   const audit = new AuditTrail(archive.index.sql);
   const trace = (request: FastifyRequest, details: Record<string, unknown>, extra: { reason?: string; StudyInstanceUID?: string } = {}) => audit.record({
-    action: 'correction', outcome: 'success', actor: request.caller!.name, actorKind: 'api-client', site: request.caller!.site.code,
-    source: request.ip, via: 'api', ...extra, details,
+    action: 'correction', outcome: 'success', ...actorOf(request.principal!), source: request.ip, via: 'api', ...extra, details,
   });
   app.setErrorHandler((error, request, reply) => {
     const e = error as Error & { validation?: unknown; statusCode?: number };
@@ -35,12 +35,13 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
       },
     },
   }, async (request, reply) => {
-    const site = request.caller!.site;
+    const site = homeSiteOf(request.principal!);
+    if (!site) throw new HttpProblem(400, 'the caller belongs to several sites: the study cannot be filed under one');
     const b = request.body;
     const { id } = await moveStudy(archive.index.sql, {
       StudyInstanceUID: b.StudyInstanceUID,
       to: { siteId: site.id, IssuerOfPatientID: b.IssuerOfPatientID ?? site.issuerOfPatientID, PatientID: b.PatientID },
-      reason: b.reason, requestedBy: request.caller!.name,
+      reason: b.reason, requestedBy: request.principal!.id,
     });
     await trace(request, { correction: id, kind: 'study-move', to: b.PatientID }, { reason: b.reason, StudyInstanceUID: b.StudyInstanceUID });
     return reply.code(201).send({ id });
@@ -49,7 +50,7 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
   app.post<{ Body: { SOPInstanceUID: string; reason: string } }>('/reject', {
     schema: { body: { type: 'object', required: ['SOPInstanceUID', 'reason'], additionalProperties: false, properties: { SOPInstanceUID: uid, reason } } },
   }, async (request, reply) => {
-    const { id } = await rejectInstance(archive, { ...request.body, requestedBy: request.caller!.name });
+    const { id } = await rejectInstance(archive, { ...request.body, requestedBy: request.principal!.id });
     await trace(request, { correction: id, kind: 'instance-reject', SOPInstanceUID: request.body.SOPInstanceUID }, { reason: request.body.reason });
     return reply.code(201).send({ id });
   });
@@ -57,7 +58,7 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
   app.post<{ Params: { id: string } }>('/:id/undo', {
     schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } },
   }, async (request) => {
-    await undoCorrection(archive, Number(request.params.id), request.caller!.name);
+    await undoCorrection(archive, Number(request.params.id), request.principal!.id);
     await trace(request, { correction: Number(request.params.id), kind: 'undo' });
     return { id: Number(request.params.id), undone: true };
   });

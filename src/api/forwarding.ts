@@ -1,3 +1,4 @@
+import { homeSiteOf } from '../access/principal.ts';
 import type { FastifyInstance } from 'fastify';
 import type { Archive } from '../archive/archive.ts';
 import type { PeerConfig } from '../config/config.ts';
@@ -52,7 +53,9 @@ export async function forwardingRoutes(app: FastifyInstance, options: Forwarding
     const peer = options.peers.find((p) => p.aeTitle === destination);
     if (!peer) throw new HttpProblem(400, `destination ${destination} is not a configured peer`);
     // Without an issuer, the PatientID is one the caller's own site assigned.
-    const issuer = IssuerOfPatientID ?? request.caller!.site.issuerOfPatientID;
+    const home = homeSiteOf(request.principal!);
+    if (!IssuerOfPatientID && !home) throw new HttpProblem(400, 'IssuerOfPatientID is required: the caller belongs to several sites');
+    const issuer = IssuerOfPatientID ?? home!.issuerOfPatientID;
     const queued = await prefetchPriors(archive, queue, { PatientID, IssuerOfPatientID: issuer }, peer, { maxStudies });
     return reply.code(202).send({ destination, ...queued });
   });

@@ -1,3 +1,4 @@
+import { actorOf } from '../access/principal.ts';
 import type { FastifyInstance } from 'fastify';
 import { AuditTrail } from '../access/audit.ts';
 import type { Archive } from '../archive/archive.ts';
@@ -46,7 +47,7 @@ export async function identityRoutes(app: FastifyInstance, options: { archive: A
   }, async (request) => {
     const { personId } = await decideReview(archive.index.sql, Number(request.params.id), request.body.accept);
     await new AuditTrail(archive.index.sql).record({
-      action: 'identity-review', outcome: 'success', actor: request.caller!.name, actorKind: 'api-client', site: request.caller!.site.code,
+      action: 'identity-review', outcome: 'success', ...actorOf(request.principal!),
       source: request.ip, via: 'api', details: { review: Number(request.params.id), accepted: request.body.accept, ...(personId === undefined ? {} : { personId }) },
     });
     return { id: Number(request.params.id), accepted: request.body.accept, ...(personId === undefined ? {} : { personId }) };

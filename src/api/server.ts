@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
 import type { AtriumConfig } from '../config/config.ts';
 import { dicomwebRoutes } from '../dicomweb/routes.ts';
-import { registerBearerAuth, type ApiClient } from './auth.ts';
+import { registerAuthentication, type ApiClient } from './auth.ts';
 import { identityRoutes } from './identities.ts';
 import { correctionRoutes } from './corrections.ts';
 import { forwardingRoutes } from './forwarding.ts';
@@ -37,9 +37,9 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   const clients: ApiClient[] = config.apiClients.map((c) => {
     const site = archive.sites.get(c.site);
     if (!site) throw new Error(`api client ${c.name}: unknown site ${c.site}`);
-    return { name: c.name, tokenSha256: c.tokenSha256, site };
+    return { name: c.name, tokenSha256: c.tokenSha256, site, territory: c.territory };
   });
-  registerBearerAuth(app, clients);
+  registerAuthentication(app, clients);
   app.get('/health', async () => ({ status: 'ok' }));
   await app.register(dicomwebRoutes, {
     prefix: '/dicom-web',

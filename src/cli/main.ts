@@ -174,7 +174,8 @@ function ensureLocalToken(config: AtriumConfig, logger: Logger): void {
   const file = path.join(config.dataDir, 'api-token');
   if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600 });
   const token = readFileSync(file, 'utf8').trim();
-  config.apiClients.push({ name: 'local', tokenSha256: sha256Hex(token), site: config.sites[0]!.code });
+  // The operator's key of an embedded install: trusted for the territory, audited like any caller.
+  config.apiClients.push({ name: 'local', tokenSha256: sha256Hex(token), site: config.sites[0]!.code, territory: true });
   logger.info({ tokenFile: file }, 'no apiClients configured: the bearer token for this node is in the token file');
 }
 

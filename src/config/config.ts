@@ -36,7 +36,7 @@ export interface AtriumConfig {
   /** Known DICOM peers (modalities, PACS, workstations): who may call, for which site, to do what. */
   peers: PeerConfig[];
   /** Machine clients of the HTTP API until OIDC lands: a token's SHA-256 and the site it sends for. */
-  apiClients: Array<{ name: string; tokenSha256: string; site: string }>;
+  apiClients: Array<{ name: string; tokenSha256: string; site: string; territory: boolean }>;
   /** Forwarding of arriving objects to peers by rules, through a persistent queue. */
   routing: RoutingConfig;
   /** HL7 v2 over MLLP: ADT and orders from the sites' HIS and RIS. */
@@ -353,7 +353,9 @@ function parseApiClients(value: unknown, sites: AtriumConfig['sites']): AtriumCo
     if (!/^[0-9a-f]{64}$/.test(tokenSha256)) throw new ConfigError(`apiClients[${i}].tokenSha256 must be a hex SHA-256 (never the token itself)`);
     const site = required(e, 'site', `apiClients[${i}]`);
     if (!sites.some((s) => s.code === site)) throw new ConfigError(`apiClients[${i}].site ${site} is not a configured site`);
-    return { name: required(e, 'name', `apiClients[${i}]`), tokenSha256, site };
+    const territory = e.territory ?? false;
+    if (typeof territory !== 'boolean') throw new ConfigError(`apiClients[${i}].territory must be true or false`);
+    return { name: required(e, 'name', `apiClients[${i}]`), tokenSha256, site, territory };
   });
 }
 

@@ -15,6 +15,7 @@ import { HttpProblem, httpStatusOf, sendProblem } from './problem.ts';
 import { addIncludedFields, instanceJson, parseQidoQuery, seriesJson, studyJson } from './qido.ts';
 import { personMatches } from '../patients/person-query.ts';
 import { AuditTrail, patientRefOf, patientRefsOfStudies } from '../access/audit.ts';
+import { actorOf as principalActor, homeSiteOf } from '../access/principal.ts';
 import { coercePatientJson, storedPatientDiffers } from '../archive/coercion.ts';
 import type { ArchiveIndex } from '../index/archive-index.ts';
 import { stringifyDicomJson, type DicomJsonDataset } from '../dicom/json.ts';
@@ -37,9 +38,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   const { siteById } = options.archive;
   // The study's patient as the preHandler found it, for the handler to reuse.
   const studyPatients = new WeakMap<FastifyRequest, Awaited<ReturnType<ArchiveIndex['studyPatient']>>>();
-  const actorOf = (request: FastifyRequest) => ({
-    actor: request.caller?.name ?? 'unknown', actorKind: 'api-client' as const, site: request.caller?.site.code, source: request.ip, via: 'dicomweb' as const,
-  });
+  const actorOf = (request: FastifyRequest) => ({ ...principalActor(request.principal!), source: request.ip, via: 'dicomweb' as const });
   // Every read of a study (WADO-RS, rendered, bulk, archive) is recorded before it is answered.
   app.addHook('preHandler', async (request: FastifyRequest) => {
     const study = (request.params as Params | undefined)?.study;
@@ -79,7 +78,8 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
 
   // ---- STOW-RS --------------------------------------------------------------
   const stow = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    const caller = request.caller!;
+    const site = homeSiteOf(request.principal!);
+    if (!site) throw new HttpProblem(403, 'the caller stores for no single site: objects cannot be filed');
     const contentType = request.headers['content-type'];
     if (!contentType) throw new HttpProblem(415, 'STOW-RS needs Content-Type: multipart/related; type="application/dicom"');
     const mt = parseMediaType(contentType);
@@ -108,7 +108,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
         }
         if (pending.length >= stowOverlap) await pending[pending.length - stowOverlap];
         const ingest = archive.ingestor.ingestInstance(part.body, {
-          site: caller.site,
+          site,
           via: 'stow-rs',
           expectedStudyInstanceUID: request.params.study,
         });

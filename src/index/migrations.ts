@@ -404,6 +404,82 @@ BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;`);
       }
     },
   },
+  {
+    version: 10,
+    name: 'access: users and their sites, sessions, grants (shares, emergency access, assignments), share links; referring physician id of studies',
+    // users.subject is "<issuer>|<sub>" once a user logged in through OpenID Connect; local
+    // accounts have a password_hash (scrypt). roles is a JSON list. A session or a share link
+    // is stored by the SHA-256 of its secret, never the secret itself. access_grants give a
+    // user a reason to see a study or a patient's exams (patient_id: every record linked to
+    // the same person) until expires_at or revoked_at.
+    sql: `
+ALTER TABLE studies ADD COLUMN referring_physician_id {text};
+CREATE INDEX studies_referring_physician_id ON studies (referring_physician_id);
+CREATE TABLE users (
+  id {id},
+  login {text} NOT NULL UNIQUE,
+  display_name TEXT NOT NULL,
+  rpps {text} UNIQUE,
+  subject {text} UNIQUE,
+  password_hash TEXT,
+  roles {text} NOT NULL,
+  patient_id BIGINT REFERENCES patients (id),
+  failed_logins INTEGER NOT NULL DEFAULT 0,
+  locked_until {text},
+  disabled_at {text},
+  created_at {text} NOT NULL,
+  updated_at {text} NOT NULL
+);
+CREATE TABLE user_sites (
+  user_id BIGINT NOT NULL REFERENCES users (id),
+  site_id BIGINT NOT NULL REFERENCES sites (id),
+  PRIMARY KEY (user_id, site_id)
+);
+CREATE TABLE share_links (
+  id {id},
+  token_sha256 {text} NOT NULL UNIQUE,
+  pin_hash TEXT,
+  study_instance_uid {text},
+  patient_id BIGINT REFERENCES patients (id),
+  created_by {text} NOT NULL,
+  created_at {text} NOT NULL,
+  expires_at {text} NOT NULL,
+  revoked_at {text},
+  revoked_by {text},
+  failed_pins INTEGER NOT NULL DEFAULT 0,
+  locked_at {text}
+);
+CREATE TABLE sessions (
+  id_sha256 {text} PRIMARY KEY,
+  user_id BIGINT REFERENCES users (id),
+  share_link_id BIGINT REFERENCES share_links (id),
+  csrf_token {text} NOT NULL,
+  source {text},
+  created_at {text} NOT NULL,
+  last_seen_at {text} NOT NULL,
+  expires_at {text} NOT NULL,
+  revoked_at {text}
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+CREATE TABLE access_grants (
+  id {id},
+  kind {text} NOT NULL,
+  user_id BIGINT NOT NULL REFERENCES users (id),
+  study_instance_uid {text},
+  patient_id BIGINT REFERENCES patients (id),
+  reason TEXT,
+  granted_by {text} NOT NULL,
+  created_at {text} NOT NULL,
+  expires_at {text},
+  revoked_at {text},
+  revoked_by {text},
+  reviewed_at {text},
+  reviewed_by {text}
+);
+CREATE INDEX access_grants_user ON access_grants (user_id, kind);
+CREATE INDEX access_grants_patient ON access_grants (patient_id);
+`,
+  },
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */

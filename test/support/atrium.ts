@@ -65,7 +65,7 @@ export async function startAtrium(options: {
   const tokens: Record<string, string> = {};
   config.apiClients = testSites.map((s) => {
     tokens[s.code] = randomBytes(24).toString('base64url');
-    return { name: `client-${s.code}`, tokenSha256: sha256Hex(tokens[s.code]!), site: s.code };
+    return { name: `client-${s.code}`, tokenSha256: sha256Hex(tokens[s.code]!), site: s.code, territory: true };
   });
   config.log.level = process.env.ATRIUM_TEST_LOG ?? 'silent';
   config.dimse.port = 0;
