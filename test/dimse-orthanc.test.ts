@@ -37,7 +37,8 @@ describe('DIMSE with Orthanc as a peer', { skip: (!haveOrthanc || !haveDcmtk) &&
       dimse: true,
       configure: (c) => {
         c.peers = [
-          { aeTitle: 'ORTHANC', host: '127.0.0.1', port: orthancDicom, site: 'CLIN-SUD', may: { store: true, query: true, retrieve: true } },
+          // Orthanc plays a regional PACS, trusted for the territory: it finds and retrieves every site's exams.
+          { aeTitle: 'ORTHANC', host: '127.0.0.1', port: orthancDicom, site: 'CLIN-SUD', territory: true, may: { store: true, query: true, retrieve: true } },
           { aeTitle: 'STORESCU', site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } },
         ];
       },

@@ -48,7 +48,8 @@ for (const db of testDatabases()) {
       atrium = await startAtrium({
         index: opened.config, dimse: true,
         configure: (c) => (c.peers = [
-          { aeTitle: 'NORD', site: 'CHU-NORD', may: { store: true, query: true, retrieve: false } },
+          // NORD queries for the person across sites: a peer trusted for the territory (a site's own PACS sees its site only).
+          { aeTitle: 'NORD', site: 'CHU-NORD', territory: true, may: { store: true, query: true, retrieve: false } },
           { aeTitle: 'SUD', site: 'CLIN-SUD', may: { store: true, query: true, retrieve: false } },
         ]),
       });

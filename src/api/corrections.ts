@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AuditTrail } from '../access/audit.ts';
 import { actorOf, homeSiteOf } from '../access/principal.ts';
+import { AccessPolicy, reasonToSee } from '../access/policy.ts';
+import { requireCapability, scopeOfRequest } from './access-scope.ts';
 import type { Archive } from '../archive/archive.ts';
 import { CorrectionError, listCorrections, moveStudy, rejectInstance, undoCorrection } from '../archive/corrections.ts';
 import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
@@ -25,6 +27,15 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
     return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
   });
 
+  app.addHook('preHandler', requireCapability('correct', audit));
+  const policy = new AccessPolicy(archive.index.sql);
+  // An administrator corrects what their scope lets them see (a site administrator: their sites' exams).
+  const mustSee = async (request: FastifyRequest, StudyInstanceUID: string | undefined) => {
+    const study = StudyInstanceUID === undefined ? undefined : await archive.index.studyPatient(StudyInstanceUID);
+    if (study && reasonToSee(await scopeOfRequest(policy, request), study)) return;
+    throw new CorrectionError('not-found', StudyInstanceUID === undefined ? 'the object is not in the archive' : `study ${StudyInstanceUID} is not in the archive`);
+  };
+
   app.get('/', async () => ({ corrections: await listCorrections(archive.index.sql) }));
 
   app.post<{ Body: { StudyInstanceUID: string; PatientID: string; IssuerOfPatientID?: string; reason: string } }>('/study-move', {
@@ -38,6 +49,7 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
     const site = homeSiteOf(request.principal!);
     if (!site) throw new HttpProblem(400, 'the caller belongs to several sites: the study cannot be filed under one');
     const b = request.body;
+    await mustSee(request, b.StudyInstanceUID);
     const { id } = await moveStudy(archive.index.sql, {
       StudyInstanceUID: b.StudyInstanceUID,
       to: { siteId: site.id, IssuerOfPatientID: b.IssuerOfPatientID ?? site.issuerOfPatientID, PatientID: b.PatientID },
@@ -50,6 +62,7 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
   app.post<{ Body: { SOPInstanceUID: string; reason: string } }>('/reject', {
     schema: { body: { type: 'object', required: ['SOPInstanceUID', 'reason'], additionalProperties: false, properties: { SOPInstanceUID: uid, reason } } },
   }, async (request, reply) => {
+    await mustSee(request, (await archive.index.findInstanceBySOPInstanceUID(request.body.SOPInstanceUID))?.StudyInstanceUID);
     const { id } = await rejectInstance(archive, { ...request.body, requestedBy: request.principal!.id });
     await trace(request, { correction: id, kind: 'instance-reject', SOPInstanceUID: request.body.SOPInstanceUID }, { reason: request.body.reason });
     return reply.code(201).send({ id });

@@ -1,4 +1,7 @@
 import { homeSiteOf } from '../access/principal.ts';
+import { AuditTrail } from '../access/audit.ts';
+import { AccessPolicy, scopeCondition } from '../access/policy.ts';
+import { requireCapability, scopeOfRequest } from './access-scope.ts';
 import type { FastifyInstance } from 'fastify';
 import type { Archive } from '../archive/archive.ts';
 import type { PeerConfig } from '../config/config.ts';
@@ -28,6 +31,9 @@ export async function forwardingRoutes(app: FastifyInstance, options: Forwarding
     return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
   });
 
+  app.addHook('preHandler', requireCapability('forward', new AuditTrail(archive.index.sql)));
+  const policy = new AccessPolicy(archive.index.sql);
+
   app.get('/', async () => ({ destinations: await queue.status() }));
 
   app.post<{ Body: { destination?: string } | undefined }>('/retry-failed', {
@@ -56,7 +62,9 @@ export async function forwardingRoutes(app: FastifyInstance, options: Forwarding
     const home = homeSiteOf(request.principal!);
     if (!IssuerOfPatientID && !home) throw new HttpProblem(400, 'IssuerOfPatientID is required: the caller belongs to several sites');
     const issuer = IssuerOfPatientID ?? home!.issuerOfPatientID;
-    const queued = await prefetchPriors(archive, queue, { PatientID, IssuerOfPatientID: issuer }, peer, { maxStudies });
+    const queued = await prefetchPriors(archive, queue, { PatientID, IssuerOfPatientID: issuer }, peer, {
+      maxStudies, restriction: scopeCondition(await scopeOfRequest(policy, request)),
+    });
     return reply.code(202).send({ destination, ...queued });
   });
 }

@@ -1,4 +1,5 @@
 import { actorOf } from '../access/principal.ts';
+import { requireCapability } from './access-scope.ts';
 import type { FastifyInstance } from 'fastify';
 import { AuditTrail } from '../access/audit.ts';
 import type { Archive } from '../archive/archive.ts';
@@ -19,7 +20,12 @@ export async function identityRoutes(app: FastifyInstance, options: { archive: A
     return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
   });
 
-  app.get('/', async () => {
+  app.addHook('preHandler', requireCapability('review-identities', new AuditTrail(archive.index.sql)));
+  app.get('/', async (request) => {
+    // A site administrator reviews what concerns their sites' patient records.
+    const principal = request.principal!;
+    const everything = principal.territory === true || principal.roles.includes('territory-admin');
+    const siteIds = new Set(principal.sites.map((s) => s.id));
     const reviews = await openReviews(archive.index.sql);
     // Patient records are named by site and PatientID, the way the sites know them.
     const ids = [...new Set(reviews.flatMap((r) => [r.patientId, ...(r.otherPatientId ? [r.otherPatientId] : [])]))];
@@ -30,8 +36,10 @@ export async function identityRoutes(app: FastifyInstance, options: { archive: A
       );
       if (row) records.set(id, { site: row.code, PatientID: row.patient_id, IssuerOfPatientID: row.issuer });
     }
+    const concerns = (id: number | undefined) => id !== undefined && [...siteIds].some((s) => archive.siteById.get(s)?.code === records.get(id)?.site);
+    const visible = everything ? reviews : reviews.filter((r) => concerns(r.patientId) || concerns(r.otherPatientId ?? undefined));
     return {
-      reviews: reviews.map((r) => ({
+      reviews: visible.map((r) => ({
         id: r.id, kind: r.kind, details: r.details,
         record: records.get(r.patientId),
         ...(r.otherPatientId ? { otherRecord: records.get(r.otherPatientId) } : {}),

@@ -304,6 +304,7 @@ export function buildInstanceRecord(
       StudyID: s(Tags.StudyID),
       StudyDescription: s(Tags.StudyDescription),
       ReferringPhysicianName: s(Tags.ReferringPhysicianName),
+      ReferringPhysicianID: referringPhysicianID(dataset, ctx),
       InstitutionName: s(Tags.InstitutionName),
     },
     series: {
@@ -336,6 +337,17 @@ export function buildInstanceRecord(
 }
 
 /** Where bulk values and pixel data lie in the stored object, by tag path. */
+/** The first identifier of the referring physician (its code value: an RPPS number in France). */
+function referringPhysicianID(dataset: DicomDataset, ctx: ValueContext): string | undefined {
+  for (const person of dataset.get(Tags.ReferringPhysicianIdentificationSequence)?.items ?? []) {
+    for (const code of person.get(Tags.PersonIdentificationCodeSequence)?.items ?? []) {
+      const value = stringValue(code, Tags.CodeValue, ctx);
+      if (value) return value;
+    }
+  }
+  return undefined;
+}
+
 function layoutOf(parsed: ParsedObject): InstanceLayout {
   const layout: InstanceLayout = {
     datasetOffset: parsed.datasetOffset,

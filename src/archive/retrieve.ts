@@ -5,7 +5,7 @@ import { TransferSyntax, isNativeTransferSyntax, tagToHex, type ByteRange } from
 import { parsePart10 } from '../dicom/part10-parser.ts';
 import { writePart10 } from '../dicom/part10-writer.ts';
 import type { ArchiveIndex } from '../index/archive-index.ts';
-import type { PatientAttributes, StoredInstance } from '../index/records.ts';
+import type { PatientAttributes, SqlRestriction, StoredInstance } from '../index/records.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { canDecode, decodeFrame, nativeFrameRange, pixelModuleFrom, type ImagePixelModule } from './pixels.ts';
 import { renderFrame, type RenderOptions } from './render.ts';
@@ -64,17 +64,23 @@ class BufferPool {
 }
 
 /** Reading stored objects back: whole, re-encoded, by frame, by bulk value, rendered. */
+/**
+ * The answer for what is not there, and for what the caller may not see: the same words,
+ * so that a refusal tells nothing of what exists.
+ */
+export function notInArchive(where: { StudyInstanceUID?: string; SeriesInstanceUID?: string; SOPInstanceUID?: string }): RetrieveError {
+  const what = where.SOPInstanceUID ? `instance ${where.SOPInstanceUID}` : where.SeriesInstanceUID ? `series ${where.SeriesInstanceUID}` : `study ${where.StudyInstanceUID}`;
+  return new RetrieveError('not-found', `${what} is not in the archive`);
+}
+
 export class Retriever {
   private readonly buffers = new BufferPool(64 * 1024 * 1024);
 
   constructor(private readonly index: ArchiveIndex, private readonly store: BlobStore) {}
 
-  async findInstances(where: { StudyInstanceUID: string; SeriesInstanceUID?: string; SOPInstanceUID?: string; siteIds?: number[] }): Promise<StoredInstance[]> {
+  async findInstances(where: { StudyInstanceUID: string; SeriesInstanceUID?: string; SOPInstanceUID?: string; restriction?: SqlRestriction }): Promise<StoredInstance[]> {
     const found = await this.index.getStoredInstances(where);
-    if (found.length === 0) {
-      const what = where.SOPInstanceUID ? `instance ${where.SOPInstanceUID}` : where.SeriesInstanceUID ? `series ${where.SeriesInstanceUID}` : `study ${where.StudyInstanceUID}`;
-      throw new RetrieveError('not-found', `${what} is not in the archive`);
-    }
+    if (found.length === 0) throw notInArchive(where);
     return found;
   }
 

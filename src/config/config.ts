@@ -128,8 +128,10 @@ export interface PeerConfig {
   port?: number;
   /** Connect to this peer over TLS (PS3.15 B.1). */
   tls?: boolean;
-  /** The site whose objects this peer sends. */
+  /** The site whose objects this peer sends, and whose exams it may query and retrieve. */
   site: string;
+  /** Trusted for the whole territory (a regional PACS): queries and retrieves see every site's exams. */
+  territory?: boolean;
   may: { store: boolean; query: boolean; retrieve: boolean };
 }
 
@@ -339,6 +341,7 @@ function parsePeers(value: unknown, sites: AtriumConfig['sites']): PeerConfig[] 
     return {
       aeTitle: aeTitle.trim(), host, port, site,
       tls: e.tls === true,
+      ...(e.territory === true ? { territory: true } : {}),
       may: { store: flag('store', true), query: flag('query', true), retrieve: flag('retrieve', true) },
     };
   });

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Archive } from '../archive/archive.ts';
 import { statusOfIngestError } from '../archive/ingest-error.ts';
 import type { IngestResult } from '../archive/ingest.ts';
-import { RetrieveError } from '../archive/retrieve.ts';
+import { RetrieveError, notInArchive } from '../archive/retrieve.ts';
 import { planMediaExport, zipOfMediaExport } from '../archive/export.ts';
 import { parseViewportParam, parseWindowParam, type RenderOptions } from '../archive/render.ts';
 import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
@@ -16,6 +16,8 @@ import { addIncludedFields, instanceJson, parseQidoQuery, seriesJson, studyJson 
 import { personMatches } from '../patients/person-query.ts';
 import { AuditTrail, patientRefOf, patientRefsOfStudies } from '../access/audit.ts';
 import { actorOf as principalActor, homeSiteOf } from '../access/principal.ts';
+import { AccessPolicy, may, reasonToSee, scopeCondition } from '../access/policy.ts';
+import { scopeOfRequest } from '../api/access-scope.ts';
 import { coercePatientJson, storedPatientDiffers } from '../archive/coercion.ts';
 import type { ArchiveIndex } from '../index/archive-index.ts';
 import { stringifyDicomJson, type DicomJsonDataset } from '../dicom/json.ts';
@@ -39,20 +41,25 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   // The study's patient as the preHandler found it, for the handler to reuse.
   const studyPatients = new WeakMap<FastifyRequest, Awaited<ReturnType<ArchiveIndex['studyPatient']>>>();
   const actorOf = (request: FastifyRequest) => ({ ...principalActor(request.principal!), source: request.ip, via: 'dicomweb' as const });
-  // Every read of a study (WADO-RS, rendered, bulk, archive) is recorded before it is answered.
+  const policy = new AccessPolicy(options.archive.index.sql);
+  // Every read of a study (WADO-RS, rendered, bulk, archive) is decided and recorded before
+  // it is answered. What the caller may not see is answered as if it were not there.
   app.addHook('preHandler', async (request: FastifyRequest) => {
-    const study = (request.params as Params | undefined)?.study;
+    const params = request.params as Params | undefined;
+    const study = params?.study;
     const route = request.routeOptions.url ?? '';
     if (request.method !== 'GET' || !study || /\/(series|instances)$/.test(route)) return;
     const row = await options.archive.index.studyPatient(study);
     studyPatients.set(request, row);
     if (!row) return;
+    const access = reasonToSee(await scopeOfRequest(policy, request), row);
     const download = /\/archive$/.test(route) || /\/studies\/:study(\/series\/:series(\/instances\/:instance)?)?$/.test(route);
     await audit.record({
-      action: download ? 'download' : 'view', outcome: 'success', ...actorOf(request), StudyInstanceUID: study,
+      action: download ? 'download' : 'view', outcome: access ? 'success' : 'refused', ...actorOf(request), StudyInstanceUID: study,
       patients: [patientRefOf(siteById, row)],
-      details: { route, ...(request.params as Params) },
+      details: { route, ...params, ...(access ? { access } : {}) },
     });
+    if (!access) throw notInArchive({ StudyInstanceUID: study, SeriesInstanceUID: params.series, SOPInstanceUID: params.instance });
   });
   const { archive } = options;
   // Bodies are streamed to the ingest pipeline, never buffered by the framework.
@@ -79,6 +86,10 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   // ---- STOW-RS --------------------------------------------------------------
   const stow = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const site = homeSiteOf(request.principal!);
+    if (!may(request.principal!, 'store')) {
+      await audit.record({ action: 'store', outcome: 'refused', ...actorOf(request), details: { why: 'not allowed to store' } });
+      throw new HttpProblem(403, 'this caller may not store objects');
+    }
     if (!site) throw new HttpProblem(403, 'the caller stores for no single site: objects cannot be filed');
     const contentType = request.headers['content-type'];
     if (!contentType) throw new HttpProblem(415, 'STOW-RS needs Content-Type: multipart/related; type="application/dicom"');
@@ -174,6 +185,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   const qido = (level: QueryLevel) => async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const { query, includeFields } = parseQidoQuery(level, new URLSearchParams(request.url.split('?')[1] ?? ''));
     query.matches = personMatches(query.matches);
+    query.restriction = scopeCondition(await scopeOfRequest(policy, request));
     if (request.params.study) query.matches.StudyInstanceUID = request.params.study;
     if (request.params.series) query.matches.SeriesInstanceUID = request.params.series;
     const baseUrl = baseUrlOf(request);

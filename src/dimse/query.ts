@@ -16,6 +16,7 @@ import { informationModelOf } from './sop-classes.ts';
 import { personMatches } from '../patients/person-query.ts';
 import { auditActor, type ServiceContext } from './server.ts';
 import { patientRefOf } from '../access/audit.ts';
+import { scopeCondition } from '../access/policy.ts';
 
 const PAGE = 500;
 const MAX_IDENTIFIER_BYTES = 1024 * 1024;
@@ -72,7 +73,8 @@ export async function handleFind(ctx: ServiceContext, message: DimseMessage): Pr
   const unsupported = keys.unsupported;
   const pending = unsupported ? Status.PendingWarning : Status.Pending;
   const index = ctx.archive.index;
-  const base = { level, matches, fuzzymatching: false, limit: PAGE };
+  // The peer sees its site's exams (or the territory's): nothing else is matched, counted or paged over.
+  const base = { level, matches, fuzzymatching: false, limit: PAGE, restriction: scopeCondition(ctx.peer.scope) };
   const refs = (rows: Array<{ siteId: number; patient: { IssuerOfPatientID: string; PatientID: string } }>) =>
     rows.map((r) => patientRefOf(ctx.archive.siteById, r));
   const page = async (offset: number): Promise<{ json: DicomJsonDataset[]; patients: string[] }> => {

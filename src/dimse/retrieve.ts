@@ -12,7 +12,8 @@ import { FailedSOPInstanceUIDList, IdentifierError, readIdentifier, uidList, wri
 import { contextFor, isStored, openStoreAssociation, storeAll } from './scu.ts';
 import { informationModelOf } from './sop-classes.ts';
 import { auditActor, type ServiceContext } from './server.ts';
-import { patientRefsOfStudies } from '../access/audit.ts';
+import { patientRefOf, patientRefsOfStudies } from '../access/audit.ts';
+import { reasonToSee } from '../access/policy.ts';
 
 const MAX_IDENTIFIER_BYTES = 1024 * 1024;
 
@@ -68,6 +69,23 @@ export async function instancesOf(ctx: ServiceContext, id: Identifier): Promise<
   return out;
 }
 
+/** The instances whose study the peer's scope lets it see (the access decision, once per study). */
+async function visibleTo(ctx: ServiceContext, instances: StoredInstance[]): Promise<{ instances: StoredInstance[]; refusedStudies: string[]; refusedPatients: string[] }> {
+  const seen = new Map<string, boolean>();
+  const refusedPatients: string[] = [];
+  for (const uid of new Set(instances.map((i) => i.StudyInstanceUID))) {
+    const study = await ctx.archive.index.studyPatient(uid);
+    const ok = study !== undefined && reasonToSee(ctx.peer.scope, study) !== undefined;
+    seen.set(uid, ok);
+    if (!ok && study) refusedPatients.push(patientRefOf(ctx.archive.siteById, study));
+  }
+  return {
+    instances: instances.filter((i) => seen.get(i.StudyInstanceUID)),
+    refusedStudies: [...seen].filter(([, ok]) => !ok).map(([uid]) => uid),
+    refusedPatients,
+  };
+}
+
 export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage): Promise<void> {
   const rq = message.command;
   const isMove = rq.CommandField === CommandField.CMoveRQ;
@@ -118,6 +136,16 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
     ctx.logger.error({ err: e }, 'retrieve: index lookup failed');
     return refuse(Status.OutOfResourcesMatches, 'the index could not answer');
   }
+
+  // What the peer may not see is left out as if it were not stored; the attempt is recorded.
+  const visible = await visibleTo(ctx, instances);
+  if (visible.refusedStudies.length > 0) {
+    await ctx.server.audit.record({
+      action: 'download', outcome: 'refused', ...auditActor(ctx), patients: visible.refusedPatients,
+      details: { operation: isMove ? 'C-MOVE' : 'C-GET', studies: visible.refusedStudies },
+    });
+  }
+  instances = visible.instances;
 
   ctx.logger.debug({ level: id.level, instances: instances.length, destination: rq.MoveDestination }, isMove ? 'C-MOVE' : 'C-GET');
   // Recorded before anything is sent (and only for a retrieve that will send): no access without its trace.

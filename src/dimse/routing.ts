@@ -5,6 +5,7 @@
  * same transaction that marks the events done. Ingest never waits on a peer.
  */
 import type { Logger } from 'pino';
+import type { SqlRestriction } from '../index/records.ts';
 import type { Archive } from '../archive/archive.ts';
 import type { PeerConfig, RoutingRule } from '../config/config.ts';
 import type { ForwardItem, ForwardingQueue } from '../index/forwarding-queue.ts';
@@ -135,7 +136,7 @@ export async function prefetchPriors(
   queue: ForwardingQueue,
   patient: { PatientID: string; IssuerOfPatientID: string },
   destination: PeerConfig,
-  options: { maxStudies?: number } = {},
+  options: { maxStudies?: number; restriction?: SqlRestriction } = {},
 ): Promise<{ studies: number; instances: number }> {
   if (!destination.host || !destination.port) throw new PrefetchError(`peer ${destination.aeTitle} has no host and port to send to`);
   for (const [key, value] of Object.entries(patient)) {
@@ -147,6 +148,8 @@ export async function prefetchPriors(
     fuzzymatching: false,
     limit: options.maxStudies ?? 0,
     offset: 0,
+    // Only the priors the requester may see leave for the destination.
+    ...(options.restriction ? { restriction: options.restriction } : {}),
   });
   const items: ForwardItem[] = [];
   for (const s of studies) {

@@ -28,6 +28,8 @@ import { handleRetrieve } from './retrieve.ts';
 import { handleStorageCommitment } from './storage-commitment.ts';
 import { dimseClientTls } from './scu.ts';
 import { AuditTrail, patientRefsOfStudies } from '../access/audit.ts';
+import type { Principal } from '../access/principal.ts';
+import { peerScope, type AccessScope } from '../access/policy.ts';
 
 /** The calling peer as Atrium knows it: configured, or admitted as unknown when the config allows. */
 export interface CallingPeer {
@@ -35,6 +37,9 @@ export interface CallingPeer {
   config?: PeerConfig;
   site: Site;
   may: PeerConfig['may'];
+  /** Who the peer is to the access policy; its scope is fixed for the association. */
+  principal: Principal;
+  scope: AccessScope;
 }
 
 /** What a service needs to answer a request. */
@@ -155,14 +160,19 @@ export class DimseServer {
   /** Who the calling AE title is; undefined when it must be refused. */
   resolvePeer(aeTitle: string): CallingPeer | undefined {
     const config = this.peers.get(aeTitle);
+    const peerOf = (site: Site, territory: boolean) => {
+      const principal: Principal = { kind: 'dicom-peer', id: aeTitle, name: aeTitle, roles: [], sites: [site], territory, authenticatedBy: 'dicom-association' };
+      return { principal, scope: peerScope(principal) };
+    };
     if (config) {
       const site = this.archive.sites.get(config.site);
-      return site && { aeTitle, config, site, may: config.may };
+      return site && { aeTitle, config, site, may: config.may, ...peerOf(site, config.territory === true) };
     }
     if (this.config.requireKnownCallers) return undefined;
     const code = this.config.defaultSite ?? this.archive.sites.keys().next().value;
     const site = code === undefined ? undefined : this.archive.sites.get(code);
-    return site && { aeTitle, site, may: { store: true, query: true, retrieve: true } };
+    // An AE title nobody configured may bring images (an open modality network), never take them.
+    return site && { aeTitle, site, may: { store: true, query: false, retrieve: false }, ...peerOf(site, false) };
   }
 
   private negotiate(assoc: Association, rq: AssociateRQ, log: Logger): void {

@@ -19,10 +19,21 @@ import type {
   StudyAttributes,
   StudyRow,
   PatientRow,
+  SqlRestriction,
 } from './records.ts';
 import { openSqlDatabase, RetryableConflict, type DatabaseConfig, type SqlDatabase } from './sql.ts';
 
 export { QueryError } from './matching.ts';
+
+/** A study's current patient record and what an access decision needs to know of the study. */
+export interface StudyPatient {
+  StudyInstanceUID: string;
+  siteId: number;
+  /** Index id of the patient record (patients.id). */
+  patientId: number;
+  patient: PatientAttributes;
+  ReferringPhysicianID?: string;
+}
 export type { DatabaseConfig } from './sql.ts';
 
 export type IndexConfig = DatabaseConfig;
@@ -517,9 +528,9 @@ export class ArchiveIndex {
       // A concurrent first instance of the same study may win: then we read its row.
       const inserted = await tx.get<{ id: number }>(
         `INSERT INTO studies (study_instance_uid, patient_id, site_id, study_date, study_time, accession_number,
-           study_id, description, referring_physician_name, referring_physician_name_folded, institution_name,
+           study_id, description, referring_physician_name, referring_physician_name_folded, referring_physician_id, institution_name,
            created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (study_instance_uid) DO NOTHING RETURNING id`,
         [
           s.StudyInstanceUID,
@@ -532,6 +543,7 @@ export class ArchiveIndex {
           text(s.StudyDescription),
           text(s.ReferringPhysicianName),
           folded(s.ReferringPhysicianName),
+          text(s.ReferringPhysicianID),
           text(s.InstitutionName),
           now,
           now,
@@ -637,6 +649,7 @@ export class ArchiveIndex {
          description = COALESCE(description, ?),
          referring_physician_name_folded = CASE WHEN referring_physician_name IS NULL THEN ? ELSE referring_physician_name_folded END,
          referring_physician_name = COALESCE(referring_physician_name, ?),
+         referring_physician_id = COALESCE(referring_physician_id, ?),
          institution_name = COALESCE(institution_name, ?), updated_at = ?
        WHERE id = ?`,
       [
@@ -651,6 +664,7 @@ export class ArchiveIndex {
         text(s.StudyDescription),
         folded(s.ReferringPhysicianName),
         text(s.ReferringPhysicianName),
+        text(s.ReferringPhysicianID),
         text(s.InstitutionName),
         now,
         study.id,
@@ -790,13 +804,9 @@ export class ArchiveIndex {
   // ---- searching ----
 
   private siteCondition(q: SearchQuery, c: Conditions): void {
-    if (q.siteIds === undefined) return;
-    if (q.siteIds.length === 0) {
-      c.where.push('1 = 0');
-      return;
-    }
-    c.where.push(`s.site_id IN (${placeholders(q.siteIds.length)})`);
-    c.params.push(...q.siteIds);
+    if (q.restriction === undefined) return;
+    c.where.push(q.restriction.sql);
+    c.params.push(...q.restriction.params);
   }
 
   private page(q: SearchQuery, c: Conditions): string {
@@ -819,13 +829,20 @@ export class ArchiveIndex {
     return c.where.length ? ` WHERE ${c.where.join(' AND ')}` : '';
   }
 
-  /** The patient record a study is filed under now, and its site (one row, no study columns). */
-  async studyPatient(StudyInstanceUID: string): Promise<{ siteId: number; patient: PatientAttributes } | undefined> {
-    const row = await this.sql.get<JoinedRow & { s_site_id: number }>(
-      `SELECT ${patientColumns}, s.site_id AS s_site_id FROM studies s JOIN patients p ON p.id = s.patient_id WHERE s.study_instance_uid = ?`,
+  /**
+   * The patient record a study is filed under now, its site, and what the access decision
+   * needs (one row, no other study columns).
+   */
+  async studyPatient(StudyInstanceUID: string): Promise<StudyPatient | undefined> {
+    const row = await this.sql.get<JoinedRow & { s_site_id: number; s_patient_id: number; s_referring_id: string | null }>(
+      `SELECT ${patientColumns}, s.site_id AS s_site_id, s.patient_id AS s_patient_id, s.referring_physician_id AS s_referring_id
+         FROM studies s JOIN patients p ON p.id = s.patient_id WHERE s.study_instance_uid = ?`,
       [StudyInstanceUID],
     );
-    return row && { siteId: Number(row.s_site_id), patient: toPatient(row) };
+    return row && {
+      StudyInstanceUID, siteId: Number(row.s_site_id), patientId: Number(row.s_patient_id), patient: toPatient(row),
+      ...(row.s_referring_id !== null ? { ReferringPhysicianID: row.s_referring_id } : {}),
+    };
   }
 
   /** Patients having at least one study that the search's site scope allows. */
@@ -919,7 +936,7 @@ export class ArchiveIndex {
     StudyInstanceUID: string;
     SeriesInstanceUID?: string;
     SOPInstanceUID?: string;
-    siteIds?: number[];
+    restriction?: SqlRestriction;
   }): Promise<StoredInstance[]> {
     const c: Conditions = { where: ['s.study_instance_uid = ?'], params: [where.StudyInstanceUID] };
     if (where.SeriesInstanceUID !== undefined) {
@@ -930,10 +947,9 @@ export class ArchiveIndex {
       c.where.push('i.sop_instance_uid = ?');
       c.params.push(where.SOPInstanceUID);
     }
-    if (where.siteIds !== undefined) {
-      if (where.siteIds.length === 0) return [];
-      c.where.push(`s.site_id IN (${placeholders(where.siteIds.length)})`);
-      c.params.push(...where.siteIds);
+    if (where.restriction !== undefined) {
+      c.where.push(where.restriction.sql);
+      c.params.push(...where.restriction.params);
     }
     const rows = await this.sql.all<JoinedRow>(
       `SELECT s.site_id AS s_site_id, s.study_instance_uid AS s_uid, se.series_instance_uid AS se_uid,

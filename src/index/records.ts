@@ -43,6 +43,12 @@ export interface StudyAttributes {
   StudyID?: string;
   StudyDescription?: string;
   ReferringPhysicianName?: string;
+  /**
+   * The referring physician's identifier (RPPS in France) from Referring Physician
+   * Identification Sequence > Person Identification Code Sequence > Code Value: it gives the
+   * referring physician access to the exam (access/policy.ts). Not a DICOM keyword of its own.
+   */
+  ReferringPhysicianID?: string;
   InstitutionName?: string;
 }
 
@@ -126,14 +132,23 @@ export type QueryLevel = 'patient' | 'study' | 'series' | 'instance';
  * A search, already parsed from QIDO-RS or C-FIND. `matches` holds the raw matching
  * values by keyword (PS3.4 C.2.2.2 / PS3.18 8.3.4): "DOE*", "2020-", "1.2.3\\1.2.4", "".
  */
+/** A condition the caller adds to a search (the access scope), over the studies row aliased `s`. */
+export interface SqlRestriction {
+  sql: string;
+  params: unknown[];
+}
+
 export interface SearchQuery {
   level: QueryLevel;
   matches: Record<string, string>;
   fuzzymatching: boolean;
   limit: number;
   offset: number;
-  /** Restrict to these sites (access scope); undefined means no restriction. */
-  siteIds?: number[];
+  /**
+   * The caller's access scope as a SQL condition on the studies row `s` (access/policy.ts
+   * scopeCondition); undefined means no restriction.
+   */
+  restriction?: SqlRestriction;
 }
 
 /** A patient found by a patient-level search (C-FIND patient root), with what the index holds of them. */

@@ -1,0 +1,175 @@
+/**
+ * Who may see what: the one access decision of Atrium. A professional sees a patient's
+ * exams only with a reason (member of the producing site, referring physician of the exam,
+ * assigned reader, explicit share, declared emergency access); a patient sees their own; a
+ * share link opens what it shares; a machine client or DICOM peer sees its site's exams
+ * unless trusted for the territory.
+ *
+ * The reasons a principal holds are gathered once per request into an AccessScope
+ * (scopeOf). `reasonToSee` decides for one study, and `scopeCondition` is the same rule as
+ * SQL, so that a search never returns, counts or pages over what the caller may not see.
+ * Every entry point (DICOMweb, DIMSE, the API, exports) goes through these two.
+ */
+import type { SqlDatabase } from '../index/sql.ts';
+import type { StudyPatient } from '../index/archive-index.ts';
+import { professionalRoles, type Principal, type Role } from './principal.ts';
+
+export type AccessReason =
+  | 'territory' | 'site-member' | 'referring-physician' | 'assigned-reader' | 'share' | 'emergency' | 'own-record' | 'share-link';
+
+/** Kinds of access_grants rows: each gives one user a reason to see a study or a patient's exams. */
+export type GrantKind = 'share' | 'emergency' | 'assignment';
+
+const reasonOfGrant: Record<GrantKind, AccessReason> = { share: 'share', emergency: 'emergency', assignment: 'assigned-reader' };
+
+export interface AccessScope {
+  /** Everything (a territory administrator or a client trusted for the territory). */
+  all: boolean;
+  /** Sites whose exams the principal sees as a member. */
+  siteIds: number[];
+  /** The principal's RPPS: exams naming it as referring physician. */
+  referringPhysicianID?: string;
+  /** Studies opened by a grant, with the reason. */
+  studies: Map<string, AccessReason>;
+  /** Patient records (index ids) whose every exam is opened, with the reason. */
+  patients: Map<number, AccessReason>;
+}
+
+/** What the decision needs to know of a study (ArchiveIndex.studyPatient gives it). */
+export type StudyFacts = Pick<StudyPatient, 'StudyInstanceUID' | 'siteId' | 'patientId' | 'ReferringPhysicianID'>;
+
+export const nothing = (): AccessScope => ({ all: false, siteIds: [], studies: new Map(), patients: new Map() });
+
+/** The reason the scope gives to see the study, or undefined: the single decision. */
+export function reasonToSee(scope: AccessScope, study: StudyFacts): AccessReason | undefined {
+  if (scope.all) return 'territory';
+  if (scope.siteIds.includes(study.siteId)) return 'site-member';
+  const byStudy = scope.studies.get(study.StudyInstanceUID);
+  if (byStudy) return byStudy;
+  const byPatient = scope.patients.get(study.patientId);
+  if (byPatient) return byPatient;
+  if (scope.referringPhysicianID !== undefined && study.ReferringPhysicianID === scope.referringPhysicianID) return 'referring-physician';
+  return undefined;
+}
+
+/**
+ * reasonToSee as a SQL condition on a studies row aliased `s`; undefined when the scope
+ * is everything. An empty scope is a condition no row meets.
+ */
+export function scopeCondition(scope: AccessScope): { sql: string; params: unknown[] } | undefined {
+  if (scope.all) return undefined;
+  const parts: string[] = [];
+  const params: unknown[] = [];
+  const list = (column: string, values: unknown[]) => {
+    if (values.length === 0) return;
+    parts.push(`${column} IN (${values.map(() => '?').join(', ')})`);
+    params.push(...values);
+  };
+  list('s.site_id', scope.siteIds);
+  list('s.study_instance_uid', [...scope.studies.keys()]);
+  list('s.patient_id', [...scope.patients.keys()]);
+  if (scope.referringPhysicianID !== undefined) {
+    parts.push('s.referring_physician_id = ?');
+    params.push(scope.referringPhysicianID);
+  }
+  return parts.length === 0 ? { sql: '1 = 0', params: [] } : { sql: `(${parts.join(' OR ')})`, params };
+}
+
+/** What a principal may do besides seeing exams: gates checked before the study decision. */
+export type Capability =
+  | 'store' | 'correct' | 'review-identities' | 'forward' | 'share' | 'emergency-access' | 'read-audit' | 'administer-users';
+
+const capabilitiesOfRole: Record<Role, Capability[]> = {
+  'territory-admin': ['store', 'correct', 'review-identities', 'forward', 'share', 'read-audit', 'administer-users'],
+  'site-admin': ['store', 'correct', 'review-identities', 'forward', 'share', 'read-audit', 'administer-users'],
+  radiologist: ['store', 'share', 'emergency-access'],
+  technologist: ['store'],
+  'referring-physician': ['share', 'emergency-access'],
+  patient: ['share', 'read-audit'],
+};
+
+export function may(p: Principal, capability: Capability): boolean {
+  if (p.kind === 'share-link') return false;
+  if (p.kind === 'client' || p.kind === 'dicom-peer') {
+    // Machine callers store and forward; only a territory-trusted integration (the operator's key) administers.
+    return capability === 'store' || capability === 'forward' || (p.territory === true && capability !== 'emergency-access');
+  }
+  return p.roles.some((r) => capabilitiesOfRole[r].includes(capability));
+}
+
+/** A machine caller's scope: its site, or the territory; no grant applies to it. */
+export function peerScope(p: Principal): AccessScope {
+  const scope = nothing();
+  if (p.territory) scope.all = true;
+  else scope.siteIds = p.sites.map((s) => s.id);
+  return scope;
+}
+
+/** Reads the grants and identity links that make a principal's scope. */
+export class AccessPolicy {
+  constructor(private readonly sql: SqlDatabase) {}
+
+  async scopeOf(p: Principal, now = new Date()): Promise<AccessScope> {
+    if (p.kind === 'client' || p.kind === 'dicom-peer') return peerScope(p);
+    const scope = nothing();
+    if (p.kind === 'share-link') {
+      if (p.shareLinkId !== undefined) await this.addShareLink(scope, p.shareLinkId, now);
+      return scope;
+    }
+    if (p.roles.includes('territory-admin')) {
+      scope.all = true;
+      return scope;
+    }
+    if (p.roles.some((r) => professionalRoles.includes(r))) {
+      scope.siteIds = p.sites.map((s) => s.id);
+      if (p.rpps) scope.referringPhysicianID = p.rpps;
+    }
+    if (p.roles.includes('patient') && p.patientId !== undefined) {
+      for (const id of await this.samePerson([p.patientId])) scope.patients.set(id, 'own-record');
+    }
+    if (p.userId !== undefined) await this.addGrants(scope, p.userId, now);
+    return scope;
+  }
+
+  private async addGrants(scope: AccessScope, userId: number, now: Date): Promise<void> {
+    const rows = await this.sql.all<{ kind: GrantKind; study_instance_uid: string | null; patient_id: number | null }>(
+      `SELECT kind, study_instance_uid, patient_id FROM access_grants
+        WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
+      [userId, now.toISOString()],
+    );
+    const patientReasons = new Map<number, AccessReason>();
+    for (const r of rows) {
+      const reason = reasonOfGrant[r.kind];
+      if (r.study_instance_uid !== null && !scope.studies.has(r.study_instance_uid)) scope.studies.set(r.study_instance_uid, reason);
+      if (r.patient_id !== null && !patientReasons.has(Number(r.patient_id))) patientReasons.set(Number(r.patient_id), reason);
+    }
+    for (const [patientId, reason] of patientReasons) {
+      for (const id of await this.samePerson([patientId])) if (!scope.patients.has(id)) scope.patients.set(id, reason);
+    }
+  }
+
+  private async addShareLink(scope: AccessScope, linkId: number, now: Date): Promise<void> {
+    const link = await this.sql.get<{ study_instance_uid: string | null; patient_id: number | null }>(
+      'SELECT study_instance_uid, patient_id FROM share_links WHERE id = ? AND revoked_at IS NULL AND expires_at > ?',
+      [linkId, now.toISOString()],
+    );
+    if (!link) return;
+    if (link.study_instance_uid !== null) scope.studies.set(link.study_instance_uid, 'share-link');
+    if (link.patient_id !== null) for (const id of await this.samePerson([Number(link.patient_id)])) scope.patients.set(id, 'share-link');
+  }
+
+  /** The patient records linked to the same person as these (themselves included). */
+  async samePerson(patientIds: number[]): Promise<number[]> {
+    const ids = new Set(patientIds);
+    const marks = patientIds.map(() => '?').join(', ');
+    const rows = await this.sql.all<{ patient_id: number }>(
+      `SELECT other.patient_id FROM patient_identities mine
+         JOIN patient_identities other ON other.person_id = mine.person_id
+        WHERE mine.patient_id IN (${marks}) AND mine.person_id IS NOT NULL`,
+      patientIds,
+    );
+    for (const r of rows) ids.add(Number(r.patient_id));
+    return [...ids];
+  }
+
+}
