@@ -158,6 +158,16 @@ export class AccessPolicy {
     if (link.patient_id !== null) for (const id of await this.samePerson([Number(link.patient_id)])) scope.patients.set(id, 'share-link');
   }
 
+  /** Does the scope give a reason to see at least one exam of the patient record? */
+  async seesAnyExamOf(scope: AccessScope, patientId: number): Promise<boolean> {
+    const condition = scopeCondition(scope);
+    const row = await this.sql.get<{ one: number }>(
+      `SELECT 1 AS one FROM studies s WHERE s.patient_id = ?${condition ? ` AND ${condition.sql}` : ''} LIMIT 1`,
+      [patientId, ...(condition?.params ?? [])],
+    );
+    return row !== undefined;
+  }
+
   /** The patient records linked to the same person as these (themselves included). */
   async samePerson(patientIds: number[]): Promise<number[]> {
     const ids = new Set(patientIds);

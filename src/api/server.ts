@@ -7,6 +7,7 @@ import { registerAuthentication, type ApiClient } from './auth.ts';
 import { identityRoutes } from './identities.ts';
 import { correctionRoutes } from './corrections.ts';
 import { forwardingRoutes } from './forwarding.ts';
+import { sharingRoutes } from './sharing.ts';
 
 /**
  * Stops accepting requests, lets those in flight finish for up to graceMs, then cuts every
@@ -50,5 +51,6 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive, peers: config.peers });
   await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive });
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
+  await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
   return app;
 }

@@ -829,6 +829,18 @@ export class ArchiveIndex {
     return c.where.length ? ` WHERE ${c.where.join(' AND ')}` : '';
   }
 
+  /** Index id of the patient record a site's PatientID (with its issuer) names. */
+  async patientRecordId(siteId: number, IssuerOfPatientID: string, PatientID: string): Promise<number | undefined> {
+    const row = await this.sql.get<{ id: number }>('SELECT id FROM patients WHERE site_id = ? AND issuer = ? AND patient_id = ?', [siteId, IssuerOfPatientID, PatientID]);
+    return row && Number(row.id);
+  }
+
+  /** A patient record by its index id: its site and identifiers. */
+  async patientRecord(id: number): Promise<{ siteId: number; patient: PatientAttributes } | undefined> {
+    const row = await this.sql.get<JoinedRow & { p_site_id: number }>(`SELECT ${patientColumns}, p.site_id AS p_site_id FROM patients p WHERE p.id = ?`, [id]);
+    return row && { siteId: Number(row.p_site_id), patient: toPatient(row) };
+  }
+
   /**
    * The patient record a study is filed under now, its site, and what the access decision
    * needs (one row, no other study columns).
