@@ -140,7 +140,7 @@ export class AuditSyslogExporter {
         sent = await this.exportBatch();
       } catch (e) {
         this.failures++;
-        this.lastError = describe(e);
+        this.lastError = reasonOf(e);
         this.dropSocket();
         const delay = Math.min(RETRY_BASE_MS * 2 ** (this.failures - 1), RETRY_MAX_MS);
         // Loud at first, then once every ten attempts: a collector down for hours fills no disk.
@@ -160,6 +160,11 @@ export class AuditSyslogExporter {
   /** Sends the next batch after the cursor; answers how many events were sent. */
   private async exportBatch(): Promise<number> {
     if (this.sql.engine === 'sqlite') return this.sendAfter(this.sql, await this.readCursor(this.sql));
+    // Connected before the transaction, so that a slow collector never holds a database connection.
+    const after = await this.readCursor(this.sql);
+    this.cursor = after;
+    if (!(await this.sql.get('SELECT id FROM audit_events WHERE id > ? LIMIT 1', [after]))) return 0;
+    await this.connect();
     // Several nodes share one PostgreSQL: the cursor row, locked while its batch is sent, lets
     // one node export at a time (the others skip their turn). If PostgreSQL runs the
     // transaction again (a conflict), the batch is sent again: at least once, as after a crash.
@@ -262,7 +267,8 @@ function writeAll(socket: tls.TLSSocket, bytes: Buffer): Promise<void> {
   });
 }
 
-function describe(e: unknown): string {
+/** Why an attempt failed, in a line (a refused certificate says so). */
+function reasonOf(e: unknown): string {
   if (!(e instanceof Error)) return String(e);
   const code = (e as NodeJS.ErrnoException).code;
   if (code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code)) return `collector certificate refused (${code}): ${e.message}`;
