@@ -184,6 +184,8 @@ export class AuditSyslogExporter {
   private async sendAfter(sql: SqlDatabase, after: number): Promise<number> {
     this.cursor = after;
     // SQLite: the trail is read outside any transaction, so the socket never holds its writer.
+    // Ids are in commit order (appends to the trail are serialized, audit.ts), so no record
+    // can commit later behind the cursor.
     const events = await new AuditTrail(sql).eventsAfter(after, BATCH);
     if (events.length === 0) return 0;
     const socket = await this.connect();
