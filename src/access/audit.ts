@@ -86,6 +86,10 @@ function eventOf(r: Row): AuditEvent {
   };
 }
 
+function storedEventOf(r: Row): StoredAuditEvent {
+  return { ...eventOf(r), id: Number(r.id), at: r.at, hash: r.hash };
+}
+
 export class AuditTrail {
   constructor(private readonly sql: SqlDatabase) {}
 
@@ -137,13 +141,19 @@ export class AuditTrail {
     }
   }
 
+  /** Stored events after an id, oldest first (exporters read the trail in order at their own cursor). */
+  async eventsAfter(afterId: number, limit: number): Promise<StoredAuditEvent[]> {
+    const rows = await this.sql.all<Row>('SELECT * FROM audit_events WHERE id > ? ORDER BY id LIMIT ?', [afterId, limit]);
+    return rows.map(storedEventOf);
+  }
+
   /** Events that touched a patient record ("who looked at my images?"), newest first. */
   async forPatient(patientRef: string, limit = 500): Promise<StoredAuditEvent[]> {
     const rows = await this.sql.all<Row>(
       `SELECT e.* FROM audit_events e JOIN audit_event_patients p ON p.event_id = e.id WHERE p.patient_ref = ? ORDER BY e.id DESC LIMIT ?`,
       [patientRef, limit],
     );
-    return rows.map((r) => ({ ...eventOf(r), id: Number(r.id), at: r.at, hash: r.hash }));
+    return rows.map(storedEventOf);
   }
 }
 

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { loadConfig, ConfigError, type AtriumConfig } from '../config/config.ts';
 import { openArchive } from '../archive/archive.ts';
@@ -18,6 +19,7 @@ import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { runSend } from './send.ts';
 import { AuditTrail, patientRef } from '../access/audit.ts';
 import { openArchiveIndex } from '../index/archive-index.ts';
+import { AuditSyslogExporter, auditSourceOf } from '../access/audit-syslog.ts';
 
 const usage = `atrium <command> [options]
 
@@ -193,6 +195,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     requireKnownCallers: config.dimse.requireKnownCallers,
     hl7: config.hl7.enabled ? `${config.hl7.host}:${config.hl7.port}` : 'off',
     hl7Senders: config.hl7.senders.map((s) => `${s.application}@${s.facility}:${s.site}`),
+    auditSyslog: config.audit.syslog ? `${config.audit.syslog.host}:${config.audit.syslog.port} (TLS${config.audit.syslog.certFile ? ', client certificate' : ''})` : 'off',
   }, 'configuration');
   const archive = await openArchive(config, logger);
   const app = await buildHttpServer(config, archive, logger);
@@ -207,6 +210,11 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   identities.start();
   const orders = new OrderMatching(archive, logger.child({ component: 'orders' }));
   orders.start();
+  // The audit trail as DICOM audit messages to a syslog collector: polls the trail, never in the request path.
+  const auditExport = config.audit.syslog
+    ? new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, hostname()), logger.child({ component: 'audit-syslog' }))
+    : undefined;
+  auditExport?.start();
   logger.info({ url: `http://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -215,6 +223,8 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   });
   logger.info('stopping');
   await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop()]);
+  // Last, so that what the closing services recorded still goes out.
+  await auditExport?.stop(10_000);
   await archive.close();
   return 0;
 }

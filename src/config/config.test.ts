@@ -65,3 +65,36 @@ describe('HL7 configuration', () => {
     assert.throws(() => load({ hl7: { defaultCharacterSet: 'EBCDIC' } }), /defaultCharacterSet/);
   });
 });
+
+describe('audit export configuration', () => {
+  it('exports nothing unless audit.syslog is configured', () => {
+    assert.deepEqual(load({}).audit, {});
+  });
+
+  it('reads the collector, with port 6514, a one-second poll and this host as AuditSourceID by default', () => {
+    const ca = path.join(dir, 'ca.pem');
+    writeFileSync(ca, 'not read here');
+    const c = load({ audit: { syslog: { host: 'arr.example.org', caFile: ca } } });
+    assert.equal(c.audit.syslog?.port, 6514);
+    assert.equal(c.audit.syslog?.pollMs, 1000);
+    assert.equal(c.audit.syslog?.host, 'arr.example.org');
+    assert.ok(c.audit.syslog?.auditSourceId);
+    const mutual = load({ audit: { syslog: { host: 'h', port: 7514, caFile: ca, certFile: ca, keyFile: ca, auditSourceId: 'ATRIUM-1', pollMs: 50 } } });
+    assert.deepEqual(mutual.audit.syslog, { host: 'h', port: 7514, caFile: ca, certFile: ca, keyFile: ca, auditSourceId: 'ATRIUM-1', pollMs: 50 });
+  });
+
+  it('refuses a collector without a CA to verify it by, missing files, a lone client key and unknown keys', () => {
+    const ca = path.join(dir, 'ca2.pem');
+    writeFileSync(ca, '');
+    const bad: Array<[unknown, RegExp]> = [
+      [{ host: 'h' }, /audit\.syslog\.caFile is required/],
+      [{ caFile: ca }, /audit\.syslog\.host is required/],
+      [{ host: 'h', caFile: path.join(dir, 'nope.pem') }, /caFile: file not found/],
+      [{ host: 'h', caFile: ca, keyFile: ca }, /certFile and keyFile go together/],
+      [{ host: 'h', caFile: ca, port: 70000 }, /port must be between/],
+      [{ host: 'h', caFile: ca, pollMs: 1 }, /pollMs must be at least 10/],
+      [{ host: 'h', caFile: ca, verify: false }, /verify is not a key/],
+    ];
+    for (const [syslog, message] of bad) assert.throws(() => load({ audit: { syslog } }), (e: unknown) => e instanceof ConfigError && message.test(e.message), message.source);
+  });
+});

@@ -1,5 +1,6 @@
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
+import { hostname } from 'node:os';
 import YAML from 'yaml';
 import type { DuplicatePolicy, NewSite } from '../index/records.ts';
 import type { MetaHeaderMismatchPolicy } from '../archive/ingest.ts';
@@ -41,7 +42,28 @@ export interface AtriumConfig {
   routing: RoutingConfig;
   /** HL7 v2 over MLLP: ADT and orders from the sites' HIS and RIS. */
   hl7: Hl7Config;
+  /** Where audit records go besides the trail in the index. */
+  audit: { syslog?: AuditSyslogConfig };
   log: { level: string };
+}
+
+/**
+ * Export of the audit trail as DICOM audit messages (PS3.15 A.5) to a syslog collector
+ * (an IHE ATNA audit record repository) over TLS (RFC 5425). Off unless configured.
+ */
+export interface AuditSyslogConfig {
+  host: string;
+  /** 6514, the port RFC 5425 assigns to syslog over TLS. */
+  port: number;
+  /** PEM CA certificate(s) the collector's certificate must be signed by (and name host). */
+  caFile: string;
+  /** Client certificate and key (PEM) when the collector requires mutual TLS. */
+  certFile?: string;
+  keyFile?: string;
+  /** AuditSourceID of every message (default: this machine's host name). */
+  auditSourceId: string;
+  /** How often the trail is looked at for new records. */
+  pollMs: number;
 }
 
 /** A system allowed to send HL7 messages, known by MSH-3 and MSH-4, and the site it speaks for. */
@@ -165,6 +187,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
       pollIntervalMs: 1_000,
     },
     hl7: { enabled: true, host: '127.0.0.1', port: 2575, senders: [], defaultCharacterSet: '8859/1', maxMessageBytes: 16 * 1024 ** 2 },
+    audit: {},
     log: { level: 'info' },
   };
 }
@@ -252,6 +275,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   if (raw.apiClients !== undefined) config.apiClients = parseApiClients(raw.apiClients, config.sites);
   parseRouting(obj(raw, 'routing'), config);
   parseHl7(obj(raw, 'hl7'), env, config);
+  parseAudit(obj(raw, 'audit'), config);
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;
@@ -449,6 +473,35 @@ function parseHl7(h: Record<string, unknown>, env: Env, config: AtriumConfig): v
     if (stationAETitle !== undefined && !isValidAETitle(stationAETitle)) throw new ConfigError(`${where}.stationAETitle is not a valid AE title`);
     return { application, facility, site, ...(stationAETitle !== undefined ? { stationAETitle } : {}) };
   });
+}
+
+function parseAudit(a: Record<string, unknown>, config: AtriumConfig): void {
+  const s = obj(a, 'syslog');
+  if (Object.keys(s).length === 0) return;
+  const where = 'audit.syslog';
+  const known = new Set(['host', 'port', 'caFile', 'certFile', 'keyFile', 'auditSourceId', 'pollMs']);
+  const unknown = Object.keys(s).find((k) => !known.has(k));
+  if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
+  const port = num(s, 'port') ?? 6514;
+  if (port < 1 || port > 65535) throw new ConfigError(`${where}.port must be between 1 and 65535`);
+  const file = (key: string, value: string | undefined): string | undefined => {
+    if (value !== undefined && !existsSync(value)) throw new ConfigError(`${where}.${key}: file not found: ${value}`);
+    return value;
+  };
+  // The collector is always verified: there is no way to turn certificate checks off.
+  const caFile = file('caFile', required(s, 'caFile', where))!;
+  const certFile = file('certFile', str(s, 'certFile'));
+  const keyFile = file('keyFile', str(s, 'keyFile'));
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new ConfigError(`${where}: certFile and keyFile go together`);
+  const pollMs = num(s, 'pollMs') ?? 1000;
+  if (pollMs < 10) throw new ConfigError(`${where}.pollMs must be at least 10`);
+  const auditSourceId = str(s, 'auditSourceId') ?? hostname();
+  if (auditSourceId.trim() === '') throw new ConfigError(`${where}.auditSourceId must not be empty`);
+  config.audit.syslog = {
+    host: required(s, 'host', where), port, caFile,
+    ...(certFile !== undefined ? { certFile, keyFile } : {}),
+    auditSourceId, pollMs,
+  };
 }
 
 function obj(raw: Record<string, unknown>, key: string): Record<string, unknown> {

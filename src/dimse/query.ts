@@ -104,7 +104,7 @@ export async function handleFind(ctx: ServiceContext, message: DimseMessage): Pr
       const { json: rows, patients } = await page(offset);
       // Recorded before the matches leave: no access without its trace.
       if (rows.length > 0 || offset === 0) {
-        await ctx.server.audit.record({ action: 'query', outcome: 'success', ...auditActor(ctx), patients, details: { level: id.level, matches, results: rows.length, offset } });
+        await ctx.server.audit.record({ action: 'query', outcome: 'success', ...auditActor(ctx), patients, details: { SOPClassUID: pc.abstractSyntax, level: id.level, matches, results: rows.length, offset } });
       }
       for (const json of rows) {
         if (ctx.cancelled()) {

@@ -132,7 +132,7 @@ export async function handleWorklistFind(ctx: ServiceContext, message: DimseMess
         await ctx.server.audit.record({
           action: 'query', outcome: 'success', ...auditActor(ctx),
           patients: rows.map((p) => patientRef(ctx.peer.site.code, p.IssuerOfPatientID, p.PatientID)),
-          details: { model: 'worklist', matches: q.matches, results: rows.length, offset },
+          details: { model: 'worklist', SOPClassUID: pc.abstractSyntax, matches: q.matches, results: rows.length, offset },
         });
       }
       for (const p of rows) {

@@ -12,6 +12,7 @@ import { DimseServer } from '../../src/dimse/server.ts';
 import { Forwarder } from '../../src/dimse/forwarder.ts';
 import { IdentityFromImages } from '../../src/workflow/identities-from-images.ts';
 import { Hl7Server } from '../../src/hl7/server.ts';
+import { AuditSyslogExporter, auditSourceOf } from '../../src/access/audit-syslog.ts';
 
 export interface RunningAtrium {
   config: AtriumConfig;
@@ -29,6 +30,8 @@ export interface RunningAtrium {
   identities: IdentityFromImages;
   /** The HL7 MLLP listener, when started (options.hl7). */
   hl7?: Hl7Server;
+  /** The audit export to a syslog collector, started when `configure` set config.audit.syslog. */
+  auditSyslog?: AuditSyslogExporter;
   close(): Promise<void>;
 }
 
@@ -94,10 +97,16 @@ export async function startAtrium(options: {
     hl7 = new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }));
     await hl7.listen();
   }
+  let auditSyslog: AuditSyslogExporter | undefined;
+  if (config.audit.syslog) {
+    auditSyslog = new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, 'atrium-test'), logger.child({ component: 'audit-syslog' }));
+    auditSyslog.start();
+  }
   return {
-    config, archive, app, tokens, dimse, forwarder, hl7, identities,
+    config, archive, app, tokens, dimse, forwarder, hl7, identities, auditSyslog,
     dicomweb: `http://127.0.0.1:${port}/dicom-web`,
     async close() {
+      await auditSyslog?.stop(500);
       await forwarder?.stop(500);
       await identities.stop();
       await hl7?.close(500);
