@@ -180,6 +180,11 @@ describe('HTTP hardening', () => {
     assert.equal(asset.body, 'console.log("atrium");');
     assert.match(String(asset.headers['content-security-policy']), /default-src 'none'/, 'the strict baseline, not the page policy');
 
+    const head = await send(port, { path: '/app/assets/index-B3xZ9q1f.js', method: 'HEAD', headers: auth() });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String('console.log("atrium");'.length));
+    assert.equal(head.body, '');
+
     const svg = await send(port, { path: '/app/logo.svg', headers: auth() });
     assert.equal(svg.headers['content-type'], 'image/svg+xml');
     assert.equal(svg.headers['cache-control'], 'no-cache', 'not hashed: revalidated');

@@ -11,7 +11,7 @@ import { httpsServerOptions } from './https.ts';
 import { fastifyLimitOptions, nodeServerLimits, registerRequestLimits } from './request-limits.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
 import { portalRoutes } from './static-files.ts';
-import { sendProblem } from '../dicomweb/problem.ts';
+import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
 
 /**
  * Stops accepting requests, lets those in flight finish for up to graceMs, then cuts every
@@ -47,8 +47,10 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   registerSecurityHeaders(app);
   registerRequestLimits(app, config.http);
   app.setNotFoundHandler((_request, reply) => sendProblem(reply, 404, 'no such resource'));
+  // Answers of the root's own routes and hooks (plugins keep their handlers): problem+json too.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
-    const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    const known = httpStatusOf(error);
+    const status = known !== 500 ? known : typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status >= 500) request.log.error({ err: error }, 'request failed');
     return sendProblem(reply, status, status >= 500 ? 'internal error' : error.message);
   });
