@@ -8,6 +8,11 @@ import { identityRoutes } from './identities.ts';
 import { correctionRoutes } from './corrections.ts';
 import { forwardingRoutes } from './forwarding.ts';
 import { sharingRoutes } from './sharing.ts';
+import { httpsServerOptions } from './https.ts';
+import { fastifyLimitOptions, nodeServerLimits, registerRequestLimits } from './request-limits.ts';
+import { registerSecurityHeaders } from './security-headers.ts';
+import { portalRoutes } from './static-files.ts';
+import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
 
 /**
  * Stops accepting requests, lets those in flight finish for up to graceMs, then cuts every
@@ -26,14 +31,29 @@ export async function closeHttpServer(app: FastifyInstance, graceMs: number): Pr
 
 /** The HTTP face of Atrium: each protocol adapter is a plugin with its own prefix. */
 export async function buildHttpServer(config: AtriumConfig, archive: Archive, logger: Logger): Promise<FastifyInstance> {
+  const { tls } = config.http;
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's default generic type.
     loggerInstance: logger as FastifyBaseLogger,
     disableRequestLogging: true,
-    // STOW-RS bodies are streamed; this only bounds the JSON bodies of other routes.
-    bodyLimit: 1024 * 1024,
-    requestTimeout: 0,
+    // bodyLimit bounds the JSON bodies; STOW-RS bodies are streamed. Timeouts: see request-limits.ts.
+    ...fastifyLimitOptions(config.http),
     // Node's HTTP server sets TCP_NODELAY on every socket (noDelay defaults to true).
+    http: nodeServerLimits(config.http),
+    // Fastify types an HTTPS instance apart; to the routes and closeHttpServer it is the same
+    // (https.Server has every method of http.Server used here): the cast keeps one type.
+    ...(tls ? { https: { ...httpsServerOptions(tls), ...nodeServerLimits(config.http) } as unknown as null } : {}),
+  });
+  // First, so that every answer (a 401, a 404, a 414) carries them.
+  registerSecurityHeaders(app);
+  registerRequestLimits(app, config.http);
+  app.setNotFoundHandler((_request, reply) => sendProblem(reply, 404, 'no such resource'));
+  // Answers of the root's own routes and hooks (plugins keep their handlers): problem+json too.
+  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+    const known = httpStatusOf(error);
+    const status = known !== 500 ? known : typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    return sendProblem(reply, status, status >= 500 ? 'internal error' : error.message);
   });
   const clients: ApiClient[] = config.apiClients.map((c) => {
     const site = archive.sites.get(c.site);
@@ -52,5 +72,6 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive });
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
+  if (config.http.portalDir) await app.register(portalRoutes, { root: config.http.portalDir });
   return app;
 }

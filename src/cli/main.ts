@@ -185,7 +185,8 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   ensureLocalToken(config, logger);
   logger.info({
     dataDir: config.dataDir,
-    http: `${config.http.host}:${config.http.port}`,
+    http: `${config.http.host}:${config.http.port}${config.http.tls ? ` (TLS ${config.http.tls.minVersion}+, ${config.http.tls.clients.length} certificate clients)` : ''}`,
+    portal: config.http.portalDir ?? 'none',
     index: config.index.engine,
     storage: config.storage.kind,
     duplicatePolicy: config.ingest.duplicatePolicy,
@@ -215,7 +216,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     ? new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, hostname()), logger.child({ component: 'audit-syslog' }))
     : undefined;
   auditExport?.start();
-  logger.info({ url: `http://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
+  logger.info({ url: `${config.http.tls ? 'https' : 'http'}://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

@@ -98,3 +98,48 @@ describe('audit export configuration', () => {
     for (const [syslog, message] of bad) assert.throws(() => load({ audit: { syslog } }), (e: unknown) => e instanceof ConfigError && message.test(e.message), message.source);
   });
 });
+
+describe('HTTP hardening configuration', () => {
+  const pem = (name: string) => {
+    const file = path.join(dir, name);
+    writeFileSync(file, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+    return file;
+  };
+  const fingerprint = 'AB:'.repeat(31) + 'AB';
+
+  it('has safe limits and no TLS by default', () => {
+    const c = load({});
+    assert.equal(c.http.maxJsonBytes, 1024 * 1024);
+    assert.equal(c.http.headersTimeoutMs, 20_000);
+    assert.equal(c.http.bodyTimeoutMs, 30_000);
+    assert.equal(c.http.tls, undefined);
+  });
+
+  it('reads http.tls: TLS 1.2 at least, client certificates asked for once clients are listed, fingerprints as openssl prints them', () => {
+    const tls = { certFile: pem('s.crt'), keyFile: pem('s.key'), caFile: pem('ca.crt') };
+    assert.deepEqual(load({ http: { tls } }).http.tls, { ...tls, requestClientCertificate: false, minVersion: 'TLSv1.2', clients: [] });
+    const c = load({ http: { maxJsonBytes: 65536, tls: { ...tls, minVersion: 'TLSv1.3', clients: [{ name: 'ris', certificateSha256: fingerprint, site: 'LOCAL' }] } } });
+    assert.equal(c.http.maxJsonBytes, 65536);
+    assert.equal(c.http.tls?.minVersion, 'TLSv1.3');
+    assert.equal(c.http.tls?.requestClientCertificate, true);
+    assert.deepEqual(c.http.tls?.clients, [{ name: 'ris', certificateSha256: 'ab'.repeat(32), site: 'LOCAL', territory: false }]);
+  });
+
+  it('refuses TLS below 1.2, missing files, clients without a CA, bad fingerprints, unknown sites, a portal without index.html', () => {
+    const tls = { certFile: pem('s.crt'), keyFile: pem('s.key') };
+    const bad: Array<[unknown, RegExp]> = [
+      [{ tls: { ...tls, minVersion: 'TLSv1.1' } }, /minVersion must be TLSv1.2 or TLSv1.3/],
+      [{ tls: { ...tls, keyFile: path.join(dir, 'nope.key') } }, /keyFile: .*nope\.key not found/],
+      [{ tls: { keyFile: tls.keyFile } }, /http\.tls\.certFile is required/],
+      [{ tls: { ...tls, requestClientCertificate: true } }, /needs http\.tls\.caFile/],
+      [{ tls: { ...tls, clients: [{ name: 'ris', certificateSha256: fingerprint, site: 'LOCAL' }] } }, /needs http\.tls\.caFile/],
+      [{ tls: { ...tls, caFile: pem('ca.crt'), requestClientCertificate: false, clients: [{ name: 'ris', certificateSha256: fingerprint, site: 'LOCAL' }] } }, /need requestClientCertificate/],
+      [{ tls: { ...tls, caFile: pem('ca.crt'), clients: [{ name: 'ris', certificateSha256: 'abcd', site: 'LOCAL' }] } }, /certificateSha256 must be/],
+      [{ tls: { ...tls, caFile: pem('ca.crt'), clients: [{ name: 'ris', certificateSha256: fingerprint, site: 'NOWHERE' }] } }, /NOWHERE is not a configured site/],
+      [{ maxJsonBytes: 10 }, /maxJsonBytes must be at least 1024/],
+      [{ headersTimeoutMs: 5 }, /headersTimeoutMs/],
+      [{ portalDir: dir }, /holds no index\.html/],
+    ];
+    for (const [http, message] of bad) assert.throws(() => load({ http }), (e: unknown) => e instanceof ConfigError && message.test(e.message), message.source);
+  });
+});

@@ -1,6 +1,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import type { DuplicatePolicy, NewSite } from '../index/records.ts';
 import type { MetaHeaderMismatchPolicy } from '../archive/ingest.ts';
@@ -20,6 +21,16 @@ export interface AtriumConfig {
     maxRequestBytes: number;
     /** Base URL written in RetrieveURL/BulkDataURI; derived from the request when absent. */
     publicBaseUrl?: string;
+    /** Largest JSON body of the API routes, in bytes (413 beyond). */
+    maxJsonBytes: number;
+    /** A request's header block must arrive within this (slow-loris). */
+    headersTimeoutMs: number;
+    /** A buffered (JSON) body must arrive within this; streamed STOW-RS bodies are not bounded in time. */
+    bodyTimeoutMs: number;
+    /** The portal's built files (web/dist), served under /app/; absent: no portal. */
+    portalDir?: string;
+    /** HTTPS: when set, the listener speaks TLS only. */
+    tls?: HttpTlsConfig;
   };
   index: { engine: 'sqlite'; path: string } | { engine: 'postgres'; url: string; schema?: string };
   storage: StorageConfig;
@@ -64,6 +75,29 @@ export interface AuditSyslogConfig {
   auditSourceId: string;
   /** How often the trail is looked at for new records. */
   pollMs: number;
+}
+
+export interface HttpTlsConfig {
+  /** PEM files, read at start. */
+  certFile: string;
+  keyFile: string;
+  /** CA that signs client certificates (mutual TLS). */
+  caFile?: string;
+  /** Ask callers for a certificate; a caller without one is still served (browsers), as no client. */
+  requestClientCertificate: boolean;
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** Machine clients known by their certificate (mutual TLS). */
+  clients: HttpTlsClient[];
+}
+
+/** A machine client authenticated by its TLS certificate, signed by caFile and pinned by fingerprint. */
+export interface HttpTlsClient {
+  name: string;
+  /** SHA-256 of the certificate's DER encoding, 64 lowercase hex digits. */
+  certificateSha256: string;
+  /** Site code the client acts for. */
+  site: string;
+  territory: boolean;
 }
 
 /** A system allowed to send HL7 messages, known by MSH-3 and MSH-4, and the site it speaks for. */
@@ -166,10 +200,17 @@ export class ConfigError extends Error {
 
 const duplicatePolicies: readonly DuplicatePolicy[] = ['keep', 'replace', 'reject'];
 
+/** The repository's built portal, served by default when it was built. */
+const builtPortal = fileURLToPath(new URL('../../web/dist', import.meta.url));
+
 export function defaultConfig(dataDir: string): AtriumConfig {
   return {
     dataDir,
-    http: { host: '127.0.0.1', port: 8042, maxRequestBytes: 8 * 1024 ** 3 },
+    http: {
+      host: '127.0.0.1', port: 8042, maxRequestBytes: 8 * 1024 ** 3, maxJsonBytes: 1024 * 1024,
+      headersTimeoutMs: 20_000, bodyTimeoutMs: 30_000,
+      ...(existsSync(path.join(builtPortal, 'index.html')) ? { portalDir: builtPortal } : {}),
+    },
     index: { engine: 'sqlite', path: path.join(dataDir, 'index.sqlite') },
     storage: { kind: 'filesystem', root: path.join(dataDir, 'blobs') },
     ingest: { duplicatePolicy: 'replace', maxHeaderBytes: 64 * 1024 ** 2, metaHeaderMismatch: 'warn' },
@@ -270,6 +311,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   config.ingest.metaHeaderMismatch = mismatch;
 
   if (raw.sites !== undefined) config.sites = parseSites(raw.sites);
+  parseHttpHardening(http, config);
   parseDimse(obj(raw, 'dimse'), env, config);
   if (raw.peers !== undefined) config.peers = parsePeers(raw.peers, config.sites);
   if (raw.apiClients !== undefined) config.apiClients = parseApiClients(raw.apiClients, config.sites);
@@ -338,6 +380,58 @@ function parseDimse(d: Record<string, unknown>, env: Env, config: AtriumConfig):
       requireClientCertificate: tls.requireClientCertificate === true,
     };
   }
+}
+
+function parseHttpHardening(h: Record<string, unknown>, config: AtriumConfig): void {
+  const c = config.http;
+  c.maxJsonBytes = num(h, 'maxJsonBytes') ?? c.maxJsonBytes;
+  if (c.maxJsonBytes < 1024) throw new ConfigError('http.maxJsonBytes must be at least 1024');
+  c.headersTimeoutMs = num(h, 'headersTimeoutMs') ?? c.headersTimeoutMs;
+  c.bodyTimeoutMs = num(h, 'bodyTimeoutMs') ?? c.bodyTimeoutMs;
+  if (c.headersTimeoutMs < 100 || c.bodyTimeoutMs < 100) throw new ConfigError('http.headersTimeoutMs and http.bodyTimeoutMs must be at least 100');
+  const portalDir = str(h, 'portalDir');
+  if (portalDir !== undefined) {
+    c.portalDir = path.resolve(portalDir);
+    if (!existsSync(path.join(c.portalDir, 'index.html'))) throw new ConfigError(`http.portalDir ${c.portalDir} holds no index.html`);
+  }
+  const tls = obj(h, 'tls');
+  if (Object.keys(tls).length === 0) return;
+  const file = (key: string, optional = false): string | undefined => {
+    const f = optional ? str(tls, key) : required(tls, key, 'http.tls');
+    if (f !== undefined && !existsSync(f)) throw new ConfigError(`http.tls.${key}: ${f} not found`);
+    return f;
+  };
+  const minVersion = str(tls, 'minVersion') ?? 'TLSv1.2';
+  if (minVersion !== 'TLSv1.2' && minVersion !== 'TLSv1.3') throw new ConfigError(`http.tls.minVersion must be TLSv1.2 or TLSv1.3, not ${minVersion}`);
+  const clients = parseHttpTlsClients(tls.clients, config.sites);
+  const ask = tls.requestClientCertificate ?? clients.length > 0;
+  if (typeof ask !== 'boolean') throw new ConfigError('http.tls.requestClientCertificate must be true or false');
+  const caFile = file('caFile', true);
+  if (ask && caFile === undefined) throw new ConfigError('http.tls.requestClientCertificate needs http.tls.caFile (the CA that signs client certificates)');
+  if (clients.length > 0 && !ask) throw new ConfigError('http.tls.clients need requestClientCertificate: true');
+  c.tls = { certFile: file('certFile')!, keyFile: file('keyFile')!, ...(caFile !== undefined ? { caFile } : {}), requestClientCertificate: ask, minVersion, clients };
+}
+
+function parseHttpTlsClients(value: unknown, sites: AtriumConfig['sites']): HttpTlsClient[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw new ConfigError('http.tls.clients must be a list');
+  const names = new Set<string>();
+  return value.map((entry: unknown, i) => {
+    const where = `http.tls.clients[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${where} must be a mapping`);
+    const e = entry as Record<string, unknown>;
+    const name = required(e, 'name', where);
+    if (names.has(name)) throw new ConfigError(`${where}.name ${name} is used twice`);
+    names.add(name);
+    // As openssl prints it (AB:CD:...) or plain hex.
+    const certificateSha256 = required(e, 'certificateSha256', where).replace(/:/g, '').toLowerCase();
+    if (!/^[0-9a-f]{64}$/.test(certificateSha256)) throw new ConfigError(`${where}.certificateSha256 must be the certificate's SHA-256 fingerprint (64 hex digits)`);
+    const site = required(e, 'site', where);
+    if (!sites.some((s) => s.code === site)) throw new ConfigError(`${where}.site ${site} is not a configured site`);
+    const territory = e.territory ?? false;
+    if (typeof territory !== 'boolean') throw new ConfigError(`${where}.territory must be true or false`);
+    return { name, certificateSha256, site, territory };
+  });
 }
 
 function parsePeers(value: unknown, sites: AtriumConfig['sites']): PeerConfig[] {

@@ -58,6 +58,8 @@ export async function startAtrium(options: {
   hl7?: boolean;
   /** Reuse this data folder (a restart); it is then left in place on close. */
   dataDir?: string;
+  /** Called with the app before it listens (to add a route a test probes). */
+  beforeListen?: (app: FastifyInstance) => void | Promise<void>;
 } = {}): Promise<RunningAtrium> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'atrium-test-'));
   const config = defaultConfig(dataDir);
@@ -78,6 +80,7 @@ export async function startAtrium(options: {
   const logger = pino({ level: config.log.level });
   const archive = await openArchive(config, logger);
   const app = await buildHttpServer(config, archive, logger);
+  await options.beforeListen?.(app);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;
   let dimse: DimseServer | undefined;
@@ -104,7 +107,7 @@ export async function startAtrium(options: {
   }
   return {
     config, archive, app, tokens, dimse, forwarder, hl7, identities, auditSyslog,
-    dicomweb: `http://127.0.0.1:${port}/dicom-web`,
+    dicomweb: `${config.http.tls ? 'https' : 'http'}://127.0.0.1:${port}/dicom-web`,
     async close() {
       await auditSyslog?.stop(500);
       await forwarder?.stop(500);
