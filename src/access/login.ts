@@ -97,6 +97,11 @@ export class Authenticator {
     await this.deps.audit.record({ action: 'logout', outcome: 'success', ...actorOf(principal), source: origin.source, via: origin.via });
   }
 
+  /** Ends a session without a record (a new login replaces it). */
+  async endSession(cookieValue: string): Promise<void> {
+    await this.deps.sessions.revokeSession(cookieValue);
+  }
+
   /** The caller a session cookie names; refused (and recorded) when the session is over or its user disabled. */
   async principalOfSession(cookieValue: string, origin: Origin): Promise<{ principal: Principal; session: Session }> {
     return this.refusalsAudited(origin, 'session', async () => {
