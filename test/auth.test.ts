@@ -15,6 +15,7 @@ const audience = 'https://atrium.test/';
 const otherAudience = 'https://other.test/';
 const martin = { sub: 'psc-martin', SubjectNameID: '810001234567', given_name: 'Jeanne', family_name: 'Martin' };
 const stranger = { sub: 'psc-stranger', SubjectNameID: '810009999999', given_name: 'Paul', family_name: 'Inconnu' };
+const weak = { sub: 'psc-weak', SubjectNameID: '810005555555', given_name: 'Luc', family_name: 'Faible', acr: 'eidas0' };
 const localPassword = 'correct horse battery staple';
 
 async function freePort(): Promise<number> {
@@ -119,7 +120,7 @@ describe(`authentication (${engine.name})`, () => {
     idp = await startIdentityProvider({
       redirectUri: `${base}/auth/callback`,
       resources: { [audience]: audience, [otherAudience]: otherAudience },
-      accounts: [martin, stranger],
+      accounts: [martin, stranger, weak],
     });
     const db = await engine.open();
     cleanupDatabase = db.cleanup;
@@ -139,6 +140,7 @@ describe(`authentication (${engine.name})`, () => {
       },
     });
     await addUser(atrium.archive, { login: 'jmartin', displayName: 'Dr Jeanne Martin', roles: ['radiologist'], sites: ['CHU-NORD'], rpps: '10001234567' }, { actor: 'test', via: 'cli' });
+    await addUser(atrium.archive, { login: 'lfaible', displayName: 'Dr Luc Faible', roles: ['referring-physician'], sites: ['CLIN-SUD'], rpps: '10005555555' }, { actor: 'test', via: 'cli' });
     await addUser(atrium.archive, { login: 'manip.sud', displayName: 'Manipulateur Sud', roles: ['technologist'], sites: ['CLIN-SUD'], password: localPassword }, { actor: 'test', via: 'cli' });
     await addUser(atrium.archive, { login: 'manip.nord', displayName: 'Manipulateur Nord', roles: ['technologist'], sites: ['CHU-NORD'], password: localPassword }, { actor: 'test', via: 'cli' });
   });
@@ -217,6 +219,16 @@ describe(`authentication (${engine.name})`, () => {
       const users = await atrium.archive.index.sql.all('SELECT id FROM users WHERE rpps = ? OR subject LIKE ?', ['10009999999', `%${stranger.sub}`]);
       assert.equal(users.length, 0);
       assert.deepEqual(await lastLoginFailure(atrium), { actor: '10009999999', reason: 'not-a-user', via: 'portal' });
+    });
+
+    it('refuses with 403 a login below the required level of assurance (acr), without binding the identity', async () => {
+      const jar = new CookieJar();
+      const response = await loginThroughProvider(base, jar, weak.sub);
+      assert.equal(response.status, 403);
+      assert.match(((await response.json()) as { detail: string }).detail, /acr eidas0, eidas1 required/);
+      assert.equal(jar.get(base, 'atrium_session'), undefined);
+      assert.equal((await atrium.archive.index.sql.get<{ subject: string | null }>('SELECT subject FROM users WHERE login = ?', ['lfaible']))?.subject, null);
+      assert.equal((await lastLoginFailure(atrium))?.reason, 'wrong-acr');
     });
 
     it('refuses a callback whose state is not the one this browser started with', async () => {

@@ -10,6 +10,8 @@ export interface TestAccount {
   SubjectNameID: string;
   given_name: string;
   family_name: string;
+  /** The acr of this account's logins (default eidas1, Pro Santé Connect's level for a card or the e-CPS app). */
+  acr?: string;
 }
 
 export interface TestIdentityProvider {
@@ -35,7 +37,6 @@ export async function startIdentityProvider(options: {
   /** The audience of JWT access tokens issued for this resource indicator (Atrium's). */
   resources: Record<string, string>;
   accounts: TestAccount[];
-  acr?: string;
 }): Promise<TestIdentityProvider> {
   let handler: ((req: IncomingMessage, res: import('node:http').ServerResponse) => void) | undefined;
   const server: Server = createServer((req, res) => handler!(req, res));
@@ -81,7 +82,8 @@ export async function startIdentityProvider(options: {
     findAccount: async (_ctx: unknown, sub: string) => {
       const account = accounts.get(sub);
       if (!account) return undefined;
-      return { accountId: sub, claims: async () => ({ ...account }) };
+      const { acr: _acr, ...claims } = account;
+      return { accountId: sub, claims: async () => claims };
     },
     features: {
       devInteractions: { enabled: false },
@@ -128,7 +130,7 @@ export async function startIdentityProvider(options: {
       await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'unknown account' }, { mergeWithLastSubmission: false });
       return;
     }
-    await provider.interactionFinished(req, res, { login: { accountId: sub, acr: options.acr ?? 'eidas1' } }, { mergeWithLastSubmission: false });
+    await provider.interactionFinished(req, res, { login: { accountId: sub, acr: accounts.get(sub)!.acr ?? 'eidas1' } }, { mergeWithLastSubmission: false });
   }
 
   return {
