@@ -97,7 +97,8 @@ export async function verifyPasswordHash(password: string, encoded: string): Pro
 }
 
 // Compared against when the login is unknown, so that an unknown login takes as long as a wrong password.
-const decoyHash = hashPassword(randomBytes(16).toString('hex'));
+let decoy: Promise<string> | undefined;
+const decoyHash = () => (decoy ??= hashPassword(randomBytes(16).toString('hex')));
 
 export function isValidRpps(rpps: string): boolean {
   return /^\d{11}$/.test(rpps);
@@ -221,7 +222,7 @@ export class UserDirectory {
   async authenticateLocal(login: string, password: string, now = new Date()): Promise<User> {
     const row = await this.sql.get<UserRow>('SELECT * FROM users WHERE login = ?', [login]);
     if (!row) {
-      await verifyPasswordHash(password, await decoyHash);
+      await verifyPasswordHash(password, await decoyHash());
       throw new AuthenticationError('unknown-user', 'unknown login or wrong password', login);
     }
     if (row.disabled_at !== null) throw new AuthenticationError('disabled', 'this account is disabled', login);
@@ -229,7 +230,7 @@ export class UserDirectory {
       throw new AuthenticationError('locked', `this account is locked after ${maxFailedLogins} failed logins until ${row.locked_until}`, login);
     }
     if (row.password_hash === null) {
-      await verifyPasswordHash(password, await decoyHash);
+      await verifyPasswordHash(password, await decoyHash());
       throw new AuthenticationError('no-password', 'this account logs in with Pro Santé Connect, not a password', login);
     }
     if (await verifyPasswordHash(password, row.password_hash)) {

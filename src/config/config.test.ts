@@ -90,6 +90,8 @@ describe('auth configuration', () => {
     assert.equal(c.auth.oidc?.tokenEndpointAuthMethod, 'client_secret_basic');
     assert.equal(c.auth.accessTokens?.issuer, oidc.issuer);
     assert.deepEqual(c.auth.accessTokens?.algorithms, ['RS256', 'PS256', 'ES256']);
+    const listed = loadWith({ auth: { oidc: { ...oidc, scopes: ['openid', 'scope_all'] } } }, { ATRIUM_OIDC_CLIENT_SECRET: 's3cret' });
+    assert.deepEqual(listed.auth.oidc?.scopes, ['openid', 'scope_all']);
   });
 
   it('refuses a client secret in the file, a missing secret, plain-HTTP providers, HS256 and unknown client sites', () => {

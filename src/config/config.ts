@@ -522,7 +522,11 @@ function parseAuth(a: Record<string, unknown>, env: Env, config: AtriumConfig): 
     if (method !== 'client_secret_basic' && method !== 'client_secret_post') {
       throw new ConfigError('auth.oidc.tokenEndpointAuthMethod must be client_secret_basic or client_secret_post');
     }
-    const scopes = (str(o, 'scopes') ?? 'openid').split(/\s+/).filter((x) => x !== '');
+    const rawScopes = o.scopes ?? 'openid';
+    if (typeof rawScopes !== 'string' && !(Array.isArray(rawScopes) && rawScopes.every((x) => typeof x === 'string'))) {
+      throw new ConfigError('auth.oidc.scopes must be a string ("openid scope_all") or a list of strings');
+    }
+    const scopes = (typeof rawScopes === 'string' ? rawScopes.split(/\s+/) : rawScopes as string[]).filter((x) => x !== '');
     if (!scopes.includes('openid')) throw new ConfigError('auth.oidc.scopes must include openid');
     c.oidc = {
       issuer, clientId: required(o, 'clientId', 'auth.oidc'), clientSecret, tokenEndpointAuthMethod: method,
