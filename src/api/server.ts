@@ -4,6 +4,12 @@ import type { Archive } from '../archive/archive.ts';
 import type { AtriumConfig } from '../config/config.ts';
 import { dicomwebRoutes } from '../dicomweb/routes.ts';
 import { registerAuthentication, type ApiClient } from './auth.ts';
+import { authRoutes } from './auth-routes.ts';
+import { AuditTrail } from '../access/audit.ts';
+import { Authenticator } from '../access/login.ts';
+import { AccessTokenVerifier, OidcIssuer, OidcRelyingParty } from '../access/oidc.ts';
+import { SessionStore } from '../access/sessions.ts';
+import { UserDirectory } from '../access/users.ts';
 import { identityRoutes } from './identities.ts';
 import { correctionRoutes } from './corrections.ts';
 import { forwardingRoutes } from './forwarding.ts';
@@ -27,6 +33,32 @@ export async function closeHttpServer(app: FastifyInstance, graceMs: number): Pr
   } finally {
     clearTimeout(cut);
   }
+}
+
+/** Users, sessions, and the identity providers the configuration names (none: local accounts only). */
+export function authenticatorOf(config: AtriumConfig, archive: Archive): Authenticator {
+  const { auth } = config;
+  const sql = archive.index.sql;
+  // One discovery and one key set per issuer, shared by the login and the access tokens when they agree.
+  const issuers = new Map<string, OidcIssuer>();
+  const issuerOf = (url: string, jwksUri?: string) => {
+    const key = `${url} ${jwksUri ?? ''}`;
+    let issuer = issuers.get(key);
+    if (!issuer) issuers.set(key, (issuer = new OidcIssuer(url, jwksUri)));
+    return issuer;
+  };
+  return new Authenticator({
+    users: new UserDirectory(sql, archive.sites, archive.siteById),
+    sessions: new SessionStore(sql, { idleMs: auth.sessions.idleMinutes * 60_000, absoluteMs: auth.sessions.absoluteHours * 3_600_000 }),
+    audit: new AuditTrail(sql),
+    ...(auth.oidc ? { oidc: new OidcRelyingParty(auth.oidc, issuerOf(auth.oidc.issuer)) } : {}),
+    ...(auth.accessTokens ? { accessTokens: new AccessTokenVerifier(auth.accessTokens, issuerOf(auth.accessTokens.issuer, auth.accessTokens.jwksUri)) } : {}),
+    clients: auth.clients.map((c) => {
+      const site = archive.sites.get(c.site);
+      if (!site) throw new Error(`auth client ${c.clientId}: unknown site ${c.site}`);
+      return { clientId: c.clientId, site, territory: c.territory };
+    }),
+  });
 }
 
 /** The HTTP face of Atrium: each protocol adapter is a plugin with its own prefix. */
@@ -60,8 +92,16 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     if (!site) throw new Error(`api client ${c.name}: unknown site ${c.site}`);
     return { name: c.name, tokenSha256: c.tokenSha256, site, territory: c.territory };
   });
-  registerAuthentication(app, clients);
+  const authenticator = authenticatorOf(config, archive);
+  registerAuthentication(app, clients, authenticator, { secureCookie: config.auth.sessions.secureCookie });
   app.get('/health', async () => ({ status: 'ok' }));
+  await app.register(authRoutes, {
+    prefix: '/auth',
+    authenticator,
+    secureCookie: config.auth.sessions.secureCookie,
+    sessionMaxAgeSeconds: config.auth.sessions.absoluteHours * 3600,
+    loginAttemptsPerMinute: config.auth.loginAttemptsPerMinute,
+  });
   await app.register(dicomwebRoutes, {
     prefix: '/dicom-web',
     archive,

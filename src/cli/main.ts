@@ -20,6 +20,8 @@ import { runSend } from './send.ts';
 import { AuditTrail, patientRef } from '../access/audit.ts';
 import { openArchiveIndex } from '../index/archive-index.ts';
 import { AuditSyslogExporter, auditSourceOf } from '../access/audit-syslog.ts';
+import { runUserCommand } from './users.ts';
+import { UserError } from '../access/users.ts';
 
 const usage = `atrium <command> [options]
 
@@ -46,6 +48,12 @@ Commands:
             a record was edited or removed
   audit patient <PatientID> [--site CODE] [--issuer ISSUER]
             who accessed or changed this patient record's data ("who looked at my images?")
+  user add <login> --name "Display Name" --role ROLE [--role ROLE] --site CODE [--site CODE]
+           [--rpps 11 digits] [--password-stdin]
+            provision a user: a professional matched by RPPS at their first Pro Santé Connect
+            login, or a local account whose password is read from stdin; roles: territory-admin,
+            site-admin, radiologist, technologist, referring-physician, patient
+  user list the users, their roles and sites (never a password)
   forwarding [--retry-failed] [--destination AE]
             the forwarding queue per destination peer (as GET /api/forwarding);
             --retry-failed first makes failed rows (of one destination) pending again
@@ -65,7 +73,11 @@ async function main(argv: string[]): Promise<number> {
       repair: { type: 'boolean', default: false },
       'no-checksums': { type: 'boolean', default: false },
       'grace-seconds': { type: 'string', default: '3600' },
-      site: { type: 'string' },
+      site: { type: 'string', multiple: true },
+      name: { type: 'string' },
+      role: { type: 'string', multiple: true },
+      rpps: { type: 'string' },
+      'password-stdin': { type: 'boolean', default: false },
       patient: { type: 'string' },
       zip: { type: 'string' },
       'retry-failed': { type: 'boolean', default: false },
@@ -118,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
       const archive = await openArchive(config, logger);
       try {
         return command === 'import'
-          ? await runImport(archive, positionals[1], values.site, config.sites[0]!.code)
+          ? await runImport(archive, positionals[1], values.site?.[0], config.sites[0]!.code)
           : await runExport(archive, { positionals: positionals.slice(1), patient: values.patient, zip: values.zip });
       } finally {
         await archive.close();
@@ -135,7 +147,7 @@ async function main(argv: string[]): Promise<number> {
           return r.ok ? 0 : 1;
         }
         if (positionals[1] === 'patient' && positionals[2]) {
-          const siteCode = values.site ?? config.sites[0]!.code;
+          const siteCode = values.site?.[0] ?? config.sites[0]!.code;
           const site = config.sites.find((s) => s.code === siteCode);
           if (!site) throw new ConfigError(`--site ${siteCode} is not a configured site`);
           const events = await trail.forPatient(patientRef(site.code, values.issuer ?? site.issuerOfPatientID, positionals[2]));
@@ -157,6 +169,14 @@ async function main(argv: string[]): Promise<number> {
         const destinations = (await queue.status()).filter((d) => values.destination === undefined || d.destination === values.destination);
         process.stdout.write(JSON.stringify({ ...(requeued === undefined ? {} : { requeued }), destinations }, null, 2) + '\n');
         return 0;
+      } finally {
+        await archive.close();
+      }
+    }
+    case 'user': {
+      const archive = await openArchive(config, logger);
+      try {
+        return await runUserCommand(archive, positionals.slice(1), values);
       } finally {
         await archive.close();
       }
@@ -197,6 +217,11 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     hl7: config.hl7.enabled ? `${config.hl7.host}:${config.hl7.port}` : 'off',
     hl7Senders: config.hl7.senders.map((s) => `${s.application}@${s.facility}:${s.site}`),
     auditSyslog: config.audit.syslog ? `${config.audit.syslog.host}:${config.audit.syslog.port} (TLS${config.audit.syslog.certFile ? ', client certificate' : ''})` : 'off',
+    oidc: config.auth.oidc ? { issuer: config.auth.oidc.issuer, clientId: config.auth.oidc.clientId, scopes: config.auth.oidc.scopes.join(' '), acrValues: config.auth.oidc.acrValues } : 'off',
+    accessTokens: config.auth.accessTokens ? { issuer: config.auth.accessTokens.issuer, audience: config.auth.accessTokens.audience } : 'off',
+    oauthClients: config.auth.clients.map((c) => `${c.clientId}:${c.site}${c.territory ? ' (territory)' : ''}`),
+    sessions: config.auth.sessions,
+    loginAttemptsPerMinute: config.auth.loginAttemptsPerMinute,
   }, 'configuration');
   const archive = await openArchive(config, logger);
   const app = await buildHttpServer(config, archive, logger);
@@ -234,6 +259,6 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: unknown) => {
     process.stderr.write(`atrium: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(e instanceof ConfigError ? 2 : 1);
+    process.exit(e instanceof ConfigError || e instanceof UserError ? 2 : 1);
   },
 );

@@ -143,3 +143,41 @@ describe('HTTP hardening configuration', () => {
     for (const [http, message] of bad) assert.throws(() => load({ http }), (e: unknown) => e instanceof ConfigError && message.test(e.message), message.source);
   });
 });
+
+describe('auth configuration', () => {
+  const oidc = { issuer: 'https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet', clientId: 'atrium-territoire', redirectUri: 'https://atrium.example.fr/auth/callback' };
+  const loadWith = (doc: unknown, env: Record<string, string> = {}) => {
+    const file = path.join(dir, `a${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, YAML.stringify(doc));
+    return loadConfig({ file, env });
+  };
+
+  it('has OIDC and bearer JWTs off, and safe session settings, by default', () => {
+    const c = load({});
+    assert.equal(c.auth.oidc, undefined);
+    assert.equal(c.auth.accessTokens, undefined);
+    assert.deepEqual(c.auth.sessions, { idleMinutes: 30, absoluteHours: 12, secureCookie: true });
+    assert.equal(c.auth.loginAttemptsPerMinute, 10);
+  });
+
+  it('reads Pro Santé Connect settings, the secret only from the environment', () => {
+    const c = loadWith({ auth: { oidc: { ...oidc, scopes: 'openid scope_all', acrValues: 'eidas1' }, accessTokens: { audience: 'https://atrium.example.fr' } } }, { ATRIUM_OIDC_CLIENT_SECRET: 's3cret' });
+    assert.equal(c.auth.oidc?.clientSecret, 's3cret');
+    assert.deepEqual(c.auth.oidc?.scopes, ['openid', 'scope_all']);
+    assert.equal(c.auth.oidc?.rppsClaim, 'SubjectNameID');
+    assert.equal(c.auth.oidc?.tokenEndpointAuthMethod, 'client_secret_basic');
+    assert.equal(c.auth.accessTokens?.issuer, oidc.issuer);
+    assert.deepEqual(c.auth.accessTokens?.algorithms, ['RS256', 'PS256', 'ES256']);
+    const listed = loadWith({ auth: { oidc: { ...oidc, scopes: ['openid', 'scope_all'] } } }, { ATRIUM_OIDC_CLIENT_SECRET: 's3cret' });
+    assert.deepEqual(listed.auth.oidc?.scopes, ['openid', 'scope_all']);
+  });
+
+  it('refuses a client secret in the file, a missing secret, plain-HTTP providers, HS256 and unknown client sites', () => {
+    assert.throws(() => loadWith({ auth: { oidc: { ...oidc, clientSecret: 'x' } } }, { ATRIUM_OIDC_CLIENT_SECRET: 'x' }), /must not be in the file/);
+    assert.throws(() => loadWith({ auth: { oidc } }), /ATRIUM_OIDC_CLIENT_SECRET is not set/);
+    assert.throws(() => loadWith({ auth: { oidc: { ...oidc, issuer: 'http://idp.example.fr' } } }, { ATRIUM_OIDC_CLIENT_SECRET: 'x' }), /https/);
+    assert.throws(() => loadWith({ auth: { accessTokens: { issuer: 'https://idp.example.fr', audience: 'a', algorithms: ['HS256'] } } }), ConfigError);
+    assert.throws(() => loadWith({ auth: { accessTokens: { issuer: 'https://idp.example.fr', audience: 'a' }, clients: [{ clientId: 'ris', site: 'NOWHERE' }] } }), /not a configured site/);
+    assert.throws(() => loadWith({ auth: { clients: [{ clientId: 'ris', site: 'LOCAL' }] } }), /need auth.accessTokens/);
+  });
+});

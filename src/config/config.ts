@@ -55,6 +55,8 @@ export interface AtriumConfig {
   hl7: Hl7Config;
   /** Where audit records go besides the trail in the index. */
   audit: { syslog?: AuditSyslogConfig };
+  /** Who may call the HTTP API and the portal: sessions, OpenID Connect, bearer JWTs, machine clients. */
+  auth: AuthConfig;
   log: { level: string };
 }
 
@@ -99,6 +101,59 @@ export interface HttpTlsClient {
   site: string;
   territory: boolean;
 }
+
+/**
+ * Authentication of people and machines. OpenID Connect (Pro Santé Connect for professionals)
+ * is off unless auth.oidc is configured; local accounts (passwords) always work.
+ */
+export interface AuthConfig {
+  oidc?: OidcConfig;
+  /** Bearer JWT access tokens on API calls; off unless configured. */
+  accessTokens?: AccessTokenConfig;
+  /** Machine clients known by the client_id of their OAuth2 client-credentials tokens. */
+  clients: Array<{ clientId: string; site: string; territory: boolean }>;
+  sessions: {
+    /** A session unused this long ends (may be fractional, for tests). */
+    idleMinutes: number;
+    /** A session ends this long after login whatever its use. */
+    absoluteHours: number;
+    /** Mark the session cookie Secure even when the request reached us over plain HTTP (behind a TLS proxy). */
+    secureCookie: boolean;
+  };
+  /** Login attempts (local passwords, OIDC callbacks) allowed per client address per minute. */
+  loginAttemptsPerMinute: number;
+}
+
+export interface OidcConfig {
+  /** The provider's issuer URL; its /.well-known/openid-configuration is read at first use. */
+  issuer: string;
+  clientId: string;
+  /** Only from the environment (ATRIUM_OIDC_CLIENT_SECRET), never from the file. */
+  clientSecret: string;
+  tokenEndpointAuthMethod: 'client_secret_basic' | 'client_secret_post';
+  /** Atrium's /auth/callback as registered at the provider. */
+  redirectUri: string;
+  /** Pro Santé Connect: openid scope_all. */
+  scopes: string[];
+  /** Requested and then required in the ID token's acr (Pro Santé Connect: eidas1). */
+  acrValues?: string;
+  /** The claim holding the RPPS number (Pro Santé Connect: SubjectNameID, "8" + 11 digits). */
+  rppsClaim: string;
+}
+
+export interface AccessTokenConfig {
+  /** Issuer of the access tokens; the OIDC issuer when absent. */
+  issuer: string;
+  /** The aud every token must carry: Atrium's resource identifier. */
+  audience: string;
+  /** JWKS of the issuer; read from its discovery document when absent. */
+  jwksUri?: string;
+  /** Asymmetric algorithms accepted (none and HS* never are). */
+  algorithms: string[];
+  clockToleranceSeconds: number;
+}
+
+export const asymmetricAlgorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
 /** A system allowed to send HL7 messages, known by MSH-3 and MSH-4, and the site it speaks for. */
 export interface Hl7Sender {
@@ -229,6 +284,12 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     },
     hl7: { enabled: true, host: '127.0.0.1', port: 2575, senders: [], defaultCharacterSet: '8859/1', maxMessageBytes: 16 * 1024 ** 2 },
     audit: {},
+    auth: {
+      clients: [],
+      // Secure by default: browsers keep Secure cookies on http://localhost too.
+      sessions: { idleMinutes: 30, absoluteHours: 12, secureCookie: true },
+      loginAttemptsPerMinute: 10,
+    },
     log: { level: 'info' },
   };
 }
@@ -240,7 +301,7 @@ type Env = Record<string, string | undefined>;
  * ATRIUM_DATA_DIR, ATRIUM_HTTP_HOST, ATRIUM_HTTP_PORT, ATRIUM_PUBLIC_BASE_URL, DATABASE_URL,
  * ATRIUM_S3_ENDPOINT / ATRIUM_S3_BUCKET / ATRIUM_S3_REGION / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
  * ATRIUM_DUPLICATE_POLICY, ATRIUM_DIMSE_HOST, ATRIUM_DIMSE_PORT, ATRIUM_DIMSE_AE_TITLE, ATRIUM_HL7_HOST,
- * ATRIUM_HL7_PORT, ATRIUM_LOG_LEVEL.
+ * ATRIUM_HL7_PORT, ATRIUM_LOG_LEVEL, ATRIUM_OIDC_CLIENT_SECRET.
  */
 export function loadConfig(options: { file?: string; env?: Env; dataDir?: string } = {}): AtriumConfig {
   const env = options.env ?? process.env;
@@ -318,6 +379,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   parseRouting(obj(raw, 'routing'), config);
   parseHl7(obj(raw, 'hl7'), env, config);
   parseAudit(obj(raw, 'audit'), config);
+  parseAuth(obj(raw, 'auth'), env, config);
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;
@@ -596,6 +658,93 @@ function parseAudit(a: Record<string, unknown>, config: AtriumConfig): void {
     ...(certFile !== undefined ? { certFile, keyFile } : {}),
     auditSourceId, pollMs,
   };
+}
+
+function parseAuth(a: Record<string, unknown>, env: Env, config: AtriumConfig): void {
+  const c = config.auth;
+  const o = obj(a, 'oidc');
+  if (Object.keys(o).length > 0) {
+    const issuer = httpsUrl(required(o, 'issuer', 'auth.oidc'), 'auth.oidc.issuer');
+    const clientSecret = env.ATRIUM_OIDC_CLIENT_SECRET;
+    if (o.clientSecret !== undefined) throw new ConfigError('auth.oidc.clientSecret must not be in the file: set ATRIUM_OIDC_CLIENT_SECRET');
+    if (!clientSecret) throw new ConfigError('auth.oidc is configured but ATRIUM_OIDC_CLIENT_SECRET is not set');
+    const method = str(o, 'tokenEndpointAuthMethod') ?? 'client_secret_basic';
+    if (method !== 'client_secret_basic' && method !== 'client_secret_post') {
+      throw new ConfigError('auth.oidc.tokenEndpointAuthMethod must be client_secret_basic or client_secret_post');
+    }
+    const rawScopes = o.scopes ?? 'openid';
+    if (typeof rawScopes !== 'string' && !(Array.isArray(rawScopes) && rawScopes.every((x) => typeof x === 'string'))) {
+      throw new ConfigError('auth.oidc.scopes must be a string ("openid scope_all") or a list of strings');
+    }
+    const scopes = (typeof rawScopes === 'string' ? rawScopes.split(/\s+/) : rawScopes as string[]).filter((x) => x !== '');
+    if (!scopes.includes('openid')) throw new ConfigError('auth.oidc.scopes must include openid');
+    c.oidc = {
+      issuer, clientId: required(o, 'clientId', 'auth.oidc'), clientSecret, tokenEndpointAuthMethod: method,
+      redirectUri: httpsUrl(required(o, 'redirectUri', 'auth.oidc'), 'auth.oidc.redirectUri'),
+      scopes, acrValues: str(o, 'acrValues'), rppsClaim: str(o, 'rppsClaim') ?? 'SubjectNameID',
+    };
+  }
+  const t = obj(a, 'accessTokens');
+  if (Object.keys(t).length > 0) {
+    const issuer = str(t, 'issuer') ?? c.oidc?.issuer;
+    if (!issuer) throw new ConfigError('auth.accessTokens.issuer is required when auth.oidc is not configured');
+    const algorithms = t.algorithms === undefined ? ['RS256', 'PS256', 'ES256'] : t.algorithms;
+    if (!Array.isArray(algorithms) || algorithms.length === 0
+      || algorithms.some((x) => !(asymmetricAlgorithms as readonly unknown[]).includes(x))) {
+      throw new ConfigError(`auth.accessTokens.algorithms must be a non-empty list of ${asymmetricAlgorithms.join(', ')}`);
+    }
+    const jwksUri = str(t, 'jwksUri');
+    c.accessTokens = {
+      issuer: httpsUrl(issuer, 'auth.accessTokens.issuer'),
+      audience: required(t, 'audience', 'auth.accessTokens'),
+      ...(jwksUri !== undefined ? { jwksUri: httpsUrl(jwksUri, 'auth.accessTokens.jwksUri') } : {}),
+      algorithms: algorithms as string[],
+      clockToleranceSeconds: num(t, 'clockToleranceSeconds') ?? 30,
+    };
+    if (c.accessTokens.clockToleranceSeconds > 300) throw new ConfigError('auth.accessTokens.clockToleranceSeconds must be at most 300');
+  }
+  if (a.clients !== undefined && a.clients !== null) {
+    if (!Array.isArray(a.clients)) throw new ConfigError('auth.clients must be a list');
+    const seen = new Set<string>();
+    c.clients = a.clients.map((entry: unknown, i) => {
+      const where = `auth.clients[${i}]`;
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${where} must be a mapping`);
+      const e = entry as Record<string, unknown>;
+      const clientId = required(e, 'clientId', where);
+      if (seen.has(clientId)) throw new ConfigError(`${where}.clientId ${clientId} is listed twice`);
+      seen.add(clientId);
+      const site = required(e, 'site', where);
+      if (!config.sites.some((s) => s.code === site)) throw new ConfigError(`${where}.site ${site} is not a configured site`);
+      const territory = e.territory ?? false;
+      if (typeof territory !== 'boolean') throw new ConfigError(`${where}.territory must be true or false`);
+      return { clientId, site, territory };
+    });
+    if (c.clients.length > 0 && !c.accessTokens) throw new ConfigError('auth.clients need auth.accessTokens (their tokens are bearer JWTs)');
+  }
+  const s = obj(a, 'sessions');
+  c.sessions.idleMinutes = num(s, 'idleMinutes') ?? c.sessions.idleMinutes;
+  c.sessions.absoluteHours = num(s, 'absoluteHours') ?? c.sessions.absoluteHours;
+  if (c.sessions.idleMinutes < 1) throw new ConfigError('auth.sessions.idleMinutes must be at least 1');
+  if (c.sessions.absoluteHours < 1) throw new ConfigError('auth.sessions.absoluteHours must be at least 1');
+  if (s.secureCookie !== undefined) {
+    if (typeof s.secureCookie !== 'boolean') throw new ConfigError('auth.sessions.secureCookie must be true or false');
+    c.sessions.secureCookie = s.secureCookie;
+  }
+  c.loginAttemptsPerMinute = num(a, 'loginAttemptsPerMinute') ?? c.loginAttemptsPerMinute;
+  if (c.loginAttemptsPerMinute < 1) throw new ConfigError('auth.loginAttemptsPerMinute must be at least 1');
+}
+
+/** Identity-provider URLs must be HTTPS; plain HTTP only on the loopback (development, tests). */
+function httpsUrl(value: string, where: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${where} is not a URL`);
+  }
+  const loopback = url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]';
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw new ConfigError(`${where} must be an https URL`);
+  return value;
 }
 
 function obj(raw: Record<string, unknown>, key: string): Record<string, unknown> {

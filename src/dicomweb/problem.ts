@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify';
 import { RetrieveError } from '../archive/retrieve.ts';
 import { QueryError } from '../index/archive-index.ts';
+import { AuthenticationError, type LoginFailure } from '../access/users.ts';
 import { MediaTypeError } from './media-type.ts';
 import { MultipartError } from './multipart.ts';
 import { QidoRequestError } from './qido.ts';
@@ -16,12 +17,21 @@ export class HttpProblem extends Error {
 const titles: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 406: 'Not Acceptable',
   408: 'Request Timeout', 409: 'Conflict', 413: 'Content Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type',
-  429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  423: 'Locked', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
+
+/** Unknown or unproven callers get 401; known callers who may not enter get 403. */
+const loginFailureStatus: Record<LoginFailure, number> = {
+  'unknown-user': 401, 'bad-password': 401, 'no-password': 401, 'bad-token': 401, 'expired-token': 401,
+  'wrong-audience': 401, 'wrong-issuer': 401, 'expired-session': 401, 'bad-state': 400,
+  locked: 423, disabled: 403, 'not-a-user': 403, 'wrong-acr': 403, 'provider-error': 502, 'rate-limited': 429,
 };
 
 /** The one place where a domain error becomes an HTTP status. */
 export function httpStatusOf(e: unknown): number {
   if (e instanceof HttpProblem) return e.status;
+  if (e instanceof AuthenticationError) return loginFailureStatus[e.reason];
   if (e instanceof RetrieveError) return e.code === 'not-found' ? 404 : e.code === 'not-acceptable' ? 406 : 400;
   if (e instanceof QidoRequestError || e instanceof QueryError || e instanceof MultipartError) return 400;
   if (e instanceof MediaTypeError) return e.header === 'accept' ? 400 : 415;

@@ -81,7 +81,8 @@ export async function startAtrium(options: {
   const archive = await openArchive(config, logger);
   const app = await buildHttpServer(config, archive, logger);
   await options.beforeListen?.(app);
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  // Port 0 (a free one) unless `configure` chose one (a redirect URI registered beforehand).
+  await app.listen({ host: '127.0.0.1', port: config.http.port });
   const port = (app.server.address() as { port: number }).port;
   let dimse: DimseServer | undefined;
   if (options.dimse) {

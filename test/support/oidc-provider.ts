@@ -1,0 +1,157 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import Provider, { errors } from 'oidc-provider';
+
+/** A professional known to the test identity provider, with Pro Santé Connect's claims. */
+export interface TestAccount {
+  sub: string;
+  /** "8" + RPPS, as Pro Santé Connect sends it. */
+  SubjectNameID: string;
+  given_name: string;
+  family_name: string;
+  /** The acr of this account's logins (default eidas1, Pro Santé Connect's level for a card or the e-CPS app). */
+  acr?: string;
+}
+
+export interface TestIdentityProvider {
+  issuer: string;
+  /** Atrium's confidential client (authorization code flow, PKCE required). */
+  atriumClient: { clientId: string; clientSecret: string };
+  /** Machine clients (client credentials) whose JWT access tokens are for a resource. */
+  machineClients: Record<string, string>;
+  /** The provider's signing key, for tokens the tests shape themselves (expired, another iss…). */
+  signingKey: { privateKey: CryptoKey; kid: string };
+  /** A client-credentials access token from the token endpoint, for a resource indicator. */
+  clientCredentialsToken(clientId: string, resource: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * A real OpenID Connect provider (panva/oidc-provider) on a loopback port, playing Pro Santé
+ * Connect: scope_all gives SubjectNameID; acr is eidas1 once logged in. Its login page is a
+ * minimal form: POST /interaction/<uid>/login with login=<sub>.
+ */
+export async function startIdentityProvider(options: {
+  redirectUri: string;
+  /** The audience of JWT access tokens issued for this resource indicator (Atrium's). */
+  resources: Record<string, string>;
+  accounts: TestAccount[];
+}): Promise<TestIdentityProvider> {
+  let handler: ((req: IncomingMessage, res: import('node:http').ServerResponse) => void) | undefined;
+  const server: Server = createServer((req, res) => handler!(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const issuer = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const kid = randomBytes(8).toString('hex');
+  const jwk: JWK = { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
+  const atriumClient = { clientId: 'atrium', clientSecret: randomBytes(24).toString('base64url') };
+  const machineClients: Record<string, string> = { 'ris-nord': randomBytes(24).toString('base64url'), 'stranger': randomBytes(24).toString('base64url') };
+  const accounts = new Map(options.accounts.map((a) => [a.sub, a]));
+
+  const provider = new Provider(issuer, {
+    clients: [
+      {
+        client_id: atriumClient.clientId, client_secret: atriumClient.clientSecret,
+        redirect_uris: [options.redirectUri], grant_types: ['authorization_code'], response_types: ['code'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+      ...Object.entries(machineClients).map(([client_id, client_secret]) => ({
+        client_id, client_secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+      })),
+    ],
+    jwks: { keys: [jwk] },
+    cookies: { keys: [randomBytes(16).toString('hex')] },
+    scopes: ['openid', 'scope_all'],
+    claims: { openid: ['sub'], scope_all: ['SubjectNameID', 'given_name', 'family_name'] },
+    acrValues: ['eidas1', 'eidas2'],
+    pkce: { required: () => true },
+    interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
+    // Atrium is a first-party client: the login itself is the consent.
+    loadExistingGrant: async (ctx: { oidc: { client: { clientId: string }; session: { accountId?: string } } }) => {
+      const accountId = ctx.oidc.session.accountId;
+      if (!accountId) return undefined;
+      const grant = new provider.Grant({ accountId, clientId: ctx.oidc.client.clientId });
+      grant.addOIDCScope('openid scope_all');
+      grant.addOIDCClaims(['SubjectNameID', 'given_name', 'family_name']);
+      await grant.save();
+      return grant;
+    },
+    findAccount: async (_ctx: unknown, sub: string) => {
+      const account = accounts.get(sub);
+      if (!account) return undefined;
+      const { acr: _acr, ...claims } = account;
+      return { accountId: sub, claims: async () => claims };
+    },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      userinfo: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (_ctx: unknown, _client: unknown, oneOf?: string) => oneOf,
+        useGrantedResource: async () => false,
+        getResourceServerInfo: async (_ctx: unknown, resource: string) => {
+          const audience = options.resources[resource];
+          if (!audience) throw new errors.InvalidTarget();
+          return { scope: 'dicomweb', audience, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+        },
+      },
+    },
+  });
+  const oidc = provider.callback();
+
+  handler = (req, res) => {
+    const login = /^\/interaction\/([\w-]+)\/login$/.exec(req.url ?? '');
+    if (req.method === 'POST' && login) {
+      void finishLogin(req, res).catch((e: unknown) => {
+        res.statusCode = 500;
+        res.end(String(e));
+      });
+      return;
+    }
+    if (req.method === 'GET' && /^\/interaction\/[\w-]+$/.test(req.url ?? '')) {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<form method="post" action="${req.url}/login"><input name="login"><button>Log in</button></form>`);
+      return;
+    }
+    oidc(req, res);
+  };
+
+  async function finishLogin(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+    const details = await provider.interactionDetails(req, res);
+    const sub = form.get('login') ?? '';
+    if (details.prompt.name !== 'login' || !accounts.has(sub)) {
+      await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'unknown account' }, { mergeWithLastSubmission: false });
+      return;
+    }
+    await provider.interactionFinished(req, res, { login: { accountId: sub, acr: accounts.get(sub)!.acr ?? 'eidas1' } }, { mergeWithLastSubmission: false });
+  }
+
+  return {
+    issuer, atriumClient, machineClients,
+    signingKey: { privateKey, kid },
+    async clientCredentialsToken(clientId, resource) {
+      const response = await fetch(`${issuer}/token`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${Buffer.from(`${clientId}:${machineClients[clientId]}`).toString('base64')}`,
+        },
+        body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope: 'dicomweb' }),
+      });
+      const body = (await response.json()) as { access_token?: string; error?: string; error_description?: string };
+      if (!response.ok || !body.access_token) throw new Error(`client credentials refused: ${body.error} ${body.error_description ?? ''}`);
+      return body.access_token;
+    },
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
