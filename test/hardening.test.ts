@@ -16,7 +16,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { syntheticInstance } from './support/synthetic.ts';
-import { principalFromClientCertificate } from '../src/api/client-certificates.ts';
 import { portalContentSecurityPolicy } from '../src/api/security-headers.ts';
 
 interface Answer {
@@ -370,12 +369,6 @@ describe('HTTPS and mutual TLS', { skip: !haveOpenssl && 'openssl is not install
           ],
         };
       },
-      beforeListen: (app) => {
-        // A probe until the authentication hook takes client certificates (it sits behind the bearer check like any route).
-        app.get('/test/client-certificate', async (request) => ({
-          principal: principalFromClientCertificate(request, atrium.config.http.tls!.clients, atrium.archive.sites) ?? null,
-        }));
-      },
     });
     port = (atrium.app.server.address() as net.AddressInfo).port;
   });
@@ -420,23 +413,13 @@ describe('HTTPS and mutual TLS', { skip: !haveOpenssl && 'openssl is not install
   });
 
   it('knows a machine client by a CA-signed certificate it is pinned to, and no one else', async () => {
-    const probe = async (cert?: { cert: Buffer; key: Buffer }) => {
-      const a = await send(port, {
-        path: '/test/client-certificate', headers: { Authorization: `Bearer ${atrium.tokens['CHU-NORD']}` },
-        tls: { ca: ca(), servername: 'localhost', ...cert },
-      });
-      assert.equal(a.status, 200, a.body);
-      return JSON.parse(a.body).principal as { kind: string; id: string; authenticatedBy: string; sites: Array<{ code: string }>; territory: boolean } | null;
-    };
-    const ris = await probe(clientCert('ris'));
-    assert.ok(ris);
-    assert.equal(ris.kind, 'client');
-    assert.equal(ris.id, 'ris-chu-nord');
-    assert.equal(ris.authenticatedBy, 'mtls');
-    assert.deepEqual(ris.sites.map((s) => s.code), ['CHU-NORD']);
-    assert.equal(ris.territory, false);
-    assert.equal(await probe(clientCert('stranger')), null, 'signed by the CA but pinned by no client');
-    assert.equal(await probe(clientCert('impostor')), null, 'pinned but self-signed');
-    assert.equal(await probe(), null, 'no certificate');
+    const query = (cert?: { cert: Buffer; key: Buffer }) => send(port, { path: '/dicom-web/studies', tls: { ca: ca(), servername: 'localhost', ...cert } });
+    const ris = await query(clientCert('ris'));
+    assert.equal(ris.status, 200, ris.body);
+    const last = await atrium.archive.index.sql.get<{ actor: string; actor_kind: string; site: string }>('SELECT actor, actor_kind, site FROM audit_events ORDER BY id DESC LIMIT 1');
+    assert.deepEqual({ ...last }, { actor: 'ris-chu-nord', actor_kind: 'api-client', site: 'CHU-NORD' });
+    assert.equal((await query(clientCert('stranger'))).status, 401, 'signed by the CA but pinned by no client');
+    assert.equal((await query(clientCert('impostor'))).status, 401, 'pinned but self-signed');
+    assert.equal((await query()).status, 401, 'no certificate');
   });
 });

@@ -8,6 +8,7 @@ import type { AuditEvent, AuditTrail } from './audit.ts';
 import type { AccessTokenVerifier, OidcRelyingParty } from './oidc.ts';
 import { actorOf, type Principal } from './principal.ts';
 import type { Session, SessionStore } from './sessions.ts';
+import type { ShareLinks } from './share-links.ts';
 import { AuthenticationError, type LoginFailure, type User, type UserDirectory } from './users.ts';
 
 /** A machine client known by the client_id of its OAuth2 client-credentials tokens. */
@@ -43,6 +44,11 @@ export function localReturnPath(returnTo: string | undefined): string | undefine
   return url.pathname + url.search + url.hash;
 }
 
+/** The holder of an opened share link: sees what the link shares, nothing else. */
+export function shareLinkPrincipal(shareLinkId: number): Principal {
+  return { kind: 'share-link', id: `share-link:${shareLinkId}`, name: 'share link', roles: [], sites: [], shareLinkId, authenticatedBy: 'share-link' };
+}
+
 export class Authenticator {
   private readonly clients: ReadonlyMap<string, MachineClient>;
 
@@ -53,6 +59,7 @@ export class Authenticator {
     oidc?: OidcRelyingParty;
     accessTokens?: AccessTokenVerifier;
     clients: MachineClient[];
+    shareLinks?: ShareLinks;
   }) {
     this.clients = new Map(deps.clients.map((c) => [c.clientId, c]));
   }
@@ -97,6 +104,12 @@ export class Authenticator {
     await this.deps.audit.record({ action: 'logout', outcome: 'success', ...actorOf(principal), source: origin.source, via: origin.via });
   }
 
+  /** A session for whoever opened a share link (its PIN checked by ShareLinks.open). */
+  async openShareLinkSession(shareLinkId: number, source?: string): Promise<OpenedSession> {
+    const opened = await this.deps.sessions.createSession({ shareLinkId }, source);
+    return { ...opened, principal: shareLinkPrincipal(shareLinkId) };
+  }
+
   /** Ends a session without a record (a new login replaces it). */
   async endSession(cookieValue: string): Promise<void> {
     await this.deps.sessions.revokeSession(cookieValue);
@@ -107,10 +120,14 @@ export class Authenticator {
     return this.refusalsAudited(origin, 'session', async () => {
       const session = await this.deps.sessions.sessionOf(cookieValue);
       if (!session) throw new AuthenticationError('expired-session', 'the session has ended (idle too long, past its lifetime, or logged out): log in again');
-      if (session.userId === undefined) {
-        // Share-link sessions are opened by the share links' own routes, which resolve their principal.
-        throw new AuthenticationError('expired-session', 'this session does not belong to a user');
+      if (session.shareLinkId !== undefined) {
+        // A session opened on a share link lives no longer than the link: revoked or expired, it ends.
+        if (!this.deps.shareLinks || !(await this.deps.shareLinks.isLive(session.shareLinkId))) {
+          throw new AuthenticationError('expired-session', 'this share link was revoked or has expired');
+        }
+        return { principal: shareLinkPrincipal(session.shareLinkId), session };
       }
+      if (session.userId === undefined) throw new AuthenticationError('expired-session', 'this session does not belong to a user');
       const user = await this.deps.users.findById(session.userId);
       if (!user || user.disabledAt !== undefined) throw new AuthenticationError('disabled', 'this account is disabled', user?.login);
       return { principal: this.deps.users.principalOf(user, 'session'), session };

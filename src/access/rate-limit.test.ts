@@ -18,7 +18,7 @@ describe('SlidingWindowRateLimiter', () => {
     assert.equal(l.hit('ip:1').allowed, true);
     clock.t += 5_000;
     // The first hit was 25 s ago: it leaves the window in 35 s.
-    assert.deepEqual(l.hit('ip:1'), { allowed: false, retryAfterSeconds: 35 });
+    assert.deepEqual(l.hit('ip:1'), { allowed: false, retryAfterSeconds: 35, firstRefusal: true });
   });
 
   it('slides: a hit leaving the window frees one place, not the whole quota', () => {
@@ -78,6 +78,16 @@ describe('SlidingWindowRateLimiter', () => {
       l.hit(`ip:${i}`);
     }
     assert.equal(l.size, 1_000);
+  });
+
+  it('marks only the first refusal of a window, so that a flood leaves one audit record', () => {
+    const { l, clock } = limiter({ limit: 1, windowMs: 1000 });
+    assert.equal(l.hit('a').allowed, true);
+    assert.equal(l.hit('a').firstRefusal, true);
+    assert.equal(l.hit('a').firstRefusal, false);
+    clock.t += 1001;
+    assert.equal(l.hit('a').allowed, true);
+    assert.equal(l.hit('a').firstRefusal, true);
   });
 
   it('refuses nonsensical settings', () => {

@@ -22,6 +22,8 @@ export interface RateLimitDecision {
   allowed: boolean;
   /** When refused: seconds until the oldest hit in the window expires (for Retry-After); 0 when allowed. */
   retryAfterSeconds: number;
+  /** The first refusal of this key in the window: the one worth an audit record, not the flood after it. */
+  firstRefusal?: boolean;
 }
 
 export class SlidingWindowRateLimiter {
@@ -31,6 +33,8 @@ export class SlidingWindowRateLimiter {
   private readonly now: () => number;
   /** Accepted hit times by key, oldest first; Map order is least recently hit first. */
   private readonly hits = new Map<string, number[]>();
+  /** When each key was last refused (bounded like hits: dropped with its key). */
+  private readonly refusedAt = new Map<string, number>();
 
   constructor(options: RateLimitOptions) {
     if (!Number.isSafeInteger(options.limit) || options.limit < 1) throw new RangeError('limit must be a whole number of at least 1');
@@ -51,7 +55,12 @@ export class SlidingWindowRateLimiter {
     if (times) {
       while (times.length > 0 && times[0]! <= since) times.shift();
       if (times.length >= this.limit) {
-        return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((times[0]! + this.windowMs - now) / 1000)) };
+        const before = this.refusedAt.get(key);
+        this.refusedAt.set(key, now);
+        return {
+          allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((times[0]! + this.windowMs - now) / 1000)),
+          firstRefusal: before === undefined || before <= since,
+        };
       }
       // Moved to the end: the Map stays ordered by last accepted hit.
       this.hits.delete(key);
@@ -67,6 +76,7 @@ export class SlidingWindowRateLimiter {
   /** Forgets a key's attempts (after a successful login, say). */
   reset(key: string): void {
     this.hits.delete(key);
+    this.refusedAt.delete(key);
   }
 
   /** Keys currently held. */
@@ -80,6 +90,7 @@ export class SlidingWindowRateLimiter {
       if (this.hits.size < this.maxKeys && times[times.length - 1]! > since) break;
       // A key whose last hit expired holds nothing; past maxKeys the oldest goes even if live.
       this.hits.delete(key);
+      this.refusedAt.delete(key);
     }
   }
 }

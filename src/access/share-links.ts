@@ -5,11 +5,9 @@
  * lock the link for good (whoever shared it makes a new one): the lock lives in the index,
  * so that no number of Atrium nodes multiplies the attempts.
  */
-import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { promisify } from 'node:util';
+import { createHash, randomBytes } from 'node:crypto';
 import type { SqlDatabase } from '../index/sql.ts';
-
-const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
+import { hashPassword, verifyPasswordHash } from './users.ts';
 
 export const MAX_PIN_FAILURES = 5;
 /** A link lives at most this long (a CD does not expire, but a link must). */
@@ -52,22 +50,6 @@ function linkOf(r: Row): ShareLink {
 }
 
 const tokenDigest = (token: string) => createHash('sha256').update(token).digest('hex');
-const SCRYPT = { N: 1 << 14, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
-
-async function hashPin(pin: string): Promise<string> {
-  const salt = randomBytes(16);
-  const key = await scryptAsync(pin, salt, 32, SCRYPT);
-  return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString('base64')}$${key.toString('base64')}`;
-}
-
-async function pinMatches(pin: string, stored: string): Promise<boolean> {
-  const [scheme, N, r, p, salt, key] = stored.split('$');
-  if (scheme !== 'scrypt' || !salt || !key) return false;
-  const expected = Buffer.from(key, 'base64');
-  const actual = await scryptAsync(pin, Buffer.from(salt, 'base64'), expected.length, { N: Number(N), r: Number(r), p: Number(p), maxmem: SCRYPT.maxmem });
-  return timingSafeEqual(actual, expected);
-}
-
 export class ShareLinks {
   constructor(private readonly sql: SqlDatabase) {}
 
@@ -82,7 +64,7 @@ export class ShareLinks {
     const row = await this.sql.get<Row>(
       `INSERT INTO share_links (token_sha256, pin_hash, study_instance_uid, patient_id, created_by, created_at, expires_at)
        VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`,
-      [tokenDigest(token), l.pin === undefined ? null : await hashPin(l.pin), l.StudyInstanceUID ?? null, l.patientId ?? null,
+      [tokenDigest(token), l.pin === undefined ? null : await hashPassword(l.pin), l.StudyInstanceUID ?? null, l.patientId ?? null,
         l.createdBy, new Date(now).toISOString(), l.expiresAt.toISOString()],
     );
     return { link: linkOf(row!), token };
@@ -101,7 +83,7 @@ export class ShareLinks {
     if (row.locked_at !== null) throw new ShareLinkError('locked', 'this link is locked after too many wrong PINs: ask for a new one', id);
     if (row.pin_hash !== null) {
       if (pin === undefined || pin === '') throw new ShareLinkError('pin-required', 'this link needs its PIN', id);
-      if (!(await pinMatches(pin, row.pin_hash))) {
+      if (!(await verifyPasswordHash(pin, row.pin_hash))) {
         // Counted in one statement, so that parallel attempts cannot slip past the limit.
         const counted = await this.sql.get<{ failed_pins: number }>(
           `UPDATE share_links SET failed_pins = failed_pins + 1,

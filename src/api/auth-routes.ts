@@ -5,7 +5,7 @@ import type { Principal } from '../access/principal.ts';
 import { AuthenticationError } from '../access/users.ts';
 import { HttpProblem, httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
 import { cookieHeader, cookieOf, secureCookieFor, sessionCookieName } from './auth.ts';
-import { SlidingWindowLimiter } from './rate-limit.ts';
+import { SlidingWindowRateLimiter } from '../access/rate-limit.ts';
 
 export interface AuthRoutesOptions {
   authenticator: Authenticator;
@@ -36,7 +36,7 @@ function summaryOf(p: Principal, csrfToken?: string) {
  */
 export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opts) => {
   const { authenticator } = opts;
-  const limiter = new SlidingWindowLimiter(opts.loginAttemptsPerMinute, 60_000);
+  const limiter = new SlidingWindowRateLimiter({ limit: opts.loginAttemptsPerMinute, windowMs: 60_000 });
 
   app.setErrorHandler((error, request, reply) => {
     const e = error as Error & { statusCode?: number; validation?: unknown };
@@ -50,7 +50,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
 
   /** Too many attempts from one address: 429, recorded once per window. */
   async function limitAttempts(request: FastifyRequest, reply: FastifyReply, attempted: string): Promise<void> {
-    const r = limiter.attempt(request.ip);
+    const r = limiter.hit(request.ip);
     if (r.allowed) return;
     if (r.firstRefusal) await authenticator.recordRefusal('rate-limited', attempted, { source: request.ip, via: 'portal' });
     reply.header('Retry-After', String(r.retryAfterSeconds));

@@ -7,6 +7,7 @@ import type { Authenticator } from '../access/login.ts';
 import { looksLikeJwt } from '../access/oidc.ts';
 import { AuthenticationError } from '../access/users.ts';
 import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
+import { isPortalRoute } from './static-files.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -35,12 +36,14 @@ export function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-const publicRoutes = new Set(['/health', '/auth/login', '/auth/callback', '/auth/local']);
+const publicRoutes = new Set(['/health', '/auth/login', '/auth/callback', '/auth/local', '/share/open']);
 
 /** Routes reachable without authentication (they carry no patient data; the login routes make sessions). */
 export function isPublicRoute(url: string): boolean {
   const q = url.indexOf('?');
-  return publicRoutes.has(q === -1 ? url : url.slice(0, q));
+  const path = q === -1 ? url : url.slice(0, q);
+  // The portal's own files carry no patient data: the login page must load without a session.
+  return publicRoutes.has(path) || isPortalRoute(path);
 }
 
 /** Methods that change state: a cookie alone (which the browser sends on its own) is not enough for them. */
@@ -78,7 +81,10 @@ function sameSecret(a: string, b: string): boolean {
  * cookie. A bearer token wins over a cookie: a forged cross-site request cannot add one, so
  * only cookie-authenticated requests need the CSRF token on unsafe methods.
  */
-export function registerAuthentication(app: FastifyInstance, clients: ApiClient[], authenticator?: Authenticator, options: { secureCookie: boolean } = { secureCookie: true }): void {
+export function registerAuthentication(
+  app: FastifyInstance, clients: ApiClient[], authenticator?: Authenticator,
+  options: { secureCookie: boolean; certificatePrincipal?: (request: FastifyRequest) => Principal | undefined } = { secureCookie: true },
+): void {
   const known = clients.map((c) => ({ ...c, digest: Buffer.from(c.tokenSha256, 'hex') }));
   app.decorateRequest('principal', undefined);
   app.decorateRequest('session', undefined);
@@ -105,6 +111,12 @@ export function registerAuthentication(app: FastifyInstance, clients: ApiClient[
         }
       }
       return refuse(reply, 'a valid bearer token is required');
+    }
+    // A machine client known by its TLS certificate (mutual TLS), verified against the CA and pinned.
+    const byCertificate = options.certificatePrincipal?.(request);
+    if (byCertificate) {
+      request.principal = byCertificate;
+      return;
     }
     const cookie = cookieOf(request.headers.cookie, sessionCookieName);
     if (cookie === undefined || !authenticator) return refuse(reply, 'a valid bearer token or a session is required');

@@ -13,7 +13,9 @@ import { UserDirectory } from '../access/users.ts';
 import { identityRoutes } from './identities.ts';
 import { correctionRoutes } from './corrections.ts';
 import { forwardingRoutes } from './forwarding.ts';
-import { sharingRoutes } from './sharing.ts';
+import { shareLinkRoutes, sharingRoutes } from './sharing.ts';
+import { principalFromClientCertificate } from './client-certificates.ts';
+import { ShareLinks } from '../access/share-links.ts';
 import { httpsServerOptions } from './https.ts';
 import { fastifyLimitOptions, nodeServerLimits, registerRequestLimits } from './request-limits.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
@@ -58,6 +60,7 @@ export function authenticatorOf(config: AtriumConfig, archive: Archive): Authent
       if (!site) throw new Error(`auth client ${c.clientId}: unknown site ${c.site}`);
       return { clientId: c.clientId, site, territory: c.territory };
     }),
+    shareLinks: new ShareLinks(sql),
   });
 }
 
@@ -93,7 +96,11 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     return { name: c.name, tokenSha256: c.tokenSha256, site, territory: c.territory };
   });
   const authenticator = authenticatorOf(config, archive);
-  registerAuthentication(app, clients, authenticator, { secureCookie: config.auth.sessions.secureCookie });
+  const certificateClients = tls?.clients ?? [];
+  registerAuthentication(app, clients, authenticator, {
+    secureCookie: config.auth.sessions.secureCookie,
+    ...(certificateClients.length > 0 ? { certificatePrincipal: (request) => principalFromClientCertificate(request, certificateClients, archive.sites) } : {}),
+  });
   app.get('/health', async () => ({ status: 'ok' }));
   await app.register(authRoutes, {
     prefix: '/auth',
@@ -112,6 +119,9 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive });
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
+  await app.register(shareLinkRoutes, {
+    prefix: '/share', archive, authenticator, secureCookie: config.auth.sessions.secureCookie, attemptsPerMinute: config.auth.loginAttemptsPerMinute,
+  });
   if (config.http.portalDir) await app.register(portalRoutes, { root: config.http.portalDir });
   return app;
 }

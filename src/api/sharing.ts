@@ -1,7 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import type { Archive } from '../archive/archive.ts';
-import { AuditTrail, patientRef, patientRefOf } from '../access/audit.ts';
+import { AuditTrail, patientRef, patientRefOf, patientRefsOfStudies } from '../access/audit.ts';
+import type { Authenticator } from '../access/login.ts';
+import { SlidingWindowRateLimiter } from '../access/rate-limit.ts';
+import { cookieHeader, secureCookieFor, sessionCookieName } from './auth.ts';
 import { AccessPolicy, may, reasonToSee } from '../access/policy.ts';
 import { actorOf } from '../access/principal.ts';
 import { EMERGENCY_ACCESS_HOURS, GrantError, Grants } from '../access/grants.ts';
@@ -18,6 +21,67 @@ const idParams = { type: 'object', required: ['id'], properties: { id: { type: '
 
 interface PatientKey { site: string; PatientID: string; IssuerOfPatientID?: string }
 interface Target { StudyInstanceUID?: string; patient?: PatientKey }
+
+/**
+ * POST /share/open: whoever holds a share link (a patient instead of a CD, a colleague)
+ * opens it, with its PIN when it has one, and gets a session that sees only what the link
+ * shares, until the link is revoked or expires. Attempts are limited per address here and
+ * per link in the index (five wrong PINs lock it); every opening and refusal is audited.
+ */
+export async function shareLinkRoutes(app: FastifyInstance, options: { archive: Archive; authenticator: Authenticator; secureCookie: boolean; attemptsPerMinute: number }): Promise<void> {
+  const { archive, authenticator } = options;
+  const audit = new AuditTrail(archive.index.sql);
+  const links = new ShareLinks(archive.index.sql);
+  const limiter = new SlidingWindowRateLimiter({ limit: options.attemptsPerMinute, windowMs: 60_000 });
+  app.setErrorHandler((error, request, reply) => {
+    const e = error as Error & { statusCode?: number; validation?: unknown };
+    const status = e instanceof HttpProblem ? e.status : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'share link request failed');
+    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
+  });
+
+  app.post<{ Body: { token: string; pin?: string } }>('/open', {
+    schema: {
+      body: {
+        type: 'object', required: ['token'], additionalProperties: false,
+        properties: { token: { type: 'string', minLength: 1, maxLength: 128 }, pin: { type: 'string', maxLength: 16 } },
+      },
+    },
+  }, async (request, reply) => {
+    const origin = { actor: 'share-link', actorKind: 'share-link' as const, source: request.ip, via: 'portal' as const };
+    const limit = limiter.hit(request.ip);
+    if (!limit.allowed) {
+      if (limit.firstRefusal) await audit.record({ action: 'share-open', outcome: 'refused', ...origin, details: { why: 'rate-limited' } });
+      reply.header('Retry-After', String(limit.retryAfterSeconds));
+      throw new HttpProblem(429, `too many attempts from this address: try again in ${limit.retryAfterSeconds} s`);
+    }
+    let link;
+    try {
+      link = await links.open(request.body.token, request.body.pin);
+    } catch (e) {
+      if (!(e instanceof ShareLinkError)) throw e;
+      await audit.record({
+        action: 'share-open', outcome: 'refused', ...origin, ...(e.linkId !== undefined ? { actor: `share-link:${e.linkId}` } : {}),
+        details: { why: e.code, ...(e.linkId !== undefined ? { link: e.linkId } : {}) },
+      });
+      // An unknown, expired or revoked link is simply gone; a PIN problem says so.
+      const status = e.code === 'pin-required' || e.code === 'wrong-pin' ? 401 : e.code === 'locked' ? 423 : 404;
+      throw new HttpProblem(status, e.message);
+    }
+    const opened = await authenticator.openShareLinkSession(link.id, request.ip);
+    const patients = link.StudyInstanceUID !== undefined
+      ? await patientRefsOfStudies(archive.index, archive.siteById, [link.StudyInstanceUID])
+      : await Promise.all([link.patientId!].map(async (id) => { const r = await archive.index.patientRecord(id); return r ? patientRefOf(archive.siteById, r) : '?'; }));
+    await audit.record({
+      action: 'share-open', outcome: 'success', ...origin, actor: opened.principal.id, patients,
+      ...(link.StudyInstanceUID ? { StudyInstanceUID: link.StudyInstanceUID } : {}), details: { link: link.id },
+    });
+    reply.header('Set-Cookie', cookieHeader(sessionCookieName, opened.cookieValue, {
+      secure: secureCookieFor(request, options.secureCookie), path: '/', maxAgeSeconds: Math.max(1, (Date.parse(link.expiresAt) - Date.now()) / 1000),
+    }));
+    return { link: { id: link.id, expiresAt: link.expiresAt, ...(link.StudyInstanceUID ? { StudyInstanceUID: link.StudyInstanceUID } : {}) }, csrfToken: opened.session.csrfToken };
+  });
+}
 
 /**
  * /api/shares, /api/emergency-access and /api/audit: sharing an exam or a patient's exams
