@@ -110,6 +110,19 @@ for (const db of testDatabases()) {
       assert.deepEqual(await seenBoth(await policy.scopeOf(holder)), []);
     });
 
+    it('refuses a share link past its expiry, and ends what was opened with it', async () => {
+      const links = new ShareLinks(index.sql);
+      const { link, token } = await links.create({ StudyInstanceUID: '1.2.250.99.4', createdBy: 'u', expiresAt: new Date(Date.now() + 3_600_000) });
+      assert.equal((await links.open(token, undefined)).id, link.id);
+      const later = new Date(Date.now() + 3_600_001);
+      await assert.rejects(links.open(token, undefined, later), (e: Error & { code?: string }) => e.code === 'expired');
+      assert.equal(await links.isLive(link.id), true);
+      assert.equal(await links.isLive(link.id, later), false);
+      const holder: Principal = { kind: 'share-link', id: `link-${link.id}`, name: 'link', roles: [], sites: [], shareLinkId: link.id, authenticatedBy: 'share-link' };
+      assert.deepEqual(await seenBoth(await policy.scopeOf(holder, later)), []);
+      await assert.rejects(links.create({ StudyInstanceUID: '1.2.250.99.4', createdBy: 'u', expiresAt: new Date(Date.now() + 91 * 86_400_000) }), /at most 90 days/);
+    });
+
     it('locks a share link after five wrong PINs, even when the sixth is right', async () => {
       const links = new ShareLinks(index.sql);
       const { token } = await links.create({ patientId: patients[2]!, createdBy: 'u', expiresAt: new Date(Date.now() + 60_000), pin: '4821' });

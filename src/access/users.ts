@@ -301,7 +301,8 @@ export class UserDirectory {
     if (roles.includes('patient')) {
       if (roles.length > 1) throw new UserError('a patient account has no professional role');
       if (patientId === undefined) throw new UserError('a patient account names its patient record');
-    } else if (siteIds.length === 0 && !roles.includes('territory-admin')) {
+    } else if (siteIds.length === 0 && !roles.includes('territory-admin') && !roles.every((r) => r === 'referring-physician')) {
+      // A referring physician in private practice belongs to no site of the territory: they see the exams they referred.
       throw new UserError('a professional belongs to at least one site');
     }
   }
