@@ -376,6 +376,9 @@ describe('atrium user (CLI)', () => {
       assert.equal(local.code, 0, local.stderr);
       const refused = await run(['user', 'add', 'x', '--name', 'X', '--role', 'wizard', '--site', 'LOCAL']);
       assert.equal(refused.code, 2);
+      const nobody = await run(['user', 'add', 'p', '--name', 'P', '--role', 'patient', '--patient', 'LOCAL:NOBODY', '--password-stdin'], `${localPassword}\n`);
+      assert.equal(nobody.code, 2);
+      assert.match(nobody.stderr, /patient NOBODY of LOCAL is not in the archive/);
       const listed = await run(['user', 'list']);
       assert.equal(listed.code, 0, listed.stderr);
       const { users } = JSON.parse(listed.stdout) as { users: Array<Record<string, unknown>> };

@@ -193,6 +193,10 @@ for (const db of testDatabases()) {
       const zip = path.join(work, 'export.zip');
       const r = await atrium('export', a1.uids.study, out, '--zip', zip);
       assert.equal(r.code, 0, r.stderr);
+      const trace = await withArchive((archive) => archive.index.sql.get<{ actor: string; via: string; patients: string }>(
+        `SELECT actor, via, patients FROM audit_events WHERE action = 'export' AND study_instance_uid = ?`, [a1.uids.study]));
+      assert.match(trace?.actor ?? '', /^cli:/, 'the export is in the audit trail');
+      assert.deepEqual(JSON.parse(trace!.patients), ['CLIN-SUD|CLINSUD|IMP-1']);
 
       const files = filesUnder(out);
       assert.equal(files.length, 5);

@@ -49,10 +49,11 @@ Commands:
   audit patient <PatientID> [--site CODE] [--issuer ISSUER]
             who accessed or changed this patient record's data ("who looked at my images?")
   user add <login> --name "Display Name" --role ROLE [--role ROLE] --site CODE [--site CODE]
-           [--rpps 11 digits] [--password-stdin]
+           [--rpps 11 digits] [--patient SITE:PatientID] [--password-stdin]
             provision a user: a professional matched by RPPS at their first Pro Santé Connect
             login, or a local account whose password is read from stdin; roles: territory-admin,
-            site-admin, radiologist, technologist, referring-physician, patient
+            site-admin, radiologist, technologist, referring-physician, patient (with --patient,
+            the record whose exams they see)
   user list the users, their roles and sites (never a password)
   forwarding [--retry-failed] [--destination AE]
             the forwarding queue per destination peer (as GET /api/forwarding);

@@ -3,6 +3,8 @@ import type { Archive } from '../archive/archive.ts';
 import { ConfigError } from '../config/config.ts';
 import { importMedia, type ImportProgress } from '../archive/import.ts';
 import { exportToFolder, exportToZipFile, planMediaExport, type MediaExportReport } from '../archive/export.ts';
+import { AuditTrail, patientRefsOfStudies } from '../access/audit.ts';
+import { cliAdministrator } from './users.ts';
 
 /** Imports a folder or DICOMDIR; the exit code is 1 when any object was refused. */
 export async function runImport(archive: Archive, source: string | undefined, siteCode: string | undefined, defaultSite: string): Promise<number> {
@@ -13,6 +15,11 @@ export async function runImport(archive: Archive, source: string | undefined, si
   const progress = progressReporter(process.stderr);
   const report = await importMedia(archive, source, { site, onProgress: progress.update });
   progress.done();
+  const operator = cliAdministrator();
+  await new AuditTrail(archive.index.sql).record({
+    action: 'store', outcome: report.rejected.length === 0 ? 'success' : 'failure', actor: operator.actor, actorKind: 'system', via: 'cli', site: site.code,
+    details: { source, stored: report.stored, identical: report.identical, replaced: report.replaced, rejected: report.rejected.length },
+  });
   process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   process.stderr.write(`${report.files} files into ${site.code}: ${report.stored} stored, ${report.identical} identical, ${report.replaced} replaced, `
     + `${report.rejected.length} rejected, ${report.skipped.length} skipped\n`);
@@ -37,6 +44,14 @@ export async function runExport(archive: Archive, args: { positionals: string[];
   }
   if (folder === undefined && args.zip === undefined) throw new ConfigError('atrium export needs a folder, --zip FILE, or both');
   const plan = await planMediaExport(archive, StudyInstanceUIDs);
+  // The operator's export leaves its trace before the first byte goes out, like any other.
+  const operator = cliAdministrator();
+  await new AuditTrail(archive.index.sql).record({
+    action: 'export', outcome: 'success', actor: operator.actor, actorKind: 'system', via: 'cli',
+    patients: await patientRefsOfStudies(archive.index, archive.siteById, StudyInstanceUIDs),
+    ...(StudyInstanceUIDs.length === 1 ? { StudyInstanceUID: StudyInstanceUIDs[0] } : {}),
+    details: { studies: StudyInstanceUIDs, ...(folder !== undefined ? { folder } : {}), ...(args.zip !== undefined ? { zip: args.zip } : {}) },
+  });
   const reports: Array<MediaExportReport & { to: string }> = [];
   if (folder !== undefined) reports.push({ to: folder, ...(await exportToFolder(archive, plan, folder)) });
   if (args.zip !== undefined) reports.push({ to: args.zip, ...(await exportToZipFile(archive, plan, args.zip)) });

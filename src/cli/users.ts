@@ -50,7 +50,7 @@ async function readStdin(): Promise<string> {
 
 /** `atrium user add|list`. */
 export async function runUserCommand(archive: Archive, positionals: string[], values: {
-  name?: string; role?: string[]; site?: string[]; rpps?: string; 'password-stdin'?: boolean;
+  name?: string; role?: string[]; site?: string[]; rpps?: string; 'password-stdin'?: boolean; patient?: string;
 }): Promise<number> {
   const sub = positionals[0];
   if (sub === 'list') {
@@ -63,13 +63,23 @@ export async function runUserCommand(archive: Archive, positionals: string[], va
     if (!values.name) throw new UserError('--name "Display Name" is required');
     const roles = values.role ?? [];
     for (const r of roles) if (!isRole(r)) throw new UserError(`--role ${r} is not a role`);
+    // A patient account names its record as SITE:PatientID (the site's own issuer) or SITE:PatientID:ISSUER.
+    let patientId: number | undefined;
+    if (values.patient !== undefined) {
+      const [code, PatientID, issuer] = values.patient.split(':');
+      const site = code ? archive.sites.get(code) : undefined;
+      if (!site || !PatientID) throw new UserError('--patient takes SITE:PatientID[:IssuerOfPatientID]');
+      patientId = await archive.index.patientRecordId(site.id, issuer ?? site.issuerOfPatientID, PatientID);
+      if (patientId === undefined) throw new UserError(`patient ${PatientID} of ${code} is not in the archive`);
+    }
     const user = await addUser(archive, {
       login: positionals[1], displayName: values.name, roles: roles as Role[], sites: values.site ?? [],
+      ...(patientId !== undefined ? { patientId } : {}),
       ...(values.rpps !== undefined ? { rpps: values.rpps } : {}),
       ...(values['password-stdin'] ? { password: await readStdin() } : {}),
     }, cliAdministrator());
     process.stdout.write(JSON.stringify(userSummary(archive, user), null, 2) + '\n');
     return 0;
   }
-  throw new UserError('atrium user add <login> --name "..." --role ROLE [--role ROLE] --site CODE [--rpps N] [--password-stdin] | atrium user list');
+  throw new UserError('atrium user add <login> --name "..." --role ROLE [--role ROLE] --site CODE [--rpps N] [--patient SITE:PatientID] [--password-stdin] | atrium user list');
 }
