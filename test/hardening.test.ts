@@ -423,3 +423,22 @@ describe('HTTPS and mutual TLS', { skip: !haveOpenssl && 'openssl is not install
     assert.equal((await query()).status, 401, 'no certificate');
   });
 });
+
+describe('client addresses behind a proxy', () => {
+  const lastSource = async (a: RunningAtrium) => (await a.archive.index.sql.get<{ source: string }>('SELECT source FROM audit_events ORDER BY id DESC LIMIT 1'))?.source;
+  const query = (a: RunningAtrium) => fetch(`${a.dicomweb}/studies`, { headers: { authorization: `Bearer ${a.tokens['CHU-NORD']}`, 'x-forwarded-for': '203.0.113.7' } });
+
+  it('believes X-Forwarded-For from a configured proxy only', async () => {
+    const direct = await startAtrium();
+    const proxied = await startAtrium({ configure: (c) => { c.http.trustProxy = ['127.0.0.1']; } });
+    try {
+      assert.equal((await query(direct)).status, 200);
+      assert.equal(await lastSource(direct), '127.0.0.1', 'a header anyone can send is not believed');
+      assert.equal((await query(proxied)).status, 200);
+      assert.equal(await lastSource(proxied), '203.0.113.7');
+    } finally {
+      await direct.close();
+      await proxied.close();
+    }
+  });
+});

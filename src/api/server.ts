@@ -73,6 +73,8 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     disableRequestLogging: true,
     // bodyLimit bounds the JSON bodies; STOW-RS bodies are streamed. Timeouts: see request-limits.ts.
     ...fastifyLimitOptions(config.http),
+    // Only the configured proxies' X-Forwarded-For is believed (request.ip: the audit trail, the limits).
+    ...(config.http.trustProxy.length > 0 ? { trustProxy: config.http.trustProxy } : {}),
     // Node's HTTP server sets TCP_NODELAY on every socket (noDelay defaults to true).
     http: nodeServerLimits(config.http),
     // Fastify types an HTTPS instance apart; to the routes and closeHttpServer it is the same

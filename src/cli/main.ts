@@ -21,6 +21,7 @@ import { AuditTrail, patientRef } from '../access/audit.ts';
 import { openArchiveIndex } from '../index/archive-index.ts';
 import { AuditSyslogExporter, auditSourceOf } from '../access/audit-syslog.ts';
 import { runUserCommand } from './users.ts';
+import { SessionStore } from '../access/sessions.ts';
 import { UserError } from '../access/users.ts';
 
 const usage = `atrium <command> [options]
@@ -242,6 +243,12 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     ? new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, hostname()), logger.child({ component: 'audit-syslog' }))
     : undefined;
   auditExport?.start();
+  // Ended sessions are kept a day (they explain the audit trail's session events), then purged.
+  const sessions = new SessionStore(archive.index.sql, { idleMs: config.auth.sessions.idleMinutes * 60_000, absoluteMs: config.auth.sessions.absoluteHours * 3_600_000 });
+  const purge = setInterval(() => {
+    sessions.purgeEndedSessions().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'purging ended sessions failed'));
+  }, 3_600_000);
+  purge.unref();
   logger.info({ url: `${config.http.tls ? 'https' : 'http'}://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -249,6 +256,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     process.once('SIGTERM', stop);
   });
   logger.info('stopping');
+  clearInterval(purge);
   await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop()]);
   // Last, so that what the closing services recorded still goes out.
   await auditExport?.stop(10_000);

@@ -107,6 +107,12 @@ describe('HTTP hardening configuration', () => {
   };
   const fingerprint = 'AB:'.repeat(31) + 'AB';
 
+  it('believes no proxy by default, and only addresses or ranges when told', () => {
+    assert.deepEqual(load({}).http.trustProxy, []);
+    assert.deepEqual(load({ http: { trustProxy: ['10.0.0.0/8', '::1'] } }).http.trustProxy, ['10.0.0.0/8', '::1']);
+    assert.throws(() => load({ http: { trustProxy: true } }), /http\.trustProxy must list addresses/);
+  });
+
   it('has safe limits and no TLS by default', () => {
     const c = load({});
     assert.equal(c.http.maxJsonBytes, 1024 * 1024);

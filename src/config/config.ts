@@ -31,6 +31,12 @@ export interface AtriumConfig {
     portalDir?: string;
     /** HTTPS: when set, the listener speaks TLS only. */
     tls?: HttpTlsConfig;
+    /**
+     * Addresses (or CIDR ranges) of the reverse proxies / load balancers in front of Atrium,
+     * whose X-Forwarded-For is believed: the client address then goes into the audit trail and
+     * the attempt limits. Empty: the socket's address is the client's.
+     */
+    trustProxy: string[];
   };
   index: { engine: 'sqlite'; path: string } | { engine: 'postgres'; url: string; schema?: string };
   storage: StorageConfig;
@@ -262,7 +268,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
   return {
     dataDir,
     http: {
-      host: '127.0.0.1', port: 8042, maxRequestBytes: 8 * 1024 ** 3, maxJsonBytes: 1024 * 1024,
+      host: '127.0.0.1', port: 8042, maxRequestBytes: 8 * 1024 ** 3, maxJsonBytes: 1024 * 1024, trustProxy: [],
       headersTimeoutMs: 20_000, bodyTimeoutMs: 30_000,
       ...(existsSync(path.join(builtPortal, 'index.html')) ? { portalDir: builtPortal } : {}),
     },
@@ -323,6 +329,13 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   config.http.port = int(env.ATRIUM_HTTP_PORT, 'ATRIUM_HTTP_PORT') ?? num(http, 'port') ?? config.http.port;
   config.http.maxRequestBytes = num(http, 'maxRequestBytes') ?? config.http.maxRequestBytes;
   config.http.publicBaseUrl = env.ATRIUM_PUBLIC_BASE_URL ?? str(http, 'publicBaseUrl');
+  if (http.trustProxy !== undefined) {
+    const list = typeof http.trustProxy === 'string' ? [http.trustProxy] : http.trustProxy;
+    if (!Array.isArray(list) || !list.every((a) => typeof a === 'string' && /^[0-9a-fA-F.:/]+$/.test(a))) {
+      throw new ConfigError('http.trustProxy must list addresses or CIDR ranges of the proxies in front of Atrium');
+    }
+    config.http.trustProxy = list as string[];
+  }
 
   const index = obj(raw, 'index');
   const databaseUrl = env.DATABASE_URL ?? str(index, 'url');
