@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { freePort } from './support/dcmtk.ts';
-import { startIdentityProvider, type TestIdentityProvider } from './support/oidc-provider.ts';
+import { atriumOidcConfig, startIdentityProvider, type TestIdentityProvider } from './support/oidc-provider.ts';
 import { CookieJar, loginThroughProvider, request } from './support/browser-session.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
@@ -95,11 +95,7 @@ describe(`access by role (${engine.name})`, () => {
       index: db.config,
       configure: (c) => {
         c.http.port = port;
-        c.auth.oidc = {
-          issuer: idp.issuer, clientId: idp.atriumClient.clientId, clientSecret: idp.atriumClient.clientSecret,
-          tokenEndpointAuthMethod: 'client_secret_basic', redirectUri: `${base}/auth/callback`,
-          scopes: ['openid', 'scope_all'], acrValues: 'eidas1', rppsClaim: 'SubjectNameID',
-        };
+        c.auth.oidc = atriumOidcConfig(idp, base);
         c.auth.sessions.secureCookie = false;
         c.auth.loginAttemptsPerMinute = 1000;
       },

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { generateKeyPair, SignJWT, type JWTPayload } from 'jose';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
-import { startIdentityProvider, type TestIdentityProvider } from './support/oidc-provider.ts';
+import { atriumOidcConfig, startIdentityProvider, type TestIdentityProvider } from './support/oidc-provider.ts';
 import { addUser } from '../src/cli/users.ts';
 import { CookieJar, loginThroughProvider, request } from './support/browser-session.ts';
 
@@ -64,11 +64,7 @@ describe(`authentication (${engine.name})`, () => {
       index: db.config,
       configure: (c) => {
         c.http.port = port;
-        c.auth.oidc = {
-          issuer: idp.issuer, clientId: idp.atriumClient.clientId, clientSecret: idp.atriumClient.clientSecret,
-          tokenEndpointAuthMethod: 'client_secret_basic', redirectUri: `${base}/auth/callback`,
-          scopes: ['openid', 'scope_all'], acrValues: 'eidas1', rppsClaim: 'SubjectNameID',
-        };
+        c.auth.oidc = atriumOidcConfig(idp, base);
         c.auth.accessTokens = { issuer: idp.issuer, audience, algorithms: ['RS256'], clockToleranceSeconds: 5 };
         c.auth.clients = [{ clientId: 'ris-nord', site: 'CHU-NORD', territory: false }];
         c.auth.sessions.secureCookie = false;

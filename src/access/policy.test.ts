@@ -95,6 +95,16 @@ for (const db of testDatabases()) {
       assert.deepEqual(await seenBoth(await policy.scopeOf(user(['radiologist'], []))), ['1.2.250.99.4']);
     });
 
+    it('opens a study to the reader assigned to it (a teleradiology request), for the assignment\'s life', async () => {
+      const grants = new Grants(index.sql);
+      const g = await grants.grant({ kind: 'assignment', userId, StudyInstanceUID: '1.2.250.99.3', grantedBy: 'u', expiresAt: new Date(Date.now() + 60_000) });
+      const scope = await policy.scopeOf(user(['radiologist'], []));
+      assert.ok((await seenBoth(scope)).includes('1.2.250.99.3'));
+      assert.equal(reasonToSee(scope, (await index.studyPatient('1.2.250.99.3'))!), 'assigned-reader');
+      await grants.revoke(g.id, 'u');
+      assert.ok(!(await seenBoth(await policy.scopeOf(user(['radiologist'], [])))).includes('1.2.250.99.3'));
+    });
+
     it('refuses an emergency access without a typed reason', async () => {
       await assert.rejects(new Grants(index.sql).grant({ kind: 'emergency', userId, patientId: patients[2]!, reason: 'urgent', grantedBy: 'u' }), /typed reason/);
     });

@@ -65,9 +65,12 @@ export function scopeCondition(scope: AccessScope): { sql: string; params: unkno
     parts.push(`${column} IN (${values.map(() => '?').join(', ')})`);
     params.push(...values);
   };
-  list('s.site_id', scope.siteIds);
+  // Unary + keeps the planner from driving a search by the scope's columns: a site holds most
+  // studies, so "site_id = ?" would walk the whole site (measured: a PatientID search on 100,000
+  // studies went from 1 ms to 476 ms on SQLite). The search's own keys lead; the scope filters.
+  list('+s.site_id', scope.siteIds);
   list('s.study_instance_uid', [...scope.studies.keys()]);
-  list('s.patient_id', [...scope.patients.keys()]);
+  list('+s.patient_id', [...scope.patients.keys()]);
   if (scope.referringPhysicianID !== undefined) {
     parts.push('s.referring_physician_id = ?');
     params.push(scope.referringPhysicianID);

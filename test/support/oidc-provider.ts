@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import Provider, { errors } from 'oidc-provider';
+import type { OidcConfig } from '../../src/config/config.ts';
 
 /** A professional known to the test identity provider, with Pro Santé Connect's claims. */
 export interface TestAccount {
@@ -153,5 +154,14 @@ export async function startIdentityProvider(options: {
       server.closeAllConnections();
       server.close(() => resolve());
     }),
+  };
+}
+
+/** Atrium's auth.oidc for this provider, as Pro Santé Connect is configured (scope_all, eidas1, SubjectNameID). */
+export function atriumOidcConfig(idp: TestIdentityProvider, atriumBase: string): OidcConfig {
+  return {
+    issuer: idp.issuer, clientId: idp.atriumClient.clientId, clientSecret: idp.atriumClient.clientSecret,
+    tokenEndpointAuthMethod: 'client_secret_basic', redirectUri: `${atriumBase}/auth/callback`,
+    scopes: ['openid', 'scope_all'], acrValues: 'eidas1', rppsClaim: 'SubjectNameID',
   };
 }
