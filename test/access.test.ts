@@ -15,6 +15,7 @@ import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { dcmtk, haveDcmtk, startStorescp } from './support/dcmtk.ts';
 import { syntheticInstance } from './support/synthetic.ts';
+import { requestStorageCommitment } from './support/dimse-association.ts';
 import { sha256Hex } from '../src/api/auth.ts';
 
 function writeTemp(dir: string, name: string, bytes: Buffer): string {
@@ -132,6 +133,22 @@ for (const db of testDatabases()) {
       const own = await dcmtk('movescu', ['-v', '-S', '-aet', 'PACSNORD', '-aec', 'ATRIUM', '-aem', 'DEST', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${north.uids.study}`, '127.0.0.1', port()]);
       assert.equal(own.code, 0, own.output);
       assert.equal(readdirSync(destDir).length, 1);
+    });
+
+    it('answers Storage Commitment for another site\'s object as for an object it does not hold', async () => {
+      const report = await requestStorageCommitment(atrium, 'PACSNORD', [
+        { SOPClassUID: '1.2.840.10008.5.1.4.1.1.2', SOPInstanceUID: north.uids.sop }, { SOPClassUID: '1.2.840.10008.5.1.4.1.1.2', SOPInstanceUID: south.uids.sop },
+      ]);
+      assert.equal(report.eventType, 2, 'some failed');
+      // Failed SOP Sequence (0008,1198) comes before Referenced SOP Sequence (0008,1199).
+      const failedAt = report.body.indexOf(Buffer.from([0x08, 0x00, 0x98, 0x11]));
+      const committedAt = report.body.indexOf(Buffer.from([0x08, 0x00, 0x99, 0x11]));
+      assert.ok(failedAt > 0 && committedAt > failedAt);
+      assert.ok(report.body.indexOf(Buffer.from(north.uids.sop)) > committedAt, 'its own site\'s object is committed');
+      const southAt = report.body.indexOf(Buffer.from(south.uids.sop));
+      assert.ok(southAt > failedAt && southAt < committedAt, 'the other site\'s is failed, as if absent');
+      // FailureReason (0008,1197) US 0x0112: no such object instance.
+      assert.ok(report.body.includes(Buffer.from([0x08, 0x00, 0x97, 0x11, 0x55, 0x53, 0x02, 0x00, 0x12, 0x01])));
     });
 
     it('refuses corrections and identity reviews to a site\'s client (403), and records the attempt', async () => {

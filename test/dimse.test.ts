@@ -14,6 +14,7 @@ import { testDatabases } from './support/databases.ts';
 import { dcmtk, haveDcmtk, startStorescp } from './support/dcmtk.ts';
 import { havePydicomFiles, pydicomTestFiles } from './support/pydicom-files.ts';
 import { syntheticInstance } from './support/synthetic.ts';
+import { rawAssociation, requestStorageCommitment } from './support/dimse-association.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import { Association, AssociationRejectedError } from '../src/dimse/association.ts';
 import { CommandField, Status } from '../src/dimse/command.ts';
@@ -53,14 +54,6 @@ async function blobCount(atrium: RunningAtrium): Promise<number> {
   let n = 0;
   for await (const _ of atrium.archive.store.list('instances/')) n++;
   return n;
-}
-
-/** An association of our own, for what DCMTK's tools cannot send (broken datasets, aborts). */
-function rawAssociation(atrium: RunningAtrium, contexts: Array<{ id: number; abstractSyntax: string; transferSyntaxes: string[] }>, calling = 'STORESCU') {
-  return Association.connect({
-    host: '127.0.0.1', port: atrium.dimse!.port, callingAETitle: calling, calledAETitle: 'ATRIUM',
-    presentationContexts: contexts, maxPduLength: 65536, idleTimeoutMs: 30_000,
-  });
 }
 
 for (const db of testDatabases()) {
@@ -436,42 +429,16 @@ for (const db of testDatabases()) {
     });
 
     it('commits only to objects it holds (Storage Commitment, N-ACTION then N-EVENT-REPORT)', async () => {
-      const assoc = await rawAssociation(atrium, [{ id: 1, abstractSyntax: SOPClass.StorageCommitmentPushModel, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] }]);
-      const reports: Array<{ eventType?: number; body: Buffer }> = [];
-      assoc.on('request', (m) => {
-        void (async () => {
-          const body = await m.dataset!.collect(1 << 20);
-          reports.push({ eventType: m.command.EventTypeID, body });
-          await assoc.send(m.presentationContextId, { CommandField: CommandField.NEventReportRSP, MessageIDBeingRespondedTo: m.command.MessageID, AffectedSOPClassUID: SOPClass.StorageCommitmentPushModel, AffectedSOPInstanceUID: '1.2.840.10008.1.20.1.1', EventTypeID: m.command.EventTypeID, Status: 0, hasDataset: false });
-        })();
-      });
-      try {
-        const { encodeDataset } = await import('../src/dicom/part10-writer.ts');
-        const ui = (s: string) => Buffer.from(s.length % 2 ? `${s}\0` : s, 'latin1');
-        const item = (cls: string, sop: string) => new Map([
-          [0x00081150, { tag: 0x00081150, vr: 'UI' as const, value: ui(cls) }],
-          [0x00081155, { tag: 0x00081155, vr: 'UI' as const, value: ui(sop) }],
-        ]);
-        const ds = new Map([
-          [0x00081195, { tag: 0x00081195, vr: 'UI' as const, value: ui('1.2.3.4.5.6.7') }],
-          [0x00081199, { tag: 0x00081199, vr: 'SQ' as const, items: [item(CTImageStorage, sopOf(files[0]!)), item(CTImageStorage, '1.2.3.404')] }],
-        ]);
-        const rsp = await assoc.request(1, {
-          CommandField: CommandField.NActionRQ, RequestedSOPClassUID: SOPClass.StorageCommitmentPushModel,
-          RequestedSOPInstanceUID: '1.2.840.10008.1.20.1.1', ActionTypeID: 1,
-        }, encodeDataset(ds, true, true));
-        assert.equal(rsp.command.Status, Status.Success);
-        for (let i = 0; i < 50 && reports.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-        assert.equal(reports.length, 1);
-        assert.equal(reports[0]!.eventType, 2, 'some failed');
-        const body = reports[0]!.body.toString('latin1');
-        assert.ok(body.includes(sopOf(files[0]!)), 'the stored object is committed');
-        assert.ok(body.includes('1.2.3.404'), 'the unknown one is listed as failed');
-        const failedSeq = reports[0]!.body.indexOf(Buffer.from([0x08, 0x00, 0x98, 0x11]));
-        assert.ok(failedSeq > 0 && reports[0]!.body.indexOf(Buffer.from('1.2.3.404')) > failedSeq, 'the unknown object is in FailedSOPSequence');
-      } finally {
-        await assoc.release();
-      }
+      const report = await requestStorageCommitment(atrium, 'STORESCU', [
+        { SOPClassUID: CTImageStorage, SOPInstanceUID: sopOf(files[0]!) }, { SOPClassUID: CTImageStorage, SOPInstanceUID: '1.2.3.404' },
+      ]);
+      assert.equal(report.actionStatus, Status.Success);
+      assert.equal(report.eventType, 2, 'some failed');
+      const body = report.body.toString('latin1');
+      assert.ok(body.includes(sopOf(files[0]!)), 'the stored object is committed');
+      assert.ok(body.includes('1.2.3.404'), 'the unknown one is listed as failed');
+      const failedSeq = report.body.indexOf(Buffer.from([0x08, 0x00, 0x98, 0x11]));
+      assert.ok(failedSeq > 0 && report.body.indexOf(Buffer.from('1.2.3.404')) > failedSeq, 'the unknown object is in FailedSOPSequence');
     });
 
     it('refuses associations beyond dimse.maxAssociations with "local limit exceeded"', async () => {

@@ -13,6 +13,7 @@ import { CommandField, Status, type Command } from './command.ts';
 import { readDataset } from './identifier.ts';
 import { SOPClass, StorageCommitmentPushModelInstance } from './sop-classes.ts';
 import type { ServiceContext } from './server.ts';
+import { reasonToSee } from '../access/policy.ts';
 
 const TransactionUID: Tag = 0x00081195;
 /** FailureReason values (PS3.4 J.3.2.1.3.1). */
@@ -75,10 +76,21 @@ export async function handleStorageCommitment(ctx: ServiceContext, message: Dims
 
   await respond(Status.Success);
 
+  // An object of a study the peer may not see is, to it, not there: the answer tells nothing of it.
+  const visible = new Map<string, boolean>();
+  const mayAnswerFor = async (StudyInstanceUID: string) => {
+    let ok = visible.get(StudyInstanceUID);
+    if (ok === undefined) {
+      const study = await ctx.archive.index.studyPatient(StudyInstanceUID);
+      ok = study !== undefined && reasonToSee(ctx.peer.scope, study) !== undefined;
+      visible.set(StudyInstanceUID, ok);
+    }
+    return ok;
+  };
   for (const ref of refs) {
     try {
       const found = await ctx.archive.index.findInstanceBySOPInstanceUID(ref.SOPInstanceUID);
-      if (!found) ref.failure = CommitmentFailureReason.NoSuchObjectInstance;
+      if (!found || !(await mayAnswerFor(found.StudyInstanceUID))) ref.failure = CommitmentFailureReason.NoSuchObjectInstance;
       else if (found.SOPClassUID !== ref.SOPClassUID) ref.failure = CommitmentFailureReason.ClassInstanceConflict;
       else if ((await ctx.archive.store.stat(found.blobKey))?.size !== found.size) ref.failure = CommitmentFailureReason.ProcessingFailure;
     } catch {
