@@ -493,6 +493,105 @@ DROP INDEX studies_site_date;
 CREATE INDEX studies_date ON studies (study_date DESC{nulls-last}, study_time DESC{nulls-last}, id, site_id, patient_id);
 `,
   },
+  {
+    version: 12,
+    name: 'teleradiology: requests, on-call rota, reports and their addenda, report deliveries',
+    // A request is open until its final report (status), and a worklist is a walk of open
+    // requests in deadline order: the (status, deadline_at) index serves it, filters on site,
+    // modality, body part and urgency are checked on the index entry. A reading is claimed by
+    // one radiologist until claim_expires_at. Reports are never edited once final: addenda
+    // follow. Deliveries are written in the signing transaction and sent by a worker.
+    sql: `
+CREATE TABLE tele_requests (
+  id {id},
+  requesting_site_id BIGINT NOT NULL REFERENCES sites (id),
+  patient_id BIGINT NOT NULL REFERENCES patients (id),
+  study_instance_uid {text},
+  accession_number {text},
+  urgency {text} NOT NULL,
+  modality {text} NOT NULL,
+  body_part {text} NOT NULL,
+  specialty {text} NOT NULL,
+  clinical_context TEXT NOT NULL,
+  clinical_question TEXT NOT NULL,
+  requesting_physician TEXT NOT NULL,
+  requesting_physician_rpps {text},
+  proposed_protocol TEXT NOT NULL,
+  protocol TEXT,
+  protocol_decision {text},
+  protocol_reason TEXT,
+  protocol_by {text},
+  protocol_at {text},
+  status {text} NOT NULL,
+  returned_reason TEXT,
+  assigned_user_id BIGINT REFERENCES users (id),
+  assignment_grant_id BIGINT REFERENCES access_grants (id),
+  assigned_at {text},
+  claimed_by BIGINT REFERENCES users (id),
+  claim_expires_at {text},
+  images_arrived_at {text},
+  deadline_at {text} NOT NULL,
+  escalated_at {text},
+  reported_at {text},
+  created_by {text} NOT NULL,
+  created_at {text} NOT NULL,
+  updated_at {text} NOT NULL
+);
+CREATE INDEX tele_requests_worklist ON tele_requests (status, deadline_at, id, requesting_site_id, urgency, modality, body_part, specialty);
+CREATE INDEX tele_requests_assigned ON tele_requests (assigned_user_id, status, deadline_at);
+CREATE INDEX tele_requests_study ON tele_requests (study_instance_uid);
+CREATE INDEX tele_requests_accession ON tele_requests (requesting_site_id, accession_number);
+CREATE TABLE tele_oncall (
+  id {id},
+  user_id BIGINT NOT NULL REFERENCES users (id),
+  specialty {text} NOT NULL,
+  starts_at {text} NOT NULL,
+  ends_at {text} NOT NULL,
+  created_by {text} NOT NULL,
+  created_at {text} NOT NULL
+);
+CREATE INDEX tele_oncall_specialty ON tele_oncall (specialty, starts_at, ends_at);
+CREATE TABLE tele_reports (
+  id {id},
+  request_id BIGINT NOT NULL UNIQUE REFERENCES tele_requests (id),
+  status {text} NOT NULL,
+  template {text},
+  fields_json TEXT NOT NULL,
+  findings TEXT NOT NULL,
+  conclusion TEXT NOT NULL,
+  author_user_id BIGINT NOT NULL REFERENCES users (id),
+  version INTEGER NOT NULL,
+  created_at {text} NOT NULL,
+  updated_at {text} NOT NULL,
+  signed_at {text},
+  signed_by {text}
+);
+CREATE TABLE tele_report_addenda (
+  id {id},
+  report_id BIGINT NOT NULL REFERENCES tele_reports (id),
+  text TEXT NOT NULL,
+  author_user_id BIGINT NOT NULL REFERENCES users (id),
+  signed_by {text} NOT NULL,
+  signed_at {text} NOT NULL
+);
+CREATE INDEX tele_report_addenda_report ON tele_report_addenda (report_id, id);
+CREATE TABLE tele_deliveries (
+  id {id},
+  report_id BIGINT NOT NULL REFERENCES tele_reports (id),
+  channel {text} NOT NULL,
+  destination {text} NOT NULL,
+  result_status {text} NOT NULL,
+  payload TEXT,
+  status {text} NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at {text} NOT NULL,
+  last_error TEXT,
+  created_at {text} NOT NULL,
+  sent_at {text}
+);
+CREATE INDEX tele_deliveries_pending ON tele_deliveries (status, next_attempt_at);
+`,
+  },
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */

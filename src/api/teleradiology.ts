@@ -1,0 +1,144 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Archive } from '../archive/archive.ts';
+import type { TeleradiologyConfig } from '../config/config.ts';
+import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
+import {
+  requestStatuses, TeleError, TeleRequests, urgencies, type NewTeleRequest, type Origin, type RequestStatus, type TeleErrorCode,
+} from '../workflow/tele-requests.ts';
+import { TeleReports, type ReportContent } from '../workflow/tele-reports.ts';
+
+const statusOf: Record<TeleErrorCode, number> = { incomplete: 422, invalid: 400, 'not-found': 404, forbidden: 403, conflict: 409 };
+
+const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } as const;
+const short = { type: 'string', maxLength: 128 } as const;
+const long = { type: 'string', maxLength: 20_000 } as const;
+
+/** Types only: the domain names every missing mandatory field at once (the charter's list). */
+const requestBody = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    site: short,
+    patient: { type: 'object', additionalProperties: false, properties: { PatientID: { type: 'string', maxLength: 64 }, IssuerOfPatientID: { type: 'string', maxLength: 64 } } },
+    StudyInstanceUID: { type: 'string', pattern: '^[0-9.]{1,64}$' },
+    AccessionNumber: { type: 'string', maxLength: 16 },
+    urgency: short, modality: { type: 'string', maxLength: 16 }, bodyPart: { type: 'string', maxLength: 64 }, specialty: { type: 'string', maxLength: 64 },
+    clinicalContext: long, clinicalQuestion: long, proposedProtocol: long,
+    requestingPhysician: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', maxLength: 256 }, rpps: { type: 'string', maxLength: 11 } } },
+  },
+} as const;
+
+const reportBody = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    template: { type: 'string', maxLength: 64 },
+    fields: { type: 'object', maxProperties: 200, additionalProperties: { type: 'string', maxLength: 20_000 } },
+    findings: { type: 'string', maxLength: 200_000 }, conclusion: long,
+  },
+} as const;
+
+/**
+ * /api/teleradiology: requests from the requesting sites, protocol decisions, worklists,
+ * claims and assignment, the on-call rota, and reports (draft saved as typed, signature,
+ * addenda). Each route translates; the rules are the workflow's (src/workflow/tele-*.ts).
+ */
+export async function teleradiologyRoutes(app: FastifyInstance, options: { archive: Archive; config: TeleradiologyConfig }): Promise<void> {
+  const requests = new TeleRequests(options.archive, options.config);
+  const reports = new TeleReports(requests);
+  const origin = (request: FastifyRequest): Origin => ({ source: request.ip, via: 'api' });
+  const id = (request: FastifyRequest) => Number((request.params as { id: string }).id);
+
+  app.setErrorHandler((error, request, reply) => {
+    const e = error as Error & { statusCode?: number; validation?: unknown };
+    if (e instanceof TeleError && e.code === 'incomplete') {
+      // The sender is told every missing field at once (problem+json with an extension member).
+      return reply.code(422).type('application/problem+json')
+        .send({ type: 'about:blank', title: 'Unprocessable Content', status: 422, detail: e.message, missing: e.missing ?? [] });
+    }
+    const status = e instanceof TeleError ? statusOf[e.code] : e instanceof HttpProblem ? e.status
+      : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'teleradiology request failed');
+    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
+  });
+
+  app.post<{ Body: NewTeleRequest }>('/requests', { schema: { body: requestBody } }, async (request, reply) => {
+    const created = await requests.createRequest(request.principal!, request.body, origin(request));
+    return reply.code(201).header('Location', `${request.url}/${created.id}`).send(created);
+  });
+
+  app.get('/requests/:id', { schema: { params: idParams } }, async (request) => {
+    const q = await requests.requestFor(request.principal!, id(request), origin(request));
+    const record = await options.archive.index.patientRecord(q.patientId);
+    return { ...q, patient: record?.patient };
+  });
+
+  app.post<{ Body: { decision: 'validated' | 'changed'; protocol?: string; reason?: string } }>('/requests/:id/protocol', {
+    schema: {
+      params: idParams,
+      body: { type: 'object', required: ['decision'], additionalProperties: false, properties: { decision: { enum: ['validated', 'changed'] }, protocol: long, reason: long } },
+    },
+  }, async (request) => requests.decideProtocol(request.principal!, id(request), request.body, origin(request)));
+
+  app.post<{ Body: { reason: string } }>('/requests/:id/return', {
+    schema: { params: idParams, body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: long } } },
+  }, async (request) => requests.returnRequest(request.principal!, id(request), request.body.reason, origin(request)));
+
+  app.post('/requests/:id/claim', { schema: { params: idParams } }, async (request) => requests.claimReading(request.principal!, id(request), origin(request)));
+  app.delete('/requests/:id/claim', { schema: { params: idParams } }, async (request) => requests.releaseReading(request.principal!, id(request), origin(request)));
+
+  app.post<{ Body: { login: string } }>('/requests/:id/assign', {
+    schema: { params: idParams, body: { type: 'object', required: ['login'], additionalProperties: false, properties: { login: { type: 'string', minLength: 1, maxLength: 64 } } } },
+  }, async (request) => requests.assignTo(request.principal!, id(request), request.body.login, origin(request)));
+
+  app.get<{ Querystring: { site?: string; modality?: string; bodyPart?: string; urgency?: string; specialty?: string; status?: string; mine?: string; limit?: number } }>('/worklist', {
+    schema: {
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          site: short, modality: short, bodyPart: short, urgency: { enum: [...urgencies] }, specialty: short,
+          // A comma-separated list of statuses.
+          status: { type: 'string', pattern: `^(${requestStatuses.join('|')})(,(${requestStatuses.join('|')}))*$` },
+          mine: { enum: ['true', 'false'] }, limit: { type: 'integer', minimum: 1, maximum: 1000 },
+        },
+      },
+    },
+  }, async (request) => {
+    const q = request.query;
+    return requests.worklist(request.principal!, {
+      ...(q.site !== undefined ? { site: q.site } : {}), ...(q.modality !== undefined ? { modality: q.modality } : {}),
+      ...(q.bodyPart !== undefined ? { bodyPart: q.bodyPart } : {}), ...(q.urgency !== undefined ? { urgency: q.urgency } : {}),
+      ...(q.specialty !== undefined ? { specialty: q.specialty } : {}),
+      ...(q.status !== undefined ? { status: q.status.split(',') as RequestStatus[] } : {}),
+      mine: q.mine === 'true', ...(q.limit !== undefined ? { limit: q.limit } : {}),
+    });
+  });
+
+  app.get('/requests/:id/report', { schema: { params: idParams } }, async (request) => reports.reportFor(request.principal!, id(request), origin(request)));
+
+  app.put<{ Body: ReportContent }>('/requests/:id/report', { schema: { params: idParams, body: reportBody } },
+    async (request) => reports.saveDraft(request.principal!, id(request), request.body, origin(request)));
+
+  app.post<{ Body: { preliminary?: boolean } | undefined }>('/requests/:id/report/sign', {
+    schema: { params: idParams, body: { type: 'object', additionalProperties: false, properties: { preliminary: { type: 'boolean' } } } },
+  }, async (request) => reports.signReport(request.principal!, id(request), { preliminary: request.body?.preliminary === true }, origin(request)));
+
+  app.post<{ Body: { text: string } }>('/requests/:id/report/addenda', {
+    schema: { params: idParams, body: { type: 'object', required: ['text'], additionalProperties: false, properties: { text: long } } },
+  }, async (request, reply) => reply.code(201).send(await reports.addAddendum(request.principal!, id(request), request.body.text, origin(request))));
+
+  app.post<{ Body: { login: string; specialty: string; startsAt: string; endsAt: string } }>('/oncall', {
+    schema: {
+      body: {
+        type: 'object', required: ['login', 'specialty', 'startsAt', 'endsAt'], additionalProperties: false,
+        properties: { login: { type: 'string', minLength: 1, maxLength: 64 }, specialty: { type: 'string', minLength: 1, maxLength: 64 }, startsAt: short, endsAt: short },
+      },
+    },
+  }, async (request, reply) => reply.code(201).send(await requests.addShift(request.principal!, request.body, origin(request))));
+
+  app.get<{ Querystring: { at?: string } }>('/oncall', {
+    schema: { querystring: { type: 'object', additionalProperties: false, properties: { at: short } } },
+  }, async (request) => {
+    const at = request.query.at !== undefined ? new Date(request.query.at) : new Date();
+    if (Number.isNaN(at.getTime())) throw new HttpProblem(400, 'at must be an ISO 8601 date and time');
+    return requests.shiftsAt(at);
+  });
+}
