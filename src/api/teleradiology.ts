@@ -125,6 +125,8 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
     schema: { params: idParams, body: { type: 'object', required: ['text'], additionalProperties: false, properties: { text: long } } },
   }, async (request, reply) => reply.code(201).send(await reports.addAddendum(request.principal!, id(request), request.body.text, origin(request))));
 
+  app.get('/requests/:id/deliveries', { schema: { params: idParams } }, async (request) => reports.deliveriesFor(request.principal!, id(request), origin(request)));
+
   app.post<{ Body: { login: string; specialty: string; startsAt: string; endsAt: string } }>('/oncall', {
     schema: {
       body: {

@@ -16,6 +16,7 @@ import { IdentityFromImages } from '../workflow/identities-from-images.ts';
 import { OrderMatching } from '../workflow/order-matching.ts';
 import { TeleImagesArrival } from '../workflow/tele-images.ts';
 import { TeleRequests } from '../workflow/tele-requests.ts';
+import { ReportDelivery } from '../exchange/report-delivery.ts';
 import { Hl7Server } from '../hl7/server.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { runSend } from './send.ts';
@@ -243,6 +244,9 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   // Teleradiology: images meeting their request start its clock and open the study to its reader.
   const teleImages = new TeleImagesArrival(new TeleRequests(archive, config.teleradiology), logger.child({ component: 'teleradiology' }), config.teleradiology.pollMs);
   teleImages.start();
+  // Signed reports back to their requesting sites (ORU^R01 over MLLP), from the deliveries their signature queued.
+  const reportDelivery = new ReportDelivery(archive, config.teleradiology, logger.child({ component: 'report-delivery' }), config.dimse.aeTitle);
+  reportDelivery.start();
   // The audit trail as DICOM audit messages to a syslog collector: polls the trail, never in the request path.
   const auditExport = config.audit.syslog
     ? new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, hostname()), logger.child({ component: 'audit-syslog' }))
@@ -262,7 +266,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   });
   logger.info('stopping');
   clearInterval(purge);
-  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop(), teleImages.stop()]);
+  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop(), teleImages.stop(), reportDelivery.stop()]);
   // Last, so that what the closing services recorded still goes out.
   await auditExport?.stop(10_000);
   await archive.close();

@@ -6,6 +6,7 @@ import YAML from 'yaml';
 import type { DuplicatePolicy, NewSite } from '../index/records.ts';
 import type { MetaHeaderMismatchPolicy } from '../archive/ingest.ts';
 import type { StorageConfig } from '../storage/open-store.ts';
+import { isSupportedCharacterSet, type Hl7CharacterSet } from '../hl7/character-sets.ts';
 
 /**
  * Atrium's configuration: one YAML file (atrium.example.yaml documents every key),
@@ -85,7 +86,8 @@ export interface TeleradiologyConfig {
 
 export interface TeleradiologySite {
   site: string;
-  oru?: { host: string; port: number; application: string; facility: string };
+  /** The site's RIS listener; MSH-5/MSH-6 name it; MSH-18 (default 8859/1, what French RIS mostly read). */
+  oru?: { host: string; port: number; application: string; facility: string; characterSet: Hl7CharacterSet };
 }
 
 /**
@@ -701,7 +703,9 @@ function parseTeleradiology(t: Record<string, unknown>, config: AtriumConfig): v
     const o = obj(e, 'oru');
     const port = num(o, 'port');
     if (port === undefined || !Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`${where}.oru.port must be a TCP port`);
-    return { site, oru: { host: required(o, 'host', `${where}.oru`), port, application: str(o, 'application') ?? 'RIS', facility: str(o, 'facility') ?? site } };
+    const characterSet = str(o, 'characterSet') ?? '8859/1';
+    if (!isSupportedCharacterSet(characterSet)) throw new ConfigError(`${where}.oru.characterSet must be ASCII, 8859/1, 8859/15 or UNICODE UTF-8`);
+    return { site, oru: { host: required(o, 'host', `${where}.oru`), port, application: str(o, 'application') ?? 'RIS', facility: str(o, 'facility') ?? site, characterSet } };
   });
 }
 

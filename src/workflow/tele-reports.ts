@@ -21,6 +21,11 @@ export interface ReportContent {
   conclusion?: string;
 }
 
+export interface Delivery {
+  id: number; channel: string; destination: string; resultStatus: ResultStatus; status: string; attempts: number;
+  createdAt: string; lastError?: string; sentAt?: string;
+}
+
 export interface Addendum { id: number; text: string; signedBy: string; signedAt: string }
 
 export interface TeleReport {
@@ -166,6 +171,18 @@ export class TeleReports {
       await this.queueDeliveries(tx, request, Number(report.id), 'C', now);
       return this.reportOf(tx, (await this.reportRow(tx, requestId))!);
     });
+  }
+
+  /** Where the report went back to the requesting site, and how it went (for its sender and readers). */
+  async deliveriesFor(who: Principal, requestId: number, origin: Origin): Promise<Delivery[]> {
+    await this.requests.requestFor(who, requestId, origin);
+    const rows = await this.sql.all<{ id: number; channel: string; destination: string; result_status: ResultStatus; status: string; attempts: number; last_error: string | null; created_at: string; sent_at: string | null }>(
+      `SELECT d.id, d.channel, d.destination, d.result_status, d.status, d.attempts, d.last_error, d.created_at, d.sent_at
+         FROM tele_deliveries d JOIN tele_reports t ON t.id = d.report_id WHERE t.request_id = ? ORDER BY d.id`, [requestId]);
+    return rows.map((r) => ({
+      id: Number(r.id), channel: r.channel, destination: r.destination, resultStatus: r.result_status, status: r.status, attempts: Number(r.attempts),
+      createdAt: r.created_at, ...(r.last_error !== null ? { lastError: r.last_error } : {}), ...(r.sent_at !== null ? { sentAt: r.sent_at } : {}),
+    }));
   }
 
   /** Where the requesting site takes its reports (teleradiology.sites[].oru): one delivery each. */
