@@ -197,6 +197,48 @@ for (const engine of testDatabases()) {
       ]);
     });
 
+    it('asks an expert for a second reading of a reported exam, opens the study to them, and records their answer and agreement once', async () => {
+      const asked = await json<{ id: number; expert: string; status: string }>(
+        await send('manip.sud', `/requests/${kneeRequest}/second-readings`, { specialty: 'msk', question: 'Avis sur la corne postérieure ?', expert: 'rad.b' }), 201);
+      assert.deepEqual([asked.expert, asked.status], ['rad.b', 'requested']);
+      // The first reader is not a second opinion; nobody on call for a specialty without a rota: name one.
+      await json(await send('manip.sud', `/requests/${kneeRequest}/second-readings`, { specialty: 'msk', question: 'Avis ?', expert: 'rad.a' }), 400);
+      await json(await send('manip.sud', `/requests/${kneeRequest}/second-readings`, { specialty: 'thorax', question: 'Avis ?' }), 409);
+      const images = await request(sessions['rad.b']!.jar, `${base}/dicom-web/studies/${knee.uids.study}/metadata`);
+      assert.equal(images.status, 200, 'the expert sees the study (assignment grant)');
+      assert.deepEqual((await json<Array<{ id: number }>>(await get('rad.b', '/second-readings'), 200)).map((r) => r.id), [asked.id]);
+      await json(await send('rad.a', `/second-readings/${asked.id}/answer`, { conclusion: 'Pas de lésion', agreement: 'disagree' }), 403);
+      await json(await send('rad.b', `/second-readings/${asked.id}/answer`, { conclusion: 'Pas de lésion', agreement: 'perhaps' }), 400);
+      const answered = await json<{ status: string; agreement: string; conclusion: string }>(
+        await send('rad.b', `/second-readings/${asked.id}/answer`, { findings: 'Signal intraméniscal sans fissure', conclusion: 'Pas de lésion méniscale', agreement: 'disagree' }), 200);
+      assert.deepEqual([answered.status, answered.agreement, answered.conclusion], ['answered', 'disagree', 'Pas de lésion méniscale']);
+      await json(await send('rad.b', `/second-readings/${asked.id}/answer`, { conclusion: 'autre', agreement: 'agree' }), 409);
+      const after = await request(sessions['rad.b']!.jar, `${base}/dicom-web/studies/${knee.uids.study}/metadata`);
+      assert.equal(after.status, 404, 'the grant ends with the answer');
+      // The requesting site reads the answer.
+      assert.equal((await json<{ agreement: string }>(await get('manip.sud', `/second-readings/${asked.id}`), 200)).agreement, 'disagree');
+    });
+
+    it('counts the acts by month, specialty, sites and urgency with their turnaround, as JSON and CSV, for administrators only', async () => {
+      await json(await get('manip.sud', '/activity?from=2000-01-01&to=2100-01-01'), 403);
+      await json(await get('admin.ght', '/activity?from=2100-01-01&to=2000-01-01'), 400);
+      const rows = await json<Array<{ period: string; act: string; specialty: string; requestingSite: string; readingSite: string; urgency: string; count: number; medianMinutes: number }>>(
+        await get('admin.ght', '/activity?from=2000-01-01&to=2100-01-01'), 200);
+      const month = new Date().toISOString().slice(0, 7);
+      assert.deepEqual(rows.map((r) => [r.period, r.act, r.specialty, r.requestingSite, r.readingSite, r.urgency, r.count]), [
+        [month, 'primary-reading', 'msk', 'CLIN-SUD', 'CHU-NORD', 'routine', 1],
+        [month, 'second-reading', 'msk', 'CLIN-SUD', 'CHU-NORD', 'routine', 1],
+      ]);
+      assert.ok(rows.every((r) => r.medianMinutes >= 0 && r.medianMinutes < 5));
+      const csv = await get('admin.ght', '/activity.csv?from=2000-01-01&to=2100-01-01&by=year');
+      assert.equal(csv.status, 200);
+      assert.match(csv.headers.get('content-type')!, /^text\/csv/);
+      const lines = (await csv.text()).trimEnd().split('\r\n');
+      assert.equal(lines[0], 'period,act,specialty,requestingSite,readingSite,urgency,count,medianMinutes,p90Minutes');
+      assert.match(lines[1]!, new RegExp(`^${month.slice(0, 4)},primary-reading,msk,CLIN-SUD,CHU-NORD,routine,1,`));
+      assert.equal(lines.length, 3);
+    });
+
     it('gives a stroke request to the on-call neuroradiologist at once, and opens its images to them when they arrive', async () => {
       const now = Date.now();
       await json(await send('manip.sud', '/oncall', { login: 'neuro', specialty: 'neuro', startsAt: new Date(now - 3_600_000).toISOString(), endsAt: new Date(now + 3_600_000).toISOString() }), 403);

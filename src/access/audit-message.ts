@@ -116,6 +116,7 @@ export function auditEventKindOf(action: AuditAction, details?: Record<string, u
     case 'report-addendum':
       return { EventID: AuditEventID.ProcedureRecord, EventActionCode: 'U' };
     case 'report-send': return { EventID: AuditEventID.Export, EventActionCode: 'R' };
+    case 'second-reading': return { EventID: AuditEventID.ProcedureRecord, EventActionCode: details?.answered === true ? 'U' : 'C' };
   }
 }
 

@@ -6,6 +6,8 @@ import {
   requestStatuses, TeleError, TeleRequests, urgencies, type NewTeleRequest, type Origin, type RequestStatus, type TeleErrorCode,
 } from '../workflow/tele-requests.ts';
 import { TeleReports, type ReportContent } from '../workflow/tele-reports.ts';
+import { agreements, SecondReadings, type Agreement } from '../workflow/second-readings.ts';
+import { activityCsv, TeleActivity } from '../workflow/tele-activity.ts';
 
 const statusOf: Record<TeleErrorCode, number> = { incomplete: 422, invalid: 400, 'not-found': 404, forbidden: 403, conflict: 409 };
 
@@ -44,6 +46,8 @@ const reportBody = {
 export async function teleradiologyRoutes(app: FastifyInstance, options: { archive: Archive; config: TeleradiologyConfig }): Promise<void> {
   const requests = new TeleRequests(options.archive, options.config);
   const reports = new TeleReports(requests);
+  const secondReadings = new SecondReadings(requests);
+  const activity = new TeleActivity(requests);
   const origin = (request: FastifyRequest): Origin => ({ source: request.ip, via: 'api' });
   const id = (request: FastifyRequest) => Number((request.params as { id: string }).id);
 
@@ -126,6 +130,37 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
   }, async (request, reply) => reply.code(201).send(await reports.addAddendum(request.principal!, id(request), request.body.text, origin(request))));
 
   app.get('/requests/:id/deliveries', { schema: { params: idParams } }, async (request) => reports.deliveriesFor(request.principal!, id(request), origin(request)));
+
+  app.post<{ Body: { specialty: string; question: string; expert?: string } }>('/requests/:id/second-readings', {
+    schema: {
+      params: idParams,
+      body: { type: 'object', required: ['specialty', 'question'], additionalProperties: false, properties: { specialty: { type: 'string', maxLength: 64 }, question: long, expert: { type: 'string', maxLength: 64 } } },
+    },
+  }, async (request, reply) => reply.code(201).send(await secondReadings.askSecondReading(request.principal!, id(request), request.body, origin(request))));
+
+  app.get('/second-readings', async (request) => secondReadings.askedOf(request.principal!));
+  app.get('/second-readings/:id', { schema: { params: idParams } }, async (request) => secondReadings.secondReadingFor(request.principal!, id(request), origin(request)));
+  app.post<{ Body: { findings?: string; conclusion: string; agreement: Agreement } }>('/second-readings/:id/answer', {
+    schema: {
+      params: idParams,
+      body: { type: 'object', required: ['conclusion', 'agreement'], additionalProperties: false, properties: { findings: { type: 'string', maxLength: 200_000 }, conclusion: long, agreement: { enum: [...agreements] } } },
+    },
+  }, async (request) => secondReadings.answerSecondReading(request.principal!, id(request), request.body, origin(request)));
+
+  // Activity by month (or year) of the acts done in [from, to); /activity.csv for spreadsheets.
+  const activitySchema = {
+    querystring: {
+      type: 'object', required: ['from', 'to'], additionalProperties: false,
+      properties: { from: short, to: short, by: { enum: ['month', 'year'] } },
+    },
+  } as const;
+  type ActivityQuerystring = { Querystring: { from: string; to: string; by?: 'month' | 'year' } };
+  app.get<ActivityQuerystring>('/activity', { schema: activitySchema }, async (request) =>
+    activity.activity(request.principal!, { from: request.query.from, to: request.query.to, by: request.query.by ?? 'month' }, origin(request)));
+  app.get<ActivityQuerystring>('/activity.csv', { schema: activitySchema }, async (request, reply) => {
+    const rows = await activity.activity(request.principal!, { from: request.query.from, to: request.query.to, by: request.query.by ?? 'month' }, origin(request));
+    return reply.type('text/csv; charset=utf-8').header('Content-Disposition', 'attachment; filename="teleradiology-activity.csv"').send(activityCsv(rows));
+  });
 
   app.post<{ Body: { login: string; specialty: string; startsAt: string; endsAt: string } }>('/oncall', {
     schema: {

@@ -495,7 +495,7 @@ CREATE INDEX studies_date ON studies (study_date DESC{nulls-last}, study_time DE
   },
   {
     version: 12,
-    name: 'teleradiology: requests, on-call rota, reports and their addenda, report deliveries',
+    name: 'teleradiology: requests, on-call rota, reports and their addenda, report deliveries, second readings',
     // A request is open until its final report (status), and a worklist is a walk of open
     // requests in deadline order: the (status, deadline_at) index serves it, filters on site,
     // modality, body part and urgency are checked on the index entry. A reading is claimed by
@@ -560,6 +560,7 @@ CREATE TABLE tele_reports (
   findings TEXT NOT NULL,
   conclusion TEXT NOT NULL,
   author_user_id BIGINT NOT NULL REFERENCES users (id),
+  reading_site_id BIGINT REFERENCES sites (id),
   version INTEGER NOT NULL,
   created_at {text} NOT NULL,
   updated_at {text} NOT NULL,
@@ -590,6 +591,26 @@ CREATE TABLE tele_deliveries (
   sent_at {text}
 );
 CREATE INDEX tele_deliveries_pending ON tele_deliveries (status, next_attempt_at);
+CREATE TABLE tele_second_readings (
+  id {id},
+  request_id BIGINT NOT NULL REFERENCES tele_requests (id),
+  specialty {text} NOT NULL,
+  question TEXT NOT NULL,
+  asked_by {text} NOT NULL,
+  asked_by_user_id BIGINT REFERENCES users (id),
+  expert_user_id BIGINT NOT NULL REFERENCES users (id),
+  grant_id BIGINT REFERENCES access_grants (id),
+  status {text} NOT NULL,
+  findings TEXT,
+  conclusion TEXT,
+  agreement {text},
+  answer_site_id BIGINT REFERENCES sites (id),
+  created_at {text} NOT NULL,
+  answered_at {text}
+);
+CREATE INDEX tele_second_readings_expert ON tele_second_readings (expert_user_id, status, created_at);
+CREATE INDEX tele_second_readings_request ON tele_second_readings (request_id);
+CREATE INDEX tele_reports_signed ON tele_reports (signed_at);
 `,
   },
 ];

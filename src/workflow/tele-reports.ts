@@ -141,7 +141,9 @@ export class TeleReports {
       if (report.conclusion.trim() === '') throw new TeleError('invalid', 'a report is signed with its conclusion');
       const at = now.toISOString();
       const status: ReportStatus = options.preliminary ? 'preliminary' : 'final';
-      await tx.run('UPDATE tele_reports SET status = ?, signed_at = ?, signed_by = ?, updated_at = ? WHERE id = ?', [status, at, who.id, at, report.id]);
+      // The reading site, for activity reporting: the site the radiologist reads for (their first).
+      await tx.run('UPDATE tele_reports SET status = ?, signed_at = ?, signed_by = ?, reading_site_id = ?, updated_at = ? WHERE id = ?',
+        [status, at, who.id, who.sites[0]?.id ?? null, at, report.id]);
       if (status === 'final') {
         await tx.run(`UPDATE tele_requests SET status = 'reported', reported_at = ?, claimed_by = NULL, claim_expires_at = NULL, updated_at = ? WHERE id = ?`, [at, at, requestId]);
       }
