@@ -69,9 +69,9 @@ for (const engine of testDatabases()) {
       return JSON.parse(text) as Record<string, unknown>;
     };
     const deliveries = async () => (await atrium.archive.index.sql.all<{ status: string; attempts: number; result_status: string; last_error: string | null }>(
-      'SELECT status, attempts, result_status, last_error FROM tele_deliveries ORDER BY id')).map((d) => ({ ...d, attempts: Number(d.attempts) }));
+      `SELECT status, attempts, result_status, last_error FROM tele_deliveries WHERE channel = 'hl7-oru' ORDER BY id`)).map((d) => ({ ...d, attempts: Number(d.attempts) }));
     const sendAttempts = async () => (await atrium.archive.index.sql.all<{ outcome: string }>(
-      `SELECT outcome FROM audit_events WHERE action = 'report-send' ORDER BY id`)).map((e) => e.outcome);
+      `SELECT outcome, details FROM audit_events WHERE action = 'report-send' ORDER BY id`)).filter((e) => e.details.includes('"hl7-oru"')).map((e) => e.outcome);
 
     before(async () => {
       const port = await ris.listen();
@@ -123,7 +123,7 @@ for (const engine of testDatabases()) {
       await send('rad.a', `/requests/${requestId}/report/sign`, {});
       assert.deepEqual((await deliveries()).map((d) => [d.status, d.result_status]), [['pending', 'F']]);
       ris.answers.push('AE');
-      assert.equal(await delivery.deliverDue(), 0);
+      assert.equal(await delivery.deliverDue(), 1, 'the encapsulated PDF is stored, the ORU refused');
       const refused = (await deliveries())[0]!;
       assert.deepEqual([refused.status, refused.attempts], ['pending', 1]);
       assert.match(refused.last_error!, /refused with AE: base RIS en maintenance/);
@@ -153,19 +153,44 @@ for (const engine of testDatabases()) {
 
     it('sends an addendum as a corrected result (OBR-25 C) carrying it', async () => {
       await send('rad.a', `/requests/${requestId}/report/addenda`, { text: 'Lésion du ménisque externe associée.' });
-      assert.equal(await delivery.deliverDue(), 1);
+      assert.equal(await delivery.deliverDue(), 2);
       const m = ris.received.at(-1)!;
       assert.equal(valueOf(findSegment(m, 'OBR'), 25), 'C');
       const last = m.segments.filter((s) => s.id === 'OBX').at(-1)!;
       assert.deepEqual([valueOf(last, 3, 1), valueOf(last, 5), valueOf(last, 11)], ['55107-7', 'Lésion du ménisque externe associée.', 'C']);
       const list = await request(sessions['manip.sud']!.jar, `${base}/api/teleradiology/requests/${requestId}/deliveries`);
-      assert.deepEqual(((await list.json()) as Array<{ resultStatus: string; status: string }>).map((d) => [d.resultStatus, d.status]), [['F', 'sent'], ['C', 'sent']]);
+      assert.deepEqual(((await list.json()) as Array<{ channel: string; resultStatus: string; status: string }>).map((d) => [d.channel, d.resultStatus, d.status]),
+        [['dicom-pdf', 'F', 'sent'], ['hl7-oru', 'F', 'sent'], ['dicom-pdf', 'C', 'sent'], ['hl7-oru', 'C', 'sent']]);
+    });
+
+    it('stores the signed report in its study as a DICOM encapsulated PDF, one object per version, and serves it as FHIR DiagnosticReport and PDF', async () => {
+      const r = await fetch(`${base}/dicom-web/studies/${knee.uids.study}/metadata`, { headers: { authorization: `Bearer ${atrium.tokens['CLIN-SUD']!}` } });
+      assert.equal(r.status, 200);
+      const instances = (await r.json()) as Array<Record<string, { Value?: unknown[]; BulkDataURI?: string }>>;
+      const docs = instances.filter((i) => i['00080060']?.Value?.[0] === 'DOC');
+      assert.equal(docs.length, 2, 'the final report, then with its addendum');
+      for (const d of docs) {
+        assert.equal(d['00080016']!.Value![0], '1.2.840.10008.5.1.4.1.1.104.1');
+        assert.equal(d['00420012']!.Value![0], 'application/pdf');
+        assert.equal(d['00100020']!.Value![0], 'OR-1');
+        assert.ok(d['00420011']!.BulkDataURI ?? d['00420011']!.Value, 'the document is there');
+      }
+      assert.deepEqual(docs.map((d) => d['00200013']!.Value![0]).sort(), [1, 2]);
+      const fhir = await request(sessions['manip.sud']!.jar, `${base}/api/teleradiology/requests/${requestId}/report/fhir`);
+      assert.match(fhir.headers.get('content-type')!, /^application\/fhir\+json/);
+      const dr = (await fhir.json()) as { resourceType: string; status: string; conclusion: string; subject: { identifier: { value: string } }; imagingStudy: Array<{ identifier: { value: string } }>; presentedForm: Array<{ data: string }> };
+      assert.deepEqual([dr.resourceType, dr.status, dr.conclusion, dr.subject.identifier.value], ['DiagnosticReport', 'appended', 'Rupture du LCA | à opérer', 'OR-1']);
+      assert.equal(dr.imagingStudy[0]!.identifier.value, `urn:oid:${knee.uids.study}`);
+      assert.match(Buffer.from(dr.presentedForm[0]!.data, 'base64').toString('utf8'), /Lésion du ménisque externe associée/);
+      const pdf = await request(sessions['manip.sud']!.jar, `${base}/api/teleradiology/requests/${requestId}/report/pdf`);
+      assert.equal(pdf.headers.get('content-type'), 'application/pdf');
+      assert.equal(Buffer.from(await pdf.arrayBuffer()).subarray(0, 5).toString('latin1'), '%PDF-');
     });
 
     it('keeps a delivery pending, with the reason, while the site\'s listener is down', async () => {
       await ris.close();
       await send('rad.a', `/requests/${requestId}/report/addenda`, { text: 'Second addendum.' });
-      assert.equal(await delivery.deliverDue(), 0);
+      assert.equal(await delivery.deliverDue(), 1, 'the PDF is stored whatever the RIS');
       const down = (await deliveries()).at(-1)!;
       assert.deepEqual([down.status, down.attempts, down.result_status], ['pending', 1, 'C']);
       assert.match(down.last_error!, /ECONNREFUSED|closed the connection/);

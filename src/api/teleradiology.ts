@@ -8,6 +8,9 @@ import {
 import { TeleReports, type ReportContent } from '../workflow/tele-reports.ts';
 import { agreements, SecondReadings, type Agreement } from '../workflow/second-readings.ts';
 import { activityCsv, TeleActivity } from '../workflow/tele-activity.ts';
+import { loadSignedReport } from '../exchange/signed-report.ts';
+import { diagnosticReportOf } from '../exchange/fhir-diagnostic-report.ts';
+import { renderReportPdf } from '../exchange/report-pdf.ts';
 
 const statusOf: Record<TeleErrorCode, number> = { incomplete: 422, invalid: 400, 'not-found': 404, forbidden: 403, conflict: 409 };
 
@@ -117,6 +120,18 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
   });
 
   app.get('/requests/:id/report', { schema: { params: idParams } }, async (request) => reports.reportFor(request.principal!, id(request), origin(request)));
+
+  // The report as a FHIR R4 DiagnosticReport, and as a PDF for humans (same access as the report).
+  const signedReportFor = async (request: FastifyRequest) => {
+    await reports.reportFor(request.principal!, id(request), origin(request));
+    const signed = await loadSignedReport(options.archive, { requestId: id(request) });
+    if (!signed) throw new TeleError('not-found', `request ${id(request)} has no report yet`);
+    return signed;
+  };
+  app.get('/requests/:id/report/fhir', { schema: { params: idParams } }, async (request, reply) =>
+    reply.type('application/fhir+json; charset=utf-8').send(diagnosticReportOf(await signedReportFor(request))));
+  app.get('/requests/:id/report/pdf', { schema: { params: idParams } }, async (request, reply) =>
+    reply.type('application/pdf').header('Content-Disposition', `inline; filename="compte-rendu-${id(request)}.pdf"`).send(await renderReportPdf(await signedReportFor(request))));
 
   app.put<{ Body: ReportContent }>('/requests/:id/report', { schema: { params: idParams, body: reportBody } },
     async (request) => reports.saveDraft(request.principal!, id(request), request.body, origin(request)));

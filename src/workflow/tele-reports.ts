@@ -187,8 +187,15 @@ export class TeleReports {
     }));
   }
 
-  /** Where the requesting site takes its reports (teleradiology.sites[].oru): one delivery each. */
+  /** Where the report goes: into the study (encapsulated PDF), and to the requesting site's RIS when it has a listener (teleradiology.sites[].oru). */
   private async queueDeliveries(tx: SqlDatabase, request: RequestRow, reportId: number, resultStatus: ResultStatus, now: Date): Promise<void> {
+    // The signed report (final, or with its addendum) as an encapsulated PDF in the study.
+    if (resultStatus !== 'P' && request.study_instance_uid !== null) {
+      await tx.run(
+        `INSERT INTO tele_deliveries (report_id, channel, destination, result_status, status, attempts, next_attempt_at, created_at)
+         VALUES (?, 'dicom-pdf', 'archive', ?, 'pending', 0, ?, ?)`,
+        [reportId, resultStatus, now.toISOString(), now.toISOString()]);
+    }
     const site = this.requests.archive.siteById.get(Number(request.requesting_site_id));
     const oru = this.requests.config.sites.find((s) => s.site === site?.code)?.oru;
     if (!oru) return;
