@@ -70,7 +70,7 @@ for (const engine of testDatabases()) {
     };
     const deliveries = async () => (await atrium.archive.index.sql.all<{ status: string; attempts: number; result_status: string; last_error: string | null }>(
       `SELECT status, attempts, result_status, last_error FROM tele_deliveries WHERE channel = 'hl7-oru' ORDER BY id`)).map((d) => ({ ...d, attempts: Number(d.attempts) }));
-    const sendAttempts = async () => (await atrium.archive.index.sql.all<{ outcome: string }>(
+    const sendAttempts = async () => (await atrium.archive.index.sql.all<{ outcome: string; details: string }>(
       `SELECT outcome, details FROM audit_events WHERE action = 'report-send' ORDER BY id`)).filter((e) => e.details.includes('"hl7-oru"')).map((e) => e.outcome);
 
     before(async () => {
