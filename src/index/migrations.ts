@@ -497,8 +497,9 @@ CREATE INDEX studies_date ON studies (study_date DESC{nulls-last}, study_time DE
     version: 12,
     name: 'teleradiology: requests, on-call rota, reports and their addenda, report deliveries, second readings',
     // A request is open until its final report (status), and a worklist is a walk of open
-    // requests in deadline order: the (status, deadline_at) index serves it, filters on site,
-    // modality, body part and urgency are checked on the index entry. A reading is claimed by
+    // requests in deadline order: a partial index of the open ones serves it (reported
+    // requests pile up for years, open ones stay a few thousand), filters on site, modality,
+    // body part and urgency are checked on the index entry. A reading is claimed by
     // one radiologist until claim_expires_at. Reports are never edited once final: addenda
     // follow. Deliveries are written in the signing transaction and sent by a worker.
     sql: `
@@ -537,7 +538,9 @@ CREATE TABLE tele_requests (
   created_at {text} NOT NULL,
   updated_at {text} NOT NULL
 );
-CREATE INDEX tele_requests_worklist ON tele_requests (status, deadline_at, id, requesting_site_id, urgency, modality, body_part, specialty);
+CREATE INDEX tele_requests_open ON tele_requests (deadline_at, id, requesting_site_id, urgency, modality, body_part, specialty)
+  WHERE status IN ('awaiting-protocol', 'open');
+CREATE INDEX tele_requests_status ON tele_requests (status, deadline_at, id);
 CREATE INDEX tele_requests_assigned ON tele_requests (assigned_user_id, status, deadline_at);
 CREATE INDEX tele_requests_study ON tele_requests (study_instance_uid);
 CREATE INDEX tele_requests_accession ON tele_requests (requesting_site_id, accession_number);
