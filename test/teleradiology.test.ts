@@ -14,6 +14,7 @@ import { CookieJar, request } from './support/browser-session.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
 import { Tags, type DicomElement } from '../src/dicom/dataset.ts';
+import { TeleRequests } from '../src/workflow/tele-requests.ts';
 
 const password = 'un mot de passe assez long pour les tests';
 
@@ -289,6 +290,24 @@ for (const engine of testDatabases()) {
       const returned = await json<{ status: string; returnedReason: string }>(await send('rad.a', `/requests/${created.id}/return`, { reason: 'Examen non indiqué : radiographie d\'abord' }), 200);
       assert.deepEqual([returned.status, returned.returnedReason], ['returned', 'Examen non indiqué : radiographie d\'abord']);
       await json(await send('rad.a', `/requests/${created.id}/claim`), 409);
+    });
+
+    it('escalates a request nobody reads as its deadline nears: flagged once, and given to the radiologist on call for its specialty', async () => {
+      const created = await json<{ id: number; deadlineAt: string; assignedTo?: string }>(await send('manip.sud', '/requests', { ...complete, StudyInstanceUID: knee.uids.study }), 201);
+      assert.equal(created.assignedTo, undefined, 'a routine request waits in the pool');
+      const now = Date.now();
+      await json(await send('admin.ght', '/oncall', { login: 'rad.b', specialty: 'msk', startsAt: new Date(now - 3_600_000).toISOString(), endsAt: new Date(now + 3 * 86_400_000).toISOString() }), 201);
+      const requests = new TeleRequests(atrium.archive, atrium.config.teleradiology);
+      const early = new Date(Date.parse(created.deadlineAt) - 300 * 60_000);
+      assert.equal((await requests.escalateNearDeadlines(early)).includes(created.id), false, 'not yet: 300 minutes before a routine deadline');
+      const near = new Date(Date.parse(created.deadlineAt) - 100 * 60_000);
+      assert.ok((await requests.escalateNearDeadlines(near)).includes(created.id));
+      assert.deepEqual(await requests.escalateNearDeadlines(near), [], 'once');
+      const escalated = await json<{ assignedTo: string; escalatedAt: string }>(await get('rad.b', `/requests/${created.id}`), 200);
+      assert.equal(escalated.assignedTo, 'rad.b');
+      assert.ok(escalated.escalatedAt);
+      const mine = await json<Array<{ id: number; escalated: boolean }>>(await get('rad.b', '/worklist?mine=true'), 200);
+      assert.equal(mine.find((e) => e.id === created.id)?.escalated, true);
     });
 
     it('keeps the audit chain whole', async () => {

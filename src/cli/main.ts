@@ -16,6 +16,7 @@ import { IdentityFromImages } from '../workflow/identities-from-images.ts';
 import { OrderMatching } from '../workflow/order-matching.ts';
 import { TeleImagesArrival } from '../workflow/tele-images.ts';
 import { TeleRequests } from '../workflow/tele-requests.ts';
+import { TeleEscalation } from '../workflow/tele-escalation.ts';
 import { ReportDelivery } from '../exchange/report-delivery.ts';
 import { Hl7Server } from '../hl7/server.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
@@ -242,8 +243,11 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   const orders = new OrderMatching(archive, logger.child({ component: 'orders' }));
   orders.start();
   // Teleradiology: images meeting their request start its clock and open the study to its reader.
-  const teleImages = new TeleImagesArrival(new TeleRequests(archive, config.teleradiology), logger.child({ component: 'teleradiology' }), config.teleradiology.pollMs);
+  const teleRequests = new TeleRequests(archive, config.teleradiology);
+  const teleImages = new TeleImagesArrival(teleRequests, logger.child({ component: 'teleradiology' }), config.teleradiology.pollMs);
   teleImages.start();
+  const escalation = new TeleEscalation(teleRequests, logger.child({ component: 'teleradiology' }));
+  escalation.start();
   // Signed reports back to their requesting sites (ORU^R01 over MLLP), from the deliveries their signature queued.
   const reportDelivery = new ReportDelivery(archive, config.teleradiology, logger.child({ component: 'report-delivery' }), config.dimse.aeTitle);
   reportDelivery.start();
@@ -266,7 +270,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   });
   logger.info('stopping');
   clearInterval(purge);
-  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop(), teleImages.stop(), reportDelivery.stop()]);
+  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop(), teleImages.stop(), escalation.stop(), reportDelivery.stop()]);
   // Last, so that what the closing services recorded still goes out.
   await auditExport?.stop(10_000);
   await archive.close();

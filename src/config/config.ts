@@ -74,6 +74,11 @@ export interface TeleradiologyConfig {
   claimMinutes: number;
   /** From the request, then from the images' arrival, to the deadline, by urgency. */
   deadlineMinutes: { routine: number; urgent: number; stroke: number };
+  /**
+   * A request nobody is reading this long before its deadline is escalated: flagged on the
+   * worklists and given to the radiologist on call for its specialty.
+   */
+  escalateBeforeMinutes: { routine: number; urgent: number; stroke: number };
   /** The specialty whose on-call radiologist is given stroke requests at once. */
   strokeSpecialty: string;
   /** How often arriving images are matched to requests (the stroke clock starts there). */
@@ -323,6 +328,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     teleradiology: {
       claimMinutes: 20,
       deadlineMinutes: { routine: 2880, urgent: 240, stroke: 30 },
+      escalateBeforeMinutes: { routine: 240, urgent: 60, stroke: 10 },
       strokeSpecialty: 'neuro',
       pollMs: 500,
       sites: [],
@@ -687,6 +693,11 @@ function parseTeleradiology(t: Record<string, unknown>, config: AtriumConfig): v
   c.claimMinutes = positive(num(t, 'claimMinutes'), 'claimMinutes', c.claimMinutes);
   const d = obj(t, 'deadlineMinutes');
   for (const k of ['routine', 'urgent', 'stroke'] as const) c.deadlineMinutes[k] = positive(num(d, k), `deadlineMinutes.${k}`, c.deadlineMinutes[k]);
+  const e = obj(t, 'escalateBeforeMinutes');
+  for (const k of ['routine', 'urgent', 'stroke'] as const) {
+    c.escalateBeforeMinutes[k] = positive(num(e, k), `escalateBeforeMinutes.${k}`, c.escalateBeforeMinutes[k]);
+    if (c.escalateBeforeMinutes[k] >= c.deadlineMinutes[k]) throw new ConfigError(`teleradiology.escalateBeforeMinutes.${k} must be shorter than deadlineMinutes.${k}`);
+  }
   c.strokeSpecialty = str(t, 'strokeSpecialty') ?? c.strokeSpecialty;
   c.pollMs = positive(num(t, 'pollMs'), 'pollMs', c.pollMs);
   const delivery = obj(t, 'delivery');

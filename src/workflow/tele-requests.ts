@@ -74,6 +74,8 @@ export interface TeleRequest {
   claimExpiresAt?: string;
   imagesArrivedAt?: string;
   deadlineAt: string;
+  /** When the request was escalated (its deadline near, nobody reading it). */
+  escalatedAt?: string;
   reportedAt?: string;
   createdBy: string;
   createdAt: string;
@@ -86,7 +88,7 @@ export interface RequestRow {
   protocol_decision: 'validated' | 'changed' | null; protocol_reason: string | null; protocol_by: string | null; protocol_at: string | null;
   status: RequestStatus; returned_reason: string | null; assigned_user_id: number | null; assignment_grant_id: number | null;
   claimed_by: number | null; claim_expires_at: string | null; images_arrived_at: string | null; deadline_at: string;
-  reported_at: string | null; created_by: string; created_at: string;
+  reported_at: string | null; escalated_at: string | null; created_by: string; created_at: string;
   assigned_login?: string | null; claimed_login?: string | null;
 }
 
@@ -130,6 +132,7 @@ export class TeleRequests {
       ...(claimActive && r.claimed_login ? { claimedBy: r.claimed_login, claimExpiresAt: r.claim_expires_at! } : {}),
       ...(r.images_arrived_at !== null ? { imagesArrivedAt: r.images_arrived_at } : {}),
       deadlineAt: r.deadline_at,
+      ...(r.escalated_at !== null ? { escalatedAt: r.escalated_at } : {}),
       ...(r.reported_at !== null ? { reportedAt: r.reported_at } : {}),
       createdBy: r.created_by, createdAt: r.created_at,
     };
@@ -407,6 +410,40 @@ export class TeleRequests {
     return row && Number(row.user_id);
   }
 
+  /**
+   * Escalates the open requests nobody is reading whose deadline is near
+   * (escalateBeforeMinutes): flagged once, and given to the radiologist on call for their
+   * specialty (stroke: strokeSpecialty) when one is and it is not already theirs. Answers
+   * the ids escalated.
+   */
+  async escalateNearDeadlines(now = new Date()): Promise<number[]> {
+    const at = now.toISOString();
+    const escalated: number[] = [];
+    for (const urgency of urgencies) {
+      const horizon = isoPlusMinutes(now, this.config.escalateBeforeMinutes[urgency]);
+      const due = await this.sql.all<{ id: number }>(
+        `SELECT r.id FROM tele_requests r WHERE r.status IN ('awaiting-protocol', 'open') AND r.deadline_at <= ? AND r.urgency = ?
+            AND r.escalated_at IS NULL AND (r.claimed_by IS NULL OR r.claim_expires_at <= ?) ORDER BY r.deadline_at LIMIT 200`,
+        [horizon, urgency, at]);
+      for (const { id } of due) {
+        await this.sql.transaction(async (tx) => {
+          const done = await tx.run('UPDATE tele_requests SET escalated_at = ?, updated_at = ? WHERE id = ? AND escalated_at IS NULL', [at, at, id]);
+          if (done.changes !== 1) return;
+          let row = await this.row(tx, Number(id));
+          const oncall = await this.onCallFor(tx, row.urgency === 'stroke' ? this.config.strokeSpecialty : row.specialty, now);
+          const reassigned = oncall !== undefined && oncall !== Number(row.assigned_user_id);
+          if (reassigned) {
+            await this.assignReading(tx, row, oncall, 'atrium', now);
+            row = await this.row(tx, Number(id));
+          }
+          await this.record(tx, 'system', { via: 'api' }, 'tele-assign', row, { why: 'escalation', deadline: row.deadline_at, ...(reassigned ? { to: row.assigned_login } : {}) });
+          escalated.push(Number(id));
+        });
+      }
+    }
+    return escalated;
+  }
+
   /** A shift of the on-call rota. */
   async addShift(who: Principal, shift: { login: string; specialty: string; startsAt: string; endsAt: string }, origin: Origin): Promise<OnCallShift> {
     if (!who.roles.includes('territory-admin') && !who.roles.includes('site-admin') && who.territory !== true) throw new TeleError('forbidden', 'only administrators set the on-call rota');
@@ -482,7 +519,7 @@ export class TeleRequests {
       const q = this.requestOf(r, now);
       return {
         id: q.id, requestingSite: q.requestingSite, urgency: q.urgency, status: q.status, modality: q.modality, bodyPart: q.bodyPart,
-        specialty: q.specialty, deadlineAt: q.deadlineAt, imagesArrived: q.imagesArrivedAt !== undefined, protocolDecided: q.protocol !== undefined,
+        specialty: q.specialty, deadlineAt: q.deadlineAt, escalated: q.escalatedAt !== undefined, imagesArrived: q.imagesArrivedAt !== undefined, protocolDecided: q.protocol !== undefined,
         ...(q.assignedTo ? { assignedTo: q.assignedTo } : {}), ...(q.claimedBy ? { claimedBy: q.claimedBy, claimExpiresAt: q.claimExpiresAt } : {}),
       };
     });
@@ -498,7 +535,7 @@ export interface WorklistFilter {
 
 export interface WorklistEntry {
   id: number; requestingSite: string; urgency: Urgency; status: RequestStatus; modality: string; bodyPart: string; specialty: string;
-  deadlineAt: string; imagesArrived: boolean; protocolDecided: boolean; assignedTo?: string; claimedBy?: string; claimExpiresAt?: string;
+  deadlineAt: string; escalated: boolean; imagesArrived: boolean; protocolDecided: boolean; assignedTo?: string; claimedBy?: string; claimExpiresAt?: string;
 }
 
 /** Reading acts are a radiologist's, as a person (a session or a bearer token naming a user). */
