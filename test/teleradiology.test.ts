@@ -164,6 +164,18 @@ for (const engine of testDatabases()) {
       await json(await get('rad.b', `/requests/${kneeRequest}`), 404);
     });
 
+    it('offers report templates per exam type, written by administrators, and holds drafts to their fields', async () => {
+      const template = { name: 'IRM du genou', modality: 'MR', bodyPart: 'KNEE', findings: 'Ménisques :\nLigaments :', fields: [{ name: 'menisque_interne', label: 'Ménisque interne', required: true }, { name: 'menisque_externe', required: true }, { name: 'LCA' }] };
+      await json(await send('manip.sud', '/templates/irm-genou', template, 'PUT'), 403);
+      await json(await send('admin.ght', '/templates/irm-genou', template, 'PUT'), 200);
+      await json(await send('admin.ght', '/templates/ct-crane', { name: 'Scanner cérébral', modality: 'CT', bodyPart: 'HEAD', fields: [] }, 'PUT'), 200);
+      const offered = await json<Array<{ code: string; fields: Array<{ name: string; label: string; required: boolean }> }>>(await get('rad.a', '/templates?modality=MR&bodyPart=KNEE'), 200);
+      assert.deepEqual(offered.map((t) => t.code), ['irm-genou']);
+      assert.deepEqual(offered[0]!.fields[1], { name: 'menisque_externe', label: 'menisque_externe', required: true });
+      assert.match((await json<{ detail: string }>(await send('rad.a', `/requests/${kneeRequest}/report`, { template: 'nope' }, 'PUT'), 400)).detail, /no report template nope/);
+      assert.match((await json<{ detail: string }>(await send('rad.a', `/requests/${kneeRequest}/report`, { template: 'irm-genou', fields: { rotule: 'x' } }, 'PUT'), 400)).detail, /has no field rotule/);
+    });
+
     it('keeps the draft on the server as typed: a reader whose connection drops finds it again in a new session', async () => {
       const first = await json<{ status: string; version: number }>(
         await send('rad.a', `/requests/${kneeRequest}/report`, { template: 'irm-genou', findings: 'Fissure horizontale de la corne postérieure', fields: { menisque_interne: 'fissure' } }, 'PUT'), 200);
@@ -178,6 +190,9 @@ for (const engine of testDatabases()) {
 
     it('refuses a signature by a radiologist not assigned (403), signs for the reader, then refuses edits (409) and takes an addendum', async () => {
       await json(await send('rad.b', `/requests/${kneeRequest}/report/sign`, {}), 403);
+      const incomplete = await json<{ missing: string[] }>(await send('rad.a', `/requests/${kneeRequest}/report/sign`, {}), 422);
+      assert.deepEqual(incomplete.missing, ['menisque_externe'], 'the template\'s required fields');
+      await json(await send('rad.a', `/requests/${kneeRequest}/report`, { fields: { menisque_interne: 'fissure', menisque_externe: 'normal' } }, 'PUT'), 200);
       const signed = await json<{ status: string; signedBy: string; signedAt: string }>(await send('rad.a', `/requests/${kneeRequest}/report/sign`, {}), 200);
       assert.deepEqual([signed.status, signed.signedBy], ['final', 'rad.a']);
       const edit = await json<{ detail: string }>(await send('rad.a', `/requests/${kneeRequest}/report`, { conclusion: 'changée en silence' }, 'PUT'), 409);
@@ -193,8 +208,8 @@ for (const engine of testDatabases()) {
       assert.equal(request.status, 'reported');
       assert.deepEqual(await json(await get('rad.b', '/worklist'), 200), [], 'a reported request leaves the worklists');
       assert.deepEqual(await auditActions(kneeRequest), [
-        'tele-request:success', 'tele-protocol:success', 'tele-claim:success', ...(await auditActions(kneeRequest)).slice(3, -6),
-        'report-draft:success', 'report-draft:success', 'report-sign:refused', 'report-sign:success', 'report-addendum:refused', 'report-addendum:success',
+        'tele-request:success', 'tele-protocol:success', 'tele-claim:success', ...(await auditActions(kneeRequest)).slice(3, -7),
+        'report-draft:success', 'report-draft:success', 'report-sign:refused', 'report-draft:success', 'report-sign:success', 'report-addendum:refused', 'report-addendum:success',
       ]);
     });
 

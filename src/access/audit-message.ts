@@ -108,6 +108,7 @@ export function auditEventKindOf(action: AuditAction, details?: Record<string, u
     case 'tele-protocol':
     case 'tele-claim':
       return { EventID: AuditEventID.OrderRecord, EventActionCode: 'U' };
+    case 'tele-template': return { EventID: AuditEventID.ProcedureRecord, EventActionCode: 'U' };
     case 'tele-assign':
     case 'tele-rota':
       return { EventID: AuditEventID.SecurityAlert, EventActionCode: 'E', EventTypeCode: AuditEventTypeCode.ObjectSecurityAttributesChanged };

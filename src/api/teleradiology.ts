@@ -11,6 +11,7 @@ import { activityCsv, TeleActivity } from '../workflow/tele-activity.ts';
 import { loadSignedReport } from '../exchange/signed-report.ts';
 import { diagnosticReportOf } from '../exchange/fhir-diagnostic-report.ts';
 import { renderReportPdf } from '../exchange/report-pdf.ts';
+import { ReportTemplates } from '../workflow/report-templates.ts';
 
 const statusOf: Record<TeleErrorCode, number> = { incomplete: 422, invalid: 400, 'not-found': 404, forbidden: 403, conflict: 409 };
 
@@ -51,6 +52,7 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
   const reports = new TeleReports(requests);
   const secondReadings = new SecondReadings(requests);
   const activity = new TeleActivity(requests);
+  const templates = new ReportTemplates(requests);
   const origin = (request: FastifyRequest): Origin => ({ source: request.ip, via: 'api' });
   const id = (request: FastifyRequest) => Number((request.params as { id: string }).id);
 
@@ -177,6 +179,25 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
     return reply.type('text/csv; charset=utf-8').header('Content-Disposition', 'attachment; filename="teleradiology-activity.csv"').send(activityCsv(rows));
   });
 
+  app.get<{ Querystring: { modality?: string; bodyPart?: string } }>('/templates', {
+    schema: { querystring: { type: 'object', additionalProperties: false, properties: { modality: short, bodyPart: short } } },
+  }, async (request) => templates.templatesFor(request.query));
+  app.put<{ Params: { code: string }; Body: { name: string; modality?: string; bodyPart?: string; fields: Array<{ name: string; label?: string; required?: boolean }>; findings?: string } }>('/templates/:code', {
+    schema: {
+      params: { type: 'object', required: ['code'], properties: { code: { type: 'string', maxLength: 64 } } },
+      body: {
+        type: 'object', required: ['name', 'fields'], additionalProperties: false,
+        properties: {
+          name: { type: 'string', minLength: 1, maxLength: 256 }, modality: { type: 'string', maxLength: 16 }, bodyPart: { type: 'string', maxLength: 64 }, findings: long,
+          fields: {
+            type: 'array', maxItems: 200,
+            items: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string', maxLength: 64 }, label: { type: 'string', maxLength: 256 }, required: { type: 'boolean' } } },
+          },
+        },
+      },
+    },
+  }, async (request) => templates.putTemplate(request.principal!, { ...request.body, code: request.params.code }, origin(request)));
+
   app.post<{ Body: { login: string; specialty: string; startsAt: string; endsAt: string } }>('/oncall', {
     schema: {
       body: {
@@ -191,6 +212,6 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
   }, async (request) => {
     const at = request.query.at !== undefined ? new Date(request.query.at) : new Date();
     if (Number.isNaN(at.getTime())) throw new HttpProblem(400, 'at must be an ISO 8601 date and time');
-    return requests.shiftsAt(at);
+    return requests.shiftsAt(request.principal!, at);
   });
 }

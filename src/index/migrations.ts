@@ -495,7 +495,7 @@ CREATE INDEX studies_date ON studies (study_date DESC{nulls-last}, study_time DE
   },
   {
     version: 12,
-    name: 'teleradiology: requests, on-call rota, reports and their addenda, report deliveries, second readings',
+    name: 'teleradiology: requests, on-call rota, reports and their addenda, report deliveries, second readings, report templates',
     // A request is open until its final report (status), and a worklist is a walk of open
     // requests in deadline order: a partial index of the open ones serves it (reported
     // requests pile up for years, open ones stay a few thousand), filters on site, modality,
@@ -614,6 +614,16 @@ CREATE TABLE tele_second_readings (
 CREATE INDEX tele_second_readings_expert ON tele_second_readings (expert_user_id, status, created_at);
 CREATE INDEX tele_second_readings_request ON tele_second_readings (request_id);
 CREATE INDEX tele_reports_signed ON tele_reports (signed_at);
+CREATE TABLE tele_report_templates (
+  code {text} PRIMARY KEY,
+  name TEXT NOT NULL,
+  modality {text},
+  body_part {text},
+  fields_json TEXT NOT NULL,
+  findings TEXT NOT NULL,
+  updated_by {text} NOT NULL,
+  updated_at {text} NOT NULL
+);
 `,
   },
 ];

@@ -7,6 +7,7 @@
  */
 import type { Principal } from '../access/principal.ts';
 import type { SqlDatabase } from '../index/sql.ts';
+import { ReportTemplates } from './report-templates.ts';
 import { requireRadiologist, TeleError, type Origin, type RequestRow, type TeleRequests } from './tele-requests.ts';
 
 export const reportStatuses = ['draft', 'preliminary', 'final', 'amended'] as const;
@@ -57,7 +58,11 @@ const signedStatuses: readonly ReportStatus[] = ['final', 'amended'];
 export type ResultStatus = 'P' | 'F' | 'C';
 
 export class TeleReports {
-  constructor(private readonly requests: TeleRequests) {}
+  private readonly templates: ReportTemplates;
+
+  constructor(private readonly requests: TeleRequests) {
+    this.templates = new ReportTemplates(requests);
+  }
 
   private get sql(): SqlDatabase {
     return this.requests.sql;
@@ -99,6 +104,7 @@ export class TeleReports {
       const existing = await this.reportRow(tx, requestId);
       if (existing && signedStatuses.includes(existing.status)) throw new TeleError('conflict', `the report of request ${requestId} is signed: add an addendum instead`);
       const request = await this.requests.holdReading(tx, who, requestId, now);
+      await this.templates.checkDraft(tx, content.template ?? existing?.template ?? undefined, content.fields ?? (existing ? JSON.parse(existing.fields_json) as Record<string, string> : {}));
       const at = now.toISOString();
       if (!existing) {
         await tx.run(
@@ -138,7 +144,8 @@ export class TeleReports {
       if (!report) throw new TeleError('conflict', `request ${requestId} has no report to sign: save a draft first`);
       if (signedStatuses.includes(report.status)) throw new TeleError('conflict', `the report of request ${requestId} is already signed: add an addendum instead`);
       if (request.status === 'awaiting-protocol') throw new TeleError('conflict', `the protocol of request ${requestId} is not decided yet`);
-      if (report.conclusion.trim() === '') throw new TeleError('invalid', 'a report is signed with its conclusion');
+      if (report.conclusion.trim() === '') throw new TeleError('incomplete', 'a report is signed with its conclusion', ['conclusion']);
+      await this.templates.checkSignable(tx, report.template ?? undefined, JSON.parse(report.fields_json) as Record<string, string>);
       const at = now.toISOString();
       const status: ReportStatus = options.preliminary ? 'preliminary' : 'final';
       // The reading site, for activity reporting: the site the radiologist reads for (their first).

@@ -257,7 +257,9 @@ export class TeleRequests {
   async requestFor(who: Principal, id: number, origin: Origin, now = new Date()): Promise<TeleRequest> {
     const row = await this.row(this.sql, id);
     const reader = who.userId !== undefined && Number(row.assigned_user_id) === who.userId;
-    if (!reader && !this.mayRequestFor(who, Number(row.requesting_site_id))) throw new TeleError('not-found', `teleradiology request ${id} does not exist`);
+    // Its sender too (a referring physician without a site membership).
+    const sender = row.created_by === who.id && who.kind !== 'share-link';
+    if (!reader && !sender && !this.mayRequestFor(who, Number(row.requesting_site_id))) throw new TeleError('not-found', `teleradiology request ${id} does not exist`);
     await this.record(this.sql, who, origin, 'view', row, { what: 'tele-request' });
     return this.requestOf(row, now);
   }
@@ -461,7 +463,8 @@ export class TeleRequests {
     });
   }
 
-  async shiftsAt(at: Date): Promise<OnCallShift[]> {
+  async shiftsAt(who: Principal, at: Date): Promise<OnCallShift[]> {
+    if (who.kind === 'share-link' || (who.kind === 'user' && !who.roles.some((r) => r !== 'patient'))) throw new TeleError('forbidden', 'the rota is for professionals');
     const rows = await this.sql.all<{ id: number; login: string; specialty: string; starts_at: string; ends_at: string }>(
       `SELECT o.id, u.login, o.specialty, o.starts_at, o.ends_at FROM tele_oncall o JOIN users u ON u.id = o.user_id
         WHERE o.starts_at <= ? AND o.ends_at > ? ORDER BY o.specialty, o.starts_at`, [at.toISOString(), at.toISOString()]);
