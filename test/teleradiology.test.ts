@@ -180,7 +180,10 @@ for (const engine of testDatabases()) {
       const first = await json<{ status: string; version: number }>(
         await send('rad.a', `/requests/${kneeRequest}/report`, { template: 'irm-genou', findings: 'Fissure horizontale de la corne postérieure', fields: { menisque_interne: 'fissure' } }, 'PUT'), 200);
       assert.deepEqual([first.status, first.version], ['draft', 1]);
-      await json(await send('rad.a', `/requests/${kneeRequest}/report`, { conclusion: 'Lésion méniscale interne' }, 'PUT'), 200);
+      await json(await send('rad.a', `/requests/${kneeRequest}/report`, { conclusion: 'Lésion méniscale interne', baseVersion: 1 }, 'PUT'), 200);
+      // A second tab still at version 1 does not overwrite what the first saved.
+      const stale = await json<{ detail: string }>(await send('rad.a', `/requests/${kneeRequest}/report`, { conclusion: 'ancienne', baseVersion: 1 }, 'PUT'), 409);
+      assert.match(stale.detail, /saved meanwhile \(version 2, not 1\)/);
       // Another radiologist cannot write into the reading rad.a holds.
       await json(await send('rad.b', `/requests/${kneeRequest}/report`, { conclusion: 'autre' }, 'PUT'), 409);
       await login('rad.a');

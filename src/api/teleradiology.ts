@@ -38,7 +38,7 @@ const reportBody = {
   properties: {
     template: { type: 'string', maxLength: 64 },
     fields: { type: 'object', maxProperties: 200, additionalProperties: { type: 'string', maxLength: 20_000 } },
-    findings: { type: 'string', maxLength: 200_000 }, conclusion: long,
+    findings: { type: 'string', maxLength: 200_000 }, conclusion: long, baseVersion: { type: 'integer', minimum: 0 },
   },
 } as const;
 

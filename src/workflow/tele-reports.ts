@@ -20,6 +20,8 @@ export interface ReportContent {
   fields?: Record<string, string>;
   findings?: string;
   conclusion?: string;
+  /** The version the reader's copy was saved as: a save from a stale copy (another tab, another device) is refused (409). */
+  baseVersion?: number;
 }
 
 export interface Delivery {
@@ -103,6 +105,9 @@ export class TeleReports {
     return this.sql.transaction(async (tx) => {
       const existing = await this.reportRow(tx, requestId);
       if (existing && signedStatuses.includes(existing.status)) throw new TeleError('conflict', `the report of request ${requestId} is signed: add an addendum instead`);
+      if (content.baseVersion !== undefined && content.baseVersion !== Number(existing?.version ?? 0)) {
+        throw new TeleError('conflict', `the draft was saved meanwhile (version ${Number(existing?.version ?? 0)}, not ${content.baseVersion}): reload it before going on`);
+      }
       const request = await this.requests.holdReading(tx, who, requestId, now);
       await this.templates.checkDraft(tx, content.template ?? existing?.template ?? undefined, content.fields ?? (existing ? JSON.parse(existing.fields_json) as Record<string, string> : {}));
       const at = now.toISOString();
