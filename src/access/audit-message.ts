@@ -30,6 +30,7 @@ export const AuditEventID = {
   Import: dcm('110107', 'Import'),
   OrderRecord: dcm('110109', 'Order Record'),
   PatientRecord: dcm('110110', 'Patient Record'),
+  ProcedureRecord: dcm('110111', 'Procedure Record'),
   Query: dcm('110112', 'Query'),
   SecurityAlert: dcm('110113', 'Security Alert'),
   UserAuthentication: dcm('110114', 'User Authentication'),
@@ -102,6 +103,21 @@ export function auditEventKindOf(action: AuditAction, details?: Record<string, u
     case 'login-failed':
       return { EventID: AuditEventID.UserAuthentication, EventActionCode: 'E', EventTypeCode: AuditEventTypeCode.Login };
     case 'logout': return { EventID: AuditEventID.UserAuthentication, EventActionCode: 'E', EventTypeCode: AuditEventTypeCode.Logout };
+    // Teleradiology: the request is an order; its reading and report a procedure record; an assignment opens a study to a reader.
+    case 'tele-request': return { EventID: AuditEventID.OrderRecord, EventActionCode: details?.urgency !== undefined ? 'C' : 'U' };
+    case 'tele-protocol':
+    case 'tele-claim':
+      return { EventID: AuditEventID.OrderRecord, EventActionCode: 'U' };
+    case 'tele-template': return { EventID: AuditEventID.ProcedureRecord, EventActionCode: 'U' };
+    case 'tele-assign':
+    case 'tele-rota':
+      return { EventID: AuditEventID.SecurityAlert, EventActionCode: 'E', EventTypeCode: AuditEventTypeCode.ObjectSecurityAttributesChanged };
+    case 'report-draft': return { EventID: AuditEventID.ProcedureRecord, EventActionCode: details?.version === 1 ? 'C' : 'U' };
+    case 'report-sign':
+    case 'report-addendum':
+      return { EventID: AuditEventID.ProcedureRecord, EventActionCode: 'U' };
+    case 'report-send': return { EventID: AuditEventID.Export, EventActionCode: 'R' };
+    case 'second-reading': return { EventID: AuditEventID.ProcedureRecord, EventActionCode: details?.answered === true ? 'U' : 'C' };
   }
 }
 

@@ -17,7 +17,7 @@ import { IngestError, type IngestErrorCode } from './ingest-error.ts';
 /** Who sends the object, resolved by the protocol adapter before ingest. */
 export interface IngestSource {
   site: Site;
-  via: 'stow-rs' | 'dimse' | 'import' | 'reindex';
+  via: 'stow-rs' | 'dimse' | 'import' | 'reindex' | 'report';
   /** STOW-RS to /studies/{StudyInstanceUID}: every object must belong to it. */
   expectedStudyInstanceUID?: string;
 }

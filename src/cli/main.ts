@@ -14,6 +14,10 @@ import { runExport, runImport } from './media.ts';
 import { Forwarder } from '../dimse/forwarder.ts';
 import { IdentityFromImages } from '../workflow/identities-from-images.ts';
 import { OrderMatching } from '../workflow/order-matching.ts';
+import { TeleImagesArrival } from '../workflow/tele-images.ts';
+import { TeleRequests } from '../workflow/tele-requests.ts';
+import { TeleEscalation } from '../workflow/tele-escalation.ts';
+import { ReportDelivery } from '../exchange/report-delivery.ts';
 import { Hl7Server } from '../hl7/server.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { runSend } from './send.ts';
@@ -238,6 +242,15 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   identities.start();
   const orders = new OrderMatching(archive, logger.child({ component: 'orders' }));
   orders.start();
+  // Teleradiology: images meeting their request start its clock and open the study to its reader.
+  const teleRequests = new TeleRequests(archive, config.teleradiology);
+  const teleImages = new TeleImagesArrival(teleRequests, logger.child({ component: 'teleradiology' }), config.teleradiology.pollMs);
+  teleImages.start();
+  const escalation = new TeleEscalation(teleRequests, logger.child({ component: 'teleradiology' }));
+  escalation.start();
+  // Signed reports back to their requesting sites (ORU^R01 over MLLP), from the deliveries their signature queued.
+  const reportDelivery = new ReportDelivery(archive, config.teleradiology, logger.child({ component: 'report-delivery' }), config.dimse.aeTitle);
+  reportDelivery.start();
   // The audit trail as DICOM audit messages to a syslog collector: polls the trail, never in the request path.
   const auditExport = config.audit.syslog
     ? new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, hostname()), logger.child({ component: 'audit-syslog' }))
@@ -257,7 +270,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   });
   logger.info('stopping');
   clearInterval(purge);
-  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop()]);
+  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop(), teleImages.stop(), escalation.stop(), reportDelivery.stop()]);
   // Last, so that what the closing services recorded still goes out.
   await auditExport?.stop(10_000);
   await archive.close();

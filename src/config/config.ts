@@ -6,6 +6,7 @@ import YAML from 'yaml';
 import type { DuplicatePolicy, NewSite } from '../index/records.ts';
 import type { MetaHeaderMismatchPolicy } from '../archive/ingest.ts';
 import type { StorageConfig } from '../storage/open-store.ts';
+import { isSupportedCharacterSet, type Hl7CharacterSet } from '../hl7/character-sets.ts';
 
 /**
  * Atrium's configuration: one YAML file (atrium.example.yaml documents every key),
@@ -63,7 +64,35 @@ export interface AtriumConfig {
   audit: { syslog?: AuditSyslogConfig };
   /** Who may call the HTTP API and the portal: sessions, OpenID Connect, bearer JWTs, machine clients. */
   auth: AuthConfig;
+  /** Teleradiology workflow (src/workflow/tele-*.ts): claims, deadlines, where signed reports go. */
+  teleradiology: TeleradiologyConfig;
   log: { level: string };
+}
+
+export interface TeleradiologyConfig {
+  /** A claimed reading is released when its reader shows no activity (no draft saved) for this long. */
+  claimMinutes: number;
+  /** From the request, then from the images' arrival, to the deadline, by urgency. */
+  deadlineMinutes: { routine: number; urgent: number; stroke: number };
+  /**
+   * A request nobody is reading this long before its deadline is escalated: flagged on the
+   * worklists and given to the radiologist on call for its specialty.
+   */
+  escalateBeforeMinutes: { routine: number; urgent: number; stroke: number };
+  /** The specialty whose on-call radiologist is given stroke requests at once. */
+  strokeSpecialty: string;
+  /** How often arriving images are matched to requests (the stroke clock starts there). */
+  pollMs: number;
+  /** Per requesting site, where its signed reports go: ORU^R01 over MLLP to its RIS. */
+  sites: TeleradiologySite[];
+  /** Sending of reports: wait for an ACK this long, retry with doubling delays up to maxAttempts. */
+  delivery: { ackTimeoutMs: number; retryBaseMs: number; maxAttempts: number; pollMs: number };
+}
+
+export interface TeleradiologySite {
+  site: string;
+  /** The site's RIS listener; MSH-5/MSH-6 name it; MSH-18 (default 8859/1, what French RIS mostly read). */
+  oru?: { host: string; port: number; application: string; facility: string; characterSet: Hl7CharacterSet };
 }
 
 /**
@@ -296,6 +325,15 @@ export function defaultConfig(dataDir: string): AtriumConfig {
       sessions: { idleMinutes: 30, absoluteHours: 12, secureCookie: true },
       loginAttemptsPerMinute: 10,
     },
+    teleradiology: {
+      claimMinutes: 20,
+      deadlineMinutes: { routine: 2880, urgent: 240, stroke: 30 },
+      escalateBeforeMinutes: { routine: 240, urgent: 60, stroke: 10 },
+      strokeSpecialty: 'neuro',
+      pollMs: 500,
+      sites: [],
+      delivery: { ackTimeoutMs: 10_000, retryBaseMs: 5_000, maxAttempts: 20, pollMs: 1_000 },
+    },
     log: { level: 'info' },
   };
 }
@@ -393,6 +431,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   parseHl7(obj(raw, 'hl7'), env, config);
   parseAudit(obj(raw, 'audit'), config);
   parseAuth(obj(raw, 'auth'), env, config);
+  parseTeleradiology(obj(raw, 'teleradiology'), config);
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;
@@ -641,6 +680,43 @@ function parseHl7(h: Record<string, unknown>, env: Env, config: AtriumConfig): v
     const stationAETitle = str(e, 'stationAETitle');
     if (stationAETitle !== undefined && !isValidAETitle(stationAETitle)) throw new ConfigError(`${where}.stationAETitle is not a valid AE title`);
     return { application, facility, site, ...(stationAETitle !== undefined ? { stationAETitle } : {}) };
+  });
+}
+
+function parseTeleradiology(t: Record<string, unknown>, config: AtriumConfig): void {
+  const c = config.teleradiology;
+  const positive = (value: number | undefined, where: string, dflt: number) => {
+    if (value === undefined) return dflt;
+    if (!Number.isInteger(value) || value < 1) throw new ConfigError(`teleradiology.${where} must be a positive integer`);
+    return value;
+  };
+  c.claimMinutes = positive(num(t, 'claimMinutes'), 'claimMinutes', c.claimMinutes);
+  const d = obj(t, 'deadlineMinutes');
+  for (const k of ['routine', 'urgent', 'stroke'] as const) c.deadlineMinutes[k] = positive(num(d, k), `deadlineMinutes.${k}`, c.deadlineMinutes[k]);
+  const e = obj(t, 'escalateBeforeMinutes');
+  for (const k of ['routine', 'urgent', 'stroke'] as const) {
+    c.escalateBeforeMinutes[k] = positive(num(e, k), `escalateBeforeMinutes.${k}`, c.escalateBeforeMinutes[k]);
+    if (c.escalateBeforeMinutes[k] >= c.deadlineMinutes[k]) throw new ConfigError(`teleradiology.escalateBeforeMinutes.${k} must be shorter than deadlineMinutes.${k}`);
+  }
+  c.strokeSpecialty = str(t, 'strokeSpecialty') ?? c.strokeSpecialty;
+  c.pollMs = positive(num(t, 'pollMs'), 'pollMs', c.pollMs);
+  const delivery = obj(t, 'delivery');
+  for (const k of ['ackTimeoutMs', 'retryBaseMs', 'maxAttempts', 'pollMs'] as const) c.delivery[k] = positive(num(delivery, k), `delivery.${k}`, c.delivery[k]);
+  if (t.sites === undefined) return;
+  if (!Array.isArray(t.sites)) throw new ConfigError('teleradiology.sites must be a list');
+  c.sites = t.sites.map((entry: unknown, i) => {
+    const where = `teleradiology.sites[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${where} must be a mapping`);
+    const e = entry as Record<string, unknown>;
+    const site = required(e, 'site', where);
+    if (!config.sites.some((s) => s.code === site)) throw new ConfigError(`${where}.site ${site} is not a configured site`);
+    if (e.oru === undefined) return { site };
+    const o = obj(e, 'oru');
+    const port = num(o, 'port');
+    if (port === undefined || !Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`${where}.oru.port must be a TCP port`);
+    const characterSet = str(o, 'characterSet') ?? '8859/1';
+    if (!isSupportedCharacterSet(characterSet)) throw new ConfigError(`${where}.oru.characterSet must be ASCII, 8859/1, 8859/15 or UNICODE UTF-8`);
+    return { site, oru: { host: required(o, 'host', `${where}.oru`), port, application: str(o, 'application') ?? 'RIS', facility: str(o, 'facility') ?? site, characterSet } };
   });
 }
 

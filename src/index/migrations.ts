@@ -493,6 +493,139 @@ DROP INDEX studies_site_date;
 CREATE INDEX studies_date ON studies (study_date DESC{nulls-last}, study_time DESC{nulls-last}, id, site_id, patient_id);
 `,
   },
+  {
+    version: 12,
+    name: 'teleradiology: requests, on-call rota, reports and their addenda, report deliveries, second readings, report templates',
+    // A request is open until its final report (status), and a worklist is a walk of open
+    // requests in deadline order: a partial index of the open ones serves it (reported
+    // requests pile up for years, open ones stay a few thousand), filters on site, modality,
+    // body part and urgency are checked on the index entry. A reading is claimed by
+    // one radiologist until claim_expires_at. Reports are never edited once final: addenda
+    // follow. Deliveries are written in the signing transaction and sent by a worker.
+    sql: `
+CREATE TABLE tele_requests (
+  id {id},
+  requesting_site_id BIGINT NOT NULL REFERENCES sites (id),
+  patient_id BIGINT NOT NULL REFERENCES patients (id),
+  study_instance_uid {text},
+  accession_number {text},
+  urgency {text} NOT NULL,
+  modality {text} NOT NULL,
+  body_part {text} NOT NULL,
+  specialty {text} NOT NULL,
+  clinical_context TEXT NOT NULL,
+  clinical_question TEXT NOT NULL,
+  requesting_physician TEXT NOT NULL,
+  requesting_physician_rpps {text},
+  proposed_protocol TEXT NOT NULL,
+  protocol TEXT,
+  protocol_decision {text},
+  protocol_reason TEXT,
+  protocol_by {text},
+  protocol_at {text},
+  status {text} NOT NULL,
+  returned_reason TEXT,
+  assigned_user_id BIGINT REFERENCES users (id),
+  assignment_grant_id BIGINT REFERENCES access_grants (id),
+  assigned_at {text},
+  claimed_by BIGINT REFERENCES users (id),
+  claim_expires_at {text},
+  images_arrived_at {text},
+  deadline_at {text} NOT NULL,
+  escalated_at {text},
+  reported_at {text},
+  created_by {text} NOT NULL,
+  created_at {text} NOT NULL,
+  updated_at {text} NOT NULL
+);
+CREATE INDEX tele_requests_open ON tele_requests (deadline_at, id, requesting_site_id, urgency, modality, body_part, specialty)
+  WHERE status IN ('awaiting-protocol', 'open');
+CREATE INDEX tele_requests_status ON tele_requests (status, deadline_at, id);
+CREATE INDEX tele_requests_assigned ON tele_requests (assigned_user_id, status, deadline_at);
+CREATE INDEX tele_requests_study ON tele_requests (study_instance_uid);
+CREATE INDEX tele_requests_accession ON tele_requests (requesting_site_id, accession_number);
+CREATE TABLE tele_oncall (
+  id {id},
+  user_id BIGINT NOT NULL REFERENCES users (id),
+  specialty {text} NOT NULL,
+  starts_at {text} NOT NULL,
+  ends_at {text} NOT NULL,
+  created_by {text} NOT NULL,
+  created_at {text} NOT NULL
+);
+CREATE INDEX tele_oncall_specialty ON tele_oncall (specialty, starts_at, ends_at);
+CREATE TABLE tele_reports (
+  id {id},
+  request_id BIGINT NOT NULL UNIQUE REFERENCES tele_requests (id),
+  status {text} NOT NULL,
+  template {text},
+  fields_json TEXT NOT NULL,
+  findings TEXT NOT NULL,
+  conclusion TEXT NOT NULL,
+  author_user_id BIGINT NOT NULL REFERENCES users (id),
+  reading_site_id BIGINT REFERENCES sites (id),
+  version INTEGER NOT NULL,
+  created_at {text} NOT NULL,
+  updated_at {text} NOT NULL,
+  signed_at {text},
+  signed_by {text}
+);
+CREATE TABLE tele_report_addenda (
+  id {id},
+  report_id BIGINT NOT NULL REFERENCES tele_reports (id),
+  text TEXT NOT NULL,
+  author_user_id BIGINT NOT NULL REFERENCES users (id),
+  signed_by {text} NOT NULL,
+  signed_at {text} NOT NULL
+);
+CREATE INDEX tele_report_addenda_report ON tele_report_addenda (report_id, id);
+CREATE TABLE tele_deliveries (
+  id {id},
+  report_id BIGINT NOT NULL REFERENCES tele_reports (id),
+  channel {text} NOT NULL,
+  destination {text} NOT NULL,
+  result_status {text} NOT NULL,
+  payload TEXT,
+  status {text} NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at {text} NOT NULL,
+  last_error TEXT,
+  created_at {text} NOT NULL,
+  sent_at {text}
+);
+CREATE INDEX tele_deliveries_pending ON tele_deliveries (status, next_attempt_at);
+CREATE TABLE tele_second_readings (
+  id {id},
+  request_id BIGINT NOT NULL REFERENCES tele_requests (id),
+  specialty {text} NOT NULL,
+  question TEXT NOT NULL,
+  asked_by {text} NOT NULL,
+  asked_by_user_id BIGINT REFERENCES users (id),
+  expert_user_id BIGINT NOT NULL REFERENCES users (id),
+  grant_id BIGINT REFERENCES access_grants (id),
+  status {text} NOT NULL,
+  findings TEXT,
+  conclusion TEXT,
+  agreement {text},
+  answer_site_id BIGINT REFERENCES sites (id),
+  created_at {text} NOT NULL,
+  answered_at {text}
+);
+CREATE INDEX tele_second_readings_expert ON tele_second_readings (expert_user_id, status, created_at);
+CREATE INDEX tele_second_readings_request ON tele_second_readings (request_id);
+CREATE INDEX tele_reports_signed ON tele_reports (signed_at);
+CREATE TABLE tele_report_templates (
+  code {text} PRIMARY KEY,
+  name TEXT NOT NULL,
+  modality {text},
+  body_part {text},
+  fields_json TEXT NOT NULL,
+  findings TEXT NOT NULL,
+  updated_by {text} NOT NULL,
+  updated_at {text} NOT NULL
+);
+`,
+  },
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */

@@ -12,6 +12,8 @@ import { DimseServer } from '../../src/dimse/server.ts';
 import { Forwarder } from '../../src/dimse/forwarder.ts';
 import { IdentityFromImages } from '../../src/workflow/identities-from-images.ts';
 import { Hl7Server } from '../../src/hl7/server.ts';
+import { TeleImagesArrival } from '../../src/workflow/tele-images.ts';
+import { TeleRequests } from '../../src/workflow/tele-requests.ts';
 import { AuditSyslogExporter, auditSourceOf } from '../../src/access/audit-syslog.ts';
 
 export interface RunningAtrium {
@@ -30,6 +32,8 @@ export interface RunningAtrium {
   identities: IdentityFromImages;
   /** The HL7 MLLP listener, when started (options.hl7). */
   hl7?: Hl7Server;
+  /** Matches arriving images to teleradiology requests; started with options.teleradiology, else call teleImages.drain(). */
+  teleImages: TeleImagesArrival;
   /** The audit export to a syslog collector, started when `configure` set config.audit.syslog. */
   auditSyslog?: AuditSyslogExporter;
   close(): Promise<void>;
@@ -56,6 +60,8 @@ export async function startAtrium(options: {
   forwarding?: boolean;
   /** Also start the HL7 v2 MLLP listener on a free loopback port (senders from `configure`). */
   hl7?: boolean;
+  /** Also match arriving images to teleradiology requests in the background. */
+  teleradiology?: boolean;
   /** Reuse this data folder (a restart); it is then left in place on close. */
   dataDir?: string;
   /** Called with the app before it listens (to add a route a test probes). */
@@ -91,6 +97,8 @@ export async function startAtrium(options: {
   }
   const identities = new IdentityFromImages(archive, logger.child({ component: 'identities' }), 100);
   if (options.identities) identities.start();
+  const teleImages = new TeleImagesArrival(new TeleRequests(archive, config.teleradiology), logger.child({ component: 'teleradiology' }), 100);
+  if (options.teleradiology) teleImages.start();
   let forwarder: Forwarder | undefined;
   if (options.forwarding) {
     forwarder = new Forwarder(archive, config, logger.child({ component: 'forwarding' }));
@@ -107,12 +115,13 @@ export async function startAtrium(options: {
     auditSyslog.start();
   }
   return {
-    config, archive, app, tokens, dimse, forwarder, hl7, identities, auditSyslog,
+    config, archive, app, tokens, dimse, forwarder, hl7, identities, teleImages, auditSyslog,
     dicomweb: `${config.http.tls ? 'https' : 'http'}://127.0.0.1:${port}/dicom-web`,
     async close() {
       await auditSyslog?.stop(500);
       await forwarder?.stop(500);
       await identities.stop();
+      await teleImages.stop();
       await hl7?.close(500);
       await dimse?.close(500);
       await closeHttpServer(app, 500);

@@ -1,0 +1,151 @@
+/**
+ * Sends signed reports back to their requesting site: each pending delivery (written in the
+ * transaction that signed the report or added its addendum, so none is lost) is built when
+ * it is sent: an ORU^R01 sent over MLLP to the site's configured listener and marked sent on
+ * an accepting ACK, or a DICOM encapsulated PDF stored into the study through ingest. A refusal, a timeout or an unreachable listener is retried with
+ * doubling delays, with the same control ID (the receiver may spot a duplicate), until
+ * delivery.maxAttempts; then it is marked failed. Every attempt is in the audit trail.
+ * Several nodes may run it: a delivery is leased by a conditional update before it is sent.
+ */
+import type { Logger } from 'pino';
+import { AuditTrail, patientRef } from '../access/audit.ts';
+import type { Archive } from '../archive/archive.ts';
+import type { TeleradiologyConfig } from '../config/config.ts';
+import { sendOverMllp } from '../hl7/mllp-client.ts';
+import { encodeOru, type OruReport, type ResultStatus } from './oru.ts';
+import { loadSignedReport, type SignedReport } from './signed-report.ts';
+import { renderReportPdf } from './report-pdf.ts';
+import { encapsulatedPdfOf } from './encapsulated-pdf.ts';
+import { Readable } from 'node:stream';
+
+interface DueRow { id: number; report_id: number; channel: string; result_status: ResultStatus; attempts: number; next_attempt_at: string }
+
+const MAX_DELAY_MS = 3_600_000;
+
+/** What no retry mends (no listener configured, no study): the delivery is failed at once. */
+class PermanentFailure extends Error {}
+
+export class ReportDelivery {
+  private readonly audit: AuditTrail;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private stopped = false;
+
+  constructor(private readonly archive: Archive, private readonly config: TeleradiologyConfig, private readonly logger: Logger, private readonly sendingFacility = 'ATRIUM') {
+    this.audit = new AuditTrail(archive.index.sql);
+  }
+
+  start(): void {
+    const tick = () => {
+      if (this.stopped) return;
+      this.running = this.deliverDue()
+        .catch((e: unknown) => this.logger.error({ err: e }, 'report delivery failed; it retries'))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.config.delivery.pollMs);
+        });
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** One pass: every delivery due now is attempted once. Answers how many were sent. */
+  async deliverDue(now = new Date()): Promise<number> {
+    const sql = this.archive.index.sql;
+    const due = await sql.all<DueRow>(
+      `SELECT id, report_id, channel, result_status, attempts, next_attempt_at FROM tele_deliveries
+        WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 50`, [now.toISOString()]);
+    let sent = 0;
+    for (const d of due) {
+      const lease = new Date(Date.now() + this.config.delivery.ackTimeoutMs * 2).toISOString();
+      const taken = await sql.run(`UPDATE tele_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`, [lease, d.id, d.next_attempt_at]);
+      if (taken.changes !== 1) continue; // another node has it
+      if (await this.attempt(d)) sent++;
+    }
+    return sent;
+  }
+
+  private async attempt(d: DueRow): Promise<boolean> {
+    const sql = this.archive.index.sql;
+    const attempts = Number(d.attempts) + 1;
+    const built = await this.reportFor(Number(d.report_id), d.result_status, `ATRORU${d.id}`);
+    const event = {
+      actor: 'atrium', actorKind: 'system' as const, via: d.channel === 'hl7-oru' ? 'hl7' as const : 'api' as const, patients: built ? [built.patientRef] : [],
+      ...(built?.signed.StudyInstanceUID ? { StudyInstanceUID: built.signed.StudyInstanceUID } : {}),
+    };
+    const base = { delivery: Number(d.id), channel: d.channel, attempt: attempts, resultStatus: d.result_status };
+    let outcome: { to: string; payload?: string; details?: Record<string, unknown> };
+    try {
+      if (!built) throw new PermanentFailure('the report is gone or unsigned');
+      outcome = d.channel === 'hl7-oru' ? await this.sendOru(built) : d.channel === 'dicom-pdf' ? await this.storeInStudy(built.signed) : (() => { throw new PermanentFailure(`unknown channel ${d.channel}`); })();
+    } catch (e) {
+      const why = (e as Error).message;
+      const failed = e instanceof PermanentFailure || attempts >= this.config.delivery.maxAttempts;
+      const delay = Math.min(this.config.delivery.retryBaseMs * 2 ** (attempts - 1), MAX_DELAY_MS);
+      await sql.run(`UPDATE tele_deliveries SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?`,
+        [failed ? 'failed' : 'pending', attempts, why, new Date(Date.now() + delay).toISOString(), d.id]);
+      await this.audit.record({ action: 'report-send', outcome: 'failure', ...event, details: { ...base, why, gaveUp: failed } });
+      this.logger.warn({ delivery: Number(d.id), channel: d.channel, attempt: attempts, err: why }, failed ? 'report delivery failed for good' : 'report delivery failed; it will be retried');
+      return false;
+    }
+    await sql.run(`UPDATE tele_deliveries SET status = 'sent', attempts = ?, sent_at = ?, last_error = NULL, payload = ? WHERE id = ?`,
+      [attempts, new Date().toISOString(), outcome.payload ?? null, d.id]);
+    await this.audit.record({ action: 'report-send', outcome: 'success', ...event, details: { ...base, to: outcome.to, ...outcome.details } });
+    return true;
+  }
+
+  /** ORU^R01 over MLLP to the requesting site's RIS; the message as sent is kept. */
+  private async sendOru(built: { report: OruReport; destination?: { host: string; port: number } }): Promise<{ to: string; payload: string }> {
+    if (!built.destination) throw new PermanentFailure('the requesting site has no ORU listener configured any more');
+    const { host, port } = built.destination;
+    const payload = encodeOru(built.report);
+    await sendOverMllp({ host, port }, payload, built.report.controlId, this.config.delivery.ackTimeoutMs);
+    return { to: `${host}:${port}`, payload: payload.toString('latin1') };
+  }
+
+  /** The report's PDF as a DICOM encapsulated PDF in its study, through the archive's one way in. */
+  private async storeInStudy(signed: SignedReport): Promise<{ to: string; details: Record<string, unknown> }> {
+    if (!signed.StudyInstanceUID) throw new PermanentFailure('the request has no study to store the report in');
+    const pdf = await renderReportPdf(signed);
+    const object = encapsulatedPdfOf(signed, pdf);
+    const result = await this.archive.ingestor.ingestInstance(Readable.from([object.file]), { site: signed.requestingSite, via: 'report', expectedStudyInstanceUID: signed.StudyInstanceUID });
+    if (!result.ok) throw new Error(`the archive refused the report's object: ${result.error.message}`);
+    return { to: 'archive', details: { SOPInstanceUID: object.SOPInstanceUID, SeriesInstanceUID: object.SeriesInstanceUID } };
+  }
+
+  /** What the message says, read now from the report, its request and its patient record. */
+  private async reportFor(reportId: number, resultStatus: ResultStatus, controlId: string): Promise<{ signed: SignedReport; report: OruReport; patientRef: string; destination?: { host: string; port: number } } | undefined> {
+    const signed = await loadSignedReport(this.archive, { reportId });
+    if (!signed || !signed.signedAt) return undefined;
+    const site = signed.requestingSite;
+    const oru = this.config.sites.find((s) => s.site === site.code)?.oru;
+    const report: OruReport = {
+      controlId,
+      sending: { application: 'ATRIUM', facility: this.sendingFacility },
+      receiving: { application: oru?.application ?? '', facility: oru?.facility ?? site.code },
+      characterSet: oru?.characterSet ?? '8859/1',
+      patient: signed.patient,
+      placerOrderNumber: `TELE-${signed.requestId}`,
+      ...(signed.AccessionNumber !== undefined ? { AccessionNumber: signed.AccessionNumber } : {}),
+      ...(signed.StudyInstanceUID !== undefined ? { StudyInstanceUID: signed.StudyInstanceUID } : {}),
+      procedure: { code: signed.modality, text: signed.protocol },
+      orderingProvider: signed.requestingPhysician,
+      observedAt: signed.observedAt,
+      resultStatus,
+      signedAt: signed.signedAt,
+      interpreter: { id: signed.signer.login, name: signed.signer.name },
+      fields: signed.fields,
+      findings: signed.findings,
+      conclusion: signed.conclusion,
+      addenda: signed.addenda,
+    };
+    return {
+      signed, report, patientRef: patientRef(site.code, signed.patient.IssuerOfPatientID, signed.patient.PatientID),
+      ...(oru ? { destination: { host: oru.host, port: oru.port } } : {}),
+    };
+  }
+}

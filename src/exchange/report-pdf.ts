@@ -1,0 +1,58 @@
+/**
+ * The report for humans: one PDF with the requesting site, the patient, the exam, the
+ * question, the report and its addenda, and who signed when. Also what the DICOM
+ * encapsulated PDF stored in the study carries.
+ */
+import PDFDocument from 'pdfkit';
+import type { SignedReport } from './signed-report.ts';
+
+const statusLabel: Record<SignedReport['status'], string> = {
+  draft: 'BROUILLON (non signé)', preliminary: 'Compte rendu préliminaire', final: 'Compte rendu définitif', amended: 'Compte rendu définitif, complété par addendum',
+};
+
+/** dd/mm/yyyy of a DICOM date (YYYYMMDD), or the date as given. */
+function frenchDate(da: string): string {
+  return /^\d{8}$/.test(da) ? `${da.slice(6, 8)}/${da.slice(4, 6)}/${da.slice(0, 4)}` : da;
+}
+
+export function renderReportPdf(r: SignedReport): Promise<Buffer> {
+  // Fixed dates make the same report the same bytes (a retried store sends identical content).
+  const doc = new PDFDocument({ size: 'A4', margin: 56, info: { Title: `Compte rendu de télé-interprétation ${r.requestId}`, Author: r.signer.name, Creator: 'Atrium', CreationDate: r.signedAt ?? r.observedAt } });
+  const chunks: Buffer[] = [];
+  const done = new Promise<Buffer>((resolve, reject) => {
+    doc.on('data', (c: Buffer) => chunks.push(c));
+    doc.on('end', () => resolve(Buffer.concat(chunks)));
+    doc.on('error', reject);
+  });
+  const name = r.patient.PatientName?.split('=')[0]!.split('^').filter((p) => p !== '').join(' ') ?? '';
+  doc.font('Helvetica-Bold').fontSize(15).text('Compte rendu de télé-interprétation');
+  doc.font('Helvetica').fontSize(10).fillColor('#444').text(`${statusLabel[r.status]} · demande n° ${r.requestId} · ${r.requestingSite.name} (FINESS ${r.requestingSite.finess})`);
+  doc.moveDown().fillColor('black');
+  const line = (label: string, value: string | undefined) => {
+    if (value === undefined || value === '') return;
+    doc.font('Helvetica-Bold').text(`${label} : `, { continued: true }).font('Helvetica').text(value);
+  };
+  line('Patient', `${name} · ${r.patient.PatientID} (${r.patient.IssuerOfPatientID})`);
+  line('Né(e) le', r.patient.PatientBirthDate !== undefined ? frenchDate(r.patient.PatientBirthDate) : undefined);
+  line('Examen', `${r.modality} ${r.bodyPart} · ${r.protocol}`);
+  line('Date de l\'examen', r.study?.StudyDate !== undefined ? frenchDate(r.study.StudyDate) : undefined);
+  line('N° d\'accession', r.AccessionNumber);
+  line('Demandeur', r.requestingPhysician.name + (r.requestingPhysician.rpps ? ` (RPPS ${r.requestingPhysician.rpps})` : ''));
+  line('Urgence', r.urgency === 'stroke' ? 'alerte AVC' : r.urgency);
+  doc.moveDown();
+  const section = (title: string, body: string) => {
+    if (body.trim() === '') return;
+    doc.font('Helvetica-Bold').fontSize(11).text(title).font('Helvetica').fontSize(10).text(body).moveDown(0.7);
+  };
+  section('Indication', r.clinicalContext);
+  section('Question posée', r.clinicalQuestion);
+  const fields = Object.entries(r.fields).filter(([, v]) => v.trim() !== '');
+  if (fields.length > 0) section('Éléments structurés', fields.map(([k, v]) => `${k} : ${v}`).join('\n'));
+  section('Résultats', r.findings);
+  section('Conclusion', r.conclusion);
+  for (const a of r.addenda) section(`Addendum du ${a.signedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC (${a.signedBy})`, a.text);
+  doc.moveDown().fontSize(9).fillColor('#444')
+    .text(r.signedAt ? `Signé électroniquement par ${r.signer.name}${r.signer.rpps ? ` (RPPS ${r.signer.rpps})` : ''} le ${r.signedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC.` : 'Non signé.');
+  doc.end();
+  return done;
+}

@@ -1,0 +1,82 @@
+/**
+ * The stroke clock, end to end with the background matching running as `atrium serve` runs
+ * it: the last image of a stroke exam is stored, and the request shows on the on-call
+ * neuroradiologist's worklist with its images, and the images open to them, within 2 s.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import { testDatabases } from './support/databases.ts';
+import { CookieJar, request } from './support/browser-session.ts';
+import { syntheticInstance } from './support/synthetic.ts';
+import { addUser } from '../src/cli/users.ts';
+import { Tags } from '../src/dicom/dataset.ts';
+
+const engine = testDatabases().at(-1)!;
+const password = 'un mot de passe assez long pour les tests';
+
+describe(`stroke request on the on-call worklist (${engine.name})`, () => {
+  let atrium: RunningAtrium;
+  let base: string;
+  let cleanup: () => Promise<void>;
+  const sessions: Record<string, { jar: CookieJar; csrf: string }> = {};
+  const prior = syntheticInstance({ PatientID: 'AVC-1', Modality: 'CR', Rows: 4, Columns: 4 });
+  const study = syntheticInstance({ PatientID: 'AVC-1', Modality: 'CT', Rows: 4, Columns: 4, extra: [{ tag: Tags.AccessionNumber, vr: 'SH', value: Buffer.from('AVC-0042') }] });
+
+  const stow = async (file: Buffer) => {
+    const boundary = 'atrium-stroke';
+    const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), file, Buffer.from(`\r\n--${boundary}--\r\n`)]);
+    const r = await fetch(`${base}/dicom-web/studies`, { method: 'POST', body, headers: { authorization: `Bearer ${atrium.tokens['CLIN-SUD']!}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` } });
+    assert.equal(r.status, 200);
+  };
+  const call = (who: string, url: string, body?: unknown) => request(sessions[who]!.jar, `${base}/api/teleradiology${url}`, body === undefined ? {} : {
+    method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': sessions[who]!.csrf }, body: JSON.stringify(body),
+  });
+
+  before(async () => {
+    const db = await engine.open();
+    cleanup = db.cleanup;
+    atrium = await startAtrium({ index: db.config, teleradiology: true, configure: (c) => { c.auth.sessions.secureCookie = false; } });
+    base = atrium.dicomweb.replace(/\/dicom-web$/, '');
+    await stow(prior.file);
+    const by = { actor: 'test', via: 'cli' as const };
+    await addUser(atrium.archive, { login: 'manip.sud', displayName: 'Manipulateur', roles: ['technologist'], sites: ['CLIN-SUD'], password }, by);
+    await addUser(atrium.archive, { login: 'neuro', displayName: 'Dr Neuro', roles: ['radiologist'], sites: ['CHU-NORD'], password }, by);
+    await addUser(atrium.archive, { login: 'admin', displayName: 'Admin', roles: ['territory-admin'], sites: [], password }, by);
+    for (const who of ['manip.sud', 'neuro', 'admin']) {
+      const jar = new CookieJar();
+      assert.equal((await request(jar, `${base}/auth/local`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login: who, password }) })).status, 200);
+      sessions[who] = { jar, csrf: ((await (await request(jar, `${base}/auth/me`)).json()) as { csrfToken: string }).csrfToken };
+    }
+    const now = Date.now();
+    assert.equal((await call('admin', '/oncall', { login: 'neuro', specialty: 'neuro', startsAt: new Date(now - 60_000).toISOString(), endsAt: new Date(now + 3_600_000).toISOString() })).status, 201);
+  });
+
+  after(async () => {
+    await atrium?.close();
+    await cleanup?.();
+  });
+
+  it('shows the request with its images on the neuroradiologist\'s worklist within 2 s of the last image', async () => {
+    const created = await call('manip.sud', '/requests', {
+      patient: { PatientID: 'AVC-1' }, AccessionNumber: 'AVC-0042', urgency: 'stroke', modality: 'CT', bodyPart: 'HEAD', specialty: 'neuro',
+      clinicalContext: 'Aphasie brutale', clinicalQuestion: 'Occlusion proximale ?', requestingPhysician: { name: 'Dr Urgences' }, proposedProtocol: 'Scanner + angioscanner',
+    });
+    assert.equal(created.status, 201, await created.clone().text());
+    const { id } = (await created.json()) as { id: number };
+    await stow(study.file);
+    const stored = performance.now();
+    let elapsed = Infinity;
+    while (performance.now() - stored < 5_000) {
+      const list = (await (await call('neuro', '/worklist?mine=true&urgency=stroke')).json()) as Array<{ id: number; imagesArrived: boolean }>;
+      if (list.some((e) => e.id === id && e.imagesArrived)) {
+        elapsed = performance.now() - stored;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(elapsed < 2_000, `on the worklist with its images after ${elapsed.toFixed(0)} ms`);
+    const images = await request(sessions.neuro!.jar, `${base}/dicom-web/studies/${study.uids.study}/metadata`);
+    assert.equal(images.status, 200);
+  });
+});
