@@ -20,6 +20,7 @@ import { httpsServerOptions } from './https.ts';
 import { fastifyLimitOptions, nodeServerLimits, registerRequestLimits } from './request-limits.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
 import { portalRoutes } from './static-files.ts';
+import { patientRoutes } from './patients.ts';
 import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
 
 /**
@@ -120,6 +121,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive, peers: config.peers });
   await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive });
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
+  await app.register(patientRoutes, { prefix: '/api/patients', archive });
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(shareLinkRoutes, {
     prefix: '/share', archive, authenticator, secureCookie: config.auth.sessions.secureCookie, attemptsPerMinute: config.auth.loginAttemptsPerMinute,
