@@ -82,6 +82,8 @@ describe(`the portal in Chromium (${engine.name})`, () => {
   const contexts: BrowserContext[] = [];
   const profiles: string[] = [];
   const pageErrors: string[] = [];
+  /** The policies the viewer's decoding workers ran under. */
+  const workerPolicies: string[] = [];
   const current = newUID();
   const prior = newUID();
   const outside = newUID();
@@ -104,6 +106,7 @@ describe(`the portal in Chromium (${engine.name})`, () => {
     const page = context.pages()[0] ?? await context.newPage();
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     page.on('response', (r) => {
+      if (/decodeImageFrameWorker/.test(r.url())) workerPolicies.push(r.headers()['content-security-policy'] ?? '');
       // Before login, /auth/me answers 401: that is how the portal learns it must show the login page.
       if (r.status() >= 400 && !(r.status() === 401 && r.url().endsWith('/auth/me'))) pageErrors.push(`${r.status()} ${r.url()}`);
     });
@@ -222,6 +225,7 @@ describe(`the portal in Chromium (${engine.name})`, () => {
       `SELECT outcome FROM audit_events WHERE actor = ? AND study_instance_uid = ? AND action = 'download' ORDER BY id DESC LIMIT 1`, ['rad.nord', current]);
     assert.equal(recorded?.outcome, 'success');
     assert.deepEqual(pageErrors.filter((e) => !/favicon/.test(e)), []);
+    assert.ok(workerPolicies.length > 0 && workerPolicies.every((p) => p.includes("'wasm-unsafe-eval'")), `decoding workers under ${workerPolicies.join(' | ')}`);
   });
 
   it('refuses a radiologist an exam outside the care relationship, as if it did not exist', async () => {

@@ -55,8 +55,10 @@ export function registerSecurityHeaders(app: FastifyInstance): void {
   });
   app.addHook('onSend', async (request, reply, payload) => {
     const type = String(reply.getHeader('content-type') ?? '');
-    // A worker runs under the policy its own script came with: the viewer's decoding workers need the portal's.
-    if (/^text\/html\b/i.test(type) || (request.url.startsWith('/app/') && /^text\/javascript\b/i.test(type))) {
+    // A worker runs under the policy its own script came with: the viewer's decoding workers
+    // (fetching and compiling their WebAssembly codecs) need the portal's, other scripts keep the baseline.
+    const worker = /^(shared)?worker$/.test(String(request.headers['sec-fetch-dest'] ?? '')) && request.url.startsWith('/app/');
+    if (/^text\/html\b/i.test(type) || (worker && /^text\/javascript\b/i.test(type))) {
       reply.header('content-security-policy', portalContentSecurityPolicy);
     }
     if (holdsPatientData(request.url) && !/\b(no-store|private)\b/i.test(String(reply.getHeader('cache-control') ?? ''))) {
