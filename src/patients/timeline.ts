@@ -25,6 +25,8 @@ export interface PatientRecordSummary {
   PatientName?: string;
   PatientBirthDate?: string;
   PatientSex?: string;
+  /** The INS (matricule and key), only once the record's identity is qualified. */
+  INS?: string;
   NumberOfPatientRelatedStudies: number;
 }
 
@@ -56,7 +58,22 @@ export async function findPatientRecords(
   const rows = await index.searchPatients({
     level: 'patient', matches, fuzzymatching: true, limit, offset: 0, restriction: both(restriction, bySite),
   });
-  return rows.map((r) => ({ ...recordSummary(siteById, r.siteId, r.patient), NumberOfPatientRelatedStudies: r.NumberOfPatientRelatedStudies }));
+  const ins = await qualifiedINSOf(index, rows);
+  return rows.map((r) => {
+    const key = `${r.siteId}|${r.patient.IssuerOfPatientID}|${r.patient.PatientID}`;
+    return { ...recordSummary(siteById, r.siteId, r.patient), ...(ins.has(key) ? { INS: ins.get(key)! } : {}), NumberOfPatientRelatedStudies: r.NumberOfPatientRelatedStudies };
+  });
+}
+
+/** The qualified INS of these records (by site|issuer|PatientID); an unqualified INS is not shown. */
+async function qualifiedINSOf(index: ArchiveIndex, records: Array<{ siteId: number; patient: PatientAttributes }>): Promise<Map<string, string>> {
+  if (records.length === 0) return new Map();
+  const rows = await index.sql.all<{ site_id: number; issuer: string; patient_id: string; ins: string }>(
+    `SELECT p.site_id, p.issuer, p.patient_id, i.ins FROM patients p JOIN patient_identities i ON i.patient_id = p.id
+      WHERE i.status = 'qualified' AND i.ins IS NOT NULL AND (${records.map(() => '(p.site_id = ? AND p.issuer = ? AND p.patient_id = ?)').join(' OR ')})`,
+    records.flatMap((r) => [r.siteId, r.patient.IssuerOfPatientID, r.patient.PatientID]),
+  );
+  return new Map(rows.map((r) => [`${Number(r.site_id)}|${r.issuer}|${r.patient_id}`, r.ins]));
 }
 
 export function recordSummary(siteById: ReadonlyMap<number, Site>, siteId: number, p: PatientAttributes): Omit<PatientRecordSummary, 'NumberOfPatientRelatedStudies'> & { siteId: number } {
