@@ -29,6 +29,7 @@ const portalDir = path.join(repo, 'web', 'dist');
 const screenshots = path.join(repo, '.tmp', 'portal-screenshots');
 const engine = testDatabases().at(-1)!;
 const radiologist = { sub: 'psc-rad-nord', SubjectNameID: '810002222222', given_name: 'Anne', family_name: 'Radiologue' };
+const password = 'un mot de passe assez long pour les tests';
 const chromiumArgs = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic',
@@ -135,6 +136,9 @@ describe(`the portal in Chromium (${engine.name})`, () => {
     await stow(atrium.tokens['CHU-NORD']!, series({ PatientID: 'PN-7', PatientName: 'Lefèvre^Élodie', StudyInstanceUID: current, StudyDate: '20260310', slices: 12 }));
     await stow(atrium.tokens['CHU-NORD']!, series({ PatientID: 'PN-7', PatientName: 'Lefèvre^Élodie', StudyInstanceUID: prior, StudyDate: '20250105', slices: 6 }));
     await stow(atrium.tokens['CLIN-SUD']!, series({ PatientID: 'PS-1', PatientName: 'Sud^Bruno', StudyInstanceUID: outside, StudyDate: '20260101', slices: 2 }));
+    const nord = atrium.archive.sites.get('CHU-NORD')!;
+    const record = (await atrium.archive.index.patientRecordId(nord.id, nord.issuerOfPatientID, 'PN-7'))!;
+    await addUser(atrium.archive, { login: 'elodie.lefevre', displayName: 'Élodie Lefèvre', roles: ['patient'], sites: [], patientId: record, password }, { actor: 'test', via: 'cli' });
     await addUser(atrium.archive, { login: 'rad.nord', displayName: 'Dr Anne Radiologue', roles: ['radiologist'], sites: ['CHU-NORD'], rpps: '10002222222' }, { actor: 'test', via: 'cli' });
   });
 
@@ -217,6 +221,20 @@ describe(`the portal in Chromium (${engine.name})`, () => {
     await renderedViewport(page, '6-compare-prior', page.getByTestId('viewport-1'));
     await shoot(page, '6-compare');
 
+    // Four viewports; cine runs through the active one's images and stops.
+    await page.getByTestId('layout-2x2').click();
+    for (const i of [0, 1, 2, 3]) await renderedViewport(page, `7-layout-2x2-${i}`, page.getByTestId(`viewport-${i}`));
+    await shoot(page, '7-layout-2x2');
+    const before = await page.getByTestId('slice-0').innerText();
+    await page.keyboard.press('c');
+    await page.waitForFunction((b) => document.querySelector('[data-testid=slice-0]')?.textContent !== b, before);
+    await page.keyboard.press('c');
+    assert.equal(await page.getByTestId('cine').innerText(), 'Ciné');
+
+    // English on demand.
+    await page.getByRole('button', { name: 'English' }).click();
+    await page.getByTestId('tool-Length').getByText('Length').waitFor();
+
     // The exam as a ZIP, recorded as a download.
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download').click()]);
     const zip = readFileSync((await download.path())!);
@@ -226,6 +244,24 @@ describe(`the portal in Chromium (${engine.name})`, () => {
     assert.equal(recorded?.outcome, 'success');
     assert.deepEqual(pageErrors.filter((e) => !/favicon/.test(e)), []);
     assert.ok(workerPolicies.length > 0 && workerPolicies.every((p) => p.includes("'wasm-unsafe-eval'")), `decoding workers under ${workerPolicies.join(' | ')}`);
+  });
+
+  it('lets a patient log in with a local account and see their own exams only', async () => {
+    const page = await browser();
+    await page.goto(`${base}/app/`);
+    await page.locator('input[name=login]').fill('elodie.lefevre');
+    await page.locator('input[name=password]').fill('pas le bon mot de passe');
+    await page.getByRole('button', { name: 'Se connecter', exact: true }).click();
+    await page.getByText('Identifiant ou mot de passe incorrect.').waitFor();
+    await page.locator('input[name=password]').fill(password);
+    await page.getByRole('button', { name: 'Se connecter', exact: true }).click();
+    const exams = page.getByTestId('timeline').locator('li');
+    await exams.nth(1).waitFor();
+    assert.equal(await exams.count(), 2);
+    await shoot(page, '8-patient-exams');
+    await exams.nth(1).getByTestId('open-study').click();
+    await page.waitForURL(`${base}/app/viewer?StudyInstanceUID=${prior}`);
+    await renderedViewport(page, '8-patient-viewer', page.getByTestId('viewport-0'));
   });
 
   it('refuses a radiologist an exam outside the care relationship, as if it did not exist', async () => {
@@ -240,10 +276,10 @@ describe(`the portal in Chromium (${engine.name})`, () => {
     await page.getByText('Aucun patient trouvé.').waitFor();
     await page.goto(`${base}/app/viewer?StudyInstanceUID=${outside}`);
     await page.getByTestId('refused').waitFor({ timeout: 5000 }).catch(async (e: unknown) => {
-      await shoot(page, '7-refused-failed');
+      await shoot(page, '9-refused-failed');
       throw new Error(`${String(e)}\n${pageErrors.join('\n')}`);
     });
-    await shoot(page, '7-refused');
+    await shoot(page, '9-refused');
     const refusal = await atrium.archive.index.sql.get<{ outcome: string }>(
       `SELECT outcome FROM audit_events WHERE actor = ? AND study_instance_uid = ? ORDER BY id DESC LIMIT 1`, ['rad.nord', outside]);
     assert.equal(refusal?.outcome, 'refused');
@@ -265,12 +301,12 @@ describe(`the portal in Chromium (${engine.name})`, () => {
     await page.locator('input[name=pin]').fill('000000');
     await page.getByRole('button', { name: 'Voir les images' }).click();
     await page.getByText('Code incorrect.').waitFor();
-    await shoot(page, '8-share-pin');
+    await shoot(page, '10-share-pin');
     await page.locator('input[name=pin]').fill('482913');
     await page.getByRole('button', { name: 'Voir les images' }).click();
     await page.waitForURL(`${base}/app/viewer?StudyInstanceUID=${current}`);
     assert.ok(!page.url().includes('#'), 'the token leaves the address bar');
-    await renderedViewport(page, '9-share-viewer', page.getByTestId('viewport-0'));
+    await renderedViewport(page, '11-share-viewer', page.getByTestId('viewport-0'));
     await page.goto(`${base}/app/viewer?StudyInstanceUID=${prior}`);
     await page.getByTestId('refused').waitFor();
   });

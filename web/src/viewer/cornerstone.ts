@@ -2,7 +2,7 @@
  * Cornerstone3D set up once per page: the rendering core (WebGL, or its CPU path when the
  * browser has no WebGL), the DICOMweb image loader (decoding in module workers), the tools.
  */
-import { init as initCore, setUseCPURendering, Enums, eventTarget, type Types } from '@cornerstonejs/core';
+import { init as initCore, setUseCPURendering, cache, Enums, eventTarget, type Types } from '@cornerstonejs/core';
 import { init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
 import * as tools from '@cornerstonejs/tools';
 import { getJson } from '../api.ts';
@@ -90,10 +90,14 @@ export async function imageIdsOfSeries(StudyInstanceUID: string, SeriesInstanceU
   return ids;
 }
 
-/** Calls back with each image of `ids` once it is loaded (the progress of a series). */
+/**
+ * Calls back with the number of images of `ids` loaded, at once (those already in the cache,
+ * shown in another viewport) and as each further one arrives: the progress of a series.
+ */
 export function onImagesLoaded(ids: string[], callback: (loaded: number) => void): () => void {
   const wanted = new Set(ids);
-  const seen = new Set<string>();
+  const seen = new Set(ids.filter((id) => cache.isLoaded(id)));
+  callback(seen.size);
   const listener = (e: Event) => {
     const id = (e as CustomEvent<{ image?: Types.IImage }>).detail.image?.imageId;
     if (id && wanted.has(id) && !seen.has(id)) {
