@@ -202,6 +202,25 @@ describe(`the portal in Chromium (${engine.name})`, () => {
     assert.ok(!brain.equals(first), 'the brain window shows the image differently');
     await page.keyboard.press('1');
 
+    // Zoom (Z, a vertical drag) and pan (P, a drag) move the image; R puts it back.
+    const unzoomed = await renderedViewport(page, '4-window-default', viewport);
+    const drag = async (dx: number, dy: number) => {
+      await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width / 2 + dx, box.y + box.height / 2 + dy, { steps: 10 });
+      await page.mouse.up();
+    };
+    await page.keyboard.press('z');
+    await drag(0, -150);
+    const zoomed = await renderedViewport(page, '4-zoom', viewport);
+    assert.ok(!zoomed.equals(unzoomed), 'zoomed');
+    await page.keyboard.press('p');
+    await drag(120, 60);
+    const panned = await renderedViewport(page, '4-pan', viewport);
+    assert.ok(!panned.equals(zoomed), 'panned');
+    await page.keyboard.press('r');
+    await page.keyboard.press('w');
+
     // A length measurement, drawn with the mouse.
     await page.getByTestId('tool-Length').click();
     await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.3);

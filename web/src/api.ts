@@ -19,7 +19,11 @@ export class ApiError extends Error {
 
 let csrfToken: string | undefined;
 
+/** Fired when the API answers 401: the session ended (expired, logged out elsewhere, link revoked). */
+export const sessionEndedEvent = 'atrium:session-ended';
+
 async function problemOf(r: Response): Promise<ApiError> {
+  if (r.status === 401) window.dispatchEvent(new Event(sessionEndedEvent));
   let detail = r.statusText;
   try {
     const body = (await r.json()) as { detail?: string; title?: string };

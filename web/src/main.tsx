@@ -1,6 +1,6 @@
 import { lazy, StrictMode, Suspense, useCallback, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import { logout, whoAmI, type Me } from './api.ts';
+import { logout, sessionEndedEvent, whoAmI, type Me } from './api.ts';
 import { initialLanguage, texts, TextsContext, type Language } from './i18n.ts';
 import { navigate, useLocation } from './router.ts';
 import { LoginPage } from './pages/LoginPage.tsx';
@@ -28,6 +28,11 @@ function App() {
     whoAmI().then(setMe, () => setMe(undefined));
   }, []);
   useEffect(refresh, [refresh]);
+  useEffect(() => {
+    const ended = () => setMe(undefined);
+    window.addEventListener(sessionEndedEvent, ended);
+    return () => window.removeEventListener(sessionEndedEvent, ended);
+  }, []);
   useEffect(() => {
     document.documentElement.lang = language;
     window.localStorage.setItem('atrium.language', language);

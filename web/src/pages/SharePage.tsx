@@ -34,7 +34,6 @@ export function SharePage({ onOpened }: { onOpened: () => void }) {
     if (token) void open();
     else setMessage(t.shareNoToken);
     // Once, on arrival.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
   const submit = (e: FormEvent) => {

@@ -104,7 +104,7 @@ function StackPane(props: {
       if (getRenderingEngine(engineId)) engine.disableElement(viewportId);
       props.registerElement(index, null);
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // A viewport is set up again only when it is given another series.
   }, [series?.StudyInstanceUID, series?.SeriesInstanceUID]);
 
   return (

@@ -41,6 +41,10 @@ export function initCornerstone(): Promise<void> {
   return ready;
 }
 
+/** On a tablet: two fingers pinch to zoom, three pan; one finger is the primary tool. */
+const touchZoom = { numTouchPoints: 2 };
+const touchPan = { numTouchPoints: 3 };
+
 /** The tool group every viewport of the viewer joins: wheel scrolls, middle pans, right zooms. */
 export function createToolGroup(): tools.Types.IToolGroup {
   tools.ToolGroupManager.destroyToolGroup(toolGroupId);
@@ -48,23 +52,22 @@ export function createToolGroup(): tools.Types.IToolGroup {
   for (const name of Object.values(Tool)) group.addTool(name);
   const { MouseBindings } = tools.Enums;
   group.setToolActive(Tool.StackScroll, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
-  group.setToolActive(Tool.Pan, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
-  group.setToolActive(Tool.Zoom, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
+  group.setToolActive(Tool.Pan, { bindings: [{ mouseButton: MouseBindings.Auxiliary }, touchPan] });
+  group.setToolActive(Tool.Zoom, { bindings: [{ mouseButton: MouseBindings.Secondary }, touchZoom] });
   group.setToolActive(Tool.WindowLevel, { bindings: [{ mouseButton: MouseBindings.Primary }] });
   group.setToolPassive(Tool.Length);
   group.setToolPassive(Tool.Angle);
   return group;
 }
 
-/** The primary button's tool; the others stay passive (their measurements editable). */
+/**
+ * The primary button's tool. Cornerstone adds the bindings given to a tool to those it had,
+ * and a passive tool loses only its primary one: so the others are made passive (measurements
+ * stay editable; pan and zoom keep their own buttons and touches), then this one gets it.
+ */
 export function setPrimaryTool(group: tools.Types.IToolGroup, name: PrimaryTool): void {
-  const { MouseBindings } = tools.Enums;
-  for (const other of [Tool.WindowLevel, Tool.Length, Tool.Angle]) if (other !== name) group.setToolPassive(other);
-  // Pan and zoom keep their own buttons when they leave the primary one.
-  if (name !== Tool.Pan) group.setToolActive(Tool.Pan, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
-  if (name !== Tool.Zoom) group.setToolActive(Tool.Zoom, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
-  const extra = name === Tool.Pan ? [{ mouseButton: MouseBindings.Auxiliary }] : name === Tool.Zoom ? [{ mouseButton: MouseBindings.Secondary }] : [];
-  group.setToolActive(name, { bindings: [{ mouseButton: MouseBindings.Primary }, ...extra] });
+  for (const other of [Tool.WindowLevel, Tool.Pan, Tool.Zoom, Tool.Length, Tool.Angle]) if (other !== name) group.setToolPassive(other);
+  group.setToolActive(name, { bindings: [{ mouseButton: tools.Enums.MouseBindings.Primary }] });
 }
 
 /**
