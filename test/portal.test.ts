@@ -281,6 +281,21 @@ describe(`the portal in Chromium (${engine.name})`, () => {
     await exams.nth(1).getByTestId('open-study').click();
     await page.waitForURL(`${base}/app/viewer?StudyInstanceUID=${prior}`);
     await renderedViewport(page, '8-patient-viewer', page.getByTestId('viewport-0'));
+
+    // Progressive loading over a slow link: the first image shows while the rest of the series
+    // is still arriving, and a progress bar says how far it is.
+    let frames = 0;
+    await page.route('**/frames/**', async (route) => {
+      const delay = 400 * frames++;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      await route.continue();
+    });
+    await page.goto(`${base}/app/viewer?StudyInstanceUID=${current}`);
+    await renderedViewport(page, '8-patient-first-image', page.getByTestId('viewport-0'));
+    assert.ok(await page.getByTestId('progress-0').isVisible(), 'the series is still loading');
+    assert.match(await page.getByTestId('progress-0').innerText(), /\d+\/12 chargées/);
+    await shoot(page, '8-patient-progress');
+    await page.getByTestId('progress-0').waitFor({ state: 'detached', timeout: 30_000 });
   });
 
   it('refuses a radiologist an exam outside the care relationship, as if it did not exist', async () => {
