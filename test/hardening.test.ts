@@ -178,6 +178,8 @@ describe('HTTP hardening', () => {
     assert.equal(asset.headers['cache-control'], 'public, max-age=31536000, immutable');
     assert.equal(asset.body, 'console.log("atrium");');
     assert.match(String(asset.headers['content-security-policy']), /default-src 'none'/, 'the strict baseline, not the page policy');
+    const worker = await send(port, { path: '/app/assets/index-B3xZ9q1f.js', headers: { ...auth(), 'Sec-Fetch-Dest': 'worker' } });
+    assert.equal(worker.headers['content-security-policy'], portalContentSecurityPolicy, 'a worker runs under its script\'s policy: the portal\'s');
 
     const head = await send(port, { path: '/app/assets/index-B3xZ9q1f.js', method: 'HEAD', headers: auth() });
     assert.equal(head.status, 200);

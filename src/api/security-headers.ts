@@ -19,9 +19,13 @@ const baseline: Readonly<Record<string, string>> = {
   'cache-control': 'no-store',
 };
 
-/** The portal's pages: its own scripts, styles and workers only; images from data: and blob: (rendered frames). */
+/**
+ * The portal's pages: its own scripts, styles and workers only; images from data: and blob:
+ * (rendered frames). 'wasm-unsafe-eval' lets the viewer compile its own image codecs
+ * (WebAssembly served from 'self'); it allows no eval of JavaScript.
+ */
 export const portalContentSecurityPolicy = [
-  "default-src 'self'", "img-src 'self' data: blob:", "script-src 'self'", "style-src 'self' 'unsafe-inline'",
+  "default-src 'self'", "img-src 'self' data: blob:", "script-src 'self' 'wasm-unsafe-eval'", "style-src 'self' 'unsafe-inline'",
   "connect-src 'self'", "worker-src 'self' blob:", "object-src 'none'", "base-uri 'none'", "form-action 'self'",
   "frame-ancestors 'none'",
 ].join('; ');
@@ -51,7 +55,12 @@ export function registerSecurityHeaders(app: FastifyInstance): void {
   });
   app.addHook('onSend', async (request, reply, payload) => {
     const type = String(reply.getHeader('content-type') ?? '');
-    if (/^text\/html\b/i.test(type)) reply.header('content-security-policy', portalContentSecurityPolicy);
+    // A worker runs under the policy its own script came with: the viewer's decoding workers
+    // (fetching and compiling their WebAssembly codecs) need the portal's, other scripts keep the baseline.
+    const worker = /^(shared)?worker$/.test(String(request.headers['sec-fetch-dest'] ?? '')) && request.url.startsWith('/app/');
+    if (/^text\/html\b/i.test(type) || (worker && /^text\/javascript\b/i.test(type))) {
+      reply.header('content-security-policy', portalContentSecurityPolicy);
+    }
     if (holdsPatientData(request.url) && !/\b(no-store|private)\b/i.test(String(reply.getHeader('cache-control') ?? ''))) {
       reply.header('cache-control', 'no-store');
     }

@@ -21,6 +21,7 @@ import { fastifyLimitOptions, nodeServerLimits, registerRequestLimits } from './
 import { registerSecurityHeaders } from './security-headers.ts';
 import { portalRoutes } from './static-files.ts';
 import { teleradiologyRoutes } from './teleradiology.ts';
+import { patientRoutes } from './patients.ts';
 import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
 
 /**
@@ -121,6 +122,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive, peers: config.peers });
   await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive });
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
+  await app.register(patientRoutes, { prefix: '/api/patients', archive });
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(teleradiologyRoutes, { prefix: '/api/teleradiology', archive, config: config.teleradiology });
   await app.register(shareLinkRoutes, {

@@ -7,9 +7,12 @@ import { sendProblem } from '../dicomweb/problem.ts';
 /** Where the portal is served: its built files under /app/, its client-side routes too. */
 export const portalPrefix = '/app/';
 
+/** Where a share link points (<base>/share#<token>): the portal's share page, the token left in the fragment. */
+export const shareLinkPath = '/share';
+
 /** Routes of the portal's shell (HTML, scripts, styles): no patient data, needed before any login. */
 export function isPortalRoute(url: string): boolean {
-  return url === '/' || url === '/app' || url.startsWith(portalPrefix);
+  return url === '/' || url === '/app' || url === shareLinkPath || url.startsWith(portalPrefix);
 }
 
 const contentTypes: Readonly<Record<string, string>> = {
@@ -115,6 +118,8 @@ export async function portalRoutes(app: FastifyInstance, options: { root: string
   const root = await realpath(options.root);
   app.get('/', async (_request, reply) => reply.redirect(portalPrefix, 302));
   app.get('/app', async (_request, reply) => reply.redirect(portalPrefix, 302));
+  // Browsers keep the fragment (the link's token) across a redirect that names none.
+  app.get(shareLinkPath, async (_request, reply) => reply.redirect(`${portalPrefix}share`, 302));
   app.get('/app/*', async (request, reply) => {
     // The raw target, not the router's decoded parameter: decoded once, here.
     const target = (request.raw.url ?? '').split('?')[0]!.slice(portalPrefix.length);

@@ -1,0 +1,103 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Archive } from '../archive/archive.ts';
+import { AuditTrail, patientRefOf } from '../access/audit.ts';
+import { AccessPolicy, scopeCondition } from '../access/policy.ts';
+import { actorOf } from '../access/principal.ts';
+import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
+import { findPatientRecords, recordSummary, timelineOf } from '../patients/timeline.ts';
+import { scopeOfRequest } from './access-scope.ts';
+
+const text = { type: 'string', minLength: 1, maxLength: 64 } as const;
+
+interface SearchQuery { name?: string; birthDate?: string; ins?: string; PatientID?: string; site?: string }
+interface TimelineQuery { site?: string; PatientID?: string; IssuerOfPatientID?: string; StudyInstanceUID?: string }
+
+/**
+ * The portal's patient API, under /api/patients: a search of patient records and a person's
+ * timeline of exams. Both are scoped by the access policy (what the caller may not see is
+ * absent) and recorded in the audit trail as queries, with the patients they touched.
+ */
+export async function patientRoutes(app: FastifyInstance, options: { archive: Archive }): Promise<void> {
+  const { archive } = options;
+  const audit = new AuditTrail(archive.index.sql);
+  const policy = new AccessPolicy(archive.index.sql);
+  const who = (request: FastifyRequest) => ({ ...actorOf(request.principal!), source: request.ip, via: 'api' as const });
+
+  app.setErrorHandler((error, request, reply) => {
+    const e = error as Error & { statusCode?: number; validation?: unknown };
+    const status = e instanceof HttpProblem ? e.status : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'patient request failed');
+    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
+  });
+
+  const siteOf = (code: string | undefined) => {
+    if (code === undefined) return undefined;
+    const site = archive.sites.get(code);
+    if (!site) throw new HttpProblem(400, `unknown site ${code}`);
+    return site;
+  };
+
+  app.get<{ Querystring: SearchQuery }>('/', {
+    schema: {
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          name: text, birthDate: { type: 'string', pattern: '^[0-9]{8}(-([0-9]{8})?)?$|^-[0-9]{8}$' },
+          ins: { type: 'string', pattern: '^[0-9AB]{13,15}$' }, PatientID: text, site: text,
+        },
+      },
+    },
+  }, async (request, reply) => {
+    const q = request.query;
+    if (!q.name && !q.birthDate && !q.ins && !q.PatientID) throw new HttpProblem(400, 'name at least one of name, birthDate, ins, PatientID');
+    const site = siteOf(q.site);
+    const restriction = scopeCondition(await scopeOfRequest(policy, request));
+    const found = await findPatientRecords(archive.index, archive.siteById, {
+      ...(q.name ? { name: q.name } : {}), ...(q.birthDate ? { PatientBirthDate: q.birthDate } : {}),
+      ...(q.ins ? { INS: q.ins } : {}), ...(q.PatientID ? { PatientID: q.PatientID } : {}), ...(site ? { site } : {}),
+    }, restriction);
+    await audit.record({
+      action: 'query', outcome: 'success', ...who(request), patients: found.map((r) => patientRefOf(archive.siteById, { siteId: r.siteId, patient: r })),
+      details: { portal: 'patient-search', matches: { ...q }, results: found.length },
+    });
+    reply.header('cache-control', 'no-store');
+    return { patients: found.map(({ siteId: _siteId, ...r }) => r) };
+  });
+
+  app.get<{ Querystring: TimelineQuery }>('/timeline', {
+    schema: {
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: { site: text, PatientID: text, IssuerOfPatientID: text, StudyInstanceUID: { type: 'string', pattern: '^[0-9.]{1,64}$' } },
+      },
+    },
+  }, async (request, reply) => {
+    const q = request.query;
+    let recordId: number | undefined;
+    if (q.StudyInstanceUID) recordId = (await archive.index.studyPatient(q.StudyInstanceUID))?.patientId;
+    else {
+      const site = siteOf(q.site);
+      if (!site || !q.PatientID) throw new HttpProblem(400, 'name the patient record (site and PatientID) or one of its studies (StudyInstanceUID)');
+      recordId = await archive.index.patientRecordId(site.id, q.IssuerOfPatientID ?? site.issuerOfPatientID, q.PatientID);
+    }
+    const scope = await scopeOfRequest(policy, request);
+    // A record the caller has no reason to see answers as one that does not exist.
+    if (recordId === undefined || !(await policy.seesAnyExamOf(scope, recordId))) {
+      await audit.record({ action: 'query', outcome: 'refused', ...who(request), details: { portal: 'timeline', query: { ...q } } });
+      throw new HttpProblem(404, 'no such patient');
+    }
+    const records = (await Promise.all((await policy.samePerson([recordId])).map((id) => archive.index.patientRecord(id))))
+      .flatMap((r) => (r ? [r] : []));
+    const restriction = scopeCondition(scope);
+    const studies = await timelineOf(archive.index, archive.siteById, records, restriction);
+    // samePerson lists the record asked for first.
+    const self = records[0]!;
+    await audit.record({
+      action: 'query', outcome: 'success', ...who(request), patients: records.map((r) => patientRefOf(archive.siteById, r)),
+      details: { portal: 'timeline', studies: studies.length },
+    });
+    reply.header('cache-control', 'no-store');
+    const { siteId: _siteId, ...patient } = recordSummary(archive.siteById, self.siteId, self.patient);
+    return { patient: { ...patient, NumberOfPatientRelatedStudies: studies.length }, studies };
+  });
+}

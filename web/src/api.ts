@@ -1,0 +1,128 @@
+/** The portal's side of Atrium's HTTP API: same origin, session cookie, CSRF token on changes. */
+
+export interface Me {
+  kind: string;
+  id: string;
+  name: string;
+  roles: string[];
+  sites: string[];
+  territory?: boolean;
+  csrfToken?: string;
+}
+
+export class ApiError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+let csrfToken: string | undefined;
+
+/** Fired when the API answers 401: the session ended (expired, logged out elsewhere, link revoked). */
+export const sessionEndedEvent = 'atrium:session-ended';
+
+async function problemOf(r: Response): Promise<ApiError> {
+  if (r.status === 401) window.dispatchEvent(new Event(sessionEndedEvent));
+  let detail = r.statusText;
+  try {
+    const body = (await r.json()) as { detail?: string; title?: string };
+    detail = body.detail ?? body.title ?? detail;
+  } catch {
+    // not a problem document
+  }
+  return new ApiError(r.status, detail);
+}
+
+export async function getJson<T>(url: string, accept = 'application/json'): Promise<T> {
+  const r = await fetch(url, { headers: { accept }, credentials: 'same-origin' });
+  if (!r.ok) throw await problemOf(r);
+  return (await r.json()) as T;
+}
+
+export async function postJson<T>(url: string, body: unknown): Promise<{ status: number; body: T | undefined }> {
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+  if (csrfToken) headers['x-csrf-token'] = csrfToken;
+  const r = await fetch(url, { method: 'POST', headers, body: JSON.stringify(body), credentials: 'same-origin' });
+  const text = await r.text();
+  return { status: r.status, body: text ? (JSON.parse(text) as T) : undefined };
+}
+
+/** Who is logged in, or undefined (401). */
+export async function whoAmI(): Promise<Me | undefined> {
+  const r = await fetch('/auth/me', { credentials: 'same-origin', headers: { accept: 'application/json' } });
+  if (r.status === 401) return undefined;
+  if (!r.ok) throw await problemOf(r);
+  const me = (await r.json()) as Me;
+  csrfToken = me.csrfToken;
+  return me;
+}
+
+export async function loginLocal(login: string, password: string): Promise<Me> {
+  const r = await postJson<Me & { detail?: string }>('/auth/local', { login, password });
+  if (r.status !== 200 || !r.body) throw new ApiError(r.status, r.body?.detail ?? 'login refused');
+  csrfToken = r.body.csrfToken;
+  return r.body;
+}
+
+export async function logout(): Promise<void> {
+  await postJson('/auth/logout', {});
+  csrfToken = undefined;
+}
+
+/** Pro Santé Connect: a full-page redirect through /auth/login, back to the page asked for. */
+export function proSanteConnectUrl(returnTo: string): string {
+  return `/auth/login?returnTo=${encodeURIComponent(returnTo)}`;
+}
+
+// ---- the portal API (src/api/patients.ts) ----
+
+export interface PatientRecord {
+  site: string;
+  PatientID: string;
+  IssuerOfPatientID: string;
+  PatientName?: string;
+  PatientBirthDate?: string;
+  PatientSex?: string;
+  INS?: string;
+  NumberOfPatientRelatedStudies: number;
+}
+
+export interface TimelineStudy {
+  site: string;
+  PatientID: string;
+  StudyInstanceUID: string;
+  StudyDate?: string;
+  StudyDescription?: string;
+  AccessionNumber?: string;
+  ModalitiesInStudy: string[];
+  BodyPartsExamined: string[];
+  NumberOfStudyRelatedSeries: number;
+  NumberOfStudyRelatedInstances: number;
+}
+
+export interface PatientSearch {
+  name?: string;
+  birthDate?: string;
+  ins?: string;
+  PatientID?: string;
+  site?: string;
+}
+
+export async function searchPatients(q: PatientSearch): Promise<PatientRecord[]> {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (typeof v === 'string' && v.trim() !== '') params.set(k, v.trim());
+  return (await getJson<{ patients: PatientRecord[] }>(`/api/patients?${params}`)).patients;
+}
+
+export async function patientTimeline(site: string, PatientID: string): Promise<{ patient: PatientRecord; studies: TimelineStudy[] }> {
+  return getJson(`/api/patients/timeline?${new URLSearchParams({ site, PatientID })}`);
+}
+
+export function studyArchiveUrl(StudyInstanceUID: string): string {
+  return `/dicom-web/studies/${encodeURIComponent(StudyInstanceUID)}/archive`;
+}
+
+export function thumbnailUrl(StudyInstanceUID: string): string {
+  return `/dicom-web/studies/${encodeURIComponent(StudyInstanceUID)}/thumbnail?viewport=128,128`;
+}

@@ -1,0 +1,67 @@
+import { lazy, StrictMode, Suspense, useCallback, useEffect, useState } from 'react';
+import { createRoot } from 'react-dom/client';
+import { logout, sessionEndedEvent, whoAmI, type Me } from './api.ts';
+import { initialLanguage, texts, TextsContext, type Language } from './i18n.ts';
+import { navigate, useLocation } from './router.ts';
+import { LoginPage } from './pages/LoginPage.tsx';
+import { SearchPage } from './pages/SearchPage.tsx';
+import { TimelinePage } from './pages/TimelinePage.tsx';
+import { MyStudiesPage } from './pages/MyStudiesPage.tsx';
+import { SharePage } from './pages/SharePage.tsx';
+import './styles.css';
+
+// Cornerstone is most of the bundle: loaded when a study is opened, not for the login page.
+const ViewerPage = lazy(() => import('./viewer/ViewerPage.tsx').then((m) => ({ default: m.ViewerPage })));
+
+/** Patients and share-link holders see their own exams, never a search of others. */
+function seesOwnExamsOnly(me: Me): boolean {
+  return me.kind === 'share-link' || (me.roles.length > 0 && me.roles.every((r) => r === 'patient'));
+}
+
+function App() {
+  const { path, query } = useLocation();
+  const [language, setLanguage] = useState<Language>(initialLanguage);
+  const [me, setMe] = useState<Me | undefined | 'loading'>('loading');
+  const t = texts[language];
+
+  const refresh = useCallback(() => {
+    whoAmI().then(setMe, () => setMe(undefined));
+  }, []);
+  useEffect(refresh, [refresh]);
+  useEffect(() => {
+    const ended = () => setMe(undefined);
+    window.addEventListener(sessionEndedEvent, ended);
+    return () => window.removeEventListener(sessionEndedEvent, ended);
+  }, []);
+  useEffect(() => {
+    document.documentElement.lang = language;
+    window.localStorage.setItem('atrium.language', language);
+  }, [language]);
+
+  let page: React.ReactNode;
+  const study = path === '/viewer' ? query.get('StudyInstanceUID') : null;
+  if (path === '/share') page = <SharePage onOpened={refresh} />;
+  else if (me === 'loading') page = <p className="status">{t.loading}</p>;
+  else if (me === undefined) page = <LoginPage onLoggedIn={(m) => setMe(m)} />;
+  else if (study) page = <ViewerPage StudyInstanceUID={study} language={language} />;
+  else if (seesOwnExamsOnly(me)) page = <MyStudiesPage language={language} />;
+  else if (path === '/patients') page = <TimelinePage language={language} site={query.get('site') ?? ''} PatientID={query.get('PatientID') ?? ''} />;
+  else page = <SearchPage language={language} />;
+
+  return (
+    <TextsContext.Provider value={t}>
+      <header className="topbar">
+        <a className="brand" href="/app/" onClick={(e) => { e.preventDefault(); navigate('/'); }}>{t.appName}</a>
+        <span className="spacer" />
+        {me !== 'loading' && me !== undefined && <span className="who" data-testid="who">{me.name}</span>}
+        <button type="button" className="link" onClick={() => setLanguage(language === 'fr' ? 'en' : 'fr')}>{t.language}</button>
+        {me !== 'loading' && me !== undefined && (
+          <button type="button" className="link" onClick={() => { void logout().then(() => { setMe(undefined); navigate('/'); }); }}>{t.logout}</button>
+        )}
+      </header>
+      <main><Suspense fallback={<p className="status">{t.loading}</p>}>{page}</Suspense></main>
+    </TextsContext.Provider>
+  );
+}
+
+createRoot(document.getElementById('root')!).render(<StrictMode><App /></StrictMode>);
