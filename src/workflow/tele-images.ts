@@ -6,69 +6,60 @@
  * outbox, at its own cursor, like the other consumers.
  */
 import type { Logger } from 'pino';
-import { OutboxConsumer } from './outbox-consumer.ts';
-import { ArchiveIndex } from '../index/archive-index.ts';
+import { StudiesStoredConsumer } from './outbox-consumer.ts';
+import type { SqlDatabase } from '../index/sql.ts';
 import type { RequestRow, TeleRequests } from './tele-requests.ts';
 
 export const TELE_CONSUMER = 'teleradiology';
 const BATCH = 500;
 
-export class TeleImagesArrival extends OutboxConsumer {
+export class TeleImagesArrival extends StudiesStoredConsumer {
+  private matched = 0;
+
   constructor(private readonly requests: TeleRequests, logger: Logger, pollMs = 500) {
-    super(logger, BATCH, pollMs);
+    super(requests.archive.index, TELE_CONSUMER, logger, BATCH, pollMs);
   }
 
-  protected async runOnce(): Promise<number> {
-    const index = this.requests.archive.index;
-    const events = await index.eventsAfterCursor(TELE_CONSUMER, BATCH);
-    if (events.length === 0) return 0;
+  protected async onStudyStored(tx: SqlDatabase, { StudyInstanceUID, siteId }: { StudyInstanceUID: string; siteId: number }): Promise<void> {
     const now = new Date();
-    let matched = 0;
-    await index.sql.transaction(async (tx) => {
-      const seen = new Set<string>();
-      for (const e of events) {
-        if (e.type !== 'instance.stored') continue;
-        const { StudyInstanceUID, siteId } = e.payload as { StudyInstanceUID: string; siteId: number };
-        if (seen.has(StudyInstanceUID)) continue;
-        seen.add(StudyInstanceUID);
-        const study = await tx.get<{ accession_number: string | null; patient_id: number }>(
-          'SELECT accession_number, patient_id FROM studies WHERE study_instance_uid = ?', [StudyInstanceUID]);
-        if (!study) continue;
-        // Requests waiting for these images: by study, or by accession number at the site (same patient only).
-        const byAccession = study.accession_number !== null && study.accession_number !== '';
-        const waiting = await tx.all<RequestRow>(
-          `SELECT r.* FROM tele_requests r WHERE r.images_arrived_at IS NULL AND r.status IN ('awaiting-protocol', 'open')
-             AND (r.study_instance_uid = ?${byAccession ? ' OR (r.study_instance_uid IS NULL AND r.requesting_site_id = ? AND r.accession_number = ?)' : ''})`,
-          [StudyInstanceUID, ...(byAccession ? [siteId, study.accession_number] : [])],
-        );
-        for (const r of waiting) {
-          if (Number(r.patient_id) !== Number(study.patient_id)) {
-            this.logger.warn({ request: Number(r.id) }, 'images with the request\'s accession number belong to another patient record: not attached');
-            continue;
-          }
-          const minutes = this.requests.config.deadlineMinutes[r.urgency];
-          const deadline = new Date(now.getTime() + minutes * 60_000).toISOString();
-          await tx.run('UPDATE tele_requests SET study_instance_uid = ?, images_arrived_at = ?, deadline_at = ?, updated_at = ? WHERE id = ?',
-            [StudyInstanceUID, now.toISOString(), deadline, now.toISOString(), r.id]);
-          let row = await this.requests.row(tx, Number(r.id));
-          await this.requests.record(tx, 'system', { via: 'api' }, 'tele-request', row, { imagesArrived: true, deadline });
-          if (row.assigned_user_id !== null) {
-            // The reader was named before the study existed: the grant opens it now.
-            await this.requests.assignReading(tx, { ...row, assignment_grant_id: null }, Number(row.assigned_user_id), 'atrium', now);
-          } else if (row.urgency === 'stroke') {
-            const oncall = await this.requests.onCallFor(tx, this.requests.config.strokeSpecialty, now);
-            if (oncall !== undefined) {
-              await this.requests.assignReading(tx, row, oncall, 'atrium', now);
-              row = await this.requests.row(tx, Number(r.id));
-              await this.requests.record(tx, 'system', { via: 'api' }, 'tele-assign', row, { to: row.assigned_login, why: 'on call' });
-            }
-          }
-          matched++;
+    const study = await tx.get<{ accession_number: string | null; patient_id: number }>(
+      'SELECT accession_number, patient_id FROM studies WHERE study_instance_uid = ?', [StudyInstanceUID]);
+    if (!study) return;
+    // Requests waiting for these images: by study, or by accession number at the site (same patient only).
+    const byAccession = study.accession_number !== null && study.accession_number !== '';
+    const waiting = await tx.all<RequestRow>(
+      `SELECT r.* FROM tele_requests r WHERE r.images_arrived_at IS NULL AND r.status IN ('awaiting-protocol', 'open')
+         AND (r.study_instance_uid = ?${byAccession ? ' OR (r.study_instance_uid IS NULL AND r.requesting_site_id = ? AND r.accession_number = ?)' : ''})`,
+      [StudyInstanceUID, ...(byAccession ? [siteId, study.accession_number] : [])],
+    );
+    for (const r of waiting) {
+      if (Number(r.patient_id) !== Number(study.patient_id)) {
+        this.logger.warn({ request: Number(r.id) }, 'images with the request\'s accession number belong to another patient record: not attached');
+        continue;
+      }
+      const minutes = this.requests.config.deadlineMinutes[r.urgency];
+      const deadline = new Date(now.getTime() + minutes * 60_000).toISOString();
+      await tx.run('UPDATE tele_requests SET study_instance_uid = ?, images_arrived_at = ?, deadline_at = ?, updated_at = ? WHERE id = ?',
+        [StudyInstanceUID, now.toISOString(), deadline, now.toISOString(), r.id]);
+      let row = await this.requests.row(tx, Number(r.id));
+      await this.requests.record(tx, 'system', { via: 'api' }, 'tele-request', row, { imagesArrived: true, deadline });
+      if (row.assigned_user_id !== null) {
+        // The reader was named before the study existed: the grant opens it now.
+        await this.requests.assignReading(tx, { ...row, assignment_grant_id: null }, Number(row.assigned_user_id), 'atrium', now);
+      } else if (row.urgency === 'stroke') {
+        const oncall = await this.requests.onCallFor(tx, this.requests.config.strokeSpecialty, now);
+        if (oncall !== undefined) {
+          await this.requests.assignReading(tx, row, oncall, 'atrium', now);
+          row = await this.requests.row(tx, Number(r.id));
+          await this.requests.record(tx, 'system', { via: 'api' }, 'tele-assign', row, { to: row.assigned_login, why: 'on call' });
         }
       }
-      await ArchiveIndex.advanceCursor(tx, TELE_CONSUMER, events[events.length - 1]!.id);
-    });
-    if (matched > 0) this.logger.info({ matched }, 'images arrived for teleradiology requests');
-    return events.length;
+      this.matched++;
+    }
+  }
+
+  protected override afterBatch(): void {
+    if (this.matched > 0) this.logger.info({ matched: this.matched }, 'images arrived for teleradiology requests');
+    this.matched = 0;
   }
 }
