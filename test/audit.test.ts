@@ -14,6 +14,12 @@ import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
 import { syntheticInstance } from './support/synthetic.ts';
+import { rawAssociation } from './support/dimse-association.ts';
+import { datasetBytes } from './support/part10.ts';
+import { CommandField, Status } from '../src/dimse/command.ts';
+import { TransferSyntax } from '../src/dicom/dataset.ts';
+
+const CTImageStorage = '1.2.840.10008.5.1.4.1.1.2';
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -78,6 +84,25 @@ for (const db of testDatabases()) {
       assert.match(move.output, /MoveDestinationUnknown|0xa801/i, move.output);
       const after = (JSON.parse((await cli('audit', 'patient', 'P-AUD', '--site', 'CHU-NORD')).stdout) as { events: Array<{ action: string }> }).events;
       assert.equal(after.filter((e) => e.action === 'download').length, before);
+    });
+
+    it('records the stores of an association that lasts, while it lasts (a crash loses at most a few seconds of records)', async () => {
+      const obj = syntheticInstance({ PatientID: 'P-LONG', Rows: 4, Columns: 4 });
+      const assoc = await rawAssociation(atrium, [{ id: 1, abstractSyntax: CTImageStorage, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] }], 'CT');
+      const storeRecords = () => atrium.archive.index.sql.all<{ details: string }>(
+        `SELECT details FROM audit_events WHERE action = 'store' AND actor = 'CT' AND study_instance_uid IS NULL AND details LIKE ?`, [`%${obj.uids.study}%`]);
+      try {
+        const rsp = await assoc.request(1, { CommandField: CommandField.CStoreRQ, AffectedSOPClassUID: CTImageStorage, AffectedSOPInstanceUID: obj.uids.sop, Priority: 0 }, datasetBytes(obj.file));
+        assert.equal(rsp.command.Status, Status.Success);
+        for (let i = 0; i < 60 && (await storeRecords()).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+        const records = await storeRecords();
+        assert.equal(records.length, 1, 'recorded while the association is still open');
+        assert.equal((JSON.parse(records[0]!.details) as { stored: number }).stored, 1);
+      } finally {
+        await assoc.release();
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal((await storeRecords()).length, 1, 'the release records nothing twice');
     });
 
     it('refuses edits in the database, and verify finds a record edited behind its back', async () => {

@@ -58,6 +58,9 @@ export function auditActor(ctx: ServiceContext) {
   return { actor: ctx.peer.aeTitle, actorKind: 'dicom-peer' as const, site: ctx.peer.site.code, source: ctx.assoc.remoteAddress, via: 'dimse' as const };
 }
 
+/** How often a long association's stores get their audit record (see DimseServer.stored). */
+export const AUDIT_STORES_EVERY_MS = 2000;
+
 /** The largest asynchronous operations window Atrium grants a peer. */
 const MAX_ASYNC_OPERATIONS = 16;
 
@@ -69,8 +72,13 @@ export class DimseServer {
   readonly clientTls: tls.ConnectionOptions | undefined;
   readonly audit: AuditTrail;
   private readonly pendingAudits = new Set<Promise<unknown>>();
-  /** Objects stored by each association, recorded in the audit trail when it ends. */
+  /**
+   * Objects stored by each association since its last audit record: recorded every
+   * AUDIT_STORES_EVERY_MS while it lasts and when it ends, so that a crash leaves at most that
+   * long of stores without their record (one record per object would cost a flush each).
+   */
   readonly stored = new WeakMap<Association, { studies: Set<string>; count: number }>();
+  private storesAuditTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly config: DimseConfig,
@@ -97,6 +105,10 @@ export class DimseServer {
   }
 
   async listen(): Promise<void> {
+    this.storesAuditTimer = setInterval(() => {
+      for (const assoc of this.associations) this.trackAudit(this.auditStored(assoc), this.logger);
+    }, AUDIT_STORES_EVERY_MS);
+    this.storesAuditTimer.unref();
     const onSocket = (socket: net.Socket) => this.onConnection(socket);
     const { tls: tlsConfig } = this.config;
     this.server = tlsConfig
@@ -127,6 +139,7 @@ export class DimseServer {
     while (this.associations.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const a of this.associations) a.abort();
     await closed;
+    clearInterval(this.storesAuditTimer);
     // What the last associations stored is recorded before the index closes.
     await Promise.allSettled([...this.pendingAudits]);
   }
@@ -137,18 +150,23 @@ export class DimseServer {
     const log = this.logger.child({ remote: assoc.remoteAddress });
     assoc.on('closed', () => {
       this.associations.delete(assoc);
-      const p = this.auditStored(assoc).catch((e: unknown) => log.error({ err: e }, 'audit of stored objects failed'));
-      this.pendingAudits.add(p);
-      void p.finally(() => this.pendingAudits.delete(p));
+      this.trackAudit(this.auditStored(assoc), log);
     });
     assoc.on('aborted', (e) => log.info({ calling: assoc.callingAETitle || undefined, reason: e.message }, 'association aborted'));
     assoc.once('associate', (rq) => this.negotiate(assoc, rq, log));
   }
 
-  /** One audit record for what an association stored (one per object would cost a flush each). */
+  private trackAudit(audit: Promise<void>, log: Logger): void {
+    const p = audit.catch((e: unknown) => log.error({ err: e }, 'audit of stored objects failed'));
+    this.pendingAudits.add(p);
+    void p.finally(() => this.pendingAudits.delete(p));
+  }
+
+  /** One audit record for what an association stored since its last one; the next stores start a new tally. */
   private async auditStored(assoc: Association): Promise<void> {
     const tally = this.stored.get(assoc);
     if (!tally || tally.count === 0) return;
+    this.stored.delete(assoc);
     const peer = this.resolvePeer(assoc.callingAETitle);
     const patients = await patientRefsOfStudies(this.archive.index, this.archive.siteById, tally.studies);
     await this.audit.record({
