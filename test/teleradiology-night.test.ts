@@ -266,6 +266,14 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
     const api = (await (await request(admin.jar, `${base}/api/teleradiology/activity?${new URLSearchParams({ from, to })}`)).json()) as Array<{ act: string; count: number }>;
     assert.deepEqual(api.map((r) => [r.act, r.count]).sort(), [['primary-reading', 1], ['second-reading', 1]]);
     assert.equal(csv.trim().split('\n').length, 3, csv);
+    // The annual report, as a PDF with its charts.
+    const pdf = await request(admin.jar, `${base}${await page.getByTestId('activity-pdf').getAttribute('href')}`);
+    assert.equal(pdf.status, 200);
+    assert.equal(pdf.headers.get('content-type'), 'application/pdf');
+    const bytes = Buffer.from(await pdf.arrayBuffer());
+    assert.equal(bytes.subarray(0, 5).toString('latin1'), '%PDF-');
+    assert.match(pdf.headers.get('content-disposition') ?? '', new RegExp(`teleradiologie-activite-${new Date().getUTCFullYear()}\\.pdf`));
+    assert.match(bytes.subarray(-8).toString('latin1'), /%%EOF/);
     assert.deepEqual(pageErrors, []);
   });
 });

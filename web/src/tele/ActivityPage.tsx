@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState } from 'react';
 import type { Language } from '../i18n.ts';
-import { activity, activityCsvUrl, type ActivityRow } from './tele-api.ts';
+import { activity, activityCsvUrl, activityPdfUrl, type ActivityRow } from './tele-api.ts';
 import { teleTexts } from './texts.ts';
 
 const isoDay = (d: Date) => d.toISOString().slice(0, 10);
@@ -27,6 +27,7 @@ export function ActivityPage({ language }: { language: Language }) {
           </select>
         </label>
         <a className="button" data-testid="activity-csv" href={activityCsvUrl(range.from, range.to, range.by)}>{tt.csv}</a>
+        <a className="button" data-testid="activity-pdf" href={activityPdfUrl(Number(range.from.slice(0, 4)))}>{tt.annualPdf} {range.from.slice(0, 4)}</a>
       </form>
       {error && <p className="error" role="alert">{error}</p>}
       {rows && rows.length === 0 && <p className="status">{tt.empty}</p>}

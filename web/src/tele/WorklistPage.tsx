@@ -76,11 +76,10 @@ export function WorklistPage({ me, language }: { me: Me; language: Language }) {
                 <td>{e.assignedTo ?? ''}{e.claimedBy ? ` (${tt.claimedBy} ${e.claimedBy})` : ''}</td>
                 <td className="actions">
                   <button type="button" onClick={() => navigate(`/tele/request?id=${e.id}`)}>{tt.open}</button>
-                  {radiologist && (e.status === 'open' || e.status === 'awaiting-protocol') && (e.claimedBy === me.id || e.claimedBy === undefined
-                    ? e.claimedBy === undefined
-                      ? <button type="button" data-testid="claim" onClick={() => act(() => claim(e.id))}>{tt.claim}</button>
-                      : <button type="button" data-testid="release" onClick={() => act(() => release(e.id))}>{tt.release}</button>
-                    : null)}
+                  {radiologist && (e.status === 'open' || e.status === 'awaiting-protocol') && e.claimedBy === undefined
+                    && <button type="button" data-testid="claim" onClick={() => act(() => claim(e.id))}>{tt.claim}</button>}
+                  {radiologist && (e.status === 'open' || e.status === 'awaiting-protocol') && e.claimedBy === me.id
+                    && <button type="button" data-testid="release" onClick={() => act(() => release(e.id))}>{tt.release}</button>}
                 </td>
               </tr>
             ))}

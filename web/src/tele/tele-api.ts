@@ -80,4 +80,5 @@ export const secondReadingsAsked = () => getJson<SecondReading[]>(`${base}/secon
 export const answerSecondReading = (id: number, a: { findings?: string; conclusion: string; agreement: string }) => sendJson<SecondReading>('POST', `${base}/second-readings/${id}/answer`, a);
 export const activity = (from: string, to: string, by: 'month' | 'year') => getJson<ActivityRow[]>(`${base}/activity?${queryOf({ from, to, by })}`);
 export const activityCsvUrl = (from: string, to: string, by: 'month' | 'year') => `${base}/activity.csv?${queryOf({ from, to, by })}`;
+export const activityPdfUrl = (year: number) => `${base}/activity.pdf?year=${year}`;
 export const reportPdfUrl = (id: number) => `${base}/requests/${id}/report/pdf`;
