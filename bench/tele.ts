@@ -8,9 +8,9 @@
  * 2. Worklist queries with 10,000 open requests (filed over HTTP, through the domain): each
  *    filter the portal offers, sequentially, over HTTP. Target: under 100 ms.
  *
- * Atrium runs in this process as the tests start it (background matching as `atrium serve`
- * runs it, polling every 100 ms), on the embedded SQLite index, and on PostgreSQL too when
- * DATABASE_URL is set. Environment: BENCH_TELE_REQUESTS (10000), BENCH_TELE_STROKES (10),
+ * Atrium runs in this process as the tests start it, with the background matching of images
+ * to requests as `atrium serve` runs it (teleradiology.pollMs, 500 ms by default), on the
+ * embedded SQLite index, and on PostgreSQL too when DATABASE_URL is set. Environment: BENCH_TELE_REQUESTS (10000), BENCH_TELE_STROKES (10),
  * BENCH_TELE_SLICES (40), BENCH_TELE_QUERIES (100). Writes bench/out/tele-latest.md and .json.
  */
 import assert from 'node:assert/strict';
@@ -27,6 +27,9 @@ import { addUser } from '../src/cli/users.ts';
 import { Tags } from '../src/dicom/dataset.ts';
 import { newUID } from '../src/dicom/uids.ts';
 import { median, percentile } from './measure.ts';
+import { pino } from 'pino';
+import { TeleImagesArrival } from '../src/workflow/tele-images.ts';
+import { TeleRequests } from '../src/workflow/tele-requests.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const openRequests = Number(process.env.BENCH_TELE_REQUESTS ?? 10_000);
@@ -53,15 +56,19 @@ async function benchEngine(engine: ReturnType<typeof testDatabases>[number]): Pr
   const db = await engine.open();
   const work = mkdtempSync(path.join(tmpdir(), 'atrium-bench-tele-'));
   let atrium: RunningAtrium | undefined;
+  let matching: TeleImagesArrival | undefined;
   try {
     atrium = await startAtrium({
-      index: db.config, dimse: true, teleradiology: true,
+      index: db.config, dimse: true,
       configure: (c) => {
         c.auth.sessions.secureCookie = false;
         c.auth.loginAttemptsPerMinute = 100_000;
         c.peers = [{ aeTitle: 'SUD-CT', site: 'CLIN-SUD', may: { store: true, query: false, retrieve: false } }];
       },
     });
+    // Images meet their requests as `atrium serve` has them meet: its background matching, at its default poll interval.
+    matching = new TeleImagesArrival(new TeleRequests(atrium.archive, atrium.config.teleradiology), pino({ level: 'silent' }), atrium.config.teleradiology.pollMs);
+    matching.start();
     const base = atrium.dicomweb.replace(/\/dicom-web$/, '');
     const by = { actor: 'bench', via: 'cli' as const };
     await addUser(atrium.archive, { login: 'neuro', displayName: 'Dr Neuro', roles: ['radiologist'], sites: ['CHU-NORD'], password }, by);
@@ -180,6 +187,7 @@ async function benchEngine(engine: ReturnType<typeof testDatabases>[number]): Pr
     }
     return { engine: engine.name, strokeSeries, strokeSingle, fillSeconds, open: openRequests, queries };
   } finally {
+    await matching?.stop();
     await atrium?.close();
     await db.cleanup();
     rmSync(work, { recursive: true, force: true });
