@@ -174,6 +174,13 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
     assert.match(await row.innerText(), /Alerte AVC[\s\S]*CLIN-SUD[\s\S]*CT[\s\S]*HEAD[\s\S]*reçues[\s\S]*neuro/);
     assert.match(await row.getByTestId('countdown').innerText(), /^\d\d:\d\d$|^\d+ h \d\d:\d\d$/);
     await screenshots.shootNonBlank(page, '3-worklist');
+    // The same worklist in English, for a visiting radiologist.
+    await page.getByRole('button', { name: 'English' }).click();
+    await page.getByRole('heading', { name: /^Worklist/ }).waitFor();
+    assert.match(await row.innerText(), /Stroke alert[\s\S]*Protocol to validate[\s\S]*arrived/);
+    await screenshots.shootNonBlank(page, '3-worklist-en');
+    await page.getByRole('button', { name: 'Français' }).click();
+    await page.getByRole('heading', { name: /^Liste de travail/ }).waitFor();
 
     await row.getByRole('button', { name: 'Ouvrir' }).click();
     await page.getByTestId('validate-protocol').click();
