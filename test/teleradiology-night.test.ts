@@ -198,7 +198,7 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
     await page.getByTestId('report').waitFor();
   });
 
-  it('the report is saved as typed, signed final in the portal, and amended; each ORU^R01 reaches the clinic\'s RIS', async () => {
+  it('the report is saved as typed, signed preliminary then final in the portal, and amended; each ORU^R01 reaches the clinic\'s RIS', async () => {
     const page = await loggedIn('neuro', /Nadia Neuro/);
     await page.goto(`${base}/app/tele/request?id=${requestId}`);
     const report = page.getByTestId('report');
@@ -210,29 +210,39 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
     assert.deepEqual([draft.status, draft.conclusion], ['draft', 'Occlusion M1 gauche']);
     await screenshots.shootNonBlank(page, '6-report-draft');
 
+    // A preliminary report first (the emergency physician can act on it), then the final one.
+    await page.getByTestId('sign-preliminary').click();
+    await page.getByTestId('report-status').getByText('préliminaire').waitFor();
+    assert.equal(await page.getByTestId('request-status').innerText(), 'À interpréter');
     await page.getByTestId('sign-final').click();
     await page.getByTestId('report-status').getByText('définitif').waitFor();
     await page.getByTestId('request-status').getByText('Interprétée').waitFor();
     await screenshots.shootNonBlank(page, '7-report-signed');
 
-    const deadline = Date.now() + 10_000;
-    while (ris.received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(ris.received.length, 1, 'one ORU^R01 at the RIS');
-    const m = ris.received[0]!;
+    /** The ORU^R01 messages the RIS got, once there are `n` (each waits for its AA before the next). */
+    const received = async (n: number) => {
+      const deadline = Date.now() + 10_000;
+      while (ris.received.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(ris.received.length, n, `${n} ORU^R01 at the RIS`);
+      return ris.received;
+    };
+    const resultStatus = (i: number) => valueOf(findSegment(ris.received[i]!, 'OBR'), 25);
+    await received(2);
+    assert.deepEqual([resultStatus(0), resultStatus(1)], ['P', 'F'], 'the preliminary result, then the final one');
+    const m = ris.received[1]!;
     assert.deepEqual([valueOf(findSegment(m, 'MSH'), 9, 1), valueOf(findSegment(m, 'MSH'), 9, 2)], ['ORU', 'R01']);
-    assert.equal(valueOf(findSegment(m, 'OBR'), 25), 'F', 'a final result');
     assert.equal(valueOf(findSegment(m, 'OBR'), 2), `TELE-${requestId}`);
-    assert.deepEqual(m.segments.filter((s) => s.id === 'OBX').map((s) => valueOf(s, 5)).slice(0, 1), [StudyInstanceUID]);
-    assert.equal(m.segments.filter((s) => s.id === 'OBX').at(-1) && valueOf(m.segments.filter((s) => s.id === 'OBX').at(-1)!, 5), 'Occlusion M1 gauche');
+    const obx = m.segments.filter((s) => s.id === 'OBX');
+    assert.equal(valueOf(obx[0]!, 5), StudyInstanceUID);
+    assert.equal(valueOf(obx.at(-1)!, 5), 'Occlusion M1 gauche');
 
-    // After the signature, an addendum only: the RIS gets it as a corrected result.
+    // After the final signature, an addendum only: the RIS gets it as a corrected result.
     await page.locator('textarea[name=addendum]').fill('Appel du neurologue de garde à 02:10 : transfert pour thrombectomie.');
     await page.getByTestId('add-addendum').click();
     await page.getByTestId('report-status').getByText('complété').waitFor();
     await page.locator('p.addendum').waitFor();
-    while (ris.received.length < 2 && Date.now() < deadline + 10_000) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(ris.received.length, 2, 'the addendum at the RIS');
-    assert.equal(valueOf(findSegment(ris.received[1]!, 'OBR'), 25), 'C');
+    await received(3);
+    assert.equal(resultStatus(2), 'C');
   });
 
   it('a second reading is asked from the request and answered by the expert in the portal', async () => {
