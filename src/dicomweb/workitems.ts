@@ -53,9 +53,9 @@ function stateOf(status: RequestStatus, claimedBy: string | undefined): Procedur
   return claimedBy !== undefined ? 'IN PROGRESS' : 'SCHEDULED';
 }
 
-/** An ISO 8601 instant as a DICOM DT in UTC. */
-function dt(iso: string): string {
-  return `${iso.replace(/[-:T]/g, '').replace(/Z$/, '').replace(/\.(\d+)$/, '.$1')}+0000`;
+/** An ISO 8601 instant (2026-11-23T01:02:03.456Z) as a DICOM DT in UTC (20261123010203.456+0000). */
+export function dicomDateTime(iso: string): string {
+  return `${iso.replace(/[-:T]/g, '').replace(/Z$/, '')}+0000`;
 }
 
 const cs = (v: string): DicomJsonElement => ({ vr: 'CS', Value: [v] });
@@ -79,8 +79,8 @@ export function workitemJson(r: WorkitemSource, baseUrl: string): DicomJsonDatas
     '00100030': r.patient?.PatientBirthDate ? { vr: 'DA', Value: [r.patient.PatientBirthDate] } : empty('DA'),
     '00100040': r.patient?.PatientSex ? cs(r.patient.PatientSex) : empty('CS'),
     '00384062': empty('LO'),
-    '00404005': { vr: 'DT', Value: [dt(r.createdAt)] },
-    '00404011': { vr: 'DT', Value: [dt(r.deadlineAt)] },
+    '00404005': { vr: 'DT', Value: [dicomDateTime(r.createdAt)] },
+    '00404011': { vr: 'DT', Value: [dicomDateTime(r.deadlineAt)] },
     // Input Information: the study, with where to retrieve it.
     '00404021': {
       vr: 'SQ',
