@@ -129,6 +129,12 @@ describe(`UPS-RS workitems from teleradiology requests (${engine.name})`, () => 
     assert.deepEqual([value(w!, '00741000'), value(w!, '00100020'), value(w!, '00100021'), (value(w!, '00100010') as { Alphabetic: string }).Alphabetic],
       ['IN PROGRESS', 'UPS-1', 'CLINSUD', 'Sud^Jeanne']);
     assert.equal(value(value(w!, '0040A370') as Workitem, '00321060'), 'Scanner cérébral');
+    // Its input: the study's series, each with its instances and where to retrieve them.
+    const input = w!['00404021']?.Value as Workitem[];
+    assert.equal(input.length, 1);
+    assert.deepEqual([value(input[0]!, '0020000D'), value(input[0]!, '0020000E'), value(value(input[0]!, '0040E021') as Workitem, '00081190')],
+      [head.uids.study, head.uids.series, `${base}/dicom-web/studies/${head.uids.study}/series/${head.uids.series}`]);
+    assert.deepEqual((input[0]!['00081199']?.Value as Workitem[]).map((i) => value(i, '00081155')), [head.uids.sop]);
     assert.equal((await call('manip.nord', `/dicom-web/workitems/${workitemUID(ids.stroke!)}`)).status, 404);
     assert.equal((await call('neuro', `/dicom-web/workitems/${workitemUID(999_999)}`)).status, 404);
     assert.equal((await call('neuro', '/dicom-web/workitems/1.2.3.4')).status, 404);

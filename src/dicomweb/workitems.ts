@@ -8,7 +8,8 @@
  *   stroke -> HIGH, urgent -> MEDIUM, routine -> LOW (Scheduled Procedure Step Priority)
  *   specialty                -> Worklist Label (the rota the reading goes to)
  *
- * The study is referenced in the Input Information Sequence with its WADO-RS address. A search
+ * The study is referenced in the Input Information Sequence with its WADO-RS address (its
+ * series and instances listed by RetrieveUPS; a search names the study only). A search
  * answers no patient identity, as the worklist does; RetrieveUPS, which is audited as a read
  * of the request, does. The workitem UID is derived from the request's id.
  */
@@ -66,8 +67,32 @@ const empty = (vr: DicomJsonElement['vr']): DicomJsonElement => ({ vr });
 type WorkitemSource = Pick<WorklistEntry, 'id' | 'urgency' | 'status' | 'modality' | 'bodyPart' | 'specialty' | 'deadlineAt' | 'claimedBy' | 'assignedTo' | 'StudyInstanceUID' | 'AccessionNumber' | 'createdAt' | 'imagesArrived'>
   & { proposedProtocol?: string; patient?: { PatientID?: string; IssuerOfPatientID?: string; PatientName?: string; PatientBirthDate?: string; PatientSex?: string } };
 
+export interface InputInstance { SeriesInstanceUID: string; SOPInstanceUID: string; SOPClassUID: string }
+
+/**
+ * The Input Information Sequence: with the study's instances, one item per series listing
+ * them (PS3.4 Table CC.2.5-3, Referenced Instances and Access); without them (a search), one
+ * item naming the study and where to retrieve it.
+ */
+function inputInformation(study: string | undefined, instances: readonly InputInstance[] | undefined, baseUrl: string): DicomJsonDataset[] {
+  if (study === undefined) return [];
+  const retrieval = (url: string): DicomJsonElement => ({ vr: 'SQ', Value: [{ '00081190': { vr: 'UR', Value: [url] } }] });
+  if (instances === undefined) {
+    return [{ '00081199': { vr: 'SQ', Value: [] }, '0020000D': ui(study), '0040E020': cs('DICOM'), '0040E021': retrieval(`${baseUrl}/studies/${study}`) }];
+  }
+  const bySeries = new Map<string, InputInstance[]>();
+  for (const i of instances) bySeries.set(i.SeriesInstanceUID, [...(bySeries.get(i.SeriesInstanceUID) ?? []), i]);
+  return [...bySeries].map(([series, list]) => ({
+    '00081199': { vr: 'SQ', Value: list.map((i) => ({ '00081150': ui(i.SOPClassUID), '00081155': ui(i.SOPInstanceUID) })) },
+    '0020000D': ui(study),
+    '0020000E': ui(series),
+    '0040E020': cs('DICOM'),
+    '0040E021': retrieval(`${baseUrl}/studies/${study}/series/${series}`),
+  }));
+}
+
 /** A request as a UPS workitem in the DICOM JSON model (PS3.18 F.2). */
-export function workitemJson(r: WorkitemSource, baseUrl: string): DicomJsonDataset {
+export function workitemJson(r: WorkitemSource, baseUrl: string, instances?: readonly InputInstance[]): DicomJsonDataset {
   const study = r.StudyInstanceUID;
   const json: DicomJsonDataset = {
     '00080016': ui(UPSPushSOPClassUID),
@@ -82,15 +107,7 @@ export function workitemJson(r: WorkitemSource, baseUrl: string): DicomJsonDatas
     '00404005': { vr: 'DT', Value: [dicomDateTime(r.createdAt)] },
     '00404011': { vr: 'DT', Value: [dicomDateTime(r.deadlineAt)] },
     // Input Information: the study, with where to retrieve it.
-    '00404021': {
-      vr: 'SQ',
-      Value: study !== undefined ? [{
-        '0020000D': ui(study),
-        '00081199': { vr: 'SQ', Value: [] },
-        '0040E020': cs('DICOM'),
-        '0040E021': { vr: 'SQ', Value: [{ '00081190': { vr: 'UR', Value: [`${baseUrl}/studies/${study}`] } }] },
-      }] : [],
-    },
+    '00404021': { vr: 'SQ', Value: inputInformation(study, instances, baseUrl) },
     '00404034': {
       vr: 'SQ',
       Value: r.assignedTo !== undefined ? [{ '00404037': { vr: 'PN', Value: [{ Alphabetic: r.assignedTo }] } }] : [],
@@ -191,9 +208,10 @@ export async function workitemRoutes(app: FastifyInstance, options: { archive: A
     }
     const record = await options.archive.index.patientRecord(q.patientId);
     const p = record?.patient as { PatientID?: string; IssuerOfPatientID?: string; PatientName?: string; PatientBirthDate?: string; PatientSex?: string } | undefined;
+    const instances = q.StudyInstanceUID !== undefined ? await options.archive.index.getStoredInstances({ StudyInstanceUID: q.StudyInstanceUID }) : undefined;
     const json = workitemJson({
       ...q, imagesArrived: q.imagesArrivedAt !== undefined, ...(p ? { patient: p } : {}),
-    }, baseUrl(request));
+    }, baseUrl(request), instances);
     return reply.type('application/dicom+json').send(`[${stringifyDicomJson(json)}]`);
   });
 }
