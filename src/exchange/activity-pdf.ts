@@ -48,7 +48,8 @@ export function renderActivityPdf(o: { year: number; rows: readonly ActivityRow[
     return { p: sum(primary, (r) => r.period === period), s: sum(second, (r) => r.period === period) };
   });
   const chart = { x: 80, y: doc.y + 20, w: 440, h: 170 };
-  const top = Math.max(1, ...byMonth.map((b) => Math.max(b.p, b.s)));
+  // A scale in whole acts: four grid steps of an integer each.
+  const top = Math.max(4, Math.ceil(Math.max(...byMonth.map((b) => Math.max(b.p, b.s))) / 4) * 4);
   doc.font('Helvetica-Bold').fontSize(11).text('Actes par mois', 50, chart.y - 20);
   doc.font('Helvetica').fontSize(8);
   for (let i = 0; i <= 4; i++) {
@@ -95,7 +96,7 @@ export function renderActivityPdf(o: { year: number; rows: readonly ActivityRow[
   y += 15;
   doc.font('Helvetica-Bold').fontSize(11).fillColor('black').text('Par site demandeur et urgence', 50, y);
   y += 20;
-  const columns = [['Site demandeur', 50, 110], ['Urgence', 160, 80], ['Acte', 240, 100], ['Nombre', 340, 50], ['Délai médian (min)', 390, 80], ['p90 (min)', 470, 60]] as const;
+  const columns = [['Site demandeur', 50, 110], ['Urgence', 160, 80], ['Acte', 240, 100], ['Nombre', 340, 50], ['Médiane (min)', 390, 80], ['p90 (min)', 470, 60]] as const;
   doc.fontSize(9);
   for (const [label, x, w] of columns) doc.text(label, x, y, { width: w });
   y += 14;
@@ -116,8 +117,9 @@ export function renderActivityPdf(o: { year: number; rows: readonly ActivityRow[
     columns.forEach(([, x, w], i) => doc.text(cells[i]!, x, y, { width: w }));
     y += 13;
   }
-  doc.fontSize(8).fillColor('#444').text('Délais : de l\'arrivée des images (ou de la demande) à la signature définitive, ou de la demande de télé-expertise à sa réponse. '
-    + 'Par groupe, la moyenne pondérée des délais médians mensuels ; p90 : le plus grand des p90 mensuels.', 50, Math.min(y + 15, 790), { width: 495 });
+  doc.fontSize(8).fillColor('#444')
+    .text('Délais : de l\'arrivée des images (ou de la demande) à la signature définitive, ou de la demande de télé-expertise à sa réponse.', 50, Math.min(y + 15, 770), { width: 480 })
+    .text('Par groupe : la moyenne pondérée des délais médians mensuels ; p90 : le plus grand des p90 mensuels.', { width: 480 });
   doc.end();
   return done;
 }
