@@ -119,6 +119,12 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
       body: JSON.stringify({ login: 'neuro', specialty: 'neuro', startsAt: new Date(Date.now() - 60_000).toISOString(), endsAt: new Date(Date.now() + 12 * 3_600_000).toISOString() }),
     });
     assert.equal(shift.status, 201, await shift.text());
+    // The territory's template for stroke CTs: the ASPECTS score is required before signing.
+    const template = await request(admin.jar, `${base}/api/teleradiology/templates/ct-avc`, {
+      method: 'PUT', headers: { 'content-type': 'application/json', 'x-csrf-token': admin.csrf },
+      body: JSON.stringify({ name: 'Scanner AVC', modality: 'CT', bodyPart: 'HEAD', fields: [{ name: 'ASPECTS', label: 'Score ASPECTS', required: true }], findings: 'Parenchyme :\nVaisseaux :' }),
+    });
+    assert.equal(template.status, 200, await template.text());
     // The patient's earlier exam at the clinic: the patient is known there before tonight's request.
     await storescu(writeSeries({ StudyInstanceUID: priorStudy, Modality: 'CR', slices: 1 }));
   });
@@ -202,12 +208,21 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
     const page = await loggedIn('neuro', /Nadia Neuro/);
     await page.goto(`${base}/app/tele/request?id=${requestId}`);
     const report = page.getByTestId('report');
+    await report.locator('select[name=template]').selectOption('ct-avc');
+    assert.equal(await report.locator('textarea[name=findings]').inputValue(), 'Parenchyme :\nVaisseaux :', 'the template\'s text to start from');
     await report.locator('textarea[name=findings]').fill('Hypodensité débutante du territoire sylvien gauche. Thrombus de l\'artère cérébrale moyenne gauche (M1).');
     await report.locator('textarea[name=conclusion]').pressSequentially('Occlusion M1 gauche');
     await page.getByTestId('save-state').getByText('Brouillon enregistré').waitFor();
+    // Not signed while the template's required field is empty.
+    await page.getByTestId('sign-preliminary').click();
+    await report.getByRole('alert').waitFor();
+    assert.match(await report.getByRole('alert').innerText(), /ASPECTS/);
+    assert.deepEqual(pageErrors.splice(0), [`neuro: 422 ${base}/api/teleradiology/requests/${requestId}/report/sign`], 'that refusal, and nothing else, failed so far');
+    await report.locator('input[name=field-ASPECTS]').fill('8');
+    await page.getByTestId('save-state').getByText('Brouillon enregistré').waitFor();
     // Saved on the server as typed, before any signature.
-    const draft = (await (await request(admin.jar, `${base}/api/teleradiology/requests/${requestId}/report`)).json()) as { status: string; conclusion: string };
-    assert.deepEqual([draft.status, draft.conclusion], ['draft', 'Occlusion M1 gauche']);
+    const draft = (await (await request(admin.jar, `${base}/api/teleradiology/requests/${requestId}/report`)).json()) as { status: string; conclusion: string; fields: Record<string, string> };
+    assert.deepEqual([draft.status, draft.conclusion, draft.fields], ['draft', 'Occlusion M1 gauche', { ASPECTS: '8' }]);
     await screenshots.shootNonBlank(page, '6-report-draft');
 
     // A preliminary report first (the emergency physician can act on it), then the final one.
@@ -235,6 +250,7 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
     const obx = m.segments.filter((s) => s.id === 'OBX');
     assert.equal(valueOf(obx[0]!, 5), StudyInstanceUID);
     assert.equal(valueOf(obx.at(-1)!, 5), 'Occlusion M1 gauche');
+    assert.ok(obx.some((o) => valueOf(o, 3, 1) === 'ASPECTS' && valueOf(o, 5) === '8'), 'the template\'s field in the result');
 
     // After the final signature, an addendum only: the RIS gets it as a corrected result.
     await page.locator('textarea[name=addendum]').fill('Appel du neurologue de garde à 02:10 : transfert pour thrombectomie.');

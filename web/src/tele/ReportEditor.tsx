@@ -51,6 +51,7 @@ export function ReportEditor({ id, request, editable, language, onSigned }: { id
     inFlight.current = saveDraft(id, { ...d, ...(version.current !== undefined ? { baseVersion: version.current } : {}) }).then((r) => {
       setStored(r);
       version.current = r.version;
+      setError(undefined);
       setSaveState(dirty.current ? 'pending' : 'saved');
     }, (e: Error) => { setError(e.message); setSaveState('idle'); });
     await inFlight.current;
@@ -113,7 +114,7 @@ export function ReportEditor({ id, request, editable, language, onSigned }: { id
             </label>
           )}
           {template?.fields.map((f) => (
-            <label key={f.name}>{f.label}{f.required && <span className="required"> *</span>}
+            <label key={f.name}><span>{f.label}{f.required && <span className="required"> *</span>}</span>
               <input name={`field-${f.name}`} value={draft.fields[f.name] ?? ''} readOnly={!writable}
                 onChange={(e) => edit({ ...draft, fields: { ...draft.fields, [f.name]: e.target.value } })} />
             </label>

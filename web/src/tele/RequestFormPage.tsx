@@ -45,12 +45,12 @@ export function RequestFormPage({ me, language }: { me: Me; language: Language }
     }
   };
   const field = (k: keyof Form, label: string, required = true, props: React.InputHTMLAttributes<HTMLInputElement> = {}) => (
-    <label>{label}{required && <span className="required" title={tt.required}> *</span>}
+    <label><span>{label}{required && <span className="required" title={tt.required}> *</span>}</span>
       <input name={k} value={form[k]} onChange={set(k)} required={required} {...props} />
     </label>
   );
   const area = (k: keyof Form, label: string) => (
-    <label>{label}<span className="required" title={tt.required}> *</span><textarea name={k} value={form[k]} onChange={set(k)} required rows={3} /></label>
+    <label><span>{label}<span className="required" title={tt.required}> *</span></span><textarea name={k} value={form[k]} onChange={set(k)} required rows={3} /></label>
   );
 
   return (
@@ -62,7 +62,7 @@ export function RequestFormPage({ me, language }: { me: Me; language: Language }
           {field('PatientID', tt.patientId)}
           {field('StudyInstanceUID', tt.StudyInstanceUID, false, { pattern: '[0-9.]{1,64}' })}
           {field('AccessionNumber', tt.AccessionNumber, false, { maxLength: 16 })}
-          <label>{tt.urgency}<span className="required"> *</span>
+          <label><span>{tt.urgency}<span className="required"> *</span></span>
             <select name="urgency" value={form.urgency} onChange={set('urgency')}>
               {urgencies.map((u) => <option key={u} value={u}>{tt.urgencyNames[u]}</option>)}
             </select>
