@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { PNG } from 'pngjs';
+import { chromiumArgs, chromiumPath, distinctColours } from './support/chromium.ts';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { freePort } from './support/dcmtk.ts';
@@ -30,10 +30,6 @@ const screenshots = path.join(repo, '.tmp', 'portal-screenshots');
 const engine = testDatabases().at(-1)!;
 const radiologist = { sub: 'psc-rad-nord', SubjectNameID: '810002222222', given_name: 'Anne', family_name: 'Radiologue' };
 const password = 'un mot de passe assez long pour les tests';
-const chromiumArgs = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic',
-];
 
 /** A series of `slices` CT images of 64 x 64 (the synthetic ramp: visible stripes). */
 function series(o: { PatientID: string; PatientName: string; StudyInstanceUID: string; StudyDate: string; slices: number }): Buffer[] {
@@ -42,14 +38,6 @@ function series(o: { PatientID: string; PatientName: string; StudyInstanceUID: s
     PatientID: o.PatientID, PatientName: o.PatientName, PatientBirthDate: '19700412', PatientSex: 'F',
     StudyInstanceUID: o.StudyInstanceUID, SeriesInstanceUID, StudyDate: o.StudyDate, Rows: 64, Columns: 64,
   }).file);
-}
-
-/** Distinct colours in a PNG: a blank or uniform viewport has one or two. */
-function distinctColours(png: Buffer): number {
-  const image = PNG.sync.read(png);
-  const seen = new Set<number>();
-  for (let i = 0; i < image.data.length; i += 4) seen.add((image.data[i]! << 16) | (image.data[i + 1]! << 8) | image.data[i + 2]!);
-  return seen.size;
 }
 
 async function shoot(page: Page, name: string, region?: Locator): Promise<Buffer> {
@@ -74,8 +62,6 @@ async function renderedViewport(page: Page, name: string, region: Locator): Prom
     await page.waitForTimeout(250);
   }
 }
-
-const chromiumPath = '/usr/bin/chromium';
 
 describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromiumPath) && 'Debian\'s chromium is not installed (.ci/run installs it)' }, () => {
   let idp: TestIdentityProvider;

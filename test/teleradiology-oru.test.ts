@@ -5,7 +5,6 @@
  * marked sent before an AA, and every attempt is audited.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
@@ -13,40 +12,11 @@ import { testDatabases } from './support/databases.ts';
 import { CookieJar, request } from './support/browser-session.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
-import { findSegment, parseMessage, valueOf, type Hl7Message } from '../src/hl7/message.ts';
-import { frameMessage, MllpDecoder } from '../src/hl7/mllp.ts';
+import { findSegment, valueOf, type Hl7Message } from '../src/hl7/message.ts';
+import { RisListener } from './support/ris-listener.ts';
 import { ReportDelivery } from '../src/exchange/report-delivery.ts';
 
 const password = 'un mot de passe assez long pour les tests';
-
-/** A RIS's MLLP listener: records what it receives and answers each message with the next code (AA when none is queued). */
-class RisListener {
-  readonly received: Hl7Message[] = [];
-  readonly answers: string[] = [];
-  private readonly server = net.createServer((socket) => {
-    const decoder = new MllpDecoder(1024 * 1024);
-    socket.on('data', (chunk: Buffer) => {
-      for (const payload of decoder.push(chunk)) {
-        const message = parseMessage(payload.toString('utf8'));
-        this.received.push(message);
-        const code = this.answers.shift() ?? 'AA';
-        const controlId = valueOf(findSegment(message, 'MSH'), 10);
-        const ack = `MSH|^~\\&|RIS|CLIN-SUD|ATRIUM|ATRIUM|20261123120000||ACK^R01^ACK|ACK${this.received.length}|P|2.5\rMSA|${code}|${controlId}|${code === 'AA' ? '' : 'base RIS en maintenance'}\r`;
-        socket.write(frameMessage(Buffer.from(ack, 'latin1')));
-      }
-    });
-    socket.on('error', () => {});
-  });
-
-  async listen(): Promise<number> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    return (this.server.address() as net.AddressInfo).port;
-  }
-
-  close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 for (const engine of testDatabases()) {
   describe(`teleradiology reports to the requesting site (${engine.name})`, () => {

@@ -20,6 +20,7 @@ import { httpsServerOptions } from './https.ts';
 import { fastifyLimitOptions, nodeServerLimits, registerRequestLimits } from './request-limits.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
 import { portalRoutes } from './static-files.ts';
+import { workitemRoutes } from '../dicomweb/workitems.ts';
 import { teleradiologyRoutes } from './teleradiology.ts';
 import { patientRoutes } from './patients.ts';
 import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
@@ -119,6 +120,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     maxRequestBytes: config.http.maxRequestBytes,
     publicBaseUrl: config.http.publicBaseUrl,
   });
+  await app.register(workitemRoutes, { prefix: '/dicom-web/workitems', archive, config: config.teleradiology, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive, peers: config.peers });
   await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive });
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });

@@ -11,6 +11,7 @@ import { activityCsv, TeleActivity } from '../workflow/tele-activity.ts';
 import { loadSignedReport } from '../exchange/signed-report.ts';
 import { diagnosticReportOf } from '../exchange/fhir-diagnostic-report.ts';
 import { renderReportPdf } from '../exchange/report-pdf.ts';
+import { renderActivityPdf } from '../exchange/activity-pdf.ts';
 import { ReportTemplates } from '../workflow/report-templates.ts';
 
 const statusOf: Record<TeleErrorCode, number> = { incomplete: 422, invalid: 400, 'not-found': 404, forbidden: 403, conflict: 409 };
@@ -177,6 +178,18 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
   app.get<ActivityQuerystring>('/activity.csv', { schema: activitySchema }, async (request, reply) => {
     const rows = await activity.activity(request.principal!, { from: request.query.from, to: request.query.to, by: request.query.by ?? 'month' }, origin(request));
     return reply.type('text/csv; charset=utf-8').header('Content-Disposition', 'attachment; filename="teleradiology-activity.csv"').send(activityCsv(rows));
+  });
+
+  // The annual report as a PDF with its charts: the year's acts by month.
+  app.get<{ Querystring: { year: number } }>('/activity.pdf', {
+    schema: { querystring: { type: 'object', required: ['year'], additionalProperties: false, properties: { year: { type: 'integer', minimum: 2000, maximum: 2999 } } } },
+  }, async (request, reply) => {
+    const { year } = request.query;
+    const who = request.principal!;
+    const rows = await activity.activity(who, { from: `${year}-01-01T00:00:00Z`, to: `${year + 1}-01-01T00:00:00Z`, by: 'month' }, origin(request));
+    const scope = who.territory === true || who.roles.includes('territory-admin') ? 'Tout le territoire' : `Sites : ${who.sites.map((s) => s.code).join(', ')}`;
+    return reply.type('application/pdf').header('Content-Disposition', `attachment; filename="teleradiologie-activite-${year}.pdf"`)
+      .send(await renderActivityPdf({ year, rows, scope, generatedAt: new Date() }));
   });
 
   app.get<{ Querystring: { modality?: string; bodyPart?: string } }>('/templates', {

@@ -521,7 +521,9 @@ export class TeleRequests {
     return rows.map((r) => {
       const q = this.requestOf(r, now);
       return {
-        id: q.id, requestingSite: q.requestingSite, urgency: q.urgency, status: q.status, modality: q.modality, bodyPart: q.bodyPart,
+        id: q.id, requestingSite: q.requestingSite, urgency: q.urgency,
+        ...(q.StudyInstanceUID !== undefined ? { StudyInstanceUID: q.StudyInstanceUID } : {}), ...(q.AccessionNumber !== undefined ? { AccessionNumber: q.AccessionNumber } : {}),
+        createdAt: q.createdAt, status: q.status, modality: q.modality, bodyPart: q.bodyPart,
         specialty: q.specialty, deadlineAt: q.deadlineAt, escalated: q.escalatedAt !== undefined, imagesArrived: q.imagesArrivedAt !== undefined, protocolDecided: q.protocol !== undefined,
         ...(q.assignedTo ? { assignedTo: q.assignedTo } : {}), ...(q.claimedBy ? { claimedBy: q.claimedBy, claimExpiresAt: q.claimExpiresAt } : {}),
       };
@@ -539,6 +541,8 @@ export interface WorklistFilter {
 export interface WorklistEntry {
   id: number; requestingSite: string; urgency: Urgency; status: RequestStatus; modality: string; bodyPart: string; specialty: string;
   deadlineAt: string; escalated: boolean; imagesArrived: boolean; protocolDecided: boolean; assignedTo?: string; claimedBy?: string; claimExpiresAt?: string;
+  /** The study the request names (a UID, or the accession number its images will carry): no patient identity. */
+  StudyInstanceUID?: string; AccessionNumber?: string; createdAt: string;
 }
 
 /** Reading acts are a radiologist's, as a person (a session or a bearer token naming a user). */

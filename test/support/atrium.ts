@@ -14,6 +14,7 @@ import { IdentityFromImages } from '../../src/workflow/identities-from-images.ts
 import { Hl7Server } from '../../src/hl7/server.ts';
 import { TeleImagesArrival } from '../../src/workflow/tele-images.ts';
 import { TeleRequests } from '../../src/workflow/tele-requests.ts';
+import { ReportDelivery } from '../../src/exchange/report-delivery.ts';
 import { AuditSyslogExporter, auditSourceOf } from '../../src/access/audit-syslog.ts';
 
 export interface RunningAtrium {
@@ -32,6 +33,8 @@ export interface RunningAtrium {
   identities: IdentityFromImages;
   /** The HL7 MLLP listener, when started (options.hl7). */
   hl7?: Hl7Server;
+  /** Sends signed reports to their requesting sites, as `atrium serve` does; started with options.teleradiology. */
+  reportDelivery?: ReportDelivery;
   /** Matches arriving images to teleradiology requests; started with options.teleradiology, else call teleImages.drain(). */
   teleImages: TeleImagesArrival;
   /** The audit export to a syslog collector, started when `configure` set config.audit.syslog. */
@@ -99,6 +102,8 @@ export async function startAtrium(options: {
   if (options.identities) identities.start();
   const teleImages = new TeleImagesArrival(new TeleRequests(archive, config.teleradiology), logger.child({ component: 'teleradiology' }), 100);
   if (options.teleradiology) teleImages.start();
+  const reportDelivery = options.teleradiology ? new ReportDelivery(archive, config.teleradiology, logger.child({ component: 'report-delivery' }), config.dimse.aeTitle) : undefined;
+  reportDelivery?.start();
   let forwarder: Forwarder | undefined;
   if (options.forwarding) {
     forwarder = new Forwarder(archive, config, logger.child({ component: 'forwarding' }));
@@ -115,13 +120,14 @@ export async function startAtrium(options: {
     auditSyslog.start();
   }
   return {
-    config, archive, app, tokens, dimse, forwarder, hl7, identities, teleImages, auditSyslog,
+    config, archive, app, tokens, dimse, forwarder, hl7, identities, teleImages, reportDelivery, auditSyslog,
     dicomweb: `${config.http.tls ? 'https' : 'http'}://127.0.0.1:${port}/dicom-web`,
     async close() {
       await auditSyslog?.stop(500);
       await forwarder?.stop(500);
       await identities.stop();
       await teleImages.stop();
+      await reportDelivery?.stop();
       await hl7?.close(500);
       await dimse?.close(500);
       await closeHttpServer(app, 500);

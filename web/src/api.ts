@@ -48,6 +48,17 @@ export async function postJson<T>(url: string, body: unknown): Promise<{ status:
   return { status: r.status, body: text ? (JSON.parse(text) as T) : undefined };
 }
 
+/** A change (POST, PUT, DELETE) answered with JSON; a refusal throws its problem document's detail. */
+export async function sendJson<T>(method: 'POST' | 'PUT' | 'DELETE', url: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (csrfToken) headers['x-csrf-token'] = csrfToken;
+  const r = await fetch(url, { method, headers, credentials: 'same-origin', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  if (!r.ok) throw await problemOf(r);
+  const text = await r.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
 /** Who is logged in, or undefined (401). */
 export async function whoAmI(): Promise<Me | undefined> {
   const r = await fetch('/auth/me', { credentials: 'same-origin', headers: { accept: 'application/json' } });

@@ -8,6 +8,7 @@ import { SearchPage } from './pages/SearchPage.tsx';
 import { TimelinePage } from './pages/TimelinePage.tsx';
 import { MyStudiesPage } from './pages/MyStudiesPage.tsx';
 import { SharePage } from './pages/SharePage.tsx';
+import { TelePages } from './tele/TelePages.tsx';
 import './styles.css';
 
 // Cornerstone is most of the bundle: loaded when a study is opened, not for the login page.
@@ -45,6 +46,7 @@ function App() {
   else if (me === undefined) page = <LoginPage onLoggedIn={(m) => setMe(m)} />;
   else if (study) page = <ViewerPage StudyInstanceUID={study} language={language} />;
   else if (seesOwnExamsOnly(me)) page = <MyStudiesPage language={language} />;
+  else if (path === '/tele' || path.startsWith('/tele/')) page = <TelePages me={me} path={path} query={query} language={language} />;
   else if (path === '/patients') page = <TimelinePage language={language} site={query.get('site') ?? ''} PatientID={query.get('PatientID') ?? ''} />;
   else page = <SearchPage language={language} />;
 
@@ -52,6 +54,9 @@ function App() {
     <TextsContext.Provider value={t}>
       <header className="topbar">
         <a className="brand" href="/app/" onClick={(e) => { e.preventDefault(); navigate('/'); }}>{t.appName}</a>
+        {me !== 'loading' && me !== undefined && !seesOwnExamsOnly(me) && (
+          <a className="link" href="/app/tele" data-testid="nav-tele" onClick={(e) => { e.preventDefault(); navigate('/tele'); }}>{language === 'fr' ? 'Téléradiologie' : 'Teleradiology'}</a>
+        )}
         <span className="spacer" />
         {me !== 'loading' && me !== undefined && <span className="who" data-testid="who">{me.name}</span>}
         <button type="button" className="link" onClick={() => setLanguage(language === 'fr' ? 'en' : 'fr')}>{t.language}</button>
