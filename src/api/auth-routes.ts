@@ -2,8 +2,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { localReturnPath, type Authenticator, type OpenedSession } from '../access/login.ts';
 import { loginStateMaxAgeSeconds } from '../access/oidc.ts';
 import type { Principal } from '../access/principal.ts';
-import { AuthenticationError } from '../access/users.ts';
-import { HttpProblem, httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
+import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import { cookieHeader, cookieOf, secureCookieFor, sessionCookieName } from './auth.ts';
 import { SlidingWindowRateLimiter } from '../access/rate-limit.ts';
 
@@ -38,13 +37,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
   const { authenticator } = opts;
   const limiter = new SlidingWindowRateLimiter({ limit: opts.loginAttemptsPerMinute, windowMs: 60_000 });
 
-  app.setErrorHandler((error, request, reply) => {
-    const e = error as Error & { statusCode?: number; validation?: unknown };
-    const status = e instanceof HttpProblem || e instanceof AuthenticationError ? httpStatusOf(e)
-      : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'authentication request failed');
-    return sendProblem(reply, status, status >= 500 && status !== 502 ? 'internal error' : e.message);
-  });
+  app.setErrorHandler(problemErrorHandler('authentication request'));
 
   const secure = (request: FastifyRequest) => secureCookieFor(request, opts.secureCookie);
 

@@ -5,7 +5,7 @@ import { AccessPolicy, reasonToSee } from '../access/policy.ts';
 import { requireCapability, scopeOfRequest } from './access-scope.ts';
 import type { Archive } from '../archive/archive.ts';
 import { CorrectionError, listCorrections, moveStudy, rejectInstance, undoCorrection } from '../archive/corrections.ts';
-import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
+import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 
 const uid = { type: 'string', pattern: '^[0-9.]{1,64}$' } as const;
 const reason = { type: 'string', minLength: 3, maxLength: 1024 } as const;
@@ -20,12 +20,7 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
   const trace = (request: FastifyRequest, details: Record<string, unknown>, extra: { reason?: string; StudyInstanceUID?: string } = {}) => audit.record({
     action: 'correction', outcome: 'success', ...actorOf(request.principal!), source: request.ip, via: 'api', ...extra, details,
   });
-  app.setErrorHandler((error, request, reply) => {
-    const e = error as Error & { validation?: unknown; statusCode?: number };
-    const status = e instanceof HttpProblem ? e.status : e instanceof CorrectionError ? (e.code === 'not-found' ? 404 : 409) : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'correction failed');
-    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
-  });
+  app.setErrorHandler(problemErrorHandler('correction'));
 
   app.addHook('preHandler', requireCapability('correct', audit));
   const policy = new AccessPolicy(archive.index.sql);

@@ -6,8 +6,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Archive } from '../archive/archive.ts';
 import type { PeerConfig } from '../config/config.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
-import { PrefetchError, prefetchPriors } from '../dimse/routing.ts';
-import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
+import { prefetchPriors } from '../dimse/routing.ts';
+import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 
 export interface ForwardingRoutesOptions {
   archive: Archive;
@@ -24,12 +24,7 @@ export async function forwardingRoutes(app: FastifyInstance, options: Forwarding
   const { archive } = options;
   const queue = new ForwardingQueue(archive.index.sql);
 
-  app.setErrorHandler((error, request, reply) => {
-    const e = error as Error & { statusCode?: number; validation?: unknown };
-    const status = e instanceof HttpProblem ? e.status : e instanceof PrefetchError || e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'forwarding request failed');
-    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
-  });
+  app.setErrorHandler(problemErrorHandler('forwarding request'));
 
   app.addHook('preHandler', requireCapability('forward', new AuditTrail(archive.index.sql)));
   const policy = new AccessPolicy(archive.index.sql);

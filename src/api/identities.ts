@@ -3,8 +3,8 @@ import { requireCapability } from './access-scope.ts';
 import type { FastifyInstance } from 'fastify';
 import { AuditTrail } from '../access/audit.ts';
 import type { Archive } from '../archive/archive.ts';
-import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
-import { decideReview, openReviews, ReviewNotOpenError } from '../patients/identities.ts';
+import { problemErrorHandler } from '../dicomweb/problem.ts';
+import { decideReview, openReviews } from '../patients/identities.ts';
 
 /**
  * /api/identity-reviews: what identitovigilance must decide (candidate links, conflicting
@@ -13,12 +13,7 @@ import { decideReview, openReviews, ReviewNotOpenError } from '../patients/ident
  */
 export async function identityRoutes(app: FastifyInstance, options: { archive: Archive }): Promise<void> {
   const { archive } = options;
-  app.setErrorHandler((error, request, reply) => {
-    const e = error as Error & { statusCode?: number; validation?: unknown };
-    const status = e instanceof HttpProblem ? e.status : e instanceof ReviewNotOpenError ? 409 : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'identity review request failed');
-    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
-  });
+  app.setErrorHandler(problemErrorHandler('identity review request'));
 
   app.addHook('preHandler', requireCapability('review-identities', new AuditTrail(archive.index.sql)));
   app.get('/', async (request) => {

@@ -3,7 +3,7 @@ import type { Archive } from '../archive/archive.ts';
 import { AuditTrail, patientRefOf } from '../access/audit.ts';
 import { AccessPolicy, scopeCondition } from '../access/policy.ts';
 import { actorOf } from '../access/principal.ts';
-import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
+import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import { findPatientRecords, recordSummary, timelineOf } from '../patients/timeline.ts';
 import { scopeOfRequest } from './access-scope.ts';
 
@@ -23,12 +23,7 @@ export async function patientRoutes(app: FastifyInstance, options: { archive: Ar
   const policy = new AccessPolicy(archive.index.sql);
   const who = (request: FastifyRequest) => ({ ...actorOf(request.principal!), source: request.ip, via: 'api' as const });
 
-  app.setErrorHandler((error, request, reply) => {
-    const e = error as Error & { statusCode?: number; validation?: unknown };
-    const status = e instanceof HttpProblem ? e.status : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'patient request failed');
-    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
-  });
+  app.setErrorHandler(problemErrorHandler('patient request'));
 
   const siteOf = (code: string | undefined) => {
     if (code === undefined) return undefined;

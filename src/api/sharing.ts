@@ -7,9 +7,9 @@ import { SlidingWindowRateLimiter } from '../access/rate-limit.ts';
 import { cookieHeader, secureCookieFor, sessionCookieName } from './auth.ts';
 import { AccessPolicy, may, reasonToSee } from '../access/policy.ts';
 import { actorOf } from '../access/principal.ts';
-import { EMERGENCY_ACCESS_HOURS, GrantError, Grants } from '../access/grants.ts';
+import { EMERGENCY_ACCESS_HOURS, Grants } from '../access/grants.ts';
 import { ShareLinkError, ShareLinks } from '../access/share-links.ts';
-import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
+import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import { requireCapability, scopeOfRequest } from './access-scope.ts';
 
 const uid = { type: 'string', pattern: '^[0-9.]{1,64}$' } as const;
@@ -33,12 +33,7 @@ export async function shareLinkRoutes(app: FastifyInstance, options: { archive: 
   const audit = new AuditTrail(archive.index.sql);
   const links = new ShareLinks(archive.index.sql);
   const limiter = new SlidingWindowRateLimiter({ limit: options.attemptsPerMinute, windowMs: 60_000 });
-  app.setErrorHandler((error, request, reply) => {
-    const e = error as Error & { statusCode?: number; validation?: unknown };
-    const status = e instanceof HttpProblem ? e.status : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'share link request failed');
-    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
-  });
+  app.setErrorHandler(problemErrorHandler('share link request'));
 
   app.post<{ Body: { token: string; pin?: string } }>('/open', {
     schema: {
@@ -96,14 +91,7 @@ export async function sharingRoutes(app: FastifyInstance, options: { archive: Ar
   const links = new ShareLinks(archive.index.sql);
   const who = (request: FastifyRequest) => ({ ...actorOf(request.principal!), source: request.ip, via: 'api' as const });
 
-  app.setErrorHandler((error, request, reply) => {
-    const e = error as Error & { statusCode?: number; validation?: unknown };
-    const status = e instanceof HttpProblem ? e.status
-      : e instanceof GrantError || e instanceof ShareLinkError ? (e.code === 'not-found' ? 404 : 400)
-        : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'sharing request failed');
-    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
-  });
+  app.setErrorHandler(problemErrorHandler('sharing request'));
 
   /** The study or patient record a request names, if it exists and the caller may see it (else as if absent). */
   const resolve = async (request: FastifyRequest, target: Target): Promise<{ StudyInstanceUID?: string; patientId?: number; patients: string[] }> => {

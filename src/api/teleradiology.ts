@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Archive } from '../archive/archive.ts';
 import type { TeleradiologyConfig } from '../config/config.ts';
-import { HttpProblem, sendProblem } from '../dicomweb/problem.ts';
+import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import {
-  requestStatuses, TeleError, TeleRequests, urgencies, type NewTeleRequest, type Origin, type RequestStatus, type TeleErrorCode,
+  requestStatuses, TeleError, TeleRequests, urgencies, type NewTeleRequest, type Origin, type RequestStatus,
 } from '../workflow/tele-requests.ts';
 import { TeleReports, type ReportContent } from '../workflow/tele-reports.ts';
 import { agreements, SecondReadings, type Agreement } from '../workflow/second-readings.ts';
@@ -14,7 +14,6 @@ import { renderReportPdf } from '../exchange/report-pdf.ts';
 import { renderActivityPdf } from '../exchange/activity-pdf.ts';
 import { ReportTemplates } from '../workflow/report-templates.ts';
 
-const statusOf: Record<TeleErrorCode, number> = { incomplete: 422, invalid: 400, 'not-found': 404, forbidden: 403, conflict: 409 };
 
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } as const;
 const short = { type: 'string', maxLength: 128 } as const;
@@ -57,18 +56,7 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
   const origin = (request: FastifyRequest): Origin => ({ source: request.ip, via: 'api' });
   const id = (request: FastifyRequest) => Number((request.params as { id: string }).id);
 
-  app.setErrorHandler((error, request, reply) => {
-    const e = error as Error & { statusCode?: number; validation?: unknown };
-    if (e instanceof TeleError && e.code === 'incomplete') {
-      // The sender is told every missing field at once (problem+json with an extension member).
-      return reply.code(422).type('application/problem+json')
-        .send({ type: 'about:blank', title: 'Unprocessable Content', status: 422, detail: e.message, missing: e.missing ?? [] });
-    }
-    const status = e instanceof TeleError ? statusOf[e.code] : e instanceof HttpProblem ? e.status
-      : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'teleradiology request failed');
-    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
-  });
+  app.setErrorHandler(problemErrorHandler('teleradiology request'));
 
   app.post<{ Body: NewTeleRequest }>('/requests', { schema: { body: requestBody } }, async (request, reply) => {
     const created = await requests.createRequest(request.principal!, request.body, origin(request));

@@ -1,4 +1,10 @@
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { CorrectionError } from '../archive/corrections.ts';
+import { GrantError } from '../access/grants.ts';
+import { ShareLinkError } from '../access/share-links.ts';
+import { ReviewNotOpenError } from '../patients/identities.ts';
+import { PrefetchError } from '../dimse/routing.ts';
+import { TeleError, type TeleErrorCode } from '../workflow/tele-requests.ts';
 import { RetrieveError } from '../archive/retrieve.ts';
 import { QueryError } from '../index/archive-index.ts';
 import { AuthenticationError, type LoginFailure } from '../access/users.ts';
@@ -31,12 +37,39 @@ const loginFailureStatus: Record<LoginFailure, number> = {
 /** The one place where a domain error becomes an HTTP status. */
 export function httpStatusOf(e: unknown): number {
   if (e instanceof HttpProblem) return e.status;
+  if (e instanceof TeleError) return teleStatus[e.code];
+  if (e instanceof CorrectionError) return e.code === 'not-found' ? 404 : 409;
+  if (e instanceof GrantError || e instanceof ShareLinkError) return e.code === 'not-found' ? 404 : 400;
+  if (e instanceof ReviewNotOpenError) return 409;
+  if (e instanceof PrefetchError) return 400;
   if (e instanceof AuthenticationError) return loginFailureStatus[e.reason];
   if (e instanceof RetrieveError) return e.code === 'not-found' ? 404 : e.code === 'not-acceptable' ? 406 : 400;
   if (e instanceof QidoRequestError || e instanceof QueryError || e instanceof MultipartError) return 400;
   if (e instanceof MediaTypeError) return e.header === 'accept' ? 400 : 415;
   if (e instanceof RangeError) return 400;
   return 500;
+}
+
+const teleStatus: Record<TeleErrorCode, number> = { incomplete: 422, invalid: 400, 'not-found': 404, forbidden: 403, conflict: 409 };
+
+/**
+ * The error handler of the API's plugins: a domain error becomes its status (httpStatusOf),
+ * a schema failure 400, Fastify's own client errors keep theirs; anything else is a logged
+ * 500 whose detail says nothing of the inside. An incomplete teleradiology request lists
+ * every missing field (a problem+json extension member).
+ */
+export function problemErrorHandler(what: string) {
+  return (error: Error & { statusCode?: number; validation?: unknown }, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const known = httpStatusOf(error);
+    const status = known !== 500 ? known
+      : error.validation ? 400 : typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, `${what} failed`);
+    if (error instanceof TeleError && error.code === 'incomplete') {
+      return reply.code(422).type('application/problem+json')
+        .send({ type: 'about:blank', title: titles[422], status: 422, detail: error.message, missing: error.missing ?? [] });
+    }
+    return sendProblem(reply, status, status >= 500 && status !== 502 ? 'internal error' : error.message);
+  };
 }
 
 export function sendProblem(reply: FastifyReply, status: number, detail: string): FastifyReply {

@@ -19,9 +19,9 @@ import type { Archive } from '../archive/archive.ts';
 import type { TeleradiologyConfig } from '../config/config.ts';
 import { stringifyDicomJson, type DicomJsonDataset, type DicomJsonElement } from '../dicom/json.ts';
 import {
-  openStatuses, TeleError, TeleRequests, type RequestStatus, type TeleErrorCode, type TeleRequest, type Urgency, type WorklistEntry,
+  openStatuses, TeleError, TeleRequests, type RequestStatus, type TeleRequest, type Urgency, type WorklistEntry,
 } from '../workflow/tele-requests.ts';
-import { HttpProblem, sendProblem } from './problem.ts';
+import { HttpProblem, problemErrorHandler } from './problem.ts';
 
 /** PS3.4 CC.3.1: UPS Push SOP Class, the class a workitem's SOP Class UID names. */
 export const UPSPushSOPClassUID = '1.2.840.10008.5.1.4.34.6.1';
@@ -140,19 +140,12 @@ const matchKeys: Record<string, 'state' | 'priority' | 'label' | 'study' | 'acce
   AccessionNumber: 'accession', '00080050': 'accession',
 };
 
-const statusOf: Record<TeleErrorCode, number> = { incomplete: 422, invalid: 400, 'not-found': 404, forbidden: 403, conflict: 409 };
 
 export async function workitemRoutes(app: FastifyInstance, options: { archive: Archive; config: TeleradiologyConfig; publicBaseUrl?: string }): Promise<void> {
   const requests = new TeleRequests(options.archive, options.config);
   const baseUrl = (request: FastifyRequest) => `${options.publicBaseUrl ?? `${request.protocol}://${request.host}`}/dicom-web`;
 
-  app.setErrorHandler((error, request, reply) => {
-    const e = error as Error & { statusCode?: number; validation?: unknown };
-    const status = e instanceof TeleError ? statusOf[e.code] : e instanceof HttpProblem ? e.status
-      : e.validation ? 400 : typeof e.statusCode === 'number' && e.statusCode < 500 ? e.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'UPS-RS request failed');
-    return sendProblem(reply, status, status >= 500 ? 'internal error' : e.message);
-  });
+  app.setErrorHandler(problemErrorHandler('UPS-RS request'));
 
   // SearchForUPS (PS3.18 §11.9).
   app.get('/', async (request, reply) => {
