@@ -76,6 +76,13 @@ function StackPane(props: {
       setPosition((p) => (p ? { ...p, at: detail.imageIdIndex + 1 } : p));
     };
     el.addEventListener(Enums.Events.STACK_NEW_IMAGE, onNewImage);
+    // Milliseconds since navigation, on the element, for the browser benchmark (bench/browser.ts).
+    delete el.dataset.firstImageMs;
+    delete el.dataset.seriesLoadedMs;
+    const onRendered = () => {
+      if (el.dataset.firstImageMs === undefined) el.dataset.firstImageMs = performance.now().toFixed(0);
+    };
+    el.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
     // A new layout, a window resized, a tablet turned: the canvas follows its pane, the image refits.
     const resized = new ResizeObserver(() => getRenderingEngine(engineId)?.resize(true, false));
     resized.observe(el);
@@ -86,7 +93,10 @@ function StackPane(props: {
     void (async () => {
       const ids = await imageIdsOfSeries(series.StudyInstanceUID, series.SeriesInstanceUID);
       if (cancelled || ids.length === 0) return;
-      stopProgress = onImagesLoaded(ids, (n) => setLoaded(n));
+      stopProgress = onImagesLoaded(ids, (n) => {
+        setLoaded(n);
+        if (n === ids.length && el.dataset.seriesLoadedMs === undefined) el.dataset.seriesLoadedMs = performance.now().toFixed(0);
+      });
       const viewport = engine.getViewport(viewportId) as Types.IStackViewport;
       setPosition({ at: 1, of: ids.length });
       // The first image shows as soon as it is decoded; the rest of the series follows.
@@ -99,6 +109,7 @@ function StackPane(props: {
       resized.disconnect();
       stopProgress();
       el.removeEventListener(Enums.Events.STACK_NEW_IMAGE, onNewImage);
+      el.removeEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
       tools.utilities.cine.stopClip(el);
       tools.ToolGroupManager.getToolGroup(toolGroupId)?.removeViewports(engineId, viewportId);
       if (getRenderingEngine(engineId)) engine.disableElement(viewportId);
