@@ -53,7 +53,7 @@ function log(line: string): void {
 export interface BrowserBenchResults {
   date: string;
   machine: { cpus: number; cpuModel: string; memory: string; node: string; chromium: string };
-  viewer: { slices: number; bytes: number; runs: Array<{ firstImageMs: number; seriesLoadedMs: number }>; firstImageMs: number; seriesLoadedMs: number; coldFirstImageMs: number; coldSeriesLoadedMs: number };
+  viewer: { slices: number; bytes: number; runs: Array<{ firstImageMs: number; seriesLoadedMs: number; steps: Record<string, number | undefined> }>; firstImageMs: number; seriesLoadedMs: number; coldFirstImageMs: number; coldSeriesLoadedMs: number };
   search: { studies: number; patients: number; queries: number; p50: number; p95: number; medianResults: number };
 }
 
@@ -80,14 +80,29 @@ function baseOf(server: RunningServer): string {
   return server.target.dicomweb.replace(/\/dicom-web$/, '');
 }
 
-async function openViewer(page: Page, base: string, StudyInstanceUID: string): Promise<{ firstImageMs: number; seriesLoadedMs: number }> {
+type ViewerRun = BrowserBenchResults['viewer']['runs'][number];
+
+async function openViewer(page: Page, base: string, StudyInstanceUID: string): Promise<ViewerRun> {
   await page.goto(`${base}/app/viewer?StudyInstanceUID=${StudyInstanceUID}`);
   const viewport = page.getByTestId('viewport-0');
   await page.waitForFunction(() => document.querySelector('[data-testid=viewport-0]')?.getAttribute('data-first-image-ms') != null, undefined, { timeout: 60_000 });
   const firstImageMs = Number(await viewport.getAttribute('data-first-image-ms'));
   await page.waitForFunction(() => document.querySelector('[data-testid=viewport-0]')?.getAttribute('data-series-loaded-ms') != null, undefined, { timeout: 300_000, polling: 100 });
   const seriesLoadedMs = Number(await viewport.getAttribute('data-series-loaded-ms'));
-  return { firstImageMs, seriesLoadedMs };
+  // Where the time goes: when each step's request ended, in ms since the navigation.
+  // A string, not a function: tsx would wrap named arrows in a helper the page does not have.
+  const steps = await page.evaluate<Record<string, number | undefined>>(`(() => {
+    const entries = performance.getEntriesByType('resource');
+    const end = (re) => entries.find((e) => re.test(e.name))?.responseEnd;
+    const frames = entries.filter((e) => /\\/frames\\//.test(e.name));
+    return {
+      scripts: Math.max(0, ...entries.filter((e) => /\\/assets\\/.*\\.js$/.test(e.name)).map((e) => e.responseEnd)),
+      me: end(/\\/auth\\/me$/), study: end(/\\/dicom-web\\/studies\\?/), series: end(/\\/series$/), metadata: end(/\\/metadata$/),
+      firstFrameStart: frames[0]?.startTime, firstFrame: frames[0]?.responseEnd, frames: frames.length,
+      frameMs: frames.length ? frames.reduce((a, e) => a + (e.responseEnd - e.startTime), 0) / frames.length : undefined,
+    };
+  })()`);
+  return { firstImageMs, seriesLoadedMs, steps };
 }
 
 async function benchViewer(version: string): Promise<BrowserBenchResults['viewer']> {
@@ -118,7 +133,8 @@ async function benchViewer(version: string): Promise<BrowserBenchResults['viewer
         runs.push(await openViewer(page, base, ct.StudyInstanceUID));
         await page.close();
         if (errors.length > 0) log(`  page errors: ${errors.join(' | ')}`);
-        log(`  run ${i + 1}: first image ${runs.at(-1)!.firstImageMs} ms, series ${runs.at(-1)!.seriesLoadedMs} ms`);
+        const run = runs.at(-1)!;
+        log(`  run ${i + 1}: first image ${run.firstImageMs} ms, series ${run.seriesLoadedMs} ms; ${Object.entries(run.steps).map(([k, v]) => `${k} ${v?.toFixed(0)}`).join(', ')}`);
       }
       const warm = runs.length > 1 ? runs.slice(1) : runs;
       return {
