@@ -8,6 +8,7 @@ import {
   Tool, createToolGroup, imageIdsOfSeries, initCornerstone, onImagesLoaded, setPrimaryTool, toolGroupId, tools, windowPresets,
   type PrimaryTool, type WindowPreset,
 } from './cornerstone.ts';
+import { DocumentPanel, isImageSeries } from './documents.tsx';
 
 const engineId = 'atrium-viewer';
 
@@ -33,21 +34,25 @@ type Layout = '1x1' | '1x2' | '2x2';
 const paneCount: Record<Layout, number> = { '1x1': 1, '1x2': 2, '2x2': 4 };
 
 async function loadStudy(StudyInstanceUID: string): Promise<StudySummary | undefined> {
-  const [study] = await getJson<DicomJson[]>(`/dicom-web/studies?StudyInstanceUID=${encodeURIComponent(StudyInstanceUID)}`, 'application/dicom+json');
-  if (!study) {
+  // Both at once: the series list answers empty (not an error) for a study the caller may not see.
+  const [[study], seriesFound] = await Promise.all([
+    getJson<DicomJson[]>(`/dicom-web/studies?StudyInstanceUID=${encodeURIComponent(StudyInstanceUID)}`, 'application/dicom+json'),
+    getJson<DicomJson[]>(`/dicom-web/studies/${encodeURIComponent(StudyInstanceUID)}/series`, 'application/dicom+json').catch(() => undefined),
+  ]);
+  if (!study || !seriesFound) {
     // Not listed: absent, or outside the care relationship. Asking WADO-RS for it gets the same
     // 404 and leaves the refused attempt in the audit trail.
     await fetch(`/dicom-web/studies/${encodeURIComponent(StudyInstanceUID)}/metadata`, { headers: { accept: 'application/dicom+json' } });
     return undefined;
   }
-  const series = (await getJson<DicomJson[]>(`/dicom-web/studies/${StudyInstanceUID}/series`, 'application/dicom+json')).map((s) => ({
+  const series = seriesFound.map((s) => ({
     StudyInstanceUID,
     SeriesInstanceUID: str(s, tag.SeriesInstanceUID) ?? '',
     Modality: str(s, tag.Modality) ?? '',
     SeriesDescription: str(s, tag.SeriesDescription) ?? '',
     SeriesNumber: num(s, tag.SeriesNumber) ?? 0,
     images: num(s, tag.NumberOfSeriesRelatedInstances) ?? 0,
-  })).sort((a, b) => a.SeriesNumber - b.SeriesNumber);
+  })).sort((a, b) => Number(!isImageSeries(a.Modality)) - Number(!isImageSeries(b.Modality)) || a.SeriesNumber - b.SeriesNumber);
   return {
     StudyInstanceUID, StudyDate: str(study, tag.StudyDate), PatientName: str(study, tag.PatientName), PatientID: str(study, tag.PatientID),
     ModalitiesInStudy: strs(study, tag.ModalitiesInStudy), series,
@@ -147,6 +152,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   const [tool, setTool] = useState<PrimaryTool>(Tool.WindowLevel);
   const [cine, setCine] = useState(false);
   const [measurements, setMeasurements] = useState<ReadonlyMap<string, string>>(new Map());
+  const [openDocument, setDocument] = useState<SeriesSummary>();
   const elements = useRef<Array<HTMLDivElement | null>>([]);
   const registerElement = useCallback((i: number, el: HTMLDivElement | null) => { elements.current[i] = el; }, []);
 
@@ -170,7 +176,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     setStudy(undefined);
     loadStudy(StudyInstanceUID).then((s) => {
       setStudy(s ?? 'missing');
-      if (s) setPanes([s.series[0]]);
+      if (s) setPanes([s.series.find((x) => isImageSeries(x.Modality))]);
     }, () => setStudy('missing'));
   }, [StudyInstanceUID]);
 
@@ -236,7 +242,8 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   const changeLayout = (next: Layout) => {
     if (typeof study !== 'object') return;
     const n = paneCount[next];
-    setPanes((current) => Array.from({ length: n }, (_, i) => current[i] ?? study.series[i % Math.max(1, study.series.length)]));
+    const images = study.series.filter((x) => isImageSeries(x.Modality));
+    setPanes((current) => Array.from({ length: n }, (_, i) => current[i] ?? images[i % Math.max(1, images.length)]));
     setLayout(next);
     if (active >= n) setActive(0);
   };
@@ -247,13 +254,14 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     const older = studies.filter((s) => s.StudyInstanceUID !== StudyInstanceUID && (s.StudyDate ?? '') <= (study.StudyDate ?? '99999999'));
     const candidate = older[0];
     const loaded = candidate ? await loadStudy(candidate.StudyInstanceUID) : undefined;
-    if (!loaded || loaded.series.length === 0) {
+    const priorImages = loaded?.series.find((x) => isImageSeries(x.Modality));
+    if (!loaded || !priorImages) {
       setPrior('none');
       return;
     }
     setPrior(loaded);
     setLayout('1x2');
-    setPanes([panes[0] ?? study.series[0], loaded.series[0]]);
+    setPanes([panes[0] ?? study.series.find((x) => isImageSeries(x.Modality)), priorImages]);
   };
 
   useEffect(() => {
@@ -325,8 +333,8 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
             <div key={s.StudyInstanceUID}>
               <div className="muted">{formatDicomDate(s.StudyDate, language)}</div>
               {s.series.map((se) => (
-                <button key={se.SeriesInstanceUID} type="button" className="series"
-                  onClick={() => setPanes((p) => p.map((x, i) => (i === active ? se : x)))}>
+                <button key={se.SeriesInstanceUID} type="button" className={`series${openDocument?.SeriesInstanceUID === se.SeriesInstanceUID ? ' on' : ''}`} data-testid="series" data-modality={se.Modality}
+                  onClick={() => (isImageSeries(se.Modality) ? setPanes((p) => p.map((x, i) => (i === active ? se : x))) : setDocument(se))}>
                   {se.Modality} {se.SeriesNumber} {se.SeriesDescription}<br /><span className="muted">{se.images} {t.images}</span>
                 </button>
               ))}
@@ -343,6 +351,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
             ))}
           </div>
         )}
+        {openDocument && <DocumentPanel key={openDocument.SeriesInstanceUID} series={openDocument} language={language} onClose={() => setDocument(undefined)} />}
       </div>
     </section>
   );

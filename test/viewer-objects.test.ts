@@ -1,0 +1,128 @@
+/**
+ * The viewer's non-image objects in Debian's Chromium: a study holding images, a signed report
+ * as DICOM Encapsulated PDF and a Comprehensive SR. The viewer lists the document series beside
+ * the images, shows the PDF in the browser's PDF viewer (a frame on a blob: URL, allowed by the
+ * portal's CSP) and the SR's content tree as text. Screenshots under .tmp/portal-screenshots.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import { testDatabases } from './support/databases.ts';
+import { syntheticInstance } from './support/synthetic.ts';
+import { comprehensiveSr, encapsulatedPdf, pdfSaying, type DocumentPatient } from './support/documents.ts';
+import { addUser } from '../src/cli/users.ts';
+import { newUID } from '../src/dicom/uids.ts';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const portalDir = path.join(repo, 'web', 'dist');
+const screenshots = path.join(repo, '.tmp', 'portal-screenshots');
+const engine = testDatabases().at(-1)!;
+const chromiumPath = '/usr/bin/chromium';
+const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+const password = 'un mot de passe assez long pour les tests';
+
+describe(`the viewer's documents and key images in Chromium (${engine.name})`, { skip: !existsSync(chromiumPath) && 'Debian\'s chromium is not installed (.ci/run installs it)' }, () => {
+  let atrium: RunningAtrium;
+  let base: string;
+  let cleanup: () => Promise<void>;
+  let context: BrowserContext;
+  let profile: string;
+  const pageErrors: string[] = [];
+  const patient: DocumentPatient = { PatientID: 'PN-42', PatientName: 'Durand^Inès', StudyInstanceUID: newUID(), StudyDate: '20260402' };
+
+  const stow = async (files: Buffer[]) => {
+    const boundary = 'atrium-viewer-objects';
+    const body = Buffer.concat([...files.flatMap((f) => [Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), f, Buffer.from('\r\n')]), Buffer.from(`--${boundary}--\r\n`)]);
+    const r = await fetch(`${base}/dicom-web/studies`, { method: 'POST', body, headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']!}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` } });
+    assert.equal(r.status, 200, await r.text());
+  };
+
+  const loggedIn = async (login: string): Promise<Page> => {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    page.on('response', (r) => {
+      if (r.status() >= 400 && !(r.status() === 401 && r.url().endsWith('/auth/me'))) pageErrors.push(`${r.status()} ${r.url()}`);
+    });
+    await page.goto(`${base}/app/viewer?StudyInstanceUID=${patient.StudyInstanceUID}`);
+    await page.locator('input[name=login]').fill(login);
+    await page.locator('input[name=password]').fill(password);
+    await page.getByRole('button', { name: 'Se connecter', exact: true }).click();
+    await page.getByTestId('who').waitFor();
+    return page;
+  };
+
+  before(async () => {
+    if (!existsSync(path.join(portalDir, 'index.html'))) execFileSync('npm', ['run', 'build:web'], { cwd: repo, stdio: 'inherit' });
+    mkdirSync(screenshots, { recursive: true });
+    const db = await engine.open();
+    cleanup = db.cleanup;
+    atrium = await startAtrium({
+      index: db.config,
+      configure: (c) => {
+        c.http.portalDir = portalDir;
+        c.auth.sessions.secureCookie = false;
+        c.auth.loginAttemptsPerMinute = 1000;
+      },
+    });
+    base = atrium.dicomweb.replace(/\/dicom-web$/, '');
+    const SeriesInstanceUID = newUID();
+    await stow(Array.from({ length: 4 }, () => syntheticInstance({
+      PatientID: patient.PatientID, PatientName: patient.PatientName, StudyInstanceUID: patient.StudyInstanceUID, SeriesInstanceUID, StudyDate: patient.StudyDate, Rows: 64, Columns: 64,
+    }).file));
+    await stow([
+      encapsulatedPdf(patient, await pdfSaying('Compte rendu : examen normal'), 'Compte rendu de télé-interprétation'),
+      comprehensiveSr(patient, 'Nodule pulmonaire lobaire supérieur droit', 12, 'Surveillance à 6 mois'),
+    ]);
+    await addUser(atrium.archive, { login: 'rad.nord', displayName: 'Dr Anne Radiologue', roles: ['radiologist'], sites: ['CHU-NORD'], password }, { actor: 'test', via: 'cli' });
+    profile = mkdtempSync(path.join(tmpdir(), 'atrium-chromium-'));
+    context = await chromium.launchPersistentContext(profile, { executablePath: chromiumPath, headless: true, args: chromiumArgs, viewport: { width: 1280, height: 800 }, locale: 'fr-FR' });
+  });
+
+  after(async () => {
+    await context?.close().catch(() => {});
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await atrium?.close();
+    await cleanup?.();
+  });
+
+  it('lists the report and the structured report beside the images, and shows the PDF and the SR as text', async () => {
+    const page = await loggedIn('rad.nord');
+    const series = page.getByTestId('series');
+    await series.nth(2).waitFor();
+    assert.deepEqual(await series.evaluateAll((els) => els.map((e) => e.getAttribute('data-modality'))), ['CT', 'DOC', 'SR']);
+    await page.getByTestId('slice-0').waitFor();
+    assert.equal(await page.getByTestId('slice-0').innerText(), '1 / 4', 'the images, not a document, fill the viewport');
+
+    await page.locator('[data-testid=series][data-modality=DOC]').click();
+    const frame = page.getByTestId('document-pdf');
+    await frame.waitFor();
+    const src = (await frame.getAttribute('src'))!;
+    assert.match(src, /^blob:/);
+    // Chromium's own PDF viewer (its built-in extension) took the document.
+    const pdfViewer = 'chrome-extension://mhjfbmdgcfjbbpaeojofohoefgiehjai/';
+    for (let i = 0; i < 50 && !page.frames().some((f) => f.url().startsWith(pdfViewer)); i++) await page.waitForTimeout(100);
+    assert.ok(page.frames().some((f) => f.url().startsWith(pdfViewer)), `frames: ${page.frames().map((f) => f.url()).join(', ')}`);
+    assert.equal(await frame.getAttribute('title'), 'Compte rendu de télé-interprétation');
+    await page.waitForTimeout(1000);
+    writeFileSync(path.join(screenshots, 'viewer-pdf.png'), await page.screenshot());
+
+    await page.locator('[data-testid=series][data-modality=SR]').click();
+    const sr = page.getByTestId('document-sr');
+    await sr.waitFor();
+    const text = await sr.innerText();
+    assert.match(text, /Rapport d'imagerie/);
+    assert.match(text, /Constatation : Nodule pulmonaire lobaire supérieur droit/);
+    assert.match(text, /Diamètre : 12 mm/);
+    assert.match(text, /Conclusion : Surveillance à 6 mois/);
+    writeFileSync(path.join(screenshots, 'viewer-sr.png'), await page.screenshot());
+    await page.getByTestId('document-close').click();
+    await sr.waitFor({ state: 'detached' });
+    assert.deepEqual(pageErrors, []);
+  });
+});
