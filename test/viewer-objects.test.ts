@@ -6,12 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { syntheticInstance } from './support/synthetic.ts';
@@ -31,8 +30,7 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
   let atrium: RunningAtrium;
   let base: string;
   let cleanup: () => Promise<void>;
-  let context: BrowserContext;
-  let profile: string;
+  let browser: Browser;
   const pageErrors: string[] = [];
   const patient: DocumentPatient = { PatientID: 'PN-42', PatientName: 'Durand^Inès', StudyInstanceUID: newUID(), StudyDate: '20260402' };
 
@@ -44,6 +42,8 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
   };
 
   const loggedIn = async (login: string): Promise<Page> => {
+    // A context of its own: nobody's session cookie but this login's.
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'fr-FR' });
     const page = await context.newPage();
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     page.on('response', (r) => {
@@ -79,14 +79,15 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
       encapsulatedPdf(patient, await pdfSaying('Compte rendu : examen normal'), 'Compte rendu de télé-interprétation'),
       comprehensiveSr(patient, 'Nodule pulmonaire lobaire supérieur droit', 12, 'Surveillance à 6 mois'),
     ]);
+    const nord = atrium.archive.sites.get('CHU-NORD')!;
+    const record = (await atrium.archive.index.patientRecordId(nord.id, nord.issuerOfPatientID, patient.PatientID))!;
+    await addUser(atrium.archive, { login: 'ines.durand', displayName: 'Inès Durand', roles: ['patient'], sites: [], patientId: record, password }, { actor: 'test', via: 'cli' });
     await addUser(atrium.archive, { login: 'rad.nord', displayName: 'Dr Anne Radiologue', roles: ['radiologist'], sites: ['CHU-NORD'], password }, { actor: 'test', via: 'cli' });
-    profile = mkdtempSync(path.join(tmpdir(), 'atrium-chromium-'));
-    context = await chromium.launchPersistentContext(profile, { executablePath: chromiumPath, headless: true, args: chromiumArgs, viewport: { width: 1280, height: 800 }, locale: 'fr-FR' });
+    browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: chromiumArgs });
   });
 
   after(async () => {
-    await context?.close().catch(() => {});
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close().catch(() => {});
     await atrium?.close();
     await cleanup?.();
   });
@@ -123,6 +124,66 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
     writeFileSync(path.join(screenshots, 'viewer-sr.png'), await page.screenshot());
     await page.getByTestId('document-close').click();
     await sr.waitFor({ state: 'detached' });
+    assert.deepEqual(pageErrors, []);
+  });
+
+  it('marks the image shown as a key image (button or K), stored as a Key Object Selection in the study, listed and navigable', async () => {
+    const page = await loggedIn('rad.nord');
+    await page.getByTestId('slice-0').waitFor();
+    await page.getByTestId('progress-0').waitFor({ state: 'detached', timeout: 30_000 });
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('ArrowDown');
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '3 / 4');
+    assert.ok(await page.getByTestId('mark-key-image').isEnabled());
+    await page.keyboard.press('k');
+    await page.getByTestId('key-image').first().waitFor();
+    assert.equal(await page.getByTestId('key-image-status').innerText(), 'Image clé enregistrée');
+    // The button does the same for the first image.
+    await page.keyboard.press('ArrowUp');
+    await page.keyboard.press('ArrowUp');
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '1 / 4');
+    await page.getByTestId('mark-key-image').click();
+    await page.getByTestId('key-image').nth(1).waitFor();
+    assert.deepEqual(await page.getByTestId('series').evaluateAll((els) => els.map((e) => e.getAttribute('data-modality'))), ['CT', 'DOC', 'SR', 'KO']);
+    writeFileSync(path.join(screenshots, 'viewer-key-images.png'), await page.screenshot());
+
+    assert.match(await page.locator('[data-testid=series][data-modality=KO]').innerText(), /Images clés\s+2 images/, 'both in one key images series');
+
+    // Navigable: the first key image listed is the third slice.
+    await page.getByTestId('key-image').first().click();
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '3 / 4');
+    await page.getByTestId('key-image').nth(1).click();
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '1 / 4');
+
+    // In the archive: Key Object Selection documents of the study, each pointing at one of its CT images.
+    const headers = { authorization: `Bearer ${atrium.tokens['CHU-NORD']!}`, accept: 'application/dicom+json' };
+    const metadata = (await (await fetch(`${base}/dicom-web/studies/${patient.StudyInstanceUID}/metadata`, { headers })).json()) as Array<Record<string, { Value?: unknown[] }>>;
+    const value = (ds: Record<string, { Value?: unknown[] }>, t: string) => ds[t]?.Value?.[0];
+    const images = new Set(metadata.filter((d) => value(d, '00080060') === 'CT').map((d) => value(d, '00080018')));
+    const kos = metadata.filter((d) => value(d, '00080016') === '1.2.840.10008.5.1.4.1.1.88.59');
+    assert.equal(kos.length, 2);
+    for (const d of kos) {
+      assert.equal(value(d, '00100020'), patient.PatientID);
+      const item = value(d, '0040A730') as Record<string, { Value?: unknown[] }>;
+      assert.equal(value(item, '0040A040'), 'IMAGE');
+      const ref = value(item, '00081199') as Record<string, { Value?: unknown[] }>;
+      assert.ok(images.has(value(ref, '00081155')), 'a reference to one of the study\'s images');
+    }
+    const stored = await atrium.archive.index.sql.get<{ n: number }>(
+      `SELECT COUNT(*) AS n FROM audit_events WHERE actor = ? AND action = 'store' AND outcome = 'success'`, ['rad.nord']);
+    assert.equal(Number(stored?.n), 2);
+    assert.deepEqual(pageErrors, []);
+  });
+
+  it('lists key images to a patient, whose account may not store, with the button disabled', async () => {
+    const page = await loggedIn('ines.durand');
+    await page.getByTestId('key-image').nth(1).waitFor();
+    assert.ok(await page.getByTestId('mark-key-image').isDisabled());
+    await page.getByTestId('slice-0').waitFor();
+    await page.keyboard.press('k');
+    await page.waitForTimeout(300);
+    assert.equal(await page.getByTestId('key-image-status').count(), 0);
+    assert.equal(await page.getByTestId('key-image').count(), 2);
     assert.deepEqual(pageErrors, []);
   });
 });

@@ -75,6 +75,13 @@ export function setPrimaryTool(group: tools.Types.IToolGroup, name: PrimaryTool)
  * WADO-RS metadata; each id's metadata is handed to the loader so that frames are fetched
  * (WADO-RS frames, as stored) without another round trip.
  */
+/** Each image id's instance, as its series' metadata gave it: what a key object selection refers to. */
+const instanceOfImage = new Map<string, DicomJson>();
+
+export function instanceOfImageId(imageId: string): DicomJson | undefined {
+  return instanceOfImage.get(imageId);
+}
+
 export async function imageIdsOfSeries(StudyInstanceUID: string, SeriesInstanceUID: string): Promise<string[]> {
   const base = `${window.location.origin}/dicom-web/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}`;
   const instances = await getJson<DicomJson[]>(`${base}/metadata`, 'application/dicom+json');
@@ -87,6 +94,7 @@ export async function imageIdsOfSeries(StudyInstanceUID: string, SeriesInstanceU
     for (let f = 1; f <= frames; f++) {
       const id = `wadors:${base}/instances/${sop}/frames/${f}`;
       wadors.metaDataManager.add(id, instance as unknown as Parameters<typeof wadors.metaDataManager.add>[1]);
+      instanceOfImage.set(id, instance);
       ids.push(id);
     }
   }
