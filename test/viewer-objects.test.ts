@@ -10,13 +10,15 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { PNG } from 'pngjs';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { comprehensiveSr, encapsulatedPdf, pdfSaying, type DocumentPatient } from './support/documents.ts';
 import { addUser } from '../src/cli/users.ts';
 import { newUID } from '../src/dicom/uids.ts';
+import type { DicomElement } from '../src/dicom/dataset.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const portalDir = path.join(repo, 'web', 'dist');
@@ -26,12 +28,28 @@ const chromiumPath = '/usr/bin/chromium';
 const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 const password = 'un mot de passe assez long pour les tests';
 
+/** A decimal string element, even length. */
+function ds(tag: number, values: number[]): DicomElement {
+  let v = Buffer.from(values.join('\\'), 'latin1');
+  if (v.length % 2) v = Buffer.concat([v, Buffer.from(' ')]);
+  return { tag, vr: 'DS', value: v };
+}
+
+/** Distinct colours in a screenshot: a blank viewport has one or two. */
+async function colours(region: Locator): Promise<number> {
+  const image = PNG.sync.read(await region.screenshot());
+  const seen = new Set<number>();
+  for (let i = 0; i < image.data.length; i += 4) seen.add((image.data[i]! << 16) | (image.data[i + 1]! << 8) | image.data[i + 2]!);
+  return seen.size;
+}
+
 describe(`the viewer's documents and key images in Chromium (${engine.name})`, { skip: !existsSync(chromiumPath) && 'Debian\'s chromium is not installed (.ci/run installs it)' }, () => {
   let atrium: RunningAtrium;
   let base: string;
   let cleanup: () => Promise<void>;
   let browser: Browser;
   const pageErrors: string[] = [];
+  let mprStudy = '';
   const patient: DocumentPatient = { PatientID: 'PN-42', PatientName: 'Durand^Inès', StudyInstanceUID: newUID(), StudyDate: '20260402' };
 
   const stow = async (files: Buffer[]) => {
@@ -74,6 +92,13 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
     const SeriesInstanceUID = newUID();
     await stow(Array.from({ length: 4 }, () => syntheticInstance({
       PatientID: patient.PatientID, PatientName: patient.PatientName, StudyInstanceUID: patient.StudyInstanceUID, SeriesInstanceUID, StudyDate: patient.StudyDate, Rows: 64, Columns: 64,
+    }).file));
+    // A volume: 24 slices 1 mm apart, with their geometry (position, orientation, spacing).
+    const volumeSeries = newUID();
+    mprStudy = newUID();
+    await stow(Array.from({ length: 24 }, (_, z) => syntheticInstance({
+      PatientID: patient.PatientID, PatientName: patient.PatientName, StudyInstanceUID: mprStudy, SeriesInstanceUID: volumeSeries, StudyDate: '20260301', Rows: 64, Columns: 64,
+      extra: [ds(0x00200032, [-32, -32, z]), ds(0x00200037, [1, 0, 0, 0, 1, 0]), ds(0x00280030, [1, 1]), ds(0x00180050, [1])],
     }).file));
     await stow([
       encapsulatedPdf(patient, await pdfSaying('Compte rendu : examen normal'), 'Compte rendu de télé-interprétation'),
@@ -184,6 +209,26 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
     await page.waitForTimeout(300);
     assert.equal(await page.getByTestId('key-image-status').count(), 0);
     assert.equal(await page.getByTestId('key-image').count(), 2);
+    assert.deepEqual(pageErrors, []);
+  });
+
+  it('reconstructs a CT volume in three planes (MPR: axial, sagittal, coronal) in WebGL without a GPU', async () => {
+    const page = await loggedIn('rad.nord');
+    await page.goto(`${base}/app/viewer?StudyInstanceUID=${mprStudy}`);
+    await page.getByTestId('slice-0').waitFor();
+    await page.getByTestId('mpr').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid=mpr-view]')?.getAttribute('data-state') !== 'loading', undefined, { timeout: 30_000 });
+    assert.equal(await page.getByTestId('mpr-view').getAttribute('data-state'), 'shown');
+    for (const plane of ['axial', 'sagittal', 'coronal']) {
+      const region = page.getByTestId(`mpr-${plane}`);
+      let n = 0;
+      for (let i = 0; i < 40 && (n = await colours(region)) < 8; i++) await page.waitForTimeout(250);
+      writeFileSync(path.join(screenshots, `viewer-mpr-${plane}.png`), await region.screenshot());
+      assert.ok(n >= 8, `${plane}: ${n} colours`);
+    }
+    writeFileSync(path.join(screenshots, 'viewer-mpr.png'), await page.screenshot());
+    await page.getByTestId('mpr').click();
+    await page.getByTestId('slice-0').waitFor();
     assert.deepEqual(pageErrors, []);
   });
 });

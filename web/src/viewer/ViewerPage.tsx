@@ -9,6 +9,7 @@ import {
   type PrimaryTool, type WindowPreset,
 } from './cornerstone.ts';
 import { DocumentPanel, isImageSeries } from './documents.tsx';
+import { MprView } from './MprView.tsx';
 import { keyImagesOf, keyImagesSeriesDescription, keyObjectSelection, mayStore, storeObject, type KeyImage } from './key-objects.ts';
 
 const engineId = 'atrium-viewer';
@@ -177,6 +178,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   const [measurements, setMeasurements] = useState<ReadonlyMap<string, string>>(new Map());
   const [openDocument, setDocument] = useState<SeriesSummary>();
   const [me, setMe] = useState<Me>();
+  const [mpr, setMpr] = useState<SeriesSummary>();
   const [keyImages, setKeyImages] = useState<KeyImage[]>([]);
   const [keyImageStatus, setKeyImageStatus] = useState<'saving' | 'saved' | 'failed'>();
   const [jump, setJump] = useState<{ pane: number; SOPInstanceUID: string; frame?: number; nonce: number }>();
@@ -401,6 +403,9 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
         <button type="button" onClick={reset} title={`${t.reset} (R)`}>{t.reset}</button>
         <button type="button" onClick={toggleCine} className={cine ? 'on' : ''} title={`${t.cine} (C)`} data-testid="cine">{cine ? t.stop : t.cine}</button>
         <button type="button" onClick={() => { void comparePrior(); }} data-testid="compare-prior">{t.comparePrior}</button>
+        <button type="button" className={mpr ? 'on' : ''} aria-pressed={mpr !== undefined} data-testid="mpr"
+          disabled={!mpr && !(panes[active] && ['CT', 'MR', 'PT'].includes(panes[active].Modality) && panes[active].images >= 3)}
+          onClick={() => setMpr(mpr ? undefined : panes[active])}>MPR</button>
         <button type="button" onClick={() => { void markKeyImage(); }} disabled={!mayStore(me) || keyImageStatus === 'saving'} data-testid="mark-key-image"
           title={mayStore(me) ? `${kt.mark} (K)` : kt.cannotStore}>{kt.mark}</button>
         {keyImageStatus && <span className="muted" role="status" data-testid="key-image-status">{kt[keyImageStatus]}</span>}
@@ -436,7 +441,8 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
           <p className="muted shortcuts">{t.shortcuts} · K {kt.mark.toLowerCase()}</p>
           {measurements.size > 0 && <ul className="measurements" data-testid="measurements">{[...measurements].map(([uid, m]) => <li key={uid}>{m}</li>)}</ul>}
         </aside>
-        {ready && (
+        {ready && mpr && <MprView key={mpr.SeriesInstanceUID} engineId={engineId} StudyInstanceUID={mpr.StudyInstanceUID} SeriesInstanceUID={mpr.SeriesInstanceUID} language={language} />}
+        {ready && !mpr && (
           <div className={`grid layout-${layout}`}>
             {panes.map((se, i) => (
               <StackPane key={i} index={i} series={se} active={i === active} onActivate={() => setActive(i)} t={t} registerElement={registerElement}
