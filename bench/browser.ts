@@ -20,7 +20,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, tmpdir } from 'node:os';
+import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Page } from 'playwright-core';
@@ -52,7 +52,7 @@ function log(line: string): void {
 
 export interface BrowserBenchResults {
   date: string;
-  machine: { cpus: number; cpuModel: string; memory: string; node: string; chromium: string };
+  machine: { cpus: number; cpuModel: string; memory: string; node: string; chromium: string; loadAverage: number[] };
   viewer: { slices: number; bytes: number; runs: Array<{ firstImageMs: number; seriesLoadedMs: number; steps: Record<string, number | undefined> }>; firstImageMs: number; seriesLoadedMs: number; coldFirstImageMs: number; coldSeriesLoadedMs: number };
   search: { studies: number; patients: number; queries: number; p50: number; p95: number; medianResults: number };
 }
@@ -202,7 +202,7 @@ export function renderBrowserReport(r: BrowserBenchResults): string {
   return [
     `### Portal and viewer (${r.date.slice(0, 10)})`,
     '',
-    `${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memory}, Node ${r.machine.node}, ${r.machine.chromium} headless (--disable-gpu).`,
+    `${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memory}, Node ${r.machine.node}, ${r.machine.chromium} headless (--disable-gpu); load average before the run ${r.machine.loadAverage.join(', ')}.`,
     '',
     '| measure | value | target |',
     '|---|---|---|',
@@ -223,11 +223,13 @@ async function main(): Promise<void> {
     execFileSync('npm', ['run', 'build:web'], { cwd: repoRoot, stdio: 'inherit' });
   }
   const version = execFileSync(chromiumPath, ['--version'], { encoding: 'utf8' }).trim();
+  // The 1, 5 and 15-minute load before the run: other work on a shared machine slows every figure.
+  const loadAverage = loadavg().map((l) => Number(l.toFixed(2)));
   const viewer = await benchViewer(version);
   const search = await benchSearch();
   const results: BrowserBenchResults = {
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`, node: process.version, chromium: version },
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`, node: process.version, chromium: version, loadAverage },
     viewer, search,
   };
   const md = renderBrowserReport(results);
