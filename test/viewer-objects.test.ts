@@ -231,4 +231,34 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
     await page.getByTestId('slice-0').waitFor();
     assert.deepEqual(pageErrors, []);
   });
+
+  it('shows in the timeline where each exam\'s teleradiology reading stands (from the teleradiology tables)', async () => {
+    const sql = atrium.archive.index.sql;
+    const nord = atrium.archive.sites.get('CHU-NORD')!;
+    const record = (await atrium.archive.index.patientRecordId(nord.id, nord.issuerOfPatientID, patient.PatientID))!;
+    const author = (await sql.get<{ id: number }>('SELECT id FROM users WHERE login = ?', ['rad.nord']))!.id;
+    const now = new Date().toISOString();
+    const request = async (StudyInstanceUID: string, status: string) => {
+      await sql.run(`INSERT INTO tele_requests (requesting_site_id, patient_id, study_instance_uid, urgency, modality, body_part, specialty, clinical_context,
+        clinical_question, requesting_physician, proposed_protocol, status, deadline_at, created_by, created_at, updated_at)
+        VALUES (?, ?, ?, 'routine', 'CT', 'CHEST', 'thorax', 'toux', 'nodule ?', 'Dr Demandeur', 'TDM thorax', ?, ?, 'test', ?, ?)`,
+      [nord.id, record, StudyInstanceUID, status, now, now, now]);
+      return (await sql.get<{ id: number }>('SELECT MAX(id) AS id FROM tele_requests'))!.id;
+    };
+    const signed = await request(patient.StudyInstanceUID, 'reported');
+    await sql.run(`INSERT INTO tele_reports (request_id, status, fields_json, findings, conclusion, author_user_id, version, created_at, updated_at, signed_at, signed_by)
+      VALUES (?, 'final', '{}', 'RAS', 'Normal', ?, 1, ?, ?, ?, 'rad.nord')`, [signed, author, now, now, now]);
+    await request(mprStudy, 'open');
+
+    const page = await loggedIn('rad.nord');
+    await page.goto(`${base}/app/patients?site=CHU-NORD&PatientID=${patient.PatientID}`);
+    const exams = page.getByTestId('timeline').locator('li');
+    await exams.nth(1).waitFor();
+    assert.equal(await exams.count(), 2);
+    // Newest first: the report of 02/04/2026 is signed; the request of 01/03/2026 is being read.
+    assert.equal(await exams.nth(0).getByTestId('report-status').innerText(), 'Compte rendu : signé');
+    assert.equal(await exams.nth(1).getByTestId('report-status').innerText(), 'Compte rendu : en cours');
+    writeFileSync(path.join(screenshots, 'timeline-report-status.png'), await page.screenshot());
+    assert.deepEqual(pageErrors, []);
+  });
 });

@@ -29,7 +29,7 @@ function code(value: string, scheme: string, meaning: string): DicomDataset {
   return new Map([text(0x00080100, 'SH', value), text(0x00080102, 'SH', scheme), text(0x00080104, 'LO', meaning)]);
 }
 
-function common(p: DocumentPatient, SOPClassUID: string, SOPInstanceUID: string, Modality: string, SeriesDescription: string): Array<[Tag, DicomElement]> {
+function common(p: DocumentPatient, SOPClassUID: string, SOPInstanceUID: string, Modality: string, SeriesDescription: string, SeriesNumber: number): Array<[Tag, DicomElement]> {
   return [
     text(0x00080005, 'CS', 'ISO_IR 192'),
     text(0x00080016, 'UI', SOPClassUID),
@@ -41,6 +41,7 @@ function common(p: DocumentPatient, SOPClassUID: string, SOPInstanceUID: string,
     text(0x00100020, 'LO', p.PatientID),
     text(0x0020000d, 'UI', p.StudyInstanceUID),
     text(0x0020000e, 'UI', newUID()),
+    text(0x00200011, 'IS', String(SeriesNumber)),
     text(0x00200013, 'IS', '1'),
   ];
 }
@@ -68,7 +69,7 @@ export function encapsulatedPdf(p: DocumentPatient, pdf: Buffer, title: string):
   const length = Buffer.alloc(4);
   length.writeUInt32LE(pdf.length);
   return part10(EncapsulatedPDFStorage, SOPInstanceUID, new Map([
-    ...common(p, EncapsulatedPDFStorage, SOPInstanceUID, 'DOC', 'Compte rendu signé'),
+    ...common(p, EncapsulatedPDFStorage, SOPInstanceUID, 'DOC', 'Compte rendu signé', 9001),
     text(0x00280301, 'CS', 'YES'),
     sequence(0x0040a043, []),
     text(0x00420010, 'ST', title),
@@ -86,7 +87,7 @@ export function comprehensiveSr(p: DocumentPatient, finding: string, diameterMm:
   ]);
   const measured: DicomDataset = new Map([sequence(0x004008ea, [code('mm', 'UCUM', 'millimètre')]), text(0x0040a30a, 'DS', String(diameterMm))]);
   return part10(ComprehensiveSRStorage, SOPInstanceUID, new Map([
-    ...common(p, ComprehensiveSRStorage, SOPInstanceUID, 'SR', 'Rapport structuré'),
+    ...common(p, ComprehensiveSRStorage, SOPInstanceUID, 'SR', 'Rapport structuré', 9002),
     text(0x0040a040, 'CS', 'CONTAINER'),
     sequence(0x0040a043, [code('18748-4', 'LN', 'Rapport d\'imagerie')]),
     text(0x0040a050, 'CS', 'SEPARATE'),

@@ -104,6 +104,8 @@ export interface TimelineStudy {
   BodyPartsExamined: string[];
   NumberOfStudyRelatedSeries: number;
   NumberOfStudyRelatedInstances: number;
+  /** The latest teleradiology request's status, and its report's once one is written. */
+  teleradiology?: { request: string; report?: string };
 }
 
 export interface PatientSearch {
