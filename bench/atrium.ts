@@ -31,6 +31,8 @@ export interface AtriumOptions {
   dimse?: { port: number; aeTitle: string; maxPduLength: number };
   /** Every calling AE title the bench uses, and the C-MOVE destination (all of site BENCH). */
   peers?: BenchPeer[];
+  /** The built portal (web/dist), served under /app/ (bench/browser.ts). */
+  portalDir?: string;
 }
 
 /**
@@ -48,6 +50,7 @@ export async function startAtrium(dataDir: string, options: AtriumOptions = {}):
     'http:',
     '  host: 127.0.0.1',
     `  port: ${port}`,
+    ...(options.portalDir ? [`  portalDir: ${JSON.stringify(options.portalDir)}`] : []),
     'index:',
     '  engine: sqlite',
     `  path: ${JSON.stringify(options.indexPath ?? path.join(dataDir, 'index.sqlite'))}`,
@@ -76,6 +79,8 @@ export async function startAtrium(dataDir: string, options: AtriumOptions = {}):
     '  - name: bench',
     `    tokenSha256: ${createHash('sha256').update(token).digest('hex')}`,
     `    site: ${benchSite.code}`,
+    // The portal over plain http on the loopback: its session cookie cannot be Secure.
+    ...(options.portalDir ? ['auth:', '  sessions:', '    secureCookie: false'] : []),
     'log:',
     '  level: warn',
     '',

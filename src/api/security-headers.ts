@@ -22,11 +22,12 @@ const baseline: Readonly<Record<string, string>> = {
 /**
  * The portal's pages: its own scripts, styles and workers only; images from data: and blob:
  * (rendered frames). 'wasm-unsafe-eval' lets the viewer compile its own image codecs
- * (WebAssembly served from 'self'); it allows no eval of JavaScript.
+ * (WebAssembly served from 'self'); it allows no eval of JavaScript. Frames only from blob:
+ * URLs the page made itself: a report's PDF shown by the browser's PDF viewer.
  */
 export const portalContentSecurityPolicy = [
   "default-src 'self'", "img-src 'self' data: blob:", "script-src 'self' 'wasm-unsafe-eval'", "style-src 'self' 'unsafe-inline'",
-  "connect-src 'self'", "worker-src 'self' blob:", "object-src 'none'", "base-uri 'none'", "form-action 'self'",
+  "connect-src 'self'", "worker-src 'self' blob:", "frame-src blob:", "object-src 'none'", "base-uri 'none'", "form-action 'self'",
   "frame-ancestors 'none'",
 ].join('; ');
 

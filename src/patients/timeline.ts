@@ -43,6 +43,8 @@ export interface TimelineStudy {
   BodyPartsExamined: string[];
   NumberOfStudyRelatedSeries: number;
   NumberOfStudyRelatedInstances: number;
+  /** The study's latest teleradiology request: where it stands, and its report's status once one is written. */
+  teleradiology?: { request: string; report?: string };
 }
 
 /** A search of the portal: at most `limit` records, ordered by PatientID. */
@@ -111,7 +113,31 @@ export async function timelineOf(
       });
     }
   }
+  const reading = await teleradiologyStatusOf(index, studies.map((s) => s.StudyInstanceUID));
+  for (const s of studies) {
+    const r = reading.get(s.StudyInstanceUID);
+    if (r) s.teleradiology = r;
+  }
   return studies.sort((a, b) => `${b.StudyDate ?? ''}${b.StudyTime ?? ''}`.localeCompare(`${a.StudyDate ?? ''}${a.StudyTime ?? ''}`));
+}
+
+/**
+ * Read only, from the teleradiology tables (src/workflow/ writes them): per study, the latest
+ * request's status (awaiting-protocol, open, reported, returned) and its report's (draft,
+ * preliminary, final, amended).
+ */
+async function teleradiologyStatusOf(index: ArchiveIndex, StudyInstanceUIDs: string[]): Promise<Map<string, { request: string; report?: string }>> {
+  const found = new Map<string, { request: string; report?: string }>();
+  for (let i = 0; i < StudyInstanceUIDs.length; i += 500) {
+    const uids = StudyInstanceUIDs.slice(i, i + 500);
+    if (uids.length === 0) break;
+    const rows = await index.sql.all<{ study_instance_uid: string; request: string; report: string | null }>(
+      `SELECT q.study_instance_uid, q.status AS request, r.status AS report FROM tele_requests q LEFT JOIN tele_reports r ON r.request_id = q.id
+        WHERE q.study_instance_uid IN (${uids.map(() => '?').join(', ')}) ORDER BY q.id`, uids);
+    // Ordered by request: the latest request of a study is the one kept.
+    for (const row of rows) found.set(row.study_instance_uid, { request: row.request, ...(row.report ? { report: row.report } : {}) });
+  }
+  return found;
 }
 
 function both(a: SqlRestriction | undefined, b: SqlRestriction | undefined): SqlRestriction | undefined {

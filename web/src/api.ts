@@ -59,6 +59,11 @@ export async function sendJson<T>(method: 'POST' | 'PUT' | 'DELETE', url: string
   return (text ? JSON.parse(text) : undefined) as T;
 }
 
+/** The session's CSRF token as a header, for a change made with fetch (STOW-RS of a key object selection). */
+export function csrfHeaders(): Record<string, string> {
+  return csrfToken ? { 'x-csrf-token': csrfToken } : {};
+}
+
 /** Who is logged in, or undefined (401). */
 export async function whoAmI(): Promise<Me | undefined> {
   const r = await fetch('/auth/me', { credentials: 'same-origin', headers: { accept: 'application/json' } });
@@ -110,6 +115,8 @@ export interface TimelineStudy {
   BodyPartsExamined: string[];
   NumberOfStudyRelatedSeries: number;
   NumberOfStudyRelatedInstances: number;
+  /** The latest teleradiology request's status, and its report's once one is written. */
+  teleradiology?: { request: string; report?: string };
 }
 
 export interface PatientSearch {

@@ -12,7 +12,10 @@ import { TelePages } from './tele/TelePages.tsx';
 import './styles.css';
 
 // Cornerstone is most of the bundle: loaded when a study is opened, not for the login page.
-const ViewerPage = lazy(() => import('./viewer/ViewerPage.tsx').then((m) => ({ default: m.ViewerPage })));
+const loadViewer = () => import('./viewer/ViewerPage.tsx');
+// Opened straight on the viewer: its chunk loads while the session is checked, not after.
+if (window.location.pathname.startsWith('/app/viewer')) void loadViewer();
+const ViewerPage = lazy(() => loadViewer().then((m) => ({ default: m.ViewerPage })));
 
 /** Patients and share-link holders see their own exams, never a search of others. */
 function seesOwnExamsOnly(me: Me): boolean {

@@ -1,15 +1,23 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { RenderingEngine, Enums, eventTarget, getRenderingEngine, type Types } from '@cornerstonejs/core';
-import { getJson, studyArchiveUrl, type TimelineStudy } from '../api.ts';
+import { getJson, studyArchiveUrl, whoAmI, type Me, type TimelineStudy } from '../api.ts';
 import { str, num, strs, tag, type DicomJson } from '../dicom-json.ts';
 import { formatDicomDate, formatPersonName, useTexts, type Language, type Texts } from '../i18n.ts';
 import { navigate } from '../router.ts';
 import {
-  Tool, createToolGroup, imageIdsOfSeries, initCornerstone, onImagesLoaded, setPrimaryTool, toolGroupId, tools, windowPresets,
+  Tool, createToolGroup, imageIdsOfSeries, initCornerstone, instanceOfImageId, onImagesLoaded, setPrimaryTool, toolGroupId, tools, windowPresets,
   type PrimaryTool, type WindowPreset,
 } from './cornerstone.ts';
+import { DocumentPanel, isImageSeries } from './documents.tsx';
+import { MprView } from './MprView.tsx';
+import { keyImagesOf, keyImagesSeriesDescription, keyObjectSelection, mayStore, storeObject, type KeyImage } from './key-objects.ts';
 
 const engineId = 'atrium-viewer';
+
+const keyImageTexts = {
+  fr: { mark: 'Image clé', keyImages: 'Images clés', keyImage: 'Image clé', frame: 'trame', saving: 'Enregistrement…', saved: 'Image clé enregistrée', failed: 'Image clé non enregistrée', cannotStore: 'Votre compte ne peut pas enregistrer d\'objets' },
+  en: { mark: 'Key image', keyImages: 'Key images', keyImage: 'Key image', frame: 'frame', saving: 'Saving…', saved: 'Key image saved', failed: 'Key image not saved', cannotStore: 'Your account may not store objects' },
+} as const;
 
 interface SeriesSummary {
   StudyInstanceUID: string;
@@ -33,21 +41,25 @@ type Layout = '1x1' | '1x2' | '2x2';
 const paneCount: Record<Layout, number> = { '1x1': 1, '1x2': 2, '2x2': 4 };
 
 async function loadStudy(StudyInstanceUID: string): Promise<StudySummary | undefined> {
-  const [study] = await getJson<DicomJson[]>(`/dicom-web/studies?StudyInstanceUID=${encodeURIComponent(StudyInstanceUID)}`, 'application/dicom+json');
-  if (!study) {
+  // Both at once: the series list answers empty (not an error) for a study the caller may not see.
+  const [[study], seriesFound] = await Promise.all([
+    getJson<DicomJson[]>(`/dicom-web/studies?StudyInstanceUID=${encodeURIComponent(StudyInstanceUID)}`, 'application/dicom+json'),
+    getJson<DicomJson[]>(`/dicom-web/studies/${encodeURIComponent(StudyInstanceUID)}/series`, 'application/dicom+json').catch(() => undefined),
+  ]);
+  if (!study || !seriesFound) {
     // Not listed: absent, or outside the care relationship. Asking WADO-RS for it gets the same
     // 404 and leaves the refused attempt in the audit trail.
     await fetch(`/dicom-web/studies/${encodeURIComponent(StudyInstanceUID)}/metadata`, { headers: { accept: 'application/dicom+json' } });
     return undefined;
   }
-  const series = (await getJson<DicomJson[]>(`/dicom-web/studies/${StudyInstanceUID}/series`, 'application/dicom+json')).map((s) => ({
+  const series = seriesFound.map((s) => ({
     StudyInstanceUID,
     SeriesInstanceUID: str(s, tag.SeriesInstanceUID) ?? '',
     Modality: str(s, tag.Modality) ?? '',
     SeriesDescription: str(s, tag.SeriesDescription) ?? '',
     SeriesNumber: num(s, tag.SeriesNumber) ?? 0,
     images: num(s, tag.NumberOfSeriesRelatedInstances) ?? 0,
-  })).sort((a, b) => a.SeriesNumber - b.SeriesNumber);
+  })).sort((a, b) => Number(!isImageSeries(a.Modality)) - Number(!isImageSeries(b.Modality)) || a.SeriesNumber - b.SeriesNumber);
   return {
     StudyInstanceUID, StudyDate: str(study, tag.StudyDate), PatientName: str(study, tag.PatientName), PatientID: str(study, tag.PatientID),
     ModalitiesInStudy: strs(study, tag.ModalitiesInStudy), series,
@@ -58,12 +70,21 @@ async function loadStudy(StudyInstanceUID: string): Promise<StudySummary | undef
 function StackPane(props: {
   index: number; series: SeriesSummary | undefined; active: boolean; onActivate: () => void; label?: string; t: Texts;
   registerElement: (index: number, element: HTMLDivElement | null) => void;
+  /** An image to show (a key image chosen from the list), by its instance and frame; nonce makes a repeated choice count. */
+  jump?: { SOPInstanceUID: string; frame?: number; nonce: number } | undefined;
 }) {
   const { index, series, active, onActivate, t } = props;
   const element = useRef<HTMLDivElement>(null);
   const [position, setPosition] = useState<{ at: number; of: number }>();
   const [loaded, setLoaded] = useState(0);
   const viewportId = `pane-${index}`;
+  const jump = useRef(props.jump);
+  jump.current = props.jump;
+  const indexOfJump = (ids: string[]) => {
+    const target = jump.current;
+    if (!target) return -1;
+    return ids.findIndex((id) => id.endsWith(`/instances/${target.SOPInstanceUID}/frames/${target.frame ?? 1}`));
+  };
 
   useEffect(() => {
     const el = element.current;
@@ -76,6 +97,13 @@ function StackPane(props: {
       setPosition((p) => (p ? { ...p, at: detail.imageIdIndex + 1 } : p));
     };
     el.addEventListener(Enums.Events.STACK_NEW_IMAGE, onNewImage);
+    // Milliseconds since navigation, on the element, for the browser benchmark (bench/browser.ts).
+    delete el.dataset.firstImageMs;
+    delete el.dataset.seriesLoadedMs;
+    const onRendered = () => {
+      if (el.dataset.firstImageMs === undefined) el.dataset.firstImageMs = performance.now().toFixed(0);
+    };
+    el.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
     // A new layout, a window resized, a tablet turned: the canvas follows its pane, the image refits.
     const resized = new ResizeObserver(() => getRenderingEngine(engineId)?.resize(true, false));
     resized.observe(el);
@@ -86,11 +114,14 @@ function StackPane(props: {
     void (async () => {
       const ids = await imageIdsOfSeries(series.StudyInstanceUID, series.SeriesInstanceUID);
       if (cancelled || ids.length === 0) return;
-      stopProgress = onImagesLoaded(ids, (n) => setLoaded(n));
+      stopProgress = onImagesLoaded(ids, (n) => {
+        setLoaded(n);
+        if (n === ids.length && el.dataset.seriesLoadedMs === undefined) el.dataset.seriesLoadedMs = performance.now().toFixed(0);
+      });
       const viewport = engine.getViewport(viewportId) as Types.IStackViewport;
       setPosition({ at: 1, of: ids.length });
       // The first image shows as soon as it is decoded; the rest of the series follows.
-      await viewport.setStack(ids, 0);
+      await viewport.setStack(ids, Math.max(0, indexOfJump(ids)));
       viewport.render();
       if (!cancelled) tools.utilities.stackPrefetch.enable(el);
     })().catch((e: unknown) => console.error('series failed to load', e));
@@ -99,6 +130,7 @@ function StackPane(props: {
       resized.disconnect();
       stopProgress();
       el.removeEventListener(Enums.Events.STACK_NEW_IMAGE, onNewImage);
+      el.removeEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
       tools.utilities.cine.stopClip(el);
       tools.ToolGroupManager.getToolGroup(toolGroupId)?.removeViewports(engineId, viewportId);
       if (getRenderingEngine(engineId)) engine.disableElement(viewportId);
@@ -106,6 +138,14 @@ function StackPane(props: {
     };
     // A viewport is set up again only when it is given another series.
   }, [series?.StudyInstanceUID, series?.SeriesInstanceUID]);
+
+  // A key image of the series already shown: go to it.
+  useEffect(() => {
+    const viewport = getRenderingEngine(engineId)?.getViewport(viewportId) as Types.IStackViewport | undefined;
+    const ids = viewport?.getImageIds() ?? [];
+    const at = indexOfJump(ids);
+    if (viewport && at >= 0 && at !== viewport.getCurrentImageIdIndex()) void viewport.setImageIdIndex(at);
+  }, [props.jump?.nonce]);
 
   return (
     <div className={`pane${active ? ' active' : ''}`} onPointerDown={onActivate} data-testid={`pane-${index}`}>
@@ -136,6 +176,12 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   const [tool, setTool] = useState<PrimaryTool>(Tool.WindowLevel);
   const [cine, setCine] = useState(false);
   const [measurements, setMeasurements] = useState<ReadonlyMap<string, string>>(new Map());
+  const [openDocument, setDocument] = useState<SeriesSummary>();
+  const [me, setMe] = useState<Me>();
+  const [mpr, setMpr] = useState<SeriesSummary>();
+  const [keyImages, setKeyImages] = useState<KeyImage[]>([]);
+  const [keyImageStatus, setKeyImageStatus] = useState<'saving' | 'saved' | 'failed'>();
+  const [jump, setJump] = useState<{ pane: number; SOPInstanceUID: string; frame?: number; nonce: number }>();
   const elements = useRef<Array<HTMLDivElement | null>>([]);
   const registerElement = useCallback((i: number, el: HTMLDivElement | null) => { elements.current[i] = el; }, []);
 
@@ -159,9 +205,57 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     setStudy(undefined);
     loadStudy(StudyInstanceUID).then((s) => {
       setStudy(s ?? 'missing');
-      if (s) setPanes([s.series[0]]);
+      if (s) setPanes([s.series.find((x) => isImageSeries(x.Modality))]);
+      if (s) void refreshKeyImages(s);
     }, () => setStudy('missing'));
   }, [StudyInstanceUID]);
+
+  useEffect(() => {
+    whoAmI().then(setMe, () => setMe(undefined));
+  }, []);
+
+  /** The images the study's key object selections (KO series) point at. */
+  const refreshKeyImages = async (s: StudySummary) => {
+    const documents = await Promise.all(s.series.filter((x) => x.Modality === 'KO').map((x) =>
+      getJson<DicomJson[]>(`/dicom-web/studies/${s.StudyInstanceUID}/series/${x.SeriesInstanceUID}/metadata`, 'application/dicom+json').catch(() => [])));
+    setKeyImages(keyImagesOf(documents.flat()));
+  };
+
+  const markKeyImage = useCallback(async () => {
+    const viewport = viewportOf(active);
+    const imageId = viewport?.getCurrentImageId();
+    const instance = imageId ? instanceOfImageId(imageId) : undefined;
+    const series = panes[active];
+    if (!imageId || !instance || !series || !mayStore(me)) return;
+    const frames = num(instance, tag.NumberOfFrames) ?? 1;
+    const frame = Number(/\/frames\/(\d+)$/.exec(imageId)?.[1] ?? 1);
+    setKeyImageStatus('saving');
+    try {
+      const filed = typeof study === 'object' ? study.series.find((x) => x.Modality === 'KO' && x.SeriesDescription === keyImagesSeriesDescription) : undefined;
+      const { file } = keyObjectSelection(instance, {
+        SeriesInstanceUID: series.SeriesInstanceUID, SOPInstanceUID: str(instance, tag.SOPInstanceUID) ?? '', SOPClassUID: str(instance, tag.SOPClassUID) ?? '',
+        ...(frames > 1 ? { frame } : {}),
+      }, filed ? { SeriesInstanceUID: filed.SeriesInstanceUID, InstanceNumber: filed.images + 1 } : undefined);
+      await storeObject(file);
+      const reloaded = await loadStudy(series.StudyInstanceUID);
+      if (reloaded && reloaded.StudyInstanceUID === StudyInstanceUID) {
+        setStudy(reloaded);
+        await refreshKeyImages(reloaded);
+      }
+      setKeyImageStatus('saved');
+    } catch (e) {
+      console.error('key image not stored', e);
+      setKeyImageStatus('failed');
+    }
+  }, [active, panes, me, StudyInstanceUID, study]);
+
+  const showKeyImage = (k: KeyImage) => {
+    if (typeof study !== 'object') return;
+    const series = study.series.find((x) => x.SeriesInstanceUID === k.SeriesInstanceUID);
+    if (!series) return;
+    setPanes((p) => p.map((x, i) => (i === active ? series : x)));
+    setJump({ pane: active, SOPInstanceUID: k.SOPInstanceUID, ...(k.frame !== undefined ? { frame: k.frame } : {}), nonce: Date.now() });
+  };
 
   // Measurements as they are completed (lengths in mm, angles in degrees).
   useEffect(() => {
@@ -225,7 +319,8 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   const changeLayout = (next: Layout) => {
     if (typeof study !== 'object') return;
     const n = paneCount[next];
-    setPanes((current) => Array.from({ length: n }, (_, i) => current[i] ?? study.series[i % Math.max(1, study.series.length)]));
+    const images = study.series.filter((x) => isImageSeries(x.Modality));
+    setPanes((current) => Array.from({ length: n }, (_, i) => current[i] ?? images[i % Math.max(1, images.length)]));
     setLayout(next);
     if (active >= n) setActive(0);
   };
@@ -236,13 +331,14 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     const older = studies.filter((s) => s.StudyInstanceUID !== StudyInstanceUID && (s.StudyDate ?? '') <= (study.StudyDate ?? '99999999'));
     const candidate = older[0];
     const loaded = candidate ? await loadStudy(candidate.StudyInstanceUID) : undefined;
-    if (!loaded || loaded.series.length === 0) {
+    const priorImages = loaded?.series.find((x) => isImageSeries(x.Modality));
+    if (!loaded || !priorImages) {
       setPrior('none');
       return;
     }
     setPrior(loaded);
     setLayout('1x2');
-    setPanes([panes[0] ?? study.series[0], loaded.series[0]]);
+    setPanes([panes[0] ?? study.series.find((x) => isImageSeries(x.Modality)), priorImages]);
   };
 
   useEffect(() => {
@@ -257,12 +353,13 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
       else if (toolKeys[key]) chooseTool(toolKeys[key]);
       else if (key === 'r') reset();
       else if (key === 'c') toggleCine();
+      else if (key === 'k') void markKeyImage();
       else return;
       e.preventDefault();
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, [scroll, applyPreset, chooseTool, reset, toggleCine]);
+  }, [scroll, applyPreset, chooseTool, reset, toggleCine, markKeyImage]);
 
   if (study === 'missing') {
     return (
@@ -281,6 +378,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     ['default', t.presetDefault, '1'], ['lung', t.presetLung, '2'], ['bone', t.presetBone, '3'], ['brain', t.presetBrain, '4'], ['abdomen', t.presetAbdomen, '5'],
   ];
   const priorLabel = typeof prior === 'object' ? formatDicomDate(prior.StudyDate, language) : undefined;
+  const kt = keyImageTexts[language];
 
   return (
     <section className="viewer">
@@ -305,6 +403,12 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
         <button type="button" onClick={reset} title={`${t.reset} (R)`}>{t.reset}</button>
         <button type="button" onClick={toggleCine} className={cine ? 'on' : ''} title={`${t.cine} (C)`} data-testid="cine">{cine ? t.stop : t.cine}</button>
         <button type="button" onClick={() => { void comparePrior(); }} data-testid="compare-prior">{t.comparePrior}</button>
+        <button type="button" className={mpr ? 'on' : ''} aria-pressed={mpr !== undefined} data-testid="mpr"
+          disabled={!mpr && !(panes[active] && ['CT', 'MR', 'PT'].includes(panes[active].Modality) && panes[active].images >= 3)}
+          onClick={() => setMpr(mpr ? undefined : panes[active])}>MPR</button>
+        <button type="button" onClick={() => { void markKeyImage(); }} disabled={!mayStore(me) || keyImageStatus === 'saving'} data-testid="mark-key-image"
+          title={mayStore(me) ? `${kt.mark} (K)` : kt.cannotStore}>{kt.mark}</button>
+        {keyImageStatus && <span className="muted" role="status" data-testid="key-image-status">{kt[keyImageStatus]}</span>}
         {prior === 'none' && <span className="muted">{t.noPrior}</span>}
         <a className="button" href={studyArchiveUrl(StudyInstanceUID)} download data-testid="download">{t.download}</a>
       </div>
@@ -314,24 +418,40 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
             <div key={s.StudyInstanceUID}>
               <div className="muted">{formatDicomDate(s.StudyDate, language)}</div>
               {s.series.map((se) => (
-                <button key={se.SeriesInstanceUID} type="button" className="series"
-                  onClick={() => setPanes((p) => p.map((x, i) => (i === active ? se : x)))}>
+                <button key={se.SeriesInstanceUID} type="button" className={`series${openDocument?.SeriesInstanceUID === se.SeriesInstanceUID ? ' on' : ''}`} data-testid="series" data-modality={se.Modality}
+                  onClick={() => (isImageSeries(se.Modality) ? setPanes((p) => p.map((x, i) => (i === active ? se : x))) : setDocument(se))}>
                   {se.Modality} {se.SeriesNumber} {se.SeriesDescription}<br /><span className="muted">{se.images} {t.images}</span>
                 </button>
               ))}
             </div>
           ))}
-          <p className="muted shortcuts">{t.shortcuts}</p>
+          {keyImages.length > 0 && (
+            <div data-testid="key-images">
+              <div className="muted">{kt.keyImages}</div>
+              {keyImages.map((k, i) => {
+                const se = study.series.find((x) => x.SeriesInstanceUID === k.SeriesInstanceUID);
+                return (
+                  <button key={`${k.SOPInstanceUID}/${k.frame ?? ''}`} type="button" className="series" data-testid="key-image" onClick={() => showKeyImage(k)}>
+                    {kt.keyImage} {i + 1}{se ? ` · ${se.Modality} ${se.SeriesNumber}` : ''}{k.frame !== undefined ? ` · ${kt.frame} ${k.frame}` : ''}
+                  </button>
+                );
+              })}
+            </div>
+          )}
+          <p className="muted shortcuts">{t.shortcuts} · K {kt.mark.toLowerCase()}</p>
           {measurements.size > 0 && <ul className="measurements" data-testid="measurements">{[...measurements].map(([uid, m]) => <li key={uid}>{m}</li>)}</ul>}
         </aside>
-        {ready && (
+        {ready && mpr && <MprView key={mpr.SeriesInstanceUID} engineId={engineId} StudyInstanceUID={mpr.StudyInstanceUID} SeriesInstanceUID={mpr.SeriesInstanceUID} language={language} />}
+        {ready && !mpr && (
           <div className={`grid layout-${layout}`}>
             {panes.map((se, i) => (
               <StackPane key={i} index={i} series={se} active={i === active} onActivate={() => setActive(i)} t={t} registerElement={registerElement}
+                jump={jump?.pane === i ? jump : undefined}
                 {...(se && typeof prior === 'object' && se.StudyInstanceUID === prior.StudyInstanceUID && priorLabel ? { label: priorLabel } : {})} />
             ))}
           </div>
         )}
+        {openDocument && <DocumentPanel key={openDocument.SeriesInstanceUID} series={openDocument} language={language} onClose={() => setDocument(undefined)} />}
       </div>
     </section>
   );
