@@ -53,16 +53,17 @@ export function httpStatusOf(e: unknown): number {
 const teleStatus: Record<TeleErrorCode, number> = { incomplete: 422, invalid: 400, 'not-found': 404, forbidden: 403, conflict: 409 };
 
 /**
- * The error handler of the API's plugins: a domain error becomes its status (httpStatusOf),
- * a schema failure 400, Fastify's own client errors keep theirs; anything else is a logged
+ * The error handler of the API's plugins: Fastify's own client errors keep their status, a
+ * schema failure is 400, a domain error becomes its status (httpStatusOf); anything else is a logged
  * 500 whose detail says nothing of the inside. An incomplete teleradiology request lists
  * every missing field (a problem+json extension member).
  */
 export function problemErrorHandler(what: string) {
   return (error: Error & { statusCode?: number; validation?: unknown }, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
-    const known = httpStatusOf(error);
-    const status = known !== 500 ? known
-      : error.validation ? 400 : typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    // Fastify's own client errors (413 body too large, 415, schema failures) carry their status;
+    // some are RangeErrors, which httpStatusOf would call 400.
+    const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode
+      : error.validation ? 400 : httpStatusOf(error);
     if (status >= 500) request.log.error({ err: error }, `${what} failed`);
     if (error instanceof TeleError && error.code === 'incomplete') {
       return reply.code(422).type('application/problem+json')
