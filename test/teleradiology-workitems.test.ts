@@ -17,6 +17,8 @@ type Workitem = Record<string, { vr: string; Value?: unknown[] }>;
 
 describe(`UPS-RS workitems from teleradiology requests (${engine.name})`, () => {
   let atrium: RunningAtrium;
+  /** This archive's UID root, under which its workitem UIDs are made. */
+  let root: string;
   let base: string;
   let cleanup: () => Promise<void>;
   const sessions: Record<string, { jar: CookieJar; csrf: string }> = {};
@@ -39,6 +41,8 @@ describe(`UPS-RS workitems from teleradiology requests (${engine.name})`, () => 
     cleanup = db.cleanup;
     atrium = await startAtrium({ index: db.config, configure: (c) => { c.auth.sessions.secureCookie = false; c.auth.loginAttemptsPerMinute = 1000; } });
     base = atrium.dicomweb.replace(/\/dicom-web$/, '');
+    root = await atrium.archive.index.installationUidRoot();
+    assert.match(root, /^2\.25\.[1-9][0-9]{0,38}$/);
     for (const f of [head.file, knee.file]) {
       const boundary = 'atrium-ups';
       const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), f, Buffer.from(`\r\n--${boundary}--\r\n`)]);
@@ -78,7 +82,7 @@ describe(`UPS-RS workitems from teleradiology requests (${engine.name})`, () => 
     const { status, items, type } = await search('neuro');
     assert.equal(status, 200);
     assert.match(type ?? '', /^application\/dicom\+json/);
-    assert.deepEqual(items.map((w) => value(w, '00080018')), [ids.stroke, ids.later, ids.knee].map((id) => workitemUID(id!)));
+    assert.deepEqual(items.map((w) => value(w, '00080018')), [ids.stroke, ids.later, ids.knee].map((id) => workitemUID(root, id!)));
     const stroke = items[0]!;
     assert.equal(value(stroke, '00080016'), UPSPushSOPClassUID);
     assert.deepEqual([value(stroke, '00741000'), value(stroke, '00741200'), value(stroke, '00741202'), value(stroke, '00741204'), value(stroke, '00404041')],
@@ -99,22 +103,22 @@ describe(`UPS-RS workitems from teleradiology requests (${engine.name})`, () => 
 
   it('matches on state, priority, worklist label, study and accession number, with limit and offset', async () => {
     const uids = async (q: string) => (await search('neuro', q)).items.map((w) => value(w, '00080018'));
-    assert.deepEqual(await uids('?ScheduledProcedureStepPriority=HIGH'), [workitemUID(ids.stroke!)]);
-    assert.deepEqual(await uids('?00741202=msk'), [workitemUID(ids.knee!)]);
-    assert.deepEqual(await uids(`?StudyInstanceUID=${head.uids.study}`), [workitemUID(ids.stroke!)]);
-    assert.deepEqual(await uids('?AccessionNumber=UPS-0099'), [workitemUID(ids.later!)]);
-    assert.deepEqual(await uids('?limit=1&offset=1'), [workitemUID(ids.later!)]);
+    assert.deepEqual(await uids('?ScheduledProcedureStepPriority=HIGH'), [workitemUID(root, ids.stroke!)]);
+    assert.deepEqual(await uids('?00741202=msk'), [workitemUID(root, ids.knee!)]);
+    assert.deepEqual(await uids(`?StudyInstanceUID=${head.uids.study}`), [workitemUID(root, ids.stroke!)]);
+    assert.deepEqual(await uids('?AccessionNumber=UPS-0099'), [workitemUID(root, ids.later!)]);
+    assert.deepEqual(await uids('?limit=1&offset=1'), [workitemUID(root, ids.later!)]);
     assert.equal((await search('neuro', '?ProcedureStepState=COMPLETED')).status, 204);
     assert.equal((await search('neuro', '?ProcedureStepState=DONE')).status, 400);
     assert.equal((await search('neuro', '?PatientName=Sud')).status, 400, 'not a matching key here');
 
     // A claimed reading is IN PROGRESS.
     assert.equal((await call('neuro', `/api/teleradiology/requests/${ids.stroke}/claim`, {})).status, 200);
-    assert.deepEqual(await uids('?ProcedureStepState=IN%20PROGRESS'), [workitemUID(ids.stroke!)]);
-    assert.deepEqual(await uids('?ProcedureStepState=SCHEDULED'), [workitemUID(ids.later!), workitemUID(ids.knee!)]);
+    assert.deepEqual(await uids('?ProcedureStepState=IN%20PROGRESS'), [workitemUID(root, ids.stroke!)]);
+    assert.deepEqual(await uids('?ProcedureStepState=SCHEDULED'), [workitemUID(root, ids.later!), workitemUID(root, ids.knee!)]);
     // A returned request is CANCELED.
     assert.equal((await call('neuro', `/api/teleradiology/requests/${ids.knee}/return`, { reason: 'Protocole inadapté' })).status, 200);
-    assert.deepEqual(await uids('?ProcedureStepState=CANCELED'), [workitemUID(ids.knee!)]);
+    assert.deepEqual(await uids('?ProcedureStepState=CANCELED'), [workitemUID(root, ids.knee!)]);
   });
 
   it('shows a site its own requests only, and nothing to another site', async () => {
@@ -123,7 +127,7 @@ describe(`UPS-RS workitems from teleradiology requests (${engine.name})`, () => 
   });
 
   it('answers RetrieveUPS with the workitem whole, patient included, to those who may see the request; absent to others', async () => {
-    const r = await call('neuro', `/dicom-web/workitems/${workitemUID(ids.stroke!)}`);
+    const r = await call('neuro', `/dicom-web/workitems/${workitemUID(root, ids.stroke!)}`);
     assert.equal(r.status, 200);
     const [w] = (await r.json()) as Workitem[];
     assert.deepEqual([value(w!, '00741000'), value(w!, '00100020'), value(w!, '00100021'), (value(w!, '00100010') as { Alphabetic: string }).Alphabetic],
@@ -135,8 +139,8 @@ describe(`UPS-RS workitems from teleradiology requests (${engine.name})`, () => 
     assert.deepEqual([value(input[0]!, '0020000D'), value(input[0]!, '0020000E'), value(value(input[0]!, '0040E021') as Workitem, '00081190')],
       [head.uids.study, head.uids.series, `${base}/dicom-web/studies/${head.uids.study}/series/${head.uids.series}`]);
     assert.deepEqual((input[0]!['00081199']?.Value as Workitem[]).map((i) => value(i, '00081155')), [head.uids.sop]);
-    assert.equal((await call('manip.nord', `/dicom-web/workitems/${workitemUID(ids.stroke!)}`)).status, 404);
-    assert.equal((await call('neuro', `/dicom-web/workitems/${workitemUID(999_999)}`)).status, 404);
+    assert.equal((await call('manip.nord', `/dicom-web/workitems/${workitemUID(root, ids.stroke!)}`)).status, 404);
+    assert.equal((await call('neuro', `/dicom-web/workitems/${workitemUID(root, 999_999)}`)).status, 404);
     assert.equal((await call('neuro', '/dicom-web/workitems/1.2.3.4')).status, 404);
     assert.equal((await fetch(`${base}/dicom-web/workitems`)).status, 401, 'not without a session or token');
   });

@@ -13,7 +13,6 @@
  * answers no patient identity, as the worklist does; RetrieveUPS, which is audited as a read
  * of the request, does. The workitem UID is derived from the request's id.
  */
-import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Archive } from '../archive/archive.ts';
 import type { TeleradiologyConfig } from '../config/config.ts';
@@ -34,17 +33,18 @@ export type Priority = (typeof priorities)[number];
 const priorityOf: Record<Urgency, Priority> = { stroke: 'HIGH', urgent: 'MEDIUM', routine: 'LOW' };
 const urgencyOf: Record<Priority, Urgency> = { HIGH: 'stroke', MEDIUM: 'urgent', LOW: 'routine' };
 
-/** A root under 2.25 (PS3.5 B.2) for Atrium's teleradiology workitems; the request id is the last component. */
-const workitemRoot = `2.25.${BigInt(`0x${createHash('sha256').update('atrium teleradiology workitem').digest('hex').slice(0, 30)}`).toString()}`;
-
-export function workitemUID(requestId: number): string {
-  return `${workitemRoot}.${requestId}`;
+/**
+ * A teleradiology request's workitem UID: the installation's UID root (ArchiveIndex
+ * installationUidRoot, unique to this archive), then the request id as the last component.
+ */
+export function workitemUID(root: string, requestId: number): string {
+  return `${root}.${requestId}`;
 }
 
 /** The request a workitem UID names, or undefined when it is not one of ours. */
-export function requestIdOfWorkitem(uid: string): number | undefined {
-  if (!uid.startsWith(`${workitemRoot}.`)) return undefined;
-  const rest = uid.slice(workitemRoot.length + 1);
+export function requestIdOfWorkitem(root: string, uid: string): number | undefined {
+  if (!uid.startsWith(`${root}.`)) return undefined;
+  const rest = uid.slice(root.length + 1);
   return /^[1-9][0-9]{0,11}$/.test(rest) ? Number(rest) : undefined;
 }
 
@@ -92,11 +92,11 @@ function inputInformation(study: string | undefined, instances: readonly InputIn
 }
 
 /** A request as a UPS workitem in the DICOM JSON model (PS3.18 F.2). */
-export function workitemJson(r: WorkitemSource, baseUrl: string, instances?: readonly InputInstance[]): DicomJsonDataset {
+export function workitemJson(r: WorkitemSource, baseUrl: string, root: string, instances?: readonly InputInstance[]): DicomJsonDataset {
   const study = r.StudyInstanceUID;
   const json: DicomJsonDataset = {
     '00080016': ui(UPSPushSOPClassUID),
-    '00080018': ui(workitemUID(r.id)),
+    '00080018': ui(workitemUID(root, r.id)),
     '00080050': r.AccessionNumber !== undefined ? { vr: 'SH', Value: [r.AccessionNumber] } : empty('SH'),
     '00100010': r.patient?.PatientName ? { vr: 'PN', Value: [{ Alphabetic: r.patient.PatientName }] } : empty('PN'),
     '00100020': r.patient?.PatientID ? lo(r.patient.PatientID) : empty('LO'),
@@ -143,6 +143,7 @@ const matchKeys: Record<string, 'state' | 'priority' | 'label' | 'study' | 'acce
 
 export async function workitemRoutes(app: FastifyInstance, options: { archive: Archive; config: TeleradiologyConfig; publicBaseUrl?: string }): Promise<void> {
   const requests = new TeleRequests(options.archive, options.config);
+  const root = await options.archive.index.installationUidRoot();
   const baseUrl = (request: FastifyRequest) => `${options.publicBaseUrl ?? `${request.protocol}://${request.host}`}/dicom-web`;
 
   app.setErrorHandler(problemErrorHandler('UPS-RS request'));
@@ -182,14 +183,14 @@ export async function workitemRoutes(app: FastifyInstance, options: { archive: A
       .slice(offset, offset + limit);
     if (found.length === 0) return reply.code(204).send();
     const base = baseUrl(request);
-    return reply.type('application/dicom+json').send(`[${found.map((e) => stringifyDicomJson(workitemJson(e, base))).join(',')}]`);
+    return reply.type('application/dicom+json').send(`[${found.map((e) => stringifyDicomJson(workitemJson(e, base, root))).join(',')}]`);
   });
 
   // RetrieveUPS (PS3.18 §11.5): the workitem whole, as its request's readers see it.
   app.get<{ Params: { uid: string } }>('/:uid', {
     schema: { params: { type: 'object', required: ['uid'], properties: { uid: { type: 'string', maxLength: 64 } } } },
   }, async (request, reply) => {
-    const id = requestIdOfWorkitem(request.params.uid);
+    const id = requestIdOfWorkitem(root, request.params.uid);
     if (id === undefined) throw new HttpProblem(404, `no workitem ${request.params.uid}`);
     let q: TeleRequest;
     try {
@@ -204,7 +205,7 @@ export async function workitemRoutes(app: FastifyInstance, options: { archive: A
     const instances = q.StudyInstanceUID !== undefined ? await options.archive.index.getStoredInstances({ StudyInstanceUID: q.StudyInstanceUID }) : undefined;
     const json = workitemJson({
       ...q, imagesArrived: q.imagesArrivedAt !== undefined, ...(p ? { patient: p } : {}),
-    }, baseUrl(request), instances);
+    }, baseUrl(request), root, instances);
     return reply.type('application/dicom+json').send(`[${stringifyDicomJson(json)}]`);
   });
 }

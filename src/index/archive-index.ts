@@ -829,6 +829,13 @@ export class ArchiveIndex {
     return c.where.length ? ` WHERE ${c.where.join(' AND ')}` : '';
   }
 
+  /** This archive's own UID root (migration 13), under which it makes up UIDs. */
+  async installationUidRoot(): Promise<string> {
+    const row = await this.sql.get<{ uid_root: string }>('SELECT uid_root FROM installation WHERE id = 1');
+    if (!row) throw new Error('the index has no installation UID root (migration 13)');
+    return row.uid_root;
+  }
+
   /** Index id of the patient record a site's PatientID (with its issuer) names. */
   async patientRecordId(siteId: number, IssuerOfPatientID: string, PatientID: string): Promise<number | undefined> {
     const row = await this.sql.get<{ id: number }>('SELECT id FROM patients WHERE site_id = ? AND issuer = ? AND patient_id = ?', [siteId, IssuerOfPatientID, PatientID]);

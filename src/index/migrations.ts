@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { foldPersonName } from '../dicom/person-name.ts';
 import type { SqlDatabase } from './sql.ts';
 
@@ -625,6 +626,16 @@ CREATE TABLE tele_report_templates (
   updated_at {text} NOT NULL
 );
 `,
+  },
+  {
+    version: 13,
+    name: 'installation: this archive\'s own UID root, for the UIDs it makes up (teleradiology workitems)',
+    // 2.25 and a random UUID as a decimal (PS3.5 B.2): no two installations share it, and the
+    // UIDs made under it stay the same for the life of the archive.
+    sql: `CREATE TABLE installation (id INTEGER PRIMARY KEY, uid_root {text} NOT NULL);`,
+    up: async (tx) => {
+      await tx.run('INSERT INTO installation (id, uid_root) VALUES (1, ?)', [`2.25.${BigInt(`0x${randomUUID().replaceAll('-', '')}`).toString(10)}`]);
+    },
   },
 ];
 
