@@ -4,6 +4,7 @@
  * neuroradiologist's worklist with its images, and the images open to them, within 2 s.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
@@ -33,10 +34,33 @@ describe(`stroke request on the on-call worklist (${engine.name})`, () => {
     method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': sessions[who]!.csrf }, body: JSON.stringify(body),
   });
 
+  // The on-call service's paging gateway: refuses the first alert (503), takes the next ones.
+  const pager: Array<Record<string, unknown>> = [];
+  let pagerCalls = 0;
+  const gateway = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+    req.on('end', () => {
+      pagerCalls++;
+      if (pagerCalls === 1) return res.writeHead(503).end();
+      pager.push(JSON.parse(body) as Record<string, unknown>);
+      res.writeHead(204).end();
+    });
+  });
+
   before(async () => {
     const db = await engine.open();
     cleanup = db.cleanup;
-    atrium = await startAtrium({ index: db.config, teleradiology: true, configure: (c) => { c.auth.sessions.secureCookie = false; } });
+    await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
+    const webhookUrl = `http://127.0.0.1:${(gateway.address() as { port: number }).port}/page`;
+    atrium = await startAtrium({
+      index: db.config, teleradiology: true,
+      configure: (c) => {
+        c.auth.sessions.secureCookie = false;
+        c.teleradiology.alerts = { webhookUrl };
+        c.teleradiology.delivery = { ...c.teleradiology.delivery, retryBaseMs: 50, pollMs: 50 };
+      },
+    });
     base = atrium.dicomweb.replace(/\/dicom-web$/, '');
     await stow(prior.file);
     const by = { actor: 'test', via: 'cli' as const };
@@ -54,6 +78,7 @@ describe(`stroke request on the on-call worklist (${engine.name})`, () => {
 
   after(async () => {
     await atrium?.close();
+    await new Promise((resolve) => gateway.close(resolve));
     await cleanup?.();
   });
 
@@ -78,5 +103,20 @@ describe(`stroke request on the on-call worklist (${engine.name})`, () => {
     assert.ok(elapsed < 2_000, `on the worklist with its images after ${elapsed.toFixed(0)} ms`);
     const images = await request(sessions.neuro!.jar, `${base}/dicom-web/studies/${study.uids.study}/metadata`);
     assert.equal(images.status, 200);
+
+    // The alert channel: the on-call neuroradiologist is paged once, after one refusal, with no patient identity.
+    for (let i = 0; i < 100 && pager.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(pager.length, 1, `pager got ${pagerCalls} call(s)`);
+    const alert = pager[0]!;
+    assert.equal(alert.kind, 'stroke-assigned');
+    assert.equal(alert.request, id);
+    assert.equal(alert.urgency, 'stroke');
+    assert.deepEqual(alert.assignedTo, { login: 'neuro', name: 'Dr Neuro' });
+    assert.equal(alert.site, 'CLIN-SUD');
+    assert.ok(!JSON.stringify(alert).includes('AVC-1'), 'no patient identifier goes to the pager');
+    const row = await atrium.archive.index.sql.get<{ status: string; attempts: number }>('SELECT status, attempts FROM tele_alerts WHERE request_id = ?', [id]);
+    assert.deepEqual({ status: row!.status, attempts: Number(row!.attempts) }, { status: 'sent', attempts: 2 });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(pager.length, 1, 'the arrival of the images pages nobody again');
   });
 });

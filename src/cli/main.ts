@@ -18,6 +18,7 @@ import { TeleImagesArrival } from '../workflow/tele-images.ts';
 import { TeleRequests } from '../workflow/tele-requests.ts';
 import { TeleEscalation } from '../workflow/tele-escalation.ts';
 import { ReportDelivery } from '../exchange/report-delivery.ts';
+import { TeleAlerts } from '../workflow/tele-alerts.ts';
 import { Hl7Server } from '../hl7/server.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { runSend } from './send.ts';
@@ -249,6 +250,9 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   const escalation = new TeleEscalation(teleRequests, logger.child({ component: 'teleradiology' }));
   escalation.start();
   // Signed reports back to their requesting sites (ORU^R01 over MLLP), from the deliveries their signature queued.
+  // Stroke assignments and escalations to the on-call service's alert channel (off unless configured).
+  const teleAlerts = new TeleAlerts(archive.index.sql, config.teleradiology, logger.child({ component: 'teleradiology-alerts' }));
+  teleAlerts.start();
   const reportDelivery = new ReportDelivery(archive, config.teleradiology, logger.child({ component: 'report-delivery' }), config.dimse.aeTitle);
   reportDelivery.start();
   // The audit trail as DICOM audit messages to a syslog collector: polls the trail, never in the request path.
@@ -270,7 +274,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   });
   logger.info('stopping');
   clearInterval(purge);
-  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop(), teleImages.stop(), escalation.stop(), reportDelivery.stop()]);
+  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop(), teleImages.stop(), escalation.stop(), reportDelivery.stop(), teleAlerts.stop()]);
   // Last, so that what the closing services recorded still goes out.
   await auditExport?.stop(10_000);
   await archive.close();

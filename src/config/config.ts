@@ -87,6 +87,12 @@ export interface TeleradiologyConfig {
   sites: TeleradiologySite[];
   /** Sending of reports: wait for an ACK this long, retry with doubling delays up to maxAttempts. */
   delivery: { ackTimeoutMs: number; retryBaseMs: number; maxAttempts: number; pollMs: number };
+  /**
+   * The alert channel: a stroke request given to a radiologist, or any request escalated, is
+   * POSTed as JSON (no patient identity) to this URL, e.g. the paging or SMS gateway of the
+   * on-call service; retried like report deliveries. Off unless set.
+   */
+  alerts?: { webhookUrl: string };
 }
 
 export interface TeleradiologySite {
@@ -702,6 +708,18 @@ function parseTeleradiology(t: Record<string, unknown>, config: AtriumConfig): v
   c.pollMs = positive(num(t, 'pollMs'), 'pollMs', c.pollMs);
   const delivery = obj(t, 'delivery');
   for (const k of ['ackTimeoutMs', 'retryBaseMs', 'maxAttempts', 'pollMs'] as const) c.delivery[k] = positive(num(delivery, k), `delivery.${k}`, c.delivery[k]);
+  const webhookUrl = str(obj(t, 'alerts'), 'webhookUrl');
+  if (webhookUrl !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(webhookUrl);
+    } catch {
+      throw new ConfigError('teleradiology.alerts.webhookUrl is not a URL');
+    }
+    const loopback = url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]';
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw new ConfigError('teleradiology.alerts.webhookUrl must be an https URL (http on loopback only)');
+    c.alerts = { webhookUrl };
+  }
   if (t.sites === undefined) return;
   if (!Array.isArray(t.sites)) throw new ConfigError('teleradiology.sites must be a list');
   c.sites = t.sites.map((entry: unknown, i) => {

@@ -23,6 +23,14 @@ describe('teleradiology configuration', () => {
     assert.equal(c.claimMinutes, 20);
     assert.deepEqual(c.deadlineMinutes, { routine: 2880, urgent: 240, stroke: 30 });
     assert.deepEqual(c.sites, []);
+    assert.equal(c.alerts, undefined, 'no alert channel unless configured');
+  });
+
+  it('reads the alert channel: https, or http on loopback only', () => {
+    assert.deepEqual(load({ alerts: { webhookUrl: 'https://pager.ght.example.fr/atrium' } }).teleradiology.alerts, { webhookUrl: 'https://pager.ght.example.fr/atrium' });
+    assert.deepEqual(load({ alerts: { webhookUrl: 'http://127.0.0.1:9000/page' } }).teleradiology.alerts, { webhookUrl: 'http://127.0.0.1:9000/page' });
+    assert.throws(() => load({ alerts: { webhookUrl: 'http://pager.example.fr/page' } }), /must be an https URL/);
+    assert.throws(() => load({ alerts: { webhookUrl: 'not a url' } }), /is not a URL/);
   });
 
   it('reads a site\'s ORU listener, defaulting MSH-5, MSH-6 and 8859/1', () => {

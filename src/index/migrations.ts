@@ -637,6 +637,27 @@ CREATE TABLE tele_report_templates (
       await tx.run('INSERT INTO installation (id, uid_root) VALUES (1, ?)', [`2.25.${BigInt(`0x${randomUUID().replaceAll('-', '')}`).toString(10)}`]);
     },
   },
+  {
+    version: 14,
+    name: 'teleradiology alerts: stroke assignments and escalations to send on the alert channel',
+    // Written in the transaction that assigns or escalates, so that none is lost; sent by
+    // workflow/tele-alerts.ts, retried with doubling delays.
+    sql: `
+CREATE TABLE tele_alerts (
+  id {id},
+  request_id BIGINT NOT NULL REFERENCES tele_requests (id),
+  kind {text} NOT NULL,
+  payload TEXT NOT NULL,
+  status {text} NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at {text} NOT NULL,
+  last_error TEXT,
+  created_at {text} NOT NULL,
+  sent_at {text}
+);
+CREATE INDEX tele_alerts_pending ON tele_alerts (status, next_attempt_at);
+`,
+  },
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */

@@ -400,6 +400,28 @@ export class TeleRequests {
       : undefined;
     await tx.run('UPDATE tele_requests SET assigned_user_id = ?, assignment_grant_id = ?, assigned_at = ?, updated_at = ? WHERE id = ?',
       [userId, grant?.id ?? null, now.toISOString(), now.toISOString(), row.id]);
+    // The new reader of a stroke request is alerted (not again when its images open to them).
+    if (row.urgency === 'stroke' && Number(row.assigned_user_id) !== userId) await this.queueAlert(tx, { ...row, assigned_user_id: userId }, 'stroke-assigned', now);
+  }
+
+  /**
+   * An alert for the alert channel (teleradiology.alerts), in the caller's transaction: who
+   * must read what, by when; never the patient's identity (pagers and SMS gateways are not
+   * health data hosts).
+   */
+  async queueAlert(tx: SqlDatabase, row: RequestRow, kind: 'stroke-assigned' | 'escalated', now: Date): Promise<void> {
+    if (!this.config.alerts) return;
+    const reader = row.assigned_user_id === null ? undefined
+      : await tx.get<{ login: string; display_name: string }>('SELECT login, display_name FROM users WHERE id = ?', [row.assigned_user_id]);
+    const payload = {
+      kind, request: Number(row.id), urgency: row.urgency, deadline: row.deadline_at,
+      site: this.archive.siteById.get(Number(row.requesting_site_id))?.code, modality: row.modality, bodyPart: row.body_part, specialty: row.specialty,
+      ...(reader ? { assignedTo: { login: reader.login, name: reader.display_name } } : {}),
+    };
+    await tx.run(
+      `INSERT INTO tele_alerts (request_id, kind, payload, status, next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)`,
+      [row.id, kind, JSON.stringify(payload), now.toISOString(), now.toISOString()],
+    );
   }
 
   /** The radiologist on call for a specialty at a time (the latest-starting shift when they overlap). */
@@ -439,6 +461,7 @@ export class TeleRequests {
             row = await this.row(tx, Number(id));
           }
           await this.record(tx, 'system', { via: 'api' }, 'tele-assign', row, { why: 'escalation', deadline: row.deadline_at, ...(reassigned ? { to: row.assigned_login } : {}) });
+          await this.queueAlert(tx, row, 'escalated', now);
           escalated.push(Number(id));
         });
       }

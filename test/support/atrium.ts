@@ -15,6 +15,7 @@ import { Hl7Server } from '../../src/hl7/server.ts';
 import { TeleImagesArrival } from '../../src/workflow/tele-images.ts';
 import { TeleRequests } from '../../src/workflow/tele-requests.ts';
 import { ReportDelivery } from '../../src/exchange/report-delivery.ts';
+import { TeleAlerts } from '../../src/workflow/tele-alerts.ts';
 import { AuditSyslogExporter, auditSourceOf } from '../../src/access/audit-syslog.ts';
 
 export interface RunningAtrium {
@@ -102,6 +103,8 @@ export async function startAtrium(options: {
   if (options.identities) identities.start();
   const teleImages = new TeleImagesArrival(new TeleRequests(archive, config.teleradiology), logger.child({ component: 'teleradiology' }), 100);
   if (options.teleradiology) teleImages.start();
+  const teleAlerts = new TeleAlerts(archive.index.sql, config.teleradiology, logger.child({ component: 'teleradiology-alerts' }));
+  if (options.teleradiology) teleAlerts.start();
   const reportDelivery = options.teleradiology ? new ReportDelivery(archive, config.teleradiology, logger.child({ component: 'report-delivery' }), config.dimse.aeTitle) : undefined;
   reportDelivery?.start();
   let forwarder: Forwarder | undefined;
@@ -127,6 +130,7 @@ export async function startAtrium(options: {
       await forwarder?.stop(500);
       await identities.stop();
       await teleImages.stop();
+      await teleAlerts.stop();
       await reportDelivery?.stop();
       await hl7?.close(500);
       await dimse?.close(500);
