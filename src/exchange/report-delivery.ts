@@ -17,6 +17,7 @@ import { loadSignedReport, type SignedReport } from './signed-report.ts';
 import { renderReportPdf } from './report-pdf.ts';
 import { encapsulatedPdfOf } from './encapsulated-pdf.ts';
 import { Readable } from 'node:stream';
+import { PollingLoop } from '../lib/polling-loop.ts';
 
 interface DueRow { id: number; report_id: number; channel: string; result_status: ResultStatus; attempts: number; next_attempt_at: string }
 
@@ -27,30 +28,19 @@ class PermanentFailure extends Error {}
 
 export class ReportDelivery {
   private readonly audit: AuditTrail;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-  private stopped = false;
+  private loop: PollingLoop | undefined;
 
   constructor(private readonly archive: Archive, private readonly config: TeleradiologyConfig, private readonly logger: Logger, private readonly sendingFacility = 'ATRIUM') {
     this.audit = new AuditTrail(archive.index.sql);
   }
 
   start(): void {
-    const tick = () => {
-      if (this.stopped) return;
-      this.running = this.deliverDue()
-        .catch((e: unknown) => this.logger.error({ err: e }, 'report delivery failed; it retries'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.config.delivery.pollMs);
-        });
-    };
-    tick();
+    this.loop = new PollingLoop(() => this.deliverDue(), this.config.delivery.pollMs, (e) => this.logger.error({ err: e }, 'report delivery failed; it retries'));
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.loop?.stop();
   }
 
   /** One pass: every delivery due now is attempted once. Answers how many were sent. */

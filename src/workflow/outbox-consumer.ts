@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { PollingLoop } from '../lib/polling-loop.ts';
 import { ArchiveIndex } from '../index/archive-index.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 
@@ -8,30 +9,19 @@ import type { SqlDatabase } from '../index/sql.ts';
  * its cursor. Subclasses say what a batch does (runOnce answers how many events it read).
  */
 export abstract class OutboxConsumer {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-  private stopped = false;
+  private loop: PollingLoop | undefined;
 
   constructor(protected readonly logger: Logger, protected readonly batchSize: number, private readonly pollMs: number) {}
 
   protected abstract runOnce(): Promise<number>;
 
   start(): void {
-    const tick = () => {
-      if (this.stopped) return;
-      this.running = this.drain()
-        .catch((e: unknown) => this.logger.error({ err: e }, 'outbox consumer failed; it retries'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.pollMs);
-        });
-    };
-    tick();
+    this.loop = new PollingLoop(() => this.drain(), this.pollMs, (e) => this.logger.error({ err: e }, 'outbox consumer failed; it retries'));
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.loop?.stop();
   }
 
   /** Reads events until none is left; answers how many were read. */

@@ -9,35 +9,25 @@
 import type { Logger } from 'pino';
 import type { SqlDatabase } from '../index/sql.ts';
 import type { TeleradiologyConfig } from '../config/config.ts';
+import { PollingLoop } from '../lib/polling-loop.ts';
 
 interface DueAlert { id: number; payload: string; attempts: number; next_attempt_at: string }
 
 const MAX_DELAY_MS = 3_600_000;
 
 export class TeleAlerts {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-  private stopped = false;
+  private loop: PollingLoop | undefined;
 
   constructor(private readonly sql: SqlDatabase, private readonly config: TeleradiologyConfig, private readonly logger: Logger) {}
 
   start(): void {
     if (!this.config.alerts) return;
-    const tick = () => {
-      if (this.stopped) return;
-      this.running = this.sendDue()
-        .catch((e: unknown) => this.logger.error({ err: e }, 'sending teleradiology alerts failed; it retries'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.config.delivery.pollMs);
-        });
-    };
-    tick();
+    this.loop = new PollingLoop(() => this.sendDue(), this.config.delivery.pollMs, (e) => this.logger.error({ err: e }, 'sending teleradiology alerts failed; it retries'));
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.loop?.stop();
   }
 
   /** Sends the alerts due now; answers how many were sent. */

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { TeleRequests } from './tele-requests.ts';
+import { PollingLoop } from '../lib/polling-loop.ts';
 
 /**
  * Looks for open requests nobody is reading whose deadline is near, every intervalMs, and
@@ -7,28 +8,19 @@ import type { TeleRequests } from './tele-requests.ts';
  * flagged once, so several nodes may run it.
  */
 export class TeleEscalation {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-  private stopped = false;
+  private loop: PollingLoop | undefined;
 
   constructor(private readonly requests: TeleRequests, private readonly logger: Logger, private readonly intervalMs = 10_000) {}
 
   start(): void {
-    const tick = () => {
-      if (this.stopped) return;
-      this.running = this.requests.escalateNearDeadlines()
-        .then((ids) => { if (ids.length > 0) this.logger.warn({ requests: ids }, 'teleradiology requests escalated: deadline near, nobody reading'); })
-        .catch((e: unknown) => this.logger.error({ err: e }, 'escalation failed; it retries'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
-        });
-    };
-    tick();
+    this.loop = new PollingLoop(async () => {
+      const ids = await this.requests.escalateNearDeadlines();
+      if (ids.length > 0) this.logger.warn({ requests: ids }, 'teleradiology requests escalated: deadline near, nobody reading');
+    }, this.intervalMs, (e) => this.logger.error({ err: e }, 'escalation failed; it retries'));
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.loop?.stop();
   }
 }
