@@ -6,6 +6,7 @@
  * share link opens what it shares until revoked. What may not be seen is answered as absent.
  */
 import assert from 'node:assert/strict';
+import { stowBody, stowFiles } from './support/stow.ts';
 import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
@@ -49,9 +50,7 @@ describe(`access by role (${engine.name})`, () => {
   const sessions: Record<string, { jar: CookieJar; csrf: string }> = {};
 
   const stow = async (token: string, file: Buffer) => {
-    const boundary = 'atrium-roles';
-    const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), file, Buffer.from(`\r\n--${boundary}--\r\n`)]);
-    const r = await fetch(`${base}/dicom-web/studies`, { method: 'POST', body, headers: { authorization: `Bearer ${token}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` } });
+    const r = await stowFiles(`${base}/dicom-web`, token, [file]);
     assert.equal(r.status, 200, await r.text());
   };
   const as = (who: string) => sessions[who]!;
@@ -160,10 +159,9 @@ describe(`access by role (${engine.name})`, () => {
 
   it('lets only the roles that may do it store, share, correct and read the audit trail', async () => {
     // The referring physician and the patient store nothing; the technologist shares nothing.
-    const boundary = 'x';
-    const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), syntheticInstance({ PatientID: 'PX', Rows: 2, Columns: 2 }).file, Buffer.from(`\r\n--${boundary}--\r\n`)]);
+    const { body, contentType } = stowBody([syntheticInstance({ PatientID: 'PX', Rows: 2, Columns: 2 }).file]);
     const stowBy = (who: string) => request(as(who).jar, `${base}/dicom-web/studies`, {
-      method: 'POST', body, headers: { 'x-csrf-token': as(who).csrf, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` },
+      method: 'POST', body: new Uint8Array(body), headers: { 'x-csrf-token': as(who).csrf, 'content-type': contentType },
     });
     assert.equal((await stowBy('referring')).status, 403);
     assert.equal((await stowBy('patient')).status, 403);

@@ -8,6 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { stowFiles } from './support/stow.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -24,12 +25,7 @@ import type { AuditSyslogConfig } from '../src/config/config.ts';
 const skip = !haveRsyslogTls && 'rsyslogd with its gtls driver (rsyslog, rsyslog-gnutls) or openssl is not installed';
 
 async function stow(atrium: RunningAtrium, file: Buffer): Promise<void> {
-  const boundary = 'atrium-syslog-test';
-  const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), file, Buffer.from(`\r\n--${boundary}--\r\n`)]);
-  const res = await fetch(`${atrium.dicomweb}/studies`, {
-    method: 'POST', body,
-    headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` },
-  });
+  const res = await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [file]);
   assert.equal(res.status, 200, await res.text());
 }
 

@@ -5,6 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { stowBody } from './support/stow.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes, X509Certificate } from 'node:crypto';
@@ -83,12 +84,7 @@ function assertSecureHeaders(a: Answer, what: string): void {
 }
 
 /** A STOW-RS body by hand. */
-function multipartBody(file: Buffer, boundary = 'atrium-hardening'): { body: Buffer; contentType: string } {
-  return {
-    body: Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), file, Buffer.from(`\r\n--${boundary}--\r\n`)]),
-    contentType: `multipart/related; type="application/dicom"; boundary=${boundary}`,
-  };
-}
+const multipartBody = (file: Buffer) => stowBody([file], 'atrium-hardening');
 
 describe('HTTP hardening', () => {
   let atrium: RunningAtrium;

@@ -4,6 +4,7 @@
  * reason to see is neither found nor counted, and every search is in the audit trail.
  */
 import assert from 'node:assert/strict';
+import { stowFiles } from './support/stow.ts';
 import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
@@ -30,9 +31,7 @@ describe(`the portal's patient API (${engine.name})`, () => {
 
   const stow = async (site: string, o: SyntheticOptions) => {
     const obj = syntheticInstance({ Rows: 4, Columns: 4, ...o });
-    const boundary = 'atrium-portal-api';
-    const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), obj.file, Buffer.from(`\r\n--${boundary}--\r\n`)]);
-    const r = await fetch(`${base}/dicom-web/studies`, { method: 'POST', body, headers: { authorization: `Bearer ${atrium.tokens[site]}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` } });
+    const r = await stowFiles(`${base}/dicom-web`, atrium.tokens[site], [obj.file]);
     assert.equal(r.status, 200, await r.text());
     return obj.uids.study;
   };

@@ -7,6 +7,7 @@
  * under .tmp/portal-screenshots (gitignored) and checked to show an image, not a blank canvas.
  */
 import assert from 'node:assert/strict';
+import { stowFiles } from './support/stow.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -78,9 +79,7 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
   const outside = newUID();
 
   const stow = async (token: string, files: Buffer[]) => {
-    const boundary = 'atrium-portal';
-    const body = Buffer.concat([...files.flatMap((f) => [Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), f, Buffer.from('\r\n')]), Buffer.from(`--${boundary}--\r\n`)]);
-    const r = await fetch(`${base}/dicom-web/studies`, { method: 'POST', body, headers: { authorization: `Bearer ${token}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` } });
+    const r = await stowFiles(`${base}/dicom-web`, token, files);
     assert.equal(r.status, 200, await r.text());
   };
 

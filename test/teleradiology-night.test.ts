@@ -19,7 +19,7 @@ import type { Page } from 'playwright-core';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
-import { CookieJar, request } from './support/browser-session.ts';
+import { CookieJar, loginLocal, request } from './support/browser-session.ts';
 import { Browsers, haveChromium, Screenshots } from './support/chromium.ts';
 import { RisListener } from './support/ris-listener.ts';
 import { syntheticInstance } from './support/synthetic.ts';
@@ -110,9 +110,7 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
     await addUser(atrium.archive, { login: 'neuro', displayName: 'Dr Nadia Neuro', roles: ['radiologist'], sites: ['CHU-NORD'], password, rpps: '10001111111' }, by);
     await addUser(atrium.archive, { login: 'expert', displayName: 'Pr Paul Expert', roles: ['radiologist'], sites: ['CHU-NORD'], password, rpps: '10003333333' }, by);
     await addUser(atrium.archive, { login: 'admin', displayName: 'Admin Territoire', roles: ['territory-admin'], sites: [], password }, by);
-    const jar = new CookieJar();
-    assert.equal((await request(jar, `${base}/auth/local`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login: 'admin', password }) })).status, 200);
-    admin = { jar, csrf: ((await (await request(jar, `${base}/auth/me`)).json()) as { csrfToken: string }).csrfToken };
+    admin = await loginLocal(base, 'admin', password);
     // Tonight's rota: the neuroradiologist on call until morning.
     const shift = await request(admin.jar, `${base}/api/teleradiology/oncall`, {
       method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': admin.csrf },

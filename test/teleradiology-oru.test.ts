@@ -5,11 +5,12 @@
  * marked sent before an AA, and every attempt is audited.
  */
 import assert from 'node:assert/strict';
+import { stowFiles } from './support/stow.ts';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
-import { CookieJar, request } from './support/browser-session.ts';
+import { CookieJar, loginLocal, request } from './support/browser-session.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
 import { findSegment, valueOf, type Hl7Message } from '../src/hl7/message.ts';
@@ -58,18 +59,13 @@ for (const engine of testDatabases()) {
       });
       base = atrium.dicomweb.replace(/\/dicom-web$/, '');
       delivery = new ReportDelivery(atrium.archive, atrium.config.teleradiology, pino({ level: 'silent' }));
-      const boundary = 'atrium-oru';
-      const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), knee.file, Buffer.from(`\r\n--${boundary}--\r\n`)]);
-      const stored = await fetch(`${base}/dicom-web/studies`, { method: 'POST', body, headers: { authorization: `Bearer ${atrium.tokens['CLIN-SUD']!}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` } });
+      const stored = await stowFiles(`${base}/dicom-web`, atrium.tokens['CLIN-SUD']!, [knee.file]);
       assert.equal(stored.status, 200);
       const by = { actor: 'test', via: 'cli' as const };
       await addUser(atrium.archive, { login: 'manip.sud', displayName: 'Manipulateur Sud', roles: ['technologist'], sites: ['CLIN-SUD'], password }, by);
       await addUser(atrium.archive, { login: 'rad.a', displayName: 'Dr Anne Lecteur', roles: ['radiologist'], sites: ['CHU-NORD'], password }, by);
       for (const who of ['manip.sud', 'rad.a']) {
-        const jar = new CookieJar();
-        const r = await request(jar, `${base}/auth/local`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login: who, password }) });
-        assert.equal(r.status, 200);
-        sessions[who] = { jar, csrf: ((await (await request(jar, `${base}/auth/me`)).json()) as { csrfToken: string }).csrfToken };
+        sessions[who] = await loginLocal(base, who, password);
       }
       const created = await send('manip.sud', '/requests', {
         patient: { PatientID: 'OR-1' }, StudyInstanceUID: knee.uids.study, urgency: 'urgent', modality: 'MR', bodyPart: 'KNEE', specialty: 'msk',

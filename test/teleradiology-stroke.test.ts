@@ -4,11 +4,12 @@
  * neuroradiologist's worklist with its images, and the images open to them, within 2 s.
  */
 import assert from 'node:assert/strict';
+import { stowFiles } from './support/stow.ts';
 import { createServer } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
-import { CookieJar, request } from './support/browser-session.ts';
+import { CookieJar, loginLocal, request } from './support/browser-session.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
 import { Tags } from '../src/dicom/dataset.ts';
@@ -25,9 +26,7 @@ describe(`stroke request on the on-call worklist (${engine.name})`, () => {
   const study = syntheticInstance({ PatientID: 'AVC-1', Modality: 'CT', Rows: 4, Columns: 4, extra: [{ tag: Tags.AccessionNumber, vr: 'SH', value: Buffer.from('AVC-0042') }] });
 
   const stow = async (file: Buffer) => {
-    const boundary = 'atrium-stroke';
-    const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), file, Buffer.from(`\r\n--${boundary}--\r\n`)]);
-    const r = await fetch(`${base}/dicom-web/studies`, { method: 'POST', body, headers: { authorization: `Bearer ${atrium.tokens['CLIN-SUD']!}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` } });
+    const r = await stowFiles(`${base}/dicom-web`, atrium.tokens['CLIN-SUD']!, [file]);
     assert.equal(r.status, 200);
   };
   const call = (who: string, url: string, body?: unknown) => request(sessions[who]!.jar, `${base}/api/teleradiology${url}`, body === undefined ? {} : {
@@ -68,9 +67,7 @@ describe(`stroke request on the on-call worklist (${engine.name})`, () => {
     await addUser(atrium.archive, { login: 'neuro', displayName: 'Dr Neuro', roles: ['radiologist'], sites: ['CHU-NORD'], password }, by);
     await addUser(atrium.archive, { login: 'admin', displayName: 'Admin', roles: ['territory-admin'], sites: [], password }, by);
     for (const who of ['manip.sud', 'neuro', 'admin']) {
-      const jar = new CookieJar();
-      assert.equal((await request(jar, `${base}/auth/local`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login: who, password }) })).status, 200);
-      sessions[who] = { jar, csrf: ((await (await request(jar, `${base}/auth/me`)).json()) as { csrfToken: string }).csrfToken };
+      sessions[who] = await loginLocal(base, who, password);
     }
     const now = Date.now();
     assert.equal((await call('admin', '/oncall', { login: 'neuro', specialty: 'neuro', startsAt: new Date(now - 60_000).toISOString(), endsAt: new Date(now + 3_600_000).toISOString() })).status, 201);

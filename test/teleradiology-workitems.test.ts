@@ -3,10 +3,11 @@
  * workitems (PS3.18 §11.5 RetrieveUPS, §11.9 SearchForUPS), with the requests' visibility.
  */
 import assert from 'node:assert/strict';
+import { stowFiles } from './support/stow.ts';
 import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
-import { CookieJar, request } from './support/browser-session.ts';
+import { CookieJar, loginLocal, request } from './support/browser-session.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
 import { UPSPushSOPClassUID, workitemUID } from '../src/dicomweb/workitems.ts';
@@ -44,9 +45,7 @@ describe(`UPS-RS workitems from teleradiology requests (${engine.name})`, () => 
     root = await atrium.archive.index.installationUidRoot();
     assert.match(root, /^2\.25\.[1-9][0-9]{0,38}$/);
     for (const f of [head.file, knee.file]) {
-      const boundary = 'atrium-ups';
-      const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), f, Buffer.from(`\r\n--${boundary}--\r\n`)]);
-      const r = await fetch(`${base}/dicom-web/studies`, { method: 'POST', body, headers: { authorization: `Bearer ${atrium.tokens['CLIN-SUD']!}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` } });
+      const r = await stowFiles(`${base}/dicom-web`, atrium.tokens['CLIN-SUD']!, [f]);
       assert.equal(r.status, 200);
     }
     const by = { actor: 'test', via: 'cli' as const };
@@ -55,9 +54,7 @@ describe(`UPS-RS workitems from teleradiology requests (${engine.name})`, () => 
     await addUser(atrium.archive, { login: 'neuro', displayName: 'Dr Neuro', roles: ['radiologist'], sites: ['CHU-NORD'], password }, by);
     await addUser(atrium.archive, { login: 'admin', displayName: 'Admin', roles: ['territory-admin'], sites: [], password }, by);
     for (const who of ['manip.sud', 'manip.nord', 'neuro', 'admin']) {
-      const jar = new CookieJar();
-      assert.equal((await request(jar, `${base}/auth/local`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login: who, password }) })).status, 200);
-      sessions[who] = { jar, csrf: ((await (await request(jar, `${base}/auth/me`)).json()) as { csrfToken: string }).csrfToken };
+      sessions[who] = await loginLocal(base, who, password);
     }
     const now = Date.now();
     assert.equal((await call('admin', '/api/teleradiology/oncall', { login: 'neuro', specialty: 'neuro', startsAt: new Date(now - 60_000).toISOString(), endsAt: new Date(now + 3_600_000).toISOString() })).status, 201);

@@ -7,10 +7,11 @@
  * or study 404, a second claimer 409, a signer not assigned 403, an edit after signature 409.
  */
 import assert from 'node:assert/strict';
+import { stowFiles } from './support/stow.ts';
 import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
-import { CookieJar, request } from './support/browser-session.ts';
+import { CookieJar, loginLocal, request } from './support/browser-session.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
 import { Tags, type DicomElement } from '../src/dicom/dataset.ts';
@@ -35,17 +36,11 @@ for (const engine of testDatabases()) {
     const head = syntheticInstance({ PatientID: 'TS-2', PatientName: 'Sud^Claire', Modality: 'CT', Rows: 4, Columns: 4, extra: [accession('AVC-0001')] });
 
     const stow = async (token: string, file: Buffer) => {
-      const boundary = 'atrium-tele';
-      const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), file, Buffer.from(`\r\n--${boundary}--\r\n`)]);
-      const r = await fetch(`${base}/dicom-web/studies`, { method: 'POST', body, headers: { authorization: `Bearer ${token}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` } });
+      const r = await stowFiles(`${base}/dicom-web`, token, [file]);
       assert.equal(r.status, 200, await r.text());
     };
     const login = async (who: string) => {
-      const jar = new CookieJar();
-      const r = await request(jar, `${base}/auth/local`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login: who, password }) });
-      assert.equal(r.status, 200, await r.clone().text());
-      const me = await request(jar, `${base}/auth/me`);
-      sessions[who] = { jar, csrf: ((await me.json()) as { csrfToken: string }).csrfToken };
+      sessions[who] = await loginLocal(base, who, password);
     };
     const get = (who: string, url: string) => request(sessions[who]!.jar, `${base}/api/teleradiology${url}`);
     const send = (who: string, url: string, body?: unknown, method = 'POST') => request(sessions[who]!.jar, `${base}/api/teleradiology${url}`, {

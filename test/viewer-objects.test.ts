@@ -5,6 +5,7 @@
  * portal's CSP) and the SR's content tree as text. Screenshots under .tmp/portal-screenshots.
  */
 import assert from 'node:assert/strict';
+import { stowFiles } from './support/stow.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -53,9 +54,7 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
   const patient: DocumentPatient = { PatientID: 'PN-42', PatientName: 'Durand^Inès', StudyInstanceUID: newUID(), StudyDate: '20260402' };
 
   const stow = async (files: Buffer[]) => {
-    const boundary = 'atrium-viewer-objects';
-    const body = Buffer.concat([...files.flatMap((f) => [Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), f, Buffer.from('\r\n')]), Buffer.from(`--${boundary}--\r\n`)]);
-    const r = await fetch(`${base}/dicom-web/studies`, { method: 'POST', body, headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']!}`, 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` } });
+    const r = await stowFiles(`${base}/dicom-web`, atrium.tokens['CHU-NORD']!, files);
     assert.equal(r.status, 200, await r.text());
   };
 

@@ -22,6 +22,12 @@ const idParams = { type: 'object', required: ['id'], properties: { id: { type: '
 interface PatientKey { site: string; PatientID: string; IssuerOfPatientID?: string }
 interface Target { StudyInstanceUID?: string; patient?: PatientKey }
 
+/** patientRef of patient records by index id (records no longer indexed are left out). */
+async function patientRefsOfRecords(archive: Archive, ids: number[]): Promise<string[]> {
+  const records = await Promise.all(ids.map((id) => archive.index.patientRecord(id)));
+  return records.flatMap((r) => (r ? [patientRefOf(archive.siteById, r)] : []));
+}
+
 /**
  * POST /share/open: whoever holds a share link (a patient instead of a CD, a colleague)
  * opens it, with its PIN when it has one, and gets a session that sees only what the link
@@ -66,7 +72,7 @@ export async function shareLinkRoutes(app: FastifyInstance, options: { archive: 
     const opened = await authenticator.openShareLinkSession(link.id, request.ip);
     const patients = link.StudyInstanceUID !== undefined
       ? await patientRefsOfStudies(archive.index, archive.siteById, [link.StudyInstanceUID])
-      : await Promise.all([link.patientId!].map(async (id) => { const r = await archive.index.patientRecord(id); return r ? patientRefOf(archive.siteById, r) : '?'; }));
+      : await patientRefsOfRecords(archive, [link.patientId!]);
     await audit.record({
       action: 'share-open', outcome: 'success', ...origin, actor: opened.principal.id, patients,
       ...(link.StudyInstanceUID ? { StudyInstanceUID: link.StudyInstanceUID } : {}), details: { link: link.id },
@@ -215,8 +221,10 @@ export async function sharingRoutes(app: FastifyInstance, options: { archive: Ar
     const id = Number(request.params.id);
     const principal = request.principal!;
     const everything = principal.territory === true || principal.roles.includes('territory-admin');
-    const visible = await grants.emergencyAccesses(everything ? undefined : principal.sites.map((s) => s.id), 100_000);
-    if (!visible.some((g) => g.id === id)) throw new HttpProblem(404, `emergency access ${id} does not exist`);
+    // Reviewed by the territory's administrators, or by those of the patient's site.
+    const access = await grants.get(id);
+    const record = access?.kind === 'emergency' && access.patientId !== undefined ? await archive.index.patientRecord(access.patientId) : undefined;
+    if (!record || !(everything || principal.sites.some((s) => s.id === record.siteId))) throw new HttpProblem(404, `emergency access ${id} does not exist`);
     const grant = await grants.markReviewed(id, principal.id);
     await audit.record({ action: 'emergency-access', outcome: 'success', ...who(request), details: { grant: id, reviewed: true } });
     return { grant };
@@ -231,8 +239,7 @@ export async function sharingRoutes(app: FastifyInstance, options: { archive: Ar
     let refs: string[];
     if (principal.roles.includes('patient') && principal.patientId !== undefined && !principal.roles.some((r) => r !== 'patient')) {
       // A patient reads the trail of their own records (every site's, once linked).
-      const records = await Promise.all((await policy.samePerson([principal.patientId])).map((id) => archive.index.patientRecord(id)));
-      refs = records.flatMap((r) => (r ? [patientRefOf(archive.siteById, r)] : []));
+      refs = await patientRefsOfRecords(archive, await policy.samePerson([principal.patientId]));
     } else {
       const q = request.query;
       const site = q.site ? archive.sites.get(q.site) : undefined;

@@ -69,3 +69,13 @@ export async function loginThroughProvider(base: string, jar: CookieJar, account
   throw new Error('too many redirects');
 }
 
+
+/** A local account's session, as the portal opens it: POST /auth/local, then the CSRF token from /auth/me. */
+export async function loginLocal(base: string, login: string, password: string): Promise<{ jar: CookieJar; csrf: string }> {
+  const jar = new CookieJar();
+  const r = await request(jar, `${base}/auth/local`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login, password }) });
+  assert.equal(r.status, 200, await r.clone().text());
+  const me = await request(jar, `${base}/auth/me`);
+  assert.equal(me.status, 200);
+  return { jar, csrf: ((await me.json()) as { csrfToken: string }).csrfToken };
+}
