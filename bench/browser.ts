@@ -95,11 +95,13 @@ async function openViewer(page: Page, base: string, StudyInstanceUID: string): P
     const entries = performance.getEntriesByType('resource');
     const end = (re) => entries.find((e) => re.test(e.name))?.responseEnd;
     const frames = entries.filter((e) => /\\/frames\\//.test(e.name));
+    const stream = entries.find((e) => /\\/pixeldata$/.test(e.name));
     return {
       scripts: Math.max(0, ...entries.filter((e) => /\\/assets\\/.*\\.js$/.test(e.name)).map((e) => e.responseEnd)),
       me: end(/\\/auth\\/me$/), study: end(/\\/dicom-web\\/studies\\?/), series: end(/\\/series$/), metadata: end(/\\/metadata$/),
       firstFrameStart: frames[0]?.startTime, firstFrame: frames[0]?.responseEnd, frames: frames.length,
       frameMs: frames.length ? frames.reduce((a, e) => a + (e.responseEnd - e.startTime), 0) / frames.length : undefined,
+      seriesStreamStart: stream?.startTime, seriesStreamFirstByte: stream?.responseStart, seriesStreamEnd: stream?.responseEnd,
     };
   })()`);
   return { firstImageMs, seriesLoadedMs, steps };

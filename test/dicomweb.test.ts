@@ -5,6 +5,8 @@ import { testDatabases } from './support/databases.ts';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { havePydicomFiles, readTestFile } from './support/pydicom-files.ts';
 import { syntheticInstance } from './support/synthetic.ts';
+import { stowFiles } from './support/stow.ts';
+import { boundaryOf, readMultipartStream } from '../web/src/viewer/multipart-stream.ts';
 import { dicomwebClient, retrieveInstanceAsStored, toArrayBuffer, type DicomwebClient } from './support/dicomweb-client.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import { stringValue, valueContextOf } from '../src/dicom/values.ts';
@@ -247,6 +249,57 @@ for (const db of testDatabases()) {
 
       const missing = await get(`/studies/${dose.study}/series/${dose.series}/instances/${dose.sop}/frames/16`);
       assert.equal(missing.status, 404);
+    });
+
+    it('serves a series\' pixel data in one response, one part a frame named by its frame URL, read by the viewer\'s stream reader', async () => {
+      // Three slices given out of order, one of them with two frames: the answer follows InstanceNumber.
+      const series = { StudyInstanceUID: '1.2.826.0.1.3680043.8.498.7701', SeriesInstanceUID: '1.2.826.0.1.3680043.8.498.7701.1' };
+      const slices = [3, 1, 2].map((n) => syntheticInstance({
+        ...series, SOPInstanceUID: `${series.SeriesInstanceUID}.${n}`, PatientID: 'PIX-1', Rows: 8, Columns: 8, NumberOfFrames: n === 2 ? 2 : 1,
+        extra: [{ tag: Tags.InstanceNumber, vr: 'IS', value: Buffer.from(`${n} `) }],
+      }));
+      assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, slices.map((s) => s.file))).status, 200);
+      const base = `/studies/${series.StudyInstanceUID}/series/${series.SeriesInstanceUID}`;
+      const res = await get(`${base}/pixeldata`, 'multipart/related; type="application/octet-stream"; transfer-syntax=*');
+      assert.equal(res.status, 200);
+      const boundary = boundaryOf(res.headers.get('content-type'));
+      assert.match(res.headers.get('content-type')!, /^multipart\/related; type="application\/octet-stream"/);
+      const parts = [];
+      for await (const part of readMultipartStream(res.body!, boundary!)) parts.push(part);
+      const expected = [[1, 1], [2, 1], [2, 2], [3, 1]].map(([n, f]) => `${atrium.dicomweb}${base}/instances/${series.SeriesInstanceUID}.${n}/frames/${f}`);
+      assert.deepEqual(parts.map((p) => p.headers.get('content-location')), expected);
+      // The read is one audit record, not one a frame.
+      const views = await atrium.archive.index.sql.all<{ n: number | string }>(`SELECT count(*) AS n FROM audit_events WHERE action = 'view' AND study_instance_uid = ?`, [series.StudyInstanceUID]);
+      assert.equal(Number(views[0]!.n), 1);
+      for (const [i, part] of parts.entries()) {
+        assert.equal(part.headers.get('content-type'), 'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1');
+        assert.equal(part.body.byteLength, 8 * 8 * 2);
+        // The same bytes as the frame asked for alone.
+        const [alone] = await client.retrieveInstanceFrames({
+          studyInstanceUID: series.StudyInstanceUID, seriesInstanceUID: series.SeriesInstanceUID,
+          sopInstanceUID: expected[i]!.split('/instances/')[1]!.split('/')[0]!, frameNumbers: [Number(expected[i]!.split('/frames/')[1])],
+        });
+        assert.equal(sha(Buffer.from(part.body)), sha(alone!), expected[i]);
+      }
+
+      // Frames stored in JPEG 2000, which Atrium does not decode, cannot go as bytes: 406 before any byte.
+      const j2k = uidsOf(files.get('693_J2KI.dcm')!);
+      const refused = await get(`/studies/${j2k.study}/series/${j2k.series}/pixeldata`, 'multipart/related; type="application/octet-stream"');
+      assert.equal(refused.status, 406);
+      assert.match(((await refused.json()) as { detail: string }).detail, /JPEG|1\.2\.840\.10008\.1\.2\.4\.90|decode/);
+      // As stored, they can: one part in image/jp2.
+      const asStored = await get(`/studies/${j2k.study}/pixeldata`, 'multipart/related; type="image/jp2"');
+      assert.equal(asStored.status, 200);
+      assert.match(asStored.headers.get('content-type')!, /type="image\/jp2"/);
+      const j2kParts = [];
+      for await (const part of readMultipartStream(asStored.body!, boundaryOf(asStored.headers.get('content-type'))!)) j2kParts.push(part);
+      assert.equal(j2kParts.length, 1);
+      assert.deepEqual([...j2kParts[0]!.body.subarray(0, 4)], [0xff, 0x4f, 0xff, 0x51], 'a JPEG 2000 codestream');
+
+      // An SR has no pixel data; a series that is not there is a 404.
+      const sr = uidsOf(files.get('test-SR.dcm')!);
+      assert.equal((await get(`/studies/${sr.study}/series/${sr.series}/pixeldata`)).status, 404);
+      assert.equal((await get(`/studies/${series.StudyInstanceUID}/series/1.2.3.404/pixeldata`)).status, 404);
     });
 
     it('renders a CT slice as JPEG and PNG with the requested window and viewport', async () => {

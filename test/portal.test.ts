@@ -269,12 +269,13 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
     await page.waitForURL(`${base}/app/viewer?StudyInstanceUID=${prior}`);
     await renderedViewport(page, '8-patient-viewer', page.getByTestId('viewport-0'));
 
-    // Progressive loading over a slow link: the first image shows while the rest of the series
-    // is still arriving, and a progress bar says how far it is.
-    let frames = 0;
-    await page.route('**/frames/**', async (route) => {
-      const delay = 400 * frames++;
-      await new Promise((resolve) => setTimeout(resolve, delay));
+    // Progressive loading over a slow link: the first image shows on its own request while the
+    // rest of the series (one WADO-RS pixel data stream) is still arriving, and a progress bar
+    // says how far it is.
+    const requests: string[] = [];
+    page.on('request', (r) => requests.push(new URL(r.url()).pathname));
+    await page.route('**/pixeldata', async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
       await route.continue();
     });
     await page.goto(`${base}/app/viewer?StudyInstanceUID=${current}`);
@@ -283,6 +284,19 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
     assert.match(await page.getByTestId('progress-0').innerText(), /\d+\/12 chargées/);
     await shoot(page, '8-patient-progress');
     await page.getByTestId('progress-0').waitFor({ state: 'detached', timeout: 30_000 });
+    const frameRequests = () => requests.filter((u) => /\/frames\/\d+$/.test(u));
+    assert.equal(frameRequests().length, 1, `one frame fetched alone (the first shown), not ${frameRequests().length}`);
+    assert.equal(requests.filter((u) => /\/series\/[\d.]+\/pixeldata$/.test(u)).length, 1, 'the rest in one request');
+    await page.unroute('**/pixeldata');
+
+    // A stream that fails loses nothing: the frames it did not bring are fetched one by one.
+    await page.route('**/pixeldata', (route) => route.abort('connectionreset'));
+    requests.length = 0;
+    await page.goto(`${base}/app/viewer?StudyInstanceUID=${current}`);
+    await renderedViewport(page, '8-patient-stream-failed', page.getByTestId('viewport-0'));
+    await page.getByTestId('progress-0').waitFor({ state: 'detached', timeout: 30_000 });
+    assert.equal(frameRequests().length, 12, 'every frame of the 12-slice series fetched alone');
+    await page.unroute('**/pixeldata');
   });
 
   it('refuses a radiologist an exam outside the care relationship, as if it did not exist', async () => {

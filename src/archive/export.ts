@@ -15,6 +15,7 @@ import type { BlobStore } from '../storage/blob-store.ts';
 import type { Archive } from './archive.ts';
 import { encodeDicomdir, recordKeysOf, recordTypeOfSOPClass, type DirectoryRecord, type DirectoryRecordType } from './dicomdir.ts';
 import { writeZip, type ZipEntry } from './zip.ts';
+import { readAhead } from '../lib/read-ahead.ts';
 
 export class MediaExportError extends Error {
   constructor(readonly code: 'corrupt' | 'folder-not-empty', message: string) {
@@ -48,7 +49,7 @@ export interface MediaExportReport {
 /** Objects up to this size are read whole, so that their ZIP entry carries its CRC up front. */
 const wholeReadLimit = 16 * 1024 * 1024;
 /** Objects read (or opened) ahead of the one being written. */
-const readAhead = 4;
+const readAheadCount = 4;
 const fileSetID = 'ATRIUM';
 
 const hex = (group: number, element: number) => (((group << 16) | element) >>> 0).toString(16).toUpperCase().padStart(8, '0');
@@ -164,16 +165,7 @@ async function* zipEntries(store: BlobStore, plan: MediaExportPlan): AsyncGenera
     if (f.inst.size <= wholeReadLimit) return wholeVerifiedBytes(store, f.inst).then((data) => ({ name, size: f.inst.size, data }));
     return Promise.resolve({ name, size: f.inst.size, data: verifiedBytes(store, f.inst) });
   };
-  const ahead: Array<Promise<ZipEntry>> = [];
-  let opened = 0;
-  for (let i = 0; i < plan.files.length; i++) {
-    while (opened < plan.files.length && ahead.length <= readAhead) {
-      const next = open(plan.files[opened++]!);
-      next.catch(() => {}); // observed when its turn comes
-      ahead.push(next);
-    }
-    yield await ahead.shift()!;
-  }
+  for await (const [, entry] of readAhead(plan.files, open, readAheadCount)) yield entry;
 }
 
 /**

@@ -9,6 +9,7 @@ import type { PatientAttributes, SqlRestriction, StoredInstance } from '../index
 import type { BlobStore } from '../storage/blob-store.ts';
 import { canDecode, decodeFrame, nativeFrameRange, pixelModuleFrom, type ImagePixelModule } from './pixels.ts';
 import { renderFrame, type RenderOptions } from './render.ts';
+import { readAhead } from '../lib/read-ahead.ts';
 
 export type RetrieveErrorCode = 'not-found' | 'not-acceptable' | 'bad-request';
 
@@ -30,8 +31,8 @@ export interface FrameBytes {
 
 /** Objects larger than this are streamed from storage rather than read whole. */
 const wholeReadLimit = 16 * 1024 * 1024;
-/** How many objects a retrieve reads ahead of the one being sent (memory: readAhead x wholeReadLimit at most). */
-const readAhead = 4;
+/** How many objects a retrieve reads ahead of the one being sent (memory: readAheadCount x wholeReadLimit at most). */
+const readAheadCount = 4;
 
 /**
  * Buffers for the objects a retrieve reads whole, given back once the socket has taken them.
@@ -93,7 +94,7 @@ export class Retriever {
 
   /**
    * The objects of a retrieve, in order, each as stored or re-encoded. Objects sent as stored
-   * and small enough are read whole, up to readAhead of them ahead of the one being sent, so
+   * and small enough are read whole, up to readAheadCount of them ahead of the one being sent, so
    * that storage reads overlap network writes; larger ones are streamed.
    */
   async *openInstances(plan: ReadonlyArray<{ inst: StoredInstance; transferSyntaxUID: string }>): AsyncGenerator<{ inst: StoredInstance; transferSyntaxUID: string; body: Buffer | Readable; release?: () => void }> {
@@ -130,21 +131,9 @@ export class Retriever {
       }
       return { body: await this.openInstance(inst, transferSyntaxUID) };
     };
-    const ahead: Array<Promise<Opened>> = [];
-    let opened = 0;
-    try {
-      for (const item of plan) {
-        while (opened < plan.length && ahead.length <= readAhead) {
-          const next = open(plan[opened++]!);
-          next.catch(() => {}); // observed when its turn comes
-          ahead.push(next);
-        }
-        yield { ...item, ...(await ahead.shift()!) };
-      }
-    } finally {
-      // The client went away or a read failed: close what was opened ahead.
-      for (const next of ahead) next.then(({ body, release }) => (body instanceof Readable ? body.destroy() : release?.()), () => {});
-    }
+    // The client went away or a read failed: what was opened ahead is closed.
+    const close = ({ body, release }: Opened) => (body instanceof Readable ? body.destroy() : release?.());
+    for await (const [item, opened] of readAhead(plan, open, readAheadCount, close)) yield { ...item, ...opened };
   }
 
   /** The Part 10 object in the requested transfer syntax, streamed. */

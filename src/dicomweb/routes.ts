@@ -8,6 +8,8 @@ import { RetrieveError, notInArchive } from '../archive/retrieve.ts';
 import { planMediaExport, zipOfMediaExport } from '../archive/export.ts';
 import { parseViewportParam, parseWindowParam, type RenderOptions } from '../archive/render.ts';
 import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
+import { canDecode } from '../archive/pixels.ts';
+import { readAhead } from '../lib/read-ahead.ts';
 import type { QueryLevel, StoredInstance } from '../index/records.ts';
 import { parseAccept, parseMediaType } from './media-type.ts';
 import { MultipartError, multipartBoundary, readMultipart, sendMultipart, writeMultipart, type MultipartSource } from './multipart.ts';
@@ -319,6 +321,52 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     const type = frames[0] ? parseMediaType(frameMediaType(frames[0].transferSyntaxUID)).type : 'application/octet-stream';
     return reply.type(`multipart/related; type="${type}"; boundary=${boundary}`).send(Readable.from(writeMultipart(parts(), boundary)));
   });
+
+  // ---- WADO-RS: pixel data of a study, series or instance (PS3.18 10.4.1.1.4) ----------
+  // Every frame of every image, one part a frame, each named by its frame URL in
+  // Content-Location: a viewer gets a whole series in one request instead of one per frame
+  // (500 requests for a CT series, each with its own audit record).
+  const pixelData = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const images = (await instancesOf(request.params)).filter((i) => i.layout.pixelData !== undefined);
+    if (images.length === 0) throw new RetrieveError('not-found', 'no instance here has pixel data');
+    // Negotiated for every instance before the first byte: what cannot be sent is a 406, not a cut body.
+    const plan = images.map((inst) => ({ inst, as: negotiateFrameTransferSyntax(request.headers.accept, inst) }));
+    const undecodable = plan.find((p) => p.as === 'decoded' && !isNativeTransferSyntax(p.inst.TransferSyntaxUID) && !canDecode(p.inst.TransferSyntaxUID));
+    if (undecodable) throw new RetrieveError('not-acceptable', `frames of ${undecodable.inst.SOPInstanceUID} are stored as ${undecodable.inst.TransferSyntaxUID}, which Atrium does not decode`);
+    const baseUrl = baseUrlOf(request);
+    const read = ({ inst, as }: (typeof plan)[number]) => {
+      const all = Array.from({ length: inst.NumberOfFrames ?? 1 }, (_, i) => i + 1);
+      return as === 'decoded' ? archive.retriever.readDecodedFrames(inst, all) : archive.retriever.readFrames(inst, all);
+    };
+    const boundary = multipartBoundary();
+    const framesOf = readAhead(plan, read, 4);
+    // The first instance is read before answering: if it cannot be, the answer is still an error status.
+    const first = await framesOf.next();
+    async function* parts(): AsyncGenerator<MultipartSource> {
+      for (let item = first; !item.done; item = await framesOf.next()) {
+        const [{ inst }, frames] = item.value;
+        const url = `${baseUrl}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}/frames/`;
+        for (const [i, f] of frames.entries()) {
+          yield { contentType: frameMediaType(f.transferSyntaxUID), headers: { 'Content-Location': `${url}${i + 1}` }, body: f.bytes };
+        }
+      }
+    }
+    const types = new Set(plan.map((p) => parseMediaType(frameMediaType(p.as === 'decoded' || isNativeTransferSyntax(p.inst.TransferSyntaxUID) ? TransferSyntax.ExplicitVRLittleEndian : p.inst.TransferSyntaxUID)).type));
+    const type = types.size === 1 ? [...types][0]! : 'application/octet-stream';
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': `multipart/related; type="${type}"; boundary=${boundary}` });
+    try {
+      await sendMultipart(reply.raw, parts(), boundary);
+    } catch (error) {
+      if (!(error instanceof MultipartError)) request.log.error({ err: error }, 'pixel data retrieve failed while sending');
+      reply.raw.destroy();
+    } finally {
+      await framesOf.return(undefined);
+    }
+  };
+  app.get('/studies/:study/pixeldata', pixelData);
+  app.get('/studies/:study/series/:series/pixeldata', pixelData);
+  app.get('/studies/:study/series/:series/instances/:instance/pixeldata', pixelData);
 
   app.get('/studies/:study/series/:series/instances/:instance/bulk/:tagPath', async (request: FastifyRequest<{ Params: Params }>, reply) => {
     const [inst] = await instancesOf(request.params);

@@ -5,7 +5,7 @@ import { str, num, strs, tag, type DicomJson } from '../dicom-json.ts';
 import { formatDicomDate, formatPersonName, useTexts, type Language, type Texts } from '../i18n.ts';
 import { navigate } from '../router.ts';
 import {
-  Tool, createToolGroup, imageIdsOfSeries, initCornerstone, instanceOfImageId, onImagesLoaded, setPrimaryTool, toolGroupId, tools, windowPresets,
+  Tool, createToolGroup, imageIdsOfSeries, initCornerstone, instanceOfImageId, onImagesLoaded, setPrimaryTool, streamSeries, toolGroupId, tools, windowPresets,
   type PrimaryTool, type WindowPreset,
 } from './cornerstone.ts';
 import { DocumentPanel, isImageSeries } from './documents.tsx';
@@ -120,8 +120,11 @@ function StackPane(props: {
       });
       const viewport = engine.getViewport(viewportId) as Types.IStackViewport;
       setPosition({ at: 1, of: ids.length });
-      // The first image shows as soon as it is decoded; the rest of the series follows.
-      await viewport.setStack(ids, Math.max(0, indexOfJump(ids)));
+      // The first image shows as soon as it is decoded, on its own request; the rest of the
+      // series follows in one stream.
+      const shown = Math.max(0, indexOfJump(ids));
+      void streamSeries(series.StudyInstanceUID, series.SeriesInstanceUID, ids, ids[shown]);
+      await viewport.setStack(ids, shown);
       viewport.render();
       if (!cancelled) tools.utilities.stackPrefetch.enable(el);
     })().catch((e: unknown) => console.error('series failed to load', e));

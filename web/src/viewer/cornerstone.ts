@@ -2,11 +2,12 @@
  * Cornerstone3D set up once per page: the rendering core (WebGL, or its CPU path when the
  * browser has no WebGL), the DICOMweb image loader (decoding in module workers), the tools.
  */
-import { init as initCore, setUseCPURendering, cache, Enums, eventTarget, imageLoadPoolManager, type Types } from '@cornerstonejs/core';
-import { init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
+import { init as initCore, setUseCPURendering, cache, Enums, eventTarget, imageLoader, imageLoadPoolManager, type Types } from '@cornerstonejs/core';
+import { createImage, init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
 import * as tools from '@cornerstonejs/tools';
 import { getJson } from '../api.ts';
 import { num, str, tag, type DicomJson } from '../dicom-json.ts';
+import { boundaryOf, readMultipartStream } from './multipart-stream.ts';
 
 export const toolGroupId = 'atrium';
 
@@ -39,6 +40,7 @@ export function initCornerstone(): Promise<void> {
     // series as soon; at 3 or 6 the first image is as quick but the series 2 s slower.
     imageLoadPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Prefetch, 24);
     initLoader({ maxWebWorkers: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) });
+    imageLoader.registerImageLoader('wadors', loadFrame);
     tools.init();
     for (const T of [tools.StackScrollTool, tools.WindowLevelTool, tools.PanTool, tools.ZoomTool, tools.LengthTool, tools.AngleTool]) tools.addTool(T);
   })();
@@ -122,6 +124,90 @@ export function onImagesLoaded(ids: string[], callback: (loaded: number) => void
   };
   eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, listener);
   return () => eventTarget.removeEventListener(Enums.Events.IMAGE_LOADED, listener);
+}
+
+/** A frame's bytes as a series' pixel data response delivers them. */
+interface StreamedFrame {
+  bytes: Uint8Array;
+  transferSyntaxUID: string;
+}
+
+/** Frames a series stream will deliver, by image id, until the loader takes them. */
+const streamedFrames = new Map<string, { promise: Promise<StreamedFrame>; arrived: boolean; resolve: (f: StreamedFrame) => void; reject: (e: unknown) => void }>();
+
+/**
+ * The 'wadors' image loader: a frame that a series stream (streamSeries) is bringing is made
+ * into an image when its part arrives; any other, or one whose stream failed, is fetched
+ * alone by Cornerstone's WADO-RS frames loader.
+ */
+function loadFrame(imageId: string, options: Record<string, unknown> = {}): Types.IImageLoadObject {
+  const pending = streamedFrames.get(imageId);
+  // A frame the reader scrolled to before the stream reached it is fetched alone, now.
+  const looking = options.requestType === Enums.RequestType.Interaction && !pending?.arrived;
+  if (!pending || looking) {
+    streamedFrames.delete(imageId);
+    return wadors.loadImage(imageId, options);
+  }
+  const started = Date.now();
+  const promise = pending.promise.then(
+    async ({ bytes, transferSyntaxUID }) => {
+      streamedFrames.delete(imageId);
+      const image = (await createImage(imageId, bytes, transferSyntaxUID, options)) as Types.IImage;
+      image.loadTimeInMS = Date.now() - started;
+      return image;
+    },
+    () => {
+      streamedFrames.delete(imageId);
+      return wadors.loadImage(imageId, options).promise;
+    },
+  );
+  return { promise: promise as Promise<Types.IImage>, cancelFn: undefined };
+}
+
+/**
+ * Brings every frame of a series in one WADO-RS pixel data request (PS3.18 10.4.1.1.4,
+ * one part a frame, named by its frame URL) and caches each as its part arrives: one
+ * request, not one per frame. `except` (the image shown first) is left to its own request.
+ * When the stream fails, the frames it did not bring are fetched one by one.
+ */
+export async function streamSeries(StudyInstanceUID: string, SeriesInstanceUID: string, ids: string[], except?: string): Promise<void> {
+  const wanted = new Map<string, string>(); // frame URL -> image id
+  for (const id of ids) {
+    if (id === except || cache.isLoaded(id) || streamedFrames.has(id) || cache.getImageLoadObject(id)) continue;
+    let resolve!: (f: StreamedFrame) => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<StreamedFrame>((res, rej) => ((resolve = res), (reject = rej)));
+    promise.catch(() => {});
+    const entry = { promise, arrived: false, resolve: (f: StreamedFrame) => ((entry.arrived = true), resolve(f)), reject };
+    streamedFrames.set(id, entry);
+    wanted.set(id.slice('wadors:'.length), id);
+  }
+  if (wanted.size === 0) return;
+  const fail = (error: unknown) => {
+    for (const id of wanted.values()) streamedFrames.get(id)?.reject(error);
+  };
+  try {
+    const url = `${window.location.origin}/dicom-web/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}/pixeldata`;
+    const r = await fetch(url, { headers: { accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*' }, credentials: 'same-origin' });
+    const boundary = boundaryOf(r.headers.get('content-type'));
+    if (!r.ok || !r.body || !boundary) throw new Error(`series pixel data: HTTP ${r.status}`);
+    for await (const part of readMultipartStream(r.body, boundary)) {
+      const id = wanted.get(part.headers.get('content-location') ?? '');
+      if (!id) continue;
+      wanted.delete(id);
+      const type = part.headers.get('content-type') ?? '';
+      const transferSyntaxUID = /transfer-syntax=([0-9.]+)/.exec(type)?.[1] ?? '1.2.840.10008.1.2.1';
+      const entry = streamedFrames.get(id);
+      if (!entry) continue; // fetched alone meanwhile
+      entry.resolve({ bytes: part.body, transferSyntaxUID });
+      // Into the cache now, whatever the viewport asks for next.
+      void imageLoader.loadAndCacheImage(id, { priority: 5, requestType: Enums.RequestType.Prefetch }).catch(() => {});
+    }
+    if (wanted.size > 0) throw new Error(`series pixel data: ${wanted.size} frame(s) missing from the answer`);
+  } catch (error) {
+    console.warn('series stream failed; frames will be fetched one by one', error);
+    fail(error);
+  }
 }
 
 /** Window presets (width, center) in Hounsfield units. */
