@@ -7,6 +7,7 @@
  * under .tmp/portal-screenshots (gitignored) and checked to show an image, not a blank canvas.
  */
 import assert from 'node:assert/strict';
+import { PNG } from 'pngjs';
 import { stowFiles } from './support/stow.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -84,11 +85,13 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
   };
 
   /** A fresh browser: its own profile folder, nothing downloaded, nothing shared with another. */
-  const browser = async (): Promise<Page> => {
+  const browser = async (device: 'laptop' | 'tablet' = 'laptop'): Promise<Page> => {
     const profile = mkdtempSync(path.join(tmpdir(), 'atrium-chromium-'));
     profiles.push(profile);
+    // A tablet: a 10-inch screen held upright, fingers instead of a mouse.
+    const screen = device === 'tablet' ? { viewport: { width: 810, height: 1080 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 } : { viewport: { width: 1280, height: 800 } };
     const context = await chromium.launchPersistentContext(profile, {
-      executablePath: chromiumPath, headless: true, args: chromiumArgs, viewport: { width: 1280, height: 800 }, acceptDownloads: true, locale: 'fr-FR',
+      executablePath: chromiumPath, headless: true, args: chromiumArgs, ...screen, acceptDownloads: true, locale: 'fr-FR',
     });
     contexts.push(context);
     const page = context.pages()[0] ?? await context.newPage();
@@ -250,6 +253,55 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
     assert.equal(recorded?.outcome, 'success');
     assert.deepEqual(pageErrors.filter((e) => !/favicon/.test(e)), []);
     assert.ok(workerPolicies.length > 0 && workerPolicies.every((p) => p.includes("'wasm-unsafe-eval'")), `decoding workers under ${workerPolicies.join(' | ')}`);
+  });
+
+  it('reads an exam on a tablet: the viewer fits the screen, one finger windows, two fingers pinch to zoom', async () => {
+    const page = await browser('tablet');
+    await page.goto(`${base}/app/`);
+    await page.getByTestId('psc-login').tap();
+    await page.locator('input[name=login]').fill(radiologist.sub);
+    await page.locator('button').tap();
+    await page.getByTestId('who').waitFor();
+    await page.goto(`${base}/app/viewer?StudyInstanceUID=${current}`);
+    const viewport = page.getByTestId('viewport-0');
+    const first = await renderedViewport(page, '12-tablet-viewer', viewport);
+    await page.getByTestId('progress-0').waitFor({ state: 'detached', timeout: 30_000 });
+    await shoot(page, '12-tablet-page');
+    // Nothing to scroll sideways, and the image takes most of the screen's width.
+    const fits = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, width: window.innerWidth }));
+    assert.ok(fits.scroll <= fits.width, `the page is ${fits.scroll} px wide on a ${fits.width} px screen`);
+    const box = (await viewport.boundingBox())!;
+    assert.ok(box.width >= 0.6 * fits.width && box.x + box.width <= fits.width, `viewport ${JSON.stringify(box)} on ${fits.width} px`);
+    // The tools are in reach: the presets and the layout buttons are on screen, and a tap works.
+    await page.getByTestId('preset-lung').tap();
+    const lung = await renderedViewport(page, '12-tablet-lung', viewport).catch(() => shoot(page, '12-tablet-lung', viewport));
+    assert.ok(!lung.equals(first), 'a tapped preset changes the window');
+
+    const cdp = await page.context().newCDPSession(page);
+    const touch = async (points: Array<[number, number]>, moves: Array<[number, number]>) => {
+      const at = (step: number) => points.map(([x, y], i) => ({ x: x + moves[i]![0] * step, y: y + moves[i]![1] * step, id: i }));
+      await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: at(0) });
+      for (let step = 1; step <= 10; step++) await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: at(step / 10) });
+      await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+    };
+    const cx = box.x + box.width / 2;
+    const cy = box.y + box.height / 2;
+    // One finger drags the window (the primary tool).
+    const before = await renderedViewport(page, '12-tablet-before-drag', viewport);
+    await touch([[cx, cy]], [[80, 60]]);
+    const windowed = await renderedViewport(page, '12-tablet-windowed', viewport);
+    assert.ok(!windowed.equals(before), 'one finger changed the window');
+    // Two fingers apart: the image grows; its bright area covers more of the viewport.
+    const brightShare = (png: Buffer) => {
+      const img = PNG.sync.read(png);
+      let bright = 0;
+      for (let i = 0; i < img.data.length; i += 4) if (img.data[i]! + img.data[i + 1]! + img.data[i + 2]! > 60) bright++;
+      return bright / (img.width * img.height);
+    };
+    await touch([[cx - 30, cy], [cx + 30, cy]], [[-120, 0], [120, 0]]);
+    const pinched = await renderedViewport(page, '12-tablet-pinched', viewport);
+    assert.ok(brightShare(pinched) > brightShare(windowed) * 1.2, `zoomed: ${brightShare(windowed).toFixed(3)} then ${brightShare(pinched).toFixed(3)} of the viewport is image`);
+    assert.deepEqual(pageErrors.filter((e) => !/favicon/.test(e)), []);
   });
 
   it('lets a patient log in with a local account and see their own exams only', async () => {
