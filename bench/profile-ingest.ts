@@ -27,7 +27,7 @@ const dir = makeTempDir('bench-profile-');
 const server = process.env.ORTHANC === '1' ? await startOrthanc(dir) : await startAtrium(dir);
 try {
   const concurrency = Number(process.env.CONC ?? 1);
-  const files = corpus.files.filter((f) => f.kind === 'ct');
+  const files = corpus.files.filter((f) => f.kind === (process.env.KIND ?? 'ct'));
   const before = cpuOf(server.pid);
   const clientBefore = process.cpuUsage();
   const r = await stowFiles(server.target, files, 10, concurrency);

@@ -90,6 +90,25 @@ describe(`the portal's patient API (${engine.name})`, () => {
     assert.equal((await get('admin.ght', '/api/patients?name=x&site=NOWHERE')).status, 400);
   });
 
+  it('pages a search: a page at most, where the next one starts, every record once over the pages', async () => {
+    // Two "Dubois" records in scope for the territory: pages of one.
+    type Page = { patients: Record[]; offset: number; limit: number; next?: number };
+    const first = await get<Page>('admin.ght', '/api/patients?name=dubois&limit=1');
+    assert.equal(first.status, 200);
+    assert.deepEqual([first.body.patients.length, first.body.offset, first.body.limit, first.body.next], [1, 0, 1, 1]);
+    const second = await get<Page>('admin.ght', `/api/patients?name=dubois&limit=1&offset=${first.body.next}`);
+    assert.deepEqual([second.body.patients.length, second.body.offset, second.body.next], [1, 1, undefined], 'the last page says so');
+    const seen = [...first.body.patients, ...second.body.patients].map((p) => `${p.site}/${p.PatientID}`).sort();
+    assert.deepEqual(seen, ['CHU-NORD/N-100', 'CLIN-SUD/S-977']);
+    const whole = await get<Page>('admin.ght', '/api/patients?name=dubois');
+    assert.deepEqual([whole.body.limit, whole.body.next], [100, undefined]);
+    // Past the end: an empty page; out of range: 400.
+    assert.deepEqual((await get<Page>('admin.ght', '/api/patients?name=dubois&offset=5')).body.patients, []);
+    for (const bad of ['limit=0', 'limit=101', 'offset=-1', 'limit=deux']) {
+      assert.equal((await get('admin.ght', `/api/patients?name=dubois&${bad}`)).status, 400, bad);
+    }
+  });
+
   it('finds only the records the caller has a reason to see', async () => {
     assert.deepEqual(await search('rad.nord', 'name=dubois'), ['CHU-NORD/N-100']);
     assert.deepEqual(await search('rad.nord', `ins=${insValue(ins)}`), ['CHU-NORD/N-100']);

@@ -255,13 +255,29 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
     assert.ok(workerPolicies.length > 0 && workerPolicies.every((p) => p.includes("'wasm-unsafe-eval'")), `decoding workers under ${workerPolicies.join(' | ')}`);
   });
 
-  it('reads an exam on a tablet: the viewer fits the screen, one finger windows, two fingers pinch to zoom', async () => {
+  it('works on a tablet: a search pages through more patients than a page holds; the viewer fits the screen, one finger windows, two fingers pinch to zoom', async () => {
     const page = await browser('tablet');
     await page.goto(`${base}/app/`);
     await page.getByTestId('psc-login').tap();
     await page.locator('input[name=login]').fill(radiologist.sub);
     await page.locator('button').tap();
     await page.getByTestId('who').waitFor();
+
+    // A common name: more records than a page holds; the search says so and pages on.
+    await stow(atrium.tokens['CHU-NORD']!, Array.from({ length: 101 }, (_, i) => syntheticInstance({ PatientID: `PM-${1000 + i}`, PatientName: `Martin^Jean ${i}`, Rows: 4, Columns: 4 }).file));
+    await page.locator('input[name=name]').fill('martin');
+    await page.getByRole('button', { name: 'Rechercher' }).tap();
+    const rows = page.getByTestId('patients').locator('tbody tr');
+    await page.getByTestId('pager').waitFor();
+    assert.equal(await rows.count(), 100);
+    assert.equal(await page.getByTestId('pager-range').innerText(), 'Patients 1–100');
+    assert.ok(await page.getByTestId('refine').isVisible(), 'the first page says there are more');
+    await shoot(page, '12-tablet-search');
+    await page.getByTestId('next-page').tap();
+    await page.waitForFunction(() => document.querySelector('[data-testid=pager-range]')?.textContent === 'Patients 101–101');
+    assert.equal(await rows.count(), 1);
+    assert.ok(await page.getByTestId('next-page').isDisabled(), 'no page after the last');
+
     await page.goto(`${base}/app/viewer?StudyInstanceUID=${current}`);
     const viewport = page.getByTestId('viewport-0');
     const first = await renderedViewport(page, '12-tablet-viewer', viewport);

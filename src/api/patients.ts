@@ -9,7 +9,10 @@ import { scopeOfRequest } from './access-scope.ts';
 
 const text = { type: 'string', minLength: 1, maxLength: 64 } as const;
 
-interface SearchQuery { name?: string; birthDate?: string; ins?: string; PatientID?: string; site?: string }
+interface SearchQuery { name?: string; birthDate?: string; ins?: string; PatientID?: string; site?: string; limit?: number; offset?: number }
+
+/** Records a search page holds at most (and by default). */
+const pageSize = 100;
 interface TimelineQuery { site?: string; PatientID?: string; IssuerOfPatientID?: string; StudyInstanceUID?: string }
 
 /**
@@ -39,6 +42,7 @@ export async function patientRoutes(app: FastifyInstance, options: { archive: Ar
         properties: {
           name: text, birthDate: { type: 'string', pattern: '^[0-9]{8}(-([0-9]{8})?)?$|^-[0-9]{8}$' },
           ins: { type: 'string', pattern: '^[0-9AB]{13,15}$' }, PatientID: text, site: text,
+          limit: { type: 'integer', minimum: 1, maximum: pageSize }, offset: { type: 'integer', minimum: 0, maximum: 100_000 },
         },
       },
     },
@@ -47,16 +51,20 @@ export async function patientRoutes(app: FastifyInstance, options: { archive: Ar
     if (!q.name && !q.birthDate && !q.ins && !q.PatientID) throw new HttpProblem(400, 'name at least one of name, birthDate, ins, PatientID');
     const site = siteOf(q.site);
     const restriction = scopeCondition(await scopeOfRequest(policy, request));
-    const found = await findPatientRecords(archive.index, archive.siteById, {
+    const limit = q.limit ?? pageSize;
+    const offset = q.offset ?? 0;
+    // One more than the page: whether there is a next one, without counting every match.
+    const page = await findPatientRecords(archive.index, archive.siteById, {
       ...(q.name ? { name: q.name } : {}), ...(q.birthDate ? { PatientBirthDate: q.birthDate } : {}),
       ...(q.ins ? { INS: q.ins } : {}), ...(q.PatientID ? { PatientID: q.PatientID } : {}), ...(site ? { site } : {}),
-    }, restriction);
+    }, restriction, limit + 1, offset);
+    const found = page.slice(0, limit);
     await audit.record({
       action: 'query', outcome: 'success', ...who(request), patients: found.map((r) => patientRefOf(archive.siteById, { siteId: r.siteId, patient: r })),
       details: { portal: 'patient-search', matches: { ...q }, results: found.length },
     });
     reply.header('cache-control', 'no-store');
-    return { patients: found.map(({ siteId: _siteId, ...r }) => r) };
+    return { patients: found.map(({ siteId: _siteId, ...r }) => r), offset, limit, ...(page.length > limit ? { next: offset + limit } : {}) };
   });
 
   app.get<{ Querystring: TimelineQuery }>('/timeline', {

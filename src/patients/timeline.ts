@@ -47,9 +47,9 @@ export interface TimelineStudy {
   teleradiology?: { request: string; report?: string };
 }
 
-/** A search of the portal: at most `limit` records, ordered by PatientID. */
+/** A search of the portal: at most `limit` records from `offset`, ordered by PatientID. */
 export async function findPatientRecords(
-  index: ArchiveIndex, siteById: ReadonlyMap<number, Site>, search: PatientSearch, restriction: SqlRestriction | undefined, limit = 100,
+  index: ArchiveIndex, siteById: ReadonlyMap<number, Site>, search: PatientSearch, restriction: SqlRestriction | undefined, limit = 100, offset = 0,
 ): Promise<Array<PatientRecordSummary & { siteId: number }>> {
   const matches: Record<string, string> = {};
   if (search.name) matches.PatientName = search.name;
@@ -58,7 +58,7 @@ export async function findPatientRecords(
   if (search.PatientID) matches.PatientID = search.PatientID;
   const bySite = search.site ? { sql: 'p.site_id = ?', params: [search.site.id] } : undefined;
   const rows = await index.searchPatients({
-    level: 'patient', matches, fuzzymatching: true, limit, offset: 0, restriction: both(restriction, bySite),
+    level: 'patient', matches, fuzzymatching: true, limit, offset, restriction: both(restriction, bySite),
   });
   const ins = await qualifiedINSOf(index, rows);
   return rows.map((r) => {

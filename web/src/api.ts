@@ -127,10 +127,19 @@ export interface PatientSearch {
   site?: string;
 }
 
-export async function searchPatients(q: PatientSearch): Promise<PatientRecord[]> {
+/** A page of a patient search; `next` is the offset of the following page, when there is one. */
+export interface PatientPage {
+  patients: PatientRecord[];
+  offset: number;
+  limit: number;
+  next?: number;
+}
+
+export async function searchPatients(q: PatientSearch, offset = 0): Promise<PatientPage> {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(q)) if (typeof v === 'string' && v.trim() !== '') params.set(k, v.trim());
-  return (await getJson<{ patients: PatientRecord[] }>(`/api/patients?${params}`)).patients;
+  if (offset > 0) params.set('offset', String(offset));
+  return getJson<PatientPage>(`/api/patients?${params}`);
 }
 
 export async function patientTimeline(site: string, PatientID: string): Promise<{ patient: PatientRecord; studies: TimelineStudy[] }> {

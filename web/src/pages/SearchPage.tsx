@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from 'react';
-import { searchPatients, type PatientRecord, type PatientSearch } from '../api.ts';
+import { searchPatients, type PatientPage, type PatientSearch } from '../api.ts';
 import { formatDicomDate, formatPersonName, useTexts, type Language } from '../i18n.ts';
 import { navigate } from '../router.ts';
 
@@ -7,25 +7,32 @@ import { navigate } from '../router.ts';
 export function SearchPage({ language }: { language: Language }) {
   const t = useTexts();
   const [query, setQuery] = useState<PatientSearch>({});
-  const [results, setResults] = useState<PatientRecord[]>();
+  const [page, setPage] = useState<PatientPage>();
+  // The search the pages belong to, as submitted (the form may have changed since).
+  const [submitted, setSubmitted] = useState<PatientSearch>({});
   const [error, setError] = useState<string>();
   const set = (k: keyof PatientSearch) => (e: { target: { value: string } }) => setQuery({ ...query, [k]: e.target.value });
+  const results = page?.patients;
 
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
+  const show = async (search: PatientSearch, offset: number) => {
     setError(undefined);
     try {
-      // The form's date (YYYY-MM-DD) is a DICOM date on the wire.
-      setResults(await searchPatients({ ...query, birthDate: query.birthDate?.replaceAll('-', '') }));
+      setPage(await searchPatients(search, offset));
+      setSubmitted(search);
     } catch (err) {
       setError((err as Error).message);
     }
+  };
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    // The form's date (YYYY-MM-DD) is a DICOM date on the wire.
+    void show({ ...query, birthDate: query.birthDate?.replaceAll('-', '') }, 0);
   };
 
   return (
     <section className="card">
       <h1>{t.searchTitle}</h1>
-      <form className="search" onSubmit={(e) => { void submit(e); }}>
+      <form className="search" onSubmit={submit}>
         <label>{t.patientName}<input name="name" value={query.name ?? ''} onChange={set('name')} autoFocus /></label>
         <label>{t.birthDate}<input name="birthDate" type="date" value={query.birthDate ?? ''} onChange={set('birthDate')} /></label>
         <label>{t.ins}<input name="ins" inputMode="numeric" value={query.ins ?? ''} onChange={set('ins')} /></label>
@@ -35,6 +42,7 @@ export function SearchPage({ language }: { language: Language }) {
       </form>
       {error && <p className="error" role="alert">{error}</p>}
       {results && results.length === 0 && <p className="status">{t.noPatient}</p>}
+      {page?.next !== undefined && page.offset === 0 && <p className="status" data-testid="refine">{t.refineSearch}</p>}
       {results && results.length > 0 && (
         <table className="results" data-testid="patients">
           <thead><tr><th>{t.patientName}</th><th>{t.birthDate}</th><th>{t.sex}</th><th>{t.site}</th><th>{t.patientId}</th><th>{t.ins}</th><th>{t.studies}</th></tr></thead>
@@ -49,6 +57,13 @@ export function SearchPage({ language }: { language: Language }) {
             ))}
           </tbody>
         </table>
+      )}
+      {page && (page.offset > 0 || page.next !== undefined) && (
+        <nav className="pager" data-testid="pager">
+          <span data-testid="pager-range">{t.patientsShown} {page.offset + 1}–{page.offset + page.patients.length}</span>
+          <button type="button" className="button" disabled={page.offset === 0} onClick={() => void show(submitted, Math.max(0, page.offset - page.limit))}>{t.previousPage}</button>
+          <button type="button" className="button" data-testid="next-page" disabled={page.next === undefined} onClick={() => void show(submitted, page.next!)}>{t.nextPage}</button>
+        </nav>
       )}
     </section>
   );
