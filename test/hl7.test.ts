@@ -7,12 +7,19 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { MllpClient, sendHl7 } from './support/hl7.ts';
 import { syntheticInstance } from './support/synthetic.ts';
+import { retrieveInstanceAsStored } from './support/dicomweb-client.ts';
+import { parsePart10 } from '../src/dicom/part10-parser.ts';
+import { stringValue, valueContextOf } from '../src/dicom/values.ts';
+import { Tags } from '../src/dicom/dataset.ts';
 import { findRegisteredPatient } from '../src/patients/patient-registry.ts';
 import { ScheduledProcedures } from '../src/patients/scheduled-procedures.ts';
 
@@ -66,7 +73,7 @@ for (const db of testDatabases()) {
         hl7: true,
         configure: (c) => {
           c.hl7.senders = [{ application: 'RIS_NORD', facility: 'CHU_NORD', site: 'CHU-NORD', stationAETitle: 'CT_NORD' }];
-          c.peers = [{ aeTitle: 'WS_NORD', site: 'CHU-NORD', may: { store: false, query: true, retrieve: false } }];
+          c.peers = [{ aeTitle: 'WS_NORD', site: 'CHU-NORD', may: { store: false, query: true, retrieve: true } }];
         },
         dimse: true,
       });
@@ -335,16 +342,49 @@ for (const db of testDatabases()) {
       const instances = (await md.json()) as Array<Record<string, { Value?: unknown[] }>>;
       assert.deepEqual(instances.map((i) => i['00100020']!.Value![0]), ['P4001']);
       // The modality sends the rest of the series under the old identifier: it joins the merged study.
-      const late = syntheticInstance({ PatientID: 'P4002', PatientName: 'MOREAU^JEAN', StudyInstanceUID: uids.study, SeriesInstanceUID: uids.series });
+      // This one is large (17 MiB: read from storage as a stream, not whole).
+      const late = syntheticInstance({ PatientID: 'P4002', PatientName: 'MOREAU^JEAN', StudyInstanceUID: uids.study, SeriesInstanceUID: uids.series, Rows: 3000, Columns: 3000 });
       const lateStored = await atrium.archive.ingestor.ingestInstance(Readable.from([late.file]), { site: atrium.archive.sites.get('CHU-NORD')!, via: 'import' });
       assert.ok(lateStored.ok, JSON.stringify(lateStored));
       assert.deepEqual(await qido('P4001'), [uids.study]);
       assert.deepEqual(await qido('P4002'), []);
+      // Every object goes out under the surviving patient, whole or streamed, as stored or
+      // re-encoded; its pixel data as received.
+      const token = atrium.tokens['CHU-NORD']!;
+      for (const [name, obj] of [['small', uids], ['large', late.uids]] as const) {
+        for (const ts of ['*', '1.2.840.10008.1.2']) {
+          const sent = await retrieveInstanceAsStored(atrium.dicomweb, token, obj, ts);
+          const parsed = parsePart10(sent);
+          const ctx = valueContextOf(parsed.dataset, parsed.littleEndian);
+          assert.equal(stringValue(parsed.dataset, Tags.PatientID, ctx), 'P4001', `${name} object, transfer syntax ${ts}`);
+          assert.equal(stringValue(parsed.dataset, Tags.PatientName, ctx), 'MOREAU^JEAN', `${name} object, transfer syntax ${ts}`);
+          if (name === 'large') {
+            const px = parsed.dataset.get(Tags.PixelData)!.bulk!;
+            const original = parsePart10(late.file).dataset.get(Tags.PixelData)!.bulk!;
+            assert.ok(sent.subarray(px.offset, px.offset + px.length).equals(late.file.subarray(original.offset, original.offset + original.length)), `${name} pixel data, ${ts}`);
+          }
+        }
+      }
+      // Stored as received: the file still says P4002.
+      const [kept] = await atrium.archive.retriever.findInstances({ StudyInstanceUID: late.uids.study, SOPInstanceUID: late.uids.sop });
+      const asReceived = parsePart10(await atrium.archive.store.readWhole(kept!.blobKey));
+      assert.equal(stringValue(asReceived.dataset, Tags.PatientID, valueContextOf(asReceived.dataset, asReceived.littleEndian)), 'P4002');
       if (haveDcmtk) {
         const find = await dcmtk('findscu', ['-S', '-v', '-aet', 'WS_NORD', '-aec', 'ATRIUM', '-k', 'QueryRetrieveLevel=STUDY', '-k', 'PatientID=P4001', '-k', 'StudyInstanceUID', '127.0.0.1', String(atrium.dimse!.port)]);
         assert.ok(find.output.includes(uids.study), find.output);
         const gone = await dcmtk('findscu', ['-S', '-v', '-aet', 'WS_NORD', '-aec', 'ATRIUM', '-k', 'QueryRetrieveLevel=STUDY', '-k', 'PatientID=P4002', '127.0.0.1', String(atrium.dimse!.port)]);
         assert.doesNotMatch(gone.output, /Pending/);
+        // C-GET too: both objects arrive under the surviving patient.
+        const out = mkdtempSync(path.join(tmpdir(), 'atrium-hl7-get-'));
+        try {
+          const get = await dcmtk('getscu', ['-S', '-aet', 'WS_NORD', '-aec', 'ATRIUM', '-od', out, '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${uids.study}`, '127.0.0.1', String(atrium.dimse!.port)]);
+          assert.equal(get.code, 0, get.output);
+          const received = readdirSync(out).map((f) => parsePart10(readFileSync(path.join(out, f))));
+          assert.equal(received.length, 2);
+          for (const r of received) assert.equal(stringValue(r.dataset, Tags.PatientID, valueContextOf(r.dataset, r.littleEndian)), 'P4001');
+        } finally {
+          rmSync(out, { recursive: true, force: true });
+        }
       }
       const unknown = await sendHl7(port, message(msh('ADT^A40^ADT_A39'), pid('P4001'), 'MRG|P4999^^^CHUNORD^PI'));
       assert.equal(unknown.code, 'AE');

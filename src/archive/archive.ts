@@ -35,7 +35,7 @@ export async function openArchive(config: AtriumConfig, logger: Logger): Promise
     sites.set(site.code, site);
   }
   const ingestor = new Ingestor(index, store, config.ingest, logger.child({ component: 'ingest' }));
-  const retriever = new Retriever(index, store);
+  const retriever = new Retriever(index, store, logger.child({ component: 'retrieve' }));
   return {
     index, store, ingestor, retriever, sites,
     siteById: new Map([...sites.values()].map((s) => [s.id, s])),

@@ -45,13 +45,6 @@ const isGroupLength = (t: Tag) => (t & 0xffff) === 0;
 export function coercePatientModule(object: Buffer, p: PatientAttributes): Buffer | undefined {
   const parsed = parsePart10(object, { bulkThreshold: Number.MAX_SAFE_INTEGER });
   if (parsed.deflated) return undefined;
-  const charset = parsed.dataset.get(Tags.SpecificCharacterSet)?.value?.toString('latin1').replace(/[\0 ]+$/, '') ?? '';
-  const utf8 = charset === 'ISO_IR 192';
-  const latin1 = charset === '' || charset === 'ISO_IR 100';
-  const texts = [p.PatientName ?? '', p.PatientID, p.IssuerOfPatientID];
-  // eslint-disable-next-line no-control-regex
-  if (!utf8 && texts.some((t) => (latin1 ? /[^\u0000-\u00ff]/ : /[^\u0000-\u007f]/).test(t))) return undefined;
-
   // Everything from the first value not held in memory (the pixel data) goes out as stored.
   let cut = object.length;
   let tailFrom = Infinity;
@@ -66,21 +59,36 @@ export function coercePatientModule(object: Buffer, p: PatientAttributes): Buffe
     if (el.tag >= tailFrom || isGroupLength(el.tag)) continue;
     head.set(el.tag, el);
   }
+  if (!setPatientModule(head, p)) return undefined;
+  return Buffer.concat([
+    object.subarray(0, parsed.datasetOffset),
+    encodeDataset(head, parsed.littleEndian, parsed.explicitVR),
+    object.subarray(cut),
+  ]);
+}
+
+/**
+ * Puts the patient module of `p` into a dataset, in the dataset's own character set.
+ * False, and the dataset untouched, when that character set cannot write p's texts.
+ */
+export function setPatientModule(dataset: DicomDataset, p: PatientAttributes): boolean {
+  const charset = dataset.get(Tags.SpecificCharacterSet)?.value?.toString('latin1').replace(/[\0 ]+$/, '') ?? '';
+  const utf8 = charset === 'ISO_IR 192';
+  const latin1 = charset === '' || charset === 'ISO_IR 100';
+  const texts = [p.PatientName ?? '', p.PatientID, p.IssuerOfPatientID];
+  // eslint-disable-next-line no-control-regex
+  if (!utf8 && texts.some((t) => (latin1 ? /[^\u0000-\u00ff]/ : /[^\u0000-\u007f]/).test(t))) return false;
   const put = (tag: Tag, vr: VR, value: string | undefined) => {
     if (value === undefined || value === '') {
-      head.delete(tag);
+      dataset.delete(tag);
       return;
     }
-    head.set(tag, { tag, vr, value: Buffer.from(value, utf8 ? 'utf8' : 'latin1') } satisfies DicomElement);
+    dataset.set(tag, { tag, vr, value: Buffer.from(value, utf8 ? 'utf8' : 'latin1') } satisfies DicomElement);
   };
   put(Tags.PatientName, 'PN', p.PatientName);
   put(Tags.PatientID, 'LO', p.PatientID);
   put(Tags.IssuerOfPatientID, 'LO', p.IssuerOfPatientID);
   put(Tags.PatientBirthDate, 'DA', p.PatientBirthDate);
   put(Tags.PatientSex, 'CS', p.PatientSex);
-  return Buffer.concat([
-    object.subarray(0, parsed.datasetOffset),
-    encodeDataset(head, parsed.littleEndian, parsed.explicitVR),
-    object.subarray(cut),
-  ]);
+  return true;
 }

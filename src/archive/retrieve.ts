@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { coercePatientModule, storedPatientDiffers } from './coercion.ts';
+import { coercePatientModule, setPatientModule, storedPatientDiffers } from './coercion.ts';
 import { buffer as readAll } from 'node:stream/consumers';
 import { TransferSyntax, isNativeTransferSyntax, tagToHex, type ByteRange } from '../dicom/dataset.ts';
 import { parsePart10 } from '../dicom/part10-parser.ts';
@@ -10,6 +10,7 @@ import type { BlobStore } from '../storage/blob-store.ts';
 import { canDecode, decodeFrame, nativeFrameRange, pixelModuleFrom, type ImagePixelModule } from './pixels.ts';
 import { renderFrame, type RenderOptions } from './render.ts';
 import { readAhead } from '../lib/read-ahead.ts';
+import type { Logger } from 'pino';
 
 export type RetrieveErrorCode = 'not-found' | 'not-acceptable' | 'bad-request';
 
@@ -77,7 +78,13 @@ export function notInArchive(where: { StudyInstanceUID?: string; SeriesInstanceU
 export class Retriever {
   private readonly buffers = new BufferPool(64 * 1024 * 1024);
 
-  constructor(private readonly index: ArchiveIndex, private readonly store: BlobStore) {}
+  constructor(private readonly index: ArchiveIndex, private readonly store: BlobStore, private readonly logger?: Logger) {}
+
+  /** An object that goes out with the patient it was stored under, though the index holds another: said. */
+  private uncoerced(inst: StoredInstance): void {
+    this.logger?.warn({ sop: inst.SOPInstanceUID, study: inst.StudyInstanceUID },
+      'object sent with the patient module it was stored with: it cannot be rewritten faithfully (deflated, or a character set that cannot write the current name)');
+  }
 
   async findInstances(where: { StudyInstanceUID: string; SeriesInstanceUID?: string; SOPInstanceUID?: string; restriction?: SqlRestriction }): Promise<StoredInstance[]> {
     const found = await this.index.getStoredInstances(where);
@@ -126,19 +133,31 @@ export class Retriever {
             this.buffers.give(buffer);
             return { body: coerced };
           }
+          this.uncoerced(inst);
         }
         return { body, release: () => this.buffers.give(buffer) };
       }
-      return { body: await this.openInstance(inst, transferSyntaxUID) };
+      return { body: await this.openInstance(inst, transferSyntaxUID, await patientOf(inst.StudyInstanceUID)) };
     };
     // The client went away or a read failed: what was opened ahead is closed.
     const close = ({ body, release }: Opened) => (body instanceof Readable ? body.destroy() : release?.());
     for await (const [item, opened] of readAhead(plan, open, readAheadCount, close)) yield { ...item, ...opened };
   }
 
-  /** The Part 10 object in the requested transfer syntax, streamed. */
-  async openInstance(inst: StoredInstance, transferSyntaxUID: string): Promise<Readable> {
+  /**
+   * The Part 10 object in the requested transfer syntax, streamed, with the patient module
+   * its study is filed under now (`patient`, looked up when not given) where that changed
+   * since it was stored.
+   */
+  async openInstance(inst: StoredInstance, transferSyntaxUID: string, patient?: PatientAttributes): Promise<Readable> {
+    patient ??= (await this.index.studyPatient(inst.StudyInstanceUID))?.patient;
+    const coerce = patient && storedPatientDiffers(inst.metadataJson, patient) ? patient : undefined;
     if (transferSyntaxUID === '*' || transferSyntaxUID === inst.TransferSyntaxUID) {
+      if (coerce) {
+        const coerced = await this.openCoerced(inst, coerce);
+        if (coerced) return coerced;
+        this.uncoerced(inst);
+      }
       return this.store.get(inst.blobKey);
     }
     if (!this.canSendAs(inst, transferSyntaxUID)) {
@@ -147,10 +166,33 @@ export class Retriever {
     // The header is small; re-read it from the stored object (bulk values stay on storage).
     const whole = await this.store.readWhole(inst.blobKey);
     const obj = parsePart10(whole);
+    if (coerce && !setPatientModule(obj.dataset, coerce)) this.uncoerced(inst);
     return Readable.from(writePart10(
       { obj, readRange: (r: ByteRange) => whole.subarray(r.offset, r.offset + r.length) },
       { transferSyntaxUID: transferSyntaxUID as '1.2.840.10008.1.2.1' },
     ));
+  }
+
+  /**
+   * A large object as stored but for its patient module: the dataset up to its first bulk
+   * value (the pixel data) is read and re-encoded, the rest streamed from storage as it is.
+   * Undefined when that cannot be done faithfully.
+   */
+  private async openCoerced(inst: StoredInstance, patient: PatientAttributes): Promise<Readable | undefined> {
+    const firstBulk = Math.min(...Object.entries(inst.layout.bulk).filter(([path]) => !path.includes('.')).map(([, r]) => r.offset));
+    if (!Number.isFinite(firstBulk) || firstBulk > wholeReadLimit) return undefined;
+    const upToValue = await this.readRange(inst.blobKey, 0, firstBulk);
+    // The element's header: 12 bytes (explicit VR, 4-byte length) or 8 (implicit VR, or a 2-byte length).
+    const tag = Object.entries(inst.layout.bulk).find(([, r]) => r.offset === firstBulk)![0];
+    const headEnd = [12, 8].map((n) => firstBulk - n).find((at) => at >= inst.layout.datasetOffset && tagAt(upToValue, at, inst.layout.littleEndian) === tag);
+    if (headEnd === undefined) return undefined;
+    const head = coercePatientModule(upToValue.subarray(0, headEnd), patient);
+    if (!head) return undefined;
+    const rest = await this.store.get(inst.blobKey, { start: headEnd, end: inst.size - 1 });
+    return Readable.from((async function* () {
+      yield head;
+      yield* rest;
+    })(), { objectMode: false });
   }
 
   /** A bulk value of the instance by tag path, as stored. */
@@ -233,6 +275,13 @@ export class Retriever {
     if (length === 0) return Buffer.alloc(0);
     return readAll(await this.store.get(key, { start: offset, end: offset + length - 1 }));
   }
+}
+
+/** The tag (as 8 hex digits) of the element header at `at`. */
+function tagAt(bytes: Buffer, at: number, littleEndian: boolean): string {
+  const group = littleEndian ? bytes.readUInt16LE(at) : bytes.readUInt16BE(at);
+  const element = littleEndian ? bytes.readUInt16LE(at + 2) : bytes.readUInt16BE(at + 2);
+  return (group * 0x10000 + element).toString(16).padStart(8, '0').toUpperCase();
 }
 
 function swapToLittleEndian(bytes: Buffer, bitsAllocated: number): void {

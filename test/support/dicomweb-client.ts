@@ -30,14 +30,14 @@ export function toArrayBuffer(b: Buffer): ArrayBuffer {
 }
 
 /**
- * Retrieves one instance as stored (transfer-syntax=*). dicomweb-client 0.11 cannot ask for
+ * Retrieves one instance as stored (transfer-syntax=*), or in another transfer syntax. dicomweb-client 0.11 cannot ask for
  * it: its retrieveInstance refuses any mediaTypes ('Media type application/ is not supported')
  * and its list of transfer syntaxes has no '*'. The multipart body is split here, independently
  * of Atrium's own multipart code.
  */
-export async function retrieveInstanceAsStored(base: string, token: string, uids: { study: string; series: string; sop: string }): Promise<Buffer> {
+export async function retrieveInstanceAsStored(base: string, token: string, uids: { study: string; series: string; sop: string }, transferSyntax = '*'): Promise<Buffer> {
   const res = await fetch(`${base}/studies/${uids.study}/series/${uids.series}/instances/${uids.sop}`, {
-    headers: { Authorization: `Bearer ${token}`, Accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
+    headers: { Authorization: `Bearer ${token}`, Accept: `multipart/related; type="application/dicom"; transfer-syntax=${transferSyntax}` },
   });
   if (res.status !== 200) throw new Error(`retrieve answered ${res.status}: ${await res.text()}`);
   const parts = splitMultipart(Buffer.from(await res.arrayBuffer()), res.headers.get('content-type') ?? '');
