@@ -17,6 +17,7 @@ import { syntheticInstance } from './support/synthetic.ts';
 import { rawAssociation } from './support/dimse-association.ts';
 import { datasetBytes } from './support/part10.ts';
 import { CommandField, Status } from '../src/dimse/command.ts';
+import { AUDIT_STORES_EVERY_MS } from '../src/dimse/server.ts';
 import { TransferSyntax } from '../src/dicom/dataset.ts';
 
 const CTImageStorage = '1.2.840.10008.5.1.4.1.1.2';
@@ -103,6 +104,35 @@ for (const db of testDatabases()) {
       }
       await new Promise((r) => setTimeout(r, 300));
       assert.equal((await storeRecords()).length, 1, 'the release records nothing twice');
+    });
+
+    it('keeps the record of stores it could not write, and writes it once the index takes writes again', async () => {
+      const obj = syntheticInstance({ PatientID: 'P-LATE', Rows: 4, Columns: 4 });
+      const storeRecords = () => atrium.archive.index.sql.all<{ details: string }>(
+        `SELECT details FROM audit_events WHERE action = 'store' AND actor = 'CT' AND details LIKE ?`, [`%${obj.uids.study}%`]);
+      // The index refuses audit records of stores for a while (a full disk, a lost connection).
+      const refuse = db.name === 'sqlite'
+        ? [`CREATE TRIGGER audit_refuse_store BEFORE INSERT ON audit_events WHEN NEW.action = 'store' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END`]
+        : [`CREATE FUNCTION audit_refuse_store() RETURNS trigger AS $$ BEGIN IF NEW.action = 'store' THEN RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`,
+          `CREATE TRIGGER audit_refuse_store BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_refuse_store()`];
+      const allow = db.name === 'sqlite' ? ['DROP TRIGGER audit_refuse_store'] : ['DROP TRIGGER audit_refuse_store ON audit_events', 'DROP FUNCTION audit_refuse_store()'];
+      for (const sql of refuse) await atrium.archive.index.sql.exec(sql);
+      try {
+        const assoc = await rawAssociation(atrium, [{ id: 1, abstractSyntax: CTImageStorage, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] }], 'CT');
+        const rsp = await assoc.request(1, { CommandField: CommandField.CStoreRQ, AffectedSOPClassUID: CTImageStorage, AffectedSOPInstanceUID: obj.uids.sop, Priority: 0 }, datasetBytes(obj.file));
+        assert.equal(rsp.command.Status, Status.Success);
+        await assoc.release();
+        // The association is over and its record failed at least once (two ticks).
+        await new Promise((r) => setTimeout(r, 2 * AUDIT_STORES_EVERY_MS + 500));
+        assert.equal((await storeRecords()).length, 0);
+      } finally {
+        for (const sql of allow) await atrium.archive.index.sql.exec(sql);
+      }
+      for (let i = 0; i < 50 && (await storeRecords()).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      const records = await storeRecords();
+      assert.equal(records.length, 1, 'written at the next tick');
+      assert.equal((JSON.parse(records[0]!.details) as { stored: number }).stored, 1);
+      assert.deepEqual(JSON.parse((await cli('audit', 'verify')).stdout).ok, true, 'the chain of records is whole');
     });
 
     it('refuses edits in the database, and verify finds a record edited behind its back', async () => {

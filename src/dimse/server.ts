@@ -61,6 +61,15 @@ export function auditActor(ctx: ServiceContext) {
 /** How often a long association's stores get their audit record (see DimseServer.stored). */
 export const AUDIT_STORES_EVERY_MS = 2000;
 
+/** Acknowledged stores of one association waiting for their audit record. */
+interface UnrecordedStores {
+  actor: string;
+  site: string | undefined;
+  source: string;
+  studies: Set<string>;
+  count: number;
+}
+
 /** The largest asynchronous operations window Atrium grants a peer. */
 const MAX_ASYNC_OPERATIONS = 16;
 
@@ -78,6 +87,8 @@ export class DimseServer {
    * long of stores without their record (one record per object would cost a flush each).
    */
   readonly stored = new WeakMap<Association, { studies: Set<string>; count: number }>();
+  /** Stores whose audit record could not be written yet, retried every AUDIT_STORES_EVERY_MS. */
+  private readonly unrecordedStores: UnrecordedStores[] = [];
   private storesAuditTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -106,6 +117,7 @@ export class DimseServer {
 
   async listen(): Promise<void> {
     this.storesAuditTimer = setInterval(() => {
+      for (const stores of this.unrecordedStores.splice(0)) this.trackAudit(this.recordStores(stores), this.logger);
       for (const assoc of this.associations) this.trackAudit(this.auditStored(assoc), this.logger);
     }, AUDIT_STORES_EVERY_MS);
     this.storesAuditTimer.unref();
@@ -142,6 +154,10 @@ export class DimseServer {
     clearInterval(this.storesAuditTimer);
     // What the last associations stored is recorded before the index closes.
     await Promise.allSettled([...this.pendingAudits]);
+    for (const stores of this.unrecordedStores.splice(0)) {
+      await this.recordStores(stores).catch((e: unknown) => this.logger.error(
+        { err: e, actor: stores.actor, stored: stores.count, studies: [...stores.studies] }, 'stores left without their audit record at shutdown'));
+    }
   }
 
   private onConnection(socket: net.Socket): void {
@@ -167,12 +183,25 @@ export class DimseServer {
     const tally = this.stored.get(assoc);
     if (!tally || tally.count === 0) return;
     this.stored.delete(assoc);
-    const peer = this.resolvePeer(assoc.callingAETitle);
-    const patients = await patientRefsOfStudies(this.archive.index, this.archive.siteById, tally.studies);
-    await this.audit.record({
-      action: 'store', outcome: 'success', actor: assoc.callingAETitle, actorKind: 'dicom-peer', site: peer?.site.code,
-      source: assoc.remoteAddress, via: 'dimse', patients, details: { stored: tally.count, studies: [...tally.studies] },
-    });
+    await this.recordStores({ actor: assoc.callingAETitle, site: this.resolvePeer(assoc.callingAETitle)?.site.code, source: assoc.remoteAddress, ...tally });
+  }
+
+  /**
+   * Writes the audit record of stores already acknowledged. When it cannot be written (the
+   * index refuses a write), the stores are kept and tried again at the next tick, association
+   * ended or not: an object stored is never left without its record while the process lives.
+   */
+  private async recordStores(stores: UnrecordedStores): Promise<void> {
+    try {
+      const patients = await patientRefsOfStudies(this.archive.index, this.archive.siteById, stores.studies);
+      await this.audit.record({
+        action: 'store', outcome: 'success', actor: stores.actor, actorKind: 'dicom-peer', site: stores.site,
+        source: stores.source, via: 'dimse', patients, details: { stored: stores.count, studies: [...stores.studies] },
+      });
+    } catch (e) {
+      this.unrecordedStores.push(stores);
+      throw e;
+    }
   }
 
   /** Who the calling AE title is; undefined when it must be refused. */
