@@ -261,19 +261,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
       }
     }
     const tsParam = wanted === '*' || wanted === undefined ? '' : `; transfer-syntax=${wanted}`;
-    // Written straight to the socket, so that each object's buffer goes back to the pool
-    // once the socket has taken it (see Retriever.openInstances).
-    reply.hijack();
-    reply.raw.writeHead(200, { 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}${tsParam}` });
-    try {
-      await sendMultipart(reply.raw, parts(), boundary);
-    } catch (error) {
-      // Headers are gone: all that can be said is an incomplete body.
-      if (!(error instanceof MultipartError)) request.log.error({ err: error }, 'retrieve failed while sending');
-      reply.raw.destroy();
-    } finally {
-      await opened.return(undefined);
-    }
+    await streamMultipart(request, reply, `multipart/related; type="application/dicom"; boundary=${boundary}${tsParam}`, parts(), boundary, opened);
   };
   app.get('/studies/:study', retrieve);
   app.get('/studies/:study/series/:series', retrieve);
@@ -353,16 +341,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     }
     const types = new Set(plan.map((p) => parseMediaType(frameMediaType(p.as === 'decoded' || isNativeTransferSyntax(p.inst.TransferSyntaxUID) ? TransferSyntax.ExplicitVRLittleEndian : p.inst.TransferSyntaxUID)).type));
     const type = types.size === 1 ? [...types][0]! : 'application/octet-stream';
-    reply.hijack();
-    reply.raw.writeHead(200, { 'content-type': `multipart/related; type="${type}"; boundary=${boundary}` });
-    try {
-      await sendMultipart(reply.raw, parts(), boundary);
-    } catch (error) {
-      if (!(error instanceof MultipartError)) request.log.error({ err: error }, 'pixel data retrieve failed while sending');
-      reply.raw.destroy();
-    } finally {
-      await framesOf.return(undefined);
-    }
+    await streamMultipart(request, reply, `multipart/related; type="${type}"; boundary=${boundary}`, parts(), boundary, framesOf);
   };
   app.get('/studies/:study/pixeldata', pixelData);
   app.get('/studies/:study/series/:series/pixeldata', pixelData);
@@ -400,6 +379,25 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     app.get(`/studies/:study/series/:series/${kind}`, render(kind));
     app.get(`/studies/:study/series/:series/instances/:instance/${kind}`, render(kind));
     app.get(`/studies/:study/series/:series/instances/:instance/frames/:frames/${kind}`, render(kind));
+  }
+}
+
+/**
+ * A 200 multipart answer written straight to the socket, so that each part's buffer goes
+ * back to its pool once the socket has taken it (see Retriever.openInstances). Once the
+ * headers are gone a failure can only cut the body short; `source` (what the parts are
+ * read from) is closed either way.
+ */
+async function streamMultipart(request: FastifyRequest, reply: FastifyReply, contentType: string, parts: AsyncIterable<MultipartSource>, boundary: string, source: AsyncGenerator<unknown>): Promise<void> {
+  reply.hijack();
+  reply.raw.writeHead(200, { 'content-type': contentType });
+  try {
+    await sendMultipart(reply.raw, parts, boundary);
+  } catch (error) {
+    if (!(error instanceof MultipartError)) request.log.error({ err: error }, 'retrieve failed while sending');
+    reply.raw.destroy();
+  } finally {
+    await source.return(undefined);
   }
 }
 
