@@ -132,7 +132,19 @@ describe(`authentication (${engine.name})`, () => {
 
       const cookie = jar.get(base, 'atrium_session')!;
       const logout = await request(jar, `${base}/auth/logout`, { method: 'POST', headers: { 'x-csrf-token': csrfToken } });
-      assert.equal(logout.status, 204);
+      // A session of the provider's: the answer says where to end the provider's session too.
+      assert.equal(logout.status, 200);
+      const { endSessionUrl } = (await logout.json()) as { endSessionUrl: string };
+      const end = new URL(endSessionUrl);
+      const discovery = (await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json()) as { end_session_endpoint: string };
+      assert.equal(`${end.origin}${end.pathname}`, discovery.end_session_endpoint);
+      assert.equal(end.searchParams.get('client_id'), idp.atriumClient.clientId);
+      assert.equal(end.searchParams.get('post_logout_redirect_uri'), `${base}/app/`);
+      const hint = JSON.parse(Buffer.from(end.searchParams.get('id_token_hint')!.split('.')[1]!, 'base64url').toString()) as { sub: string; aud: string; iss: string };
+      assert.deepEqual([hint.sub, hint.aud, hint.iss], [martin.sub, idp.atriumClient.clientId, idp.issuer], 'the ID token of this login');
+      // Kept no longer than needed: the ended session holds no ID token.
+      const held = await atrium.archive.index.sql.get<{ n: number | string }>('SELECT COUNT(*) AS n FROM sessions WHERE id_token IS NOT NULL AND revoked_at IS NOT NULL');
+      assert.equal(Number(held!.n), 0);
       assert.equal(jar.get(base, 'atrium_session'), undefined, 'the cookie is cleared');
       // The server ended it too: the old cookie, replayed, opens nothing.
       const replay = await fetch(`${base}/auth/me`, { headers: { cookie: `atrium_session=${cookie}` } });

@@ -320,6 +320,30 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
     assert.deepEqual(pageErrors.filter((e) => !/favicon/.test(e)), []);
   });
 
+  it('logs out of Pro Santé Connect too: the next person at a shared workstation is asked who they are', async () => {
+    const page = await browser();
+    const login = async () => {
+      await page.goto(`${base}/app/`);
+      await page.getByTestId('psc-login').click();
+    };
+    await login();
+    await page.locator('input[name=login]').fill(radiologist.sub);
+    await page.locator('button').click();
+    await page.getByTestId('who').waitFor();
+    // Without the provider's logout, this click would let the next person in as Dr Radiologue.
+    await page.getByRole('button', { name: 'Se déconnecter' }).click();
+    await page.waitForURL(`${base}/app/`);
+    await page.getByTestId('psc-login').waitFor();
+    assert.equal((await page.request.get(`${base}/auth/me`)).status(), 401, 'the portal session is over');
+    await login();
+    // Either the provider asks who is there, or (its session still open) the portal lets them in.
+    await page.locator('form[action*="/interaction/"] input[name=login], [data-testid=who]').first().waitFor();
+    assert.equal(new URL(page.url()).origin, idp.issuer, `the provider asks again, not ${page.url()}`);
+    await shoot(page, '13-provider-asks-again');
+    const logouts = await atrium.archive.index.sql.get<{ n: number | string }>(`SELECT COUNT(*) AS n FROM audit_events WHERE action = 'logout' AND actor = 'rad.nord'`);
+    assert.ok(Number(logouts!.n) >= 1);
+  });
+
   it('lets a patient log in with a local account and see their own exams only', async () => {
     const page = await browser();
     await page.goto(`${base}/app/`);

@@ -88,20 +88,29 @@ export class Authenticator {
   async finishOidcLogin(params: Record<string, string | undefined>, loginState: string | undefined, origin: Origin): Promise<OpenedSession & { returnTo: string }> {
     const oidc = this.deps.oidc;
     if (!oidc) throw new AuthenticationError('provider-error', 'OpenID Connect login is not configured');
-    const { user, returnTo, acr } = await this.refusalsAudited(origin, 'oidc', async () => {
-      const { identity, returnTo } = await oidc.completeAuthorization(params, loginState);
+    const { user, returnTo, acr, idToken } = await this.refusalsAudited(origin, 'oidc', async () => {
+      const { identity, returnTo, idToken } = await oidc.completeAuthorization(params, loginState);
       const user = await this.deps.users.userOfOidcIdentity(identity);
       if (user.disabledAt !== undefined) throw new AuthenticationError('disabled', 'this account is disabled', user.login);
-      return { user, returnTo, acr: identity.acr };
+      return { user, returnTo, acr: identity.acr, idToken };
     });
-    const opened = await this.openSession(user, 'session', origin, { method: 'oidc', issuer: oidc.issuer.issuer, ...(acr ? { acr } : {}) });
+    const opened = await this.openSession(user, 'session', origin, { method: 'oidc', issuer: oidc.issuer.issuer, ...(acr ? { acr } : {}) }, idToken);
     return { ...opened, returnTo };
   }
 
-  /** Ends the session the cookie opens. */
-  async logout(cookieValue: string, principal: Principal, origin: Origin): Promise<void> {
+  /**
+   * Ends the session the cookie opens. For a session opened by OpenID Connect, the answer
+   * is where to send the browser so that the provider's session ends too (a shared
+   * workstation: the next person must log in, not be let in as the last one).
+   */
+  async logout(cookieValue: string, principal: Principal, origin: Origin): Promise<{ endSessionUrl?: string }> {
+    const idToken = await this.deps.sessions.idTokenOf(cookieValue);
     await this.deps.sessions.revokeSession(cookieValue);
     await this.deps.audit.record({ action: 'logout', outcome: 'success', ...actorOf(principal), source: origin.source, via: origin.via });
+    if (!idToken || !this.deps.oidc) return {};
+    // The provider being unreachable does not keep the logout from Atrium from happening.
+    const endSessionUrl = await this.deps.oidc.endSessionUrl(idToken).catch(() => undefined);
+    return endSessionUrl ? { endSessionUrl } : {};
   }
 
   /** A session for whoever opened a share link (its PIN checked by ShareLinks.open). */
@@ -165,8 +174,8 @@ export class Authenticator {
     await this.deps.audit.record(this.refusalEvent(new AuthenticationError(reason, reason, attempted), attempted, origin));
   }
 
-  private async openSession(user: User, by: 'session', origin: Origin, details: Record<string, unknown>): Promise<OpenedSession> {
-    const { cookieValue, session } = await this.deps.sessions.createSession({ userId: user.id }, origin.source);
+  private async openSession(user: User, by: 'session', origin: Origin, details: Record<string, unknown>, idToken?: string): Promise<OpenedSession> {
+    const { cookieValue, session } = await this.deps.sessions.createSession({ userId: user.id }, origin.source, new Date(), idToken);
     const principal = this.deps.users.principalOf(user, by);
     await this.deps.audit.record({ action: 'login', outcome: 'success', ...actorOf(principal), source: origin.source, via: origin.via, details });
     return { cookieValue, session, principal };

@@ -147,7 +147,7 @@ export class OidcRelyingParty {
    * the PKCE verifier), verifies the ID token (signature, iss, aud, exp, nonce, acr) and reads
    * the userinfo claims.
    */
-  async completeAuthorization(params: Record<string, string | undefined>, loginState: string | undefined): Promise<{ identity: OidcIdentity; returnTo: string }> {
+  async completeAuthorization(params: Record<string, string | undefined>, loginState: string | undefined): Promise<{ identity: OidcIdentity; returnTo: string; idToken: string }> {
     if (!loginState) throw new AuthenticationError('bad-state', 'no login in progress in this browser (or it took more than 10 minutes)');
     let s: LoginState;
     try {
@@ -190,7 +190,23 @@ export class OidcRelyingParty {
         ...(typeof claims.acr === 'string' ? { acr: claims.acr } : {}),
       },
       returnTo: s.returnTo,
+      idToken: tokens.id_token,
     };
+  }
+
+  /**
+   * Where to send the browser so that the provider ends its own session too (OpenID Connect
+   * RP-Initiated Logout 1.0), then back to the portal; undefined when the provider has no
+   * end_session_endpoint.
+   */
+  async endSessionUrl(idToken: string): Promise<string | undefined> {
+    const m = await this.issuer.metadata();
+    if (!m.end_session_endpoint) return undefined;
+    const url = new URL(m.end_session_endpoint);
+    url.searchParams.set('id_token_hint', idToken);
+    url.searchParams.set('client_id', this.config.clientId);
+    url.searchParams.set('post_logout_redirect_uri', this.config.postLogoutRedirectUri ?? new URL('/app/', this.config.redirectUri).toString());
+    return url.toString();
   }
 
   private async exchangeCode(m: ProviderMetadata, code: string, codeVerifier: string): Promise<{ id_token: string; access_token: string }> {

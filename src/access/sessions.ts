@@ -49,7 +49,7 @@ export class SessionStore {
   constructor(private readonly sql: SqlDatabase, private readonly policy: SessionPolicy) {}
 
   /** A new session; the returned cookie value is never stored. */
-  async createSession(owner: SessionOwner, source?: string, now = new Date()): Promise<{ cookieValue: string; session: Session }> {
+  async createSession(owner: SessionOwner, source?: string, now = new Date(), idToken?: string): Promise<{ cookieValue: string; session: Session }> {
     const cookieValue = randomBytes(32).toString('base64url');
     const session: Session = {
       idSha256: digestOf(cookieValue),
@@ -61,10 +61,10 @@ export class SessionStore {
       expiresAt: new Date(now.getTime() + this.policy.absoluteMs).toISOString(),
     };
     await this.sql.run(
-      `INSERT INTO sessions (id_sha256, user_id, share_link_id, csrf_token, source, created_at, last_seen_at, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO sessions (id_sha256, user_id, share_link_id, csrf_token, source, created_at, last_seen_at, expires_at, id_token)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       [session.idSha256, session.userId ?? null, session.shareLinkId ?? null, session.csrfToken, source ?? null,
-        session.createdAt, session.lastSeenAt, session.expiresAt],
+        session.createdAt, session.lastSeenAt, session.expiresAt, idToken ?? null],
     );
     return { cookieValue, session };
   }
@@ -99,13 +99,19 @@ export class SessionStore {
 
   /** Ends a session (logout); true when a live session was ended. */
   async revokeSession(cookieValue: string, now = new Date()): Promise<boolean> {
-    const r = await this.sql.run('UPDATE sessions SET revoked_at = ? WHERE id_sha256 = ? AND revoked_at IS NULL', [now.toISOString(), digestOf(cookieValue)]);
+    const r = await this.sql.run('UPDATE sessions SET revoked_at = ?, id_token = NULL WHERE id_sha256 = ? AND revoked_at IS NULL', [now.toISOString(), digestOf(cookieValue)]);
     return r.changes > 0;
+  }
+
+  /** The ID token of the OpenID Connect login that opened the session, if it was one. */
+  async idTokenOf(cookieValue: string): Promise<string | undefined> {
+    const row = await this.sql.get<{ id_token: string | null }>('SELECT id_token FROM sessions WHERE id_sha256 = ?', [digestOf(cookieValue)]);
+    return row?.id_token ?? undefined;
   }
 
   /** Ends every session of a user (account disabled, password changed). */
   async revokeSessionsOfUser(userId: number, now = new Date()): Promise<number> {
-    const r = await this.sql.run('UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL', [now.toISOString(), userId]);
+    const r = await this.sql.run('UPDATE sessions SET revoked_at = ?, id_token = NULL WHERE user_id = ? AND revoked_at IS NULL', [now.toISOString(), userId]);
     return r.changes;
   }
 

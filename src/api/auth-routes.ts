@@ -97,11 +97,11 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
 
   app.post('/logout', async (request, reply) => {
     if (request.sessionCookie === undefined) throw new HttpProblem(400, 'only a portal session logs out; bearer tokens expire or are revoked at their issuer');
-    await authenticator.logout(request.sessionCookie, request.principal!, { source: request.ip, via: 'portal' });
-    return reply
-      .header('Set-Cookie', cookieHeader(sessionCookieName, '', { secure: secure(request), path: '/', maxAgeSeconds: 0 }))
-      .code(204)
-      .send();
+    const { endSessionUrl } = await authenticator.logout(request.sessionCookie, request.principal!, { source: request.ip, via: 'portal' });
+    reply.header('Set-Cookie', cookieHeader(sessionCookieName, '', { secure: secure(request), path: '/', maxAgeSeconds: 0 })).header('Cache-Control', 'no-store');
+    // A provider's session to end as well: the portal sends the browser there.
+    if (endSessionUrl) return reply.code(200).send({ endSessionUrl });
+    return reply.code(204).send();
   });
 
   app.get('/me', async (request, reply) => {

@@ -174,6 +174,8 @@ export interface OidcConfig {
   tokenEndpointAuthMethod: 'client_secret_basic' | 'client_secret_post';
   /** Atrium's /auth/callback as registered at the provider. */
   redirectUri: string;
+  /** Where the provider sends the browser back after a logout (registered there); default /app/ beside redirectUri. */
+  postLogoutRedirectUri?: string;
   /** Pro Santé Connect: openid scope_all. */
   scopes: string[];
   /** Requested and then required in the ID token's acr (Pro Santé Connect: eidas1). */
@@ -788,6 +790,7 @@ function parseAuth(a: Record<string, unknown>, env: Env, config: AtriumConfig): 
     c.oidc = {
       issuer, clientId: required(o, 'clientId', 'auth.oidc'), clientSecret, tokenEndpointAuthMethod: method,
       redirectUri: httpsUrl(required(o, 'redirectUri', 'auth.oidc'), 'auth.oidc.redirectUri'),
+      ...(str(o, 'postLogoutRedirectUri') !== undefined ? { postLogoutRedirectUri: httpsUrl(str(o, 'postLogoutRedirectUri')!, 'auth.oidc.postLogoutRedirectUri') } : {}),
       scopes, acrValues: str(o, 'acrValues'), rppsClaim: str(o, 'rppsClaim') ?? 'SubjectNameID',
     };
   }

@@ -657,7 +657,15 @@ CREATE TABLE tele_alerts (
 );
 CREATE INDEX tele_alerts_pending ON tele_alerts (status, next_attempt_at);
 `,
+  },  {
+    version: 15,
+    name: 'sessions: the ID token of an OpenID Connect login, the hint of the logout at the provider',
+    // RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): logging out of Atrium also
+    // ends the Pro Santé Connect session, so that the next person at a shared workstation is
+    // asked who they are. Purged with the session a day after it ends.
+    sql: `ALTER TABLE sessions ADD COLUMN id_token TEXT;`,
   },
+
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */

@@ -56,6 +56,8 @@ export async function startIdentityProvider(options: {
       {
         client_id: atriumClient.clientId, client_secret: atriumClient.clientSecret,
         redirect_uris: [options.redirectUri], grant_types: ['authorization_code'], response_types: ['code'],
+        // Where Atrium asks to come back after a logout (its /app/ beside the callback).
+        post_logout_redirect_uris: [new URL('/app/', options.redirectUri).toString()],
         token_endpoint_auth_method: 'client_secret_basic',
       },
       ...Object.entries(machineClients).map(([client_id, client_secret]) => ({
@@ -90,6 +92,14 @@ export async function startIdentityProvider(options: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       userinfo: { enabled: true },
+      // Pro Santé Connect ends its session on an RP-initiated logout that carries the
+      // id_token_hint, without asking: the confirmation page submits itself.
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx: { body: unknown }, form: string) => {
+          ctx.body = `<!DOCTYPE html><html><body>${form.replace('</form>', '<input type="hidden" name="logout" value="yes"></form>')}<script>document.forms[0].submit()</script></body></html>`;
+        },
+      },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx: unknown, _client: unknown, oneOf?: string) => oneOf,

@@ -81,9 +81,11 @@ export async function loginLocal(login: string, password: string): Promise<Me> {
   return r.body;
 }
 
-export async function logout(): Promise<void> {
-  await postJson('/auth/logout', {});
+/** Ends the session; where to send the browser when the identity provider's session must end too. */
+export async function logout(): Promise<{ endSessionUrl?: string }> {
+  const r = await postJson<{ endSessionUrl?: string }>('/auth/logout', {});
   csrfToken = undefined;
+  return r.body ?? {};
 }
 
 /** Pro Santé Connect: a full-page redirect through /auth/login, back to the page asked for. */

@@ -64,7 +64,13 @@ function App() {
         {me !== 'loading' && me !== undefined && <span className="who" data-testid="who">{me.name}</span>}
         <button type="button" className="link" onClick={() => setLanguage(language === 'fr' ? 'en' : 'fr')}>{t.language}</button>
         {me !== 'loading' && me !== undefined && (
-          <button type="button" className="link" onClick={() => { void logout().then(() => { setMe(undefined); navigate('/'); }); }}>{t.logout}</button>
+          <button type="button" className="link" onClick={() => {
+            void logout().then(({ endSessionUrl }) => {
+              // Pro Santé Connect's session ends too, then it sends the browser back to the portal.
+              if (endSessionUrl) window.location.assign(endSessionUrl);
+              else { setMe(undefined); navigate('/'); }
+            });
+          }}>{t.logout}</button>
         )}
       </header>
       <main><Suspense fallback={<p className="status">{t.loading}</p>}>{page}</Suspense></main>
