@@ -10,6 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { syntheticInstance, syntheticStream } from './support/synthetic.ts';
 import { sha256Hex } from '../src/api/auth.ts';
+import { boundaryOf, readMultipartStream } from '../web/src/viewer/multipart-stream.ts';
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -130,12 +131,24 @@ describe('a crash in the middle of a large ingest', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('streams a 400 MB object to storage without growing the process past 300 MB', async () => {
+  it('streams a 400 MB object to storage, and its frames back, without growing the process past 300 MB', async () => {
     const big = syntheticStream({ Rows: 1024, Columns: 1024, NumberOfFrames: 200 });
     const res = await stow(atrium.url, token, [big.stream]);
     assert.equal(res.status, 200, res.body);
-    const peak = atrium.peakRssBytes();
-    assert.ok(peak < 300 * 1024 * 1024, `peak RSS ${Math.round(peak / 1048576)} MB`);
+    let peak = atrium.peakRssBytes();
+    assert.ok(peak < 300 * 1024 * 1024, `peak RSS ${Math.round(peak / 1048576)} MB after the store`);
+    // Its 200 frames in one pixel data answer, read a few at a time on the server.
+    const { study, series, sop } = big.uids;
+    const answer = await fetch(`${atrium.url}/studies/${study}/series/${series}/pixeldata`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(answer.status, 200);
+    let frames = 0;
+    for await (const part of readMultipartStream(answer.body!, boundaryOf(answer.headers.get('content-type'))!)) {
+      assert.equal(part.headers.get('content-location'), `${atrium.url}/studies/${study}/series/${series}/instances/${sop}/frames/${++frames}`);
+      assert.equal(part.body.byteLength, 1024 * 1024 * 2);
+    }
+    assert.equal(frames, 200);
+    peak = atrium.peakRssBytes();
+    assert.ok(peak < 300 * 1024 * 1024, `peak RSS ${Math.round(peak / 1048576)} MB after the pixel data`);
   });
 
   it('stops on SIGTERM within its grace period, even with a connection open and never used', async () => {

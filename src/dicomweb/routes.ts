@@ -8,7 +8,7 @@ import { RetrieveError, notInArchive } from '../archive/retrieve.ts';
 import { planMediaExport, zipOfMediaExport } from '../archive/export.ts';
 import { parseViewportParam, parseWindowParam, type RenderOptions } from '../archive/render.ts';
 import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
-import { canDecode } from '../archive/pixels.ts';
+import { canDecode, type ImagePixelModule } from '../archive/pixels.ts';
 import { readAhead } from '../lib/read-ahead.ts';
 import type { QueryLevel, StoredInstance } from '../index/records.ts';
 import { parseAccept, parseMediaType } from './media-type.ts';
@@ -322,20 +322,26 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     const undecodable = plan.find((p) => p.as === 'decoded' && !isNativeTransferSyntax(p.inst.TransferSyntaxUID) && !canDecode(p.inst.TransferSyntaxUID));
     if (undecodable) throw new RetrieveError('not-acceptable', `frames of ${undecodable.inst.SOPInstanceUID} are stored as ${undecodable.inst.TransferSyntaxUID}, which Atrium does not decode`);
     const baseUrl = baseUrlOf(request);
-    const read = ({ inst, as }: (typeof plan)[number]) => {
-      const all = Array.from({ length: inst.NumberOfFrames ?? 1 }, (_, i) => i + 1);
-      return as === 'decoded' ? archive.retriever.readDecodedFrames(inst, all) : archive.retriever.readFrames(inst, all);
-    };
+    // Read a few frames at a time: a 2 GB multi-frame object never sits whole in memory.
+    const batches = plan.flatMap(({ inst, as }) => {
+      const count = inst.NumberOfFrames ?? 1;
+      const perBatch = count === 1 ? 1 : framesPerBatch(archive.retriever.pixelModuleOf(inst));
+      return Array.from({ length: Math.ceil(count / perBatch) }, (_, b) => ({
+        inst, as, frames: Array.from({ length: Math.min(perBatch, count - b * perBatch) }, (_, i) => b * perBatch + i + 1),
+      }));
+    });
+    const read = ({ inst, as, frames }: (typeof batches)[number]) =>
+      as === 'decoded' ? archive.retriever.readDecodedFrames(inst, frames) : archive.retriever.readFrames(inst, frames);
     const boundary = multipartBoundary();
-    const framesOf = readAhead(plan, read, 4);
-    // The first instance is read before answering: if it cannot be, the answer is still an error status.
+    const framesOf = readAhead(batches, read, 4);
+    // The first frames are read before answering: if they cannot be, the answer is still an error status.
     const first = await framesOf.next();
     async function* parts(): AsyncGenerator<MultipartSource> {
       for (let item = first; !item.done; item = await framesOf.next()) {
-        const [{ inst }, frames] = item.value;
+        const [{ inst, frames: numbers }, frames] = item.value;
         const url = `${baseUrl}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}/frames/`;
         for (const [i, f] of frames.entries()) {
-          yield { contentType: frameMediaType(f.transferSyntaxUID), headers: { 'Content-Location': `${url}${i + 1}` }, body: f.bytes };
+          yield { contentType: frameMediaType(f.transferSyntaxUID), headers: { 'Content-Location': `${url}${numbers[i]}` }, body: f.bytes };
         }
       }
     }
@@ -380,6 +386,18 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     app.get(`/studies/:study/series/:series/instances/:instance/${kind}`, render(kind));
     app.get(`/studies/:study/series/:series/instances/:instance/frames/:frames/${kind}`, render(kind));
   }
+}
+
+/** Bytes of frames a pixel data answer reads at once, a few batches ahead of the socket. */
+const pixelDataBatchBytes = 4 * 1024 * 1024;
+
+/**
+ * How many frames of a multi-frame object one read takes: about pixelDataBatchBytes of
+ * native frames (compressed ones are smaller, decoded ones the same size).
+ */
+function framesPerBatch(px: ImagePixelModule): number {
+  const nativeBytes = Math.max(1, (px.Rows * px.Columns * px.SamplesPerPixel * px.BitsAllocated) / 8);
+  return Math.max(1, Math.floor(pixelDataBatchBytes / nativeBytes));
 }
 
 /**
