@@ -92,6 +92,7 @@ function StackPane(props: {
     if (!el || !engine || !series) return;
     let cancelled = false;
     let stopProgress = () => {};
+    const stream = new AbortController();
     const onNewImage = (e: Event) => {
       const detail = (e as CustomEvent<{ imageIdIndex: number }>).detail;
       setPosition((p) => (p ? { ...p, at: detail.imageIdIndex + 1 } : p));
@@ -123,13 +124,14 @@ function StackPane(props: {
       // The first image shows as soon as it is decoded, on its own request; the rest of the
       // series follows in one stream.
       const shown = Math.max(0, indexOfJump(ids));
-      void streamSeries(series.StudyInstanceUID, series.SeriesInstanceUID, ids, ids[shown]);
+      void streamSeries(series.StudyInstanceUID, series.SeriesInstanceUID, ids, ids[shown], stream.signal);
       await viewport.setStack(ids, shown);
       viewport.render();
       if (!cancelled) tools.utilities.stackPrefetch.enable(el);
     })().catch((e: unknown) => console.error('series failed to load', e));
     return () => {
       cancelled = true;
+      stream.abort();
       resized.disconnect();
       stopProgress();
       el.removeEventListener(Enums.Events.STACK_NEW_IMAGE, onNewImage);

@@ -168,9 +168,10 @@ function loadFrame(imageId: string, options: Record<string, unknown> = {}): Type
  * Brings every frame of a series in one WADO-RS pixel data request (PS3.18 10.4.1.1.4,
  * one part a frame, named by its frame URL) and caches each as its part arrives: one
  * request, not one per frame. `except` (the image shown first) is left to its own request.
- * When the stream fails, the frames it did not bring are fetched one by one.
+ * When the stream fails, the frames it did not bring are fetched one by one. `signal` ends
+ * it (the viewport closed): the frames not yet come are then forgotten, not fetched.
  */
-export async function streamSeries(StudyInstanceUID: string, SeriesInstanceUID: string, ids: string[], except?: string): Promise<void> {
+export async function streamSeries(StudyInstanceUID: string, SeriesInstanceUID: string, ids: string[], except?: string, signal?: AbortSignal): Promise<void> {
   const wanted = new Map<string, string>(); // frame URL -> image id
   for (const id of ids) {
     if (id === except || cache.isLoaded(id) || streamedFrames.has(id) || cache.getImageLoadObject(id)) continue;
@@ -184,11 +185,15 @@ export async function streamSeries(StudyInstanceUID: string, SeriesInstanceUID: 
   }
   if (wanted.size === 0) return;
   const fail = (error: unknown) => {
-    for (const id of wanted.values()) streamedFrames.get(id)?.reject(error);
+    for (const id of wanted.values()) {
+      streamedFrames.get(id)?.reject(error);
+      // Nobody waits for these any more: a later viewport streams them again.
+      if (signal?.aborted) streamedFrames.delete(id);
+    }
   };
   try {
     const url = `${window.location.origin}/dicom-web/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}/pixeldata`;
-    const r = await fetch(url, { headers: { accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*' }, credentials: 'same-origin' });
+    const r = await fetch(url, { headers: { accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*' }, credentials: 'same-origin', signal });
     const boundary = boundaryOf(r.headers.get('content-type'));
     if (!r.ok || !r.body || !boundary) throw new Error(`series pixel data: HTTP ${r.status}`);
     for await (const part of readMultipartStream(r.body, boundary)) {
@@ -205,7 +210,7 @@ export async function streamSeries(StudyInstanceUID: string, SeriesInstanceUID: 
     }
     if (wanted.size > 0) throw new Error(`series pixel data: ${wanted.size} frame(s) missing from the answer`);
   } catch (error) {
-    console.warn('series stream failed; frames will be fetched one by one', error);
+    if (!signal?.aborted) console.warn('series stream failed; frames will be fetched one by one', error);
     fail(error);
   }
 }
