@@ -30,7 +30,8 @@ const HEADER_END = new Uint8Array([CR, LF, CR, LF]);
 function indexOfBytes(hay: Uint8Array, needle: Uint8Array, from: number, to: number): number {
   const first = needle[0]!;
   const last = to - needle.length;
-  for (let i = hay.indexOf(first, from); i !== -1 && i <= last; i = hay.indexOf(first, i + 1)) {
+  const held = hay.subarray(0, to); // not the stale bytes past `to`
+  for (let i = held.indexOf(first, from); i !== -1 && i <= last; i = held.indexOf(first, i + 1)) {
     let j = 1;
     while (j < needle.length && hay[i + j] === needle[j]) j++;
     if (j === needle.length) return i;
