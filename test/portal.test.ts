@@ -104,6 +104,15 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
     return page;
   };
 
+  /** Dr Radiologue logs in with Pro Santé Connect: the portal's button, the provider's form, back with a session. */
+  const loginWithProSanteConnect = async (page: Page, by: 'click' | 'tap' = 'click') => {
+    await page.goto(`${base}/app/`);
+    await page.getByTestId('psc-login')[by]();
+    await page.locator('input[name=login]').fill(radiologist.sub);
+    await page.locator('button')[by]();
+    await page.getByTestId('who').waitFor();
+  };
+
   before(async () => {
     if (!existsSync(path.join(portalDir, 'index.html'))) execFileSync('npm', ['run', 'build:web'], { cwd: repo, stdio: 'inherit' });
     rmSync(screenshots, { recursive: true, force: true });
@@ -142,13 +151,8 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
 
   it('lets a radiologist log in with Pro Santé Connect, find a patient, view, scroll, window, measure, compare with the prior and download the exam', async () => {
     const page = await browser();
-    await page.goto(`${base}/app/`);
-    await page.getByTestId('psc-login').click();
-    // The provider's login form, then back to the portal.
-    await page.locator('input[name=login]').fill(radiologist.sub);
-    await page.locator('button').click();
-    await page.waitForURL(`${base}/app/`);
-    await page.getByTestId('who').waitFor();
+    await loginWithProSanteConnect(page);
+    assert.equal(page.url(), `${base}/app/`, 'back where the login started');
     assert.match(await page.getByTestId('who').innerText(), /Anne Radiologue/);
 
     // The name without its accents, in lower case.
@@ -257,11 +261,7 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
 
   it('works on a tablet: a search pages through more patients than a page holds; the viewer fits the screen, one finger windows, two fingers pinch to zoom', async () => {
     const page = await browser('tablet');
-    await page.goto(`${base}/app/`);
-    await page.getByTestId('psc-login').tap();
-    await page.locator('input[name=login]').fill(radiologist.sub);
-    await page.locator('button').tap();
-    await page.getByTestId('who').waitFor();
+    await loginWithProSanteConnect(page, 'tap');
 
     // A common name: more records than a page holds; the search says so and pages on.
     await stow(atrium.tokens['CHU-NORD']!, Array.from({ length: 101 }, (_, i) => syntheticInstance({ PatientID: `PM-${1000 + i}`, PatientName: `Martin^Jean ${i}`, Rows: 4, Columns: 4 }).file));
@@ -322,20 +322,14 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
 
   it('logs out of Pro Santé Connect too: the next person at a shared workstation is asked who they are', async () => {
     const page = await browser();
-    const login = async () => {
-      await page.goto(`${base}/app/`);
-      await page.getByTestId('psc-login').click();
-    };
-    await login();
-    await page.locator('input[name=login]').fill(radiologist.sub);
-    await page.locator('button').click();
-    await page.getByTestId('who').waitFor();
+    await loginWithProSanteConnect(page);
     // Without the provider's logout, this click would let the next person in as Dr Radiologue.
     await page.getByRole('button', { name: 'Se déconnecter' }).click();
     await page.waitForURL(`${base}/app/`);
     await page.getByTestId('psc-login').waitFor();
     assert.equal((await page.request.get(`${base}/auth/me`)).status(), 401, 'the portal session is over');
-    await login();
+    await page.goto(`${base}/app/`);
+    await page.getByTestId('psc-login').click();
     // Either the provider asks who is there, or (its session still open) the portal lets them in.
     await page.locator('form[action*="/interaction/"] input[name=login], [data-testid=who]').first().waitFor();
     assert.equal(new URL(page.url()).origin, idp.issuer, `the provider asks again, not ${page.url()}`);
@@ -393,11 +387,7 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
 
   it('refuses a radiologist an exam outside the care relationship, as if it did not exist', async () => {
     const page = await browser();
-    await page.goto(`${base}/app/`);
-    await page.getByTestId('psc-login').click();
-    await page.locator('input[name=login]').fill(radiologist.sub);
-    await page.locator('button').click();
-    await page.getByTestId('who').waitFor();
+    await loginWithProSanteConnect(page);
     await page.locator('input[name=name]').fill('sud');
     await page.getByRole('button', { name: 'Rechercher' }).click();
     await page.getByText('Aucun patient trouvé.').waitFor();

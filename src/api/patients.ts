@@ -5,6 +5,7 @@ import { AccessPolicy, scopeCondition } from '../access/policy.ts';
 import { actorOf } from '../access/principal.ts';
 import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import { findPatientRecords, recordSummary, timelineOf } from '../patients/timeline.ts';
+import type { PatientPage } from './portal-types.ts';
 import { scopeOfRequest } from './access-scope.ts';
 
 const text = { type: 'string', minLength: 1, maxLength: 64 } as const;
@@ -64,7 +65,8 @@ export async function patientRoutes(app: FastifyInstance, options: { archive: Ar
       details: { portal: 'patient-search', matches: { ...q }, results: found.length },
     });
     reply.header('cache-control', 'no-store');
-    return { patients: found.map(({ siteId: _siteId, ...r }) => r), offset, limit, ...(page.length > limit ? { next: offset + limit } : {}) };
+    const answer: PatientPage = { patients: found.map(({ siteId: _siteId, ...r }) => r), offset, limit, ...(page.length > limit ? { next: offset + limit } : {}) };
+    return answer;
   });
 
   app.get<{ Querystring: TimelineQuery }>('/timeline', {

@@ -6,6 +6,9 @@
  */
 import type { ArchiveIndex } from '../index/archive-index.ts';
 import type { PatientAttributes, Site, SqlRestriction } from '../index/records.ts';
+import type { PatientRecordSummary, TimelineStudy } from '../api/portal-types.ts';
+
+export type { PatientRecordSummary, TimelineStudy };
 
 export interface PatientSearch {
   /** Any part of the name: a family or given name, or their beginning. */
@@ -16,35 +19,6 @@ export interface PatientSearch {
   INS?: string;
   PatientID?: string;
   site?: Site;
-}
-
-export interface PatientRecordSummary {
-  site: string;
-  PatientID: string;
-  IssuerOfPatientID: string;
-  PatientName?: string;
-  PatientBirthDate?: string;
-  PatientSex?: string;
-  /** The INS (matricule and key), only once the record's identity is qualified. */
-  INS?: string;
-  NumberOfPatientRelatedStudies: number;
-}
-
-export interface TimelineStudy {
-  site: string;
-  PatientID: string;
-  IssuerOfPatientID: string;
-  StudyInstanceUID: string;
-  StudyDate?: string;
-  StudyTime?: string;
-  StudyDescription?: string;
-  AccessionNumber?: string;
-  ModalitiesInStudy: string[];
-  BodyPartsExamined: string[];
-  NumberOfStudyRelatedSeries: number;
-  NumberOfStudyRelatedInstances: number;
-  /** The study's latest teleradiology request: where it stands, and its report's status once one is written. */
-  teleradiology?: { request: string; report?: string };
 }
 
 /** A search of the portal: at most `limit` records from `offset`, ordered by PatientID. */

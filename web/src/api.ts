@@ -1,5 +1,8 @@
 /** The portal's side of Atrium's HTTP API: same origin, session cookie, CSRF token on changes. */
 
+// The portal API's answers, one definition with the server's (type-only, erased from the build).
+import type { PatientPage, PatientRecordSummary, TimelineStudy } from '../../src/api/portal-types.ts';
+
 export interface Me {
   kind: string;
   id: string;
@@ -95,31 +98,8 @@ export function proSanteConnectUrl(returnTo: string): string {
 
 // ---- the portal API (src/api/patients.ts) ----
 
-export interface PatientRecord {
-  site: string;
-  PatientID: string;
-  IssuerOfPatientID: string;
-  PatientName?: string;
-  PatientBirthDate?: string;
-  PatientSex?: string;
-  INS?: string;
-  NumberOfPatientRelatedStudies: number;
-}
-
-export interface TimelineStudy {
-  site: string;
-  PatientID: string;
-  StudyInstanceUID: string;
-  StudyDate?: string;
-  StudyDescription?: string;
-  AccessionNumber?: string;
-  ModalitiesInStudy: string[];
-  BodyPartsExamined: string[];
-  NumberOfStudyRelatedSeries: number;
-  NumberOfStudyRelatedInstances: number;
-  /** The latest teleradiology request's status, and its report's once one is written. */
-  teleradiology?: { request: string; report?: string };
-}
+export type PatientRecord = PatientRecordSummary;
+export type { PatientPage, TimelineStudy };
 
 export interface PatientSearch {
   name?: string;
@@ -127,14 +107,6 @@ export interface PatientSearch {
   ins?: string;
   PatientID?: string;
   site?: string;
-}
-
-/** A page of a patient search; `next` is the offset of the following page, when there is one. */
-export interface PatientPage {
-  patients: PatientRecord[];
-  offset: number;
-  limit: number;
-  next?: number;
 }
 
 export async function searchPatients(q: PatientSearch, offset = 0): Promise<PatientPage> {

@@ -29,7 +29,7 @@ export function num(ds: DicomJson, t: string): number | undefined {
 
 export function studyOfQido(ds: DicomJson): TimelineStudy {
   return {
-    site: str(ds, tag.IssuerOfPatientID) ?? '', PatientID: str(ds, tag.PatientID) ?? '', StudyInstanceUID: str(ds, tag.StudyInstanceUID) ?? '',
+    site: str(ds, tag.IssuerOfPatientID) ?? '', IssuerOfPatientID: str(ds, tag.IssuerOfPatientID) ?? '', PatientID: str(ds, tag.PatientID) ?? '', StudyInstanceUID: str(ds, tag.StudyInstanceUID) ?? '',
     ...(str(ds, tag.StudyDate) ? { StudyDate: str(ds, tag.StudyDate) } : {}),
     ...(str(ds, tag.StudyDescription) ? { StudyDescription: str(ds, tag.StudyDescription) } : {}),
     ModalitiesInStudy: strs(ds, tag.ModalitiesInStudy), BodyPartsExamined: [],
