@@ -300,6 +300,24 @@ for (const db of testDatabases()) {
       }
     });
 
+    it('C-GETs a series for a peer that takes implicit VR only, re-encoded, its pixel data as stored', async () => {
+      const out = mkdtempSync(path.join(work, 'get-implicit-'));
+      const r = await dcmtk('getscu', ['-d', '-S', '+xi', '-aet', 'STORESCU', '-aec', 'ATRIUM', '-od', out, '-k', 'QueryRetrieveLevel=SERIES', '-k', `StudyInstanceUID=${study}`, '-k', `SeriesInstanceUID=${series}`, '127.0.0.1', port()]);
+      assert.equal(r.code, 0, r.output);
+      const pixels = (bytes: Buffer) => {
+        const range = parsePart10(bytes).dataset.get(0x7fe00010)!.bulk!;
+        return bytes.subarray(range.offset, range.offset + range.length);
+      };
+      const got = readdirSync(out).map((n) => readFileSync(path.join(out, n)));
+      assert.equal(got.length, 6, r.output);
+      // getscu writes its files in explicit VR whatever it received; its log says what came.
+      assert.ok((r.output.match(/DcmDataset::read\(\) TransferSyntax="Little Endian Implicit"/g)?.length ?? 0) >= 6, 'the datasets came in implicit VR');
+      for (const g of got) {
+        const original = files.find((f) => sopOf(f) === sopOf(g));
+        assert.ok(original && pixels(g).equals(pixels(original)), 'the pixel data as stored');
+      }
+    });
+
     it('grants an asynchronous operations window and stores C-STOREs sent without waiting, and aborts a peer that exceeds it', async () => {
       const objs = Array.from({ length: 12 }, () => syntheticInstance({ PatientID: 'ASYNC-1', Rows: 32, Columns: 32 }));
       const assoc = await Association.connect({

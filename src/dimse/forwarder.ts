@@ -13,7 +13,7 @@ import type { AtriumConfig, PeerConfig } from '../config/config.ts';
 import { ForwardingQueue, retryDelayMs, type Claim, type ClaimedRow, type RetryPolicy } from '../index/forwarding-queue.ts';
 import type { StoredInstance } from '../index/records.ts';
 import { Association, AssociationAbortedError, AssociationRejectedError } from './association.ts';
-import { contextFor, dimseClientTls, isStored, openStoreAssociation, storeAll } from './scu.ts';
+import { contextFor, dimseClientTls, isStored, openStoreAssociation, retrievePlan, storeAll } from './scu.ts';
 import { Router } from './routing.ts';
 
 /** Rows one association takes from the queue at a time. */
@@ -226,7 +226,7 @@ export class Forwarder {
     });
     let lost: string | undefined;
     let peerFault = true;
-    const opened = this.archive.retriever.openInstances(sendable.map(({ inst }) => ({ inst, transferSyntaxUID: '*' })));
+    const opened = this.archive.retriever.openInstances(retrievePlan(sendable.map(({ inst }) => ({ inst })), (inst) => contextFor(contexts, inst)!));
     try {
       // Several C-STOREs outstanding when the peer grants an asynchronous operations window.
       await storeAll(assoc, this.archive.retriever, opened, (inst) => contextFor(contexts, inst)!, (inst, r) => {

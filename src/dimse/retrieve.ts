@@ -9,7 +9,7 @@ import type { DimseMessage, Association } from './association.ts';
 import { AssociationAbortedError, AssociationRejectedError } from './association.ts';
 import { CommandField, Status, type Command } from './command.ts';
 import { FailedSOPInstanceUIDList, IdentifierError, readIdentifier, uidList, writeDataset, type Identifier } from './identifier.ts';
-import { contextFor, isStored, openStoreAssociation, storeAll } from './scu.ts';
+import { contextFor, isStored, openStoreAssociation, retrievePlan, storeAll } from './scu.ts';
 import { informationModelOf } from './sop-classes.ts';
 import { auditActor, type ServiceContext } from './server.ts';
 import { patientRefOf, patientRefsOfStudies } from '../access/audit.ts';
@@ -207,7 +207,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
   let cancelled = false;
   let lost: Error | undefined;
   const done = new Set<string>();
-  const plan = sendable.map((inst) => ({ inst, transferSyntaxUID: '*' }));
+  const plan = retrievePlan(sendable.map((inst) => ({ inst })), (inst) => pcOf.get(inst.SOPInstanceUID)!);
   try {
     await storeAll(target, ctx.archive.retriever, ctx.archive.retriever.openInstances(plan), (inst) => pcOf.get(inst.SOPInstanceUID)!, async (inst, r) => {
       counts.remaining--;

@@ -109,8 +109,10 @@ export async function storeInstance(
 ): Promise<SubOperationResult> {
   const { inst } = opened;
   const asStored = pc.transferSyntax === inst.TransferSyntaxUID;
-  const body = asStored ? opened.body : await retriever.openInstance(inst, pc.transferSyntax);
-  if (!asStored && !Buffer.isBuffer(opened.body)) opened.body.destroy();
+  // Opened in the context's transfer syntax (retrievePlan) it goes as it is; opened otherwise, it is opened again.
+  const ready = opened.transferSyntaxUID === pc.transferSyntax || (asStored && opened.transferSyntaxUID === '*');
+  const body = ready ? opened.body : await retriever.openInstance(inst, pc.transferSyntax);
+  if (!ready && !Buffer.isBuffer(opened.body)) opened.body.destroy();
   const rsp = await assoc.request(pc.id, {
     CommandField: CommandField.CStoreRQ,
     AffectedSOPClassUID: inst.SOPClassUID,
@@ -179,6 +181,14 @@ export async function storeAll(
     await iterator.return?.(undefined);
   }
   if (failure !== undefined) throw failure;
+}
+
+/**
+ * What a retrieve opens for each object: the transfer syntax of the presentation context it
+ * will go on, so that an object to re-encode is read once, not read as stored and then again.
+ */
+export function retrievePlan<T extends { inst: StoredInstance }>(items: readonly T[], pcFor: (inst: StoredInstance) => PresentationContext): Array<T & { transferSyntaxUID: string }> {
+  return items.map((item) => ({ ...item, transferSyntaxUID: pcFor(item.inst).transferSyntax }));
 }
 
 /** Opens an association to a peer for storing these objects. */
