@@ -8,10 +8,10 @@
 import assert from 'node:assert/strict';
 import { stowBody, stowFiles } from './support/stow.ts';
 import { after, before, describe, it } from 'node:test';
-import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import type { RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
-import { freePort } from './support/dcmtk.ts';
-import { atriumOidcConfig, startIdentityProvider, type TestIdentityProvider } from './support/oidc-provider.ts';
+import { startAtriumWithProvider } from './support/provider-and-atrium.ts';
+import type { TestIdentityProvider } from './support/oidc-provider.ts';
 import { CookieJar, loginThroughProvider, request } from './support/browser-session.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
@@ -85,20 +85,7 @@ describe(`access by role (${engine.name})`, () => {
     `SELECT outcome, details FROM audit_events WHERE actor = ? AND study_instance_uid = ? AND action IN ('view', 'download') ORDER BY id DESC LIMIT 1`, [actor, study]);
 
   before(async () => {
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    idp = await startIdentityProvider({ redirectUri: `${base}/auth/callback`, resources: {}, accounts: Object.values(accounts) });
-    const db = await engine.open();
-    cleanup = db.cleanup;
-    atrium = await startAtrium({
-      index: db.config,
-      configure: (c) => {
-        c.http.port = port;
-        c.auth.oidc = atriumOidcConfig(idp, base);
-        c.auth.sessions.secureCookie = false;
-        c.auth.loginAttemptsPerMinute = 1000;
-      },
-    });
+    ({ atrium, idp, base, close: cleanup } = await startAtriumWithProvider({ engine, accounts: Object.values(accounts) }));
     await stow(atrium.tokens['CHU-NORD']!, north.file);
     await stow(atrium.tokens['CLIN-SUD']!, south.file);
     await stow(atrium.tokens['CLIN-SUD']!, southOther.file);
@@ -120,8 +107,6 @@ describe(`access by role (${engine.name})`, () => {
   });
 
   after(async () => {
-    await atrium?.close();
-    await idp?.close();
     await cleanup?.();
   });
 

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair, SignJWT, type JWTPayload } from 'jose';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
-import { atriumOidcConfig, startIdentityProvider, type TestIdentityProvider } from './support/oidc-provider.ts';
+import { startAtriumWithProvider } from './support/provider-and-atrium.ts';
+import type { TestIdentityProvider } from './support/oidc-provider.ts';
 import { addUser } from '../src/cli/users.ts';
 import { CookieJar, loginThroughProvider, request } from './support/browser-session.ts';
 
@@ -18,14 +18,6 @@ const martin = { sub: 'psc-martin', SubjectNameID: '810001234567', given_name: '
 const stranger = { sub: 'psc-stranger', SubjectNameID: '810009999999', given_name: 'Paul', family_name: 'Inconnu' };
 const weak = { sub: 'psc-weak', SubjectNameID: '810005555555', given_name: 'Luc', family_name: 'Faible', acr: 'eidas0' };
 const localPassword = 'correct horse battery staple';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function loginFailures(atrium: RunningAtrium): Promise<Array<{ actor: string; reason: string; via: string }>> {
   return atrium.archive.index.sql.all<{ actor: string; reason: string; via: string }>(
@@ -48,29 +40,18 @@ describe(`authentication (${engine.name})`, () => {
   let idp: TestIdentityProvider;
   let atrium: RunningAtrium;
   let base: string;
-  let cleanupDatabase: () => Promise<void>;
+  let cleanup: () => Promise<void>;
 
   before(async () => {
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    idp = await startIdentityProvider({
-      redirectUri: `${base}/auth/callback`,
+    ({ atrium, idp, base, close: cleanup } = await startAtriumWithProvider({
+      engine,
       resources: { [audience]: audience, [otherAudience]: otherAudience },
       accounts: [martin, stranger, weak],
-    });
-    const db = await engine.open();
-    cleanupDatabase = db.cleanup;
-    atrium = await startAtrium({
-      index: db.config,
-      configure: (c) => {
-        c.http.port = port;
-        c.auth.oidc = atriumOidcConfig(idp, base);
-        c.auth.accessTokens = { issuer: idp.issuer, audience, algorithms: ['RS256'], clockToleranceSeconds: 5 };
+      configure: (c, provider) => {
+        c.auth.accessTokens = { issuer: provider.issuer, audience, algorithms: ['RS256'], clockToleranceSeconds: 5 };
         c.auth.clients = [{ clientId: 'ris-nord', site: 'CHU-NORD', territory: false }];
-        c.auth.sessions.secureCookie = false;
-        c.auth.loginAttemptsPerMinute = 1000;
       },
-    });
+    }));
     await addUser(atrium.archive, { login: 'jmartin', displayName: 'Dr Jeanne Martin', roles: ['radiologist'], sites: ['CHU-NORD'], rpps: '10001234567' }, { actor: 'test', via: 'cli' });
     await addUser(atrium.archive, { login: 'lfaible', displayName: 'Dr Luc Faible', roles: ['referring-physician'], sites: ['CLIN-SUD'], rpps: '10005555555' }, { actor: 'test', via: 'cli' });
     await addUser(atrium.archive, { login: 'manip.sud', displayName: 'Manipulateur Sud', roles: ['technologist'], sites: ['CLIN-SUD'], password: localPassword }, { actor: 'test', via: 'cli' });
@@ -78,9 +59,7 @@ describe(`authentication (${engine.name})`, () => {
   });
 
   after(async () => {
-    await atrium?.close();
-    await idp?.close();
-    await cleanupDatabase?.();
+    await cleanup?.();
   });
 
   describe('Pro Santé Connect login (authorization code flow)', () => {

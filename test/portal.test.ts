@@ -17,10 +17,10 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { chromiumArgs, chromiumPath, distinctColours } from './support/chromium.ts';
-import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import type { RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
-import { freePort } from './support/dcmtk.ts';
-import { atriumOidcConfig, startIdentityProvider, type TestIdentityProvider } from './support/oidc-provider.ts';
+import { startAtriumWithProvider } from './support/provider-and-atrium.ts';
+import type { TestIdentityProvider } from './support/oidc-provider.ts';
 import { CookieJar, loginThroughProvider, request } from './support/browser-session.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
@@ -117,21 +117,7 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
     if (!existsSync(path.join(portalDir, 'index.html'))) execFileSync('npm', ['run', 'build:web'], { cwd: repo, stdio: 'inherit' });
     rmSync(screenshots, { recursive: true, force: true });
     mkdirSync(screenshots, { recursive: true });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    idp = await startIdentityProvider({ redirectUri: `${base}/auth/callback`, resources: {}, accounts: [radiologist] });
-    const db = await engine.open();
-    cleanup = db.cleanup;
-    atrium = await startAtrium({
-      index: db.config,
-      configure: (c) => {
-        c.http.port = port;
-        c.http.portalDir = portalDir;
-        c.auth.oidc = atriumOidcConfig(idp, base);
-        c.auth.sessions.secureCookie = false;
-        c.auth.loginAttemptsPerMinute = 1000;
-      },
-    });
+    ({ atrium, idp, base, close: cleanup } = await startAtriumWithProvider({ engine, accounts: [radiologist], configure: (c) => (c.http.portalDir = portalDir) }));
     await stow(atrium.tokens['CHU-NORD']!, series({ PatientID: 'PN-7', PatientName: 'Lefèvre^Élodie', StudyInstanceUID: current, StudyDate: '20260310', slices: 12 }));
     await stow(atrium.tokens['CHU-NORD']!, series({ PatientID: 'PN-7', PatientName: 'Lefèvre^Élodie', StudyInstanceUID: prior, StudyDate: '20250105', slices: 6 }));
     await stow(atrium.tokens['CLIN-SUD']!, series({ PatientID: 'PS-1', PatientName: 'Sud^Bruno', StudyInstanceUID: outside, StudyDate: '20260101', slices: 2 }));
@@ -144,8 +130,6 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
   after(async () => {
     for (const c of contexts) await c.close().catch(() => {});
     for (const p of profiles) rmSync(p, { recursive: true, force: true });
-    await atrium?.close();
-    await idp?.close();
     await cleanup?.();
   });
 
