@@ -219,8 +219,7 @@ export class Retriever {
   }
 
   /** Frames (1-based numbers) as stored: native frames in little endian, compressed frames as their bitstream. */
-  async readFrames(inst: StoredInstance, frameNumbers: number[]): Promise<FrameBytes[]> {
-    const px = this.pixelModuleOf(inst);
+  async readFrames(inst: StoredInstance, frameNumbers: number[], px = this.pixelModuleOf(inst)): Promise<FrameBytes[]> {
     for (const f of frameNumbers) {
       if (!Number.isSafeInteger(f) || f < 1 || f > px.NumberOfFrames) {
         throw new RetrieveError('not-found', `frame ${f} does not exist: instance ${inst.SOPInstanceUID} has ${px.NumberOfFrames} frame(s)`);
@@ -251,13 +250,12 @@ export class Retriever {
   }
 
   /** Frames decoded to native little-endian bytes, for clients that want no compression. */
-  async readDecodedFrames(inst: StoredInstance, frameNumbers: number[]): Promise<FrameBytes[]> {
-    if (isNativeTransferSyntax(inst.TransferSyntaxUID)) return this.readFrames(inst, frameNumbers);
+  async readDecodedFrames(inst: StoredInstance, frameNumbers: number[], px = this.pixelModuleOf(inst)): Promise<FrameBytes[]> {
+    if (isNativeTransferSyntax(inst.TransferSyntaxUID)) return this.readFrames(inst, frameNumbers, px);
     if (!canDecode(inst.TransferSyntaxUID)) {
       throw new RetrieveError('not-acceptable', `frames of ${inst.SOPInstanceUID} are stored as ${inst.TransferSyntaxUID}, which Atrium does not decode`);
     }
-    const px = this.pixelModuleOf(inst);
-    const frames = await this.readFrames(inst, frameNumbers);
+    const frames = await this.readFrames(inst, frameNumbers, px);
     return frames.map((f) => ({ bytes: nativeBytesOf(decodeFrame(f.bytes, inst.TransferSyntaxUID, px).raw), transferSyntaxUID: TransferSyntax.ExplicitVRLittleEndian }));
   }
 

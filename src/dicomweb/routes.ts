@@ -323,15 +323,17 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     if (undecodable) throw new RetrieveError('not-acceptable', `frames of ${undecodable.inst.SOPInstanceUID} are stored as ${undecodable.inst.TransferSyntaxUID}, which Atrium does not decode`);
     const baseUrl = baseUrlOf(request);
     // Read a few frames at a time: a 2 GB multi-frame object never sits whole in memory.
+    // Each instance's pixel module is read from its metadata once, not at every batch.
     const batches = plan.flatMap(({ inst, as }) => {
-      const count = inst.NumberOfFrames ?? 1;
-      const perBatch = count === 1 ? 1 : framesPerBatch(archive.retriever.pixelModuleOf(inst));
+      const px = archive.retriever.pixelModuleOf(inst);
+      const count = px.NumberOfFrames;
+      const perBatch = framesPerBatch(px);
       return Array.from({ length: Math.ceil(count / perBatch) }, (_, b) => ({
-        inst, as, frames: Array.from({ length: Math.min(perBatch, count - b * perBatch) }, (_, i) => b * perBatch + i + 1),
+        inst, as, px, frames: Array.from({ length: Math.min(perBatch, count - b * perBatch) }, (_, i) => b * perBatch + i + 1),
       }));
     });
-    const read = ({ inst, as, frames }: (typeof batches)[number]) =>
-      as === 'decoded' ? archive.retriever.readDecodedFrames(inst, frames) : archive.retriever.readFrames(inst, frames);
+    const read = ({ inst, as, px, frames }: (typeof batches)[number]) =>
+      as === 'decoded' ? archive.retriever.readDecodedFrames(inst, frames, px) : archive.retriever.readFrames(inst, frames, px);
     const boundary = multipartBoundary();
     const framesOf = readAhead(batches, read, 4);
     // The first frames are read before answering: if they cannot be, the answer is still an error status.
