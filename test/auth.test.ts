@@ -308,7 +308,6 @@ describe('sessions and login attempts (sqlite)', () => {
     atrium = await startAtrium({
       configure: (c) => {
         c.auth.sessions.idleMinutes = 1 / 60;
-        c.auth.sessions.secureCookie = false;
         c.auth.loginAttemptsPerMinute = 4;
       },
     });

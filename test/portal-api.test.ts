@@ -48,7 +48,7 @@ describe(`the portal's patient API (${engine.name})`, () => {
   before(async () => {
     const db = await engine.open();
     cleanup = db.cleanup;
-    atrium = await startAtrium({ index: db.config, configure: (c) => { c.auth.sessions.secureCookie = false; c.auth.loginAttemptsPerMinute = 1000; } });
+    atrium = await startAtrium({ index: db.config });
     base = atrium.dicomweb.replace(/\/dicom-web$/, '');
     uids.nord = await stow('CHU-NORD', { PatientID: 'N-100', PatientName: 'Dubois^Anne', PatientBirthDate: '19800101', PatientSex: 'F', StudyDate: '20250101', extra: withINS });
     uids.sud = await stow('CLIN-SUD', { PatientID: 'S-977', PatientName: 'DUBOIS^Anne Marie', PatientBirthDate: '19800101', PatientSex: 'F', StudyDate: '20260202', extra: withINS });

@@ -97,8 +97,6 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
       index: db.config, dimse: true, teleradiology: true,
       configure: (c) => {
         c.http.portalDir = portalDir;
-        c.auth.sessions.secureCookie = false;
-        c.auth.loginAttemptsPerMinute = 1000;
         c.peers = [{ aeTitle: 'SUD-CT', site: 'CLIN-SUD', may: { store: true, query: false, retrieve: false } }];
         c.teleradiology.sites = [{ site: 'CLIN-SUD', oru: { host: '127.0.0.1', port: risPort, application: 'RIS', facility: 'CLIN-SUD', characterSet: 'UNICODE UTF-8' } }];
         c.teleradiology.delivery = { ackTimeoutMs: 2_000, retryBaseMs: 10, maxAttempts: 5, pollMs: 100 };

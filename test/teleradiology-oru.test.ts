@@ -51,8 +51,6 @@ for (const engine of testDatabases()) {
       atrium = await startAtrium({
         index: db.config,
         configure: (c) => {
-          c.auth.sessions.secureCookie = false;
-          c.auth.loginAttemptsPerMinute = 1000;
           c.teleradiology.sites = [{ site: 'CLIN-SUD', oru: { host: '127.0.0.1', port, application: 'RIS', facility: 'CLIN-SUD', characterSet: 'UNICODE UTF-8' } }];
           c.teleradiology.delivery = { ackTimeoutMs: 2_000, retryBaseMs: 1, maxAttempts: 5, pollMs: 50 };
         },

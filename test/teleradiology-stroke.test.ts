@@ -55,7 +55,6 @@ describe(`stroke request on the on-call worklist (${engine.name})`, () => {
     atrium = await startAtrium({
       index: db.config, teleradiology: true,
       configure: (c) => {
-        c.auth.sessions.secureCookie = false;
         c.teleradiology.alerts = { webhookUrl };
         c.teleradiology.delivery = { ...c.teleradiology.delivery, retryBaseMs: 50, pollMs: 50 };
       },

@@ -40,7 +40,7 @@ describe(`UPS-RS workitems from teleradiology requests (${engine.name})`, () => 
   before(async () => {
     const db = await engine.open();
     cleanup = db.cleanup;
-    atrium = await startAtrium({ index: db.config, configure: (c) => { c.auth.sessions.secureCookie = false; c.auth.loginAttemptsPerMinute = 1000; } });
+    atrium = await startAtrium({ index: db.config });
     base = atrium.dicomweb.replace(/\/dicom-web$/, '');
     root = await atrium.archive.index.installationUidRoot();
     assert.match(root, /^2\.25\.[1-9][0-9]{0,38}$/);

@@ -64,13 +64,7 @@ for (const engine of testDatabases()) {
     before(async () => {
       const db = await engine.open();
       cleanup = db.cleanup;
-      atrium = await startAtrium({
-        index: db.config,
-        configure: (c) => {
-          c.auth.sessions.secureCookie = false;
-          c.auth.loginAttemptsPerMinute = 1000;
-        },
-      });
+      atrium = await startAtrium({ index: db.config });
       base = atrium.dicomweb.replace(/\/dicom-web$/, '');
       await stow(atrium.tokens['CLIN-SUD']!, knee.file);
       const by = { actor: 'test', via: 'cli' as const };

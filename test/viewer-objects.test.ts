@@ -83,8 +83,6 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
       index: db.config,
       configure: (c) => {
         c.http.portalDir = portalDir;
-        c.auth.sessions.secureCookie = false;
-        c.auth.loginAttemptsPerMinute = 1000;
       },
     });
     base = atrium.dicomweb.replace(/\/dicom-web$/, '');

@@ -85,6 +85,9 @@ export async function startAtrium(options: {
   config.log.level = process.env.ATRIUM_TEST_LOG ?? 'silent';
   config.dimse.port = 0;
   config.dimse.idleTimeoutMs = 30_000;
+  // Served over plain HTTP on loopback, where a Secure cookie never comes back; tests log in often.
+  config.auth.sessions.secureCookie = false;
+  config.auth.loginAttemptsPerMinute = 1000;
   config.hl7.port = 0;
   options.configure?.(config);
   const logger = pino({ level: config.log.level });

@@ -25,8 +25,6 @@ export async function startAtriumWithProvider(options: {
     configure: (c) => {
       c.http.port = port;
       c.auth.oidc = atriumOidcConfig(idp, base);
-      c.auth.sessions.secureCookie = false;
-      c.auth.loginAttemptsPerMinute = 1000;
       options.configure?.(c, idp);
     },
   });
