@@ -2,7 +2,7 @@
  * Share links replace the CD: a link to one exam or to a patient's exams, for a patient or
  * a professional outside the care relationship, expiring and revocable, optionally behind a
  * PIN. The link's secret is 32 random bytes; only its SHA-256 is stored. Five wrong PINs
- * lock the link for good (whoever shared it makes a new one): the lock lives in the index,
+ * (over the link's life) lock it for good (whoever shared it makes a new one): the lock lives in the index,
  * so that no number of Atrium nodes multiplies the attempts.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -72,7 +72,10 @@ export class ShareLinks {
 
   /**
    * The link a token opens, checked: known, not revoked, not expired, not locked, and the
-   * PIN when it has one. A wrong PIN counts; the fifth locks the link.
+   * PIN when it has one. Each PIN attempt takes one of the link's five before the PIN is
+   * compared, in one statement (an UPDATE that only succeeds below the limit), so that no
+   * number of parallel guesses, nor of Atrium nodes, gets more than five compared. A right
+   * PIN gives its own attempt back; the wrong ones stay counted, and the fifth locks the link.
    */
   async open(token: string, pin: string | undefined, now = new Date()): Promise<ShareLink> {
     const row = await this.sql.get<Row>('SELECT * FROM share_links WHERE token_sha256 = ?', [tokenDigest(token)]);
@@ -83,19 +86,23 @@ export class ShareLinks {
     if (row.locked_at !== null) throw new ShareLinkError('locked', 'this link is locked after too many wrong PINs: ask for a new one', id);
     if (row.pin_hash !== null) {
       if (pin === undefined || pin === '') throw new ShareLinkError('pin-required', 'this link needs its PIN', id);
+      const taken = await this.sql.get<{ failed_pins: number }>(
+        'UPDATE share_links SET failed_pins = failed_pins + 1 WHERE id = ? AND failed_pins < ? AND locked_at IS NULL RETURNING failed_pins',
+        [id, MAX_PIN_FAILURES],
+      );
+      if (!taken) throw new ShareLinkError('locked', 'this link is locked after too many PIN attempts: ask for a new one', id);
       if (!(await verifyPasswordHash(pin, row.pin_hash))) {
-        // Counted in one statement, so that parallel attempts cannot slip past the limit.
-        const counted = await this.sql.get<{ failed_pins: number }>(
-          `UPDATE share_links SET failed_pins = failed_pins + 1,
-             locked_at = CASE WHEN failed_pins + 1 >= ? THEN ? ELSE locked_at END
-           WHERE id = ? RETURNING failed_pins`,
+        // The attempt stays counted; the link locks once five are spent.
+        const counted = await this.sql.get<{ failed_pins: number; locked_at: string | null }>(
+          `UPDATE share_links SET locked_at = CASE WHEN locked_at IS NULL AND failed_pins >= ? THEN ? ELSE locked_at END
+           WHERE id = ? RETURNING failed_pins, locked_at`,
           [MAX_PIN_FAILURES, now.toISOString(), id],
         );
         const left = MAX_PIN_FAILURES - Number(counted?.failed_pins ?? MAX_PIN_FAILURES);
-        if (left <= 0) throw new ShareLinkError('locked', 'wrong PIN: this link is now locked, ask for a new one', id);
+        if (left <= 0 || (counted?.locked_at ?? null) !== null) throw new ShareLinkError('locked', 'wrong PIN: this link is now locked, ask for a new one', id);
         throw new ShareLinkError('wrong-pin', `wrong PIN (${left} attempt${left > 1 ? 's' : ''} left)`, id);
       }
-      if (Number(row.failed_pins) > 0) await this.sql.run('UPDATE share_links SET failed_pins = 0 WHERE id = ? AND locked_at IS NULL', [id]);
+      await this.sql.run('UPDATE share_links SET failed_pins = failed_pins - 1 WHERE id = ? AND failed_pins > 0', [id]);
     }
     return linkOf(row);
   }
