@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
 import type { AtriumConfig } from '../config/config.ts';
@@ -73,7 +73,8 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's default generic type.
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Requests are not logged one by one (the audit trail records what matters, without patient data in logs).
+    logController: new LogController({ disableRequestLogging: true }),
     // bodyLimit bounds the JSON bodies; STOW-RS bodies are streamed. Timeouts: see request-limits.ts.
     ...fastifyLimitOptions(config.http),
     // Only the configured proxies' X-Forwarded-For is believed (request.ip: the audit trail, the limits).
