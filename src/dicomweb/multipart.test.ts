@@ -477,7 +477,7 @@ describe('readMultipart', () => {
     });
   });
 
-  it('passes 512 MiB generated on the fly with bounded memory, fast', async (t) => {
+  it('passes 512 MiB generated on the fly with bounded memory', async (t) => {
     const partSize = 512 * 1024 * 1024;
     const chunkSize = 64 * 1024;
     const pattern = trickyBytes(chunkSize, 11);
@@ -499,7 +499,6 @@ describe('readMultipart', () => {
     global.gc?.();
     const rssBefore = process.memoryUsage.rss();
     let rssPeak = rssBefore;
-    const started = process.hrtime.bigint();
     const sizes: number[] = [];
     let tail = '';
     let checkedHead = false;
@@ -518,14 +517,10 @@ describe('readMultipart', () => {
       }
       sizes.push(size);
     }
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const mbPerSecond = partSize / 1e6 / seconds;
     const growthMB = (rssPeak - rssBefore) / 1e6;
-    t.diagnostic(`512 MiB through writeMultipart + readMultipart in ${seconds.toFixed(2)} s: ${mbPerSecond.toFixed(0)} MB/s, rss growth ${growthMB.toFixed(1)} MB`);
+    t.diagnostic(`512 MiB through writeMultipart + readMultipart: rss growth ${growthMB.toFixed(1)} MB (speed: npm run bench:multipart)`);
     assert.deepEqual(sizes, [partSize, 9]);
     assert.equal(tail, 'tail part');
     assert.ok(growthMB < 100, `rss grew by ${growthMB.toFixed(1)} MB`);
-    // The figure is usually far higher; the bound only catches an accidental quadratic or copying path.
-    assert.ok(mbPerSecond > 250, `${mbPerSecond.toFixed(0)} MB/s`);
   });
 });
