@@ -190,6 +190,17 @@ for (const db of testDatabases()) {
       assert.ok(withField && '00101010' in withField, 'PatientAge included');
     });
 
+    it('caps a limit above the server maximum with a Warning: 299 header instead of refusing it (PS3.18 8.3.4.4)', async () => {
+      const capped = await get('/studies?limit=1000000');
+      assert.equal(capped.status, 200);
+      assert.match(capped.headers.get('warning') ?? '', /^299 atrium "The number of results exceeded the maximum supported by the server \(10000\)/);
+      const studies = new Set(corpus.map((n) => uidsOf(files.get(n)!).study));
+      assert.equal(((await capped.json()) as unknown[]).length, studies.size);
+      const within = await get('/studies?limit=10000');
+      assert.equal(within.headers.get('warning'), null, 'no warning when the limit is within the maximum');
+      assert.equal((await get('/studies?limit=0')).status, 400);
+    });
+
     it('searches series and instances of a study', async () => {
       const dose = uidsOf(files.get('rtdose.dcm')!);
       const series = await client.searchForSeries({ studyInstanceUID: dose.study });

@@ -20,7 +20,12 @@ export interface ParsedQido {
   query: SearchQuery;
   /** Extra attributes asked for, or 'all'. */
   includeFields: Tag[] | 'all';
+  /** Warning header values (RFC 7234 §5.5, code 299) the answer must carry, e.g. a capped limit. */
+  warnings: string[];
 }
+
+/** PS3.18 8.3.4.4: a limit above the server's maximum is capped and the answer says so, not refused. */
+export const limitCappedWarning = `299 atrium "The number of results exceeded the maximum supported by the server (${qidoDefaults.maxLimit}). Additional results can be requested with offset."`;
 
 /** Turns a QIDO-RS query string into a SearchQuery; attribute keys may be keywords or tags. */
 export function parseQidoQuery(level: QueryLevel, params: URLSearchParams): ParsedQido {
@@ -30,6 +35,7 @@ export function parseQidoQuery(level: QueryLevel, params: URLSearchParams): Pars
   let fuzzymatching = false;
   let limit: number = qidoDefaults.limit;
   let offset = 0;
+  const warnings: string[] = [];
   for (const [key, value] of params) {
     if (controlParameters.has(key)) {
       switch (key) {
@@ -45,7 +51,11 @@ export function parseQidoQuery(level: QueryLevel, params: URLSearchParams): Pars
           break;
         case 'limit':
           limit = wholeNumber(key, value);
-          if (limit === 0 || limit > qidoDefaults.maxLimit) throw new QidoRequestError(`limit must be between 1 and ${qidoDefaults.maxLimit}`);
+          if (limit === 0) throw new QidoRequestError(`limit must be between 1 and ${qidoDefaults.maxLimit}`);
+          if (limit > qidoDefaults.maxLimit) {
+            limit = qidoDefaults.maxLimit;
+            warnings.push(limitCappedWarning);
+          }
           break;
         case 'offset':
           offset = wholeNumber(key, value);
@@ -59,7 +69,7 @@ export function parseQidoQuery(level: QueryLevel, params: URLSearchParams): Pars
     if (keyword in matches) throw new QidoRequestError(`${keyword} is given twice`);
     matches[keyword] = value;
   }
-  return { query: { level, matches, fuzzymatching, limit, offset }, includeFields: includeAll ? 'all' : includeFields };
+  return { query: { level, matches, fuzzymatching, limit, offset }, includeFields: includeAll ? 'all' : includeFields, warnings };
 }
 
 function attributeTag(key: string): Tag {

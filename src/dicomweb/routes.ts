@@ -45,12 +45,14 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   const actorOf = (request: FastifyRequest) => ({ ...principalActor(request.principal!), source: request.ip, via: 'dicomweb' as const });
   const policy = new AccessPolicy(options.archive.index.sql);
   // Every read of a study (WADO-RS, rendered, bulk, archive) is decided and recorded before
-  // it is answered. What the caller may not see is answered as if it were not there.
+  // it is answered. What the caller may not see is answered as if it were not there. Every
+  // method but STOW-RS's POST (a store, decided as one) is a read: HEAD, which Fastify adds
+  // to each GET route, answers the same status and length as GET, so it is decided alike.
   app.addHook('preHandler', async (request: FastifyRequest) => {
     const params = request.params as Params | undefined;
     const study = params?.study;
     const route = request.routeOptions.url ?? '';
-    if (request.method !== 'GET' || !study || /\/(series|instances)$/.test(route)) return;
+    if (request.method === 'POST' || !study || /\/(series|instances)$/.test(route)) return;
     const row = await options.archive.index.studyPatient(study);
     studyPatients.set(request, row);
     if (!row) return;
@@ -59,7 +61,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     await audit.record({
       action: download ? 'download' : 'view', outcome: access ? 'success' : 'refused', ...actorOf(request), StudyInstanceUID: study,
       patients: [patientRefOf(siteById, row)],
-      details: { route, ...params, ...(access ? { access } : {}) },
+      details: { route, method: request.method, ...params, ...(access ? { access } : {}) },
     });
     if (!access) throw notInArchive({ StudyInstanceUID: study, SeriesInstanceUID: params.series, SOPInstanceUID: params.instance });
   });
@@ -185,7 +187,8 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
 
   // ---- QIDO-RS --------------------------------------------------------------
   const qido = (level: QueryLevel) => async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    const { query, includeFields } = parseQidoQuery(level, new URLSearchParams(request.url.split('?')[1] ?? ''));
+    const { query, includeFields, warnings } = parseQidoQuery(level, new URLSearchParams(request.url.split('?')[1] ?? ''));
+    if (warnings.length > 0) reply.header('Warning', warnings);
     query.matches = personMatches(query.matches);
     query.restriction = scopeCondition(await scopeOfRequest(policy, request));
     if (request.params.study) query.matches.StudyInstanceUID = request.params.study;
@@ -299,15 +302,24 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     const [inst] = await instancesOf(request.params);
     const numbers = parseFrameList(request.params.frames!);
     const wanted = negotiateFrameTransferSyntax(request.headers.accept, inst!);
-    const frames = wanted === 'decoded'
-      ? await archive.retriever.readDecodedFrames(inst!, numbers)
-      : await archive.retriever.readFrames(inst!, numbers);
-    const boundary = multipartBoundary();
-    async function* parts() {
-      for (const f of frames) yield { contentType: frameMediaType(f.transferSyntaxUID), body: f.bytes };
+    const px = archive.retriever.pixelModuleOf(inst!);
+    // Every number is checked before the first byte: a frame that does not exist is a 404, not a cut body.
+    archive.retriever.checkFrameNumbers(inst!, numbers, px);
+    // One frame read at a time, a couple ahead of the socket, as the pixel data answer does:
+    // a list of many large frames never sits whole in memory.
+    const read = (f: number) => wanted === 'decoded' ? archive.retriever.readDecodedFrames(inst!, [f], px) : archive.retriever.readFrames(inst!, [f], px);
+    const framesOf = readAhead(numbers, read, 2);
+    // The first frame is read before answering: if it cannot be, the answer is still an error status.
+    const first = await framesOf.next();
+    async function* parts(): AsyncGenerator<MultipartSource> {
+      for (let item = first; !item.done; item = await framesOf.next()) {
+        for (const f of item.value[1]) yield { contentType: frameMediaType(f.transferSyntaxUID), body: f.bytes };
+      }
     }
-    const type = frames[0] ? parseMediaType(frameMediaType(frames[0].transferSyntaxUID)).type : 'application/octet-stream';
-    return reply.type(`multipart/related; type="${type}"; boundary=${boundary}`).send(Readable.from(writeMultipart(parts(), boundary)));
+    const firstFrame = first.done ? undefined : first.value[1][0];
+    const type = firstFrame ? parseMediaType(frameMediaType(firstFrame.transferSyntaxUID)).type : 'application/octet-stream';
+    const boundary = multipartBoundary();
+    await streamMultipart(request, reply, `multipart/related; type="${type}"; boundary=${boundary}`, parts(), boundary, framesOf);
   });
 
   // ---- WADO-RS: pixel data of a study, series or instance (PS3.18 10.4.1.1.4) ----------
@@ -357,7 +369,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
 
   app.get('/studies/:study/series/:series/instances/:instance/bulk/:tagPath', async (request: FastifyRequest<{ Params: Params }>, reply) => {
     const [inst] = await instancesOf(request.params);
-    const body = await archive.retriever.openBulk(inst!, request.params.tagPath!);
+    const body = await archive.retriever.openBulk(inst!, parseBulkTagPath(request.params.tagPath!));
     const accept = parseAccept(request.headers.accept);
     if (accept.some((a) => a.type === 'application/octet-stream') && !accept.some((a) => a.type === 'multipart/related')) {
       return reply.type('application/octet-stream').send(body);
@@ -500,6 +512,12 @@ function parseFrameList(s: string): number[] {
   const frames = s.split(',').map(Number);
   if (frames.some((f) => f < 1)) throw new HttpProblem(400, 'frame numbers start at 1');
   return frames;
+}
+
+/** A bulk data tag path as BulkDataURIs name it: a tag, or sequence tag.item.tag..., 8 hex digits a tag. */
+function parseBulkTagPath(s: string): string {
+  if (!/^[0-9A-Fa-f]{8}(\.\d{1,9}\.[0-9A-Fa-f]{8})*$/.test(s)) throw new HttpProblem(400, `a bulk data path is a tag of 8 hex digits, or sequence.item.tag, not ${JSON.stringify(s.slice(0, 64))}`);
+  return s.toUpperCase();
 }
 
 function renderOptionsOf(accept: string | undefined, query: Record<string, string>, kind: 'rendered' | 'thumbnail'): RenderOptions {
