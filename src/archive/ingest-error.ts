@@ -1,3 +1,5 @@
+import type { IdentityConflict } from '../index/archive-index.ts';
+
 /**
  * Why an object was refused. Each protocol maps the code to its own form
  * (DICOMweb FailureReason, DIMSE status) in one place: statusOfIngestError.
@@ -16,11 +18,11 @@ export type IngestErrorCode =
   | 'duplicate-rejected'
   | 'duplicate-kept'
   | 'unknown-site'
-  | 'identity-conflict' // the study is filed under another patient (or the series under another study)
+  | 'identity-conflict' // the study is filed under another patient, the series under another study, the instance under another site's or patient's study
   | 'storage-failure';
 
 export class IngestError extends Error {
-  constructor(readonly code: IngestErrorCode, message: string) {
+  constructor(readonly code: IngestErrorCode, message: string, readonly conflict?: IdentityConflict) {
     super(message);
     this.name = 'IngestError';
   }

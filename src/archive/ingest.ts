@@ -134,7 +134,7 @@ export class Ingestor {
       if (e instanceof IndexConflictError) {
         // Rolled back for certain: the blob would be an orphan.
         await discard();
-        return { ok: false, SOPClassUID: record.instance.SOPClassUID, SOPInstanceUID: record.instance.SOPInstanceUID, error: new IngestError('identity-conflict', e.message) };
+        return { ok: false, SOPClassUID: record.instance.SOPClassUID, SOPInstanceUID: record.instance.SOPInstanceUID, error: identityConflictError(e, record) };
       }
       // Any other failure may have come after the commit (the WAL sync, a lost connection
       // to PostgreSQL): the row may exist, so its blob stays. If the row does not exist,
@@ -202,6 +202,31 @@ export function newBlobKey(siteCode: string, now = new Date()): string {
 /** The site code a blob key was written for, or undefined for keys of another form. */
 export function siteCodeOfBlobKey(key: string): string | undefined {
   return /^instances\/([A-Za-z0-9_-]+)\/\d{4}\/\d{2}\/\d{2}\/[^/]+\.dcm$/.exec(key)?.[1];
+}
+
+const conflictingUID: Record<IndexConflictError['reason'], string> = {
+  'study-of-another-patient': 'Study Instance UID',
+  'series-of-another-study': 'Series Instance UID',
+  'instance-of-another-site': 'SOP Instance UID',
+  'instance-of-another-patient': 'SOP Instance UID',
+};
+
+/**
+ * The refusal of an object that contradicts the index. When what it contradicts belongs to
+ * another site, the sender learns only that the UID cannot be accepted from its site, the
+ * same words whatever the other site holds (no study, no patient, not even that a site
+ * does); its own site's conflicts are explained. The facts go with the error for the audit trail.
+ */
+function identityConflictError(e: IndexConflictError, record: InstanceRecord): IngestError {
+  const message = e.holder.siteId === record.siteId ? e.message : `this ${conflictingUID[e.reason]} cannot be accepted from this site`;
+  return new IngestError('identity-conflict', message, {
+    reason: e.reason,
+    sent: {
+      siteId: record.siteId, SOPInstanceUID: record.instance.SOPInstanceUID, StudyInstanceUID: record.study.StudyInstanceUID,
+      PatientID: record.patient.PatientID, IssuerOfPatientID: record.patient.IssuerOfPatientID,
+    },
+    holder: e.holder,
+  });
 }
 
 function ingestErrorOfParse(e: DicomParseError): IngestError {

@@ -9,7 +9,8 @@ import { part10Header } from '../dicom/part10-writer.ts';
 import { statusOfIngestError } from '../archive/ingest-error.ts';
 import type { DimseMessage } from './association.ts';
 import { CommandField, Status, type Command } from './command.ts';
-import type { ServiceContext } from './server.ts';
+import { auditActor, type ServiceContext } from './server.ts';
+import { recordIdentityConflicts } from '../access/identity-conflicts.ts';
 
 export async function handleStore(ctx: ServiceContext, message: DimseMessage): Promise<void> {
   const rq = message.command;
@@ -60,5 +61,10 @@ export async function handleStore(ctx: ServiceContext, message: DimseMessage): P
     return respond(Status.Success);
   }
   ctx.logger.info({ sop: rq.AffectedSOPInstanceUID, code: result.error.code }, 'C-STORE refused');
+  // Identitovigilance learns what the sender is not told; the answer waits for the record.
+  if (result.error.conflict) {
+    await recordIdentityConflicts(ctx.server.audit, ctx.archive.index, ctx.archive.siteById, auditActor(ctx), [result.error.conflict])
+      .catch((e: unknown) => ctx.logger.error({ err: e, sop: rq.AffectedSOPInstanceUID }, 'audit of a refused store failed'));
+  }
   return respond(statusOfIngestError(result.error.code), result.error.message);
 }

@@ -223,6 +223,30 @@ for (const engine of testDatabases()) {
         assert.equal((await index.searchSeries(query('series', { SeriesInstanceUID: r.series.SeriesInstanceUID }))).length, 0);
       });
 
+      it('never lets a replacement take another site\'s instance, under any policy but reject, and leaves it where it was', async () => {
+        const held = makeRecord({ siteId: south.id, PatientID: 'HELD' });
+        await index.storeInstance(held, 'reject');
+        for (const policy of ['replace', 'keep'] as const) {
+          const taker = makeRecord({ siteId: north.id, PatientID: 'TAKER', SOPInstanceUID: held.instance.SOPInstanceUID, content: `taker ${policy}` });
+          await assert.rejects(index.storeInstance(taker, policy), (e: unknown) => {
+            assert.ok(e instanceof IndexConflictError);
+            assert.equal(e.reason, 'instance-of-another-site');
+            assert.deepEqual({ siteId: e.holder.siteId, StudyInstanceUID: e.holder.StudyInstanceUID }, { siteId: south.id, StudyInstanceUID: held.study.StudyInstanceUID });
+            return true;
+          });
+        }
+        assert.equal((await index.studyPatient(held.study.StudyInstanceUID))?.patient.PatientID, 'HELD');
+        assert.equal((await index.searchStudies(query('study', { PatientID: 'TAKER' }))).length, 0, 'the taker\'s patient and study were rolled back');
+      });
+
+      it('refuses a replacement by the same site that would move the instance to another patient', async () => {
+        const r = makeRecord({ siteId: north.id, PatientID: 'OWNER' });
+        await index.storeInstance(r, 'reject');
+        const other = makeRecord({ siteId: north.id, PatientID: 'NOT-OWNER', SOPInstanceUID: r.instance.SOPInstanceUID, content: 'other patient' });
+        await assert.rejects(index.storeInstance(other, 'replace'), (e: unknown) => e instanceof IndexConflictError && e.reason === 'instance-of-another-patient');
+        assert.equal((await index.searchStudies(query('study', { PatientID: 'OWNER' })))[0]?.NumberOfStudyRelatedInstances, 1);
+      });
+
       it('counts series and instances and collects ModalitiesInStudy and SOPClassesInStudy', async () => {
         const StudyInstanceUID = uid();
         const ctSeries = uid();

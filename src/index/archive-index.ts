@@ -39,14 +39,40 @@ export type { DatabaseConfig } from './sql.ts';
 export type IndexConfig = DatabaseConfig;
 
 /**
- * An object contradicts what the index holds about its study or series: its study
- * belongs to another patient, or its series to another study. Storing it would file
- * images under the wrong patient, so ingest must refuse it.
+ * What the index already holds under the UID an object conflicts with: the site and
+ * patient record of the study it is filed under. For the audit trail (identitovigilance),
+ * never for the sender: another site's holdings are not the sender's to know.
+ */
+export interface ConflictHolder {
+  siteId: number;
+  StudyInstanceUID: string;
+  /** Index id of the study's patient record (patients.id). */
+  patientId: number;
+}
+
+/**
+ * An identity conflict as the audit trail records it (identitovigilance): what was sent,
+ * by which site, and what the index holds under the conflicting UID. Never sent back.
+ */
+export interface IdentityConflict {
+  reason: IndexConflictError['reason'];
+  /** The sender's site and what its object says. */
+  sent: { siteId: number; SOPInstanceUID: string; StudyInstanceUID: string; PatientID: string; IssuerOfPatientID: string };
+  holder: ConflictHolder;
+}
+
+/**
+ * An object contradicts what the index holds about its study, series or instance: its
+ * study belongs to another patient, its series to another study, or its SOPInstanceUID to
+ * another site's study or (for a replacement) another patient's. Storing it would file
+ * images under the wrong patient or take an object away from its site, so ingest must
+ * refuse it. `message` names UIDs and says why: it is for the holder's own site only.
  */
 export class IndexConflictError extends Error {
   constructor(
-    readonly reason: 'study-of-another-patient' | 'series-of-another-study',
+    readonly reason: 'study-of-another-patient' | 'series-of-another-study' | 'instance-of-another-site' | 'instance-of-another-patient',
     message: string,
+    readonly holder: ConflictHolder,
   ) {
     super(message);
     this.name = 'IndexConflictError';
@@ -266,6 +292,10 @@ interface ExistingInstance {
   size: number;
   series_id: number;
   study_id: number;
+  study_site_id: number;
+  study_patient_id: number;
+  study_moved_from_patient_id: number | null;
+  study_instance_uid: string;
 }
 
 /** Most objects committed together by one SQLite group commit. */
@@ -379,8 +409,10 @@ export class ArchiveIndex {
     const now = new Date().toISOString();
     const uid = record.instance.SOPInstanceUID;
     const existing = await tx.get<ExistingInstance>(
-      `SELECT i.id, i.sha256, i.blob_key, i.size, i.series_id, se.study_id
-         FROM instances i JOIN series se ON se.id = i.series_id
+      `SELECT i.id, i.sha256, i.blob_key, i.size, i.series_id, se.study_id, st.site_id AS study_site_id,
+              st.patient_id AS study_patient_id, st.moved_from_patient_id AS study_moved_from_patient_id,
+              st.study_instance_uid
+         FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = se.study_id
         WHERE i.sop_instance_uid = ?`,
       [uid],
     );
@@ -389,6 +421,13 @@ export class ArchiveIndex {
         return { status: 'identical', instanceId: existing.id, existingBlobKey: existing.blob_key };
       }
       if (policy === 'reject') return { status: 'rejected', instanceId: existing.id };
+      const holder = {
+        siteId: Number(existing.study_site_id), StudyInstanceUID: existing.study_instance_uid, patientId: Number(existing.study_patient_id),
+      };
+      // A site never takes another site's object away, nor slips its own object into that object's history.
+      if (holder.siteId !== record.siteId) {
+        throw new IndexConflictError('instance-of-another-site', `SOP instance ${uid} is held by another site`, holder);
+      }
       if (policy === 'keep') {
         await this.addHistory(tx, uid, record.blob, 'duplicate-kept', now);
         await this.addEvent(tx, 'instance.duplicate-kept', this.eventPayload(record, existing.id), now);
@@ -421,6 +460,16 @@ export class ArchiveIndex {
     now: string,
   ): Promise<StoreOutcome> {
     const patientId = await this.upsertPatient(tx, record, now);
+    // A replacement corrects an object; it never moves it to another patient (that is a
+    // correction, with its reason and audit record). A study moved to the right patient still
+    // takes replacements sent under the patient it came from.
+    if (Number(existing.study_patient_id) !== patientId && Number(existing.study_moved_from_patient_id) !== patientId) {
+      throw new IndexConflictError(
+        'instance-of-another-patient',
+        `SOP instance ${record.instance.SOPInstanceUID} is indexed under another patient of this site: a replacement cannot move it to another patient`,
+        { siteId: Number(existing.study_site_id), StudyInstanceUID: existing.study_instance_uid, patientId: Number(existing.study_patient_id) },
+      );
+    }
     const study = await this.lockOrCreateStudy(tx, record, patientId, now);
     const series = await this.lockOrCreateSeries(tx, record, study.id, now);
     if (existing.study_id !== study.id) {
@@ -508,10 +557,10 @@ export class ArchiveIndex {
     now: string,
   ): Promise<LockedStudy> {
     const s = record.study;
-    type Row = { id: number; patient_id: number; modalities_in_study: string; sop_classes_in_study: string; moved_from_patient_id: number | null };
+    type Row = { id: number; patient_id: number; site_id: number; modalities_in_study: string; sop_classes_in_study: string; moved_from_patient_id: number | null };
     for (let attempt = 0; attempt < 3; attempt++) {
       const row = await tx.get<Row>(
-        `SELECT id, patient_id, modalities_in_study, sop_classes_in_study, moved_from_patient_id FROM studies
+        `SELECT id, patient_id, site_id, modalities_in_study, sop_classes_in_study, moved_from_patient_id FROM studies
           WHERE study_instance_uid = ?${this.forUpdate(tx)}`,
         [s.StudyInstanceUID],
       );
@@ -521,6 +570,7 @@ export class ArchiveIndex {
           throw new IndexConflictError(
             'study-of-another-patient',
             `study ${s.StudyInstanceUID} is indexed under another patient`,
+            { siteId: Number(row.site_id), StudyInstanceUID: s.StudyInstanceUID, patientId: Number(row.patient_id) },
           );
         }
         return { id: row.id, created: false, modalities: row.modalities_in_study, sopClasses: row.sop_classes_in_study };
@@ -568,9 +618,13 @@ export class ArchiveIndex {
       );
       if (row) {
         if (row.study_id !== studyId) {
+          const holder = await tx.get<{ site_id: number; patient_id: number; study_instance_uid: string }>(
+            'SELECT site_id, patient_id, study_instance_uid FROM studies WHERE id = ?', [row.study_id],
+          );
           throw new IndexConflictError(
             'series-of-another-study',
             `series ${se.SeriesInstanceUID} is indexed under another study`,
+            { siteId: Number(holder?.site_id), StudyInstanceUID: holder?.study_instance_uid ?? '', patientId: Number(holder?.patient_id) },
           );
         }
         return { id: row.id, created: false };
