@@ -17,6 +17,7 @@ import { HttpProblem, httpStatusOf, sendProblem } from './problem.ts';
 import { addIncludedFields, instanceJson, parseQidoQuery, seriesJson, studyJson } from './qido.ts';
 import { personMatches } from '../patients/person-query.ts';
 import { AuditTrail, patientRefOf, patientRefsOfStudies } from '../access/audit.ts';
+import { recordIdentityConflicts } from '../access/identity-conflicts.ts';
 import { actorOf as principalActor, homeSiteOf } from '../access/principal.ts';
 import { AccessPolicy, may, reasonToSee, scopeCondition } from '../access/policy.ts';
 import { scopeOfRequest } from '../api/access-scope.ts';
@@ -180,6 +181,8 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
       action: 'store', outcome: status === 200 ? 'success' : 'failure', ...actorOf(request), patients: storedPatients,
       details: { studies: storedStudies, stored: results.filter((r) => r.ok).length, refused: results.filter((r) => !r.ok).length },
     });
+    // Identitovigilance learns what the sender is not told: each conflict with both sides.
+    await recordIdentityConflicts(audit, archive.index, siteById, actorOf(request), results.map((r) => (!r.ok && 'error' in r ? r.error.conflict : undefined)));
     return reply.code(status).type('application/dicom+json').send(stringifyDicomJson(response));
   };
   app.post('/studies', stow);

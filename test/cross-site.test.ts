@@ -1,0 +1,167 @@
+/**
+ * Cross-site integrity. One site can never take another site's object away by sending an
+ * object under a SOPInstanceUID the other site holds (STOW-RS and C-STORE alike), nor learn
+ * from a refusal what another site holds; the refused store is recorded for
+ * identitovigilance with both sides.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import { testDatabases } from './support/databases.ts';
+import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
+import { stowFiles } from './support/stow.ts';
+import { retrieveInstanceAsStored } from './support/dicomweb-client.ts';
+import { syntheticInstance, type SyntheticOptions } from './support/synthetic.ts';
+
+type DicomJson = Record<string, { Value?: unknown[] }>;
+
+/** The refusals of a STOW-RS answer: FailureReason and Atrium's comment. */
+function failuresOf(answer: DicomJson): Array<{ status: number; comment: string }> {
+  const failed = (answer['00081198']?.Value ?? []) as DicomJson[];
+  return failed.map((f) => ({ status: f['00081197']!.Value![0] as number, comment: String(f['00091001']?.Value?.[0] ?? '') }));
+}
+
+/** Words a refusal must never use when the conflicting object is another site's. */
+const revealing = /another (site|patient|study)|indexed under|held by/i;
+
+for (const db of testDatabases()) {
+  describe(`cross-site integrity of stores (${db.name})`, { skip: !haveDcmtk && 'DCMTK is not installed' }, () => {
+    let atrium: RunningAtrium;
+    let cleanup: () => Promise<void>;
+    const work = mkdtempSync(path.join(tmpdir(), 'atrium-cross-site-'));
+
+    before(async () => {
+      const opened = await db.open();
+      cleanup = opened.cleanup;
+      atrium = await startAtrium({
+        index: opened.config, dimse: true,
+        configure: (c) => {
+          c.ingest.duplicatePolicy = 'replace';
+          c.peers = [
+            { aeTitle: 'MOD-NORD', site: 'CHU-NORD', may: { store: true, query: false, retrieve: false } },
+            { aeTitle: 'MOD-SUD', site: 'CLIN-SUD', may: { store: true, query: false, retrieve: false } },
+          ];
+        },
+      });
+    });
+
+    after(async () => {
+      await atrium?.close();
+      await cleanup?.();
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    const stow = async (site: 'CHU-NORD' | 'CLIN-SUD', o: SyntheticOptions) => {
+      const obj = syntheticInstance({ Rows: 4, Columns: 4, ...o });
+      const r = await stowFiles(atrium.dicomweb, atrium.tokens[site]!, [obj.file]);
+      return { obj, status: r.status, answer: (await r.json()) as DicomJson };
+    };
+    const storescu = async (calling: 'MOD-NORD' | 'MOD-SUD', o: SyntheticOptions) => {
+      const obj = syntheticInstance({ Rows: 4, Columns: 4, ...o });
+      const file = path.join(work, `${obj.uids.sop}-${calling}-${Math.random().toString(36).slice(2)}.dcm`);
+      writeFileSync(file, obj.file);
+      return { obj, ...(await dcmtk('storescu', ['-d', '-aet', calling, '-aec', 'ATRIUM', '127.0.0.1', String(atrium.dimse!.port), file])) };
+    };
+    const refusedStores = (sop: string) => atrium.archive.index.sql.all<{ actor: string; site: string | null; study_instance_uid: string | null; patients: string; details: string }>(
+      `SELECT actor, site, study_instance_uid, patients, details FROM audit_events WHERE action = 'store' AND outcome = 'refused' AND details LIKE ? ORDER BY id`,
+      [`%${sop}%`],
+    );
+
+    it('refuses a STOW-RS reusing another site\'s SOPInstanceUID (409, 0xA900) without saying what the other site holds, keeps the object byte-identical and records both sides', async () => {
+      const held = await stow('CLIN-SUD', { PatientID: 'SUD-HELD-1', PatientName: 'HELD^Bernadette' });
+      assert.equal(held.status, 200);
+      const taker = await stow('CHU-NORD', { PatientID: 'NORD-TAKER-1', PatientName: 'TAKER^Paul', SOPInstanceUID: held.obj.uids.sop });
+      assert.equal(taker.status, 409);
+      const [failure] = failuresOf(taker.answer);
+      assert.equal(failure!.status, 0xa900);
+      assert.match(failure!.comment, /cannot be accepted from this site/);
+      assert.doesNotMatch(failure!.comment, revealing);
+      const text = JSON.stringify(taker.answer);
+      for (const secret of [held.obj.uids.study, held.obj.uids.series, 'SUD-HELD-1', 'CLIN-SUD', 'HELD']) assert.ok(!text.includes(secret), `the answer names ${secret}`);
+
+      const got = await retrieveInstanceAsStored(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, held.obj.uids);
+      assert.ok(got.equals(held.obj.file), 'the holder still retrieves its object as it sent it');
+      assert.equal((await atrium.archive.index.studyPatient(taker.obj.uids.study)), undefined, 'nothing of the refused object is indexed');
+
+      const [event] = await refusedStores(held.obj.uids.sop);
+      assert.ok(event, 'the refused store is in the audit trail');
+      assert.equal(event.site, 'CHU-NORD');
+      assert.equal(event.study_instance_uid, taker.obj.uids.study);
+      assert.deepEqual(JSON.parse(event.patients).sort(), ['CHU-NORD|CHUNORD|NORD-TAKER-1', 'CLIN-SUD|CLINSUD|SUD-HELD-1']);
+      const details = JSON.parse(event.details) as Record<string, unknown>;
+      assert.equal(details.conflict, 'instance-of-another-site');
+      assert.equal(details.heldBySite, 'CLIN-SUD');
+      assert.equal(details.heldInStudy, held.obj.uids.study);
+      assert.equal(details.sentBySite, 'CHU-NORD');
+    });
+
+    it('refuses a C-STORE reusing another site\'s SOPInstanceUID with 0xA900, keeps the object and records both sides', async () => {
+      const held = await storescu('MOD-SUD', { PatientID: 'SUD-HELD-2' });
+      assert.equal(held.code, 0, held.output);
+      const taker = await storescu('MOD-NORD', { PatientID: 'NORD-TAKER-2', SOPInstanceUID: held.obj.uids.sop });
+      assert.match(taker.output, /0xa900/i, taker.output);
+      assert.match(taker.output, /cannot be accepted from this site/, taker.output);
+      assert.doesNotMatch(taker.output, revealing);
+      assert.ok(!taker.output.includes(held.obj.uids.study));
+      const got = await retrieveInstanceAsStored(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, held.obj.uids);
+      assert.equal(got.subarray(-32).toString('hex'), held.obj.file.subarray(-32).toString('hex'), 'the holder still retrieves its own pixels');
+      assert.equal((await atrium.archive.index.studyPatient(held.obj.uids.study))?.patient.PatientID, 'SUD-HELD-2');
+      const [event] = await refusedStores(held.obj.uids.sop);
+      assert.ok(event, 'the refused store is in the audit trail');
+      assert.equal(event.actor, 'MOD-NORD');
+      const details = JSON.parse(event.details) as Record<string, unknown>;
+      assert.equal(details.heldBySite, 'CLIN-SUD');
+      assert.equal(details.heldInStudy, held.obj.uids.study);
+    });
+
+    it('still replaces an object by its own site, in its study or another study of the same patient', async () => {
+      const first = await stow('CHU-NORD', { PatientID: 'NORD-OWN-3', StudyDate: '20240101' });
+      assert.equal(first.status, 200);
+      const again = await stow('CHU-NORD', {
+        PatientID: 'NORD-OWN-3', StudyDate: '20240102', SOPInstanceUID: first.obj.uids.sop,
+        StudyInstanceUID: first.obj.uids.study, SeriesInstanceUID: first.obj.uids.series,
+      });
+      assert.equal(again.status, 200, JSON.stringify(again.answer));
+      const got = await retrieveInstanceAsStored(atrium.dicomweb, atrium.tokens['CHU-NORD']!, first.obj.uids);
+      assert.ok(got.equals(again.obj.file), 'the replacement is served');
+      const moved = await stow('CHU-NORD', { PatientID: 'NORD-OWN-3', SOPInstanceUID: first.obj.uids.sop });
+      assert.equal(moved.status, 200, JSON.stringify(moved.answer));
+      const gotMoved = await retrieveInstanceAsStored(atrium.dicomweb, atrium.tokens['CHU-NORD']!, moved.obj.uids);
+      assert.ok(gotMoved.equals(moved.obj.file));
+    });
+
+    it('refuses a replacement by the same site that would move the object to another patient, and explains it to that site', async () => {
+      const first = await stow('CHU-NORD', { PatientID: 'NORD-OWN-4' });
+      assert.equal(first.status, 200);
+      const other = await stow('CHU-NORD', { PatientID: 'NORD-OTHER-4', SOPInstanceUID: first.obj.uids.sop });
+      assert.equal(other.status, 409);
+      const [failure] = failuresOf(other.answer);
+      assert.equal(failure!.status, 0xa900);
+      assert.match(failure!.comment, /another patient of this site/);
+      const got = await retrieveInstanceAsStored(atrium.dicomweb, atrium.tokens['CHU-NORD']!, first.obj.uids);
+      assert.ok(got.equals(first.obj.file));
+      const [event] = await refusedStores(first.obj.uids.sop);
+      assert.equal(JSON.parse(event!.details).conflict, 'instance-of-another-patient');
+    });
+
+    it('answers a study or series UID of another site with the same words as any other site\'s conflict, naming no patient', async () => {
+      const held = await stow('CLIN-SUD', { PatientID: 'SUD-HELD-5' });
+      assert.equal(held.status, 200);
+      const sameStudy = await stow('CHU-NORD', { PatientID: 'NORD-TAKER-5', StudyInstanceUID: held.obj.uids.study });
+      const sameSeries = await stow('CHU-NORD', { PatientID: 'NORD-TAKER-5', SeriesInstanceUID: held.obj.uids.series });
+      for (const [what, r] of [['Study', sameStudy], ['Series', sameSeries]] as const) {
+        assert.equal(r.status, 409);
+        const [failure] = failuresOf(r.answer);
+        assert.equal(failure!.status, 0xa900);
+        assert.equal(failure!.comment, `this ${what} Instance UID cannot be accepted from this site`);
+      }
+      assert.equal((await refusedStores(sameStudy.obj.uids.sop)).length, 1, 'recorded for identitovigilance');
+      // The caller's own site's conflict is explained.
+      const own = await stow('CLIN-SUD', { PatientID: 'SUD-OTHER-5', StudyInstanceUID: held.obj.uids.study });
+      assert.match(failuresOf(own.answer)[0]!.comment, /indexed under another patient/);
+    });
+  });
+}
