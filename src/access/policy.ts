@@ -13,6 +13,7 @@
 import type { SqlDatabase } from '../index/sql.ts';
 import type { StudyPatient } from '../index/archive-index.ts';
 import { professionalRoles, type Principal, type Role } from './principal.ts';
+import { linkedRecords } from './linked-records.ts';
 
 export type AccessReason =
   | 'territory' | 'site-member' | 'referring-physician' | 'assigned-reader' | 'share' | 'emergency' | 'own-record' | 'share-link';
@@ -100,6 +101,23 @@ export function may(p: Principal, capability: Capability): boolean {
   return p.roles.some((r) => capabilitiesOfRole[r].includes(capability));
 }
 
+/**
+ * Acting on an object that belongs to sites (a share, a correction, an identity review, a
+ * teleradiology request): the territory (its administrators, a client trusted for it), or a
+ * member of one of the object's sites. What this refuses, the caller is told does not exist.
+ * sitesActedFor is the same rule as a list (undefined: every site), for queries.
+ */
+export function mayActForSites(p: Principal, siteIds: readonly number[]): boolean {
+  const sites = sitesActedFor(p);
+  return sites === undefined || siteIds.some((id) => sites.includes(id));
+}
+
+export function sitesActedFor(p: Principal): number[] | undefined {
+  if (p.kind === 'share-link') return [];
+  if (p.territory === true || p.roles.includes('territory-admin')) return undefined;
+  return p.sites.map((s) => s.id);
+}
+
 /** A machine caller's scope: its site, or the territory; no grant applies to it. */
 export function peerScope(p: Principal): AccessScope {
   const scope = nothing();
@@ -135,30 +153,49 @@ export class AccessPolicy {
   }
 
   private async addGrants(scope: AccessScope, userId: number, now: Date): Promise<void> {
-    const rows = await this.sql.all<{ kind: GrantKind; study_instance_uid: string | null; patient_id: number | null }>(
-      `SELECT kind, study_instance_uid, patient_id FROM access_grants
+    const rows = await this.sql.all<{ kind: GrantKind; study_instance_uid: string | null; patient_id: number | null; patient_ids: string | null }>(
+      `SELECT kind, study_instance_uid, patient_id, patient_ids FROM access_grants
         WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
       [userId, now.toISOString()],
     );
-    const patientReasons = new Map<number, AccessReason>();
     for (const r of rows) {
       const reason = reasonOfGrant[r.kind];
       if (r.study_instance_uid !== null && !scope.studies.has(r.study_instance_uid)) scope.studies.set(r.study_instance_uid, reason);
-      if (r.patient_id !== null && !patientReasons.has(Number(r.patient_id))) patientReasons.set(Number(r.patient_id), reason);
-    }
-    for (const [patientId, reason] of patientReasons) {
-      for (const id of await this.samePerson([patientId])) if (!scope.patients.has(id)) scope.patients.set(id, reason);
+      if (r.patient_id !== null) for (const id of await this.recordsOpened(r)) if (!scope.patients.has(id)) scope.patients.set(id, reason);
     }
   }
 
   private async addShareLink(scope: AccessScope, linkId: number, now: Date): Promise<void> {
-    const link = await this.sql.get<{ study_instance_uid: string | null; patient_id: number | null }>(
-      'SELECT study_instance_uid, patient_id FROM share_links WHERE id = ? AND revoked_at IS NULL AND expires_at > ?',
+    const link = await this.sql.get<{ study_instance_uid: string | null; patient_id: number | null; patient_ids: string | null }>(
+      'SELECT study_instance_uid, patient_id, patient_ids FROM share_links WHERE id = ? AND revoked_at IS NULL AND expires_at > ?',
       [linkId, now.toISOString()],
     );
     if (!link) return;
     if (link.study_instance_uid !== null) scope.studies.set(link.study_instance_uid, 'share-link');
-    if (link.patient_id !== null) for (const id of await this.samePerson([Number(link.patient_id)])) scope.patients.set(id, 'share-link');
+    if (link.patient_id !== null) for (const id of await this.recordsOpened(link)) scope.patients.set(id, 'share-link');
+  }
+
+  /**
+   * The records a grant or link naming a patient opens: those listed when it was made (a
+   * share), else (an emergency access, a share made before lists were kept) the named record
+   * and the records trustworthy links join to it.
+   */
+  private async recordsOpened(row: { patient_id: number | null; patient_ids: string | null }): Promise<number[]> {
+    if (row.patient_ids !== null) return (JSON.parse(row.patient_ids) as number[]).map(Number);
+    return row.patient_id === null ? [] : this.samePerson([Number(row.patient_id)]);
+  }
+
+  /**
+   * What sharing a patient record opens: its own exams, and those of the records linked to it
+   * by qualified INS at which the sharer sees an exam; never what a weaker link reaches, nor
+   * what the sharer does not see.
+   */
+  async recordsToShare(scope: AccessScope, patientId: number): Promise<number[]> {
+    const records = [patientId];
+    for (const id of (await linkedRecords(this.sql, [patientId], 'qualified-ins')).slice(1)) {
+      if (await this.seesAnyExamOf(scope, id)) records.push(id);
+    }
+    return records;
   }
 
   /** Does the scope give a reason to see at least one exam of the patient record? */
@@ -171,18 +208,30 @@ export class AccessPolicy {
     return row !== undefined;
   }
 
-  /** The patient records linked to the same person as these (themselves included). */
+  /**
+   * May the principal revoke this share (a grant or a link)? Its author, or an administrator
+   * of the site whose exams it opens: never another site's administrator.
+   */
+  async mayRevokeShare(p: Principal, share: { createdBy: string; StudyInstanceUID?: string; patientId?: number }): Promise<boolean> {
+    if (p.kind === 'share-link') return false;
+    if (share.createdBy === p.id) return true;
+    return may(p, 'correct') && mayActForSites(p, await this.sitesOfShared(share));
+  }
+
+  /** The site of the study or patient record a share opens. */
+  private async sitesOfShared(share: { StudyInstanceUID?: string; patientId?: number }): Promise<number[]> {
+    const row = share.StudyInstanceUID !== undefined
+      ? await this.sql.get<{ site_id: number }>('SELECT site_id FROM studies WHERE study_instance_uid = ?', [share.StudyInstanceUID])
+      : share.patientId !== undefined ? await this.sql.get<{ site_id: number }>('SELECT site_id FROM patients WHERE id = ?', [share.patientId]) : undefined;
+    return row ? [Number(row.site_id)] : [];
+  }
+
+  /**
+   * The patient records of the same person as these (themselves first) that access may
+   * follow: joined by qualified INS or by the territory's decision (linked-records.ts).
+   */
   async samePerson(patientIds: number[]): Promise<number[]> {
-    const ids = new Set(patientIds);
-    const marks = patientIds.map(() => '?').join(', ');
-    const rows = await this.sql.all<{ patient_id: number }>(
-      `SELECT other.patient_id FROM patient_identities mine
-         JOIN patient_identities other ON other.person_id = mine.person_id
-        WHERE mine.patient_id IN (${marks}) AND mine.person_id IS NOT NULL`,
-      patientIds,
-    );
-    for (const r of rows) ids.add(Number(r.patient_id));
-    return [...ids];
+    return linkedRecords(this.sql, patientIds, 'ins-or-territory');
   }
 
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AuditTrail } from '../access/audit.ts';
 import { actorOf, homeSiteOf } from '../access/principal.ts';
-import { AccessPolicy, reasonToSee } from '../access/policy.ts';
+import { AccessPolicy, reasonToSee, sitesActedFor } from '../access/policy.ts';
 import { requireCapability, scopeOfRequest } from './access-scope.ts';
 import type { Archive } from '../archive/archive.ts';
 import { CorrectionError, listCorrections, moveStudy, rejectInstance, undoCorrection } from '../archive/corrections.ts';
@@ -31,7 +31,8 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
     throw new CorrectionError('not-found', StudyInstanceUID === undefined ? 'the object is not in the archive' : `study ${StudyInstanceUID} is not in the archive`);
   };
 
-  app.get('/', async () => ({ corrections: await listCorrections(archive.index.sql) }));
+  // An administrator lists and undoes their sites' corrections (the territory's: all of them).
+  app.get('/', async (request) => ({ corrections: await listCorrections(archive.index.sql, sitesActedFor(request.principal!)) }));
 
   app.post<{ Body: { StudyInstanceUID: string; PatientID: string; IssuerOfPatientID?: string; reason: string } }>('/study-move', {
     schema: {
@@ -66,7 +67,7 @@ export async function correctionRoutes(app: FastifyInstance, options: { archive:
   app.post<{ Params: { id: string } }>('/:id/undo', {
     schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } },
   }, async (request) => {
-    await undoCorrection(archive, Number(request.params.id), request.principal!.id);
+    await undoCorrection(archive, Number(request.params.id), request.principal!.id, sitesActedFor(request.principal!));
     await trace(request, { correction: Number(request.params.id), kind: 'undo' });
     return { id: Number(request.params.id), undone: true };
   });

@@ -1,5 +1,6 @@
 import { actorOf } from '../access/principal.ts';
 import { requireCapability } from './access-scope.ts';
+import { sitesActedFor } from '../access/policy.ts';
 import type { FastifyInstance } from 'fastify';
 import { AuditTrail } from '../access/audit.ts';
 import type { Archive } from '../archive/archive.ts';
@@ -18,9 +19,7 @@ export async function identityRoutes(app: FastifyInstance, options: { archive: A
   app.addHook('preHandler', requireCapability('review-identities', new AuditTrail(archive.index.sql)));
   app.get('/', async (request) => {
     // A site administrator reviews what concerns their sites' patient records.
-    const principal = request.principal!;
-    const everything = principal.territory === true || principal.roles.includes('territory-admin');
-    const siteIds = new Set(principal.sites.map((s) => s.id));
+    const siteIds = sitesActedFor(request.principal!);
     const reviews = await openReviews(archive.index.sql);
     // Patient records are named by site and PatientID, the way the sites know them.
     const ids = [...new Set(reviews.flatMap((r) => [r.patientId, ...(r.otherPatientId ? [r.otherPatientId] : [])]))];
@@ -31,8 +30,8 @@ export async function identityRoutes(app: FastifyInstance, options: { archive: A
       );
       if (row) records.set(id, { site: row.code, PatientID: row.patient_id, IssuerOfPatientID: row.issuer });
     }
-    const concerns = (id: number | undefined) => id !== undefined && [...siteIds].some((s) => archive.siteById.get(s)?.code === records.get(id)?.site);
-    const visible = everything ? reviews : reviews.filter((r) => concerns(r.patientId) || concerns(r.otherPatientId ?? undefined));
+    const concerns = (id: number | undefined) => id !== undefined && siteIds!.some((s) => archive.siteById.get(s)?.code === records.get(id)?.site);
+    const visible = siteIds === undefined ? reviews : reviews.filter((r) => concerns(r.patientId) || concerns(r.otherPatientId ?? undefined));
     return {
       reviews: visible.map((r) => ({
         id: r.id, kind: r.kind, details: r.details,
@@ -48,7 +47,7 @@ export async function identityRoutes(app: FastifyInstance, options: { archive: A
       body: { type: 'object', required: ['accept'], properties: { accept: { type: 'boolean' } }, additionalProperties: false },
     },
   }, async (request) => {
-    const { personId } = await decideReview(archive.index.sql, Number(request.params.id), request.body.accept);
+    const { personId } = await decideReview(archive.index.sql, Number(request.params.id), request.body.accept, sitesActedFor(request.principal!));
     await new AuditTrail(archive.index.sql).record({
       action: 'identity-review', outcome: 'success', ...actorOf(request.principal!),
       source: request.ip, via: 'api', details: { review: Number(request.params.id), accepted: request.body.accept, ...(personId === undefined ? {} : { personId }) },

@@ -67,6 +67,19 @@ export function authenticatorOf(config: AtriumConfig, archive: Archive): Authent
   });
 }
 
+/** A route as registered: its method (HEAD routes included, which Fastify adds to GET ones) and URL pattern. */
+export interface RegisteredRoute { method: string; url: string }
+
+const routesOfApp = new WeakMap<FastifyInstance, RegisteredRoute[]>();
+
+/**
+ * Every route of a server buildHttpServer made, each method apart: what the route-driven
+ * access tests walk, so that a route added later is tested without anyone listing it.
+ */
+export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute[] {
+  return routesOfApp.get(app) ?? [];
+}
+
 /** The HTTP face of Atrium: each protocol adapter is a plugin with its own prefix. */
 export async function buildHttpServer(config: AtriumConfig, archive: Archive, logger: Logger): Promise<FastifyInstance> {
   const { tls } = config.http;
@@ -84,6 +97,12 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     // Fastify types an HTTPS instance apart; to the routes and closeHttpServer it is the same
     // (https.Server has every method of http.Server used here): the cast keeps one type.
     ...(tls ? { https: { ...httpsServerOptions(tls), ...nodeServerLimits(config.http) } as unknown as null } : {}),
+  });
+  const routes: RegisteredRoute[] = [];
+  routesOfApp.set(app, routes);
+  // Before any route, so that every plugin's routes are seen.
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url });
   });
   // First, so that every answer (a 401, a 404, a 414) carries them.
   registerSecurityHeaders(app);

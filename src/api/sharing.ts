@@ -5,7 +5,7 @@ import { AuditTrail, patientRef, patientRefOf, patientRefsOfStudies } from '../a
 import type { Authenticator } from '../access/login.ts';
 import { SlidingWindowRateLimiter } from '../access/rate-limit.ts';
 import { cookieHeader, secureCookieFor, sessionCookieName } from './auth.ts';
-import { AccessPolicy, may, reasonToSee } from '../access/policy.ts';
+import { AccessPolicy, reasonToSee } from '../access/policy.ts';
 import { actorOf } from '../access/principal.ts';
 import { EMERGENCY_ACCESS_HOURS, Grants } from '../access/grants.ts';
 import { ShareLinkError, ShareLinks } from '../access/share-links.ts';
@@ -100,7 +100,7 @@ export async function sharingRoutes(app: FastifyInstance, options: { archive: Ar
   app.setErrorHandler(problemErrorHandler('sharing request'));
 
   /** The study or patient record a request names, if it exists and the caller may see it (else as if absent). */
-  const resolve = async (request: FastifyRequest, target: Target): Promise<{ StudyInstanceUID?: string; patientId?: number; patients: string[] }> => {
+  const resolve = async (request: FastifyRequest, target: Target): Promise<{ StudyInstanceUID?: string; patientId?: number; patientIds?: number[]; patients: string[] }> => {
     const scope = await scopeOfRequest(policy, request);
     if ((target.StudyInstanceUID === undefined) === (target.patient === undefined)) throw new HttpProblem(400, 'name either StudyInstanceUID or patient');
     if (target.StudyInstanceUID !== undefined) {
@@ -112,7 +112,8 @@ export async function sharingRoutes(app: FastifyInstance, options: { archive: Ar
     const site = archive.sites.get(p.site);
     const issuer = p.IssuerOfPatientID ?? site?.issuerOfPatientID;
     const patientId = site && issuer ? await archive.index.patientRecordId(site.id, issuer, p.PatientID) : undefined;
-    if (patientId !== undefined && await policy.seesAnyExamOf(scope, patientId)) return { patientId, patients: [patientRef(p.site, issuer!, p.PatientID)] };
+    // A patient's share opens the records it names and what the sharer sees of them (never a linked person's other records).
+    if (patientId !== undefined && await policy.seesAnyExamOf(scope, patientId)) return { patientId, patientIds: await policy.recordsToShare(scope, patientId), patients: [patientRef(p.site, issuer!, p.PatientID)] };
     throw new HttpProblem(404, `patient ${p.PatientID} of ${p.site} is not in the archive`);
   };
 
@@ -157,13 +158,10 @@ export async function sharingRoutes(app: FastifyInstance, options: { archive: Ar
 
   app.get('/shares', async (request) => ({ links: await links.createdBy(request.principal!.id) }));
 
-  const mayRevoke = (request: FastifyRequest, createdBy: string) =>
-    createdBy === request.principal!.id || may(request.principal!, 'correct');
-
   app.delete<{ Params: { id: string } }>('/shares/links/:id', { schema: { params: idParams } }, async (request) => {
     const id = Number(request.params.id);
     const link = await links.get(id);
-    if (!link || !mayRevoke(request, link.createdBy)) throw new HttpProblem(404, `share link ${id} does not exist`);
+    if (!link || !(await policy.mayRevokeShare(request.principal!, link))) throw new HttpProblem(404, `share link ${id} does not exist`);
     const revoked = await links.revoke(id, request.principal!.id);
     await audit.record({ action: 'share-revoke', outcome: 'success', ...who(request), ...(link.StudyInstanceUID ? { StudyInstanceUID: link.StudyInstanceUID } : {}), details: { link: id } });
     return { link: revoked };
@@ -172,7 +170,7 @@ export async function sharingRoutes(app: FastifyInstance, options: { archive: Ar
   app.delete<{ Params: { id: string } }>('/shares/grants/:id', { schema: { params: idParams } }, async (request) => {
     const id = Number(request.params.id);
     const grant = await grants.get(id);
-    if (!grant || grant.kind !== 'share' || !mayRevoke(request, grant.grantedBy)) throw new HttpProblem(404, `share ${id} does not exist`);
+    if (!grant || grant.kind !== 'share' || !(await policy.mayRevokeShare(request.principal!, { ...grant, createdBy: grant.grantedBy }))) throw new HttpProblem(404, `share ${id} does not exist`);
     const revoked = await grants.revoke(id, request.principal!.id);
     await audit.record({ action: 'share-revoke', outcome: 'success', ...who(request), ...(grant.StudyInstanceUID ? { StudyInstanceUID: grant.StudyInstanceUID } : {}), details: { grant: id } });
     return { grant: revoked };

@@ -84,11 +84,33 @@ export async function rejectInstance(archive: Archive, request: { SOPInstanceUID
   });
 }
 
-/** Undoes a correction: the study goes back, the rejected object is indexed again from its blob. */
-export async function undoCorrection(archive: Archive, id: number, undoneBy: string): Promise<void> {
+/**
+ * The site a correction belongs to: the moved study's patient record's, or the site the
+ * rejected object was stored for (named by its blob key, the study may be gone since).
+ */
+const correctionSite = `COALESCE(pt.site_id, st.site_id,
+  (SELECT si.id FROM sites si WHERE substr(c.blob_key, 1, length(si.code) + 11) = 'instances/' || si.code || '/'))`;
+const correctionsWithSite = `SELECT c.*, ${correctionSite} AS site_id FROM corrections c
+  LEFT JOIN patients pt ON pt.id = c.to_patient_id LEFT JOIN studies st ON st.study_instance_uid = c.study_instance_uid`;
+
+/** Sites as a condition on correctionsWithSite's rows (undefined: every site). */
+function inSitesCondition(siteIds: readonly number[] | undefined): { sql: string; params: number[] } {
+  if (siteIds === undefined) return { sql: '', params: [] };
+  if (siteIds.length === 0) return { sql: ' WHERE 1 = 0', params: [] };
+  return { sql: ` WHERE x.site_id IN (${siteIds.map(() => '?').join(', ')})`, params: [...siteIds] };
+}
+
+/**
+ * Undoes a correction: the study goes back, the rejected object is indexed again from its blob.
+ * `inSites` (undefined: every site) are the sites the caller acts for: another site's
+ * correction is answered as one that does not exist.
+ */
+export async function undoCorrection(archive: Archive, id: number, undoneBy: string, inSites?: readonly number[]): Promise<void> {
   const db = archive.index.sql;
+  const scope = inSitesCondition(inSites);
   const c = await db.get<{ kind: CorrectionKind; study_instance_uid: string | null; sop_instance_uid: string | null; from_patient_id: number | null; to_patient_id: number | null; blob_key: string | null; undone_at: string | null }>(
-    'SELECT kind, study_instance_uid, sop_instance_uid, from_patient_id, to_patient_id, blob_key, undone_at FROM corrections WHERE id = ?', [id],
+    `SELECT x.kind, x.study_instance_uid, x.sop_instance_uid, x.from_patient_id, x.to_patient_id, x.blob_key, x.undone_at
+       FROM (${correctionsWithSite} WHERE c.id = ?) x${scope.sql}`, [id, ...scope.params],
   );
   if (!c) throw new CorrectionError('not-found', `correction ${id} does not exist`);
   if (c.undone_at) throw new CorrectionError('conflict', `correction ${id} was already undone`);
@@ -111,9 +133,12 @@ export async function undoCorrection(archive: Archive, id: number, undoneBy: str
   });
 }
 
-export async function listCorrections(db: SqlDatabase, limit = 200): Promise<Correction[]> {
+/** The latest corrections of these sites (undefined: every site), newest first. */
+export async function listCorrections(db: SqlDatabase, inSites?: readonly number[], limit = 200): Promise<Correction[]> {
+  const scope = inSitesCondition(inSites);
   const rows = await db.all<{ id: number; kind: CorrectionKind; study_instance_uid: string | null; sop_instance_uid: string | null; reason: string; requested_by: string; created_at: string; undone_at: string | null; undone_by: string | null }>(
-    'SELECT id, kind, study_instance_uid, sop_instance_uid, reason, requested_by, created_at, undone_at, undone_by FROM corrections ORDER BY id DESC LIMIT ?', [limit],
+    `SELECT x.id, x.kind, x.study_instance_uid, x.sop_instance_uid, x.reason, x.requested_by, x.created_at, x.undone_at, x.undone_by
+       FROM (${correctionsWithSite}) x${scope.sql} ORDER BY x.id DESC LIMIT ?`, [...scope.params, limit],
   );
   return rows.map((r) => ({
     id: Number(r.id), kind: r.kind, reason: r.reason, requestedBy: r.requested_by, createdAt: r.created_at,

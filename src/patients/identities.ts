@@ -167,14 +167,35 @@ export class ReviewNotOpenError extends Error {
   override readonly name = 'ReviewNotOpenError';
 }
 
-/** A review's decision: a link candidate accepted links the two records into one person. */
-export async function decideReview(db: SqlDatabase, reviewId: number, accept: boolean): Promise<{ personId?: number }> {
+/** A candidate link joining a record of a site the decider does not act for: the territory decides it. */
+export class ReviewForTerritoryError extends Error {
+  override readonly name = 'ReviewForTerritoryError';
+}
+
+/**
+ * A review's decision: a link candidate accepted links the two records into one person.
+ * `inSites` (undefined: every site) are the sites the decider acts for: a review none of
+ * whose records is of those sites is answered as one that is not open. The decision
+ * records whether the territory made it (decided_for): only then does a link that no
+ * qualified INS backs widen access (access/linked-records.ts).
+ */
+export async function decideReview(db: SqlDatabase, reviewId: number, accept: boolean, inSites?: readonly number[]): Promise<{ personId?: number }> {
   return db.transaction(async (tx) => {
-    const r = await tx.get<{ kind: ReviewKind; patient_id: number; other_patient_id: number | null; state: string }>(
-      'SELECT kind, patient_id, other_patient_id, state FROM identity_reviews WHERE id = ?', [reviewId],
+    const r = await tx.get<{ kind: ReviewKind; patient_id: number; other_patient_id: number | null; state: string; site_id: number; other_site_id: number | null }>(
+      `SELECT r.kind, r.patient_id, r.other_patient_id, r.state, p.site_id, o.site_id AS other_site_id FROM identity_reviews r
+         JOIN patients p ON p.id = r.patient_id LEFT JOIN patients o ON o.id = r.other_patient_id WHERE r.id = ?`, [reviewId],
     );
-    if (!r || r.state !== 'open') throw new ReviewNotOpenError(`review ${reviewId} is not open`);
-    await tx.run('UPDATE identity_reviews SET state = ?, decided_at = ? WHERE id = ?', [accept ? 'accepted' : 'rejected', now(), reviewId]);
+    const concerned = r && (inSites === undefined || [r.site_id, r.other_site_id].some((s) => s !== null && inSites.includes(Number(s))));
+    if (!r || !concerned || r.state !== 'open') throw new ReviewNotOpenError(`review ${reviewId} is not open`);
+    // A site administrator who linked their record to another site's would open that site's
+    // exams to whoever sees theirs (a share, the patient's own access): a candidate joining
+    // another site's record stays open for the territory's identitovigilance.
+    const sites = [r.site_id, r.other_site_id].filter((s): s is number => s !== null).map(Number);
+    if (r.kind === 'link-candidate' && inSites !== undefined && !sites.every((s) => inSites.includes(s))) {
+      throw new ReviewForTerritoryError(`review ${reviewId} links a record of another site: the territory's identitovigilance decides it`);
+    }
+    await tx.run('UPDATE identity_reviews SET state = ?, decided_at = ?, decided_for = ? WHERE id = ?',
+      [accept ? 'accepted' : 'rejected', now(), inSites === undefined ? 'territory' : 'sites', reviewId]);
     if (!accept || r.kind !== 'link-candidate' || r.other_patient_id === null) return {};
     for (const id of [r.patient_id, r.other_patient_id]) {
       await tx.run(

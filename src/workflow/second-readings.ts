@@ -106,7 +106,15 @@ export class SecondReadings {
   /** One second reading, for its expert and whoever may see its request. */
   async secondReadingFor(who: Principal, id: number, origin: Origin): Promise<SecondReading> {
     const row = await this.row(this.sql, id);
-    if (Number(row.expert_user_id) !== who.userId) await this.requests.requestFor(who, Number(row.request_id), origin);
+    if (Number(row.expert_user_id) !== who.userId) {
+      try {
+        await this.requests.requestFor(who, Number(row.request_id), origin);
+      } catch (e) {
+        // Answered as a second reading that does not exist: naming its request would tell it does.
+        if (e instanceof TeleError && e.code === 'not-found') throw new TeleError('not-found', `second reading ${id} does not exist`);
+        throw e;
+      }
+    }
     return secondReadingOf(row);
   }
 

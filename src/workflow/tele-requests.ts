@@ -11,6 +11,7 @@
 import { AuditTrail, patientRef, type AuditEvent } from '../access/audit.ts';
 import { Grants } from '../access/grants.ts';
 import { actorOf, homeSiteOf, type Principal } from '../access/principal.ts';
+import { mayActForSites } from '../access/policy.ts';
 import type { Archive } from '../archive/archive.ts';
 import type { TeleradiologyConfig } from '../config/config.ts';
 import type { SqlDatabase } from '../index/sql.ts';
@@ -372,6 +373,8 @@ export class TeleRequests {
     const user = await this.radiologistByLogin(login);
     return this.sql.transaction(async (tx) => {
       const row = await this.row(tx, id);
+      // Another site's administrator is told the request does not exist, as this.row says.
+      if (!mayActForSites(who, [Number(row.requesting_site_id)])) throw new TeleError('not-found', `teleradiology request ${id} does not exist`);
       if (!openStatuses.includes(row.status)) throw new TeleError('conflict', `request ${id} is ${row.status}`);
       await this.assignReading(tx, row, user, who.id, now);
       // A reassigned reading is no longer held by the previous reader.
