@@ -78,6 +78,7 @@ for (const db of testDatabases()) {
       assert.ok(seen.includes('query:dicomweb:client-CHU-NORD'), seen.join(', '));
       assert.ok(seen.includes('view:dicomweb:client-CHU-NORD'), seen.join(', '));
       assert.ok(seen.includes('download:dimse:CT'), seen.join(', '));
+      assert.equal((await cli('audit', 'anchor')).code, 0);
       assert.deepEqual(JSON.parse((await cli('audit', 'verify')).stdout).ok, true);
       // A move to an unknown destination sends nothing, and so records no download.
       const before = events.filter((e) => e.action === 'download').length;
@@ -132,6 +133,7 @@ for (const db of testDatabases()) {
       const records = await storeRecords();
       assert.equal(records.length, 1, 'written at the next tick');
       assert.equal((JSON.parse(records[0]!.details) as { stored: number }).stored, 1);
+      assert.equal((await cli('audit', 'anchor')).code, 0);
       assert.deepEqual(JSON.parse((await cli('audit', 'verify')).stdout).ok, true, 'the chain of records is whole');
     });
 

@@ -15,6 +15,11 @@
  * the configured host); TLS 1.2 at least; a client certificate when configured (mutual TLS).
  * While the collector is unreachable or refused, the exporter retries with back-off and the
  * trail keeps growing; on return, it sends everything recorded meanwhile, in order.
+ *
+ * It also carries the anchors of the trail (audit-anchor.ts) to the collector, MSGID
+ * ATRIUM-AUDIT-ANCHOR: a copy of the chain's signed checkpoints out of reach of whoever can
+ * write Atrium's database and data folder. Anchors not yet sent wait in memory (the anchor
+ * file keeps them all).
  */
 import tls from 'node:tls';
 import { isIP } from 'node:net';
@@ -39,6 +44,10 @@ const FACILITY_AUTHPRIV = 10;
 const Severity = { Warning: 4, Notice: 5 } as const;
 /** MSGID of DICOM/RFC 3881 audit messages (IHE ITI-20). */
 export const ATNA_MSGID = 'IHE+RFC-3881';
+/** MSGID of the audit chain's anchors: one JSON line each, as in the anchor file. */
+export const ANCHOR_MSGID = 'ATRIUM-AUDIT-ANCHOR';
+/** Anchors waiting for a collector that is down: past this, the oldest go (the file has them). */
+const MAX_PENDING_ANCHORS = 1000;
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
 /** RFC 5424 PRINTUSASCII, 1 to 255 characters, for HOSTNAME. */
@@ -60,6 +69,12 @@ export function syslogMessageOf(e: StoredAuditEvent, source: AuditSourceContext,
   const pri = FACILITY_AUTHPRIV * 8 + syslogSeverityOf(e);
   const header = `<${pri}>1 ${e.at} ${syslogHostname(source.hostname)} atrium ${procId} ${ATNA_MSGID} - `;
   return Buffer.concat([Buffer.from(header, 'ascii'), BOM, Buffer.from(auditMessageOf(e, source), 'utf8')]);
+}
+
+/** An anchor line (audit-anchor.ts) as an RFC 5424 message: `<PRI>1 TIMESTAMP HOSTNAME atrium PROCID ATRIUM-AUDIT-ANCHOR - JSON`. */
+export function syslogAnchorMessageOf(line: string, at: string, source: AuditSourceContext, procId: number = process.pid): Buffer {
+  const pri = FACILITY_AUTHPRIV * 8 + Severity.Notice;
+  return Buffer.from(`<${pri}>1 ${at} ${syslogHostname(source.hostname)} atrium ${procId} ${ANCHOR_MSGID} - ${line}`, 'utf8');
 }
 
 /** RFC 5425 4.3 octet-counting: `MSG-LEN SP SYSLOG-MSG`. */
@@ -86,6 +101,7 @@ export class AuditSyslogExporter {
   private stopped = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  private anchors: Buffer[] = [];
 
   constructor(
     private readonly sql: SqlDatabase,
@@ -112,13 +128,27 @@ export class AuditSyslogExporter {
     this.loop = this.run();
   }
 
-  /** Lets a batch being written finish for up to graceMs, then closes the connection. */
+  /** Queues an anchor line for the collector; sent after the next batch, or alone. */
+  sendAnchor(line: string, at: string = new Date().toISOString()): void {
+    this.anchors.push(octetCountedFrame(syslogAnchorMessageOf(line, at, this.source)));
+    if (this.anchors.length > MAX_PENDING_ANCHORS) this.anchors.shift();
+    this.wake?.();
+  }
+
+  /** Lets a batch being written finish for up to graceMs, then closes the connection (pending anchors go first). */
   async stop(graceMs = 2000): Promise<void> {
     this.stopped = true;
     this.wake?.();
     let timer: NodeJS.Timeout | undefined;
+    const deadline = Date.now() + graceMs;
     await Promise.race([this.loop, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
     clearTimeout(timer);
+    if (this.anchors.length > 0 && Date.now() < deadline) {
+      // The anchor written at shutdown: one more try within the grace left.
+      await Promise.race([this.sendAnchors(), new Promise((r) => (timer = setTimeout(r, deadline - Date.now())))])
+        .catch((e: unknown) => this.logger.warn({ err: reasonOf(e) }, 'the last audit anchor could not be sent to the syslog collector'));
+      clearTimeout(timer);
+    }
     this.dialing?.destroy();
     this.dropSocket();
     await this.loop;
@@ -138,6 +168,7 @@ export class AuditSyslogExporter {
       let sent: number;
       try {
         sent = await this.exportBatch();
+        await this.sendAnchors();
       } catch (e) {
         this.failures++;
         this.lastError = reasonOf(e);
@@ -174,6 +205,15 @@ export class AuditSyslogExporter {
       if (!row) return 0;
       return this.sendAfter(tx, Number(row.last_id));
     });
+  }
+
+  /** Sends the anchors waiting, over the same connection; they stay queued if it fails. */
+  private async sendAnchors(): Promise<void> {
+    if (this.anchors.length === 0) return;
+    const batch = this.anchors.slice();
+    const socket = await this.connect();
+    await writeAll(socket, Buffer.concat(batch));
+    this.anchors.splice(0, Math.min(batch.length, this.anchors.length));
   }
 
   private async readCursor(sql: SqlDatabase): Promise<number> {

@@ -44,6 +44,17 @@ export interface StoredAuditEvent extends AuditEvent {
   hash: string;
 }
 
+export interface AuditVerification {
+  ok: boolean;
+  /** Records whose hash, link and patient rows held. */
+  records: number;
+  brokenAt?: number;
+  why?: string;
+  /** With anchors: how many the trail held, and the last of them. */
+  anchorsVerified?: number;
+  lastAnchorVerified?: { seq: number; hash: string; at: string };
+}
+
 const GENESIS = '0'.repeat(64);
 
 function canonical(at: string, e: AuditEvent): string {
@@ -123,23 +134,69 @@ export class AuditTrail {
     }
   }
 
-  /** Walks the chain; the first record whose hash or link does not hold is reported. */
-  async verify(): Promise<{ ok: boolean; records: number; brokenAt?: number; why?: string }> {
+  /**
+   * Walks the chain; the first record whose hash or link does not hold is reported. Each
+   * record's rows of audit_event_patients must be exactly the patient records its hash
+   * covers (the `patients` column), so that removing one is found too. With anchors
+   * (audit-anchor.ts, signatures already checked), each anchored record must be there with
+   * its anchored hash: a removed tail or a chain rewritten with fresh hashes fails.
+   */
+  async verify(anchors?: ReadonlyArray<{ seq: number; hash: string; at: string }>): Promise<AuditVerification> {
+    const pending = [...(anchors ?? [])].sort((a, b) => a.seq - b.seq);
+    let next = 0;
+    let lastVerified: AuditVerification['lastAnchorVerified'];
     let prev = GENESIS;
     let after = 0;
     let records = 0;
+    const result = (r: Omit<AuditVerification, 'records' | 'anchorsVerified' | 'lastAnchorVerified'>): AuditVerification => ({
+      ...r, records,
+      ...(anchors ? { anchorsVerified: next, ...(lastVerified ? { lastAnchorVerified: lastVerified } : {}) } : {}),
+    });
     for (;;) {
       const rows = await this.sql.all<Row>('SELECT * FROM audit_events WHERE id > ? ORDER BY id LIMIT 1000', [after]);
+      const last = rows.length > 0 ? Number(rows[rows.length - 1]!.id) : undefined;
+      // The patient rows of this stretch of ids (and of none between: an orphan row fails too).
+      const refs = new Map<number, string[]>();
+      const refRows = last === undefined ? [] : await this.sql.all<{ event_id: number; patient_ref: string }>(
+        'SELECT event_id, patient_ref FROM audit_event_patients WHERE event_id > ? AND event_id <= ?', [after, last]);
+      for (const p of refRows) {
+        const id = Number(p.event_id);
+        refs.set(id, [...(refs.get(id) ?? []), p.patient_ref]);
+      }
       for (const r of rows) {
         const id = Number(r.id);
-        if (r.prev_hash !== prev) return { ok: false, records, brokenAt: id, why: 'its link to the previous record does not hold (a record was removed or changed before it)' };
-        if (auditHash(prev, r.at, eventOf(r)) !== r.hash) return { ok: false, records, brokenAt: id, why: 'its content does not match its hash (it was edited)' };
+        if (next < pending.length && pending[next]!.seq < id) {
+          return result({ ok: false, brokenAt: pending[next]!.seq, why: `record ${pending[next]!.seq}, anchored at ${pending[next]!.at}, is missing (records were removed or the chain rewritten)` });
+        }
+        if (r.prev_hash !== prev) return result({ ok: false, brokenAt: id, why: 'its link to the previous record does not hold (a record was removed or changed before it)' });
+        const event = eventOf(r);
+        if (auditHash(prev, r.at, event) !== r.hash) return result({ ok: false, brokenAt: id, why: 'its content does not match its hash (it was edited)' });
+        const want = JSON.stringify([...(event.patients ?? [])].sort());
+        if (JSON.stringify((refs.get(id) ?? []).sort()) !== want) {
+          return result({ ok: false, brokenAt: id, why: 'its patient records (audit_event_patients) are not the ones its hash covers (a row was removed, added or changed)' });
+        }
+        refs.delete(id);
+        while (next < pending.length && pending[next]!.seq === id) {
+          const a = pending[next]!;
+          if (a.hash !== r.hash) return result({ ok: false, brokenAt: id, why: `its hash is not the one anchored at ${a.at} (the chain was rewritten)` });
+          lastVerified = { seq: a.seq, hash: a.hash, at: a.at };
+          next++;
+        }
         prev = r.hash;
         records++;
         after = id;
       }
-      if (rows.length < 1000) return { ok: true, records };
+      const orphan = refs.keys().next();
+      if (!orphan.done) return result({ ok: false, brokenAt: orphan.value, why: 'audit_event_patients names a record that is not in the trail' });
+      if (rows.length < 1000) break;
     }
+    const orphan = await this.sql.get<{ event_id: number }>('SELECT event_id FROM audit_event_patients WHERE event_id > ? LIMIT 1', [after]);
+    if (orphan) return result({ ok: false, brokenAt: Number(orphan.event_id), why: 'audit_event_patients names a record that is not in the trail' });
+    if (next < pending.length) {
+      const a = pending[pending.length - 1]!;
+      return result({ ok: false, brokenAt: pending[next]!.seq, why: `the trail ends at record ${after}, but record ${a.seq} was anchored at ${a.at} (records were removed from its end)` });
+    }
+    return result({ ok: true });
   }
 
   /** Stored events after an id, oldest first (exporters read the trail in order at their own cursor). */

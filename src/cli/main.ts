@@ -22,8 +22,8 @@ import { TeleAlerts } from '../workflow/tele-alerts.ts';
 import { Hl7Server } from '../hl7/server.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { runSend } from './send.ts';
-import { AuditTrail, patientRef } from '../access/audit.ts';
-import { openArchiveIndex } from '../index/archive-index.ts';
+import { runAuditCommand } from './audit.ts';
+import { AuditAnchoring, anchorKeyOf, type AnchorKey } from '../access/audit-anchor.ts';
 import { AuditSyslogExporter, auditSourceOf } from '../access/audit-syslog.ts';
 import { runUserCommand } from './users.ts';
 import { SessionStore } from '../access/sessions.ts';
@@ -49,9 +49,13 @@ Commands:
             send DICOM files to a configured peer (C-STORE, each in its own transfer
             syntax, up to N outstanding when the peer allows; default 8); exit code 1 if
             any was refused
-  audit verify
-            walk the audit trail's hash chain; exit code 1 and the first broken record if
-            a record was edited or removed
+  audit verify [--anchors FILE]
+            walk the audit trail's hash chain and check it against the signed anchors of
+            its head (audit.anchor.file, or FILE); exit code 1 and why if a record was
+            edited or removed, its end cut off, or the chain rewritten
+  audit anchor
+            anchor the trail's head now (serve does it at start, every
+            audit.anchor.everySeconds and at shutdown)
   audit patient <PatientID> [--site CODE] [--issuer ISSUER]
             who accessed or changed this patient record's data ("who looked at my images?")
   user add <login> --name "Display Name" --role ROLE [--role ROLE] --site CODE [--site CODE]
@@ -92,6 +96,7 @@ async function main(argv: string[]): Promise<number> {
       to: { type: 'string' },
       issuer: { type: 'string' },
       window: { type: 'string' },
+      anchors: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -143,29 +148,8 @@ async function main(argv: string[]): Promise<number> {
         await archive.close();
       }
     }
-    case 'audit': {
-      const index = await openArchiveIndex(config.index);
-      try {
-        const trail = new AuditTrail(index.sql);
-        if (positionals[1] === 'verify') {
-          const r = await trail.verify();
-          process.stdout.write(JSON.stringify(r, null, 2) + '\n');
-          if (!r.ok) process.stderr.write(`audit trail broken at record ${r.brokenAt}: ${r.why}\n`);
-          return r.ok ? 0 : 1;
-        }
-        if (positionals[1] === 'patient' && positionals[2]) {
-          const siteCode = values.site?.[0] ?? config.sites[0]!.code;
-          const site = config.sites.find((s) => s.code === siteCode);
-          if (!site) throw new ConfigError(`--site ${siteCode} is not a configured site`);
-          const events = await trail.forPatient(patientRef(site.code, values.issuer ?? site.issuerOfPatientID, positionals[2]));
-          process.stdout.write(JSON.stringify({ events }, null, 2) + '\n');
-          return 0;
-        }
-        throw new ConfigError('atrium audit verify | atrium audit patient <PatientID> [--site CODE] [--issuer ISSUER]');
-      } finally {
-        await index.close();
-      }
-    }
+    case 'audit':
+      return runAuditCommand(config, positionals.slice(1), values, logger);
     case 'send':
       return runSend(config, positionals.slice(1), values.to, values.window);
     case 'forwarding': {
@@ -208,8 +192,19 @@ function ensureLocalToken(config: AtriumConfig, logger: Logger): void {
   logger.info({ tokenFile: file }, 'no apiClients configured: the bearer token for this node is in the token file');
 }
 
+/**
+ * The key of the audit anchors: from ATRIUM_AUDIT_ANCHOR_KEY, else generated into the data
+ * folder (mode 0600), with a warning: whoever can write the data folder can then sign anchors.
+ */
+function auditAnchorKey(config: AtriumConfig, logger: Logger): AnchorKey {
+  const key = anchorKeyOf(config.audit.anchor, config.dataDir, { create: true })!;
+  if (key.file) logger.warn({ keyFile: key.file }, 'ATRIUM_AUDIT_ANCHOR_KEY is not set: audit anchors are signed with the key in this file; move it to the environment (a secret store) and delete the file');
+  return key;
+}
+
 async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   ensureLocalToken(config, logger);
+  const anchorKey = auditAnchorKey(config, logger);
   logger.info({
     dataDir: config.dataDir,
     http: `${config.http.host}:${config.http.port}${config.http.tls ? ` (TLS ${config.http.tls.minVersion}+, ${config.http.tls.clients.length} certificate clients)` : ''}`,
@@ -223,6 +218,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     requireKnownCallers: config.dimse.requireKnownCallers,
     hl7: config.hl7.enabled ? `${config.hl7.host}:${config.hl7.port}` : 'off',
     hl7Senders: config.hl7.senders.map((s) => `${s.application}@${s.facility}:${s.site}`),
+    auditAnchors: { file: config.audit.anchor.file, everySeconds: config.audit.anchor.everySeconds, keyId: anchorKey.id },
     auditSyslog: config.audit.syslog ? `${config.audit.syslog.host}:${config.audit.syslog.port} (TLS${config.audit.syslog.certFile ? ', client certificate' : ''})` : 'off',
     oidc: config.auth.oidc ? { issuer: config.auth.oidc.issuer, clientId: config.auth.oidc.clientId, scopes: config.auth.oidc.scopes.join(' '), acrValues: config.auth.oidc.acrValues } : 'off',
     accessTokens: config.auth.accessTokens ? { issuer: config.auth.accessTokens.issuer, audience: config.auth.accessTokens.audience } : 'off',
@@ -260,6 +256,9 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     ? new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, hostname()), logger.child({ component: 'audit-syslog' }))
     : undefined;
   auditExport?.start();
+  // Signed checkpoints of the trail's head, outside the database (and to the collector): a cut-off end shows.
+  const anchoring = new AuditAnchoring(archive.index.sql, config.audit.anchor, anchorKey, logger.child({ component: 'audit-anchor' }), (line) => auditExport?.sendAnchor(line));
+  await anchoring.start();
   // Ended sessions are kept a day (they explain the audit trail's session events), then purged.
   const sessions = new SessionStore(archive.index.sql, { idleMs: config.auth.sessions.idleMinutes * 60_000, absoluteMs: config.auth.sessions.absoluteHours * 3_600_000 });
   const purge = setInterval(() => {
@@ -275,7 +274,8 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   logger.info('stopping');
   clearInterval(purge);
   await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop(), teleImages.stop(), escalation.stop(), reportDelivery.stop(), teleAlerts.stop()]);
-  // Last, so that what the closing services recorded still goes out.
+  // Last, so that what the closing services recorded is anchored and still goes out.
+  await anchoring.stop();
   await auditExport?.stop(10_000);
   await archive.close();
   return 0;

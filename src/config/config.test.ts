@@ -68,7 +68,7 @@ describe('HL7 configuration', () => {
 
 describe('audit export configuration', () => {
   it('exports nothing unless audit.syslog is configured', () => {
-    assert.deepEqual(load({}).audit, {});
+    assert.equal(load({}).audit.syslog, undefined);
   });
 
   it('reads the collector, with port 6514, a one-second poll and this host as AuditSourceID by default', () => {
@@ -96,6 +96,33 @@ describe('audit export configuration', () => {
       [{ host: 'h', caFile: ca, verify: false }, /verify is not a key/],
     ];
     for (const [syslog, message] of bad) assert.throws(() => load({ audit: { syslog } }), (e: unknown) => e instanceof ConfigError && message.test(e.message), message.source);
+  });
+});
+
+describe('audit anchor configuration', () => {
+  const loadWith = (doc: unknown, env: Record<string, string>) => {
+    const file = path.join(dir, `a${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, YAML.stringify(doc));
+    return loadConfig({ file, env, dataDir: path.join(dir, 'data') });
+  };
+
+  it('anchors every minute to a file in the data folder by default, with the key only from the environment', () => {
+    const c = loadWith({}, {});
+    assert.deepEqual(c.audit.anchor, { file: path.join(dir, 'data', 'audit-anchors.jsonl'), everySeconds: 60 });
+    const key = 'k'.repeat(44);
+    const set = loadWith({ audit: { anchor: { file: '/mnt/worm/anchors.jsonl', everySeconds: 10 } } }, { ATRIUM_AUDIT_ANCHOR_KEY: key });
+    assert.deepEqual(set.audit.anchor, { file: '/mnt/worm/anchors.jsonl', everySeconds: 10, key });
+  });
+
+  it('refuses a key in the file, a short key, an interval out of range and unknown keys', () => {
+    const bad: Array<[unknown, Record<string, string>, RegExp]> = [
+      [{ key: 'x'.repeat(44) }, {}, /must not be in the file: set ATRIUM_AUDIT_ANCHOR_KEY/],
+      [{}, { ATRIUM_AUDIT_ANCHOR_KEY: 'short' }, /at least 32 characters/],
+      [{ everySeconds: 0 }, {}, /everySeconds must be/],
+      [{ everySeconds: 1.5 }, {}, /everySeconds must be/],
+      [{ path: 'x' }, {}, /audit\.anchor\.path is not a key/],
+    ];
+    for (const [anchor, env, message] of bad) assert.throws(() => loadWith({ audit: { anchor } }, env), (e: unknown) => e instanceof ConfigError && message.test(e.message), message.source);
   });
 });
 

@@ -60,8 +60,8 @@ export interface AtriumConfig {
   routing: RoutingConfig;
   /** HL7 v2 over MLLP: ADT and orders from the sites' HIS and RIS. */
   hl7: Hl7Config;
-  /** Where audit records go besides the trail in the index. */
-  audit: { syslog?: AuditSyslogConfig };
+  /** Where audit records go besides the trail in the index, and the anchors of its chain. */
+  audit: { syslog?: AuditSyslogConfig; anchor: AuditAnchorConfig };
   /** Who may call the HTTP API and the portal: sessions, OpenID Connect, bearer JWTs, machine clients. */
   auth: AuthConfig;
   /** Teleradiology workflow (src/workflow/tele-*.ts): claims, deadlines, where signed reports go. */
@@ -118,6 +118,19 @@ export interface AuditSyslogConfig {
   auditSourceId: string;
   /** How often the trail is looked at for new records. */
   pollMs: number;
+}
+
+/**
+ * Signed checkpoints of the audit chain's head, kept outside the database (access/audit-anchor.ts):
+ * a removed tail or a rewritten chain no longer matches them.
+ */
+export interface AuditAnchorConfig {
+  /** Append-only JSON lines file of the anchors; best on another machine or an append-only mount. */
+  file: string;
+  /** How often the head is anchored when it moved (also at start and at shutdown). */
+  everySeconds: number;
+  /** HMAC-SHA256 key, only from ATRIUM_AUDIT_ANCHOR_KEY; unset: a key generated into the data folder. */
+  key?: string;
 }
 
 export interface HttpTlsConfig {
@@ -326,7 +339,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
       pollIntervalMs: 1_000,
     },
     hl7: { enabled: true, host: '127.0.0.1', port: 2575, senders: [], defaultCharacterSet: '8859/1', maxMessageBytes: 16 * 1024 ** 2 },
-    audit: {},
+    audit: { anchor: { file: path.join(dataDir, 'audit-anchors.jsonl'), everySeconds: 60 } },
     auth: {
       clients: [],
       // Secure by default: browsers keep Secure cookies on http://localhost too.
@@ -353,7 +366,7 @@ type Env = Record<string, string | undefined>;
  * ATRIUM_DATA_DIR, ATRIUM_HTTP_HOST, ATRIUM_HTTP_PORT, ATRIUM_PUBLIC_BASE_URL, DATABASE_URL,
  * ATRIUM_S3_ENDPOINT / ATRIUM_S3_BUCKET / ATRIUM_S3_REGION / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
  * ATRIUM_DUPLICATE_POLICY, ATRIUM_DIMSE_HOST, ATRIUM_DIMSE_PORT, ATRIUM_DIMSE_AE_TITLE, ATRIUM_HL7_HOST,
- * ATRIUM_HL7_PORT, ATRIUM_LOG_LEVEL, ATRIUM_OIDC_CLIENT_SECRET.
+ * ATRIUM_HL7_PORT, ATRIUM_LOG_LEVEL, ATRIUM_OIDC_CLIENT_SECRET, ATRIUM_AUDIT_ANCHOR_KEY.
  */
 export function loadConfig(options: { file?: string; env?: Env; dataDir?: string } = {}): AtriumConfig {
   const env = options.env ?? process.env;
@@ -438,6 +451,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   parseRouting(obj(raw, 'routing'), config);
   parseHl7(obj(raw, 'hl7'), env, config);
   parseAudit(obj(raw, 'audit'), config);
+  parseAuditAnchor(obj(obj(raw, 'audit'), 'anchor'), env, dataDir, config);
   parseAuth(obj(raw, 'auth'), env, config);
   parseTeleradiology(obj(raw, 'teleradiology'), config);
 
@@ -767,6 +781,25 @@ function parseAudit(a: Record<string, unknown>, config: AtriumConfig): void {
     ...(certFile !== undefined ? { certFile, keyFile } : {}),
     auditSourceId, pollMs,
   };
+}
+
+function parseAuditAnchor(a: Record<string, unknown>, env: Env, dataDir: string, config: AtriumConfig): void {
+  const where = 'audit.anchor';
+  if (a.key !== undefined) throw new ConfigError(`${where}.key must not be in the file: set ATRIUM_AUDIT_ANCHOR_KEY`);
+  const known = new Set(['file', 'everySeconds']);
+  const unknown = Object.keys(a).find((k) => !known.has(k));
+  if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
+  const file = str(a, 'file');
+  if (file !== undefined) config.audit.anchor.file = path.resolve(dataDir, file);
+  const every = num(a, 'everySeconds') ?? config.audit.anchor.everySeconds;
+  if (!Number.isInteger(every) || every < 1 || every > 86_400) throw new ConfigError(`${where}.everySeconds must be a whole number of seconds from 1 to 86400`);
+  config.audit.anchor.everySeconds = every;
+  const key = env.ATRIUM_AUDIT_ANCHOR_KEY;
+  if (key !== undefined && key !== '') {
+    // 32 characters at least: a generated key (openssl rand -base64 32) has 44.
+    if (key.length < 32) throw new ConfigError('ATRIUM_AUDIT_ANCHOR_KEY must be at least 32 characters (openssl rand -base64 32)');
+    config.audit.anchor.key = key;
+  }
 }
 
 function parseAuth(a: Record<string, unknown>, env: Env, config: AtriumConfig): void {
