@@ -69,6 +69,8 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
   const keys = { nord: randomBytes(24).toString('base64url') };
   const north = syntheticInstance({ PatientID: 'RN-1', PatientName: 'Nord^Anna', Rows: 4, Columns: 4 });
   const south = syntheticInstance({ PatientID: 'RS-1', PatientName: 'Sud^Basile', Rows: 4, Columns: 4 });
+  /** Site B's object that its administrator rejects (a correction of site B). */
+  const rejected = syntheticInstance({ PatientID: 'RS-9', Rows: 2, Columns: 2 });
   const sessions: Record<string, { jar: CookieJar; csrf: string }> = {};
   const missing = { study: missingLike(south.uids.study), series: missingLike(south.uids.series), instance: missingLike(south.uids.sop) };
   const teleRequest = {
@@ -114,6 +116,11 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
       index: db.config,
       configure: (c) => {
         c.apiClients.push({ name: 'ris-nord', tokenSha256: sha256Hex(keys.nord), site: 'CHU-NORD', territory: false });
+        // Each site's PACS, a forwarding destination; nothing listens (the forwarder is not started).
+        c.peers = [
+          { aeTitle: 'PACSNORD', host: '127.0.0.1', port: 9, site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } },
+          { aeTitle: 'PACSSUD', host: '127.0.0.1', port: 9, site: 'CLIN-SUD', may: { store: true, query: true, retrieve: true } },
+        ];
       },
     });
     base = atrium.dicomweb.replace(/\/dicom-web$/, '');
@@ -215,9 +222,8 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
     {
       route: /^\/api\/corrections\/:id\//,
       siteB: async () => {
-        const other = syntheticInstance({ PatientID: 'RS-9', Rows: 2, Columns: 2 });
-        await stow('CLIN-SUD', other.file);
-        return String((await created<{ id: number }>(as('admin.sud', 'POST', '/api/corrections/reject', { SOPInstanceUID: other.uids.sop, reason: 'mauvais patient' }))).id);
+        await stow('CLIN-SUD', rejected.file);
+        return String((await created<{ id: number }>(as('admin.sud', 'POST', '/api/corrections/reject', { SOPInstanceUID: rejected.uids.sop, reason: 'mauvais patient' }))).id);
       },
     },
     {
@@ -280,6 +286,48 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
       checked++;
     }
     assert.ok(checked > 20, `${checked} id routes`);
+  });
+
+  /** Queries that make a list route list something (or name site B's patient, to see it refused). */
+  const listQueries: Record<string, string> = {
+    '/dicom-web/studies': '?PatientID=RS-1', '/dicom-web/series': '?PatientID=RS-1', '/dicom-web/instances': '?PatientID=RS-1',
+    '/api/patients': '?PatientID=RS-1', '/api/patients/timeline': '?site=CLIN-SUD&PatientID=RS-1', '/api/audit/patient': '?site=CLIN-SUD&PatientID=RS-1',
+    '/api/teleradiology/worklist': '?status=awaiting-protocol,open,reported,returned',
+    '/api/teleradiology/activity': '?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z', '/api/teleradiology/activity.csv': '?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z',
+  };
+
+  it('shows site A\'s administrator nothing of site B in any list (every GET route without an id)', async () => {
+    const at = new Date().toISOString();
+    for (const [destination, sop] of [['PACSSUD', south.uids.sop], ['PACSNORD', north.uids.sop]] as const) {
+      await atrium.archive.index.sql.run(
+        `INSERT INTO forward_queue (sop_instance_uid, study_instance_uid, destination, reason, state, attempts, next_attempt_at, last_error, created_at, updated_at)
+         VALUES (?, ?, ?, 'rule', 'failed', 5, ?, 'refused', ?, ?)`, [sop, sop === south.uids.sop ? south.uids.study : north.uids.study, destination, at, at, at]);
+    }
+    // Site B's marks: its study, its patients, its site, its PACS.
+    const marks = [south.uids.study, rejected.uids.study, 'RS-1', 'RS-9', 'Basile', 'CLIN-SUD', 'PACSSUD'];
+    const mention = (body: string) => marks.filter((m) => body.includes(m));
+    let listed = 0;
+    const seenByB: string[] = [];
+    for (const { method, url } of routes) {
+      if (method !== 'GET' || paramsOf(url).length > 0 || publicRoutes[url] !== undefined) continue;
+      const query = listQueries[url] ?? '';
+      const a = await as('admin.nord', 'GET', `${url}${query}`);
+      const body = await a.text();
+      assert.ok(a.status < 500, `${url}: ${a.status} ${body}`);
+      assert.deepEqual(mention(body), [], `GET ${url}${query} shows site A's administrator site B's ${mention(body).join(', ')}: ${body.slice(0, 300)}`);
+      if (mention(await (await as('admin.sud', 'GET', `${url}${query}`)).text()).length > 0) seenByB.push(url);
+      listed++;
+    }
+    assert.ok(listed > 15, `${listed} lists`);
+    // The lists do hold site B's objects: its administrator sees them.
+    for (const url of ['/api/forwarding', '/api/corrections', '/api/identity-reviews', '/api/emergency-access', '/api/teleradiology/worklist', '/dicom-web/studies']) {
+      assert.ok(seenByB.includes(url), `${url} shows site B's administrator site B's objects (${seenByB.join(', ')})`);
+    }
+    // Requeueing: only the caller's sites' destinations.
+    assert.deepEqual(await created(as('admin.nord', 'POST', '/api/forwarding/retry-failed', {})), { requeued: 1 });
+    assert.deepEqual(await created(as('admin.nord', 'POST', '/api/forwarding/retry-failed', { destination: 'PACSSUD' })), { requeued: 0 });
+    assert.equal((await atrium.archive.index.sql.get<{ state: string }>(`SELECT state FROM forward_queue WHERE destination = 'PACSSUD'`))!.state, 'failed');
+    assert.deepEqual(await created(as('admin.sud', 'POST', '/api/forwarding/retry-failed', {})), { requeued: 1 });
   });
 
   it('lets a site administrator revoke their own site\'s share links and grants only, and tells another site\'s they do not exist', async () => {

@@ -1,8 +1,8 @@
 import { homeSiteOf } from '../access/principal.ts';
 import { AuditTrail } from '../access/audit.ts';
-import { AccessPolicy, scopeCondition } from '../access/policy.ts';
+import { AccessPolicy, scopeCondition, sitesActedFor } from '../access/policy.ts';
 import { requireCapability, scopeOfRequest } from './access-scope.ts';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Archive } from '../archive/archive.ts';
 import type { PeerConfig } from '../config/config.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
@@ -29,11 +29,27 @@ export async function forwardingRoutes(app: FastifyInstance, options: Forwarding
   app.addHook('preHandler', requireCapability('forward', new AuditTrail(archive.index.sql)));
   const policy = new AccessPolicy(archive.index.sql);
 
-  app.get('/', async () => ({ destinations: await queue.status() }));
+  // A destination's queue is its peer's site's: an administrator sees and requeues their sites'
+  // peers' only (the territory's, every one, and rows of peers no longer configured).
+  const actsForDestination = (request: FastifyRequest, destination: string) => {
+    const sites = sitesActedFor(request.principal!);
+    const site = options.peers.find((p) => p.aeTitle === destination)?.site;
+    return sites === undefined || (site !== undefined && sites.includes(archive.sites.get(site)?.id ?? -1));
+  };
+
+  app.get('/', async (request) => ({ destinations: (await queue.status()).filter((d) => actsForDestination(request, d.destination)) }));
 
   app.post<{ Body: { destination?: string } | undefined }>('/retry-failed', {
     schema: { body: { type: ['object', 'null'], properties: { destination: destinationSchema }, additionalProperties: false } },
-  }, async (request) => ({ requeued: await queue.requeueFailed(request.body?.destination) }));
+  }, async (request) => {
+    const asked = request.body?.destination;
+    if (sitesActedFor(request.principal!) === undefined) return { requeued: await queue.requeueFailed(asked) };
+    // Another site's destination is requeued as one with no failed row: nothing.
+    const destinations = options.peers.map((p) => p.aeTitle).filter((d) => (asked === undefined || d === asked) && actsForDestination(request, d));
+    let requeued = 0;
+    for (const d of destinations) requeued += await queue.requeueFailed(d);
+    return { requeued };
+  });
 
   app.post<{ Body: { PatientID: string; IssuerOfPatientID?: string; destination: string; maxStudies?: number } }>('/prefetch', {
     schema: {
