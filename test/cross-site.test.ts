@@ -2,7 +2,9 @@
  * Cross-site integrity. One site can never take another site's object away by sending an
  * object under a SOPInstanceUID the other site holds (STOW-RS and C-STORE alike), nor learn
  * from a refusal what another site holds; the refused store is recorded for
- * identitovigilance with both sides.
+ * identitovigilance with both sides. Nor can a site administrator reach another site's
+ * patient through an identity link: only qualified INS or the territory's decision opens
+ * a linked record, and a share opens the record it names.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +17,12 @@ import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
 import { stowFiles } from './support/stow.ts';
 import { retrieveInstanceAsStored } from './support/dicomweb-client.ts';
 import { syntheticInstance, type SyntheticOptions } from './support/synthetic.ts';
+import { CookieJar, loginLocal, request } from './support/browser-session.ts';
+import { addUser } from '../src/cli/users.ts';
+import { openReviews } from '../src/patients/identities.ts';
+import { INS_OIDS, insKeyOf, parseINS } from '../src/patients/ins.ts';
+import { insOtherPatientIDsItem } from '../src/patients/ins-dicom.ts';
+import type { DicomElement } from '../src/dicom/dataset.ts';
 
 type DicomJson = Record<string, { Value?: unknown[] }>;
 
@@ -165,3 +173,132 @@ for (const db of testDatabases()) {
     });
   });
 }
+
+/** A qualified-looking INS (test NIR OID) in Other Patient IDs Sequence, as images carry it. */
+function withINS(matricule: string): DicomElement[] {
+  const item = insOtherPatientIDsItem(parseINS(matricule + insKeyOf(matricule), INS_OIDS.NIR_TEST));
+  return [{ tag: 0x00101002, vr: 'SQ', items: [item] }];
+}
+
+describe(`cross-site integrity of identity links and shares (${testDatabases().at(-1)!.name})`, () => {
+  const db = testDatabases().at(-1)!;
+  const password = 'un mot de passe assez long pour les tests';
+  let atrium: RunningAtrium;
+  let base: string;
+  let cleanup: () => Promise<void>;
+  const by = { actor: 'test', via: 'cli' as const };
+
+  before(async () => {
+    const opened = await db.open();
+    cleanup = opened.cleanup;
+    atrium = await startAtrium({ index: opened.config });
+    base = atrium.dicomweb.replace('/dicom-web', '');
+    await addUser(atrium.archive, { login: 'admin.nord', displayName: 'Admin Nord', roles: ['site-admin'], sites: ['CHU-NORD'], password }, by);
+    await addUser(atrium.archive, { login: 'admin.ght', displayName: 'Admin Territoire', roles: ['territory-admin'], sites: [], password }, by);
+  });
+
+  after(async () => {
+    await atrium?.close();
+    await cleanup?.();
+  });
+
+  const stow = async (site: 'CHU-NORD' | 'CLIN-SUD', o: SyntheticOptions) => {
+    const obj = syntheticInstance({ Rows: 4, Columns: 4, ...o });
+    const r = await stowFiles(atrium.dicomweb, atrium.tokens[site]!, [obj.file]);
+    assert.equal(r.status, 200, await r.text());
+    return obj.uids.study;
+  };
+  const recordId = async (site: 'CHU-NORD' | 'CLIN-SUD', PatientID: string) => {
+    const s = atrium.archive.sites.get(site)!;
+    return (await atrium.archive.index.patientRecordId(s.id, s.issuerOfPatientID, PatientID))!;
+  };
+  const candidateBetween = async (a: number, b: number) => {
+    await atrium.identities.drain();
+    const found = (await openReviews(atrium.archive.index.sql)).find((r) => r.kind === 'link-candidate' && [r.patientId, r.otherPatientId].sort().join() === [a, b].sort().join());
+    assert.ok(found, 'a candidate link is proposed');
+    return found.id;
+  };
+  const send = (session: { jar: CookieJar; csrf: string }, method: string, url: string, body?: unknown) => request(session.jar, `${base}${url}`, {
+    method, headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf }, ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  /** Opens a share link in a fresh browser: its session. */
+  const openShare = async (token: string) => {
+    const jar = new CookieJar();
+    const r = await request(jar, `${base}/share/open`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
+    assert.equal(r.status, 200, await r.clone().text());
+    return jar;
+  };
+  const shareByLink = async (session: { jar: CookieJar; csrf: string }, site: string, PatientID: string) => {
+    const r = await send(session, 'POST', '/api/shares', { patient: { site, PatientID }, link: { expiresInHours: 1 } });
+    assert.equal(r.status, 201, await r.clone().text());
+    return openShare(((await r.json()) as { token: string }).token);
+  };
+  const metadataStatus = async (jar: CookieJar, study: string) => (await request(jar, `${base}/dicom-web/studies/${study}/metadata`)).status;
+  const studiesSeen = async (jar: CookieJar) => {
+    const r = await request(jar, `${base}/dicom-web/studies`);
+    return r.status === 204 ? [] : ((await r.json()) as Array<Record<string, { Value: string[] }>>).map((x) => x['0020000D']!.Value[0]!).sort();
+  };
+
+  it('keeps a site administrator\'s accepted decoy link from opening another site\'s patient to a share (the attack answers 404)', async () => {
+    const real = await stow('CLIN-SUD', { PatientID: 'SUD-REAL', PatientName: 'MARTIN^Louise', PatientBirthDate: '19700101', PatientSex: 'F' });
+    const decoy = await stow('CHU-NORD', { PatientID: 'NORD-DECOY', PatientName: 'MARTIN^Louise', PatientBirthDate: '19700101', PatientSex: 'F' });
+    const reviewId = await candidateBetween(await recordId('CHU-NORD', 'NORD-DECOY'), await recordId('CLIN-SUD', 'SUD-REAL'));
+    const admin = await loginLocal(base, 'admin.nord', password);
+
+    const accepted = await send(admin, 'POST', `/api/identity-reviews/${reviewId}`, { accept: true });
+    assert.equal(accepted.status, 403, 'a candidate joining another site\'s record is the territory\'s to decide');
+    assert.ok((await openReviews(atrium.archive.index.sql)).some((r) => r.id === reviewId), 'the candidate stays open for the territory');
+
+    const holder = await shareByLink(admin, 'CHU-NORD', 'NORD-DECOY');
+    assert.deepEqual(await studiesSeen(holder), [decoy]);
+    assert.equal(await metadataStatus(holder, decoy), 200);
+    assert.equal(await metadataStatus(holder, real), 404);
+  });
+
+  it('opens nothing across sites through a link no qualified INS backs and the territory did not decide, whoever made it', async () => {
+    const real = await stow('CLIN-SUD', { PatientID: 'SUD-REAL-2', PatientName: 'PETIT^Rose', PatientBirthDate: '19650303', PatientSex: 'F' });
+    const decoy = await stow('CHU-NORD', { PatientID: 'NORD-DECOY-2', PatientName: 'PETIT^Rose', PatientBirthDate: '19650303', PatientSex: 'F' });
+    const decoyRecord = await recordId('CHU-NORD', 'NORD-DECOY-2');
+    const reviewId = await candidateBetween(decoyRecord, await recordId('CLIN-SUD', 'SUD-REAL-2'));
+    // A link accepted by an administrator of both sites (or before decisions said who made them).
+    await addUser(atrium.archive, { login: 'admin.both', displayName: 'Admin Deux Sites', roles: ['site-admin'], sites: ['CHU-NORD', 'CLIN-SUD'], password }, by);
+    const both = await loginLocal(base, 'admin.both', password);
+    assert.equal((await send(both, 'POST', `/api/identity-reviews/${reviewId}`, { accept: true })).status, 200, 'an administrator of both sites decides');
+
+    const admin = await loginLocal(base, 'admin.nord', password);
+    const holder = await shareByLink(admin, 'CHU-NORD', 'NORD-DECOY-2');
+    assert.equal(await metadataStatus(holder, real), 404);
+    assert.deepEqual(await studiesSeen(holder), [decoy]);
+    await addUser(atrium.archive, { login: 'rose.nord', displayName: 'Rose', roles: ['patient'], sites: [], patientId: decoyRecord, password }, by);
+    const patient = await loginLocal(base, 'rose.nord', password);
+    assert.deepEqual(await studiesSeen(patient.jar), [decoy], 'the patient of the record sees its own exams only');
+  });
+
+  it('lets a patient whose records share a qualified INS see and share their exams at every site, while a site\'s share opens what that site sees', async () => {
+    const north = await stow('CHU-NORD', { PatientID: 'NORD-INS', PatientName: 'DURAND^Marie', PatientBirthDate: '19800101', PatientSex: 'F', extra: withINS('2800175123456') });
+    const south = await stow('CLIN-SUD', { PatientID: 'SUD-INS', PatientName: 'DURAND^Marie', PatientBirthDate: '19800101', PatientSex: 'F', extra: withINS('2800175123456') });
+    await atrium.identities.drain();
+    await addUser(atrium.archive, { login: 'marie', displayName: 'Marie', roles: ['patient'], sites: [], patientId: await recordId('CHU-NORD', 'NORD-INS'), password }, by);
+    const patient = await loginLocal(base, 'marie', password);
+    assert.deepEqual(await studiesSeen(patient.jar), [north, south].sort());
+    const ownShare = await shareByLink(patient, 'CHU-NORD', 'NORD-INS');
+    assert.deepEqual(await studiesSeen(ownShare), [north, south].sort(), 'the patient shares what they see');
+
+    const admin = await loginLocal(base, 'admin.nord', password);
+    const siteShare = await shareByLink(admin, 'CHU-NORD', 'NORD-INS');
+    assert.deepEqual(await studiesSeen(siteShare), [north], 'a site shares only what it sees');
+    assert.equal(await metadataStatus(siteShare, south), 404);
+  });
+
+  it('follows a candidate link the territory decided', async () => {
+    const north = await stow('CHU-NORD', { PatientID: 'NORD-GHT', PatientName: 'LEROY^Jules', PatientBirthDate: '19550505', PatientSex: 'M' });
+    const south = await stow('CLIN-SUD', { PatientID: 'SUD-GHT', PatientName: 'LEROY^Jules', PatientBirthDate: '19550505', PatientSex: 'M' });
+    const northRecord = await recordId('CHU-NORD', 'NORD-GHT');
+    const reviewId = await candidateBetween(northRecord, await recordId('CLIN-SUD', 'SUD-GHT'));
+    const territory = await loginLocal(base, 'admin.ght', password);
+    assert.equal((await send(territory, 'POST', `/api/identity-reviews/${reviewId}`, { accept: true })).status, 200);
+    await addUser(atrium.archive, { login: 'jules', displayName: 'Jules', roles: ['patient'], sites: [], patientId: northRecord, password }, by);
+    const patient = await loginLocal(base, 'jules', password);
+    assert.deepEqual(await studiesSeen(patient.jar), [north, south].sort());
+  });
+});

@@ -53,13 +53,19 @@ export const EMERGENCY_ACCESS_HOURS = 12;
 export class Grants {
   constructor(private readonly sql: SqlDatabase) {}
 
-  async grant(g: { kind: GrantKind; userId: number; StudyInstanceUID?: string; patientId?: number; reason?: string; grantedBy: string; expiresAt?: Date }, tx: SqlDatabase = this.sql): Promise<Grant> {
+  /**
+   * `patientIds`: for a share of a patient, the records it opens (AccessPolicy.recordsToShare),
+   * kept with it so that a link made later never widens it; the named record comes first.
+   */
+  async grant(g: { kind: GrantKind; userId: number; StudyInstanceUID?: string; patientId?: number; patientIds?: number[]; reason?: string; grantedBy: string; expiresAt?: Date }, tx: SqlDatabase = this.sql): Promise<Grant> {
     if ((g.StudyInstanceUID === undefined) === (g.patientId === undefined)) throw new GrantError('invalid', 'a grant opens either one study or one patient\'s exams');
     if (g.kind === 'emergency' && (g.reason ?? '').trim().length < 10) throw new GrantError('invalid', 'an emergency access needs a typed reason (10 characters at least)');
+    if (g.patientIds !== undefined && g.patientIds[0] !== g.patientId) throw new GrantError('invalid', 'the records a grant opens start with the one it names');
     const row = await tx.get<Row>(
-      `INSERT INTO access_grants (kind, user_id, study_instance_uid, patient_id, reason, granted_by, created_at, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
-      [g.kind, g.userId, g.StudyInstanceUID ?? null, g.patientId ?? null, g.reason?.trim() ?? null, g.grantedBy, new Date().toISOString(), g.expiresAt?.toISOString() ?? null],
+      `INSERT INTO access_grants (kind, user_id, study_instance_uid, patient_id, patient_ids, reason, granted_by, created_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+      [g.kind, g.userId, g.StudyInstanceUID ?? null, g.patientId ?? null, g.patientIds === undefined ? null : JSON.stringify(g.patientIds),
+        g.reason?.trim() ?? null, g.grantedBy, new Date().toISOString(), g.expiresAt?.toISOString() ?? null],
     );
     return grantOf(row!);
   }

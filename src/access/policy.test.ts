@@ -40,14 +40,14 @@ for (const db of testDatabases()) {
       index = await openArchiveIndex(opened.config);
       policy = new AccessPolicy(index.sql);
       for (const code of ['A', 'B', 'C']) sites.push(await index.createSite({ code, name: code, finess: '000000000', issuerOfPatientID: `ISS-${code}` }));
-      // Patients 0 (site A) and 1 (site B) are one person; patient 2 (site C) is someone else.
+      // Patients 0 (site A) and 1 (site B) are one person by the same qualified INS; patient 2 (site C) is someone else.
       for (const [i, site] of [sites[0]!, sites[1]!, sites[2]!].entries()) {
         const row = await index.sql.get<{ id: number }>('INSERT INTO patients (site_id, issuer, patient_id, updated_at) VALUES (?, ?, ?, ?) RETURNING id', [site.id, site.issuerOfPatientID, `P${i}`, now]);
         patients.push(Number(row!.id));
       }
       const person = await index.sql.get<{ id: number }>('INSERT INTO persons (created_at) VALUES (?) RETURNING id', [now]);
       for (const p of [patients[0]!, patients[1]!]) {
-        await index.sql.run(`INSERT INTO patient_identities (patient_id, status, source, person_id, updated_at) VALUES (?, 'qualified', 'test', ?, ?)`, [p, Number(person!.id), now]);
+        await index.sql.run(`INSERT INTO patient_identities (patient_id, ins, status, source, person_id, updated_at) VALUES (?, '180017512345678', 'qualified', 'test', ?, ?)`, [p, Number(person!.id), now]);
       }
       const add = async (n: number, siteIdx: number, patientIdx: number, referring?: string) => {
         const uid = `1.2.250.99.${n}`;

@@ -53,19 +53,23 @@ const tokenDigest = (token: string) => createHash('sha256').update(token).digest
 export class ShareLinks {
   constructor(private readonly sql: SqlDatabase) {}
 
-  /** Creates a link; the token is returned once and never stored. */
-  async create(l: { StudyInstanceUID?: string; patientId?: number; createdBy: string; expiresAt: Date; pin?: string }): Promise<{ link: ShareLink; token: string }> {
+  /**
+   * Creates a link; the token is returned once and never stored. `patientIds`: for a patient,
+   * the records it opens (AccessPolicy.recordsToShare), the named one first.
+   */
+  async create(l: { StudyInstanceUID?: string; patientId?: number; patientIds?: number[]; createdBy: string; expiresAt: Date; pin?: string }): Promise<{ link: ShareLink; token: string }> {
     if ((l.StudyInstanceUID === undefined) === (l.patientId === undefined)) throw new ShareLinkError('invalid', 'a link shares either one study or one patient\'s exams');
+    if (l.patientIds !== undefined && l.patientIds[0] !== l.patientId) throw new ShareLinkError('invalid', 'the records a link opens start with the one it names');
     if (l.pin !== undefined && !/^[0-9]{4,8}$/.test(l.pin)) throw new ShareLinkError('invalid', 'a PIN is 4 to 8 digits');
     const now = Date.now();
     if (l.expiresAt.getTime() <= now) throw new ShareLinkError('invalid', 'the link would already be expired');
     if (l.expiresAt.getTime() > now + MAX_SHARE_LINK_DAYS * 86_400_000) throw new ShareLinkError('invalid', `a link lives at most ${MAX_SHARE_LINK_DAYS} days`);
     const token = randomBytes(32).toString('base64url');
     const row = await this.sql.get<Row>(
-      `INSERT INTO share_links (token_sha256, pin_hash, study_instance_uid, patient_id, created_by, created_at, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+      `INSERT INTO share_links (token_sha256, pin_hash, study_instance_uid, patient_id, patient_ids, created_by, created_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
       [tokenDigest(token), l.pin === undefined ? null : await hashPassword(l.pin), l.StudyInstanceUID ?? null, l.patientId ?? null,
-        l.createdBy, new Date(now).toISOString(), l.expiresAt.toISOString()],
+        l.patientIds === undefined ? null : JSON.stringify(l.patientIds), l.createdBy, new Date(now).toISOString(), l.expiresAt.toISOString()],
     );
     return { link: linkOf(row!), token };
   }

@@ -665,6 +665,19 @@ CREATE INDEX tele_alerts_pending ON tele_alerts (status, next_attempt_at);
     // asked who they are. Purged with the session a day after it ends.
     sql: `ALTER TABLE sessions ADD COLUMN id_token TEXT;`,
   },
+  {
+    version: 16,
+    name: 'cross-site integrity: for whom an identity review was decided, the patient records a share opens',
+    // A link between two sites' records widens access only when qualified INS back it or the
+    // territory decided it: decided_for says which ('territory' or 'sites'; null before this).
+    // A share of a patient opens the records listed when it was made (a JSON array of
+    // patients.id): the named one and those linked by qualified INS that the sharer saw.
+    sql: `
+ALTER TABLE identity_reviews ADD COLUMN decided_for {text};
+ALTER TABLE access_grants ADD COLUMN patient_ids TEXT;
+ALTER TABLE share_links ADD COLUMN patient_ids TEXT;
+`,
+  },
 
 ];
 
