@@ -370,11 +370,14 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
     const id = (await atrium.archive.index.sql.get<{ id: number }>(`SELECT id FROM identity_reviews WHERE kind = 'ins-invalid' AND patient_id = ? AND state = 'open'`, [patientId]))!.id;
     const listed = async (who: string) => (await created<{ reviews: Array<{ id: number }> }>(as(who, 'GET', '/api/identity-reviews'))).reviews.map((r) => r.id);
     assert.ok(!(await listed('admin.nord')).includes(Number(id)));
+    assert.ok((await listed('admin.sud')).includes(Number(id)));
     const refused = await answer(await as('admin.nord', 'POST', `/api/identity-reviews/${id}`, { accept: true }), String(id), '987654321');
     assert.deepEqual(refused, await answer(await as('admin.nord', 'POST', '/api/identity-reviews/987654321', { accept: true })));
-    assert.ok(refused.status >= 400);
-    assert.ok((await listed('admin.sud')).includes(Number(id)), 'still open');
+    assert.equal(refused.status, 404);
+    assert.ok((await listed('admin.sud')).includes(Number(id)), 'still open after the refusal');
+    // Decided, it is still answered as absent to another site (its state is not told either).
     assert.equal((await as('admin.sud', 'POST', `/api/identity-reviews/${id}`, { accept: false })).status, 200);
+    assert.deepEqual(await answer(await as('admin.nord', 'POST', `/api/identity-reviews/${id}`, { accept: true }), String(id), '987654321'), refused);
   });
 
   it('lets a site administrator assign only their own site\'s teleradiology requests: the would-be reader of another site\'s reads nothing', async () => {

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { CorrectionError } from '../archive/corrections.ts';
 import { GrantError } from '../access/grants.ts';
 import { ShareLinkError } from '../access/share-links.ts';
-import { ReviewForTerritoryError, ReviewNotOpenError } from '../patients/identities.ts';
+import { ReviewForTerritoryError, ReviewNotFoundError, ReviewNotOpenError } from '../patients/identities.ts';
 import { PrefetchError } from '../dimse/routing.ts';
 import { TeleError, type TeleErrorCode } from '../workflow/tele-requests.ts';
 import { RetrieveError } from '../archive/retrieve.ts';
@@ -41,6 +41,7 @@ export function httpStatusOf(e: unknown): number {
   if (e instanceof CorrectionError) return e.code === 'not-found' ? 404 : 409;
   if (e instanceof GrantError || e instanceof ShareLinkError) return e.code === 'not-found' ? 404 : 400;
   if (e instanceof ReviewNotOpenError) return 409;
+  if (e instanceof ReviewNotFoundError) return 404;
   if (e instanceof ReviewForTerritoryError) return 403;
   if (e instanceof PrefetchError) return 400;
   if (e instanceof AuthenticationError) return loginFailureStatus[e.reason];

@@ -167,6 +167,11 @@ export class ReviewNotOpenError extends Error {
   override readonly name = 'ReviewNotOpenError';
 }
 
+/** No such review, or one of sites the decider does not act for (told apart from nothing). */
+export class ReviewNotFoundError extends Error {
+  override readonly name = 'ReviewNotFoundError';
+}
+
 /** A candidate link joining a record of a site the decider does not act for: the territory decides it. */
 export class ReviewForTerritoryError extends Error {
   override readonly name = 'ReviewForTerritoryError';
@@ -175,7 +180,7 @@ export class ReviewForTerritoryError extends Error {
 /**
  * A review's decision: a link candidate accepted links the two records into one person.
  * `inSites` (undefined: every site) are the sites the decider acts for: a review none of
- * whose records is of those sites is answered as one that is not open. The decision
+ * whose records is of those sites is answered as one that does not exist. The decision
  * records whether the territory made it (decided_for): only then does a link that no
  * qualified INS backs widen access (access/linked-records.ts).
  */
@@ -186,7 +191,9 @@ export async function decideReview(db: SqlDatabase, reviewId: number, accept: bo
          JOIN patients p ON p.id = r.patient_id LEFT JOIN patients o ON o.id = r.other_patient_id WHERE r.id = ?`, [reviewId],
     );
     const concerned = r && (inSites === undefined || [r.site_id, r.other_site_id].some((s) => s !== null && inSites.includes(Number(s))));
-    if (!r || !concerned || r.state !== 'open') throw new ReviewNotOpenError(`review ${reviewId} is not open`);
+    // Whether another site's review is still open is not told either: the state is checked after.
+    if (!r || !concerned) throw new ReviewNotFoundError(`review ${reviewId} does not exist`);
+    if (r.state !== 'open') throw new ReviewNotOpenError(`review ${reviewId} is not open`);
     // A site administrator who linked their record to another site's would open that site's
     // exams to whoever sees theirs (a share, the patient's own access): a candidate joining
     // another site's record stays open for the territory's identitovigilance.
