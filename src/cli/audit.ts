@@ -1,6 +1,7 @@
 /**
  * `atrium audit verify | anchor | patient`: the audit trail from the command line.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, type AtriumConfig } from '../config/config.ts';
@@ -40,32 +41,28 @@ export async function runAuditCommand(
   }
 }
 
-/** The chain, then the chain against every anchor of the file: exit 1 and why on any mismatch. */
+/**
+ * The chain, and the chain against every anchor of the file: exit 1 and why on any mismatch.
+ * Without a key or with a refused anchor file the chain alone is walked (its report says
+ * how far it holds), and the answer is still a failure.
+ */
 async function verify(config: AtriumConfig, trail: AuditTrail, anchorsFile: string | undefined): Promise<number> {
   const file = anchorsFile !== undefined ? path.resolve(anchorsFile) : config.audit.anchor.file;
-  const fail = (report: object, why: string): number => {
-    process.stdout.write(JSON.stringify({ ok: false, ...report, anchorFile: file }, null, 2) + '\n');
+  const key = anchorKeyOf(config.audit.anchor, config.dataDir, { create: false });
+  const read = key ? readAnchorFile(file, key) : undefined;
+  const anchors = read?.ok ? read.anchors : undefined;
+  const r = await trail.verify(anchors);
+  let why: string | undefined;
+  if (!r.ok) why = `audit trail broken at record ${r.brokenAt}: ${r.why}`;
+  else if (!key && (r.records > 0 || existsSync(file))) why = `audit trail not verified against anchors: no anchor key (set ATRIUM_AUDIT_ANCHOR_KEY, or keep ${path.join(config.dataDir, ANCHOR_KEY_FILE)})`;
+  else if (read && !read.ok) why = `audit anchors refused: ${read.why}`;
+  // A trail with records and no anchor at all: its end cannot be vouched for (the file may have been removed).
+  else if (r.records > 0 && anchors?.length === 0) why = `audit trail not verified against anchors: ${file} holds none (was it removed? \`atrium serve\` writes one at start)`;
+  process.stdout.write(JSON.stringify({ ...r, ok: why === undefined, ...(why !== undefined && r.ok ? { why } : {}), anchorFile: file }, null, 2) + '\n');
+  if (why !== undefined) {
     process.stderr.write(`${why}\n`);
     return 1;
-  };
-  const key = anchorKeyOf(config.audit.anchor, config.dataDir, { create: false });
-  if (!key) {
-    return fail({ why: 'no anchor key' }, `audit trail not verified: no anchor key (set ATRIUM_AUDIT_ANCHOR_KEY, or keep ${path.join(config.dataDir, ANCHOR_KEY_FILE)})`);
   }
-  const read = readAnchorFile(file, key);
-  if (!read.ok) return fail({ why: read.why }, `audit anchors refused: ${read.why}`);
-  const r = await trail.verify(read.anchors);
-  const report = { ...r, anchorFile: file };
-  if (!r.ok) {
-    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-    process.stderr.write(`audit trail broken at record ${r.brokenAt}: ${r.why}\n`);
-    return 1;
-  }
-  // A trail with records and no anchor at all: its end cannot be vouched for (the file may have been removed).
-  if (r.records > 0 && read.anchors.length === 0) {
-    return fail({ records: r.records, why: 'no anchor' }, `audit trail not verified against anchors: ${file} holds none (was it removed? \`atrium serve\` writes one at start)`);
-  }
-  process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   if (r.lastAnchorVerified) process.stderr.write(`audit trail intact: ${r.records} records, ${r.anchorsVerified} anchors, the last of record ${r.lastAnchorVerified.seq} at ${r.lastAnchorVerified.at}\n`);
   return 0;
 }
