@@ -25,6 +25,7 @@ export async function runAuditCommand(
     if (sub === 'anchor') {
       // An anchor now (from cron while Atrium is stopped, or before a backup); serve anchors by itself.
       const key = anchorKeyOf(config.audit.anchor, config.dataDir, { create: true })!;
+      if (key.file) logger.warn({ keyFile: key.file }, 'ATRIUM_AUDIT_ANCHOR_KEY is not set: the anchor is signed with the key in this file; move it to the environment (a secret store)');
       const anchoring = new AuditAnchoring(index.sql, config.audit.anchor, key, logger);
       await anchoring.stop();
       process.stdout.write(JSON.stringify({ file: config.audit.anchor.file, keyId: key.id }, null, 2) + '\n');
