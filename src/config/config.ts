@@ -233,6 +233,12 @@ export interface Hl7Config {
   defaultCharacterSet: '8859/1' | 'UNICODE UTF-8' | 'ASCII';
   /** Largest message accepted, in bytes; a larger frame closes the connection. */
   maxMessageBytes: number;
+  /** Connections open at once; one more is closed as soon as it is accepted. */
+  maxConnections: number;
+  /** A connection that sends nothing for this long (and awaits no acknowledgment) is closed. */
+  idleTimeoutMs: number;
+  /** A frame must end within this long of its start block, however its bytes trickle in. */
+  frameTimeoutMs: number;
 }
 
 /**
@@ -338,7 +344,8 @@ export function defaultConfig(dataDir: string): AtriumConfig {
       associationsPerPeer: 2,
       pollIntervalMs: 1_000,
     },
-    hl7: { enabled: true, host: '127.0.0.1', port: 2575, senders: [], defaultCharacterSet: '8859/1', maxMessageBytes: 16 * 1024 ** 2 },
+    hl7: { enabled: true, host: '127.0.0.1', port: 2575, senders: [], defaultCharacterSet: '8859/1', maxMessageBytes: 16 * 1024 ** 2,
+      maxConnections: 64, idleTimeoutMs: 60_000, frameTimeoutMs: 30_000 },
     audit: { anchor: { file: path.join(dataDir, 'audit-anchors.jsonl'), everySeconds: 60 } },
     auth: {
       clients: [],
@@ -680,6 +687,12 @@ function parseHl7(h: Record<string, unknown>, env: Env, config: AtriumConfig): v
   c.port = int(env.ATRIUM_HL7_PORT, 'ATRIUM_HL7_PORT') ?? num(h, 'port') ?? c.port;
   c.maxMessageBytes = num(h, 'maxMessageBytes') ?? c.maxMessageBytes;
   if (c.maxMessageBytes < 1024) throw new ConfigError('hl7.maxMessageBytes must be at least 1024');
+  c.maxConnections = num(h, 'maxConnections') ?? c.maxConnections;
+  if (!Number.isInteger(c.maxConnections) || c.maxConnections < 1) throw new ConfigError('hl7.maxConnections must be a positive integer');
+  for (const k of ['idleTimeoutMs', 'frameTimeoutMs'] as const) {
+    c[k] = num(h, k) ?? c[k];
+    if (!Number.isInteger(c[k]) || c[k] < 100) throw new ConfigError(`hl7.${k} must be an integer of at least 100`);
+  }
   const charset = str(h, 'defaultCharacterSet') ?? c.defaultCharacterSet;
   if (charset !== '8859/1' && charset !== 'UNICODE UTF-8' && charset !== 'ASCII') {
     throw new ConfigError(`hl7.defaultCharacterSet must be 8859/1, UNICODE UTF-8 or ASCII, not ${charset}`);

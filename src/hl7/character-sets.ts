@@ -22,8 +22,9 @@ export function declaredCharacterSet(bytes: Buffer): string {
   if (sep === '') return '';
   const fields = msh.split(sep);
   // fields[0] is "MSH" and fields[1] MSH-2, so MSH-n is fields[n - 1].
-  const repetition = fields[1]?.charAt(1) ?? '~';
-  return (fields[17] ?? '').split(repetition)[0]!.trim();
+  // An MSH-2 too short to name a repetition separator (refused later) must not fail here.
+  const repetition = fields[1]?.charAt(1) || '~';
+  return ((fields[17] ?? '').split(repetition)[0] ?? '').trim();
 }
 
 export function decodeText(bytes: Buffer, charset: Hl7CharacterSet): string {

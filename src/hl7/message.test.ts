@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeMessage, findSegment, Hl7SyntaxError, parseMessage, repetitionsOf, valueOf } from './message.ts';
 import { declaredCharacterSet, decodeText } from './character-sets.ts';
-import { MllpDecoder, frameMessage } from './mllp.ts';
+import { MllpDecoder, MllpFrameRefused, MllpHeaderTooLarge, frameMessage } from './mllp.ts';
 import { buildAcknowledgment, Hl7Error, Hl7ErrorCode } from './acknowledgment.ts';
 
 const adt = [
@@ -86,6 +86,21 @@ describe('MLLP framing', () => {
     assert.deepEqual(d.push(Buffer.from('\x0bMSH|')), []);
     assert.equal(d.pendingBytes, 4);
     assert.throws(() => d.push(Buffer.from('0123456789')), /larger than 8/);
+  });
+
+  it('screens a frame on its first segment before keeping more than the screening bound', () => {
+    const seen: string[] = [];
+    const screen = { maxHeaderBytes: 16, admit: (first: Buffer) => (seen.push(first.toString()), first.toString().startsWith('MSH|OK')) };
+    const d = new MllpDecoder(1024, screen);
+    const ok = `MSH|OK\r${'X'.repeat(100)}`;
+    assert.deepEqual(d.push(Buffer.from(`\x0b${ok.slice(0, 3)}`)), []);
+    assert.deepEqual(d.push(Buffer.from(`${ok.slice(3)}\x1c\r`)).map(String), [ok], 'an admitted frame grows past the bound');
+    assert.deepEqual(seen, ['MSH|OK\r']);
+    const refused = new MllpDecoder(1024, screen);
+    assert.throws(() => refused.push(Buffer.from(`\x0bMSH|NO\n${'X'.repeat(100)}`)), (e: unknown) => e instanceof MllpFrameRefused && e.firstSegment.toString() === 'MSH|NO\n');
+    assert.deepEqual(new MllpDecoder(1024, screen).push(frameMessage(Buffer.from('MSH|OK'))).map(String), ['MSH|OK'], 'a frame without terminator is screened whole at its end');
+    assert.throws(() => new MllpDecoder(1024, screen).push(Buffer.from(`\x0b${'X'.repeat(17)}`)), MllpHeaderTooLarge);
+    assert.throws(() => new MllpDecoder(1024, screen).push(Buffer.from('noise'.repeat(4))), MllpHeaderTooLarge, 'noise outside frames is bounded too');
   });
 });
 

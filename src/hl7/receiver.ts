@@ -73,6 +73,31 @@ export class Hl7Receiver {
     }
   }
 
+  /**
+   * Whether a frame's first segment names a configured sender in MSH-3 and MSH-4 (their
+   * first components as received): only then is the rest of the frame read. The full
+   * check of `receive` still applies to the whole message.
+   */
+  admitsSender(firstSegment: Buffer): boolean {
+    const msh = readableMsh(firstSegment);
+    if (msh === undefined) return false;
+    const f = msh.split(msh.charAt(3));
+    const component = f[1]?.charAt(0) || '^';
+    const first = (n: number) => (f[n - 1] ?? '').split(component)[0] ?? '';
+    return this.findSender(first(3), first(4)) !== undefined;
+  }
+
+  /** The AR answering a frame refused on its first segment, or undefined when that is no readable MSH. */
+  refuseSender(firstSegment: Buffer): Buffer | undefined {
+    if (readableMsh(firstSegment) === undefined) return undefined;
+    const header = headerOf(firstSegment);
+    const declared = declaredCharacterSet(firstSegment);
+    const charset = isSupportedCharacterSet(declared) ? declared : this.config.defaultCharacterSet;
+    this.logger.info({ type: header.messageType, controlId: header.messageControlId, sender: `${header.sendingApplication}@${header.sendingFacility}` }, 'hl7 message refused: unknown sender');
+    return this.answer(header, 'AR', charset, new Hl7Error('AR', Hl7ErrorCode.unknownKeyIdentifier,
+      `sending application ${JSON.stringify(header.sendingApplication)} of facility ${JSON.stringify(header.sendingFacility)} (MSH-3, MSH-4) is not a configured HL7 sender (hl7.senders)`, { segment: 'MSH', field: 3 })).acknowledgment;
+  }
+
   private answer(header: AcknowledgedHeader, code: AcknowledgmentCode, charset: Hl7CharacterSet, error?: Hl7Error): ReceivedMessage {
     // MSH-18 of the answer names the set it is written in (empty for the default, as received).
     const ack = buildAcknowledgment({ ...header, characterSet: header.characterSet === charset ? charset : '' }, code, error);
@@ -128,6 +153,12 @@ export class Hl7Receiver {
       }, tx);
     });
   }
+}
+
+/** The text of a first segment that is an MSH with a usable field separator, without its terminator. */
+function readableMsh(firstSegment: Buffer): string | undefined {
+  const line = firstSegment.toString('latin1').split(/\r|\n/, 1)[0] ?? '';
+  return /^MSH[^A-Za-z0-9 ]/.test(line) ? line : undefined;
 }
 
 /** What can be read of MSH before anything is validated, for the acknowledgment to echo. */
