@@ -112,7 +112,7 @@ export class Hl7Server {
           enqueue(e.completed);
           return refuse(e.firstSegment);
         }
-        if (e instanceof MllpHeaderTooLarge) return drop('warn', { limit: e.limit }, 'HL7 connection closed: no MSH segment within the first bytes');
+        if (e instanceof MllpHeaderTooLarge) return drop('warn', { limit: e.limit }, 'HL7 connection closed: no complete first segment (MSH) within the bound, or as much noise between frames');
         if (e instanceof MllpFrameTooLarge) return drop('warn', { limit: e.limit }, 'HL7 message too large, connection closed');
         throw e;
       }
