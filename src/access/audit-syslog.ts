@@ -3,7 +3,7 @@
  * every stored audit event, in the trail's order, as a DICOM audit message (audit-message.ts)
  * in an RFC 5424 message, framed by octet counting over TLS (RFC 5425).
  *
- * It polls audit_events after its cursor (outbox_cursors, consumer 'audit-syslog'), so the
+ * It polls audit_events after its position (src/events/outbox.ts positions, consumer 'audit-syslog'), so the
  * request path never waits on it: a request only appends to the trail, as before. A batch
  * is written, and the cursor moves only once the socket took the bytes (the write
  * callback). Delivery is therefore at least once: Atrium stopping between the write and the
@@ -27,7 +27,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { AuditSyslogConfig } from '../config/config.ts';
 import type { SqlDatabase } from '../index/sql.ts';
-import { ArchiveIndex } from '../index/archive-index.ts';
+import { advancePosition, ensurePosition, lockPosition, readPosition } from '../events/outbox.ts';
 import { AuditTrail, type StoredAuditEvent } from './audit.ts';
 import { auditMessageOf, auditEventKindOf, AuditEventID, type AuditSourceContext } from './audit-message.ts';
 
@@ -199,11 +199,11 @@ export class AuditSyslogExporter {
     // Several nodes share one PostgreSQL: the cursor row, locked while its batch is sent, lets
     // one node export at a time (the others skip their turn). If PostgreSQL runs the
     // transaction again (a conflict), the batch is sent again: at least once, as after a crash.
-    await this.sql.run('INSERT INTO outbox_cursors (consumer, last_id, updated_at) VALUES (?, 0, ?) ON CONFLICT (consumer) DO NOTHING', [AUDIT_SYSLOG_CONSUMER, new Date().toISOString()]);
+    await ensurePosition(this.sql, AUDIT_SYSLOG_CONSUMER);
     return this.sql.transaction(async (tx) => {
-      const row = await tx.get<{ last_id: number }>('SELECT last_id FROM outbox_cursors WHERE consumer = ? FOR UPDATE SKIP LOCKED', [AUDIT_SYSLOG_CONSUMER]);
-      if (!row) return 0;
-      return this.sendAfter(tx, Number(row.last_id));
+      const position = await lockPosition(tx, AUDIT_SYSLOG_CONSUMER);
+      if (!position) return 0;
+      return this.sendAfter(tx, position.id);
     });
   }
 
@@ -217,8 +217,7 @@ export class AuditSyslogExporter {
   }
 
   private async readCursor(sql: SqlDatabase): Promise<number> {
-    const row = await sql.get<{ last_id: number }>('SELECT last_id FROM outbox_cursors WHERE consumer = ?', [AUDIT_SYSLOG_CONSUMER]);
-    return Number(row?.last_id ?? 0);
+    return (await readPosition(sql, AUDIT_SYSLOG_CONSUMER)).id;
   }
 
   private async sendAfter(sql: SqlDatabase, after: number): Promise<number> {
@@ -232,7 +231,7 @@ export class AuditSyslogExporter {
     const frames = Buffer.concat(events.map((e) => octetCountedFrame(syslogMessageOf(e, this.source))));
     await writeAll(socket, frames);
     const last = events[events.length - 1]!.id;
-    await ArchiveIndex.advanceCursor(sql, AUDIT_SYSLOG_CONSUMER, last);
+    await advancePosition(sql, AUDIT_SYSLOG_CONSUMER, { txid: 0, id: last });
     this.cursor = last;
     this.logger.debug({ events: events.length, through: last }, 'audit events sent to the syslog collector');
     return events.length;

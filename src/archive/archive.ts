@@ -6,6 +6,7 @@ import { openBlobStore } from '../storage/open-store.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { Ingestor } from './ingest.ts';
 import { Retriever } from './retrieve.ts';
+import { Outbox } from '../events/outbox.ts';
 
 /** The archive's engines and domain services, opened once and handed to every adapter. */
 export interface Archive {
@@ -13,6 +14,8 @@ export interface Archive {
   readonly store: BlobStore;
   readonly ingestor: Ingestor;
   readonly retriever: Retriever;
+  /** The events that ingest and the workflows announce, for their consumers. */
+  readonly outbox: Outbox;
   /** Sites by code, as configured (and mirrored in the index). */
   readonly sites: ReadonlyMap<string, Site>;
   /** The same sites by their index id. */
@@ -37,7 +40,7 @@ export async function openArchive(config: AtriumConfig, logger: Logger): Promise
   const ingestor = new Ingestor(index, store, config.ingest, logger.child({ component: 'ingest' }));
   const retriever = new Retriever(index, store, logger.child({ component: 'retrieve' }));
   return {
-    index, store, ingestor, retriever, sites,
+    index, store, ingestor, retriever, sites, outbox: new Outbox(index.sql),
     siteById: new Map([...sites.values()].map((s) => [s.id, s])),
     async close() {
       await Promise.allSettled([index.close(), store.close()]);

@@ -116,8 +116,8 @@ export class Forwarder {
   private async tick(): Promise<void> {
     try {
       if (this.router) {
-        // Drain the outbox in batches; an empty batch ends it.
-        while (!this.stopping && (await this.router.routeOnce()) > 0);
+        // What arrived since the last tick, batch after batch.
+        if (!this.stopping) await this.router.runOnce();
       }
       if (Date.now() - this.lastReclaim > reclaimAfterMs / 4) {
         // On SQLite this process is the only sender: at start, whatever is in progress was left by a crash.

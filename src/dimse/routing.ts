@@ -2,13 +2,16 @@
  * Routing: which arriving objects go to which peers. The rules are matched against the
  * outbox events that ingest writes in the same transaction as the index rows, and what
  * they select is queued in the forwarding queue (src/index/forwarding-queue.ts), in the
- * same transaction that marks the events done. Ingest never waits on a peer.
+ * same transaction that moves routing's position in the outbox. Ingest never waits on a peer.
  */
 import type { Logger } from 'pino';
 import type { SqlRestriction } from '../index/records.ts';
 import type { Archive } from '../archive/archive.ts';
 import type { PeerConfig, RoutingRule } from '../config/config.ts';
 import type { ForwardItem, ForwardingQueue } from '../index/forwarding-queue.ts';
+import type { SqlDatabase } from '../index/sql.ts';
+import type { OutboxEvent } from '../events/outbox.ts';
+import { OutboxConsumer } from '../events/consumer.ts';
 
 /** What a rule looks at: the object as the outbox event and the index describe it. */
 export interface ArrivedObject {
@@ -40,6 +43,7 @@ export async function matchRules(rules: readonly RoutingRule[], obj: ArrivedObje
 /** What ingest writes in an instance event's payload (src/index/archive-index.ts eventPayload). */
 interface InstanceEventPayload {
   siteId: number;
+  blobKey: string;
   StudyInstanceUID: string;
   SeriesInstanceUID: string;
   SOPInstanceUID: string;
@@ -49,35 +53,40 @@ interface InstanceEventPayload {
 /** Events after which an object is (again) current and may have to be sent. */
 const routedEvents = new Set(['instance.stored', 'instance.replaced']);
 
-/**
- * The outbox consumer of routing. It consumes every event (the outbox has one done mark
- * per event, not one per consumer), so it runs only when there are rules.
- */
-export class Router {
+/** The outbox consumer of routing: its position is 'routing' (the Forwarder polls it). */
+export const ROUTING_CONSUMER = 'routing';
 
+/** The stored object's head that holds its meta header (group 0002 is short; 64 KiB is plenty). */
+const metaHeaderBytes = 64 * 1024;
+
+/**
+ * The outbox consumer of routing: matches each batch of arrived objects against the rules
+ * and queues what they select in the transaction that moves its position, so that an object
+ * is queued once, with one node or several. It runs only when there are rules.
+ */
+export class Router extends OutboxConsumer {
   constructor(
     private readonly archive: Archive,
     private readonly queue: ForwardingQueue,
     private readonly rules: readonly RoutingRule[],
-    private readonly logger: Logger,
+    logger: Logger,
+    batch = 500,
   ) {
+    super(archive.outbox, ROUTING_CONSUMER, logger, batch, 0);
   }
 
-  /** Routes one batch of events; returns how many events it consumed (0: the outbox is empty). */
-  async routeOnce(batch = 500): Promise<number> {
-    const events = await this.archive.index.claimEvents(batch);
-    if (events.length === 0) return 0;
+  protected async apply(tx: SqlDatabase, events: OutboxEvent[]): Promise<void> {
     const instanceEvents = events
       .filter((e) => routedEvents.has(e.type))
       .map((e) => e.payload as InstanceEventPayload);
-    const modalities = await this.queue.seriesModalities([...new Set(instanceEvents.map((p) => p.SeriesInstanceUID))]);
+    const modalities = await this.queue.seriesModalities([...new Set(instanceEvents.map((p) => p.SeriesInstanceUID))], tx);
     const items: ForwardItem[] = [];
     for (const p of instanceEvents) {
       const rules = await matchRules(this.rules, {
         siteCode: this.archive.siteById.get(p.siteId)?.code,
         Modality: modalities.get(p.SeriesInstanceUID),
         SOPClassUID: p.SOPClassUID,
-        callingAETitle: () => this.callingAETitleOf(p.SOPInstanceUID),
+        callingAETitle: () => this.callingAETitleOf(p.blobKey),
       });
       for (const rule of rules) {
         for (const destination of rule.destinations) {
@@ -85,16 +94,18 @@ export class Router {
         }
       }
     }
-    const queued = await this.queue.enqueueForEvents(items, events.map((e) => e.id));
+    const queued = await this.queue.enqueueIn(tx, items);
     if (queued > 0) this.logger.debug({ events: events.length, queued }, 'routing: objects queued for forwarding');
-    return events.length;
   }
 
-  /** The AE title that sent the object, from the meta header Atrium wrote in front of it. */
-  private async callingAETitleOf(SOPInstanceUID: string): Promise<string | undefined> {
-    const inst = await this.archive.index.findInstanceBySOPInstanceUID(SOPInstanceUID);
-    if (!inst || inst.layout.datasetOffset <= 132) return undefined;
-    const stream = await this.archive.store.get(inst.blobKey, { start: 0, end: inst.layout.datasetOffset - 1 });
+  /** The AE title that sent the object, from the meta header Atrium wrote in front of it (read from the blob, not the index). */
+  private async callingAETitleOf(blobKey: string): Promise<string | undefined> {
+    let stream: NodeJS.ReadableStream;
+    try {
+      stream = await this.archive.store.get(blobKey, { start: 0, end: metaHeaderBytes - 1 });
+    } catch {
+      return undefined; // replaced or deleted since: a later event covers it
+    }
     const chunks: Buffer[] = [];
     for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
     return fileMetaString(Buffer.concat(chunks), 0x0016);

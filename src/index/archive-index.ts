@@ -1,3 +1,4 @@
+import { appendEvent } from '../events/outbox.ts';
 import { foldPersonName } from '../dicom/person-name.ts';
 import { buildConditions, type Conditions } from './matching.ts';
 import { applyMigrations, indexMigrations, writePatientNameWords } from './migrations.ts';
@@ -8,7 +9,6 @@ import type {
   InstanceRecord,
   InstanceRow,
   NewSite,
-  OutboxEvent,
   PatientAttributes,
   SearchQuery,
   SeriesAttributes,
@@ -799,11 +799,7 @@ export class ArchiveIndex {
   }
 
   private async addEvent(tx: SqlDatabase, type: string, payload: unknown, now: string): Promise<void> {
-    await tx.run('INSERT INTO outbox (type, payload_json, created_at) VALUES (?, ?, ?)', [
-      type,
-      JSON.stringify(payload),
-      now,
-    ]);
+    await appendEvent(tx, type, payload, now);
   }
 
   /**
@@ -1073,68 +1069,6 @@ export class ArchiveIndex {
   async countInstances(): Promise<number> {
     const row = await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM instances');
     return Number(row?.n ?? 0);
-  }
-
-  // ---- outbox ----
-
-  /**
-   * Events after a consumer's cursor, oldest first. Each consumer (forwarding, identities,
-   * ...) reads every event at its own pace; it moves its cursor with advanceCursor in the
-   * transaction that applies what it read, so nothing is lost or applied twice.
-   */
-  async eventsAfterCursor(consumer: string, limit: number): Promise<OutboxEvent[]> {
-    const cursor = await this.sql.get<{ last_id: number }>('SELECT last_id FROM outbox_cursors WHERE consumer = ?', [consumer]);
-    const rows = await this.sql.all<{ id: number; type: string; payload_json: string; created_at: string }>(
-      'SELECT id, type, payload_json, created_at FROM outbox WHERE id > ? ORDER BY id LIMIT ?',
-      [Number(cursor?.last_id ?? 0), limit],
-    );
-    return rows.map((r) => ({ id: Number(r.id), type: r.type, payload: JSON.parse(r.payload_json) as unknown, createdAt: r.created_at }));
-  }
-
-  static async advanceCursor(tx: SqlDatabase, consumer: string, lastId: number): Promise<void> {
-    await tx.run(
-      `INSERT INTO outbox_cursors (consumer, last_id, updated_at) VALUES (?, ?, ?)
-       ON CONFLICT (consumer) DO UPDATE SET last_id = excluded.last_id, updated_at = excluded.updated_at`,
-      [consumer, lastId, new Date().toISOString()],
-    );
-  }
-
-  /**
-   * Claims up to `limit` pending events, oldest first. An event claimed but not completed
-   * within `reclaimAfterMs` (its consumer died) is handed out again.
-   */
-  claimEvents(limit: number, reclaimAfterMs = 5 * 60_000): Promise<OutboxEvent[]> {
-    return this.sql.transaction(async (tx) => {
-      const now = new Date();
-      const stale = new Date(now.getTime() - reclaimAfterMs).toISOString();
-      const lock = tx.engine === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
-      const rows = await tx.all<{ id: number; type: string; payload_json: string; created_at: string }>(
-        `SELECT id, type, payload_json, created_at FROM outbox
-          WHERE done_at IS NULL AND (claimed_at IS NULL OR claimed_at < ?)
-          ORDER BY id LIMIT ?${lock}`,
-        [stale, Math.max(0, Math.trunc(limit))],
-      );
-      if (rows.length > 0) {
-        await tx.run(`UPDATE outbox SET claimed_at = ? WHERE id IN (${placeholders(rows.length)})`, [
-          now.toISOString(),
-          ...rows.map((r) => r.id),
-        ]);
-      }
-      return rows.map((r) => ({
-        id: r.id,
-        type: r.type,
-        payload: JSON.parse(r.payload_json) as unknown,
-        createdAt: r.created_at,
-      }));
-    });
-  }
-
-  async completeEvents(ids: number[]): Promise<void> {
-    const now = new Date().toISOString();
-    for (let i = 0; i < ids.length; i += 500) {
-      const chunk = ids.slice(i, i + 500);
-      await this.sql.run(`UPDATE outbox SET done_at = ? WHERE id IN (${placeholders(chunk.length)})`, [now, ...chunk]);
-    }
   }
 }
 

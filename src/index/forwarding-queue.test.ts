@@ -105,18 +105,14 @@ for (const db of testDatabases()) {
       assert.equal((await queue.status()).find((d) => d.destination === 'STALE')!.inProgress, 2);
     });
 
-    it('marks outbox events done in the transaction that queues what they asked for', async () => {
-      for (;;) {
-        const batch = await index.claimEvents(1000);
-        if (batch.length === 0) break;
-        await index.completeEvents(batch.map((e) => e.id));
-      }
-      await index.sql.run(`INSERT INTO outbox (type, payload_json, created_at) VALUES ('instance.stored', '{}', ?)`, [new Date().toISOString()]);
-      const events = await index.claimEvents(10);
-      assert.equal(events.length, 1);
-      await queue.enqueueForEvents([item('EVENTS')], events.map((e) => e.id));
-      assert.deepEqual(await index.claimEvents(10, 0), []);
-      assert.equal((await queue.status()).find((d) => d.destination === 'EVENTS')!.pending, 1);
+    it('queues items inside the caller\'s transaction: nothing is queued when it rolls back', async () => {
+      await assert.rejects(index.sql.transaction(async (tx) => {
+        await queue.enqueueIn(tx, [item('ROLLED-BACK')]);
+        throw new Error('the batch failed');
+      }), /the batch failed/);
+      assert.equal((await queue.status()).find((d) => d.destination === 'ROLLED-BACK'), undefined);
+      await index.sql.transaction((tx) => queue.enqueueIn(tx, [item('COMMITTED')]));
+      assert.equal((await queue.status()).find((d) => d.destination === 'COMMITTED')!.pending, 1);
     });
   });
 }

@@ -78,23 +78,8 @@ export class ForwardingQueue {
     return this.sql.transaction((tx) => this.enqueueIn(tx, items));
   }
 
-  /**
-   * Queues what the outbox events asked for and marks those events done, in one
-   * transaction: an event is never lost nor queued twice.
-   */
-  enqueueForEvents(items: readonly ForwardItem[], eventIds: readonly number[]): Promise<number> {
-    return this.sql.transaction(async (tx) => {
-      const n = await this.enqueueIn(tx, items);
-      const now = new Date().toISOString();
-      for (let i = 0; i < eventIds.length; i += 500) {
-        const chunk = eventIds.slice(i, i + 500);
-        await tx.run(`UPDATE outbox SET done_at = ? WHERE id IN (${placeholders(chunk.length)})`, [now, ...chunk]);
-      }
-      return n;
-    });
-  }
-
-  private async enqueueIn(tx: SqlDatabase, items: readonly ForwardItem[]): Promise<number> {
+  /** Queues items inside the caller's transaction (routing queues what a batch of events asked for, with its position). */
+  async enqueueIn(tx: SqlDatabase, items: readonly ForwardItem[]): Promise<number> {
     const now = new Date().toISOString();
     // One statement may not touch the same row twice (ON CONFLICT DO UPDATE).
     const unique = [...new Map(items.map((i) => [`${i.SOPInstanceUID}|${i.destination}`, i])).values()];
@@ -114,11 +99,11 @@ export class ForwardingQueue {
   }
 
   /** The Modality of each series, for matching routing rules (events do not carry it). */
-  async seriesModalities(seriesInstanceUIDs: readonly string[]): Promise<Map<string, string | undefined>> {
+  async seriesModalities(seriesInstanceUIDs: readonly string[], db: SqlDatabase = this.sql): Promise<Map<string, string | undefined>> {
     const out = new Map<string, string | undefined>();
     for (let i = 0; i < seriesInstanceUIDs.length; i += 500) {
       const chunk = seriesInstanceUIDs.slice(i, i + 500);
-      const rows = await this.sql.all<{ series_instance_uid: string; modality: string | null }>(
+      const rows = await db.all<{ series_instance_uid: string; modality: string | null }>(
         `SELECT series_instance_uid, modality FROM series WHERE series_instance_uid IN (${placeholders(chunk.length)})`,
         chunk,
       );

@@ -678,6 +678,38 @@ ALTER TABLE access_grants ADD COLUMN patient_ids TEXT;
 ALTER TABLE share_links ADD COLUMN patient_ids TEXT;
 `,
   },
+  {
+    version: 17,
+    name: 'outbox: events ordered by their transaction, consumer positions (txid, id)',
+    // See src/events/outbox.ts: on PostgreSQL an event id can commit after a higher one, so
+    // consumers read by (writing transaction, id) below the snapshot's xmin. Existing events
+    // get txid 0, so existing positions (0, last_id) go on where they were. The DDL differs
+    // by engine (PostgreSQL's default is the writing transaction's id), hence up().
+    sql: '',
+    up: async (tx) => {
+      if (tx.engine === 'postgres') {
+        await tx.exec(`
+ALTER TABLE outbox ADD COLUMN txid BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE outbox ALTER COLUMN txid SET DEFAULT (pg_current_xact_id()::text::bigint);
+ALTER TABLE outbox_cursors ADD COLUMN last_txid BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX outbox_txid_id ON outbox (txid, id);
+`);
+      } else {
+        await tx.exec(`
+ALTER TABLE outbox ADD COLUMN txid INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox_cursors ADD COLUMN last_txid INTEGER NOT NULL DEFAULT 0;
+`);
+      }
+      // Routing claimed events and marked them done; it now has a position like every
+      // consumer: just before the first event it had not done (after the last one if none).
+      await tx.run(
+        `INSERT INTO outbox_cursors (consumer, last_id, last_txid, updated_at)
+         VALUES ('routing', COALESCE((SELECT MIN(id) - 1 FROM outbox WHERE done_at IS NULL), (SELECT MAX(id) FROM outbox), 0), 0, ?)
+         ON CONFLICT (consumer) DO NOTHING`,
+        [new Date().toISOString()],
+      );
+    },
+  },
 
 ];
 

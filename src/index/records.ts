@@ -204,10 +204,3 @@ export interface StoredInstance {
   metadataJson: string;
 }
 
-/** An event written in the same transaction as the change it reports. */
-export interface OutboxEvent {
-  id: number;
-  type: string;
-  payload: unknown;
-  createdAt: string;
-}

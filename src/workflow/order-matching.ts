@@ -5,7 +5,7 @@
  * review rather than attached silently. Runs behind ingest, from the outbox, at its own cursor.
  */
 import type { Logger } from 'pino';
-import { StudiesStoredConsumer } from './outbox-consumer.ts';
+import { StudiesStoredConsumer } from '../events/consumer.ts';
 import type { Archive } from '../archive/archive.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import { openReview } from '../patients/identities.ts';
@@ -18,7 +18,7 @@ export class OrderMatching extends StudiesStoredConsumer {
   private flagged = 0;
 
   constructor(archive: Archive, logger: Logger, pollMs = 1000) {
-    super(archive.index, ORDER_CONSUMER, logger, BATCH, pollMs);
+    super(archive.outbox, ORDER_CONSUMER, logger, BATCH, pollMs);
   }
 
   protected async onStudyStored(tx: SqlDatabase, { StudyInstanceUID, siteId }: { StudyInstanceUID: string; siteId: number }): Promise<void> {

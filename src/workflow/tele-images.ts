@@ -6,7 +6,7 @@
  * outbox, at its own cursor, like the other consumers.
  */
 import type { Logger } from 'pino';
-import { StudiesStoredConsumer } from './outbox-consumer.ts';
+import { StudiesStoredConsumer } from '../events/consumer.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import type { RequestRow, TeleRequests } from './tele-requests.ts';
 
@@ -17,7 +17,7 @@ export class TeleImagesArrival extends StudiesStoredConsumer {
   private matched = 0;
 
   constructor(private readonly requests: TeleRequests, logger: Logger, pollMs = 500) {
-    super(requests.archive.index, TELE_CONSUMER, logger, BATCH, pollMs);
+    super(requests.archive.outbox, TELE_CONSUMER, logger, BATCH, pollMs);
   }
 
   protected async onStudyStored(tx: SqlDatabase, { StudyInstanceUID, siteId }: { StudyInstanceUID: string; siteId: number }): Promise<void> {
