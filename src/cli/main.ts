@@ -11,22 +11,13 @@ import { buildHttpServer, closeHttpServer } from '../api/server.ts';
 import { DimseServer } from '../dimse/server.ts';
 import { sha256Hex } from '../api/auth.ts';
 import { runExport, runImport } from './media.ts';
-import { Forwarder } from '../dimse/forwarder.ts';
-import { IdentityFromImages } from '../workflow/identities-from-images.ts';
-import { OrderMatching } from '../workflow/order-matching.ts';
-import { TeleImagesArrival } from '../workflow/tele-images.ts';
-import { TeleRequests } from '../workflow/tele-requests.ts';
-import { TeleEscalation } from '../workflow/tele-escalation.ts';
-import { ReportDelivery } from '../exchange/report-delivery.ts';
-import { TeleAlerts } from '../workflow/tele-alerts.ts';
 import { Hl7Server } from '../hl7/server.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { runSend } from './send.ts';
 import { runAuditCommand } from './audit.ts';
 import { AuditAnchoring, anchorKeyOf, type AnchorKey } from '../access/audit-anchor.ts';
-import { AuditSyslogExporter, auditSourceOf } from '../access/audit-syslog.ts';
+import { startWorkers } from './workers.ts';
 import { runUserCommand } from './users.ts';
-import { SessionStore } from '../access/sessions.ts';
 import { UserError } from '../access/users.ts';
 
 const usage = `atrium <command> [options]
@@ -233,38 +224,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   await dimse?.listen();
   const hl7 = config.hl7.enabled ? new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' })) : undefined;
   await hl7?.listen();
-  const forwarder = new Forwarder(archive, config, logger.child({ component: 'forwarding' }));
-  forwarder.start();
-  const identities = new IdentityFromImages(archive, logger.child({ component: 'identities' }));
-  identities.start();
-  const orders = new OrderMatching(archive, logger.child({ component: 'orders' }));
-  orders.start();
-  // Teleradiology: images meeting their request start its clock and open the study to its reader.
-  const teleRequests = new TeleRequests(archive, config.teleradiology);
-  const teleImages = new TeleImagesArrival(teleRequests, logger.child({ component: 'teleradiology' }), config.teleradiology.pollMs);
-  teleImages.start();
-  const escalation = new TeleEscalation(teleRequests, logger.child({ component: 'teleradiology' }));
-  escalation.start();
-  // Signed reports back to their requesting sites (ORU^R01 over MLLP), from the deliveries their signature queued.
-  // Stroke assignments and escalations to the on-call service's alert channel (off unless configured).
-  const teleAlerts = new TeleAlerts(archive.index.sql, config.teleradiology, logger.child({ component: 'teleradiology-alerts' }));
-  teleAlerts.start();
-  const reportDelivery = new ReportDelivery(archive, config.teleradiology, logger.child({ component: 'report-delivery' }), config.dimse.aeTitle);
-  reportDelivery.start();
-  // The audit trail as DICOM audit messages to a syslog collector: polls the trail, never in the request path.
-  const auditExport = config.audit.syslog
-    ? new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, hostname()), logger.child({ component: 'audit-syslog' }))
-    : undefined;
-  auditExport?.start();
-  // Signed checkpoints of the trail's head, outside the database (and to the collector): a cut-off end shows.
-  const anchoring = new AuditAnchoring(archive.index.sql, config.audit.anchor, anchorKey, logger.child({ component: 'audit-anchor' }), (line) => auditExport?.sendAnchor(line));
-  await anchoring.start();
-  // Ended sessions are kept a day (they explain the audit trail's session events), then purged.
-  const sessions = new SessionStore(archive.index.sql, { idleMs: config.auth.sessions.idleMinutes * 60_000, absoluteMs: config.auth.sessions.absoluteHours * 3_600_000 });
-  const purge = setInterval(() => {
-    sessions.purgeEndedSessions().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'purging ended sessions failed'));
-  }, 3_600_000);
-  purge.unref();
+  const workers = await startWorkers(archive, config, logger, { anchorKey, auditHostname: hostname() });
   logger.info({ url: `${config.http.tls ? 'https' : 'http'}://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -272,11 +232,8 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     process.once('SIGTERM', stop);
   });
   logger.info('stopping');
-  clearInterval(purge);
-  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000), forwarder.stop(10_000), identities.stop(), orders.stop(), teleImages.stop(), escalation.stop(), reportDelivery.stop(), teleAlerts.stop()]);
-  // Last, so that what the closing services recorded is anchored and still goes out.
-  await anchoring.stop();
-  await auditExport?.stop(10_000);
+  await Promise.all([closeHttpServer(app, 10_000), dimse?.close(10_000), hl7?.close(10_000)]);
+  await workers.stop(10_000);
   await archive.close();
   return 0;
 }

@@ -9,14 +9,13 @@ import { openArchive, type Archive } from '../../src/archive/archive.ts';
 import { buildHttpServer, closeHttpServer } from '../../src/api/server.ts';
 import { sha256Hex } from '../../src/api/auth.ts';
 import { DimseServer } from '../../src/dimse/server.ts';
-import { Forwarder } from '../../src/dimse/forwarder.ts';
-import { IdentityFromImages } from '../../src/workflow/identities-from-images.ts';
 import { Hl7Server } from '../../src/hl7/server.ts';
-import { TeleImagesArrival } from '../../src/workflow/tele-images.ts';
-import { TeleRequests } from '../../src/workflow/tele-requests.ts';
-import { ReportDelivery } from '../../src/exchange/report-delivery.ts';
-import { TeleAlerts } from '../../src/workflow/tele-alerts.ts';
-import { AuditSyslogExporter, auditSourceOf } from '../../src/access/audit-syslog.ts';
+import { startWorkers } from '../../src/cli/workers.ts';
+import type { Forwarder } from '../../src/dimse/forwarder.ts';
+import type { IdentityFromImages } from '../../src/workflow/identities-from-images.ts';
+import type { TeleImagesArrival } from '../../src/workflow/tele-images.ts';
+import type { ReportDelivery } from '../../src/exchange/report-delivery.ts';
+import type { AuditSyslogExporter } from '../../src/access/audit-syslog.ts';
 
 export interface RunningAtrium {
   config: AtriumConfig;
@@ -102,42 +101,34 @@ export async function startAtrium(options: {
     dimse = new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' }));
     await dimse.listen();
   }
-  const identities = new IdentityFromImages(archive, logger.child({ component: 'identities' }), 100);
-  if (options.identities) identities.start();
-  const teleImages = new TeleImagesArrival(new TeleRequests(archive, config.teleradiology), logger.child({ component: 'teleradiology' }), 100);
-  if (options.teleradiology) teleImages.start();
-  const teleAlerts = new TeleAlerts(archive.index.sql, config.teleradiology, logger.child({ component: 'teleradiology-alerts' }));
-  if (options.teleradiology) teleAlerts.start();
-  const reportDelivery = options.teleradiology ? new ReportDelivery(archive, config.teleradiology, logger.child({ component: 'report-delivery' }), config.dimse.aeTitle) : undefined;
-  reportDelivery?.start();
-  let forwarder: Forwarder | undefined;
-  if (options.forwarding) {
-    forwarder = new Forwarder(archive, config, logger.child({ component: 'forwarding' }));
-    forwarder.start();
-  }
+  // The same workers as `atrium serve` (src/cli/workers.ts), started as the test asks.
+  const workers = await startWorkers(archive, config, logger, {
+    auditHostname: 'atrium-test',
+    pollMs: 100,
+    start: [
+      ...(options.identities ? ['identities' as const] : []),
+      ...(options.teleradiology ? ['teleradiology' as const, 'reportDelivery' as const] : []),
+      ...(options.forwarding ? ['forwarding' as const] : []),
+      ...(config.audit.syslog ? ['auditExport' as const] : []),
+    ],
+  });
+  const { identities, teleImages } = workers;
+  const forwarder = options.forwarding ? workers.forwarder : undefined;
+  const reportDelivery = options.teleradiology ? workers.reportDelivery : undefined;
+  const auditSyslog = config.audit.syslog ? workers.auditExport : undefined;
   let hl7: Hl7Server | undefined;
   if (options.hl7) {
     hl7 = new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }));
     await hl7.listen();
   }
-  let auditSyslog: AuditSyslogExporter | undefined;
-  if (config.audit.syslog) {
-    auditSyslog = new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, 'atrium-test'), logger.child({ component: 'audit-syslog' }));
-    auditSyslog.start();
-  }
   return {
     config, archive, app, tokens, dimse, forwarder, hl7, identities, teleImages, reportDelivery, auditSyslog,
     dicomweb: `${config.http.tls ? 'https' : 'http'}://127.0.0.1:${port}/dicom-web`,
     async close() {
-      await auditSyslog?.stop(500);
-      await forwarder?.stop(500);
-      await identities.stop();
-      await teleImages.stop();
-      await teleAlerts.stop();
-      await reportDelivery?.stop();
       await hl7?.close(500);
       await dimse?.close(500);
       await closeHttpServer(app, 500);
+      await workers.stop(500);
       await archive.close();
       if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },

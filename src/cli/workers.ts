@@ -1,0 +1,123 @@
+/**
+ * The background workers of a node, built and started in one place for `atrium serve` and
+ * the test harness alike: forwarding, the outbox consumers (identities, orders,
+ * teleradiology arrival), teleradiology escalation and alerts, report delivery, the audit
+ * export and anchoring, and the purge of ended sessions. Every worker is built (a test may
+ * drain one it did not start); those selected are started.
+ */
+import type { Logger } from 'pino';
+import type { Archive } from '../archive/archive.ts';
+import type { AtriumConfig } from '../config/config.ts';
+import { Forwarder } from '../dimse/forwarder.ts';
+import { IdentityFromImages } from '../workflow/identities-from-images.ts';
+import { OrderMatching } from '../workflow/order-matching.ts';
+import { TeleImagesArrival } from '../workflow/tele-images.ts';
+import { TeleRequests } from '../workflow/tele-requests.ts';
+import { TeleEscalation } from '../workflow/tele-escalation.ts';
+import { TeleAlerts } from '../workflow/tele-alerts.ts';
+import { ReportDelivery } from '../exchange/report-delivery.ts';
+import { AuditAnchoring, type AnchorKey } from '../access/audit-anchor.ts';
+import { AuditSyslogExporter, auditSourceOf } from '../access/audit-syslog.ts';
+import { SessionStore } from '../access/sessions.ts';
+
+export type WorkerName =
+  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge';
+
+export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge'];
+
+export interface Workers {
+  forwarder: Forwarder;
+  identities: IdentityFromImages;
+  orders: OrderMatching;
+  teleImages: TeleImagesArrival;
+  reportDelivery: ReportDelivery;
+  /** Built when config.audit.syslog is set. */
+  auditExport?: AuditSyslogExporter;
+  /** Built when an anchor key is given. */
+  auditAnchoring?: AuditAnchoring;
+  /** Stops what was started, waiting up to graceMs for work in flight; the audit export last. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface WorkerOptions {
+  /** Which workers to start (default: all). */
+  start?: readonly WorkerName[];
+  /** The key of the audit trail's anchors (src/access/audit-anchor.ts); no anchoring without it. */
+  anchorKey?: AnchorKey;
+  /** The host name in audit messages (default: the machine's). */
+  auditHostname: string;
+  /** How often the outbox consumers poll (default: each worker's own). */
+  pollMs?: number;
+}
+
+export async function startWorkers(archive: Archive, config: AtriumConfig, logger: Logger, options: WorkerOptions): Promise<Workers> {
+  const selected = new Set(options.start ?? allWorkers);
+  const child = (component: string) => logger.child({ component });
+  const forwarder = new Forwarder(archive, config, child('forwarding'));
+  const identities = new IdentityFromImages(archive, child('identities'), options.pollMs);
+  const orders = new OrderMatching(archive, child('orders'), options.pollMs);
+  // Teleradiology: images meeting their request start its clock and open the study to its reader.
+  const teleRequests = new TeleRequests(archive, config.teleradiology);
+  const teleImages = new TeleImagesArrival(teleRequests, child('teleradiology'), options.pollMs ?? config.teleradiology.pollMs);
+  const escalation = new TeleEscalation(teleRequests, child('teleradiology'));
+  // Stroke assignments and escalations to the on-call service's alert channel (off unless configured).
+  const teleAlerts = new TeleAlerts(archive.index.sql, config.teleradiology, child('teleradiology-alerts'));
+  // Signed reports back to their requesting sites (ORU^R01 over MLLP), from the deliveries their signature queued.
+  const reportDelivery = new ReportDelivery(archive, config.teleradiology, child('report-delivery'), config.dimse.aeTitle);
+  // The audit trail as DICOM audit messages to a syslog collector: polls the trail, never in the request path.
+  const auditExport = config.audit.syslog
+    ? new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, options.auditHostname), child('audit-syslog'))
+    : undefined;
+  // Signed checkpoints of the trail's head, outside the database (and to the collector): a cut-off end shows.
+  const auditAnchoring = options.anchorKey
+    ? new AuditAnchoring(archive.index.sql, config.audit.anchor, options.anchorKey, child('audit-anchor'), (line) => auditExport?.sendAnchor(line))
+    : undefined;
+  // Ended sessions are kept a day (they explain the audit trail's session events), then purged.
+  const sessions = new SessionStore(archive.index.sql, { idleMs: config.auth.sessions.idleMinutes * 60_000, absoluteMs: config.auth.sessions.absoluteHours * 3_600_000 });
+  let purge: NodeJS.Timeout | undefined;
+
+  const stops: Array<(graceMs: number) => Promise<unknown>> = [];
+  if (selected.has('forwarding')) {
+    forwarder.start();
+    stops.push((g) => forwarder.stop(g));
+  }
+  if (selected.has('identities')) {
+    identities.start();
+    stops.push(() => identities.stop());
+  }
+  if (selected.has('orders')) {
+    orders.start();
+    stops.push(() => orders.stop());
+  }
+  if (selected.has('teleradiology')) {
+    teleImages.start();
+    escalation.start();
+    teleAlerts.start();
+    stops.push(() => teleImages.stop(), () => escalation.stop(), () => teleAlerts.stop());
+  }
+  if (selected.has('reportDelivery')) {
+    reportDelivery.start();
+    stops.push(() => reportDelivery.stop());
+  }
+  if (selected.has('sessionPurge')) {
+    purge = setInterval(() => {
+      sessions.purgeEndedSessions().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'purging ended sessions failed'));
+    }, 3_600_000);
+    purge.unref();
+  }
+  const exporting = selected.has('auditExport') ? auditExport : undefined;
+  exporting?.start();
+  const anchoring = selected.has('auditAnchoring') ? auditAnchoring : undefined;
+  await anchoring?.start();
+
+  return {
+    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring,
+    async stop(graceMs = 10_000) {
+      if (purge) clearInterval(purge);
+      await Promise.all(stops.map((stop) => stop(graceMs)));
+      // Last, so that what the closing services recorded is anchored and still goes out.
+      await anchoring?.stop();
+      await exporting?.stop(graceMs);
+    },
+  };
+}
