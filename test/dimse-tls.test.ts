@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { dcmtk, haveDcmtk, startStorescp } from './support/dcmtk.ts';
@@ -94,6 +95,38 @@ describe('DIMSE over TLS', { skip: (!haveDcmtk || !haveOpenssl) && 'DCMTK or ope
     const anonymous = await dcmtk('echoscu', ['+tla', '+cf', c('ca.crt'), '-aet', 'MODALITY', '-aec', 'ATRIUM', '127.0.0.1', port()], 20_000);
     assert.notEqual(anonymous.code, 0, anonymous.output);
     // The listener still serves.
+    assert.equal((await dcmtk('echoscu', [...tlsArgs(), '-aet', 'MODALITY', '-aec', 'ATRIUM', '127.0.0.1', port()])).code, 0);
+  });
+
+  it('closes connections that never finish the TLS handshake at the A-ASSOCIATE-RQ deadline, one beyond dimse.maxPendingConnections at once, and still serves', { timeout: 30_000 }, async () => {
+    const config = atrium.dimse!.config;
+    const saved = { associateTimeoutMs: config.associateTimeoutMs, maxPendingConnections: config.maxPendingConnections };
+    config.associateTimeoutMs = 1000;
+    config.maxPendingConnections = 3;
+    const open = () => new Promise<{ socket: net.Socket; closed: Promise<void>; isClosed: () => boolean }>((resolve, reject) => {
+      let isClosed = false;
+      const socket = net.connect({ port: Number(port()), host: '127.0.0.1' });
+      const closed = new Promise<void>((r) => socket.on('close', () => {
+        isClosed = true;
+        r();
+      }));
+      socket.on('error', () => {});
+      socket.once('connect', () => resolve({ socket, closed, isClosed: () => isClosed }));
+      socket.once('error', reject);
+    });
+    // Two silent, one stopping inside its ClientHello; connections are taken in the order they open.
+    const stalled = [await open(), await open(), await open()];
+    stalled[2]!.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+    try {
+      const extra = await open();
+      await extra.closed;
+      assert.ok(stalled.every((s) => !s.isClosed()), 'the one beyond the cap is closed first, before any deadline');
+      await Promise.all(stalled.map((s) => s.closed));
+    } finally {
+      for (const s of stalled) s.socket.destroy();
+      Object.assign(config, saved);
+    }
+    for (let i = 0; i < 200 && atrium.dimse!.pendingConnections > 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal((await dcmtk('echoscu', [...tlsArgs(), '-aet', 'MODALITY', '-aec', 'ATRIUM', '127.0.0.1', port()])).code, 0);
   });
 

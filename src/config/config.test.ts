@@ -214,3 +214,23 @@ describe('auth configuration', () => {
     assert.throws(() => loadWith({ auth: { clients: [{ clientId: 'ris', site: 'LOCAL' }] } }), /need auth.accessTokens/);
   });
 });
+
+describe('DIMSE listener limits before the AE title is checked', () => {
+  it('caps connections not associated yet, their A-ASSOCIATE-RQ deadline and size by default', () => {
+    const c = load({});
+    assert.equal(c.dimse.maxPendingConnections, 32);
+    assert.equal(c.dimse.associateTimeoutMs, 10_000);
+    assert.equal(c.dimse.maxAssociateRequestBytes, 64 * 1024);
+    const set = load({ dimse: { maxPendingConnections: 8, associateTimeoutMs: 5000, maxAssociateRequestBytes: 131072 } });
+    assert.deepEqual([set.dimse.maxPendingConnections, set.dimse.associateTimeoutMs, set.dimse.maxAssociateRequestBytes], [8, 5000, 131072]);
+  });
+
+  it('refuses no pending connection at all, a deadline out of range and a request limit out of range', () => {
+    assert.throws(() => load({ dimse: { maxPendingConnections: 0 } }), ConfigError);
+    assert.throws(() => load({ dimse: { maxAssociations: 0 } }), ConfigError);
+    assert.throws(() => load({ dimse: { associateTimeoutMs: 10 } }), ConfigError);
+    assert.throws(() => load({ dimse: { associateTimeoutMs: 3_600_000 } }), ConfigError);
+    assert.throws(() => load({ dimse: { maxAssociateRequestBytes: 100 } }), ConfigError);
+    assert.throws(() => load({ dimse: { maxAssociateRequestBytes: 1024 ** 3 } }), ConfigError);
+  });
+});

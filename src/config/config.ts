@@ -280,8 +280,17 @@ export interface DimseConfig {
   port: number;
   /** Our AE title; a caller naming another called AE title is refused. */
   aeTitle: string;
-  /** Associations served at once; more are refused with "local limit exceeded". */
+  /** Associations served at once (counted once accepted); more are refused with "local limit exceeded". */
   maxAssociations: number;
+  /**
+   * Connections open without an accepted association yet (TLS handshake, A-ASSOCIATE-RQ on its
+   * way); one more is closed as soon as it is accepted, so unknown callers cannot starve real peers.
+   */
+  maxPendingConnections: number;
+  /** A connection must have sent its A-ASSOCIATE-RQ this long after opening (ARTIM, PS3.8 9.1.5), however its bytes trickle in. */
+  associateTimeoutMs: number;
+  /** The largest A-ASSOCIATE-RQ accepted, in bytes: what anyone may make Atrium hold before the calling AE title is checked. */
+  maxAssociateRequestBytes: number;
   /** Largest PDU we accept (announced in A-ASSOCIATE-AC). */
   maxPduLength: number;
   /** Calling AE titles not in `peers` are refused (A-ASSOCIATE-RJ reason 3). */
@@ -334,6 +343,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     dimse: {
       enabled: true, host: '127.0.0.1', port: 11112, aeTitle: 'ATRIUM', maxAssociations: 32,
       maxPduLength: 256 * 1024, requireKnownCallers: true, idleTimeoutMs: 120_000,
+      maxPendingConnections: 32, associateTimeoutMs: 10_000, maxAssociateRequestBytes: 64 * 1024,
     },
     sites: [{ code: 'LOCAL', name: 'Local site', finess: '000000000', issuerOfPatientID: 'LOCAL' }],
     peers: [],
@@ -506,6 +516,15 @@ function parseDimse(d: Record<string, unknown>, env: Env, config: AtriumConfig):
   c.maxPduLength = num(d, 'maxPduLength') ?? c.maxPduLength;
   if (c.maxPduLength < 4096 || c.maxPduLength > 64 * 1024 * 1024) throw new ConfigError('dimse.maxPduLength must be between 4096 and 67108864');
   c.idleTimeoutMs = num(d, 'idleTimeoutMs') ?? c.idleTimeoutMs;
+  if (c.maxAssociations < 1) throw new ConfigError('dimse.maxAssociations must be at least 1');
+  c.maxPendingConnections = num(d, 'maxPendingConnections') ?? c.maxPendingConnections;
+  if (c.maxPendingConnections < 1) throw new ConfigError('dimse.maxPendingConnections must be at least 1');
+  c.associateTimeoutMs = num(d, 'associateTimeoutMs') ?? c.associateTimeoutMs;
+  if (c.associateTimeoutMs < 100 || c.associateTimeoutMs > 600_000) throw new ConfigError('dimse.associateTimeoutMs must be between 100 and 600000');
+  c.maxAssociateRequestBytes = num(d, 'maxAssociateRequestBytes') ?? c.maxAssociateRequestBytes;
+  if (c.maxAssociateRequestBytes < 4096 || c.maxAssociateRequestBytes > 16 * 1024 * 1024) {
+    throw new ConfigError('dimse.maxAssociateRequestBytes must be between 4096 and 16777216');
+  }
   if (d.requireKnownCallers !== undefined) {
     if (typeof d.requireKnownCallers !== 'boolean') throw new ConfigError('dimse.requireKnownCallers must be true or false');
     c.requireKnownCallers = d.requireKnownCallers;

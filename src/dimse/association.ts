@@ -11,8 +11,9 @@ import { EventEmitter } from 'node:events';
 import { CommandError, CommandField, decodeCommand, encodeCommand, isPending, type Command } from './command.ts';
 import { DatasetStream } from './dataset-stream.ts';
 import {
-  AbortReason, AbortSource, DICOM_APPLICATION_CONTEXT, PduError, PduReader, PduType, PresentationContextResult,
-  decodePdu, encodeAbort, encodeAssociateRQ, encodeReleaseRP, encodeReleaseRQ, pDataHeader,
+  AbortReason, AbortSource, DICOM_APPLICATION_CONTEXT, PduError, PduReader, PduTooLongError, PduType, PresentationContextResult,
+  RejectReason, RejectResult, RejectSource,
+  decodePdu, encodeAbort, encodeAssociateRJ, encodeAssociateRQ, encodeReleaseRP, encodeReleaseRQ, pDataHeader,
   type AssociateAC, type AssociateRQ, type ProposedPresentationContext, type RoleSelection, type UserInformation,
 } from './pdu.ts';
 import { ATRIUM_IMPLEMENTATION_CLASS_UID, ATRIUM_IMPLEMENTATION_VERSION_NAME } from '../dicom/part10-writer.ts';
@@ -50,10 +51,19 @@ export class AssociationRejectedError extends Error {
 
 /** Our own P-DATA PDUs never exceed this, whatever the peer accepts (0 = unlimited). */
 const MAX_SENT_PDU = 256 * 1024;
+/**
+ * Nor fall below this, whatever the peer announces: a PDU must hold a PDV header and some data,
+ * and a peer announcing 1 byte would have us cut a message into endless pieces. DCMTK's floor.
+ */
+const MIN_SENT_PDU = 4096;
+/** Requestor: the peer's A-ASSOCIATE-AC (or RJ) must have come this long after the request, however its bytes trickle in. */
+const DEFAULT_ASSOCIATE_TIMEOUT_MS = 30_000;
 const MAX_RESPONSE_DATASET = 16 * 1024 * 1024;
 const MAX_COMMAND_BYTES = 64 * 1024;
-/** Time allowed between connecting and the A-ASSOCIATE-RQ. */
-const ARTIM_MS = 30_000;
+/** PDUs other than P-DATA-TF (streamed, never held whole) are held up to this, or the accepted PDU size if larger. */
+const MAX_HELD_PDU = 1024 * 1024;
+/** What an acceptor holds of an A-ASSOCIATE-RQ when its owner does not say (see DimseConfig.maxAssociateRequestBytes). */
+const DEFAULT_MAX_ASSOCIATE_RQ = 64 * 1024;
 
 type State = 'awaiting-rq' | 'awaiting-ac' | 'established' | 'releasing' | 'closed';
 
@@ -67,6 +77,8 @@ export interface AssociationEvents {
   released: [];
   aborted: [Error];
   closed: [];
+  /** An unexpected error after the association had already ended (a bug: nothing is left to abort). */
+  fault: [unknown];
 }
 
 export class Association extends EventEmitter<AssociationEvents> {
@@ -104,21 +116,50 @@ export class Association extends EventEmitter<AssociationEvents> {
   constructor(
     readonly socket: net.Socket,
     role: 'acceptor' | 'requestor',
-    private readonly options: { maxPduLength: number; idleTimeoutMs: number },
+    private readonly options: {
+      maxPduLength: number;
+      idleTimeoutMs: number;
+      /** Acceptor: the largest A-ASSOCIATE-RQ held before the calling AE title is known. */
+      maxAssociateRequestBytes?: number;
+    },
   ) {
     super();
     this.state = role === 'acceptor' ? 'awaiting-rq' : 'awaiting-ac';
-    // A-ASSOCIATE-RQ with many contexts may exceed a small P-DATA limit.
-    this.reader = new PduReader(Math.max(options.maxPduLength, 1024 * 1024));
+    // Until the calling AE title is checked, an unknown caller gets a small buffer only.
+    this.reader = new PduReader(role === 'acceptor' ? options.maxAssociateRequestBytes ?? DEFAULT_MAX_ASSOCIATE_RQ : this.heldPduLimit());
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (e) => this.fail(new AssociationAbortedError(`connection error: ${e.message}`)));
-    socket.on('close', () => {
+    // Whatever goes wrong in one connection ends that association, never the process.
+    socket.on('data', (chunk: Buffer) => this.safely(() => this.onData(chunk)));
+    socket.on('error', (e) => this.safely(() => this.fail(new AssociationAbortedError(`connection error: ${e.message}`))));
+    socket.on('close', () => this.safely(() => {
       if (!this.releasedCleanly) this.fail(new AssociationAbortedError('the peer closed the connection without releasing the association'));
       this.clearIdle();
       this.emit('closed');
-    });
+    }));
     this.touch();
+  }
+
+  /** An association's own A-ASSOCIATE-AC or RQ with many contexts may exceed a small P-DATA limit. */
+  private heldPduLimit(): number {
+    return Math.max(this.options.maxPduLength, MAX_HELD_PDU);
+  }
+
+  /** Runs a socket event's work; an error in it aborts this association (A-ABORT), and goes no further. */
+  private safely(work: () => void): void {
+    try {
+      work();
+    } catch (e) {
+      try {
+        if (this.state !== 'closed') this.abort(AbortSource.ServiceProvider, AbortReason.NotSpecified, `internal error: ${(e as Error)?.message ?? String(e)}`, e);
+        else {
+          this.socket.destroy();
+          this.emit('fault', e);
+        }
+      } catch {
+        // A listener failed while reporting the failure: the connection is dropped, nothing else can be done.
+        this.socket.destroy();
+      }
+    }
   }
 
   get established(): boolean {
@@ -152,8 +193,9 @@ export class Association extends EventEmitter<AssociationEvents> {
       const proposed = this.proposed.get(pc.id);
       if (proposed) this.contexts.set(pc.id, { id: pc.id, abstractSyntax: proposed.abstractSyntax, transferSyntax: pc.transferSyntax });
     }
-    this.roles.push(...ac.userInformation.roles);
+    for (const r of ac.userInformation.roles) this.roles.push(r);
     this.state = 'established';
+    this.reader.maxPduBytes = this.heldPduLimit();
     this.socket.write(encoded);
   }
 
@@ -162,6 +204,8 @@ export class Association extends EventEmitter<AssociationEvents> {
     this.state = 'closed';
     this.releasedCleanly = true;
     this.socket.end(encoded);
+    // A peer that never closes its side does not keep the connection.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 
   private proposed = new Map<number, ProposedPresentationContext>();
@@ -178,6 +222,8 @@ export class Association extends EventEmitter<AssociationEvents> {
     maxPduLength: number;
     idleTimeoutMs: number;
     connectTimeoutMs?: number;
+    /** How long the peer has to answer the A-ASSOCIATE-RQ, once connected (default 30 s). */
+    associateTimeoutMs?: number;
     /** Ask to have this many requests outstanding at once (asynchronous operations window). */
     asyncOperations?: number;
   }): Promise<Association> {
@@ -197,39 +243,58 @@ export class Association extends EventEmitter<AssociationEvents> {
     assoc.callingAETitle = options.callingAETitle;
     assoc.calledAETitle = options.calledAETitle;
     for (const pc of options.presentationContexts) assoc.proposed.set(pc.id, pc);
-    const ac = await new Promise<AssociateAC>((resolve, reject) => {
-      assoc.acWaiter = { resolve, reject };
-      socket.write(encodeAssociateRQ({
-        calledAETitle: options.calledAETitle,
-        callingAETitle: options.callingAETitle,
-        applicationContext: DICOM_APPLICATION_CONTEXT,
-        presentationContexts: options.presentationContexts,
-        userInformation: {
-          maxPduLength: options.maxPduLength,
-          implementationClassUID: ATRIUM_IMPLEMENTATION_CLASS_UID,
-          implementationVersionName: ATRIUM_IMPLEMENTATION_VERSION_NAME,
-          roles: options.roles ?? [],
-          asyncOperations: options.asyncOperations && options.asyncOperations > 1 ? { invoked: options.asyncOperations, performed: 1 } : undefined,
-        },
-      }));
-    });
-    for (const pc of ac.presentationContexts) {
-      const proposed = assoc.proposed.get(pc.id);
-      if (pc.result === PresentationContextResult.Acceptance && proposed) {
-        assoc.contexts.set(pc.id, { id: pc.id, abstractSyntax: proposed.abstractSyntax, transferSyntax: pc.transferSyntax });
-      }
+    const timeoutMs = options.associateTimeoutMs ?? DEFAULT_ASSOCIATE_TIMEOUT_MS;
+    const answerDeadline = setTimeout(() => assoc.abort(AbortSource.ServiceUser, AbortReason.NotSpecified, `no answer to the A-ASSOCIATE-RQ within ${timeoutMs} ms`), timeoutMs);
+    answerDeadline.unref();
+    try {
+      assoc.establish(await new Promise<AssociateAC>((resolve, reject) => {
+        assoc.acWaiter = { resolve, reject };
+        socket.write(encodeAssociateRQ({
+          calledAETitle: options.calledAETitle,
+          callingAETitle: options.callingAETitle,
+          applicationContext: DICOM_APPLICATION_CONTEXT,
+          presentationContexts: options.presentationContexts,
+          userInformation: {
+            maxPduLength: options.maxPduLength,
+            implementationClassUID: ATRIUM_IMPLEMENTATION_CLASS_UID,
+            implementationVersionName: ATRIUM_IMPLEMENTATION_VERSION_NAME,
+            roles: options.roles ?? [],
+            asyncOperations: options.asyncOperations && options.asyncOperations > 1 ? { invoked: options.asyncOperations, performed: 1 } : undefined,
+          },
+        }));
+      }), options);
+    } catch (e) {
+      // Refused, or an answer we cannot take: the connection does not outlive the attempt.
+      assoc.abort(AbortSource.ServiceUser, AbortReason.NotSpecified, (e as Error).message);
+      throw e;
+    } finally {
+      clearTimeout(answerDeadline);
     }
-    assoc.roles.push(...ac.userInformation.roles);
-    assoc.setPeerMaxPdu(ac.userInformation.maxPduLength);
-    // A peer that does not answer the window item grants none (PS3.7 D.3.3.3.1).
-    const granted = ac.userInformation.asyncOperations?.invoked ?? 1;
-    assoc.maxOutstanding = Math.max(1, Math.min(granted === 0 ? options.asyncOperations ?? 1 : granted, options.asyncOperations ?? 1));
-    assoc.state = 'established';
     return assoc;
   }
 
+  /** Requestor: takes the peer's A-ASSOCIATE-AC as the terms of the association. */
+  private establish(ac: AssociateAC, asked: { roles?: RoleSelection[]; asyncOperations?: number }): void {
+    for (const pc of ac.presentationContexts) {
+      const proposed = this.proposed.get(pc.id);
+      if (pc.result === PresentationContextResult.Acceptance && proposed) {
+        this.contexts.set(pc.id, { id: pc.id, abstractSyntax: proposed.abstractSyntax, transferSyntax: pc.transferSyntax });
+      }
+    }
+    // Only answers to roles we asked for count, once each: a peer's answer may hold any number of items.
+    const roles = new Set((asked.roles ?? []).map((r) => r.sopClassUID));
+    for (const r of ac.userInformation.roles) {
+      if (roles.delete(r.sopClassUID)) this.roles.push(r);
+    }
+    this.setPeerMaxPdu(ac.userInformation.maxPduLength);
+    // A peer that does not answer the window item grants none (PS3.7 D.3.3.3.1).
+    const granted = ac.userInformation.asyncOperations?.invoked ?? 1;
+    this.maxOutstanding = Math.max(1, Math.min(granted === 0 ? asked.asyncOperations ?? 1 : granted, asked.asyncOperations ?? 1));
+    this.state = 'established';
+  }
+
   setPeerMaxPdu(n: number): void {
-    this.peerMaxPdu = n === 0 ? MAX_SENT_PDU : Math.min(n, MAX_SENT_PDU);
+    this.peerMaxPdu = n === 0 ? MAX_SENT_PDU : Math.max(MIN_SENT_PDU, Math.min(n, MAX_SENT_PDU));
   }
 
   rememberProposal(rq: AssociateRQ): void {
@@ -244,13 +309,13 @@ export class Association extends EventEmitter<AssociationEvents> {
 
   /**
    * The idle timer: an association with nothing received or sent for idleTimeoutMs, and no
-   * request being served, is aborted; one that has not sent its A-ASSOCIATE-RQ within
-   * ARTIM_MS is dropped sooner (PS3.8 9.1.5), so silent connections cannot hold the slots.
+   * request being served, is aborted. The time to send the A-ASSOCIATE-RQ (ARTIM, PS3.8
+   * 9.1.5) is a fixed deadline the listener keeps (DimseServer), not reset by any byte.
    */
   private touch(): void {
     this.lastActivity = Date.now();
     if (this.idleTimer || this.options.idleTimeoutMs <= 0) return;
-    const limit = () => (this.state === 'awaiting-rq' ? Math.min(ARTIM_MS, this.options.idleTimeoutMs) : this.options.idleTimeoutMs);
+    const limit = () => this.options.idleTimeoutMs;
     const check = () => {
       this.idleTimer = undefined;
       if (this.state === 'closed') return;
@@ -285,12 +350,24 @@ export class Association extends EventEmitter<AssociationEvents> {
         else this.onPdv(piece.presentationContextId, piece.command, piece.last, piece.end, piece.data);
       }
     } catch (e) {
+      if (e instanceof PduTooLongError && e.pduType === PduType.AssociateRQ && this.state === 'awaiting-rq') {
+        // Refused from its header, before its bytes are held: it could be from anyone.
+        this.refuse(encodeAssociateRJ(RejectResult.Permanent, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded),
+          `A-ASSOCIATE-RQ of ${e.length} bytes exceeds the ${e.limit} accepted before the calling AE title is checked`);
+        return;
+      }
       if (e instanceof PduError || e instanceof CommandError) {
         this.abort(AbortSource.ServiceProvider, e instanceof PduError ? e.reason : AbortReason.InvalidPduParameterValue, e.message);
         return;
       }
       throw e;
     }
+  }
+
+  /** Acceptor: A-ASSOCIATE-RJ for a request it will not read, reported as an abort. */
+  private refuse(encoded: Buffer, why: string): void {
+    this.reject(encoded);
+    this.fail(new AssociationAbortedError(why), false);
   }
 
   private onPdu(raw: Buffer): void {
@@ -524,13 +601,16 @@ export class Association extends EventEmitter<AssociationEvents> {
     });
   }
 
-  /** A-ABORT and close: for protocol errors, shutdown, or a peer gone quiet. */
-  abort(source: number = AbortSource.ServiceUser, reason: number = AbortReason.NotSpecified, why = 'aborted'): void {
+  /**
+   * A-ABORT and close: for protocol errors, shutdown, or a peer gone quiet. `cause`: the
+   * unexpected error behind it, if any (carried by the 'aborted' event's error).
+   */
+  abort(source: number = AbortSource.ServiceUser, reason: number = AbortReason.NotSpecified, why = 'aborted', cause?: unknown): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.socket.end(encodeAbort(source, reason));
     setTimeout(() => this.socket.destroy(), 1000).unref();
-    this.fail(new AssociationAbortedError(why), false);
+    this.fail(new AssociationAbortedError(why, cause === undefined ? undefined : { cause }), false);
   }
 
   private failOutstanding(e: Error): void {

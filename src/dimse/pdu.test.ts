@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  AbortReason, PduError, PduReader, PduType, decodePdu, encodeAbort, encodeAssociateAC, encodeAssociateRJ, encodeAssociateRQ, pDataHeader,
+  AbortReason, PduEncodingError, PduError, PduReader, PduTooLongError, PduType, decodePdu, encodeAbort, encodeAssociateAC, encodeAssociateRJ,
+  encodeAssociateRQ, pDataHeader,
 } from './pdu.ts';
 
 describe('PDUs (PS3.8 9.3)', () => {
@@ -70,6 +71,25 @@ describe('PDUs (PS3.8 9.3)', () => {
   it('refuses an unknown PDU type and an oversized PDU with the abort reason to send', () => {
     assert.throws(() => new PduReader(1024).push(Buffer.from([0x0a, 0, 0, 0, 0, 0])), (e: unknown) => e instanceof PduError && e.reason === AbortReason.UnrecognizedPdu);
     assert.throws(() => new PduReader(1024).push(Buffer.from([0x04, 0, 0, 0, 0x10, 0])), (e: unknown) => e instanceof PduError && e.reason === AbortReason.InvalidPduParameterValue);
+  });
+
+  it('refuses to encode a user information item longer than 65,535 bytes with PduEncodingError, not a RangeError', () => {
+    const roles = Array.from({ length: 3000 }, () => ({ sopClassUID: '1.2.840.10008.5.1.4.1.1.2', scuRole: true, scpRole: true }));
+    const ac = { ...rq, presentationContexts: [{ id: 1, result: 0, transferSyntax: '1.2.840.10008.1.2' }], userInformation: { ...rq.userInformation, roles } };
+    assert.throws(() => encodeAssociateAC(ac), PduEncodingError);
+    assert.throws(() => encodeAssociateRQ({ ...rq, userInformation: { ...rq.userInformation, asyncOperations: { invoked: 70000, performed: 1 } } }), PduEncodingError);
+    assert.throws(() => encodeAssociateAC({ ...ac, userInformation: rq.userInformation, presentationContexts: [{ id: 257, result: 0, transferSyntax: '1.2' }] }), PduEncodingError);
+  });
+
+  it('refuses an A-ASSOCIATE-RQ that gives one presentation context ID twice', () => {
+    const twice = encodeAssociateRQ({ ...rq, presentationContexts: [rq.presentationContexts[0]!, { ...rq.presentationContexts[0]!, abstractSyntax: '1.2.840.10008.5.1.4.1.1.2' }] });
+    assert.throws(() => decodePdu(twice), (e: unknown) => e instanceof PduError && e.reason === AbortReason.InvalidPduParameterValue);
+  });
+
+  it('refuses a PDU longer than its limit from the header alone, saying its type and length', () => {
+    const reader = new PduReader(64 * 1024);
+    assert.throws(() => reader.push(Buffer.from([0x01, 0, 0, 0x10, 0, 0])),
+      (e: unknown) => e instanceof PduTooLongError && e.pduType === PduType.AssociateRQ && e.length === 0x100000 && e.limit === 64 * 1024);
   });
 
   it('refuses a PDV whose length does not fit its PDU', () => {

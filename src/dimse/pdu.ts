@@ -144,6 +144,21 @@ export class PduError extends Error {
   }
 }
 
+/** A PDU announced longer than the reader accepts: refused from its header, before its bytes are held. */
+export class PduTooLongError extends PduError {
+  constructor(readonly pduType: number, readonly length: number, readonly limit: number) {
+    super(`PDU of ${length} bytes exceeds the ${limit} accepted`, AbortReason.InvalidPduParameterValue);
+  }
+}
+
+/**
+ * A PDU that cannot be written: a field longer than its length field can say (PS3.8 9.3).
+ * Thrown instead of the RangeError of a Buffer write, so that callers can refuse or abort.
+ */
+export class PduEncodingError extends Error {
+  override readonly name = 'PduEncodingError';
+}
+
 // ---- encoding -------------------------------------------------------------
 
 function aeField(ae: string): Buffer {
@@ -153,6 +168,7 @@ function aeField(ae: string): Buffer {
 }
 
 function item(type: number, value: Buffer): Buffer {
+  if (value.length > 0xffff) throw new PduEncodingError(`item 0x${type.toString(16)} of ${value.length} bytes exceeds the 65535 its length field can say`);
   const h = Buffer.alloc(4);
   h[0] = type;
   h.writeUInt16BE(value.length, 2);
@@ -164,6 +180,7 @@ function uidItem(type: number, uid: string): Buffer {
 }
 
 function pdu(type: number, body: Buffer): Buffer {
+  if (body.length > 0xffffffff) throw new PduEncodingError(`PDU of ${body.length} bytes exceeds what its length field can say`);
   const h = Buffer.alloc(6);
   h[0] = type;
   h.writeUInt32BE(body.length, 2);
@@ -177,6 +194,8 @@ function userInformationItem(ui: UserInformation): Buffer {
   subs.push(item(ItemType.MaximumLength, max));
   if (ui.implementationClassUID) subs.push(uidItem(ItemType.ImplementationClassUID, ui.implementationClassUID));
   if (ui.asyncOperations) {
+    const { invoked, performed } = ui.asyncOperations;
+    if (!isUint16(invoked) || !isUint16(performed)) throw new PduEncodingError(`asynchronous operations window ${invoked}/${performed} does not fit 16 bits`);
     const w = Buffer.alloc(4);
     w.writeUInt16BE(ui.asyncOperations.invoked, 0);
     w.writeUInt16BE(ui.asyncOperations.performed, 2);
@@ -184,6 +203,7 @@ function userInformationItem(ui: UserInformation): Buffer {
   }
   for (const role of ui.roles) {
     const uid = Buffer.from(role.sopClassUID, 'latin1');
+    if (uid.length > 0xffff - 4) throw new PduEncodingError(`role selection UID of ${uid.length} bytes does not fit its item`);
     const v = Buffer.alloc(2 + uid.length + 2);
     v.writeUInt16BE(uid.length, 0);
     uid.copy(v, 2);
@@ -193,6 +213,16 @@ function userInformationItem(ui: UserInformation): Buffer {
   }
   if (ui.implementationVersionName) subs.push(item(ItemType.ImplementationVersionName, Buffer.from(ui.implementationVersionName.slice(0, 16), 'latin1')));
   return item(ItemType.UserInformation, Buffer.concat(subs));
+}
+
+function isUint16(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= 0xffff;
+}
+
+/** Presentation context IDs are odd integers 1-255 (PS3.8 9.3.2.2); Buffer.from would silently wrap others. */
+function contextId(id: number): number {
+  if (!Number.isInteger(id) || id < 1 || id > 255) throw new PduEncodingError(`presentation context ID ${id} is not 1-255`);
+  return id;
 }
 
 function associateHeader(calledAETitle: string, callingAETitle: string): Buffer {
@@ -206,7 +236,7 @@ function associateHeader(calledAETitle: string, callingAETitle: string): Buffer 
 export function encodeAssociateRQ(rq: Omit<AssociateRQ, 'type'>): Buffer {
   const parts = [associateHeader(rq.calledAETitle, rq.callingAETitle), uidItem(ItemType.ApplicationContext, rq.applicationContext)];
   for (const pc of rq.presentationContexts) {
-    const head = Buffer.from([pc.id, 0, 0, 0]);
+    const head = Buffer.from([contextId(pc.id), 0, 0, 0]);
     parts.push(item(ItemType.PresentationContextRQ, Buffer.concat([
       head,
       uidItem(ItemType.AbstractSyntax, pc.abstractSyntax),
@@ -222,7 +252,7 @@ export function encodeAssociateAC(ac: Omit<AssociateAC, 'type'>): Buffer {
   for (const pc of ac.presentationContexts) {
     // A rejected context still carries one transfer syntax sub-item, whose value is not significant.
     parts.push(item(ItemType.PresentationContextAC, Buffer.concat([
-      Buffer.from([pc.id, 0, pc.result, 0]),
+      Buffer.from([contextId(pc.id), 0, pc.result & 0xff, 0]),
       uidItem(ItemType.TransferSyntax, pc.result === PresentationContextResult.Acceptance ? pc.transferSyntax : ''),
     ])));
   }
@@ -248,6 +278,7 @@ export function encodeAbort(source: number, reason: number): Buffer {
 
 /** The 12 bytes before a PDV's data when the PDU carries exactly one PDV: PDU header, item length, context, control. */
 export function pDataHeader(presentationContextId: number, command: boolean, last: boolean, dataLength: number): Buffer {
+  if (dataLength + 6 > 0xffffffff) throw new PduEncodingError(`PDV of ${dataLength} bytes does not fit one P-DATA-TF`);
   const h = Buffer.allocUnsafe(12);
   h[0] = PduType.PDataTF;
   h[1] = 0;
@@ -328,6 +359,13 @@ function decodeAssociate(type: number, body: Buffer): AssociateRQ | AssociateAC 
   let userInformation: UserInformation | undefined;
   const proposed: ProposedPresentationContext[] = [];
   const accepted: AcceptedPresentationContext[] = [];
+  // Each context is answered once, by its ID: a repeated ID has no meaning (PS3.8 9.3.2.2).
+  const ids = new Set<number>();
+  const newId = (id: number) => {
+    if (ids.has(id)) throw new PduError(`presentation context ID ${id} given twice`, AbortReason.InvalidPduParameterValue);
+    ids.add(id);
+    return id;
+  };
   for (const it of items(body, 68, 'A-ASSOCIATE')) {
     switch (it.type) {
       case ItemType.ApplicationContext:
@@ -336,7 +374,7 @@ function decodeAssociate(type: number, body: Buffer): AssociateRQ | AssociateAC 
       case ItemType.PresentationContextRQ: {
         if (type !== PduType.AssociateRQ) throw new PduError('request presentation context in an A-ASSOCIATE-AC', AbortReason.UnexpectedPduParameter);
         if (it.value.length < 4) throw new PduError('presentation context item is too short');
-        const pc: ProposedPresentationContext = { id: it.value[0]!, abstractSyntax: '', transferSyntaxes: [] };
+        const pc: ProposedPresentationContext = { id: newId(it.value[0]!), abstractSyntax: '', transferSyntaxes: [] };
         for (const sub of items(it.value, 4, 'presentation context')) {
           if (sub.type === ItemType.AbstractSyntax) pc.abstractSyntax = uidOf(sub.value);
           else if (sub.type === ItemType.TransferSyntax) pc.transferSyntaxes.push(uidOf(sub.value));
@@ -351,7 +389,7 @@ function decodeAssociate(type: number, body: Buffer): AssociateRQ | AssociateAC 
         for (const sub of items(it.value, 4, 'presentation context')) {
           if (sub.type === ItemType.TransferSyntax) transferSyntax = uidOf(sub.value);
         }
-        accepted.push({ id: it.value[0]!, result: it.value[2]!, transferSyntax });
+        accepted.push({ id: newId(it.value[0]!), result: it.value[2]!, transferSyntax });
         break;
       }
       case ItemType.UserInformation:
@@ -436,7 +474,11 @@ export class PduReader {
   private pdvLeft = 0;
   private pdv: { presentationContextId: number; command: boolean; last: boolean } | undefined;
 
-  constructor(private readonly maxPduBytes: number) {}
+  /**
+   * The longest PDU accepted; a longer one is refused from its header. Not read-only: an
+   * acceptor holds an A-ASSOCIATE-RQ to a small limit until the association is accepted.
+   */
+  constructor(public maxPduBytes: number) {}
 
   push(chunk: Buffer): PduPiece[] {
     if (chunk.length > 0) {
@@ -476,7 +518,7 @@ export class PduReader {
       const type = head[0]!;
       const length = head.readUInt32BE(2);
       if (type < PduType.AssociateRQ || type > PduType.Abort) throw new PduError(`unrecognized PDU type 0x${type.toString(16)}`, AbortReason.UnrecognizedPdu);
-      if (length > this.maxPduBytes) throw new PduError(`PDU of ${length} bytes exceeds the ${this.maxPduBytes} accepted`, AbortReason.InvalidPduParameterValue);
+      if (length > this.maxPduBytes) throw new PduTooLongError(type, length, this.maxPduBytes);
       if (type === PduType.PDataTF) {
         if (length < 6) throw new PduError('P-DATA-TF without a PDV');
         this.consume(6);

@@ -1,8 +1,13 @@
 /**
  * Atrium's DIMSE listener (the SCP): accepts associations from known peers, negotiates
  * presentation contexts, and hands each request to its service. Requests of one
- * association run one at a time (no asynchronous operations window is granted);
- * associations run side by side up to dimse.maxAssociations.
+ * association run one at a time (C-STOREs excepted, within the granted asynchronous
+ * operations window); associations run side by side up to dimse.maxAssociations.
+ *
+ * Before the calling AE title is checked, anyone may connect: such connections are capped
+ * apart (dimse.maxPendingConnections), each must send its A-ASSOCIATE-RQ within a fixed
+ * deadline (dimse.associateTimeoutMs) and may make Atrium hold at most
+ * dimse.maxAssociateRequestBytes. An error in one connection aborts that association only.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -15,7 +20,7 @@ import { ATRIUM_IMPLEMENTATION_CLASS_UID, ATRIUM_IMPLEMENTATION_VERSION_NAME } f
 import { Association, type DimseMessage } from './association.ts';
 import { CommandField, Status, type Command } from './command.ts';
 import {
-  AbortReason, AbortSource, DICOM_APPLICATION_CONTEXT, PresentationContextResult, RejectReason, RejectResult, RejectSource,
+  AbortReason, AbortSource, DICOM_APPLICATION_CONTEXT, PduEncodingError, PresentationContextResult, RejectReason, RejectResult, RejectSource,
   encodeAssociateAC, encodeAssociateRJ,
   type AcceptedPresentationContext, type AssociateRQ, type RoleSelection,
 } from './pdu.ts';
@@ -73,9 +78,32 @@ interface UnrecordedStores {
 /** The largest asynchronous operations window Atrium grants a peer. */
 const MAX_ASYNC_OPERATIONS = 16;
 
+/** How often connections closed for want of a pending slot are logged (a flood logs one line per period). */
+const REFUSED_LOG_EVERY_MS = 10_000;
+
+/** A connection without an accepted association yet: it holds a pending slot until accepted or closed. */
+interface PendingConnection {
+  /** The transport socket (under TLS, the one beneath the TLS socket). */
+  raw: net.Socket;
+  /** Set once the TLS handshake (if any) is done. */
+  assoc?: Association;
+  /** The fixed A-ASSOCIATE-RQ deadline, counted from the connection's opening. */
+  timer: NodeJS.Timeout;
+  settled: boolean;
+}
+
+/** A live TCP connection to one listener is known by its remote end, the same for a socket and the TLS socket over it. */
+function connectionKey(socket: net.Socket): string {
+  return `${socket.remoteAddress}|${socket.remotePort}`;
+}
+
 export class DimseServer {
   private server: net.Server | undefined;
+  /** Accepted associations (A-ASSOCIATE-AC sent): what dimse.maxAssociations counts. */
   private readonly associations = new Set<Association>();
+  /** Connections not associated yet, by connectionKey: what dimse.maxPendingConnections counts. */
+  private readonly pending = new Map<string, PendingConnection>();
+  private refused = { count: 0, loggedAt: 0 };
   readonly peers: ReadonlyMap<string, PeerConfig>;
   /** What Atrium presents and trusts when it calls a peer marked tls: the listener's certificate and CA. */
   readonly clientTls: tls.ConnectionOptions | undefined;
@@ -115,6 +143,17 @@ export class DimseServer {
     return this.associations.size;
   }
 
+  /** Connections open without an accepted association yet. */
+  get pendingConnections(): number {
+    return this.pending.size;
+  }
+
+  /** The A-ASSOCIATE-RQ deadline; a shorter idle timeout shortens it too. */
+  private associateDeadlineMs(): number {
+    const { associateTimeoutMs, idleTimeoutMs } = this.config;
+    return idleTimeoutMs > 0 ? Math.min(associateTimeoutMs, idleTimeoutMs) : associateTimeoutMs;
+  }
+
   async listen(): Promise<void> {
     this.storesAuditTimer = setInterval(() => {
       for (const stores of this.unrecordedStores.splice(0)) this.trackAudit(this.recordStores(stores), this.logger);
@@ -131,8 +170,11 @@ export class DimseServer {
         requestCert: tlsConfig.requireClientCertificate,
         rejectUnauthorized: tlsConfig.requireClientCertificate,
         minVersion: 'TLSv1.2',
+        handshakeTimeout: this.associateDeadlineMs(),
       }, onSocket)
       : net.createServer({ noDelay: true }, onSocket);
+    // First of the 'connection' listeners: a connection beyond the cap is closed before any TLS work.
+    this.server.prependListener('connection', (raw: net.Socket) => this.onTransport(raw));
     if (tlsConfig) this.server.on('tlsClientError', (e) => this.logger.warn({ err: e.message }, 'DIMSE TLS handshake failed'));
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
@@ -141,12 +183,16 @@ export class DimseServer {
         resolve();
       });
     });
+    // An accept error (out of file descriptors...) is logged; it must not end the process.
+    this.server.on('error', (e) => this.logger.error({ err: e }, 'DIMSE listener error'));
     this.logger.info({ host: this.config.host, port: this.port, aeTitle: this.config.aeTitle, tls: Boolean(tlsConfig) }, 'DIMSE listener ready');
   }
 
   /** Stops accepting, lets associations finish for `graceMs`, then aborts the rest. */
   async close(graceMs = 5000): Promise<void> {
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    // Connections not associated yet have nothing to finish.
+    for (const p of this.pending.values()) this.dropPending(p, 'the listener is closing');
     const deadline = Date.now() + graceMs;
     while (this.associations.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const a of this.associations) a.abort();
@@ -160,16 +206,79 @@ export class DimseServer {
     }
   }
 
+  /** A transport connection opens: it takes a pending slot, or is closed at once when none is left. */
+  private onTransport(raw: net.Socket): void {
+    // Errors of this socket reach the association (TCP) or 'tlsClientError' (TLS); never unhandled.
+    raw.on('error', () => {});
+    if (this.pending.size >= this.config.maxPendingConnections || raw.remoteAddress === undefined) {
+      raw.destroy();
+      this.refused.count++;
+      const now = Date.now();
+      if (now - this.refused.loggedAt >= REFUSED_LOG_EVERY_MS) {
+        this.logger.warn({ closed: this.refused.count, pending: this.pending.size, maxPendingConnections: this.config.maxPendingConnections },
+          'DIMSE connections closed at once: too many not associated yet');
+        this.refused = { count: 0, loggedAt: now };
+      }
+      return;
+    }
+    const key = connectionKey(raw);
+    const deadline = this.associateDeadlineMs();
+    const p: PendingConnection = {
+      raw,
+      settled: false,
+      // Fixed from the opening (PS3.8 9.1.5 ARTIM): bytes trickling in do not push it back.
+      timer: setTimeout(() => this.dropPending(p, `no A-ASSOCIATE-RQ within ${deadline} ms of connecting`), deadline),
+    };
+    p.timer.unref();
+    this.pending.set(key, p);
+    raw.once('close', () => this.settlePending(key, p));
+  }
+
+  /** The connection leaves the pending count: associated, or closed. */
+  private settlePending(key: string, p: PendingConnection): void {
+    if (p.settled) return;
+    p.settled = true;
+    clearTimeout(p.timer);
+    if (this.pending.get(key) === p) this.pending.delete(key);
+  }
+
+  private dropPending(p: PendingConnection, why: string): void {
+    if (p.settled) return;
+    if (p.assoc) p.assoc.abort(AbortSource.ServiceProvider, AbortReason.NotSpecified, why);
+    else {
+      this.logger.info({ remote: `${p.raw.remoteAddress ?? '?'}:${p.raw.remotePort ?? '?'}`, why }, 'DIMSE connection dropped');
+      p.raw.destroy();
+    }
+  }
+
+  /** The connection is ready for DIMSE (after the TLS handshake, if any). */
   private onConnection(socket: net.Socket): void {
-    const assoc = new Association(socket, 'acceptor', { maxPduLength: this.config.maxPduLength, idleTimeoutMs: this.config.idleTimeoutMs });
-    this.associations.add(assoc);
+    if (socket.destroyed) return;
+    const key = connectionKey(socket);
+    const p = this.pending.get(key);
+    if (!p || p.settled) {
+      // Its slot expired during the TLS handshake.
+      socket.destroy();
+      return;
+    }
+    const assoc = new Association(socket, 'acceptor', {
+      maxPduLength: this.config.maxPduLength, idleTimeoutMs: this.config.idleTimeoutMs, maxAssociateRequestBytes: this.config.maxAssociateRequestBytes,
+    });
+    p.assoc = assoc;
     const log = this.logger.child({ remote: assoc.remoteAddress });
+    // Listeners run inside the association's socket events: one that throws aborts its association (Association.safely).
     assoc.on('closed', () => {
+      this.settlePending(key, p);
       this.associations.delete(assoc);
       this.trackAudit(this.auditStored(assoc), log);
     });
-    assoc.on('aborted', (e) => log.info({ calling: assoc.callingAETitle || undefined, reason: e.message }, 'association aborted'));
-    assoc.once('associate', (rq) => this.negotiate(assoc, rq, log));
+    assoc.on('aborted', (e) => {
+      const calling = assoc.callingAETitle || undefined;
+      if (e.cause !== undefined) log.error({ calling, err: e.cause }, 'association aborted by an internal error');
+      else log.info({ calling, reason: e.message }, 'association aborted');
+    });
+    assoc.on('fault', (e) => log.error({ err: e }, 'internal error after the association ended'));
+    assoc.once('associate', (rq) => this.negotiate(assoc, rq, log, () => this.settlePending(key, p)));
   }
 
   private trackAudit(audit: Promise<void>, log: Logger): void {
@@ -222,7 +331,8 @@ export class DimseServer {
     return site && { aeTitle, site, may: { store: true, query: false, retrieve: false }, ...peerOf(site, false) };
   }
 
-  private negotiate(assoc: Association, rq: AssociateRQ, log: Logger): void {
+  /** Answers an A-ASSOCIATE-RQ; `onAccepted` when the association is accepted (it then counts against maxAssociations). */
+  private negotiate(assoc: Association, rq: AssociateRQ, log: Logger, onAccepted: () => void): void {
     const refuse = (result: number, source: number, reason: number, why: string) => {
       log.warn({ calling: rq.callingAETitle, called: rq.calledAETitle, why }, 'association refused');
       assoc.reject(encodeAssociateRJ(result, source, reason));
@@ -237,11 +347,17 @@ export class DimseServer {
     if (!peer) {
       return refuse(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAETitleNotRecognized, 'calling AE title is not a known peer');
     }
-    if (this.associations.size > this.config.maxAssociations) {
+    if (this.associations.size >= this.config.maxAssociations) {
       return refuse(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded, `${this.config.maxAssociations} associations already open`);
     }
 
-    const wantsScpRole = new Map(rq.userInformation.roles.map((r) => [r.sopClassUID, r]));
+    // A role is answered only for a proposed abstract syntax, once (PS3.7 D.3.3.4): the answer
+    // stays as small as the proposal, however many role items the request carries.
+    const proposedSyntaxes = new Set(rq.presentationContexts.map((pc) => pc.abstractSyntax));
+    const wantsScpRole = new Map<string, RoleSelection>();
+    for (const r of rq.userInformation.roles) {
+      if (proposedSyntaxes.has(r.sopClassUID) && !wantsScpRole.has(r.sopClassUID)) wantsScpRole.set(r.sopClassUID, r);
+    }
     const roles: RoleSelection[] = [];
     const accepted: AcceptedPresentationContext[] = rq.presentationContexts.map((pc) => {
       const service = serviceOf(pc.abstractSyntax);
@@ -258,7 +374,7 @@ export class DimseServer {
       return { id: pc.id, result: PresentationContextResult.Acceptance, transferSyntax: ts };
     });
     // C-GET: the peer asks that we act as SCP of storage classes (we send, it stores).
-    for (const r of rq.userInformation.roles) {
+    for (const r of wantsScpRole.values()) {
       if (serviceOf(r.sopClassUID) !== 'storage') continue;
       roles.push({ sopClassUID: r.sopClassUID, scuRole: r.scuRole, scpRole: r.scpRole && peer.may.retrieve });
     }
@@ -278,7 +394,16 @@ export class DimseServer {
         asyncOperations: proposedWindow ? { invoked: window, performed: 1 } : undefined,
       },
     };
-    assoc.accept(ac, encodeAssociateAC(ac));
+    let encoded: Buffer;
+    try {
+      encoded = encodeAssociateAC(ac);
+    } catch (e) {
+      if (!(e instanceof PduEncodingError)) throw e;
+      return refuse(RejectResult.Permanent, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded, `the A-ASSOCIATE-AC cannot be encoded: ${e.message}`);
+    }
+    assoc.accept(ac, encoded);
+    this.associations.add(assoc);
+    onAccepted();
     const acceptedCount = accepted.filter((pc) => pc.result === PresentationContextResult.Acceptance).length;
     const assocLog = log.child({ calling: peer.aeTitle, site: peer.site.code });
     assocLog.info({ contexts: acceptedCount, proposed: accepted.length, window }, 'association accepted');
@@ -312,6 +437,14 @@ export class DimseServer {
         assoc.busy--;
       }
     };
+    // Whatever escapes a service ends its association, never the process.
+    const failed = (e: unknown) => {
+      try {
+        assoc.abort(AbortSource.ServiceProvider, AbortReason.NotSpecified, `internal error: ${(e as Error)?.message ?? String(e)}`, e);
+      } catch {
+        assoc.socket.destroy();
+      }
+    };
     assoc.on('request', (message) => {
       if (message.command.CommandField === CommandField.CStoreRQ) {
         if (++storing > window) {
@@ -319,7 +452,7 @@ export class DimseServer {
           assoc.abort(AbortSource.ServiceProvider, AbortReason.UnexpectedPdu, 'asynchronous operations window exceeded');
           return;
         }
-        void run(message, { cancelled: false }).finally(() => storing--);
+        run(message, { cancelled: false }).catch(failed).finally(() => storing--);
         return;
       }
       queue = queue.then(async () => {
@@ -330,7 +463,7 @@ export class DimseServer {
         } finally {
           current = undefined;
         }
-      });
+      }).catch(failed);
     });
   }
 
