@@ -122,6 +122,14 @@ describe('DIMSE listener facing hostile callers', () => {
     await echo();
     const health = await fetch(healthUrl());
     assert.equal(health.status, 200);
+    // The HL7 listener of the same process still takes connections.
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect({ port: atrium.hl7!.port, host: '127.0.0.1' }, () => {
+        s.destroy();
+        resolve();
+      });
+      s.once('error', reject);
+    });
   }
 
   before(async () => {
@@ -211,7 +219,7 @@ describe('DIMSE listener facing hostile callers', () => {
   it('closes connections that trickle their A-ASSOCIATE-RQ at the fixed deadline, and accepts a real peer meanwhile', { timeout: 20_000 }, async () => {
     const config = atrium.dimse!.config;
     const saved = config.associateTimeoutMs;
-    config.associateTimeoutMs = 2000;
+    config.associateTimeoutMs = 3000;
     const rq = associateRQ('STORESCU');
     const tricklers = await Promise.all(Array.from({ length: 3 }, () => openConnection(port())));
     // One byte every 100 ms: far more often than the deadline, so a timer reset by each byte would never fire.
