@@ -1,95 +1,20 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, readdirSync } from 'node:fs';
-import http from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { syntheticInstance, syntheticStream } from './support/synthetic.ts';
+import { AtriumProcess, stowStreamed } from './support/atrium-process.ts';
 import { sha256Hex } from '../src/api/auth.ts';
 import { boundaryOf, readMultipartStream } from '../web/src/viewer/multipart-stream.ts';
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
 const cli = [path.join(root, 'bin/atrium.mjs')];
-
-/** Atrium as its users run it: the CLI in its own process, killed without warning. */
-class AtriumProcess {
-  child?: ChildProcess;
-  url = '';
-  constructor(readonly configFile: string) {}
-
-  async start(): Promise<void> {
-    const child = spawn(process.execPath, [...cli, 'serve', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    let stderr = '';
-    child.stderr!.on('data', (d) => { stderr += d; });
-    this.url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        for (const line of out.split('\n')) {
-          if (line.includes('atrium is serving')) resolve((JSON.parse(line) as { url: string }).url);
-        }
-      });
-      child.once('exit', (code) => reject(new Error(`atrium exited with ${code}: ${stderr}`)));
-    });
-  }
-
-  kill(): Promise<void> {
-    return new Promise((resolve) => {
-      this.child!.once('exit', () => resolve());
-      this.child!.kill('SIGKILL');
-    });
-  }
-
-  async stop(): Promise<void> {
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
-      await new Promise<void>((resolve) => {
-        this.child!.once('exit', () => resolve());
-        this.child!.kill('SIGTERM');
-      });
-    }
-  }
-
-  /** Peak resident memory of the server process so far (Linux). */
-  peakRssBytes(): number {
-    const status = readFileSync(`/proc/${this.child!.pid}/status`, 'utf8');
-    return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
-  }
-}
-
-const boundary = 'crash-test-boundary';
-const contentType = `multipart/related; type="application/dicom"; boundary=${boundary}`;
-
-function stow(url: string, token: string, parts: Array<AsyncIterable<Buffer> | Buffer>, onSent?: (bytes: number) => void): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}/studies`, { method: 'POST', headers: { 'Content-Type': contentType, Authorization: `Bearer ${token}` } }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('error', reject);
-    (async () => {
-      let sent = 0;
-      for (const part of parts) {
-        req.write(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`);
-        const chunks = Buffer.isBuffer(part) ? [part] : part;
-        for await (const chunk of chunks) {
-          sent += chunk.length;
-          onSent?.(sent);
-          if (!req.write(chunk)) await new Promise((r) => req.once('drain', r));
-          if (req.destroyed) return;
-        }
-        req.write('\r\n');
-      }
-      req.end(`--${boundary}--\r\n`);
-    })().catch(reject);
-  });
-}
 
 async function retrieve(url: string, token: string, uids: { study: string; series: string; sop: string }): Promise<Buffer> {
   const res = await fetch(`${url}/studies/${uids.study}/series/${uids.series}/instances/${uids.sop}`, {
@@ -133,7 +58,7 @@ describe('a crash in the middle of a large ingest', () => {
 
   it('streams a 400 MB object to storage, and its frames back, without growing the process past 300 MB', async () => {
     const big = syntheticStream({ Rows: 1024, Columns: 1024, NumberOfFrames: 200 });
-    const res = await stow(atrium.url, token, [big.stream]);
+    const res = await stowStreamed(atrium.url, token, [big.stream]);
     assert.equal(res.status, 200, res.body);
     let peak = atrium.peakRssBytes();
     assert.ok(peak < 300 * 1024 * 1024, `peak RSS ${Math.round(peak / 1048576)} MB after the store`);
@@ -168,14 +93,14 @@ describe('a crash in the middle of a large ingest', () => {
   it('after SIGKILL mid-ingest, every acknowledged instance is retrievable and identical, and verify reports and repairs the rest', async () => {
     for (let i = 0; i < 5; i++) {
       const inst = syntheticInstance({ PatientID: `CRASH-${i}`, Rows: 64, Columns: 64 });
-      const res = await stow(atrium.url, token, [inst.file]);
+      const res = await stowStreamed(atrium.url, token, [inst.file]);
       assert.equal(res.status, 200, res.body);
       acknowledged.push({ uids: inst.uids, sha: sha(inst.file) });
     }
     const big = syntheticStream({ Rows: 1024, Columns: 1024, NumberOfFrames: 300 });
     const killed = new Promise<void>((resolve) => {
       let done = false;
-      stow(atrium.url, token, [big.stream], (sent) => {
+      stowStreamed(atrium.url, token, [big.stream], (sent) => {
         if (!done && sent > 100 * 1024 * 1024) {
           done = true;
           void atrium.kill().then(resolve);

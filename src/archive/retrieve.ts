@@ -197,7 +197,8 @@ export class Retriever {
 
   /** A bulk value of the instance by tag path, as stored. */
   async openBulk(inst: StoredInstance, tagPath: string): Promise<Readable> {
-    const range = inst.layout.bulk[tagPath];
+    // An own key only: 'toString' or 'constructor' would otherwise find Object.prototype's.
+    const range = Object.hasOwn(inst.layout.bulk, tagPath) ? inst.layout.bulk[tagPath] : undefined;
     if (!range) throw new RetrieveError('not-found', `instance ${inst.SOPInstanceUID} has no bulk data at ${tagPath}`);
     if (range.length === 0) return Readable.from([]);
     return this.store.get(inst.blobKey, { start: range.offset, end: range.offset + range.length - 1 });
@@ -218,13 +219,18 @@ export class Retriever {
     return px;
   }
 
-  /** Frames (1-based numbers) as stored: native frames in little endian, compressed frames as their bitstream. */
-  async readFrames(inst: StoredInstance, frameNumbers: number[], px = this.pixelModuleOf(inst)): Promise<FrameBytes[]> {
+  /** Throws not-found unless every frame number names a frame of the instance (checked before an answer starts). */
+  checkFrameNumbers(inst: StoredInstance, frameNumbers: readonly number[], px = this.pixelModuleOf(inst)): void {
     for (const f of frameNumbers) {
       if (!Number.isSafeInteger(f) || f < 1 || f > px.NumberOfFrames) {
         throw new RetrieveError('not-found', `frame ${f} does not exist: instance ${inst.SOPInstanceUID} has ${px.NumberOfFrames} frame(s)`);
       }
     }
+  }
+
+  /** Frames (1-based numbers) as stored: native frames in little endian, compressed frames as their bitstream. */
+  async readFrames(inst: StoredInstance, frameNumbers: number[], px = this.pixelModuleOf(inst)): Promise<FrameBytes[]> {
+    this.checkFrameNumbers(inst, frameNumbers, px);
     const pixelData = inst.layout.pixelData;
     if (!pixelData) throw new RetrieveError('not-found', `instance ${inst.SOPInstanceUID} has no pixel data stored apart`);
     if (isNativeTransferSyntax(inst.TransferSyntaxUID)) {

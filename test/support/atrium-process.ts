@@ -1,0 +1,82 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+
+const cli = path.join(path.resolve(import.meta.dirname, '../..'), 'bin/atrium.mjs');
+
+/** Atrium as its users run it: the CLI in its own process, killed without warning. */
+export class AtriumProcess {
+  child?: ChildProcess;
+  url = '';
+  constructor(readonly configFile: string) {}
+
+  async start(): Promise<void> {
+    const child = spawn(process.execPath, [cli, 'serve', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    let stderr = '';
+    child.stderr!.on('data', (d) => { stderr += d; });
+    this.url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        for (const line of out.split('\n')) {
+          if (line.includes('atrium is serving')) resolve((JSON.parse(line) as { url: string }).url);
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`atrium exited with ${code}: ${stderr}`)));
+    });
+  }
+
+  kill(): Promise<void> {
+    return new Promise((resolve) => {
+      this.child!.once('exit', () => resolve());
+      this.child!.kill('SIGKILL');
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
+      await new Promise<void>((resolve) => {
+        this.child!.once('exit', () => resolve());
+        this.child!.kill('SIGTERM');
+      });
+    }
+  }
+
+  /** Peak resident memory of the server process so far (Linux). */
+  peakRssBytes(): number {
+    const status = readFileSync(`/proc/${this.child!.pid}/status`, 'utf8');
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
+  }
+}
+
+const boundary = 'crash-test-boundary';
+const contentType = `multipart/related; type="application/dicom"; boundary=${boundary}`;
+
+/** STOW-RS over one HTTP request whose parts are written as they come (a large object never held whole). */
+export function stowStreamed(url: string, token: string, parts: Array<AsyncIterable<Buffer> | Buffer>, onSent?: (bytes: number) => void): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${url}/studies`, { method: 'POST', headers: { 'Content-Type': contentType, Authorization: `Bearer ${token}` } }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject);
+    (async () => {
+      let sent = 0;
+      for (const part of parts) {
+        req.write(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`);
+        const chunks = Buffer.isBuffer(part) ? [part] : part;
+        for await (const chunk of chunks) {
+          sent += chunk.length;
+          onSent?.(sent);
+          if (!req.write(chunk)) await new Promise((r) => req.once('drain', r));
+          if (req.destroyed) return;
+        }
+        req.write('\r\n');
+      }
+      req.end(`--${boundary}--\r\n`);
+    })().catch(reject);
+  });
+}
