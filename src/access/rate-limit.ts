@@ -5,8 +5,8 @@
  * the last `windowMs`. Memory is bounded: at most `maxKeys` keys, the least recently hit
  * evicted first, and keys whose hits have all expired dropped as they are met.
  *
- * Per node: behind a load balancer each node counts its own hits, so the effective limit
- * is `limit` times the number of nodes; enough to stop guessing a 6-digit PIN.
+ * Per process: the limiter of a single node (SQLite). Several nodes on PostgreSQL count
+ * together in the index instead (attempt-limits.ts), behind the same interface.
  */
 export interface RateLimitOptions {
   /** Hits allowed per key within the window. */

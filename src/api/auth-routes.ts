@@ -4,7 +4,7 @@ import { loginStateMaxAgeSeconds } from '../access/oidc.ts';
 import type { Principal } from '../access/principal.ts';
 import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import { cookieHeader, cookieOf, secureCookieFor, sessionCookieName } from './auth.ts';
-import { SlidingWindowRateLimiter } from '../access/rate-limit.ts';
+import type { AttemptLimiter } from '../access/attempt-limits.ts';
 
 export interface AuthRoutesOptions {
   authenticator: Authenticator;
@@ -12,7 +12,8 @@ export interface AuthRoutesOptions {
   secureCookie: boolean;
   /** Lifetime of the session cookie: the session's absolute lifetime. */
   sessionMaxAgeSeconds: number;
-  loginAttemptsPerMinute: number;
+  /** Login attempts per client address (shared by the nodes on PostgreSQL: access/attempt-limits.ts). */
+  loginLimiter: AttemptLimiter;
 }
 
 /** The cookie that carries the sealed OIDC state between /auth/login and /auth/callback. */
@@ -35,7 +36,7 @@ function summaryOf(p: Principal, csrfToken?: string) {
  */
 export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opts) => {
   const { authenticator } = opts;
-  const limiter = new SlidingWindowRateLimiter({ limit: opts.loginAttemptsPerMinute, windowMs: 60_000 });
+  const limiter = opts.loginLimiter;
 
   app.setErrorHandler(problemErrorHandler('authentication request'));
 
@@ -43,7 +44,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
 
   /** Too many attempts from one address: 429, recorded once per window. */
   async function limitAttempts(request: FastifyRequest, reply: FastifyReply, attempted: string): Promise<void> {
-    const r = limiter.hit(request.ip);
+    const r = await limiter.hit(request.ip);
     if (r.allowed) return;
     if (r.firstRefusal) await authenticator.recordRefusal('rate-limited', attempted, { source: request.ip, via: 'portal' });
     reply.header('Retry-After', String(r.retryAfterSeconds));

@@ -5,6 +5,7 @@ import type { AtriumConfig } from '../config/config.ts';
 import { dicomwebRoutes } from '../dicomweb/routes.ts';
 import { registerAuthentication, type ApiClient } from './auth.ts';
 import { authRoutes } from './auth-routes.ts';
+import { AttemptLimits } from '../access/attempt-limits.ts';
 import { AuditTrail } from '../access/audit.ts';
 import { Authenticator } from '../access/login.ts';
 import { AccessTokenVerifier, OidcIssuer, OidcRelyingParty } from '../access/oidc.ts';
@@ -127,12 +128,14 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     ...(certificateClients.length > 0 ? { certificatePrincipal: (request) => principalFromClientCertificate(request, certificateClients, archive.sites) } : {}),
   });
   app.get('/health', async () => ({ status: 'ok' }));
+  // Counted in the index on PostgreSQL: every node behind the load balancer sees the same attempts.
+  const attemptLimits = await AttemptLimits.open(archive.index.sql);
   await app.register(authRoutes, {
     prefix: '/auth',
     authenticator,
     secureCookie: config.auth.sessions.secureCookie,
     sessionMaxAgeSeconds: config.auth.sessions.absoluteHours * 3600,
-    loginAttemptsPerMinute: config.auth.loginAttemptsPerMinute,
+    loginLimiter: attemptLimits.limiter('login', config.auth.loginAttemptsPerMinute),
   });
   await app.register(dicomwebRoutes, {
     prefix: '/dicom-web',
@@ -148,7 +151,8 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(teleradiologyRoutes, { prefix: '/api/teleradiology', archive, config: config.teleradiology });
   await app.register(shareLinkRoutes, {
-    prefix: '/share', archive, authenticator, secureCookie: config.auth.sessions.secureCookie, attemptsPerMinute: config.auth.loginAttemptsPerMinute,
+    prefix: '/share', archive, authenticator, secureCookie: config.auth.sessions.secureCookie,
+    limiter: attemptLimits.limiter('share-open', config.auth.loginAttemptsPerMinute),
   });
   if (config.http.portalDir) await app.register(portalRoutes, { root: config.http.portalDir });
   return app;

@@ -3,7 +3,7 @@ import QRCode from 'qrcode';
 import type { Archive } from '../archive/archive.ts';
 import { AuditTrail, patientRef, patientRefOf, patientRefsOfStudies } from '../access/audit.ts';
 import type { Authenticator } from '../access/login.ts';
-import { SlidingWindowRateLimiter } from '../access/rate-limit.ts';
+import type { AttemptLimiter } from '../access/attempt-limits.ts';
 import { cookieHeader, secureCookieFor, sessionCookieName } from './auth.ts';
 import { AccessPolicy, reasonToSee } from '../access/policy.ts';
 import { actorOf } from '../access/principal.ts';
@@ -34,11 +34,11 @@ async function patientRefsOfRecords(archive: Archive, ids: number[]): Promise<st
  * shares, until the link is revoked or expires. Attempts are limited per address here and
  * per link in the index (five wrong PINs lock it); every opening and refusal is audited.
  */
-export async function shareLinkRoutes(app: FastifyInstance, options: { archive: Archive; authenticator: Authenticator; secureCookie: boolean; attemptsPerMinute: number }): Promise<void> {
+export async function shareLinkRoutes(app: FastifyInstance, options: { archive: Archive; authenticator: Authenticator; secureCookie: boolean; limiter: AttemptLimiter }): Promise<void> {
   const { archive, authenticator } = options;
   const audit = new AuditTrail(archive.index.sql);
   const links = new ShareLinks(archive.index.sql);
-  const limiter = new SlidingWindowRateLimiter({ limit: options.attemptsPerMinute, windowMs: 60_000 });
+  const { limiter } = options;
   app.setErrorHandler(problemErrorHandler('share link request'));
 
   app.post<{ Body: { token: string; pin?: string } }>('/open', {
@@ -50,7 +50,7 @@ export async function shareLinkRoutes(app: FastifyInstance, options: { archive: 
     },
   }, async (request, reply) => {
     const origin = { actor: 'share-link', actorKind: 'share-link' as const, source: request.ip, via: 'portal' as const };
-    const limit = limiter.hit(request.ip);
+    const limit = await limiter.hit(request.ip);
     if (!limit.allowed) {
       if (limit.firstRefusal) await audit.record({ action: 'share-open', outcome: 'refused', ...origin, details: { why: 'rate-limited' } });
       reply.header('Retry-After', String(limit.retryAfterSeconds));
