@@ -104,6 +104,7 @@ for (const db of testDatabases()) {
         retry: { ...retry, maxAttempts },
         associationsPerPeer: 2,
         pollIntervalMs: 100,
+        claimLeaseSeconds: c.routing.claimLeaseSeconds,
       };
     };
     const start = (maxAttempts?: number) => startAtrium({ index, dataDir, dimse: true, forwarding: true, configure: configure(maxAttempts) });

@@ -271,6 +271,11 @@ export interface RoutingConfig {
   associationsPerPeer: number;
   /** How often the outbox and the queue are looked at when idle. */
   pollIntervalMs: number;
+  /**
+   * A sender renews its claim on the rows it is sending every quarter of this; rows whose claim
+   * was not renewed for this long (their node died) are handed to another sender.
+   */
+  claimLeaseSeconds: number;
 }
 
 export interface DimseConfig {
@@ -353,6 +358,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
       retry: { baseDelayMs: 5_000, maxDelayMs: 600_000, maxAttempts: 50 },
       associationsPerPeer: 2,
       pollIntervalMs: 1_000,
+      claimLeaseSeconds: 120,
     },
     hl7: { enabled: true, host: '127.0.0.1', port: 2575, senders: [], defaultCharacterSet: '8859/1', maxMessageBytes: 16 * 1024 ** 2,
       maxConnections: 64, idleTimeoutMs: 60_000, frameTimeoutMs: 30_000 },
@@ -655,6 +661,8 @@ function parseRouting(r: Record<string, unknown>, config: AtriumConfig): void {
   if (c.associationsPerPeer < 1 || c.associationsPerPeer > 64) throw new ConfigError('routing.associationsPerPeer must be between 1 and 64');
   c.pollIntervalMs = num(r, 'pollIntervalMs') ?? c.pollIntervalMs;
   if (c.pollIntervalMs < 10) throw new ConfigError('routing.pollIntervalMs must be at least 10');
+  c.claimLeaseSeconds = num(r, 'claimLeaseSeconds') ?? c.claimLeaseSeconds;
+  if (!(c.claimLeaseSeconds >= 1)) throw new ConfigError('routing.claimLeaseSeconds must be at least 1');
   if (r.rules === undefined || r.rules === null) return;
   if (!Array.isArray(r.rules)) throw new ConfigError('routing.rules must be a list');
   const names = new Set<string>();

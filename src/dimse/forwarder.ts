@@ -18,8 +18,6 @@ import { Router } from './routing.ts';
 
 /** Rows one association takes from the queue at a time. */
 const batchSize = 32;
-/** A row claimed this long ago by a sender that never reported (a node died) is handed out again. */
-const reclaimAfterMs = 10 * 60_000;
 
 interface PeerState {
   peer: PeerConfig;
@@ -41,6 +39,9 @@ export class Forwarder {
   private stopping = false;
   private started = false;
   private lastReclaim = 0;
+  /** Claims this node is sending, renewed every quarter of the lease so that no other node takes them over. */
+  private readonly liveClaims = new Set<string>();
+  private renewal: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly archive: Archive,
@@ -59,6 +60,11 @@ export class Forwarder {
     return this.config.routing.retry;
   }
 
+  /** A claim not renewed for this long was left by a node that died: its rows go to another sender. */
+  private get leaseMs(): number {
+    return this.config.routing.claimLeaseSeconds * 1000;
+  }
+
   start(): void {
     if (this.started) return;
     this.started = true;
@@ -68,6 +74,11 @@ export class Forwarder {
       retry: this.retry,
     }, 'forwarding started');
     this.schedule(0);
+    // On its own timer: a slow pass of the queue must not let the claims of live sends lapse.
+    this.renewal = setInterval(() => {
+      this.queue.renewClaims([...this.liveClaims]).catch((e: unknown) => this.logger.warn({ err: (e as Error).message }, 'forwarding: claims could not be renewed'));
+    }, this.leaseMs / 4);
+    this.renewal.unref();
   }
 
   /** Look at the outbox and the queue now rather than at the next poll (something was queued). */
@@ -92,6 +103,8 @@ export class Forwarder {
       await all;
     } finally {
       clearTimeout(cut);
+      // After the senders: their claims stay renewed while they finish.
+      if (this.renewal) clearInterval(this.renewal);
     }
   }
 
@@ -119,9 +132,9 @@ export class Forwarder {
         // What arrived since the last tick, batch after batch.
         if (!this.stopping) await this.router.runOnce();
       }
-      if (Date.now() - this.lastReclaim > reclaimAfterMs / 4) {
+      if (Date.now() - this.lastReclaim > this.leaseMs / 4) {
         // On SQLite this process is the only sender: at start, whatever is in progress was left by a crash.
-        const olderThan = this.lastReclaim === 0 && this.archive.index.sql.engine === 'sqlite' ? 0 : reclaimAfterMs;
+        const olderThan = this.lastReclaim === 0 && this.archive.index.sql.engine === 'sqlite' ? 0 : this.leaseMs;
         this.lastReclaim = Date.now();
         const n = await this.queue.reclaimStale(olderThan);
         if (n > 0) this.logger.warn({ rows: n }, 'forwarding: rows claimed by a sender that never reported were requeued');
@@ -160,33 +173,38 @@ export class Forwarder {
       while (!this.stopping && Date.now() >= state.holdUntil) {
         const claim = await this.queue.claimDue(peer.aeTitle, batchSize);
         if (claim.rows.length === 0) break;
-        const found = await this.lookUp(claim);
-        if (found.length === 0) continue;
-        if (assoc && found.some(({ inst }) => !contextFor(assoc!.acceptedContexts(), inst))) {
-          // Objects of a class or syntax this association did not negotiate: a new one for them.
-          await this.close(assoc);
-          assoc = undefined;
-        }
-        if (!assoc) {
-          try {
-            assoc = await openStoreAssociation({
-              peer, callingAETitle: this.config.dimse.aeTitle, instances: found.map((f) => f.inst), maxPduLength: this.config.dimse.maxPduLength,
-              tls: this.clientTls,
-            });
-            this.associations.add(assoc);
-          } catch (e) {
-            const why = e instanceof AssociationRejectedError ? `${peer.aeTitle} refused the association: ${e.message}` : `cannot reach ${peer.aeTitle}: ${(e as Error).message}`;
-            await this.queue.markAttemptFailed(claim.claimId, found.map(({ row }) => ({ row, error: why })), this.retry);
-            this.peerFailed(state, why);
+        this.liveClaims.add(claim.claimId);
+        try {
+          const found = await this.lookUp(claim);
+          if (found.length === 0) continue;
+          if (assoc && found.some(({ inst }) => !contextFor(assoc!.acceptedContexts(), inst))) {
+            // Objects of a class or syntax this association did not negotiate: a new one for them.
+            await this.close(assoc);
+            assoc = undefined;
+          }
+          if (!assoc) {
+            try {
+              assoc = await openStoreAssociation({
+                peer, callingAETitle: this.config.dimse.aeTitle, instances: found.map((f) => f.inst), maxPduLength: this.config.dimse.maxPduLength,
+                tls: this.clientTls,
+              });
+              this.associations.add(assoc);
+            } catch (e) {
+              const why = e instanceof AssociationRejectedError ? `${peer.aeTitle} refused the association: ${e.message}` : `cannot reach ${peer.aeTitle}: ${(e as Error).message}`;
+              await this.queue.markAttemptFailed(claim.claimId, found.map(({ row }) => ({ row, error: why })), this.retry);
+              this.peerFailed(state, why);
+              return;
+            }
+          }
+          const { lost, peerFault } = await this.sendBatch(assoc, claim, found);
+          if (lost) {
+            this.associations.delete(assoc);
+            assoc = undefined;
+            if (peerFault) this.peerFailed(state, lost);
             return;
           }
-        }
-        const { lost, peerFault } = await this.sendBatch(assoc, claim, found);
-        if (lost) {
-          this.associations.delete(assoc);
-          assoc = undefined;
-          if (peerFault) this.peerFailed(state, lost);
-          return;
+        } finally {
+          this.liveClaims.delete(claim.claimId);
         }
       }
     } finally {
@@ -226,14 +244,34 @@ export class Forwarder {
     });
     let lost: string | undefined;
     let peerFault = true;
+    // Each object taken by the peer is marked done as soon as its response is in, not at the
+    // end of the batch: a node that dies mid-batch leaves only the objects in flight to send
+    // again, not every one the peer already took (they would reach it twice).
+    const toMark: number[] = [];
+    let marking: Promise<void> = Promise.resolve();
+    const markSoon = () => {
+      marking = marking.then(async () => {
+        const ids = toMark.splice(0);
+        if (ids.length === 0) return;
+        try {
+          await this.queue.markDone(claim.claimId, ids);
+        } catch (e) {
+          toMark.unshift(...ids); // tried again after the batch
+          this.logger.warn({ destination: claim.destination, err: (e as Error).message }, 'forwarding: sent objects could not be marked done yet');
+        }
+      });
+    };
     const opened = this.archive.retriever.openInstances(retrievePlan(sendable.map(({ inst }) => ({ inst })), (inst) => contextFor(contexts, inst)!));
     try {
       // Several C-STOREs outstanding when the peer grants an asynchronous operations window.
       await storeAll(assoc, this.archive.retriever, opened, (inst) => contextFor(contexts, inst)!, (inst, r) => {
         const row = rowOf.get(inst.SOPInstanceUID)!;
         settled.add(row.id);
-        if (isStored(r.status)) done.push(row.id);
-        else failed.push({ row, error: `C-STORE status 0x${r.status.toString(16).padStart(4, '0')}${r.error ? `: ${r.error}` : ''}` });
+        if (isStored(r.status)) {
+          done.push(row.id);
+          toMark.push(row.id);
+          markSoon();
+        } else failed.push({ row, error: `C-STORE status 0x${r.status.toString(16).padStart(4, '0')}${r.error ? `: ${r.error}` : ''}` });
       }, { shouldStop: () => this.stopping });
     } catch (e) {
       if (e instanceof AssociationAbortedError) lost = `the association with ${claim.destination} was lost: ${e.message}`;
@@ -248,7 +286,8 @@ export class Forwarder {
     }
     const unsettled = sendable.filter(({ row }) => !settled.has(row.id)).map(({ row }) => row);
     if (lost) failed.push(...unsettled.map((row) => ({ row, error: lost! })));
-    await this.queue.markDone(claim.claimId, done);
+    await marking;
+    await this.queue.markDone(claim.claimId, toMark);
     await this.queue.markAttemptFailed(claim.claimId, failed, this.retry);
     if (!lost) await this.queue.release(claim.claimId, unsettled.map((r) => r.id));
     const state = this.peers.get(claim.destination);

@@ -105,6 +105,22 @@ for (const db of testDatabases()) {
       assert.equal((await queue.status()).find((d) => d.destination === 'STALE')!.inProgress, 2);
     });
 
+    it('does not hand out again the rows of a claim its sender keeps renewing', async () => {
+      await queue.enqueue([item('RENEWED'), item('RENEWED')]);
+      const live = await queue.claimDue('RENEWED', 1);
+      const dead = await queue.claimDue('RENEWED', 1);
+      await new Promise((r) => setTimeout(r, 20));
+      await queue.renewClaims([live.claimId]);
+      await queue.reclaimStale(10);
+      const s = (await queue.status()).find((d) => d.destination === 'RENEWED')!;
+      assert.deepEqual([s.inProgress, s.pending], [1, 1], 'only the claim nobody renewed is handed out again');
+      const again = await queue.claimDue('RENEWED', 10);
+      assert.deepEqual(again.rows.map((r) => r.id), dead.rows.map((r) => r.id));
+      await queue.markDone(live.claimId, live.rows.map((r) => r.id));
+      await queue.markDone(again.claimId, again.rows.map((r) => r.id));
+      assert.equal((await queue.status()).find((d) => d.destination === 'RENEWED')!.done, 2);
+    });
+
     it('queues items inside the caller\'s transaction: nothing is queued when it rolls back', async () => {
       await assert.rejects(index.sql.transaction(async (tx) => {
         await queue.enqueueIn(tx, [item('ROLLED-BACK')]);

@@ -162,6 +162,16 @@ export class ForwardingQueue {
     return r.changes;
   }
 
+  /** A live sender still holds these claims: their rows are not stale (see reclaimStale). */
+  async renewClaims(claimIds: readonly string[]): Promise<void> {
+    if (claimIds.length === 0) return;
+    const now = new Date().toISOString();
+    await this.sql.run(
+      `UPDATE forward_queue SET claimed_at = ? WHERE state = 'in-progress' AND claim_id IN (${placeholders(claimIds.length)})`,
+      [now, ...claimIds],
+    );
+  }
+
   /** The peer took these objects. Rows requeued since the claim are left pending. */
   async markDone(claimId: string, ids: readonly number[]): Promise<void> {
     if (ids.length === 0) return;
