@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { AtriumConfig } from '../config/config.ts';
 import { openArchiveIndex, type ArchiveIndex } from '../index/archive-index.ts';
-import type { Site } from '../index/records.ts';
+import type { NewSite, Site } from '../index/records.ts';
 import { openBlobStore } from '../storage/open-store.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { Ingestor } from './ingest.ts';
@@ -23,6 +23,17 @@ export interface Archive {
   close(): Promise<void>;
 }
 
+/** Creates a configured site, or takes the one another node starting at the same moment created. */
+async function createSiteOnce(index: ArchiveIndex, wanted: NewSite): Promise<Site> {
+  try {
+    return await index.createSite(wanted);
+  } catch (e) {
+    const created = await index.getSiteByCode(wanted.code);
+    if (created) return created;
+    throw e;
+  }
+}
+
 export async function openArchive(config: AtriumConfig, logger: Logger): Promise<Archive> {
   const index = await openArchiveIndex(config.index);
   let store: BlobStore;
@@ -34,7 +45,7 @@ export async function openArchive(config: AtriumConfig, logger: Logger): Promise
   }
   const sites = new Map<string, Site>();
   for (const wanted of config.sites) {
-    const site = (await index.getSiteByCode(wanted.code)) ?? (await index.createSite(wanted));
+    const site = (await index.getSiteByCode(wanted.code)) ?? (await createSiteOnce(index, wanted));
     sites.set(site.code, site);
   }
   const ingestor = new Ingestor(index, store, config.ingest, logger.child({ component: 'ingest' }));
