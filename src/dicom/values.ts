@@ -81,9 +81,12 @@ function isOnlyDelimiters(s: string): boolean {
 export function stringValues(el: DicomElement, ctx: ValueContext): string[] {
   const bytes = el.value;
   if (!bytes || bytes.length === 0) return [];
-  // Decoded before splitting: in GBK, GB18030 and ISO 2022 the byte 0x5C can be half of a character.
-  const text = ctx.charset.decode(bytes, el.vr);
   const vr = el.vr;
+  // Decoded before splitting: in GBK, GB18030 and ISO 2022 the byte 0x5C can be half of a character.
+  const decoded = ctx.charset.decode(bytes, vr);
+  // A NUL inside text is no character of DICOM's (PS3.5 6.1.2): dropped, so that every index
+  // engine keeps the same value (PostgreSQL text cannot hold one). A UID keeps it, to be refused.
+  const text = vr !== 'UI' && decoded.includes('\0') ? decoded.replaceAll('\0', '') : decoded;
   if (isSingleValued(vr)) return [keepsLeadingSpaces(vr) ? trimTrailingPadding(text) : trimPadding(text)];
   const values = text.split('\\');
   for (let i = 0; i < values.length; i++) {

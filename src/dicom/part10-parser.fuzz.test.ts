@@ -1,0 +1,73 @@
+/**
+ * The Part 10 reader against mutated objects (fixed seed, bounded count): whatever the bytes
+ * and however they are split into chunks, it answers a dataset or throws its own
+ * DicomParseError — never a RangeError or TypeError from a read past a buffer, never a loop
+ * without end. ATRIUM_FUZZ_RUNS and ATRIUM_FUZZ_SEED make a longer run (test/support/fuzz.ts).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { deflateRawSync } from 'node:zlib';
+import { DicomParseError, Part10Parser, parsePart10 } from './part10-parser.ts';
+import { TransferSyntax } from './dataset.ts';
+import { buildPart10 } from './part10-writer.ts';
+import { fuzz, mutateBytes } from '../../test/support/fuzz.ts';
+import { havePydicomFiles, readTestFile } from '../../test/support/pydicom-files.ts';
+import { syntheticInstance } from '../../test/support/synthetic.ts';
+
+/** Real objects of many shapes: implicit, big endian, deflated, encapsulated, sequences, UN, private. */
+const pydicomSeeds = ['CT_small.dcm', 'MR_small_implicit.dcm', 'ExplVR_BigEnd.dcm', 'image_dfl.dcm', 'JPEG2000.dcm', 'SC_rgb_rle_2frame.dcm',
+  'rtplan.dcm', 'rtstruct.dcm', 'nested_priv_SQ.dcm', 'priv_SQ.dcm', 'UN_sequence.dcm', 'reportsi.dcm'];
+
+function seedObjects(): Array<{ name: string; file: Buffer }> {
+  const synthetic = syntheticInstance({ Rows: 8, Columns: 8, NumberOfFrames: 2 }).file;
+  // A deflated object made here, so that the inflate path is fuzzed without pydicom's files too.
+  const parsed = parsePart10(synthetic);
+  const deflated = buildPart10(
+    { MediaStorageSOPClassUID: '1.2.840.10008.5.1.4.1.1.2', MediaStorageSOPInstanceUID: '1.2.3.4', TransferSyntaxUID: TransferSyntax.DeflatedExplicitVRLittleEndian },
+    deflateRawSync(synthetic.subarray(parsed.datasetOffset)),
+  );
+  return [
+    { name: 'synthetic', file: synthetic },
+    { name: 'synthetic-deflated', file: deflated },
+    ...(havePydicomFiles ? pydicomSeeds.map((name) => ({ name, file: readTestFile(name) })) : []),
+  ];
+}
+
+/** Parses in chunks of random sizes (the reader must not depend on how bytes arrive). */
+function parseChunked(file: Buffer, chunk: () => number, opts: ConstructorParameters<typeof Part10Parser>[0]): void {
+  const parser = new Part10Parser(opts);
+  for (let i = 0; i < file.length;) {
+    const n = Math.max(1, chunk());
+    parser.write(file.subarray(i, i + n));
+    i += n;
+  }
+  parser.end();
+}
+
+describe('Part 10 reader fuzz', () => {
+  const f = fuzz(0x0da7a_10);
+  it(`throws only DicomParseError on ${f.count(3000)} mutated objects, whole or in random chunks (seed ${f.seed})`, { timeout: f.timeout(30_000) }, () => {
+    const seeds = seedObjects();
+    const outcomes = { parsed: 0, refused: 0 };
+    for (let n = 0; n < f.count(3000); n++) {
+      const seed = f.pick(seeds);
+      const mutated = mutateBytes(f, seed.file);
+      // A small header cap now and then, so that the cap's paths are walked too.
+      const opts = f.random() < 0.2 ? { maxHeaderBytes: 1 + f.int(4096), bulkThreshold: f.int(2048) } : {};
+      for (const how of ['whole', 'chunked'] as const) {
+        try {
+          if (how === 'whole') parsePart10(mutated, opts);
+          else parseChunked(mutated, () => 1 + f.int(f.random() < 0.5 ? 16 : 4096), opts);
+          outcomes.parsed++;
+        } catch (e) {
+          if (!(e instanceof DicomParseError)) {
+            assert.fail(`case ${n} (${seed.name}, ${how}, seed ${f.seed}): ${(e as Error).name}: ${(e as Error).message}\n${mutated.toString('base64')}`);
+          }
+          outcomes.refused++;
+        }
+      }
+    }
+    // Both outcomes happen: the mutations neither all break nor all spare the objects.
+    assert.ok(outcomes.parsed > 0 && outcomes.refused > 0, JSON.stringify(outcomes));
+  });
+});
