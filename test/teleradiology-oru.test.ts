@@ -151,6 +151,29 @@ for (const engine of testDatabases()) {
       assert.equal(Buffer.from(await pdf.arrayBuffer()).subarray(0, 5).toString('latin1'), '%PDF-');
     });
 
+    it('leaves a delivery another node sent as sent when its own late attempt then fails (no third send)', async () => {
+      await send('rad.a', `/requests/${requestId}/report/addenda`, { text: 'Contrôle à 6 semaines.' });
+      const before = ris.received.length;
+      // This node's ORU reaches a RIS slow to answer, and is refused at last.
+      let answerFirst!: () => void;
+      const gate = new Promise<void>((resolve) => { answerFirst = resolve; });
+      ris.beforeAnswer = (n) => (n === before + 1 ? gate : Promise.resolve());
+      ris.answers.push('AE');
+      const late = delivery.deliverDue();
+      for (let i = 0; i < 500 && ris.received.length === before; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(ris.received.length, before + 1);
+      // Meanwhile another node finds the lease run out (its clock is ahead) and sends it: accepted.
+      const other = new ReportDelivery(atrium.archive, atrium.config.teleradiology, pino({ level: 'silent' }));
+      assert.equal(await other.deliverDue(new Date(Date.now() + 60_000)), 1);
+      assert.equal((await deliveries()).at(-1)!.status, 'sent');
+      answerFirst();
+      await late;
+      ris.beforeAnswer = undefined;
+      assert.deepEqual((await deliveries()).map((d) => d.status), ['sent', 'sent', 'sent'], 'the late refusal does not make it pending again');
+      assert.equal(await delivery.deliverDue(new Date(Date.now() + 3_600_000)), 0);
+      assert.equal(ris.received.length, before + 2);
+    });
+
     it('keeps a delivery pending, with the reason, while the site\'s listener is down', async () => {
       await ris.close();
       await send('rad.a', `/requests/${requestId}/report/addenda`, { text: 'Second addendum.' });

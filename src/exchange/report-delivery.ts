@@ -54,12 +54,17 @@ export class ReportDelivery {
       const lease = new Date(Date.now() + this.config.delivery.ackTimeoutMs * 2).toISOString();
       const taken = await sql.run(`UPDATE tele_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`, [lease, d.id, d.next_attempt_at]);
       if (taken.changes !== 1) continue; // another node has it
-      if (await this.attempt(d)) sent++;
+      if (await this.attempt(d, lease)) sent++;
     }
     return sent;
   }
 
-  private async attempt(d: DueRow): Promise<boolean> {
+  /**
+   * One attempt under the lease `lease` (the next_attempt_at this node wrote). Its outcome is
+   * written only while the lease is still this node's: an attempt that outlived its lease (a
+   * slow listener, a clock behind) must not make pending again what another node has sent since.
+   */
+  private async attempt(d: DueRow, lease: string): Promise<boolean> {
     const sql = this.archive.index.sql;
     const attempts = Number(d.attempts) + 1;
     const built = await this.reportFor(Number(d.report_id), d.result_status, `ATRORU${d.id}`);
@@ -76,14 +81,14 @@ export class ReportDelivery {
       const why = (e as Error).message;
       const failed = e instanceof PermanentFailure || attempts >= this.config.delivery.maxAttempts;
       const delay = Math.min(this.config.delivery.retryBaseMs * 2 ** (attempts - 1), MAX_DELAY_MS);
-      await sql.run(`UPDATE tele_deliveries SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?`,
-        [failed ? 'failed' : 'pending', attempts, why, new Date(Date.now() + delay).toISOString(), d.id]);
+      await sql.run(`UPDATE tele_deliveries SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`,
+        [failed ? 'failed' : 'pending', attempts, why, new Date(Date.now() + delay).toISOString(), d.id, lease]);
       await this.audit.record({ action: 'report-send', outcome: 'failure', ...event, details: { ...base, why, gaveUp: failed } });
       this.logger.warn({ delivery: Number(d.id), channel: d.channel, attempt: attempts, err: why }, failed ? 'report delivery failed for good' : 'report delivery failed; it will be retried');
       return false;
     }
-    await sql.run(`UPDATE tele_deliveries SET status = 'sent', attempts = ?, sent_at = ?, last_error = NULL, payload = ? WHERE id = ?`,
-      [attempts, new Date().toISOString(), outcome.payload ?? null, d.id]);
+    await sql.run(`UPDATE tele_deliveries SET status = 'sent', attempts = ?, sent_at = ?, last_error = NULL, payload = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`,
+      [attempts, new Date().toISOString(), outcome.payload ?? null, d.id, lease]);
     await this.audit.record({ action: 'report-send', outcome: 'success', ...event, details: { ...base, to: outcome.to, ...outcome.details } });
     return true;
   }

@@ -7,6 +7,8 @@ export /** A RIS's MLLP listener: records what it receives and answers each mess
 class RisListener {
   readonly received: Hl7Message[] = [];
   readonly answers: string[] = [];
+  /** When set, the answer to the n-th message received (from 1) waits for what it returns: a RIS slow to acknowledge. */
+  beforeAnswer?: (n: number) => Promise<void>;
   private readonly server = net.createServer((socket) => {
     const decoder = new MllpDecoder(1024 * 1024);
     socket.on('data', (chunk: Buffer) => {
@@ -16,7 +18,9 @@ class RisListener {
         const code = this.answers.shift() ?? 'AA';
         const controlId = valueOf(findSegment(message, 'MSH'), 10);
         const ack = `MSH|^~\\&|RIS|CLIN-SUD|ATRIUM|ATRIUM|20261123120000||ACK^R01^ACK|ACK${this.received.length}|P|2.5\rMSA|${code}|${controlId}|${code === 'AA' ? '' : 'base RIS en maintenance'}\r`;
-        socket.write(frameMessage(Buffer.from(ack, 'latin1')));
+        const answer = () => socket.write(frameMessage(Buffer.from(ack, 'latin1')));
+        if (this.beforeAnswer) void this.beforeAnswer(this.received.length).then(answer);
+        else answer();
       }
     });
     socket.on('error', () => {});
