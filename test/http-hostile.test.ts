@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import { testDatabases } from './support/databases.ts';
 
 /** Writes raw bytes on a new connection and collects what comes back until the server closes (or 5 s pass). */
 function exchange(port: number, raw: string): Promise<{ answer: string; closedByServer: boolean }> {
@@ -65,3 +66,43 @@ describe('HTTP listener before authentication', () => {
     assert.deepEqual(await res.json(), { status: 'ok' });
   });
 });
+
+for (const db of testDatabases()) {
+  describe(`NUL characters and long path parameters on ${db.name}`, () => {
+    let atrium: RunningAtrium;
+    let cleanup: () => Promise<void>;
+    before(async () => {
+      const opened = await db.open();
+      cleanup = opened.cleanup;
+      atrium = await startAtrium({ index: opened.config });
+    });
+    after(async () => {
+      await atrium?.close();
+      await cleanup?.();
+    });
+    const auth = () => ({ authorization: `Bearer ${atrium.tokens['CHU-NORD']}` });
+
+    it('answers 400 to a query holding a NUL character (PostgreSQL cannot compare one: it was a 500)', async () => {
+      for (const q of ['PatientID=%00', 'PatientName=DUP%00ONT*', 'StudyInstanceUID=1.2%003']) {
+        const res = await fetch(`${atrium.dicomweb}/studies?${q}`, { headers: auth() });
+        assert.equal(res.status, 400, q);
+        assert.match(res.headers.get('content-type') ?? '', /application\/problem\+json/);
+      }
+      assert.equal((await fetch(`${atrium.dicomweb}/studies?PatientID=X`, { headers: auth() })).status, 200);
+    });
+
+    it('answers 400 to a JSON body holding a NUL character in any string', async () => {
+      const base = atrium.dicomweb.replace('/dicom-web', '');
+      const res = await fetch(`${base}/auth/local`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login: 'dr\u0000x', password: 'p' }) });
+      assert.equal(res.status, 400);
+      const nested = await fetch(`${base}/api/corrections/reject`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: JSON.stringify({ SOPInstanceUID: '1.2.3', reason: ['ok', { deep: 'a\u0000' }] }) });
+      assert.equal(nested.status, 400);
+    });
+
+    it('takes a WADO-RS frame list of hundreds of characters (answered for what it names, not refused as a bad request)', async () => {
+      const frames = Array.from({ length: 80 }, (_, i) => i + 1).join(',');
+      const res = await fetch(`${atrium.dicomweb}/studies/1.2.3/series/1.2.4/instances/1.2.5/frames/${frames}`, { headers: auth() });
+      assert.equal(res.status, 404, 'an unknown instance, whatever the length of its frame list');
+    });
+  });
+}

@@ -29,6 +29,8 @@ type HttpConfig = AtriumConfig['http'];
 export function fastifyLimitOptions(http: HttpConfig) {
   return {
     bodyLimit: http.maxJsonBytes,
+    // Path parameters as long as the URL allows (a WADO-RS frame list names hundreds of frames).
+    maxParamLength: maxUrlBytes,
     requestTimeout: 0,
     connectionTimeout: idleTimeoutMs,
     keepAliveTimeout: keepAliveTimeoutMs,
@@ -51,6 +53,16 @@ export function nodeServerLimits(http: HttpConfig) {
   };
 }
 
+/** Whether a parsed JSON value holds a NUL character in any string, key or value. */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\0');
+  if (Array.isArray(value)) return value.some(holdsNul);
+  if (value !== null && typeof value === 'object') {
+    return Object.entries(value).some(([k, v]) => k.includes('\0') || holdsNul(v));
+  }
+  return false;
+}
+
 /** A request body Fastify reads whole before the handler runs; multipart/related (STOW-RS) is streamed by its route. */
 function isBufferedBody(request: FastifyRequest): boolean {
   const length = request.headers['content-length'];
@@ -65,10 +77,22 @@ function isBufferedBody(request: FastifyRequest): boolean {
  */
 export function registerRequestLimits(app: FastifyInstance, http: HttpConfig): void {
   app.addHook('onRequest', async (request, reply) => {
-    if ((request.raw.url ?? '').length > maxUrlBytes) {
+    const url = request.raw.url ?? '';
+    if (url.length > maxUrlBytes) {
       reply.header('connection', 'close');
       return sendProblem(reply, 414, `the request target is longer than ${maxUrlBytes} bytes`);
     }
+    // No identifier, name or UID holds a NUL, and PostgreSQL cannot compare a text with one (a 500).
+    if (/%00|\0/i.test(url)) return sendProblem(reply, 400, 'the request target holds a NUL character');
+  });
+  // JSON bodies: Fastify's own parser (prototype poisoning refused), then no NUL in any string, for the same reason.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    parseJson(request, body as string, (error: Error | null, value?: unknown) => {
+      if (error) return done(error, undefined);
+      if (holdsNul(value)) return done(Object.assign(new Error('the JSON body holds a NUL character'), { statusCode: 400 }), undefined);
+      done(null, value);
+    });
   });
   app.addHook('preParsing', async (request, reply, payload) => {
     if (!isBufferedBody(request)) return payload;
