@@ -1,10 +1,11 @@
 /**
  * Two Atrium nodes as a region runs them behind a load balancer: two real processes
  * (`atrium serve`), each with its own HTTP, DIMSE and HL7 ports and data folder, over one
- * PostgreSQL schema and one storage folder, both running every background worker. What one
- * node takes in, the other serves; what the workers do (forwarding, teleradiology arrival and
- * assignment, alerts, report delivery) happens once, even when a node is killed in the middle;
- * sessions and login limits are the platform's, not a node's.
+ * PostgreSQL schema and one storage (a shared folder, then an S3 bucket), both running every
+ * background worker. What one node takes in, the other serves; what the workers do
+ * (forwarding, teleradiology arrival and assignment, alerts, report delivery) happens once,
+ * even when a node is killed in the middle; sessions and login limits are the platform's,
+ * not a node's.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -23,6 +24,7 @@ import { CookieJar, loginLocal, request } from './support/browser-session.ts';
 import { dcmtk, freePort, haveDcmtk, startStorescp } from './support/dcmtk.ts';
 import { RisListener } from './support/ris-listener.ts';
 import { datasetBytes } from './support/part10.ts';
+import { startS3Server, type TestS3Server } from './support/s3-server.ts';
 import { stowFiles } from './support/stow.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 
@@ -48,10 +50,10 @@ async function waitFor(what: string, check: () => Promise<boolean> | boolean, de
 class Node {
   child?: ChildProcess;
   log = '';
-  constructor(readonly name: string, readonly configFile: string, readonly base: string, readonly dimsePort: number) {}
+  constructor(readonly name: string, readonly configFile: string, readonly base: string, readonly dimsePort: number, readonly env: Record<string, string> = {}) {}
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [cli, 'serve', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TCP_NODELAY: '1' } });
+    const child = spawn(process.execPath, [cli, 'serve', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TCP_NODELAY: '1', ...this.env } });
     this.child = child;
     this.log += `--- ${this.name} started\n`;
     const from = this.log.length;
@@ -157,8 +159,12 @@ class HoldingRelay {
   }
 }
 
-describe('two nodes over one PostgreSQL and one storage folder', { skip: (!databaseUrl || !haveDcmtk) && 'needs DATABASE_URL and DCMTK' }, () => {
+// The shared storage: a folder both nodes write to (a shared filesystem), or one S3 bucket (s3rver).
+for (const storage of ['filesystem', 's3'] as const) describe(`two nodes over one PostgreSQL and one ${storage === 's3' ? 'S3 bucket' : 'storage folder'}`, { skip: (!databaseUrl || !haveDcmtk) && 'needs DATABASE_URL and DCMTK' }, () => {
   const work = mkdtempSync(path.join(tmpdir(), 'atrium-two-nodes-'));
+  let s3: TestS3Server | undefined;
+  /** The S3 credentials, from the environment as in production. */
+  const s3Env = (): Record<string, string> => (s3 ? { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey } : {});
   const schema = `t_${randomBytes(6).toString('hex')}`;
   const tokens = { 'CHU-NORD': randomBytes(24).toString('base64url'), 'CLIN-SUD': randomBytes(24).toString('base64url') };
   const destDir = path.join(work, 'dest');
@@ -193,7 +199,7 @@ describe('two nodes over one PostgreSQL and one storage folder', { skip: (!datab
       `dataDir: ${dataDir}`,
       `http: { host: 127.0.0.1, port: ${httpPort}, trustProxy: [127.0.0.1] }`,
       `index: { engine: postgres, url: "${databaseUrl}", schema: ${schema} }`,
-      `storage: { kind: filesystem, root: ${path.join(work, 'blobs')} }`,
+      s3 ? `storage: { kind: s3, bucket: ${s3.bucket}, endpoint: "${s3.endpoint}", region: us-east-1 }` : `storage: { kind: filesystem, root: ${path.join(work, 'blobs')} }`,
       `dimse: { host: 127.0.0.1, port: ${dimsePort}, aeTitle: ATRIUM }`,
       `hl7: { host: 127.0.0.1, port: ${hl7Port} }`,
       'sites:',
@@ -222,13 +228,13 @@ describe('two nodes over one PostgreSQL and one storage folder', { skip: (!datab
       'audit: { anchor: { everySeconds: 1 } }',
       'log: { level: info }',
     ].join('\n'));
-    return new Node(name, configFile, `http://127.0.0.1:${httpPort}`, dimsePort);
+    return new Node(name, configFile, `http://127.0.0.1:${httpPort}`, dimsePort, s3Env());
   }
   let risPort = 0;
 
   function atriumCli(args: string[], stdin?: string, node = nodes.A): Promise<string> {
     return new Promise((resolve, reject) => {
-      const child = execFile(process.execPath, [cli, ...args, '--config', node.configFile], (e, stdout, stderr) => (e ? reject(new Error(`${e.message}: ${stdout} ${stderr}`)) : resolve(stdout)));
+      const child = execFile(process.execPath, [cli, ...args, '--config', node.configFile], { env: { ...process.env, ...s3Env() } }, (e, stdout, stderr) => (e ? reject(new Error(`${e.message}: ${stdout} ${stderr}`)) : resolve(stdout)));
       child.stdin!.end(stdin ?? '');
     });
   }
@@ -253,6 +259,7 @@ describe('two nodes over one PostgreSQL and one storage folder', { skip: (!datab
     await relays.A.listen();
     await relays.B.listen();
     risPort = await ris.listen();
+    if (storage === 's3') s3 = await startS3Server();
     await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
     nodes.A = await configure('A');
     nodes.B = await configure('B');
@@ -278,6 +285,7 @@ describe('two nodes over one PostgreSQL and one storage folder', { skip: (!datab
     await db?.end();
     await storescp?.stop();
     await Promise.all([relays.A?.close(), relays.B?.close(), ris.close().catch(() => {}), new Promise((r) => gateway.close(r))]);
+    await s3?.close();
     rmSync(work, { recursive: true, force: true });
   });
 
