@@ -255,6 +255,24 @@ describe(`cross-site integrity of identity links and shares (${testDatabases().a
     assert.equal(await metadataStatus(holder, real), 404);
   });
 
+  it('shows a site administrator no review that joins another site\'s record (nothing of what the other site holds), and shows it to the territory', async () => {
+    await stow('CLIN-SUD', { PatientID: 'SUD-LIST', PatientName: 'DURAND^Alice', PatientBirthDate: '19650303', PatientSex: 'F' });
+    await stow('CHU-NORD', { PatientID: 'NORD-LIST', PatientName: 'DURAND^Alice', PatientBirthDate: '19650303', PatientSex: 'F' });
+    const reviewId = await candidateBetween(await recordId('CHU-NORD', 'NORD-LIST'), await recordId('CLIN-SUD', 'SUD-LIST'));
+    const listed = async (session: { jar: CookieJar; csrf: string }) => {
+      const r = await send(session, 'GET', '/api/identity-reviews');
+      assert.equal(r.status, 200);
+      return (await r.text());
+    };
+    const nord = await listed(await loginLocal(base, 'admin.nord', password));
+    assert.doesNotMatch(nord, /SUD-LIST/, 'the other site\'s PatientID is not told');
+    assert.ok(!(JSON.parse(nord) as { reviews: Array<{ id: number }> }).reviews.some((r) => r.id === reviewId));
+    const territory = JSON.parse(await listed(await loginLocal(base, 'admin.ght', password))) as { reviews: Array<{ id: number; record: { PatientID: string }; otherRecord?: { PatientID: string } }> };
+    const seen = territory.reviews.find((r) => r.id === reviewId);
+    assert.ok(seen, 'the territory sees the candidate');
+    assert.deepEqual([seen.record.PatientID, seen.otherRecord?.PatientID].sort(), ['NORD-LIST', 'SUD-LIST']);
+  });
+
   it('opens nothing across sites through a link no qualified INS backs and the territory did not decide, whoever made it', async () => {
     const real = await stow('CLIN-SUD', { PatientID: 'SUD-REAL-2', PatientName: 'PETIT^Rose', PatientBirthDate: '19650303', PatientSex: 'F' });
     const decoy = await stow('CHU-NORD', { PatientID: 'NORD-DECOY-2', PatientName: 'PETIT^Rose', PatientBirthDate: '19650303', PatientSex: 'F' });

@@ -228,3 +228,38 @@ export async function openReviews(db: SqlDatabase): Promise<IdentityReview[]> {
   );
   return rows.map((r) => ({ id: Number(r.id), kind: r.kind, patientId: Number(r.patient_id), ...(r.other_patient_id === null ? {} : { otherPatientId: Number(r.other_patient_id) }), details: r.details }));
 }
+
+/** A patient record as its site knows it. */
+export interface ReviewRecord { site: string; PatientID: string; IssuerOfPatientID: string }
+
+/**
+ * The open reviews a caller acting for `inSites` (every site when undefined) may see and
+ * decide: those whose records all belong to those sites, each record named by site and
+ * PatientID. A review that joins a record of another site is the territory's: it is not
+ * shown to a site administrator, who must not learn what another site holds.
+ */
+export async function openReviewsFor(db: SqlDatabase, inSites: readonly number[] | undefined): Promise<Array<{
+  id: number; kind: ReviewKind; details: string; record: ReviewRecord; otherRecord?: ReviewRecord;
+}>> {
+  const rows = await db.all<{
+    id: number; kind: ReviewKind; details: string;
+    a_site_id: number; a_code: string; a_patient_id: string; a_issuer: string;
+    b_site_id: number | null; b_code: string | null; b_patient_id: string | null; b_issuer: string | null;
+  }>(
+    `SELECT r.id, r.kind, r.details,
+            pa.site_id AS a_site_id, sa.code AS a_code, pa.patient_id AS a_patient_id, pa.issuer AS a_issuer,
+            pb.site_id AS b_site_id, sb.code AS b_code, pb.patient_id AS b_patient_id, pb.issuer AS b_issuer
+       FROM identity_reviews r
+       JOIN patients pa ON pa.id = r.patient_id JOIN sites sa ON sa.id = pa.site_id
+       LEFT JOIN patients pb ON pb.id = r.other_patient_id LEFT JOIN sites sb ON sb.id = pb.site_id
+      WHERE r.state = 'open' ORDER BY r.id`,
+  );
+  const mine = (siteId: number) => inSites === undefined || inSites.includes(Number(siteId));
+  return rows
+    .filter((r) => mine(r.a_site_id) && (r.b_site_id === null || mine(r.b_site_id)))
+    .map((r) => ({
+      id: Number(r.id), kind: r.kind, details: r.details,
+      record: { site: r.a_code, PatientID: r.a_patient_id, IssuerOfPatientID: r.a_issuer },
+      ...(r.b_site_id === null ? {} : { otherRecord: { site: r.b_code!, PatientID: r.b_patient_id!, IssuerOfPatientID: r.b_issuer! } }),
+    }));
+}
