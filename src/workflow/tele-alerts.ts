@@ -57,16 +57,19 @@ export class TeleAlerts {
         failure = `the alert channel did not answer: ${(e as Error).message}`;
       }
       const at = new Date().toISOString();
+      // Written only while the lease is still this node's: an attempt that outlived it must not
+      // undo what another node did with the alert since (sent it, say).
+      const ours = `id = ? AND status = 'pending' AND next_attempt_at = ?`;
       if (failure === undefined) {
-        await this.sql.run(`UPDATE tele_alerts SET status = 'sent', attempts = ?, sent_at = ?, last_error = NULL WHERE id = ?`, [attempts, at, a.id]);
+        await this.sql.run(`UPDATE tele_alerts SET status = 'sent', attempts = ?, sent_at = ?, last_error = NULL WHERE ${ours}`, [attempts, at, a.id, lease]);
         sent++;
       } else if (attempts >= this.config.delivery.maxAttempts) {
-        await this.sql.run(`UPDATE tele_alerts SET status = 'failed', attempts = ?, last_error = ? WHERE id = ?`, [attempts, failure, a.id]);
-        this.logger.error({ alert: Number(a.id), attempts }, `teleradiology alert given up: ${failure}`);
+        const r = await this.sql.run(`UPDATE tele_alerts SET status = 'failed', attempts = ?, last_error = ? WHERE ${ours}`, [attempts, failure, a.id, lease]);
+        if (r.changes === 1) this.logger.error({ alert: Number(a.id), attempts }, `teleradiology alert given up: ${failure}`);
       } else {
         const delay = Math.min(MAX_DELAY_MS, this.config.delivery.retryBaseMs * 2 ** (attempts - 1));
-        await this.sql.run(`UPDATE tele_alerts SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?`,
-          [attempts, failure, new Date(Date.now() + delay).toISOString(), a.id]);
+        await this.sql.run(`UPDATE tele_alerts SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE ${ours}`,
+          [attempts, failure, new Date(Date.now() + delay).toISOString(), a.id, lease]);
         this.logger.warn({ alert: Number(a.id), attempts }, `teleradiology alert not delivered, retried: ${failure}`);
       }
     }
