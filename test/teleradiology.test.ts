@@ -98,6 +98,11 @@ for (const engine of testDatabases()) {
       assert.match(p.detail, /patient NOBODY .* is unknown at CLIN-SUD/);
       const s = await json<{ detail: string }>(await send('manip.sud', '/requests', { ...complete, StudyInstanceUID: '1.2.3.999' }), 404);
       assert.match(s.detail, /study 1\.2\.3\.999 is not in the archive/);
+      // Another site's study is answered exactly as a missing one (it named 'another patient record').
+      const elsewhere = syntheticInstance({ PatientID: 'TS-NORD', Modality: 'MR', Rows: 4, Columns: 4 });
+      await stow(atrium.tokens['CHU-NORD']!, elsewhere.file);
+      const other = await json<{ detail: string }>(await send('manip.sud', '/requests', { ...complete, StudyInstanceUID: elsewhere.uids.study }), 404);
+      assert.equal(other.detail, `study ${elsewhere.uids.study} is not in the archive: name it by AccessionNumber if its images are still to come`);
       const urgency = await json<{ detail: string }>(await send('manip.sud', '/requests', { ...complete, urgency: 'soon', StudyInstanceUID: knee.uids.study }), 400);
       assert.match(urgency.detail, /urgency must be one of routine, urgent, stroke/);
     });

@@ -215,7 +215,8 @@ export class TeleRequests {
     if (patientId === undefined) throw new TeleError('not-found', `patient ${PatientID} (${issuer}) is unknown at ${site.code}: send the patient (ADT) or the images first`);
     if (StudyInstanceUID !== undefined) {
       const study = await this.archive.index.studyPatient(StudyInstanceUID);
-      if (!study) throw new TeleError('not-found', `study ${StudyInstanceUID} is not in the archive: name it by AccessionNumber if its images are still to come`);
+      // Another site's study is answered as one the archive lacks: the sender learns nothing of what other sites hold.
+      if (!study || study.siteId !== site.id) throw new TeleError('not-found', `study ${StudyInstanceUID} is not in the archive: name it by AccessionNumber if its images are still to come`);
       if (study.patientId !== patientId) throw new TeleError('invalid', `study ${StudyInstanceUID} belongs to another patient record than ${PatientID}`);
     }
     const rpps = text(input.requestingPhysician?.rpps);
