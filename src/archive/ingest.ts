@@ -413,7 +413,10 @@ function checkPixelDataSize(parsed: ParsedObject, layout: InstanceLayout, ctx: V
   if (rows === undefined || columns === undefined || bits === undefined) {
     throw new IngestError('missing-attribute', 'PixelData is present but Rows, Columns or BitsAllocated is missing');
   }
-  const samples = n(Tags.SamplesPerPixel) ?? 1;
+  const declaredSamples = n(Tags.SamplesPerPixel) ?? 1;
+  // 4:2:2 subsampling (PS3.3 C.7.6.3.1.2): two pixels share one Cb and one Cr, 2 samples a pixel in all.
+  const photometric = stringValue(parsed.dataset, Tags.PhotometricInterpretation, ctx);
+  const samples = declaredSamples === 3 && (photometric === 'YBR_FULL_422' || photometric === 'YBR_PARTIAL_422') ? 2 : declaredSamples;
   const frames = n(Tags.NumberOfFrames) ?? 1;
   const expected = Math.ceil((rows * columns * samples * frames * bits) / 8);
   const actual = layout.pixelData?.range.length ?? el.value?.length ?? 0;
