@@ -328,6 +328,11 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
     assert.deepEqual(await created(as('admin.nord', 'POST', '/api/forwarding/retry-failed', { destination: 'PACSSUD' })), { requeued: 0 });
     assert.equal((await atrium.archive.index.sql.get<{ state: string }>(`SELECT state FROM forward_queue WHERE destination = 'PACSSUD'`))!.state, 'failed');
     assert.deepEqual(await created(as('admin.sud', 'POST', '/api/forwarding/retry-failed', {})), { requeued: 1 });
+    // Prefetching: only to the caller's sites' peers; another site's peer is answered as one not configured.
+    const toOther = await answer(await as('admin.nord', 'POST', '/api/forwarding/prefetch', { PatientID: 'RN-1', destination: 'PACSSUD' }), 'PACSSUD', 'NOSUCHPEER');
+    assert.deepEqual(toOther, await answer(await as('admin.nord', 'POST', '/api/forwarding/prefetch', { PatientID: 'RN-1', destination: 'NOSUCHPEER' })));
+    assert.equal(toOther.status, 400);
+    assert.equal((await as('admin.nord', 'POST', '/api/forwarding/prefetch', { PatientID: 'RN-1', destination: 'PACSNORD' })).status, 202);
   });
 
   it('lets a site administrator revoke their own site\'s share links and grants only, and tells another site\'s they do not exist', async () => {

@@ -67,8 +67,9 @@ export async function forwardingRoutes(app: FastifyInstance, options: Forwarding
     },
   }, async (request, reply) => {
     const { PatientID, IssuerOfPatientID, destination, maxStudies } = request.body;
+    // Images leave only for the caller's sites' peers: another site's peer is answered as one not configured.
     const peer = options.peers.find((p) => p.aeTitle === destination);
-    if (!peer) throw new HttpProblem(400, `destination ${destination} is not a configured peer`);
+    if (!peer || !actsForDestination(request, destination)) throw new HttpProblem(400, `destination ${destination} is not a configured peer`);
     // Without an issuer, the PatientID is one the caller's own site assigned.
     const home = homeSiteOf(request.principal!);
     if (!IssuerOfPatientID && !home) throw new HttpProblem(400, 'IssuerOfPatientID is required: the caller belongs to several sites');
