@@ -219,27 +219,6 @@ describe('renderFrame on a real file', { skip: haveFiles ? false : 'pydicom test
   });
 });
 
-describe('renderFrame performance', () => {
-  it('renders a 512x512 16-bit CT slice to JPEG in a few milliseconds', async () => {
-    const rows = 512, columns = 512;
-    const samples = new Int32Array(rows * columns);
-    for (let i = 0; i < samples.length; i++) samples[i] = Math.round(900 * Math.sin(i / 4000) * Math.cos((i % 512) / 50)) + ((i * 7919) % 31) - 1024;
-    const frame: DecodedFrame = { kind: 'gray', rows, columns, samples, raw: Int16Array.from(samples) };
-    const px = grayModule(rows, columns, { RescaleIntercept: -1024, WindowCenter: 40, WindowWidth: 400 });
-    await renderFrame(frame, px, { format: 'image/jpeg' }); // warm-up
-    const times: number[] = [];
-    for (let i = 0; i < 7; i++) {
-      const t0 = performance.now();
-      await renderFrame(frame, px, { format: 'image/jpeg' });
-      times.push(performance.now() - t0);
-    }
-    times.sort((a, b) => a - b);
-    const median = times[3]!;
-    // Measured about 5 ms on the development machine; the bound leaves room for busy CI.
-    assert.ok(median < 40, `median ${median.toFixed(1)} ms`);
-  });
-});
-
 describe('parseWindowParam (PS3.18 window=center,width[,function])', () => {
   it('reads center and width, and the function case-insensitively', () => {
     assert.deepEqual(parseWindowParam('40,400'), { center: 40, width: 400 });
