@@ -109,8 +109,10 @@ export class AuditTrail {
   async record(events: AuditEvent | AuditEvent[], tx?: SqlDatabase): Promise<void> {
     const list = Array.isArray(events) ? events : [events];
     if (list.length === 0) return;
-    if (tx) return this.append(tx, list);
-    await this.sql.transaction((t) => this.append(t, list));
+    // Inside a transaction this joins it; given the database itself (no transaction open), it
+    // opens one: the chain's lock, its head and the insert must be one transaction, or two
+    // appends at once (two nodes, two requests) read the same head and fork the chain.
+    await (tx ?? this.sql).transaction((t) => this.append(t, list));
   }
 
   private async append(tx: SqlDatabase, events: AuditEvent[]): Promise<void> {
