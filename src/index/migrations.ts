@@ -711,6 +711,46 @@ ALTER TABLE outbox_cursors ADD COLUMN last_txid INTEGER NOT NULL DEFAULT 0;
     },
   },
 
+  {
+    version: 18,
+    name: 'study documents for the DMP (CR-IMG, KOS manifest), owned by src/exchange/study-documents.ts',
+    // content: the CDA XML, or the KOS Part 10 object in base64 (both engines store TEXT alike).
+    sql: `
+CREATE TABLE study_documents (
+  id {id},
+  kind {text} NOT NULL,
+  study_instance_uid {text} NOT NULL,
+  patient_id BIGINT NOT NULL,
+  type_code {text} NOT NULL,
+  type_code_system {text} NOT NULL,
+  class_code {text} NOT NULL,
+  mime_type {text} NOT NULL,
+  unique_id {text} NOT NULL UNIQUE,
+  set_id {text} NOT NULL,
+  version INTEGER NOT NULL,
+  current INTEGER NOT NULL,
+  replaces_id BIGINT,
+  report_id BIGINT,
+  fingerprint TEXT NOT NULL,
+  content TEXT NOT NULL,
+  publication_status {text} NOT NULL,
+  publication_detail TEXT,
+  published_at TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX study_documents_study ON study_documents (study_instance_uid, kind, current);
+CREATE INDEX study_documents_publication ON study_documents (publication_status, current, id);
+CREATE TABLE study_documents_due (
+  study_instance_uid {text} PRIMARY KEY,
+  reason TEXT NOT NULL,
+  due_at TEXT NOT NULL,
+  leased_until TEXT,
+  last_error TEXT
+);
+`,
+  },
+
 ];
 
 /** The words of a folded person name: its components, and the parts of compound names ("JEAN-PIERRE"). */
