@@ -1,7 +1,7 @@
 /**
  * The background workers of a node, built and started in one place for `atrium serve` and
  * the test harness alike: forwarding, the outbox consumers (identities, orders,
- * teleradiology arrival), teleradiology escalation and alerts, report delivery, the audit
+ * teleradiology arrival, DMP publication), teleradiology escalation and alerts, report delivery, the audit
  * export and anchoring, and the purge of ended sessions. Every worker is built (a test may
  * drain one it did not start); those selected are started.
  */
@@ -19,11 +19,13 @@ import { ReportDelivery } from '../exchange/report-delivery.ts';
 import { AuditAnchoring, type AnchorKey } from '../access/audit-anchor.ts';
 import { AuditSyslogExporter, auditSourceOf } from '../access/audit-syslog.ts';
 import { SessionStore } from '../access/sessions.ts';
+import { DmpPublicationQueue, DmpPublisher } from '../exchange/dmp/publications.ts';
+import type { DmpDocumentSource } from '../exchange/dmp/document.ts';
 
 export type WorkerName =
-  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge';
+  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp';
 
-export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge'];
+export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp'];
 
 export interface Workers {
   forwarder: Forwarder;
@@ -35,6 +37,8 @@ export interface Workers {
   auditExport?: AuditSyslogExporter;
   /** Built when an anchor key is given. */
   auditAnchoring?: AuditAnchoring;
+  /** Built when dmp.endpoint is configured and a document source is given: the queue (outbox consumer) and its sender. */
+  dmp?: { queue: DmpPublicationQueue; publisher: DmpPublisher };
   /** Stops what was started, waiting up to graceMs for work in flight; the audit export last. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -48,6 +52,8 @@ export interface WorkerOptions {
   auditHostname: string;
   /** How often the outbox consumers poll (default: each worker's own). */
   pollMs?: number;
+  /** Where DMP publication reads the documents it sends (the documents module); no DMP publication without it. */
+  dmpDocuments?: DmpDocumentSource;
 }
 
 export async function startWorkers(archive: Archive, config: AtriumConfig, logger: Logger, options: WorkerOptions): Promise<Workers> {
@@ -74,6 +80,10 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
     : undefined;
   // Ended sessions are kept a day (they explain the audit trail's session events), then purged.
   const sessions = new SessionStore(archive.index.sql, { idleMs: config.auth.sessions.idleMinutes * 60_000, absoluteMs: config.auth.sessions.absoluteHours * 3_600_000 });
+  // Reports and manifests to the DMP: queued from the outbox, sent with the site's certificate (off unless configured).
+  const dmp = config.dmp.endpoint && options.dmpDocuments
+    ? { queue: new DmpPublicationQueue(archive.index.sql, child('dmp'), options.pollMs), publisher: new DmpPublisher(archive, config.dmp, options.dmpDocuments, child('dmp')) }
+    : undefined;
   let purge: NodeJS.Timeout | undefined;
 
   const stops: Array<(graceMs: number) => Promise<unknown>> = [];
@@ -99,6 +109,11 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
     reportDelivery.start();
     stops.push(() => reportDelivery.stop());
   }
+  if (selected.has('dmp') && dmp) {
+    dmp.queue.start();
+    dmp.publisher.start();
+    stops.push(() => dmp.queue.stop(), () => dmp.publisher.stop());
+  }
   if (selected.has('sessionPurge')) {
     purge = setInterval(() => {
       sessions.purgeEndedSessions().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'purging ended sessions failed'));
@@ -111,7 +126,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   await anchoring?.start();
 
   return {
-    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring,
+    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, ...(dmp ? { dmp } : {}),
     async stop(graceMs = 10_000) {
       if (purge) clearInterval(purge);
       await Promise.all(stops.map((stop) => stop(graceMs)));

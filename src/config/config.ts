@@ -66,7 +66,46 @@ export interface AtriumConfig {
   auth: AuthConfig;
   /** Teleradiology workflow (src/workflow/tele-*.ts): claims, deadlines, where signed reports go. */
   teleradiology: TeleradiologyConfig;
+  /** Publication of reports and manifests in the DMP (src/exchange/dmp/): off without an endpoint. */
+  dmp: DmpConfig;
   log: { level: string };
+}
+
+export interface DmpCoded { code: string; scheme: string; display: string }
+
+/**
+ * The DMP (Dossier Médical Partagé): its web services, and per site the organisation
+ * certificate that authenticates the site (TLS client) and signs its VIHF and submissions.
+ * Certificates and keys are files; a key's passphrase comes from the environment only.
+ */
+export interface DmpConfig {
+  /** Base URL of the DMP's web services (https); absent: nothing is published. */
+  endpoint?: string;
+  /** The authorities the DMP's server certificate is checked against (PEM file). */
+  caFile?: string;
+  timeoutMs: number;
+  /** VIHF Issuer of the assertions Atrium signs. */
+  vihfIssuer: string;
+  /** OID of this installation as a document source (XDSSubmissionSet.sourceId); default: its UID root. */
+  sourceId?: string;
+  software: { name: string; version: string; approval: string };
+  retry: { baseDelayMs: number; maxDelayMs: number; maxAttempts: number };
+  pollMs: number;
+  sites: DmpSiteConfig[];
+}
+
+export interface DmpSiteConfig {
+  site: string;
+  certFile: string;
+  keyFile: string;
+  /** Name of the environment variable holding the key's passphrase (never the passphrase itself). */
+  keyPassphraseEnv?: string;
+  /** Identifiant_Structure of the VIHF and authorInstitution: '1' then the FINESS unless given. */
+  structureId?: string;
+  /** healthcareFacilityTypeCode and the VIHF's Secteur_Activite (TRE_R02). */
+  sector: DmpCoded;
+  /** practiceSettingCode (TRE_A01). */
+  practiceSetting: DmpCoded;
 }
 
 export interface TeleradiologyConfig {
@@ -378,6 +417,10 @@ export function defaultConfig(dataDir: string): AtriumConfig {
       sites: [],
       delivery: { ackTimeoutMs: 10_000, retryBaseMs: 5_000, maxAttempts: 20, pollMs: 1_000 },
     },
+    dmp: {
+      timeoutMs: 30_000, vihfIssuer: 'urn:atrium', software: { name: 'Atrium', version: '0.1.0', approval: '' },
+      retry: { baseDelayMs: 30_000, maxDelayMs: 3_600_000, maxAttempts: 48 }, pollMs: 1_000, sites: [],
+    },
     log: { level: 'info' },
   };
 }
@@ -477,6 +520,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   parseAuditAnchor(obj(obj(raw, 'audit'), 'anchor'), env, dataDir, config);
   parseAuth(obj(raw, 'auth'), env, config);
   parseTeleradiology(obj(raw, 'teleradiology'), config);
+  parseDmp(obj(raw, 'dmp'), config);
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;
@@ -792,6 +836,82 @@ function parseTeleradiology(t: Record<string, unknown>, config: AtriumConfig): v
     if (!isSupportedCharacterSet(characterSet)) throw new ConfigError(`${where}.oru.characterSet must be ASCII, 8859/1, 8859/15 or UNICODE UTF-8`);
     return { site, oru: { host: required(o, 'host', `${where}.oru`), port, application: str(o, 'application') ?? 'RIS', facility: str(o, 'facility') ?? site, characterSet } };
   });
+}
+
+const dmpSectorDefault: DmpCoded = { code: 'SA01', scheme: '1.2.250.1.71.4.2.4', display: 'Etablissement public de santé' };
+const dmpPracticeDefault: DmpCoded = { code: 'ETABLISSEMENT', scheme: '1.2.250.1.213.1.1.4.9', display: 'Etablissement de santé' };
+
+function parseDmpCoded(raw: Record<string, unknown>, key: string, where: string, fallback: DmpCoded): DmpCoded {
+  if (raw[key] === undefined) return fallback;
+  const c = obj(raw, key);
+  return { code: required(c, 'code', `${where}.${key}`), scheme: required(c, 'scheme', `${where}.${key}`), display: required(c, 'display', `${where}.${key}`) };
+}
+
+function parseDmp(d: Record<string, unknown>, config: AtriumConfig): void {
+  const c = config.dmp;
+  const where = 'dmp';
+  const known = new Set(['endpoint', 'caFile', 'timeoutMs', 'vihfIssuer', 'sourceId', 'software', 'retry', 'pollMs', 'sites']);
+  const unknown = Object.keys(d).find((k) => !known.has(k));
+  if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
+  const file = (value: string | undefined, key: string): string | undefined => {
+    if (value !== undefined && !existsSync(value)) throw new ConfigError(`${key}: file not found: ${value}`);
+    return value;
+  };
+  const endpoint = str(d, 'endpoint');
+  if (endpoint !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new ConfigError(`${where}.endpoint is not a URL`);
+    }
+    // The DMP authenticates the site by its certificate: there is no plain-HTTP mode.
+    if (url.protocol !== 'https:') throw new ConfigError(`${where}.endpoint must be an https URL`);
+    c.endpoint = endpoint;
+    c.caFile = file(required(d, 'caFile', where), `${where}.caFile`);
+  }
+  c.timeoutMs = num(d, 'timeoutMs') ?? c.timeoutMs;
+  if (c.timeoutMs < 100 || c.timeoutMs > 600_000) throw new ConfigError(`${where}.timeoutMs must be between 100 and 600000`);
+  c.vihfIssuer = str(d, 'vihfIssuer') ?? c.vihfIssuer;
+  const sourceId = str(d, 'sourceId');
+  if (sourceId !== undefined) {
+    if (!/^[0-2](\.(0|[1-9][0-9]*))+$/.test(sourceId) || sourceId.length > 64) throw new ConfigError(`${where}.sourceId must be an OID`);
+    c.sourceId = sourceId;
+  }
+  const software = obj(d, 'software');
+  c.software = { name: str(software, 'name') ?? c.software.name, version: str(software, 'version') ?? c.software.version, approval: str(software, 'approval') ?? c.software.approval };
+  const retry = obj(d, 'retry');
+  c.retry = { baseDelayMs: num(retry, 'baseDelayMs') ?? c.retry.baseDelayMs, maxDelayMs: num(retry, 'maxDelayMs') ?? c.retry.maxDelayMs, maxAttempts: num(retry, 'maxAttempts') ?? c.retry.maxAttempts };
+  if (c.retry.baseDelayMs < 10 || c.retry.maxDelayMs < c.retry.baseDelayMs) throw new ConfigError(`${where}.retry: baseDelayMs at least 10, maxDelayMs at least baseDelayMs`);
+  if (c.retry.maxAttempts < 1) throw new ConfigError(`${where}.retry.maxAttempts must be at least 1`);
+  c.pollMs = num(d, 'pollMs') ?? c.pollMs;
+  if (c.pollMs < 10) throw new ConfigError(`${where}.pollMs must be at least 10`);
+  if (d.sites === undefined) return;
+  if (!Array.isArray(d.sites)) throw new ConfigError(`${where}.sites must be a list`);
+  const siteKeys = new Set(['site', 'certFile', 'keyFile', 'keyPassphraseEnv', 'structureId', 'sector', 'practiceSetting']);
+  c.sites = d.sites.map((entry: unknown, i) => {
+    const at = `${where}.sites[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${at} must be a mapping`);
+    const e = entry as Record<string, unknown>;
+    if (e.keyPassphrase !== undefined || e.key !== undefined) throw new ConfigError(`${at}: a key or its passphrase never goes in the file: keyFile, and keyPassphraseEnv names the environment variable holding the passphrase`);
+    const extra = Object.keys(e).find((k) => !siteKeys.has(k));
+    if (extra) throw new ConfigError(`${at}.${extra} is not a key of ${at} (${[...siteKeys].join(', ')})`);
+    const site = required(e, 'site', at);
+    if (!config.sites.some((s) => s.code === site)) throw new ConfigError(`${at}.site ${site} is not a configured site`);
+    const keyPassphraseEnv = str(e, 'keyPassphraseEnv');
+    if (keyPassphraseEnv !== undefined && !/^[A-Z_][A-Z0-9_]*$/.test(keyPassphraseEnv)) throw new ConfigError(`${at}.keyPassphraseEnv must name an environment variable`);
+    const structureId = str(e, 'structureId');
+    return {
+      site, certFile: file(required(e, 'certFile', at), `${at}.certFile`)!, keyFile: file(required(e, 'keyFile', at), `${at}.keyFile`)!,
+      ...(keyPassphraseEnv !== undefined ? { keyPassphraseEnv } : {}), ...(structureId !== undefined ? { structureId } : {}),
+      sector: parseDmpCoded(e, 'sector', at, dmpSectorDefault), practiceSetting: parseDmpCoded(e, 'practiceSetting', at, dmpPracticeDefault),
+    };
+  });
+  const seen = new Set<string>();
+  for (const s of c.sites) {
+    if (seen.has(s.site)) throw new ConfigError(`${where}.sites names ${s.site} twice`);
+    seen.add(s.site);
+  }
 }
 
 function parseAudit(a: Record<string, unknown>, config: AtriumConfig): void {
