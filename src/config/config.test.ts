@@ -234,3 +234,28 @@ describe('DIMSE listener limits before the AE title is checked', () => {
     assert.throws(() => load({ dimse: { maxAssociateRequestBytes: 1024 ** 3 } }), ConfigError);
   });
 });
+
+describe('DMP configuration', () => {
+  const cert = path.join(dir, 'site.crt');
+  const key = path.join(dir, 'site.key');
+  const ca = path.join(dir, 'igc.crt');
+  for (const f of [cert, key, ca]) writeFileSync(f, 'placeholder');
+
+  it('publishes nothing by default, and reads the endpoint and each site\'s certificate files', () => {
+    assert.equal(load({}).dmp.endpoint, undefined);
+    const c = load({ dmp: { endpoint: 'https://dmp.example.fr/services', caFile: ca, sites: [{ site: 'LOCAL', certFile: cert, keyFile: key, keyPassphraseEnv: 'DMP_KEY_PASS' }] } });
+    assert.equal(c.dmp.endpoint, 'https://dmp.example.fr/services');
+    assert.deepEqual(c.dmp.sites.map((s) => [s.site, s.certFile, s.keyFile, s.keyPassphraseEnv, s.sector.code]), [['LOCAL', cert, key, 'DMP_KEY_PASS', 'SA01']]);
+  });
+
+  it('refuses plain HTTP, a missing CA, a key or passphrase in the file, missing files and unknown sites', () => {
+    const site = { site: 'LOCAL', certFile: cert, keyFile: key };
+    assert.throws(() => load({ dmp: { endpoint: 'http://dmp.example.fr', caFile: ca } }), /https/);
+    assert.throws(() => load({ dmp: { endpoint: 'https://dmp.example.fr' } }), /dmp.caFile is required/);
+    assert.throws(() => load({ dmp: { sites: [{ ...site, keyPassphrase: 'secret' }] } }), /never goes in the file/);
+    assert.throws(() => load({ dmp: { sites: [{ ...site, certFile: path.join(dir, 'absent.crt') }] } }), /file not found/);
+    assert.throws(() => load({ dmp: { sites: [{ ...site, site: 'NOWHERE' }] } }), /not a configured site/);
+    assert.throws(() => load({ dmp: { sites: [{ ...site, keyPassphraseEnv: 'not a name' }] } }), /environment variable/);
+    assert.throws(() => load({ dmp: { sourceId: 'not-an-oid' } }), /OID/);
+  });
+});
