@@ -20,6 +20,7 @@ import { isPublicRoute, sha256Hex } from '../src/api/auth.ts';
 import { registeredRoutes, type RegisteredRoute } from '../src/api/server.ts';
 import { openReview } from '../src/patients/identities.ts';
 import { workitemUID } from '../src/dicomweb/workitems.ts';
+import { migrateDmp } from '../src/exchange/dmp/publications.ts';
 
 const engine = testDatabases().at(-1)!;
 const password = 'un mot de passe assez long pour les tests';
@@ -303,6 +304,13 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
         `INSERT INTO forward_queue (sop_instance_uid, study_instance_uid, destination, reason, state, attempts, next_attempt_at, last_error, created_at, updated_at)
          VALUES (?, ?, ?, 'rule', 'failed', 5, ?, 'refused', ?, ?)`, [sop, sop === south.uids.sop ? south.uids.study : north.uids.study, destination, at, at, at]);
     }
+    // A DMP publication of each site's study, refused with its code: each site's own to see.
+    await migrateDmp(atrium.archive.index.sql);
+    for (const [code, study] of [['CLIN-SUD', south.uids.study], ['CHU-NORD', north.uids.study]] as const) {
+      await atrium.archive.index.sql.run(
+        `INSERT INTO dmp_publications (action, document_id, site_id, study_instance_uid, mode, state, attempts, next_attempt_at, last_error_code, last_error, created_at, updated_at)
+         VALUES ('publish', ?, ?, ?, 'INDIRECTE', 'refused', 1, ?, 'XDSRegistryMetadataError', 'refused', ?, ?)`, [`doc-${code}`, atrium.archive.sites.get(code)!.id, study, at, at, at]);
+    }
     // Site B's marks: its study, its patients, its site, its PACS.
     const marks = [south.uids.study, rejected.uids.study, 'RS-1', 'RS-9', 'Basile', 'CLIN-SUD', 'PACSSUD'];
     const mention = (body: string) => marks.filter((m) => body.includes(m));
@@ -320,7 +328,7 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
     }
     assert.ok(listed > 15, `${listed} lists`);
     // The lists do hold site B's objects: its administrator sees them.
-    for (const url of ['/api/forwarding', '/api/corrections', '/api/identity-reviews', '/api/emergency-access', '/api/teleradiology/worklist', '/dicom-web/studies']) {
+    for (const url of ['/api/forwarding', '/api/corrections', '/api/identity-reviews', '/api/emergency-access', '/api/teleradiology/worklist', '/dicom-web/studies', '/api/dmp/publications']) {
       assert.ok(seenByB.includes(url), `${url} shows site B's administrator site B's objects (${seenByB.join(', ')})`);
     }
     // Requeueing: only the caller's sites' destinations.
