@@ -24,7 +24,7 @@ import { sha256Hex } from '../src/api/auth.ts';
 import { startWorkers, type Workers } from '../src/cli/workers.ts';
 import { appendEvent } from '../src/events/outbox.ts';
 import { DmpClient, DmpRefusal, DmpUnavailable, type DmpCaller } from '../src/exchange/dmp/client.ts';
-import { documentEvents, type DmpDocument, type DmpDocumentSource } from '../src/exchange/dmp/document.ts';
+import { documentEvents, type DmpDocument, type DmpDocumentSource, type DocumentFinalEvent } from '../src/exchange/dmp/document.ts';
 import { documentCodes, xds } from '../src/exchange/dmp/metadata.ts';
 import type { Publication } from '../src/exchange/dmp/publications.ts';
 import { INS_OIDS, insKeyOf, parseINS, type INS, type PatientIdentity } from '../src/patients/ins.ts';
@@ -87,10 +87,11 @@ for (const engine of testDatabases()) {
     let nord = 0;
 
     /** The document made final: the event its module appends in its transaction. */
-    const makeFinal = async (doc: DmpDocument, replaces?: string) => {
+    const makeFinal = async (doc: DmpDocument, replaces?: string, mode?: 'INDIRECTE_RENFORCEE') => {
       const d = { ...doc, siteId: doc.siteId || nord };
       documents.set(d.id, d);
-      await atrium.archive.index.sql.transaction((tx) => appendEvent(tx, documentEvents.final, { documentId: d.id, siteId: d.siteId, StudyInstanceUID: d.StudyInstanceUID, ...(replaces ? { replaces } : {}) }));
+      const event: DocumentFinalEvent = { documentId: d.id, siteId: d.siteId, StudyInstanceUID: d.StudyInstanceUID, ...(replaces ? { replaces } : {}), ...(mode ? { mode } : {}) };
+      await atrium.archive.index.sql.transaction((tx) => appendEvent(tx, documentEvents.final, event));
       return d;
     };
     /** The queue takes the events, the publisher sends what is due (as their loops would, once). */
@@ -202,6 +203,17 @@ for (const engine of testDatabases()) {
       assert.equal((await publicationOf(first.id))!.state, 'replaced');
       assert.equal(dmp.entries.find((e) => e.entryUUID === firstEntry)!.status, xds.deprecated);
       assert.equal(dmp.entries.find((e) => e.entryUUID === p.entryUUID)!.status, xds.approved);
+
+      // The study moved to another patient: its new version cannot replace across patients; the
+      // old entry leaves the first patient's DMP, the new one is published in the other's.
+      const other = testINS('2840763220240');
+      const moved = await makeFinal(report(qualified(other), study), corrected.id);
+      await run();
+      const m = (await publicationOf(moved.id))!;
+      assert.equal(m.state, 'published', JSON.stringify(m));
+      assert.equal(dmp.entries.find((e) => e.entryUUID === p.entryUUID)!.status, xds.deleted);
+      assert.equal((await publicationOf(corrected.id))!.state, 'unpublished');
+      assert.equal(dmp.entries.find((e) => e.entryUUID === m.entryUUID)!.patientId, `${other.matricule}${other.key}^^^&${INS_OIDS.NIR_TEST}&ISO^NH`);
     });
 
     it('unpublishes with ITI-57 (status Deleted) a withdrawn manifest and every document of a study whose images are all gone', async () => {
@@ -277,6 +289,15 @@ for (const engine of testDatabases()) {
       await run(new Date(Date.now() + 86_400_000));
       assert.equal(dmp.requests.length, calls, 'a refusal is not sent again');
       assert.ok(changes.some((c) => c.documentId === duplicate.id && c.state === 'refused'));
+    });
+
+    it('publishes in mode INDIRECTE_RENFORCEE when a professional logged in with Pro Santé Connect made the document final', async () => {
+      const ins = testINS('2840763220240');
+      const cr = await makeFinal(report(qualified(ins), '1.2.826.0.1.3680043.10.999.8'), undefined, 'INDIRECTE_RENFORCEE');
+      await run();
+      assert.equal((await publicationOf(cr.id))!.state, 'published');
+      const calls = dmp.requests.slice(-2);
+      assert.deepEqual(calls.map((r) => [r.path, r.mode, r.subject]), [['/patients', 'INDIRECTE_RENFORCEE', author.id], ['/repository', 'INDIRECTE_RENFORCEE', author.id]]);
     });
 
     it('sends nothing for a patient whose identity is not qualified, and says so', async () => {

@@ -23,6 +23,11 @@ export interface DocumentFinalEvent {
   StudyInstanceUID: string;
   /** The document this one supersedes: its DMP entry is replaced (RPLC), not duplicated. */
   replaces?: string;
+  /**
+   * INDIRECTE_RENFORCEE when a professional logged in with Pro Santé Connect made it final
+   * (the VIHF then says so); INDIRECTE (default) for a publication by the structure's system.
+   */
+  mode?: 'INDIRECTE' | 'INDIRECTE_RENFORCEE';
 }
 
 export interface DocumentWithdrawnEvent {

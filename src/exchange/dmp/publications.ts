@@ -24,7 +24,7 @@ import { Outbox, type OutboxEvent } from '../../events/outbox.ts';
 import { applyMigrations, type Migration } from '../../index/migrations.ts';
 import type { SqlDatabase } from '../../index/sql.ts';
 import { PollingLoop } from '../../lib/polling-loop.ts';
-import { parseINS, shareableINS, type INS } from '../../patients/ins.ts';
+import { insValue, parseINS, shareableINS, type INS } from '../../patients/ins.ts';
 import { DmpClient, DmpRefusal, type DmpCaller } from './client.ts';
 import { documentEvents, type DmpAuthor, type DmpDocumentSource, type DocumentFinalEvent, type DocumentWithdrawnEvent } from './document.ts';
 import { documentCodes, type Facility } from './metadata.ts';
@@ -169,7 +169,7 @@ export class DmpPublicationQueue extends OutboxConsumer {
     for (const e of events) {
       const at = e.createdAt;
       if (e.type === documentEvents.final) {
-        const p = e.payload as DocumentFinalEvent & { mode?: AuthenticationMode };
+        const p = e.payload as DocumentFinalEvent;
         const exists = await tx.get(`SELECT id FROM dmp_publications WHERE document_id = ? AND action = 'publish'`, [p.documentId]);
         if (exists) continue;
         await tx.run(
@@ -347,6 +347,13 @@ export class DmpPublisher {
       if (replaces?.state === 'pending') throw new Error(`waiting for the publication of ${row.replaces_document_id}, which this document replaces`);
       if (replaces?.state !== 'published') replaces = undefined;
     }
+    if (replaces && (replaces.ins !== insValue(ins) || replaces.ins_oid !== ins.oid)) {
+      // The new version is filed under another patient (a study moved): RPLC cannot cross
+      // patients, so the old entry leaves its patient's DMP and the new one is published afresh.
+      await this.deleteEntry(replaces, row, 'INDIRECTE');
+      await this.archive.index.sql.run(`UPDATE dmp_publications SET state = 'unpublished', updated_at = ? WHERE id = ? AND state = 'published'`, [new Date().toISOString(), replaces.id]);
+      replaces = undefined;
+    }
     const root = await this.archive.index.installationUidRoot();
     const sourceId = this.config.sourceId ?? root;
     const published = await this.client.provideAndRegister(caller, {
@@ -366,12 +373,22 @@ export class DmpPublisher {
   private async unpublish(row: Row): Promise<Done> {
     const sql = this.archive.index.sql;
     const published = await sql.get<Row>(`SELECT * FROM dmp_publications WHERE document_id = ? AND action = 'publish'`, [row.document_id]);
-    if (!published || published.state !== 'published' || !published.entry_uuid || !published.ins || !published.ins_oid) {
-      throw new Settled('failed', 'not-published', 'the document has no DMP entry to unpublish');
-    }
+    if (!published || published.state !== 'published') throw new Settled('failed', 'not-published', 'the document has no DMP entry to unpublish');
+    await this.deleteEntry(published, row, 'INDIRECTE');
+    return {
+      state: 'unpublished', entryUUID: published.entry_uuid ?? undefined,
+      after: async () => {
+        await sql.run(`UPDATE dmp_publications SET state = 'unpublished', updated_at = ? WHERE id = ? AND state = 'published'`, [new Date().toISOString(), published.id]);
+      },
+    };
+  }
+
+  /** ITI-57: a published entry to Deleted, in its own patient's DMP, as the site that published it. */
+  private async deleteEntry(published: Row, by: Row, mode: AuthenticationMode): Promise<void> {
+    if (!published.entry_uuid || !published.ins || !published.ins_oid) throw new Settled('failed', 'not-published', 'the document has no DMP entry to unpublish');
     const site = this.archive.siteById.get(Number(published.site_id))!;
     const author = JSON.parse(published.author_json ?? '{}') as DmpAuthor;
-    const { caller, facility } = this.callerFor(site.code, author, 'INDIRECTE');
+    const { caller, facility } = this.callerFor(site.code, author, mode);
     let ins: INS;
     try {
       ins = parseINS(published.ins, published.ins_oid);
@@ -380,15 +397,9 @@ export class DmpPublisher {
     }
     const root = await this.archive.index.installationUidRoot();
     await this.client.updateStatus(caller, {
-      ins, facility, author, sourceId: this.config.sourceId ?? root, submissionSetUniqueId: `${root}.16.${row.id}.${Number(row.attempts) + 1}.1`,
+      ins, facility, author, sourceId: this.config.sourceId ?? root, submissionSetUniqueId: `${root}.16.${by.id}.${Number(by.attempts) + 1}.3`,
       entryUUID: published.entry_uuid, contentType: (published.kind === 'KOS' ? documentCodes.KOS : documentCodes['CR-IMG']).typeCode,
     });
-    return {
-      state: 'unpublished', entryUUID: published.entry_uuid,
-      after: async () => {
-        await sql.run(`UPDATE dmp_publications SET state = 'unpublished', updated_at = ? WHERE id = ? AND state = 'published'`, [new Date().toISOString(), published.id]);
-      },
-    };
   }
 }
 
