@@ -38,8 +38,8 @@ const publicRoutes: Record<string, string> = {
   '/share': 'the portal\'s share link page (the token stays in the fragment)',
 };
 
-/** Parameters of the study rule: a study, and what lies inside it. */
-const studyParams = new Set(['study', 'series', 'instance', 'frames', 'tagPath']);
+/** Parameters of the study rule: a study, and what lies inside it (its objects, its documents for the DMP). */
+const studyParams = new Set(['study', 'series', 'instance', 'frames', 'tagPath', 'document']);
 
 const paramsOf = (url: string) => [...url.matchAll(/:(\w+)/g)].map((m) => m[1]!);
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -168,8 +168,8 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
   });
 
   it('answers every method of every study route (HEAD included) for another site\'s study exactly as for one that does not exist, and records each refusal GET records', async () => {
-    const own = { study: south.uids.study, series: south.uids.series, instance: south.uids.sop, frames: '1', tagPath: '7FE00010' };
-    const absent = { ...missing, frames: '1', tagPath: '7FE00010' };
+    const own = { study: south.uids.study, series: south.uids.series, instance: south.uids.sop, frames: '1', tagPath: '7FE00010', document: '1' };
+    const absent = { ...missing, frames: '1', tagPath: '7FE00010', document: '1' };
     const refusalsBy = new Map<string, number>();
     let checked = 0;
     for (const { method, url } of routes) {

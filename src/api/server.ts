@@ -25,6 +25,7 @@ import { workitemRoutes } from '../dicomweb/workitems.ts';
 import { teleradiologyRoutes } from './teleradiology.ts';
 import { dmpRoutes } from './dmp.ts';
 import { patientRoutes } from './patients.ts';
+import { studyDocumentRoutes } from './study-documents.ts';
 import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
 
 /**
@@ -151,6 +152,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(patientRoutes, { prefix: '/api/patients', archive });
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(teleradiologyRoutes, { prefix: '/api/teleradiology', archive, config: config.teleradiology });
+  await app.register(studyDocumentRoutes, { prefix: '/api/studies', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(dmpRoutes, { prefix: '/api/dmp', archive });
   await app.register(shareLinkRoutes, {
     prefix: '/share', archive, authenticator, secureCookie: config.auth.sessions.secureCookie,

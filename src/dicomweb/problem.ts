@@ -11,6 +11,7 @@ import { AuthenticationError, type LoginFailure } from '../access/users.ts';
 import { MediaTypeError } from './media-type.ts';
 import { MultipartError } from './multipart.ts';
 import { QidoRequestError } from './qido.ts';
+import { DocumentError } from '../exchange/study-documents.ts';
 
 /** An HTTP error with its status, answered as application/problem+json (RFC 9457). */
 export class HttpProblem extends Error {
@@ -48,6 +49,8 @@ export function httpStatusOf(e: unknown): number {
   if (e instanceof RetrieveError) return e.code === 'not-found' ? 404 : e.code === 'not-acceptable' ? 406 : 400;
   if (e instanceof QidoRequestError || e instanceof QueryError || e instanceof MultipartError) return 400;
   if (e instanceof MediaTypeError) return e.header === 'accept' ? 400 : 415;
+  // A document refused for its patient (no qualified INS) or its report (no RPPS): the study is fine, the document cannot be made.
+  if (e instanceof DocumentError) return e.code === 'no-study' ? 404 : 409;
   if (e instanceof RangeError) return 400;
   return 500;
 }

@@ -120,6 +120,12 @@ const bodyParts: Record<string, [string, string]> = {
   WHOLEBODY: ['38266002', 'corps entier'],
 };
 
+/** The SNOMED CT concept of a Body Part Examined, as XDS eventCodeList and the CDA name it; undefined when not in the value set. */
+export function anatomicRegionOf(bodyPart: string): { code: string; scheme: string; display: string } | undefined {
+  const found = bodyParts[bodyPart.toUpperCase()];
+  return found ? { code: found[0], scheme: SNOMED, display: found[1] } : undefined;
+}
+
 const sopClassNames: Record<string, string> = {
   '1.2.840.10008.5.1.4.1.1.2': 'CT Image Storage', '1.2.840.10008.5.1.4.1.1.4': 'MR Image Storage', '1.2.840.10008.5.1.4.1.1.1': 'CR Image Storage',
   '1.2.840.10008.5.1.4.1.1.1.1': 'Digital X-Ray Image Storage - For Presentation', '1.2.840.10008.5.1.4.1.1.6.1': 'Ultrasound Image Storage',

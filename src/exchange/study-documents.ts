@@ -3,13 +3,18 @@
  * report as CDA R2 CR-IMG (cda-cr-img.ts) and the image manifest as DICOM KOS
  * (kos-manifest.ts). This module owns the `study_documents` and `study_documents_due` tables.
  *
- * INTERFACE (for the DMP publication, src/exchange/dmp-*.ts):
- *   - `documentsToPublish(sql, { status: 'pending', limit })` lists what to publish, oldest
- *     first; `loadStudyDocument(sql, id)` gives one with its bytes (`content`: the CDA XML as
- *     UTF-8, or the KOS Part 10 object as filed in the DMP: PatientID = the qualified INS).
- *   - `setPublicationStatus(sql, id, status, { detail, at })` records what the DMP said
- *     ('pending' | 'in-progress' | 'published' | 'failed' | 'withdrawn'); `detail` is free text
- *     (the registry's answer, an error), never patient data.
+ * INTERFACE (for the DMP publication, src/exchange/dmp/):
+ *   - Each new document (or new version) appends `document.final` { documentId: String(id),
+ *     siteId, StudyInstanceUID, replaces?: String(id of the version it replaces) } to the
+ *     outbox in the transaction that stores it (dmp/document.ts's contract).
+ *   - `new StudyDocumentSource(sql)` is the DmpDocumentSource: documentFor(documentId) gives
+ *     the document as sent (content: the CDA XML as UTF-8, or the KOS Part 10 object as filed
+ *     in the DMP: PatientID = the qualified INS) with its XDS metadata; publicationChanged()
+ *     records the state in the document's `publicationStatus` (shown by the API).
+ *   - Without the queue: `documentsToPublish(sql, { status: 'pending', limit })` lists what to
+ *     publish, oldest first; `loadStudyDocument(sql, id)` gives one with its bytes;
+ *     `setPublicationStatus(sql, id, status, { detail, at })` records what the DMP said
+ *     (publicationStatuses); `detail` is free text (the registry's answer), never patient data.
  *   - Each document carries what XDS metadata needs: `kind` ('CR-IMG' | 'KOS'), `typeCode`
  *     (LOINC 18748-4 / IMG-KOS) and its system, `classCode`, `mimeType`, `uniqueId` (the CDA
  *     id / the SOP Instance UID), `setId` and `version` (a new version replaces: `replacesId`
@@ -30,16 +35,18 @@ import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import { OutboxConsumer } from '../events/consumer.ts';
+import { appendEvent } from '../events/outbox.ts';
 import type { OutboxEvent } from '../events/outbox.ts';
 import { PollingLoop } from '../lib/polling-loop.ts';
-import { INSError, parseINS, shareableINS, type IdentityStatus, type INS } from '../patients/ins.ts';
+import { INSError, parseINS, shareableINS, type IdentityStatus, type INS, type PatientIdentity } from '../patients/ins.ts';
 import { uidOfName } from './encapsulated-pdf.ts';
 import { loadSignedReport, type SignedReport } from './signed-report.ts';
-import { CR_IMG_LOINC, crImgDocumentOf, LOINC, type CrImgDose, type CrImgSeries } from './cda-cr-img.ts';
+import { anatomicRegionOf, CR_IMG_LOINC, crImgDocumentOf, LOINC, type CrImgDose, type CrImgSeries } from './cda-cr-img.ts';
 import { kosManifestOf, type ManifestInput } from './kos-manifest.ts';
 
 export type DocumentKind = 'CR-IMG' | 'KOS';
-export const publicationStatuses = ['pending', 'in-progress', 'published', 'failed', 'withdrawn'] as const;
+/** The DMP publication's states (src/exchange/dmp/publications.ts), 'pending' until it says otherwise. */
+export const publicationStatuses = ['pending', 'published', 'unpublished', 'replaced', 'withdrawn', 'refused', 'failed', 'no-ins', 'no-dmp', 'opposed'] as const;
 export type PublicationStatus = (typeof publicationStatuses)[number];
 
 /** XDS classCode / typeCode of each kind (CI-SIS JDV J06 / J07). */
@@ -69,6 +76,21 @@ export interface StudyDocument {
   createdAt: string;
 }
 
+/** What XDS metadata needs of a document beyond its bytes, fixed when it is built. */
+export interface DocumentMeta {
+  title: string;
+  creationTime: string;
+  serviceStartTime?: string;
+  siteId: number;
+  PatientID: string;
+  IssuerOfPatientID: string;
+  AccessionNumber?: string;
+  order?: { id: string; issuerOid: string };
+  modalities: string[];
+  regions: Array<{ code: string; scheme: string; display: string }>;
+  author: { id: string; family: string; given?: string; role?: { code: string; scheme: string; display: string }; specialty?: { code: string; scheme: string; display: string } };
+}
+
 export class DocumentError extends Error {
   override readonly name = 'DocumentError';
   constructor(readonly code: 'no-qualified-ins' | 'no-study' | 'incomplete', message: string) {
@@ -79,11 +101,11 @@ export class DocumentError extends Error {
 interface DocumentRow {
   id: number; kind: DocumentKind; study_instance_uid: string; patient_id: number; type_code: string; type_code_system: string; class_code: string;
   mime_type: string; unique_id: string; set_id: string; version: number; current: number; replaces_id: number | null; report_id: number | null;
-  fingerprint: string; publication_status: PublicationStatus; publication_detail: string | null; published_at: string | null; created_at: string;
+  fingerprint: string; meta_json: string; publication_status: PublicationStatus; publication_detail: string | null; published_at: string | null; created_at: string;
 }
 
 const columns = `id, kind, study_instance_uid, patient_id, type_code, type_code_system, class_code, mime_type, unique_id, set_id, version, current,
-  replaces_id, report_id, fingerprint, publication_status, publication_detail, published_at, created_at`;
+  replaces_id, report_id, fingerprint, meta_json, publication_status, publication_detail, published_at, created_at`;
 
 function documentOf(r: DocumentRow): StudyDocument {
   return {
@@ -141,24 +163,15 @@ export async function setPublicationStatus(sql: SqlDatabase, id: number, status:
 
 interface Identity { ins: INS; birthName?: string; firstNames?: string[]; birthPlaceCode?: string }
 
-/** The qualified INS of a patient record, or undefined (no INS, not qualified, or not valid). */
+/** The qualified INS of a patient record with its traits, or undefined (no INS, not qualified, not valid). */
 async function qualifiedIdentity(sql: SqlDatabase, patientId: number): Promise<Identity | undefined> {
-  const row = await sql.get<{ ins: string | null; ins_oid: string | null; status: IdentityStatus; birth_name: string | null; first_names: string | null; birth_place: string | null }>(
-    'SELECT ins, ins_oid, status, birth_name, first_names, birth_place FROM patient_identities WHERE patient_id = ?', [patientId]);
-  if (!row?.ins || !row.ins_oid) return undefined;
-  let ins: INS;
-  try {
-    ins = parseINS(row.ins, row.ins_oid);
-  } catch (e) {
-    if (e instanceof INSError) return undefined;
-    throw e;
-  }
-  const shared = shareableINS({ ins, status: row.status, traits: { birthName: row.birth_name ?? '', firstNames: [], sex: 'I', birthDate: { year: 1900 } } });
-  if (!shared) return undefined;
+  const identity = await patientIdentityOf(sql, patientId);
+  const ins = identity ? shareableINS(identity) : undefined;
+  if (!identity || !ins) return undefined;
+  const { traits } = identity;
   return {
-    ins: shared, ...(row.birth_name ? { birthName: row.birth_name } : {}),
-    ...(row.first_names ? { firstNames: row.first_names.split(' ').filter((n) => n !== '') } : {}),
-    ...(row.birth_place ? { birthPlaceCode: row.birth_place } : {}),
+    ins, ...(traits.birthName ? { birthName: traits.birthName } : {}), ...(traits.firstNames.length > 0 ? { firstNames: [...traits.firstNames] } : {}),
+    ...(traits.birthPlaceCode ? { birthPlaceCode: traits.birthPlaceCode } : {}),
   };
 }
 
@@ -198,7 +211,7 @@ export interface StudyDocumentsOptions {
 export class StudyDocuments {
   private loop: PollingLoop | undefined;
 
-  constructor(private readonly archive: Archive, private readonly options: StudyDocumentsOptions, private readonly logger: Logger) {}
+  constructor(private readonly archive: Archive, private readonly options: StudyDocumentsOptions, private readonly logger: Pick<Logger, 'warn' | 'error'>) {}
 
   private get sql(): SqlDatabase {
     return this.archive.index.sql;
@@ -264,6 +277,7 @@ export class StudyDocuments {
     if (!identity) throw new DocumentError('no-qualified-ins', `the patient of study ${StudyInstanceUID} has no qualified INS: no document leaves the site without one`);
     const instances = await this.instancesOf(StudyInstanceUID);
     const report = await this.latestFinalReport(StudyInstanceUID);
+    withRequestAccession(study, report);
     const built: StudyDocument[] = [];
     if (report) {
       const doc = await this.buildReport(study, identity, instances, report);
@@ -280,7 +294,9 @@ export class StudyDocuments {
     const identity = await qualifiedIdentity(this.sql, study.patientId);
     if (!identity) throw new DocumentError('no-qualified-ins', `the patient of study ${StudyInstanceUID} has no qualified INS: no manifest is made without one`);
     const instances = await this.instancesOf(StudyInstanceUID);
-    const made = await this.buildManifestWith(study, identity, instances, await this.latestFinalReport(StudyInstanceUID));
+    const report = await this.latestFinalReport(StudyInstanceUID);
+    withRequestAccession(study, report);
+    const made = await this.buildManifestWith(study, identity, instances, report);
     return made ?? (await listStudyDocuments(this.sql, StudyInstanceUID)).find((d) => d.kind === 'KOS' && d.current)!;
   }
 
@@ -337,17 +353,41 @@ export class StudyDocuments {
   }
 
   /** Inserts a new current version, the previous one (if any) no longer current; in one transaction. */
-  private async insert(tx: SqlDatabase, d: { kind: DocumentKind; study: StudyFacts; uniqueId: string; setId: string; version: number; reportId?: number; fingerprint: string; content: string }, previous: DocumentRow | undefined): Promise<StudyDocument> {
+  private async insert(tx: SqlDatabase, d: { kind: DocumentKind; study: StudyFacts; uniqueId: string; setId: string; version: number; reportId?: number; fingerprint: string; content: string; meta: DocumentMeta }, previous: DocumentRow | undefined): Promise<StudyDocument> {
     const at = new Date().toISOString();
     const codes = xdsCodes[d.kind];
     if (previous) await tx.run('UPDATE study_documents SET current = 0, updated_at = ? WHERE id = ?', [at, previous.id]);
     const row = await tx.get<DocumentRow>(
       `INSERT INTO study_documents (kind, study_instance_uid, patient_id, type_code, type_code_system, class_code, mime_type, unique_id, set_id, version, current,
-         replaces_id, report_id, fingerprint, content, publication_status, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, 'pending', ?, ?) RETURNING ${columns}`,
+         replaces_id, report_id, fingerprint, content, meta_json, publication_status, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING ${columns}`,
       [d.kind, d.study.StudyInstanceUID, d.study.patientId, codes.typeCode, codes.typeCodeSystem, codes.classCode, codes.mimeType, d.uniqueId, d.setId, d.version,
-        previous ? previous.id : null, d.reportId ?? null, d.fingerprint, d.content, at, at]);
-    return documentOf(row!);
+        previous ? previous.id : null, d.reportId ?? null, d.fingerprint, d.content, JSON.stringify(d.meta), at, at]);
+    const made = documentOf(row!);
+    // The DMP publication queue follows the outbox: the document exists iff the event does.
+    await appendEvent(tx, 'document.final', {
+      documentId: String(made.id), siteId: d.study.siteId, StudyInstanceUID: d.study.StudyInstanceUID, ...(previous ? { replaces: String(previous.id) } : {}),
+    }, at);
+    return made;
+  }
+
+  /** The XDS metadata of a document of the study: the signing radiologist as author (the system when no report is signed yet). */
+  private metaOf(study: StudyFacts, instances: InstanceFacts[], r: SignedReport | undefined, title: string, created: Date): DocumentMeta {
+    const region = r ? anatomicRegionOf(r.bodyPart) : undefined;
+    const start = study.StudyDate ? dateOf(study.StudyDate, study.StudyTime) : r?.observedAt;
+    return {
+      title, creationTime: created.toISOString(), ...(start ? { serviceStartTime: start.toISOString() } : {}), siteId: study.siteId,
+      PatientID: study.PatientID, IssuerOfPatientID: study.IssuerOfPatientID, ...(study.AccessionNumber ? { AccessionNumber: study.AccessionNumber } : {}),
+      ...(r ? { order: { id: `TELE-${r.requestId}`, issuerOid: this.siteOid(study.siteId, 'order') } } : {}),
+      modalities: [...new Set([...(r ? [r.modality] : []), ...instances.map((i) => i.Modality)])].filter((m) => m !== 'OT' && m !== 'KO' && m !== 'DOC'),
+      regions: region ? [region] : [],
+      author: r?.signer.rpps
+        ? {
+          id: `8${r.signer.rpps}`, family: r.signer.name, role: { code: '10', scheme: '1.2.250.1.71.1.2.7', display: 'Médecin' },
+          specialty: { code: 'G15_10/SM44', scheme: '1.2.250.1.213.1.1.4.5', display: 'Médecin - Radio-diagnostic (SM)' },
+        }
+        : { id: 'ATRIUM', family: 'Atrium' },
+    };
   }
 
   private async buildReport(study: StudyFacts, identity: Identity, instances: InstanceFacts[], r: SignedReport): Promise<StudyDocument | undefined> {
@@ -372,7 +412,7 @@ export class StudyDocuments {
       requestingPhysician: r.requestingPhysician,
       order: {
         placerOrderNumber: `TELE-${r.requestId}`, placerOrderOid: this.siteOid(study.siteId, 'order'), accessionIssuerOid: this.siteOid(study.siteId, 'accession'),
-        ...(study.AccessionNumber ?? r.AccessionNumber ? { AccessionNumber: (study.AccessionNumber ?? r.AccessionNumber)! } : {}),
+        ...(study.AccessionNumber ? { AccessionNumber: study.AccessionNumber } : {}),
       },
       performedAt: r.observedAt,
       acts: [{ modality: r.modality, bodyPart: r.bodyPart, description: r.protocol, doses: dosesOf(instances) }],
@@ -384,6 +424,7 @@ export class StudyDocuments {
     });
     return this.sql.transaction((tx) => this.insert(tx, {
       kind: 'CR-IMG', study, uniqueId: documentId, setId, version, reportId: r.reportId, fingerprint, content: xml,
+      meta: this.metaOf(study, instances, r, `CR d'imagerie médicale - ${r.protocol}`, r.signedAt ?? r.observedAt),
     }, previous));
   }
 
@@ -429,9 +470,24 @@ export class StudyDocuments {
             [previous.unique_id, old.blob_key, old.size, old.sha256, 'manifest-replaced', new Date().toISOString()]);
         }
       }
-      return this.insert(tx, { kind: 'KOS', study, uniqueId: SOPInstanceUID, setId: SeriesInstanceUID, version, fingerprint, content: published.toString('base64') }, previous);
+      return this.insert(tx, {
+        kind: 'KOS', study, uniqueId: SOPInstanceUID, setId: SeriesInstanceUID, version, fingerprint, content: published.toString('base64'),
+        meta: this.metaOf(study, instances, report, `Manifeste d'images${study.StudyDescription ? ` - ${study.StudyDescription}` : ''}`, input.createdAt),
+      }, previous);
     });
   }
+}
+
+/** The accession number the request gave, when the images carry none (a site whose modality does not fill it). */
+function withRequestAccession(study: StudyFacts, report: SignedReport | undefined): void {
+  if (!study.AccessionNumber && report?.AccessionNumber) study.AccessionNumber = report.AccessionNumber;
+}
+
+/** A DICOM date (and time) as a UTC instant; undefined when unreadable. */
+function dateOf(date: string, time?: string): Date | undefined {
+  const t = (time ?? '').replace(/[^0-9]/g, '').padEnd(6, '0').slice(0, 6);
+  const d = new Date(`${date.slice(0, 4)}-${date.slice(4, 6)}-${date.slice(6, 8)}T${t.slice(0, 2)}:${t.slice(2, 4)}:${t.slice(4, 6)}Z`);
+  return Number.isNaN(d.getTime()) ? undefined : d;
 }
 
 function seriesOf(instances: InstanceFacts[]): CrImgSeries[] {
@@ -464,4 +520,58 @@ export class StudyDocumentsConsumer extends OutboxConsumer {
       if (has) await markStudyDocumentsDue(tx, StudyInstanceUID, e.type);
     }
   }
+}
+
+/**
+ * The documents as DMP publication reads them (the DmpDocumentSource of src/exchange/dmp/
+ * document.ts, matched by shape): the document's bytes and XDS metadata, and the patient's
+ * identity read now, so that an INS no longer qualified is not sent.
+ */
+export class StudyDocumentSource {
+  constructor(private readonly sql: SqlDatabase) {}
+
+  async documentFor(documentId: string) {
+    if (!/^[0-9]{1,15}$/.test(documentId)) return undefined;
+    const found = await loadStudyDocument(this.sql, Number(documentId));
+    if (!found) return undefined;
+    const row = await this.sql.get<{ meta_json: string }>('SELECT meta_json FROM study_documents WHERE id = ?', [Number(documentId)]);
+    const meta = JSON.parse(row!.meta_json) as DocumentMeta;
+    const d = found.document;
+    const identity = await patientIdentityOf(this.sql, d.patientId);
+    return {
+      id: String(d.id), kind: d.kind, uniqueId: d.uniqueId, mimeType: d.mimeType as 'text/xml' | 'application/dicom', content: found.content, title: meta.title,
+      creationTime: new Date(meta.creationTime), ...(meta.serviceStartTime ? { serviceStartTime: new Date(meta.serviceStartTime) } : {}), siteId: meta.siteId,
+      patient: { PatientID: meta.PatientID, IssuerOfPatientID: meta.IssuerOfPatientID, ...(identity ? { identity } : {}) },
+      StudyInstanceUID: d.StudyInstanceUID, ...(meta.AccessionNumber ? { AccessionNumber: meta.AccessionNumber } : {}), ...(meta.order ? { order: meta.order } : {}),
+      modalities: meta.modalities, regions: meta.regions, author: meta.author, confidentiality: 'N' as const,
+    };
+  }
+
+  async publicationChanged(documentId: string, state: string, details: { entryUUID?: string; error?: string }): Promise<void> {
+    if (!/^[0-9]{1,15}$/.test(documentId) || !(publicationStatuses as readonly string[]).includes(state)) return;
+    await setPublicationStatus(this.sql, Number(documentId), state as PublicationStatus, { ...(details.error ?? details.entryUUID ? { detail: (details.error ?? details.entryUUID)! } : {}) });
+  }
+}
+
+/** A patient record's identity as the RNIV types it (INS, status, reference traits), or undefined. */
+async function patientIdentityOf(sql: SqlDatabase, patientId: number): Promise<PatientIdentity | undefined> {
+  const row = await sql.get<{ ins: string | null; ins_oid: string | null; status: IdentityStatus; birth_name: string | null; first_names: string | null; sex: string | null; birth_date: string | null; birth_place: string | null }>(
+    'SELECT ins, ins_oid, status, birth_name, first_names, sex, birth_date, birth_place FROM patient_identities WHERE patient_id = ?', [patientId]);
+  if (!row) return undefined;
+  let ins: INS | undefined;
+  try {
+    ins = row.ins && row.ins_oid ? parseINS(row.ins, row.ins_oid) : undefined;
+  } catch (e) {
+    if (!(e instanceof INSError)) throw e;
+  }
+  const bd = row.birth_date ?? '';
+  return {
+    ...(ins ? { ins } : {}), status: row.status,
+    traits: {
+      birthName: row.birth_name ?? '', firstNames: (row.first_names ?? '').split(' ').filter((n) => n !== ''),
+      sex: row.sex === 'M' || row.sex === 'F' ? row.sex : 'I',
+      birthDate: { year: Number(bd.slice(0, 4)) || 0, ...(bd.length >= 6 ? { month: Number(bd.slice(4, 6)) } : {}), ...(bd.length >= 8 ? { day: Number(bd.slice(6, 8)) } : {}) },
+      ...(row.birth_place ? { birthPlaceCode: row.birth_place } : {}),
+    },
+  };
 }

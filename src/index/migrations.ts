@@ -733,6 +733,7 @@ CREATE TABLE study_documents (
   report_id BIGINT,
   fingerprint TEXT NOT NULL,
   content TEXT NOT NULL,
+  meta_json TEXT NOT NULL,
   publication_status {text} NOT NULL,
   publication_detail TEXT,
   published_at TEXT,

@@ -9,6 +9,7 @@ import type { Principal } from '../access/principal.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import { ReportTemplates } from './report-templates.ts';
 import { requireRadiologist, TeleError, type Origin, type RequestRow, type TeleRequests } from './tele-requests.ts';
+import { markStudyDocumentsDue } from '../exchange/study-documents.ts';
 
 export const reportStatuses = ['draft', 'preliminary', 'final', 'amended'] as const;
 export type ReportStatus = (typeof reportStatuses)[number];
@@ -207,6 +208,8 @@ export class TeleReports {
         `INSERT INTO tele_deliveries (report_id, channel, destination, result_status, status, attempts, next_attempt_at, created_at)
          VALUES (?, 'dicom-pdf', 'archive', ?, 'pending', 0, ?, ?)`,
         [reportId, resultStatus, now.toISOString(), now.toISOString()]);
+      // The study's documents for the DMP (CR-IMG, manifest) are built from the final report.
+      await markStudyDocumentsDue(tx, request.study_instance_uid, resultStatus === 'F' ? 'report-final' : 'report-amended', now);
     }
     const site = this.requests.archive.siteById.get(Number(request.requesting_site_id));
     const oru = this.requests.config.sites.find((s) => s.site === site?.code)?.oru;
