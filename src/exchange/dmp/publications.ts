@@ -283,7 +283,9 @@ export class DmpPublisher {
            updated_at = ?, done_at = ? WHERE id = ? AND state = 'pending' AND next_attempt_at = ?`,
         [done.state, attempts, done.entryUUID ?? null, done.uniqueId ?? null, done.submissionSetUid ?? null, done.kind ?? null, done.ins?.matricule !== undefined ? done.ins.matricule + done.ins.key : null,
           done.ins?.oid ?? null, done.author ? JSON.stringify(done.author) : null, at, at, row.id, lease]);
-      if (written.changes === 1) await done.after?.();
+      // A lease lost meanwhile (this attempt outlived it): another node's outcome stands.
+      if (written.changes !== 1) return false;
+      await done.after?.();
       await this.documents.publicationChanged?.(row.document_id, done.state, done.entryUUID ? { entryUUID: done.entryUUID } : {});
       await this.audit.record({ action: 'export', outcome: done.state === 'published' || done.state === 'unpublished' ? 'success' : 'refused', ...event, patients, details: { ...base, state: done.state } });
       this.logger.info({ publication: Number(row.id), action: row.action, state: done.state }, 'DMP publication ended');
