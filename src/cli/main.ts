@@ -222,7 +222,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   await app.listen({ host: config.http.host, port: config.http.port });
   const dimse = config.dimse.enabled ? new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' })) : undefined;
   await dimse?.listen();
-  const hl7 = config.hl7.enabled ? new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' })) : undefined;
+  const hl7 = config.hl7.enabled ? new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }), config.teleradiology) : undefined;
   await hl7?.listen();
   const workers = await startWorkers(archive, config, logger, { anchorKey, auditHostname: hostname() });
   logger.info({ url: `${config.http.tls ? 'https' : 'http'}://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');

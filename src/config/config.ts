@@ -259,6 +259,8 @@ export interface Hl7Sender {
   site: string;
   /** Scheduled Station AE Title of this sender's orders when they name none (OBR-21, IPC-9). */
   stationAETitle?: string;
+  /** Specialty (on-call rota) of the teleradiology requests this sender files over the CI-SIS volet; default general. */
+  teleradiologySpecialty?: string;
 }
 
 export interface Hl7Config {
@@ -785,7 +787,9 @@ function parseHl7(h: Record<string, unknown>, env: Env, config: AtriumConfig): v
     if (!config.sites.some((s) => s.code === site)) throw new ConfigError(`${where}.site ${site} is not a configured site`);
     const stationAETitle = str(e, 'stationAETitle');
     if (stationAETitle !== undefined && !isValidAETitle(stationAETitle)) throw new ConfigError(`${where}.stationAETitle is not a valid AE title`);
-    return { application, facility, site, ...(stationAETitle !== undefined ? { stationAETitle } : {}) };
+    const teleradiologySpecialty = str(e, 'teleradiologySpecialty');
+    if (teleradiologySpecialty !== undefined && !/^[a-z0-9-]{1,32}$/.test(teleradiologySpecialty)) throw new ConfigError(`${where}.teleradiologySpecialty must be a specialty code (lower-case letters, digits, -)`);
+    return { application, facility, site, ...(stationAETitle !== undefined ? { stationAETitle } : {}), ...(teleradiologySpecialty !== undefined ? { teleradiologySpecialty } : {}) };
   });
 }
 

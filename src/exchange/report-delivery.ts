@@ -18,6 +18,7 @@ import { renderReportPdf } from './report-pdf.ts';
 import { encapsulatedPdfOf } from './encapsulated-pdf.ts';
 import { Readable } from 'node:stream';
 import { PollingLoop } from '../lib/polling-loop.ts';
+import { TeleradiologyVoletAnswers } from './teleradiology-volet-answers.ts';
 
 interface DueRow { id: number; report_id: number; channel: string; result_status: ResultStatus; attempts: number; next_attempt_at: string }
 
@@ -30,8 +31,12 @@ export class ReportDelivery {
   private readonly audit: AuditTrail;
   private loop: PollingLoop | undefined;
 
+  /** Answers owed to RIS that filed requests over the CI-SIS teleradiology volet: sent in the same passes. */
+  private readonly voletAnswers: TeleradiologyVoletAnswers;
+
   constructor(private readonly archive: Archive, private readonly config: TeleradiologyConfig, private readonly logger: Logger, private readonly sendingFacility = 'ATRIUM') {
     this.audit = new AuditTrail(archive.index.sql);
+    this.voletAnswers = new TeleradiologyVoletAnswers(archive, config, logger, sendingFacility);
   }
 
   start(): void {
@@ -43,13 +48,13 @@ export class ReportDelivery {
     await this.loop?.stop();
   }
 
-  /** One pass: every delivery due now is attempted once. Answers how many were sent. */
+  /** One pass: every delivery due now is attempted once (and the volet's answers owed). Answers how many were sent. */
   async deliverDue(now = new Date()): Promise<number> {
     const sql = this.archive.index.sql;
     const due = await sql.all<DueRow>(
       `SELECT id, report_id, channel, result_status, attempts, next_attempt_at FROM tele_deliveries
         WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 50`, [now.toISOString()]);
-    let sent = 0;
+    let sent = await this.voletAnswers.deliverDue(now);
     for (const d of due) {
       const lease = new Date(Date.now() + this.config.delivery.ackTimeoutMs * 2).toISOString();
       const taken = await sql.run(`UPDATE tele_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`, [lease, d.id, d.next_attempt_at]);

@@ -4,7 +4,7 @@
  * answers AA, AE or AR (original acknowledgment mode).
  */
 import type { Logger } from 'pino';
-import type { Hl7Config, Hl7Sender } from '../config/config.ts';
+import type { Hl7Config, Hl7Sender, TeleradiologyConfig } from '../config/config.ts';
 import type { Archive } from '../archive/archive.ts';
 import {
   buildAcknowledgment, encodeAcknowledgment, Hl7Error, Hl7ErrorCode,
@@ -15,6 +15,7 @@ import { Hl7SyntaxError, findSegment, parseMessage, valueOf, type Hl7Message } f
 import { AuditTrail, patientRef } from '../access/audit.ts';
 import { applyOrderMessage } from './order-messages.ts';
 import { applyPatientMessage, patientTriggers } from './patient-messages.ts';
+import { isTeleradiologyVolet, TeleradiologyVoletReceiver } from './teleradiology-volet.ts';
 
 /** Message types and trigger events served, by MSH-9.1. */
 const supported: Record<string, readonly string[]> = {
@@ -36,11 +37,15 @@ export class Hl7Receiver {
     private readonly config: Hl7Config,
     private readonly archive: Archive,
     private readonly logger: Logger,
+    teleradiology?: TeleradiologyConfig,
   ) {
     this.audit = new AuditTrail(archive.index.sql);
+    if (teleradiology) this.volet = new TeleradiologyVoletReceiver(archive, teleradiology);
   }
 
   private readonly audit: AuditTrail;
+  /** Requests of the CI-SIS teleradiology volet (MSH-21), when teleradiology is served. */
+  private readonly volet: TeleradiologyVoletReceiver | undefined;
 
   async receive(bytes: Buffer): Promise<ReceivedMessage> {
     const header = headerOf(bytes);
@@ -139,6 +144,12 @@ export class Hl7Receiver {
       messageControlId: valueOf(msh, 10),
       ...(sender.stationAETitle ? { stationAETitle: sender.stationAETitle } : {}),
     };
+    if (isTeleradiologyVolet(msh)) {
+      if (!this.volet) throw new Hl7Error('AR', Hl7ErrorCode.unsupportedMessageType, 'this Atrium does not serve the CI-SIS teleradiology volet (MSH-21)', { segment: 'MSH', field: 21 });
+      // The volet runs the teleradiology workflow's own transactions; its steps are audited there.
+      await this.volet.apply(message, { site, sender, messageControlId: ctx.messageControlId });
+      return;
+    }
     await this.archive.index.sql.transaction(async (tx) => {
       if (type === 'ADT') await applyPatientMessage(tx, message, trigger, ctx);
       else await applyOrderMessage(tx, message, ctx);

@@ -7,10 +7,11 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
-import type { Hl7Config } from '../config/config.ts';
+import type { Hl7Config, TeleradiologyConfig } from '../config/config.ts';
 import { migratePatientRegistry } from '../patients/patient-registry.ts';
 import { frameMessage, MllpDecoder, MllpFrameRefused, MllpFrameTooLarge, MllpHeaderTooLarge } from './mllp.ts';
 import { Hl7Receiver } from './receiver.ts';
+import { migrateTeleradiologyVolet } from './teleradiology-volet.ts';
 
 /** Bytes a frame may reach before its first segment (MSH) has arrived, and noise outside frames. */
 const maxScreenedBytes = 8 * 1024;
@@ -28,8 +29,10 @@ export class Hl7Server {
     readonly config: Hl7Config,
     readonly archive: Archive,
     readonly logger: Logger,
+    /** Teleradiology's settings: with them, requests of the CI-SIS teleradiology volet are served. */
+    readonly teleradiology?: TeleradiologyConfig,
   ) {
-    this.receiver = new Hl7Receiver(config, archive, logger);
+    this.receiver = new Hl7Receiver(config, archive, logger, teleradiology);
   }
 
   /** The bound port (the configured one, or the one the system chose for port 0). */
@@ -39,6 +42,7 @@ export class Hl7Server {
 
   async listen(): Promise<void> {
     await migratePatientRegistry(this.archive.index.sql);
+    if (this.teleradiology) await migrateTeleradiologyVolet(this.archive.index.sql);
     this.server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);

@@ -118,7 +118,7 @@ export async function startAtrium(options: {
   const auditSyslog = config.audit.syslog ? workers.auditExport : undefined;
   let hl7: Hl7Server | undefined;
   if (options.hl7) {
-    hl7 = new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }));
+    hl7 = new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }), config.teleradiology);
     await hl7.listen();
   }
   return {
