@@ -25,6 +25,7 @@ import { insOtherPatientIDsItem } from '../src/patients/ins-dicom.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import type { DicomDataset, DicomElement } from '../src/dicom/dataset.ts';
 import { StudyDocumentSource, StudyDocumentsConsumer } from '../src/exchange/study-documents.ts';
+import { startWorkers } from '../src/cli/workers.ts';
 
 const password = 'un mot de passe assez long pour les tests';
 const HL7 = 'urn:hl7-org:v3';
@@ -103,8 +104,9 @@ for (const engine of testDatabases()) {
       const by = { actor: 'test', via: 'cli' as const };
       await addUser(atrium.archive, { login: 'manip.sud', displayName: 'Manipulateur Sud', roles: ['technologist'], sites: ['CLIN-SUD'], password }, by);
       await addUser(atrium.archive, { login: 'admin.nord', displayName: 'Admin Nord', roles: ['site-admin'], sites: ['CHU-NORD'], password }, by);
+      await addUser(atrium.archive, { login: 'admin.sud', displayName: 'Admin Sud', roles: ['site-admin'], sites: ['CLIN-SUD'], password }, by);
       await addUser(atrium.archive, { login: 'rad.a', displayName: 'LECTEUR^Anne', roles: ['radiologist'], sites: ['CHU-NORD'], rpps: '10001234567', password }, by);
-      for (const who of ['manip.sud', 'admin.nord', 'rad.a']) sessions[who] = await loginLocal(base, who, password);
+      for (const who of ['manip.sud', 'admin.nord', 'admin.sud', 'rad.a']) sessions[who] = await loginLocal(base, who, password);
       const created = await tele('manip.sud', '/requests', {
         patient: { PatientID: 'DOC-1' }, StudyInstanceUID: knee.uids.study, AccessionNumber: 'ACC-77', urgency: 'urgent', modality: 'CT', bodyPart: 'KNEE', specialty: 'msk',
         clinicalContext: 'Chute à ski', clinicalQuestion: 'Fracture du plateau tibial ?', requestingPhysician: { name: 'URGENTISTE^Paul', rpps: '10009999999' },
@@ -281,6 +283,42 @@ for (const engine of testDatabases()) {
       const replaced = all2.find((d) => d.type === 'CR-IMG' && d.version === 1)!;
       assert.equal(kid(kid(kid(doc, 'relatedDocument'), 'parentDocument'), 'id').getAttribute('root'), replaced.uniqueId);
       assert.match(xml, /Lésion méniscale associée/);
+    });
+
+    it('makes a new manifest without an object its site rejects', async () => {
+      const before = await current('KOS');
+      const r = await call('admin.sud', 'POST', '/api/corrections/reject', { SOPInstanceUID: knee.uids.sop, reason: 'mauvais côté' });
+      assert.equal(r.status, 201, await r.text());
+      await new StudyDocumentsConsumer(atrium.archive.outbox, 'study-documents-test', pino({ level: 'silent' }), 100, 100).drain();
+      const kos = await current('KOS');
+      assert.equal(kos.version, before.version + 1);
+      const ds = parsePart10((await fetchDocument(kos.id)).body).dataset;
+      const referenced = items(items(ds, 0x0040a375)[0]!, 0x00081115).flatMap((se) => items(se, 0x00081199).map((i) => text(i, 0x00081155)));
+      assert.ok(referenced.length > 0);
+      assert.ok(!referenced.includes(knee.uids.sop), 'the rejected object is no longer in the manifest');
+    });
+
+    it('builds the documents in the background once the report is final (the studyDocuments worker), with nobody asking', async () => {
+      const second = syntheticInstance({ PatientID: 'DOC-1', PatientName: 'DUBOIS^Anne', Modality: 'MR', Rows: 4, Columns: 4 });
+      assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, [second.file])).status, 200);
+      const created = await tele('manip.sud', '/requests', {
+        patient: { PatientID: 'DOC-1' }, StudyInstanceUID: second.uids.study, urgency: 'routine', modality: 'MR', bodyPart: 'KNEE', specialty: 'msk',
+        clinicalContext: 'Douleur', clinicalQuestion: 'Ménisque ?', requestingPhysician: { name: 'URGENTISTE^Paul' }, proposedProtocol: 'IRM genou',
+      });
+      const id = created.id as number;
+      await tele('rad.a', `/requests/${id}/protocol`, { decision: 'validated' });
+      await tele('rad.a', `/requests/${id}/claim`);
+      await tele('rad.a', `/requests/${id}/report`, { conclusion: 'Ménisque normal' }, 'PUT');
+      const workers = await startWorkers(atrium.archive, atrium.config, pino({ level: 'silent' }), { auditHostname: 'test', start: ['studyDocuments'], pollMs: 20 });
+      try {
+        await tele('rad.a', `/requests/${id}/report/sign`, {});
+        const count = async () => Number((await atrium.archive.index.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM study_documents WHERE study_instance_uid = ?', [second.uids.study]))!.n);
+        // Bounded wait for the background pass (not a speed requirement): at most 300 polls.
+        for (let i = 0; i < 300 && (await count()) < 2; i++) await new Promise((r) => setTimeout(r, 50));
+        assert.equal(await count(), 2);
+      } finally {
+        await workers.stop(1000);
+      }
     });
 
     it('refuses the manifest of a patient without a qualified INS, and makes nothing', async () => {

@@ -8,6 +8,7 @@
 import type { Archive } from './archive.ts';
 import { siteCodeOfBlobKey } from './ingest.ts';
 import type { SqlDatabase } from '../index/sql.ts';
+import { appendEvent } from '../events/outbox.ts';
 
 export type CorrectionKind = 'study-move' | 'instance-reject';
 
@@ -59,6 +60,8 @@ export async function moveStudy(db: SqlDatabase, request: { StudyInstanceUID: st
        VALUES ('study-move', ?, ?, ?, ?, ?, ?) RETURNING id`,
       [request.StudyInstanceUID, study.patient_id, target.id, request.reason, request.requestedBy, now()],
     );
+    // Those who follow studies (their documents for the DMP) learn the study changed patient.
+    await appendEvent(tx, 'study.moved', { StudyInstanceUID: request.StudyInstanceUID, siteId: Number(study.site_id), fromPatientId: Number(study.patient_id), toPatientId: Number(target.id) });
     return { id: Number(row!.id) };
   });
 }
@@ -120,6 +123,7 @@ export async function undoCorrection(archive: Archive, id: number, undoneBy: str
       if (!study || Number(study.patient_id) !== Number(c.to_patient_id)) throw new CorrectionError('conflict', 'the study has changed patient since: undo the later correction first');
       await tx.run('UPDATE studies SET patient_id = ?, moved_from_patient_id = ?, updated_at = ? WHERE id = ?', [c.from_patient_id, c.to_patient_id, now(), study.id]);
       await tx.run('UPDATE corrections SET undone_at = ?, undone_by = ? WHERE id = ?', [now(), undoneBy, id]);
+      await appendEvent(tx, 'study.moved', { StudyInstanceUID: c.study_instance_uid, fromPatientId: Number(c.to_patient_id), toPatientId: Number(c.from_patient_id) });
     });
     return;
   }

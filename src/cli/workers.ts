@@ -1,7 +1,7 @@
 /**
  * The background workers of a node, built and started in one place for `atrium serve` and
  * the test harness alike: forwarding, the outbox consumers (identities, orders,
- * teleradiology arrival, DMP publication), teleradiology escalation and alerts, report delivery, the audit
+ * teleradiology arrival, DMP publication, study documents), teleradiology escalation and alerts, report delivery, the audit
  * export and anchoring, and the purge of ended sessions. Every worker is built (a test may
  * drain one it did not start); those selected are started.
  */
@@ -21,11 +21,12 @@ import { AuditSyslogExporter, auditSourceOf } from '../access/audit-syslog.ts';
 import { SessionStore } from '../access/sessions.ts';
 import { DmpPublicationQueue, DmpPublisher } from '../exchange/dmp/publications.ts';
 import type { DmpDocumentSource } from '../exchange/dmp/document.ts';
+import { StudyDocumentSource, StudyDocuments, StudyDocumentsConsumer } from '../exchange/study-documents.ts';
 
 export type WorkerName =
-  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp';
+  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments';
 
-export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp'];
+export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments'];
 
 export interface Workers {
   forwarder: Forwarder;
@@ -39,6 +40,8 @@ export interface Workers {
   auditAnchoring?: AuditAnchoring;
   /** Built when dmp.endpoint is configured and a document source is given: the queue (outbox consumer) and its sender. */
   dmp?: { queue: DmpPublicationQueue; publisher: DmpPublisher };
+  /** The CR-IMG and manifests of studies whose report is final, made again when the study changes. */
+  studyDocuments: { builder: StudyDocuments; changes: StudyDocumentsConsumer };
   /** Stops what was started, waiting up to graceMs for work in flight; the audit export last. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -52,7 +55,7 @@ export interface WorkerOptions {
   auditHostname: string;
   /** How often the outbox consumers poll (default: each worker's own). */
   pollMs?: number;
-  /** Where DMP publication reads the documents it sends (the documents module); no DMP publication without it. */
+  /** Where DMP publication reads the documents it sends (default: the study documents, src/exchange/study-documents.ts). */
   dmpDocuments?: DmpDocumentSource;
 }
 
@@ -81,9 +84,15 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   // Ended sessions are kept a day (they explain the audit trail's session events), then purged.
   const sessions = new SessionStore(archive.index.sql, { idleMs: config.auth.sessions.idleMinutes * 60_000, absoluteMs: config.auth.sessions.absoluteHours * 3_600_000 });
   // Reports and manifests to the DMP: queued from the outbox, sent with the site's certificate (off unless configured).
-  const dmp = config.dmp.endpoint && options.dmpDocuments
-    ? { queue: new DmpPublicationQueue(archive.index.sql, child('dmp'), options.pollMs), publisher: new DmpPublisher(archive, config.dmp, options.dmpDocuments, child('dmp')) }
+  const dmpDocuments = options.dmpDocuments ?? new StudyDocumentSource(archive.index.sql);
+  const dmp = config.dmp.endpoint
+    ? { queue: new DmpPublicationQueue(archive.index.sql, child('dmp'), options.pollMs), publisher: new DmpPublisher(archive, config.dmp, dmpDocuments, child('dmp')) }
     : undefined;
+  // Study documents (CR-IMG, KOS manifest): built when a report is final, again when the study changes.
+  const studyDocuments = {
+    builder: new StudyDocuments(archive, { ...(config.http.publicBaseUrl !== undefined ? { publicBaseUrl: config.http.publicBaseUrl } : {}), pollMs: options.pollMs ?? 1000 }, child('study-documents')),
+    changes: new StudyDocumentsConsumer(archive.outbox, 'study-documents', child('study-documents'), 200, options.pollMs ?? 1000),
+  };
   let purge: NodeJS.Timeout | undefined;
 
   const stops: Array<(graceMs: number) => Promise<unknown>> = [];
@@ -114,6 +123,11 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
     dmp.publisher.start();
     stops.push(() => dmp.queue.stop(), () => dmp.publisher.stop());
   }
+  if (selected.has('studyDocuments')) {
+    studyDocuments.changes.start();
+    studyDocuments.builder.start();
+    stops.push(() => studyDocuments.changes.stop(), () => studyDocuments.builder.stop());
+  }
   if (selected.has('sessionPurge')) {
     purge = setInterval(() => {
       sessions.purgeEndedSessions().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'purging ended sessions failed'));
@@ -126,7 +140,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   await anchoring?.start();
 
   return {
-    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, ...(dmp ? { dmp } : {}),
+    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, ...(dmp ? { dmp } : {}),
     async stop(graceMs = 10_000) {
       if (purge) clearInterval(purge);
       await Promise.all(stops.map((stop) => stop(graceMs)));

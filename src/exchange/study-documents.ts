@@ -392,7 +392,7 @@ export class StudyDocuments {
 
   private async buildReport(study: StudyFacts, identity: Identity, instances: InstanceFacts[], r: SignedReport): Promise<StudyDocument | undefined> {
     if (!r.signer.rpps) throw new DocumentError('incomplete', `the radiologist who signed report ${r.reportId} has no RPPS: the CR-IMG names its legal authenticator by RPPS`);
-    const fingerprint = `report:${r.reportId}:${r.status}:${r.addenda.length}:${identity.ins.matricule}`;
+    const fingerprint = `report:${r.reportId}:${r.status}:${r.addenda.length}:${identity.ins.oid}:${identity.ins.matricule}:${study.patientId}`;
     const previous = await this.current(study.StudyInstanceUID, 'CR-IMG');
     if (previous?.fingerprint === fingerprint) return undefined;
     const version = previous ? Number(previous.version) + 1 : 1;
