@@ -181,6 +181,9 @@ for (const engine of testDatabases()) {
       assert.deepEqual(changes.filter((c) => c.documentId === cr.id), [{ documentId: cr.id, state: 'published' }]);
       // Another site's client sees none of it; by study, the site's own see both.
       assert.deepEqual(await listed(sudToken), []);
+      assert.deepEqual(await listed(sudToken, '?site=CHU-NORD'), []);
+      assert.equal((await listed(atrium.tokens['CHU-NORD']!, '?site=CHU-NORD')).length, 2);
+      assert.deepEqual(await listed(atrium.tokens['CHU-NORD']!, '?site=CLIN-SUD'), []);
       assert.equal((await listed(atrium.tokens['CHU-NORD']!, `?StudyInstanceUID=${study}`)).length, 2);
       // Draining again publishes nothing twice.
       const before = dmp.entries.length;
