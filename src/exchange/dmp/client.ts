@@ -273,7 +273,7 @@ export class DmpClient {
 /** ebRS: a Failure status or any Error-severity RegistryError is a refusal with its code. */
 function registryErrors(message: ReadMessage): void {
   const body = bodyOf(message);
-  const response = Array.from(body.childNodes).find((c): c is Element => c.nodeType === 1) ;
+  const response = Array.from(body.childNodes).find((c): c is Element => c.nodeType === 1);
   const status = response?.getAttribute('status') ?? first(body, ns.rs, 'RegistryResponse')?.getAttribute('status') ?? '';
   const errors = all(body, ns.rs, 'RegistryError').filter((e) => (e.getAttribute('severity') ?? xds.errorSeverity).endsWith('Error'));
   if (errors.length === 0 && !status.endsWith('Failure')) return;
