@@ -292,6 +292,30 @@ for (const engine of testDatabases()) {
       await run(new Date(Date.now() + 86_400_000));
       assert.equal(dmp.requests.length, calls, 'a refusal is not sent again');
       assert.ok(changes.some((c) => c.documentId === duplicate.id && c.state === 'refused'));
+
+      // A SOAP fault of the sender's kind is a refusal too, with its subcode.
+      dmp.failNext = { path: '/repository', count: 1, fault: { code: 'soap:Sender', subcode: 'wsse:InvalidSecurityToken', reason: 'jeton refusé' } };
+      const faulted = await makeFinal(report(qualified(ins), '1.2.826.0.1.3680043.10.999.5'));
+      await run();
+      const f = (await publicationOf(faulted.id))!;
+      assert.deepEqual([f.state, f.error?.code], ['refused', 'InvalidSecurityToken']);
+      assert.match(f.error!.message, /jeton refusé/);
+    });
+
+    it('gives up after dmp.retry.maxAttempts attempts, marked failed with the last code', async () => {
+      const ins = testINS('2840763220240');
+      const cr = await makeFinal(report(qualified(ins), '1.2.826.0.1.3680043.10.999.9'));
+      dmp.failNext = { path: '/repository', count: 3, fault: { code: 'soap:Receiver', subcode: 'XDSRepositoryBusy', reason: 'occupé' } };
+      let now = new Date();
+      for (let i = 0; i < 3; i++) {
+        await run(now);
+        const p = (await publicationOf(cr.id))!;
+        assert.equal(p.attempts, i + 1);
+        if (p.nextAttemptAt) now = new Date(Date.parse(p.nextAttemptAt) + 1);
+      }
+      const p = (await publicationOf(cr.id))!;
+      assert.deepEqual([p.state, p.attempts, p.error?.code, p.nextAttemptAt], ['failed', 3, 'XDSRepositoryBusy', undefined]);
+      assert.ok(!dmp.entries.some((e) => e.uniqueId === cr.uniqueId));
     });
 
     it('publishes in mode INDIRECTE_RENFORCEE when a professional logged in with Pro Santé Connect made the document final', async () => {
