@@ -26,6 +26,8 @@ import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import type { DicomDataset, DicomElement } from '../src/dicom/dataset.ts';
 import { StudyDocumentSource, StudyDocumentsConsumer } from '../src/exchange/study-documents.ts';
 import { startWorkers } from '../src/cli/workers.ts';
+import { sendHl7 } from './support/hl7.ts';
+import { crImgDocumentOf, type CrImgInput } from '../src/exchange/cda-cr-img.ts';
 
 const password = 'un mot de passe assez long pour les tests';
 const HL7 = 'urn:hl7-org:v3';
@@ -51,6 +53,7 @@ const kid = (e: El, name: string): El => {
 };
 const all = (e: El, name: string): El[] => Array.from(e.getElementsByTagNameNS(HL7, name));
 const templates = (e: El) => kids(e, 'templateId').map((t) => t.getAttribute('root'));
+const patientIdsOf = (doc: El) => kids(kid(kid(doc, 'recordTarget'), 'patientRole'), 'id').map((i) => [i.getAttribute('root'), i.getAttribute('extension')]);
 const sectionsOf = (e: El) => kids(e, 'component').map((c) => kids(c, 'section')[0]).filter((s): s is El => s !== undefined);
 
 const text = (ds: DicomDataset, tag: number) => ds.get(tag)?.value?.toString('utf8').replace(/[\0 ]+$/, '');
@@ -97,7 +100,13 @@ for (const engine of testDatabases()) {
     before(async () => {
       const db = await engine.open();
       cleanup = db.cleanup;
-      atrium = await startAtrium({ index: db.config, configure: (c) => (c.http.publicBaseUrl = 'https://atrium.example.fr') });
+      atrium = await startAtrium({
+        index: db.config, hl7: true,
+        configure: (c) => {
+          c.http.publicBaseUrl = 'https://atrium.example.fr';
+          c.hl7.senders = [{ application: 'RIS_SUD', facility: 'CLIN_SUD', site: 'CLIN-SUD' }];
+        },
+      });
       base = atrium.dicomweb.replace(/\/dicom-web$/, '');
       for (const o of [knee, plain]) assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, [o.file])).status, 200);
       await atrium.identities.drain();
@@ -319,6 +328,79 @@ for (const engine of testDatabases()) {
       } finally {
         await workers.stop(1000);
       }
+    });
+
+    /** An HL7 message of the site's RIS carrying a document in an OBX of type ED (CI-SIS "Transmission d'un document CDA-R2 en HL7v2"). */
+    let control = 0;
+    const documentMessage = (type: string, study: string, PatientID: string, content: { xml: string } | { pdf: Buffer }, extra: string[] = []) => [
+      `MSH|^~\\&|RIS_SUD|CLIN_SUD|ATRIUM|GHT|20261206100000||${type}|DOC${++control}|P|2.5|||||FRA|UNICODE UTF-8`,
+      `PID|1||${PatientID}^^^CLINSUD^PI||DUBOIS^Anne`,
+      ...extra,
+      `ZDS|${study}^Atrium^Application^DICOM`,
+      'xml' in content
+        ? `OBX|1|ED|18748-4^CR d'imagerie médicale^LN||^TEXT^XML^Base64^${Buffer.from(content.xml, 'utf8').toString('base64')}||||||F`
+        : `OBX|1|ED|18748-4^CR d'imagerie médicale^LN||^application^pdf^Base64^${content.pdf.toString('base64')}||||||F`,
+    ].join('\r');
+    const risStudy = syntheticInstance({ PatientID: 'DOC-1', PatientName: 'DUBOIS^Anne', Modality: 'DX', Rows: 4, Columns: 4 });
+    const risCda = (documentId: string, who = ins): CrImgInput => ({
+      documentId, setId: '1.2.250.1.999.1', version: 1,
+      patient: { ins: who, PatientName: 'DUBOIS^Anne', PatientSex: 'F', PatientBirthDate: '19800101' },
+      site: { name: 'Clinique du Sud', finess: atrium.archive.sites.get('CLIN-SUD')!.finess },
+      signer: { name: 'RADIOLOGUE^Jean', rpps: '10007654321' }, signedAt: new Date('2026-12-06T10:00:00Z'),
+      requestingPhysician: { name: 'TRAITANT^Marie' },
+      order: { placerOrderNumber: 'RIS-1', placerOrderOid: '1.2.250.1.999.2', accessionIssuerOid: '1.2.250.1.999.3', AccessionNumber: 'RIS-ACC-1' },
+      performedAt: new Date('2026-12-06T09:00:00Z'),
+      acts: [{ modality: 'DX', bodyPart: 'CHEST', description: 'Radiographie du thorax', doses: [] }],
+      study: { StudyInstanceUID: risStudy.uids.study, series: [] },
+      clinicalContext: 'Toux', clinicalQuestion: 'Pneumopathie ?', findings: 'Pas de foyer.', conclusion: 'Radiographie normale.', addenda: [],
+    });
+
+    it('takes a CR-IMG the site\'s RIS sends in MDM^T02 (CDA base64 in an OBX of type ED) as the study\'s CR-IMG, kept byte for byte, and makes its manifest', async () => {
+      assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, [risStudy.file])).status, 200);
+      const xml = crImgDocumentOf(risCda('1.2.250.1.999.4'));
+      const ack = await sendHl7(atrium.hl7!.port, Buffer.from(documentMessage('MDM^T02^MDM_T02', risStudy.uids.study, 'DOC-1', { xml }, ['TXA|1|CR|TX|20261206100000']), 'utf8'));
+      assert.equal(ack.code, 'AA', ack.text);
+      const docs = await list(risStudy.uids.study);
+      const cr = docs.find((d) => d.type === 'CR-IMG')!;
+      assert.deepEqual([cr.uniqueId, cr.version, cr.publicationStatus], ['1.2.250.1.999.4', 1, 'pending']);
+      assert.equal((await fetchDocument(cr.id, risStudy.uids.study)).body.toString('utf8'), xml);
+      assert.ok(docs.some((d) => d.type === 'KOS' && d.current), 'the study has its manifest');
+      const stored = await atrium.archive.index.sql.get<{ n: number }>(
+        `SELECT COUNT(*) AS n FROM audit_events WHERE study_instance_uid = ? AND action = 'store' AND via = 'hl7' AND outcome = 'success'`, [risStudy.uids.study]);
+      assert.equal(Number(stored!.n), 1);
+    });
+
+    it('wraps a PDF the site\'s RIS sends in ORU^R01 in a CR-IMG with a PDF body (XDS-SD), signed by OBR-32, replacing the previous version', async () => {
+      const pdf = Buffer.from('%PDF-1.4\n% compte rendu du site\n%%EOF\n');
+      const obr = 'OBR|1|RIS-2|RIS-ACC-1|18748-4^CR imagerie^LN|||20261206090000|||||||||11111111111^TRAITANT^Marie||||||20261206103000|||F|||||||10007654321&RADIOLOGUE&Jean';
+      const ack = await sendHl7(atrium.hl7!.port, Buffer.from(documentMessage('ORU^R01^ORU_R01', risStudy.uids.study, 'DOC-1', { pdf }, [obr]), 'utf8'));
+      assert.equal(ack.code, 'AA', ack.text);
+      const cr = (await list(risStudy.uids.study)).find((d) => d.type === 'CR-IMG' && d.current)!;
+      assert.equal(cr.version, 2);
+      const doc = new DOMParser().parseFromString((await fetchDocument(cr.id, risStudy.uids.study)).body.toString('utf8'), 'text/xml').documentElement!;
+      assert.ok(templates(doc).includes('1.3.6.1.4.1.19376.1.2.20'), 'XDS-SD');
+      assert.equal(kid(doc, 'code').getAttribute('code'), '18748-4');
+      const body = kid(kid(doc, 'component'), 'nonXMLBody');
+      const embedded = kid(body, 'text');
+      assert.deepEqual([embedded.getAttribute('mediaType'), embedded.getAttribute('representation')], ['application/pdf', 'B64']);
+      assert.deepEqual(Buffer.from(embedded.textContent!, 'base64'), pdf);
+      assert.equal(kid(kid(kid(doc, 'legalAuthenticator'), 'assignedEntity'), 'id').getAttribute('extension'), '810007654321');
+      assert.equal(kid(kid(kid(doc, 'relatedDocument'), 'parentDocument'), 'id').getAttribute('root'), '1.2.250.1.999.4');
+      assert.deepEqual(patientIdsOf(doc), [[INS_OIDS.NIR_TEST, insValue(ins)]]);
+    });
+
+    it('refuses (AE) a report whose CDA names another patient, and a report for a patient without a qualified INS, keeping nothing', async () => {
+      const m = '1700575222333';
+      const other = parseINS(m + insKeyOf(m), INS_OIDS.NIR_TEST);
+      const before = (await list(risStudy.uids.study)).length;
+      const wrong = await sendHl7(atrium.hl7!.port, Buffer.from(documentMessage('MDM^T10^MDM_T02', risStudy.uids.study, 'DOC-1', { xml: crImgDocumentOf(risCda('1.2.250.1.999.5', other)) }, ['TXA|1|CR|TX|20261206100000']), 'utf8'));
+      assert.equal(wrong.code, 'AE');
+      assert.match(wrong.errorMessage ?? '', /qualified INS/);
+      assert.equal((await list(risStudy.uids.study)).length, before);
+      const unqualified = await sendHl7(atrium.hl7!.port, Buffer.from(documentMessage('MDM^T02^MDM_T02', plain.uids.study, 'DOC-2', { xml: crImgDocumentOf(risCda('1.2.250.1.999.6')) }, ['TXA|1|CR|TX|20261206100000']), 'utf8'));
+      assert.equal(unqualified.code, 'AE');
+      assert.match(unqualified.errorMessage ?? '', /no qualified INS/);
+      assert.deepEqual(await list(plain.uids.study), []);
     });
 
     it('refuses the manifest of a patient without a qualified INS, and makes nothing', async () => {

@@ -38,7 +38,8 @@ import { OutboxConsumer } from '../events/consumer.ts';
 import { appendEvent } from '../events/outbox.ts';
 import type { OutboxEvent } from '../events/outbox.ts';
 import { PollingLoop } from '../lib/polling-loop.ts';
-import { INSError, parseINS, shareableINS, type IdentityStatus, type INS, type PatientIdentity } from '../patients/ins.ts';
+import { parseXml, XmlError } from './dmp/xml.ts';
+import { INSError, insValue, parseINS, shareableINS, type IdentityStatus, type INS, type PatientIdentity } from '../patients/ins.ts';
 import { uidOfName } from './encapsulated-pdf.ts';
 import { loadSignedReport, type SignedReport } from './signed-report.ts';
 import { anatomicRegionOf, CR_IMG_LOINC, crImgDocumentOf, LOINC, type CrImgDose, type CrImgSeries } from './cda-cr-img.ts';
@@ -93,7 +94,7 @@ export interface DocumentMeta {
 
 export class DocumentError extends Error {
   override readonly name = 'DocumentError';
-  constructor(readonly code: 'no-qualified-ins' | 'no-study' | 'incomplete', message: string) {
+  constructor(readonly code: 'no-qualified-ins' | 'no-study' | 'incomplete' | 'invalid-document', message: string) {
     super(message);
   }
 }
@@ -300,6 +301,69 @@ export class StudyDocuments {
     return made ?? (await listStudyDocuments(this.sql, StudyInstanceUID)).find((d) => d.kind === 'KOS' && d.current)!;
   }
 
+  /**
+   * A report the study's site wrote in its own RIS and sent (HL7 ORU^R01 / MDM^T02, T10): a
+   * CR-IMG CDA, kept as sent once checked to be a CR-IMG of this study's patient (their
+   * qualified INS), or a PDF, wrapped in a CR-IMG with a PDF body (XDS-SD). It becomes the
+   * study's current CR-IMG (a new version of the one before), and the study is due for its
+   * manifest. Throws DocumentError: no-qualified-ins, invalid-document, incomplete.
+   */
+  async acceptSiteReport(StudyInstanceUID: string, sent: ReceivedReport): Promise<StudyDocument> {
+    const study = await this.studyFacts(StudyInstanceUID);
+    const identity = await qualifiedIdentity(this.sql, study.patientId);
+    if (!identity) throw new DocumentError('no-qualified-ins', `the patient of study ${StudyInstanceUID} has no qualified INS: no report leaves the site without one`);
+    const previous = await this.current(StudyInstanceUID, 'CR-IMG');
+    const version = previous ? Number(previous.version) + 1 : 1;
+    let xml: string;
+    let uniqueId: string;
+    let setId: string;
+    let signer: SiteReportSigner | undefined;
+    if ('cda' in sent) {
+      const checked = checkCrImg(sent.cda, identity.ins);
+      ({ xml, uniqueId, setId } = checked);
+      signer = checked.signer;
+    } else {
+      if (!sent.signer.rpps) throw new DocumentError('incomplete', 'a PDF report names its signing radiologist by RPPS (OBR-32, TXA-22)');
+      signer = sent.signer;
+      uniqueId = uidOfName(`atrium:cr-img-pdf:${StudyInstanceUID}:${version}:${sent.messageControlId}`);
+      setId = previous?.set_id ?? uidOfName(`atrium:cr-img-set:${StudyInstanceUID}`);
+      const site = this.archive.siteById.get(study.siteId)!;
+      const instances = await this.instancesOf(StudyInstanceUID);
+      xml = crImgDocumentOf({
+        documentId: uniqueId, setId, version, ...(previous ? { replaces: previous.unique_id } : {}),
+        patient: {
+          ins: identity.ins, ...(study.PatientName ? { PatientName: study.PatientName } : {}), ...(study.PatientSex ? { PatientSex: study.PatientSex } : {}),
+          ...(study.PatientBirthDate ? { PatientBirthDate: study.PatientBirthDate } : {}), ...(identity.birthName ? { birthName: identity.birthName } : {}),
+          ...(identity.firstNames ? { firstNames: identity.firstNames } : {}), ...(identity.birthPlaceCode ? { birthPlaceCode: identity.birthPlaceCode } : {}),
+        },
+        site: { name: site.name, finess: site.finess }, signer: { name: sent.signer.name, rpps: sent.signer.rpps }, signedAt: sent.signedAt,
+        requestingPhysician: sent.requestingPhysician ?? { name: study.ReferringPhysicianName ?? 'Inconnu' },
+        order: {
+          placerOrderNumber: sent.placerOrderNumber ?? sent.messageControlId, placerOrderOid: this.siteOid(study.siteId, 'order'),
+          accessionIssuerOid: this.siteOid(study.siteId, 'accession'), ...(study.AccessionNumber ? { AccessionNumber: study.AccessionNumber } : {}),
+        },
+        performedAt: (study.StudyDate ? dateOf(study.StudyDate, study.StudyTime) : undefined) ?? sent.signedAt,
+        acts: [{ modality: instances[0]?.Modality ?? 'OT', bodyPart: '', description: study.StudyDescription ?? 'Examen d\'imagerie', doses: [] }],
+        study: { StudyInstanceUID, series: [] }, clinicalContext: '', clinicalQuestion: '', findings: '', conclusion: '', addenda: [], pdf: sent.pdf,
+      });
+    }
+    const exists = await this.sql.get<{ id: number }>('SELECT id FROM study_documents WHERE unique_id = ?', [uniqueId]);
+    if (exists) throw new DocumentError('invalid-document', `document ${uniqueId} was received already: a new version has an id of its own`);
+    const instances = await this.instancesOf(StudyInstanceUID);
+    const meta = this.metaOf(study, instances, undefined, "CR d'imagerie médicale", 'cda' in sent ? new Date() : sent.signedAt);
+    if (signer?.rpps) {
+      meta.author = {
+        id: `8${signer.rpps}`, family: signer.name, role: { code: '10', scheme: '1.2.250.1.71.1.2.7', display: 'Médecin' },
+        specialty: { code: 'G15_10/SM44', scheme: '1.2.250.1.213.1.1.4.5', display: 'Médecin - Radio-diagnostic (SM)' },
+      };
+    }
+    return this.sql.transaction(async (tx) => {
+      const made = await this.insert(tx, { kind: 'CR-IMG', study, uniqueId, setId, version, fingerprint: `site:${uniqueId}`, content: xml, meta }, previous);
+      await markStudyDocumentsDue(tx, StudyInstanceUID, 'site-report');
+      return made;
+    });
+  }
+
   private async studyFacts(StudyInstanceUID: string): Promise<StudyFacts> {
     const row = await this.sql.get<{
       patient_id: number; site_id: number; pid: string; issuer: string; patient_name: string | null; birth_date: string | null; sex: string | null;
@@ -476,6 +540,53 @@ export class StudyDocuments {
       }, previous);
     });
   }
+}
+
+export interface SiteReportSigner { name: string; rpps?: string }
+
+/** A report as a site's RIS sends it: its CR-IMG, or a PDF and who signed it. */
+export type ReceivedReport =
+  | { cda: Buffer }
+  | { pdf: Buffer; signer: SiteReportSigner; signedAt: Date; requestingPhysician?: { name: string; rpps?: string }; placerOrderNumber?: string; messageControlId: string };
+
+const HL7V3 = 'urn:hl7-org:v3';
+
+/**
+ * A CDA a site sent, checked to be a CR-IMG (LOINC 18748-4, the CI-SIS IMG-CR-IMG or XDS-SD
+ * template) of the patient whose qualified INS is `ins`: its text as sent, its ids, its legal authenticator.
+ */
+function checkCrImg(cda: Buffer, ins: INS): { xml: string; uniqueId: string; setId: string; signer?: SiteReportSigner } {
+  const xml = cda.toString('utf8');
+  let root: Element | null;
+  try {
+    root = parseXml(xml).documentElement;
+  } catch (e) {
+    if (!(e instanceof XmlError)) throw e;
+    throw new DocumentError('invalid-document', `the report is ${e.message.split('\n')[0]}`);
+  }
+  if (!root || root.localName !== 'ClinicalDocument' || root.namespaceURI !== HL7V3) throw new DocumentError('invalid-document', 'the report is not a CDA R2 ClinicalDocument');
+  const children = (e: Element, name: string) => Array.from(e.childNodes).filter((n): n is Element => n.nodeType === 1 && (n as Element).localName === name && (n as Element).namespaceURI === HL7V3);
+  const first = (e: Element | undefined, name: string) => (e ? children(e, name)[0] : undefined);
+  if (first(root, 'code')?.getAttribute('code') !== CR_IMG_LOINC) throw new DocumentError('invalid-document', `the document is not an imaging report (code ${CR_IMG_LOINC})`);
+  const templates = children(root, 'templateId').map((t) => t.getAttribute('root'));
+  if (!templates.includes('1.2.250.1.213.1.1.1.45') && !templates.includes('1.3.6.1.4.1.19376.1.2.20')) {
+    throw new DocumentError('invalid-document', 'the document follows neither the CI-SIS CR-IMG template (1.2.250.1.213.1.1.1.45) nor XDS-SD (1.3.6.1.4.1.19376.1.2.20)');
+  }
+  const patientIds = children(first(first(root, 'recordTarget'), 'patientRole') ?? root, 'id');
+  if (!patientIds.some((i) => i.getAttribute('root') === ins.oid && i.getAttribute('extension') === insValue(ins))) {
+    throw new DocumentError('invalid-document', "the document's patient is not named by the study's patient's qualified INS");
+  }
+  const id = first(root, 'id');
+  const idRoot = id?.getAttribute('root') ?? '';
+  if (idRoot === '') throw new DocumentError('invalid-document', 'the document has no id');
+  const extension = id?.getAttribute('extension');
+  const legal = first(first(root, 'legalAuthenticator'), 'assignedEntity');
+  const rpps = first(legal, 'id')?.getAttribute('extension');
+  const name = first(first(legal, 'assignedPerson'), 'name');
+  return {
+    xml, uniqueId: extension ? `${idRoot}^${extension}` : idRoot, setId: first(root, 'setId')?.getAttribute('root') ?? idRoot,
+    ...(legal ? { signer: { name: name?.textContent?.trim().replace(/\s+/g, ' ') ?? '', ...(rpps?.startsWith('8') ? { rpps: rpps.slice(1) } : {}) } } : {}),
+  };
 }
 
 /** The accession number the request gave, when the images carry none (a site whose modality does not fill it). */

@@ -15,6 +15,8 @@ import { Hl7SyntaxError, findSegment, parseMessage, valueOf, type Hl7Message } f
 import { AuditTrail, patientRef } from '../access/audit.ts';
 import { applyOrderMessage } from './order-messages.ts';
 import { applyPatientMessage, patientTriggers } from './patient-messages.ts';
+import { applyDocumentMessage, documentTriggers } from './document-messages.ts';
+import { StudyDocuments } from '../exchange/study-documents.ts';
 import { isTeleradiologyVolet, TeleradiologyVoletReceiver } from './teleradiology-volet.ts';
 
 /** Message types and trigger events served, by MSH-9.1. */
@@ -22,6 +24,7 @@ const supported: Record<string, readonly string[]> = {
   ADT: patientTriggers,
   ORM: ['O01'],
   OMI: ['O23'],
+  ...documentTriggers,
 };
 
 /** MSH-12 versions accepted: 2.3 to 2.8 (the fields read here did not move across them). */
@@ -40,10 +43,13 @@ export class Hl7Receiver {
     teleradiology?: TeleradiologyConfig,
   ) {
     this.audit = new AuditTrail(archive.index.sql);
+    this.documents = new StudyDocuments(archive, {}, logger);
     if (teleradiology) this.volet = new TeleradiologyVoletReceiver(archive, teleradiology);
   }
 
   private readonly audit: AuditTrail;
+  /** Reports the sites' RIS send (ORU^R01, MDM^T02/T10 with a CR-IMG or a PDF): study documents for the DMP. */
+  private readonly documents: StudyDocuments;
   /** Requests of the CI-SIS teleradiology volet (MSH-21), when teleradiology is served. */
   private readonly volet: TeleradiologyVoletReceiver | undefined;
 
@@ -134,7 +140,7 @@ export class Hl7Receiver {
     const type = valueOf(msh, 9, 1), trigger = valueOf(msh, 9, 2);
     const triggers = Object.hasOwn(supported, type) ? supported[type] : undefined;
     if (!triggers) {
-      throw new Hl7Error('AR', Hl7ErrorCode.unsupportedMessageType, `message type ${JSON.stringify(type)} is not supported (ADT, ORM, OMI)`, { segment: 'MSH', field: 9, component: 1 });
+      throw new Hl7Error('AR', Hl7ErrorCode.unsupportedMessageType, `message type ${JSON.stringify(type)} is not supported (ADT, ORM, OMI, ORU, MDM)`, { segment: 'MSH', field: 9, component: 1 });
     }
     if (!triggers.includes(trigger)) {
       throw new Hl7Error('AR', Hl7ErrorCode.unsupportedEventCode, `${type}^${trigger} is not supported (${type} ${triggers.join(', ')})`, { segment: 'MSH', field: 9, component: 2 });
@@ -148,6 +154,16 @@ export class Hl7Receiver {
       if (!this.volet) throw new Hl7Error('AR', Hl7ErrorCode.unsupportedMessageType, 'this Atrium does not serve the CI-SIS teleradiology volet (MSH-21)', { segment: 'MSH', field: 21 });
       // The volet runs the teleradiology workflow's own transactions; its steps are audited there.
       await this.volet.apply(message, { site, sender, messageControlId: ctx.messageControlId });
+      return;
+    }
+    if (Object.hasOwn(documentTriggers, type)) {
+      // The documents module runs its own transactions (the report, then its study's manifest).
+      const done = await applyDocumentMessage(this.archive, this.documents, message, ctx);
+      await this.audit.record({
+        action: 'store', outcome: 'success', actor: `${application}@${facility}`, actorKind: 'hl7-sender', site: site.code, via: 'hl7',
+        StudyInstanceUID: done.StudyInstanceUID, patients: [patientRef(site.code, done.IssuerOfPatientID, done.PatientID)],
+        details: { message: `${type}^${trigger}`, controlId: ctx.messageControlId, document: done.document.id, kind: done.document.kind, version: done.document.version },
+      });
       return;
     }
     await this.archive.index.sql.transaction(async (tx) => {
