@@ -228,7 +228,7 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
       },
     },
     {
-      route: /^\/api\/identity-reviews\/:id$/,
+      route: /^\/api\/identity-reviews\/:id(\/|$)/,
       siteB: async () => {
         const patientId = await southRecord('RS-1');
         await atrium.archive.index.sql.transaction((tx) => openReview(tx, 'traits-conflict', patientId, null, 'route access test'));
@@ -257,6 +257,7 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
   /** Valid bodies, so that the call reaches the decision rather than the schema's 400. */
   const bodies: Record<string, unknown> = {
     'POST /api/identity-reviews/:id': { accept: false },
+    'POST /api/identity-reviews/:id/insi': {},
     'POST /api/teleradiology/requests/:id/protocol': { decision: 'validated' },
     'POST /api/teleradiology/requests/:id/return': { reason: 'images manquantes' },
     'POST /api/teleradiology/requests/:id/assign': { login: 'rad.nord' },

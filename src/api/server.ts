@@ -12,6 +12,7 @@ import { AccessTokenVerifier, OidcIssuer, OidcRelyingParty } from '../access/oid
 import { SessionStore } from '../access/sessions.ts';
 import { UserDirectory } from '../access/users.ts';
 import { identityRoutes } from './identities.ts';
+import { SoapInsiClient } from '../patients/insi.ts';
 import { correctionRoutes } from './corrections.ts';
 import { forwardingRoutes } from './forwarding.ts';
 import { shareLinkRoutes, sharingRoutes } from './sharing.ts';
@@ -147,7 +148,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   });
   await app.register(workitemRoutes, { prefix: '/dicom-web/workitems', archive, config: config.teleradiology, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive, peers: config.peers });
-  await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive });
+  await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive, ...(config.insi.endpoint ? { insi: new SoapInsiClient(config.insi) } : {}) });
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
   await app.register(patientRoutes, { prefix: '/api/patients', archive });
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });

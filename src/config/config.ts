@@ -68,6 +68,8 @@ export interface AtriumConfig {
   teleradiology: TeleradiologyConfig;
   /** Publication of reports and manifests in the DMP (src/exchange/dmp/): off without an endpoint. */
   dmp: DmpConfig;
+  /** The CNAM's INSi teleservice (src/patients/insi.ts): off without an endpoint. */
+  insi: InsiConfig;
   log: { level: string };
 }
 
@@ -106,6 +108,32 @@ export interface DmpSiteConfig {
   sector: DmpCoded;
   /** practiceSettingCode (TRE_A01). */
   practiceSetting: DmpCoded;
+}
+
+/**
+ * INSi, the CNAM's identity teleservice: its endpoint (https, SOAP 1.2), and per site the
+ * organisation certificate that authenticates the site (TLS client). Certificates and keys are
+ * files; a key's passphrase comes from the environment only (keyPassphraseEnv names the variable).
+ */
+export interface InsiConfig {
+  /** Off (no INSi call possible) unless set. */
+  endpoint?: string;
+  /** The authorities INSi's server certificate is checked against (PEM file). */
+  caFile?: string;
+  timeoutMs: number;
+  /** The software as approved by the CNAM (ContexteLPS: name, version, IDAM approval number). */
+  software: { name: string; version: string; approval: string };
+  /** ContexteLPS Emetteur; default: the calling site's code. */
+  emitter?: string;
+  sites: InsiSiteConfig[];
+}
+
+export interface InsiSiteConfig {
+  site: string;
+  certFile: string;
+  keyFile: string;
+  /** Name of the environment variable holding the key's passphrase (never the passphrase itself). */
+  keyPassphraseEnv?: string;
 }
 
 export interface TeleradiologyConfig {
@@ -423,6 +451,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
       timeoutMs: 30_000, vihfIssuer: 'urn:atrium', software: { name: 'Atrium', version: '0.1.0', approval: '' },
       retry: { baseDelayMs: 30_000, maxDelayMs: 3_600_000, maxAttempts: 48 }, pollMs: 1_000, sites: [],
     },
+    insi: { timeoutMs: 15_000, software: { name: 'Atrium', version: '0.1.0', approval: '' }, sites: [] },
     log: { level: 'info' },
   };
 }
@@ -523,6 +552,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   parseAuth(obj(raw, 'auth'), env, config);
   parseTeleradiology(obj(raw, 'teleradiology'), config);
   parseDmp(obj(raw, 'dmp'), config);
+  parseInsi(obj(raw, 'insi'), config);
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;
@@ -916,6 +946,56 @@ function parseDmp(d: Record<string, unknown>, config: AtriumConfig): void {
     if (seen.has(s.site)) throw new ConfigError(`${where}.sites names ${s.site} twice`);
     seen.add(s.site);
   }
+}
+
+function parseInsi(d: Record<string, unknown>, config: AtriumConfig): void {
+  const c = config.insi;
+  const where = 'insi';
+  const known = new Set(['endpoint', 'caFile', 'timeoutMs', 'software', 'emitter', 'sites']);
+  const unknown = Object.keys(d).find((k) => !known.has(k));
+  if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
+  const file = (value: string, key: string): string => {
+    if (!existsSync(value)) throw new ConfigError(`${key}: file not found: ${value}`);
+    return value;
+  };
+  const endpoint = str(d, 'endpoint');
+  if (endpoint !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new ConfigError(`${where}.endpoint is not a URL`);
+    }
+    // INSi authenticates the site by its certificate: there is no plain-HTTP mode.
+    if (url.protocol !== 'https:') throw new ConfigError(`${where}.endpoint must be an https URL`);
+    c.endpoint = endpoint;
+    c.caFile = file(required(d, 'caFile', where), `${where}.caFile`);
+  }
+  c.timeoutMs = num(d, 'timeoutMs') ?? c.timeoutMs;
+  if (c.timeoutMs < 100 || c.timeoutMs > 120_000) throw new ConfigError(`${where}.timeoutMs must be between 100 and 120000`);
+  const software = obj(d, 'software');
+  c.software = { name: str(software, 'name') ?? c.software.name, version: str(software, 'version') ?? c.software.version, approval: str(software, 'approval') ?? c.software.approval };
+  const emitter = str(d, 'emitter');
+  if (emitter !== undefined) c.emitter = emitter;
+  if (d.sites === undefined) return;
+  if (!Array.isArray(d.sites)) throw new ConfigError(`${where}.sites must be a list`);
+  const siteKeys = new Set(['site', 'certFile', 'keyFile', 'keyPassphraseEnv']);
+  const seen = new Set<string>();
+  c.sites = d.sites.map((entry: unknown, i) => {
+    const at = `${where}.sites[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${at} must be a mapping`);
+    const e = entry as Record<string, unknown>;
+    if (e.keyPassphrase !== undefined || e.key !== undefined) throw new ConfigError(`${at}: a key or its passphrase never goes in the file: keyFile, and keyPassphraseEnv names the environment variable holding the passphrase`);
+    const extra = Object.keys(e).find((k) => !siteKeys.has(k));
+    if (extra) throw new ConfigError(`${at}.${extra} is not a key of ${at} (${[...siteKeys].join(', ')})`);
+    const site = required(e, 'site', at);
+    if (!config.sites.some((s) => s.code === site)) throw new ConfigError(`${at}.site ${site} is not a configured site`);
+    if (seen.has(site)) throw new ConfigError(`${where}.sites names ${site} twice`);
+    seen.add(site);
+    const keyPassphraseEnv = str(e, 'keyPassphraseEnv');
+    if (keyPassphraseEnv !== undefined && !/^[A-Z_][A-Z0-9_]*$/.test(keyPassphraseEnv)) throw new ConfigError(`${at}.keyPassphraseEnv must name an environment variable`);
+    return { site, certFile: file(required(e, 'certFile', at), `${at}.certFile`), keyFile: file(required(e, 'keyFile', at), `${at}.keyFile`), ...(keyPassphraseEnv !== undefined ? { keyPassphraseEnv } : {}) };
+  });
 }
 
 function parseAudit(a: Record<string, unknown>, config: AtriumConfig): void {

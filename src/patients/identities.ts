@@ -10,7 +10,7 @@ import { foldPersonName } from '../dicom/person-name.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import { insValue, type IdentityStatus, type INS } from './ins.ts';
 
-export type IdentitySource = 'hl7' | 'dicom' | 'manual';
+export type IdentitySource = 'hl7' | 'dicom' | 'manual' | 'insi';
 
 /** What a source says about the identity of a patient record. */
 export interface IdentityClaim {
@@ -25,7 +25,7 @@ export interface IdentityClaim {
   birthPlace?: string;
 }
 
-export type ReviewKind = 'link-candidate' | 'traits-conflict' | 'ins-conflict' | 'ins-invalid' | 'order-mismatch';
+export type ReviewKind = 'link-candidate' | 'traits-conflict' | 'ins-conflict' | 'ins-invalid' | 'order-mismatch' | 'insi-several';
 
 export interface IdentityOutcome {
   /** The person the record now belongs to, when linked. */
