@@ -219,6 +219,22 @@ for (const engine of testDatabases()) {
       assert.equal(dmp.entries.find((e) => e.entryUUID === m.entryUUID)!.patientId, `${other.matricule}${other.key}^^^&${INS_OIDS.NIR_TEST}&ISO^NH`);
     });
 
+    it('holds a replacement until the document it replaces is published, without counting it as an attempt, then replaces it', async () => {
+      const ins = testINS('2840763220240');
+      const study = '1.2.826.0.1.3680043.10.999.10';
+      const first = await makeFinal(report(qualified(ins), study));
+      const corrected = await makeFinal(report(qualified(ins), study), first.id);
+      dmp.failNext = { path: '/repository', count: 1, fault: { code: 'soap:Receiver', subcode: 'XDSRepositoryBusy', reason: 'occupé' } };
+      await run();
+      const waiting = (await publicationOf(corrected.id))!;
+      assert.deepEqual([waiting.state, waiting.attempts, waiting.error?.code], ['pending', 0, 'waiting']);
+      await run(new Date(Date.now() + 600_000));
+      const p = (await publicationOf(corrected.id))!;
+      assert.deepEqual([p.state, p.attempts], ['published', 1]);
+      assert.equal((await publicationOf(first.id))!.state, 'replaced');
+      assert.equal(dmp.entries.find((e) => e.uniqueId === first.uniqueId)!.status, xds.deprecated);
+    });
+
     it('unpublishes with ITI-57 (status Deleted) a withdrawn manifest and every document of a study whose images are all gone', async () => {
       const ins = testINS('2840763220240');
       const kos = await makeFinal(manifest(qualified(ins), '1.2.826.0.1.3680043.10.999.3'));

@@ -207,6 +207,9 @@ export class DmpPublicationQueue extends OutboxConsumer {
   }
 }
 
+/** Not yet: the document it replaces is still on its way; tried again later, not counted as an attempt. */
+class Waiting extends Error {}
+
 /** What no retry mends: the row ends in `state` with this code at once. */
 class Settled extends Error {
   constructor(readonly state: PublicationState, readonly code: string, message: string) {
@@ -291,6 +294,11 @@ export class DmpPublisher {
       this.logger.info({ publication: Number(row.id), action: row.action, state: done.state }, 'DMP publication ended');
       return true;
     } catch (e) {
+      if (e instanceof Waiting) {
+        await sql.run(`UPDATE dmp_publications SET last_error_code = 'waiting', last_error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'pending' AND next_attempt_at = ?`,
+          [e.message, new Date(Date.now() + this.config.retry.baseDelayMs).toISOString(), new Date().toISOString(), row.id, lease]);
+        return false;
+      }
       const settled = e instanceof Settled ? e : e instanceof DmpRefusal && !e.transient ? new Settled('refused', e.code, e.message) : undefined;
       const code = settled?.code ?? (e instanceof DmpRefusal ? e.code : (e as Error).name === 'DmpUnavailable' ? 'unavailable' : 'error');
       const message = (e as Error).message;
@@ -333,6 +341,13 @@ export class DmpPublisher {
     const ins = doc.patient.identity ? shareableINS(doc.patient.identity) : undefined;
     if (!ins) throw new Settled('no-ins', 'no-qualified-ins', 'the patient has no qualified INS: nothing was sent to the DMP');
     const { caller, facility } = this.callerFor(site.code, doc.author, row.mode);
+    let replaces: Row | undefined;
+    if (row.replaces_document_id !== null) {
+      replaces = await this.archive.index.sql.get<Row>(`SELECT * FROM dmp_publications WHERE document_id = ? AND action = 'publish'`, [row.replaces_document_id]);
+      // The previous document still on its way: this one waits for it, so that it replaces it.
+      if (replaces?.state === 'pending') throw new Waiting(`waiting for the publication of document ${row.replaces_document_id}, which this one replaces`);
+      if (replaces?.state !== 'published') replaces = undefined;
+    }
     const existence = await this.client.testExistence(caller, ins);
     if (existence.opposition) {
       await this.archive.index.sql.run(
@@ -342,13 +357,6 @@ export class DmpPublisher {
       throw new Settled('opposed', 'patient-opposition', 'the patient opposed access to their DMP: nothing was sent');
     }
     if (!existence.exists || existence.closed) throw new Settled('no-dmp', existence.closed ? 'dmp-closed' : 'dmp-absent', existence.closed ? 'the patient\'s DMP is closed' : 'the patient has no DMP');
-    let replaces: Row | undefined;
-    if (row.replaces_document_id !== null) {
-      replaces = await this.archive.index.sql.get<Row>(`SELECT * FROM dmp_publications WHERE document_id = ? AND action = 'publish'`, [row.replaces_document_id]);
-      // The previous document still on its way: this one waits for it, so that it replaces it.
-      if (replaces?.state === 'pending') throw new Error(`waiting for the publication of ${row.replaces_document_id}, which this document replaces`);
-      if (replaces?.state !== 'published') replaces = undefined;
-    }
     if (replaces && (replaces.ins !== insValue(ins) || replaces.ins_oid !== ins.oid)) {
       // The new version is filed under another patient (a study moved): RPLC cannot cross
       // patients, so the old entry leaves its patient's DMP and the new one is published afresh.
