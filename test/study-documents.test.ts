@@ -417,6 +417,20 @@ for (const engine of testDatabases()) {
       assert.equal(Number(refused!.n), 1);
     });
 
+    it('withdraws a study\'s documents when the study moves to a patient without a qualified INS', async () => {
+      const before = (await list(risStudy.uids.study)).filter((d) => d.current);
+      assert.deepEqual(before.map((d) => d.type).sort(), ['CR-IMG', 'KOS']);
+      const moved = await call('admin.sud', 'POST', '/api/corrections/study-move', { StudyInstanceUID: risStudy.uids.study, PatientID: 'DOC-2', reason: 'mauvais patient' });
+      assert.equal(moved.status, 201, await moved.text());
+      await new StudyDocumentsConsumer(atrium.archive.outbox, 'study-documents-test', pino({ level: 'silent' }), 100, 100).drain();
+      const after = await list(risStudy.uids.study);
+      assert.deepEqual(after.filter((d) => d.current), [], 'nothing current names the previous patient');
+      const withdrawn = await atrium.archive.index.sql.all<{ payload_json: string }>(`SELECT payload_json FROM outbox WHERE type = 'document.withdrawn'`);
+      assert.deepEqual(withdrawn.map((w) => Number((JSON.parse(w.payload_json) as { documentId: string }).documentId)).sort(), before.map((d) => d.id).sort());
+      const kos = await atrium.archive.index.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM instances WHERE sop_instance_uid = ?', [before.find((d) => d.type === 'KOS')!.uniqueId]);
+      assert.equal(Number(kos!.n), 0, 'the manifest naming the previous patient left the study');
+    });
+
     it('answers another site\'s administrator as for a study that does not exist, and records the refusal', async () => {
       const foreign = await call('admin.nord', 'GET', `/api/studies/${knee.uids.study}/documents`);
       assert.equal(foreign.status, 404);

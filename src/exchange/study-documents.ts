@@ -255,6 +255,8 @@ export class StudyDocuments {
     } catch (e) {
       // A study without a qualified INS (or gone) stays without documents: nothing to retry.
       const final = e instanceof DocumentError;
+      // Moved to a patient without a qualified INS: what was made for the previous one is withdrawn.
+      if (e instanceof DocumentError && e.code === 'no-qualified-ins') await this.withdrawCurrent(StudyInstanceUID);
       await this.sql.run(`UPDATE study_documents_due SET leased_until = ?, last_error = ? WHERE study_instance_uid = ? AND leased_until = ?`,
         [final ? '9999-12-31T00:00:00.000Z' : new Date(Date.now() + 30_000).toISOString(), (e as Error).message, StudyInstanceUID, lease]);
       if (final) await this.sql.run('DELETE FROM study_documents_due WHERE study_instance_uid = ? AND due_at = ?', [StudyInstanceUID, mark.due_at]);
@@ -264,6 +266,32 @@ export class StudyDocuments {
     // Marked again meanwhile (due_at moved): kept for the next pass.
     await this.sql.run('DELETE FROM study_documents_due WHERE study_instance_uid = ? AND due_at = ?', [StudyInstanceUID, mark.due_at]);
     return true;
+  }
+
+  /**
+   * Withdraws a study's current documents (document.withdrawn for the DMP publication), its
+   * manifest leaving the study: they name a patient the study no longer belongs to.
+   */
+  private async withdrawCurrent(StudyInstanceUID: string): Promise<number> {
+    return this.sql.transaction(async (tx) => {
+      const rows = await tx.all<DocumentRow>(`SELECT ${columns} FROM study_documents WHERE study_instance_uid = ? AND current = 1`, [StudyInstanceUID]);
+      const at = new Date().toISOString();
+      for (const r of rows) {
+        await tx.run('UPDATE study_documents SET current = 0, updated_at = ? WHERE id = ?', [at, r.id]);
+        if (r.kind === 'KOS') await this.unindexManifest(tx, r.unique_id, 'manifest-withdrawn');
+        await appendEvent(tx, 'document.withdrawn', { documentId: String(r.id) }, at);
+      }
+      return rows.length;
+    });
+  }
+
+  /** A manifest leaves the study's index; its file stays, named in the history. */
+  private async unindexManifest(tx: SqlDatabase, SOPInstanceUID: string, reason: string): Promise<void> {
+    const old = await tx.get<{ blob_key: string; size: number; sha256: string }>('SELECT blob_key, size, sha256 FROM instances WHERE sop_instance_uid = ?', [SOPInstanceUID]);
+    if (!old) return;
+    await this.archive.index.deleteInstanceIndexIn(tx, SOPInstanceUID);
+    await tx.run('INSERT INTO instance_history (sop_instance_uid, blob_key, size, sha256, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      [SOPInstanceUID, old.blob_key, old.size, old.sha256, reason, new Date().toISOString()]);
   }
 
   /**
@@ -526,14 +554,7 @@ export class StudyDocuments {
     if (!stored.ok) throw new Error(`the archive refused the manifest: ${stored.error.message}`);
     return this.sql.transaction(async (tx) => {
       // One manifest in the study: the version it replaces leaves the index (its file stays, in the history).
-      if (previous) {
-        const old = await tx.get<{ blob_key: string; size: number; sha256: string }>('SELECT blob_key, size, sha256 FROM instances WHERE sop_instance_uid = ?', [previous.unique_id]);
-        if (old && previous.unique_id !== SOPInstanceUID) {
-          await this.archive.index.deleteInstanceIndexIn(tx, previous.unique_id);
-          await tx.run('INSERT INTO instance_history (sop_instance_uid, blob_key, size, sha256, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-            [previous.unique_id, old.blob_key, old.size, old.sha256, 'manifest-replaced', new Date().toISOString()]);
-        }
-      }
+      if (previous && previous.unique_id !== SOPInstanceUID) await this.unindexManifest(tx, previous.unique_id, 'manifest-replaced');
       return this.insert(tx, {
         kind: 'KOS', study, uniqueId: SOPInstanceUID, setId: SeriesInstanceUID, version, fingerprint, content: published.toString('base64'),
         meta: this.metaOf(study, instances, report, `Manifeste d'images${study.StudyDescription ? ` - ${study.StudyDescription}` : ''}`, input.createdAt),
