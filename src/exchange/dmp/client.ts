@@ -127,7 +127,9 @@ export class DmpClient {
       + `<hl7:value root="${esc(ins.oid)}" extension="${esc(insValue(ins))}"/><hl7:semanticsText>Patient.Id</hl7:semanticsText>`
       + '</hl7:patientIdentifier></hl7:parameterList></hl7:queryByParameter></hl7:controlActProcess></hl7:PRPA_IN201307UV02>';
     const answer = await this.call(dmpPaths.patients, dmpActions.existenceTest, caller, dmpPatientId(ins), body);
-    const status = first(answer.envelope, ns.hl7, 'dmpStatus')?.getAttribute('code') ?? '';
+    const status = first(answer.envelope, ns.hl7, 'dmpStatus')?.getAttribute('code');
+    // An answer that says nothing of the DMP is not taken for "no DMP".
+    if (status === undefined || status === null) throw new DmpRefusal('TD0.2', 'the existence test answered without the DMP\'s status');
     const opposition = first(answer.envelope, ns.hl7, 'oppositionProfessionals')?.getAttribute('value') === 'true';
     return { exists: status === 'active' || status === 'closed', closed: status === 'closed', opposition };
   }
