@@ -181,16 +181,16 @@ interface StudyFacts {
   StudyDate?: string; StudyTime?: string; StudyID?: string; ReferringPhysicianName?: string; StudyDescription?: string; AccessionNumber?: string;
 }
 
-interface InstanceFacts { SeriesInstanceUID: string; Modality: string; SOPClassUID: string; SOPInstanceUID: string; image: boolean; metadata: string }
+interface InstanceFacts { SeriesInstanceUID: string; Modality: string; SOPClassUID: string; SOPInstanceUID: string; image: boolean }
 
 const some = (v: string | null): v is string => v !== null && v !== '';
 
 /** Radiation dose indices read from the objects' headers: CTDIvol (0018,9345), the largest; DAP (0018,115E), summed. */
-function dosesOf(instances: InstanceFacts[]): CrImgDose[] {
+function dosesOf(headers: string[]): CrImgDose[] {
   let ctdi: number | undefined;
   let dap = 0;
-  for (const i of instances) {
-    const json = JSON.parse(i.metadata) as Record<string, { Value?: unknown[] }>;
+  for (const h of headers) {
+    const json = JSON.parse(h) as Record<string, { Value?: unknown[] }>;
     const c = Number(json['00189345']?.Value?.[0]);
     if (Number.isFinite(c) && c > 0) ctdi = Math.max(ctdi ?? 0, c);
     const d = Number(json['0018115E']?.Value?.[0]);
@@ -413,15 +413,23 @@ export class StudyDocuments {
 
   /** The study's objects, its manifests left out. */
   private async instancesOf(StudyInstanceUID: string): Promise<InstanceFacts[]> {
-    const rows = await this.sql.all<{ series_instance_uid: string; modality: string | null; sop_class_uid: string; sop_instance_uid: string; pixel_rows: number | null; metadata_json: string }>(
-      `SELECT se.series_instance_uid, se.modality, i.sop_class_uid, i.sop_instance_uid, i.pixel_rows, i.metadata_json
+    const rows = await this.sql.all<{ series_instance_uid: string; modality: string | null; sop_class_uid: string; sop_instance_uid: string; pixel_rows: number | null }>(
+      `SELECT se.series_instance_uid, se.modality, i.sop_class_uid, i.sop_instance_uid, i.pixel_rows
          FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
         WHERE s.study_instance_uid = ? AND se.series_instance_uid <> ? ORDER BY se.series_number, se.id, i.instance_number, i.id`,
       [StudyInstanceUID, manifestSeriesUID(StudyInstanceUID)]);
     return rows.map((r) => ({
       SeriesInstanceUID: r.series_instance_uid, Modality: r.modality ?? 'OT', SOPClassUID: r.sop_class_uid, SOPInstanceUID: r.sop_instance_uid,
-      image: r.pixel_rows !== null, metadata: r.metadata_json,
+      image: r.pixel_rows !== null,
     }));
+  }
+
+  /** The stored headers of the study's X-ray objects, read only when a report is built (the dose indices are in them). */
+  private async doseHeaders(StudyInstanceUID: string): Promise<string[]> {
+    const rows = await this.sql.all<{ metadata_json: string }>(
+      `SELECT i.metadata_json FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
+        WHERE s.study_instance_uid = ? AND se.modality IN ('CT', 'DX', 'CR', 'RF', 'XA', 'MG', 'IO', 'PX', 'RG')`, [StudyInstanceUID]);
+    return rows.map((r) => r.metadata_json);
   }
 
   private async latestFinalReport(StudyInstanceUID: string): Promise<SignedReport | undefined> {
@@ -507,7 +515,7 @@ export class StudyDocuments {
         ...(study.AccessionNumber ? { AccessionNumber: study.AccessionNumber } : {}),
       },
       performedAt: r.observedAt,
-      acts: [{ modality: r.modality, bodyPart: r.bodyPart, description: r.protocol, doses: dosesOf(instances) }],
+      acts: [{ modality: r.modality, bodyPart: r.bodyPart, description: r.protocol, doses: dosesOf(await this.doseHeaders(study.StudyInstanceUID)) }],
       study: { StudyInstanceUID: study.StudyInstanceUID, series: seriesOf(instances), ...(this.dicomwebBaseUrl() ? { wadoBaseUrl: this.dicomwebBaseUrl()! } : {}) },
       clinicalContext: r.clinicalContext, clinicalQuestion: r.clinicalQuestion,
       findings: [...Object.entries(r.fields).filter(([, v]) => v.trim() !== '').map(([k, v]) => `${k} : ${v}`), r.findings].join('\n'),
