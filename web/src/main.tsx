@@ -8,6 +8,7 @@ import { SearchPage } from './pages/SearchPage.tsx';
 import { TimelinePage } from './pages/TimelinePage.tsx';
 import { MyStudiesPage } from './pages/MyStudiesPage.tsx';
 import { SharePage } from './pages/SharePage.tsx';
+import { IdentityReviewsPage } from './pages/IdentityReviewsPage.tsx';
 import { TelePages } from './tele/TelePages.tsx';
 import './styles.css';
 
@@ -20,6 +21,11 @@ const ViewerPage = lazy(() => loadViewer().then((m) => ({ default: m.ViewerPage 
 /** Patients and share-link holders see their own exams, never a search of others. */
 function seesOwnExamsOnly(me: Me): boolean {
   return me.kind === 'share-link' || (me.roles.length > 0 && me.roles.every((r) => r === 'patient'));
+}
+
+/** Site and territory administrators hold the identitovigilance's reviews. */
+function reviewsIdentities(me: Me): boolean {
+  return me.roles.includes('site-admin') || me.roles.includes('territory-admin');
 }
 
 function App() {
@@ -50,6 +56,7 @@ function App() {
   else if (study) page = <ViewerPage StudyInstanceUID={study} language={language} />;
   else if (seesOwnExamsOnly(me)) page = <MyStudiesPage language={language} />;
   else if (path === '/tele' || path.startsWith('/tele/')) page = <TelePages me={me} path={path} query={query} language={language} />;
+  else if (path === '/identities' && reviewsIdentities(me)) page = <IdentityReviewsPage language={language} />;
   else if (path === '/patients') page = <TimelinePage language={language} site={query.get('site') ?? ''} PatientID={query.get('PatientID') ?? ''} />;
   else page = <SearchPage language={language} />;
 
@@ -59,6 +66,9 @@ function App() {
         <a className="brand" href="/app/" onClick={(e) => { e.preventDefault(); navigate('/'); }}>{t.appName}</a>
         {me !== 'loading' && me !== undefined && !seesOwnExamsOnly(me) && (
           <a className="link" href="/app/tele" data-testid="nav-tele" onClick={(e) => { e.preventDefault(); navigate('/tele'); }}>{language === 'fr' ? 'Téléradiologie' : 'Teleradiology'}</a>
+        )}
+        {me !== 'loading' && me !== undefined && reviewsIdentities(me) && (
+          <a className="link" href="/app/identities" data-testid="nav-identities" onClick={(e) => { e.preventDefault(); navigate('/identities'); }}>{language === 'fr' ? 'Identitovigilance' : 'Identity monitoring'}</a>
         )}
         <span className="spacer" />
         {me !== 'loading' && me !== undefined && <span className="who" data-testid="who">{me.name}</span>}
