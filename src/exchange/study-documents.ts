@@ -20,6 +20,9 @@
  *     id / the SOP Instance UID), `setId` and `version` (a new version replaces: `replacesId`
  *     names the document it replaces, whose `current` is then false), `StudyInstanceUID`,
  *     `patientId` (index id of the study's patient record).
+ *   - The documents themselves, pure: `crImgOfSignedReport(report, { identity, site, study, ... })`
+ *     (or cda-cr-img.ts `crImgDocumentOf` for any input, PDF body included) gives the CR-IMG
+ *     XML; kos-manifest.ts `kosManifestOf(input)` the KOS Part 10 Buffer.
  *   - `StudyDocuments.buildForStudy(StudyInstanceUID)` builds what is due now; the HTTP API
  *     and the worker call it, so a caller never has to.
  *
@@ -309,8 +312,14 @@ export class StudyDocuments {
     withRequestAccession(study, report);
     const built: StudyDocument[] = [];
     if (report) {
-      const doc = await this.buildReport(study, identity, instances, report);
-      if (doc) built.push(doc);
+      try {
+        const doc = await this.buildReport(study, identity, instances, report);
+        if (doc) built.push(doc);
+      } catch (e) {
+        // A report that cannot be a CR-IMG (its signer has no RPPS) does not keep the images from their manifest.
+        if (!(e instanceof DocumentError) || e.code !== 'incomplete') throw e;
+        this.logger.warn({ err: e.message }, 'no CR-IMG for this report');
+      }
     }
     const manifest = await this.buildManifestWith(study, identity, instances, report);
     if (manifest) built.push(manifest);
@@ -491,7 +500,6 @@ export class StudyDocuments {
   }
 
   private async buildReport(study: StudyFacts, identity: Identity, instances: InstanceFacts[], r: SignedReport): Promise<StudyDocument | undefined> {
-    if (!r.signer.rpps) throw new DocumentError('incomplete', `the radiologist who signed report ${r.reportId} has no RPPS: the CR-IMG names its legal authenticator by RPPS`);
     const fingerprint = `report:${r.reportId}:${r.status}:${r.addenda.length}:${identity.ins.oid}:${identity.ins.matricule}:${study.patientId}`;
     const previous = await this.current(study.StudyInstanceUID, 'CR-IMG');
     if (previous?.fingerprint === fingerprint) return undefined;
@@ -499,28 +507,17 @@ export class StudyDocuments {
     const setId = previous?.set_id ?? uidOfName(`atrium:cr-img-set:${study.StudyInstanceUID}`);
     const documentId = uidOfName(`atrium:cr-img:${study.StudyInstanceUID}:${version}`);
     const site = this.archive.siteById.get(study.siteId) ?? r.requestingSite;
-    const xml = crImgDocumentOf({
-      documentId, setId, version, ...(previous ? { replaces: previous.unique_id } : {}),
+    const dicomweb = this.dicomwebBaseUrl();
+    const xml = crImgOfSignedReport(r, {
+      document: { documentId, setId, version, ...(previous ? { replaces: previous.unique_id } : {}) },
       patient: {
-        ins: identity.ins, ...(study.PatientName ? { PatientName: study.PatientName } : {}), ...(study.PatientSex ? { PatientSex: study.PatientSex } : {}),
-        ...(study.PatientBirthDate ? { PatientBirthDate: study.PatientBirthDate } : {}), ...(identity.birthName ? { birthName: identity.birthName } : {}),
-        ...(identity.firstNames ? { firstNames: identity.firstNames } : {}), ...(identity.birthPlaceCode ? { birthPlaceCode: identity.birthPlaceCode } : {}),
+        ...(study.PatientName ? { PatientName: study.PatientName } : {}), ...(study.PatientSex ? { PatientSex: study.PatientSex } : {}),
+        ...(study.PatientBirthDate ? { PatientBirthDate: study.PatientBirthDate } : {}),
       },
-      site: { name: site.name, finess: site.finess },
-      signer: { name: r.signer.name, rpps: r.signer.rpps },
-      signedAt: r.signedAt ?? r.observedAt,
-      requestingPhysician: r.requestingPhysician,
-      order: {
-        placerOrderNumber: `TELE-${r.requestId}`, placerOrderOid: this.siteOid(study.siteId, 'order'), accessionIssuerOid: this.siteOid(study.siteId, 'accession'),
-        ...(study.AccessionNumber ? { AccessionNumber: study.AccessionNumber } : {}),
-      },
-      performedAt: r.observedAt,
-      acts: [{ modality: r.modality, bodyPart: r.bodyPart, description: r.protocol, doses: dosesOf(await this.doseHeaders(study.StudyInstanceUID)) }],
-      study: { StudyInstanceUID: study.StudyInstanceUID, series: seriesOf(instances), ...(this.dicomwebBaseUrl() ? { wadoBaseUrl: this.dicomwebBaseUrl()! } : {}) },
-      clinicalContext: r.clinicalContext, clinicalQuestion: r.clinicalQuestion,
-      findings: [...Object.entries(r.fields).filter(([, v]) => v.trim() !== '').map(([k, v]) => `${k} : ${v}`), r.findings].join('\n'),
-      conclusion: r.conclusion,
-      addenda: r.addenda.map((a) => ({ text: a.text, signedAt: a.signedAt })),
+      identity, site,
+      study: { StudyInstanceUID: study.StudyInstanceUID, series: seriesOf(instances), ...(study.AccessionNumber ? { AccessionNumber: study.AccessionNumber } : {}), ...(dicomweb ? { wadoBaseUrl: dicomweb } : {}) },
+      orderOid: this.siteOid(study.siteId, 'order'), accessionIssuerOid: this.siteOid(study.siteId, 'accession'),
+      doses: dosesOf(await this.doseHeaders(study.StudyInstanceUID)),
     });
     return this.sql.transaction((tx) => this.insert(tx, {
       kind: 'CR-IMG', study, uniqueId: documentId, setId, version, reportId: r.reportId, fingerprint, content: xml,
@@ -569,6 +566,55 @@ export class StudyDocuments {
       }, previous);
     });
   }
+}
+
+/**
+ * The CR-IMG (structured CDA) of a signed teleradiology report: the study it reports on, the
+ * site that keeps it (custodian), the patient's identity (its INS must be qualified:
+ * DocumentError no-qualified-ins otherwise), and the document's ids. Pure.
+ */
+export function crImgOfSignedReport(r: SignedReport, c: {
+  document: { documentId: string; setId: string; version: number; replaces?: string };
+  identity: { ins: INS; birthName?: string; firstNames?: string[]; birthPlaceCode?: string } | PatientIdentity;
+  /** The patient's demographics as the archive knows them (default: the report's). */
+  patient?: { PatientName?: string; PatientSex?: string; PatientBirthDate?: string };
+  site: { name: string; finess: string };
+  study: { StudyInstanceUID: string; AccessionNumber?: string; series: CrImgSeries[]; wadoBaseUrl?: string };
+  orderOid: string;
+  accessionIssuerOid: string;
+  doses?: CrImgDose[];
+}): string {
+  const ins = 'status' in c.identity ? shareableINS(c.identity) : c.identity.ins;
+  if (!ins) throw new DocumentError('no-qualified-ins', `the patient of report ${r.reportId} has no qualified INS`);
+  if (!r.signer.rpps) throw new DocumentError('incomplete', `the radiologist who signed report ${r.reportId} has no RPPS: the CR-IMG names its legal authenticator by RPPS`);
+  const traits = 'status' in c.identity
+    ? { birthName: c.identity.traits.birthName || undefined, firstNames: c.identity.traits.firstNames.length > 0 ? [...c.identity.traits.firstNames] : undefined, birthPlaceCode: c.identity.traits.birthPlaceCode }
+    : c.identity;
+  const p = c.patient ?? r.patient;
+  const AccessionNumber = c.study.AccessionNumber ?? r.AccessionNumber;
+  return crImgDocumentOf({
+    ...c.document,
+    patient: {
+      ins, ...(p.PatientName ? { PatientName: p.PatientName } : {}), ...(p.PatientSex ? { PatientSex: p.PatientSex } : {}),
+      ...(p.PatientBirthDate ? { PatientBirthDate: p.PatientBirthDate } : {}), ...(traits.birthName ? { birthName: traits.birthName } : {}),
+      ...(traits.firstNames ? { firstNames: traits.firstNames } : {}), ...(traits.birthPlaceCode ? { birthPlaceCode: traits.birthPlaceCode } : {}),
+    },
+    site: c.site,
+    signer: { name: r.signer.name, rpps: r.signer.rpps },
+    signedAt: r.signedAt ?? r.observedAt,
+    requestingPhysician: r.requestingPhysician,
+    order: {
+      placerOrderNumber: `TELE-${r.requestId}`, placerOrderOid: c.orderOid, accessionIssuerOid: c.accessionIssuerOid,
+      ...(AccessionNumber ? { AccessionNumber } : {}),
+    },
+    performedAt: r.observedAt,
+    acts: [{ modality: r.modality, bodyPart: r.bodyPart, description: r.protocol, doses: c.doses ?? [] }],
+    study: { StudyInstanceUID: c.study.StudyInstanceUID, series: c.study.series, ...(c.study.wadoBaseUrl ? { wadoBaseUrl: c.study.wadoBaseUrl } : {}) },
+    clinicalContext: r.clinicalContext, clinicalQuestion: r.clinicalQuestion,
+    findings: [...Object.entries(r.fields).filter(([, v]) => v.trim() !== '').map(([k, v]) => `${k} : ${v}`), r.findings].join('\n'),
+    conclusion: r.conclusion,
+    addenda: r.addenda.map((a) => ({ text: a.text, signedAt: a.signedAt })),
+  });
 }
 
 export interface SiteReportSigner { name: string; rpps?: string }
