@@ -36,6 +36,7 @@ for (const engine of testDatabases()) {
     insi.identities.push({ matricule: '2790351215189', key: '89', oid: '1.2.250.1.213.1.4.10', birthName: 'PAT-TROIS', firstNames: ['DOMINIQUE', 'MARIE'], sex: 'F', birthDate: '19790328', birthPlace: '63220' });
     insi.homonyms.add('HOMONYME');
     insi.malformed.add('MALFORME');
+    insi.failing.add('PANNE');
 
     /** A patient record of CHU-NORD (from an image) and an open review of it. */
     const reviewOf = async (PatientID: string, PatientName: string, PatientSex: string, PatientBirthDate: string) => {
@@ -126,6 +127,15 @@ for (const engine of testDatabases()) {
       assert.equal(await identityOf(patientId), undefined);
       assert.deepEqual((await insiAudit()).at(-1)!.insi, 'malformed');
       assert.equal((await insiAudit()).at(-1)!.outcome, 'failure');
+    });
+
+    it('answers 503 and changes nothing when INSi answers a fault', async () => {
+      const { patientId, review } = await reviewOf('IV-6', 'PANNE^RENE', 'M', '19550505');
+      const r = await check(review, { proofOfIdentity: 'passport' });
+      assert.equal(r.status, 503);
+      assert.match((await r.json() as { detail: string }).detail, /SOAP fault: service momentanément indisponible/);
+      assert.equal(await identityOf(patientId), undefined);
+      assert.deepEqual([(await insiAudit()).at(-1)!.insi, (await insiAudit()).at(-1)!.outcome], ['unavailable', 'failure']);
     });
 
     it('answers 422 naming what the record lacks to ask INSi, and refuses an unknown proof of identity', async () => {

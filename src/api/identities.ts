@@ -4,7 +4,7 @@ import { sitesActedFor } from '../access/policy.ts';
 import type { FastifyInstance } from 'fastify';
 import { AuditTrail } from '../access/audit.ts';
 import type { Archive } from '../archive/archive.ts';
-import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
+import { HttpProblem, problemErrorHandler, sendProblem } from '../dicomweb/problem.ts';
 import { decideReview, openReviewsFor } from '../patients/identities.ts';
 import {
   checkReviewAgainstInsi, InsiMalformedAnswer, InsiTraitsMissing, InsiUnavailable, migrateInsi, proofsOfIdentity,
@@ -50,7 +50,7 @@ export async function identityRoutes(app: FastifyInstance, options: { archive: A
       params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } }, required: ['id'] },
       body: { type: 'object', properties: { proofOfIdentity: { type: 'string', enum: [...proofsOfIdentity] } }, additionalProperties: false },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const review = Number(request.params.id);
     const proof = request.body?.proofOfIdentity;
     const who = request.principal!;
@@ -62,7 +62,8 @@ export async function identityRoutes(app: FastifyInstance, options: { archive: A
     } catch (e) {
       if (e instanceof InsiMalformedAnswer || e instanceof InsiUnavailable) {
         await audit.record({ ...event, outcome: 'failure', details: { review, insi: e instanceof InsiMalformedAnswer ? 'malformed' : 'unavailable', why: e.message } });
-        throw new HttpProblem(e instanceof InsiMalformedAnswer ? 502 : 503, `${e.message}: nothing was changed`);
+        // Sent here rather than thrown: the plugin's handler hides the detail of a 503, and the team must read why INSi failed.
+        return sendProblem(reply, e instanceof InsiMalformedAnswer ? 502 : 503, `${e.message}: nothing was changed`);
       }
       if (e instanceof InsiTraitsMissing) throw new HttpProblem(422, e.message);
       throw e;

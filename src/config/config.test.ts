@@ -259,3 +259,29 @@ describe('DMP configuration', () => {
     assert.throws(() => load({ dmp: { sourceId: 'not-an-oid' } }), /OID/);
   });
 });
+
+describe('INSi configuration', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'atrium-insi-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const [cert, key, ca] = ['site.crt', 'site.key', 'ca.pem'].map((f) => path.join(dir, f)) as [string, string, string];
+  for (const f of [cert, key, ca]) writeFileSync(f, 'placeholder');
+
+  it('calls nothing by default, and reads the endpoint and each site\'s certificate files', () => {
+    assert.equal(load({}).insi.endpoint, undefined);
+    const c = load({ insi: { endpoint: 'https://insi.example.fr/services', caFile: ca, software: { approval: 'IDAM-1' }, sites: [{ site: 'LOCAL', certFile: cert, keyFile: key, keyPassphraseEnv: 'INSI_KEY_PASS' }] } });
+    assert.deepEqual([c.insi.endpoint, c.insi.caFile, c.insi.software.approval, c.insi.software.name], ['https://insi.example.fr/services', ca, 'IDAM-1', 'Atrium']);
+    assert.deepEqual(c.insi.sites, [{ site: 'LOCAL', certFile: cert, keyFile: key, keyPassphraseEnv: 'INSI_KEY_PASS' }]);
+  });
+
+  it('refuses plain HTTP, a missing CA, a key or passphrase in the file, missing files, unknown sites and keys', () => {
+    const site = { site: 'LOCAL', certFile: cert, keyFile: key };
+    assert.throws(() => load({ insi: { endpoint: 'http://insi.example.fr', caFile: ca } }), /https/);
+    assert.throws(() => load({ insi: { endpoint: 'https://insi.example.fr' } }), /insi.caFile is required/);
+    assert.throws(() => load({ insi: { sites: [{ ...site, keyPassphrase: 'secret' }] } }), /never goes in the file/);
+    assert.throws(() => load({ insi: { sites: [{ ...site, keyFile: path.join(dir, 'absent.key') }] } }), /file not found/);
+    assert.throws(() => load({ insi: { sites: [{ ...site, site: 'NOWHERE' }] } }), /not a configured site/);
+    assert.throws(() => load({ insi: { sites: [site, site] } }), /twice/);
+    assert.throws(() => load({ insi: { sites: [{ ...site, keyPassphraseEnv: 'not a name' }] } }), /environment variable/);
+    assert.throws(() => load({ insi: { password: 'x' } }), /not a key of insi/);
+  });
+});

@@ -8,6 +8,7 @@
  *   the INS (NumIdentifiant, Cle, OID) and the reference traits (TIQ);
  * - a birth name of `homonyms`: CodeCR 02, several identities;
  * - a birth name of `malformed`: an answer that is no INSi answer (a truncated envelope);
+ * - a birth name of `failing`: a SOAP 1.2 fault (Receiver), the service unable to answer;
  * - anyone else: CodeCR 01, no identity.
  * A call that breaks the rules is a SOAP 1.2 fault (Sender), as the service answers.
  */
@@ -29,6 +30,7 @@ export class InsiDouble {
   readonly identities: InsiDoubleIdentity[] = [];
   readonly homonyms = new Set<string>();
   readonly malformed = new Set<string>();
+  readonly failing = new Set<string>();
   private server: https.Server | undefined;
 
   constructor(private readonly tls: { cert: Buffer; key: Buffer; ca: Buffer }) {}
@@ -62,6 +64,7 @@ export class InsiDouble {
     if (call.birthName === '' || call.firstName === '' || !['M', 'F'].includes(call.sex) || !/^\d{4}-\d{2}-\d{2}$/.test(call.birthDate)) return fault('RECSANSVITALE: NomNaissance, Prenom, Sexe (M, F) and DateNaissance (AAAA-MM-JJ) are required');
     this.calls.push(call);
     if (this.malformed.has(call.birthName)) return { status: 200, body: `<soap:Envelope xmlns:soap="${soapNs}"><soap:Body><ns:Resultat xmlns:ns="http://www.cnamts.fr/INSiResultat"><ns:CR><ns:Code` };
+    if (this.failing.has(call.birthName)) return fault('service momentanément indisponible', 'Receiver', 500);
     if (this.homonyms.has(call.birthName)) return result('02', 'Plusieurs identités trouvées');
     const found = this.identities.find((p) => p.birthName === call.birthName && p.firstNames[0] === call.firstName && p.sex === call.sex
       && `${p.birthDate.slice(0, 4)}-${p.birthDate.slice(4, 6)}-${p.birthDate.slice(6, 8)}` === call.birthDate);
@@ -83,6 +86,6 @@ function result(code: string, label: string, individu = ''): { status: number; b
   return { status: 200, body: `<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="${soapNs}"><soap:Header/><soap:Body><ns:Resultat xmlns:ns="http://www.cnamts.fr/INSiResultat"><ns:CR><ns:CodeCR>${code}</ns:CodeCR><ns:LibelleCR>${label}</ns:LibelleCR></ns:CR>${individu}</ns:Resultat></soap:Body></soap:Envelope>` };
 }
 
-function fault(reason: string): { status: number; body: string } {
-  return { status: 400, body: `<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="${soapNs}"><soap:Body><soap:Fault><soap:Code><soap:Value>soap:Sender</soap:Value></soap:Code><soap:Reason><soap:Text xml:lang="fr">${reason}</soap:Text></soap:Reason></soap:Fault></soap:Body></soap:Envelope>` };
+function fault(reason: string, code: 'Sender' | 'Receiver' = 'Sender', status = 400): { status: number; body: string } {
+  return { status, body: `<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="${soapNs}"><soap:Body><soap:Fault><soap:Code><soap:Value>soap:${code}</soap:Value></soap:Code><soap:Reason><soap:Text xml:lang="fr">${reason}</soap:Text></soap:Reason></soap:Fault></soap:Body></soap:Envelope>` };
 }
