@@ -25,7 +25,10 @@ export interface VoletAnswer {
   sending: { application: string; facility: string };
   /** The RIS that filed the request (its MSH-3 and MSH-4). */
   receiving: { application: string; facility: string };
-  /** The PID the RIS sent, as it sent it: the answer names the patient as the site does. */
+  /**
+   * The PID the RIS sent, as it sent it: the answer names the patient as the site does. Its INS
+   * goes back to the site it came from, so the sharing rule (ins.ts) is not at stake here.
+   */
   pid: Segment;
   placerOrderNumber: string;
   /** OBR-4 as the request gave it. */
@@ -82,7 +85,11 @@ export class TeleradiologyVoletAnswers {
   /** One pass: every answer owed and due is attempted once. Answers how many were accepted. */
   async deliverDue(now = new Date()): Promise<number> {
     const sql = this.archive.index.sql;
-    this.migrated ??= migrateTeleradiologyVolet(sql);
+    // Tried again at the next pass if it failed (the database briefly away at start).
+    this.migrated ??= migrateTeleradiologyVolet(sql).catch((e: unknown) => {
+      this.migrated = undefined;
+      throw e;
+    });
     await this.migrated;
     const due = await sql.all<DueRow>(
       `SELECT o.request_id, r.requesting_site_id, r.patient_id, o.placer_order_number, o.sender_application, o.sender_facility, o.pid_segment, o.procedure_code,
