@@ -1,7 +1,8 @@
 /**
  * Frames of pixel data turned into numbers (PS3.5 §8, Annex G; PS3.3 C.7.6.3):
- * native (little and big endian), RLE Lossless and JPEG Baseline via jpeg-js.
- * Pure JavaScript on purpose: nothing native to build on the archive's nodes.
+ * native (little and big endian), RLE Lossless and JPEG Baseline via jpeg-js here;
+ * the other compressed syntaxes are decoded to native samples first by the codec
+ * workers (codec-pool.ts, WebAssembly builds: nothing native to build on the nodes).
  */
 import jpeg from 'jpeg-js';
 import { Tags, TransferSyntax } from '../dicom/dataset.ts';
@@ -95,10 +96,36 @@ const nativeSyntaxes: ReadonlySet<string> = new Set([
   TransferSyntax.ExplicitVRBigEndian,
 ]);
 
+/** Compressed syntaxes the codec workers decode (codec-worker.ts). */
+export const decodableCompressedSyntaxes: ReadonlySet<string> = new Set([
+  TransferSyntax.RLELossless,
+  TransferSyntax.JPEGBaseline8Bit,
+  TransferSyntax.JPEGLossless,
+  TransferSyntax.JPEGLosslessSV1,
+  TransferSyntax.JPEGLSLossless,
+  TransferSyntax.JPEGLSNearLossless,
+  TransferSyntax.JPEG2000Lossless,
+  TransferSyntax.JPEG2000,
+  TransferSyntax.HTJ2KLossless,
+  TransferSyntax.HTJ2KLosslessRPCL,
+  TransferSyntax.HTJ2K,
+]);
+
+/** Lossless syntaxes the codec workers encode native frames to. */
+export const encodableSyntaxes: ReadonlySet<string> = new Set([
+  TransferSyntax.JPEGLSLossless,
+  TransferSyntax.JPEG2000Lossless,
+  TransferSyntax.HTJ2KLossless,
+]);
+
+/** Whether Atrium can turn frames in this syntax into native samples (here or in a codec worker). */
 export function canDecode(transferSyntaxUID: string): boolean {
-  return nativeSyntaxes.has(transferSyntaxUID)
-    || transferSyntaxUID === TransferSyntax.RLELossless
-    || transferSyntaxUID === TransferSyntax.JPEGBaseline8Bit;
+  return nativeSyntaxes.has(transferSyntaxUID) || decodableCompressedSyntaxes.has(transferSyntaxUID);
+}
+
+/** Whether decodeFrame, on this thread, reads this syntax (native, RLE, JPEG baseline). */
+export function decodesInProcess(transferSyntaxUID: string): boolean {
+  return nativeSyntaxes.has(transferSyntaxUID) || transferSyntaxUID === TransferSyntax.RLELossless || transferSyntaxUID === TransferSyntax.JPEGBaseline8Bit;
 }
 
 /** Bits of one native frame: YBR_FULL_422 keeps two samples a pixel (PS3.3 C.7.6.3.1.2). */
@@ -198,6 +225,12 @@ function interleavePlanes(planar: RawSamples, px: ImagePixelModule, pixels: numb
 }
 
 // ---------------------------------------------------------------- RLE (PS3.5 Annex G)
+
+/** An RLE frame's samples as a native file holds them: interleaved, little endian, unmasked. */
+export function decodeRLEFrame(frame: Buffer, px: ImagePixelModule): RawSamples {
+  checkPixelModule(px);
+  return decodeRLE(frame, px);
+}
 
 function decodeRLE(frame: Buffer, px: ImagePixelModule): RawSamples {
   if (px.BitsAllocated === 1) throw new PixelDataError('RLE with Bits Allocated 1 is not supported');

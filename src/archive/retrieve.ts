@@ -7,12 +7,15 @@ import { writePart10 } from '../dicom/part10-writer.ts';
 import type { ArchiveIndex } from '../index/archive-index.ts';
 import type { PatientAttributes, SqlRestriction, StoredInstance } from '../index/records.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
-import { canDecode, decodeFrame, nativeFrameRange, pixelModuleFrom, type ImagePixelModule } from './pixels.ts';
+import { canDecode, decodeFrame, nativeFrameRange, PixelDataError, pixelModuleFrom, type ImagePixelModule } from './pixels.ts';
+import { CodecPool } from './codec-pool.ts';
+import { canTranscode, readHeader, storedRange, TranscodeError, transcodeInstance } from './transcode.ts';
 import { renderFrame, type RenderOptions } from './render.ts';
 import { readAhead } from '../lib/read-ahead.ts';
 import type { Logger } from 'pino';
 
-export type RetrieveErrorCode = 'not-found' | 'not-acceptable' | 'bad-request';
+/** bad-pixel-data: a stored frame that does not decode, or frames that do not fit the header's count and size. */
+export type RetrieveErrorCode = 'not-found' | 'not-acceptable' | 'bad-request' | 'bad-pixel-data';
 
 export class RetrieveError extends Error {
   constructor(readonly code: RetrieveErrorCode, message: string) {
@@ -21,8 +24,6 @@ export class RetrieveError extends Error {
   }
 }
 
-/** The transfer syntaxes an uncompressed original can be re-encoded to on the way out. */
-const transcodableTargets: ReadonlySet<string> = new Set([TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian]);
 
 export interface FrameBytes {
   bytes: Buffer;
@@ -77,8 +78,12 @@ export function notInArchive(where: { StudyInstanceUID?: string; SeriesInstanceU
 
 export class Retriever {
   private readonly buffers = new BufferPool(64 * 1024 * 1024);
+  /** The worker threads that decode and encode frames (off the main thread). */
+  readonly codecs: CodecPool;
 
-  constructor(private readonly index: ArchiveIndex, private readonly store: BlobStore, private readonly logger?: Logger) {}
+  constructor(private readonly index: ArchiveIndex, private readonly store: BlobStore, private readonly logger?: Logger, codecs?: CodecPool) {
+    this.codecs = codecs ?? new CodecPool({ logger });
+  }
 
   /** An object that goes out with the patient it was stored under, though the index holds another: said. */
   private uncoerced(inst: StoredInstance): void {
@@ -94,9 +99,14 @@ export class Retriever {
 
   /** Whether the object can be sent in this transfer syntax ("*" = as stored). */
   canSendAs(inst: StoredInstance, transferSyntaxUID: string): boolean {
-    return transferSyntaxUID === '*'
-      || transferSyntaxUID === inst.TransferSyntaxUID
-      || (isNativeTransferSyntax(inst.TransferSyntaxUID) && transcodableTargets.has(transferSyntaxUID));
+    if (transferSyntaxUID === '*' || transferSyntaxUID === inst.TransferSyntaxUID) return true;
+    let px: ImagePixelModule | undefined;
+    try {
+      px = inst.layout.pixelData ? this.pixelModuleOf(inst) : undefined;
+    } catch {
+      px = undefined;
+    }
+    return canTranscode(inst.TransferSyntaxUID, transferSyntaxUID, px);
   }
 
   /**
@@ -104,8 +114,12 @@ export class Retriever {
    * and small enough are read whole, up to readAheadCount of them ahead of the one being sent, so
    * that storage reads overlap network writes; larger ones are streamed.
    */
-  async *openInstances(plan: ReadonlyArray<{ inst: StoredInstance; transferSyntaxUID: string }>): AsyncGenerator<{ inst: StoredInstance; transferSyntaxUID: string; body: Buffer | Readable; release?: () => void }> {
-    type Opened = { body: Buffer | Readable; release?: () => void };
+  async *openInstances(
+    plan: ReadonlyArray<{ inst: StoredInstance; transferSyntaxUID: string }>,
+    /** An object that cannot be re-encoded comes as an item with `failed` (and an empty body) instead of ending the retrieve. */
+    failuresAsItems = false,
+  ): AsyncGenerator<{ inst: StoredInstance; transferSyntaxUID: string; body: Buffer | Readable; release?: () => void; failed?: string }> {
+    type Opened = { body: Buffer | Readable; release?: () => void; failed?: string };
     // The patient each study is filed under now: objects stored under another go out corrected.
     const patients = new Map<string, Promise<PatientAttributes | undefined>>();
     const patientOf = (study: string) => {
@@ -137,7 +151,12 @@ export class Retriever {
         }
         return { body, release: () => this.buffers.give(buffer) };
       }
-      return { body: await this.openInstance(inst, transferSyntaxUID, await patientOf(inst.StudyInstanceUID)) };
+      try {
+        return { body: await this.openInstance(inst, transferSyntaxUID, await patientOf(inst.StudyInstanceUID)) };
+      } catch (e) {
+        if (failuresAsItems && e instanceof RetrieveError) return { body: Buffer.alloc(0), failed: e.message };
+        throw e;
+      }
     };
     // The client went away or a read failed: what was opened ahead is closed.
     const close = ({ body, release }: Opened) => (body instanceof Readable ? body.destroy() : release?.());
@@ -163,14 +182,23 @@ export class Retriever {
     if (!this.canSendAs(inst, transferSyntaxUID)) {
       throw new RetrieveError('not-acceptable', `instance ${inst.SOPInstanceUID} is stored as ${inst.TransferSyntaxUID} and cannot be sent as ${transferSyntaxUID}`);
     }
-    // The header is small; re-read it from the stored object (bulk values stay on storage).
-    const whole = await this.store.readWhole(inst.blobKey);
-    const obj = parsePart10(whole);
+    // The header is read through the stored object; bulk values stay on storage and are read
+    // (native) or decoded and encoded (frame by frame) as they are written.
+    const obj = await readHeader(this.store, inst);
     if (coerce && !setPatientModule(obj.dataset, coerce)) this.uncoerced(inst);
-    return Readable.from(writePart10(
-      { obj, readRange: (r: ByteRange) => whole.subarray(r.offset, r.offset + r.length) },
-      { transferSyntaxUID: transferSyntaxUID as '1.2.840.10008.1.2.1' },
-    ));
+    const nativeToNative = isNativeTransferSyntax(inst.TransferSyntaxUID) && isNativeTransferSyntax(transferSyntaxUID);
+    if (nativeToNative || !inst.layout.pixelData) {
+      return Readable.from(writePart10(
+        { obj, readRange: (r: ByteRange) => storedRange(this.store, inst.blobKey, r) },
+        { transferSyntaxUID: transferSyntaxUID as '1.2.840.10008.1.2.1' },
+      ));
+    }
+    try {
+      return await transcodeInstance({ store: this.store, codecs: this.codecs, inst, obj, px: this.pixelModuleOf(inst) }, transferSyntaxUID);
+    } catch (e) {
+      if (e instanceof TranscodeError) throw new RetrieveError(e.code, e.message);
+      throw e;
+    }
   }
 
   /**
@@ -236,6 +264,9 @@ export class Retriever {
     if (isNativeTransferSyntax(inst.TransferSyntaxUID)) {
       return Promise.all(frameNumbers.map(async (f) => {
         const r = nativeFrameRange(px, f - 1);
+        if (r.offset + r.length > pixelData.range.length) {
+          throw new RetrieveError('bad-pixel-data', `frame ${f} of instance ${inst.SOPInstanceUID} lies beyond its pixel data: ${px.NumberOfFrames} frame(s) of ${r.length} bytes declared, ${pixelData.range.length} bytes stored`);
+        }
         const start = pixelData.range.offset + r.offset;
         const bytes = await this.readRange(inst.blobKey, start, r.length);
         if (!px.littleEndian) swapToLittleEndian(bytes, px.BitsAllocated);
@@ -255,14 +286,31 @@ export class Retriever {
     }));
   }
 
-  /** Frames decoded to native little-endian bytes, for clients that want no compression. */
-  async readDecodedFrames(inst: StoredInstance, frameNumbers: number[], px = this.pixelModuleOf(inst)): Promise<FrameBytes[]> {
-    if (isNativeTransferSyntax(inst.TransferSyntaxUID)) return this.readFrames(inst, frameNumbers, px);
+  /**
+   * Frames decoded to native little-endian bytes (interleaved colour), for clients that want
+   * no compression; PhotometricInterpretation says what decoded colour frames are in (a JPEG's
+   * YCbCr comes out RGB). Decoding runs in the codec workers.
+   */
+  async readDecodedFrames(inst: StoredInstance, frameNumbers: number[], px = this.pixelModuleOf(inst)): Promise<Array<FrameBytes & { PhotometricInterpretation: string }>> {
+    if (isNativeTransferSyntax(inst.TransferSyntaxUID)) return (await this.readFrames(inst, frameNumbers, px)).map((f) => ({ ...f, PhotometricInterpretation: px.PhotometricInterpretation }));
     if (!canDecode(inst.TransferSyntaxUID)) {
       throw new RetrieveError('not-acceptable', `frames of ${inst.SOPInstanceUID} are stored as ${inst.TransferSyntaxUID}, which Atrium does not decode`);
     }
     const frames = await this.readFrames(inst, frameNumbers, px);
-    return frames.map((f) => ({ bytes: nativeBytesOf(decodeFrame(f.bytes, inst.TransferSyntaxUID, px).raw), transferSyntaxUID: TransferSyntax.ExplicitVRLittleEndian }));
+    return Promise.all(frames.map(async (f, i) => {
+      const d = await this.decodeStoredFrame(inst, frameNumbers[i]!, f.bytes, px);
+      return { bytes: d.bytes, transferSyntaxUID: TransferSyntax.ExplicitVRLittleEndian, PhotometricInterpretation: d.PhotometricInterpretation };
+    }));
+  }
+
+  /** A compressed frame decoded in a codec worker; a frame that does not decode is bad-pixel-data, naming it. */
+  private async decodeStoredFrame(inst: StoredInstance, frameNumber: number, bytes: Buffer, px: ImagePixelModule): Promise<{ bytes: Buffer; PhotometricInterpretation: string }> {
+    try {
+      return await this.codecs.decode(bytes, inst.TransferSyntaxUID, px);
+    } catch (e) {
+      if (e instanceof PixelDataError) throw new RetrieveError('bad-pixel-data', `frame ${frameNumber} of instance ${inst.SOPInstanceUID} does not decode: ${e.message}`);
+      throw e;
+    }
   }
 
   async renderFrame(inst: StoredInstance, frameNumber: number, options: RenderOptions): Promise<Buffer> {
@@ -270,9 +318,22 @@ export class Retriever {
       throw new RetrieveError('not-acceptable', `instance ${inst.SOPInstanceUID} is stored as ${inst.TransferSyntaxUID}, which Atrium cannot render yet`);
     }
     const px = this.pixelModuleOf(inst);
-    const [frame] = await this.readFrames(inst, [frameNumber]);
-    const decoded = decodeFrame(frame!.bytes, isNativeTransferSyntax(inst.TransferSyntaxUID) ? TransferSyntax.ExplicitVRLittleEndian : inst.TransferSyntaxUID, { ...px, littleEndian: true });
-    return renderFrame(decoded, px, options);
+    const [frame] = await this.readFrames(inst, [frameNumber], px);
+    let native = frame!.bytes;
+    let decodedPx: ImagePixelModule = { ...px, littleEndian: true };
+    if (!isNativeTransferSyntax(inst.TransferSyntaxUID)) {
+      const d = await this.decodeStoredFrame(inst, frameNumber, frame!.bytes, px);
+      native = d.bytes;
+      decodedPx = { ...decodedPx, PhotometricInterpretation: d.PhotometricInterpretation, PlanarConfiguration: 0 };
+    }
+    let decoded;
+    try {
+      decoded = decodeFrame(native, TransferSyntax.ExplicitVRLittleEndian, decodedPx);
+    } catch (e) {
+      if (e instanceof PixelDataError) throw new RetrieveError('bad-pixel-data', `frame ${frameNumber} of instance ${inst.SOPInstanceUID} cannot be rendered: ${e.message}`);
+      throw e;
+    }
+    return renderFrame(decoded, decodedPx, options);
   }
 
   private async readRange(key: string, offset: number, length: number): Promise<Buffer> {

@@ -23,8 +23,25 @@ export interface Part10Source {
 }
 
 export interface WritePart10Options {
-  transferSyntaxUID: WritableTransferSyntax;
+  /** Any syntax when `pixelData` gives the new pixel data (compressed syntaxes are explicit VR little endian). */
+  transferSyntaxUID: WritableTransferSyntax | string;
   implementationClassUID?: string;
+  /** The pixel data, re-encoded by the caller frame by frame, in place of the stored value. */
+  pixelData?: PixelDataOutput;
+  /** Top-level elements to set (values little endian), e.g. a new Photometric Interpretation. */
+  replace?: DicomElement[];
+  /** Top-level elements to leave out (an Extended Offset Table that no longer fits the frames). */
+  remove?: Tag[];
+}
+
+/** New pixel data, one frame at a time (PS3.5 §8.2, A.4). */
+export interface PixelDataOutput {
+  /** Encapsulated: one fragment a frame after an empty basic offset table; native: the frames back to back. */
+  encapsulated: boolean;
+  vr: 'OB' | 'OW';
+  /** Native: the value's length, known before the first frame is read. */
+  length?: number;
+  frames: AsyncIterable<Buffer>;
 }
 
 const textVRs: ReadonlySet<VR> = new Set<VR>(['AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'LO', 'LT', 'PN', 'SH', 'ST', 'TM', 'UC', 'UR', 'UT']);
@@ -198,10 +215,10 @@ export function part10Header(meta: Part10Meta): Buffer {
 export async function* writePart10(source: Part10Source, opts: WritePart10Options): AsyncGenerator<Buffer> {
   const { obj } = source;
   const target = opts.transferSyntaxUID;
-  if (target !== TransferSyntax.ExplicitVRLittleEndian && target !== TransferSyntax.ImplicitVRLittleEndian) {
+  if (target !== TransferSyntax.ExplicitVRLittleEndian && target !== TransferSyntax.ImplicitVRLittleEndian && !opts.pixelData?.encapsulated) {
     throw new Error(`writePart10: cannot write transfer syntax ${String(target)}`);
   }
-  const explicitVR = target === TransferSyntax.ExplicitVRLittleEndian;
+  const explicitVR = target !== TransferSyntax.ImplicitVRLittleEndian;
   const swap = !obj.littleEndian;
 
   const meta: DicomDataset = new Map(obj.meta);
@@ -225,9 +242,45 @@ export async function* writePart10(source: Part10Source, opts: WritePart10Option
     return out;
   };
 
+  async function* writePixelData(out: PixelDataOutput): AsyncGenerator<Buffer> {
+    if (!out.encapsulated) {
+      const length = out.length ?? 0;
+      put(headerBytes(Tags.PixelData, vrForLength(out.vr, length + (length % 2), explicitVR), length + (length % 2), true, explicitVR));
+      const head = flush();
+      if (head) yield head;
+      let total = 0;
+      for await (const frame of out.frames) {
+        total += frame.length;
+        yield frame;
+      }
+      if (total !== length) throw new Error(`writePart10: pixel data of ${total} bytes, ${length} announced`);
+      if (length % 2) put(Buffer.alloc(1));
+      return;
+    }
+    put(headerBytes(Tags.PixelData, 'OB', UNDEFINED_LENGTH, true, explicitVR));
+    put(headerBytes(Tags.Item, 'UN', 0, true, explicitVR)); // an empty basic offset table
+    for await (const frame of out.frames) {
+      const odd = frame.length % 2;
+      put(headerBytes(Tags.Item, 'UN', frame.length + odd, true, explicitVR));
+      const head = flush();
+      if (head) yield head;
+      yield frame;
+      if (odd) put(Buffer.alloc(1));
+    }
+    put(sequenceEnd(true, explicitVR));
+  }
+
+  const topLevel: DicomDataset = new Map(obj.dataset);
+  for (const t of opts.remove ?? []) topLevel.delete(t);
+  for (const el of opts.replace ?? []) topLevel.set(el.tag, el);
+
   async function* writeDataset(ds: DicomDataset): AsyncGenerator<Buffer> {
     for (const el of sortedElements(ds)) {
       if (isGroupLength(el.tag)) continue;
+      if (el.tag === Tags.PixelData && ds === topLevel && opts.pixelData) {
+        yield* writePixelData(opts.pixelData);
+        continue;
+      }
       if (el.fragments) {
         throw new Error(`writePart10: element ${tagLabel(el.tag)} is encapsulated; only native objects can be re-encoded`);
       }
@@ -282,7 +335,7 @@ export async function* writePart10(source: Part10Source, opts: WritePart10Option
     }
   }
 
-  yield* writeDataset(obj.dataset);
+  yield* writeDataset(topLevel);
   const last = flush();
   if (last) yield last;
 }

@@ -46,7 +46,8 @@ export function httpStatusOf(e: unknown): number {
   if (e instanceof ReviewForTerritoryError) return 403;
   if (e instanceof PrefetchError) return 400;
   if (e instanceof AuthenticationError) return loginFailureStatus[e.reason];
-  if (e instanceof RetrieveError) return e.code === 'not-found' ? 404 : e.code === 'not-acceptable' ? 406 : 400;
+  // A stored frame that does not decode: the request was fine, the object cannot be made into what it asks.
+  if (e instanceof RetrieveError) return e.code === 'not-found' ? 404 : e.code === 'not-acceptable' ? 406 : e.code === 'bad-pixel-data' ? 422 : 400;
   if (e instanceof QidoRequestError || e instanceof QueryError || e instanceof MultipartError) return 400;
   if (e instanceof MediaTypeError) return e.header === 'accept' ? 400 : 415;
   // A document refused for its patient (no qualified INS) or its report (no RPPS): the study is fine, the document cannot be made.

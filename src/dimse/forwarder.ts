@@ -261,7 +261,7 @@ export class Forwarder {
         }
       });
     };
-    const opened = this.archive.retriever.openInstances(retrievePlan(sendable.map(({ inst }) => ({ inst })), (inst) => contextFor(contexts, inst)!));
+    const opened = this.archive.retriever.openInstances(retrievePlan(sendable.map(({ inst }) => ({ inst })), (inst) => contextFor(contexts, inst)!), true);
     try {
       // Several C-STOREs outstanding when the peer grants an asynchronous operations window.
       await storeAll(assoc, this.archive.retriever, opened, (inst) => contextFor(contexts, inst)!, (inst, r) => {

@@ -209,7 +209,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
   const done = new Set<string>();
   const plan = retrievePlan(sendable.map((inst) => ({ inst })), (inst) => pcOf.get(inst.SOPInstanceUID)!);
   try {
-    await storeAll(target, ctx.archive.retriever, ctx.archive.retriever.openInstances(plan), (inst) => pcOf.get(inst.SOPInstanceUID)!, async (inst, r) => {
+    await storeAll(target, ctx.archive.retriever, ctx.archive.retriever.openInstances(plan, true), (inst) => pcOf.get(inst.SOPInstanceUID)!, async (inst, r) => {
       counts.remaining--;
       done.add(r.sop);
       if (r.status === Status.Success) counts.completed++;

@@ -1,13 +1,14 @@
 /**
  * Storage SCU (PS3.4 Annex B, SCU side): sends stored objects to a peer, for C-MOVE,
  * C-GET (on the caller's own association) and forwarding. Objects go as stored when the
- * peer accepts their transfer syntax, re-encoded to explicit or implicit little endian
- * when it does not and they are uncompressed.
+ * peer accepts their transfer syntax, else re-encoded to explicit or implicit little endian
+ * (compressed ones decoded frame by frame in the codec workers).
  */
 import type { Readable } from 'node:stream';
 import type tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { TransferSyntax, isNativeTransferSyntax } from '../dicom/dataset.ts';
+import { canDecode } from '../archive/pixels.ts';
 import type { Retriever } from '../archive/retrieve.ts';
 import type { StoredInstance } from '../index/records.ts';
 import type { DimseConfig, PeerConfig } from '../config/config.ts';
@@ -46,8 +47,10 @@ export function storageContexts(instances: readonly Pick<StoredInstance, 'SOPCla
     if (isNativeTransferSyntax(inst.TransferSyntaxUID)) {
       add(inst.SOPClassUID, [...new Set([inst.TransferSyntaxUID, ...uncompressed])]);
     } else {
+      // Its own syntax in a context of its own, so that a peer that takes it gets it as stored,
+      // and uncompressed in another for a peer that takes nothing else (decoded on the way out).
       add(inst.SOPClassUID, [inst.TransferSyntaxUID]);
-      // An uncompressed fallback is only useful if Atrium could decode; it cannot re-encode compressed pixels yet.
+      if (canDecode(inst.TransferSyntaxUID)) add(inst.SOPClassUID, uncompressed);
     }
   }
   return out;
@@ -57,7 +60,7 @@ export function storageContexts(instances: readonly Pick<StoredInstance, 'SOPCla
 export function contextFor(contexts: readonly PresentationContext[], inst: Pick<StoredInstance, 'SOPClassUID' | 'TransferSyntaxUID'>): PresentationContext | undefined {
   const forClass = contexts.filter((pc) => pc.abstractSyntax === inst.SOPClassUID);
   return forClass.find((pc) => pc.transferSyntax === inst.TransferSyntaxUID)
-    ?? (isNativeTransferSyntax(inst.TransferSyntaxUID) ? forClass.find((pc) => uncompressed.includes(pc.transferSyntax as typeof uncompressed[number])) : undefined);
+    ?? (canDecode(inst.TransferSyntaxUID) ? forClass.find((pc) => uncompressed.includes(pc.transferSyntax as typeof uncompressed[number])) : undefined);
 }
 
 /** The dataset part of a Part 10 object: whatever follows its meta header. */
@@ -138,6 +141,8 @@ export interface OpenedInstance {
   body: Buffer | Readable;
   transferSyntaxUID: string;
   release?: () => void;
+  /** Why the object could not be opened in the syntax its context needs (a frame that does not decode): a failed sub-operation. */
+  failed?: string;
 }
 
 /**
@@ -165,6 +170,10 @@ export async function storeAll(
       const next = await iterator.next();
       if (next.done) break;
       const item = next.value;
+      if (item.failed !== undefined) {
+        await onResult(item.inst, { sop: item.inst.SOPInstanceUID, status: Status.UnableToProcess, error: item.failed });
+        continue;
+      }
       const p: Promise<void> = storeInstance(assoc, retriever, item, pcFor(item.inst), options.moveOriginator)
         .then((r) => onResult(item.inst, r))
         .catch((e: unknown) => {

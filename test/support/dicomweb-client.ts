@@ -45,7 +45,7 @@ export async function retrieveInstanceAsStored(base: string, token: string, uids
   return parts[0]!;
 }
 
-function splitMultipart(body: Buffer, contentType: string): Buffer[] {
+export function splitMultipart(body: Buffer, contentType: string): Buffer[] {
   const boundary = /boundary="?([^";]+)"?/i.exec(contentType)?.[1];
   if (!boundary) throw new Error(`no boundary in ${contentType}`);
   const delimiter = Buffer.from(`\r\n--${boundary}`);

@@ -1,0 +1,243 @@
+/**
+ * Compressed objects on every way out (WADO-RS frames, instances, rendered; C-GET), decoded
+ * in the codec workers and checked sample for sample against DCMTK (dcmdjpeg, dcmdjpls,
+ * dcmdrle) or GDCM (gdcmconv) on every compressed pydicom test file and on images made
+ * here with DCMTK and GDCM; and what a bad frame or a failing codec does.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PNG } from 'pngjs';
+import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
+import { havePydicomFiles, pydicomTestFiles } from './support/pydicom-files.ts';
+import { splitMultipart } from './support/dicomweb-client.ts';
+import { stowFiles } from './support/stow.ts';
+import { syntheticInstance } from './support/synthetic.ts';
+import { parsePart10 } from '../src/dicom/part10-parser.ts';
+import { Tags, TransferSyntax } from '../src/dicom/dataset.ts';
+import { numberValue, stringValue, valueContextOf } from '../src/dicom/values.ts';
+import { decodableCompressedSyntaxes } from '../src/archive/pixels.ts';
+
+const haveGdcm = existsSync('/usr/bin/gdcmconv');
+const skip = !haveDcmtk ? 'DCMTK is not installed (apt-get install dcmtk)'
+  : !haveGdcm ? 'GDCM is not installed (apt-get install libgdcm-tools)'
+    : !havePydicomFiles ? 'pydicom test files are missing (apt-get install python3-pydicom)' : false;
+
+interface Sample {
+  name: string;
+  file: string;
+  transferSyntaxUID: string;
+  sop: string;
+  study: string;
+  series: string;
+  frames: number;
+  rows: number;
+  columns: number;
+  /** The pixel data and photometric interpretation of the reference tool's decompressed copy. */
+  reference: { pixels: Buffer; photometric: string; tool: string };
+}
+
+/** The pixel data value and a string attribute of a Part 10 file. */
+function pixelsOf(bytes: Buffer): { pixels: Buffer; get: (tag: number) => string | undefined } {
+  const obj = parsePart10(bytes);
+  const el = obj.dataset.get(Tags.PixelData)!;
+  const pixels = el.value ?? bytes.subarray(el.bulk!.offset, el.bulk!.offset + el.bulk!.length);
+  const ctx = valueContextOf(obj.dataset, obj.littleEndian);
+  return { pixels, get: (tag) => stringValue(obj.dataset, tag, ctx) };
+}
+
+/** Decompressed by DCMTK where it reads the syntax, else by GDCM (JPEG 2000). */
+function referenceDecode(file: string, transferSyntaxUID: string, work: string): Sample['reference'] | undefined {
+  const out = path.join(work, `ref-${path.basename(file)}`);
+  const tool = transferSyntaxUID === TransferSyntax.RLELossless ? 'dcmdrle'
+    : transferSyntaxUID.startsWith('1.2.840.10008.1.2.4.8') ? 'dcmdjpls'
+      : ['1.2.840.10008.1.2.4.50', '1.2.840.10008.1.2.4.57', '1.2.840.10008.1.2.4.70'].includes(transferSyntaxUID) ? 'dcmdjpeg' : 'gdcmconv';
+  try {
+    execFileSync(tool, tool === 'gdcmconv' ? ['--raw', file, out] : [file, out], { stdio: 'pipe' });
+  } catch {
+    return undefined;
+  }
+  const bytes = readFileSync(out);
+  const { pixels, get } = pixelsOf(bytes);
+  const obj = parsePart10(bytes);
+  const ctx = valueContextOf(obj.dataset, obj.littleEndian);
+  const num = (t: number) => numberValue(obj.dataset, t, ctx);
+  // dcmdrle keeps colour planes apart (Planar Configuration 1); Atrium's decoded frames are interleaved, and say so.
+  const planar = num(Tags.SamplesPerPixel) === 3 && num(Tags.PlanarConfiguration) === 1;
+  return { pixels: planar ? interleaved(pixels, num(Tags.Rows)! * num(Tags.Columns)!, num(Tags.BitsAllocated)! / 8) : pixels, photometric: get(Tags.PhotometricInterpretation)!, tool };
+}
+
+/** Planar colour frames (RRR GGG BBB) as interleaved ones (RGB RGB). */
+function interleaved(planar: Buffer, pixels: number, bytesPerSample: number): Buffer {
+  const frameBytes = pixels * 3 * bytesPerSample;
+  const out = Buffer.alloc(planar.length);
+  for (let f = 0; f + frameBytes <= planar.length; f += frameBytes) {
+    for (let s = 0; s < 3; s++) {
+      for (let i = 0; i < pixels; i++) {
+        planar.copy(out, f + (i * 3 + s) * bytesPerSample, f + (s * pixels + i) * bytesPerSample, f + (s * pixels + i + 1) * bytesPerSample);
+      }
+    }
+  }
+  return out;
+}
+
+async function get(url: string, token: string, accept: string): Promise<Response> {
+  return fetch(url, { headers: { Authorization: `Bearer ${token}`, Accept: accept } });
+}
+
+describe('Compressed pixel data decoded on the way out, as DCMTK and GDCM decode it', { skip }, () => {
+  let atrium: RunningAtrium;
+  let work: string;
+  let token: string;
+  const samples: Sample[] = [];
+  /** Files the reference tool itself cannot decode: nothing to compare with. */
+  const unreferenced: string[] = [];
+  const unreadable: string[] = [];
+  const url = (s: Sample) => `${atrium.dicomweb}/studies/${s.study}/series/${s.series}/instances/${s.sop}`;
+
+  /** A copy of a file with new study, series and instance UIDs (pydicom's variants share theirs). */
+  function withNewUIDs(source: string, name: string): string {
+    const copy = path.join(work, name);
+    writeFileSync(copy, readFileSync(source));
+    execFileSync('dcmodify', ['-nb', '-gst', '-gse', '-gin', '-i', '(0010,0020)=CODEC-1', copy], { stdio: 'pipe' });
+    return copy;
+  }
+
+  async function add(name: string, file: string): Promise<void> {
+    const bytes = readFileSync(file);
+    const obj = parsePart10(bytes);
+    if (!decodableCompressedSyntaxes.has(obj.transferSyntaxUID)) return;
+    const ctx = valueContextOf(obj.dataset, obj.littleEndian);
+    const uid = (t: number) => stringValue(obj.dataset, t, ctx)!;
+    const reference = referenceDecode(file, obj.transferSyntaxUID, work);
+    if (!reference) {
+      unreferenced.push(name);
+      return;
+    }
+    const res = await stowFiles(atrium.dicomweb, token, [bytes]);
+    assert.ok(res.status === 200 || res.status === 202, `${name}: ${res.status} ${await res.text()}`);
+    samples.push({
+      name, file, transferSyntaxUID: obj.transferSyntaxUID,
+      sop: uid(Tags.SOPInstanceUID), study: uid(Tags.StudyInstanceUID), series: uid(Tags.SeriesInstanceUID),
+      frames: Number(stringValue(obj.dataset, Tags.NumberOfFrames, ctx) ?? 1),
+      rows: numberValue(obj.dataset, Tags.Rows, ctx)!, columns: numberValue(obj.dataset, Tags.Columns, ctx)!,
+      reference,
+    });
+  }
+
+  before(async () => {
+    work = mkdtempSync(path.join(tmpdir(), 'atrium-codecs-'));
+    atrium = await startAtrium({
+      dimse: true,
+      configure: (c) => (c.peers = [{ aeTitle: 'GETSCU', site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } }]),
+    });
+    token = atrium.tokens['CHU-NORD']!;
+    for (const name of readdirSync(pydicomTestFiles).filter((n) => n.endsWith('.dcm')).sort()) {
+      let obj;
+      try {
+        obj = parsePart10(readFileSync(path.join(pydicomTestFiles, name)));
+      } catch {
+        continue;
+      }
+      if (!decodableCompressedSyntaxes.has(obj.transferSyntaxUID) || !obj.dataset.has(Tags.PixelData)) continue;
+      let copy: string;
+      try {
+        copy = withNewUIDs(path.join(pydicomTestFiles, name), name);
+      } catch {
+        unreadable.push(name); // DCMTK cannot read it either (no meta header, broken VRs)
+        continue;
+      }
+      await add(name, copy);
+    }
+    assert.deepEqual(unreadable, ['SC_rgb_jpeg.dcm']);
+    // Made here: what the pydicom files lack (JPEG lossless of 16-bit and multi-frame, JPEG-LS and
+    // JPEG 2000 of signed CT, colour and several frames, RLE of a multi-frame).
+    const multi = path.join(work, 'multiframe.dcm');
+    writeFileSync(multi, syntheticInstance({ Rows: 64, Columns: 48, NumberOfFrames: 3, PatientID: 'CODEC-1' }).file);
+    const made: Array<[string, string, string[]]> = [
+      ['CT_small.dcm', 'dcmcjpeg', ['+e1']], ['MR_small.dcm', 'dcmcjpeg', ['+el']], ['multiframe.dcm', 'dcmcjpeg', ['+e1']],
+      ['CT_small.dcm', 'dcmcjpls', []], ['SC_rgb_small_odd.dcm', 'dcmcjpls', []], ['multiframe.dcm', 'dcmcjpls', []],
+      ['CT_small.dcm', 'dcmcrle', []], ['multiframe.dcm', 'dcmcrle', []],
+      ['CT_small.dcm', 'gdcmconv', ['--j2k']], ['ExplVR_BigEnd.dcm', 'gdcmconv', ['--j2k']], ['ExplVR_BigEnd.dcm', 'dcmcjpls', []], ['ExplVR_BigEnd.dcm', 'dcmcrle', []], ['multiframe.dcm', 'gdcmconv', ['--j2k']],
+    ];
+    for (const [source, tool, args] of made) {
+      const from = source === 'multiframe.dcm' ? multi : path.join(pydicomTestFiles, source);
+      const name = `${tool}${args.join('')}-${source}`;
+      const to = path.join(work, `made-${name}`);
+      execFileSync(tool, [...args, from, to], { stdio: 'pipe' });
+      await add(name, withNewUIDs(to, name));
+    }
+  });
+
+  after(async () => {
+    await atrium?.close();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('answers the frames of every compressed pydicom file and made image as native samples identical to DCMTK\'s or GDCM\'s', async () => {
+    assert.ok(samples.length >= 40, `${samples.length} samples`);
+    // GDCM refuses this one (a sequence delimiter inside the codestream's fragments).
+    assert.deepEqual(unreferenced, ['JPEG2000-embedded-sequence-delimiter.dcm']);
+    for (const s of samples) {
+      const frameList = Array.from({ length: s.frames }, (_, i) => i + 1).join(',');
+      const res = await get(`${url(s)}/frames/${frameList}`, token, `multipart/related; type="application/octet-stream"; transfer-syntax=${TransferSyntax.ExplicitVRLittleEndian}`);
+      assert.equal(res.status, 200, `${s.name}: ${await res.clone().text()}`);
+      const parts = splitMultipart(Buffer.from(await res.arrayBuffer()), res.headers.get('content-type')!);
+      assert.equal(parts.length, s.frames, s.name);
+      const got = Buffer.concat(parts);
+      // The reference's value may end in a padding byte (an odd length); the frames do not.
+      assert.ok(got.length === s.reference.pixels.length || got.length + 1 === s.reference.pixels.length, `${s.name}: ${got.length} bytes of frames`);
+      assert.ok(got.equals(s.reference.pixels.subarray(0, got.length)), `${s.name} (${s.transferSyntaxUID}) differs from ${s.reference.tool}'s decoding`);
+    }
+  });
+
+  it('sends every compressed object re-encoded to explicit VR little endian when asked, with the reference tool\'s samples and photometric interpretation', async () => {
+    for (const s of samples) {
+      const res = await get(url(s), token, `multipart/related; type="application/dicom"; transfer-syntax=${TransferSyntax.ExplicitVRLittleEndian}`);
+      assert.equal(res.status, 200, `${s.name}: ${await res.clone().text()}`);
+      const [part] = splitMultipart(Buffer.from(await res.arrayBuffer()), res.headers.get('content-type')!);
+      const obj = parsePart10(part!);
+      assert.equal(obj.transferSyntaxUID, TransferSyntax.ExplicitVRLittleEndian, s.name);
+      const { pixels, get: attr } = pixelsOf(part!);
+      assert.ok(pixels.subarray(0, s.reference.pixels.length).equals(s.reference.pixels.subarray(0, pixels.length)), `${s.name}: pixel data differs from ${s.reference.tool}'s`);
+      assert.equal(attr(Tags.PhotometricInterpretation), s.reference.photometric, s.name);
+      const planar = parsePart10(part!).dataset.get(Tags.PlanarConfiguration)?.value;
+      if (planar) assert.equal(planar.readUInt16LE(0), 0, `${s.name}: colour samples interleaved`);
+      assert.equal(attr(Tags.SOPInstanceUID), s.sop);
+    }
+  });
+
+  it('renders a frame of every compressed syntax as PNG and JPEG of the image\'s size', async () => {
+    for (const s of samples) {
+      const png = await get(`${url(s)}/rendered`, token, 'image/png');
+      assert.equal(png.status, 200, `${s.name}: ${await png.clone().text()}`);
+      const img = PNG.sync.read(Buffer.from(await png.arrayBuffer()));
+      assert.deepEqual([img.width, img.height], [s.columns, s.rows], s.name);
+      const jpeg = await get(`${url(s)}/frames/${s.frames}/rendered`, token, 'image/jpeg');
+      assert.equal(jpeg.status, 200, s.name);
+      assert.deepEqual([...Buffer.from(await jpeg.arrayBuffer()).subarray(0, 2)], [0xff, 0xd8], s.name);
+    }
+  });
+
+  it('C-GETs compressed objects for a peer that accepts implicit VR only, decoded as the reference tool decodes them', async () => {
+    const out = mkdtempSync(path.join(work, 'get-'));
+    const picked = samples.filter((s) => ['MR_small_jpeg_ls_lossless.dcm', 'JPEG2000.dcm', 'SC_rgb_jpeg_dcmtk.dcm', 'dcmcrle-multiframe.dcm', 'dcmcjpeg+e1-CT_small.dcm'].includes(s.name));
+    assert.equal(picked.length, 5);
+    for (const s of picked) {
+      const r = await dcmtk('getscu', ['-d', '+xi', '-aet', 'GETSCU', '-aec', 'ATRIUM', '-od', out, '-k', 'QueryRetrieveLevel=IMAGE', '-k', `StudyInstanceUID=${s.study}`, '-k', `SeriesInstanceUID=${s.series}`, '-k', `SOPInstanceUID=${s.sop}`, '127.0.0.1', String(atrium.dimse!.port)]);
+      assert.equal(r.code, 0, r.output);
+      assert.match(r.output, /DcmDataset::read\(\) TransferSyntax="Little Endian Implicit"/, `${s.name} came in implicit VR`);
+    }
+    const got = readdirSync(out).map((n) => readFileSync(path.join(out, n)));
+    assert.equal(got.length, picked.length);
+    for (const g of got) {
+      const { pixels, get: attr } = pixelsOf(g);
+      const s = picked.find((p) => p.sop === attr(Tags.SOPInstanceUID))!;
+      assert.ok(pixels.subarray(0, s.reference.pixels.length).equals(s.reference.pixels.subarray(0, pixels.length)), `${s.name}: pixel data differs from ${s.reference.tool}'s`);
+    }
+  });
+});
