@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { AtriumConfig } from '../config/config.ts';
 import { openArchiveIndex, type ArchiveIndex } from '../index/archive-index.ts';
@@ -5,6 +6,8 @@ import type { NewSite, Site } from '../index/records.ts';
 import { openBlobStore } from '../storage/open-store.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { Ingestor } from './ingest.ts';
+import { IngestJournal } from '../storage/ingest-journal.ts';
+import { recoverIngestJournal } from './recovery.ts';
 import { Retriever } from './retrieve.ts';
 import { Outbox } from '../events/outbox.ts';
 
@@ -34,7 +37,17 @@ async function createSiteOnce(index: ArchiveIndex, wanted: NewSite): Promise<Sit
   }
 }
 
-export async function openArchive(config: AtriumConfig, logger: Logger): Promise<Archive> {
+/** Where the ingest journal lives: on local disk, beside the index, whatever the storage. */
+export function ingestJournalDir(config: AtriumConfig): string {
+  return path.join(config.dataDir, 'ingest-journal');
+}
+
+/**
+ * Opens the archive. With `journal` (the one process that ingests: `atrium serve`), objects
+ * are acknowledged through the ingest journal, and what the previous run left in it is
+ * recovered here, before the caller can listen. Commands run beside a server leave it off.
+ */
+export async function openArchive(config: AtriumConfig, logger: Logger, options: { journal?: boolean } = {}): Promise<Archive> {
   const index = await openArchiveIndex(config.index);
   let store: BlobStore;
   try {
@@ -43,18 +56,40 @@ export async function openArchive(config: AtriumConfig, logger: Logger): Promise
     await index.close();
     throw e;
   }
-  const sites = new Map<string, Site>();
-  for (const wanted of config.sites) {
-    const site = (await index.getSiteByCode(wanted.code)) ?? (await createSiteOnce(index, wanted));
-    sites.set(site.code, site);
+  let journal: IngestJournal | undefined;
+  try {
+    const sites = new Map<string, Site>();
+    for (const wanted of config.sites) {
+      const site = (await index.getSiteByCode(wanted.code)) ?? (await createSiteOnce(index, wanted));
+      sites.set(site.code, site);
+    }
+    const ingestLogger = logger.child({ component: 'ingest' });
+    if (options.journal) {
+      journal = await IngestJournal.open(ingestJournalDir(config), {
+        // A segment goes once its objects' files and index rows are durable by these two flushes.
+        checkpoint: async (keys) => {
+          await store.syncAll?.(keys);
+          await index.sql.flush();
+        },
+        onCheckpointError: (e) => ingestLogger.warn({ err: e }, 'ingest journal checkpoint failed: its segment is kept and replayed at the next start'),
+      });
+    }
+    const ingestor = new Ingestor(index, store, config.ingest, ingestLogger, journal);
+    if (journal) await recoverIngestJournal(journal, { index, store, ingestor, sites }, ingestLogger);
+    const retriever = new Retriever(index, store, logger.child({ component: 'retrieve' }));
+    const opened = journal;
+    return {
+      index, store, ingestor, retriever, sites, outbox: new Outbox(index.sql),
+      siteById: new Map([...sites.values()].map((s) => [s.id, s])),
+      async close() {
+        // The journal's last checkpoint needs both the store and the index.
+        await opened?.close().catch((e: unknown) => ingestLogger.warn({ err: e }, 'ingest journal not closed cleanly'));
+        await Promise.allSettled([index.close(), store.close()]);
+      },
+    };
+  } catch (e) {
+    await journal?.close().catch(() => {});
+    await Promise.allSettled([index.close(), store.close()]);
+    throw e;
   }
-  const ingestor = new Ingestor(index, store, config.ingest, logger.child({ component: 'ingest' }));
-  const retriever = new Retriever(index, store, logger.child({ component: 'retrieve' }));
-  return {
-    index, store, ingestor, retriever, sites, outbox: new Outbox(index.sql),
-    siteById: new Map([...sites.values()].map((s) => [s.id, s])),
-    async close() {
-      await Promise.allSettled([index.close(), store.close()]);
-    },
-  };
 }

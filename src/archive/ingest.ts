@@ -10,6 +10,7 @@ import { numberValue, stringValue, valueContextOf, type ValueContext } from '../
 import { stringifyDicomJson, toDicomJson } from '../dicom/json.ts';
 import { isValidUID } from '../dicom/uids.ts';
 import type { BlobStore, StoredBlob } from '../storage/blob-store.ts';
+import type { IngestJournal, JournalEntry } from '../storage/ingest-journal.ts';
 import { IndexConflictError, type ArchiveIndex } from '../index/archive-index.ts';
 import type { DuplicatePolicy, InstanceLayout, InstanceRecord, Site, StoreOutcome } from '../index/records.ts';
 import { IngestError, type IngestErrorCode } from './ingest-error.ts';
@@ -46,6 +47,12 @@ export interface IngestOptions {
 
 export type MetaHeaderMismatchPolicy = 'warn' | 'reject';
 
+/**
+ * Objects up to this size are written once more into the ingest journal, whose shared flush
+ * then stands for theirs; larger ones are flushed where they lie (the bytes dominate the cost).
+ */
+export const journalInlineMaxBytes = 1024 * 1024;
+
 /** The one way in: every entry point (STOW-RS, C-STORE, import) ingests through here. */
 export class Ingestor {
   constructor(
@@ -53,6 +60,8 @@ export class Ingestor {
     private readonly store: BlobStore,
     private readonly options: IngestOptions,
     private readonly logger: Logger,
+    /** With a journal, an object is acknowledged once durable in it; the index commit need not wait for the disk. */
+    private readonly journal?: IngestJournal,
   ) {}
 
   /**
@@ -78,14 +87,30 @@ export class Ingestor {
     }
     const key = newBlobKey(source.site.code);
     let blob: StoredBlob;
+    let inline: Buffer | undefined;
     try {
-      blob = await this.store.put(key, tapped());
+      if (this.journal && this.store.putDeferred) ({ blob, inline } = await this.store.putDeferred(key, tapped(), journalInlineMaxBytes));
+      else blob = await this.store.put(key, tapped());
     } catch (e) {
       if (parseError) return { ok: false, error: ingestErrorOfParse(parseError) };
       throw e;
     }
+    if (!this.journal) return this.indexBlob(() => parser.end(), blob, source, true);
 
-    return this.indexBlob(() => parser.end(), blob, source, true);
+    // The one flush this object waits for (shared with every object journaled meanwhile);
+    // before the index commit, so that no row can ever be durable without its object.
+    let entry: JournalEntry;
+    try {
+      entry = await this.journal.append({ type: 'object', key: blob.key, size: blob.size, sha256: blob.sha256, inline });
+    } catch (e) {
+      await this.discardBlob(blob.key);
+      throw e;
+    }
+    try {
+      return await this.indexBlob(() => parser.end(), blob, source, true, false);
+    } finally {
+      entry.settle();
+    }
   }
 
   /**
@@ -109,7 +134,7 @@ export class Ingestor {
     return this.indexBlob(() => parser.end(), { key, size, sha256: hash.digest('hex') }, source, false);
   }
 
-  private async indexBlob(parse: () => ParsedObject, blob: StoredBlob, source: IngestSource, ownsBlob: boolean): Promise<IngestResult> {
+  private async indexBlob(parse: () => ParsedObject, blob: StoredBlob, source: IngestSource, ownsBlob: boolean, durable = true): Promise<IngestResult> {
     const discard = async () => {
       if (ownsBlob) await this.discardBlob(blob.key);
     };
@@ -129,7 +154,7 @@ export class Ingestor {
 
     let outcome: StoreOutcome;
     try {
-      outcome = await this.index.storeInstance(record, this.options.duplicatePolicy);
+      outcome = await this.index.storeInstance(record, this.options.duplicatePolicy, { durable });
     } catch (e) {
       if (e instanceof IndexConflictError) {
         // Rolled back for certain: the blob would be an orphan.
@@ -179,6 +204,8 @@ export class Ingestor {
 
   private async discardBlob(key: string): Promise<void> {
     try {
+      // Journaled first: recovery must not bring back an object refused or found a duplicate.
+      if (this.journal?.has(key)) await this.journal.discard(key);
       await this.store.delete(key);
     } catch (e) {
       // Left for `atrium verify` to report as an orphan.

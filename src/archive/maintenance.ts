@@ -62,6 +62,8 @@ export interface VerifyOptions {
   repair: boolean;
   /** Orphans younger than this may belong to an ingest still under way: reported, never deleted. */
   orphanGraceMs: number;
+  /** Keys the ingest journal still names: objects acknowledged that the next start will index; never deleted. */
+  journaled?: ReadonlySet<string>;
 }
 
 /**
@@ -108,6 +110,7 @@ export async function verifyArchive(archive: Archive, options: VerifyOptions): P
     for (const orphan of report.orphans) {
       const arrived = arrivalTimeOfKey(orphan.key);
       if (arrived !== undefined && now - arrived < options.orphanGraceMs) continue;
+      if (options.journaled?.has(orphan.key)) continue;
       await archive.store.delete(orphan.key);
       report.repaired.orphansDeleted++;
     }

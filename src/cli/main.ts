@@ -5,7 +5,8 @@ import path from 'node:path';
 import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { loadConfig, ConfigError, type AtriumConfig } from '../config/config.ts';
-import { openArchive } from '../archive/archive.ts';
+import { ingestJournalDir, openArchive } from '../archive/archive.ts';
+import { journaledKeys } from '../storage/ingest-journal.ts';
 import { reindexArchive, verifyArchive } from '../archive/maintenance.ts';
 import { buildHttpServer, closeHttpServer } from '../api/server.ts';
 import { DimseServer } from '../dimse/server.ts';
@@ -119,7 +120,8 @@ async function main(argv: string[]): Promise<number> {
       if (!Number.isFinite(grace) || grace < 0) throw new ConfigError('--grace-seconds must be a number of seconds');
       const archive = await openArchive(config, logger);
       try {
-        const report = await verifyArchive(archive, { checksums: !values['no-checksums'], repair: values.repair, orphanGraceMs: grace * 1000 });
+        const journaled = await journaledKeys(ingestJournalDir(config));
+        const report = await verifyArchive(archive, { checksums: !values['no-checksums'], repair: values.repair, orphanGraceMs: grace * 1000, journaled });
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');
         const unresolved = report.corrupt.length
           + (values.repair ? report.orphans.length - report.repaired.orphansDeleted : report.orphans.length + report.missing.length);
@@ -217,7 +219,8 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     sessions: config.auth.sessions,
     loginAttemptsPerMinute: config.auth.loginAttemptsPerMinute,
   }, 'configuration');
-  const archive = await openArchive(config, logger);
+  // Recovers the ingest journal before anything listens.
+  const archive = await openArchive(config, logger, { journal: true });
   const app = await buildHttpServer(config, archive, logger);
   await app.listen({ host: config.http.host, port: config.http.port });
   const dimse = config.dimse.enabled ? new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' })) : undefined;

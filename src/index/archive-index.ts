@@ -343,10 +343,19 @@ export class ArchiveIndex {
    * Indexes one stored object in one transaction, with its outbox event.
    * Throws IndexConflictError when the object's study belongs to another patient or
    * its series to another study.
+   * With `durable: false` (the object is in the ingest journal, which recovery replays) the
+   * commit need not be on disk when this resolves.
    */
-  storeInstance(record: InstanceRecord, policy: DuplicatePolicy): Promise<StoreOutcome> {
-    if (this.sql.engine === 'sqlite') return this.storeInGroup(record, policy);
-    return this.sql.transaction((tx) => this.storeIn(tx, record, policy));
+  storeInstance(record: InstanceRecord, policy: DuplicatePolicy, options?: { durable?: boolean }): Promise<StoreOutcome> {
+    const durable = options?.durable !== false;
+    if (this.sql.engine === 'sqlite') return this.storeInGroup(record, policy, durable);
+    return this.sql.transaction((tx) => this.storeIn(tx, record, policy), { durable });
+  }
+
+  /** Whether an index row (current instance or history) refers to this blob key. */
+  async isBlobKeyReferenced(blobKey: string): Promise<boolean> {
+    if (await this.sql.get('SELECT 1 AS found FROM instances WHERE blob_key = ?', [blobKey])) return true;
+    return (await this.sql.get('SELECT 1 AS found FROM instance_history WHERE blob_key = ?', [blobKey])) !== undefined;
   }
 
   /**
@@ -356,14 +365,14 @@ export class ArchiveIndex {
    * (IndexConflictError) rolls back alone. No caller is answered before its commit.
    * PostgreSQL needs none of this: its transactions commit side by side.
    */
-  private storeInGroup(record: InstanceRecord, policy: DuplicatePolicy): Promise<StoreOutcome> {
+  private storeInGroup(record: InstanceRecord, policy: DuplicatePolicy, durable: boolean): Promise<StoreOutcome> {
     return new Promise((resolve, reject) => {
-      this.group.push({ record, policy, resolve, reject });
+      this.group.push({ record, policy, durable, resolve, reject });
       if (!this.groupRunning) void this.commitGroups();
     });
   }
 
-  private readonly group: Array<{ record: InstanceRecord; policy: DuplicatePolicy; resolve: (o: StoreOutcome) => void; reject: (e: unknown) => void }> = [];
+  private readonly group: Array<{ record: InstanceRecord; policy: DuplicatePolicy; durable: boolean; resolve: (o: StoreOutcome) => void; reject: (e: unknown) => void }> = [];
   private groupRunning = false;
 
   private async commitGroups(): Promise<void> {
@@ -389,7 +398,7 @@ export class ArchiveIndex {
               }
             }
             return out;
-          });
+          }, { durable: batch.some((item) => item.durable) });
         } catch (error) {
           for (const item of batch) item.reject(error);
           continue;

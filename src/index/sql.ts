@@ -20,9 +20,18 @@ export interface SqlDatabase {
    * outer database waits for the transaction to end, so it would never run.
    * On PostgreSQL the whole fn is run again on serialization failures, deadlocks and
    * RetryableConflict, so fn must have no side effects outside the database.
+   * With `durable: false` it resolves once committed, perhaps before the commit is on disk
+   * (the ingest journal makes such a commit recoverable); flush() later makes it durable.
    */
-  transaction<T>(fn: (tx: SqlDatabase) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: SqlDatabase) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  /** Resolves once every commit made so far, durable or not, is on disk. */
+  flush(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface TransactionOptions {
+  /** Default true: the commit is on disk when transaction() resolves. */
+  durable?: boolean;
 }
 
 export type DatabaseConfig =
@@ -90,6 +99,7 @@ class SqliteDatabase implements SqlDatabase {
    * never corrupted) and every write is followed, before it returns, by an fdatasync of the
    * WAL file on libuv's thread pool: the same guarantee as FULL, but one sync covers every
    * commit made before it started (group commit) and the event loop goes on meanwhile.
+   * A transaction with `durable: false` (an ingest the journal covers) skips that sync.
    */
   private readonly walPath: string | undefined;
   private walHandle: Promise<FileHandle> | undefined;
@@ -111,6 +121,7 @@ class SqliteDatabase implements SqlDatabase {
       exec: async (sql: string) => void this.db.exec(sql),
       // Nested transactions join the open one.
       transaction: <T>(fn: (tx: SqlDatabase) => Promise<T>) => fn(this.inside),
+      flush: () => Promise.reject(new Error('flush() inside a transaction')),
       close: () => Promise.reject(new Error('close() inside a transaction')),
     };
   }
@@ -191,7 +202,7 @@ class SqliteDatabase implements SqlDatabase {
     await this.durable();
   }
 
-  async transaction<T>(fn: (tx: SqlDatabase) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: SqlDatabase) => Promise<T>, options?: TransactionOptions): Promise<T> {
     if (this.closed) throw new Error('database is closed');
     const release = await this.mutex.lock();
     let result: T;
@@ -209,8 +220,13 @@ class SqliteDatabase implements SqlDatabase {
       release();
     }
     // The next transaction may run while this one's WAL frames are synced.
-    await this.durable();
+    if (options?.durable !== false) await this.durable();
     return result;
+  }
+
+  async flush(): Promise<void> {
+    if (this.closed) throw new Error('database is closed');
+    await this.durable();
   }
 
   async close(): Promise<void> {
@@ -328,6 +344,7 @@ class PostgresDatabase implements SqlDatabase {
         await client.query(sql);
       },
       transaction: <T>(fn: (tx: SqlDatabase) => Promise<T>) => fn(view),
+      flush: () => Promise.reject(new Error('flush() inside a transaction')),
       close: () => Promise.reject(new Error('close() inside a transaction')),
     };
     return view;
@@ -349,12 +366,14 @@ class PostgresDatabase implements SqlDatabase {
     return this.view(this.pool).exec(sql);
   }
 
-  async transaction<T>(fn: (tx: SqlDatabase) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: SqlDatabase) => Promise<T>, options?: TransactionOptions): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
       let broken = false;
       try {
         await client.query('BEGIN');
+        // The server flushes its WAL within a few hundred milliseconds anyway; flush() forces it.
+        if (options?.durable === false) await client.query('SET LOCAL synchronous_commit = off');
         try {
           const result = await fn(this.view(client));
           await client.query('COMMIT');
@@ -376,6 +395,14 @@ class PostgresDatabase implements SqlDatabase {
         client.release(broken);
       }
     }
+  }
+
+  /**
+   * A synchronous commit of a transaction with a transaction id writes a commit record and
+   * flushes the WAL up to it: every asynchronous commit before it is then on disk too.
+   */
+  async flush(): Promise<void> {
+    await this.transaction((tx) => tx.get('SELECT txid_current()'));
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,8 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, opendir, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { GroupSync } from '../lib/group-sync.ts';
 import {
   abandonSource,
@@ -15,6 +17,8 @@ import {
   type BlobStore,
   type StoredBlob,
 } from './blob-store.ts';
+
+const execFileAsync = promisify(execFile);
 
 /** Folder under the root where uploads are written before they are renamed into place. */
 const temporaryFolder = '.tmp';
@@ -52,6 +56,52 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   async put(key: string, body: BlobSource): Promise<StoredBlob> {
+    return (await this.#write(key, body, 0)).blob;
+  }
+
+  /**
+   * Writes a blob without flushing it when it is at most inlineMaxBytes long: its bytes are
+   * then returned, and the caller makes them durable elsewhere (the ingest journal) until
+   * syncAll(). A larger blob is made durable as put() does, and no bytes are returned.
+   */
+  async putDeferred(key: string, body: BlobSource, inlineMaxBytes: number): Promise<{ blob: StoredBlob; inline?: Buffer }> {
+    return this.#write(key, body, inlineMaxBytes);
+  }
+
+  /**
+   * Makes every blob written so far durable, with their folders: one sync of the whole file
+   * system (syncfs, through coreutils' `sync -f`) rather than a flush per file. Where that
+   * command is unavailable, each named key's file and folders are flushed instead.
+   */
+  async syncAll(keys: string[]): Promise<void> {
+    try {
+      await execFileAsync('sync', ['-f', this.root]);
+      return;
+    } catch {
+      // No `sync` (a minimal image), or one without -f: flush file by file.
+    }
+    for (const key of keys) {
+      const file = this.#pathOf(key);
+      let handle: FileHandle;
+      try {
+        handle = await open(file, fsConstants.O_RDONLY);
+      } catch (e) {
+        if (isAbsent(e)) continue;
+        throw e;
+      }
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      const directory = path.dirname(file);
+      await this.#directorySync(directory).afterWrite();
+      this.#durableDirectories.delete(directory);
+      await this.#makeDurable(directory);
+    }
+  }
+
+  async #write(key: string, body: BlobSource, inlineMaxBytes: number): Promise<{ blob: StoredBlob; inline?: Buffer }> {
     let target: string;
     try {
       target = this.#pathOf(key);
@@ -73,8 +123,10 @@ export class FilesystemBlobStore implements BlobStore {
       if (earlyError !== undefined) throw earlyError;
       // Written through the handle itself: it must stay open for the fsync after the last write.
       // One loop hashes and writes (no Transform, no pipeline): this is the hot path of ingest.
-      const { size, sha256 } = await writeHashed(body, handle);
-      await handle.sync();
+      const kept: Buffer[] | undefined = inlineMaxBytes > 0 ? [] : undefined;
+      const { size, sha256 } = await writeHashed(body, handle, kept, inlineMaxBytes);
+      const inline = kept && size <= inlineMaxBytes ? Buffer.concat(kept, size) : undefined;
+      if (!inline) await handle.sync();
       await handle.close();
       handle = undefined;
 
@@ -90,10 +142,12 @@ export class FilesystemBlobStore implements BlobStore {
         await rename(temporary, target);
       }
       renamed = true;
+      // The caller's journal holds these bytes: no flush of the file nor of its folders.
+      if (inline) return { blob: { key, size, sha256 }, inline };
       // Objects renamed into one folder at about the same time share its fsync.
       await this.#directorySync(directory).afterWrite();
       await this.#makeDurable(directory);
-      return { key, size, sha256 };
+      return { blob: { key, size, sha256 } };
     } catch (e) {
       stream?.off('error', onEarlyError);
       abandonSource(body);
@@ -302,8 +356,11 @@ export class FilesystemBlobStore implements BlobStore {
 /** Bytes are gathered into writes of about this size: fewer system calls for sources with small chunks. */
 const writeBatchBytes = 256 * 1024;
 
-/** Writes every chunk of the source to the file, in batches, hashing as it goes. */
-async function writeHashed(source: BlobSource, handle: FileHandle): Promise<{ size: number; sha256: string }> {
+/**
+ * Writes every chunk of the source to the file, in batches, hashing as it goes. With `kept`,
+ * the chunks are also gathered there as long as the total stays within keepUpTo.
+ */
+async function writeHashed(source: BlobSource, handle: FileHandle, kept?: Buffer[], keepUpTo = 0): Promise<{ size: number; sha256: string }> {
   const hash = createHash('sha256');
   let size = 0;
   let batch: Buffer[] = [];
@@ -311,6 +368,10 @@ async function writeHashed(source: BlobSource, handle: FileHandle): Promise<{ si
   for await (const chunk of source) {
     hash.update(chunk);
     size += chunk.length;
+    if (kept) {
+      if (size <= keepUpTo) kept.push(chunk);
+      else kept.length = 0;
+    }
     batch.push(chunk);
     batchBytes += chunk.length;
     if (batchBytes >= writeBatchBytes) {

@@ -90,7 +90,8 @@ export async function startAtrium(options: {
   config.hl7.port = 0;
   options.configure?.(config);
   const logger = pino({ level: config.log.level });
-  const archive = await openArchive(config, logger);
+  // As `atrium serve` opens it: ingest through the journal, recovered at start.
+  const archive = await openArchive(config, logger, { journal: true });
   const app = await buildHttpServer(config, archive, logger);
   await options.beforeListen?.(app);
   // Port 0 (a free one) unless `configure` chose one (a redirect URI registered beforehand).
