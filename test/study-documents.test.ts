@@ -292,6 +292,11 @@ for (const engine of testDatabases()) {
       const replaced = all2.find((d) => d.type === 'CR-IMG' && d.version === 1)!;
       assert.equal(kid(kid(kid(doc, 'relatedDocument'), 'parentDocument'), 'id').getAttribute('root'), replaced.uniqueId);
       assert.match(xml, /Lésion méniscale associée/);
+      // Each series in the object catalog, in an entry of its own (one series per study act, as the CI-SIS schematron takes them).
+      const catalog = all(doc, 'section').find((x) => kid(x, 'code').getAttribute('code') === '121181')!;
+      const seriesActs = all(catalog, 'act').filter((x) => templates(x).includes('1.2.840.10008.9.17'));
+      assert.deepEqual(seriesActs.map((x) => kid(x, 'id').getAttribute('root')).sort(), [knee.uids.series, more.uids.series].sort());
+      assert.equal(kids(catalog, 'entry').length, 2);
     });
 
     it('makes a new manifest without an object its site rejects', async () => {

@@ -6,7 +6,8 @@
  *
  * Structured body (level 3): one "Acte imagerie" section (55111-9) per act, each with its
  * radiation-exposure sub-section (73569-6) when a dose is known and its DICOM object catalog
- * (121181) naming the study, its series and instances; a "Résultats" section (59776-5) for the
+ * (121181) naming the study and each series (with its first object: the manifest lists them
+ * all); a "Résultats" section (59776-5) for the
  * findings; exactly one "Conclusion" (19005-8); the addenda (55107-7).
  * PDF body (XDS-SD, level 1): the same header, the site's PDF in a nonXMLBody.
  *
@@ -199,7 +200,8 @@ function header(r: CrImgInput, level: 'structured' | 'pdf'): string {
     `<name><family qualifier="BR">${xmlText(birthName || 'INCONNU')}</family>${firstNames ? `<given>${xmlText(firstNames)}</given><given qualifier="BR">${xmlText(firstNames.split(/[ ,]/)[0]!)}</given>` : ''}</name>`,
     `<administrativeGenderCode code="${sex}" displayName="${sexName}" codeSystem="2.16.840.1.113883.5.1"/>`,
     r.patient.PatientBirthDate ? `<birthTime value="${xmlText(r.patient.PatientBirthDate)}"/>` : '<birthTime nullFlavor="UNK"/>',
-    ...(r.patient.birthPlaceCode ? [`<birthplace><place><addr><county>${xmlText(r.patient.birthPlaceCode)}</county></addr></place></birthplace>`] : []),
+    // The birth place (COG) is an INS trait the CI-SIS asks for: said unknown when the identity record has none.
+    `<birthplace><place><addr>${r.patient.birthPlaceCode ? `<county>${xmlText(r.patient.birthPlaceCode)}</county>` : '<county nullFlavor="UNK"/>'}</addr></place></birthplace>`,
     '</patient></patientRole></recordTarget>',
     `<author><time value="${time}"/>${author}</author>`,
     `<custodian><assignedCustodian>${organization('representedCustodianOrganization', r.site).replace('<representedCustodianOrganization>', '<representedCustodianOrganization classCode="ORG" determinerCode="INSTANCE">')}</assignedCustodian></custodian>`,
@@ -297,13 +299,19 @@ function catalogSection(r: CrImgInput, ids: Ids, ref: (s: string) => string): st
       + (url ? `<text mediaType="application/dicom"><reference value="${xmlText(url)}"/></text>` : '')
       + `<effectiveTime value="${at}"/></observation></entryRelationship>`;
   };
-  const series = r.study.series.map((s, i) => `<entryRelationship typeCode="COMP"><act classCode="ACT" moodCode="EVN"><templateId root="1.2.840.10008.9.17"/><templateId root="1.2.250.1.213.1.1.3.156"/>${id(s.SeriesInstanceUID)}`
-    + codeXml('113015', DCM, 'Séries', `<qualifier><name code="121139" displayName="Modalité" codeSystem="${DCM}" codeSystemName="DCM"/>`
-      + `<value code="${xmlText(s.Modality)}" displayName="${xmlText(modalityNames[s.Modality] ?? s.Modality)}" codeSystem="${DCM}" codeSystemName="DCM"><originalText><reference value="#${ref(`serie-${i + 1}-modalite`)}"/></originalText></value></qualifier>`)
-    + `<effectiveTime value="${at}"/>${s.instances.map((inst) => instance(s, inst)).join('')}</act></entryRelationship>`).join('');
-  const study = `<entry><act classCode="ACT" moodCode="EVN"><templateId root="1.2.840.10008.9.16"/><templateId root="1.2.250.1.213.1.1.3.155"/>${id(r.study.StudyInstanceUID)}`
-    + `${codeXml('113014', DCM, 'Examen')}<effectiveTime value="${at}"/>${series}</act></entry>`;
-  return subsection(ids, ['2.16.840.1.113883.10.20.6.1.1', '1.2.250.1.213.1.1.2.217'], ['121181', DCM, "Catalogue d'objets DICOM"], "Catalogue d'objets DICOM", text, study);
+  // One entry per series, each naming the study, the series and its first object: the CI-SIS
+  // schematron takes exactly one series per study act and one object per series act (the
+  // manifest, not the report, lists every object).
+  const entries = r.study.series.filter((s) => s.instances.length > 0).map((s) => {
+    const i = r.study.series.indexOf(s);
+    const series = `<entryRelationship typeCode="COMP"><act classCode="ACT" moodCode="EVN"><templateId root="1.2.840.10008.9.17"/><templateId root="1.2.250.1.213.1.1.3.156"/>${id(s.SeriesInstanceUID)}`
+      + codeXml('113015', DCM, 'Séries', `<qualifier><name code="121139" displayName="Modalité" codeSystem="${DCM}" codeSystemName="DCM"/>`
+        + `<value code="${xmlText(s.Modality)}" displayName="${xmlText(modalityNames[s.Modality] ?? s.Modality)}" codeSystem="${DCM}" codeSystemName="DCM"><originalText><reference value="#${ref(`serie-${i + 1}-modalite`)}"/></originalText></value></qualifier>`)
+      + `<effectiveTime value="${at}"/>${instance(s, s.instances[0]!)}</act></entryRelationship>`;
+    return `<entry><act classCode="ACT" moodCode="EVN"><templateId root="1.2.840.10008.9.16"/><templateId root="1.2.250.1.213.1.1.3.155"/>${id(r.study.StudyInstanceUID)}`
+      + `${codeXml('113014', DCM, 'Examen')}<effectiveTime value="${at}"/>${series}</act></entry>`;
+  });
+  return subsection(ids, ['2.16.840.1.113883.10.20.6.1.1', '1.2.250.1.213.1.1.2.217'], ['121181', DCM, "Catalogue d'objets DICOM"], "Catalogue d'objets DICOM", text, entries.join(''));
 }
 
 function actSection(r: CrImgInput, ids: Ids, act: CrImgAct, n: number): string {
