@@ -447,5 +447,15 @@ for (const engine of testDatabases()) {
         `SELECT COUNT(*) AS n FROM audit_events WHERE study_instance_uid = ? AND action = 'download' AND outcome = 'success'`, [knee.uids.study]);
       assert.ok(Number(viewed!.n) >= 1, 'each document read is recorded');
     });
+    it('withdraws a patient\'s documents when HL7 A40 merges them into a record without a qualified INS', async () => {
+      const knees = (await list()).filter((d) => d.current);
+      assert.ok(knees.length > 0);
+      const msh = (type: string) => `MSH|^~\\&|RIS_SUD|CLIN_SUD|ATRIUM|GHT|20261206110000||${type}|MRG${++control}|P|2.5`;
+      assert.equal((await sendHl7(atrium.hl7!.port, [msh('ADT^A28^ADT_A05'), 'PID|1||DOC-3^^^CLINSUD^PI||DUBOIS^Anne'].join('\r'))).code, 'AA');
+      const merged = await sendHl7(atrium.hl7!.port, [msh('ADT^A40^ADT_A39'), 'PID|1||DOC-3^^^CLINSUD^PI||DUBOIS^Anne', 'MRG|DOC-1^^^CLINSUD^PI'].join('\r'));
+      assert.equal(merged.code, 'AA', merged.text);
+      await new StudyDocumentsConsumer(atrium.archive.outbox, 'study-documents-test', pino({ level: 'silent' }), 100, 100).drain();
+      assert.deepEqual((await list()).filter((d) => d.current), []);
+    });
   });
 }

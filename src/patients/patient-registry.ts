@@ -10,6 +10,7 @@ import { applyMigrations, writePatientNameWords, type Migration } from '../index
 import { RetryableConflict, type SqlDatabase } from '../index/sql.ts';
 import { recordIdentity, type IdentityClaim } from './identities.ts';
 import type { IdentityStatus } from './ins.ts';
+import { appendEvent } from '../events/outbox.ts';
 
 /** Tables of this module, applied with their own migrations table (beside the index's). */
 export const patientRegistryMigrations: readonly Migration[] = [
@@ -182,7 +183,10 @@ export async function mergePatientsIn(tx: SqlDatabase, surviving: PatientKey, me
   const to = await tx.get<PatientRow>(selectPatient, keyOf(surviving));
   if (!to) throw new PatientRegistryError('unknown-patient', `surviving patient ${surviving.PatientID} (issuer ${surviving.IssuerOfPatientID}) is unknown`);
   if (Number(from.id) === Number(to.id)) throw new PatientRegistryError('duplicate-patient', 'a patient cannot be merged into itself');
+  const studies = await tx.all<{ study_instance_uid: string }>('SELECT study_instance_uid FROM studies WHERE patient_id = ?', [from.id]);
   const moved = await tx.run('UPDATE studies SET patient_id = ?, updated_at = ? WHERE patient_id = ?', [to.id, new Date().toISOString(), from.id]);
+  // Those who follow studies (their documents for the DMP) learn each one changed patient.
+  for (const s of studies) await appendEvent(tx, 'study.moved', { StudyInstanceUID: s.study_instance_uid, siteId: merged.siteId, fromPatientId: Number(from.id), toPatientId: Number(to.id) });
   await tx.run('UPDATE patients SET merged_into = ?, updated_at = ? WHERE id = ?', [to.id, new Date().toISOString(), from.id]);
   await moveOrders(tx, merged, surviving.PatientID);
   await recordChange(tx, 'merge', merged, surviving.PatientID, moved.changes, source);
