@@ -28,10 +28,13 @@
  *
  * When: a final (or amended) teleradiology report marks its study due in the signing
  * transaction (`markStudyDocumentsDue`); so does any change to a study that already has
- * documents (StudyDocumentsConsumer, an outbox consumer: new objects, rejected ones, a study
- * moved). Due studies are built by the worker, or at once when their documents are asked for.
+ * documents (StudyDocumentsConsumer, an outbox consumer: new objects, replaced or rejected
+ * ones, a study moved or merged into another patient). Due studies are built by the worker
+ * (cli/workers.ts, 'studyDocuments'), or at once when their documents are asked for. A report
+ * the site wrote in its own RIS arrives over HL7 (hl7/document-messages.ts → acceptSiteReport).
  * Nothing is built for a patient without a qualified INS (RNIV: the INS leaves the site only
- * qualified): the manifest asked for on demand is refused with `no-qualified-ins`.
+ * qualified): the manifest asked for on demand is refused with `no-qualified-ins`; a study
+ * moved to such a patient has its documents withdrawn (`document.withdrawn` { documentId }).
  */
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -53,10 +56,10 @@ export type DocumentKind = 'CR-IMG' | 'KOS';
 export const publicationStatuses = ['pending', 'published', 'unpublished', 'replaced', 'withdrawn', 'refused', 'failed', 'no-ins', 'no-dmp', 'opposed'] as const;
 export type PublicationStatus = (typeof publicationStatuses)[number];
 
-/** XDS classCode / typeCode of each kind (CI-SIS JDV J06 / J07). */
+/** XDS classCode / typeCode of each kind (CI-SIS JDV J06 / J07), as dmp/metadata.ts sends them. */
 const xdsCodes: Record<DocumentKind, { typeCode: string; typeCodeSystem: string; classCode: string; mimeType: string }> = {
   'CR-IMG': { typeCode: CR_IMG_LOINC, typeCodeSystem: LOINC, classCode: '10', mimeType: 'text/xml' },
-  KOS: { typeCode: 'IMG-KOS', typeCodeSystem: '1.2.250.1.213.1.1.4.12', classCode: '10', mimeType: 'application/dicom' },
+  KOS: { typeCode: 'IMG-KOS', typeCodeSystem: '1.2.250.1.213.1.1.4.12', classCode: '31', mimeType: 'application/dicom' },
 };
 
 export interface StudyDocument {
