@@ -28,6 +28,9 @@ const password = 'un mot de passe assez long pour les tests';
 /** Routes that answer without authentication, each with why it may. */
 const publicRoutes: Record<string, string> = {
   '/health': 'liveness probe, no data',
+  '/healthz': 'liveness probe, no data',
+  '/readyz': 'readiness probe: whether the index and the storage answer, no data',
+  '/metrics': 'Prometheus metrics (counts, ages, sizes; no patient data), answered only to monitoring.allowFrom',
   '/auth/login': 'starts a Pro Santé Connect login',
   '/auth/callback': 'ends a Pro Santé Connect login',
   '/auth/local': 'a local account logs in with its password (limited per address)',
@@ -250,6 +253,10 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
     {
       route: /^\/dicom-web\/workitems\/:uid$/,
       siteB: async () => workitemUID(await atrium.archive.index.installationUidRoot(), await newTeleRequest()),
+    },
+    {
+      route: /^\/api\/lifecycle\/holds\/:id$/,
+      siteB: async () => String((await created<{ hold: { id: number } }>(as('admin.sud', 'POST', '/api/lifecycle/holds', { StudyInstanceUID: south.uids.study, reason: 'contentieux' }))).hold.id),
     },
     { route: /^\/api\/teleradiology\/templates\/:code$/, exempt: 'report templates are the territory\'s catalogue: no site owns one' },
   ];

@@ -118,6 +118,9 @@ export function auditEventKindOf(action: AuditAction, details?: Record<string, u
       return { EventID: AuditEventID.ProcedureRecord, EventActionCode: 'U' };
     case 'report-send': return { EventID: AuditEventID.Export, EventActionCode: 'R' };
     case 'second-reading': return { EventID: AuditEventID.ProcedureRecord, EventActionCode: details?.answered === true ? 'U' : 'C' };
+    // A study withdrawn at the end of its retention (or by an administrator); a legal hold placed or lifted.
+    case 'deletion': return { EventID: AuditEventID.DICOMInstancesAccessed, EventActionCode: 'D' };
+    case 'legal-hold': return { EventID: AuditEventID.PatientRecord, EventActionCode: 'U' };
   }
 }
 

@@ -14,7 +14,8 @@ export type AuditAction =
   | 'query' | 'view' | 'download' | 'store' | 'export' | 'correction' | 'merge' | 'identity-change'
   | 'identity-review' | 'order' | 'share' | 'share-open' | 'share-revoke' | 'emergency-access'
   | 'login' | 'login-failed' | 'logout' | 'user-admin'
-  | 'tele-request' | 'tele-protocol' | 'tele-assign' | 'tele-claim' | 'tele-rota' | 'tele-template' | 'report-draft' | 'report-sign' | 'report-addendum' | 'report-send' | 'second-reading';
+  | 'tele-request' | 'tele-protocol' | 'tele-assign' | 'tele-claim' | 'tele-rota' | 'tele-template' | 'report-draft' | 'report-sign' | 'report-addendum' | 'report-send' | 'second-reading'
+  | 'deletion' | 'legal-hold';
 
 export type AuditOutcome = 'success' | 'failure' | 'refused';
 

@@ -27,6 +27,8 @@ import { teleradiologyRoutes } from './teleradiology.ts';
 import { dmpRoutes } from './dmp.ts';
 import { patientRoutes } from './patients.ts';
 import { studyDocumentRoutes } from './study-documents.ts';
+import { dicomwebDeleteRoutes, lifecycleRoutes } from './lifecycle.ts';
+import { registerMonitoring } from './monitoring.ts';
 import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
 
 /**
@@ -131,6 +133,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     ...(certificateClients.length > 0 ? { certificatePrincipal: (request) => principalFromClientCertificate(request, certificateClients, archive.sites) } : {}),
   });
   app.get('/health', async () => ({ status: 'ok' }));
+  registerMonitoring(app, archive, config);
   // Counted in the index on PostgreSQL: every node behind the load balancer sees the same attempts.
   const attemptLimits = await AttemptLimits.open(archive.index.sql);
   await app.register(authRoutes, {
@@ -155,6 +158,8 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(teleradiologyRoutes, { prefix: '/api/teleradiology', archive, config: config.teleradiology });
   await app.register(studyDocumentRoutes, { prefix: '/api/studies', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(dmpRoutes, { prefix: '/api/dmp', archive });
+  await app.register(lifecycleRoutes, { prefix: '/api/lifecycle', archive });
+  await app.register(dicomwebDeleteRoutes, { prefix: '/dicom-web', archive });
   await app.register(shareLinkRoutes, {
     prefix: '/share', archive, authenticator, secureCookie: config.auth.sessions.secureCookie,
     limiter: attemptLimits.limiter('share-open', config.auth.loginAttemptsPerMinute),

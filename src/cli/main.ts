@@ -18,6 +18,7 @@ import { runSend } from './send.ts';
 import { runAuditCommand } from './audit.ts';
 import { AuditAnchoring, anchorKeyOf, type AnchorKey } from '../access/audit-anchor.ts';
 import { startWorkers } from './workers.ts';
+import { runLifecycleCommand } from './lifecycle.ts';
 import { runUserCommand } from './users.ts';
 import { UserError } from '../access/users.ts';
 
@@ -57,6 +58,10 @@ Commands:
             site-admin, radiologist, technologist, referring-physician, patient (with --patient,
             the record whose exams they see)
   user list the users, their roles and sites (never a password)
+  lifecycle [--dry-run] [--now YYYY-MM-DD] [--site CODE]
+            the studies past their retention and why (lifecycle.retention rules, legal
+            holds); --dry-run changes nothing, otherwise the list for review is replaced;
+            an administrator approves each deletion (POST /api/lifecycle/approvals)
   forwarding [--retry-failed] [--destination AE]
             the forwarding queue per destination peer (as GET /api/forwarding);
             --retry-failed first makes failed rows (of one destination) pending again
@@ -89,6 +94,8 @@ async function main(argv: string[]): Promise<number> {
       issuer: { type: 'string' },
       window: { type: 'string' },
       anchors: { type: 'string' },
+      'dry-run': { type: 'boolean', default: false },
+      now: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -111,6 +118,14 @@ async function main(argv: string[]): Promise<number> {
         });
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');
         return report.refused.length === 0 ? 0 : 1;
+      } finally {
+        await archive.close();
+      }
+    }
+    case 'lifecycle': {
+      const archive = await openArchive(config, logger);
+      try {
+        return await runLifecycleCommand(archive, config, { dryRun: values['dry-run'], ...(values.now !== undefined ? { now: values.now } : {}), ...(values.site ? { sites: values.site } : {}) });
       } finally {
         await archive.close();
       }

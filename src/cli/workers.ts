@@ -22,11 +22,12 @@ import { SessionStore } from '../access/sessions.ts';
 import { DmpPublicationQueue, DmpPublisher } from '../exchange/dmp/publications.ts';
 import type { DmpDocumentSource } from '../exchange/dmp/document.ts';
 import { StudyDocumentSource, StudyDocuments, StudyDocumentsConsumer } from '../exchange/study-documents.ts';
+import { RetentionEvaluation } from '../archive/lifecycle.ts';
 
 export type WorkerName =
-  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments';
+  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments' | 'lifecycle';
 
-export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments'];
+export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments', 'lifecycle'];
 
 export interface Workers {
   forwarder: Forwarder;
@@ -42,6 +43,8 @@ export interface Workers {
   dmp?: { queue: DmpPublicationQueue; publisher: DmpPublisher };
   /** The CR-IMG and manifests of studies whose report is final, made again when the study changes. */
   studyDocuments: { builder: StudyDocuments; changes: StudyDocumentsConsumer };
+  /** The daily retention evaluation (src/archive/lifecycle.ts): lists the studies past their retention for review. */
+  lifecycle: RetentionEvaluation;
   /** Stops what was started, waiting up to graceMs for work in flight; the audit export last. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -93,6 +96,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
     builder: new StudyDocuments(archive, { ...(config.http.publicBaseUrl !== undefined ? { publicBaseUrl: config.http.publicBaseUrl } : {}), pollMs: options.pollMs ?? 1000 }, child('study-documents')),
     changes: new StudyDocumentsConsumer(archive.outbox, 'study-documents', child('study-documents'), 200, options.pollMs ?? 1000),
   };
+  const lifecycle = new RetentionEvaluation(archive, config.lifecycle.retention, config.lifecycle.evaluateEveryHours * 3_600_000, child('lifecycle'));
   let purge: NodeJS.Timeout | undefined;
 
   const stops: Array<(graceMs: number) => Promise<unknown>> = [];
@@ -128,6 +132,10 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
     studyDocuments.builder.start();
     stops.push(() => studyDocuments.changes.stop(), () => studyDocuments.builder.stop());
   }
+  if (selected.has('lifecycle')) {
+    lifecycle.start();
+    stops.push(() => lifecycle.stop());
+  }
   if (selected.has('sessionPurge')) {
     purge = setInterval(() => {
       sessions.purgeEndedSessions().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'purging ended sessions failed'));
@@ -140,7 +148,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   await anchoring?.start();
 
   return {
-    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, ...(dmp ? { dmp } : {}),
+    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, ...(dmp ? { dmp } : {}),
     async stop(graceMs = 10_000) {
       if (purge) clearInterval(purge);
       await Promise.all(stops.map((stop) => stop(graceMs)));

@@ -7,6 +7,7 @@ import type { DuplicatePolicy, NewSite } from '../index/records.ts';
 import type { MetaHeaderMismatchPolicy } from '../archive/ingest.ts';
 import type { StorageConfig } from '../storage/open-store.ts';
 import { isSupportedCharacterSet, type Hl7CharacterSet } from '../hl7/character-sets.ts';
+import { defaultLifecycleConfig, defaultMonitoringConfig, parseLifecycle, parseMonitoring, type LifecycleConfig, type MonitoringConfig } from './lifecycle-config.ts';
 
 /**
  * Atrium's configuration: one YAML file (atrium.example.yaml documents every key),
@@ -70,6 +71,10 @@ export interface AtriumConfig {
   dmp: DmpConfig;
   /** The CNAM's INSi teleservice (src/patients/insi.ts): off without an endpoint. */
   insi: InsiConfig;
+  /** Retention rules and their daily evaluation (src/archive/lifecycle.ts). */
+  lifecycle: LifecycleConfig;
+  /** Who may scrape the Prometheus metrics (src/api/monitoring.ts). */
+  monitoring: MonitoringConfig;
   log: { level: string };
 }
 
@@ -452,6 +457,8 @@ export function defaultConfig(dataDir: string): AtriumConfig {
       retry: { baseDelayMs: 30_000, maxDelayMs: 3_600_000, maxAttempts: 48 }, pollMs: 1_000, sites: [],
     },
     insi: { timeoutMs: 15_000, software: { name: 'Atrium', version: '0.1.0', approval: '' }, sites: [] },
+    lifecycle: defaultLifecycleConfig(),
+    monitoring: defaultMonitoringConfig(),
     log: { level: 'info' },
   };
 }
@@ -553,6 +560,8 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   parseTeleradiology(obj(raw, 'teleradiology'), config);
   parseDmp(obj(raw, 'dmp'), config);
   parseInsi(obj(raw, 'insi'), config);
+  config.lifecycle = parseLifecycle(raw.lifecycle, config.sites.map((site) => site.code));
+  config.monitoring = parseMonitoring(raw.monitoring);
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;

@@ -1,0 +1,237 @@
+/**
+ * Lifecycle and retention (issue 18 §1), time driven in fast-forward: the evaluation is
+ * given its day rather than waited for. Studies at two sites; the French default rule
+ * (CSP R1112-7: 20 years after the last contact, a minor kept until 28) and a shorter rule
+ * for one site; the last contact taken across linked records; a legal hold stopping one
+ * deletion; an approval that withdraws a study, leaving a deletion record with its objects'
+ * hashes and nothing in WADO-RS, QIDO-RS or C-FIND; DICOMweb DELETE through the same path;
+ * `atrium lifecycle --dry-run`.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import { testDatabases } from './support/databases.ts';
+import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
+import { stowFiles } from './support/stow.ts';
+import { syntheticInstance, type SyntheticOptions } from './support/synthetic.ts';
+import { loginLocal, request, type CookieJar } from './support/browser-session.ts';
+import { addUser } from '../src/cli/users.ts';
+import { evaluateRetention, type DeletionRecord, type DueStudy } from '../src/archive/lifecycle.ts';
+import { parsePart10 } from '../src/dicom/part10-parser.ts';
+
+const execFileAsync = promisify(execFile);
+const root = path.resolve(import.meta.dirname, '..');
+const password = 'un mot de passe assez long pour les tests';
+
+for (const db of testDatabases()) {
+  describe(`lifecycle and retention (${db.name})`, { skip: !haveDcmtk && 'DCMTK is not installed' }, () => {
+    let atrium: RunningAtrium;
+    let cleanup: () => Promise<void>;
+    let base: string;
+    const work = mkdtempSync(path.join(tmpdir(), 'atrium-lifecycle-'));
+    const configFile = path.join(work, 'atrium.yaml');
+    const sessions: Record<string, { jar: CookieJar; csrf: string }> = {};
+    const make = (o: SyntheticOptions) => syntheticInstance({ Rows: 4, Columns: 4, ...o });
+    // CHU-NORD: an adult seen last in 2000; a child born in 2000 seen in 2001; an adult with an
+    // old exam and a recent one (same record); a patient whose record at the other site is recent.
+    const adult = make({ PatientID: 'N-ADULT', PatientBirthDate: '19500101', StudyDate: '20000105' });
+    const adultSecond = make({ PatientID: 'N-ADULT', PatientBirthDate: '19500101', StudyDate: '20000105', StudyInstanceUID: adult.uids.study });
+    const child = make({ PatientID: 'N-CHILD', PatientBirthDate: '20000301', StudyDate: '20010101' });
+    const seenAgain = make({ PatientID: 'N-AGAIN', PatientBirthDate: '19600101', StudyDate: '19990101' });
+    const seenAgainRecent = make({ PatientID: 'N-AGAIN', PatientBirthDate: '19600101', StudyDate: '20200101' });
+    const linkedRecent = make({ PatientID: 'N-LINKED', PatientBirthDate: '19700101', StudyDate: '20250101' });
+    // CLIN-SUD (10-year rule): a patient under a legal hold; the same person as N-LINKED; a study deleted by DICOMweb DELETE.
+    const held = make({ PatientID: 'S-HELD', PatientBirthDate: '19550101', StudyDate: '20050101' });
+    const linkedOld = make({ PatientID: 'S-LINKED', PatientBirthDate: '19700101', StudyDate: '20050101' });
+    const byDelete = make({ PatientID: 'S-DELETE', PatientBirthDate: '19800101', StudyDate: '20240101' });
+
+    const as = (who: string, method: string, url: string, body?: unknown) => request(sessions[who]!.jar, `${base}${url}`, {
+      method, headers: { 'x-csrf-token': sessions[who]!.csrf, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const json = async <T>(r: Promise<Response> | Response, status = 200): Promise<T> => {
+      const response = await r;
+      const text = await response.text();
+      assert.equal(response.status, status, text);
+      return JSON.parse(text) as T;
+    };
+    const evaluate = (day: string) => evaluateRetention(atrium.archive, { rules: atrium.config.lifecycle.retention, now: new Date(`${day}T12:00:00Z`) });
+    const dueFor = async (who: string) => (await json<{ due: DueStudy[] }>(as(who, 'GET', '/api/lifecycle/due'))).due;
+    const territory = (method: string, url: string) => fetch(`${base}${url}`, { method, headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']}` } });
+    const cFind = async (StudyInstanceUID: string) => {
+      const r = await dcmtk('findscu', ['-S', '-v', '-aet', 'CT', '-aec', 'ATRIUM', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${StudyInstanceUID}`, '-k', 'PatientID', '127.0.0.1', String(atrium.dimse!.port)]);
+      assert.equal(r.code, 0, r.output);
+      return r.output;
+    };
+    const cli = async (...args: string[]) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, ATRIUM_CONFIG: configFile, ATRIUM_DATA_DIR: path.join(work, 'data'), ATRIUM_LOG_LEVEL: 'warn' };
+      delete env.DATABASE_URL;
+      const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: root, env });
+      return stdout;
+    };
+
+    before(async () => {
+      const opened = await db.open();
+      cleanup = opened.cleanup;
+      const rules = [
+        { name: 'clinique 10 ans', sites: ['CLIN-SUD'], yearsAfterLastContact: 10 },
+        { name: 'CSP R1112-7', yearsAfterLastContact: 20, keepMinorsUntilAge: 28 },
+      ];
+      atrium = await startAtrium({
+        index: opened.config, dimse: true,
+        configure: (c) => {
+          c.peers = [{ aeTitle: 'CT', site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } }];
+          c.lifecycle.retention = rules;
+        },
+      });
+      base = atrium.dicomweb.replace(/\/dicom-web$/, '');
+      for (const [site, objects] of [['CHU-NORD', [adult, adultSecond, child, seenAgain, seenAgainRecent, linkedRecent]], ['CLIN-SUD', [held, linkedOld, byDelete]]] as const) {
+        const r = await stowFiles(atrium.dicomweb, atrium.tokens[site]!, objects.map((o) => o.file));
+        assert.equal(r.status, 200, await r.text());
+      }
+      // N-LINKED and S-LINKED are one person (as an identity review or a shared qualified INS makes them).
+      const sql = atrium.archive.index.sql;
+      const at = new Date().toISOString();
+      const person = (await sql.get<{ id: number }>('INSERT INTO persons (created_at) VALUES (?) RETURNING id', [at]))!.id;
+      for (const [code, PatientID] of [['CHU-NORD', 'N-LINKED'], ['CLIN-SUD', 'S-LINKED']] as const) {
+        const site = atrium.archive.sites.get(code)!;
+        const record = (await atrium.archive.index.patientRecordId(site.id, site.issuerOfPatientID, PatientID))!;
+        const exists = await sql.get('SELECT patient_id FROM patient_identities WHERE patient_id = ?', [record]);
+        if (exists) await sql.run('UPDATE patient_identities SET person_id = ? WHERE patient_id = ?', [person, record]);
+        else await sql.run(`INSERT INTO patient_identities (patient_id, status, source, person_id, updated_at) VALUES (?, 'provisional', 'test', ?, ?)`, [record, person, at]);
+      }
+      const by = { actor: 'test', via: 'cli' as const };
+      await addUser(atrium.archive, { login: 'admin.nord', displayName: 'Admin Nord', roles: ['site-admin'], sites: ['CHU-NORD'], password }, by);
+      await addUser(atrium.archive, { login: 'admin.sud', displayName: 'Admin Sud', roles: ['site-admin'], sites: ['CLIN-SUD'], password }, by);
+      await addUser(atrium.archive, { login: 'rad.nord', displayName: 'Dr Nord', roles: ['radiologist'], sites: ['CHU-NORD'], password }, by);
+      for (const who of ['admin.nord', 'admin.sud', 'rad.nord']) sessions[who] = await loginLocal(base, who, password);
+      const index = opened.config.engine === 'sqlite'
+        ? ['index:', '  engine: sqlite', `  path: ${JSON.stringify(opened.config.path)}`]
+        : ['index:', '  engine: postgres', `  url: ${JSON.stringify(opened.config.url)}`, `  schema: ${opened.config.schema}`];
+      writeFileSync(configFile, [
+        ...index, 'sites:', ...atrium.config.sites.flatMap((s) => [`  - code: ${s.code}`, `    name: ${s.name}`, `    finess: '${s.finess}'`, `    issuerOfPatientID: ${s.issuerOfPatientID}`]),
+        'lifecycle:', '  retention:', ...rules.flatMap((r) => [`    - name: ${r.name}`, `      yearsAfterLastContact: ${r.yearsAfterLastContact}`,
+          ...(r.sites ? [`      sites: [${r.sites.join(', ')}]`] : []), ...(r.keepMinorsUntilAge ? [`      keepMinorsUntilAge: ${r.keepMinorsUntilAge}`] : [])]), '',
+      ].join('\n'));
+    });
+    after(async () => {
+      await atrium?.close();
+      await cleanup?.();
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    it('places a legal hold on a patient record for its site administrator only', async () => {
+      const refused = await as('admin.nord', 'POST', '/api/lifecycle/holds', { site: 'CLIN-SUD', PatientID: 'S-HELD', reason: 'contentieux en cours' });
+      assert.equal(refused.status, 404, await refused.text());
+      assert.equal((await as('rad.nord', 'GET', '/api/lifecycle/holds')).status, 403, 'a radiologist administers no retention');
+      const { hold } = await json<{ hold: { id: number; patient?: { PatientID: string } } }>(as('admin.sud', 'POST', '/api/lifecycle/holds', { PatientID: 'S-HELD', reason: 'contentieux en cours' }), 201);
+      assert.equal(hold.patient?.PatientID, 'S-HELD');
+      assert.deepEqual((await json<{ holds: unknown[] }>(as('admin.nord', 'GET', '/api/lifecycle/holds'))).holds, []);
+    });
+
+    it('prints with --dry-run what would go and why, changing nothing', async () => {
+      const out = await cli('lifecycle', '--dry-run', '--now', '2026-12-06');
+      assert.match(out, new RegExp(`would go\\tCHU-NORD\\t${adult.uids.study.replaceAll('.', '\\.')}\\trule "CSP R1112-7": last contact 20000105, kept until 20200105`));
+      assert.match(out, new RegExp(`kept \\(legal hold\\)\\tCLIN-SUD\\t${held.uids.study.replaceAll('.', '\\.')}\\trule "clinique 10 ans"`));
+      assert.doesNotMatch(out, new RegExp(child.uids.study.replaceAll('.', '\\.')), 'a minor is kept until 28');
+      assert.match(out, /dry run: nothing changed/);
+      assert.deepEqual(await dueFor('admin.nord'), [], 'the list for review is untouched by a dry run');
+    });
+
+    it('lists for each site\'s administrators only their studies past retention, the last contact taken across linked records', async () => {
+      const all = await evaluate('2026-12-06');
+      assert.deepEqual(all.map((d) => d.StudyInstanceUID).sort(), [adult.uids.study, held.uids.study].sort());
+      const nord = await dueFor('admin.nord');
+      assert.deepEqual(nord.map((d) => [d.StudyInstanceUID, d.rule, d.lastContact, d.keepUntil, d.held]), [[adult.uids.study, 'CSP R1112-7', '20000105', '20200105', false]]);
+      const sud = await dueFor('admin.sud');
+      assert.deepEqual(sud.map((d) => [d.StudyInstanceUID, d.rule, d.held]), [[held.uids.study, 'clinique 10 ans', true]]);
+      // S-LINKED's study (2005, 10-year rule) stays: the same person was seen at CHU-NORD in 2025.
+      assert.ok(!all.some((d) => d.StudyInstanceUID === linkedOld.uids.study));
+      // N-AGAIN's 1999 exam stays: the record's newest exam (2020) is the last contact.
+      assert.ok(!all.some((d) => d.StudyInstanceUID === seenAgain.uids.study));
+    });
+
+    it('refuses to delete a study under a legal hold, by approval or by DICOMweb DELETE, and records the refusal', async () => {
+      const approval = await as('admin.sud', 'POST', '/api/lifecycle/approvals', { StudyInstanceUID: held.uids.study });
+      assert.equal(approval.status, 409, await approval.text());
+      const deleted = await territory('DELETE', `/dicom-web/studies/${held.uids.study}`);
+      assert.equal(deleted.status, 409, await deleted.text());
+      assert.equal((await territory('GET', `/dicom-web/studies/${held.uids.study}/metadata`)).status, 200, 'still there');
+      const refusals = await atrium.archive.index.sql.get<{ n: number | string }>(
+        `SELECT COUNT(*) AS n FROM audit_events WHERE action = 'deletion' AND outcome = 'refused' AND study_instance_uid = ?`, [held.uids.study]);
+      assert.equal(Number(refusals!.n), 2);
+    });
+
+    it('answers another site\'s administrator approving a study as for a study that does not exist, and refuses a study not due', async () => {
+      const foreign = await as('admin.sud', 'POST', '/api/lifecycle/approvals', { StudyInstanceUID: adult.uids.study });
+      assert.equal(foreign.status, 404);
+      const notDue = await as('admin.nord', 'POST', '/api/lifecycle/approvals', { StudyInstanceUID: child.uids.study });
+      assert.equal(notDue.status, 409, await notDue.text());
+      assert.equal((await territory('GET', `/dicom-web/studies/${child.uids.study}/metadata`)).status, 200);
+    });
+
+    it('withdraws an approved study: a deletion record with every object\'s hash, a rejection note, nothing left in WADO-RS, QIDO-RS, C-FIND or the storage', async () => {
+      const objects = await atrium.archive.index.sql.all<{ sop_instance_uid: string; sha256: string; blob_key: string }>(
+        `SELECT i.sop_instance_uid, i.sha256, i.blob_key FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id WHERE s.study_instance_uid = ?`, [adult.uids.study]);
+      assert.equal(objects.length, 2);
+      assert.match(await cFind(adult.uids.study), /N-ADULT/);
+      const { deletion } = await json<{ deletion: DeletionRecord }>(as('admin.nord', 'POST', '/api/lifecycle/approvals', { StudyInstanceUID: adult.uids.study, reason: 'durée de conservation échue' }), 201);
+      assert.equal(deletion.rule, 'CSP R1112-7');
+      assert.equal(deletion.approvedBy, 'admin.nord');
+      assert.equal(deletion.state, 'done');
+      assert.deepEqual(deletion.objectHashes.map((h) => [h.SOPInstanceUID, h.sha256]).sort(), objects.map((o) => [o.sop_instance_uid, o.sha256]).sort());
+      // Gone from every way out.
+      assert.equal((await territory('GET', `/dicom-web/studies/${adult.uids.study}/metadata`)).status, 404);
+      const qido = await territory('GET', `/dicom-web/studies?StudyInstanceUID=${adult.uids.study}`);
+      assert.ok(qido.status === 204 || (await qido.json() as unknown[]).length === 0);
+      assert.doesNotMatch(await cFind(adult.uids.study), /N-ADULT/);
+      for (const o of objects) assert.equal(await atrium.archive.store.stat(o.blob_key), undefined, 'the blob is deleted');
+      // The record outlives the data; the rejection note says why (113039) and lists the objects.
+      const listed = (await json<{ deletions: DeletionRecord[] }>(as('admin.nord', 'GET', '/api/lifecycle/deletions'))).deletions;
+      assert.deepEqual(listed.map((d) => d.id), [deletion.id]);
+      assert.deepEqual((await json<{ deletions: DeletionRecord[] }>(as('admin.sud', 'GET', '/api/lifecycle/deletions'))).deletions, []);
+      const note = (await atrium.archive.index.sql.get<{ rejection_note: string }>('SELECT rejection_note FROM lifecycle_deletions WHERE id = ?', [deletion.id]))!.rejection_note;
+      const parsed = parsePart10(Buffer.from(note, 'base64'));
+      const text = Buffer.from(note, 'base64').toString('latin1');
+      assert.ok(parsed, 'a Part 10 object');
+      assert.ok(text.includes('113039') && text.includes('Data Retention Policy Expired'));
+      for (const o of objects) assert.ok(text.includes(o.sop_instance_uid));
+      const audit = await atrium.archive.index.sql.get<{ n: number | string }>(
+        `SELECT COUNT(*) AS n FROM audit_events WHERE action = 'deletion' AND outcome = 'success' AND study_instance_uid = ?`, [adult.uids.study]);
+      assert.equal(Number(audit!.n), 1);
+      const event = await atrium.archive.index.sql.get<{ payload_json: string }>(`SELECT payload_json FROM outbox WHERE type = 'study.deleted'`);
+      assert.equal((JSON.parse(event!.payload_json) as { rejectionNoteUID: string }).rejectionNoteUID, deletion.rejectionNoteUID);
+    });
+
+    it('keeps a minor\'s study until their 28th birthday, then lists it as kept for a minor', async () => {
+      assert.ok(!(await evaluate('2028-02-29')).some((d) => d.StudyInstanceUID === child.uids.study), 'the day before the 28th birthday');
+      const due = await evaluate('2028-03-01');
+      const entry = due.find((d) => d.StudyInstanceUID === child.uids.study);
+      assert.deepEqual(entry && [entry.keepUntil, entry.keptForMinor], ['20280301', true]);
+      await json(as('admin.nord', 'POST', '/api/lifecycle/approvals', { StudyInstanceUID: child.uids.study }), 201);
+    });
+
+    it('deletes by DICOMweb DELETE (an administrator, whatever the retention) through the same path, and once a hold is lifted, by approval', async () => {
+      const r = await territory('DELETE', `/dicom-web/studies/${byDelete.uids.study}`);
+      assert.equal(r.status, 204, await r.text());
+      assert.equal((await territory('GET', `/dicom-web/studies/${byDelete.uids.study}/metadata`)).status, 404);
+      const records = (await json<{ deletions: DeletionRecord[] }>(as('admin.sud', 'GET', '/api/lifecycle/deletions'))).deletions;
+      assert.deepEqual(records.map((d) => [d.StudyInstanceUID, d.rule, d.objects]), [[byDelete.uids.study, 'administrator request', 1]]);
+      const radiologist = await as('rad.nord', 'DELETE', `/dicom-web/studies/${seenAgain.uids.study}`);
+      assert.equal(radiologist.status, 403);
+      // The hold lifted, the held study goes at the next evaluation's approval.
+      const { holds } = await json<{ holds: Array<{ id: number }> }>(as('admin.sud', 'GET', '/api/lifecycle/holds'));
+      assert.equal((await as('admin.nord', 'DELETE', `/api/lifecycle/holds/${holds[0]!.id}`)).status, 404, 'another site\'s hold');
+      await json(as('admin.sud', 'DELETE', `/api/lifecycle/holds/${holds[0]!.id}`));
+      await evaluate('2026-12-07');
+      assert.deepEqual((await dueFor('admin.sud')).map((d) => [d.StudyInstanceUID, d.held]), [[held.uids.study, false]]);
+      await json(as('admin.sud', 'POST', '/api/lifecycle/approvals', { StudyInstanceUID: held.uids.study }), 201);
+      assert.equal((await territory('GET', `/dicom-web/studies/${held.uids.study}/metadata`)).status, 404);
+    });
+  });
+}
