@@ -22,10 +22,21 @@ export interface ParsedQido {
   includeFields: Tag[] | 'all';
   /** Warning header values (RFC 7234 §5.5, code 299) the answer must carry, e.g. a capped limit. */
   warnings: string[];
+  /**
+   * The most results the answer holds. Without a limit parameter the query asks the index for
+   * one more, so that the answer can say when more matched (see resultsCappedWarning).
+   */
+  maxResults: number;
 }
 
-/** PS3.18 8.3.4.4: a limit above the server's maximum is capped and the answer says so, not refused. */
-export const limitCappedWarning = `299 atrium "The number of results exceeded the maximum supported by the server (${qidoDefaults.maxLimit}). Additional results can be requested with offset."`;
+/**
+ * PS3.18 8.3.4.4: when more results match than the server returns (a limit above its maximum,
+ * or no limit and more matches than it returns without one), the answer holds the maximum and says so.
+ */
+export const resultsCappedWarning = (max: number): string =>
+  `299 atrium "The number of results exceeded the maximum supported by the server (${max}). Additional results can be requested with offset."`;
+
+export const limitCappedWarning = resultsCappedWarning(qidoDefaults.maxLimit);
 
 /** Turns a QIDO-RS query string into a SearchQuery; attribute keys may be keywords or tags. */
 export function parseQidoQuery(level: QueryLevel, params: URLSearchParams): ParsedQido {
@@ -33,7 +44,7 @@ export function parseQidoQuery(level: QueryLevel, params: URLSearchParams): Pars
   const includeFields: Tag[] = [];
   let includeAll = false;
   let fuzzymatching = false;
-  let limit: number = qidoDefaults.limit;
+  let limit: number | undefined;
   let offset = 0;
   const warnings: string[] = [];
   for (const [key, value] of params) {
@@ -69,7 +80,8 @@ export function parseQidoQuery(level: QueryLevel, params: URLSearchParams): Pars
     if (keyword in matches) throw new QidoRequestError(`${keyword} is given twice`);
     matches[keyword] = value;
   }
-  return { query: { level, matches, fuzzymatching, limit, offset }, includeFields: includeAll ? 'all' : includeFields, warnings };
+  const maxResults = limit ?? qidoDefaults.limit;
+  return { query: { level, matches, fuzzymatching, limit: limit ?? maxResults + 1, offset }, includeFields: includeAll ? 'all' : includeFields, warnings, maxResults };
 }
 
 function attributeTag(key: string): Tag {

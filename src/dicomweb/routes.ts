@@ -12,9 +12,10 @@ import { canDecode, type ImagePixelModule } from '../archive/pixels.ts';
 import { readAhead } from '../lib/read-ahead.ts';
 import type { QueryLevel, StoredInstance } from '../index/records.ts';
 import { parseAccept, parseMediaType } from './media-type.ts';
+import { negotiateDatasets, planInstances } from './negotiation.ts';
 import { MultipartError, multipartBoundary, readMultipart, sendMultipart, writeMultipart, type MultipartSource } from './multipart.ts';
 import { HttpProblem, httpStatusOf, sendProblem } from './problem.ts';
-import { addIncludedFields, instanceJson, parseQidoQuery, seriesJson, studyJson } from './qido.ts';
+import { addIncludedFields, instanceJson, limitCappedWarning, parseQidoQuery, resultsCappedWarning, seriesJson, studyJson } from './qido.ts';
 import { personMatches } from '../patients/person-query.ts';
 import { AuditTrail, patientRefOf, patientRefsOfStudies } from '../access/audit.ts';
 import { recordIdentityConflicts } from '../access/identity-conflicts.ts';
@@ -24,6 +25,7 @@ import { scopeOfRequest } from '../api/access-scope.ts';
 import { coercePatientJson, storedPatientDiffers } from '../archive/coercion.ts';
 import type { ArchiveIndex } from '../index/archive-index.ts';
 import { stringifyDicomJson, type DicomJsonDataset } from '../dicom/json.ts';
+import { nativeDicomModelXml } from '../dicom/xml.ts';
 
 export interface DicomwebOptions {
   archive: Archive;
@@ -33,6 +35,9 @@ export interface DicomwebOptions {
 }
 
 type Params = { study?: string; series?: string; instance?: string; frames?: string; tagPath?: string };
+
+/** Warning Reason (0008,1196) of a stored object that does not follow its IOD (PS3.4 Annex B.2.3). */
+const warningDatasetDoesNotMatchSOPClass = 0xb007;
 
 /** Objects of one STOW-RS request whose ingest may run at once (see stow below). */
 const stowOverlap = 4;
@@ -146,6 +151,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     const referenced: DicomJsonDataset[] = [];
     const failed: DicomJsonDataset[] = [];
     const studies = new Set<string>();
+    let warned = 0;
     for (const r of results) {
       if (r.ok) {
         const i = r.instance;
@@ -155,7 +161,12 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
           '00081155': { vr: 'UI', Value: [i.SOPInstanceUID] },
           '00081190': { vr: 'UR', Value: [`${baseUrl}/studies/${i.StudyInstanceUID}/series/${i.SeriesInstanceUID}/instances/${i.SOPInstanceUID}`] },
         };
-        if (i.warnings.length > 0) Object.assign(item, atriumComment(i.warnings.join('; ')));
+        if (i.warnings.length > 0) {
+          // Stored, but not as the standard would have it (a meta header that disagrees, extra pixel bytes...).
+          item['00081196'] = { vr: 'US', Value: [warningDatasetDoesNotMatchSOPClass] };
+          Object.assign(item, atriumComment(i.warnings.join('; ')));
+          warned++;
+        }
         referenced.push(item);
       } else {
         const item: DicomJsonDataset = {};
@@ -174,11 +185,13 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     if (studies.size === 1) response['00081190'] = { vr: 'UR', Value: [`${baseUrl}/studies/${[...studies][0]}`] };
     if (failed.length > 0) response['00081198'] = { vr: 'SQ', Value: failed };
     if (referenced.length > 0) response['00081199'] = { vr: 'SQ', Value: referenced };
-    const status = failed.length === 0 ? 200 : referenced.length === 0 ? 409 : 202;
+    // PS3.18 10.5.3: 200 all stored without warnings; 202 stored, with warnings or with failures of
+    // some; 409 none stored.
+    const status = referenced.length === 0 ? 409 : failed.length === 0 && warned === 0 ? 200 : 202;
     const storedStudies = [...new Set(results.flatMap((r) => (r.ok ? [r.instance.StudyInstanceUID] : [])))];
     const storedPatients = await patientRefsOfStudies(archive.index, siteById, storedStudies);
     await audit.record({
-      action: 'store', outcome: status === 200 ? 'success' : 'failure', ...actorOf(request), patients: storedPatients,
+      action: 'store', outcome: failed.length === 0 ? 'success' : 'failure', ...actorOf(request), patients: storedPatients,
       details: { studies: storedStudies, stored: results.filter((r) => r.ok).length, refused: results.filter((r) => !r.ok).length },
     });
     // Identitovigilance learns what the sender is not told: each conflict with both sides.
@@ -190,8 +203,14 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
 
   // ---- QIDO-RS --------------------------------------------------------------
   const qido = (level: QueryLevel) => async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    const { query, includeFields, warnings } = parseQidoQuery(level, new URLSearchParams(request.url.split('?')[1] ?? ''));
-    if (warnings.length > 0) reply.header('Warning', warnings);
+    const { query, includeFields, warnings, maxResults } = parseQidoQuery(level, new URLSearchParams(request.url.split('?')[1] ?? ''));
+    const format = negotiateDatasets(request.headers.accept, 'a search answer');
+    // More matches than the answer holds: the maximum, and a warning that says so (PS3.18 8.3.4.4).
+    const capped = <T>(rows: T[]): T[] => {
+      if (rows.length <= maxResults) return rows;
+      if (!warnings.includes(limitCappedWarning)) warnings.push(resultsCappedWarning(maxResults));
+      return rows.slice(0, maxResults);
+    };
     query.matches = personMatches(query.matches);
     query.restriction = scopeCondition(await scopeOfRequest(policy, request));
     if (request.params.study) query.matches.StudyInstanceUID = request.params.study;
@@ -202,21 +221,21 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     const touched: string[] = [];
     const touch = (row: { siteId: number; patient: { IssuerOfPatientID: string; PatientID: string } }) => touched.push(patientRefOf(siteById, row));
     if (level === 'study') {
-      const rows = await archive.index.searchStudies(query);
+      const rows = capped(await archive.index.searchStudies(query));
       rows.forEach(touch);
       out = await Promise.all(rows.map(async (row) => {
         const json = studyJson(row, baseUrl);
         return wantsMore ? addIncludedFields(json, await firstMetadata(row.study.StudyInstanceUID), includeFields, level) : json;
       }));
     } else if (level === 'series') {
-      const rows = await archive.index.searchSeries(query);
+      const rows = capped(await archive.index.searchSeries(query));
       rows.forEach(touch);
       out = await Promise.all(rows.map(async (row) => {
         const json = seriesJson(row, baseUrl);
         return wantsMore ? addIncludedFields(json, await firstMetadata(row.study.StudyInstanceUID, row.series.SeriesInstanceUID), includeFields, level) : json;
       }));
     } else {
-      const rows = await archive.index.searchInstances(query);
+      const rows = capped(await archive.index.searchInstances(query));
       rows.forEach(touch);
       out = await Promise.all(rows.map(async (row) => {
         const json = instanceJson(row, baseUrl);
@@ -227,6 +246,8 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     }
     // Recorded before the answer leaves: no access without its trace.
     await audit.record({ action: 'query', outcome: 'success', ...actorOf(request), patients: touched, details: { level, matches: query.matches, results: out.length } });
+    if (warnings.length > 0) reply.header('Warning', warnings);
+    if (format === 'xml') return sendXmlParts(reply, out);
     return reply.type('application/dicom+json').send('[' + out.map(stringifyDicomJson).join(',') + ']');
   };
   const firstMetadata = async (StudyInstanceUID: string, SeriesInstanceUID?: string, SOPInstanceUID?: string): Promise<DicomJsonDataset> => {
@@ -249,12 +270,10 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
 
   const retrieve = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const instances = await instancesOf(request.params);
-    const wanted = negotiateInstanceTransferSyntax(request.headers.accept);
-    const plan = instances.map((inst) => ({ inst, transferSyntaxUID: transferSyntaxFor(inst, wanted) }));
-    const refused = plan.find((p) => !archive.retriever.canSendAs(p.inst, p.transferSyntaxUID));
-    if (refused) {
-      throw new RetrieveError('not-acceptable', `instance ${refused.inst.SOPInstanceUID} is stored as ${refused.inst.TransferSyntaxUID} and cannot be sent as ${refused.transferSyntaxUID}`);
-    }
+    // Negotiated for every instance before the first byte: what cannot be sent is a 406, not a cut body.
+    const negotiated = planInstances(request.headers.accept, instances, (inst, ts) => archive.retriever.canSendAs(inst, ts));
+    if (negotiated.kind === 'bulkdata') return sendBulkData(request, reply, negotiated.items);
+    const plan = negotiated.items;
     const boundary = multipartBoundary();
     const opened = archive.retriever.openInstances(plan);
     // The first object is opened before answering: if it cannot be read, the answer is still an error status.
@@ -266,8 +285,27 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
         yield { contentType: `application/dicom; transfer-syntax=${sentAs}`, body, ...(release ? { sent: release } : {}) };
       }
     }
-    const tsParam = wanted === '*' || wanted === undefined ? '' : `; transfer-syntax=${wanted}`;
+    // The answer names a transfer syntax only when every part is in it.
+    const syntaxes = new Set(plan.map((p) => (p.transferSyntaxUID === '*' ? p.inst.TransferSyntaxUID : p.transferSyntaxUID)));
+    const tsParam = syntaxes.size === 1 ? `; transfer-syntax=${[...syntaxes][0]}` : '';
     await streamMultipart(request, reply, `multipart/related; type="application/dicom"; boundary=${boundary}${tsParam}`, parts(), boundary, opened);
+  };
+  // PS3.18 10.4.3.3.5 (example B.10): the bulk data of the instances, one part a value, each
+  // named in Content-Location by the BulkDataURI its metadata gives it.
+  const sendBulkData = async (request: FastifyRequest, reply: FastifyReply, instances: StoredInstance[]) => {
+    const baseUrl = baseUrlOf(request);
+    const values = instances.flatMap((inst) => Object.keys(inst.layout.bulk).map((path) => ({ inst, path })));
+    const opened = readAhead(values, ({ inst, path }) => archive.retriever.openBulk(inst, path), 2, (body) => body.destroy());
+    const first = await opened.next();
+    async function* parts(): AsyncGenerator<MultipartSource> {
+      for (let item = first; !item.done; item = await opened.next()) {
+        const [{ inst, path }, body] = item.value;
+        const url = `${baseUrl}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}/bulk/${path}`;
+        yield { contentType: 'application/octet-stream', headers: { 'Content-Location': url }, body };
+      }
+    }
+    const boundary = multipartBoundary();
+    await streamMultipart(request, reply, `multipart/related; type="application/octet-stream"; boundary=${boundary}`, parts(), boundary, opened);
   };
   app.get('/studies/:study', retrieve);
   app.get('/studies/:study/series/:series', retrieve);
@@ -285,16 +323,18 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
 
   // ---- WADO-RS: metadata ------------------------------------------------------
   const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const format = negotiateDatasets(request.headers.accept, 'metadata');
     const instances = await instancesOf(request.params);
     const baseUrl = baseUrlOf(request);
     const current = studyPatients.has(request) ? studyPatients.get(request)?.patient : (await archive.index.studyPatient(request.params.study!))?.patient;
     // The stored JSON is served as is (bulk data URIs made absolute), unless the study's
     // patient changed since (a merge, an identifier change): then the patient module says who it is now.
-    const body = '[' + instances.map((i) => {
+    const datasets = instances.map((i) => {
       const json = current && storedPatientDiffers(i.metadataJson, current) ? coercePatientJson(i.metadataJson, current) : i.metadataJson;
       return json.replaceAll('"atrium:bulk/', `"${baseUrl}/studies/${i.StudyInstanceUID}/series/${i.SeriesInstanceUID}/instances/${i.SOPInstanceUID}/bulk/`);
-    }).join(',') + ']';
-    return reply.type('application/dicom+json').send(body);
+    });
+    if (format === 'xml') return sendXmlParts(reply, datasets.map((d) => JSON.parse(d) as DicomJsonDataset));
+    return reply.type('application/dicom+json').send('[' + datasets.join(',') + ']');
   };
   app.get('/studies/:study/metadata', metadata);
   app.get('/studies/:study/series/:series/metadata', metadata);
@@ -436,6 +476,15 @@ async function streamMultipart(request: FastifyRequest, reply: FastifyReply, con
   }
 }
 
+/** Datasets as multipart/related of application/dicom+xml, one part a dataset (PS3.18 8.7.3.3, PS3.19 A.1). */
+function sendXmlParts(reply: FastifyReply, datasets: DicomJsonDataset[]): FastifyReply {
+  const boundary = multipartBoundary();
+  async function* parts(): AsyncGenerator<MultipartSource> {
+    for (const ds of datasets) yield { contentType: 'application/dicom+xml; charset=utf-8', body: Buffer.from(nativeDicomModelXml(ds)) };
+  }
+  return reply.type(`multipart/related; type="application/dicom+xml"; boundary=${boundary}`).send(Readable.from(writeMultipart(parts(), boundary)));
+}
+
 /** Private block of ours in STOW-RS responses: a human-readable reason beside the status code. */
 function atriumComment(text: string): DicomJsonDataset {
   return { '00090010': { vr: 'LO', Value: ['ATRIUM'] }, '00091001': { vr: 'UT', Value: [text] } };
@@ -450,29 +499,6 @@ function byteLimit(max: number): Transform {
       else cb(null, chunk);
     },
   });
-}
-
-/**
- * What the client accepts for whole instances: a transfer syntax UID, '*' (as stored),
- * or undefined (no preference: explicit VR little endian where the original is uncompressed, PS3.18 8.7.3.5.2).
- */
-function negotiateInstanceTransferSyntax(accept: string | undefined): string | undefined {
-  const ranges = parseAccept(accept);
-  if (ranges.length === 0) return undefined;
-  for (const r of ranges) {
-    if (r.q === 0) continue;
-    if (r.type === '*/*' || r.type === 'application/dicom') return r.params['transfer-syntax'];
-    if (r.type === 'multipart/related') {
-      const type = r.params.type?.toLowerCase();
-      if (type === undefined || type === 'application/dicom') return r.params['transfer-syntax'];
-    }
-  }
-  throw new HttpProblem(406, `none of the accepted media types (${accept}) is multipart/related; type="application/dicom"`);
-}
-
-function transferSyntaxFor(inst: StoredInstance, wanted: string | undefined): string {
-  if (wanted !== undefined) return wanted;
-  return isNativeTransferSyntax(inst.TransferSyntaxUID) ? TransferSyntax.ExplicitVRLittleEndian : '*';
 }
 
 const frameTypes: Record<string, string> = {
