@@ -437,6 +437,9 @@ for (const engine of testDatabases()) {
     });
 
     it('answers another site\'s administrator as for a study that does not exist, and records the refusal', async () => {
+      // A document is read only under its own study.
+      const elsewhere = await call('manip.sud', 'GET', `/api/studies/${plain.uids.study}/documents/${(await list())[0]!.id}`);
+      assert.equal(elsewhere.status, 404);
       const foreign = await call('admin.nord', 'GET', `/api/studies/${knee.uids.study}/documents`);
       assert.equal(foreign.status, 404);
       assert.doesNotMatch(await foreign.text(), /CR-IMG|KOS/);
