@@ -126,6 +126,13 @@ describe('DICOMweb as PS3.18 says', { skip: !havePydicomFiles }, () => {
       assert.equal((await retrievedSyntax(j2k)).ts, TransferSyntax.JPEG2000);
     });
 
+    it('takes entries of equal q in the order given, whatever their parameters', async () => {
+      const res = await get(instancePath(DOSE), `${dicomMultipart()}, ${dicomMultipart('*')}`);
+      assert.equal((await retrievedSyntax(res)).ts, TransferSyntax.ExplicitVRLittleEndian);
+      const stored = await get(instancePath(DOSE), `${dicomMultipart('*')}, ${dicomMultipart()}`);
+      assert.equal((await retrievedSyntax(stored)).ts, TransferSyntax.ImplicitVRLittleEndian);
+    });
+
     it('follows q-values before the order of the Accept list', async () => {
       const res = await get(instancePath(DOSE), `${dicomMultipart('*')}; q=0.5, ${dicomMultipart(TransferSyntax.ExplicitVRLittleEndian)}`);
       assert.equal((await retrievedSyntax(res)).ts, TransferSyntax.ExplicitVRLittleEndian);

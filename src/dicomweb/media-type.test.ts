@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatMediaType, MediaTypeError, parseAccept, parseMediaType } from './media-type.ts';
+import { formatMediaType, MediaTypeError, parseAccept, parseAcceptPreferences, parseMediaType } from './media-type.ts';
 
 describe('parseMediaType', () => {
   it('reads a STOW-RS content type with a quoted type and a bare boundary', () => {
@@ -123,6 +123,17 @@ describe('parseAccept', () => {
       ['image/jpeg', 0.8],
       ['image/*', 0.8],
       ['*/*', 0.1],
+    ]);
+  });
+
+  it('gives DICOMweb preferences by q, then concrete types before wildcards, then the order given, not by parameter count', () => {
+    const ranges = parseAcceptPreferences('*/*, multipart/related; type="application/dicom", multipart/related; type="application/dicom"; transfer-syntax=*, image/*;q=0.9, image/png;q=0.5');
+    assert.deepEqual(ranges.map((r) => [r.type, r.params['transfer-syntax'] ?? '', r.q]), [
+      ['multipart/related', '', 1],
+      ['multipart/related', '*', 1],
+      ['*/*', '', 1],
+      ['image/*', '', 0.9],
+      ['image/png', '', 0.5],
     ]);
   });
 

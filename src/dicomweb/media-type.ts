@@ -172,6 +172,29 @@ function parseQuality(value: string): number | undefined {
  * An absent or empty header gives [] (no preference).
  */
 export function parseAccept(header: string | undefined): AcceptedMediaType[] {
+  return readAcceptRanges(header)
+    .map((r, order) => ({ r, order, s: specificity(r) }))
+    .sort((a, b) => b.r.q - a.r.q || b.s - a.s || a.order - b.order)
+    .map((x) => x.r);
+}
+
+/**
+ * The media ranges of an Accept header in the client's order of preference, as DICOMweb content
+ * negotiation takes it (PS3.18 8.7.5): by q, then type/subtype before type/* before * /*, then
+ * in the order given. Unlike parseAccept, the number of parameters does not reorder ranges of
+ * one type: `type="application/dicom"` listed before `type="application/dicom"; transfer-syntax=*`
+ * is preferred to it. Same errors and quirks as parseAccept.
+ */
+export function parseAcceptPreferences(header: string | undefined): AcceptedMediaType[] {
+  const kind = (r: AcceptedMediaType) => Math.floor(specificity(r) / 1000);
+  return readAcceptRanges(header)
+    .map((r, order) => ({ r, order }))
+    .sort((a, b) => b.r.q - a.r.q || kind(b.r) - kind(a.r) || a.order - b.order)
+    .map((x) => x.r);
+}
+
+/** The ranges of an Accept header as given. */
+function readAcceptRanges(header: string | undefined): AcceptedMediaType[] {
   if (header === undefined) return [];
   // Typed explicitly so that TypeScript treats c.fail() (never) as the end of the path.
   const c: Cursor = new Cursor(header, 'Accept header');
@@ -196,8 +219,5 @@ export function parseAccept(header: string | undefined): AcceptedMediaType[] {
     }
     ranges.push({ type, params, q });
   }
-  return ranges
-    .map((r, order) => ({ r, order, s: specificity(r) }))
-    .sort((a, b) => b.r.q - a.r.q || b.s - a.s || a.order - b.order)
-    .map((x) => x.r);
+  return ranges;
 }

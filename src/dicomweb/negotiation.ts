@@ -1,12 +1,12 @@
 /**
  * Content negotiation of the DICOMweb resources (PS3.18 8.7): which representation of a
  * resource answers an Accept header. The Accept list is tried in order of preference
- * (parseAccept: q, then specificity, then order); the first entry the resource can be sent in
- * wins, and only when none can is the answer 406.
+ * (parseAcceptPreferences: q, then concrete types before wildcards, then the order given);
+ * the first entry the resource can be sent in wins, and only when none can is the answer 406.
  */
 import { TransferSyntax } from '../dicom/dataset.ts';
 import type { StoredInstance } from '../index/records.ts';
-import { parseAccept, type AcceptedMediaType } from './media-type.ts';
+import { parseAcceptPreferences, type AcceptedMediaType } from './media-type.ts';
 import { HttpProblem } from './problem.ts';
 
 /**
@@ -30,7 +30,7 @@ const lossy: ReadonlySet<string> = new Set([
 ]);
 
 function acceptable(accept: string | undefined): AcceptedMediaType[] {
-  return parseAccept(accept).filter((r) => r.q > 0);
+  return parseAcceptPreferences(accept).filter((r) => r.q > 0);
 }
 
 /** The `type` parameter of a multipart range, lower-case; undefined when absent. */
