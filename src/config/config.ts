@@ -7,6 +7,7 @@ import type { DuplicatePolicy, NewSite } from '../index/records.ts';
 import type { MetaHeaderMismatchPolicy } from '../archive/ingest.ts';
 import type { StorageConfig } from '../storage/open-store.ts';
 import { isSupportedCharacterSet, type Hl7CharacterSet } from '../hl7/character-sets.ts';
+import { parseMssante, type MssanteConfig } from './mssante-config.ts';
 import { defaultLifecycleConfig, defaultMonitoringConfig, parseLifecycle, parseMonitoring, type LifecycleConfig, type MonitoringConfig } from './lifecycle-config.ts';
 
 /**
@@ -165,6 +166,8 @@ export interface TeleradiologyConfig {
    * on-call service; retried like report deliveries. Off unless set.
    */
   alerts?: { webhookUrl: string };
+  /** Signed reports to the requesting physician's (and the patient's) MSSanté mailbox: off unless set (mssante-config.ts). */
+  mssante?: MssanteConfig;
 }
 
 export interface TeleradiologySite {
@@ -863,6 +866,8 @@ function parseTeleradiology(t: Record<string, unknown>, config: AtriumConfig): v
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw new ConfigError('teleradiology.alerts.webhookUrl must be an https URL (http on loopback only)');
     c.alerts = { webhookUrl };
   }
+  const mssante = parseMssante(t.mssante, config.sites.map((s) => s.code));
+  if (mssante) c.mssante = mssante;
   if (t.sites === undefined) return;
   if (!Array.isArray(t.sites)) throw new ConfigError('teleradiology.sites must be a list');
   c.sites = t.sites.map((entry: unknown, i) => {

@@ -19,8 +19,9 @@ import { encapsulatedPdfOf } from './encapsulated-pdf.ts';
 import { Readable } from 'node:stream';
 import { PollingLoop } from '../lib/polling-loop.ts';
 import { TeleradiologyVoletAnswers } from './teleradiology-volet-answers.ts';
+import { DeliveryRefused, MssanteChannel } from './mssante/channel.ts';
 
-interface DueRow { id: number; report_id: number; channel: string; result_status: ResultStatus; attempts: number; next_attempt_at: string }
+interface DueRow { id: number; report_id: number; channel: string; destination: string; result_status: ResultStatus; attempts: number; next_attempt_at: string }
 
 const MAX_DELAY_MS = 3_600_000;
 
@@ -30,29 +31,39 @@ class PermanentFailure extends Error {}
 export class ReportDelivery {
   private readonly audit: AuditTrail;
   private loop: PollingLoop | undefined;
+  private answersLoop: PollingLoop | undefined;
+  /** Reports to MSSanté mailboxes (teleradiology.mssante), and their MDNs read back. */
+  readonly mssante: MssanteChannel | undefined;
 
   /** Answers owed to RIS that filed requests over the CI-SIS teleradiology volet: sent in the same passes. */
   private readonly voletAnswers: TeleradiologyVoletAnswers;
 
-  constructor(private readonly archive: Archive, private readonly config: TeleradiologyConfig, private readonly logger: Logger, private readonly sendingFacility = 'ATRIUM') {
+  constructor(private readonly archive: Archive, private readonly config: TeleradiologyConfig, private readonly logger: Logger, private readonly sendingFacility = 'ATRIUM', mssanteOptions: { publicBaseUrl?: string } = {}) {
     this.audit = new AuditTrail(archive.index.sql);
     this.voletAnswers = new TeleradiologyVoletAnswers(archive, config, logger, sendingFacility);
+    this.mssante = config.mssante ? new MssanteChannel(archive, config.mssante, logger, mssanteOptions) : undefined;
   }
 
   start(): void {
     this.loop = new PollingLoop(() => this.deliverDue(), this.config.delivery.pollMs, (e) => this.logger.error({ err: e }, 'report delivery failed; it retries'));
     this.loop.start();
+    if (this.mssante && this.config.mssante) {
+      const channel = this.mssante;
+      this.answersLoop = new PollingLoop(async () => { await channel.readAnswers(); }, this.config.mssante.pollMs, (e) => this.logger.warn({ err: e }, 'reading the MSSanté answers failed; it retries'));
+      this.answersLoop.start();
+    }
   }
 
   async stop(): Promise<void> {
     await this.loop?.stop();
+    await this.answersLoop?.stop();
   }
 
   /** One pass: every delivery due now is attempted once (and the volet's answers owed). Answers how many were sent. */
   async deliverDue(now = new Date()): Promise<number> {
     const sql = this.archive.index.sql;
     const due = await sql.all<DueRow>(
-      `SELECT id, report_id, channel, result_status, attempts, next_attempt_at FROM tele_deliveries
+      `SELECT id, report_id, channel, destination, result_status, attempts, next_attempt_at FROM tele_deliveries
         WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 50`, [now.toISOString()]);
     let sent = await this.voletAnswers.deliverDue(now);
     for (const d of due) {
@@ -81,13 +92,18 @@ export class ReportDelivery {
     let outcome: { to: string; payload?: string; details?: Record<string, unknown> };
     try {
       if (!built) throw new PermanentFailure('the report is gone or unsigned');
-      outcome = d.channel === 'hl7-oru' ? await this.sendOru(built) : d.channel === 'dicom-pdf' ? await this.storeInStudy(built.signed) : (() => { throw new PermanentFailure(`unknown channel ${d.channel}`); })();
+      outcome = d.channel === 'hl7-oru' ? await this.sendOru(built)
+        : d.channel === 'dicom-pdf' ? await this.storeInStudy(built.signed)
+          : d.channel === 'mssante' ? await this.sendMssante(d, built.signed)
+            : (() => { throw new PermanentFailure(`unknown channel ${d.channel}`); })();
     } catch (e) {
       const why = (e as Error).message;
-      const failed = e instanceof PermanentFailure || attempts >= this.config.delivery.maxAttempts;
+      const failed = e instanceof PermanentFailure || e instanceof DeliveryRefused || attempts >= this.config.delivery.maxAttempts;
       const delay = Math.min(this.config.delivery.retryBaseMs * 2 ** (attempts - 1), MAX_DELAY_MS);
+      // A recipient the MSSanté server refused for good is shown as bounced, not merely failed.
+      const status = e instanceof DeliveryRefused ? e.status : failed ? 'failed' : 'pending';
       await sql.run(`UPDATE tele_deliveries SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`,
-        [failed ? 'failed' : 'pending', attempts, why, new Date(Date.now() + delay).toISOString(), d.id, lease]);
+        [status, attempts, why, new Date(Date.now() + delay).toISOString(), d.id, lease]);
       await this.audit.record({ action: 'report-send', outcome: 'failure', ...event, details: { ...base, why, gaveUp: failed } });
       this.logger.warn({ delivery: Number(d.id), channel: d.channel, attempt: attempts, err: why }, failed ? 'report delivery failed for good' : 'report delivery failed; it will be retried');
       return false;
@@ -105,6 +121,12 @@ export class ReportDelivery {
     const payload = encodeOru(built.report);
     await sendOverMllp({ host, port }, payload, built.report.controlId, this.config.delivery.ackTimeoutMs);
     return { to: `${host}:${port}`, payload: payload.toString('latin1') };
+  }
+
+  /** The report to an MSSanté mailbox (mssante/channel.ts): the XDM archive and the PDF. */
+  private async sendMssante(d: DueRow, signed: SignedReport): Promise<{ to: string; details: Record<string, unknown> }> {
+    if (!this.mssante) throw new PermanentFailure('MSSanté is not configured any more');
+    return this.mssante.send({ id: Number(d.id), destination: d.destination }, signed);
   }
 
   /** The report's PDF as a DICOM encapsulated PDF in its study, through the archive's one way in. */

@@ -5,6 +5,7 @@
  * Each signature and addendum puts a delivery to the requesting site in the same
  * transaction (ORU^R01 over MLLP when the site has a listener), sent by the delivery worker.
  */
+import { mssanteAnswers, mssanteDestinations, type MssanteAnswer } from '../exchange/mssante/channel.ts';
 import type { Principal } from '../access/principal.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import { ReportTemplates } from './report-templates.ts';
@@ -28,6 +29,8 @@ export interface ReportContent {
 export interface Delivery {
   id: number; channel: string; destination: string; resultStatus: ResultStatus; status: string; attempts: number;
   createdAt: string; lastError?: string; sentAt?: string;
+  /** MSSanté: what the recipient's side answered (MDN processed or error with its code, or a bounce). */
+  answer?: MssanteAnswer;
 }
 
 export interface Addendum { id: number; text: string; signedBy: string; signedAt: string }
@@ -194,9 +197,11 @@ export class TeleReports {
     const rows = await this.sql.all<{ id: number; channel: string; destination: string; result_status: ResultStatus; status: string; attempts: number; last_error: string | null; created_at: string; sent_at: string | null }>(
       `SELECT d.id, d.channel, d.destination, d.result_status, d.status, d.attempts, d.last_error, d.created_at, d.sent_at
          FROM tele_deliveries d JOIN tele_reports t ON t.id = d.report_id WHERE t.request_id = ? ORDER BY d.id`, [requestId]);
+    const answers = await mssanteAnswers(this.sql, rows.filter((r) => r.channel === 'mssante').map((r) => Number(r.id)));
     return rows.map((r) => ({
       id: Number(r.id), channel: r.channel, destination: r.destination, resultStatus: r.result_status, status: r.status, attempts: Number(r.attempts),
       createdAt: r.created_at, ...(r.last_error !== null ? { lastError: r.last_error } : {}), ...(r.sent_at !== null ? { sentAt: r.sent_at } : {}),
+      ...(answers.has(Number(r.id)) ? { answer: answers.get(Number(r.id))! } : {}),
     }));
   }
 
@@ -212,6 +217,15 @@ export class TeleReports {
       await markStudyDocumentsDue(tx, request.study_instance_uid, resultStatus === 'F' ? 'report-final' : 'report-amended', now);
     }
     const site = this.requests.archive.siteById.get(Number(request.requesting_site_id));
+    // MSSanté: the requesting physician's mailbox (and the patient's, if the site allows), for a final or amended report.
+    if (resultStatus !== 'P') {
+      for (const destination of mssanteDestinations(this.requests.config.mssante, site?.code, { rpps: request.requesting_physician_rpps })) {
+        await tx.run(
+          `INSERT INTO tele_deliveries (report_id, channel, destination, result_status, status, attempts, next_attempt_at, created_at)
+           VALUES (?, 'mssante', ?, ?, 'pending', 0, ?, ?)`,
+          [reportId, destination, resultStatus, now.toISOString(), now.toISOString()]);
+      }
+    }
     const oru = this.requests.config.sites.find((s) => s.site === site?.code)?.oru;
     if (!oru) return;
     await tx.run(

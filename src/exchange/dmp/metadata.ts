@@ -124,6 +124,8 @@ export interface EntryToSend {
   sourcePatientId: string;
   hash: string;
   size: number;
+  /** XDM (ITI-32): the document's file name in its submission set folder (the URI slot). */
+  uri?: string;
 }
 
 export interface SubmissionToSend {
@@ -141,6 +143,8 @@ export interface SubmissionToSend {
   signatureEntryUUID: string;
   /** The entry this submission replaces: its new document (entryUUID) and the previous DMP entry. */
   replaces?: { entryUUID: string; previousEntryUUID: string };
+  /** XDM over mail: the recipients (XON/XCN with their mail address), the intendedRecipient slot. */
+  intendedRecipients?: readonly string[];
 }
 
 /** CX with an ISO assigning authority, as referenceIdList wants it. */
@@ -192,6 +196,7 @@ function documentEntry(e: EntryToSend, s: SubmissionToSend): string {
     + slot('hash', [e.hash])
     + slot('size', [String(e.size)])
     + (e.referenceIds.length > 0 ? slot(xds.referenceIdList, e.referenceIds) : '')
+    + (e.uri !== undefined ? slot('URI', [e.uri]) : '')
     + localized('Name', e.title)
     + authorClassification(xds.de.author, id, e.author, s.facility)
     + classification(xds.de.classCode, id, e.classCode)
@@ -214,6 +219,7 @@ function submissionSet(s: SubmissionToSend): string {
   const id = s.entryUUID;
   return `<rim:RegistryPackage id="${esc(id)}">`
     + slot('submissionTime', [dtm(s.submissionTime)])
+    + (s.intendedRecipients && s.intendedRecipients.length > 0 ? slot('intendedRecipient', s.intendedRecipients) : '')
     + localized('Name', 'Publication Atrium')
     + authorClassification(xds.ss.author, id, s.author, s.facility)
     + classification(xds.ss.contentTypeCode, id, s.contentType)
@@ -235,6 +241,17 @@ export function provideAndRegisterRequest(s: SubmissionToSend): string {
     + '</rim:RegistryObjectList></lcm:SubmitObjectsRequest>'
     + s.entries.map((e) => `<xdsb:Document id="${esc(e.entryUUID)}"><xop:Include href="cid:${esc(e.contentId)}"/></xdsb:Document>`).join('')
     + '</xdsb:ProvideAndRegisterDocumentSetRequest>';
+}
+
+/**
+ * The bare SubmitObjectsRequest of an XDM media (ITI-32, METADATA.XML): the submission set, its
+ * documents (each with its URI) and their HasMember associations; no signature, no XOP.
+ */
+export function xdmSubmitObjectsRequest(s: Omit<SubmissionToSend, 'signatureEntryUUID' | 'replaces'>): string {
+  const members = s.entries.map((e) => association(xds.hasMember, s.entryUUID, e.entryUUID, slot('SubmissionSetStatus', ['Original']))).join('');
+  return `<?xml version="1.0" encoding="UTF-8"?><lcm:SubmitObjectsRequest xmlns:lcm="${ns.lcm}" xmlns:rim="${ns.rim}"><rim:RegistryObjectList>`
+    + submissionSet({ ...s, signatureEntryUUID: '' }) + s.entries.map((e) => documentEntry(e, { ...s, signatureEntryUUID: '' })).join('') + members
+    + '</rim:RegistryObjectList></lcm:SubmitObjectsRequest>';
 }
 
 /** ITI-57: a submission set that changes one entry's availability status (CI-SIS: to Deleted). */

@@ -1,0 +1,245 @@
+/**
+ * The MSSanté channel of report deliveries (report-delivery.ts): a final or amended report
+ * goes to the requesting physician's mailbox (found by RPPS in the configured directory, or
+ * an address given) and, when the site allows it and the patient's INS is qualified, to the
+ * patient's (<INS>@patient.mssante.fr, X-MSS-MES: FIN: no reply wanted). The message: the
+ * IHE_XDM.ZIP of the study's current CR-IMG and KOS (xdm.ts), the report's PDF for humans,
+ * subject XDM/1.0/DDM+<title>, the MSSanté headers and Disposition-Notification-To.
+ *
+ * Owns the table mssante_messages (its own migrations, like the DMP's): one row a delivery,
+ * with the Message-ID it was sent under (the same for every attempt) and the answer that came
+ * back: processed (MDN), error with the MDN's code and label, or bounced (DSN).
+ */
+import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Archive } from '../../archive/archive.ts';
+import type { MssanteConfig, MssanteSiteConfig } from '../../config/mssante-config.ts';
+import { isMailAddress } from '../../config/mssante-config.ts';
+import type { SqlDatabase } from '../../index/sql.ts';
+import { applyMigrations, type Migration } from '../../index/migrations.ts';
+import { insValue, shareableINS } from '../../patients/ins.ts';
+import { AuditTrail } from '../../access/audit.ts';
+import type { SignedReport } from '../signed-report.ts';
+import { renderReportPdf } from '../report-pdf.ts';
+import { listStudyDocuments, StudyDocuments, StudyDocumentSource } from '../study-documents.ts';
+import type { DmpDocument } from '../dmp/document.ts';
+import { mailboxCredentials, parseAnswer, readAnswers, submit, SubmissionRefused, type MailAnswer } from './mail.ts';
+import { xdmMedia } from './xdm.ts';
+
+const migrations: Migration[] = [
+  {
+    version: 1,
+    name: 'MSSanté messages of report deliveries and their answers',
+    sql: `
+CREATE TABLE mssante_messages (
+  delivery_id BIGINT PRIMARY KEY,
+  message_id {text} NOT NULL UNIQUE,
+  recipient {text},
+  answer {text},
+  answer_code {text},
+  answer_label TEXT,
+  answered_at {text}
+);
+`,
+  },
+];
+
+const migrated = new WeakMap<SqlDatabase, Promise<unknown>>();
+
+/** Creates the channel's table once per database handle (every node runs it; the first migrates). */
+export async function migrateMssante(sql: SqlDatabase): Promise<void> {
+  let done = migrated.get(sql);
+  if (!done) {
+    done = applyMigrations(sql, migrations, 'mssante_migrations');
+    migrated.set(sql, done);
+    done.catch(() => migrated.delete(sql));
+  }
+  await done;
+}
+
+/** What came back for a delivery: the MDN (processed, or error with its code and label) or a bounce. */
+export interface MssanteAnswer { status: 'processed' | 'error' | 'bounced' | string; code?: string; label?: string; at: string }
+
+/** The answers of MSSanté deliveries, by delivery id. */
+export async function mssanteAnswers(sql: SqlDatabase, deliveryIds: readonly number[]): Promise<Map<number, MssanteAnswer>> {
+  const answers = new Map<number, MssanteAnswer>();
+  if (deliveryIds.length === 0) return answers;
+  await migrateMssante(sql);
+  const rows = await sql.all<{ delivery_id: number; answer: string | null; answer_code: string | null; answer_label: string | null; answered_at: string | null }>(
+    `SELECT delivery_id, answer, answer_code, answer_label, answered_at FROM mssante_messages WHERE delivery_id IN (${deliveryIds.map(() => '?').join(', ')})`, [...deliveryIds]);
+  for (const r of rows) {
+    if (r.answer === null) continue;
+    answers.set(Number(r.delivery_id), { status: r.answer, ...(r.answer_code ? { code: r.answer_code } : {}), ...(r.answer_label ? { label: r.answer_label } : {}), at: r.answered_at ?? '' });
+  }
+  return answers;
+}
+
+/** The destinations a signature queues for the site (tele-reports.ts): the physician by RPPS, the patient if allowed. */
+export function mssanteDestinations(config: MssanteConfig | undefined, siteCode: string | undefined, physician: { rpps: string | null; address?: string | null }): string[] {
+  const site = config?.sites.find((s) => s.site === siteCode);
+  if (!site) return [];
+  const out: string[] = [];
+  if (physician.address && isMailAddress(physician.address)) out.push(physician.address);
+  else if (physician.rpps) out.push(`rpps:${physician.rpps}`);
+  if (site.patients) out.push('patient');
+  return out;
+}
+
+/** A delivery nothing will mend by retrying: failed, or bounced (the address refused). */
+export class DeliveryRefused extends Error {
+  constructor(message: string, readonly status: 'failed' | 'bounced') {
+    super(message);
+  }
+}
+
+export const PATIENT_DOMAIN = 'patient.mssante.fr';
+const CR_IMG_SUBJECT = "Compte rendu d'imagerie médicale";
+
+export class MssanteChannel {
+  private readonly documents: StudyDocuments;
+  private readonly source: StudyDocumentSource;
+  private readonly audit: AuditTrail;
+
+  constructor(private readonly archive: Archive, private readonly config: MssanteConfig, private readonly logger: Logger, private readonly options: { publicBaseUrl?: string } = {}) {
+    this.documents = new StudyDocuments(archive, options.publicBaseUrl !== undefined ? { publicBaseUrl: options.publicBaseUrl } : {}, logger);
+    this.source = new StudyDocumentSource(archive.index.sql);
+    this.audit = new AuditTrail(archive.index.sql);
+  }
+
+  private siteOf(code: string): MssanteSiteConfig | undefined {
+    return this.config.sites.find((s) => s.site === code);
+  }
+
+  /** The professional's address in the directory file, read on each use (it is replaced as the directory is). */
+  private lookUpRpps(rpps: string): string | undefined {
+    if (!this.config.directoryFile) return undefined;
+    const entries = JSON.parse(readFileSync(this.config.directoryFile, 'utf8')) as unknown;
+    if (!Array.isArray(entries)) throw new Error('the MSSanté directory file is not a list');
+    const found = entries.find((e: unknown) => typeof e === 'object' && e !== null && (e as { rpps?: unknown }).rpps === rpps) as { address?: unknown } | undefined;
+    return typeof found?.address === 'string' && isMailAddress(found.address) ? found.address : undefined;
+  }
+
+  /** The study's current CR-IMG and KOS, built now if they are due; a study still being built elsewhere is retried. */
+  private async studyDocuments(StudyInstanceUID: string): Promise<DmpDocument[]> {
+    const sql = this.archive.index.sql;
+    await this.documents.buildIfDue(StudyInstanceUID);
+    const due = await sql.get<{ last_error: string | null }>('SELECT last_error FROM study_documents_due WHERE study_instance_uid = ?', [StudyInstanceUID]);
+    if (due && due.last_error === null) throw new Error("the study's documents are still being built");
+    const current = (await listStudyDocuments(sql, StudyInstanceUID)).filter((d) => d.current);
+    const out: DmpDocument[] = [];
+    for (const kind of ['CR-IMG', 'KOS'] as const) {
+      const d = current.filter((c) => c.kind === kind).sort((a, b) => b.id - a.id)[0];
+      const doc = d ? await this.source.documentFor(String(d.id)) : undefined;
+      if (doc) out.push(doc as DmpDocument);
+    }
+    return out;
+  }
+
+  /** Sends one delivery; answers where it went. Throws DeliveryRefused for what no retry mends, any other error to retry. */
+  async send(delivery: { id: number; destination: string }, signed: SignedReport): Promise<{ to: string; details: Record<string, unknown> }> {
+    const sql = this.archive.index.sql;
+    await migrateMssante(sql);
+    const site = this.siteOf(signed.requestingSite.code);
+    if (!site) throw new DeliveryRefused('the requesting site has no MSSanté mailbox configured any more', 'failed');
+    if (!signed.StudyInstanceUID) throw new DeliveryRefused('the request has no study: no document to send', 'failed');
+    const documents = await this.studyDocuments(signed.StudyInstanceUID);
+    const cda = documents.find((d) => d.kind === 'CR-IMG');
+    const identity = cda?.patient.identity;
+    const ins = identity ? shareableINS(identity) : undefined;
+    const toPatient = delivery.destination === 'patient';
+    let to: string;
+    if (toPatient) {
+      if (!ins) throw new DeliveryRefused("the patient's INS is not qualified: nothing goes to the patient's mailbox", 'failed');
+      to = `${insValue(ins)}@${PATIENT_DOMAIN}`;
+    } else if (delivery.destination.startsWith('rpps:')) {
+      const rpps = delivery.destination.slice(5);
+      const found = this.lookUpRpps(rpps);
+      if (!found) throw new DeliveryRefused(`no MSSanté address for RPPS ${rpps} in the directory`, 'failed');
+      to = found;
+    } else {
+      to = delivery.destination;
+    }
+    if (!isMailAddress(to)) throw new DeliveryRefused(`${to} is not a mail address`, 'failed');
+
+    // One Message-ID a delivery: a retry is the same message, and its MDN finds it whichever attempt went through.
+    const domain = site.address.split('@')[1]!;
+    await sql.run(`INSERT INTO mssante_messages (delivery_id, message_id, recipient) VALUES (?, ?, ?) ON CONFLICT (delivery_id) DO UPDATE SET recipient = excluded.recipient`,
+      [delivery.id, `<atrium.${delivery.id}.${randomUUID()}@${domain}>`, to]);
+    const messageId = (await sql.get<{ message_id: string }>('SELECT message_id FROM mssante_messages WHERE delivery_id = ?', [delivery.id]))!.message_id;
+
+    const pdf = await renderReportPdf(signed);
+    const attachments: Array<{ filename: string; content: Buffer; contentType: string }> = [];
+    const headers: Record<string, string | string[]> = { 'Disposition-Notification-To': site.address, 'X-MSS-NIL': this.config.productReference };
+    let title = cda?.title ?? CR_IMG_SUBJECT;
+    if (cda && ins) {
+      const siteRow = signed.requestingSite;
+      const media = await xdmMedia({
+        documents, ins, sourceId: await this.archive.index.installationUidRoot(), recipients: [to], product: `Atrium (${this.config.productReference})`,
+        facility: {
+          name: siteRow.name, finess: siteRow.finess,
+          facilityType: { code: 'SA01', scheme: '1.2.250.1.71.4.2.4', display: 'Etablissement public de santé' },
+          practiceSetting: { code: 'ETABLISSEMENT', scheme: '1.2.250.1.213.1.1.4.9', display: 'Etablissement de santé' },
+        },
+      });
+      attachments.push({ filename: 'IHE_XDM.ZIP', content: media.zip, contentType: 'application/zip' });
+      headers['X-MSS-CODECDA'] = media.cdaCodes;
+      // The CDA inside names the patient by a qualified INS.
+      headers['X-MSS-INS'] = 'O';
+      title = cda.title;
+    }
+    attachments.push({ filename: 'compte-rendu.pdf', content: pdf, contentType: 'application/pdf' });
+    if (toPatient) headers['X-MSS-MES'] = 'FIN';
+    try {
+      await submit(this.config, mailboxCredentials(this.config, site), {
+        from: site.address, to, subject: `XDM/1.0/DDM+${title}`, messageId, headers, attachments,
+        text: `${CR_IMG_SUBJECT}${cda ? ' : le document structuré (CDA) et le manifeste des images sont dans IHE_XDM.ZIP' : ''}; le compte rendu lisible est joint en PDF.\r\n`,
+      });
+    } catch (e) {
+      if (e instanceof SubmissionRefused && e.permanent) throw new DeliveryRefused(`${to}: ${e.message}`, 'bounced');
+      throw e;
+    }
+    await sql.run('UPDATE tele_deliveries SET destination = ? WHERE id = ?', [to, delivery.id]);
+    return { to, details: { messageId, xdm: cda !== undefined } };
+  }
+
+  /** Reads every configured mailbox's answers once; answers how many were recorded. */
+  async readAnswers(): Promise<number> {
+    await migrateMssante(this.archive.index.sql);
+    let recorded = 0;
+    for (const site of this.config.sites) {
+      await readAnswers(this.config, mailboxCredentials(this.config, site), async (raw) => {
+        const answer = await parseAnswer(raw);
+        if (answer && await this.record(answer)) recorded++;
+      });
+    }
+    return recorded;
+  }
+
+  /** An answer recorded against its delivery (an MDN or bounce about another message is ignored). */
+  private async record(a: MailAnswer): Promise<boolean> {
+    const sql = this.archive.index.sql;
+    if (!a.originalMessageId) return false;
+    const row = await sql.get<{ delivery_id: number }>('SELECT delivery_id FROM mssante_messages WHERE message_id = ?', [a.originalMessageId]);
+    if (!row) return false;
+    const id = Number(row.delivery_id);
+    const at = new Date().toISOString();
+    if (a.kind === 'mdn') {
+      const status = a.error ? 'error' : 'processed';
+      await sql.run('UPDATE mssante_messages SET answer = ?, answer_code = ?, answer_label = ?, answered_at = ? WHERE delivery_id = ?',
+        [status, a.error?.code ?? null, a.error?.label ?? a.disposition, at, id]);
+      if (a.error) await sql.run('UPDATE tele_deliveries SET last_error = ? WHERE id = ?', [`MDN ${a.error.code}: ${a.error.label}`, id]);
+    } else {
+      if (a.action !== 'failed') return false;
+      const why = [a.status, a.diagnostic].filter((x) => x).join(' ');
+      await sql.run('UPDATE mssante_messages SET answer = ?, answer_code = ?, answer_label = ?, answered_at = ? WHERE delivery_id = ?', ['bounced', a.status ?? null, a.diagnostic ?? null, at, id]);
+      await sql.run(`UPDATE tele_deliveries SET status = 'bounced', last_error = ? WHERE id = ?`, [`bounced: ${why}`, id]);
+    }
+    await this.audit.record({
+      action: 'report-send', outcome: a.kind === 'mdn' && !a.error ? 'success' : 'failure', actor: 'atrium', actorKind: 'system', via: 'api', patients: [],
+      details: { delivery: id, channel: 'mssante', answer: a.kind === 'mdn' ? (a.error ? 'error' : 'processed') : 'bounced', ...(a.kind === 'mdn' && a.error ? { code: a.error.code } : {}) },
+    });
+    this.logger.info({ delivery: id, answer: a.kind }, 'MSSanté answer recorded');
+    return true;
+  }
+}
