@@ -21,6 +21,7 @@ import { stowFiles } from './support/stow.ts';
 import { syntheticInstance, type SyntheticOptions } from './support/synthetic.ts';
 import { loginLocal, request, type CookieJar } from './support/browser-session.ts';
 import { addUser } from '../src/cli/users.ts';
+import { sendHl7 } from './support/hl7.ts';
 import { evaluateRetention, type DeletionRecord, type DueStudy } from '../src/archive/lifecycle.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 
@@ -45,6 +46,8 @@ for (const db of testDatabases()) {
     const seenAgain = make({ PatientID: 'N-AGAIN', PatientBirthDate: '19600101', StudyDate: '19990101' });
     const seenAgainRecent = make({ PatientID: 'N-AGAIN', PatientBirthDate: '19600101', StudyDate: '20200101' });
     const linkedRecent = make({ PatientID: 'N-LINKED', PatientBirthDate: '19700101', StudyDate: '20250101' });
+    // An exam of 2001, then an outpatient visit in 2015 told by the hospital's HIS (HL7 ADT^A04).
+    const visited = make({ PatientID: 'N-VISIT', PatientBirthDate: '19650101', StudyDate: '20010101' });
     // CLIN-SUD (10-year rule): a patient under a legal hold; the same person as N-LINKED; a study deleted by DICOMweb DELETE.
     const held = make({ PatientID: 'S-HELD', PatientBirthDate: '19550101', StudyDate: '20050101' });
     const linkedOld = make({ PatientID: 'S-LINKED', PatientBirthDate: '19700101', StudyDate: '20050101' });
@@ -83,14 +86,15 @@ for (const db of testDatabases()) {
         { name: 'CSP R1112-7', yearsAfterLastContact: 20, keepMinorsUntilAge: 28 },
       ];
       atrium = await startAtrium({
-        index: opened.config, dimse: true,
+        index: opened.config, dimse: true, hl7: true,
         configure: (c) => {
+          c.hl7.senders = [{ application: 'HIS_NORD', facility: 'CHU_NORD', site: 'CHU-NORD' }];
           c.peers = [{ aeTitle: 'CT', site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } }];
           c.lifecycle.retention = rules;
         },
       });
       base = atrium.dicomweb.replace(/\/dicom-web$/, '');
-      for (const [site, objects] of [['CHU-NORD', [adult, adultSecond, child, seenAgain, seenAgainRecent, linkedRecent]], ['CLIN-SUD', [held, linkedOld, byDelete]]] as const) {
+      for (const [site, objects] of [['CHU-NORD', [adult, adultSecond, child, seenAgain, seenAgainRecent, linkedRecent, visited]], ['CLIN-SUD', [held, linkedOld, byDelete]]] as const) {
         const r = await stowFiles(atrium.dicomweb, atrium.tokens[site]!, objects.map((o) => o.file));
         assert.equal(r.status, 200, await r.text());
       }
@@ -105,6 +109,11 @@ for (const db of testDatabases()) {
         if (exists) await sql.run('UPDATE patient_identities SET person_id = ? WHERE patient_id = ?', [person, record]);
         else await sql.run(`INSERT INTO patient_identities (patient_id, status, source, person_id, updated_at) VALUES (?, 'provisional', 'test', ?, ?)`, [record, person, at]);
       }
+      const ack = await sendHl7(atrium.hl7!.port, [
+        'MSH|^~\\&|HIS_NORD|CHU_NORD|ATRIUM|GHT|20150312093000||ADT^A04^ADT_A01|CTRL-VISIT|P|2.5|||||FRA|8859/1',
+        'EVN||20150312093000', 'PID|1||N-VISIT^^^CHUNORD^PI||VISITE^PAUL||19650101|M', `PV1|1|O${'|'.repeat(42)}20150312093000`, '',
+      ].join('\r'));
+      assert.equal(ack.code, 'AA', JSON.stringify(ack));
       const by = { actor: 'test', via: 'cli' as const };
       await addUser(atrium.archive, { login: 'admin.nord', displayName: 'Admin Nord', roles: ['site-admin'], sites: ['CHU-NORD'], password }, by);
       await addUser(atrium.archive, { login: 'admin.sud', displayName: 'Admin Sud', roles: ['site-admin'], sites: ['CLIN-SUD'], password }, by);
@@ -154,6 +163,10 @@ for (const db of testDatabases()) {
       assert.ok(!all.some((d) => d.StudyInstanceUID === linkedOld.uids.study));
       // N-AGAIN's 1999 exam stays: the record's newest exam (2020) is the last contact.
       assert.ok(!all.some((d) => d.StudyInstanceUID === seenAgain.uids.study));
+      // N-VISIT's 2001 exam stays: the HIS told of a visit in 2015.
+      assert.ok(!all.some((d) => d.StudyInstanceUID === visited.uids.study));
+      assert.deepEqual((await evaluate('2035-03-12')).find((d) => d.StudyInstanceUID === visited.uids.study)?.lastContact, '20150312');
+      await evaluate('2026-12-06');
     });
 
     it('refuses to delete a study under a legal hold, by approval or by DICOMweb DELETE, and records the refusal', async () => {

@@ -11,7 +11,8 @@ import {
 } from '../patients/patient-registry.ts';
 import { Hl7Error, Hl7ErrorCode } from './acknowledgment.ts';
 import { birthDateOf, birthNameTraitsOf, birthPlaceOf, identifiersOf, identityStatusOf, patientNameOf, sexOf } from './fields.ts';
-import { findSegment, type Hl7Message, type Segment } from './message.ts';
+import { findSegment, valueOf, type Hl7Message, type Segment } from './message.ts';
+import { recordContactIn } from '../archive/lifecycle.ts';
 
 export interface MessageContext {
   site: Site;
@@ -75,6 +76,15 @@ export function registryError(e: unknown, location: { segment: string; field: nu
   return new Hl7Error('AE', code, e.message, location);
 }
 
+/** The day of the stay or visit: PV1-44 (admit date/time), else EVN-2 (recorded), else today. */
+function contactDateOf(message: Hl7Message): string {
+  for (const [id, field] of [['PV1', 44], ['EVN', 2]] as const) {
+    const value = valueOf(findSegment(message, id), field);
+    if (/^[0-9]{8}/.test(value)) return value.slice(0, 8);
+  }
+  return new Date().toISOString().slice(0, 10).replaceAll('-', '');
+}
+
 export async function applyPatientMessage(tx: SqlDatabase, message: Hl7Message, trigger: string, ctx: MessageContext): Promise<void> {
   const pid = requireSegment(message, 'PID');
   const patient = patientOf(pid, ctx.site);
@@ -91,7 +101,9 @@ export async function applyPatientMessage(tx: SqlDatabase, message: Hl7Message, 
       }
       await mergePatientsIn(tx, key, priorKey, source);
     }
-    await registerPatientIn(tx, key, patient.demographics, patient.identity);
+    const record = await registerPatientIn(tx, key, patient.demographics, patient.identity);
+    // An admission or an outpatient visit is a contact: the person's exams are kept counting from the last one.
+    if (trigger === 'A01' || trigger === 'A04') await recordContactIn(tx, record.id, contactDateOf(message), `HL7 ADT^${trigger} ${ctx.messageControlId}`);
   } catch (e) {
     throw registryError(e, trigger === 'A47' || trigger === 'A40' ? { segment: 'MRG', field: 1 } : { segment: 'PID', field: 3 });
   }

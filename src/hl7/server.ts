@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
 import type { Hl7Config, TeleradiologyConfig } from '../config/config.ts';
 import { migratePatientRegistry } from '../patients/patient-registry.ts';
+import { migrateLifecycle } from '../archive/lifecycle.ts';
 import { frameMessage, MllpDecoder, MllpFrameRefused, MllpFrameTooLarge, MllpHeaderTooLarge } from './mllp.ts';
 import { Hl7Receiver } from './receiver.ts';
 import { migrateTeleradiologyVolet } from './teleradiology-volet.ts';
@@ -42,6 +43,8 @@ export class Hl7Server {
 
   async listen(): Promise<void> {
     await migratePatientRegistry(this.archive.index.sql);
+    // ADT admissions and visits are recorded as contacts for retention (src/archive/lifecycle.ts).
+    await migrateLifecycle(this.archive.index.sql);
     if (this.teleradiology) await migrateTeleradiologyVolet(this.archive.index.sql);
     this.server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
     await new Promise<void>((resolve, reject) => {
