@@ -9,13 +9,17 @@ const cli = path.join(path.resolve(import.meta.dirname, '../..'), 'bin/atrium.mj
 export class AtriumProcess {
   child?: ChildProcess;
   url = '';
+  /** What the process of the last start() wrote to stdout (its JSON log lines). */
+  stdout = '';
   constructor(readonly configFile: string) {}
 
   async start(): Promise<void> {
     const child = spawn(process.execPath, [cli, 'serve', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    this.stdout = '';
     let stderr = '';
     child.stderr!.on('data', (d) => { stderr += d; });
+    child.stdout!.on('data', (d: Buffer) => { this.stdout += d.toString(); });
     this.url = await new Promise<string>((resolve, reject) => {
       let out = '';
       child.stdout!.on('data', (d: Buffer) => {

@@ -1,0 +1,314 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { syntheticInstance } from './support/synthetic.ts';
+import { AtriumProcess } from './support/atrium-process.ts';
+import { dcmtk, freePort, haveDcmtk } from './support/dcmtk.ts';
+import { stowFiles } from './support/stow.ts';
+import { datasetBytes } from './support/part10.ts';
+import { sha256Hex } from '../src/api/auth.ts';
+import { openArchiveIndex } from '../src/index/archive-index.ts';
+import type { DatabaseConfig } from '../src/index/sql.ts';
+import { testDatabases } from './support/databases.ts';
+
+const run = promisify(execFile);
+const cli = path.join(path.resolve(import.meta.dirname, '..'), 'bin/atrium.mjs');
+
+/** A deterministic PRNG (mulberry32): the kills fall at the same moments every run. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Acknowledged {
+  uids: { study: string; series: string; sop: string };
+  /** Of the whole file (STOW-RS keeps it byte for byte), or of its dataset (a C-STORE carries no meta header). */
+  sha: string;
+  via: 'dimse' | 'stow-rs';
+}
+
+/** What must come back identical: the whole file sent by STOW-RS, the dataset sent by C-STORE. */
+const identity = (via: Acknowledged['via'], file: Buffer) => sha(via === 'dimse' ? datasetBytes(file) : file);
+
+interface VerifyReport {
+  missing: unknown[];
+  corrupt: unknown[];
+  orphans: Array<{ key: string }>;
+  repaired: { orphansDeleted: number; temporaryFilesRemoved: number };
+}
+
+/** The index section of the configuration file for a test database. */
+function indexYaml(db: DatabaseConfig): string {
+  return db.engine === 'sqlite' ? `index: { engine: sqlite, path: ${JSON.stringify(db.path)} }` : `index: { engine: postgres, url: ${JSON.stringify(db.url)}, schema: ${db.schema} }`;
+}
+
+/** A data folder and a configuration for the real CLI, DIMSE on, killed without warning. */
+function setUp(name: string) {
+  const dataDir = mkdtempSync(path.join(tmpdir(), `atrium-${name}-`));
+  const token = randomBytes(24).toString('base64url');
+  const configFile = path.join(dataDir, 'atrium.yaml');
+  const dimse = { port: 0 };
+  const write = async (index: string) => {
+    dimse.port = await freePort();
+    writeFileSync(configFile, [
+      `dataDir: ${dataDir}`,
+      'http: { host: 127.0.0.1, port: 0 }',
+      index,
+      'sites:',
+      '  - { code: CHU-NORD, name: CHU Nord, finess: "590000001", issuerOfPatientID: CHUNORD }',
+      'apiClients:',
+      `  - { name: modality, tokenSha256: ${sha256Hex(token)}, site: CHU-NORD }`,
+      `dimse: { enabled: true, host: 127.0.0.1, port: ${dimse.port}, aeTitle: ATRIUM, requireKnownCallers: false }`,
+      // Not the default MLLP port: other tests may hold it.
+      'hl7: { enabled: false }',
+      'log: { level: info }',
+    ].join('\n'));
+  };
+  const verify = async (...args: string[]): Promise<{ code: number; report: VerifyReport }> => {
+    try {
+      const { stdout } = await run(process.execPath, [cli, 'verify', '--config', configFile, ...args]);
+      return { code: 0, report: JSON.parse(stdout) as VerifyReport };
+    } catch (e) {
+      const err = e as { code: number; stdout: string };
+      return { code: err.code, report: JSON.parse(err.stdout) as VerifyReport };
+    }
+  };
+  return { dataDir, token, configFile, dimse, write, verify, atrium: new AtriumProcess(configFile) };
+}
+
+async function retrieve(url: string, token: string, uids: Acknowledged['uids']): Promise<Buffer> {
+  const res = await fetch(`${url}/studies/${uids.study}/series/${uids.series}/instances/${uids.sop}`, {
+    headers: { Authorization: `Bearer ${token}`, Accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
+  });
+  assert.equal(res.status, 200, `retrieve ${uids.sop}`);
+  const body = Buffer.from(await res.arrayBuffer());
+  const start = body.indexOf('\r\n\r\n') + 4;
+  const end = body.lastIndexOf('\r\n--');
+  return body.subarray(start, end);
+}
+
+async function qidoFinds(url: string, token: string, sop: string): Promise<boolean> {
+  const res = await fetch(`${url}/instances?SOPInstanceUID=${sop}`, { headers: { Authorization: `Bearer ${token}`, Accept: 'application/dicom+json' } });
+  if (res.status === 204) return false;
+  assert.equal(res.status, 200);
+  return ((await res.json()) as unknown[]).length === 1;
+}
+
+/** The log line of the journal's recovery, and whether it came before the server said it serves. */
+function recoveryOf(stdout: string): { before: boolean; report?: Record<string, number> } {
+  const lines = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string } & Record<string, number>);
+  const recovered = lines.findIndex((l) => l.msg === 'ingest journal recovered');
+  const serving = lines.findIndex((l) => l.msg === 'atrium is serving');
+  return { before: recovered === -1 || recovered < serving, report: recovered === -1 ? undefined : lines[recovered] };
+}
+
+for (const db of testDatabases()) {
+  // The process killed is Atrium's: PostgreSQL survives it, so fewer kills there (the time of CI).
+  const kills = db.name === 'sqlite' ? 100 : 8;
+  describe(`SIGKILL at random moments of concurrent DIMSE and STOW-RS ingest, index on ${db.name}`, { skip: !haveDcmtk && 'DCMTK is not installed' }, () => {
+    const t = setUp('crash-ingest');
+    const files = path.join(t.dataDir, 'to-send');
+    let cleanup = async () => {};
+    before(async () => {
+      mkdirSync(files);
+      const opened = await db.open();
+      cleanup = opened.cleanup;
+      await t.write(indexYaml(opened.config));
+    });
+    after(async () => {
+      await t.atrium.stop();
+      await cleanup();
+      rmSync(t.dataDir, { recursive: true, force: true });
+    });
+
+    it(`after each of ${kills} kills, the last acknowledged object is found by the first request and every acknowledged one is identical; verify is clean at the end`, { timeout: 600_000 }, async (context) => {
+      const random = prng(20261206);
+      const port = t.dimse.port;
+      const everything: Acknowledged[] = [];
+      let lastRound: Acknowledged[] = [];
+      let lastAcknowledged: Acknowledged | undefined;
+      let recoveredObjects = 0;
+      let reindexed = 0;
+      let fileSeq = 0;
+
+      for (let round = 0; round < kills; round++) {
+        await t.atrium.start();
+        const { url } = t.atrium;
+        // The very first request: recovery must have run before the server answered anything.
+        if (lastAcknowledged) assert.ok(await qidoFinds(url, t.token, lastAcknowledged.uids.sop), `round ${round}: the object acknowledged last before the kill is found at once`);
+        const recovery = recoveryOf(t.atrium.stdout);
+        assert.ok(recovery.before, `round ${round}: recovery is logged before the server serves`);
+        recoveredObjects += recovery.report?.objects ?? 0;
+        reindexed += recovery.report?.reindexed ?? 0;
+        for (const a of lastRound) assert.equal(identity(a.via, await retrieve(url, t.token, a.uids)), a.sha, `round ${round}: ${a.via} object ${a.uids.sop}`);
+
+        const acknowledged: Acknowledged[] = [];
+        const state = { killed: false };
+        const ack = (a: Acknowledged) => {
+          if (state.killed) return;
+          acknowledged.push(a);
+          lastAcknowledged = a;
+        };
+        const dimseWorker = async (worker: number) => {
+          while (!state.killed) {
+            const batch = Array.from({ length: 5 }, () => {
+              const inst = syntheticInstance({ PatientID: `KILL-D${worker}`, Rows: 16, Columns: 16 });
+              const file = path.join(files, `${fileSeq++}.dcm`);
+              writeFileSync(file, inst.file);
+              return { file, inst };
+            });
+            const result = await dcmtk('storescu', ['-v', '-to', '10', '-ta', '10', '-td', '10', '-aec', 'ATRIUM', '127.0.0.1', String(port), ...batch.map((b) => b.file)], 30_000);
+            // storescu names each file before sending it, and reports each answer after.
+            let current: string | undefined;
+            for (const line of result.output.split('\n')) {
+              const sending = /Sending file: (.+\.dcm)/.exec(line);
+              if (sending) current = sending[1];
+              if (/Received Store Response \(Success\)/.test(line) && current) {
+                const sent = batch.find((b) => b.file === current)!;
+                ack({ uids: sent.inst.uids, sha: identity('dimse', sent.inst.file), via: 'dimse' });
+              }
+            }
+            for (const b of batch) unlinkSync(b.file);
+            if (result.code !== 0) break;
+          }
+        };
+        const stowWorker = async (worker: number, everyLarge: number) => {
+          for (let n = 0; !state.killed; n++) {
+            // Now and then an object too large for the journal (flushed where it lies).
+            const insts = [
+              syntheticInstance({ PatientID: `KILL-S${worker}`, Rows: 16, Columns: 16 }),
+              n % everyLarge === everyLarge - 1
+                ? syntheticInstance({ PatientID: `KILL-S${worker}`, Rows: 768, Columns: 768 })
+                : syntheticInstance({ PatientID: `KILL-S${worker}`, Rows: 16, Columns: 16 }),
+            ];
+            let status: number;
+            try {
+              const res = await stowFiles(url, t.token, insts.map((i) => i.file));
+              status = res.status;
+              await res.arrayBuffer();
+            } catch {
+              break; // the server died under the request
+            }
+            assert.equal(status, 200);
+            for (const i of insts) ack({ uids: i.uids, sha: identity('stow-rs', i.file), via: 'stow-rs' });
+          }
+        };
+        const workers = [dimseWorker(0), dimseWorker(1), dimseWorker(2), stowWorker(0, 5), stowWorker(1, 7)];
+        await sleep(30 + random() * 450);
+        state.killed = true;
+        await t.atrium.kill();
+        await Promise.all(workers);
+        everything.push(...acknowledged);
+        lastRound = acknowledged;
+      }
+
+      await t.atrium.start();
+      if (lastAcknowledged) assert.ok(await qidoFinds(t.atrium.url, t.token, lastAcknowledged.uids.sop));
+      for (const a of everything) assert.equal(identity(a.via, await retrieve(t.atrium.url, t.token, a.uids)), a.sha, `${a.via} object ${a.uids.sop}`);
+      await t.atrium.stop();
+      assert.ok(everything.length > kills, `${everything.length} objects acknowledged over ${kills} kills`);
+      assert.ok(everything.some((a) => a.via === 'dimse') && everything.some((a) => a.via === 'stow-rs'));
+      assert.ok(recoveredObjects > 0, 'the journal was replayed after kills');
+      context.diagnostic(`${everything.length} objects acknowledged (${everything.filter((a) => a.via === 'dimse').length} by C-STORE); recoveries replayed ${recoveredObjects} journaled objects, indexed ${reindexed} the index lacked`);
+
+      const first = await t.verify();
+      assert.deepEqual(first.report.missing, [], 'no index row lacks its object');
+      assert.deepEqual(first.report.corrupt, []);
+      // Orphans: objects written but never journaled nor acknowledged; repaired as verify always did.
+      await t.verify('--repair', '--grace-seconds', '0');
+      const clean = await t.verify();
+      assert.equal(clean.code, 0, JSON.stringify(clean.report));
+    });
+  });
+
+  describe(`recovery of the ingest journal at start, index on ${db.name}`, () => {
+    const t = setUp('journal-recovery');
+    let index: DatabaseConfig;
+    let cleanup = async () => {};
+    before(async () => {
+      const opened = await db.open();
+      index = opened.config;
+      cleanup = opened.cleanup;
+      await t.write(indexYaml(index));
+    });
+    after(async () => {
+      await t.atrium.stop();
+      await cleanup();
+      rmSync(t.dataDir, { recursive: true, force: true });
+    });
+
+    it('indexes again, before answering, acknowledged objects whose index rows and small files a power loss took', { skip: !haveDcmtk && 'DCMTK is not installed' }, async () => {
+      await t.atrium.start();
+      const small = Array.from({ length: 6 }, (_, i) => syntheticInstance({ PatientID: `LOST-${i % 2}`, Rows: 32, Columns: 32 }));
+      const large = syntheticInstance({ PatientID: 'LOST-L', Rows: 1024, Columns: 1024 });
+      for (const inst of [...small, large]) {
+        const res = await stowFiles(t.atrium.url, t.token, [inst.file]);
+        assert.equal(res.status, 200, await res.text());
+      }
+      const bySCU = Array.from({ length: 3 }, () => syntheticInstance({ PatientID: 'LOST-D', Rows: 32, Columns: 32 }));
+      const sent = bySCU.map((inst, i) => {
+        const file = path.join(t.dataDir, `scu-${i}.dcm`);
+        writeFileSync(file, inst.file);
+        return file;
+      });
+      const scu = await dcmtk('storescu', ['-aec', 'ATRIUM', '127.0.0.1', String(t.dimse.port), ...sent]);
+      assert.equal(scu.code, 0, scu.output);
+      await t.atrium.kill();
+
+      // What the disk may lack after a power loss under this guarantee: index commits that were
+      // not flushed (they need not be), and the files of small objects (the journal holds their bytes).
+      const all = [...small, large, ...bySCU];
+      const opened = await openArchiveIndex(index);
+      try {
+        for (const inst of all) assert.ok(await opened.deleteInstanceIndex(inst.uids.sop));
+      } finally {
+        await opened.close();
+      }
+      let removed = 0;
+      const removeSmallFiles = (dir: string) => {
+        for (const e of readdirSync(dir, { withFileTypes: true })) {
+          const p = path.join(dir, e.name);
+          if (e.isDirectory()) removeSmallFiles(p);
+          else if (statSync(p).size < 1024 * 1024) {
+            unlinkSync(p);
+            removed++;
+          }
+        }
+      };
+      removeSmallFiles(path.join(t.dataDir, 'blobs/instances'));
+      assert.equal(removed, small.length + bySCU.length);
+
+      await t.atrium.start();
+      // The first requests already find every object.
+      for (const inst of all) assert.ok(await qidoFinds(t.atrium.url, t.token, inst.uids.sop), inst.uids.sop);
+      for (const inst of [...small, large]) assert.equal(identity('stow-rs', await retrieve(t.atrium.url, t.token, inst.uids)), identity('stow-rs', inst.file));
+      for (const inst of bySCU) assert.equal(identity('dimse', await retrieve(t.atrium.url, t.token, inst.uids)), identity('dimse', inst.file));
+      const recovery = recoveryOf(t.atrium.stdout);
+      assert.ok(recovery.before);
+      assert.equal(recovery.report?.restored, small.length + bySCU.length, 'small objects written again from the journal');
+      assert.equal(recovery.report?.reindexed, all.length);
+      await t.atrium.stop();
+
+      // A clean stop leaves nothing to recover.
+      await t.atrium.start();
+      assert.equal(recoveryOf(t.atrium.stdout).report, undefined);
+      await t.atrium.stop();
+      const clean = await t.verify();
+      assert.equal(clean.code, 0, JSON.stringify(clean.report));
+    });
+  });
+}
