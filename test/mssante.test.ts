@@ -34,6 +34,8 @@ const mailPassword = 'mot de passe des boites de test';
 const SITE = 'imagerie@clin-sud.mssante.fr';
 const PHYSICIAN = 'paul.urgentiste@hopital.mssante.fr';
 const UNKNOWN = 'personne@hopital.mssante.fr';
+const COPY_BY_RPPS = 'dr.traitant@cabinet.mssante.fr';
+const COPY_TYPED = 'secretariat.ortho@hopital.mssante.fr';
 const ins = (() => {
   const m = '2800175123456';
   return parseINS(m + insKeyOf(m), INS_OIDS.NIR_TEST);
@@ -78,7 +80,7 @@ for (const engine of testDatabases()) {
     };
     const deliveries = async (requestId: number) => ((await call('manip.sud', 'GET', `/api/teleradiology/requests/${requestId}/deliveries`)) as DeliveryView[]).filter((d) => d.channel === 'mssante');
     /** A request for a new study of the patient, its report drafted; signed unless told otherwise. */
-    const reportedRequest = async (rpps: string, sign = true): Promise<number> => {
+    const reportedRequest = async (rpps: string | undefined, sign = true, recipients: { mssante?: string; copies?: unknown[] } = {}): Promise<number> => {
       const study = syntheticInstance({
         PatientID: 'MSS-1', PatientName: 'DUBOIS^Anne', PatientBirthDate: '19800101', PatientSex: 'F', Modality: 'CT', Rows: 4, Columns: 4,
         extra: [{ tag: 0x00101002, vr: 'SQ', items: [insOtherPatientIDsItem(ins)] }],
@@ -88,8 +90,8 @@ for (const engine of testDatabases()) {
       await atrium.identities.drain();
       const created = await call('manip.sud', 'POST', '/api/teleradiology/requests', {
         patient: { PatientID: 'MSS-1' }, StudyInstanceUID: study.uids.study, AccessionNumber: `ACC-MSS-${studyCount}`, urgency: 'urgent', modality: 'CT', bodyPart: 'KNEE', specialty: 'msk',
-        clinicalContext: 'Chute à ski', clinicalQuestion: 'Fracture du plateau tibial ?', requestingPhysician: { name: 'URGENTISTE^Paul', rpps },
-        proposedProtocol: 'Scanner du genou sans injection',
+        clinicalContext: 'Chute à ski', clinicalQuestion: 'Fracture du plateau tibial ?', requestingPhysician: { name: 'URGENTISTE^Paul', ...(rpps ? { rpps } : {}), ...(recipients.mssante ? { mssante: recipients.mssante } : {}) },
+        ...(recipients.copies ? { copies: recipients.copies } : {}), proposedProtocol: 'Scanner du genou sans injection',
       }) as { id: number };
       await call('rad.a', 'POST', `/api/teleradiology/requests/${created.id}/protocol`, { decision: 'validated' });
       await call('rad.a', 'POST', `/api/teleradiology/requests/${created.id}/claim`);
@@ -133,7 +135,7 @@ for (const engine of testDatabases()) {
       await mail.start();
       mail.unknown.add(UNKNOWN);
       const directory = path.join(work, 'annuaire.json');
-      writeFileSync(directory, JSON.stringify([{ rpps: '10009999999', address: PHYSICIAN }, { rpps: '10008888888', address: UNKNOWN }]));
+      writeFileSync(directory, JSON.stringify([{ rpps: '10009999999', address: PHYSICIAN }, { rpps: '10008888888', address: UNKNOWN }, { rpps: '10007777777', address: COPY_BY_RPPS }]));
       process.env.ATRIUM_TEST_MSS_IMAP = mailPassword;
       const db = await engine.open();
       cleanup = db.cleanup;
@@ -219,6 +221,27 @@ for (const engine of testDatabases()) {
       assert.equal(amended.length, 1);
       assert.deepEqual(amended[0]!.answer && [amended[0]!.answer.status, amended[0]!.answer.code, amended[0]!.answer.label], ['error', '2.4', 'Document non intégrable dans le dossier']);
       assert.match(amended[0]!.lastError ?? '', /MDN 2\.4/);
+    });
+
+    it('sends to the address typed in the request and to the copies it names (by address or RPPS), and refuses a copy that is no address', async () => {
+      const requestId = await reportedRequest(undefined, true, { mssante: PHYSICIAN, copies: [{ name: 'Secrétariat', mssante: COPY_TYPED }, { rpps: '10007777777' }] });
+      await delivery.deliverDue();
+      const sent = await deliveries(requestId);
+      assert.deepEqual(sent.map((d) => [d.destination, d.status]).sort(), [[patientAddress, 'sent'], [COPY_BY_RPPS, 'sent'], [PHYSICIAN, 'sent'], [COPY_TYPED, 'sent']].sort());
+      for (const to of [COPY_TYPED, COPY_BY_RPPS]) {
+        const m = mail.received.find((r) => r.to.includes(to));
+        assert.ok(m, to);
+        assert.ok((await simpleParser(m.raw)).attachments.some((a) => a.filename === 'IHE_XDM.ZIP'));
+      }
+      const r = await request(sessions['manip.sud']!.jar, `${base}/api/teleradiology/requests`, {
+        method: 'POST', headers: { 'x-csrf-token': sessions['manip.sud']!.csrf, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          patient: { PatientID: 'MSS-1' }, AccessionNumber: 'ACC-MSS-X', urgency: 'routine', modality: 'CT', bodyPart: 'KNEE', specialty: 'msk', clinicalContext: 'x', clinicalQuestion: 'y',
+          requestingPhysician: { name: 'URGENTISTE^Paul' }, copies: [{ name: 'Sans adresse' }], proposedProtocol: 'z',
+        }),
+      });
+      assert.equal(r.status, 400);
+      assert.match(await r.text(), /copies\[0\] names an MSSanté address or an RPPS/);
     });
 
     it('keeps a delivery queued while the MSSanté server is down, and sends it once it is back', async () => {

@@ -29,7 +29,11 @@ const requestBody = {
     AccessionNumber: { type: 'string', maxLength: 16 },
     urgency: short, modality: { type: 'string', maxLength: 16 }, bodyPart: { type: 'string', maxLength: 64 }, specialty: { type: 'string', maxLength: 64 },
     clinicalContext: long, clinicalQuestion: long, proposedProtocol: long,
-    requestingPhysician: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', maxLength: 256 }, rpps: { type: 'string', maxLength: 11 } } },
+    requestingPhysician: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', maxLength: 256 }, rpps: { type: 'string', maxLength: 11 }, mssante: { type: 'string', maxLength: 256 } } },
+    copies: {
+      type: 'array', maxItems: 10,
+      items: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', maxLength: 256 }, rpps: { type: 'string', maxLength: 11 }, mssante: { type: 'string', maxLength: 256 } } },
+    },
   },
 } as const;
 

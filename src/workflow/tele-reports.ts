@@ -5,7 +5,7 @@
  * Each signature and addendum puts a delivery to the requesting site in the same
  * transaction (ORU^R01 over MLLP when the site has a listener), sent by the delivery worker.
  */
-import { mssanteAnswers, mssanteDestinations, type MssanteAnswer } from '../exchange/mssante/channel.ts';
+import { migrateMssante, mssanteAnswers, mssanteDestinations, type MssanteAnswer } from '../exchange/mssante/channel.ts';
 import type { Principal } from '../access/principal.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import { ReportTemplates } from './report-templates.ts';
@@ -140,6 +140,8 @@ export class TeleReports {
    */
   async signReport(who: Principal, requestId: number, options: { preliminary?: boolean }, origin: Origin, now = new Date()): Promise<TeleReport> {
     const userId = requireRadiologist(who);
+    // The MSSanté recipients are read in the signing transaction: their table exists before it opens.
+    if (this.requests.config.mssante) await migrateMssante(this.sql);
     return this.requests.auditingRefusals(who, origin, 'report-sign', requestId, (tx) => this.signIn(tx, who, userId, requestId, options, origin, now));
   }
 
@@ -173,6 +175,7 @@ export class TeleReports {
   async addAddendum(who: Principal, requestId: number, addendum: string, origin: Origin, now = new Date()): Promise<TeleReport> {
     const userId = requireRadiologist(who);
     if (addendum.trim() === '') throw new TeleError('invalid', 'an addendum has text');
+    if (this.requests.config.mssante) await migrateMssante(this.sql);
     return this.requests.auditingRefusals(who, origin, 'report-addendum', requestId, async (tx) => {
       const request = await this.requests.row(tx, requestId);
       if (Number(request.assigned_user_id) !== userId) {
@@ -219,7 +222,7 @@ export class TeleReports {
     const site = this.requests.archive.siteById.get(Number(request.requesting_site_id));
     // MSSanté: the requesting physician's mailbox (and the patient's, if the site allows), for a final or amended report.
     if (resultStatus !== 'P') {
-      for (const destination of mssanteDestinations(this.requests.config.mssante, site?.code, { rpps: request.requesting_physician_rpps })) {
+      for (const destination of await mssanteDestinations(tx, this.requests.config.mssante, site?.code, { id: Number(request.id), rpps: request.requesting_physician_rpps })) {
         await tx.run(
           `INSERT INTO tele_deliveries (report_id, channel, destination, result_status, status, attempts, next_attempt_at, created_at)
            VALUES (?, 'mssante', ?, ?, 'pending', 0, ?, ?)`,

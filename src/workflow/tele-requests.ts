@@ -8,6 +8,7 @@
  * The assigned reader holds an assignment grant on the study, so that DICOMweb shows it to
  * them; a reassignment revokes it. Every step is in the audit trail, in its transaction.
  */
+import { invalidRecipients, migrateMssante, recordRequestRecipients } from '../exchange/mssante/channel.ts';
 import { AuditTrail, patientRef, type AuditEvent } from '../access/audit.ts';
 import { Grants } from '../access/grants.ts';
 import { actorOf, homeSiteOf, type Principal } from '../access/principal.ts';
@@ -49,7 +50,10 @@ export interface NewTeleRequest {
   specialty?: string;
   clinicalContext?: string;
   clinicalQuestion?: string;
-  requestingPhysician?: { name?: string; rpps?: string };
+  /** mssante: the physician's MSSanté address, when typed (else found by RPPS in the directory). */
+  requestingPhysician?: { name?: string; rpps?: string; mssante?: string };
+  /** Who else gets the signed report over MSSanté: by address, or by RPPS. */
+  copies?: Array<{ name?: string; rpps?: string; mssante?: string }>;
   proposedProtocol?: string;
 }
 
@@ -221,6 +225,11 @@ export class TeleRequests {
     }
     const rpps = text(input.requestingPhysician?.rpps);
     if (rpps !== undefined && !/^[0-9]{11}$/.test(rpps)) throw new TeleError('invalid', 'requestingPhysician.rpps must be an 11-digit RPPS number');
+    const physicianAddress = text(input.requestingPhysician?.mssante);
+    const copies = (input.copies ?? []).map((c) => ({ ...(text(c.name) ? { name: text(c.name)! } : {}), ...(text(c.rpps) ? { rpps: text(c.rpps)! } : {}), ...(text(c.mssante) ? { address: text(c.mssante)! } : {}) }));
+    const badRecipients = invalidRecipients(physicianAddress, copies);
+    if (badRecipients) throw new TeleError('invalid', badRecipients);
+    if (physicianAddress !== undefined || copies.length > 0) await migrateMssante(this.sql);
     const deadline = isoPlusMinutes(now, this.config.deadlineMinutes[urgency as Urgency]);
     const at = now.toISOString();
     // Images already in the archive start the clock now.
@@ -234,6 +243,7 @@ export class TeleRequests {
         [site.id, patientId, StudyInstanceUID ?? null, AccessionNumber ?? null, urgency, modality, bodyPart, specialty, clinicalContext,
           clinicalQuestion, physician, rpps ?? null, proposedProtocol, arrived, deadline, who.id, at, at],
       );
+      if (physicianAddress !== undefined || copies.length > 0) await recordRequestRecipients(tx, Number(inserted!.id), physicianAddress, copies);
       let row = await this.row(tx, Number(inserted!.id));
       await this.record(tx, who, origin, 'tele-request', row, { urgency, modality, bodyPart, specialty, site: site.code });
       if (urgency === 'stroke' || urgency === 'urgent') {

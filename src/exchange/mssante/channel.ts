@@ -43,6 +43,21 @@ CREATE TABLE mssante_messages (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'MSSanté recipients named by a teleradiology request (the physician\'s address typed, the copies)',
+    sql: `
+CREATE TABLE mssante_request_recipients (
+  id {id},
+  request_id BIGINT NOT NULL,
+  role {text} NOT NULL,
+  name TEXT,
+  rpps {text},
+  address {text}
+);
+CREATE INDEX mssante_request_recipients_request ON mssante_request_recipients (request_id, id);
+`,
+  },
 ];
 
 const migrated = new WeakMap<SqlDatabase, Promise<unknown>>();
@@ -75,15 +90,47 @@ export async function mssanteAnswers(sql: SqlDatabase, deliveryIds: readonly num
   return answers;
 }
 
-/** The destinations a signature queues for the site (tele-reports.ts): the physician by RPPS, the patient if allowed. */
-export function mssanteDestinations(config: MssanteConfig | undefined, siteCode: string | undefined, physician: { rpps: string | null; address?: string | null }): string[] {
+/** A recipient a request names: by its MSSanté address, or by RPPS (looked up in the directory when sent). */
+export interface NamedRecipient { name?: string; rpps?: string; address?: string }
+
+/** Why a request's recipients are refused (the caller answers 400), or undefined. */
+export function invalidRecipients(physicianAddress: string | undefined, copies: readonly NamedRecipient[]): string | undefined {
+  if (physicianAddress !== undefined && !isMailAddress(physicianAddress)) return 'requestingPhysician.mssante must be a mail address';
+  for (const [i, c] of copies.entries()) {
+    if (c.address === undefined && c.rpps === undefined) return `copies[${i}] names an MSSanté address or an RPPS`;
+    if (c.address !== undefined && !isMailAddress(c.address)) return `copies[${i}].mssante must be a mail address`;
+    if (c.rpps !== undefined && !/^[0-9]{11}$/.test(c.rpps)) return `copies[${i}].rpps must be an 11-digit RPPS number`;
+  }
+  return undefined;
+}
+
+/** Keeps the recipients a new request names, in its creating transaction (the table exists: migrateMssante first). */
+export async function recordRequestRecipients(tx: SqlDatabase, requestId: number, physicianAddress: string | undefined, copies: readonly NamedRecipient[]): Promise<void> {
+  if (physicianAddress !== undefined) {
+    await tx.run(`INSERT INTO mssante_request_recipients (request_id, role, address) VALUES (?, 'physician', ?)`, [requestId, physicianAddress]);
+  }
+  for (const c of copies) {
+    await tx.run(`INSERT INTO mssante_request_recipients (request_id, role, name, rpps, address) VALUES (?, 'copy', ?, ?, ?)`, [requestId, c.name ?? null, c.rpps ?? null, c.address ?? null]);
+  }
+}
+
+/**
+ * The destinations a signature queues for the site (tele-reports.ts, in the signing
+ * transaction; the table exists: migrateMssante first): the physician (address typed, else
+ * by RPPS), each copy, and the patient if the site allows it; each once.
+ */
+export async function mssanteDestinations(tx: SqlDatabase, config: MssanteConfig | undefined, siteCode: string | undefined, request: { id: number; rpps: string | null }): Promise<string[]> {
   const site = config?.sites.find((s) => s.site === siteCode);
   if (!site) return [];
+  const named = await tx.all<{ role: string; rpps: string | null; address: string | null }>(
+    'SELECT role, rpps, address FROM mssante_request_recipients WHERE request_id = ? ORDER BY id', [request.id]);
   const out: string[] = [];
-  if (physician.address && isMailAddress(physician.address)) out.push(physician.address);
-  else if (physician.rpps) out.push(`rpps:${physician.rpps}`);
+  const physician = named.find((n) => n.role === 'physician' && n.address !== null);
+  if (physician) out.push(physician.address!);
+  else if (request.rpps) out.push(`rpps:${request.rpps}`);
+  for (const c of named.filter((n) => n.role === 'copy')) out.push(c.address ?? `rpps:${c.rpps}`);
   if (site.patients) out.push('patient');
-  return out;
+  return [...new Set(out)];
 }
 
 /** A delivery nothing will mend by retrying: failed, or bounced (the address refused). */
