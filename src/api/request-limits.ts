@@ -30,7 +30,7 @@ export function fastifyLimitOptions(http: HttpConfig) {
   return {
     bodyLimit: http.maxJsonBytes,
     // Path parameters as long as the URL allows (a WADO-RS frame list names hundreds of frames).
-    maxParamLength: maxUrlBytes,
+    routerOptions: { maxParamLength: maxUrlBytes },
     requestTimeout: 0,
     connectionTimeout: idleTimeoutMs,
     keepAliveTimeout: keepAliveTimeoutMs,
