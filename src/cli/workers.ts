@@ -75,7 +75,9 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   // Stroke assignments and escalations to the on-call service's alert channel (off unless configured).
   const teleAlerts = new TeleAlerts(archive.index.sql, config.teleradiology, child('teleradiology-alerts'));
   // Signed reports back to their requesting sites (ORU^R01 over MLLP), from the deliveries their signature queued.
-  const reportDelivery = new ReportDelivery(archive, config.teleradiology, child('report-delivery'), config.dimse.aeTitle);
+  // MSSanté (teleradiology.mssante): the study documents it builds when still due name this Atrium as the worker's do.
+  const reportDelivery = new ReportDelivery(archive, config.teleradiology, child('report-delivery'), config.dimse.aeTitle,
+    config.http.publicBaseUrl !== undefined ? { publicBaseUrl: config.http.publicBaseUrl } : {});
   // The audit trail as DICOM audit messages to a syslog collector: polls the trail, never in the request path.
   const auditExport = config.audit.syslog
     ? new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, options.auditHostname), child('audit-syslog'))
