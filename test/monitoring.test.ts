@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -121,6 +121,15 @@ for (const db of testDatabases()) {
         assert.equal(ingested[0]!.value[1], '1');
         assert.equal((await query('up{job="atrium"}'))[0]?.value[1], '1');
         assert.equal((await query('atrium_forward_queue_items{destination="PACSNORD",state="pending"}'))[0]?.value[1], '1');
+        // The dashboard of deploy/ asks Prometheus only what it understands, and finds these series.
+        const dashboard = JSON.parse(readFileSync(path.join(import.meta.dirname, '../deploy/grafana-atrium.json'), 'utf8')) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+        for (const panel of dashboard.panels) {
+          for (const { expr } of panel.targets) {
+            const r = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(expr.replaceAll('$instance', '.*'))}`);
+            assert.equal(r.status, 200, `${panel.title}: ${expr}: ${await r.clone().text()}`);
+          }
+        }
+        assert.ok((await query('max by (instance, volume) (1 - atrium_storage_free_bytes / atrium_storage_size_bytes)')).length > 0);
       } finally {
         prometheus.kill('SIGTERM');
         await new Promise((resolve) => prometheus.once('exit', resolve));
