@@ -276,7 +276,7 @@ export class Retriever {
     const fragmentsOfFrame = framesOfFragments(pixelData.fragments ?? [], pixelData.basicOffsetTable ?? [], px.NumberOfFrames);
     return Promise.all(frameNumbers.map(async (f) => {
       const parts = fragmentsOfFrame[f - 1];
-      if (!parts || parts.length === 0) throw new RetrieveError('not-found', `frame ${f} has no fragment`);
+      if (!parts || parts.length === 0) throw new RetrieveError('bad-pixel-data', `frame ${f} of instance ${inst.SOPInstanceUID} has no fragment: ${px.NumberOfFrames} frame(s) declared`);
       const first = parts[0]!;
       const last = parts[parts.length - 1]!;
       const span = await this.readRange(inst.blobKey, first.offset, last.offset + last.length - first.offset);
@@ -374,5 +374,5 @@ export function framesOfFragments(fragments: ByteRange[], basicOffsetTable: numb
       return fragments.filter((f) => f.offset - 8 - base >= start && f.offset - 8 - base < end);
     });
   }
-  throw new RetrieveError('not-found', `cannot tell frames apart: ${fragments.length} fragments, ${numberOfFrames} frames and no basic offset table`);
+  throw new RetrieveError('bad-pixel-data', `cannot tell frames apart: ${fragments.length} fragments, ${numberOfFrames} frames declared and no basic offset table`);
 }
