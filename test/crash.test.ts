@@ -37,6 +37,9 @@ describe('a crash in the middle of a large ingest', () => {
   writeFileSync(configFile, [
     `dataDir: ${dataDir}`,
     'http: { host: 127.0.0.1, port: 0 }',
+    // Not needed here, and their default ports would collide with another test's process.
+    'dimse: { enabled: false }',
+    'hl7: { enabled: false }',
     // Always embedded here: the process is the one being killed.
     'index: { engine: sqlite }',
     'sites:',

@@ -89,6 +89,9 @@ describe('WADO-RS frame lists and the server\'s memory', () => {
   writeFileSync(configFile, [
     `dataDir: ${dataDir}`,
     'http: { host: 127.0.0.1, port: 0 }',
+    // Not needed here, and their default ports would collide with another test's process.
+    'dimse: { enabled: false }',
+    'hl7: { enabled: false }',
     'index: { engine: sqlite }',
     'sites:',
     '  - { code: CHU-NORD, name: CHU Nord, finess: "590000001", issuerOfPatientID: CHUNORD }',
