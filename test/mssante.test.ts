@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { simpleParser } from 'mailparser';
 import nodemailer from 'nodemailer';
@@ -36,6 +37,7 @@ const PHYSICIAN = 'paul.urgentiste@hopital.mssante.fr';
 const UNKNOWN = 'personne@hopital.mssante.fr';
 const COPY_BY_RPPS = 'dr.traitant@cabinet.mssante.fr';
 const COPY_TYPED = 'secretariat.ortho@hopital.mssante.fr';
+const FROM_ANNUAIRE = 'dr.annuaire@chu-est.mssante.fr';
 const ins = (() => {
   const m = '2800175123456';
   return parseINS(m + insKeyOf(m), INS_OIDS.NIR_TEST);
@@ -64,6 +66,20 @@ for (const engine of testDatabases()) {
     let cleanup: () => Promise<void>;
     let base: string;
     let studyCount = 0;
+    /** The Annuaire Santé FHIR API's double: one practitioner, an MSSanté address on their role. */
+    const annuaireCalls: Array<{ url: string; key: string | undefined }> = [];
+    const annuaire: Server = createServer((req, res) => {
+      annuaireCalls.push({ url: req.url ?? '', key: req.headers['esante-api-key'] as string | undefined });
+      const found = (req.url ?? '').includes('identifier=10006666666');
+      res.writeHead(200, { 'content-type': 'application/fhir+json' });
+      res.end(JSON.stringify({
+        resourceType: 'Bundle', type: 'searchset', total: found ? 1 : 0,
+        entry: found ? [
+          { resource: { resourceType: 'Practitioner', id: 'p1', telecom: [{ system: 'email', value: 'perso@example.fr' }] } },
+          { resource: { resourceType: 'PractitionerRole', id: 'r1', practitioner: { reference: 'Practitioner/p1' }, telecom: [{ system: 'email', value: FROM_ANNUAIRE }] } },
+        ] : [],
+      }));
+    });
     const sessions: Record<string, { jar: CookieJar; csrf: string }> = {};
     const cert = (name: string) => ({ cert: path.join(pki, `${name}.crt`), key: path.join(pki, `${name}.key`) });
     const siteCert = path.join(work, 'site.crt');
@@ -137,6 +153,9 @@ for (const engine of testDatabases()) {
       const directory = path.join(work, 'annuaire.json');
       writeFileSync(directory, JSON.stringify([{ rpps: '10009999999', address: PHYSICIAN }, { rpps: '10008888888', address: UNKNOWN }, { rpps: '10007777777', address: COPY_BY_RPPS }]));
       process.env.ATRIUM_TEST_MSS_IMAP = mailPassword;
+      process.env.ATRIUM_TEST_ANNUAIRE_KEY = 'clef-de-test';
+      await new Promise<void>((resolve) => annuaire.listen(0, '127.0.0.1', resolve));
+      const annuairePort = (annuaire.address() as { port: number }).port;
       const db = await engine.open();
       cleanup = db.cleanup;
       atrium = await startAtrium({
@@ -146,6 +165,7 @@ for (const engine of testDatabases()) {
           c.teleradiology.mssante = {
             smtp: { host: '127.0.0.1', port: mail.smtpPort }, imap: { host: '127.0.0.1', port: mail.imapPort }, caFile: path.join(pki, 'operator-ca.crt'),
             productReference: 'ATRIUM-TEST-0001', directoryFile: directory, timeoutMs: 5_000, pollMs: 1_000,
+            annuaire: { baseUrl: `http://127.0.0.1:${annuairePort}/fhir/v2`, apiKeyEnv: 'ATRIUM_TEST_ANNUAIRE_KEY' },
             sites: [{ site: 'CLIN-SUD', address: SITE, certFile: siteCert, keyFile: siteKey, imapPasswordEnv: 'ATRIUM_TEST_MSS_IMAP', patients: true }],
           };
         },
@@ -162,6 +182,7 @@ for (const engine of testDatabases()) {
       await atrium?.close();
       await cleanup?.();
       await mail?.stop();
+      await new Promise((resolve) => annuaire.close(resolve));
       rmSync(work, { recursive: true, force: true });
     });
 
@@ -242,6 +263,17 @@ for (const engine of testDatabases()) {
       });
       assert.equal(r.status, 400);
       assert.match(await r.text(), /copies\[0\] names an MSSanté address or an RPPS/);
+    });
+
+    it('finds an RPPS the directory file lacks in the Annuaire Santé FHIR API, and fails one nobody knows', async () => {
+      const requestId = await reportedRequest(undefined, true, { copies: [{ rpps: '10006666666' }, { rpps: '10005555555' }] });
+      await delivery.deliverDue();
+      const sent = await deliveries(requestId);
+      assert.ok(mail.received.some((r) => r.to.includes(FROM_ANNUAIRE)));
+      assert.deepEqual(sent.find((d) => d.destination === FROM_ANNUAIRE)?.status, 'sent', JSON.stringify(sent));
+      const unknown = sent.find((d) => d.destination === 'rpps:10005555555')!;
+      assert.deepEqual([unknown.status, unknown.lastError], ['failed', 'no MSSanté address for RPPS 10005555555 in the directory']);
+      assert.ok(annuaireCalls.some((c) => c.url.startsWith('/fhir/v2/Practitioner?identifier=10006666666') && c.key === 'clef-de-test'));
     });
 
     it('keeps a delivery queued while the MSSanté server is down, and sends it once it is back', async () => {

@@ -43,4 +43,11 @@ describe('MSSanté configuration (teleradiology.mssante)', () => {
     assert.throws(() => load({ ...minimal, directoryFile: path.join(dir, 'absent.json') }), /file not found/);
     assert.throws(() => load({ ...minimal, relay: 'x' }), /not a key of teleradiology\.mssante/);
   });
+
+  it('reads the Annuaire Santé FHIR API: https (http on loopback only), its key named by an environment variable', () => {
+    assert.deepEqual(load({ ...minimal, annuaire: { baseUrl: 'https://gateway.api.esante.gouv.fr/fhir/v2/', apiKeyEnv: 'ESANTE_KEY' } })!.annuaire,
+      { baseUrl: 'https://gateway.api.esante.gouv.fr/fhir/v2', apiKeyEnv: 'ESANTE_KEY' });
+    assert.throws(() => load({ ...minimal, annuaire: { baseUrl: 'http://annuaire.example.fr/fhir' } }), /must be an https URL/);
+    assert.throws(() => load({ ...minimal, annuaire: { baseUrl: 'https://a.example.fr', apiKeyEnv: 'la clef' } }), /must name an environment variable/);
+  });
 });

@@ -32,6 +32,11 @@ export interface MssanteConfig {
   productReference: string;
   /** The MSSanté addresses of professionals by RPPS: a JSON file [{ "rpps": "...", "address": "..." }]. */
   directoryFile?: string;
+  /**
+   * The Annuaire Santé FHIR API, asked for an RPPS the directory file lacks: Practitioner by
+   * identifier (with its PractitionerRoles), the first mssante.fr address; its key from apiKeyEnv.
+   */
+  annuaire?: { baseUrl: string; apiKeyEnv?: string };
   timeoutMs: number;
   /** How often the mailboxes are read for answers. */
   pollMs: number;
@@ -78,7 +83,7 @@ export function parseMssante(value: unknown, siteCodes: readonly string[]): Mssa
   if (value === undefined || value === null) return undefined;
   const where = 'teleradiology.mssante';
   const m = asObj(value, where);
-  const known = new Set(['smtp', 'imap', 'caFile', 'productReference', 'directoryFile', 'timeoutMs', 'pollMs', 'sites']);
+  const known = new Set(['smtp', 'imap', 'caFile', 'productReference', 'directoryFile', 'annuaire', 'timeoutMs', 'pollMs', 'sites']);
   const unknown = Object.keys(m).find((k) => !known.has(k));
   if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
   const smtp = asObj(m.smtp, `${where}.smtp`);
@@ -90,6 +95,21 @@ export function parseMssante(value: unknown, siteCodes: readonly string[]): Mssa
   };
   const caFile = m.caFile === undefined ? undefined : file(m, 'caFile', where);
   const directoryFile = m.directoryFile === undefined ? undefined : file(m, 'directoryFile', where);
+  let annuaire: MssanteConfig['annuaire'];
+  if (m.annuaire !== undefined) {
+    const a = asObj(m.annuaire, `${where}.annuaire`);
+    const baseUrl = need(a, 'baseUrl', `${where}.annuaire`);
+    let url: URL;
+    try {
+      url = new URL(baseUrl);
+    } catch {
+      throw new ConfigError(`${where}.annuaire.baseUrl is not a URL`);
+    }
+    const loopback = url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]';
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw new ConfigError(`${where}.annuaire.baseUrl must be an https URL (http on loopback only)`);
+    const apiKeyEnv = envName(a, 'apiKeyEnv', `${where}.annuaire`);
+    annuaire = { baseUrl: baseUrl.replace(/\/+$/, ''), ...(apiKeyEnv ? { apiKeyEnv } : {}) };
+  }
   if (!Array.isArray(m.sites) || m.sites.length === 0) throw new ConfigError(`${where}.sites must list at least one site's mailbox`);
   const siteKeys = new Set(['site', 'address', 'certFile', 'keyFile', 'keyPassphraseEnv', 'imapUser', 'imapPasswordEnv', 'patients']);
   const sites = m.sites.map((entry: unknown, i): MssanteSiteConfig => {
@@ -119,7 +139,7 @@ export function parseMssante(value: unknown, siteCodes: readonly string[]): Mssa
   return {
     smtp: { host: need(smtp, 'host', `${where}.smtp`), port: port(smtp, `${where}.smtp`, 587) },
     imap: { host: need(imap, 'host', `${where}.imap`), port: port(imap, `${where}.imap`, 993) },
-    ...(caFile ? { caFile } : {}), ...(directoryFile ? { directoryFile } : {}),
+    ...(caFile ? { caFile } : {}), ...(directoryFile ? { directoryFile } : {}), ...(annuaire ? { annuaire } : {}),
     productReference: asStr(m, 'productReference', where) ?? 'Atrium',
     timeoutMs: number('timeoutMs', 30_000, 100, 600_000), pollMs: number('pollMs', 60_000, 10, 86_400_000), sites,
   };

@@ -141,6 +141,18 @@ export class DeliveryRefused extends Error {
 }
 
 export const PATIENT_DOMAIN = 'patient.mssante.fr';
+
+/** The first MSSanté address (an e-mail telecom in the mssante.fr domains) of a FHIR searchset's resources. */
+export function mssanteAddressOf(bundle: unknown): string | undefined {
+  const entries = (bundle as { entry?: Array<{ resource?: { telecom?: Array<{ system?: string; value?: string }> } }> } | null)?.entry;
+  if (!Array.isArray(entries)) return undefined;
+  for (const e of entries) {
+    for (const t of e.resource?.telecom ?? []) {
+      if (t.system === 'email' && typeof t.value === 'string' && isMailAddress(t.value) && /(^|\.)mssante\.fr$/i.test(t.value.split('@')[1]!) && !t.value.endsWith(`@${PATIENT_DOMAIN}`)) return t.value;
+    }
+  }
+  return undefined;
+}
 const CR_IMG_SUBJECT = "Compte rendu d'imagerie médicale";
 
 export class MssanteChannel {
@@ -158,13 +170,25 @@ export class MssanteChannel {
     return this.config.sites.find((s) => s.site === code);
   }
 
-  /** The professional's address in the directory file, read on each use (it is replaced as the directory is). */
-  private lookUpRpps(rpps: string): string | undefined {
-    if (!this.config.directoryFile) return undefined;
-    const entries = JSON.parse(readFileSync(this.config.directoryFile, 'utf8')) as unknown;
-    if (!Array.isArray(entries)) throw new Error('the MSSanté directory file is not a list');
-    const found = entries.find((e: unknown) => typeof e === 'object' && e !== null && (e as { rpps?: unknown }).rpps === rpps) as { address?: unknown } | undefined;
-    return typeof found?.address === 'string' && isMailAddress(found.address) ? found.address : undefined;
+  /**
+   * The professional's address: in the directory file (read on each use: it is replaced as the
+   * directory is), else from the Annuaire Santé FHIR API when configured. An API that does not
+   * answer throws (the delivery is retried); one that knows no address answers undefined.
+   */
+  private async lookUpRpps(rpps: string): Promise<string | undefined> {
+    if (this.config.directoryFile) {
+      const entries = JSON.parse(readFileSync(this.config.directoryFile, 'utf8')) as unknown;
+      if (!Array.isArray(entries)) throw new Error('the MSSanté directory file is not a list');
+      const found = entries.find((e: unknown) => typeof e === 'object' && e !== null && (e as { rpps?: unknown }).rpps === rpps) as { address?: unknown } | undefined;
+      if (typeof found?.address === 'string' && isMailAddress(found.address)) return found.address;
+    }
+    const annuaire = this.config.annuaire;
+    if (!annuaire) return undefined;
+    const key = annuaire.apiKeyEnv ? process.env[annuaire.apiKeyEnv] : undefined;
+    const url = `${annuaire.baseUrl}/Practitioner?identifier=${encodeURIComponent(rpps)}&_revinclude=PractitionerRole:practitioner`;
+    const r = await fetch(url, { headers: { accept: 'application/fhir+json', ...(key ? { 'ESANTE-API-KEY': key } : {}) }, signal: AbortSignal.timeout(this.config.timeoutMs) });
+    if (!r.ok) throw new Error(`the Annuaire Santé answered ${r.status}`);
+    return mssanteAddressOf(await r.json() as unknown);
   }
 
   /** The study's current CR-IMG and KOS, built now if they are due; a study still being built elsewhere is retried. */
@@ -201,7 +225,7 @@ export class MssanteChannel {
       to = `${insValue(ins)}@${PATIENT_DOMAIN}`;
     } else if (delivery.destination.startsWith('rpps:')) {
       const rpps = delivery.destination.slice(5);
-      const found = this.lookUpRpps(rpps);
+      const found = await this.lookUpRpps(rpps);
       if (!found) throw new DeliveryRefused(`no MSSanté address for RPPS ${rpps} in the directory`, 'failed');
       to = found;
     } else {
@@ -254,12 +278,20 @@ export class MssanteChannel {
   async readAnswers(): Promise<number> {
     await migrateMssante(this.archive.index.sql);
     let recorded = 0;
+    let failure: unknown;
     for (const site of this.config.sites) {
-      await readAnswers(this.config, mailboxCredentials(this.config, site), async (raw) => {
-        const answer = await parseAnswer(raw);
-        if (answer && await this.record(answer)) recorded++;
-      });
+      // One mailbox unreachable does not keep the others' answers unread.
+      try {
+        await readAnswers(this.config, mailboxCredentials(this.config, site), async (raw) => {
+          const answer = await parseAnswer(raw);
+          if (answer && await this.record(answer)) recorded++;
+        });
+      } catch (e) {
+        failure = e;
+        this.logger.warn({ site: site.site, err: (e as Error).message }, 'reading an MSSanté mailbox failed; it is read again next time');
+      }
     }
+    if (failure !== undefined && recorded === 0) throw failure;
     return recorded;
   }
 
