@@ -9,14 +9,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
-import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
+import { dcmtk, freePort, haveDcmtk, startStorescp } from './support/dcmtk.ts';
 import { stowFiles } from './support/stow.ts';
 import { syntheticInstance, type SyntheticOptions } from './support/synthetic.ts';
 import { loginLocal, request, type CookieJar } from './support/browser-session.ts';
@@ -24,6 +24,8 @@ import { addUser } from '../src/cli/users.ts';
 import { sendHl7 } from './support/hl7.ts';
 import { evaluateRetention, type DeletionRecord, type DueStudy } from '../src/archive/lifecycle.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
+import { RejectionNoteDelivery } from '../src/dimse/rejection-notes.ts';
+import { pino } from 'pino';
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -34,6 +36,7 @@ for (const db of testDatabases()) {
     let atrium: RunningAtrium;
     let cleanup: () => Promise<void>;
     let base: string;
+    let pacs: Awaited<ReturnType<typeof startStorescp>>;
     const work = mkdtempSync(path.join(tmpdir(), 'atrium-lifecycle-'));
     const configFile = path.join(work, 'atrium.yaml');
     const sessions: Record<string, { jar: CookieJar; csrf: string }> = {};
@@ -85,11 +88,19 @@ for (const db of testDatabases()) {
         { name: 'clinique 10 ans', sites: ['CLIN-SUD'], yearsAfterLastContact: 10 },
         { name: 'CSP R1112-7', yearsAfterLastContact: 20, keepMinorsUntilAge: 28 },
       ];
+      // The site's PACS, which had received the adult's study; and a peer that is gone.
+      mkdirSync(path.join(work, 'pacs'));
+      pacs = await startStorescp('PACSNORD', path.join(work, 'pacs'));
+      const gone = await freePort();
       atrium = await startAtrium({
         index: opened.config, dimse: true, hl7: true,
         configure: (c) => {
           c.hl7.senders = [{ application: 'HIS_NORD', facility: 'CHU_NORD', site: 'CHU-NORD' }];
-          c.peers = [{ aeTitle: 'CT', site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } }];
+          c.peers = [
+            { aeTitle: 'CT', site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } },
+            { aeTitle: 'PACSNORD', host: '127.0.0.1', port: pacs.port, site: 'CHU-NORD', may: { store: true, query: false, retrieve: false } },
+            { aeTitle: 'GONE', host: '127.0.0.1', port: gone, site: 'CHU-NORD', may: { store: true, query: false, retrieve: false } },
+          ];
           c.lifecycle.retention = rules;
         },
       });
@@ -129,6 +140,7 @@ for (const db of testDatabases()) {
       ].join('\n'));
     });
     after(async () => {
+      await pacs?.stop();
       await atrium?.close();
       await cleanup?.();
       rmSync(work, { recursive: true, force: true });
@@ -188,11 +200,18 @@ for (const db of testDatabases()) {
       assert.equal((await territory('GET', `/dicom-web/studies/${child.uids.study}/metadata`)).status, 200);
     });
 
-    it('withdraws an approved study: a deletion record with every object\'s hash, a rejection note, nothing left in WADO-RS, QIDO-RS, C-FIND or the storage', async () => {
+    it('withdraws an approved study: a deletion record with every object\'s hash, nothing left in WADO-RS, QIDO-RS, C-FIND or the storage, the rejection note sent to the peers that had it', async () => {
       const objects = await atrium.archive.index.sql.all<{ sop_instance_uid: string; sha256: string; blob_key: string }>(
         `SELECT i.sop_instance_uid, i.sha256, i.blob_key FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id WHERE s.study_instance_uid = ?`, [adult.uids.study]);
       assert.equal(objects.length, 2);
       assert.match(await cFind(adult.uids.study), /N-ADULT/);
+      // Forwarded earlier to the PACS and to a peer since gone.
+      const at = new Date().toISOString();
+      for (const destination of ['PACSNORD', 'GONE']) {
+        await atrium.archive.index.sql.run(
+          `INSERT INTO forward_queue (sop_instance_uid, study_instance_uid, destination, reason, state, attempts, next_attempt_at, created_at, updated_at, done_at)
+           VALUES (?, ?, ?, 'rule', 'done', 1, ?, ?, ?, ?)`, [objects[0]!.sop_instance_uid, adult.uids.study, destination, at, at, at, at]);
+      }
       const { deletion } = await json<{ deletion: DeletionRecord }>(as('admin.nord', 'POST', '/api/lifecycle/approvals', { StudyInstanceUID: adult.uids.study, reason: 'durée de conservation échue' }), 201);
       assert.equal(deletion.rule, 'CSP R1112-7');
       assert.equal(deletion.approvedBy, 'admin.nord');
@@ -219,6 +238,18 @@ for (const db of testDatabases()) {
       assert.equal(Number(audit!.n), 1);
       const event = await atrium.archive.index.sql.get<{ payload_json: string }>(`SELECT payload_json FROM outbox WHERE type = 'study.deleted'`);
       assert.equal((JSON.parse(event!.payload_json) as { rejectionNoteUID: string }).rejectionNoteUID, deletion.rejectionNoteUID);
+      // The peers that had the study receive the rejection note; one that does not answer is tried again later.
+      const delivery = new RejectionNoteDelivery(atrium.archive, atrium.config, pino({ level: 'silent' }));
+      const outcomes = await delivery.deliverDue();
+      assert.deepEqual(outcomes.map((o) => [o.destination, o.sent]).sort(), [['GONE', false], ['PACSNORD', true]]);
+      const received = readdirSync(path.join(work, 'pacs'));
+      assert.equal(received.length, 1, pacs.output());
+      const sent = readFileSync(path.join(work, 'pacs', received[0]!)).toString('latin1');
+      assert.ok(sent.includes(deletion.rejectionNoteUID) && sent.includes('113039'));
+      const gone = await atrium.archive.index.sql.get<{ state: string; attempts: number | string; last_error: string }>(`SELECT state, attempts, last_error FROM lifecycle_notices WHERE destination = 'GONE'`);
+      assert.deepEqual([gone!.state, Number(gone!.attempts)], ['pending', 1]);
+      assert.match(gone!.last_error, /cannot reach GONE/);
+      assert.deepEqual(await delivery.deliverDue(), [], 'not before its next attempt');
     });
 
     it('keeps a minor\'s study until their 28th birthday, then lists it as kept for a minor', async () => {

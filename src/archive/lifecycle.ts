@@ -82,6 +82,24 @@ CREATE TABLE lifecycle_contacts (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'rejection notes owed to the peers a deleted study was forwarded to',
+    sql: `
+CREATE TABLE lifecycle_notices (
+  id {id},
+  deletion_id BIGINT NOT NULL,
+  destination {text} NOT NULL,
+  state {text} NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at {text} NOT NULL,
+  last_error TEXT,
+  updated_at {text} NOT NULL,
+  UNIQUE (deletion_id, destination)
+);
+CREATE INDEX lifecycle_notices_due ON lifecycle_notices (state, next_attempt_at);
+`,
+  },
 ];
 
 export async function migrateLifecycle(sql: SqlDatabase): Promise<void> {
@@ -433,6 +451,11 @@ export async function deleteStudy(archive: Archive, by: Actor, request: Deletion
       `INSERT INTO lifecycle_deletions (study_instance_uid, site_id, rule, reason, approved_by, deleted_at, objects, bytes, object_hashes, blob_keys, rejection_note_uid, rejection_note, state)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'removing') RETURNING id`,
       [request.StudyInstanceUID, site.id, rule, request.reason ?? null, by.audit.actor, at, hashes.length, bytes, JSON.stringify(hashes), JSON.stringify(keys), noteUID, note.toString('base64')]);
+    // The peers the study was forwarded to are owed the rejection note (src/dimse/rejection-notes.ts sends it).
+    const destinations = await tx.all<{ destination: string }>(`SELECT DISTINCT destination FROM forward_queue WHERE study_instance_uid = ? AND state = 'done' ORDER BY destination`, [request.StudyInstanceUID]);
+    for (const d of destinations) {
+      await tx.run(`INSERT INTO lifecycle_notices (deletion_id, destination, state, attempts, next_attempt_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?)`, [row!.id, d.destination, at, at]);
+    }
     // Each removal appends instance.deleted: study documents and the DMP publication follow.
     for (const o of objects) await archive.index.deleteInstanceIndexIn(tx, o.sop_instance_uid);
     for (const r of rejected) await tx.run(`DELETE FROM instance_history WHERE blob_key = ? AND reason = 'rejected'`, [r.blob_key]);

@@ -23,6 +23,7 @@ import { DmpPublicationQueue, DmpPublisher } from '../exchange/dmp/publications.
 import type { DmpDocumentSource } from '../exchange/dmp/document.ts';
 import { StudyDocumentSource, StudyDocuments, StudyDocumentsConsumer } from '../exchange/study-documents.ts';
 import { RetentionEvaluation } from '../archive/lifecycle.ts';
+import { RejectionNoteDelivery } from '../dimse/rejection-notes.ts';
 
 export type WorkerName =
   | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments' | 'lifecycle';
@@ -43,8 +44,9 @@ export interface Workers {
   dmp?: { queue: DmpPublicationQueue; publisher: DmpPublisher };
   /** The CR-IMG and manifests of studies whose report is final, made again when the study changes. */
   studyDocuments: { builder: StudyDocuments; changes: StudyDocumentsConsumer };
-  /** The daily retention evaluation (src/archive/lifecycle.ts): lists the studies past their retention for review. */
+  /** The daily retention evaluation (src/archive/lifecycle.ts), and the rejection notes of deleted studies to the peers that had them. */
   lifecycle: RetentionEvaluation;
+  rejectionNotes: RejectionNoteDelivery;
   /** Stops what was started, waiting up to graceMs for work in flight; the audit export last. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -99,6 +101,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
     changes: new StudyDocumentsConsumer(archive.outbox, 'study-documents', child('study-documents'), 200, options.pollMs ?? 1000),
   };
   const lifecycle = new RetentionEvaluation(archive, config.lifecycle.retention, config.lifecycle.evaluateEveryHours * 3_600_000, child('lifecycle'));
+  const rejectionNotes = new RejectionNoteDelivery(archive, config, child('lifecycle'));
   let purge: NodeJS.Timeout | undefined;
 
   const stops: Array<(graceMs: number) => Promise<unknown>> = [];
@@ -136,7 +139,8 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   }
   if (selected.has('lifecycle')) {
     lifecycle.start();
-    stops.push(() => lifecycle.stop());
+    rejectionNotes.start();
+    stops.push(() => lifecycle.stop(), () => rejectionNotes.stop());
   }
   if (selected.has('sessionPurge')) {
     purge = setInterval(() => {
@@ -150,7 +154,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   await anchoring?.start();
 
   return {
-    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, ...(dmp ? { dmp } : {}),
+    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, rejectionNotes, ...(dmp ? { dmp } : {}),
     async stop(graceMs = 10_000) {
       if (purge) clearInterval(purge);
       await Promise.all(stops.map((stop) => stop(graceMs)));
