@@ -67,7 +67,9 @@ export class ReportDelivery {
         WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 50`, [now.toISOString()]);
     let sent = await this.voletAnswers.deliverDue(now);
     for (const d of due) {
-      const lease = new Date(Date.now() + this.config.delivery.ackTimeoutMs * 2).toISOString();
+      // A mail submission may take the SMTP timeouts (connection, greeting, data) in turn: its lease outlasts them.
+      const holdMs = d.channel === 'mssante' && this.config.mssante ? Math.max(this.config.delivery.ackTimeoutMs * 2, this.config.mssante.timeoutMs * 4) : this.config.delivery.ackTimeoutMs * 2;
+      const lease = new Date(Date.now() + holdMs).toISOString();
       const taken = await sql.run(`UPDATE tele_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`, [lease, d.id, d.next_attempt_at]);
       if (taken.changes !== 1) continue; // another node has it
       if (await this.attempt(d, lease)) sent++;
