@@ -193,31 +193,49 @@ export async function recordContactIn(tx: SqlDatabase, patientRecordId: number, 
   else if (existing.last_contact < date) await tx.run('UPDATE lifecycle_contacts SET last_contact = ?, source = ?, updated_at = ? WHERE patient_id = ?', [date, source, at, patientRecordId]);
 }
 
-/** Each patient record's last contact, taken across the records of the same person. */
-async function lastContacts(sql: SqlDatabase): Promise<Map<number, string>> {
-  const rows = await sql.all<{ patient_id: number | string; d: string | null; person_id: number | string | null }>(
-    `SELECT x.patient_id, MAX(x.d) AS d, pi.person_id FROM (
-        SELECT patient_id, COALESCE(study_date, substr(replace(created_at, '-', ''), 1, 8)) AS d FROM studies
-        UNION ALL
-        SELECT p.id AS patient_id, sp.start_date AS d FROM scheduled_procedures sp
-          JOIN patients p ON p.site_id = sp.site_id AND p.issuer = sp.issuer AND p.patient_id = sp.patient_id
-        UNION ALL
-        SELECT patient_id, last_contact AS d FROM lifecycle_contacts
-      ) x LEFT JOIN patient_identities pi ON pi.patient_id = x.patient_id
-      GROUP BY x.patient_id, pi.person_id`,
-  );
+const marks = (n: number) => Array.from({ length: n }, () => '?').join(', ');
+
+/**
+ * The last contact of each of these patient records, taken across the records of the same
+ * person: the newest exam (StudyDate, else the day it arrived), order, or stay told by HL7.
+ * Asked per page of studies, by indexed lookups of the page's records and their persons'.
+ */
+async function lastContactsOf(sql: SqlDatabase, recordIds: readonly number[]): Promise<Map<number, string>> {
+  if (recordIds.length === 0) return new Map();
+  const own = await sql.all<{ patient_id: number | string; person_id: number | string }>(
+    `SELECT patient_id, person_id FROM patient_identities WHERE patient_id IN (${marks(recordIds.length)}) AND person_id IS NOT NULL`, [...recordIds]);
+  const personOf = new Map(own.map((r) => [Number(r.patient_id), Number(r.person_id)]));
+  const persons = [...new Set(personOf.values())];
+  const members = persons.length === 0 ? [] : await sql.all<{ patient_id: number | string; person_id: number | string }>(
+    `SELECT patient_id, person_id FROM patient_identities WHERE person_id IN (${marks(persons.length)})`, persons);
+  for (const m of members) personOf.set(Number(m.patient_id), Number(m.person_id));
+  const all = [...new Set([...recordIds, ...personOf.keys()])];
+  const newest = new Map<number, string>();
+  const take = (rows: Array<{ patient_id: number | string; d: string | null }>) => {
+    for (const r of rows) if (validDate(r.d) && (newest.get(Number(r.patient_id)) ?? '') < r.d) newest.set(Number(r.patient_id), r.d);
+  };
+  for (let i = 0; i < all.length; i += 500) {
+    const chunk = all.slice(i, i + 500);
+    const inChunk = marks(chunk.length);
+    take(await sql.all(`SELECT patient_id, MAX(CASE WHEN study_date IS NULL OR study_date = '' THEN substr(replace(created_at, '-', ''), 1, 8) ELSE study_date END) AS d
+                          FROM studies WHERE patient_id IN (${inChunk}) GROUP BY patient_id`, chunk));
+    take(await sql.all(`SELECT p.id AS patient_id, MAX(sp.start_date) AS d FROM patients p
+                          JOIN scheduled_procedures sp ON sp.site_id = p.site_id AND sp.issuer = p.issuer AND sp.patient_id = p.patient_id
+                         WHERE p.id IN (${inChunk}) GROUP BY p.id`, chunk));
+    take(await sql.all(`SELECT patient_id, last_contact AS d FROM lifecycle_contacts WHERE patient_id IN (${inChunk})`, chunk));
+  }
   const byPerson = new Map<number, string>();
-  for (const r of rows) {
-    if (r.person_id === null || !validDate(r.d)) continue;
-    const person = Number(r.person_id);
-    if ((byPerson.get(person) ?? '') < r.d) byPerson.set(person, r.d);
+  for (const [record, person] of personOf) {
+    const d = newest.get(record);
+    if (d && (byPerson.get(person) ?? '') < d) byPerson.set(person, d);
   }
   const result = new Map<number, string>();
-  for (const r of rows) {
-    const own = validDate(r.d) ? r.d : '';
-    const shared = r.person_id === null ? '' : byPerson.get(Number(r.person_id)) ?? '';
-    const d = own > shared ? own : shared;
-    if (d) result.set(Number(r.patient_id), d);
+  for (const record of recordIds) {
+    const mine = newest.get(record) ?? '';
+    const person = personOf.get(record);
+    const shared = person === undefined ? '' : byPerson.get(person) ?? '';
+    const d = mine > shared ? mine : shared;
+    if (d) result.set(record, d);
   }
   return result;
 }
@@ -231,10 +249,9 @@ async function heldRecords(sql: SqlDatabase): Promise<{ records: Set<number>; st
   const direct = holds.flatMap((h) => (h.patient_id !== null ? [Number(h.patient_id)] : []));
   const records = new Set(direct);
   if (direct.length > 0) {
-    const marks = direct.map(() => '?').join(', ');
     const linked = await sql.all<{ patient_id: number | string }>(
       `SELECT other.patient_id FROM patient_identities mine JOIN patient_identities other ON other.person_id = mine.person_id
-        WHERE mine.patient_id IN (${marks}) AND mine.person_id IS NOT NULL`, direct);
+        WHERE mine.patient_id IN (${marks(direct.length)}) AND mine.person_id IS NOT NULL`, direct);
     for (const l of linked) records.add(Number(l.patient_id));
   }
   return { records, studies };
@@ -256,7 +273,6 @@ export async function findDueStudies(archive: Archive, o: EvaluationOptions): Pr
   const sql = archive.index.sql;
   await migrateLifecycle(sql);
   const today = dicomDateOf(o.now);
-  const contacts = await lastContacts(sql);
   const holds = await heldRecords(sql);
   const due: DueStudy[] = [];
   let after = 0;
@@ -264,9 +280,10 @@ export async function findDueStudies(archive: Archive, o: EvaluationOptions): Pr
     // Paged by id: a territory's index holds millions of studies.
     const page = await sql.all<{ id: number | string; study_instance_uid: string; site_id: number | string; patient_id: number | string; modalities_in_study: string; birth_date: string | null }>(
       `SELECT s.id, s.study_instance_uid, s.site_id, s.patient_id, s.modalities_in_study, p.birth_date
-         FROM studies s JOIN patients p ON p.id = s.patient_id WHERE s.id > ? ORDER BY s.id LIMIT 1000`, [after]);
+         FROM studies s JOIN patients p ON p.id = s.patient_id WHERE s.id > ? ORDER BY s.id LIMIT 500`, [after]);
     if (page.length === 0) break;
     after = Number(page.at(-1)!.id);
+    const contacts = await lastContactsOf(sql, [...new Set(page.map((st) => Number(st.patient_id)))]);
     for (const s of page) {
       const siteId = Number(s.site_id);
       if (o.siteIds && !o.siteIds.includes(siteId)) continue;
