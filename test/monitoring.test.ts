@@ -16,6 +16,7 @@ import { testDatabases } from './support/databases.ts';
 import { freePort } from './support/dcmtk.ts';
 import { stowFiles } from './support/stow.ts';
 import { syntheticInstance } from './support/synthetic.ts';
+import { evaluateRetention } from '../src/archive/lifecycle.ts';
 
 const prometheusBinary = '/usr/bin/prometheus';
 
@@ -74,7 +75,9 @@ for (const db of testDatabases()) {
       assert.doesNotMatch(await r.text(), /atrium_/);
     });
 
-    it('answers /metrics to loopback in the Prometheus text format: atrium_ names, ingest per way in, queues, storage, index, no patient data', async () => {
+    it('answers /metrics to loopback in the Prometheus text format: atrium_ names, ingest per way in, queues, retention, storage, index, no patient data', async () => {
+      // Far in the future, the study is past its retention.
+      await evaluateRetention(atrium.archive, { rules: atrium.config.lifecycle.retention, now: new Date('2100-01-01T00:00:00Z') });
       const r = await fetch(`${base}/metrics`);
       assert.equal(r.status, 200);
       assert.match(r.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
@@ -91,6 +94,7 @@ for (const db of testDatabases()) {
       assert.ok(one('atrium_storage_free_bytes', { volume: 'blobs' })!.value > 0);
       assert.ok(one('atrium_index_size_bytes')!.value > 0);
       assert.ok(one('atrium_dmp_oldest_pending_seconds') !== undefined);
+      assert.equal(one('atrium_lifecycle_due_studies', { held: 'false' })?.value, 1);
       for (const secret of ['MON-1', 'Secret', object.uids.study]) assert.ok(!text.includes(secret), `no ${secret} in the metrics`);
     });
 

@@ -118,6 +118,23 @@ function metricsRegistry(archive: Archive, config: AtriumConfig): Registry {
     },
   });
   new Gauge({
+    name: 'atrium_lifecycle_due_studies', help: 'Studies past their retention awaiting an administrator (held: stopped by a legal hold)', labelNames: ['held'], registers: [registry],
+    async collect() {
+      this.reset();
+      // The lifecycle module creates its tables when it first runs.
+      const rows = await sql.all<{ held: number | string; n: number | string }>('SELECT held, COUNT(*) AS n FROM lifecycle_due GROUP BY held').catch(() => []);
+      for (const r of rows) this.set({ held: Number(r.held) === 1 ? 'true' : 'false' }, Number(r.n));
+    },
+  });
+  new Gauge({
+    name: 'atrium_lifecycle_rejection_notices', help: 'Rejection notes of deleted studies owed to peers, by state (failed: given up)', labelNames: ['state'], registers: [registry],
+    async collect() {
+      this.reset();
+      const rows = await sql.all<{ state: string; n: number | string }>('SELECT state, COUNT(*) AS n FROM lifecycle_notices GROUP BY state').catch(() => []);
+      for (const r of rows) this.set({ state: r.state }, Number(r.n));
+    },
+  });
+  new Gauge({
     name: 'atrium_storage_free_bytes', help: 'Free space where the blobs (filesystem storage) and the data folder live', labelNames: ['volume'], registers: [registry],
     async collect() {
       this.reset();
