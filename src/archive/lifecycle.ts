@@ -102,8 +102,18 @@ CREATE INDEX lifecycle_notices_due ON lifecycle_notices (state, next_attempt_at)
   },
 ];
 
+const migrated = new WeakMap<SqlDatabase, Promise<unknown>>();
+
+/** Creates this module's tables once per database handle (every entry point calls it; only the first pays). */
 export async function migrateLifecycle(sql: SqlDatabase): Promise<void> {
-  await applyMigrations(sql, lifecycleMigrations, lifecycleMigrationsTable);
+  let done = migrated.get(sql);
+  if (!done) {
+    done = applyMigrations(sql, lifecycleMigrations, lifecycleMigrationsTable);
+    migrated.set(sql, done);
+    // A failure is not remembered: the next call tries again.
+    done.catch(() => migrated.delete(sql));
+  }
+  await done;
 }
 
 export class LifecycleError extends Error {
