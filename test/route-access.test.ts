@@ -31,6 +31,7 @@ const publicRoutes: Record<string, string> = {
   '/healthz': 'liveness probe, no data',
   '/readyz': 'readiness probe: whether the index and the storage answer, no data',
   '/metrics': 'Prometheus metrics (counts, ages, sizes; no patient data), answered only to monitoring.allowFrom',
+  '/auth/methods': 'which login methods the login page offers (no data)',
   '/auth/login': 'starts a Pro Santé Connect login',
   '/auth/callback': 'ends a Pro Santé Connect login',
   '/auth/local': 'a local account logs in with its password (limited per address)',

@@ -59,6 +59,12 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
     reply.header('Cache-Control', 'no-store');
   }
 
+  // Public: the login page offers only the methods this platform has (no Pro Santé Connect button without OIDC).
+  app.get('/methods', async (_request, reply) => {
+    reply.header('Cache-Control', 'no-store');
+    return { proSanteConnect: authenticator.oidcEnabled, local: true };
+  });
+
   app.get<{ Querystring: { returnTo?: string } }>('/login', {
     schema: { querystring: { type: 'object', properties: { returnTo: { type: 'string', maxLength: 2048 } } } },
   }, async (request, reply) => {

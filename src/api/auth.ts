@@ -36,7 +36,7 @@ export function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-const publicRoutes = new Set(['/health', '/healthz', '/readyz', '/metrics', '/auth/login', '/auth/callback', '/auth/local', '/share/open']);
+const publicRoutes = new Set(['/health', '/healthz', '/readyz', '/metrics', '/auth/methods', '/auth/login', '/auth/callback', '/auth/local', '/share/open']);
 
 /** Routes reachable without authentication (they carry no patient data; the login routes make sessions). */
 export function isPublicRoute(url: string): boolean {

@@ -91,6 +91,16 @@ export async function logout(): Promise<{ endSessionUrl?: string }> {
   return r.body ?? {};
 }
 
+/** The login methods this platform offers (public: asked before any session). */
+export interface LoginMethods {
+  proSanteConnect: boolean;
+  local: boolean;
+}
+
+export async function loginMethods(): Promise<LoginMethods> {
+  return getJson<LoginMethods>('/auth/methods');
+}
+
 /** Pro Santé Connect: a full-page redirect through /auth/login, back to the page asked for. */
 export function proSanteConnectUrl(returnTo: string): string {
   return `/auth/login?returnTo=${encodeURIComponent(returnTo)}`;
