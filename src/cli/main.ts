@@ -21,6 +21,9 @@ import { startWorkers } from './workers.ts';
 import { runLifecycleCommand } from './lifecycle.ts';
 import { runUserCommand } from './users.ts';
 import { UserError } from '../access/users.ts';
+import { ensureFirstAdministrator } from './first-admin.ts';
+import { dimseFirstStepHint, runPeerCommand } from './peers.ts';
+import { runDemoCommand } from './demo.ts';
 
 const usage = `atrium <command> [options]
 
@@ -62,6 +65,15 @@ Commands:
             the studies past their retention and why (lifecycle.retention rules, legal
             holds); --dry-run changes nothing, otherwise the list for review is replaced;
             an administrator approves each deletion (POST /api/lifecycle/approvals)
+  demo [--force]
+            load a small demonstration territory (two sites, patients with test INS, CT
+            series, priors at the other site, a teleradiology request, demo accounts);
+            loading it again changes nothing; refused on a database holding other patient
+            records unless --force
+  peer add <AE> --site CODE [--host H --port P] [--store] [--query] [--retrieve]
+            let a DICOM modality or workstation in: adds it to the configuration file (or,
+            on embedded defaults, prints the YAML to put in one); none of --store, --query,
+            --retrieve: store only (a modality); restart serve to take it into account
   forwarding [--retry-failed] [--destination AE]
             the forwarding queue per destination peer (as GET /api/forwarding);
             --retry-failed first makes failed rows (of one destination) pending again
@@ -94,6 +106,12 @@ async function main(argv: string[]): Promise<number> {
       issuer: { type: 'string' },
       window: { type: 'string' },
       anchors: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      store: { type: 'boolean' },
+      query: { type: 'boolean' },
+      retrieve: { type: 'boolean' },
+      force: { type: 'boolean', default: false },
       'dry-run': { type: 'boolean', default: false },
       now: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -158,6 +176,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'audit':
       return runAuditCommand(config, positionals.slice(1), values, logger);
+    case 'demo':
+      return runDemoCommand(config, values.config ?? process.env.ATRIUM_CONFIG, values.force, logger);
+    case 'peer':
+      return runPeerCommand(config, values.config ?? process.env.ATRIUM_CONFIG, positionals.slice(1), values);
     case 'send':
       return runSend(config, positionals.slice(1), values.to, values.window);
     case 'forwarding': {
@@ -236,6 +258,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   }, 'configuration');
   // Recovers the ingest journal before anything listens.
   const archive = await openArchive(config, logger, { journal: true });
+  await ensureFirstAdministrator(archive, logger);
   const app = await buildHttpServer(config, archive, logger);
   await app.listen({ host: config.http.host, port: config.http.port });
   const dimse = config.dimse.enabled ? new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' })) : undefined;
@@ -243,7 +266,15 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   const hl7 = config.hl7.enabled ? new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }), config.teleradiology) : undefined;
   await hl7?.listen();
   const workers = await startWorkers(archive, config, logger, { anchorKey, auditHostname: hostname() });
-  logger.info({ url: `${config.http.tls ? 'https' : 'http'}://${config.http.host}:${(app.server.address() as { port: number }).port}/dicom-web` }, 'atrium is serving');
+  const httpBase = `${config.http.tls ? 'https' : 'http'}://${config.http.host}:${(app.server.address() as { port: number }).port}`;
+  logger.info({
+    url: `${httpBase}/dicom-web`,
+    ...(config.http.portalDir ? { portal: `${httpBase}/app/` } : {}),
+    dimse: dimse ? `${config.dimse.aeTitle}@${config.dimse.host}:${dimse.port}` : 'off',
+    hl7: hl7 ? `MLLP ${config.hl7.host}:${hl7.port}` : 'off',
+  }, 'atrium is serving');
+  const hint = dimseFirstStepHint(config);
+  if (hint) logger.info(hint);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

@@ -1,0 +1,40 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Archive } from '../archive/archive.ts';
+import { UserError } from '../access/users.ts';
+import { addUser } from './users.ts';
+
+/** The login of the administrator made at first start (not "admin": deployments script that one). */
+export const firstAdministratorLogin = 'administrator';
+
+/**
+ * On a platform without any user, makes a territory administrator with a local account, so
+ * that a newcomer can log in to the portal right after `npm start`. Its password is generated
+ * and written once to the terminal (stderr, by hand: never through the logger, whose lines
+ * may go to a file or a collector); the log only says that it was.
+ */
+export async function ensureFirstAdministrator(archive: Archive, logger: Logger, write: (text: string) => void = (t) => process.stderr.write(t)): Promise<void> {
+  const row = await archive.index.sql.get<{ n: number | string }>('SELECT COUNT(*) AS n FROM users');
+  if (Number(row?.n ?? 0) > 0) return;
+  // 18 random bytes: 24 characters of base64url, well past the 12 a password needs.
+  const password = randomBytes(18).toString('base64url');
+  try {
+    await addUser(archive, {
+      login: firstAdministratorLogin, displayName: 'Administrator', roles: ['territory-admin'],
+      sites: [...archive.sites.keys()], password,
+    }, { actor: 'system:first-start', via: 'cli' });
+  } catch (e) {
+    // Another node of the same database made it first: that node printed the password.
+    if (e instanceof UserError) return;
+    throw e;
+  }
+  write([
+    '',
+    `  First start: Atrium made the administrator "${firstAdministratorLogin}" (territory-admin, local account).`,
+    `  Its password, shown this once: ${password}`,
+    '  Log in to the portal with it, then add users with `atrium user add` (docs/usage.md).',
+    '',
+    '',
+  ].join('\n'));
+  logger.info({ login: firstAdministratorLogin }, 'no user existed: made the first administrator; its password was written once to the terminal (stderr), never to the log');
+}

@@ -1,0 +1,295 @@
+/**
+ * A newcomer's first hour, through the command line as they run it (bin/atrium.mjs, the
+ * compiled code: `npm run build:server` first): the first start makes an administrator
+ * whose printed password logs in, the login page offers no Pro Santé Connect without OIDC,
+ * `atrium peer add` lets a modality in, and `atrium demo` loads a territory QIDO-RS finds.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { loginLocal, request } from './support/browser-session.ts';
+import { chromiumArgs, chromiumPath, haveChromium } from './support/chromium.ts';
+import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
+import { syntheticInstance } from './support/synthetic.ts';
+import { INS_OIDS, insKeyOf } from '../src/patients/ins.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+const cli = path.join(root, 'bin/atrium.mjs');
+// The embedded index (SQLite): these are a newcomer's steps, before any PostgreSQL.
+const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: '' };
+delete env.ATRIUM_CONFIG;
+
+/** A one-shot CLI command. */
+function atrium(args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.stdin.end(stdin);
+  });
+}
+
+/** `atrium serve` until 'atrium is serving', with what it wrote to each stream. */
+class Serve {
+  child?: ChildProcess;
+  stdout = '';
+  stderr = '';
+  base = '';
+  serving: Record<string, string> = {};
+
+  constructor(readonly args: string[]) {}
+
+  async start(): Promise<void> {
+    this.stdout = '';
+    this.stderr = '';
+    this.base = '';
+    const child = spawn(process.execPath, [cli, 'serve', ...this.args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    // This child's own output: a stopping child's last lines must not be read as the next one's.
+    let out = '';
+    child.stderr!.on('data', (d) => { if (this.child === child) this.stderr += d; });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d) => {
+        out += d;
+        if (this.child === child) this.stdout = out;
+        const line = out.split('\n').find((l) => l.includes('"atrium is serving"'));
+        if (line && this.child === child && !this.base) {
+          this.serving = JSON.parse(line) as Record<string, string>;
+          this.base = this.serving.url!.replace(/\/dicom-web$/, '');
+          resolve();
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`atrium serve exited with ${code}: ${this.stderr}`)));
+    });
+    // The lines logged right after 'atrium is serving' (the first-step hints).
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    });
+  }
+
+  logLines(): Array<Record<string, unknown>> {
+    return this.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+}
+
+/** A configuration file on free ports in its own data folder. */
+function configFile(dir: string, extra = ''): string {
+  const file = path.join(dir, 'atrium.yaml');
+  writeFileSync(file, [
+    '# my platform',
+    `dataDir: ${dir}`,
+    'http: { port: 0 }',
+    'dimse: { port: 0 }',
+    'hl7: { port: 0 }',
+    extra,
+  ].join('\n'));
+  return file;
+}
+
+const onceShown = /password, shown this once: (\S+)/;
+
+describe('the first start', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'atrium-first-'));
+  const serve = new Serve(['--config', configFile(dir)]);
+  let password = '';
+
+  before(async () => {
+    await serve.start();
+    password = onceShown.exec(serve.stderr)?.[1] ?? '';
+  });
+
+  after(async () => {
+    await serve.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('makes an administrator whose password, written once to the terminal and never to the log, logs in over HTTP', async () => {
+    assert.ok(password.length >= 12, serve.stderr);
+    assert.match(serve.stderr, /"administrator" \(territory-admin/);
+    assert.ok(!serve.stdout.includes(password), 'the log never holds the password');
+    assert.ok(serve.logLines().some((l) => l.msg === 'no user existed: made the first administrator; its password was written once to the terminal (stderr), never to the log'));
+    const { jar } = await loginLocal(serve.base, 'administrator', password);
+    const me = (await (await request(jar, `${serve.base}/auth/me`)).json()) as { roles: string[] };
+    assert.deepEqual(me.roles, ['territory-admin']);
+  });
+
+  it('says where DIMSE and HL7 listen, and how to let a modality in', () => {
+    assert.match(serve.serving.hl7!, /^MLLP 127\.0\.0\.1:[1-9]\d*$/);
+    assert.match(serve.serving.dimse!, /^ATRIUM@127\.0\.0\.1:[1-9]\d*$/);
+    assert.ok(serve.logLines().some((l) => typeof l.msg === 'string' && l.msg.includes('atrium peer add <AE> --site LOCAL --store')), serve.stdout);
+  });
+
+  it('answers which login methods exist without a session: no Pro Santé Connect when OIDC is not configured', async () => {
+    const r = await fetch(`${serve.base}/auth/methods`);
+    assert.equal(r.status, 200);
+    assert.deepEqual(await r.json(), { proSanteConnect: false, local: true });
+  });
+
+  it('shows the login page without the Pro Santé Connect button, and the printed password opens the portal', { skip: !haveChromium && 'Chromium is not installed' }, async () => {
+    const profile = mkdtempSync(path.join(tmpdir(), 'atrium-chromium-'));
+    const context = await chromium.launchPersistentContext(profile, { executablePath: chromiumPath, headless: true, args: chromiumArgs, locale: 'en-GB' });
+    try {
+      const page = context.pages()[0] ?? await context.newPage();
+      const methods = page.waitForResponse((r) => r.url().endsWith('/auth/methods'));
+      await page.goto(`${serve.base}/app/`);
+      assert.equal((await methods).status(), 200);
+      await page.locator('input[name=login]').waitFor();
+      assert.equal(await page.getByTestId('psc-login').count(), 0);
+      assert.equal(await page.getByText('Pro Santé Connect').count(), 0);
+      await page.locator('input[name=login]').fill('administrator');
+      await page.locator('input[name=password]').fill(password);
+      await page.locator('button[type=submit]').click();
+      await page.getByTestId('who').waitFor();
+      assert.equal(await page.getByTestId('who').textContent(), 'Administrator');
+    } finally {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    }
+  });
+
+  it('makes no second administrator at the next start, and the first one still logs in', async () => {
+    await serve.stop();
+    await serve.start();
+    assert.doesNotMatch(serve.stderr, onceShown);
+    await loginLocal(serve.base, 'administrator', password);
+    const listed = await atrium(['user', 'list', '--config', path.join(dir, 'atrium.yaml')]);
+    assert.deepEqual((JSON.parse(listed.stdout) as { users: Array<{ login: string }> }).users.map((u) => u.login), ['administrator']);
+  });
+});
+
+describe('atrium peer add', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'atrium-peer-'));
+  const file = configFile(dir);
+
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('adds a modality to the configuration file, keeping its comments, and serve lets it store', async () => {
+    const added = await atrium(['peer', 'add', 'CT_SALLE_1', '--site', 'LOCAL', '--config', file]);
+    assert.equal(added.code, 0, added.stderr);
+    const text = readFileSync(file, 'utf8');
+    assert.match(text, /^# my platform/);
+    assert.match(text, /aeTitle: CT_SALLE_1/);
+    assert.match(text, /may: \{ store: true, query: false, retrieve: false \}/);
+    const workstation = await atrium(['peer', 'add', 'LECTURE', '--site', 'LOCAL', '--host', '127.0.0.1', '--port', '104', '--query', '--retrieve', '--config', file]);
+    assert.equal(workstation.code, 0, workstation.stderr);
+
+    const serve = new Serve(['--config', file]);
+    await serve.start();
+    try {
+      const configuration = serve.logLines().find((l) => l.msg === 'configuration')!;
+      assert.deepEqual(configuration.peers, ['CT_SALLE_1', 'LECTURE']);
+      assert.ok(!serve.logLines().some((l) => typeof l.msg === 'string' && l.msg.includes('atrium peer add')), 'no hint once a peer is configured');
+      if (haveDcmtk) {
+        const port = serve.serving.dimse!.split(':')[1]!;
+        const stored = path.join(dir, 'ct.dcm');
+        writeFileSync(stored, syntheticInstance({ Rows: 4, Columns: 4 }).file);
+        const r = await dcmtk('storescu', ['-aet', 'CT_SALLE_1', '-aec', 'ATRIUM', '127.0.0.1', port, stored]);
+        assert.equal(r.code, 0, r.output);
+        const unknown = await dcmtk('echoscu', ['-aet', 'INCONNU', '-aec', 'ATRIUM', '127.0.0.1', port]);
+        assert.notEqual(unknown.code, 0, 'an AE title not added is still refused');
+      }
+    } finally {
+      await serve.stop();
+    }
+  });
+
+  it('refuses a peer listed already, an unknown site, and a host without a port, leaving the file as it was', async () => {
+    const before = readFileSync(file, 'utf8');
+    for (const [args, why] of [
+      [['CT_SALLE_1', '--site', 'LOCAL'], /already configured/],
+      [['IRM_1', '--site', 'NOWHERE'], /not a configured site/],
+      [['IRM_1', '--site', 'LOCAL', '--host', '10.0.0.3'], /--host and --port go together/],
+      [['A_TITLE_OF_MORE_THAN_16', '--site', 'LOCAL'], /not a valid AE title/],
+    ] as const) {
+      const r = await atrium(['peer', 'add', ...args, '--config', file]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, why);
+    }
+    assert.equal(readFileSync(file, 'utf8'), before);
+  });
+
+  it('prints the YAML to add when Atrium runs on embedded defaults (no configuration file)', async () => {
+    const r = await atrium(['peer', 'add', 'ECHO_1', '--data-dir', dir]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^peers:\n {2}- aeTitle: ECHO_1\n {4}site: LOCAL\n {4}may: \{ store: true, query: false, retrieve: false \}\n$/);
+    assert.match(r.stderr, /no configuration file/);
+  });
+});
+
+describe('atrium demo', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'atrium-demo-'));
+  const other = mkdtempSync(path.join(tmpdir(), 'atrium-demo-other-'));
+
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(other, { recursive: true, force: true });
+  });
+
+  it('loads two sites whose studies QIDO-RS finds, the patient linked across sites by her INS, and a teleradiology request', async () => {
+    const loaded = await atrium(['demo', '--data-dir', dir]);
+    assert.equal(loaded.code, 0, loaded.stderr);
+    const report = JSON.parse(loaded.stdout) as { configFile: string; sites: string[]; studies: Array<{ site: string; StudyInstanceUID: string }>; stored: number; teleradiologyRequest: number };
+    assert.deepEqual(report.sites, ['CHU-NORD', 'CLIN-SUD']);
+    assert.ok(report.stored > 0);
+    const demoPassword = onceShown.exec(loaded.stderr)?.[1];
+    assert.ok(demoPassword, loaded.stderr);
+
+    // Served on free ports from the configuration the demo wrote.
+    writeFileSync(path.join(dir, 'ports.yaml'), readFileSync(report.configFile, 'utf8') + 'http: { port: 0 }\ndimse: { port: 0 }\nhl7: { port: 0 }\n');
+    const serve = new Serve(['--config', path.join(dir, 'ports.yaml')]);
+    await serve.start();
+    try {
+      const token = readFileSync(path.join(dir, 'api-token'), 'utf8').trim();
+      const qido = async (query: string) => {
+        const r = await fetch(`${serve.base}/dicom-web/studies?${query}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/dicom+json' } });
+        assert.equal(r.status, 200, await r.clone().text());
+        return ((await r.json()) as Array<Record<string, { Value: string[] }>>).map((s) => s['0020000D']!.Value[0]!).sort();
+      };
+      assert.deepEqual(await qido(''), report.studies.map((s) => s.StudyInstanceUID).sort());
+      // Élodie Martin: today's CT at CHU-NORD, her priors at CLIN-SUD, one person by her test INS.
+      const ins = `2780475113042${insKeyOf('2780475113042')}`;
+      const hers = await qido(`PatientID=${ins}&IssuerOfPatientID=${INS_OIDS.NIR_TEST}`);
+      assert.equal(hers.length, 3);
+      assert.deepEqual(new Set(report.studies.filter((s) => hers.includes(s.StudyInstanceUID)).map((s) => s.site)), new Set(['CHU-NORD', 'CLIN-SUD']));
+
+      const { jar } = await loginLocal(serve.base, 'demo.manip', demoPassword);
+      const tele = await request(jar, `${serve.base}/api/teleradiology/requests/${report.teleradiologyRequest}`);
+      assert.equal(tele.status, 200, await tele.clone().text());
+      assert.equal(((await tele.json()) as { urgency: string }).urgency, 'urgent');
+    } finally {
+      await serve.stop();
+    }
+
+    const again = await atrium(['demo', '--data-dir', dir]);
+    assert.equal(again.code, 0, again.stderr);
+    const second = JSON.parse(again.stdout) as { stored: number; alreadyStored: number; teleradiologyRequest: number };
+    assert.equal(second.stored, 0, 'loading it again stores nothing new');
+    assert.equal(second.teleradiologyRequest, report.teleradiologyRequest);
+    assert.doesNotMatch(again.stderr, onceShown);
+  });
+
+  it('refuses a database holding other patient records, unless --force', async () => {
+    const file = path.join(other, 'mine.dcm');
+    writeFileSync(file, syntheticInstance({ PatientID: 'REAL-1', Rows: 4, Columns: 4 }).file);
+    const imported = await atrium(['import', file, '--data-dir', other]);
+    assert.equal(imported.code, 0, imported.stderr);
+    const refused = await atrium(['demo', '--data-dir', other]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /1 patient record\(s\) that are not the demo's.*--force/);
+    const forced = await atrium(['demo', '--force', '--data-dir', other]);
+    assert.equal(forced.code, 0, forced.stderr);
+  });
+});
