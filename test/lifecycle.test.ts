@@ -51,6 +51,9 @@ for (const db of testDatabases()) {
     const linkedRecent = make({ PatientID: 'N-LINKED', PatientBirthDate: '19700101', StudyDate: '20250101' });
     // An exam of 2001, then an outpatient visit in 2015 told by the hospital's HIS (HL7 ADT^A04).
     const visited = make({ PatientID: 'N-VISIT', PatientBirthDate: '19650101', StudyDate: '20010101' });
+    // Seen in 1999, listed, then back for a new exam before anyone approved.
+    const returning = make({ PatientID: 'N-RETURN', PatientBirthDate: '19450101', StudyDate: '19990601' });
+    const returningNew = make({ PatientID: 'N-RETURN', PatientBirthDate: '19450101', StudyDate: '20261201' });
     // CLIN-SUD (10-year rule): a patient under a legal hold; the same person as N-LINKED; a study deleted by DICOMweb DELETE.
     const held = make({ PatientID: 'S-HELD', PatientBirthDate: '19550101', StudyDate: '20050101' });
     const linkedOld = make({ PatientID: 'S-LINKED', PatientBirthDate: '19700101', StudyDate: '20050101' });
@@ -105,7 +108,7 @@ for (const db of testDatabases()) {
         },
       });
       base = atrium.dicomweb.replace(/\/dicom-web$/, '');
-      for (const [site, objects] of [['CHU-NORD', [adult, adultSecond, child, seenAgain, seenAgainRecent, linkedRecent, visited]], ['CLIN-SUD', [held, linkedOld, byDelete]]] as const) {
+      for (const [site, objects] of [['CHU-NORD', [adult, adultSecond, child, seenAgain, seenAgainRecent, linkedRecent, visited, returning]], ['CLIN-SUD', [held, linkedOld, byDelete]]] as const) {
         const r = await stowFiles(atrium.dicomweb, atrium.tokens[site]!, objects.map((o) => o.file));
         assert.equal(r.status, 200, await r.text());
       }
@@ -166,9 +169,12 @@ for (const db of testDatabases()) {
 
     it('lists for each site\'s administrators only their studies past retention, the last contact taken across linked records', async () => {
       const all = await evaluate('2026-12-06');
-      assert.deepEqual(all.map((d) => d.StudyInstanceUID).sort(), [adult.uids.study, held.uids.study].sort());
+      assert.deepEqual(all.map((d) => d.StudyInstanceUID).sort(), [adult.uids.study, held.uids.study, returning.uids.study].sort());
       const nord = await dueFor('admin.nord');
-      assert.deepEqual(nord.map((d) => [d.StudyInstanceUID, d.rule, d.lastContact, d.keepUntil, d.held]), [[adult.uids.study, 'CSP R1112-7', '20000105', '20200105', false]]);
+      assert.deepEqual(nord.map((d) => [d.StudyInstanceUID, d.rule, d.lastContact, d.keepUntil, d.held]), [
+        [returning.uids.study, 'CSP R1112-7', '19990601', '20190601', false],
+        [adult.uids.study, 'CSP R1112-7', '20000105', '20200105', false],
+      ]);
       const sud = await dueFor('admin.sud');
       assert.deepEqual(sud.map((d) => [d.StudyInstanceUID, d.rule, d.held]), [[held.uids.study, 'clinique 10 ans', true]]);
       // S-LINKED's study (2005, 10-year rule) stays: the same person was seen at CHU-NORD in 2025.
@@ -192,12 +198,20 @@ for (const db of testDatabases()) {
       assert.equal(Number(refusals!.n), 2);
     });
 
-    it('answers another site\'s administrator approving a study as for a study that does not exist, and refuses a study not due', async () => {
+    it('answers another site\'s administrator approving a study as for a study that does not exist, and refuses a study not due or whose patient came back since it was listed', async () => {
       const foreign = await as('admin.sud', 'POST', '/api/lifecycle/approvals', { StudyInstanceUID: adult.uids.study });
       assert.equal(foreign.status, 404);
       const notDue = await as('admin.nord', 'POST', '/api/lifecycle/approvals', { StudyInstanceUID: child.uids.study });
       assert.equal(notDue.status, 409, await notDue.text());
       assert.equal((await territory('GET', `/dicom-web/studies/${child.uids.study}/metadata`)).status, 200);
+      // Listed, then the patient came back: the approval is refused and the study leaves the list.
+      const r = await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [returningNew.file]);
+      assert.equal(r.status, 200, await r.text());
+      const stale = await as('admin.nord', 'POST', '/api/lifecycle/approvals', { StudyInstanceUID: returning.uids.study });
+      assert.equal(stale.status, 409);
+      assert.match(await stale.text(), /seen again \(20261201\)/);
+      assert.deepEqual((await dueFor('admin.nord')).map((d) => d.StudyInstanceUID), [adult.uids.study]);
+      assert.equal((await territory('GET', `/dicom-web/studies/${returning.uids.study}/metadata`)).status, 200);
     });
 
     it('withdraws an approved study: a deletion record with every object\'s hash, nothing left in WADO-RS, QIDO-RS, C-FIND or the storage, the rejection note sent to the peers that had it', async () => {

@@ -446,8 +446,14 @@ export async function deleteStudy(archive: Archive, by: Actor, request: Deletion
   if (await isHeld(sql, request.StudyInstanceUID, study.patientId)) await refuse('held', 'a legal hold suspends the deletion of this study');
   let rule = 'administrator request';
   if (request.basis === 'retention') {
-    const due = await sql.get<{ rule: string }>('SELECT rule FROM lifecycle_due WHERE study_instance_uid = ?', [request.StudyInstanceUID]);
+    const due = await sql.get<{ rule: string; last_contact: string }>('SELECT rule, last_contact FROM lifecycle_due WHERE study_instance_uid = ?', [request.StudyInstanceUID]);
     if (!due) await refuse('not-due', 'this study is not past its retention (GET /api/lifecycle/due lists those that are)');
+    // The person came back since the evaluation (an exam, an order, a stay): their retention starts again.
+    const lastContact = (await lastContactsOf(sql, [study.patientId])).get(study.patientId);
+    if (lastContact !== undefined && lastContact > due!.last_contact) {
+      await sql.run('DELETE FROM lifecycle_due WHERE study_instance_uid = ?', [request.StudyInstanceUID]);
+      await refuse('not-due', `the patient was seen again (${lastContact}) since the study was listed: it is kept`);
+    }
     rule = due!.rule;
   }
   const now = request.now ?? new Date();
