@@ -6,7 +6,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -291,5 +291,26 @@ describe('atrium demo', () => {
     assert.match(refused.stderr, /1 patient record\(s\) that are not the demo's.*--force/);
     const forced = await atrium(['demo', '--force', '--data-dir', other]);
     assert.equal(forced.code, 0, forced.stderr);
+  });
+});
+
+describe('npm test\'s pre-test check', () => {
+  it('names the missing Debian packages and how to install them, without failing', async () => {
+    // A PATH without DCMTK or openssl, as on a fresh machine (bash itself is called by its path).
+    const r = await new Promise<{ code: number; stdout: string }>((resolve) => {
+      const child = spawn('/bin/bash', [path.join(root, '.ci/check-tools')], { env: { PATH: '/nonexistent' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      child.stdout.on('data', (d) => { stdout += d; });
+      child.on('exit', (code) => resolve({ code: code ?? 1, stdout }));
+    });
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /missing, and the tests that need them will be skipped: .*dcmtk.*openssl/);
+    assert.match(r.stdout, /\.ci\/run installs them/);
+    assert.match(r.stdout, /DATABASE_URL is not set: the PostgreSQL runs are skipped/);
+  });
+
+  it('says nothing of packages when every one is installed', { skip: execFileSync('/bin/bash', [path.join(root, '.ci/missing-packages')]).length > 0 && 'some test packages are missing here' }, () => {
+    const out = execFileSync('/bin/bash', [path.join(root, '.ci/check-tools')], { env: { ...process.env, DATABASE_URL: 'postgres://x' } }).toString();
+    assert.equal(out, '');
   });
 });
