@@ -27,6 +27,8 @@ import { stowFiles } from './support/stow.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
 import { ReportDelivery } from '../src/exchange/report-delivery.ts';
+import { SiteReportSender, SiteReportsConsumer } from '../src/exchange/mssante/site-reports.ts';
+import { sendHl7 } from './support/hl7.ts';
 import { INS_OIDS, insKeyOf, parseINS } from '../src/patients/ins.ts';
 import { insOtherPatientIDsItem } from '../src/patients/ins-dicom.ts';
 
@@ -159,8 +161,9 @@ for (const engine of testDatabases()) {
       const db = await engine.open();
       cleanup = db.cleanup;
       atrium = await startAtrium({
-        index: db.config,
+        index: db.config, hl7: true,
         configure: (c) => {
+          c.hl7.senders = [{ application: 'RIS_SUD', facility: 'CLIN_SUD', site: 'CLIN-SUD' }];
           c.teleradiology.delivery = { ackTimeoutMs: 5_000, retryBaseMs: 1, maxAttempts: 5, pollMs: 50 };
           c.teleradiology.mssante = {
             smtp: { host: '127.0.0.1', port: mail.smtpPort }, imap: { host: '127.0.0.1', port: mail.imapPort }, caFile: path.join(pki, 'operator-ca.crt'),
@@ -274,6 +277,40 @@ for (const engine of testDatabases()) {
       const unknown = sent.find((d) => d.destination === 'rpps:10005555555')!;
       assert.deepEqual([unknown.status, unknown.lastError], ['failed', 'no MSSanté address for RPPS 10005555555 in the directory']);
       assert.ok(annuaireCalls.some((c) => c.url.startsWith('/fhir/v2/Practitioner?identifier=10006666666') && c.key === 'clef-de-test'));
+    });
+
+    it('sends a report received from the site\'s RIS (ORU^R01 with a PDF) to the physician OBR-16 names, shown with the study\'s documents', async () => {
+      const study = syntheticInstance({
+        PatientID: 'MSS-1', PatientName: 'DUBOIS^Anne', PatientBirthDate: '19800101', PatientSex: 'F', Modality: 'DX', Rows: 4, Columns: 4,
+        extra: [{ tag: 0x00101002, vr: 'SQ', items: [insOtherPatientIDsItem(ins)] }],
+      });
+      assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, [study.file])).status, 200);
+      await atrium.identities.drain();
+      const pdf = Buffer.from('%PDF-1.4\n% compte rendu du RIS\n%%EOF\n');
+      const message = [
+        'MSH|^~\\&|RIS_SUD|CLIN_SUD|ATRIUM|GHT|20261206100000||ORU^R01^ORU_R01|RISMSS1|P|2.5|||||FRA|UNICODE UTF-8',
+        'PID|1||MSS-1^^^CLINSUD^PI||DUBOIS^Anne',
+        'OBR|1|RIS-9|RIS-ACC-9|18748-4^CR imagerie^LN|||20261206090000|||||||||10009999999^URGENTISTE^Paul||||||20261206103000|||F|||||||10007654321&RADIOLOGUE&Jean',
+        `ZDS|${study.uids.study}^Atrium^Application^DICOM`,
+        `OBX|1|ED|18748-4^CR d'imagerie médicale^LN||^application^pdf^Base64^${pdf.toString('base64')}||||||F`,
+      ].join('\r');
+      const ack = await sendHl7(atrium.hl7!.port, Buffer.from(message, 'utf8'));
+      assert.equal(ack.code, 'AA', ack.text);
+      const queue = new SiteReportsConsumer(atrium.archive, atrium.config.teleradiology.mssante!, pino({ level: 'silent' }), 50);
+      const sender = new SiteReportSender(atrium.archive, delivery.mssante!, atrium.config.teleradiology, pino({ level: 'silent' }));
+      await queue.drain();
+      assert.equal(await sender.deliverDue(), 2, 'the physician and the patient');
+      const m = await lastMessageTo(PHYSICIAN);
+      assert.equal(m.headers.get('x-mss-codecda'), '18748-4');
+      assert.deepEqual(m.attachments.find((a) => a.contentType === 'application/pdf')?.content, pdf, 'the PDF the RIS sent');
+      const files = unzip(m.attachments.find((a) => a.filename === 'IHE_XDM.ZIP')!.content, path.join(work, 'xdm-ris'));
+      assert.ok(files.includes('IHE_XDM/SUBSET01/DOC0001.XML') && files.includes('IHE_XDM/SUBSET01/DOC0002.DCM'), files.join(', '));
+      await answerWithMdn({ messageId: m.messageId! }, 'processed');
+      assert.equal(await delivery.mssante!.readAnswers(), 1);
+      const listed = await call('manip.sud', 'GET', `/api/studies/${study.uids.study}/documents`) as { mssante?: Array<{ destination: string; status: string; answer?: { status: string } }> };
+      assert.deepEqual(listed.mssante?.map((d) => [d.destination, d.status, d.answer?.status]).sort(), [[patientAddress, 'sent', undefined], [PHYSICIAN, 'sent', 'processed']]);
+      await queue.drain();
+      assert.equal(await sender.deliverDue(), 0, 'a document is sent once');
     });
 
     it('keeps a delivery queued while the MSSanté server is down, and sends it once it is back', async () => {

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { siteReportDeliveries } from '../exchange/mssante/site-reports.ts';
 import { AuditTrail, patientRefOf, type AuditEvent } from '../access/audit.ts';
 import { AccessPolicy, may, reasonToSee } from '../access/policy.ts';
 import { actorOf } from '../access/principal.ts';
@@ -62,7 +63,9 @@ export async function studyDocumentRoutes(app: FastifyInstance, options: { archi
     // Due documents (a report just signed, a study just changed) are built before they are listed.
     await documents.buildIfDue(study);
     const base = `${options.publicBaseUrl ?? ''}/api/studies/${study}/documents`;
-    return { StudyInstanceUID: study, documents: (await listStudyDocuments(archive.index.sql, study)).map((d) => listed(d, base)) };
+    // A report received from the site's RIS also goes over MSSanté (src/exchange/mssante/site-reports.ts): where it went.
+    const mssante = await siteReportDeliveries(archive.index.sql, study);
+    return { StudyInstanceUID: study, documents: (await listStudyDocuments(archive.index.sql, study)).map((d) => listed(d, base)), ...(mssante.length > 0 ? { mssante } : {}) };
   });
 
   app.get<{ Params: Params }>('/:study/documents/:document', { schema: { params } }, async (request, reply) => {

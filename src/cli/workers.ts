@@ -16,6 +16,7 @@ import { TeleRequests } from '../workflow/tele-requests.ts';
 import { TeleEscalation } from '../workflow/tele-escalation.ts';
 import { TeleAlerts } from '../workflow/tele-alerts.ts';
 import { ReportDelivery } from '../exchange/report-delivery.ts';
+import { SiteReportSender, SiteReportsConsumer } from '../exchange/mssante/site-reports.ts';
 import { AuditAnchoring, type AnchorKey } from '../access/audit-anchor.ts';
 import { AuditSyslogExporter, auditSourceOf } from '../access/audit-syslog.ts';
 import { SessionStore } from '../access/sessions.ts';
@@ -80,6 +81,10 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   // MSSanté (teleradiology.mssante): the study documents it builds when still due name this Atrium as the worker's do.
   const reportDelivery = new ReportDelivery(archive, config.teleradiology, child('report-delivery'), config.dimse.aeTitle,
     config.http.publicBaseUrl !== undefined ? { publicBaseUrl: config.http.publicBaseUrl } : {});
+  // Reports received from the sites' RIS, to MSSanté too (teleradiology.mssante): queued from document.final, sent like the others.
+  const siteReports = reportDelivery.mssante && config.teleradiology.mssante
+    ? { queue: new SiteReportsConsumer(archive, config.teleradiology.mssante, child('mssante'), options.pollMs ?? 1000), sender: new SiteReportSender(archive, reportDelivery.mssante, config.teleradiology, child('mssante')) }
+    : undefined;
   // The audit trail as DICOM audit messages to a syslog collector: polls the trail, never in the request path.
   const auditExport = config.audit.syslog
     ? new AuditSyslogExporter(archive.index.sql, config.audit.syslog, auditSourceOf(config.audit.syslog, config.dimse.aeTitle, options.auditHostname), child('audit-syslog'))
@@ -126,6 +131,11 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   if (selected.has('reportDelivery')) {
     reportDelivery.start();
     stops.push(() => reportDelivery.stop());
+    if (siteReports) {
+      siteReports.queue.start();
+      siteReports.sender.start();
+      stops.push(() => siteReports.queue.stop(), () => siteReports.sender.stop());
+    }
   }
   if (selected.has('dmp') && dmp) {
     dmp.queue.start();

@@ -58,6 +58,28 @@ CREATE TABLE mssante_request_recipients (
 CREATE INDEX mssante_request_recipients_request ON mssante_request_recipients (request_id, id);
 `,
   },
+  {
+    version: 3,
+    name: 'MSSanté deliveries of the reports received from a site\'s RIS (owned by site-reports.ts)',
+    sql: `
+CREATE TABLE mssante_site_deliveries (
+  id {id},
+  document_id BIGINT NOT NULL,
+  site_id BIGINT NOT NULL,
+  study_instance_uid {text} NOT NULL,
+  destination {text} NOT NULL,
+  status {text} NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at {text} NOT NULL,
+  last_error TEXT,
+  created_at {text} NOT NULL,
+  sent_at {text},
+  UNIQUE (document_id, destination)
+);
+CREATE INDEX mssante_site_deliveries_due ON mssante_site_deliveries (status, next_attempt_at);
+CREATE INDEX mssante_site_deliveries_study ON mssante_site_deliveries (study_instance_uid, id);
+`,
+  },
 ];
 
 const migrated = new WeakMap<SqlDatabase, Promise<unknown>>();
@@ -142,6 +164,9 @@ export class DeliveryRefused extends Error {
 
 export const PATIENT_DOMAIN = 'patient.mssante.fr';
 
+/** A message's key: a report delivery's id, or minus the id of a site report's delivery (site-reports.ts). */
+const deliveriesTable = (key: number) => key < 0 ? 'mssante_site_deliveries' : 'tele_deliveries';
+
 /** The first MSSanté address (an e-mail telecom in the mssante.fr domains) of a FHIR searchset's resources. */
 export function mssanteAddressOf(bundle: unknown): string | undefined {
   const entries = (bundle as { entry?: Array<{ resource?: { telecom?: Array<{ system?: string; value?: string }> } }> } | null)?.entry;
@@ -209,12 +234,26 @@ export class MssanteChannel {
 
   /** Sends one delivery; answers where it went. Throws DeliveryRefused for what no retry mends, any other error to retry. */
   async send(delivery: { id: number; destination: string }, signed: SignedReport): Promise<{ to: string; details: Record<string, unknown> }> {
+    if (!signed.StudyInstanceUID) throw new DeliveryRefused('the request has no study: no document to send', 'failed');
+    const sent = await this.sendStudyReport({
+      key: delivery.id, destination: delivery.destination, siteCode: signed.requestingSite.code, StudyInstanceUID: signed.StudyInstanceUID, pdf: () => renderReportPdf(signed),
+    });
+    await this.archive.index.sql.run('UPDATE tele_deliveries SET destination = ? WHERE id = ?', [sent.to, delivery.id]);
+    return sent;
+  }
+
+  /**
+   * Sends a study's current report (its CR-IMG and KOS in the XDM archive, and `pdf` when
+   * there is one) from the site's mailbox to one destination. `key` names the message in
+   * mssante_messages: a report delivery's id, or minus a site report delivery's (site-reports.ts).
+   */
+  async sendStudyReport(o: { key: number; destination: string; siteCode: string; StudyInstanceUID: string; pdf: () => Promise<Buffer | undefined> }): Promise<{ to: string; details: Record<string, unknown> }> {
     const sql = this.archive.index.sql;
     await migrateMssante(sql);
-    const site = this.siteOf(signed.requestingSite.code);
+    const delivery = { id: o.key, destination: o.destination };
+    const site = this.siteOf(o.siteCode);
     if (!site) throw new DeliveryRefused('the requesting site has no MSSanté mailbox configured any more', 'failed');
-    if (!signed.StudyInstanceUID) throw new DeliveryRefused('the request has no study: no document to send', 'failed');
-    const documents = await this.studyDocuments(signed.StudyInstanceUID);
+    const documents = await this.studyDocuments(o.StudyInstanceUID);
     const cda = documents.find((d) => d.kind === 'CR-IMG');
     const identity = cda?.patient.identity;
     const ins = identity ? shareableINS(identity) : undefined;
@@ -239,12 +278,12 @@ export class MssanteChannel {
       [delivery.id, `<atrium.${delivery.id}.${randomUUID()}@${domain}>`, to]);
     const messageId = (await sql.get<{ message_id: string }>('SELECT message_id FROM mssante_messages WHERE delivery_id = ?', [delivery.id]))!.message_id;
 
-    const pdf = await renderReportPdf(signed);
+    const pdf = await o.pdf();
     const attachments: Array<{ filename: string; content: Buffer; contentType: string }> = [];
     const headers: Record<string, string | string[]> = { 'Disposition-Notification-To': site.address, 'X-MSS-NIL': this.config.productReference };
     let title = cda?.title ?? CR_IMG_SUBJECT;
     if (cda && ins) {
-      const siteRow = signed.requestingSite;
+      const siteRow = this.archive.sites.get(o.siteCode)!;
       const media = await xdmMedia({
         documents, ins, sourceId: await this.archive.index.installationUidRoot(), recipients: [to], product: `Atrium (${this.config.productReference})`,
         facility: {
@@ -259,18 +298,17 @@ export class MssanteChannel {
       headers['X-MSS-INS'] = 'O';
       title = cda.title;
     }
-    attachments.push({ filename: 'compte-rendu.pdf', content: pdf, contentType: 'application/pdf' });
+    if (pdf) attachments.push({ filename: 'compte-rendu.pdf', content: pdf, contentType: 'application/pdf' });
     if (toPatient) headers['X-MSS-MES'] = 'FIN';
     try {
       await submit(this.config, mailboxCredentials(this.config, site), {
         from: site.address, to, subject: `XDM/1.0/DDM+${title}`, messageId, headers, attachments,
-        text: `${CR_IMG_SUBJECT}${cda ? ' : le document structuré (CDA) et le manifeste des images sont dans IHE_XDM.ZIP' : ''}; le compte rendu lisible est joint en PDF.\r\n`,
+        text: `${CR_IMG_SUBJECT}${cda ? ' : le document structuré (CDA) et le manifeste des images sont dans IHE_XDM.ZIP' : ''}${pdf ? '; le compte rendu lisible est joint en PDF' : ''}.\r\n`,
       });
     } catch (e) {
       if (e instanceof SubmissionRefused && e.permanent) throw new DeliveryRefused(`${to}: ${e.message}`, 'bounced');
       throw e;
     }
-    await sql.run('UPDATE tele_deliveries SET destination = ? WHERE id = ?', [to, delivery.id]);
     return { to, details: { messageId, xdm: cda !== undefined } };
   }
 
@@ -307,12 +345,12 @@ export class MssanteChannel {
       const status = a.error ? 'error' : 'processed';
       await sql.run('UPDATE mssante_messages SET answer = ?, answer_code = ?, answer_label = ?, answered_at = ? WHERE delivery_id = ?',
         [status, a.error?.code ?? null, a.error?.label ?? a.disposition, at, id]);
-      if (a.error) await sql.run('UPDATE tele_deliveries SET last_error = ? WHERE id = ?', [`MDN ${a.error.code}: ${a.error.label}`, id]);
+      if (a.error) await sql.run(`UPDATE ${deliveriesTable(id)} SET last_error = ? WHERE id = ?`, [`MDN ${a.error.code}: ${a.error.label}`, Math.abs(id)]);
     } else {
       if (a.action !== 'failed') return false;
       const why = [a.status, a.diagnostic].filter((x) => x).join(' ');
       await sql.run('UPDATE mssante_messages SET answer = ?, answer_code = ?, answer_label = ?, answered_at = ? WHERE delivery_id = ?', ['bounced', a.status ?? null, a.diagnostic ?? null, at, id]);
-      await sql.run(`UPDATE tele_deliveries SET status = 'bounced', last_error = ? WHERE id = ?`, [`bounced: ${why}`, id]);
+      await sql.run(`UPDATE ${deliveriesTable(id)} SET status = 'bounced', last_error = ? WHERE id = ?`, [`bounced: ${why}`, Math.abs(id)]);
     }
     await this.audit.record({
       action: 'report-send', outcome: a.kind === 'mdn' && !a.error ? 'success' : 'failure', actor: 'atrium', actorKind: 'system', via: 'api', patients: [],
