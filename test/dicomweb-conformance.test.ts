@@ -308,11 +308,11 @@ describe('DICOMweb as PS3.18 says', { skip: !havePydicomFiles }, () => {
   };
 });
 
-describe('QIDO-RS without a limit', () => {
+for (const engine of testDatabases()) describe(`QIDO-RS without a limit on ${engine.name}`, () => {
   let atrium: RunningAtrium;
   let cleanup: () => Promise<void>;
   before(async () => {
-    const opened = await db.open();
+    const opened = await engine.open();
     cleanup = opened.cleanup;
     atrium = await startAtrium({ index: opened.config });
   });
