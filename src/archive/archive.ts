@@ -84,7 +84,7 @@ export async function openArchive(config: AtriumConfig, logger: Logger, options:
       async close() {
         // The journal's last checkpoint needs both the store and the index.
         await opened?.close().catch((e: unknown) => ingestLogger.warn({ err: e }, 'ingest journal not closed cleanly'));
-        await Promise.allSettled([index.close(), store.close()]);
+        await Promise.allSettled([index.close(), store.close(), retriever.codecs.close()]);
       },
     };
   } catch (e) {
