@@ -36,6 +36,7 @@ const publicRoutes: Record<string, string> = {
   '/auth/callback': 'ends a Pro Santé Connect login',
   '/auth/local': 'a local account logs in with its password (limited per address)',
   '/share/open': 'the holder of a share link opens it with its token (and PIN)',
+  '/IHEInvokeImageDisplay': 'IHE Invoke Image Display: sends a browser without a session to log in, then decides with the session itself (src/api/iid.ts)',
   '/': 'redirects to the portal',
   '/app': 'redirects to the portal',
   '/app/*': 'the portal\'s built files (no patient data; the login page loads before any session)',

@@ -93,7 +93,7 @@ const capabilitiesOfRole: Record<Role, Capability[]> = {
 };
 
 export function may(p: Principal, capability: Capability): boolean {
-  if (p.kind === 'share-link') return false;
+  if (p.kind === 'share-link' || p.kind === 'remote-professional') return false;
   if (p.kind === 'client' || p.kind === 'dicom-peer') {
     // Machine callers store and forward; only a territory-trusted integration (the operator's key) administers.
     return capability === 'store' || capability === 'forward' || (p.territory === true && capability !== 'emergency-access');
@@ -113,7 +113,7 @@ export function mayActForSites(p: Principal, siteIds: readonly number[]): boolea
 }
 
 export function sitesActedFor(p: Principal): number[] | undefined {
-  if (p.kind === 'share-link') return [];
+  if (p.kind === 'share-link' || p.kind === 'remote-professional') return [];
   if (p.territory === true || p.roles.includes('territory-admin')) return undefined;
   return p.sites.map((s) => s.id);
 }
@@ -133,6 +133,8 @@ export class AccessPolicy {
   async scopeOf(p: Principal, now = new Date()): Promise<AccessScope> {
     if (p.kind === 'client' || p.kind === 'dicom-peer') return peerScope(p);
     const scope = nothing();
+    // A remote DRIMbox consumer sees no study by scope: only the manifest it names, decided per request (drimbox.ts).
+    if (p.kind === 'remote-professional') return scope;
     if (p.kind === 'share-link') {
       if (p.shareLinkId !== undefined) await this.addShareLink(scope, p.shareLinkId, now);
       return scope;

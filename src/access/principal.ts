@@ -17,10 +17,15 @@ export function isRole(value: string): value is Role {
 /** Roles of professionals, who see their sites' exams (roles other than patient). */
 export const professionalRoles: readonly Role[] = ['territory-admin', 'site-admin', 'radiologist', 'technologist', 'referring-physician'];
 
-export type AuthenticatedBy = 'session' | 'bearer-jwt' | 'api-key' | 'client-credentials' | 'mtls' | 'share-link' | 'dicom-association';
+export type AuthenticatedBy = 'session' | 'bearer-jwt' | 'api-key' | 'client-credentials' | 'mtls' | 'share-link' | 'dicom-association' | 'token-introspection';
 
 export interface Principal {
-  kind: 'user' | 'client' | 'dicom-peer' | 'share-link';
+  /**
+   * remote-professional: a DRIMbox consumer's professional from outside the territory, known
+   * only by the RPPS its Pro Santé Connect token carries; sees only what a manifest names
+   * (src/access/drimbox.ts), no grant, no site, no capability.
+   */
+  kind: 'user' | 'client' | 'dicom-peer' | 'share-link' | 'remote-professional';
   /** Stable identifier: a user's login, a client id, an AE title, a share link's id. */
   id: string;
   /** For people and the audit trail: display name, client name, AE title. */
@@ -46,7 +51,7 @@ export interface Principal {
 
 /** How the audit trail names the actor. */
 export function actorOf(p: Principal): { actor: string; actorKind: 'api-client' | 'dicom-peer' | 'user' | 'share-link'; site?: string } {
-  const actorKind = p.kind === 'client' ? 'api-client' : p.kind;
+  const actorKind = p.kind === 'client' ? 'api-client' : p.kind === 'remote-professional' ? 'user' : p.kind;
   return { actor: p.id, actorKind, ...(p.sites[0] ? { site: p.sites[0].code } : {}) };
 }
 

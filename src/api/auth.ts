@@ -6,7 +6,8 @@ import type { Session } from '../access/sessions.ts';
 import type { Authenticator } from '../access/login.ts';
 import { looksLikeJwt } from '../access/oidc.ts';
 import { AuthenticationError } from '../access/users.ts';
-import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
+import { HttpProblem, httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
+import { kosHeader, type TokenIntrospector } from '../access/drimbox.ts';
 import { isPortalRoute } from './static-files.ts';
 
 declare module 'fastify' {
@@ -36,7 +37,9 @@ export function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-const publicRoutes = new Set(['/health', '/healthz', '/readyz', '/metrics', '/auth/methods', '/auth/login', '/auth/callback', '/auth/local', '/share/open']);
+const publicRoutes = new Set(['/health', '/healthz', '/readyz', '/metrics', '/auth/methods', '/auth/login', '/auth/callback', '/auth/local', '/share/open',
+  // Sends a browser without a session to log in first, then checks the session itself (iid.ts).
+  '/IHEInvokeImageDisplay']);
 
 /** Routes reachable without authentication (they carry no patient data; the login routes make sessions). */
 export function isPublicRoute(url: string): boolean {
@@ -83,7 +86,11 @@ function sameSecret(a: string, b: string): boolean {
  */
 export function registerAuthentication(
   app: FastifyInstance, clients: ApiClient[], authenticator?: Authenticator,
-  options: { secureCookie: boolean; certificatePrincipal?: (request: FastifyRequest) => Principal | undefined } = { secureCookie: true },
+  options: {
+    secureCookie: boolean; certificatePrincipal?: (request: FastifyRequest) => Principal | undefined;
+    /** DRIMbox consumers' Pro Santé Connect tokens (auth.drimbox). */
+    drimbox?: TokenIntrospector;
+  } = { secureCookie: true },
 ): void {
   const known = clients.map((c) => ({ ...c, digest: Buffer.from(c.tokenSha256, 'hex') }));
   app.decorateRequest('principal', undefined);
@@ -94,6 +101,17 @@ export function registerAuthentication(
     const header = request.headers.authorization;
     if (header !== undefined) {
       const token = bearerTokenOf(header);
+      // A DRIMbox consumer names a manifest: its Pro Santé Connect token is checked at the provider.
+      if (token !== undefined && options.drimbox && request.headers[kosHeader] !== undefined && isConsumerRead(request)) {
+        try {
+          request.principal = await options.drimbox.principalOf(token, request.ip);
+          return;
+        } catch (e) {
+          if (!(e instanceof AuthenticationError) && !(e instanceof HttpProblem)) throw e;
+          if (e instanceof AuthenticationError) reply.header('WWW-Authenticate', 'Bearer realm="atrium", error="invalid_token"');
+          return sendProblem(reply, httpStatusOf(e), e.message);
+        }
+      }
       const byKey = token !== undefined ? apiKeyPrincipal(token, known) : undefined;
       if (byKey) {
         request.principal = byKey;
@@ -138,6 +156,11 @@ export function registerAuthentication(
     request.session = opened.session;
     request.sessionCookie = cookie;
   });
+}
+
+/** The only door of a DRIMbox consumer: reads of DICOMweb studies (src/access/drimbox.ts decides which). */
+function isConsumerRead(request: FastifyRequest): boolean {
+  return (request.method === 'GET' || request.method === 'HEAD') && /^\/dicom-web\/(studies|series|instances)([/?]|$)/.test(request.url);
 }
 
 function refuse(reply: FastifyReply, detail: string): FastifyReply {

@@ -29,6 +29,8 @@ import { patientRoutes } from './patients.ts';
 import { studyDocumentRoutes } from './study-documents.ts';
 import { dicomwebDeleteRoutes, lifecycleRoutes } from './lifecycle.ts';
 import { registerMonitoring } from './monitoring.ts';
+import { iidRoutes } from './iid.ts';
+import { TokenIntrospector } from '../access/drimbox.ts';
 import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
 
 /**
@@ -131,7 +133,9 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   registerAuthentication(app, clients, authenticator, {
     secureCookie: config.auth.sessions.secureCookie,
     ...(certificateClients.length > 0 ? { certificatePrincipal: (request) => principalFromClientCertificate(request, certificateClients, archive.sites) } : {}),
+    ...(config.auth.drimbox ? { drimbox: new TokenIntrospector(config.auth.drimbox, new AuditTrail(archive.index.sql)) } : {}),
   });
+  await app.register(iidRoutes, { archive, authenticator });
   app.get('/health', async () => ({ status: 'ok' }));
   registerMonitoring(app, archive, config);
   // Counted in the index on PostgreSQL: every node behind the load balancer sees the same attempts.

@@ -241,6 +241,8 @@ export interface AuthConfig {
   accessTokens?: AccessTokenConfig;
   /** Machine clients known by the client_id of their OAuth2 client-credentials tokens. */
   clients: Array<{ clientId: string; site: string; territory: boolean }>;
+  /** DRIMbox source: remote consumers' Pro Santé Connect tokens checked by introspection; off unless configured. */
+  drimbox?: DrimboxSourceConfig;
   sessions: {
     /** A session unused this long ends (may be fractional, for tests). */
     idleMinutes: number;
@@ -269,6 +271,22 @@ export interface OidcConfig {
   /** Requested and then required in the ID token's acr (Pro Santé Connect: eidas1). */
   acrValues?: string;
   /** The claim holding the RPPS number (Pro Santé Connect: SubjectNameID, "8" + 11 digits). */
+  rppsClaim: string;
+}
+
+/**
+ * auth.drimbox: a remote DRIMbox consumer's Pro Santé Connect access token is checked by
+ * token introspection (RFC 7662) at the provider, with Atrium's client credentials.
+ */
+export interface DrimboxSourceConfig {
+  /** The provider's introspection endpoint. */
+  introspectionEndpoint: string;
+  clientId: string;
+  /** Only from the environment (the variable auth.drimbox.clientSecretEnv names). */
+  clientSecret: string;
+  /** An answer is reused this long at most (never past the token's exp); a failure never is. */
+  cacheSeconds: number;
+  /** The claim of the introspection answer holding the RPPS ("8" + 11 digits, or the 11 digits). */
   rppsClaim: string;
 }
 
@@ -1121,6 +1139,20 @@ function parseAuth(a: Record<string, unknown>, env: Env, config: AtriumConfig): 
       return { clientId, site, territory };
     });
     if (c.clients.length > 0 && !c.accessTokens) throw new ConfigError('auth.clients need auth.accessTokens (their tokens are bearer JWTs)');
+  }
+  const d = obj(a, 'drimbox');
+  if (Object.keys(d).length > 0) {
+    if (d.clientSecret !== undefined) throw new ConfigError('auth.drimbox.clientSecret must not be in the file: clientSecretEnv names the environment variable holding it');
+    const secretEnv = str(d, 'clientSecretEnv') ?? 'ATRIUM_DRIMBOX_CLIENT_SECRET';
+    const clientSecret = env[secretEnv];
+    if (!clientSecret) throw new ConfigError(`auth.drimbox is configured but ${secretEnv} is not set`);
+    const cacheSeconds = num(d, 'cacheSeconds') ?? 30;
+    // Short: a token the provider revoked must stop opening images soon.
+    if (cacheSeconds < 0 || cacheSeconds > 300) throw new ConfigError('auth.drimbox.cacheSeconds must be between 0 and 300');
+    c.drimbox = {
+      introspectionEndpoint: httpsUrl(required(d, 'introspectionEndpoint', 'auth.drimbox'), 'auth.drimbox.introspectionEndpoint'),
+      clientId: required(d, 'clientId', 'auth.drimbox'), clientSecret, cacheSeconds, rppsClaim: str(d, 'rppsClaim') ?? 'SubjectNameID',
+    };
   }
   const s = obj(a, 'sessions');
   c.sessions.idleMinutes = num(s, 'idleMinutes') ?? c.sessions.idleMinutes;

@@ -22,6 +22,7 @@ import { recordIdentityConflicts } from '../access/identity-conflicts.ts';
 import { actorOf as principalActor, homeSiteOf } from '../access/principal.ts';
 import { AccessPolicy, may, reasonToSee, scopeCondition } from '../access/policy.ts';
 import { scopeOfRequest } from '../api/access-scope.ts';
+import { decideConsumerRead, kosHeader } from '../access/drimbox.ts';
 import { coercePatientJson, storedPatientDiffers } from '../archive/coercion.ts';
 import type { ArchiveIndex } from '../index/archive-index.ts';
 import { stringifyDicomJson, type DicomJsonDataset } from '../dicom/json.ts';
@@ -58,6 +59,15 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     const params = request.params as Params | undefined;
     const study = params?.study;
     const route = request.routeOptions.url ?? '';
+    // A remote DRIMbox consumer reads only what the manifest it names lists (access/drimbox.ts).
+    if (request.principal?.kind === 'remote-professional') {
+      const row = await decideConsumerRead(options.archive.index, siteById, audit, {
+        principal: request.principal, method: request.method, route, params: params ?? {}, kos: request.headers[kosHeader], source: request.ip,
+      });
+      if (!row) throw notInArchive({ StudyInstanceUID: study, SeriesInstanceUID: params?.series, SOPInstanceUID: params?.instance });
+      studyPatients.set(request, row);
+      return;
+    }
     if (request.method === 'POST' || !study || /\/(series|instances)$/.test(route)) return;
     const row = await options.archive.index.studyPatient(study);
     studyPatients.set(request, row);

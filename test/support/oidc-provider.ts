@@ -1,8 +1,9 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 import type { OidcConfig } from '../../src/config/config.ts';
+import { CookieJar, request } from './browser-session.ts';
 
 /** A professional known to the test identity provider, with Pro Santé Connect's claims. */
 export interface TestAccount {
@@ -13,6 +14,8 @@ export interface TestAccount {
   family_name: string;
   /** The acr of this account's logins (default eidas1, Pro Santé Connect's level for a card or the e-CPS app). */
   acr?: string;
+  /** Lifetime of this account's access tokens (default one hour). */
+  accessTokenSeconds?: number;
 }
 
 export interface TestIdentityProvider {
@@ -25,6 +28,15 @@ export interface TestIdentityProvider {
   signingKey: { privateKey: CryptoKey; kid: string };
   /** A client-credentials access token from the token endpoint, for a resource indicator. */
   clientCredentialsToken(clientId: string, resource: string): Promise<string>;
+  /** The introspection endpoint (RFC 7662), open to Atrium's client. */
+  introspectionEndpoint: string;
+  /**
+   * A professional's access token as a DRIMbox consumer holds it: the code flow (PKCE) of the
+   * consumer's own client, logged in as this account; opaque, checked by introspection.
+   */
+  consumerAccessToken(account: string): Promise<string>;
+  /** The consumer revokes a token it holds (RFC 7009). */
+  revokeConsumerToken(token: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -50,6 +62,9 @@ export async function startIdentityProvider(options: {
   const atriumClient = { clientId: 'atrium', clientSecret: randomBytes(24).toString('base64url') };
   const machineClients: Record<string, string> = { 'ris-nord': randomBytes(24).toString('base64url'), 'stranger': randomBytes(24).toString('base64url') };
   const accounts = new Map(options.accounts.map((a) => [a.sub, a]));
+  // A remote DRIMbox consumer: another application the professionals log in to.
+  const consumer = { clientId: 'drimbox-conso', clientSecret: randomBytes(24).toString('base64url'), redirectUri: 'http://127.0.0.1/drimbox/callback' };
+  const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 
   const provider = new Provider(issuer, {
     clients: [
@@ -59,6 +74,10 @@ export async function startIdentityProvider(options: {
         // Where Atrium asks to come back after a logout (its /app/ beside the callback).
         post_logout_redirect_uris: [new URL('/app/', options.redirectUri).toString()],
         token_endpoint_auth_method: 'client_secret_basic',
+      },
+      {
+        client_id: consumer.clientId, client_secret: consumer.clientSecret, redirect_uris: [consumer.redirectUri],
+        grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic',
       },
       ...Object.entries(machineClients).map(([client_id, client_secret]) => ({
         client_id, client_secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [],
@@ -88,8 +107,20 @@ export async function startIdentityProvider(options: {
       const { acr: _acr, ...claims } = account;
       return { accountId: sub, claims: async () => claims };
     },
+    // Pro Santé Connect's access tokens carry the professional's national identifier: the introspection answer gives it.
+    extraTokenClaims: async (_ctx: unknown, token: { accountId?: string }) => {
+      const account = token.accountId !== undefined ? accounts.get(token.accountId) : undefined;
+      return account ? { SubjectNameID: account.SubjectNameID } : undefined;
+    },
+    ttl: {
+      AccessToken: (_ctx: unknown, token: { accountId?: string; resourceServer?: { accessTokenTTL?: number } }) =>
+        (token.accountId !== undefined ? accounts.get(token.accountId)?.accessTokenSeconds : undefined) ?? token.resourceServer?.accessTokenTTL ?? 3600,
+    },
     features: {
       devInteractions: { enabled: false },
+      // Atrium, as a DRIMbox source, asks about the tokens consumers bring.
+      introspection: { enabled: true, allowedPolicy: async (_ctx: unknown, client: { clientId: string }) => client.clientId === atriumClient.clientId },
+      revocation: { enabled: true, allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId: string }) => token.clientId === client.clientId },
       clientCredentials: { enabled: true },
       userinfo: { enabled: true },
       // Pro Santé Connect ends its session on an RP-initiated logout that carries the
@@ -159,6 +190,44 @@ export async function startIdentityProvider(options: {
       const body = (await response.json()) as { access_token?: string; error?: string; error_description?: string };
       if (!response.ok || !body.access_token) throw new Error(`client credentials refused: ${body.error} ${body.error_description ?? ''}`);
       return body.access_token;
+    },
+    introspectionEndpoint: `${issuer}/token/introspection`,
+    async consumerAccessToken(account) {
+      const jar = new CookieJar();
+      const verifier = randomBytes(32).toString('base64url');
+      const authorize = new URL(`${issuer}/auth`);
+      for (const [k, v] of Object.entries({
+        client_id: consumer.clientId, response_type: 'code', scope: 'openid scope_all', redirect_uri: consumer.redirectUri, state: 's', nonce: 'n',
+        code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256',
+      })) authorize.searchParams.set(k, v);
+      let url = authorize.toString();
+      let code: string | null = null;
+      for (let hops = 0; hops < 10 && code === null; hops++) {
+        const response = /\/interaction\/[\w-]+$/.test(new URL(url).pathname)
+          ? await request(jar, `${url}/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ login: account }) })
+          : await request(jar, url);
+        const location = response.headers.get('location');
+        if (!location) throw new Error(`the provider stopped at ${url} with ${response.status}: ${await response.text()}`);
+        url = new URL(location, url).toString();
+        if (url.startsWith(consumer.redirectUri)) code = new URL(url).searchParams.get('code');
+      }
+      if (code === null) throw new Error('no authorization code');
+      const response = await fetch(`${issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(consumer.clientId, consumer.clientSecret) },
+        body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: consumer.redirectUri, code_verifier: verifier }),
+      });
+      const body = (await response.json()) as { access_token?: string; error?: string };
+      if (!response.ok || !body.access_token) throw new Error(`code refused: ${body.error}`);
+      return body.access_token;
+    },
+    async revokeConsumerToken(token) {
+      const response = await fetch(`${issuer}/token/revocation`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(consumer.clientId, consumer.clientSecret) },
+        body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
+      });
+      if (!response.ok) throw new Error(`revocation answered ${response.status}`);
     },
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
