@@ -346,11 +346,18 @@ for (const engine of testDatabases()) {
     });
 
     it('shows an address the operator refuses as bounced, and a later bounce notice too', async () => {
+      mail.unknown.add(patientAddress);
       const requestId = await reportedRequest('10008888888');
       await delivery.deliverDue();
+      mail.unknown.delete(patientAddress);
       const bounced = (await deliveries(requestId)).find((d) => d.destination.startsWith('rpps:') || d.destination === UNKNOWN)!;
       assert.equal(bounced.status, 'bounced');
       assert.match(bounced.lastError ?? '', /550|mailbox unknown/);
+      // The patient's address (their INS) is never in what is shown or logged of a refusal.
+      const patient = (await deliveries(requestId)).find((d) => d.destination === 'patient')!;
+      assert.equal(patient.status, 'bounced');
+      assert.match(patient.lastError ?? '', /^the patient's mailbox: .*mailbox unknown/);
+      assert.ok(!(patient.lastError ?? '').includes(ins.matricule), patient.lastError);
 
       // A DSN (RFC 3464) for a message the operator first accepted.
       const other = await reportedRequest('10009999999');

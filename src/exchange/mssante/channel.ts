@@ -306,8 +306,11 @@ export class MssanteChannel {
         text: `${CR_IMG_SUBJECT}${cda ? ' : le document structuré (CDA) et le manifeste des images sont dans IHE_XDM.ZIP' : ''}${pdf ? '; le compte rendu lisible est joint en PDF' : ''}.\r\n`,
       });
     } catch (e) {
-      if (e instanceof SubmissionRefused && e.permanent) throw new DeliveryRefused(`${to}: ${e.message}`, 'bounced');
-      throw e;
+      // The patient's address is their INS: it stays out of errors, which are logged and shown.
+      const who = toPatient ? "the patient's mailbox" : to;
+      const why = toPatient ? (e as Error).message.split(to).join(who) : (e as Error).message;
+      if (e instanceof SubmissionRefused && e.permanent) throw new DeliveryRefused(`${who}: ${why}`, 'bounced');
+      throw new Error(why);
     }
     return { to, details: { messageId, xdm: cda !== undefined } };
   }
