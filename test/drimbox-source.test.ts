@@ -206,6 +206,12 @@ describe('DRIMbox source: a remote consumer retrieves what the manifest names', 
     assert.equal((await request(nord.jar, `${base}/IHEInvokeImageDisplay?requestType=PATIENT&patientID=x`)).status, 400);
   });
 
+  it('keeps an Atrium API client that sends KOS-SOPInstanceUID what it is (its key is not sent to the provider)', async () => {
+    const r = await consumerGet(`/studies?StudyInstanceUID=${first.uids.study}`, { bearer: atrium.tokens['CLIN-SUD']! });
+    assert.equal(r.status, 200);
+    assert.equal(((await r.json()) as unknown[]).length, 1);
+  });
+
   it('answers 503 when the provider does not answer, once the short cache is past: never a stale "active"', async () => {
     assert.equal((await consumerGet(series)).status, 200);
     await idp.close();

@@ -101,7 +101,13 @@ export function registerAuthentication(
     const header = request.headers.authorization;
     if (header !== undefined) {
       const token = bearerTokenOf(header);
-      // A DRIMbox consumer names a manifest: its Pro Santé Connect token is checked at the provider.
+      const byKey = token !== undefined ? apiKeyPrincipal(token, known) : undefined;
+      if (byKey) {
+        request.principal = byKey;
+        return;
+      }
+      // A DRIMbox consumer names a manifest: its Pro Santé Connect token (opaque or a JWT for
+      // another audience) is checked at the provider, before Atrium's own JWTs would refuse it.
       if (token !== undefined && options.drimbox && request.headers[kosHeader] !== undefined && isConsumerRead(request)) {
         try {
           request.principal = await options.drimbox.principalOf(token, request.ip);
@@ -111,11 +117,6 @@ export function registerAuthentication(
           if (e instanceof AuthenticationError) reply.header('WWW-Authenticate', 'Bearer realm="atrium", error="invalid_token"');
           return sendProblem(reply, httpStatusOf(e), e.message);
         }
-      }
-      const byKey = token !== undefined ? apiKeyPrincipal(token, known) : undefined;
-      if (byKey) {
-        request.principal = byKey;
-        return;
       }
       if (token !== undefined && authenticator?.accessTokensEnabled && looksLikeJwt(token)) {
         try {

@@ -64,7 +64,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
       const row = await decideConsumerRead(options.archive.index, siteById, audit, {
         principal: request.principal, method: request.method, route, params: params ?? {}, kos: request.headers[kosHeader], source: request.ip,
       });
-      if (!row) throw notInArchive({ StudyInstanceUID: study, SeriesInstanceUID: params?.series, SOPInstanceUID: params?.instance });
+      if (!row) throw study ? notInArchive({ StudyInstanceUID: study, SeriesInstanceUID: params?.series, SOPInstanceUID: params?.instance }) : new HttpProblem(404, 'no such resource');
       studyPatients.set(request, row);
       return;
     }
