@@ -2,9 +2,10 @@
  * The background workers of a node, built and started in one place for `atrium serve` and
  * the test harness alike: forwarding, the outbox consumers (identities, orders,
  * teleradiology arrival, DMP publication, study documents), teleradiology escalation and alerts, report delivery, the audit
- * export and anchoring, and the purge of ended sessions. Every worker is built (a test may
+ * export and anchoring, the purge of ended sessions, and lossless compression at rest. Every worker is built (a test may
  * drain one it did not start); those selected are started.
  */
+import { CompressionAtRest } from '../archive/compression.ts';
 import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
 import type { AtriumConfig } from '../config/config.ts';
@@ -27,9 +28,9 @@ import { RetentionEvaluation } from '../archive/lifecycle.ts';
 import { RejectionNoteDelivery } from '../dimse/rejection-notes.ts';
 
 export type WorkerName =
-  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments' | 'lifecycle';
+  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments' | 'lifecycle' | 'compression';
 
-export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments', 'lifecycle'];
+export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments', 'lifecycle', 'compression'];
 
 export interface Workers {
   forwarder: Forwarder;
@@ -48,6 +49,8 @@ export interface Workers {
   /** The daily retention evaluation (src/archive/lifecycle.ts), and the rejection notes of deleted studies to the peers that had them. */
   lifecycle: RetentionEvaluation;
   rejectionNotes: RejectionNoteDelivery;
+  /** Lossless compression at rest of new uncompressed objects (storage.compression; started when a rule is configured). */
+  compression: CompressionAtRest;
   /** Stops what was started, waiting up to graceMs for work in flight; the audit export last. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -107,6 +110,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   };
   const lifecycle = new RetentionEvaluation(archive, config.lifecycle.retention, config.lifecycle.evaluateEveryHours * 3_600_000, child('lifecycle'));
   const rejectionNotes = new RejectionNoteDelivery(archive, config, child('lifecycle'));
+  const compression = new CompressionAtRest(archive, config.storageCompression, child('compression'), options.pollMs);
   let purge: NodeJS.Timeout | undefined;
 
   const stops: Array<(graceMs: number) => Promise<unknown>> = [];
@@ -152,6 +156,10 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
     rejectionNotes.start();
     stops.push(() => lifecycle.stop(), () => rejectionNotes.stop());
   }
+  if (selected.has('compression') && config.storageCompression.length > 0) {
+    compression.start();
+    stops.push(() => compression.stop());
+  }
   if (selected.has('sessionPurge')) {
     purge = setInterval(() => {
       sessions.purgeEndedSessions().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'purging ended sessions failed'));
@@ -164,7 +172,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   await anchoring?.start();
 
   return {
-    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, rejectionNotes, ...(dmp ? { dmp } : {}),
+    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, rejectionNotes, compression, ...(dmp ? { dmp } : {}),
     async stop(graceMs = 10_000) {
       if (purge) clearInterval(purge);
       await Promise.all(stops.map((stop) => stop(graceMs)));

@@ -285,3 +285,25 @@ describe('INSi configuration', () => {
     assert.throws(() => load({ insi: { password: 'x' } }), /not a key of insi/);
   });
 });
+
+describe('storage compression configuration', () => {
+  it('compresses nothing by default, and reads rules of lossless syntaxes for sites and SOP classes', () => {
+    assert.deepEqual(load({}).storageCompression, []);
+    const c = load({ storage: { compression: [{ transferSyntax: '1.2.840.10008.1.2.4.80', sites: ['LOCAL'], sopClasses: ['1.2.840.10008.5.1.4.1.1.2'] }, { transferSyntax: '1.2.840.10008.1.2.4.201' }] } });
+    assert.deepEqual(c.storageCompression, [
+      { transferSyntax: '1.2.840.10008.1.2.4.80', sites: ['LOCAL'], sopClasses: ['1.2.840.10008.5.1.4.1.1.2'] },
+      { transferSyntax: '1.2.840.10008.1.2.4.201' },
+    ]);
+  });
+
+  it('refuses a lossy or unknown syntax, an unknown site and a rule that is not a mapping', () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [[{ transferSyntax: '1.2.840.10008.1.2.4.50' }], /transferSyntax must be one of the lossless syntaxes/],
+      [[{ transferSyntax: '1.2.840.10008.1.2.4.80', sites: ['ELSEWHERE'] }], /ELSEWHERE, which is not a configured site/],
+      [[{ transferSyntax: '1.2.840.10008.1.2.4.80', sopClasses: 'CT' }], /sopClasses must be a list of strings/],
+      [['1.2.840.10008.1.2.4.80'], /must be a mapping/],
+      [{ transferSyntax: '1.2.840.10008.1.2.4.80' }, /must be a list of rules/],
+    ];
+    for (const [compression, message] of bad) assert.throws(() => load({ storage: { compression } }), (e: unknown) => e instanceof ConfigError && message.test(e.message), message.source);
+  });
+});

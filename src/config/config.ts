@@ -15,6 +15,16 @@ import { defaultLifecycleConfig, defaultMonitoringConfig, parseLifecycle, parseM
  * then environment variables for secrets and URLs. Every default is safe:
  * loopback only, embedded engines in the data folder.
  */
+/** A storage.compression rule: objects of these sites and SOP classes (any when absent) kept in this lossless syntax. */
+export interface StorageCompressionRule {
+  transferSyntax: string;
+  sites?: string[];
+  sopClasses?: string[];
+}
+
+/** The lossless syntaxes a storage.compression rule may name: JPEG-LS, JPEG 2000 and HTJ2K lossless. */
+export const storageCompressionSyntaxes: readonly string[] = ['1.2.840.10008.1.2.4.80', '1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2.4.201'];
+
 export interface AtriumConfig {
   dataDir: string;
   http: {
@@ -43,6 +53,12 @@ export interface AtriumConfig {
   };
   index: { engine: 'sqlite'; path: string } | { engine: 'postgres'; url: string; schema?: string };
   storage: StorageConfig;
+  /**
+   * storage.compression: rules that re-encode uncompressed objects to a lossless syntax after
+   * ingest, in the background (src/archive/compression.ts). The first rule that matches an
+   * object's site and SOP class applies; none by default.
+   */
+  storageCompression: StorageCompressionRule[];
   ingest: {
     /** A different object arriving with a stored SOPInstanceUID. */
     duplicatePolicy: DuplicatePolicy;
@@ -439,6 +455,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     },
     index: { engine: 'sqlite', path: path.join(dataDir, 'index.sqlite') },
     storage: { kind: 'filesystem', root: path.join(dataDir, 'blobs') },
+    storageCompression: [],
     ingest: { duplicatePolicy: 'replace', maxHeaderBytes: 64 * 1024 ** 2, metaHeaderMismatch: 'warn' },
     dimse: {
       enabled: true, host: '127.0.0.1', port: 11112, aeTitle: 'ATRIUM', maxAssociations: 32,
@@ -569,6 +586,8 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   config.ingest.metaHeaderMismatch = mismatch;
 
   if (raw.sites !== undefined) config.sites = parseSites(raw.sites);
+  // After the sites: a rule names some.
+  config.storageCompression = storageCompressionOf(obj(raw, 'storage').compression, config.sites.map((s) => s.code));
   parseHttpHardening(http, config);
   parseDimse(obj(raw, 'dimse'), env, config);
   if (raw.peers !== undefined) config.peers = parsePeers(raw.peers, config.sites);
@@ -1211,4 +1230,29 @@ function required(raw: Record<string, unknown>, key: string, where: string): str
   const v = raw[key];
   if (typeof v !== 'string' || v === '') throw new ConfigError(`${where}.${key} is required`);
   return v;
+}
+
+function storageCompressionOf(value: unknown, siteCodes: string[]): StorageCompressionRule[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError('storage.compression must be a list of rules');
+  return value.map((rule: unknown, i) => {
+    const where = `storage.compression[${i}]`;
+    if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) throw new ConfigError(`${where} must be a mapping`);
+    const r = rule as Record<string, unknown>;
+    const transferSyntax = r.transferSyntax;
+    if (typeof transferSyntax !== 'string' || !storageCompressionSyntaxes.includes(transferSyntax)) {
+      throw new ConfigError(`${where}.transferSyntax must be one of the lossless syntaxes ${storageCompressionSyntaxes.join(', ')}`);
+    }
+    const list = (key: string): string[] | undefined => {
+      const v = r[key];
+      if (v === undefined) return undefined;
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x !== '')) throw new ConfigError(`${where}.${key} must be a list of strings`);
+      return v as string[];
+    };
+    const sites = list('sites');
+    const unknown = sites?.find((c) => !siteCodes.includes(c));
+    if (unknown) throw new ConfigError(`${where}.sites names ${unknown}, which is not a configured site`);
+    const sopClasses = list('sopClasses');
+    return { transferSyntax, ...(sites ? { sites } : {}), ...(sopClasses ? { sopClasses } : {}) };
+  });
 }

@@ -93,6 +93,12 @@ export interface InstanceLayout {
   };
   /** Bulk values by tag path ("7FE00010", or "00540016.0.00181072" inside sequences). */
   bulk: Record<string, ByteRange>;
+  /**
+   * The object as it was received, when it is kept re-encoded to a lossless syntax
+   * (storage.compression, src/archive/compression.ts): its syntax (sent on request) and
+   * the size and SHA-256 of its bytes (for audit: the file itself is gone).
+   */
+  original?: { TransferSyntaxUID: string; size: number; sha256: string };
 }
 
 export interface InstanceRecord {
