@@ -7,10 +7,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import pg from 'pg';
 import { loginLocal, request } from './support/browser-session.ts';
 import { chromiumArgs, chromiumPath, haveChromium } from './support/chromium.ts';
 import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
@@ -19,8 +21,9 @@ import { INS_OIDS, insKeyOf } from '../src/patients/ins.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const cli = path.join(root, 'bin/atrium.mjs');
-// The embedded index (SQLite): these are a newcomer's steps, before any PostgreSQL.
-const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: '' };
+// The embedded index (SQLite) unless a configuration names PostgreSQL: a newcomer's steps.
+const env: NodeJS.ProcessEnv = { ...process.env };
+delete env.DATABASE_URL;
 delete env.ATRIUM_CONFIG;
 
 /** A one-shot CLI command. */
@@ -167,6 +170,37 @@ describe('the first start', () => {
     await loginLocal(serve.base, 'administrator', password);
     const listed = await atrium(['user', 'list', '--config', path.join(dir, 'atrium.yaml')]);
     assert.deepEqual((JSON.parse(listed.stdout) as { users: Array<{ login: string }> }).users.map((u) => u.login), ['administrator']);
+  });
+});
+
+const databaseUrl = process.env.DATABASE_URL;
+
+describe('the first start of two nodes at once on an empty PostgreSQL database', { skip: !databaseUrl && 'needs DATABASE_URL' }, () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'atrium-first-pg-'));
+  const schema = `t_${randomBytes(6).toString('hex')}`;
+
+  after(async () => {
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+    await db.end();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('makes one administrator, whose password one node prints, and both nodes serve', async () => {
+    const nodes = ['a', 'b'].map((name) => {
+      const nodeDir = path.join(dir, name);
+      mkdirSync(nodeDir);
+      return new Serve(['--config', configFile(nodeDir, `index: { engine: postgres, url: "${databaseUrl}", schema: ${schema} }`)]);
+    });
+    try {
+      await Promise.all(nodes.map((n) => n.start()));
+      const printed = nodes.map((n) => onceShown.exec(n.stderr)?.[1]).filter((p) => p !== undefined);
+      assert.equal(printed.length, 1, nodes.map((n) => n.stderr).join('\n'));
+      for (const n of nodes) await loginLocal(n.base, 'administrator', printed[0]!);
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()));
+    }
   });
 });
 

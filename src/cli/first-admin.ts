@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
-import { UserError } from '../access/users.ts';
+import { UserDirectory, UserError } from '../access/users.ts';
 import { addUser } from './users.ts';
 
 /** The login of the administrator made at first start (not "admin": deployments script that one). */
@@ -24,8 +24,10 @@ export async function ensureFirstAdministrator(archive: Archive, logger: Logger,
       sites: [...archive.sites.keys()], password,
     }, { actor: 'system:first-start', via: 'cli' });
   } catch (e) {
-    // Another node of the same database made it first: that node printed the password.
-    if (e instanceof UserError) return;
+    // Another node of the same database made it first (its insert won the unique login; this
+    // one's failed, as a UserError or the database's constraint): that node printed the password.
+    const directory = new UserDirectory(archive.index.sql, archive.sites, archive.siteById);
+    if (e instanceof UserError || (await directory.findByLogin(firstAdministratorLogin)) !== undefined) return;
     throw e;
   }
   write([
