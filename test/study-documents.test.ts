@@ -202,6 +202,9 @@ for (const engine of testDatabases()) {
       const image = all(seriesAct, 'observation').find((o) => kid(o, 'id').getAttribute('root') === knee.uids.sop)!;
       assert.equal(kid(kid(image, 'text'), 'reference').getAttribute('value'),
         `https://atrium.example.fr/dicom-web/studies/${knee.uids.study}/series/${knee.uids.series}/instances/${knee.uids.sop}`);
+      // The IHE Invoke Image Display link in the narrative: the study in the viewer, after a login.
+      assert.deepEqual(all(kid(catalog, 'text'), 'linkHtml').map((l) => l.getAttribute('href')),
+        [`https://atrium.example.fr/IHEInvokeImageDisplay?requestType=STUDY&studyUID=${knee.uids.study}`]);
     });
 
     it('serves the manifest as a DICOM KOS (113030 Manifest) named by the qualified INS, with the request, one study and each series\' Retrieve URL, and keeps it in the study', async () => {

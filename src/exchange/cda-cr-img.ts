@@ -291,7 +291,12 @@ function catalogSection(r: CrImgInput, ids: Ids, ref: (s: string) => string): st
     ? `${r.study.wadoBaseUrl}/studies/${r.study.StudyInstanceUID}/series/${series.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}` : undefined;
   const rows = r.study.series.map((s, i) => `<tr><td>${xmlText(r.study.StudyInstanceUID)}</td><td><content ID="${ref(`serie-${i + 1}-modalite`)}">${xmlText(modalityNames[s.Modality] ?? s.Modality)}</content></td>`
     + `<td>${xmlText(s.SeriesInstanceUID)}</td><td>${s.instances.length}</td></tr>`).join('');
-  const text = `<table><thead><tr><th>Examen</th><th>Modalité</th><th>Série</th><th>Objets</th></tr></thead><tbody>${rows || '<tr><td>Aucune série</td></tr>'}</tbody></table>`;
+  // The IHE Invoke Image Display link (src/api/iid.ts): the reader opens the study in the
+  // viewer after a Pro Santé Connect login, the access policy deciding as for any view.
+  const iid = r.study.wadoBaseUrl
+    ? `${r.study.wadoBaseUrl.replace(/\/dicom-web$/, '')}/IHEInvokeImageDisplay?requestType=STUDY&studyUID=${r.study.StudyInstanceUID}` : undefined;
+  const text = `<table><thead><tr><th>Examen</th><th>Modalité</th><th>Série</th><th>Objets</th></tr></thead><tbody>${rows || '<tr><td>Aucune série</td></tr>'}</tbody></table>`
+    + (iid ? `<paragraph><linkHtml href="${xmlText(iid)}">Voir les images</linkHtml></paragraph>` : '');
   const instance = (s: CrImgSeries, inst: CrImgInstance) => {
     const url = wado(s, inst);
     return `<entryRelationship typeCode="COMP"><observation classCode="DGIMG" moodCode="EVN"><templateId root="1.2.840.10008.9.18"/><templateId root="1.2.250.1.213.1.1.3.157"/>${id(inst.SOPInstanceUID)}`
