@@ -79,7 +79,7 @@ export class CompressionAtRest extends OutboxConsumer {
 
   private kick(): void {
     if (this.working) return;
-    this.working = (async () => {
+    const lane = async () => {
       for (let c = this.pending.shift(); c; c = this.pending.shift()) {
         try {
           await this.compress(c);
@@ -88,7 +88,9 @@ export class CompressionAtRest extends OutboxConsumer {
           this.logger.warn({ sop: c.SOPInstanceUID, err: (e as Error).message }, 'storage compression: object left as it is');
         }
       }
-    })().finally(() => {
+    };
+    // Two objects at a time: one a codec worker, while the other's file is read or written.
+    this.working = Promise.all([lane(), lane()]).then(() => {}).finally(() => {
       this.working = undefined;
     });
   }
