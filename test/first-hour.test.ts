@@ -1,13 +1,13 @@
 /**
  * A newcomer's first hour, through the command line as they run it (bin/atrium.mjs, the
  * compiled code: `npm run build:server` first): the first start makes an administrator
- * whose printed password logs in, the login page offers no Pro Santé Connect without OIDC,
+ * whose password (on the terminal, else in a file) logs in, the login page offers no Pro Santé Connect without OIDC,
  * `atrium peer add` lets a modality in, and `atrium demo` loads a territory QIDO-RS finds.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -107,11 +107,12 @@ const onceShown = /password, shown this once: (\S+)/;
 describe('the first start', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'atrium-first-'));
   const serve = new Serve(['--config', configFile(dir)]);
+  const passwordFile = path.join(dir, 'administrator-password');
   let password = '';
 
   before(async () => {
     await serve.start();
-    password = onceShown.exec(serve.stderr)?.[1] ?? '';
+    password = existsSync(passwordFile) ? readFileSync(passwordFile, 'utf8').trim() : '';
   });
 
   after(async () => {
@@ -119,11 +120,13 @@ describe('the first start', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('makes an administrator whose password, written once to the terminal and never to the log, logs in over HTTP', async () => {
-    assert.ok(password.length >= 12, serve.stderr);
-    assert.match(serve.stderr, /"administrator" \(territory-admin/);
-    assert.ok(!serve.stdout.includes(password), 'the log never holds the password');
-    assert.ok(serve.logLines().some((l) => l.msg === 'no user existed: made the first administrator; its password was written once to the terminal (stderr), never to the log'));
+  it('makes an administrator whose password, in a file of the data folder (0600) when no terminal reads stderr, logs in over HTTP', async () => {
+    assert.ok(password.length >= 12, serve.stdout);
+    assert.equal(statSync(passwordFile).mode & 0o777, 0o600);
+    assert.ok(!serve.stdout.includes(password) && !serve.stderr.includes(password), 'the log never holds the password');
+    assert.ok(serve.logLines().some((l) => l.passwordFile === passwordFile && typeof l.msg === 'string' && l.msg.includes('made the first administrator')));
+    // Read, then deleted, as the log asks.
+    rmSync(passwordFile);
     const { jar } = await loginLocal(serve.base, 'administrator', password);
     const me = (await (await request(jar, `${serve.base}/auth/me`)).json()) as { roles: string[] };
     assert.deepEqual(me.roles, ['territory-admin']);
@@ -166,10 +169,43 @@ describe('the first start', () => {
   it('makes no second administrator at the next start, and the first one still logs in', async () => {
     await serve.stop();
     await serve.start();
-    assert.doesNotMatch(serve.stderr, onceShown);
+    assert.equal(existsSync(passwordFile), false);
     await loginLocal(serve.base, 'administrator', password);
     const listed = await atrium(['user', 'list', '--config', path.join(dir, 'atrium.yaml')]);
     assert.deepEqual((JSON.parse(listed.stdout) as { users: Array<{ login: string }> }).users.map((u) => u.login), ['administrator']);
+  });
+});
+
+describe('the first start on a terminal', { skip: !existsSync('/usr/bin/script') && 'script(1) is not installed' }, () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'atrium-first-tty-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes the administrator\'s password once to the terminal, outside the log lines, and to no file', async () => {
+    const file = configFile(dir);
+    // script(1) gives the server a terminal, as `npm start` in a shell does.
+    const child = spawn('/usr/bin/script', ['-qefc', `${process.execPath} ${cli} serve --config ${file}`, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    try {
+      const lines = () => out.split(/\r?\n/);
+      const serving = await new Promise<Record<string, string>>((resolve, reject) => {
+        const check = setInterval(() => {
+          const line = lines().find((l) => l.includes('"atrium is serving"'));
+          if (line) { clearInterval(check); resolve(JSON.parse(line.slice(line.indexOf('{'))) as Record<string, string>); }
+        }, 50);
+        child.once('exit', (code) => { clearInterval(check); reject(new Error(`script exited with ${code}: ${out}`)); });
+      });
+      const password = onceShown.exec(out)?.[1];
+      assert.ok(password, out);
+      assert.equal((out.match(/shown this once/g) ?? []).length, 1);
+      assert.ok(!lines().some((l) => l.includes('{') && l.includes(password)), 'no log line holds it');
+      assert.ok(lines().some((l) => l.includes('its password was written once to the terminal (stderr), never to the log')));
+      assert.equal(existsSync(path.join(dir, 'administrator-password')), false);
+      await loginLocal(serving.url!.replace(/\/dicom-web$/, ''), 'administrator', password);
+    } finally {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    }
   });
 });
 
@@ -187,7 +223,7 @@ describe('the first start of two nodes at once on an empty PostgreSQL database',
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('makes one administrator, whose password one node prints, and both nodes serve', async () => {
+  it('makes one administrator, whose password one node gives, and both nodes serve', async () => {
     const nodes = ['a', 'b'].map((name) => {
       const nodeDir = path.join(dir, name);
       mkdirSync(nodeDir);
@@ -195,8 +231,8 @@ describe('the first start of two nodes at once on an empty PostgreSQL database',
     });
     try {
       await Promise.all(nodes.map((n) => n.start()));
-      const printed = nodes.map((n) => onceShown.exec(n.stderr)?.[1]).filter((p) => p !== undefined);
-      assert.equal(printed.length, 1, nodes.map((n) => n.stderr).join('\n'));
+      const printed = ['a', 'b'].map((name) => path.join(dir, name, 'administrator-password')).filter((f) => existsSync(f)).map((f) => readFileSync(f, 'utf8').trim());
+      assert.equal(printed.length, 1, nodes.map((n) => n.stdout).join('\n'));
       for (const n of nodes) await loginLocal(n.base, 'administrator', printed[0]!);
     } finally {
       await Promise.all(nodes.map((n) => n.stop()));

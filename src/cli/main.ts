@@ -258,7 +258,6 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   }, 'configuration');
   // Recovers the ingest journal before anything listens.
   const archive = await openArchive(config, logger, { journal: true });
-  await ensureFirstAdministrator(archive, logger);
   const app = await buildHttpServer(config, archive, logger);
   await app.listen({ host: config.http.host, port: config.http.port });
   const dimse = config.dimse.enabled ? new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' })) : undefined;
@@ -266,6 +265,8 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   const hl7 = config.hl7.enabled ? new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }), config.teleradiology) : undefined;
   await hl7?.listen();
   const workers = await startWorkers(archive, config, logger, { anchorKey, auditHostname: hostname() });
+  // After the workers' start: the anchor taken at start covers the trail as it was found.
+  await ensureFirstAdministrator(archive, config.dataDir, logger, process.stderr.isTTY ? (t) => process.stderr.write(t) : undefined);
   const httpBase = `${config.http.tls ? 'https' : 'http'}://${config.http.host}:${(app.server.address() as { port: number }).port}`;
   logger.info({
     url: `${httpBase}/dicom-web`,
