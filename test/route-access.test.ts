@@ -260,6 +260,7 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
       route: /^\/api\/lifecycle\/holds\/:id$/,
       siteB: async () => String((await created<{ hold: { id: number } }>(as('admin.sud', 'POST', '/api/lifecycle/holds', { StudyInstanceUID: south.uids.study, reason: 'contentieux' }))).hold.id),
     },
+    { route: /^\/api\/dose\/sites\/:site\//, siteB: async () => 'CLIN-SUD', missing: 'NOSUCHSITE' },
     { route: /^\/api\/teleradiology\/templates\/:code$/, exempt: 'report templates are the territory\'s catalogue: no site owns one' },
   ];
 
@@ -302,7 +303,7 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
   /** Queries that make a list route list something (or name site B's patient, to see it refused). */
   const listQueries: Record<string, string> = {
     '/dicom-web/studies': '?PatientID=RS-1', '/dicom-web/series': '?PatientID=RS-1', '/dicom-web/instances': '?PatientID=RS-1',
-    '/api/patients': '?PatientID=RS-1', '/api/patients/timeline': '?site=CLIN-SUD&PatientID=RS-1', '/api/audit/patient': '?site=CLIN-SUD&PatientID=RS-1',
+    '/api/patients': '?PatientID=RS-1', '/api/patients/timeline': '?site=CLIN-SUD&PatientID=RS-1', '/api/audit/patient': '?site=CLIN-SUD&PatientID=RS-1', '/api/dose/patients': '?site=CLIN-SUD&PatientID=RS-1',
     '/api/teleradiology/worklist': '?status=awaiting-protocol,open,reported,returned',
     '/api/teleradiology/activity': '?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z', '/api/teleradiology/activity.csv': '?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z',
   };

@@ -24,6 +24,7 @@ import { registerSecurityHeaders } from './security-headers.ts';
 import { portalRoutes } from './static-files.ts';
 import { workitemRoutes } from '../dicomweb/workitems.ts';
 import { teleradiologyRoutes } from './teleradiology.ts';
+import { doseRoutes } from './dose.ts';
 import { dmpRoutes } from './dmp.ts';
 import { patientRoutes } from './patients.ts';
 import { studyDocumentRoutes } from './study-documents.ts';
@@ -160,6 +161,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(patientRoutes, { prefix: '/api/patients', archive });
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(teleradiologyRoutes, { prefix: '/api/teleradiology', archive, config: config.teleradiology });
+  await app.register(doseRoutes, { prefix: '/api/dose', archive, referenceLevels: config.radiation.referenceLevels });
   await app.register(studyDocumentRoutes, { prefix: '/api/studies', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(dmpRoutes, { prefix: '/api/dmp', archive });
   await app.register(lifecycleRoutes, { prefix: '/api/lifecycle', archive });

@@ -26,11 +26,12 @@ import type { DmpDocumentSource } from '../exchange/dmp/document.ts';
 import { StudyDocumentSource, StudyDocuments, StudyDocumentsConsumer } from '../exchange/study-documents.ts';
 import { RetentionEvaluation } from '../archive/lifecycle.ts';
 import { RejectionNoteDelivery } from '../dimse/rejection-notes.ts';
+import { DoseRecording, migrateDoseRecords } from '../workflow/dose-records.ts';
 
 export type WorkerName =
-  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments' | 'lifecycle' | 'compression';
+  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments' | 'lifecycle' | 'compression' | 'dose';
 
-export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments', 'lifecycle', 'compression'];
+export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments', 'lifecycle', 'compression', 'dose'];
 
 export interface Workers {
   forwarder: Forwarder;
@@ -51,6 +52,8 @@ export interface Workers {
   rejectionNotes: RejectionNoteDelivery;
   /** Lossless compression at rest of new uncompressed objects (storage.compression; started when a rule is configured). */
   compression: CompressionAtRest;
+  /** Radiation doses read from Radiation Dose SRs and image headers (src/workflow/dose-records.ts). */
+  dose: DoseRecording;
   /** Stops what was started, waiting up to graceMs for work in flight; the audit export last. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -111,6 +114,8 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   const lifecycle = new RetentionEvaluation(archive, config.lifecycle.retention, config.lifecycle.evaluateEveryHours * 3_600_000, child('lifecycle'));
   const rejectionNotes = new RejectionNoteDelivery(archive, config, child('lifecycle'));
   const compression = new CompressionAtRest(archive, config.storageCompression, child('compression'), options.pollMs);
+  await migrateDoseRecords(archive.index.sql);
+  const dose = new DoseRecording(archive.index.sql, archive.outbox, child('dose'), options.pollMs);
   let purge: NodeJS.Timeout | undefined;
 
   const stops: Array<(graceMs: number) => Promise<unknown>> = [];
@@ -160,6 +165,10 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
     compression.start();
     stops.push(() => compression.stop());
   }
+  if (selected.has('dose')) {
+    dose.start();
+    stops.push(() => dose.stop());
+  }
   if (selected.has('sessionPurge')) {
     purge = setInterval(() => {
       sessions.purgeEndedSessions().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'purging ended sessions failed'));
@@ -172,7 +181,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   await anchoring?.start();
 
   return {
-    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, rejectionNotes, compression, ...(dmp ? { dmp } : {}),
+    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, rejectionNotes, compression, dose, ...(dmp ? { dmp } : {}),
     async stop(graceMs = 10_000) {
       if (purge) clearInterval(purge);
       await Promise.all(stops.map((stop) => stop(graceMs)));

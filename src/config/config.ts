@@ -23,6 +23,16 @@ export interface StorageCompressionRule {
 }
 
 /** The lossless syntaxes a storage.compression rule may name: JPEG-LS, JPEG 2000 and HTJ2K lossless. */
+/** A diagnostic reference level (NRD) of one exam type, added to or replacing the built-in ones (src/workflow/dose-records.ts). */
+export interface RadiationReferenceLevel { modality: string; region: string; quantity: 'CTDIvol' | 'DLP' | 'DAP'; level: number; unit: string; label: string }
+
+export interface RadiationConfig {
+  /** Levels by modality and region; one naming the same modality, region and quantity as a built-in one replaces it. */
+  referenceLevels: RadiationReferenceLevel[];
+  /** Redundant-exam windows in days by modality (CT, MR, XR...), over the built-in defaults. */
+  redundancyWindowDays: Record<string, number>;
+}
+
 export const storageCompressionSyntaxes: readonly string[] = ['1.2.840.10008.1.2.4.80', '1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2.4.201'];
 
 export interface AtriumConfig {
@@ -59,6 +69,8 @@ export interface AtriumConfig {
    * object's site and SOP class applies; none by default.
    */
   storageCompression: StorageCompressionRule[];
+  /** radiation: dose reference levels and redundant-exam windows (docs/dose.md, docs/redundancy.md). */
+  radiation: RadiationConfig;
   ingest: {
     /** A different object arriving with a stored SOPInstanceUID. */
     duplicatePolicy: DuplicatePolicy;
@@ -456,6 +468,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     index: { engine: 'sqlite', path: path.join(dataDir, 'index.sqlite') },
     storage: { kind: 'filesystem', root: path.join(dataDir, 'blobs') },
     storageCompression: [],
+    radiation: { referenceLevels: [], redundancyWindowDays: {} },
     ingest: { duplicatePolicy: 'replace', maxHeaderBytes: 64 * 1024 ** 2, metaHeaderMismatch: 'warn' },
     dimse: {
       enabled: true, host: '127.0.0.1', port: 11112, aeTitle: 'ATRIUM', maxAssociations: 32,
@@ -588,6 +601,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   if (raw.sites !== undefined) config.sites = parseSites(raw.sites);
   // After the sites: a rule names some.
   config.storageCompression = storageCompressionOf(obj(raw, 'storage').compression, config.sites.map((s) => s.code));
+  if (raw.radiation !== undefined) config.radiation = radiationOf(obj(raw, 'radiation'));
   parseHttpHardening(http, config);
   parseDimse(obj(raw, 'dimse'), env, config);
   if (raw.peers !== undefined) config.peers = parsePeers(raw.peers, config.sites);
@@ -1255,4 +1269,31 @@ function storageCompressionOf(value: unknown, siteCodes: string[]): StorageCompr
     const sopClasses = list('sopClasses');
     return { transferSyntax, ...(sites ? { sites } : {}), ...(sopClasses ? { sopClasses } : {}) };
   });
+}
+
+function radiationOf(r: Record<string, unknown>): RadiationConfig {
+  const levels = r.referenceLevels ?? [];
+  if (!Array.isArray(levels)) throw new ConfigError('radiation.referenceLevels must be a list');
+  const referenceLevels = levels.map((l: unknown, i): RadiationReferenceLevel => {
+    const where = `radiation.referenceLevels[${i}]`;
+    if (typeof l !== 'object' || l === null || Array.isArray(l)) throw new ConfigError(`${where} must be a mapping`);
+    const m = l as Record<string, unknown>;
+    const str = (k: string) => {
+      if (typeof m[k] !== 'string' || m[k] === '') throw new ConfigError(`${where}.${k} is required`);
+      return m[k] as string;
+    };
+    const quantity = str('quantity');
+    if (!['CTDIvol', 'DLP', 'DAP'].includes(quantity)) throw new ConfigError(`${where}.quantity must be CTDIvol, DLP or DAP`);
+    if (typeof m.level !== 'number' || !(m.level > 0)) throw new ConfigError(`${where}.level must be a positive number`);
+    const unit = quantity === 'DAP' ? 'mGy.cm2' : quantity === 'DLP' ? 'mGy.cm' : 'mGy';
+    return { modality: str('modality').toUpperCase(), region: str('region').toUpperCase(), quantity: quantity as RadiationReferenceLevel['quantity'], level: m.level, unit, label: typeof m.label === 'string' ? m.label : `${str('modality')} ${str('region')}` };
+  });
+  const windows = r.redundancyWindowDays ?? {};
+  if (typeof windows !== 'object' || windows === null || Array.isArray(windows)) throw new ConfigError('radiation.redundancyWindowDays must be a mapping of modality to days');
+  const redundancyWindowDays: Record<string, number> = {};
+  for (const [k, v] of Object.entries(windows)) {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 3650) throw new ConfigError(`radiation.redundancyWindowDays.${k} must be a whole number of days (0 turns the alert off)`);
+    redundancyWindowDays[k.toUpperCase()] = v;
+  }
+  return { referenceLevels, redundancyWindowDays };
 }

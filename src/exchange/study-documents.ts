@@ -48,6 +48,7 @@ import { parseXml, XmlError } from './dmp/xml.ts';
 import { INSError, insValue, parseINS, shareableINS, type IdentityStatus, type INS, type PatientIdentity } from '../patients/ins.ts';
 import { uidOfName } from './encapsulated-pdf.ts';
 import { loadSignedReport, type SignedReport } from './signed-report.ts';
+import { dosesOfStudies } from '../workflow/dose-records.ts';
 import { anatomicRegionOf, CR_IMG_LOINC, crImgDocumentOf, LOINC, type CrImgDose, type CrImgSeries } from './cda-cr-img.ts';
 import { kosManifestOf, type ManifestInput } from './kos-manifest.ts';
 
@@ -436,6 +437,17 @@ export class StudyDocuments {
     }));
   }
 
+  /** The exam's dose on record (src/workflow/dose-records.ts: its RDSR, else its headers); the headers themselves for an exam not yet recorded. */
+  private async dosesOfStudy(StudyInstanceUID: string): Promise<CrImgDose[]> {
+    const recorded = (await dosesOfStudies(this.sql, [StudyInstanceUID]))[0];
+    if (!recorded) return dosesOf(await this.doseHeaders(StudyInstanceUID));
+    return [
+      ...(recorded.DLP !== undefined ? [{ code: '113813', meaning: 'PDL Total : Produit Dose Longueur Total', value: Math.round(recorded.DLP * 100) / 100, unit: 'mGy.cm' }] : []),
+      ...(recorded.CTDIvol !== undefined ? [{ code: '113830', meaning: 'IDSV Moyen : Indice de Dose Scanographique Volumique', value: Math.round(recorded.CTDIvol * 100) / 100, unit: 'mGy' }] : []),
+      ...(recorded.DAP !== undefined ? [{ code: '113722', meaning: 'PDS Total : Produit Dose Surface Total', value: Math.round(recorded.DAP * 1e6) / 1e6, unit: 'Gy.m2' }] : []),
+    ];
+  }
+
   /** The stored headers of the study's X-ray objects, read only when a report is built (the dose indices are in them). */
   private async doseHeaders(StudyInstanceUID: string): Promise<string[]> {
     const rows = await this.sql.all<{ metadata_json: string }>(
@@ -520,7 +532,7 @@ export class StudyDocuments {
       identity, site,
       study: { StudyInstanceUID: study.StudyInstanceUID, series: seriesOf(instances), ...(study.AccessionNumber ? { AccessionNumber: study.AccessionNumber } : {}), ...(dicomweb ? { wadoBaseUrl: dicomweb } : {}) },
       orderOid: this.siteOid(study.siteId, 'order'), accessionIssuerOid: this.siteOid(study.siteId, 'accession'),
-      doses: dosesOf(await this.doseHeaders(study.StudyInstanceUID)),
+      doses: await this.dosesOfStudy(study.StudyInstanceUID),
     });
     return this.sql.transaction((tx) => this.insert(tx, {
       kind: 'CR-IMG', study, uniqueId: documentId, setId, version, reportId: r.reportId, fingerprint, content: xml,

@@ -1,0 +1,107 @@
+/**
+ * Dose on record (issue 19 §2), over HTTP: a CT's Radiation Dose SR, stored by STOW-RS and
+ * read behind ingest, shows its DLP on the patient's dose timeline (with the effective-dose
+ * method) and in the site's table against the reference levels (JSON and CSV); a malformed
+ * report is recorded as partial, its missing values left missing. On SQLite and PostgreSQL.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import { testDatabases } from './support/databases.ts';
+import { stowFiles } from './support/stow.ts';
+import { pino } from 'pino';
+import { DoseRecording } from '../src/workflow/dose-records.ts';
+import { newUID } from '../src/dicom/uids.ts';
+
+const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'support', 'rdsr.py');
+
+/** An RDSR written by pydicom (test/support/rdsr.py). */
+export function radiationDoseSR(dir: string, PatientID: string, StudyInstanceUID: string, StudyDate: string, kind: 'complete' | 'malformed'): Buffer {
+  const out = path.join(dir, `${StudyInstanceUID}.dcm`);
+  execFileSync('/usr/bin/python3', [script, out, PatientID, StudyInstanceUID, StudyDate, kind]);
+  return readFileSync(out);
+}
+
+for (const db of testDatabases()) {
+  describe(`dose on record (${db.name})`, () => {
+    let atrium: RunningAtrium;
+    let cleanup: () => Promise<void>;
+    let base: string;
+    const work = mkdtempSync(path.join(tmpdir(), 'atrium-dose-'));
+    const headCT = newUID();
+    const broken = newUID();
+
+    before(async () => {
+      const opened = await db.open();
+      cleanup = opened.cleanup;
+      atrium = await startAtrium({
+        index: opened.config,
+        configure: (c) => {
+          c.radiation.referenceLevels = [{ modality: 'CT', region: 'HEAD', quantity: 'DLP', level: 700, unit: 'mGy.cm', label: 'Encéphale (niveau du test)' }];
+        },
+      });
+      base = atrium.dicomweb.replace(/\/dicom-web$/, '');
+      for (const [PatientID, uid, kind] of [['DOSE-1', headCT, 'complete'], ['DOSE-2', broken, 'malformed']] as const) {
+        const r = await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [radiationDoseSR(work, PatientID, uid, '20261020', kind)]);
+        assert.equal(r.status, 200, await r.text());
+      }
+      // The consumer `atrium serve` starts (src/cli/workers.ts), run to the end of the outbox.
+      await new DoseRecording(atrium.archive.index.sql, atrium.archive.outbox, pino({ level: 'silent' })).drain();
+    });
+
+    after(async () => {
+      await atrium?.close();
+      await cleanup?.();
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    const get = async (url: string) => {
+      const r = await fetch(`${base}${url}`, { headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']}` } });
+      const body = await r.text();
+      assert.equal(r.status, 200, body);
+      return body;
+    };
+
+    it("shows an RDSR's DLP on the patient's dose timeline, with the effective dose and its method", async () => {
+      const t = JSON.parse(await get('/api/dose/patients?site=CHU-NORD&PatientID=DOSE-1')) as { method: string; cumulativeEffectiveDose_mSv: number; exams: Array<Record<string, unknown>> };
+      assert.equal(t.exams.length, 1);
+      const e = t.exams[0]!;
+      assert.equal(e.StudyInstanceUID, headCT);
+      assert.equal(e.source, 'rdsr');
+      assert.equal(e.status, 'complete');
+      assert.equal(e.DLP_mGycm, 800);
+      assert.equal(e.CTDIvol_mGy, 50);
+      assert.equal(e.region, 'HEAD');
+      assert.equal(e.effectiveDose_mSv, 1.68);
+      assert.equal(t.cumulativeEffectiveDose_mSv, 1.68);
+      assert.match(t.method, /AAPM Report 96/);
+    });
+
+    it("lists the CT above the site's reference level, in JSON and in CSV", async () => {
+      const t = JSON.parse(await get('/api/dose/sites/CHU-NORD/reference-levels')) as { levels: Array<{ modality: string; region: string; count: number; median?: number; above: Array<{ StudyInstanceUID: string; value: number }> }> };
+      const head = t.levels.find((l) => l.modality === 'CT' && l.region === 'HEAD')!;
+      // The malformed report states no total DLP: it is not counted as one.
+      assert.equal(head.count, 1);
+      assert.equal(head.median, 800);
+      assert.deepEqual(head.above.map((a) => [a.StudyInstanceUID, a.value]), [[headCT, 800]]);
+      const csv = await get('/api/dose/sites/CHU-NORD/reference-levels.csv');
+      assert.match(csv, new RegExp(`${headCT.replaceAll('.', '\\.')},800,complete`));
+    });
+
+    it('records a malformed RDSR as partial, saying what is missing and inventing nothing', async () => {
+      const t = JSON.parse(await get('/api/dose/patients?site=CHU-NORD&PatientID=DOSE-2')) as { exams: Array<Record<string, unknown>> };
+      const e = t.exams[0]!;
+      assert.equal(e.status, 'partial');
+      assert.equal(e.DLP_mGycm, undefined);
+      assert.equal(e.effectiveDose_mSv, undefined);
+      const problems = e.problems as string[];
+      assert.ok(problems.includes('CT Dose Length Product Total missing'), problems.join('; '));
+      assert.ok(problems.includes('CT acquisition 2: DLP missing'), problems.join('; '));
+    });
+  });
+}
