@@ -100,6 +100,8 @@ export class Retriever {
   /** Whether the object can be sent in this transfer syntax ("*" = as stored). */
   canSendAs(inst: StoredInstance, transferSyntaxUID: string): boolean {
     if (transferSyntaxUID === '*' || transferSyntaxUID === inst.TransferSyntaxUID) return true;
+    // Native to native needs no look at the pixels (a series retrieve asks this of every object).
+    if (isNativeTransferSyntax(inst.TransferSyntaxUID) && canTranscode(inst.TransferSyntaxUID, transferSyntaxUID, undefined)) return true;
     let px: ImagePixelModule | undefined;
     try {
       px = inst.layout.pixelData ? this.pixelModuleOf(inst) : undefined;
