@@ -276,6 +276,18 @@ describe('atrium peer add', () => {
     }
   });
 
+  it('edits atrium.example.yaml in place: its peers: [] becomes a list, every other line stays as it was', async () => {
+    const example = readFileSync(path.join(root, 'atrium.example.yaml'), 'utf8');
+    const copy = path.join(dir, 'example.yaml');
+    writeFileSync(copy, example.replace(/^dataDir: .*$/m, `dataDir: ${dir}`));
+    const r = await atrium(['peer', 'add', 'IRM_2', '--site', 'LOCAL', '--config', copy]);
+    assert.equal(r.code, 0, r.stderr);
+    const edited = readFileSync(copy, 'utf8').split('\n');
+    const original = example.split('\n').filter((l) => !l.startsWith('dataDir:'));
+    assert.deepEqual(original.filter((l) => !edited.includes(l)), ['peers: []']);
+    assert.deepEqual(edited.slice(edited.indexOf('peers:'), edited.indexOf('peers:') + 4), ['peers:', '  - aeTitle: IRM_2', '    site: LOCAL', '    may: { store: true, query: false, retrieve: false }']);
+  });
+
   it('refuses a peer listed already, an unknown site, and a host without a port, leaving the file as it was', async () => {
     const before = readFileSync(file, 'utf8');
     for (const [args, why] of [

@@ -45,16 +45,10 @@ export function runPeerCommand(config: AtriumConfig, file: string | undefined, p
     return 0;
   }
   if (!existsSync(file)) throw new ConfigError(`configuration file not found: ${file}`);
-  const parsed = YAML.parseDocument(readFileSync(file, 'utf8'));
-  // An empty file (all comments) has no top-level mapping to add to yet.
-  const doc: YAML.Document = parsed.contents === null ? new YAML.Document({}) : parsed;
-  const peers = doc.get('peers');
-  if (YAML.isSeq(peers)) peers.add(doc.createNode(entry));
-  else doc.set('peers', doc.createNode([entry]));
-  flowMay(doc);
+  const text = withPeer(readFileSync(file, 'utf8'), entry);
   // Written beside, loaded as serve would, then put in place: a file that would not start is never left behind.
   const candidate = `${file}.peer-add.tmp`;
-  writeFileSync(candidate, doc.toString());
+  writeFileSync(candidate, text);
   try {
     loadConfig({ file: candidate, dataDir: config.dataDir });
     renameSync(candidate, file);
@@ -74,6 +68,42 @@ function flowMay(doc: YAML.Document): void {
     const may = item.get('may', true);
     if (YAML.isMap(may)) may.flow = true;
   }
+}
+
+/** A peers list item as YAML lines, each indented by `indent`, ending with a newline. */
+function itemText(entry: Record<string, unknown>, indent: string): string {
+  const doc = new YAML.Document({ peers: [entry] });
+  flowMay(doc);
+  const lines = doc.toString().split('\n').slice(1).filter((l) => l !== '');
+  return lines.map((l) => indent + l.slice(2)).join('\n') + '\n';
+}
+
+/**
+ * The configuration text with one more peer, edited in place rather than re-printed: a
+ * re-printed document would move its comments and restyle its lists.
+ */
+export function withPeer(text: string, entry: Record<string, unknown>): string {
+  const doc = YAML.parseDocument(text);
+  if (doc.errors.length > 0) throw new ConfigError(`the configuration file does not parse: ${doc.errors[0]!.message}`);
+  const top = doc.contents;
+  const pair = YAML.isMap(top) ? top.items.find((p) => YAML.isScalar(p.key) && p.key.value === 'peers') : undefined;
+  const value = pair?.value;
+  if (pair === undefined || value === null || value === undefined) {
+    // No peers key (or an empty one): a block at the end of the file.
+    if (pair !== undefined) throw new ConfigError('peers: has no value in the configuration file; write peers: [] or remove it');
+    return `${text}${text === '' || text.endsWith('\n') ? '' : '\n'}peers:\n${itemText(entry, '  ')}`;
+  }
+  if (!YAML.isSeq(value) || !value.range) throw new ConfigError('peers in the configuration file is not a list');
+  const [start, end] = value.range;
+  if (value.flow) {
+    if (value.items.length > 0) throw new ConfigError('peers is a one-line [ ... ] list in the configuration file: write it as a block list (- aeTitle: ...) first');
+    // `peers: []` becomes a block list.
+    return `${text.slice(0, start).replace(/[ \t]+$/, '')}\n${itemText(entry, '  ').replace(/\n$/, '')}${text.slice(end)}`;
+  }
+  // After the last item, at the column of the list's dashes.
+  const lineStart = text.lastIndexOf('\n', start - 1) + 1;
+  const indent = ' '.repeat(start - lineStart);
+  return `${text.slice(0, end)}${text[end - 1] === '\n' ? '' : '\n'}${itemText(entry, indent)}${text.slice(end)}`;
 }
 
 /** Where a newcomer's next step with DIMSE is, said in the log at start. */
