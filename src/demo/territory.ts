@@ -89,18 +89,16 @@ export interface DemoReport {
  * The configuration the demo runs with: the given one when it has two sites; on embedded
  * defaults, a file in the data folder with the demo's two sites (written once, reused).
  */
-export function demoConfiguration(config: AtriumConfig, file: string | undefined): { config: AtriumConfig; file?: string; written: boolean } {
-  if (config.sites.length >= 2) return { config, ...(file !== undefined ? { file } : {}), written: false };
+export function demoConfiguration(config: AtriumConfig, file: string | undefined): { config: AtriumConfig; file?: string } {
+  if (config.sites.length >= 2) return { config, ...(file !== undefined ? { file } : {}) };
   if (file !== undefined) throw new ConfigError(`the demo fills two sites and ${file} configures one: add a second site under sites: (see atrium.example.yaml), or run atrium demo without a configuration file`);
   const demoFile = path.join(config.dataDir, 'demo.yaml');
-  let written = false;
   if (!existsSync(demoFile)) {
     const doc = new YAML.Document({ dataDir: config.dataDir, sites: [...demoSites, ...config.sites] });
     doc.commentBefore = ' Written by `atrium demo`: the embedded defaults, with the demonstration territory\'s two sites first.\n Start with: atrium serve --config <this file> (npm start -- --config <this file>).';
     writeFileSync(demoFile, doc.toString());
-    written = true;
   }
-  return { config: loadConfig({ file: demoFile, dataDir: config.dataDir }), file: demoFile, written };
+  return { config: loadConfig({ file: demoFile, dataDir: config.dataDir }), file: demoFile };
 }
 
 /** Patient records that are not the demo's: the demo refuses to mix with them. */
