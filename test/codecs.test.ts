@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PNG } from 'pngjs';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
-import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
+import { dcmtk, haveDcmtk, startStorescp } from './support/dcmtk.ts';
 import { havePydicomFiles, pydicomTestFiles } from './support/pydicom-files.ts';
 import { splitMultipart } from './support/dicomweb-client.ts';
 import { stowFiles } from './support/stow.ts';
@@ -93,6 +93,8 @@ describe('Compressed pixel data decoded on the way out, as DCMTK and GDCM decode
   let atrium: RunningAtrium;
   let work: string;
   let token: string;
+  let moved: string;
+  let dest: Awaited<ReturnType<typeof startStorescp>>;
   const samples: Sample[] = [];
   /** Files the reference tool itself cannot decode: nothing to compare with. */
   const unreferenced: string[] = [];
@@ -131,9 +133,15 @@ describe('Compressed pixel data decoded on the way out, as DCMTK and GDCM decode
 
   before(async () => {
     work = mkdtempSync(path.join(tmpdir(), 'atrium-codecs-'));
+    // storescp as it comes accepts uncompressed syntaxes only: a peer that takes nothing else.
+    moved = mkdtempSync(path.join(work, 'moved-'));
+    dest = await startStorescp('DEST', moved, ['+xi']);
     atrium = await startAtrium({
       dimse: true,
-      configure: (c) => (c.peers = [{ aeTitle: 'GETSCU', site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } }]),
+      configure: (c) => (c.peers = [
+        { aeTitle: 'GETSCU', site: 'CHU-NORD', may: { store: true, query: true, retrieve: true } },
+        { aeTitle: 'DEST', host: '127.0.0.1', port: dest.port, site: 'CHU-NORD', may: { store: false, query: false, retrieve: false } },
+      ]),
     });
     token = atrium.tokens['CHU-NORD']!;
     for (const name of readdirSync(pydicomTestFiles).filter((n) => n.endsWith('.dcm')).sort()) {
@@ -175,6 +183,7 @@ describe('Compressed pixel data decoded on the way out, as DCMTK and GDCM decode
 
   after(async () => {
     await atrium?.close();
+    await dest?.stop();
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
@@ -237,6 +246,21 @@ describe('Compressed pixel data decoded on the way out, as DCMTK and GDCM decode
     for (const g of got) {
       const { pixels, get: attr } = pixelsOf(g);
       const s = picked.find((p) => p.sop === attr(Tags.SOPInstanceUID))!;
+      assert.ok(pixels.subarray(0, s.reference.pixels.length).equals(s.reference.pixels.subarray(0, pixels.length)), `${s.name}: pixel data differs from ${s.reference.tool}'s`);
+    }
+  });
+
+  it('C-MOVEs every compressed object to a peer that accepts implicit VR only, decoded as the reference tool decodes them', async () => {
+    for (const s of samples) {
+      const r = await dcmtk('movescu', ['-S', '-aet', 'GETSCU', '-aec', 'ATRIUM', '-aem', 'DEST', '-k', 'QueryRetrieveLevel=IMAGE', '-k', `StudyInstanceUID=${s.study}`, '-k', `SeriesInstanceUID=${s.series}`, '-k', `SOPInstanceUID=${s.sop}`, '127.0.0.1', String(atrium.dimse!.port)]);
+      assert.equal(r.code, 0, `${s.name}: ${r.output} ${dest.output().slice(-3000)}`);
+    }
+    const got = readdirSync(moved).map((n) => readFileSync(path.join(moved, n)));
+    assert.equal(got.length, samples.length, dest.output());
+    for (const g of got) {
+      assert.equal(parsePart10(g).transferSyntaxUID, TransferSyntax.ImplicitVRLittleEndian);
+      const { pixels, get: attr } = pixelsOf(g);
+      const s = samples.find((p) => p.sop === attr(Tags.SOPInstanceUID))!;
       assert.ok(pixels.subarray(0, s.reference.pixels.length).equals(s.reference.pixels.subarray(0, pixels.length)), `${s.name}: pixel data differs from ${s.reference.tool}'s`);
     }
   });

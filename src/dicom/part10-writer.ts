@@ -249,12 +249,17 @@ export async function* writePart10(source: Part10Source, opts: WritePart10Option
       const head = flush();
       if (head) yield head;
       let total = 0;
+      // Chunks of even length only: a DIMSE peer refuses an odd P-DATA fragment (DCMTK: "Odd Fragment Length").
+      let carry: Buffer | undefined;
       for await (const frame of out.frames) {
         total += frame.length;
-        yield frame;
+        const joined = carry ? Buffer.concat([carry, frame]) : frame;
+        const even = joined.length - (joined.length % 2);
+        carry = even < joined.length ? Buffer.from(joined.subarray(even)) : undefined;
+        if (even > 0) yield joined.subarray(0, even);
       }
       if (total !== length) throw new Error(`writePart10: pixel data of ${total} bytes, ${length} announced`);
-      if (length % 2) put(Buffer.alloc(1));
+      if (carry) put(Buffer.concat([carry, Buffer.alloc(1)]));
       return;
     }
     put(headerBytes(Tags.PixelData, 'OB', UNDEFINED_LENGTH, true, explicitVR));
@@ -264,8 +269,7 @@ export async function* writePart10(source: Part10Source, opts: WritePart10Option
       put(headerBytes(Tags.Item, 'UN', frame.length + odd, true, explicitVR));
       const head = flush();
       if (head) yield head;
-      yield frame;
-      if (odd) put(Buffer.alloc(1));
+      yield odd ? Buffer.concat([frame, Buffer.alloc(1)]) : frame;
     }
     put(sequenceEnd(true, explicitVR));
   }
