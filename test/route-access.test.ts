@@ -21,6 +21,7 @@ import { registeredRoutes, type RegisteredRoute } from '../src/api/server.ts';
 import { openReview } from '../src/patients/identities.ts';
 import { workitemUID } from '../src/dicomweb/workitems.ts';
 import { migrateDmp } from '../src/exchange/dmp/publications.ts';
+import { migrateRedundancy } from '../src/workflow/redundancy.ts';
 
 const engine = testDatabases().at(-1)!;
 const password = 'un mot de passe assez long pour les tests';
@@ -261,12 +262,24 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
       siteB: async () => String((await created<{ hold: { id: number } }>(as('admin.sud', 'POST', '/api/lifecycle/holds', { StudyInstanceUID: south.uids.study, reason: 'contentieux' }))).hold.id),
     },
     { route: /^\/api\/dose\/sites\/:site\//, siteB: async () => 'CLIN-SUD', missing: 'NOSUCHSITE' },
+    {
+      route: /^\/api\/redundancy\/alerts\/:id\//,
+      siteB: async () => {
+        const sql = atrium.archive.index.sql;
+        await migrateRedundancy(sql);
+        const row = await sql.get<{ id: number }>(
+          `INSERT INTO redundancy_alerts (kind, site_id, ref, patient_id, modality, priors_json, created_at) VALUES ('order', ?, ?, 1, 'CT', '[]', ?) RETURNING id`,
+          [atrium.archive.sites.get('CLIN-SUD')!.id, `RA-${Date.now()}-${Math.random()}`, new Date().toISOString()]);
+        return String(row!.id);
+      },
+    },
     { route: /^\/api\/teleradiology\/templates\/:code$/, exempt: 'report templates are the territory\'s catalogue: no site owns one' },
   ];
 
   /** Valid bodies, so that the call reaches the decision rather than the schema's 400. */
   const bodies: Record<string, unknown> = {
     'POST /api/identity-reviews/:id': { accept: false },
+    'POST /api/redundancy/alerts/:id/decision': { decision: 'cancelled' },
     'POST /api/identity-reviews/:id/insi': {},
     'POST /api/teleradiology/requests/:id/protocol': { decision: 'validated' },
     'POST /api/teleradiology/requests/:id/return': { reason: 'images manquantes' },
@@ -305,7 +318,7 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
     '/dicom-web/studies': '?PatientID=RS-1', '/dicom-web/series': '?PatientID=RS-1', '/dicom-web/instances': '?PatientID=RS-1',
     '/api/patients': '?PatientID=RS-1', '/api/patients/timeline': '?site=CLIN-SUD&PatientID=RS-1', '/api/audit/patient': '?site=CLIN-SUD&PatientID=RS-1', '/api/dose/patients': '?site=CLIN-SUD&PatientID=RS-1',
     '/api/teleradiology/worklist': '?status=awaiting-protocol,open,reported,returned',
-    '/api/teleradiology/activity': '?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z', '/api/teleradiology/activity.csv': '?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z',
+    '/api/teleradiology/activity': '?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z', '/api/redundancy/activity': '?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z', '/api/teleradiology/activity.csv': '?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z',
   };
 
   it('shows site A\'s administrator nothing of site B in any list (every GET route without an id)', async () => {

@@ -25,6 +25,7 @@ import { portalRoutes } from './static-files.ts';
 import { workitemRoutes } from '../dicomweb/workitems.ts';
 import { teleradiologyRoutes } from './teleradiology.ts';
 import { doseRoutes } from './dose.ts';
+import { redundancyRoutes } from './redundancy.ts';
 import { dmpRoutes } from './dmp.ts';
 import { patientRoutes } from './patients.ts';
 import { studyDocumentRoutes } from './study-documents.ts';
@@ -160,7 +161,8 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
   await app.register(patientRoutes, { prefix: '/api/patients', archive });
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
-  await app.register(teleradiologyRoutes, { prefix: '/api/teleradiology', archive, config: config.teleradiology });
+  await app.register(teleradiologyRoutes, { prefix: '/api/teleradiology', archive, config: config.teleradiology, redundancyWindowDays: config.radiation.redundancyWindowDays });
+  await app.register(redundancyRoutes, { prefix: '/api/redundancy', archive });
   await app.register(doseRoutes, { prefix: '/api/dose', archive, referenceLevels: config.radiation.referenceLevels });
   await app.register(studyDocumentRoutes, { prefix: '/api/studies', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(dmpRoutes, { prefix: '/api/dmp', archive });

@@ -3,7 +3,7 @@ import type { Archive } from '../archive/archive.ts';
 import type { TeleradiologyConfig } from '../config/config.ts';
 import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import {
-  requestStatuses, TeleError, TeleRequests, urgencies, type NewTeleRequest, type Origin, type RequestStatus,
+  requestStatuses, TeleError, TeleRequests, urgencies, type NewTeleRequest, type Origin, type RequestStatus, type TeleRequest,
 } from '../workflow/tele-requests.ts';
 import { TeleReports, type ReportContent } from '../workflow/tele-reports.ts';
 import { agreements, SecondReadings, type Agreement } from '../workflow/second-readings.ts';
@@ -13,6 +13,9 @@ import { diagnosticReportOf } from '../exchange/fhir-diagnostic-report.ts';
 import { renderReportPdf } from '../exchange/report-pdf.ts';
 import { renderActivityPdf } from '../exchange/activity-pdf.ts';
 import { ReportTemplates } from '../workflow/report-templates.ts';
+import { AccessPolicy } from '../access/policy.ts';
+import { RedundancyAlerts, redundancyOfTeleRequest } from '../workflow/redundancy.ts';
+import { scopeOfRequest } from './access-scope.ts';
 
 
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } as const;
@@ -51,8 +54,18 @@ const reportBody = {
  * claims and assignment, the on-call rota, and reports (draft saved as typed, signature,
  * addenda). Each route translates; the rules are the workflow's (src/workflow/tele-*.ts).
  */
-export async function teleradiologyRoutes(app: FastifyInstance, options: { archive: Archive; config: TeleradiologyConfig }): Promise<void> {
+export async function teleradiologyRoutes(app: FastifyInstance, options: { archive: Archive; config: TeleradiologyConfig; redundancyWindowDays?: Readonly<Record<string, number>> }): Promise<void> {
   const requests = new TeleRequests(options.archive, options.config);
+  // Redundant-exam alert (src/workflow/redundancy.ts): on the request's answer, as the caller may see its priors.
+  const policy = new AccessPolicy(options.archive.index.sql);
+  const alerts = new RedundancyAlerts(options.archive.index.sql, (id) => options.archive.siteById.get(id)?.code ?? '?');
+  const redundancyOf = async (request: FastifyRequest, q: TeleRequest, record: boolean) => {
+    const site = options.archive.sites.get(q.requestingSite);
+    if (!site) return {};
+    const r = await redundancyOfTeleRequest(options.archive.index.sql, { ...q, siteId: site.id }, options.redundancyWindowDays ?? {},
+      await scopeOfRequest(policy, request), (id) => options.archive.siteById.get(id)?.code ?? '?', record);
+    return r ? { redundancy: r } : {};
+  };
   const reports = new TeleReports(requests);
   const secondReadings = new SecondReadings(requests);
   const activity = new TeleActivity(requests);
@@ -64,13 +77,13 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
 
   app.post<{ Body: NewTeleRequest }>('/requests', { schema: { body: requestBody } }, async (request, reply) => {
     const created = await requests.createRequest(request.principal!, request.body, origin(request));
-    return reply.code(201).header('Location', `${request.url}/${created.id}`).send(created);
+    return reply.code(201).header('Location', `${request.url}/${created.id}`).send({ ...created, ...(await redundancyOf(request, created, true)) });
   });
 
   app.get('/requests/:id', { schema: { params: idParams } }, async (request) => {
     const q = await requests.requestFor(request.principal!, id(request), origin(request));
     const record = await options.archive.index.patientRecord(q.patientId);
-    return { ...q, patient: record?.patient };
+    return { ...q, patient: record?.patient, ...(await redundancyOf(request, q, false)) };
   });
 
   app.post<{ Body: { decision: 'validated' | 'changed'; protocol?: string; reason?: string } }>('/requests/:id/protocol', {
@@ -105,13 +118,16 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
     },
   }, async (request) => {
     const q = request.query;
-    return requests.worklist(request.principal!, {
+    const entries = await requests.worklist(request.principal!, {
       ...(q.site !== undefined ? { site: q.site } : {}), ...(q.modality !== undefined ? { modality: q.modality } : {}),
       ...(q.bodyPart !== undefined ? { bodyPart: q.bodyPart } : {}), ...(q.urgency !== undefined ? { urgency: q.urgency } : {}),
       ...(q.specialty !== undefined ? { specialty: q.specialty } : {}),
       ...(q.status !== undefined ? { status: q.status.split(',') as RequestStatus[] } : {}),
       mine: q.mine === 'true', ...(q.limit !== undefined ? { limit: q.limit } : {}),
     });
+    // The redundant-exam flag: how many recent exams of the kind the person had (the request names them to those who may see them).
+    const counts = await alerts.countsOfRequests(entries.map((e) => e.id));
+    return entries.map((e) => (counts.has(e.id) ? { ...e, redundancy: { priors: counts.get(e.id)! } } : e));
   });
 
   app.get('/requests/:id/report', { schema: { params: idParams } }, async (request) => reports.reportFor(request.principal!, id(request), origin(request)));

@@ -262,7 +262,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   await app.listen({ host: config.http.host, port: config.http.port });
   const dimse = config.dimse.enabled ? new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' })) : undefined;
   await dimse?.listen();
-  const hl7 = config.hl7.enabled ? new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }), config.teleradiology) : undefined;
+  const hl7 = config.hl7.enabled ? new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }), config.teleradiology, config.radiation.redundancyWindowDays) : undefined;
   await hl7?.listen();
   const workers = await startWorkers(archive, config, logger, { anchorKey, auditHostname: hostname() });
   // After the workers' start: the anchor taken at start covers the trail as it was found.

@@ -81,8 +81,12 @@ export function hl7Timestamp(date = new Date()): string {
 
 let controlCounter = 0;
 
-/** ACK^<trigger>^ACK with MSA (and ERR when refused), sent back to the sending application and facility. */
-export function buildAcknowledgment(header: AcknowledgedHeader, code: AcknowledgmentCode, error?: Hl7Error): Hl7Message {
+/**
+ * ACK^<trigger>^ACK with MSA (and ERR when refused), sent back to the sending application and
+ * facility. An accepted message's warnings (a possibly redundant exam) are ERR segments of
+ * severity W (ERR-4), code 0 "Message accepted" (table 0357), the text in ERR-8.
+ */
+export function buildAcknowledgment(header: AcknowledgedHeader, code: AcknowledgmentCode, error?: Hl7Error, warnings: readonly string[] = []): Hl7Message {
   controlCounter = (controlCounter + 1) % 1_000_000;
   const controlId = `ATR${Date.now().toString(36).toUpperCase()}${String(controlCounter).padStart(6, '0')}`;
   const segments = [
@@ -98,6 +102,7 @@ export function buildAcknowledgment(header: AcknowledgedHeader, code: Acknowledg
       l ? [l.segment, '1', l.field === undefined ? '' : String(l.field), l.repetition === undefined ? '' : String(l.repetition), l.component === undefined ? '' : String(l.component)] : undefined,
       [error.code, errorCodeText[error.code], 'HL70357'], 'E', undefined, undefined, undefined, error.message));
   }
+  for (const w of warnings) segments.push(segment('ERR', undefined, undefined, ['0', 'Message accepted', 'HL70357'], 'W', undefined, undefined, undefined, w));
   return { delimiters: standardDelimiters, segments };
 }
 

@@ -8,6 +8,8 @@ import type { SqlDatabase } from '../index/sql.ts';
 import { registerPatientIn } from '../patients/patient-registry.ts';
 import { ScheduledProcedures, type ScheduledProcedure, type ScheduledProcedureStatus } from '../patients/scheduled-procedures.ts';
 import { Hl7Error, Hl7ErrorCode } from './acknowledgment.ts';
+import { regionOf } from '../workflow/dose-records.ts';
+import { alertText, findPriors, recordAlert } from '../workflow/redundancy.ts';
 import { timestampOf, xcnName } from './fields.ts';
 import { findSegment, valueOf, type Hl7Message, type Segment } from './message.ts';
 import { patientOf, registryError, requireSegment, type MessageContext } from './patient-messages.ts';
@@ -60,8 +62,9 @@ export async function applyOrderMessage(tx: SqlDatabase, message: Hl7Message, ct
   const pid = requireSegment(message, 'PID');
   const patient = patientOf(pid, ctx.site);
   const key = { siteId: ctx.site.id, IssuerOfPatientID: ctx.site.issuerOfPatientID, PatientID: patient.PatientID };
+  let patientRow: number;
   try {
-    await registerPatientIn(tx, key, patient.demographics, patient.identity);
+    patientRow = (await registerPatientIn(tx, key, patient.demographics, patient.identity)).id;
   } catch (e) {
     throw registryError(e, { segment: 'PID', field: 3 });
   }
@@ -123,6 +126,15 @@ export async function applyOrderMessage(tx: SqlDatabase, message: Hl7Message, ct
       set('ScheduledProcedureStepStartDate', start?.date);
       set('ScheduledProcedureStepStartTime', start?.time);
       await ScheduledProcedures.upsertIn(tx, procedure);
+      if (procedure.status === 'SCHEDULED' && procedure.Modality !== undefined) {
+        // The same person's recent exam of this kind, at any site: said in the ACK, kept as an alert to decide.
+        const region = regionOf(service);
+        const priors = await findPriors(tx, { patientId: patientRow, modality: procedure.Modality, region, exceptStudy: procedure.StudyInstanceUID },
+          ctx.redundancyWindowDays ?? {});
+        if (await recordAlert(tx, { kind: 'order', siteId: ctx.site.id, ref: accession, patientId: patientRow, modality: procedure.Modality, ...(region ? { region } : {}) }, priors)) {
+          ctx.warnings?.push(`${accession}: ${alertText(priors, procedure.Modality, region, ctx.site.id)}`);
+        }
+      }
     }
   }
 }

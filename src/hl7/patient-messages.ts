@@ -19,6 +19,10 @@ export interface MessageContext {
   messageControlId: string;
   /** Scheduled Station AE Title for orders that name none. */
   stationAETitle?: string;
+  /** What the acknowledgment warns of, the message accepted (a possibly redundant exam). */
+  warnings?: string[];
+  /** radiation.redundancyWindowDays (src/workflow/redundancy.ts's defaults without it). */
+  redundancyWindowDays?: Readonly<Record<string, number>>;
 }
 
 export const patientTriggers = ['A01', 'A04', 'A08', 'A28', 'A31', 'A40', 'A47'] as const;

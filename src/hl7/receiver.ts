@@ -14,7 +14,8 @@ import { declaredCharacterSet, decodeText, encodeText, isSupportedCharacterSet, 
 import { Hl7SyntaxError, findSegment, parseMessage, valueOf, type Hl7Message } from './message.ts';
 import { AuditTrail, patientRef } from '../access/audit.ts';
 import { applyOrderMessage } from './order-messages.ts';
-import { applyPatientMessage, patientTriggers } from './patient-messages.ts';
+import { applyPatientMessage, patientTriggers, type MessageContext } from './patient-messages.ts';
+import { migrateRedundancy } from '../workflow/redundancy.ts';
 import { applyDocumentMessage, documentTriggers } from './document-messages.ts';
 import { StudyDocuments } from '../exchange/study-documents.ts';
 import { isTeleradiologyVolet, TeleradiologyVoletReceiver } from './teleradiology-volet.ts';
@@ -41,6 +42,8 @@ export class Hl7Receiver {
     private readonly archive: Archive,
     private readonly logger: Logger,
     teleradiology?: TeleradiologyConfig,
+    /** radiation.redundancyWindowDays: the windows of the redundant-exam alert on orders. */
+    private readonly redundancyWindowDays?: Readonly<Record<string, number>>,
   ) {
     this.audit = new AuditTrail(archive.index.sql);
     this.documents = new StudyDocuments(archive, {}, logger);
@@ -71,9 +74,9 @@ export class Hl7Receiver {
         if (!(e instanceof Hl7SyntaxError)) throw e;
         throw new Hl7Error('AR', bytes.subarray(0, 3).toString('latin1') === 'MSH' ? Hl7ErrorCode.dataTypeError : Hl7ErrorCode.segmentSequenceError, e.message, { segment: 'MSH', field: 2 });
       }
-      await this.apply(message, header);
-      this.logger.info({ type: header.messageType, controlId: header.messageControlId, sender: header.sendingApplication }, 'hl7 message applied');
-      return this.answer(header, 'AA', charset);
+      const warnings = await this.apply(message, header);
+      this.logger.info({ type: header.messageType, controlId: header.messageControlId, sender: header.sendingApplication, warnings: warnings.length }, 'hl7 message applied');
+      return this.answer(header, 'AA', charset, undefined, warnings);
     } catch (e) {
       if (e instanceof Hl7Error) {
         this.logger.info({ type: header.messageType, controlId: header.messageControlId, sender: header.sendingApplication, ack: e.acknowledgment, code: e.code }, 'hl7 message refused');
@@ -109,9 +112,9 @@ export class Hl7Receiver {
       `sending application ${JSON.stringify(header.sendingApplication)} of facility ${JSON.stringify(header.sendingFacility)} (MSH-3, MSH-4) is not a configured HL7 sender (hl7.senders)`, { segment: 'MSH', field: 3 })).acknowledgment;
   }
 
-  private answer(header: AcknowledgedHeader, code: AcknowledgmentCode, charset: Hl7CharacterSet, error?: Hl7Error): ReceivedMessage {
+  private answer(header: AcknowledgedHeader, code: AcknowledgmentCode, charset: Hl7CharacterSet, error?: Hl7Error, warnings: readonly string[] = []): ReceivedMessage {
     // MSH-18 of the answer names the set it is written in (empty for the default, as received).
-    const ack = buildAcknowledgment({ ...header, characterSet: header.characterSet === charset ? charset : '' }, code, error);
+    const ack = buildAcknowledgment({ ...header, characterSet: header.characterSet === charset ? charset : '' }, code, error, warnings);
     return { acknowledgment: encodeText(encodeAcknowledgment(ack), charset), code };
   }
 
@@ -119,7 +122,8 @@ export class Hl7Receiver {
     return this.config.senders.find((s) => s.application === application && s.facility === facility);
   }
 
-  private async apply(message: Hl7Message, header: AcknowledgedHeader & { messageType: string }): Promise<void> {
+  /** Applies the message; answers what its acknowledgment warns of. */
+  private async apply(message: Hl7Message, header: AcknowledgedHeader & { messageType: string }): Promise<string[]> {
     const msh = message.segments[0]!;
     if (valueOf(msh, 10) === '') throw new Hl7Error('AR', Hl7ErrorCode.requiredFieldMissing, 'MSH-10 (message control ID) is required', { segment: 'MSH', field: 10 });
     const version = valueOf(msh, 12);
@@ -145,16 +149,18 @@ export class Hl7Receiver {
     if (!triggers.includes(trigger)) {
       throw new Hl7Error('AR', Hl7ErrorCode.unsupportedEventCode, `${type}^${trigger} is not supported (${type} ${triggers.join(', ')})`, { segment: 'MSH', field: 9, component: 2 });
     }
-    const ctx = {
+    const ctx: MessageContext = {
       site,
       messageControlId: valueOf(msh, 10),
       ...(sender.stationAETitle ? { stationAETitle: sender.stationAETitle } : {}),
+      warnings: [],
+      ...(this.redundancyWindowDays ? { redundancyWindowDays: this.redundancyWindowDays } : {}),
     };
     if (isTeleradiologyVolet(msh)) {
       if (!this.volet) throw new Hl7Error('AR', Hl7ErrorCode.unsupportedMessageType, 'this Atrium does not serve the CI-SIS teleradiology volet (MSH-21)', { segment: 'MSH', field: 21 });
       // The volet runs the teleradiology workflow's own transactions; its steps are audited there.
       await this.volet.apply(message, { site, sender, messageControlId: ctx.messageControlId });
-      return;
+      return [];
     }
     if (Object.hasOwn(documentTriggers, type)) {
       // The documents module runs its own transactions (the report, then its study's manifest).
@@ -164,9 +170,12 @@ export class Hl7Receiver {
         StudyInstanceUID: done.StudyInstanceUID, patients: [patientRef(site.code, done.IssuerOfPatientID, done.PatientID)],
         details: { message: `${type}^${trigger}`, controlId: ctx.messageControlId, document: done.document.id, kind: done.document.kind, version: done.document.version },
       });
-      return;
+      return [];
     }
+    // An order may raise a redundant-exam alert, recorded in the message's transaction.
+    if (type !== 'ADT') await migrateRedundancy(this.archive.index.sql);
     await this.archive.index.sql.transaction(async (tx) => {
+      ctx.warnings = [];
       if (type === 'ADT') await applyPatientMessage(tx, message, trigger, ctx);
       else await applyOrderMessage(tx, message, ctx);
       // In the message's transaction: the change and its trace land together or not at all.
@@ -179,6 +188,7 @@ export class Hl7Receiver {
         details: { message: `${type}^${trigger}`, controlId: ctx.messageControlId },
       }, tx);
     });
+    return ctx.warnings ?? [];
   }
 }
 

@@ -32,8 +32,10 @@ export class Hl7Server {
     readonly logger: Logger,
     /** Teleradiology's settings: with them, requests of the CI-SIS teleradiology volet are served. */
     readonly teleradiology?: TeleradiologyConfig,
+    /** radiation.redundancyWindowDays: the windows of the redundant-exam alert on orders. */
+    redundancyWindowDays?: Readonly<Record<string, number>>,
   ) {
-    this.receiver = new Hl7Receiver(config, archive, logger, teleradiology);
+    this.receiver = new Hl7Receiver(config, archive, logger, teleradiology, redundancyWindowDays);
   }
 
   /** The bound port (the configured one, or the one the system chose for port 0). */
