@@ -6,26 +6,16 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { radiationDoseSR } from './support/rdsr.ts';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { stowFiles } from './support/stow.ts';
 import { pino } from 'pino';
 import { DoseRecording } from '../src/workflow/dose-records.ts';
 import { newUID } from '../src/dicom/uids.ts';
-
-const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'support', 'rdsr.py');
-
-/** An RDSR written by pydicom (test/support/rdsr.py). */
-export function radiationDoseSR(dir: string, PatientID: string, StudyInstanceUID: string, StudyDate: string, kind: 'complete' | 'malformed'): Buffer {
-  const out = path.join(dir, `${StudyInstanceUID}.dcm`);
-  execFileSync('/usr/bin/python3', [script, out, PatientID, StudyInstanceUID, StudyDate, kind]);
-  return readFileSync(out);
-}
 
 for (const db of testDatabases()) {
   describe(`dose on record (${db.name})`, () => {

@@ -17,6 +17,12 @@ import { CookieJar, loginLocal, request } from './support/browser-session.ts';
 import { addUser } from '../src/cli/users.ts';
 import { tag } from '../src/dicom/dataset.ts';
 import { ScheduledProcedures } from '../src/patients/scheduled-procedures.ts';
+import { DoseRecording } from '../src/workflow/dose-records.ts';
+import { radiationDoseSR } from './support/rdsr.ts';
+import { pino } from 'pino';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 const password = 'un mot de passe assez long pour les tests';
 const validINS = '280017512345610';
@@ -46,6 +52,7 @@ for (const engine of testDatabases()) {
     let base: string;
     let cleanup: () => Promise<void>;
     const sessions: Record<string, { jar: CookieJar; csrf: string }> = {};
+    const work = mkdtempSync(path.join(tmpdir(), 'atrium-redundancy-'));
     const priorCT = syntheticInstance({
       PatientID: 'RS-100', PatientName: 'Redondant^Rose', Modality: 'CT', StudyDate: sixWeeksAgo, Rows: 4, Columns: 4,
       extra: [{ tag: tag(0x0018, 0x0015), vr: 'CS', value: Buffer.from('HEAD') }],
@@ -77,8 +84,10 @@ for (const engine of testDatabases()) {
       // One person, one qualified INS, a record at each site.
       assert.equal((await sendHl7(atrium.hl7!.port, adt('RIS_SUD', 'CLIN_SUD', 'RS-100', 'CLINSUD'))).code, 'AA');
       assert.equal((await sendHl7(atrium.hl7!.port, adt('RIS_NORD', 'CHU_NORD', 'RN-100', 'CHUNORD'))).code, 'AA');
-      const stored = await stowFiles(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, [priorCT.file]);
+      const stored = await stowFiles(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, [priorCT.file, radiationDoseSR(work, 'RS-100', priorCT.uids.study, sixWeeksAgo, 'complete')]);
       assert.equal(stored.status, 200, await stored.text());
+      // The prior's dose on record (DLP 800 mGy.cm on the head: 1.68 mSv), as `atrium serve` records it behind ingest.
+      await new DoseRecording(atrium.archive.index.sql, atrium.archive.outbox, pino({ level: 'silent' })).drain();
       const by = { actor: 'test', via: 'cli' as const };
       await addUser(atrium.archive, { login: 'med.nord', displayName: 'Dr Nord', roles: ['referring-physician'], sites: ['CHU-NORD'], password }, by);
       await addUser(atrium.archive, { login: 'med.sud', displayName: 'Dr Sud', roles: ['referring-physician'], sites: ['CLIN-SUD'], password }, by);
@@ -89,6 +98,7 @@ for (const engine of testDatabases()) {
     after(async () => {
       await atrium?.close();
       await cleanup?.();
+      rmSync(work, { recursive: true, force: true });
     });
 
     it('accepts an order for a head CT done at another site six weeks ago with a warning in the ACK (ERR severity W), and lists the alert without naming the prior to the ordering site', async () => {
@@ -139,8 +149,8 @@ for (const engine of testDatabases()) {
       assert.equal((await new ScheduledProcedures(atrium.archive.index.sql).findByAccession(siteId, 'ACC-R1'))!.status, 'CANCELED');
       const activity = await json<{ alerts: number; kept: number; cancelled: number; undecided: number; doseAvoided_mSv: number }>(
         await get('med.nord', '/api/redundancy/activity?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z'), 200);
-      // No dose recorded for the prior: nothing is claimed avoided.
-      assert.deepEqual(activity, { alerts: 2, kept: 1, cancelled: 1, undecided: 0, doseAvoided_mSv: 0 });
+      // The cancelled CT would have cost what its prior did: 800 mGy.cm x 0.0021 on the head.
+      assert.deepEqual(activity, { alerts: 2, kept: 1, cancelled: 1, undecided: 0, doseAvoided_mSv: 1.68 });
     });
   });
 }
