@@ -13,6 +13,19 @@ import { radiationDoseSR } from './support/rdsr.ts';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { stowFiles } from './support/stow.ts';
+import { syntheticInstance } from './support/synthetic.ts';
+import { loginLocal, request } from './support/browser-session.ts';
+import { addUser } from '../src/cli/users.ts';
+import { INS_OIDS, insKeyOf, parseINS } from '../src/patients/ins.ts';
+import { insOtherPatientIDsItem } from '../src/patients/ins-dicom.ts';
+import type { DicomElement } from '../src/dicom/dataset.ts';
+
+/** CTDIvol (0018,9345) in an image header. */
+function ctdiVol(n: number): DicomElement {
+  const b = Buffer.alloc(8);
+  b.writeDoubleLE(n);
+  return { tag: 0x00189345, vr: 'FD', value: b };
+}
 import { pino } from 'pino';
 import { DoseRecording } from '../src/workflow/dose-records.ts';
 import { newUID } from '../src/dicom/uids.ts';
@@ -92,6 +105,47 @@ for (const db of testDatabases()) {
       const problems = e.problems as string[];
       assert.ok(problems.includes('CT Dose Length Product Total missing'), problems.join('; '));
       assert.ok(problems.includes('CT acquisition 2: DLP missing'), problems.join('; '));
+    });
+
+    it("puts the RDSR's DLP and CTDIvol, not the image header's CTDIvol, in the CR-IMG's radiation-exposure section", async () => {
+      const m = '2800175123456';
+      const ins = parseINS(m + insKeyOf(m), INS_OIDS.NIR_TEST);
+      const ct = syntheticInstance({
+        PatientID: 'DOSE-3', PatientName: 'DOSE^Claire', PatientBirthDate: '19800101', PatientSex: 'F', Modality: 'CT', Rows: 4, Columns: 4,
+        extra: [{ tag: 0x00101002, vr: 'SQ', items: [insOtherPatientIDsItem(ins)] }, ctdiVol(12.5)],
+      });
+      const stored = await stowFiles(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, [ct.file, radiationDoseSR(work, 'DOSE-3', ct.uids.study, '20261020', 'complete')]);
+      assert.equal(stored.status, 200, await stored.text());
+      await atrium.identities.drain();
+      await new DoseRecording(atrium.archive.index.sql, atrium.archive.outbox, pino({ level: 'silent' })).drain();
+      const by = { actor: 'test', via: 'cli' as const };
+      const password = 'un mot de passe assez long pour les tests';
+      await addUser(atrium.archive, { login: 'manip.sud', displayName: 'Manipulateur Sud', roles: ['technologist'], sites: ['CLIN-SUD'], password }, by);
+      await addUser(atrium.archive, { login: 'rad.a', displayName: 'LECTEUR^Anne', roles: ['radiologist'], sites: ['CHU-NORD'], rpps: '10001234567', password }, by);
+      const sessions = { manip: await loginLocal(base, 'manip.sud', password), rad: await loginLocal(base, 'rad.a', password) };
+      const call = async (who: keyof typeof sessions, method: string, url: string, body?: unknown) => {
+        const r = await request(sessions[who].jar, `${base}${url}`, {
+          method, headers: { 'x-csrf-token': sessions[who].csrf, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+        const t = await r.text();
+        assert.ok(r.status < 300, `${method} ${url}: ${r.status} ${t}`);
+        return t;
+      };
+      const { id } = JSON.parse(await call('manip', 'POST', '/api/teleradiology/requests', {
+        patient: { PatientID: 'DOSE-3' }, StudyInstanceUID: ct.uids.study, urgency: 'routine', modality: 'CT', bodyPart: 'HEAD', specialty: 'neuro',
+        clinicalContext: 'Céphalées', clinicalQuestion: 'Saignement ?', requestingPhysician: { name: 'URGENTISTE^Paul' }, proposedProtocol: 'TDM cérébrale',
+      })) as { id: number };
+      await call('rad', 'POST', `/api/teleradiology/requests/${id}/protocol`, { decision: 'validated' });
+      await call('rad', 'POST', `/api/teleradiology/requests/${id}/claim`);
+      await call('rad', 'PUT', `/api/teleradiology/requests/${id}/report`, { findings: 'Pas de saignement.', conclusion: 'Normal' });
+      await call('rad', 'POST', `/api/teleradiology/requests/${id}/report/sign`, {});
+      const docs = JSON.parse(await call('manip', 'GET', `/api/studies/${ct.uids.study}/documents`)) as { documents: Array<{ id: number; type: string; current: boolean }> };
+      const cr = docs.documents.find((d) => d.type === 'CR-IMG' && d.current)!;
+      const xml = await call('manip', 'GET', `/api/studies/${ct.uids.study}/documents/${cr.id}`);
+      const quantity = (code: string) => new RegExp(`<code code="${code}"[^>]*/>(?:(?!</observation>).)*<value xsi:type="PQ" value="([^"]+)" unit="([^"]+)"/>`).exec(xml)?.slice(1);
+      assert.deepEqual(quantity('113813'), ['800', 'mGy.cm']);
+      assert.deepEqual(quantity('113830'), ['50', 'mGy']);
     });
   });
 }
