@@ -20,7 +20,8 @@ import { syntheticInstance } from './support/synthetic.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import { Tags, TransferSyntax } from '../src/dicom/dataset.ts';
 import { numberValue, stringValue, valueContextOf } from '../src/dicom/values.ts';
-import { decodableCompressedSyntaxes } from '../src/archive/pixels.ts';
+import { decodableCompressedSyntaxes, pixelModuleFrom } from '../src/archive/pixels.ts';
+import { CodecPool } from '../src/archive/codec-pool.ts';
 
 const haveGdcm = existsSync('/usr/bin/gdcmconv');
 const skip = !haveDcmtk ? 'DCMTK is not installed (apt-get install dcmtk)'
@@ -262,6 +263,46 @@ describe('Compressed pixel data decoded on the way out, as DCMTK and GDCM decode
       const { pixels, get: attr } = pixelsOf(g);
       const s = samples.find((p) => p.sop === attr(Tags.SOPInstanceUID))!;
       assert.ok(pixels.subarray(0, s.reference.pixels.length).equals(s.reference.pixels.subarray(0, pixels.length)), `${s.name}: pixel data differs from ${s.reference.tool}'s`);
+    }
+  });
+
+  it('sends native objects encoded to JPEG-LS, JPEG 2000 and HTJ2K lossless on request, which DCMTK and GDCM decode back to the original samples', async () => {
+    for (const source of ['CT_small.dcm', 'MR_small_bigendian.dcm', 'SC_rgb_small_odd.dcm', 'ExplVR_BigEnd.dcm']) {
+      const file = withNewUIDs(path.join(pydicomTestFiles, source), `native-${source}`);
+      const bytes = readFileSync(file);
+      assert.ok((await stowFiles(atrium.dicomweb, token, [bytes])).status < 300, source);
+      const obj = parsePart10(bytes);
+      const ctx = valueContextOf(obj.dataset, obj.littleEndian);
+      const uid = (t: number) => stringValue(obj.dataset, t, ctx)!;
+      const original = pixelsOf(readFileSync(execFileSync('sh', ['-c', `dcmconv +te "${file}" "${file}.le" && echo "${file}.le"`]).toString().trim()));
+      const planar = numberValue(obj.dataset, Tags.PlanarConfiguration, ctx) === 1;
+      const want = planar ? interleaved(original.pixels, numberValue(obj.dataset, Tags.Rows, ctx)! * numberValue(obj.dataset, Tags.Columns, ctx)!, 1) : original.pixels;
+      for (const ts of [TransferSyntax.JPEGLSLossless, TransferSyntax.JPEG2000Lossless, TransferSyntax.HTJ2KLossless]) {
+        const res = await get(`${atrium.dicomweb}/studies/${uid(Tags.StudyInstanceUID)}/series/${uid(Tags.SeriesInstanceUID)}/instances/${uid(Tags.SOPInstanceUID)}`, token, `multipart/related; type="application/dicom"; transfer-syntax=${ts}`);
+        assert.equal(res.status, 200, `${source} as ${ts}: ${await res.clone().text()}`);
+        const [part] = splitMultipart(Buffer.from(await res.arrayBuffer()), res.headers.get('content-type')!);
+        assert.equal(parsePart10(part!).transferSyntaxUID, ts);
+        const encoded = path.join(work, `enc-${ts}-${source}`);
+        writeFileSync(encoded, part!);
+        let decoded: Buffer;
+        if (ts === TransferSyntax.HTJ2KLossless) {
+          // No Debian tool reads HTJ2K (GDCM 3.0, DCMTK 3.6.7): OpenJPH decodes it back, in a pool of this test's own.
+          const pool = new CodecPool({ size: 1 });
+          try {
+            const sent = parsePart10(part!);
+            const sctx = valueContextOf(sent.dataset, true);
+            const px = pixelModuleFrom((t) => numberValue(sent.dataset, t, sctx), (t) => stringValue(sent.dataset, t, sctx), true)!;
+            decoded = Buffer.concat(await Promise.all(sent.dataset.get(Tags.PixelData)!.fragments!.map((f) => pool.decode(part!.subarray(f.offset, f.offset + f.length), ts, px).then((d) => d.bytes))));
+          } finally {
+            await pool.close();
+          }
+        } else {
+          const reference = referenceDecode(encoded, ts, work);
+          assert.ok(reference, `${source} as ${ts}: the reference tool reads it`);
+          decoded = reference.pixels;
+        }
+        assert.ok(decoded.subarray(0, want.length).equals(want.subarray(0, decoded.length)) && Math.abs(decoded.length - want.length) <= 1, `${source} as ${ts}: decoded samples differ from the original's`);
+      }
     }
   });
 });

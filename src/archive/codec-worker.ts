@@ -33,6 +33,7 @@ interface WasmEncoder {
   setQuality?(lossless: boolean, quality: number): void;
   setInterleaveMode?(mode: number): void;
   setNearLossless?(n: number): void;
+  setDecompositions?(n: number): void;
   delete(): void;
 }
 interface WasmModule {
@@ -201,12 +202,23 @@ async function encode(ts: string, frame: Uint8Array, px: CodecPixels): Promise<U
         if (info.componentCount === 3) e.setInterleaveMode?.(2);
       });
     case TransferSyntax.JPEG2000Lossless:
-      return encodeWith('openjpeg', 'J2KEncoder', frame, info, (e) => e.setQuality?.(true, 0));
+      return encodeWith('openjpeg', 'J2KEncoder', frame, info, (e) => {
+        e.setQuality?.(true, 0);
+        e.setDecompositions?.(decompositionsFor(info));
+      });
     case TransferSyntax.HTJ2KLossless:
-      return encodeWith('openjph', 'HTJ2KEncoder', frame, info, (e) => e.setQuality?.(true, 0));
+      return encodeWith('openjph', 'HTJ2KEncoder', frame, info, (e) => {
+        e.setQuality?.(true, 0);
+        e.setDecompositions?.(decompositionsFor(info));
+      });
     default:
       throw new PixelDataError(`no lossless encoder for transfer syntax ${ts}`);
   }
+}
+
+/** Wavelet levels: the codecs' 5 where the image allows, fewer for one a few pixels wide (OpenJPEG refuses more). */
+function decompositionsFor(info: FrameInfo): number {
+  return Math.max(0, Math.min(5, Math.floor(Math.log2(Math.min(info.width, info.height)))));
 }
 
 async function encodeWith(lib: 'charls' | 'openjpeg' | 'openjph', name: string, frame: Uint8Array, info: FrameInfo, setup: (e: WasmEncoder) => void): Promise<Uint8Array> {

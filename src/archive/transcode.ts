@@ -93,13 +93,13 @@ export async function transcodeInstance(src: TranscodeSource, target: string): P
       throw frameError(e, inst, -1);
     }
   };
-  const frameNumbers = Array.from({ length: frames }, (_, i) => i);
+  // The first frame encoded too before anything is written: an encoder that refuses the image is an answer, not a cut stream.
+  const firstOut = await encode(first);
+  const frameNumbers = Array.from({ length: frames - 1 }, (_, i) => i + 1);
   async function* frameBytes(): AsyncGenerator<Buffer> {
+    yield firstOut;
     // Two frames in flight: one a codec worker.
-    for await (const [i, f] of readAhead(frameNumbers, async (i) => encode(i === 0 ? first : await readNative(i)), 2)) {
-      void i;
-      yield f;
-    }
+    for await (const [, f] of readAhead(frameNumbers, async (i) => encode(await readNative(i)), 2)) yield f;
   }
   const replace: DicomElement[] = [];
   const le = obj.littleEndian || !nativeSource;
