@@ -305,6 +305,22 @@ describe('Compressed pixel data decoded on the way out, as DCMTK and GDCM decode
       }
     }
   });
+
+  it('answers the frames of a deflated object as DCMTK inflates them', async () => {
+    const file = withNewUIDs(path.join(pydicomTestFiles, 'image_dfl.dcm'), 'deflated.dcm');
+    const bytes = readFileSync(file);
+    const obj = parsePart10(bytes);
+    assert.equal(obj.transferSyntaxUID, TransferSyntax.DeflatedExplicitVRLittleEndian);
+    assert.ok((await stowFiles(atrium.dicomweb, token, [bytes])).status < 300);
+    execFileSync('dcmconv', ['+te', file, `${file}.le`], { stdio: 'pipe' });
+    const want = pixelsOf(readFileSync(`${file}.le`)).pixels;
+    const ctx = valueContextOf(obj.dataset, true);
+    const uid = (t: number) => stringValue(obj.dataset, t, ctx)!;
+    const res = await get(`${atrium.dicomweb}/studies/${uid(Tags.StudyInstanceUID)}/series/${uid(Tags.SeriesInstanceUID)}/instances/${uid(Tags.SOPInstanceUID)}/frames/1`, token, `multipart/related; type="application/octet-stream"; transfer-syntax=${TransferSyntax.ExplicitVRLittleEndian}`);
+    assert.equal(res.status, 200, await res.clone().text());
+    const [frame] = splitMultipart(Buffer.from(await res.arrayBuffer()), res.headers.get('content-type')!);
+    assert.ok(frame!.equals(want.subarray(0, frame!.length)) && want.length - frame!.length <= 1);
+  });
 });
 
 describe('Bad compressed data and failing codecs', { skip }, () => {

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { coercePatientModule, setPatientModule, storedPatientDiffers } from './coercion.ts';
 import { buffer as readAll } from 'node:stream/consumers';
-import { TransferSyntax, isNativeTransferSyntax, tagToHex, type ByteRange } from '../dicom/dataset.ts';
+import { Tags, TransferSyntax, isNativeTransferSyntax, tagToHex, type ByteRange } from '../dicom/dataset.ts';
 import { parsePart10 } from '../dicom/part10-parser.ts';
 import { writePart10 } from '../dicom/part10-writer.ts';
 import type { ArchiveIndex } from '../index/archive-index.ts';
@@ -262,6 +262,7 @@ export class Retriever {
   async readFrames(inst: StoredInstance, frameNumbers: number[], px = this.pixelModuleOf(inst)): Promise<FrameBytes[]> {
     this.checkFrameNumbers(inst, frameNumbers, px);
     const pixelData = inst.layout.pixelData;
+    if (!pixelData && inst.TransferSyntaxUID === TransferSyntax.DeflatedExplicitVRLittleEndian) return this.readDeflatedFrames(inst, frameNumbers, px);
     if (!pixelData) throw new RetrieveError('not-found', `instance ${inst.SOPInstanceUID} has no pixel data stored apart`);
     if (isNativeTransferSyntax(inst.TransferSyntaxUID)) {
       return Promise.all(frameNumbers.map(async (f) => {
@@ -286,6 +287,23 @@ export class Retriever {
       const bytes = parts.length === 1 ? span : Buffer.concat(parts.map((p) => span.subarray(p.offset - first.offset, p.offset - first.offset + p.length)));
       return { bytes, transferSyntaxUID: inst.TransferSyntaxUID };
     }));
+  }
+
+  /**
+   * Frames of a deflated object: its dataset is inflated (it has no byte ranges to read apart;
+   * the parser caps what it inflates) and the frames cut from the pixel data value.
+   */
+  private async readDeflatedFrames(inst: StoredInstance, frameNumbers: number[], px: ImagePixelModule): Promise<FrameBytes[]> {
+    const value = (await readHeader(this.store, inst)).dataset.get(Tags.PixelData)?.value;
+    if (!value) throw new RetrieveError('not-found', `instance ${inst.SOPInstanceUID} has no pixel data`);
+    return frameNumbers.map((f) => {
+      const r = nativeFrameRange(px, f - 1);
+      if (r.offset + r.length > value.length) {
+        throw new RetrieveError('bad-pixel-data', `frame ${f} of instance ${inst.SOPInstanceUID} lies beyond its pixel data: ${px.NumberOfFrames} frame(s) of ${r.length} bytes declared, ${value.length} bytes stored`);
+      }
+      // Deflated is explicit VR little endian once inflated.
+      return { bytes: Buffer.from(value.subarray(r.offset, r.offset + r.length)), transferSyntaxUID: TransferSyntax.ExplicitVRLittleEndian };
+    });
   }
 
   /**
