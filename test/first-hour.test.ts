@@ -6,13 +6,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import pg from 'pg';
+import { AtriumProcess } from './support/atrium-process.ts';
 import { loginLocal, request } from './support/browser-session.ts';
 import { chromiumArgs, chromiumPath, haveChromium } from './support/chromium.ts';
 import { dcmtk, haveDcmtk } from './support/dcmtk.ts';
@@ -38,55 +39,12 @@ function atrium(args: string[], stdin = ''): Promise<{ code: number; stdout: str
   });
 }
 
-/** `atrium serve` until 'atrium is serving', with what it wrote to each stream. */
-class Serve {
-  child?: ChildProcess;
-  stdout = '';
-  stderr = '';
-  base = '';
-  serving: Record<string, string> = {};
-
-  constructor(readonly args: string[]) {}
-
-  async start(): Promise<void> {
-    this.stdout = '';
-    this.stderr = '';
-    this.base = '';
-    const child = spawn(process.execPath, [cli, 'serve', ...this.args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    // This child's own output: a stopping child's last lines must not be read as the next one's.
-    let out = '';
-    child.stderr!.on('data', (d) => { if (this.child === child) this.stderr += d; });
-    await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d) => {
-        out += d;
-        if (this.child === child) this.stdout = out;
-        const line = out.split('\n').find((l) => l.includes('"atrium is serving"'));
-        if (line && this.child === child && !this.base) {
-          this.serving = JSON.parse(line) as Record<string, string>;
-          this.base = this.serving.url!.replace(/\/dicom-web$/, '');
-          resolve();
-        }
-      });
-      child.once('exit', (code) => reject(new Error(`atrium serve exited with ${code}: ${this.stderr}`)));
-    });
-    // The lines logged right after 'atrium is serving' (the first-step hints).
-    await new Promise((r) => setTimeout(r, 200));
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    });
-  }
-
-  logLines(): Array<Record<string, unknown>> {
-    return this.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-  }
-}
+/** `atrium serve` of a configuration file, in its own process, with this file's environment. */
+const serveOf = (file: string) => new AtriumProcess(file, env);
+/** The server's own URL (its log gives DICOMweb's). */
+const baseOf = (p: AtriumProcess) => p.url.replace(/\/dicom-web$/, '');
+/** The lines logged right after 'atrium is serving' (the first-step hints) reach the pipe. */
+const settle = () => new Promise((r) => setTimeout(r, 200));
 
 /** A configuration file on free ports in its own data folder. */
 function configFile(dir: string, extra = ''): string {
@@ -106,12 +64,13 @@ const onceShown = /password, shown this once: (\S+)/;
 
 describe('the first start', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'atrium-first-'));
-  const serve = new Serve(['--config', configFile(dir)]);
+  const serve = serveOf(configFile(dir));
   const passwordFile = path.join(dir, 'administrator-password');
   let password = '';
 
   before(async () => {
     await serve.start();
+    await settle();
     password = existsSync(passwordFile) ? readFileSync(passwordFile, 'utf8').trim() : '';
   });
 
@@ -127,8 +86,8 @@ describe('the first start', () => {
     assert.ok(serve.logLines().some((l) => l.passwordFile === passwordFile && typeof l.msg === 'string' && l.msg.includes('made the first administrator')));
     // Read, then deleted, as the log asks.
     rmSync(passwordFile);
-    const { jar } = await loginLocal(serve.base, 'administrator', password);
-    const me = (await (await request(jar, `${serve.base}/auth/me`)).json()) as { roles: string[] };
+    const { jar } = await loginLocal(baseOf(serve), 'administrator', password);
+    const me = (await (await request(jar, `${baseOf(serve)}/auth/me`)).json()) as { roles: string[] };
     assert.deepEqual(me.roles, ['territory-admin']);
   });
 
@@ -139,7 +98,7 @@ describe('the first start', () => {
   });
 
   it('answers which login methods exist without a session: no Pro Santé Connect when OIDC is not configured', async () => {
-    const r = await fetch(`${serve.base}/auth/methods`);
+    const r = await fetch(`${baseOf(serve)}/auth/methods`);
     assert.equal(r.status, 200);
     assert.deepEqual(await r.json(), { proSanteConnect: false, local: true });
   });
@@ -150,7 +109,7 @@ describe('the first start', () => {
     try {
       const page = context.pages()[0] ?? await context.newPage();
       const methods = page.waitForResponse((r) => r.url().endsWith('/auth/methods'));
-      await page.goto(`${serve.base}/app/`);
+      await page.goto(`${baseOf(serve)}/app/`);
       assert.equal((await methods).status(), 200);
       await page.locator('input[name=login]').waitFor();
       assert.equal(await page.getByTestId('psc-login').count(), 0);
@@ -170,7 +129,7 @@ describe('the first start', () => {
     await serve.stop();
     await serve.start();
     assert.equal(existsSync(passwordFile), false);
-    await loginLocal(serve.base, 'administrator', password);
+    await loginLocal(baseOf(serve), 'administrator', password);
     const listed = await atrium(['user', 'list', '--config', path.join(dir, 'atrium.yaml')]);
     assert.deepEqual((JSON.parse(listed.stdout) as { users: Array<{ login: string }> }).users.map((u) => u.login), ['administrator']);
   });
@@ -227,13 +186,13 @@ describe('the first start of two nodes at once on an empty PostgreSQL database',
     const nodes = ['a', 'b'].map((name) => {
       const nodeDir = path.join(dir, name);
       mkdirSync(nodeDir);
-      return new Serve(['--config', configFile(nodeDir, `index: { engine: postgres, url: "${databaseUrl}", schema: ${schema} }`)]);
+      return serveOf(configFile(nodeDir, `index: { engine: postgres, url: "${databaseUrl}", schema: ${schema} }`));
     });
     try {
       await Promise.all(nodes.map((n) => n.start()));
       const printed = ['a', 'b'].map((name) => path.join(dir, name, 'administrator-password')).filter((f) => existsSync(f)).map((f) => readFileSync(f, 'utf8').trim());
       assert.equal(printed.length, 1, nodes.map((n) => n.stdout).join('\n'));
-      for (const n of nodes) await loginLocal(n.base, 'administrator', printed[0]!);
+      for (const n of nodes) await loginLocal(baseOf(n), 'administrator', printed[0]!);
     } finally {
       await Promise.all(nodes.map((n) => n.stop()));
     }
@@ -256,8 +215,9 @@ describe('atrium peer add', () => {
     const workstation = await atrium(['peer', 'add', 'LECTURE', '--site', 'LOCAL', '--host', '127.0.0.1', '--port', '104', '--query', '--retrieve', '--config', file]);
     assert.equal(workstation.code, 0, workstation.stderr);
 
-    const serve = new Serve(['--config', file]);
+    const serve = serveOf(file);
     await serve.start();
+    await settle();
     try {
       const configuration = serve.logLines().find((l) => l.msg === 'configuration')!;
       assert.deepEqual(configuration.peers, ['CT_SALLE_1', 'LECTURE']);
@@ -331,12 +291,12 @@ describe('atrium demo', () => {
 
     // Served on free ports from the configuration the demo wrote.
     writeFileSync(path.join(dir, 'ports.yaml'), readFileSync(report.configFile, 'utf8') + 'http: { port: 0 }\ndimse: { port: 0 }\nhl7: { port: 0 }\n');
-    const serve = new Serve(['--config', path.join(dir, 'ports.yaml')]);
+    const serve = serveOf(path.join(dir, 'ports.yaml'));
     await serve.start();
     try {
       const token = readFileSync(path.join(dir, 'api-token'), 'utf8').trim();
       const qido = async (query: string) => {
-        const r = await fetch(`${serve.base}/dicom-web/studies?${query}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/dicom+json' } });
+        const r = await fetch(`${baseOf(serve)}/dicom-web/studies?${query}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/dicom+json' } });
         assert.equal(r.status, 200, await r.clone().text());
         return ((await r.json()) as Array<Record<string, { Value: string[] }>>).map((s) => s['0020000D']!.Value[0]!).sort();
       };
@@ -347,8 +307,8 @@ describe('atrium demo', () => {
       assert.equal(hers.length, 3);
       assert.deepEqual(new Set(report.studies.filter((s) => hers.includes(s.StudyInstanceUID)).map((s) => s.site)), new Set(['CHU-NORD', 'CLIN-SUD']));
 
-      const { jar } = await loginLocal(serve.base, 'demo.manip', demoPassword);
-      const tele = await request(jar, `${serve.base}/api/teleradiology/requests/${report.teleradiologyRequest}`);
+      const { jar } = await loginLocal(baseOf(serve), 'demo.manip', demoPassword);
+      const tele = await request(jar, `${baseOf(serve)}/api/teleradiology/requests/${report.teleradiologyRequest}`);
       assert.equal(tele.status, 200, await tele.clone().text());
       assert.equal(((await tele.json()) as { urgency: string }).urgency, 'urgent');
     } finally {

@@ -11,25 +11,39 @@ export class AtriumProcess {
   url = '';
   /** What the process of the last start() wrote to stdout (its JSON log lines). */
   stdout = '';
-  constructor(readonly configFile: string) {}
+  /** What the process of the last start() wrote to stderr. */
+  stderr = '';
+  /** The 'atrium is serving' log line of the last start (url, portal, dimse, hl7). */
+  serving: Record<string, string> = {};
+  /** `env`: the server's environment (default: this process's). */
+  constructor(readonly configFile: string, readonly env: NodeJS.ProcessEnv = process.env) {}
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [cli, 'serve', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, 'serve', '--config', this.configFile], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.stdout = '';
-    let stderr = '';
-    child.stderr!.on('data', (d) => { stderr += d; });
-    child.stdout!.on('data', (d: Buffer) => { this.stdout += d.toString(); });
+    this.stderr = '';
+    // Only this child's output: a stopped one's last lines must not be read as the next one's.
+    child.stderr!.on('data', (d) => { if (this.child === child) this.stderr += d; });
+    child.stdout!.on('data', (d: Buffer) => { if (this.child === child) this.stdout += d.toString(); });
     this.url = await new Promise<string>((resolve, reject) => {
       let out = '';
       child.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
         for (const line of out.split('\n')) {
-          if (line.includes('atrium is serving')) resolve((JSON.parse(line) as { url: string }).url);
+          if (line.includes('atrium is serving')) {
+            this.serving = JSON.parse(line) as Record<string, string>;
+            resolve(this.serving.url!);
+          }
         }
       });
-      child.once('exit', (code) => reject(new Error(`atrium exited with ${code}: ${stderr}`)));
+      child.once('exit', (code) => reject(new Error(`atrium exited with ${code}: ${this.stderr}`)));
     });
+  }
+
+  /** The JSON log lines of the last start. */
+  logLines(): Array<Record<string, unknown>> {
+    return this.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
   kill(): Promise<void> {
