@@ -15,6 +15,7 @@ import { stowFiles } from './support/stow.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { CookieJar, loginLocal, request } from './support/browser-session.ts';
 import { addUser } from '../src/cli/users.ts';
+import { Browsers, haveChromium } from './support/chromium.ts';
 import { tag } from '../src/dicom/dataset.ts';
 import { ScheduledProcedures } from '../src/patients/scheduled-procedures.ts';
 import { DoseRecording } from '../src/workflow/dose-records.ts';
@@ -86,6 +87,9 @@ for (const engine of testDatabases()) {
       assert.equal((await sendHl7(atrium.hl7!.port, adt('RIS_NORD', 'CHU_NORD', 'RN-100', 'CHUNORD'))).code, 'AA');
       const stored = await stowFiles(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, [priorCT.file, radiationDoseSR(work, 'RS-100', priorCT.uids.study, sixWeeksAgo, 'complete')]);
       assert.equal(stored.status, 200, await stored.text());
+      // An exam of the person at the ordering site (another region): the portal opens the record by it.
+      const chest = syntheticInstance({ PatientID: 'RN-100', PatientName: 'Redondant^Rose', Modality: 'CT', StudyDate: sixWeeksAgo, Rows: 4, Columns: 4, extra: [{ tag: tag(0x0018, 0x0015), vr: 'CS', value: Buffer.from('CHEST ') }] });
+      assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [chest.file])).status, 200);
       // The prior's dose on record (DLP 800 mGy.cm on the head: 1.68 mSv), as `atrium serve` records it behind ingest.
       await new DoseRecording(atrium.archive.index.sql, atrium.archive.outbox, pino({ level: 'silent' })).drain();
       const by = { actor: 'test', via: 'cli' as const };
@@ -134,6 +138,36 @@ for (const engine of testDatabases()) {
       assert.deepEqual(seen.redundancy?.priors, [{ StudyInstanceUID: priorCT.uids.study, site: 'CLIN-SUD', StudyDate: sixWeeksAgo, modality: 'CT', bodyPart: 'HEAD' }]);
       const worklist = await json<Array<{ id: number; redundancy?: { priors: number } }>>(await get('admin.ght', '/api/teleradiology/worklist'), 200);
       assert.deepEqual(worklist.find((e) => e.id === created.id)?.redundancy, { priors: 1 });
+    });
+
+    it('shows a professional opening the patient in the portal a banner of recent exams at other sites, those they may not open counted, not named', async () => {
+      const url = '/api/patients/timeline?site=CHU-NORD&PatientID=RN-100';
+      const body = await (await get('med.nord', url)).text();
+      const mine = JSON.parse(body) as { recentElsewhere?: { priors: unknown[]; elsewhere?: number } };
+      assert.deepEqual(mine.recentElsewhere && [mine.recentElsewhere.priors, mine.recentElsewhere.elsewhere], [[], 1], body);
+      assert.ok(!body.includes(priorCT.uids.study));
+      const territory = await json<{ recentElsewhere?: { priors: Array<{ StudyInstanceUID: string; site: string }> } }>(await get('admin.ght', url), 200);
+      assert.deepEqual(territory.recentElsewhere?.priors.map((p) => [p.StudyInstanceUID, p.site]), [[priorCT.uids.study, 'CLIN-SUD']]);
+    });
+
+    it('shows the banner in the portal, the prior opened in the viewer in one click', { skip: !haveChromium && 'Chromium is not installed' }, async () => {
+      const browsers = new Browsers();
+      try {
+        const page = await browsers.open();
+        await page.goto(`${base}/app/`);
+        await page.locator('input[name=login]').fill('admin.ght');
+        await page.locator('input[name=password]').fill(password);
+        await page.getByRole('button', { name: 'Se connecter', exact: true }).click();
+        await page.getByTestId('who').waitFor();
+        await page.goto(`${base}/app/patients?site=CHU-NORD&PatientID=RN-100`);
+        const banner = page.getByTestId('recent-elsewhere');
+        await banner.waitFor();
+        assert.match(await banner.innerText(), /Examens récents dans d'autres sites[\s\S]*CT HEAD · CLIN-SUD/);
+        await banner.getByTestId('open-recent').click();
+        await page.waitForURL(`${base}/app/viewer?StudyInstanceUID=${priorCT.uids.study}`);
+      } finally {
+        await browsers.close();
+      }
     });
 
     it('records the requesting side\'s decision: kept needs a reason, cancelled takes the order off the worklist, another site\'s alert does not exist; the activity counts them', async () => {

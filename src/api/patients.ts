@@ -7,6 +7,7 @@ import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import { findPatientRecords, recordSummary, timelineOf } from '../patients/timeline.ts';
 import type { PatientPage } from './portal-types.ts';
 import { scopeOfRequest } from './access-scope.ts';
+import { recentExamsElsewhere } from '../workflow/redundancy.ts';
 
 const text = { type: 'string', minLength: 1, maxLength: 64 } as const;
 
@@ -21,7 +22,7 @@ interface TimelineQuery { site?: string; PatientID?: string; IssuerOfPatientID?:
  * timeline of exams. Both are scoped by the access policy (what the caller may not see is
  * absent) and recorded in the audit trail as queries, with the patients they touched.
  */
-export async function patientRoutes(app: FastifyInstance, options: { archive: Archive }): Promise<void> {
+export async function patientRoutes(app: FastifyInstance, options: { archive: Archive; redundancyWindowDays?: Readonly<Record<string, number>> }): Promise<void> {
   const { archive } = options;
   const audit = new AuditTrail(archive.index.sql);
   const policy = new AccessPolicy(archive.index.sql);
@@ -103,6 +104,9 @@ export async function patientRoutes(app: FastifyInstance, options: { archive: Ar
     });
     reply.header('cache-control', 'no-store');
     const { siteId: _siteId, ...patient } = recordSummary(archive.siteById, self.siteId, self.patient);
-    return { patient: { ...patient, NumberOfPatientRelatedStudies: studies.length }, studies };
+    // The banner of recent exams at other sites (src/workflow/redundancy.ts): those the caller may not open counted, not named.
+    const recent = await recentExamsElsewhere(archive.index.sql, { patientId: recordId, siteId: self.siteId }, options.redundancyWindowDays ?? {}, scope,
+      (id) => archive.siteById.get(id)?.code ?? '?');
+    return { patient: { ...patient, NumberOfPatientRelatedStudies: studies.length }, studies, ...(recent ? { recentElsewhere: recent } : {}) };
   });
 }

@@ -159,7 +159,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive, peers: config.peers });
   await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive, ...(config.insi.endpoint ? { insi: new SoapInsiClient(config.insi) } : {}) });
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
-  await app.register(patientRoutes, { prefix: '/api/patients', archive });
+  await app.register(patientRoutes, { prefix: '/api/patients', archive, redundancyWindowDays: config.radiation.redundancyWindowDays });
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(teleradiologyRoutes, { prefix: '/api/teleradiology', archive, config: config.teleradiology, redundancyWindowDays: config.radiation.redundancyWindowDays });
   await app.register(redundancyRoutes, { prefix: '/api/redundancy', archive });

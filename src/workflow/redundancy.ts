@@ -292,3 +292,38 @@ export async function redundancyOfTeleRequest(
     : (await sql.get<{ id: number }>(`SELECT id FROM redundancy_alerts WHERE kind = 'tele-request' AND site_id = ? AND ref = ?`, [q.siteId, String(q.id)]))?.id;
   return { ...shownTo(scope, priors, siteCode), ...(alertId !== undefined ? { alertId: Number(alertId) } : {}) };
 }
+
+/**
+ * What the portal's banner says when a professional opens a patient: the person's exams at
+ * other sites than the record's, each within its modality's window (a prior one might repeat),
+ * named as the caller may see them, the others counted. Undefined when there are none.
+ */
+export async function recentExamsElsewhere(
+  sql: SqlDatabase, record: { patientId: number; siteId: number }, windows: Readonly<Record<string, number>>,
+  scope: AccessScope, siteCode: (id: number) => string, now = new Date(),
+): Promise<Redundancy | undefined> {
+  const days = { ...defaultRedundancyWindowDays, ...windows };
+  const longest = Math.max(0, ...Object.values(days));
+  if (longest === 0) return undefined;
+  const records = await linkedRecords(sql, [record.patientId], 'ins-or-territory');
+  const rows = await sql.all<{ study_instance_uid: string; site_id: number; patient_id: number; study_date: string; referring_physician_id: string | null; modality: string | null; body_part: string | null; description: string | null }>(
+    `SELECT s.study_instance_uid, s.site_id, s.patient_id, s.study_date, s.referring_physician_id, se.modality, se.body_part, s.description
+       FROM studies s JOIN series se ON se.study_id = s.id
+      WHERE s.patient_id IN (${records.map(() => '?').join(', ')}) AND s.site_id <> ? AND s.study_date >= ? AND s.study_date <= ?
+      ORDER BY s.study_date DESC, s.id`,
+    [...records, record.siteId, ymd(new Date(now.getTime() - longest * 86_400_000)), ymd(now)],
+  );
+  const found = new Map<string, Prior>();
+  for (const r of rows) {
+    if (found.has(r.study_instance_uid) || !r.modality) continue;
+    const window = days[modalityGroup(r.modality)];
+    if (!window || r.study_date < ymd(new Date(now.getTime() - window * 86_400_000))) continue;
+    found.set(r.study_instance_uid, {
+      StudyInstanceUID: r.study_instance_uid, siteId: Number(r.site_id), patientId: Number(r.patient_id), StudyDate: r.study_date,
+      modality: r.modality, bodyPart: r.body_part ?? r.description ?? '', ...(r.referring_physician_id ? { ReferringPhysicianID: r.referring_physician_id } : {}),
+    });
+  }
+  if (found.size === 0) return undefined;
+  const shown = shownTo(scope, [...found.values()], siteCode);
+  return { ...shown, message: `${found.size} recent exam${found.size > 1 ? 's' : ''} at other sites${shown.elsewhere ? ` (${shown.elsewhere} you may not open)` : ''}` };
+}

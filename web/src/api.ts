@@ -126,7 +126,13 @@ export async function searchPatients(q: PatientSearch, offset = 0): Promise<Pati
   return getJson<PatientPage>(`/api/patients?${params}`);
 }
 
-export async function patientTimeline(site: string, PatientID: string): Promise<{ patient: PatientRecord; studies: TimelineStudy[] }> {
+/** The person's recent exams at other sites (the redundant-exam banner): those the caller may not open only counted. */
+export interface RecentElsewhere {
+  priors: Array<{ StudyInstanceUID: string; site: string; StudyDate: string; modality: string; bodyPart: string }>;
+  elsewhere?: number;
+}
+
+export async function patientTimeline(site: string, PatientID: string): Promise<{ patient: PatientRecord; studies: TimelineStudy[]; recentElsewhere?: RecentElsewhere }> {
   return getJson(`/api/patients/timeline?${new URLSearchParams({ site, PatientID })}`);
 }
 
