@@ -221,7 +221,7 @@ describe('Compressed pixel data decoded on the way out, as DCMTK and GDCM decode
     }
   });
 
-  it('renders a frame of every compressed syntax as PNG and JPEG of the image\'s size', async () => {
+  it('renders a frame of every compressed syntax as PNG and JPEG of the image\'s size, and its thumbnail', async () => {
     for (const s of samples) {
       const png = await get(`${url(s)}/rendered`, token, 'image/png');
       assert.equal(png.status, 200, `${s.name}: ${await png.clone().text()}`);
@@ -230,6 +230,10 @@ describe('Compressed pixel data decoded on the way out, as DCMTK and GDCM decode
       const jpeg = await get(`${url(s)}/frames/${s.frames}/rendered`, token, 'image/jpeg');
       assert.equal(jpeg.status, 200, s.name);
       assert.deepEqual([...Buffer.from(await jpeg.arrayBuffer()).subarray(0, 2)], [0xff, 0xd8], s.name);
+      const thumbnail = await get(`${url(s)}/thumbnail`, token, 'image/png');
+      assert.equal(thumbnail.status, 200, s.name);
+      const small = PNG.sync.read(Buffer.from(await thumbnail.arrayBuffer()));
+      assert.ok(small.width <= 128 && small.height <= 128, s.name);
     }
   });
 
