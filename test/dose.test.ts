@@ -107,6 +107,22 @@ for (const db of testDatabases()) {
       assert.ok(problems.includes('CT acquisition 2: DLP missing'), problems.join('; '));
     });
 
+    it("reads a radiograph's DAP from its header when there is no RDSR, and lists it above the built-in chest NRD", async () => {
+      // (0018,115E) Image and Fluoroscopy Area Dose Product: 2.5 dGy.cm2 = 250 mGy.cm2, above the 200 of a chest PA.
+      const dx = syntheticInstance({
+        PatientID: 'DOSE-4', PatientName: 'DOSE^Dan', Modality: 'DX', StudyDate: '20261021', Rows: 4, Columns: 4,
+        extra: [{ tag: 0x00180015, vr: 'CS', value: Buffer.from('CHEST ') }, { tag: 0x0018115e, vr: 'DS', value: Buffer.from('2.5 ') }],
+      });
+      assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [dx.file])).status, 200);
+      await new DoseRecording(atrium.archive.index.sql, atrium.archive.outbox, pino({ level: 'silent' })).drain();
+      const t = JSON.parse(await get('/api/dose/patients?site=CHU-NORD&PatientID=DOSE-4')) as { exams: Array<Record<string, unknown>> };
+      assert.deepEqual([t.exams[0]!.source, t.exams[0]!.status, t.exams[0]!.DAP_Gym2, t.exams[0]!.effectiveDose_mSv], ['header', 'complete', 0.000025, undefined]);
+      const table = JSON.parse(await get('/api/dose/sites/CHU-NORD/reference-levels')) as { levels: Array<{ modality: string; region: string; level: number; above: Array<{ StudyInstanceUID: string; value: number }> }> };
+      const chest = table.levels.find((l) => l.modality === 'XR' && l.region === 'CHEST')!;
+      assert.equal(chest.level, 200);
+      assert.deepEqual(chest.above.map((a) => [a.StudyInstanceUID, a.value]), [[dx.uids.study, 250]]);
+    });
+
     it("puts the RDSR's DLP and CTDIvol, not the image header's CTDIvol, in the CR-IMG's radiation-exposure section", async () => {
       const m = '2800175123456';
       const ins = parseINS(m + insKeyOf(m), INS_OIDS.NIR_TEST);
