@@ -150,7 +150,7 @@ for (const engine of testDatabases()) {
       assert.deepEqual(territory.recentElsewhere?.priors.map((p) => [p.StudyInstanceUID, p.site]), [[priorCT.uids.study, 'CLIN-SUD']]);
     });
 
-    it('shows the banner in the portal, the prior opened in the viewer in one click', { skip: !haveChromium && 'Chromium is not installed' }, async () => {
+    it('shows the banner in the portal, the prior opened in the viewer in one click, and the person\'s dose on request', { skip: !haveChromium && 'Chromium is not installed' }, async () => {
       const browsers = new Browsers();
       try {
         const page = await browsers.open();
@@ -165,6 +165,12 @@ for (const engine of testDatabases()) {
         assert.match(await banner.innerText(), /Examens récents dans d'autres sites[\s\S]*CT HEAD · CLIN-SUD/);
         await banner.getByTestId('open-recent').click();
         await page.waitForURL(`${base}/app/viewer?StudyInstanceUID=${priorCT.uids.study}`);
+        // The person's dose, on request: the prior's RDSR (DLP 800 mGy.cm on the head), its effective dose and the method.
+        await page.goto(`${base}/app/patients?site=CHU-NORD&PatientID=RN-100`);
+        await page.getByTestId('show-dose').click();
+        const dose = page.getByTestId('dose');
+        await dose.waitFor();
+        assert.match(await dose.innerText(), /CT\s+HEAD\s+50\s+800\s+1\.68\s+1\.68[\s\S]*AAPM Report 96/);
       } finally {
         await browsers.close();
       }

@@ -136,6 +136,20 @@ export async function patientTimeline(site: string, PatientID: string): Promise<
   return getJson(`/api/patients/timeline?${new URLSearchParams({ site, PatientID })}`);
 }
 
+/** The person's dose on record (GET /api/dose/patients): the exams the caller may see, the effective-dose method stated. */
+export interface DoseTimeline {
+  method: string;
+  cumulativeEffectiveDose_mSv: number;
+  exams: Array<{
+    StudyInstanceUID: string; StudyDate?: string; site?: string; modality: string; region?: string; status: 'complete' | 'partial';
+    CTDIvol_mGy?: number; DLP_mGycm?: number; DAP_Gym2?: number; effectiveDose_mSv?: number; cumulativeEffectiveDose_mSv: number;
+  }>;
+}
+
+export async function doseTimeline(site: string, PatientID: string): Promise<DoseTimeline> {
+  return getJson(`/api/dose/patients?${new URLSearchParams({ site, PatientID })}`);
+}
+
 export function studyArchiveUrl(StudyInstanceUID: string): string {
   return `/dicom-web/studies/${encodeURIComponent(StudyInstanceUID)}/archive`;
 }

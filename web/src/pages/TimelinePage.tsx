@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'react';
-import { patientTimeline, type PatientRecord, type RecentElsewhere, type TimelineStudy } from '../api.ts';
+import { doseTimeline, patientTimeline, type DoseTimeline, type PatientRecord, type RecentElsewhere, type TimelineStudy } from '../api.ts';
 import { navigate, viewerPath } from '../router.ts';
 import { formatDicomDate, formatPersonName, useTexts, type Language } from '../i18n.ts';
 import { StudyList } from './StudyList.tsx';
@@ -9,6 +9,8 @@ export function TimelinePage({ language, site, PatientID }: { language: Language
   const t = useTexts();
   const [data, setData] = useState<{ patient: PatientRecord; studies: TimelineStudy[]; recentElsewhere?: RecentElsewhere }>();
   const [error, setError] = useState<string>();
+  // Asked for, not loaded with the timeline: each reading of the dose is an audited query.
+  const [dose, setDose] = useState<DoseTimeline>();
   useEffect(() => {
     patientTimeline(site, PatientID).then(setData, (e: Error) => setError(e.message));
   }, [site, PatientID]);
@@ -34,6 +36,25 @@ export function TimelinePage({ language, site, PatientID }: { language: Language
       )}
       <h2>{t.timeline}</h2>
       <StudyList studies={data.studies} language={language} />
+      <h2>{t.dose}</h2>
+      {!dose && <button type="button" className="button" data-testid="show-dose" onClick={() => doseTimeline(site, PatientID).then(setDose, (e: Error) => setError(e.message))}>{t.showDose}</button>}
+      {dose && (
+        <div data-testid="dose">
+          <table>
+            <thead><tr><th>{t.date}</th><th>{t.modality}</th><th>{t.bodyPart}</th><th>CTDIvol (mGy)</th><th>PDL (mGy.cm)</th><th>PDS (Gy.m²)</th><th>{t.effectiveDose}</th><th>{t.cumulativeDose}</th></tr></thead>
+            <tbody>
+              {dose.exams.map((e) => (
+                <tr key={e.StudyInstanceUID}>
+                  <td>{formatDicomDate(e.StudyDate, language)} · {e.site}</td><td>{e.modality}</td><td>{e.region ?? ''}</td>
+                  <td>{e.CTDIvol_mGy ?? ''}</td><td>{e.DLP_mGycm ?? ''}{e.status === 'partial' ? ` (${t.partialDose})` : ''}</td><td>{e.DAP_Gym2 ?? ''}</td>
+                  <td>{e.effectiveDose_mSv ?? ''}</td><td>{e.cumulativeEffectiveDose_mSv}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <p className="muted">{dose.method}</p>
+        </div>
+      )}
     </section>
   );
 }
