@@ -77,7 +77,7 @@ for (const withRule of [false, true]) {
       c.storageCompression = withRule ? [{ transferSyntax: '1.2.840.10008.1.2.4.80' }] : [];
     },
   });
-  const compression = new CompressionAtRest(atrium.archive, atrium.config.storageCompression, pino({ level: 'silent' }), 100);
+  const compression = new CompressionAtRest(atrium.archive, atrium.config.storageCompression, pino({ level: 'silent' }), 100, 0);
   if (withRule) compression.start();
   const cpu = process.cpuUsage();
   const t = performance.now();

@@ -48,7 +48,7 @@ describe('Lossless compression at rest', { skip: !havePydicomFiles && 'pydicom t
     atrium = await startAtrium({
       configure: (c) => (c.storageCompression = [{ transferSyntax: TransferSyntax.JPEGLSLossless, sites: ['CHU-NORD'], sopClasses: [CTImageStorage] }]),
     });
-    compression = new CompressionAtRest(atrium.archive, atrium.config.storageCompression, pino({ level: 'silent' }), 100);
+    compression = new CompressionAtRest(atrium.archive, atrium.config.storageCompression, pino({ level: 'silent' }), 100, 0);
   });
 
   after(async () => {

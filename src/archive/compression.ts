@@ -39,7 +39,20 @@ export class CompressionAtRest extends OutboxConsumer {
   private working: Promise<void> | undefined;
   readonly stats: CompressionStats = { compressed: 0, skipped: 0, failedVerification: 0, bytesBefore: 0, bytesAfter: 0 };
 
-  constructor(private readonly archive: Archive, private readonly rules: readonly StorageCompressionRule[], logger: Logger, pollMs = 1000) {
+  /** Old files waiting out the grace period, by key. */
+  private readonly doomed = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly archive: Archive,
+    private readonly rules: readonly StorageCompressionRule[],
+    logger: Logger,
+    pollMs = 1000,
+    /**
+     * How long a replaced file stays: a retrieve that read the index just before the swap
+     * still finds it (a node stopped meanwhile leaves it to `atrium verify --repair` as an orphan).
+     */
+    private readonly deleteAfterMs = 60_000,
+  ) {
     super(archive.outbox, 'storage-compression', logger, 500, pollMs);
   }
 
@@ -77,6 +90,23 @@ export class CompressionAtRest extends OutboxConsumer {
     // What is not begun stays as received (compression is an optimisation); the objects in hand finish.
     this.pending.length = 0;
     await this.working;
+    // Replaced files go now: nothing will read them once this node stops serving.
+    for (const [key, timer] of [...this.doomed]) {
+      clearTimeout(timer);
+      this.doomed.delete(key);
+      await this.archive.store.delete(key).catch(() => {});
+    }
+  }
+
+  private async deleteLater(key: string): Promise<void> {
+    const remove = () => {
+      this.doomed.delete(key);
+      return this.archive.store.delete(key).catch((e: unknown) => this.logger.warn({ err: (e as Error).message }, 'storage compression: a replaced file was not deleted'));
+    };
+    if (this.deleteAfterMs <= 0) return void (await remove());
+    const timer = setTimeout(() => void remove(), this.deleteAfterMs);
+    timer.unref();
+    this.doomed.set(key, timer);
   }
 
   private kick(): void {
@@ -128,7 +158,7 @@ export class CompressionAtRest extends OutboxConsumer {
       if (!replaced) await store.delete(blob.key).catch(() => {});
     }
     if (!replaced) return void this.stats.skipped++;
-    await store.delete(inst.blobKey);
+    await this.deleteLater(inst.blobKey);
     this.stats.compressed++;
     this.stats.bytesBefore += inst.size;
     this.stats.bytesAfter += blob.size;
