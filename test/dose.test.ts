@@ -107,6 +107,18 @@ for (const db of testDatabases()) {
       assert.ok(problems.includes('CT acquisition 2: DLP missing'), problems.join('; '));
     });
 
+    it('records a corrected RDSR (the same SOPInstanceUID sent again) in place of the partial one it replaces', async () => {
+      const study = newUID();
+      const sop = newUID();
+      for (const kind of ['malformed', 'complete'] as const) {
+        const r = await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [radiationDoseSR(work, 'DOSE-5', study, '20261022', kind, sop)]);
+        assert.equal(r.status, 200, await r.text());
+        await new DoseRecording(atrium.archive.index.sql, atrium.archive.outbox, pino({ level: 'silent' })).drain();
+      }
+      const t = JSON.parse(await get('/api/dose/patients?site=CHU-NORD&PatientID=DOSE-5')) as { exams: Array<Record<string, unknown>> };
+      assert.deepEqual(t.exams.map((e) => [e.status, e.DLP_mGycm]), [['complete', 800]]);
+    });
+
     it("reads a radiograph's DAP from its header when there is no RDSR, and lists it above the built-in chest NRD", async () => {
       // (0018,115E) Image and Fluoroscopy Area Dose Product: 2.5 dGy.cm2 = 250 mGy.cm2, above the 200 of a chest PA.
       const dx = syntheticInstance({

@@ -321,8 +321,9 @@ export class DoseRecording extends OutboxConsumer {
 
   protected async apply(tx: SqlDatabase, events: OutboxEvent[]): Promise<void> {
     for (const e of events) {
-      if (e.type !== 'instance.stored') continue;
       const p = e.payload as { siteId: number; StudyInstanceUID: string; SeriesInstanceUID: string; SOPInstanceUID: string; SOPClassUID: string };
+      // A corrected report (the same SOPInstanceUID sent again) is read again; a replaced image is not added twice.
+      if (e.type !== 'instance.stored' && !(e.type === 'instance.replaced' && p.SOPClassUID === RDSR_SOP_CLASS)) continue;
       const row = await tx.get<{ metadata_json: string; modality: string | null; body_part: string | null }>(
         `SELECT i.metadata_json, se.modality, se.body_part FROM instances i JOIN series se ON se.id = i.series_id WHERE i.sop_instance_uid = ?`, [p.SOPInstanceUID]);
       if (!row) continue;

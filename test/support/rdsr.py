@@ -1,6 +1,6 @@
 """Writes an X-Ray Radiation Dose SR (TID 10011, CT) for the dose tests.
 
-usage: rdsr.py OUT.dcm PatientID StudyInstanceUID StudyDate (complete|malformed)
+usage: rdsr.py OUT.dcm PatientID StudyInstanceUID StudyDate (complete|malformed) [SOPInstanceUID]
 complete: one head acquisition, CTDIvol 50 mGy, DLP 800 mGy.cm, total 800.
 malformed: two acquisitions, the second without its DLP, and no accumulated total.
 """
@@ -66,7 +66,7 @@ else:
 
 ds = Dataset()
 ds.SOPClassUID = '1.2.840.10008.5.1.4.1.1.88.67'
-ds.SOPInstanceUID = generate_uid()
+ds.SOPInstanceUID = sys.argv[6] if len(sys.argv) > 6 else generate_uid()
 ds.StudyInstanceUID = study_uid
 ds.SeriesInstanceUID = generate_uid()
 ds.PatientID = patient_id
