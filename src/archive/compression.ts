@@ -19,6 +19,9 @@ import { nativeFrameRange, type ImagePixelModule } from './pixels.ts';
 import { canTranscode, readHeader, transcodeInstance } from './transcode.ts';
 import { buffer as readAll } from 'node:stream/consumers';
 
+/** Events taken at a time (see runOnce). */
+const BATCH = 20;
+
 interface Candidate {
   SOPInstanceUID: string;
   blobKey: string;
@@ -53,7 +56,23 @@ export class CompressionAtRest extends OutboxConsumer {
      */
     private readonly deleteAfterMs = 60_000,
   ) {
-    super(archive.outbox, 'storage-compression', logger, 500, pollMs);
+    super(archive.outbox, 'storage-compression', logger, BATCH, pollMs);
+  }
+
+  /**
+   * Takes the next events only once the objects of the last batch are done: the outbox
+   * position moves when a batch is taken, so a node that stops or dies leaves at most one
+   * batch of objects uncompressed (as received), never a backlog held in memory.
+   */
+  override async runOnce(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      await this.working;
+      const n = await this.outbox.consume(this.consumer, BATCH, (tx, events) => this.apply(tx, events));
+      this.kick();
+      total += n;
+      if (n < BATCH) return total;
+    }
   }
 
   /** The rule for an object of this site and SOP class, if any. */
