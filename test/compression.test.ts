@@ -89,6 +89,19 @@ describe('Lossless compression at rest', { skip: !havePydicomFiles && 'pydicom t
     assert.ok(compression.stats.bytesAfter * 2 < compression.stats.bytesBefore, JSON.stringify(compression.stats));
   });
 
+  it('compresses in the background once started, with nobody draining it', async () => {
+    compression.start();
+    const slice = syntheticInstance({ PatientID: 'COMPRESS-4', Rows: 64, Columns: 64 });
+    assert.ok((await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [slice.file])).status < 300);
+    let ts = '';
+    for (let i = 0; i < 300 && ts !== TransferSyntax.JPEGLSLossless; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      ts = (await atrium.archive.index.findInstanceBySOPInstanceUID(slice.uids.sop))!.TransferSyntaxUID;
+    }
+    assert.equal(ts, TransferSyntax.JPEGLSLossless);
+    await compression.stop();
+  });
+
   it('keeps the original when the compressed frames would not decode to its samples', async () => {
     const bad = overflowing12Bit();
     assert.ok((await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [bad.file])).status < 300);
