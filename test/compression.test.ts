@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
+import { testDatabases } from './support/databases.ts';
 import { havePydicomFiles, readTestFile } from './support/pydicom-files.ts';
 import { retrieveInstanceAsStored } from './support/dicomweb-client.ts';
 import { stowFiles } from './support/stow.ts';
@@ -40,12 +41,16 @@ function overflowing12Bit(): { file: Buffer; uids: { study: string; series: stri
   return { file, uids: made.uids };
 }
 
-describe('Lossless compression at rest', { skip: !havePydicomFiles && 'pydicom test files missing' }, () => {
+for (const db of testDatabases()) describe(`Lossless compression at rest (${db.name})`, { skip: !havePydicomFiles && 'pydicom test files missing' }, () => {
   let atrium: RunningAtrium;
   let compression: CompressionAtRest;
+  let cleanup: (() => Promise<void>) | undefined;
 
   before(async () => {
+    const opened = await db.open();
+    cleanup = opened.cleanup;
     atrium = await startAtrium({
+      index: opened.config,
       configure: (c) => (c.storageCompression = [{ transferSyntax: TransferSyntax.JPEGLSLossless, sites: ['CHU-NORD'], sopClasses: [CTImageStorage] }]),
     });
     compression = new CompressionAtRest(atrium.archive, atrium.config.storageCompression, pino({ level: 'silent' }), 100, 0);
@@ -54,6 +59,7 @@ describe('Lossless compression at rest', { skip: !havePydicomFiles && 'pydicom t
   after(async () => {
     await compression?.stop();
     await atrium?.close();
+    await cleanup?.();
   });
 
   it('keeps new CT objects of a site with a rule in JPEG-LS lossless after ingest, sends the original syntax with the original samples on request, and keeps the original\'s hash', async () => {
