@@ -135,6 +135,16 @@ for (const db of testDatabases()) {
       assert.deepEqual(chest.above.map((a) => [a.StudyInstanceUID, a.value]), [[dx.uids.study, 250]]);
     });
 
+    it("leaves a deleted exam out of the site's reference-level table", async () => {
+      const table = async () => (JSON.parse(await get('/api/dose/sites/CHU-NORD/reference-levels')) as { levels: Array<{ modality: string; region: string; count: number }> })
+        .levels.find((l) => l.modality === 'XR' && l.region === 'CHEST')!.count;
+      assert.equal(await table(), 1);
+      const dx = (JSON.parse(await get('/api/dose/patients?site=CHU-NORD&PatientID=DOSE-4')) as { exams: Array<{ StudyInstanceUID: string }> }).exams[0]!.StudyInstanceUID;
+      const r = await fetch(`${atrium.dicomweb}/studies/${dx}`, { method: 'DELETE', headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']}` } });
+      assert.equal(r.status, 204, await r.text());
+      assert.equal(await table(), 0);
+    });
+
     it("puts the RDSR's DLP and CTDIvol, not the image header's CTDIvol, in the CR-IMG's radiation-exposure section", async () => {
       const m = '2800175123456';
       const ins = parseINS(m + insKeyOf(m), INS_OIDS.NIR_TEST);

@@ -273,11 +273,13 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 /** Per exam type of the site: the distribution of the NRD's quantity, and the exams above the level. */
 export async function siteReferenceTable(sql: SqlDatabase, siteId: number, levels: readonly ReferenceLevel[], range: { from?: string; to?: string } = {}): Promise<ReferenceRow[]> {
   await migrateDoseRecords(sql);
-  const where = ['site_id = ?'];
+  // The study as the index has it now: a deleted exam is gone, a study moved to another site counts there.
+  const where = ['s.site_id = ?'];
   const params: unknown[] = [siteId];
-  if (range.from) { where.push('recorded_at >= ?'); params.push(range.from); }
-  if (range.to) { where.push('recorded_at < ?'); params.push(range.to); }
-  const exams = examDoses(await sql.all<RecordRow>(`SELECT * FROM dose_records WHERE ${where.join(' AND ')} ORDER BY id`, params));
+  if (range.from) { where.push('d.recorded_at >= ?'); params.push(range.from); }
+  if (range.to) { where.push('d.recorded_at < ?'); params.push(range.to); }
+  const exams = examDoses(await sql.all<RecordRow>(
+    `SELECT d.*, s.site_id AS site_id FROM dose_records d JOIN studies s ON s.study_instance_uid = d.study_instance_uid WHERE ${where.join(' AND ')} ORDER BY d.id`, params));
   return levels.map((l) => {
     const values = exams
       .filter((e) => (l.modality === 'XR' ? e.modality !== 'CT' : e.modality === l.modality) && e.region === l.region)
