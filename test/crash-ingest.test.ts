@@ -15,21 +15,11 @@ import { sha256Hex } from '../src/api/auth.ts';
 import { openArchiveIndex } from '../src/index/archive-index.ts';
 import type { DatabaseConfig } from '../src/index/sql.ts';
 import { testDatabases } from './support/databases.ts';
+import { prng } from './support/fuzz.ts';
 
 const run = promisify(execFile);
 const cli = path.join(path.resolve(import.meta.dirname, '..'), 'bin/atrium.mjs');
 
-/** A deterministic PRNG (mulberry32): the kills fall at the same moments every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -20,6 +20,7 @@ import {
 } from '../src/dimse/pdu.ts';
 import { SOPClass } from '../src/dimse/sop-classes.ts';
 import { TransferSyntax } from '../src/dicom/dataset.ts';
+import { prng } from './support/fuzz.ts';
 
 const CTImageStorage = '1.2.840.10008.5.1.4.1.1.2';
 
@@ -68,17 +69,6 @@ async function until(what: string, condition: () => boolean): Promise<void> {
   assert.fail(`never came true: ${what}`);
 }
 
-/** A deterministic PRNG (mulberry32): the fuzz sends the same bytes every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function associateRQ(calling: string, roles: RoleSelection[] = [], withImplementation = true, maxPduLength = 16384): Buffer {
   return encodeAssociateRQ({

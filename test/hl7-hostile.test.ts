@@ -12,6 +12,7 @@ import { MllpClient, readAcknowledgment, sendHl7, type Acknowledgment } from './
 import { frameMessage, MllpDecoder } from '../src/hl7/mllp.ts';
 import { findRegisteredPatient } from '../src/patients/patient-registry.ts';
 import type { Hl7Config } from '../src/config/config.ts';
+import { prng as mulberry32 } from './support/fuzz.ts';
 
 let controlCounter = 0;
 
@@ -325,14 +326,3 @@ describe('HL7 listener timeouts', () => {
   });
 });
 
-/** A small deterministic PRNG (mulberry32): the same mutations on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
