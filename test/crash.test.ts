@@ -1,15 +1,13 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { rmSync, writeFileSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { syntheticInstance, syntheticStream } from './support/synthetic.ts';
-import { AtriumProcess, stowStreamed } from './support/atrium-process.ts';
-import { sha256Hex } from '../src/api/auth.ts';
+import { AtriumProcess, stowStreamed, singleSiteProcessConfig } from './support/atrium-process.ts';
 import { boundaryOf, readMultipartStream } from '../web/src/viewer/multipart-stream.ts';
 
 const run = promisify(execFile);
@@ -31,23 +29,8 @@ async function retrieve(url: string, token: string, uids: { study: string; serie
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('a crash in the middle of a large ingest', () => {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'atrium-crash-'));
-  const token = randomBytes(24).toString('base64url');
-  const configFile = path.join(dataDir, 'atrium.yaml');
-  writeFileSync(configFile, [
-    `dataDir: ${dataDir}`,
-    'http: { host: 127.0.0.1, port: 0 }',
-    // Not needed here, and their default ports would collide with another test's process.
-    'dimse: { enabled: false }',
-    'hl7: { enabled: false }',
-    // Always embedded here: the process is the one being killed.
-    'index: { engine: sqlite }',
-    'sites:',
-    '  - { code: CHU-NORD, name: CHU Nord, finess: "590000001", issuerOfPatientID: CHUNORD }',
-    'apiClients:',
-    `  - { name: modality, tokenSha256: ${sha256Hex(token)}, site: CHU-NORD }`,
-    'log: { level: info }',
-  ].join('\n'));
+  // Always embedded (SQLite), HTTP alone.
+  const { dataDir, configFile, token } = singleSiteProcessConfig('atrium-crash-', 'modality');
   const atrium = new AtriumProcess(configFile);
   const acknowledged: Array<{ uids: { study: string; series: string; sop: string }; sha: string }> = [];
 

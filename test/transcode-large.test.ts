@@ -4,35 +4,19 @@
  * whole. Needs `npm run build:server` first, as `npm test` does.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, rmSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { execFileSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { AtriumProcess, stowStreamed } from './support/atrium-process.ts';
+import { AtriumProcess, stowStreamed, singleSiteProcessConfig } from './support/atrium-process.ts';
 import { haveDcmtk } from './support/dcmtk.ts';
 import { syntheticStream } from './support/synthetic.ts';
-import { sha256Hex } from '../src/api/auth.ts';
 import { TransferSyntax } from '../src/dicom/dataset.ts';
 
 describe('a large compressed object sent uncompressed by the compiled server', { skip: !haveDcmtk && 'DCMTK is not installed' }, () => {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'atrium-transcode-'));
-  const token = randomBytes(24).toString('base64url');
-  const configFile = path.join(dataDir, 'atrium.yaml');
-  writeFileSync(configFile, [
-    `dataDir: ${dataDir}`,
-    'http: { host: 127.0.0.1, port: 0 }',
-    'dimse: { enabled: false }',
-    'hl7: { enabled: false }',
-    'index: { engine: sqlite }',
-    'sites:',
-    '  - { code: CHU-NORD, name: CHU Nord, finess: "590000001", issuerOfPatientID: CHUNORD }',
-    'apiClients:',
-    `  - { name: viewer, tokenSha256: ${sha256Hex(token)}, site: CHU-NORD }`,
-    'log: { level: info }',
-  ].join('\n'));
+  // Always embedded (SQLite), HTTP alone.
+  const { dataDir, configFile, token } = singleSiteProcessConfig('atrium-transcode-', 'viewer');
   const atrium = new AtriumProcess(configFile);
 
   before(() => atrium.start());

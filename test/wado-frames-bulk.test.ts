@@ -4,17 +4,14 @@
  * path that names nothing is a problem document, never an empty 200.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
-import { AtriumProcess, stowStreamed } from './support/atrium-process.ts';
+import { AtriumProcess, stowStreamed, singleSiteProcessConfig } from './support/atrium-process.ts';
 import { pixelFragments } from './support/part10.ts';
 import { stowFiles } from './support/stow.ts';
 import { syntheticInstance, syntheticStream } from './support/synthetic.ts';
-import { sha256Hex } from '../src/api/auth.ts';
 import { boundaryOf, readMultipartStream } from '../web/src/viewer/multipart-stream.ts';
 
 describe('WADO-RS frames and bulk data', () => {
@@ -83,22 +80,8 @@ describe('WADO-RS frames and bulk data', () => {
 });
 
 describe('WADO-RS frame lists and the server\'s memory', () => {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'atrium-frames-'));
-  const token = randomBytes(24).toString('base64url');
-  const configFile = path.join(dataDir, 'atrium.yaml');
-  writeFileSync(configFile, [
-    `dataDir: ${dataDir}`,
-    'http: { host: 127.0.0.1, port: 0 }',
-    // Not needed here, and their default ports would collide with another test's process.
-    'dimse: { enabled: false }',
-    'hl7: { enabled: false }',
-    'index: { engine: sqlite }',
-    'sites:',
-    '  - { code: CHU-NORD, name: CHU Nord, finess: "590000001", issuerOfPatientID: CHUNORD }',
-    'apiClients:',
-    `  - { name: viewer, tokenSha256: ${sha256Hex(token)}, site: CHU-NORD }`,
-    'log: { level: info }', // the process says where it serves at info
-  ].join('\n'));
+  // Always embedded (SQLite), HTTP alone.
+  const { dataDir, configFile, token } = singleSiteProcessConfig('atrium-frames-', 'viewer');
   const atrium = new AtriumProcess(configFile);
 
   before(() => atrium.start());

@@ -1,9 +1,36 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { sha256Hex } from '../../src/api/auth.ts';
 import http from 'node:http';
 import path from 'node:path';
 
 const cli = path.join(path.resolve(import.meta.dirname, '../..'), 'bin/atrium.mjs');
+
+/**
+ * A data folder and a configuration for `atrium serve` as a process: one site (CHU-NORD),
+ * SQLite, HTTP on a free port, and one API client whose token is returned. DIMSE and HL7 are
+ * off: their default ports would collide with another test's process.
+ */
+export function singleSiteProcessConfig(prefix: string, clientName: string): { dataDir: string; configFile: string; token: string } {
+  const dataDir = mkdtempSync(path.join(tmpdir(), prefix));
+  const token = randomBytes(24).toString('base64url');
+  const configFile = path.join(dataDir, 'atrium.yaml');
+  writeFileSync(configFile, [
+    `dataDir: ${dataDir}`,
+    'http: { host: 127.0.0.1, port: 0 }',
+    'dimse: { enabled: false }',
+    'hl7: { enabled: false }',
+    'index: { engine: sqlite }',
+    'sites:',
+    '  - { code: CHU-NORD, name: CHU Nord, finess: "590000001", issuerOfPatientID: CHUNORD }',
+    'apiClients:',
+    `  - { name: ${clientName}, tokenSha256: ${sha256Hex(token)}, site: CHU-NORD }`,
+    'log: { level: info }', // the process says where it serves at info
+  ].join('\n'));
+  return { dataDir, configFile, token };
+}
 
 /** Atrium as its users run it: the CLI in its own process, killed without warning. */
 export class AtriumProcess {
