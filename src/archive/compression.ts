@@ -7,14 +7,14 @@
  * (re-encoded back, the same samples).
  */
 import type { Logger } from 'pino';
-import { Tags, tagToHex, isNativeTransferSyntax, type ByteRange, type DicomDataset, type ParsedObject } from '../dicom/dataset.ts';
+import { Tags, isNativeTransferSyntax, type ParsedObject } from '../dicom/dataset.ts';
 import type { StorageCompressionRule } from '../config/config.ts';
 import { OutboxConsumer } from '../events/consumer.ts';
 import type { OutboxEvent } from '../events/outbox.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import type { InstanceLayout, StoredInstance } from '../index/records.ts';
 import type { Archive } from './archive.ts';
-import { newBlobKey } from './ingest.ts';
+import { layoutOf, newBlobKey } from './ingest.ts';
 import { nativeFrameRange, type ImagePixelModule } from './pixels.ts';
 import { canTranscode, readHeader, transcodeInstance } from './transcode.ts';
 import { buffer as readAll } from 'node:stream/consumers';
@@ -214,23 +214,3 @@ function interleaved(planar: Buffer, px: ImagePixelModule): Buffer {
   return out;
 }
 
-/** Where the parts of the new file lie (as ingest records them for a received object). */
-function layoutOf(parsed: ParsedObject): InstanceLayout {
-  const layout: InstanceLayout = { datasetOffset: parsed.datasetOffset, littleEndian: parsed.littleEndian, explicitVR: parsed.explicitVR, bulk: {} };
-  const walk = (ds: DicomDataset, prefix: string) => {
-    for (const el of ds.values()) {
-      const path = prefix + tagToHex(el.tag);
-      if (el.items) {
-        el.items.forEach((item, i) => walk(item, `${path}.${i}.`));
-        continue;
-      }
-      const range: ByteRange | undefined = el.bulk ?? (el.fragments && el.fragments.length > 0
-        ? { offset: el.fragments[0]!.offset, length: el.fragments.at(-1)!.offset + el.fragments.at(-1)!.length - el.fragments[0]!.offset }
-        : undefined);
-      if (range) layout.bulk[path] = range;
-      if (el.tag === Tags.PixelData && prefix === '' && range) layout.pixelData = { range, fragments: el.fragments, basicOffsetTable: el.basicOffsetTable };
-    }
-  };
-  walk(parsed.dataset, '');
-  return layout;
-}

@@ -400,7 +400,8 @@ function referringPhysicianID(dataset: DicomDataset, ctx: ValueContext): string 
   return undefined;
 }
 
-function layoutOf(parsed: ParsedObject): InstanceLayout {
+/** Where the parts of a parsed object lie in its file (the index keeps it; compression at rest records its new file's). */
+export function layoutOf(parsed: ParsedObject): InstanceLayout {
   const layout: InstanceLayout = {
     datasetOffset: parsed.datasetOffset,
     littleEndian: parsed.littleEndian,
