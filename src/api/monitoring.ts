@@ -134,30 +134,21 @@ function metricsRegistry(archive: Archive, config: AtriumConfig): Registry {
       for (const r of rows) this.set({ state: r.state }, Number(r.n));
     },
   });
-  new Gauge({
-    name: 'atrium_storage_free_bytes', help: 'Free space where the blobs (filesystem storage) and the data folder live', labelNames: ['volume'], registers: [registry],
+  // The volumes of the data folder and (filesystem storage) the blobs, each statfs'd at scrape time.
+  const volumeGauge = (name: string, help: string, bytesOf: (s: { bavail: number | bigint; blocks: number | bigint; bsize: number | bigint }) => number) => new Gauge({
+    name, help, labelNames: ['volume'], registers: [registry],
     async collect() {
       this.reset();
       const volumes: Array<[string, string]> = [['data', config.dataDir]];
       if (config.storage.kind === 'filesystem') volumes.push(['blobs', config.storage.root]);
       for (const [volume, dir] of volumes) {
         const s = await statfs(dir).catch(() => undefined);
-        if (s) this.set({ volume }, Number(s.bavail) * Number(s.bsize));
+        if (s) this.set({ volume }, bytesOf(s));
       }
     },
   });
-  new Gauge({
-    name: 'atrium_storage_size_bytes', help: 'Size of the volume where the blobs (filesystem storage) and the data folder live', labelNames: ['volume'], registers: [registry],
-    async collect() {
-      this.reset();
-      const volumes: Array<[string, string]> = [['data', config.dataDir]];
-      if (config.storage.kind === 'filesystem') volumes.push(['blobs', config.storage.root]);
-      for (const [volume, dir] of volumes) {
-        const s = await statfs(dir).catch(() => undefined);
-        if (s) this.set({ volume }, Number(s.blocks) * Number(s.bsize));
-      }
-    },
-  });
+  volumeGauge('atrium_storage_free_bytes', 'Free space where the blobs (filesystem storage) and the data folder live', (s) => Number(s.bavail) * Number(s.bsize));
+  volumeGauge('atrium_storage_size_bytes', 'Size of the volume where the blobs (filesystem storage) and the data folder live', (s) => Number(s.blocks) * Number(s.bsize));
   new Gauge({
     name: 'atrium_index_size_bytes', help: 'Size of the index database (SQLite file and its WAL, or the PostgreSQL database)', registers: [registry],
     async collect() {
