@@ -946,28 +946,38 @@ function parseDmpCoded(raw: Record<string, unknown>, key: string, where: string,
   return { code: required(c, 'code', `${where}.${key}`), scheme: required(c, 'scheme', `${where}.${key}`), display: required(c, 'display', `${where}.${key}`) };
 }
 
+/** A file the configuration names, which must exist. */
+function existingFile(value: string, key: string): string {
+  if (!existsSync(value)) throw new ConfigError(`${key}: file not found: ${value}`);
+  return value;
+}
+
+/** A national service reached over HTTPS with the site's certificate: its https endpoint and the CA that signs it, or undefined when no endpoint is set. */
+function httpsServiceOf(d: Record<string, unknown>, where: string): { endpoint: string; caFile: string } | undefined {
+  const endpoint = str(d, 'endpoint');
+  if (endpoint === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new ConfigError(`${where}.endpoint is not a URL`);
+  }
+  if (url.protocol !== 'https:') throw new ConfigError(`${where}.endpoint must be an https URL`);
+  return { endpoint, caFile: existingFile(required(d, 'caFile', where), `${where}.caFile`) };
+}
+
 function parseDmp(d: Record<string, unknown>, config: AtriumConfig): void {
   const c = config.dmp;
   const where = 'dmp';
   const known = new Set(['endpoint', 'caFile', 'timeoutMs', 'vihfIssuer', 'sourceId', 'software', 'retry', 'pollMs', 'sites']);
   const unknown = Object.keys(d).find((k) => !known.has(k));
   if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
-  const file = (value: string | undefined, key: string): string | undefined => {
-    if (value !== undefined && !existsSync(value)) throw new ConfigError(`${key}: file not found: ${value}`);
-    return value;
-  };
-  const endpoint = str(d, 'endpoint');
-  if (endpoint !== undefined) {
-    let url: URL;
-    try {
-      url = new URL(endpoint);
-    } catch {
-      throw new ConfigError(`${where}.endpoint is not a URL`);
-    }
-    // The DMP authenticates the site by its certificate: there is no plain-HTTP mode.
-    if (url.protocol !== 'https:') throw new ConfigError(`${where}.endpoint must be an https URL`);
-    c.endpoint = endpoint;
-    c.caFile = file(required(d, 'caFile', where), `${where}.caFile`);
+  const file = existingFile;
+  // The service authenticates the site by its certificate: there is no plain-HTTP mode.
+  const service = httpsServiceOf(d, where);
+  if (service) {
+    c.endpoint = service.endpoint;
+    c.caFile = service.caFile;
   }
   c.timeoutMs = num(d, 'timeoutMs') ?? c.timeoutMs;
   if (c.timeoutMs < 100 || c.timeoutMs > 600_000) throw new ConfigError(`${where}.timeoutMs must be between 100 and 600000`);
@@ -1019,22 +1029,12 @@ function parseInsi(d: Record<string, unknown>, config: AtriumConfig): void {
   const known = new Set(['endpoint', 'caFile', 'timeoutMs', 'software', 'emitter', 'sites']);
   const unknown = Object.keys(d).find((k) => !known.has(k));
   if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
-  const file = (value: string, key: string): string => {
-    if (!existsSync(value)) throw new ConfigError(`${key}: file not found: ${value}`);
-    return value;
-  };
-  const endpoint = str(d, 'endpoint');
-  if (endpoint !== undefined) {
-    let url: URL;
-    try {
-      url = new URL(endpoint);
-    } catch {
-      throw new ConfigError(`${where}.endpoint is not a URL`);
-    }
-    // INSi authenticates the site by its certificate: there is no plain-HTTP mode.
-    if (url.protocol !== 'https:') throw new ConfigError(`${where}.endpoint must be an https URL`);
-    c.endpoint = endpoint;
-    c.caFile = file(required(d, 'caFile', where), `${where}.caFile`);
+  const file = existingFile;
+  // The service authenticates the site by its certificate: there is no plain-HTTP mode.
+  const service = httpsServiceOf(d, where);
+  if (service) {
+    c.endpoint = service.endpoint;
+    c.caFile = service.caFile;
   }
   c.timeoutMs = num(d, 'timeoutMs') ?? c.timeoutMs;
   if (c.timeoutMs < 100 || c.timeoutMs > 120_000) throw new ConfigError(`${where}.timeoutMs must be between 100 and 120000`);
