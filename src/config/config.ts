@@ -946,6 +946,12 @@ function parseDmpCoded(raw: Record<string, unknown>, key: string, where: string,
   return { code: required(c, 'code', `${where}.${key}`), scheme: required(c, 'scheme', `${where}.${key}`), display: required(c, 'display', `${where}.${key}`) };
 }
 
+/** A section's keys must be among those it knows: a misspelt key is an error, not a silent default. */
+function refuseUnknownKeys(section: Record<string, unknown>, known: ReadonlySet<string>, where: string): void {
+  const unknown = Object.keys(section).find((k) => !known.has(k));
+  if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
+}
+
 /** A file the configuration names, which must exist. */
 function existingFile(value: string, key: string): string {
   if (!existsSync(value)) throw new ConfigError(`${key}: file not found: ${value}`);
@@ -970,8 +976,7 @@ function parseDmp(d: Record<string, unknown>, config: AtriumConfig): void {
   const c = config.dmp;
   const where = 'dmp';
   const known = new Set(['endpoint', 'caFile', 'timeoutMs', 'vihfIssuer', 'sourceId', 'software', 'retry', 'pollMs', 'sites']);
-  const unknown = Object.keys(d).find((k) => !known.has(k));
-  if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
+  refuseUnknownKeys(d, known, where);
   const file = existingFile;
   // The service authenticates the site by its certificate: there is no plain-HTTP mode.
   const service = httpsServiceOf(d, where);
@@ -1003,8 +1008,7 @@ function parseDmp(d: Record<string, unknown>, config: AtriumConfig): void {
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${at} must be a mapping`);
     const e = entry as Record<string, unknown>;
     if (e.keyPassphrase !== undefined || e.key !== undefined) throw new ConfigError(`${at}: a key or its passphrase never goes in the file: keyFile, and keyPassphraseEnv names the environment variable holding the passphrase`);
-    const extra = Object.keys(e).find((k) => !siteKeys.has(k));
-    if (extra) throw new ConfigError(`${at}.${extra} is not a key of ${at} (${[...siteKeys].join(', ')})`);
+    refuseUnknownKeys(e, siteKeys, at);
     const site = required(e, 'site', at);
     if (!config.sites.some((s) => s.code === site)) throw new ConfigError(`${at}.site ${site} is not a configured site`);
     const keyPassphraseEnv = str(e, 'keyPassphraseEnv');
@@ -1027,8 +1031,7 @@ function parseInsi(d: Record<string, unknown>, config: AtriumConfig): void {
   const c = config.insi;
   const where = 'insi';
   const known = new Set(['endpoint', 'caFile', 'timeoutMs', 'software', 'emitter', 'sites']);
-  const unknown = Object.keys(d).find((k) => !known.has(k));
-  if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
+  refuseUnknownKeys(d, known, where);
   const file = existingFile;
   // The service authenticates the site by its certificate: there is no plain-HTTP mode.
   const service = httpsServiceOf(d, where);
@@ -1051,8 +1054,7 @@ function parseInsi(d: Record<string, unknown>, config: AtriumConfig): void {
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${at} must be a mapping`);
     const e = entry as Record<string, unknown>;
     if (e.keyPassphrase !== undefined || e.key !== undefined) throw new ConfigError(`${at}: a key or its passphrase never goes in the file: keyFile, and keyPassphraseEnv names the environment variable holding the passphrase`);
-    const extra = Object.keys(e).find((k) => !siteKeys.has(k));
-    if (extra) throw new ConfigError(`${at}.${extra} is not a key of ${at} (${[...siteKeys].join(', ')})`);
+    refuseUnknownKeys(e, siteKeys, at);
     const site = required(e, 'site', at);
     if (!config.sites.some((s) => s.code === site)) throw new ConfigError(`${at}.site ${site} is not a configured site`);
     if (seen.has(site)) throw new ConfigError(`${where}.sites names ${site} twice`);
@@ -1068,8 +1070,7 @@ function parseAudit(a: Record<string, unknown>, config: AtriumConfig): void {
   if (Object.keys(s).length === 0) return;
   const where = 'audit.syslog';
   const known = new Set(['host', 'port', 'caFile', 'certFile', 'keyFile', 'auditSourceId', 'pollMs']);
-  const unknown = Object.keys(s).find((k) => !known.has(k));
-  if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
+  refuseUnknownKeys(s, known, where);
   const port = num(s, 'port') ?? 6514;
   if (port < 1 || port > 65535) throw new ConfigError(`${where}.port must be between 1 and 65535`);
   const file = (key: string, value: string | undefined): string | undefined => {
@@ -1096,8 +1097,7 @@ function parseAuditAnchor(a: Record<string, unknown>, env: Env, dataDir: string,
   const where = 'audit.anchor';
   if (a.key !== undefined) throw new ConfigError(`${where}.key must not be in the file: set ATRIUM_AUDIT_ANCHOR_KEY`);
   const known = new Set(['file', 'everySeconds']);
-  const unknown = Object.keys(a).find((k) => !known.has(k));
-  if (unknown) throw new ConfigError(`${where}.${unknown} is not a key of ${where} (${[...known].join(', ')})`);
+  refuseUnknownKeys(a, known, where);
   const file = str(a, 'file');
   if (file !== undefined) config.audit.anchor.file = path.resolve(dataDir, file);
   const every = num(a, 'everySeconds') ?? config.audit.anchor.everySeconds;
