@@ -10,6 +10,7 @@ import {
 } from './cornerstone.ts';
 import { DocumentPanel, isImageSeries } from './documents.tsx';
 import { MprView } from './MprView.tsx';
+import { dicomWebRoot } from './data-source.ts';
 import { keyImagesOf, keyImagesSeriesDescription, keyObjectSelection, mayStore, storeObject, type KeyImage } from './key-objects.ts';
 
 const engineId = 'atrium-viewer';
@@ -43,13 +44,13 @@ const paneCount: Record<Layout, number> = { '1x1': 1, '1x2': 2, '2x2': 4 };
 async function loadStudy(StudyInstanceUID: string): Promise<StudySummary | undefined> {
   // Both at once: the series list answers empty (not an error) for a study the caller may not see.
   const [[study], seriesFound] = await Promise.all([
-    getJson<DicomJson[]>(`/dicom-web/studies?StudyInstanceUID=${encodeURIComponent(StudyInstanceUID)}`, 'application/dicom+json'),
-    getJson<DicomJson[]>(`/dicom-web/studies/${encodeURIComponent(StudyInstanceUID)}/series`, 'application/dicom+json').catch(() => undefined),
+    getJson<DicomJson[]>(`${dicomWebRoot()}/studies?StudyInstanceUID=${encodeURIComponent(StudyInstanceUID)}`, 'application/dicom+json'),
+    getJson<DicomJson[]>(`${dicomWebRoot()}/studies/${encodeURIComponent(StudyInstanceUID)}/series`, 'application/dicom+json').catch(() => undefined),
   ]);
   if (!study || !seriesFound) {
     // Not listed: absent, or outside the care relationship. Asking WADO-RS for it gets the same
     // 404 and leaves the refused attempt in the audit trail.
-    await fetch(`/dicom-web/studies/${encodeURIComponent(StudyInstanceUID)}/metadata`, { headers: { accept: 'application/dicom+json' } });
+    await fetch(`${dicomWebRoot()}/studies/${encodeURIComponent(StudyInstanceUID)}/metadata`, { headers: { accept: 'application/dicom+json' } });
     return undefined;
   }
   const series = seriesFound.map((s) => ({
@@ -222,7 +223,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   /** The images the study's key object selections (KO series) point at. */
   const refreshKeyImages = async (s: StudySummary) => {
     const documents = await Promise.all(s.series.filter((x) => x.Modality === 'KO').map((x) =>
-      getJson<DicomJson[]>(`/dicom-web/studies/${s.StudyInstanceUID}/series/${x.SeriesInstanceUID}/metadata`, 'application/dicom+json').catch(() => [])));
+      getJson<DicomJson[]>(`${dicomWebRoot()}/studies/${s.StudyInstanceUID}/series/${x.SeriesInstanceUID}/metadata`, 'application/dicom+json').catch(() => [])));
     setKeyImages(keyImagesOf(documents.flat()));
   };
 

@@ -8,6 +8,7 @@ import * as tools from '@cornerstonejs/tools';
 import { getJson } from '../api.ts';
 import { num, str, tag, type DicomJson } from '../dicom-json.ts';
 import { boundaryOf, readMultipartStream } from './multipart-stream.ts';
+import { dicomWebRoot } from './data-source.ts';
 
 export const toolGroupId = 'atrium';
 
@@ -89,7 +90,7 @@ export function instanceOfImageId(imageId: string): DicomJson | undefined {
 }
 
 export async function imageIdsOfSeries(StudyInstanceUID: string, SeriesInstanceUID: string): Promise<string[]> {
-  const base = `${window.location.origin}/dicom-web/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}`;
+  const base = `${window.location.origin}${dicomWebRoot()}/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}`;
   const instances = await getJson<DicomJson[]>(`${base}/metadata`, 'application/dicom+json');
   instances.sort((a, b) => (num(a, tag.InstanceNumber) ?? 0) - (num(b, tag.InstanceNumber) ?? 0));
   const ids: string[] = [];
@@ -192,7 +193,7 @@ export async function streamSeries(StudyInstanceUID: string, SeriesInstanceUID: 
     }
   };
   try {
-    const url = `${window.location.origin}/dicom-web/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}/pixeldata`;
+    const url = `${window.location.origin}${dicomWebRoot()}/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}/pixeldata`;
     const r = await fetch(url, { headers: { accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*' }, credentials: 'same-origin', signal });
     const boundary = boundaryOf(r.headers.get('content-type'));
     if (!r.ok || !r.body || !boundary) throw new Error(`series pixel data: HTTP ${r.status}`);
