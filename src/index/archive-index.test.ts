@@ -564,6 +564,7 @@ for (const engine of testDatabases()) {
           SOPInstanceUID: r.instance.SOPInstanceUID,
           SOPClassUID: r.instance.SOPClassUID,
           blobKey: r.blob.key,
+          size: r.blob.size,
         });
         assert.doesNotMatch(JSON.stringify(events[0]!.payload), /SECRET/);
         // The same object again changes nothing and announces nothing.

@@ -508,7 +508,7 @@ export class ArchiveIndex {
     await this.addEvent(
       tx,
       'instance.replaced',
-      { ...this.eventPayload(record, existing.id), previousBlobKey: existing.blob_key },
+      { ...this.eventPayload(record, existing.id), previousBlobKey: existing.blob_key, previousSize: Number(existing.size) },
       now,
     );
     return { status: 'replaced', instanceId: existing.id, previousBlobKey: existing.blob_key };
@@ -804,6 +804,8 @@ export class ArchiveIndex {
       SOPInstanceUID: record.instance.SOPInstanceUID,
       SOPClassUID: record.instance.SOPClassUID,
       blobKey: record.blob.key,
+      // Bytes as stored, for metering (src/billing/metering.ts).
+      size: record.blob.size,
     };
   }
 
@@ -822,8 +824,8 @@ export class ArchiveIndex {
   /** deleteInstanceIndex inside the caller's transaction (a correction that records itself alongside). */
   async deleteInstanceIndexIn(tx: SqlDatabase, sopInstanceUID: string): Promise<boolean> {
     const now = new Date().toISOString();
-    const row = await tx.get<{ id: number; series_id: number; study_id: number; site_id: number; series_uid: string; study_uid: string }>(
-      `SELECT i.id, i.series_id, se.study_id, s.site_id, se.series_instance_uid AS series_uid,
+    const row = await tx.get<{ id: number; series_id: number; study_id: number; site_id: number; series_uid: string; study_uid: string; size: number | string }>(
+      `SELECT i.id, i.series_id, se.study_id, s.site_id, se.series_instance_uid AS series_uid, i.size,
               s.study_instance_uid AS study_uid
          FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id
         WHERE i.sop_instance_uid = ?`,
@@ -843,6 +845,7 @@ export class ArchiveIndex {
         StudyInstanceUID: row.study_uid,
         SeriesInstanceUID: row.series_uid,
         SOPInstanceUID: sopInstanceUID,
+        size: Number(row.size),
       },
       now,
     );
