@@ -9,6 +9,7 @@ import type { StorageConfig } from '../storage/open-store.ts';
 import { isSupportedCharacterSet, type Hl7CharacterSet } from '../hl7/character-sets.ts';
 import { parseMssante, type MssanteConfig } from './mssante-config.ts';
 import { defaultLifecycleConfig, defaultMonitoringConfig, parseLifecycle, parseMonitoring, type LifecycleConfig, type MonitoringConfig } from './lifecycle-config.ts';
+import { defaultBillingConfig, parseBilling, type BillingConfig } from './billing-config.ts';
 
 /**
  * Atrium's configuration: one YAML file (atrium.example.yaml documents every key),
@@ -104,6 +105,8 @@ export interface AtriumConfig {
   lifecycle: LifecycleConfig;
   /** Who may scrape the Prometheus metrics (src/api/monitoring.ts). */
   monitoring: MonitoringConfig;
+  /** Subscriptions and tariffs per site, for the monthly invoices (src/billing/, billing-config.ts). */
+  billing: BillingConfig;
   log: { level: string };
 }
 
@@ -510,6 +513,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     insi: { timeoutMs: 15_000, software: { name: 'Atrium', version: '0.1.0', approval: '' }, sites: [] },
     lifecycle: defaultLifecycleConfig(),
     monitoring: defaultMonitoringConfig(),
+    billing: defaultBillingConfig(),
     log: { level: 'info' },
   };
 }
@@ -616,6 +620,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   parseInsi(obj(raw, 'insi'), config);
   config.lifecycle = parseLifecycle(raw.lifecycle, config.sites.map((site) => site.code));
   config.monitoring = parseMonitoring(raw.monitoring);
+  config.billing = parseBilling(raw.billing, config.sites.map((site) => site.code));
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;
