@@ -904,18 +904,18 @@ export class ArchiveIndex {
     return row && Number(row.id);
   }
 
-  /** A patient record by its index id: its site and identifiers. */
-  async patientRecord(id: number): Promise<{ siteId: number; patient: PatientAttributes } | undefined> {
-    const row = await this.sql.get<JoinedRow & { p_site_id: number }>(`SELECT ${patientColumns}, p.site_id AS p_site_id FROM patients p WHERE p.id = ?`, [id]);
+  /** A patient record by its index id: its site and identifiers (`db`: the caller's transaction). */
+  async patientRecord(id: number, db: SqlDatabase = this.sql): Promise<{ siteId: number; patient: PatientAttributes } | undefined> {
+    const row = await db.get<JoinedRow & { p_site_id: number }>(`SELECT ${patientColumns}, p.site_id AS p_site_id FROM patients p WHERE p.id = ?`, [id]);
     return row && { siteId: Number(row.p_site_id), patient: toPatient(row) };
   }
 
   /**
    * The patient record a study is filed under now, its site, and what the access decision
-   * needs (one row, no other study columns).
+   * needs (one row, no other study columns). `db`: the caller's transaction.
    */
-  async studyPatient(StudyInstanceUID: string): Promise<StudyPatient | undefined> {
-    const row = await this.sql.get<JoinedRow & { s_site_id: number; s_patient_id: number; s_referring_id: string | null }>(
+  async studyPatient(StudyInstanceUID: string, db: SqlDatabase = this.sql): Promise<StudyPatient | undefined> {
+    const row = await db.get<JoinedRow & { s_site_id: number; s_patient_id: number; s_referring_id: string | null }>(
       `SELECT ${patientColumns}, s.site_id AS s_site_id, s.patient_id AS s_patient_id, s.referring_physician_id AS s_referring_id
          FROM studies s JOIN patients p ON p.id = s.patient_id WHERE s.study_instance_uid = ?`,
       [StudyInstanceUID],
