@@ -6,6 +6,7 @@
  * Grants expire or are revoked; none is ever deleted (they explain the audit trail).
  */
 import type { SqlDatabase } from '../index/sql.ts';
+import { appendEvent } from '../events/outbox.ts';
 import type { GrantKind } from './policy.ts';
 
 export class GrantError extends Error {
@@ -61,13 +62,19 @@ export class Grants {
     if ((g.StudyInstanceUID === undefined) === (g.patientId === undefined)) throw new GrantError('invalid', 'a grant opens either one study or one patient\'s exams');
     if (g.kind === 'emergency' && (g.reason ?? '').trim().length < 10) throw new GrantError('invalid', 'an emergency access needs a typed reason (10 characters at least)');
     if (g.patientIds !== undefined && g.patientIds[0] !== g.patientId) throw new GrantError('invalid', 'the records a grant opens start with the one it names');
-    const row = await tx.get<Row>(
-      `INSERT INTO access_grants (kind, user_id, study_instance_uid, patient_id, patient_ids, reason, granted_by, created_at, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
-      [g.kind, g.userId, g.StudyInstanceUID ?? null, g.patientId ?? null, g.patientIds === undefined ? null : JSON.stringify(g.patientIds),
-        g.reason?.trim() ?? null, g.grantedBy, new Date().toISOString(), g.expiresAt?.toISOString() ?? null],
-    );
-    return grantOf(row!);
+    const insert = async (t: SqlDatabase) => {
+      const at = new Date().toISOString();
+      const row = await t.get<Row>(
+        `INSERT INTO access_grants (kind, user_id, study_instance_uid, patient_id, patient_ids, reason, granted_by, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+        [g.kind, g.userId, g.StudyInstanceUID ?? null, g.patientId ?? null, g.patientIds === undefined ? null : JSON.stringify(g.patientIds),
+          g.reason?.trim() ?? null, g.grantedBy, at, g.expiresAt?.toISOString() ?? null],
+      );
+      // An exam shared, for metering (src/billing/metering.ts).
+      if (g.kind === 'share') await appendEvent(t, 'share.created', { grantId: Number(row!.id), ...(g.StudyInstanceUID ? { StudyInstanceUID: g.StudyInstanceUID } : { patientId: g.patientId }) }, at);
+      return row!;
+    };
+    return grantOf(g.kind === 'share' && tx === this.sql ? await this.sql.transaction(insert) : await insert(tx));
   }
 
   async get(id: number): Promise<Grant | undefined> {

@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { SqlDatabase } from '../index/sql.ts';
+import { appendEvent } from '../events/outbox.ts';
 import { hashPassword, verifyPasswordHash } from './users.ts';
 
 export const MAX_PIN_FAILURES = 5;
@@ -50,6 +51,8 @@ function linkOf(r: Row): ShareLink {
 }
 
 const tokenDigest = (token: string) => createHash('sha256').update(token).digest('hex');
+/** What a link opens, as its events name it (identifiers only). */
+const target = (r: Row) => (r.study_instance_uid !== null ? { StudyInstanceUID: r.study_instance_uid } : { patientId: Number(r.patient_id) });
 export class ShareLinks {
   constructor(private readonly sql: SqlDatabase) {}
 
@@ -65,13 +68,20 @@ export class ShareLinks {
     if (l.expiresAt.getTime() <= now) throw new ShareLinkError('invalid', 'the link would already be expired');
     if (l.expiresAt.getTime() > now + MAX_SHARE_LINK_DAYS * 86_400_000) throw new ShareLinkError('invalid', `a link lives at most ${MAX_SHARE_LINK_DAYS} days`);
     const token = randomBytes(32).toString('base64url');
-    const row = await this.sql.get<Row>(
-      `INSERT INTO share_links (token_sha256, pin_hash, study_instance_uid, patient_id, patient_ids, created_by, created_at, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
-      [tokenDigest(token), l.pin === undefined ? null : await hashPassword(l.pin), l.StudyInstanceUID ?? null, l.patientId ?? null,
-        l.patientIds === undefined ? null : JSON.stringify(l.patientIds), l.createdBy, new Date(now).toISOString(), l.expiresAt.toISOString()],
-    );
-    return { link: linkOf(row!), token };
+    const pinHash = l.pin === undefined ? null : await hashPassword(l.pin);
+    const at = new Date(now).toISOString();
+    const row = await this.sql.transaction(async (tx) => {
+      const inserted = await tx.get<Row>(
+        `INSERT INTO share_links (token_sha256, pin_hash, study_instance_uid, patient_id, patient_ids, created_by, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+        [tokenDigest(token), pinHash, l.StudyInstanceUID ?? null, l.patientId ?? null,
+          l.patientIds === undefined ? null : JSON.stringify(l.patientIds), l.createdBy, at, l.expiresAt.toISOString()],
+      );
+      // An exam shared, for metering (src/billing/metering.ts).
+      await appendEvent(tx, 'share.created', { linkId: Number(inserted!.id), ...target(inserted!) }, at);
+      return inserted!;
+    });
+    return { link: linkOf(row), token };
   }
 
   /**
@@ -108,6 +118,8 @@ export class ShareLinks {
       }
       await this.sql.run('UPDATE share_links SET failed_pins = failed_pins - 1 WHERE id = ? AND failed_pins > 0', [id]);
     }
+    // A share link opened, for metering (src/billing/metering.ts).
+    await appendEvent(this.sql, 'share.opened', { linkId: id, ...target(row) }, now.toISOString());
     return linkOf(row);
   }
 

@@ -8,6 +8,7 @@
 import type { Principal } from '../access/principal.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import { requireRadiologist, TeleError, type Origin, type TeleRequests } from './tele-requests.ts';
+import { appendEvent } from '../events/outbox.ts';
 
 export const agreements = ['agree', 'partial', 'disagree'] as const;
 export type Agreement = (typeof agreements)[number];
@@ -99,6 +100,8 @@ export class SecondReadings {
       if (row.grant_id !== null) await tx.run('UPDATE access_grants SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL', [now.toISOString(), who.id, row.grant_id]);
       const request = await this.requests.row(tx, Number(row.request_id));
       await this.requests.record(tx, who, origin, 'second-reading', request, { secondReading: id, answered: true, agreement: answer.agreement });
+      // A second reading, for metering (src/billing/metering.ts): billed to the requesting site.
+      await appendEvent(tx, 'tele.second-reading-answered', { secondReading: id, requestId: Number(row.request_id), siteId: Number(request.requesting_site_id), StudyInstanceUID: request.study_instance_uid }, now.toISOString());
       return secondReadingOf(await this.row(tx, id));
     });
   }

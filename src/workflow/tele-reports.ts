@@ -11,6 +11,7 @@ import type { SqlDatabase } from '../index/sql.ts';
 import { ReportTemplates } from './report-templates.ts';
 import { requireRadiologist, TeleError, type Origin, type RequestRow, type TeleRequests } from './tele-requests.ts';
 import { markStudyDocumentsDue } from '../exchange/study-documents.ts';
+import { appendEvent } from '../events/outbox.ts';
 
 export const reportStatuses = ['draft', 'preliminary', 'final', 'amended'] as const;
 export type ReportStatus = (typeof reportStatuses)[number];
@@ -164,6 +165,8 @@ export class TeleReports {
         [status, at, who.id, who.sites[0]?.id ?? null, at, report.id]);
       if (status === 'final') {
         await tx.run(`UPDATE tele_requests SET status = 'reported', reported_at = ?, claimed_by = NULL, claim_expires_at = NULL, updated_at = ? WHERE id = ?`, [at, at, requestId]);
+        // A teleradiology act, for metering (src/billing/metering.ts): billed to the requesting site.
+        await appendEvent(tx, 'tele.reported', { requestId, siteId: Number(request.requesting_site_id), readingSiteId: who.sites[0]?.id ?? null, StudyInstanceUID: request.study_instance_uid }, at);
       }
       await this.requests.record(tx, who, origin, 'report-sign', request, { report: Number(report.id), status });
       await this.queueDeliveries(tx, request, Number(report.id), status === 'final' ? 'F' : 'P', now);

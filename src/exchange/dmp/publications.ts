@@ -20,7 +20,7 @@ import { AuditTrail, patientRef } from '../../access/audit.ts';
 import type { Archive } from '../../archive/archive.ts';
 import type { DmpConfig, DmpSiteConfig } from '../../config/config.ts';
 import { OutboxConsumer } from '../../events/consumer.ts';
-import { Outbox, type OutboxEvent } from '../../events/outbox.ts';
+import { appendEvent, Outbox, type OutboxEvent } from '../../events/outbox.ts';
 import { applyMigrations, type Migration } from '../../index/migrations.ts';
 import type { SqlDatabase } from '../../index/sql.ts';
 import { PollingLoop } from '../../lib/polling-loop.ts';
@@ -280,12 +280,19 @@ export class DmpPublisher {
     try {
       const done = row.action === 'publish' ? await this.publish(row, (p) => { patients = p; }) : await this.unpublish(row);
       const at = new Date().toISOString();
-      const written = await sql.run(
-        `UPDATE dmp_publications SET state = ?, attempts = ?, last_error_code = NULL, last_error = NULL, entry_uuid = COALESCE(?, entry_uuid), unique_id = COALESCE(?, unique_id),
-           submission_set_uid = COALESCE(?, submission_set_uid), kind = COALESCE(?, kind), ins = COALESCE(?, ins), ins_oid = COALESCE(?, ins_oid), author_json = COALESCE(?, author_json),
-           updated_at = ?, done_at = ? WHERE id = ? AND state = 'pending' AND next_attempt_at = ?`,
-        [done.state, attempts, done.entryUUID ?? null, done.uniqueId ?? null, done.submissionSetUid ?? null, done.kind ?? null, done.ins?.matricule !== undefined ? done.ins.matricule + done.ins.key : null,
-          done.ins?.oid ?? null, done.author ? JSON.stringify(done.author) : null, at, at, row.id, lease]);
+      const written = await sql.transaction(async (tx) => {
+        const w = await tx.run(
+          `UPDATE dmp_publications SET state = ?, attempts = ?, last_error_code = NULL, last_error = NULL, entry_uuid = COALESCE(?, entry_uuid), unique_id = COALESCE(?, unique_id),
+             submission_set_uid = COALESCE(?, submission_set_uid), kind = COALESCE(?, kind), ins = COALESCE(?, ins), ins_oid = COALESCE(?, ins_oid), author_json = COALESCE(?, author_json),
+             updated_at = ?, done_at = ? WHERE id = ? AND state = 'pending' AND next_attempt_at = ?`,
+          [done.state, attempts, done.entryUUID ?? null, done.uniqueId ?? null, done.submissionSetUid ?? null, done.kind ?? null, done.ins?.matricule !== undefined ? done.ins.matricule + done.ins.key : null,
+            done.ins?.oid ?? null, done.author ? JSON.stringify(done.author) : null, at, at, row.id, lease]);
+        // A DMP publication, for metering (src/billing/metering.ts).
+        if (w.changes === 1 && done.state === 'published') {
+          await appendEvent(tx, 'dmp.published', { publication: Number(row.id), siteId: Number(row.site_id), StudyInstanceUID: row.study_instance_uid, documentId: row.document_id }, at);
+        }
+        return w;
+      });
       // A lease lost meanwhile (this attempt outlived it): another node's outcome stands.
       if (written.changes !== 1) return false;
       await done.after?.();
