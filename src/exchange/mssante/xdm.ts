@@ -32,8 +32,11 @@ export interface XdmMedia {
   zip: Buffer;
   /** The file names inside the archive, in order. */
   files: string[];
-  /** The LOINC code of each CDA inside (X-MSS-CODECDA). */
-  cdaCodes: string[];
+  /**
+   * The value of X-MSS-CODECDA: the code of each CDA inside, comma-separated in one header
+   * (Référentiel socle MSSanté #2, ECO.2.4.1: one header, multi-valued; never one header line a CDA).
+   */
+  cdaCodes: string;
 }
 
 const SUBSET = 'IHE_XDM/SUBSET01';
@@ -84,6 +87,6 @@ export async function xdmMedia(o: XdmOptions): Promise<XdmMedia> {
   for await (const chunk of writeZip(files.map((f) => ({ name: f.name, size: f.data.length, data: f.data })), { modified: now })) chunks.push(chunk);
   return {
     zip: Buffer.concat(chunks), files: files.map((f) => f.name),
-    cdaCodes: o.documents.filter((d) => d.kind === 'CR-IMG').map(() => documentCodes['CR-IMG'].typeCode.code),
+    cdaCodes: o.documents.filter((d) => d.kind === 'CR-IMG').map(() => documentCodes['CR-IMG'].typeCode.code).join(','),
   };
 }
