@@ -273,12 +273,14 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
         return String(row!.id);
       },
     },
+    { route: /^\/api\/admin\/users\/:login$/, siteB: async () => 'rad.sud', missing: 'nobody.sud' },
     { route: /^\/api\/teleradiology\/templates\/:code$/, exempt: 'report templates are the territory\'s catalogue: no site owns one' },
   ];
 
   /** Valid bodies, so that the call reaches the decision rather than the schema's 400. */
   const bodies: Record<string, unknown> = {
     'POST /api/identity-reviews/:id': { accept: false },
+    'PUT /api/admin/users/:login': { disabled: true },
     'POST /api/redundancy/alerts/:id/decision': { decision: 'cancelled' },
     'POST /api/identity-reviews/:id/insi': {},
     'POST /api/teleradiology/requests/:id/protocol': { decision: 'validated' },

@@ -9,6 +9,7 @@ import { AccessPolicy, reasonToSee } from '../access/policy.ts';
 import { actorOf } from '../access/principal.ts';
 import { EMERGENCY_ACCESS_HOURS, Grants } from '../access/grants.ts';
 import { ShareLinkError, ShareLinks } from '../access/share-links.ts';
+import { UserDirectory } from '../access/users.ts';
 import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import { requireCapability, scopeOfRequest } from './access-scope.ts';
 
@@ -248,6 +249,25 @@ export async function sharingRoutes(app: FastifyInstance, options: { archive: Ar
     }
     const events = (await Promise.all(refs.map((r) => audit.forPatient(r)))).flat().sort((a, b) => b.id - a.id);
     await audit.record({ action: 'query', outcome: 'success', ...who(request), patients: refs, details: { auditTrail: true, events: events.length } });
-    return { events: events.map((e) => ({ id: e.id, at: e.at, action: e.action, outcome: e.outcome, actor: e.actor, actorKind: e.actorKind, site: e.site, via: e.via, reason: e.reason, StudyInstanceUID: e.StudyInstanceUID })) };
+    // Who, by name: the professionals' display names and their sites' names (never another patient's record).
+    const directory = new UserDirectory(archive.index.sql, archive.sites, archive.siteById);
+    const names = new Map<string, string | undefined>();
+    for (const e of events) {
+      if (e.actorKind !== 'user' || names.has(e.actor)) continue;
+      const user = await directory.findByLogin(e.actor);
+      // A patient account (the reader themselves, or a relative's account opened on a share) is named by no one here.
+      names.set(e.actor, user && !user.roles.includes('patient') ? user.displayName : undefined);
+    }
+    const patientCaller = principal.roles.includes('patient') && !principal.roles.some((r) => r !== 'patient');
+    return {
+      events: events.map((e) => ({
+        id: e.id, at: e.at, action: e.action, outcome: e.outcome,
+        // A patient reading their trail sees themselves by login, another patient account only as "a patient".
+        actor: patientCaller && e.actorKind === 'user' && names.get(e.actor) === undefined && e.actor !== principal.id ? 'patient' : e.actor,
+        actorKind: e.actorKind, site: e.site, via: e.via, reason: e.reason, StudyInstanceUID: e.StudyInstanceUID,
+        ...(e.actorKind === 'user' && names.get(e.actor) !== undefined ? { actorName: names.get(e.actor) } : {}),
+        ...(e.site !== undefined && archive.sites.get(e.site) ? { siteName: archive.sites.get(e.site)!.name } : {}),
+      })),
+    };
   });
 }

@@ -44,6 +44,22 @@ export function runPeerCommand(config: AtriumConfig, file: string | undefined, p
     process.stdout.write(doc.toString());
     return 0;
   }
+  writePeerEntry(config, file, entry);
+  process.stdout.write(`${YAML.stringify({ added: entry })}restart atrium serve to take it into account\n`);
+  return 0;
+}
+
+/**
+ * Adds a peer to the configuration file as `atrium peer add` does (checked, written beside,
+ * loaded as serve would, then put in place); what the administration API calls too.
+ */
+export function addPeerToFile(config: AtriumConfig, file: string, aeTitle: string, options: PeerAddOptions): Record<string, unknown> {
+  const entry = peerEntryOf(aeTitle, options, config);
+  writePeerEntry(config, file, entry);
+  return entry;
+}
+
+function writePeerEntry(config: AtriumConfig, file: string, entry: Record<string, unknown>): void {
   if (!existsSync(file)) throw new ConfigError(`configuration file not found: ${file}`);
   const text = withPeer(readFileSync(file, 'utf8'), entry);
   // Written beside, loaded as serve would, then put in place: a file that would not start is never left behind.
@@ -55,8 +71,6 @@ export function runPeerCommand(config: AtriumConfig, file: string | undefined, p
   } finally {
     rmSync(candidate, { force: true });
   }
-  process.stdout.write(`${YAML.stringify({ added: entry })}restart atrium serve to take it into account\n`);
-  return 0;
 }
 
 /** `may: { store: true, ... }` on one line, as atrium.example.yaml writes it. */

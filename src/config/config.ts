@@ -38,6 +38,8 @@ export const storageCompressionSyntaxes: readonly string[] = ['1.2.840.10008.1.2
 
 export interface AtriumConfig {
   dataDir: string;
+  /** The file this configuration was read from (the administration API adds peers to it). */
+  configFile?: string;
   http: {
     host: string;
     port: number;
@@ -541,6 +543,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   }
   const dataDir = path.resolve(options.dataDir ?? env.ATRIUM_DATA_DIR ?? str(raw, 'dataDir') ?? './data');
   const config = defaultConfig(dataDir);
+  if (file !== undefined) config.configFile = path.resolve(file);
 
   const http = obj(raw, 'http');
   config.http.host = env.ATRIUM_HTTP_HOST ?? str(http, 'host') ?? config.http.host;
