@@ -10,6 +10,7 @@ import { MyStudiesPage } from './pages/MyStudiesPage.tsx';
 import { SharePage } from './pages/SharePage.tsx';
 import { IdentityReviewsPage } from './pages/IdentityReviewsPage.tsx';
 import { TelePages } from './tele/TelePages.tsx';
+import { portalScreen, PortalScreenLinks } from './pages/PortalScreens.tsx';
 import './styles.css';
 
 // Cornerstone is most of the bundle: loaded when a study is opened, not for the login page.
@@ -49,11 +50,13 @@ function App() {
   }, [language]);
 
   let page: React.ReactNode;
+  let screen: React.ReactNode | undefined;
   const study = path === '/viewer' ? query.get('StudyInstanceUID') : null;
   if (path === '/share') page = <SharePage onOpened={refresh} />;
   else if (me === 'loading') page = <p className="status">{t.loading}</p>;
   else if (me === undefined) page = <LoginPage onLoggedIn={(m) => setMe(m)} />;
   else if (study) page = <ViewerPage StudyInstanceUID={study} language={language} />;
+  else if ((screen = portalScreen(me, path, query, language))) page = screen;
   else if (seesOwnExamsOnly(me)) page = <MyStudiesPage language={language} />;
   else if (path === '/tele' || path.startsWith('/tele/')) page = <TelePages me={me} path={path} query={query} language={language} />;
   else if (path === '/identities' && reviewsIdentities(me)) page = <IdentityReviewsPage language={language} />;
@@ -70,6 +73,7 @@ function App() {
         {me !== 'loading' && me !== undefined && reviewsIdentities(me) && (
           <a className="link" href="/app/identities" data-testid="nav-identities" onClick={(e) => { e.preventDefault(); navigate('/identities'); }}>{language === 'fr' ? 'Identitovigilance' : 'Identity monitoring'}</a>
         )}
+        {me !== 'loading' && me !== undefined && <PortalScreenLinks me={me} language={language} />}
         <span className="spacer" />
         {me !== 'loading' && me !== undefined && <span className="who" data-testid="who">{me.name}</span>}
         <button type="button" className="link" onClick={() => setLanguage(language === 'fr' ? 'en' : 'fr')}>{t.language}</button>

@@ -3,6 +3,7 @@ import { doseTimeline, patientTimeline, type DoseTimeline, type PatientRecord, t
 import { navigate, viewerPath } from '../router.ts';
 import { formatDicomDate, formatPersonName, useTexts, type Language } from '../i18n.ts';
 import { StudyList } from './StudyList.tsx';
+import { SharingEntry } from './PortalScreens.tsx';
 
 /** A patient's exams across every site (their records linked to the same person included). */
 export function TimelinePage({ language, site, PatientID }: { language: Language; site: string; PatientID: string }) {
@@ -14,12 +15,13 @@ export function TimelinePage({ language, site, PatientID }: { language: Language
   useEffect(() => {
     patientTimeline(site, PatientID).then(setData, (e: Error) => setError(e.message));
   }, [site, PatientID]);
-  if (error) return <p className="error" role="alert">{t.notFound}</p>;
+  if (error) return <><p className="error" role="alert">{t.notFound}</p><SharingEntry language={language} site={site} PatientID={PatientID} emergency /></>;
   if (!data) return <p className="status">{t.loading}</p>;
   const p = data.patient;
   return (
     <section className="card">
       <h1>{formatPersonName(p.PatientName)} <span className="muted">{formatDicomDate(p.PatientBirthDate, language)} · {p.site} {p.PatientID}{p.INS ? ` · INS ${p.INS}` : ''}</span></h1>
+      <SharingEntry language={language} site={site} PatientID={PatientID} />
       {data.recentElsewhere && (
         <div className="banner" role="status" data-testid="recent-elsewhere">
           <p>{t.recentElsewhere}</p>

@@ -1,0 +1,80 @@
+import { useCallback, useEffect, useState, type FormEvent } from 'react';
+import { getJson, sendJson, type Me } from '../api.ts';
+import type { Language } from '../i18n.ts';
+
+interface Peer { aeTitle: string; site: string; host?: string; port?: number; may: { store: boolean; query: boolean; retrieve: boolean }; territory?: boolean }
+
+const texts = {
+  fr: {
+    title: 'Équipements DICOM (modalités, PACS, stations)', ae: 'Titre AE', site: 'Site', address: 'Adresse', may: 'Autorisé à',
+    store: 'envoyer des images', query: 'interroger', retrieve: 'récupérer', add: 'Ajouter l\'équipement', host: 'Hôte (facultatif)', port: 'Port',
+    pending: 'Ajoutés, actifs au prochain redémarrage d\'Atrium', added: (ae: string) => `Équipement ${ae} ajouté au fichier de configuration : redémarrez Atrium pour qu'il soit pris en compte.`,
+    readOnly: 'Ce serveur tourne sans fichier de configuration : ajoutez les équipements avec `atrium peer add` dans un fichier, puis redémarrez.',
+    empty: 'Aucun équipement.',
+  },
+  en: {
+    title: 'DICOM peers (modalities, PACS, workstations)', ae: 'AE title', site: 'Site', address: 'Address', may: 'May',
+    store: 'send images', query: 'query', retrieve: 'retrieve', add: 'Add the peer', host: 'Host (optional)', port: 'Port',
+    pending: 'Added, live at Atrium\'s next restart', added: (ae: string) => `Peer ${ae} added to the configuration file: restart Atrium to take it into account.`,
+    readOnly: 'This server runs without a configuration file: add peers with `atrium peer add` in one, then restart.',
+    empty: 'No peer.',
+  },
+};
+
+/** The DICOM peers of the administrator's sites, and adding one (to the configuration file, as `atrium peer add` does). */
+export function PeersAdminPage({ language, me }: { language: Language; me: Me }) {
+  const t = texts[language];
+  const [data, setData] = useState<{ peers: Peer[]; pending: Peer[]; editable: boolean }>();
+  const [error, setError] = useState<string>();
+  const [notice, setNotice] = useState<string>();
+  const [form, setForm] = useState({ aeTitle: '', site: me.sites[0] ?? '', host: '', port: '', store: true, query: false, retrieve: false });
+  const load = useCallback(() => { getJson<{ peers: Peer[]; pending: Peer[]; editable: boolean }>('/api/admin/peers').then(setData, (e: Error) => setError(e.message)); }, []);
+  useEffect(load, [load]);
+  const mayText = (p: Peer) => [p.may.store && t.store, p.may.query && t.query, p.may.retrieve && t.retrieve].filter(Boolean).join(', ');
+
+  const add = (e: FormEvent) => {
+    e.preventDefault();
+    setError(undefined);
+    sendJson('POST', '/api/admin/peers', {
+      aeTitle: form.aeTitle.trim(), site: form.site.trim(), ...(form.host.trim() ? { host: form.host.trim(), port: Number(form.port) } : {}),
+      store: form.store, query: form.query, retrieve: form.retrieve,
+    }).then(() => { setNotice(t.added(form.aeTitle.trim())); setForm({ ...form, aeTitle: '', host: '', port: '' }); load(); }, (err: Error) => { setNotice(undefined); setError(err.message); });
+  };
+  const rows = (peers: Peer[], state: string) => peers.map((p) => (
+    <tr key={`${state}-${p.aeTitle}`} data-testid={`peer-${p.aeTitle}`} data-state={state}>
+      <td>{p.aeTitle}</td><td>{p.site}</td><td>{p.host ? `${p.host}:${p.port}` : ''}</td><td>{mayText(p)}</td>
+    </tr>
+  ));
+
+  return (
+    <section className="card wide">
+      <h1>{t.title}</h1>
+      {error && <p className="error" role="alert" data-testid="peers-error">{error}</p>}
+      {notice && <p className="status" data-testid="peers-notice">{notice}</p>}
+      {data && data.peers.length === 0 && data.pending.length === 0 && <p className="status">{t.empty}</p>}
+      {data && (data.peers.length > 0 || data.pending.length > 0) && (
+        <table data-testid="peers">
+          <thead><tr><th>{t.ae}</th><th>{t.site}</th><th>{t.address}</th><th>{t.may}</th></tr></thead>
+          <tbody>
+            {rows(data.peers, 'live')}
+            {data.pending.length > 0 && <tr><td colSpan={4} className="muted">{t.pending}</td></tr>}
+            {rows(data.pending, 'pending')}
+          </tbody>
+        </table>
+      )}
+      {data && !data.editable && <p className="muted">{t.readOnly}</p>}
+      {data?.editable && (
+        <form className="tele-form" onSubmit={add} data-testid="peer-form">
+          <label>{t.ae}<input name="aeTitle" value={form.aeTitle} onChange={(e) => setForm({ ...form, aeTitle: e.target.value })} required maxLength={16} /></label>
+          <label>{t.site}<input name="site" value={form.site} onChange={(e) => setForm({ ...form, site: e.target.value })} required maxLength={64} /></label>
+          <label>{t.host}<input name="host" value={form.host} onChange={(e) => setForm({ ...form, host: e.target.value })} maxLength={253} /></label>
+          <label>{t.port}<input name="port" inputMode="numeric" value={form.port} onChange={(e) => setForm({ ...form, port: e.target.value })} required={form.host.trim() !== ''} /></label>
+          {(['store', 'query', 'retrieve'] as const).map((k) => (
+            <label key={k} className="inline"><input type="checkbox" name={k} checked={form[k]} onChange={() => setForm({ ...form, [k]: !form[k] })} /> {t[k]}</label>
+          ))}
+          <button type="submit" className="button primary">{t.add}</button>
+        </form>
+      )}
+    </section>
+  );
+}
