@@ -268,7 +268,9 @@ export function pattern(engine: SqlDatabase['engine'], value: string): string {
 /**
  * Person names are matched on their folded form (no case, no accents), which PS3.4
  * C.2.2.2.1 allows for PN. With fuzzymatching, a value also matches any name whose
- * whole or any component (family, given, ... or a part of a compound name) starts with it.
+ * whole or any component (family, given, ... or a part of a compound name) starts with it;
+ * a value of several words (split at spaces, carets, hyphens) matches a name each of whose
+ * words begins one of its components (patient names, through their words' index).
  */
 function matchPersonName(
   engine: SqlDatabase['engine'],
@@ -284,11 +286,16 @@ function matchPersonName(
     matchText(engine, column, folded, out);
     return;
   }
-  const word = folded.replace(/\*+$/, '');
-  if (field.words && !/[*?^= -]/.test(word)) {
-    // One word: found through the index of name words rather than by scanning every name.
-    out.where.push(`${field.words.id} IN (${field.words.subquery})`);
-    out.params.push(word, word + highest);
+  const typed = folded.replace(/\*+$/, '');
+  const words = typed.split(/[\^= -]+/).filter((w) => w !== '');
+  if (field.words && words.length > 0 && !/[*?]/.test(typed)) {
+    // Words as people type them ("LEFEVRE HELENE", "lefevre h", "Lefèvre^Hélène"): each must
+    // begin some component of the name, in any order, found through the index of name words
+    // rather than by scanning every name.
+    for (const word of words) {
+      out.where.push(`${field.words.id} IN (${field.words.subquery})`);
+      out.params.push(word, word + highest);
+    }
     return;
   }
   const starts = folded.endsWith('*') ? folded : `${folded}*`;
