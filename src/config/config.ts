@@ -9,7 +9,6 @@ import type { StorageConfig } from '../storage/open-store.ts';
 import { isSupportedCharacterSet, type Hl7CharacterSet } from '../hl7/character-sets.ts';
 import { parseMssante, type MssanteConfig } from './mssante-config.ts';
 import { defaultLifecycleConfig, defaultMonitoringConfig, parseLifecycle, parseMonitoring, type LifecycleConfig, type MonitoringConfig } from './lifecycle-config.ts';
-import { defaultBillingConfig, parseBilling, type BillingConfig } from './billing-config.ts';
 
 /**
  * Atrium's configuration: one YAML file (atrium.example.yaml documents every key),
@@ -38,8 +37,6 @@ export const storageCompressionSyntaxes: readonly string[] = ['1.2.840.10008.1.2
 
 export interface AtriumConfig {
   dataDir: string;
-  /** The file this configuration was read from (the administration API adds peers to it). */
-  configFile?: string;
   http: {
     host: string;
     port: number;
@@ -107,8 +104,6 @@ export interface AtriumConfig {
   lifecycle: LifecycleConfig;
   /** Who may scrape the Prometheus metrics (src/api/monitoring.ts). */
   monitoring: MonitoringConfig;
-  /** Subscriptions and tariffs per site, for the monthly invoices (src/billing/, billing-config.ts). */
-  billing: BillingConfig;
   log: { level: string };
 }
 
@@ -201,6 +196,8 @@ export interface TeleradiologyConfig {
   alerts?: { webhookUrl: string };
   /** Signed reports to the requesting physician's (and the patient's) MSSanté mailbox: off unless set (mssante-config.ts). */
   mssante?: MssanteConfig;
+  /** The sites' time zone (IANA name) for the times a report's PDF shows; default Europe/Paris. */
+  timeZone?: string;
 }
 
 export interface TeleradiologySite {
@@ -515,7 +512,6 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     insi: { timeoutMs: 15_000, software: { name: 'Atrium', version: '0.1.0', approval: '' }, sites: [] },
     lifecycle: defaultLifecycleConfig(),
     monitoring: defaultMonitoringConfig(),
-    billing: defaultBillingConfig(),
     log: { level: 'info' },
   };
 }
@@ -543,7 +539,6 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   }
   const dataDir = path.resolve(options.dataDir ?? env.ATRIUM_DATA_DIR ?? str(raw, 'dataDir') ?? './data');
   const config = defaultConfig(dataDir);
-  if (file !== undefined) config.configFile = path.resolve(file);
 
   const http = obj(raw, 'http');
   config.http.host = env.ATRIUM_HTTP_HOST ?? str(http, 'host') ?? config.http.host;
@@ -623,7 +618,6 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   parseInsi(obj(raw, 'insi'), config);
   config.lifecycle = parseLifecycle(raw.lifecycle, config.sites.map((site) => site.code));
   config.monitoring = parseMonitoring(raw.monitoring);
-  config.billing = parseBilling(raw.billing, config.sites.map((site) => site.code));
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;
@@ -910,6 +904,11 @@ function parseTeleradiology(t: Record<string, unknown>, config: AtriumConfig): v
     if (c.escalateBeforeMinutes[k] >= c.deadlineMinutes[k]) throw new ConfigError(`teleradiology.escalateBeforeMinutes.${k} must be shorter than deadlineMinutes.${k}`);
   }
   c.strokeSpecialty = str(t, 'strokeSpecialty') ?? c.strokeSpecialty;
+  const timeZone = str(t, 'timeZone');
+  if (timeZone !== undefined) {
+    try { new Intl.DateTimeFormat('fr-FR', { timeZone }); } catch { throw new ConfigError(`teleradiology.timeZone: ${timeZone} is not an IANA time zone (e.g. Europe/Paris)`); }
+    c.timeZone = timeZone;
+  }
   c.pollMs = positive(num(t, 'pollMs'), 'pollMs', c.pollMs);
   const delivery = obj(t, 'delivery');
   for (const k of ['ackTimeoutMs', 'retryBaseMs', 'maxAttempts', 'pollMs'] as const) c.delivery[k] = positive(num(delivery, k), `delivery.${k}`, c.delivery[k]);
