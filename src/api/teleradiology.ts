@@ -142,7 +142,7 @@ export async function teleradiologyRoutes(app: FastifyInstance, options: { archi
   app.get('/requests/:id/report/fhir', { schema: { params: idParams } }, async (request, reply) =>
     reply.type('application/fhir+json; charset=utf-8').send(diagnosticReportOf(await signedReportFor(request))));
   app.get('/requests/:id/report/pdf', { schema: { params: idParams } }, async (request, reply) =>
-    reply.type('application/pdf').header('Content-Disposition', `inline; filename="compte-rendu-${id(request)}.pdf"`).send(await renderReportPdf(await signedReportFor(request))));
+    reply.type('application/pdf').header('Content-Disposition', `inline; filename="compte-rendu-${id(request)}.pdf"`).send(await renderReportPdf(await signedReportFor(request), { ...(options.config.timeZone ? { timeZone: options.config.timeZone } : {}) })));
 
   app.put<{ Body: ReportContent }>('/requests/:id/report', { schema: { params: idParams, body: reportBody } },
     async (request) => reports.saveDraft(request.principal!, id(request), request.body, origin(request)));

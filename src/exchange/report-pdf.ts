@@ -10,12 +10,28 @@ const statusLabel: Record<SignedReport['status'], string> = {
   draft: 'BROUILLON (non signé)', preliminary: 'Compte rendu préliminaire', final: 'Compte rendu définitif', amended: 'Compte rendu définitif, complété par addendum',
 };
 
+/** The urgency as the requesting sites say it. */
+const urgencyLabel: Record<string, string> = { routine: 'programmée', urgent: 'urgente', stroke: 'alerte AVC' };
+
+/** The time zone of the sites when none is configured (teleradiology.timeZone). */
+export const defaultReportTimeZone = 'Europe/Paris';
+
+/** "07/12/2026 à 02:10 (heure de Paris)": a moment as the site's clocks show it. */
+export function siteDateTime(at: Date, timeZone: string): string {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('fr-FR', {
+    timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+  }).formatToParts(at).map((p) => [p.type, p.value]));
+  const city = timeZone.split('/').at(-1)!.replaceAll('_', ' ');
+  return `${parts.day}/${parts.month}/${parts.year} à ${parts.hour}:${parts.minute} (heure de ${city})`;
+}
+
 /** dd/mm/yyyy of a DICOM date (YYYYMMDD), or the date as given. */
 function frenchDate(da: string): string {
   return /^\d{8}$/.test(da) ? `${da.slice(6, 8)}/${da.slice(4, 6)}/${da.slice(0, 4)}` : da;
 }
 
-export function renderReportPdf(r: SignedReport): Promise<Buffer> {
+export function renderReportPdf(r: SignedReport, options: { timeZone?: string } = {}): Promise<Buffer> {
+  const timeZone = options.timeZone ?? defaultReportTimeZone;
   // Fixed dates make the same report the same bytes (a retried store sends identical content).
   const doc = new PDFDocument({ size: 'A4', margin: 56, info: { Title: `Compte rendu de télé-interprétation ${r.requestId}`, Author: r.signer.name, Creator: 'Atrium', CreationDate: r.signedAt ?? r.observedAt } });
   const chunks: Buffer[] = [];
@@ -38,7 +54,7 @@ export function renderReportPdf(r: SignedReport): Promise<Buffer> {
   line('Date de l\'examen', r.study?.StudyDate !== undefined ? frenchDate(r.study.StudyDate) : undefined);
   line('N° d\'accession', r.AccessionNumber);
   line('Demandeur', r.requestingPhysician.name + (r.requestingPhysician.rpps ? ` (RPPS ${r.requestingPhysician.rpps})` : ''));
-  line('Urgence', r.urgency === 'stroke' ? 'alerte AVC' : r.urgency);
+  line('Urgence', urgencyLabel[r.urgency] ?? r.urgency);
   doc.moveDown();
   const section = (title: string, body: string) => {
     if (body.trim() === '') return;
@@ -47,12 +63,12 @@ export function renderReportPdf(r: SignedReport): Promise<Buffer> {
   section('Indication', r.clinicalContext);
   section('Question posée', r.clinicalQuestion);
   const fields = Object.entries(r.fields).filter(([, v]) => v.trim() !== '');
-  if (fields.length > 0) section('Éléments structurés', fields.map(([k, v]) => `${k} : ${v}`).join('\n'));
+  if (fields.length > 0) section('Éléments structurés', fields.map(([k, v]) => `${r.fieldLabels?.[k] ?? k} : ${v}`).join('\n'));
   section('Résultats', r.findings);
   section('Conclusion', r.conclusion);
-  for (const a of r.addenda) section(`Addendum du ${a.signedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC (${a.signedBy})`, a.text);
+  for (const a of r.addenda) section(`Addendum du ${siteDateTime(a.signedAt, timeZone)} (${a.signedBy})`, a.text);
   doc.moveDown().fontSize(9).fillColor('#444')
-    .text(r.signedAt ? `Signé électroniquement par ${r.signer.name}${r.signer.rpps ? ` (RPPS ${r.signer.rpps})` : ''} le ${r.signedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC.` : 'Non signé.');
+    .text(r.signedAt ? `Signé électroniquement par ${r.signer.name}${r.signer.rpps ? ` (RPPS ${r.signer.rpps})` : ''} le ${siteDateTime(r.signedAt, timeZone)}.` : 'Non signé.');
   doc.end();
   return done;
 }

@@ -28,6 +28,8 @@ export interface SignedReport {
   signedAt?: Date;
   signer: { login: string; name: string; rpps?: string };
   template?: string;
+  /** The template's labels of its fields ("Score ASPECTS" for ASPECTS), when the report names a template. */
+  fieldLabels?: Record<string, string>;
   fields: Record<string, string>;
   findings: string;
   conclusion: string;
@@ -39,7 +41,7 @@ interface Row {
   accession_number: string | null; modality: string; body_part: string; protocol: string | null; proposed_protocol: string; urgency: string;
   clinical_context: string; clinical_question: string; requesting_physician: string; requesting_physician_rpps: string | null;
   images_arrived_at: string | null; created_at: string; template: string | null; fields_json: string; findings: string; conclusion: string;
-  signed_at: string | null; signer_login: string; signer_name: string; signer_rpps: string | null;
+  signed_at: string | null; template_fields_json: string | null; signer_login: string; signer_name: string; signer_rpps: string | null;
   issuer: string; patient_id: string; patient_name: string | null; birth_date: string | null; sex: string | null;
 }
 
@@ -50,9 +52,10 @@ export async function loadSignedReport(archive: Archive, by: { reportId: number 
   const row = await sql.get<Row>(
     `SELECT t.id AS report_id, r.id AS request_id, t.status, r.requesting_site_id, r.study_instance_uid, r.accession_number, r.modality, r.body_part,
             r.protocol, r.proposed_protocol, r.urgency, r.clinical_context, r.clinical_question, r.requesting_physician, r.requesting_physician_rpps,
-            r.images_arrived_at, r.created_at, t.template, t.fields_json, t.findings, t.conclusion, t.signed_at,
+            r.images_arrived_at, r.created_at, t.template, t.fields_json, t.findings, t.conclusion, t.signed_at, tp.fields_json AS template_fields_json,
             u.login AS signer_login, u.display_name AS signer_name, u.rpps AS signer_rpps, p.issuer, p.patient_id, p.patient_name, p.birth_date, p.sex
        FROM tele_reports t JOIN tele_requests r ON r.id = t.request_id JOIN users u ON u.id = t.author_user_id JOIN patients p ON p.id = r.patient_id
+       LEFT JOIN tele_report_templates tp ON tp.code = t.template
       WHERE ${'reportId' in by ? 't.id' : 't.request_id'} = ?`, ['reportId' in by ? by.reportId : by.requestId]);
   if (!row) return undefined;
   const site = archive.siteById.get(Number(row.requesting_site_id));
@@ -85,7 +88,14 @@ export async function loadSignedReport(archive: Archive, by: { reportId: number 
     ...(row.signed_at !== null ? { signedAt: new Date(row.signed_at) } : {}),
     signer: { login: row.signer_login, name: row.signer_name, ...(row.signer_rpps !== null ? { rpps: row.signer_rpps } : {}) },
     ...(row.template !== null ? { template: row.template } : {}),
+    ...(row.template_fields_json !== null ? { fieldLabels: labelsOf(row.template_fields_json) } : {}),
     fields: JSON.parse(row.fields_json) as Record<string, string>, findings: row.findings, conclusion: row.conclusion,
     addenda: addenda.map((a) => ({ text: a.text, signedBy: a.signed_by, signedAt: new Date(a.signed_at) })),
   };
+}
+
+function labelsOf(fieldsJson: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const f of JSON.parse(fieldsJson) as Array<{ name: string; label?: string }>) if (f.label) labels[f.name] = f.label;
+  return labels;
 }

@@ -223,6 +223,15 @@ export class TeleRequests {
       if (!study || study.siteId !== site.id) throw new TeleError('not-found', `study ${StudyInstanceUID} is not in the archive: name it by AccessionNumber if its images are still to come`);
       if (study.patientId !== patientId) throw new TeleError('invalid', `study ${StudyInstanceUID} belongs to another patient record than ${PatientID}`);
     }
+    // Named by accession number, images already archived at the site for this patient: the
+    // request meets them now (the arrival consumer only sees images stored after it).
+    let archived: string | undefined;
+    if (StudyInstanceUID === undefined && AccessionNumber !== undefined && !/[*?\\]/.test(AccessionNumber)) {
+      const [found] = await this.archive.index.searchStudies({
+        level: 'study', matches: { AccessionNumber }, fuzzymatching: false, limit: 1, offset: 0, restriction: { sql: 'p.id = ?', params: [patientId] },
+      });
+      archived = found?.study.StudyInstanceUID;
+    }
     const rpps = text(input.requestingPhysician?.rpps);
     if (rpps !== undefined && !/^[0-9]{11}$/.test(rpps)) throw new TeleError('invalid', 'requestingPhysician.rpps must be an 11-digit RPPS number');
     const physicianAddress = text(input.requestingPhysician?.mssante);
@@ -233,14 +242,14 @@ export class TeleRequests {
     const deadline = isoPlusMinutes(now, this.config.deadlineMinutes[urgency as Urgency]);
     const at = now.toISOString();
     // Images already in the archive start the clock now.
-    const arrived = StudyInstanceUID !== undefined ? at : null;
+    const arrived = StudyInstanceUID !== undefined || archived !== undefined ? at : null;
     return this.sql.transaction(async (tx) => {
       const inserted = await tx.get<{ id: number }>(
         `INSERT INTO tele_requests (requesting_site_id, patient_id, study_instance_uid, accession_number, urgency, modality, body_part, specialty,
            clinical_context, clinical_question, requesting_physician, requesting_physician_rpps, proposed_protocol, status, images_arrived_at,
            deadline_at, created_by, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'awaiting-protocol', ?, ?, ?, ?, ?) RETURNING id`,
-        [site.id, patientId, StudyInstanceUID ?? null, AccessionNumber ?? null, urgency, modality, bodyPart, specialty, clinicalContext,
+        [site.id, patientId, StudyInstanceUID ?? archived ?? null, AccessionNumber ?? null, urgency, modality, bodyPart, specialty, clinicalContext,
           clinicalQuestion, physician, rpps ?? null, proposedProtocol, arrived, deadline, who.id, at, at],
       );
       if (physicianAddress !== undefined || copies.length > 0) await recordRequestRecipients(tx, Number(inserted!.id), physicianAddress, copies);
@@ -265,13 +274,16 @@ export class TeleRequests {
     return who.sites.some((s) => s.id === siteId);
   }
 
-  /** Who may see a request whole (patient, clinical context): its site, its reader, the territory. */
+  /** Who may see a request whole (patient, clinical context): its site, its reader, the territory, and any radiologist while it is open and nobody else holds it. */
   async requestFor(who: Principal, id: number, origin: Origin, now = new Date()): Promise<TeleRequest> {
     const row = await this.row(this.sql, id);
     const reader = who.userId !== undefined && Number(row.assigned_user_id) === who.userId;
     // Its sender too (a referring physician without a site membership).
     const sender = row.created_by === who.id && who.kind !== 'share-link';
-    if (!reader && !sender && !this.mayRequestFor(who, Number(row.requesting_site_id))) throw new TeleError('not-found', `teleradiology request ${id} does not exist`);
+    // A radiologist reads an open request (its clinical question, the patient) before claiming it, while nobody else holds it.
+    const heldByAnother = row.claimed_by !== null && Number(row.claimed_by) !== who.userId && row.claim_expires_at !== null && row.claim_expires_at > now.toISOString();
+    const candidate = who.kind === 'user' && who.userId !== undefined && who.roles.includes('radiologist') && openStatuses.includes(row.status) && !heldByAnother;
+    if (!reader && !sender && !candidate && !this.mayRequestFor(who, Number(row.requesting_site_id))) throw new TeleError('not-found', `teleradiology request ${id} does not exist`);
     await this.record(this.sql, who, origin, 'view', row, { what: 'tele-request' });
     return this.requestOf(row, now);
   }
