@@ -14,7 +14,8 @@ export interface Me {
 }
 
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string) {
+  /** `missing`: the fields a 422 problem names (the portal says them in the user's language, web/src/errors.ts). */
+  constructor(readonly status: number, message: string, readonly missing?: string[]) {
     super(message);
     this.name = 'ApiError';
   }
@@ -28,13 +29,15 @@ export const sessionEndedEvent = 'atrium:session-ended';
 async function problemOf(r: Response): Promise<ApiError> {
   if (r.status === 401) window.dispatchEvent(new Event(sessionEndedEvent));
   let detail = r.statusText;
+  let missing: string[] | undefined;
   try {
-    const body = (await r.json()) as { detail?: string; title?: string };
+    const body = (await r.json()) as { detail?: string; title?: string; missing?: unknown };
     detail = body.detail ?? body.title ?? detail;
+    if (Array.isArray(body.missing)) missing = body.missing.filter((m): m is string => typeof m === 'string');
   } catch {
     // not a problem document
   }
-  return new ApiError(r.status, detail);
+  return new ApiError(r.status, detail, missing);
 }
 
 export async function getJson<T>(url: string, accept = 'application/json'): Promise<T> {
