@@ -121,6 +121,10 @@ export function auditEventKindOf(action: AuditAction, details?: Record<string, u
     // A study withdrawn at the end of its retention (or by an administrator); a legal hold placed or lifted.
     case 'deletion': return { EventID: AuditEventID.DICOMInstancesAccessed, EventActionCode: 'D' };
     case 'legal-hold': return { EventID: AuditEventID.PatientRecord, EventActionCode: 'U' };
+    // Research: a project defined or approved, an objection recorded; reading the pseudonym mapping is an access.
+    case 'research-project': return { EventID: AuditEventID.ProcedureRecord, EventActionCode: 'U' };
+    case 'research-objection': return { EventID: AuditEventID.PatientRecord, EventActionCode: 'U' };
+    case 'reidentify': return { EventID: AuditEventID.PatientRecord, EventActionCode: 'R' };
   }
 }
 

@@ -15,7 +15,8 @@ export type AuditAction =
   | 'identity-review' | 'order' | 'share' | 'share-open' | 'share-revoke' | 'emergency-access'
   | 'login' | 'login-failed' | 'logout' | 'user-admin'
   | 'tele-request' | 'tele-protocol' | 'tele-assign' | 'tele-claim' | 'tele-rota' | 'tele-template' | 'report-draft' | 'report-sign' | 'report-addendum' | 'report-send' | 'second-reading'
-  | 'deletion' | 'legal-hold';
+  | 'deletion' | 'legal-hold'
+  | 'research-project' | 'research-objection' | 'reidentify';
 
 export type AuditOutcome = 'success' | 'failure' | 'refused';
 

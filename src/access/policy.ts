@@ -81,22 +81,25 @@ export function scopeCondition(scope: AccessScope): { sql: string; params: unkno
 
 /** What a principal may do besides seeing exams: gates checked before the study decision. */
 export type Capability =
-  | 'store' | 'correct' | 'review-identities' | 'forward' | 'share' | 'emergency-access' | 'read-audit' | 'administer-users';
+  | 'store' | 'correct' | 'review-identities' | 'forward' | 'share' | 'emergency-access' | 'read-audit' | 'administer-users'
+  | 'research' | 'approve-research' | 'record-objection' | 'reidentify';
 
 const capabilitiesOfRole: Record<Role, Capability[]> = {
-  'territory-admin': ['store', 'correct', 'review-identities', 'forward', 'share', 'read-audit', 'administer-users'],
-  'site-admin': ['store', 'correct', 'review-identities', 'forward', 'share', 'read-audit', 'administer-users'],
+  'territory-admin': ['store', 'correct', 'review-identities', 'forward', 'share', 'read-audit', 'administer-users', 'research', 'approve-research', 'record-objection'],
+  'site-admin': ['store', 'correct', 'review-identities', 'forward', 'share', 'read-audit', 'administer-users', 'research', 'approve-research', 'record-objection'],
   radiologist: ['store', 'share', 'emergency-access'],
   technologist: ['store'],
   'referring-physician': ['share', 'emergency-access'],
   patient: ['share', 'read-audit'],
+  researcher: ['research'],
+  'trusted-third-party': ['reidentify', 'record-objection'],
 };
 
 export function may(p: Principal, capability: Capability): boolean {
   if (p.kind === 'share-link' || p.kind === 'remote-professional') return false;
   if (p.kind === 'client' || p.kind === 'dicom-peer') {
     // Machine callers store and forward; only a territory-trusted integration (the operator's key) administers.
-    return capability === 'store' || capability === 'forward' || (p.territory === true && capability !== 'emergency-access');
+    return capability === 'store' || capability === 'forward' || (p.territory === true && capability !== 'emergency-access' && capability !== 'reidentify');
   }
   return p.roles.some((r) => capabilitiesOfRole[r].includes(capability));
 }

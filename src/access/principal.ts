@@ -7,6 +7,9 @@ import type { Site } from '../index/records.ts';
 
 export const roles = [
   'territory-admin', 'site-admin', 'radiologist', 'technologist', 'referring-physician', 'patient',
+  // Research (src/research/): who defines cohorts and exports them de-identified, and the
+  // trusted third party who alone may read the pseudonym mapping. Neither sees exams.
+  'researcher', 'trusted-third-party',
 ] as const;
 export type Role = (typeof roles)[number];
 

@@ -32,4 +32,5 @@ export function requireCapability(capability: Capability, audit: AuditTrail, via
 const actionOf: Record<Capability, AuditEvent['action']> = {
   store: 'store', correct: 'correction', 'review-identities': 'identity-review', forward: 'export', share: 'share',
   'emergency-access': 'emergency-access', 'read-audit': 'query', 'administer-users': 'user-admin',
+  research: 'research-project', 'approve-research': 'research-project', 'record-objection': 'research-objection', reidentify: 'reidentify',
 };
