@@ -38,6 +38,7 @@ const publicRoutes: Record<string, string> = {
   '/auth/local': 'a local account logs in with its password (limited per address)',
   '/share/open': 'the holder of a share link opens it with its token (and PIN)',
   '/IHEInvokeImageDisplay': 'IHE Invoke Image Display: sends a browser without a session to log in, then decides with the session itself (src/api/iid.ts)',
+  '/drimbox/context': 'the RIS\'s contextual call (a cross-site form, without the session cookie): checks the form and redirects to the patient\'s page, reads nothing (src/api/drimbox-consumer.ts)',
   '/': 'redirects to the portal',
   '/app': 'redirects to the portal',
   '/app/*': 'the portal\'s built files (no patient data; the login page loads before any session)',

@@ -8,6 +8,7 @@ import type { AuditEvent, AuditTrail } from './audit.ts';
 import type { AccessTokenVerifier, OidcRelyingParty } from './oidc.ts';
 import { actorOf, type Principal } from './principal.ts';
 import type { Session, SessionStore } from './sessions.ts';
+import type { SessionAccessTokens } from './session-tokens.ts';
 import type { ShareLinks } from './share-links.ts';
 import { AuthenticationError, type LoginFailure, type User, type UserDirectory } from './users.ts';
 
@@ -60,6 +61,8 @@ export class Authenticator {
     accessTokens?: AccessTokenVerifier;
     clients: MachineClient[];
     shareLinks?: ShareLinks;
+    /** The Pro Santé Connect access tokens of sessions, kept server-side (the DRIMbox consumer calls with them). */
+    sessionTokens?: SessionAccessTokens;
   }) {
     this.clients = new Map(deps.clients.map((c) => [c.clientId, c]));
   }
@@ -88,13 +91,14 @@ export class Authenticator {
   async finishOidcLogin(params: Record<string, string | undefined>, loginState: string | undefined, origin: Origin): Promise<OpenedSession & { returnTo: string }> {
     const oidc = this.deps.oidc;
     if (!oidc) throw new AuthenticationError('provider-error', 'OpenID Connect login is not configured');
-    const { user, returnTo, acr, idToken } = await this.refusalsAudited(origin, 'oidc', async () => {
-      const { identity, returnTo, idToken } = await oidc.completeAuthorization(params, loginState);
+    const { user, returnTo, acr, idToken, accessToken } = await this.refusalsAudited(origin, 'oidc', async () => {
+      const { identity, returnTo, idToken, accessToken } = await oidc.completeAuthorization(params, loginState);
       const user = await this.deps.users.userOfOidcIdentity(identity);
       if (user.disabledAt !== undefined) throw new AuthenticationError('disabled', 'this account is disabled', user.login);
-      return { user, returnTo, acr: identity.acr, idToken };
+      return { user, returnTo, acr: identity.acr, idToken, accessToken };
     });
     const opened = await this.openSession(user, 'session', origin, { method: 'oidc', issuer: oidc.issuer.issuer, ...(acr ? { acr } : {}) }, idToken);
+    await this.deps.sessionTokens?.keep(opened.cookieValue, accessToken.token, accessToken.expiresAt);
     return { ...opened, returnTo };
   }
 
@@ -106,11 +110,17 @@ export class Authenticator {
   async logout(cookieValue: string, principal: Principal, origin: Origin): Promise<{ endSessionUrl?: string }> {
     const idToken = await this.deps.sessions.idTokenOf(cookieValue);
     await this.deps.sessions.revokeSession(cookieValue);
+    await this.deps.sessionTokens?.forget(cookieValue);
     await this.deps.audit.record({ action: 'logout', outcome: 'success', ...actorOf(principal), source: origin.source, via: origin.via });
     if (!idToken || !this.deps.oidc) return {};
     // The provider being unreachable does not keep the logout from Atrium from happening.
     const endSessionUrl = await this.deps.oidc.endSessionUrl(idToken).catch(() => undefined);
     return endSessionUrl ? { endSessionUrl } : {};
+  }
+
+  /** The Pro Santé Connect access token of the session the cookie opens, while it lasts (never sent to the browser). */
+  async accessTokenOfSession(cookieValue: string): Promise<string | undefined> {
+    return this.deps.sessionTokens?.tokenOf(cookieValue);
   }
 
   /** A session for whoever opened a share link (its PIN checked by ShareLinks.open). */

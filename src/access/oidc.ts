@@ -147,7 +147,11 @@ export class OidcRelyingParty {
    * the PKCE verifier), verifies the ID token (signature, iss, aud, exp, nonce, acr) and reads
    * the userinfo claims.
    */
-  async completeAuthorization(params: Record<string, string | undefined>, loginState: string | undefined): Promise<{ identity: OidcIdentity; returnTo: string; idToken: string }> {
+  async completeAuthorization(params: Record<string, string | undefined>, loginState: string | undefined): Promise<{
+    identity: OidcIdentity; returnTo: string; idToken: string;
+    /** The access token, kept on the server only (session-tokens.ts), for calls made on the user's behalf; and when it ends. */
+    accessToken: { token: string; expiresAt: Date };
+  }> {
     if (!loginState) throw new AuthenticationError('bad-state', 'no login in progress in this browser (or it took more than 10 minutes)');
     let s: LoginState;
     try {
@@ -191,6 +195,8 @@ export class OidcRelyingParty {
       },
       returnTo: s.returnTo,
       idToken: tokens.id_token,
+      // RFC 6749 §5.1: expires_in is recommended; without it, the ID token's end stands for it.
+      accessToken: { token: tokens.access_token, expiresAt: new Date(tokens.expires_in !== undefined ? Date.now() + tokens.expires_in * 1000 : (claims.exp ?? 0) * 1000) },
     };
   }
 
@@ -209,7 +215,7 @@ export class OidcRelyingParty {
     return url.toString();
   }
 
-  private async exchangeCode(m: ProviderMetadata, code: string, codeVerifier: string): Promise<{ id_token: string; access_token: string }> {
+  private async exchangeCode(m: ProviderMetadata, code: string, codeVerifier: string): Promise<{ id_token: string; access_token: string; expires_in?: number }> {
     const body = new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: this.config.redirectUri, code_verifier: codeVerifier });
     const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
     if (this.config.tokenEndpointAuthMethod === 'client_secret_basic') {
@@ -232,7 +238,8 @@ export class OidcRelyingParty {
     if (typeof answer.id_token !== 'string' || typeof answer.access_token !== 'string') {
       throw new AuthenticationError('provider-error', 'the token endpoint returned no ID token');
     }
-    return { id_token: answer.id_token, access_token: answer.access_token };
+    const expiresIn = typeof answer.expires_in === 'number' && answer.expires_in > 0 ? answer.expires_in : undefined;
+    return { id_token: answer.id_token, access_token: answer.access_token, ...(expiresIn !== undefined ? { expires_in: expiresIn } : {}) };
   }
 
   /** Userinfo as JSON or as a signed JWT (application/jwt); its sub must be the ID token's. */

@@ -39,7 +39,9 @@ export function sha256Hex(text: string): string {
 
 const publicRoutes = new Set(['/health', '/healthz', '/readyz', '/metrics', '/auth/methods', '/auth/login', '/auth/callback', '/auth/local', '/share/open',
   // Sends a browser without a session to log in first, then checks the session itself (iid.ts).
-  '/IHEInvokeImageDisplay']);
+  '/IHEInvokeImageDisplay',
+  // The RIS's contextual call (a cross-site form, so no session cookie): a redirect to the patient's page, nothing read (drimbox-consumer.ts).
+  '/drimbox/context']);
 
 /** Routes reachable without authentication (they carry no patient data; the login routes make sessions). */
 export function isPublicRoute(url: string): boolean {

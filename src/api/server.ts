@@ -34,6 +34,9 @@ import { dicomwebDeleteRoutes, lifecycleRoutes } from './lifecycle.ts';
 import { registerMonitoring } from './monitoring.ts';
 import { iidRoutes } from './iid.ts';
 import { TokenIntrospector } from '../access/drimbox.ts';
+import { SessionAccessTokens } from '../access/session-tokens.ts';
+import { drimboxConsumerRoutes, drimboxContextRoute } from './drimbox-consumer.ts';
+import { DrimboxConsumer } from '../exchange/drimbox-consumer.ts';
 import { httpStatusOf, sendProblem } from '../dicomweb/problem.ts';
 
 /**
@@ -75,6 +78,7 @@ export function authenticatorOf(config: AtriumConfig, archive: Archive): Authent
       return { clientId: c.clientId, site, territory: c.territory };
     }),
     shareLinks: new ShareLinks(sql),
+    ...(auth.oidc ? { sessionTokens: new SessionAccessTokens(sql, auth.oidc.clientSecret) } : {}),
   });
 }
 
@@ -139,6 +143,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     ...(config.auth.drimbox ? { drimbox: new TokenIntrospector(config.auth.drimbox, new AuditTrail(archive.index.sql)) } : {}),
   });
   await app.register(iidRoutes, { archive, authenticator });
+  await app.register(drimboxContextRoute, { archive });
   app.get('/health', async () => ({ status: 'ok' }));
   registerMonitoring(app, archive, config);
   // Counted in the index on PostgreSQL: every node behind the load balancer sees the same attempts.
@@ -168,6 +173,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(doseRoutes, { prefix: '/api/dose', archive, referenceLevels: config.radiation.referenceLevels });
   await app.register(studyDocumentRoutes, { prefix: '/api/studies', archive, publicBaseUrl: config.http.publicBaseUrl });
   await app.register(dmpRoutes, { prefix: '/api/dmp', archive });
+  await app.register(drimboxConsumerRoutes, { prefix: '/api/drimbox', archive, authenticator, consumer: new DrimboxConsumer(archive, config.dmp) });
   await app.register(lifecycleRoutes, { prefix: '/api/lifecycle', archive });
   await app.register(dicomwebDeleteRoutes, { prefix: '/dicom-web', archive });
   await app.register(shareLinkRoutes, {

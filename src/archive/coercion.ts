@@ -39,10 +39,11 @@ export function coercePatientJson(json: string, p: PatientAttributes): string {
 const isGroupLength = (t: Tag) => (t & 0xffff) === 0;
 
 /**
- * The object with its patient module replaced, or undefined when it cannot be done
+ * The object with its patient module replaced (and `extra` elements set, which must come before
+ * the pixel data), or undefined when it cannot be done
  * faithfully (deflated dataset; a name the object's character set cannot write).
  */
-export function coercePatientModule(object: Buffer, p: PatientAttributes): Buffer | undefined {
+export function coercePatientModule(object: Buffer, p: PatientAttributes, extra: readonly DicomElement[] = []): Buffer | undefined {
   const parsed = parsePart10(object, { bulkThreshold: Number.MAX_SAFE_INTEGER });
   if (parsed.deflated) return undefined;
   // Everything from the first value not held in memory (the pixel data) goes out as stored.
@@ -60,6 +61,8 @@ export function coercePatientModule(object: Buffer, p: PatientAttributes): Buffe
     head.set(el.tag, el);
   }
   if (!setPatientModule(head, p)) return undefined;
+  // Elements of the patient module given besides (an import's INS in Other Patient IDs).
+  for (const el of extra) if (el.tag < tailFrom) head.set(el.tag, el);
   return Buffer.concat([
     object.subarray(0, parsed.datasetOffset),
     encodeDataset(head, parsed.littleEndian, parsed.explicitVR),

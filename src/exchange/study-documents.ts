@@ -755,7 +755,7 @@ export class StudyDocumentSource {
 }
 
 /** A patient record's identity as the RNIV types it (INS, status, reference traits), or undefined. */
-async function patientIdentityOf(sql: SqlDatabase, patientId: number): Promise<PatientIdentity | undefined> {
+export async function patientIdentityOf(sql: SqlDatabase, patientId: number): Promise<PatientIdentity | undefined> {
   const row = await sql.get<{ ins: string | null; ins_oid: string | null; status: IdentityStatus; birth_name: string | null; first_names: string | null; sex: string | null; birth_date: string | null; birth_place: string | null }>(
     'SELECT ins, ins_oid, status, birth_name, first_names, sex, birth_date, birth_place FROM patient_identities WHERE patient_id = ?', [patientId]);
   if (!row) return undefined;
