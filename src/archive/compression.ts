@@ -15,6 +15,7 @@ import type { SqlDatabase } from '../index/sql.ts';
 import type { InstanceLayout, StoredInstance } from '../index/records.ts';
 import type { Archive } from './archive.ts';
 import { layoutOf, newBlobKey } from './ingest.ts';
+import { originalRecordElements } from './original-record.ts';
 import { nativeFrameRange, type ImagePixelModule } from './pixels.ts';
 import { canTranscode, readHeader, transcodeInstance } from './transcode.ts';
 import { buffer as readAll } from 'node:stream/consumers';
@@ -157,7 +158,9 @@ export class CompressionAtRest extends OutboxConsumer {
     if (!siteCode) return void this.stats.skipped++;
 
     const obj = await readHeader(store, inst);
-    const blob = await store.put(newBlobKey(siteCode), await transcodeInstance({ store, codecs: retriever.codecs, inst, obj, px }, c.transferSyntax));
+    const original = inst.layout.original ?? { TransferSyntaxUID: inst.TransferSyntaxUID, size: inst.size, sha256: inst.sha256 };
+    // The record of the original goes in the new file too: `atrium reindex` finds it there (original-record.ts).
+    const blob = await store.put(newBlobKey(siteCode), await transcodeInstance({ store, codecs: retriever.codecs, inst, obj, px }, c.transferSyntax, { meta: originalRecordElements(original) }));
     let replaced = false;
     try {
       const compressed = await readHeader(store, { ...inst, blobKey: blob.key });
@@ -166,7 +169,7 @@ export class CompressionAtRest extends OutboxConsumer {
         this.logger.warn({ sop: inst.SOPInstanceUID, transferSyntax: c.transferSyntax }, 'storage compression: the decoded frames differ from the original; the original is kept');
         return;
       }
-      const layout: InstanceLayout = { ...layoutOf(compressed), original: inst.layout.original ?? { TransferSyntaxUID: inst.TransferSyntaxUID, size: inst.size, sha256: inst.sha256 } };
+      const layout: InstanceLayout = { ...layoutOf(compressed), original };
       // Only if the object is still the one compressed (a replacement may have come in meanwhile).
       const { changes } = await index.sql.run(
         'UPDATE instances SET blob_key = ?, size = ?, sha256 = ?, transfer_syntax_uid = ?, layout_json = ?, updated_at = ? WHERE sop_instance_uid = ? AND blob_key = ?',

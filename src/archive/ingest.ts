@@ -13,6 +13,7 @@ import type { BlobStore, StoredBlob } from '../storage/blob-store.ts';
 import type { IngestJournal, JournalEntry } from '../storage/ingest-journal.ts';
 import { IndexConflictError, type ArchiveIndex } from '../index/archive-index.ts';
 import type { DuplicatePolicy, InstanceLayout, InstanceRecord, Site, StoreOutcome } from '../index/records.ts';
+import { originalRecordOf } from './original-record.ts';
 import { IngestError, type IngestErrorCode } from './ingest-error.ts';
 
 /** Who sends the object, resolved by the protocol adapter before ingest. */
@@ -329,6 +330,11 @@ export function buildInstanceRecord(
   }
 
   const layout = layoutOf(parsed);
+  // A file compression at rest wrote: the original it replaced, as recorded in the file (never taken from what a sender wrote).
+  if (source.via === 'reindex') {
+    const original = originalRecordOf(meta, ts);
+    if (original) layout.original = original;
+  }
   checkPixelDataSize(parsed, layout, ctx, warnings);
 
   let PatientID = s(Tags.PatientID);

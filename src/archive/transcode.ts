@@ -66,7 +66,7 @@ interface NativeFrame {
  * the frames cannot be told apart or the first one does not decode; a later frame that
  * does not decode ends the stream with its error.
  */
-export async function transcodeInstance(src: TranscodeSource, target: string): Promise<Readable> {
+export async function transcodeInstance(src: TranscodeSource, target: string, options: { meta?: DicomElement[] } = {}): Promise<Readable> {
   const { obj, px, inst } = src;
   const pixel = obj.dataset.get(Tags.PixelData);
   const frames = Math.max(1, px.NumberOfFrames);
@@ -117,6 +117,7 @@ export async function transcodeInstance(src: TranscodeSource, target: string): P
       },
       replace,
       remove: [ExtendedOffsetTable, ExtendedOffsetTableLengths],
+      ...(options.meta ? { meta: options.meta } : {}),
     },
   );
   return Readable.from(body, { objectMode: false });

@@ -79,6 +79,8 @@ export const Tags = {
   ImplementationClassUID: tag(0x0002, 0x0012),
   ImplementationVersionName: tag(0x0002, 0x0013),
   SourceApplicationEntityTitle: tag(0x0002, 0x0016),
+  PrivateInformationCreatorUID: tag(0x0002, 0x0100),
+  PrivateInformation: tag(0x0002, 0x0102),
   SpecificCharacterSet: tag(0x0008, 0x0005),
   ImageType: tag(0x0008, 0x0008),
   InstanceCreationDate: tag(0x0008, 0x0012),

@@ -9,6 +9,11 @@ import { hasLongLength } from './part10-parser.ts';
 /** Atrium's Implementation Class UID (PS3.7 D.3.3.2), a UUID-derived UID (PS3.5 B.2). */
 export const ATRIUM_IMPLEMENTATION_CLASS_UID = '2.25.247912004733604316924616254317412690523';
 export const ATRIUM_IMPLEMENTATION_VERSION_NAME = 'ATRIUM_0_1';
+/**
+ * Private Information Creator UID (0002,0100) of the record compression at rest keeps in the
+ * file it writes (src/archive/original-record.ts): an arc under the implementation's UUID-derived UID.
+ */
+export const ATRIUM_ORIGINAL_RECORD_UID = `${ATRIUM_IMPLEMENTATION_CLASS_UID}.1`;
 
 const UNDEFINED_LENGTH = 0xffffffff;
 const OUTPUT_CHUNK = 256 * 1024;
@@ -32,6 +37,8 @@ export interface WritePart10Options {
   replace?: DicomElement[];
   /** Top-level elements to leave out (an Extended Offset Table that no longer fits the frames). */
   remove?: Tag[];
+  /** File meta elements to set (group 0002), e.g. the record of the original that compression at rest keeps. */
+  meta?: DicomElement[];
 }
 
 /** New pixel data, one frame at a time (PS3.5 §8.2, A.4). */
@@ -227,6 +234,12 @@ export async function* writePart10(source: Part10Source, opts: WritePart10Option
   // The object now comes from this implementation, whose identity the meta header states.
   meta.set(Tags.ImplementationClassUID, { tag: Tags.ImplementationClassUID, vr: 'UI', value: uidValue(opts.implementationClassUID ?? ATRIUM_IMPLEMENTATION_CLASS_UID) });
   meta.set(Tags.ImplementationVersionName, { tag: Tags.ImplementationVersionName, vr: 'SH', value: padded(Buffer.from(ATRIUM_IMPLEMENTATION_VERSION_NAME, 'latin1'), 'SH') });
+  // Atrium's record of a stored file's original describes that file, not this new encoding of it.
+  if (meta.get(Tags.PrivateInformationCreatorUID)?.value?.toString('latin1').replace(/[\0 ]+$/, '') === ATRIUM_ORIGINAL_RECORD_UID) {
+    meta.delete(Tags.PrivateInformationCreatorUID);
+    meta.delete(Tags.PrivateInformation);
+  }
+  for (const el of opts.meta ?? []) meta.set(el.tag, el);
 
   let pending: Buffer[] = [preambleAndMeta(meta)];
   let pendingBytes = pending[0]!.length;
