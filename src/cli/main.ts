@@ -24,6 +24,7 @@ import { UserError } from '../access/users.ts';
 import { ensureFirstAdministrator } from './first-admin.ts';
 import { dimseFirstStepHint, runPeerCommand } from './peers.ts';
 import { runDemoCommand } from './demo.ts';
+import { runBillingCommand } from './billing.ts';
 
 const usage = `atrium <command> [options]
 
@@ -74,6 +75,10 @@ Commands:
             let a DICOM modality or workstation in: adds it to the configuration file (or,
             on embedded defaults, prints the YAML to put in one); none of --store, --query,
             --retrieve: store only (a modality); restart serve to take it into account
+  billing invoice --site CODE --month YYYY-MM [--pdf FILE]
+            the site's invoice for the month as CSV (one line per service and item: quantity,
+            unit price, amount), and as PDF into FILE; billing usage --month YYYY-MM: every
+            site's counts for the month (JSON)
   forwarding [--retry-failed] [--destination AE]
             the forwarding queue per destination peer (as GET /api/forwarding);
             --retry-failed first makes failed rows (of one destination) pending again
@@ -114,6 +119,8 @@ async function main(argv: string[]): Promise<number> {
       force: { type: 'boolean', default: false },
       'dry-run': { type: 'boolean', default: false },
       now: { type: 'string' },
+      month: { type: 'string' },
+      pdf: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -190,6 +197,14 @@ async function main(argv: string[]): Promise<number> {
         const destinations = (await queue.status()).filter((d) => values.destination === undefined || d.destination === values.destination);
         process.stdout.write(JSON.stringify({ ...(requeued === undefined ? {} : { requeued }), destinations }, null, 2) + '\n');
         return 0;
+      } finally {
+        await archive.close();
+      }
+    }
+    case 'billing': {
+      const archive = await openArchive(config, logger);
+      try {
+        return await runBillingCommand(archive, config, logger, positionals.slice(1), { ...(values.site ? { site: values.site } : {}), ...(values.month !== undefined ? { month: values.month } : {}), ...(values.pdf !== undefined ? { pdf: values.pdf } : {}) });
       } finally {
         await archive.close();
       }

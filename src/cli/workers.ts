@@ -27,11 +27,12 @@ import { StudyDocumentSource, StudyDocuments, StudyDocumentsConsumer } from '../
 import { RetentionEvaluation } from '../archive/lifecycle.ts';
 import { RejectionNoteDelivery } from '../dimse/rejection-notes.ts';
 import { DoseRecording, migrateDoseRecords } from '../workflow/dose-records.ts';
+import { MeteringConsumer } from '../billing/metering.ts';
 
 export type WorkerName =
-  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments' | 'lifecycle' | 'compression' | 'dose';
+  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments' | 'lifecycle' | 'compression' | 'dose' | 'metering';
 
-export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments', 'lifecycle', 'compression', 'dose'];
+export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments', 'lifecycle', 'compression', 'dose', 'metering'];
 
 export interface Workers {
   forwarder: Forwarder;
@@ -54,6 +55,8 @@ export interface Workers {
   compression: CompressionAtRest;
   /** Radiation doses read from Radiation Dose SRs and image headers (src/workflow/dose-records.ts). */
   dose: DoseRecording;
+  /** Billable events counted per site and month (src/billing/metering.ts). */
+  metering: MeteringConsumer;
   /** Stops what was started, waiting up to graceMs for work in flight; the audit export last. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -116,6 +119,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   const compression = new CompressionAtRest(archive, config.storageCompression, child('compression'), options.pollMs);
   await migrateDoseRecords(archive.index.sql);
   const dose = new DoseRecording(archive.index.sql, archive.outbox, child('dose'), options.pollMs);
+  const metering = new MeteringConsumer(archive, config.billing.timeZone, child('metering'), options.pollMs);
   let purge: NodeJS.Timeout | undefined;
 
   const stops: Array<(graceMs: number) => Promise<unknown>> = [];
@@ -169,6 +173,10 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
     dose.start();
     stops.push(() => dose.stop());
   }
+  if (selected.has('metering')) {
+    metering.start();
+    stops.push(() => metering.stop());
+  }
   if (selected.has('sessionPurge')) {
     purge = setInterval(() => {
       sessions.purgeEndedSessions().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'purging ended sessions failed'));
@@ -181,7 +189,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   await anchoring?.start();
 
   return {
-    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, rejectionNotes, compression, dose, ...(dmp ? { dmp } : {}),
+    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, rejectionNotes, compression, dose, metering, ...(dmp ? { dmp } : {}),
     async stop(graceMs = 10_000) {
       if (purge) clearInterval(purge);
       await Promise.all(stops.map((stop) => stop(graceMs)));

@@ -40,11 +40,13 @@ export interface BillingConfig {
   currency: string;
   /** Invoice issuer's name, printed on the PDF. */
   issuer: string;
+  /** The time zone (IANA) whose calendar months the invoices follow; default Europe/Paris. */
+  timeZone: string;
   sites: SiteBilling[];
 }
 
 export function defaultBillingConfig(): BillingConfig {
-  return { currency: 'EUR', issuer: 'Atrium', sites: [] };
+  return { currency: 'EUR', issuer: 'Atrium', timeZone: 'Europe/Paris', sites: [] };
 }
 
 const monthPattern = /^[0-9]{4}-(0[1-9]|1[0-2])$/;
@@ -78,7 +80,7 @@ function isService(s: string): s is BillingService {
 
 export function parseBilling(raw: unknown, siteCodes: readonly string[]): BillingConfig {
   const d = mapping(raw, 'billing');
-  onlyKeys(d, ['currency', 'issuer', 'sites'], 'billing');
+  onlyKeys(d, ['currency', 'issuer', 'timeZone', 'sites'], 'billing');
   const c = defaultBillingConfig();
   if (d.currency !== undefined) {
     if (typeof d.currency !== 'string' || !/^[A-Z]{3}$/.test(d.currency)) throw new ConfigError('billing.currency must be an ISO 4217 code such as EUR');
@@ -87,6 +89,15 @@ export function parseBilling(raw: unknown, siteCodes: readonly string[]): Billin
   if (d.issuer !== undefined) {
     if (typeof d.issuer !== 'string' || d.issuer.trim() === '') throw new ConfigError('billing.issuer must be a name');
     c.issuer = d.issuer;
+  }
+  if (d.timeZone !== undefined) {
+    try {
+      if (typeof d.timeZone !== 'string') throw new Error();
+      new Intl.DateTimeFormat('en', { timeZone: d.timeZone });
+    } catch {
+      throw new ConfigError(`billing.timeZone: ${String(d.timeZone)} is not an IANA time zone (e.g. Europe/Paris)`);
+    }
+    c.timeZone = d.timeZone as string;
   }
   const sites = mapping(d.sites, 'billing.sites');
   for (const [code, entry] of Object.entries(sites)) {
