@@ -3,6 +3,7 @@ import { doseTimeline, patientTimeline, type DoseTimeline, type PatientRecord, t
 import { navigate, viewerPath } from '../router.ts';
 import { formatDicomDate, formatPersonName, useTexts, type Language } from '../i18n.ts';
 import { StudyList } from './StudyList.tsx';
+import { DmpSection } from './DmpSection.tsx';
 import { SharingEntry } from './PortalScreens.tsx';
 
 /** A patient's exams across every site (their records linked to the same person included). */
@@ -38,6 +39,7 @@ export function TimelinePage({ language, site, PatientID }: { language: Language
       )}
       <h2>{t.timeline}</h2>
       <StudyList studies={data.studies} language={language} />
+      {data.patient.INS && <DmpSection site={site} PatientID={PatientID} language={language} />}
       <h2>{t.dose}</h2>
       {!dose && <button type="button" className="button" data-testid="show-dose" onClick={() => doseTimeline(site, PatientID).then(setDose, (e: Error) => setError(e.message))}>{t.showDose}</button>}
       {dose && (
