@@ -31,6 +31,7 @@ import { dmpRoutes } from './dmp.ts';
 import { patientRoutes } from './patients.ts';
 import { studyDocumentRoutes } from './study-documents.ts';
 import { dicomwebDeleteRoutes, lifecycleRoutes } from './lifecycle.ts';
+import { billingRoutes } from './billing.ts';
 import { registerMonitoring } from './monitoring.ts';
 import { iidRoutes } from './iid.ts';
 import { TokenIntrospector } from '../access/drimbox.ts';
@@ -175,6 +176,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(dmpRoutes, { prefix: '/api/dmp', archive });
   await app.register(drimboxConsumerRoutes, { prefix: '/api/drimbox', archive, authenticator, consumer: new DrimboxConsumer(archive, config.dmp) });
   await app.register(lifecycleRoutes, { prefix: '/api/lifecycle', archive });
+  await app.register(billingRoutes, { prefix: '/api/billing', archive, billing: config.billing });
   await app.register(dicomwebDeleteRoutes, { prefix: '/dicom-web', archive });
   await app.register(shareLinkRoutes, {
     prefix: '/share', archive, authenticator, secureCookie: config.auth.sessions.secureCookie,
