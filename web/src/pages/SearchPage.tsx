@@ -2,6 +2,7 @@ import { useState, type FormEvent } from 'react';
 import { searchPatients, type PatientPage, type PatientSearch } from '../api.ts';
 import { formatDicomDate, formatPersonName, useTexts, type Language } from '../i18n.ts';
 import { navigate } from '../router.ts';
+import { errorText } from '../errors.ts';
 
 /** Patient search: name (accents and case ignored), birth date, INS, PatientID of a site. */
 export function SearchPage({ language }: { language: Language }) {
@@ -20,20 +21,31 @@ export function SearchPage({ language }: { language: Language }) {
       setPage(await searchPatients(search, offset));
       setSubmitted(search);
     } catch (err) {
-      setError((err as Error).message);
+      // Results of an earlier search are not left under an error that says this one failed.
+      setPage(undefined);
+      setError(errorText(err, language));
     }
   };
   const submit = (e: FormEvent) => {
     e.preventDefault();
-    // The form's date (YYYY-MM-DD) is a DICOM date on the wire.
-    void show({ ...query, birthDate: query.birthDate?.replaceAll('-', '') }, 0);
+    // The form's date (YYYY-MM-DD) is a DICOM date on the wire; blank fields are no criteria.
+    const search = Object.fromEntries(Object.entries({ ...query, birthDate: query.birthDate?.replaceAll('-', '') })
+      .map(([k, v]) => [k, v?.trim()]).filter(([, v]) => v)) as PatientSearch;
+    if (Object.keys(search).length === 0) {
+      // An empty search clears the old results and says what to type.
+      setPage(undefined);
+      setSubmitted({});
+      setError(t.searchEmpty);
+      return;
+    }
+    void show(search, 0);
   };
 
   return (
     <section className="card">
       <h1>{t.searchTitle}</h1>
       <form className="search" onSubmit={submit}>
-        <label>{t.patientName}<input name="name" value={query.name ?? ''} onChange={set('name')} autoFocus /></label>
+        <label>{t.patientName}<input name="name" value={query.name ?? ''} onChange={set('name')} placeholder={t.namePlaceholder} autoFocus /></label>
         <label>{t.birthDate}<input name="birthDate" type="date" value={query.birthDate ?? ''} onChange={set('birthDate')} /></label>
         <label>{t.ins}<input name="ins" inputMode="numeric" value={query.ins ?? ''} onChange={set('ins')} /></label>
         <label>{t.patientId}<input name="PatientID" value={query.PatientID ?? ''} onChange={set('PatientID')} /></label>
@@ -44,7 +56,7 @@ export function SearchPage({ language }: { language: Language }) {
       {results && results.length === 0 && <p className="status">{t.noPatient}</p>}
       {page?.next !== undefined && page.offset === 0 && <p className="status" data-testid="refine">{t.refineSearch}</p>}
       {results && results.length > 0 && (
-        <table className="results" data-testid="patients">
+        <div className="table-scroll"><table className="results" data-testid="patients">
           <thead><tr><th>{t.patientName}</th><th>{t.birthDate}</th><th>{t.sex}</th><th>{t.site}</th><th>{t.patientId}</th><th>{t.ins}</th><th>{t.studies}</th></tr></thead>
           <tbody>
             {results.map((p) => (
@@ -56,7 +68,7 @@ export function SearchPage({ language }: { language: Language }) {
               </tr>
             ))}
           </tbody>
-        </table>
+        </table></div>
       )}
       {page && (page.offset > 0 || page.next !== undefined) && (
         <nav className="pager" data-testid="pager">

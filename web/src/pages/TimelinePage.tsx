@@ -4,6 +4,7 @@ import { navigate, viewerPath } from '../router.ts';
 import { formatDicomDate, formatPersonName, useTexts, type Language } from '../i18n.ts';
 import { StudyList } from './StudyList.tsx';
 import { DmpSection } from './DmpSection.tsx';
+import { errorText } from '../errors.ts';
 import { SharingEntry } from './PortalScreens.tsx';
 
 /** A patient's exams across every site (their records linked to the same person included). */
@@ -13,9 +14,10 @@ export function TimelinePage({ language, site, PatientID }: { language: Language
   const [error, setError] = useState<string>();
   // Asked for, not loaded with the timeline: each reading of the dose is an audited query.
   const [dose, setDose] = useState<DoseTimeline>();
+  const [doseError, setDoseError] = useState<string>();
   useEffect(() => {
-    patientTimeline(site, PatientID).then(setData, (e: Error) => setError(e.message));
-  }, [site, PatientID]);
+    patientTimeline(site, PatientID).then(setData, (e: unknown) => setError(errorText(e, language)));
+  }, [site, PatientID, language]);
   if (error) return <><p className="error" role="alert">{t.notFound}</p><SharingEntry language={language} site={site} PatientID={PatientID} emergency /></>;
   if (!data) return <p className="status">{t.loading}</p>;
   const p = data.patient;
@@ -41,10 +43,11 @@ export function TimelinePage({ language, site, PatientID }: { language: Language
       <StudyList studies={data.studies} language={language} />
       {data.patient.INS && <DmpSection site={site} PatientID={PatientID} language={language} />}
       <h2>{t.dose}</h2>
-      {!dose && <button type="button" className="button" data-testid="show-dose" onClick={() => doseTimeline(site, PatientID).then(setDose, (e: Error) => setError(e.message))}>{t.showDose}</button>}
+      {!dose && <button type="button" className="button" data-testid="show-dose" onClick={() => doseTimeline(site, PatientID).then(setDose, (e: unknown) => setDoseError(errorText(e, language)))}>{t.showDose}</button>}
+      {doseError && <p className="error" role="alert">{doseError}</p>}
       {dose && (
         <div data-testid="dose">
-          <table>
+          <div className="table-scroll"><table>
             <thead><tr><th>{t.date}</th><th>{t.modality}</th><th>{t.bodyPart}</th><th>CTDIvol (mGy)</th><th>PDL (mGy.cm)</th><th>PDS (Gy.m²)</th><th>{t.effectiveDose}</th><th>{t.cumulativeDose}</th></tr></thead>
             <tbody>
               {dose.exams.map((e) => (
@@ -55,7 +58,7 @@ export function TimelinePage({ language, site, PatientID }: { language: Language
                 </tr>
               ))}
             </tbody>
-          </table>
+          </table></div>
           <p className="muted">{dose.method}</p>
         </div>
       )}
