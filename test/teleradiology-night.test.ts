@@ -225,7 +225,14 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
     await page.getByTestId('sign-preliminary').click();
     await page.getByTestId('report-status').getByText('préliminaire').waitFor();
     assert.equal(await page.getByTestId('request-status').innerText(), 'À interpréter');
+    // A final signature is asked twice: cancelled, nothing is signed; confirmed, it is.
     await page.getByTestId('sign-final').click();
+    await page.getByTestId('cancel-sign-final').click();
+    assert.equal(await page.getByTestId('confirm-final').count(), 0);
+    assert.equal(await page.getByTestId('report-status').innerText(), 'préliminaire');
+    await page.getByTestId('sign-final').click();
+    assert.match(await page.getByTestId('confirm-final').innerText(), /ne peut plus être modifié/);
+    await page.getByTestId('confirm-sign-final').click();
     await page.getByTestId('report-status').getByText('définitif').waitFor();
     await page.getByTestId('request-status').getByText('Interprétée').waitFor();
     await screenshots.shootNonBlank(page, '7-report-signed');

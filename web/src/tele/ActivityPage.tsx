@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState } from 'react';
 import type { Language } from '../i18n.ts';
 import { activity, activityCsvUrl, activityPdfUrl, type ActivityRow } from './tele-api.ts';
 import { teleTexts } from './texts.ts';
+import { errorText } from '../errors.ts';
 
 const isoDay = (d: Date) => d.toISOString().slice(0, 10);
 
@@ -12,7 +13,7 @@ export function ActivityPage({ language }: { language: Language }) {
   const [range, setRange] = useState({ from: `${now.getUTCFullYear()}-01-01`, to: isoDay(new Date(now.getTime() + 86_400_000)), by: 'month' as 'month' | 'year' });
   const [rows, setRows] = useState<ActivityRow[]>();
   const [error, setError] = useState<string>();
-  const load = useCallback(() => { setError(undefined); activity(range.from, range.to, range.by).then(setRows, (e: Error) => setError(e.message)); }, [range]);
+  const load = useCallback(() => { setError(undefined); activity(range.from, range.to, range.by).then(setRows, (e: unknown) => setError(errorText(e, language))); }, [range, language]);
   useEffect(load, [load]);
 
   return (

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import type { Language } from '../i18n.ts';
 import { addAddendum, report as loadReport, saveDraft, signReport, templates as loadTemplates, type ReportTemplate, type TeleReport, type TeleRequest } from './tele-api.ts';
 import { formatDateTime, teleTexts } from './texts.ts';
+import { errorText } from '../errors.ts';
 
 interface Draft { template?: string; fields: Record<string, string>; findings: string; conclusion: string }
 
@@ -21,6 +22,8 @@ export function ReportEditor({ id, request, editable, language, onSigned }: { id
   const [saveState, setSaveState] = useState<'idle' | 'pending' | 'saving' | 'saved'>('idle');
   const [error, setError] = useState<string>();
   const [addendum, setAddendum] = useState('');
+  // A final signature is asked twice: once signed, the report is sent and never edited again.
+  const [confirming, setConfirming] = useState(false);
   const version = useRef<number | undefined>(undefined);
   const latest = useRef(draft);
   const dirty = useRef(false);
@@ -37,7 +40,7 @@ export function ReportEditor({ id, request, editable, language, onSigned }: { id
     }
   };
   useEffect(() => {
-    loadReport(id).then(adopt, (e: Error) => setError(e.message));
+    loadReport(id).then(adopt, (e: unknown) => setError(errorText(e, language)));
     loadTemplates(request.modality, request.bodyPart).then(setTemplates, () => setTemplates([]));
   }, [id, request.modality, request.bodyPart]);
 
@@ -53,7 +56,7 @@ export function ReportEditor({ id, request, editable, language, onSigned }: { id
       version.current = r.version;
       setError(undefined);
       setSaveState(dirty.current ? 'pending' : 'saved');
-    }, (e: Error) => { setError(e.message); setSaveState('idle'); });
+    }, (e: unknown) => { setError(errorText(e, language)); setSaveState('idle'); });
     await inFlight.current;
     inFlight.current = undefined;
     if (dirty.current) await flush();
@@ -69,15 +72,18 @@ export function ReportEditor({ id, request, editable, language, onSigned }: { id
   };
   useEffect(() => () => { window.clearTimeout(timer.current); void flush(); }, [flush]);
 
+  /** The template's labels of its fields: a 422 names the required ones left empty. */
+  const fieldLabels = () => Object.fromEntries((templates.find((tp) => tp.code === latest.current.template)?.fields ?? []).map((f) => [f.name, f.label]));
   const sign = async (preliminary: boolean) => {
     setError(undefined);
+    setConfirming(false);
     window.clearTimeout(timer.current);
     try {
       await flush();
       adopt(await signReport(id, preliminary));
       onSigned();
     } catch (e) {
-      setError((e as Error).message);
+      setError(errorText(e, language, fieldLabels()));
     }
   };
   const addAddendumNow = async () => {
@@ -88,7 +94,7 @@ export function ReportEditor({ id, request, editable, language, onSigned }: { id
       adopt(await loadReport(id));
       onSigned();
     } catch (e) {
-      setError((e as Error).message);
+      setError(errorText(e, language, fieldLabels()));
     }
   };
 
@@ -125,7 +131,17 @@ export function ReportEditor({ id, request, editable, language, onSigned }: { id
             <div className="exam-actions">
               <span className="status" data-testid="save-state">{saveState === 'saving' || saveState === 'pending' ? tt.saving : saveState === 'saved' ? tt.saved : ''}</span>
               <button type="button" data-testid="sign-preliminary" onClick={() => { void sign(true); }}>{tt.signPreliminary}</button>
-              <button type="button" className="button primary" data-testid="sign-final" onClick={() => { void sign(false); }}>{tt.signFinal}</button>
+              <button type="button" className="button primary" data-testid="sign-final" onClick={() => setConfirming(true)}>{tt.signFinal}</button>
+            </div>
+          )}
+          {writable && confirming && (
+            <div className="confirm" role="alertdialog" aria-labelledby="confirm-final-title" data-testid="confirm-final">
+              <p id="confirm-final-title"><strong>{tt.confirmFinalTitle}</strong></p>
+              <p>{tt.confirmFinalText}</p>
+              <div className="exam-actions">
+                <button type="button" className="button primary" data-testid="confirm-sign-final" autoFocus onClick={() => { void sign(false); }}>{tt.confirmSign}</button>
+                <button type="button" data-testid="cancel-sign-final" onClick={() => setConfirming(false)}>{tt.cancel}</button>
+              </div>
             </div>
           )}
         </>

@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from 'react';
-import { ApiError, type Me } from '../api.ts';
-import type { Language } from '../i18n.ts';
+import { patientTimeline, type Me, type TimelineStudy } from '../api.ts';
+import { formatDicomDate, type Language } from '../i18n.ts';
+import { errorText } from '../errors.ts';
 import { navigate } from '../router.ts';
 import { createRequest, urgencies } from './tele-api.ts';
 import { teleTexts } from './texts.ts';
@@ -11,7 +12,8 @@ type Form = Record<'site' | 'PatientID' | 'StudyInstanceUID' | 'AccessionNumber'
 /**
  * A requesting site's teleradiology request: the charter's mandatory fields (marked, and
  * checked again by the server, which names every missing one), urgency with "alerte AVC",
- * and the study by its UID (already sent) or its accession number (images to come).
+ * and the study picked from the patient's archived exams at the site, or the accession number
+ * its images will carry (images to come).
  */
 export function RequestFormPage({ me, language }: { me: Me; language: Language }) {
   const tt = teleTexts[language];
@@ -22,6 +24,35 @@ export function RequestFormPage({ me, language }: { me: Me; language: Language }
   const [error, setError] = useState<string>();
   const [sending, setSending] = useState(false);
   const set = (k: keyof Form) => (e: { target: { value: string } }) => setForm({ ...form, [k]: e.target.value });
+  // The patient's exams at the requesting site, to pick from (for the patient and site they were asked for).
+  const [studies, setStudies] = useState<{ key: string; list: TimelineStudy[] }>();
+  const studiesKey = `${form.site.trim()}|${form.PatientID.trim()}`;
+  const findStudies = async () => {
+    const site = form.site.trim();
+    const PatientID = form.PatientID.trim();
+    if (!site || !PatientID || studies?.key === studiesKey) return;
+    try {
+      const t = await patientTimeline(site, PatientID);
+      setStudies({ key: studiesKey, list: t.studies.filter((st) => st.site === site) });
+    } catch {
+      // Unknown here: no exam to pick; the server names the unknown patient when the request is sent.
+      setStudies({ key: studiesKey, list: [] });
+    }
+  };
+  const picked = studies?.key === studiesKey ? studies.list : undefined;
+  const pick = (uid: string) => {
+    const st = picked?.find((x) => x.StudyInstanceUID === uid);
+    setForm({
+      ...form, StudyInstanceUID: uid, ...(st ? { AccessionNumber: '' } : {}),
+      ...(st && form.modality === '' && st.ModalitiesInStudy[0] ? { modality: st.ModalitiesInStudy[0] } : {}),
+      ...(st && form.bodyPart === '' && st.BodyPartsExamined[0] ? { bodyPart: st.BodyPartsExamined[0] } : {}),
+    });
+  };
+  const labels: Record<string, string> = {
+    'patient.PatientID': tt.patientId, urgency: tt.urgency, modality: tt.modality, bodyPart: tt.bodyPart, specialty: tt.specialty,
+    clinicalContext: tt.clinicalContext, clinicalQuestion: tt.clinicalQuestion, 'requestingPhysician.name': tt.physician,
+    proposedProtocol: tt.proposedProtocol, 'StudyInstanceUID or AccessionNumber': `${tt.study} / ${tt.imagesToCome}`, site: tt.site,
+  };
   const opt = (v: string) => (v.trim() === '' ? undefined : v.trim());
 
   const submit = async (e: FormEvent) => {
@@ -31,7 +62,7 @@ export function RequestFormPage({ me, language }: { me: Me; language: Language }
     try {
       const created = await createRequest({
         ...(opt(form.site) ? { site: form.site.trim() } : {}), patient: { PatientID: form.PatientID.trim() },
-        ...(opt(form.StudyInstanceUID) ? { StudyInstanceUID: form.StudyInstanceUID.trim() } : {}),
+        ...(picked && opt(form.StudyInstanceUID) ? { StudyInstanceUID: form.StudyInstanceUID.trim() } : {}),
         ...(opt(form.AccessionNumber) ? { AccessionNumber: form.AccessionNumber.trim() } : {}),
         urgency: form.urgency, modality: form.modality.trim(), bodyPart: form.bodyPart.trim(), specialty: form.specialty.trim(),
         clinicalContext: form.clinicalContext, clinicalQuestion: form.clinicalQuestion,
@@ -39,7 +70,7 @@ export function RequestFormPage({ me, language }: { me: Me; language: Language }
       });
       navigate(`/tele/request?id=${created.id}`);
     } catch (err) {
-      setError(err instanceof ApiError && err.status === 422 ? `${tt.missing}: ${err.message}` : (err as Error).message);
+      setError(errorText(err, language, labels));
     } finally {
       setSending(false);
     }
@@ -59,9 +90,22 @@ export function RequestFormPage({ me, language }: { me: Me; language: Language }
       <form className="tele-form" onSubmit={(e) => { void submit(e); }} data-testid="request-form">
         <div className="columns">
           {field('site', tt.site, me.sites.length !== 1)}
-          {field('PatientID', tt.patientId)}
-          {field('StudyInstanceUID', tt.StudyInstanceUID, false, { pattern: '[0-9.]{1,64}' })}
-          {field('AccessionNumber', tt.AccessionNumber, false, { maxLength: 16 })}
+          {field('PatientID', tt.patientId, true, { onBlur: () => { void findStudies(); } })}
+          <label><span>{tt.study}</span>
+            {picked === undefined
+              ? <button type="button" data-testid="find-studies" disabled={!form.site.trim() || !form.PatientID.trim()} onClick={() => { void findStudies(); }}>{tt.findStudies}</button>
+              : (
+                <select name="study" data-testid="study-picker" value={form.StudyInstanceUID} onChange={(e) => pick(e.target.value)}>
+                  <option value="">{picked.length > 0 ? tt.imagesToCome : tt.noStudies}</option>
+                  {picked.map((st) => (
+                    <option key={st.StudyInstanceUID} value={st.StudyInstanceUID}>
+                      {[formatDicomDate(st.StudyDate, language), st.ModalitiesInStudy.join('/'), st.StudyDescription, st.AccessionNumber ? `n° ${st.AccessionNumber}` : undefined].filter(Boolean).join(' · ')}
+                    </option>
+                  ))}
+                </select>
+              )}
+          </label>
+          {!(picked && form.StudyInstanceUID) && field('AccessionNumber', tt.imagesToCome, false, { maxLength: 16 })}
           <label><span>{tt.urgency}<span className="required"> *</span></span>
             <select name="urgency" value={form.urgency} onChange={set('urgency')}>
               {urgencies.map((u) => <option key={u} value={u}>{tt.urgencyNames[u]}</option>)}

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
 import type { Me } from '../api.ts';
 import { formatDicomDate, formatPersonName, type Language } from '../i18n.ts';
 import { navigate, viewerPath } from '../router.ts';
@@ -7,6 +7,10 @@ import { Countdown } from './Countdown.tsx';
 import { ReportEditor } from './ReportEditor.tsx';
 import { formatDateTime, teleTexts } from './texts.ts';
 import { isRadiologist } from './TelePages.tsx';
+import { errorText } from '../errors.ts';
+
+// The viewer (most of the bundle) beside the report editor, loaded when a reader opens a request with images.
+const ViewerPage = lazy(() => import('../viewer/ViewerPage.tsx').then((m) => ({ default: m.ViewerPage })));
 
 /** One request whole: its clinical context, protocol decision, claim, images, report, and second reading. */
 export function RequestPage({ me, id, language }: { me: Me; id: number; language: Language }) {
@@ -18,9 +22,10 @@ export function RequestPage({ me, id, language }: { me: Me; id: number; language
   const [reason, setReason] = useState('');
   const [asked, setAsked] = useState<SecondReading>();
   const [second, setSecond] = useState({ specialty: '', question: '', expert: '' });
-  const load = useCallback(() => { teleRequest(id).then(setRequest, (e: Error) => setError(e.message)); }, [id]);
+  const load = useCallback(() => { teleRequest(id).then(setRequest, (e: unknown) => setError(errorText(e, language))); }, [id, language]);
   useEffect(load, [load]);
-  const act = (fn: () => Promise<unknown>) => { setError(undefined); fn().then(load, (e: Error) => setError(e.message)); };
+  // A refusal (409: taken by another meanwhile) is said in the user's language, and the page shows where the request stands now.
+  const act = (fn: () => Promise<unknown>) => { setError(undefined); fn().then(load, (e: unknown) => { setError(errorText(e, language)); load(); }); };
 
   if (!request) return error ? <p className="error" role="alert">{error}</p> : <p className="status">…</p>;
   const radiologist = isRadiologist(me);
@@ -28,8 +33,10 @@ export function RequestPage({ me, id, language }: { me: Me; id: number; language
   const reader = request.assignedTo === me.id;
   const claimedByOther = request.claimedBy !== undefined && request.claimedBy !== me.id;
   const p = request.patient;
+  // The reader reads the images beside the report; others open them on their own page.
+  const beside = reader && request.StudyInstanceUID !== undefined && request.imagesArrivedAt !== undefined;
 
-  return (
+  const card = (
     <section className="card wide" data-testid="tele-request">
       <h1>{tt.request} {request.id} <span className={`badge urgency-${request.urgency}`}>{tt.urgencyNames[request.urgency]}</span>{' '}
         <span data-testid="request-status">{tt.statusNames[request.status]}</span></h1>
@@ -55,6 +62,7 @@ export function RequestPage({ me, id, language }: { me: Me; id: number; language
         {radiologist && openRequest && request.claimedBy === me.id && <button type="button" data-testid="release" onClick={() => act(() => release(id))}>{tt.release}</button>}
         {(request.status === 'reported') && <a className="button" href={reportPdfUrl(id)} target="_blank" rel="noreferrer">{tt.pdf}</a>}
       </div>
+      {radiologist && openRequest && !reader && !claimedByOther && <p className="status" data-testid="read-before-claim">{tt.readBeforeClaim}</p>}
       {error && <p className="error" role="alert">{error}</p>}
 
       {radiologist && request.status === 'awaiting-protocol' && (
@@ -92,5 +100,14 @@ export function RequestPage({ me, id, language }: { me: Me; id: number; language
         </fieldset>
       )}
     </section>
+  );
+  if (!beside) return card;
+  return (
+    <div className="read-split">
+      {card}
+      <aside className="read-images" aria-label={tt.imagesBeside} data-testid="images-beside">
+        <Suspense fallback={<p className="status">…</p>}><ViewerPage StudyInstanceUID={request.StudyInstanceUID!} language={language} /></Suspense>
+      </aside>
+    </div>
   );
 }

@@ -3,6 +3,7 @@ import type { Language } from '../i18n.ts';
 import { navigate } from '../router.ts';
 import { answerSecondReading, secondReadingsAsked, type SecondReading } from './tele-api.ts';
 import { formatDateTime, teleTexts } from './texts.ts';
+import { errorText } from '../errors.ts';
 
 /** The second readings asked of the calling expert: open ones first, each answered once. */
 export function SecondReadingsPage({ language }: { language: Language }) {
@@ -10,7 +11,7 @@ export function SecondReadingsPage({ language }: { language: Language }) {
   const [list, setList] = useState<SecondReading[]>();
   const [error, setError] = useState<string>();
   const [answers, setAnswers] = useState<Record<number, { findings: string; conclusion: string; agreement: string }>>({});
-  const load = useCallback(() => { secondReadingsAsked().then(setList, (e: Error) => setError(e.message)); }, []);
+  const load = useCallback(() => { secondReadingsAsked().then(setList, (e: unknown) => setError(errorText(e, language))); }, [language]);
   useEffect(load, [load]);
   const answerOf = (id: number) => answers[id] ?? { findings: '', conclusion: '', agreement: 'agree' };
   const set = (id: number, k: 'findings' | 'conclusion' | 'agreement', v: string) => setAnswers({ ...answers, [id]: { ...answerOf(id), [k]: v } });
@@ -39,7 +40,7 @@ export function SecondReadingsPage({ language }: { language: Language }) {
                 <button type="button" className="button primary" data-testid="answer" onClick={() => {
                   setError(undefined);
                   const a = answerOf(s.id);
-                  answerSecondReading(s.id, { ...(a.findings.trim() ? { findings: a.findings } : {}), conclusion: a.conclusion, agreement: a.agreement }).then(load, (e: Error) => setError(e.message));
+                  answerSecondReading(s.id, { ...(a.findings.trim() ? { findings: a.findings } : {}), conclusion: a.conclusion, agreement: a.agreement }).then(load, (e: unknown) => setError(errorText(e, language)));
                 }}>{tt.answer}</button>
               </div>
             )}

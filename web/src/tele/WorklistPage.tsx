@@ -5,6 +5,7 @@ import { navigate } from '../router.ts';
 import { claim, release, requestStatuses, urgencies, worklist, type WorklistEntry, type WorklistQuery } from './tele-api.ts';
 import { Countdown } from './Countdown.tsx';
 import { formatDateTime, teleTexts } from './texts.ts';
+import { errorText } from '../errors.ts';
 import { isRadiologist } from './TelePages.tsx';
 
 /** How often the worklist asks again: polling is the simplest honest live update (no connection to keep). */
@@ -22,15 +23,15 @@ export function WorklistPage({ me, language }: { me: Me; language: Language }) {
   const [entries, setEntries] = useState<WorklistEntry[]>();
   const [error, setError] = useState<string>();
   const load = useCallback(() => {
-    worklist(filter).then((e) => { setEntries(e); setError(undefined); }, (e: Error) => setError(e.message));
-  }, [filter]);
+    worklist(filter).then((e) => { setEntries(e); setError(undefined); }, (e: unknown) => setError(errorText(e, language)));
+  }, [filter, language]);
   useEffect(() => {
     load();
     const timer = window.setInterval(load, worklistRefreshMs);
     return () => window.clearInterval(timer);
   }, [load]);
   const set = (k: keyof WorklistQuery) => (e: { target: { value: string } }) => setFilter({ ...filter, [k]: e.target.value === '' ? undefined : e.target.value });
-  const act = (fn: () => Promise<unknown>) => { fn().then(load, (e: Error) => setError(e.message)); };
+  const act = (fn: () => Promise<unknown>) => { fn().then(load, (e: unknown) => setError(errorText(e, language))); };
 
   return (
     <section className="card wide">
@@ -59,7 +60,7 @@ export function WorklistPage({ me, language }: { me: Me; language: Language }) {
       {error && <p className="error" role="alert">{error}</p>}
       {entries && entries.length === 0 && <p className="status">{tt.empty}</p>}
       {entries && entries.length > 0 && (
-        <table className="results" data-testid="worklist">
+        <div className="table-scroll"><table className="results" data-testid="worklist">
           <thead><tr><th>{tt.deadline}</th><th>{tt.urgency}</th><th>{tt.status}</th><th>{tt.site}</th><th>{tt.modality}</th><th>{tt.bodyPart}</th><th>{tt.specialty}</th><th>{tt.images}</th><th>{tt.reader}</th><th /></tr></thead>
           <tbody>
             {entries.map((e) => (
@@ -84,7 +85,7 @@ export function WorklistPage({ me, language }: { me: Me; language: Language }) {
               </tr>
             ))}
           </tbody>
-        </table>
+        </table></div>
       )}
     </section>
   );

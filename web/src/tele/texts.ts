@@ -93,6 +93,17 @@ const fr = {
   median: 'Délai médian (min)',
   p90: 'Délai p90 (min)',
   total: 'Total',
+  study: 'Examen du patient',
+  chooseStudy: 'Choisir parmi les examens du patient',
+  findStudies: 'Voir ses examens',
+  noStudies: 'Aucun examen archivé pour ce patient à ce site : indiquez le numéro d\'accession des images à venir.',
+  imagesToCome: 'Images à venir (numéro d\'accession)',
+  confirmFinalTitle: 'Signer le compte rendu définitif ?',
+  confirmFinalText: 'Une fois signé, il est envoyé au site demandeur et ne peut plus être modifié (seulement complété par un addendum).',
+  confirmSign: 'Signer définitivement',
+  cancel: 'Annuler',
+  readBeforeClaim: 'Lisez la demande ; prenez-la pour ouvrir les images et rédiger le compte rendu.',
+  imagesBeside: 'Images',
 };
 
 export type TeleTexts = typeof fr;
@@ -189,6 +200,17 @@ const en: TeleTexts = {
   median: 'Median turnaround (min)',
   p90: 'p90 turnaround (min)',
   total: 'Total',
+  study: 'The patient\'s exam',
+  chooseStudy: 'Choose among the patient\'s exams',
+  findStudies: 'Show their exams',
+  noStudies: 'No exam archived for this patient at this site: give the accession number of the images to come.',
+  imagesToCome: 'Images to come (accession number)',
+  confirmFinalTitle: 'Sign the final report?',
+  confirmFinalText: 'Once signed it is sent to the requesting site and can no longer be edited (only completed by an addendum).',
+  confirmSign: 'Sign as final',
+  cancel: 'Cancel',
+  readBeforeClaim: 'Read the request; claim it to open the images and write the report.',
+  imagesBeside: 'Images',
 };
 
 export const teleTexts: Record<Language, TeleTexts> = { fr, en };
