@@ -34,6 +34,7 @@ import { dicomwebDeleteRoutes, lifecycleRoutes } from './lifecycle.ts';
 import { billingRoutes } from './billing.ts';
 import { registerMonitoring } from './monitoring.ts';
 import { iidRoutes } from './iid.ts';
+import { researchRoutes } from './research.ts';
 import { TokenIntrospector } from '../access/drimbox.ts';
 import { SessionAccessTokens } from '../access/session-tokens.ts';
 import { drimboxConsumerRoutes, drimboxContextRoute } from './drimbox-consumer.ts';
@@ -176,6 +177,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(dmpRoutes, { prefix: '/api/dmp', archive });
   await app.register(drimboxConsumerRoutes, { prefix: '/api/drimbox', archive, authenticator, consumer: new DrimboxConsumer(archive, config.dmp) });
   await app.register(lifecycleRoutes, { prefix: '/api/lifecycle', archive });
+  await app.register(researchRoutes, { prefix: '/api/research', archive, dataDir: config.dataDir });
   await app.register(billingRoutes, { prefix: '/api/billing', archive, billing: config.billing });
   await app.register(dicomwebDeleteRoutes, { prefix: '/dicom-web', archive });
   await app.register(shareLinkRoutes, {

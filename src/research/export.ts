@@ -1,0 +1,235 @@
+/**
+ * A research project's cohort and its de-identified export: the studies its criteria select
+ * at its sites, less the patients who object to research use (checked at each export, across
+ * the person's linked records), each object de-identified (deidentify.ts) with the person's
+ * pseudonym and date offset, written to a folder or a ZIP under the data folder, or sent to
+ * the project's approved DICOMweb destination (STOW-RS), with a manifest (pseudonyms and new
+ * UIDs only) and one audit record per patient.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import type { Archive } from '../archive/archive.ts';
+import { AuditTrail, patientRef } from '../access/audit.ts';
+import { AccessPolicy } from '../access/policy.ts';
+import type { Principal } from '../access/principal.ts';
+import { actorOf } from '../access/principal.ts';
+import { writeZip, type ZipEntry } from '../archive/zip.ts';
+import { studiesWithReportText } from '../workflow/tele-reports.ts';
+import { deidentifyObject, DeidentifyError } from './deidentify.ts';
+import { ResearchError, type ResearchProject, type ResearchStore } from './projects.ts';
+
+export type ExportKind = 'zip' | 'folder' | 'dicomweb';
+
+export interface CohortStudy { StudyInstanceUID: string; patientId: number; siteId: number }
+
+/** The studies the project's criteria select, at its sites. */
+export async function cohortOf(archive: Archive, project: ResearchProject): Promise<CohortStudy[]> {
+  const c = project.criteria;
+  const siteIds = c.sites ? c.sites.map((code) => archive.sites.get(code)?.id).filter((id): id is number => id !== undefined) : [project.siteId];
+  const studies = new Map<string, CohortStudy>();
+  for (const siteId of siteIds) {
+    for (const modality of c.modalities ?? [undefined]) {
+      const matches: Record<string, string> = {};
+      if (modality) matches.Modality = modality;
+      if (c.from || c.to) matches.StudyDate = `${c.from ?? ''}-${c.to ?? ''}`;
+      const rows = await archive.index.searchSeries({
+        level: 'series', matches, fuzzymatching: false, limit: 0, offset: 0, restriction: { sql: 's.site_id = ?', params: [siteId] },
+      });
+      for (const r of rows) {
+        if (c.bodyParts && !c.bodyParts.includes((r.series.BodyPartExamined ?? '').toUpperCase())) continue;
+        if (studies.has(r.study.StudyInstanceUID)) continue;
+        const sp = await archive.index.studyPatient(r.study.StudyInstanceUID);
+        if (sp) studies.set(r.study.StudyInstanceUID, { StudyInstanceUID: r.study.StudyInstanceUID, patientId: sp.patientId, siteId: sp.siteId });
+      }
+    }
+  }
+  let list = [...studies.values()];
+  if (c.reportText) {
+    const withText = await studiesWithReportText(archive.index.sql, list.map((s) => s.StudyInstanceUID), c.reportText);
+    list = list.filter((s) => withText.has(s.StudyInstanceUID));
+  }
+  return list.sort((a, b) => a.patientId - b.patientId || a.StudyInstanceUID.localeCompare(b.StudyInstanceUID));
+}
+
+export interface ManifestPatient {
+  pseudonym: string;
+  studies: Array<{ StudyInstanceUID: string; instances: Array<{ SOPInstanceUID: string; SOPClassUID: string; SeriesInstanceUID: string; file?: string }> }>;
+  /** Objects left out, by reason (no identifiers). */
+  excluded: Array<{ reason: string; count: number }>;
+}
+
+export interface Manifest {
+  export: number;
+  project: number;
+  kind: ExportKind;
+  at: string;
+  options: string[];
+  patients: ManifestPatient[];
+  /** Patients of the cohort left out because they object to research use (a count, no identity). */
+  objectingPatientsExcluded: number;
+  instances: number;
+}
+
+/** Where exports are written: `<dataDir>/research-exports/`. */
+export function exportDir(dataDir: string): string {
+  return path.join(dataDir, 'research-exports');
+}
+
+export function exportZipPath(dataDir: string, exportId: number): string {
+  return path.join(exportDir(dataDir), `export-${exportId}.zip`);
+}
+
+interface Output { file: string; bytes: Buffer }
+
+async function stow(url: string, objects: Output[]): Promise<void> {
+  if (objects.length === 0) return;
+  const boundary = `atrium-research-${Date.now().toString(36)}`;
+  const parts: Buffer[] = [];
+  for (const o of objects) parts.push(Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), o.bytes, Buffer.from('\r\n'));
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  const r = await fetch(`${url}/studies`, {
+    method: 'POST',
+    headers: { 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}`, accept: 'application/dicom+json' },
+    body: Buffer.concat(parts),
+    signal: AbortSignal.timeout(120_000),
+  });
+  await r.arrayBuffer();
+  if (r.status !== 200) throw new ResearchError('conflict', `the DICOMweb destination answered ${r.status}`);
+}
+
+/**
+ * Runs an export of an approved project. Audit: one record per patient exported (outcome
+ * success) and one per patient left out for an objection (outcome refused).
+ */
+export async function runExport(
+  archive: Archive, store: ResearchStore, project: ResearchProject, kind: ExportKind, who: Principal, dataDir: string,
+): Promise<{ id: number; manifest: Manifest }> {
+  if (project.status !== 'approved') throw new ResearchError('conflict', 'the project is not approved');
+  if (kind === 'dicomweb' && !project.dicomwebUrl) throw new ResearchError('bad-request', 'the project names no DICOMweb destination');
+  const id = await store.startExport(project.id, kind, who.id);
+  const audit = new AuditTrail(archive.index.sql);
+  const policy = new AccessPolicy(archive.index.sql);
+  const manifest: Manifest = {
+    export: id, project: project.id, kind, at: new Date().toISOString(), options: project.options, patients: [], objectingPatientsExcluded: 0, instances: 0,
+  };
+  const folder = kind === 'folder' ? path.join(exportDir(dataDir), `export-${id}`) : undefined;
+  const zipEntries: ZipEntry[] = [];
+  try {
+    const cohort = await cohortOf(archive, project);
+    const byPatient = new Map<number, CohortStudy[]>();
+    for (const s of cohort) byPatient.set(s.patientId, [...(byPatient.get(s.patientId) ?? []), s]);
+    const persons = new Map<string, { records: number[]; studies: CohortStudy[] }>();
+    for (const [patientId, studies] of byPatient) {
+      const records = (await policy.samePerson([patientId])).sort((a, b) => a - b);
+      const key = String(records[0]);
+      const p = persons.get(key) ?? { records, studies: [] };
+      p.studies.push(...studies);
+      persons.set(key, p);
+    }
+    if (folder) await mkdir(folder, { recursive: true });
+    let patientIndex = 0;
+    for (const [personKey, person] of persons) {
+      const attributes = await Promise.all(person.records.map(async (r) => archive.index.patientRecord(r)));
+      const refs = attributes.filter((a) => a !== undefined).map((a) => patientRef(archive.siteById.get(a.siteId)?.code ?? '?', a.patient.IssuerOfPatientID, a.patient.PatientID));
+      const base = { ...actorOf(who), via: 'api' as const, patients: refs };
+      if (await store.objectionOf(person.records)) {
+        manifest.objectingPatientsExcluded++;
+        await audit.record({ ...base, action: 'export', outcome: 'refused', reason: 'the patient objects to research use', details: { researchProject: project.id, researchExport: id } });
+        continue;
+      }
+      const identity = {
+        records: attributes.filter((a) => a !== undefined).map((a) => ({
+          site: archive.siteById.get(a.siteId)?.code ?? '?', IssuerOfPatientID: a.patient.IssuerOfPatientID, PatientID: a.patient.PatientID,
+          ...(a.patient.PatientName ? { PatientName: a.patient.PatientName } : {}),
+        })),
+      };
+      const subject = await store.subject(project.id, personKey, identity);
+      const identifying = identity.records.flatMap((r) => [r.PatientID, ...(r.PatientName ?? '').split(/[\^= ]+/)]);
+      const mapper = store.uidMapper(project.id);
+      const entry: ManifestPatient = { pseudonym: subject.pseudonym, studies: [], excluded: [] };
+      const excluded = new Map<string, number>();
+      const outputs: Output[] = [];
+      patientIndex++;
+      for (const [studyIndex, study] of person.studies.entries()) {
+        const instances = await archive.retriever.findInstances({ StudyInstanceUID: study.StudyInstanceUID });
+        const studyEntry: ManifestPatient['studies'][number] = { StudyInstanceUID: mapper.uid(study.StudyInstanceUID), instances: [] };
+        for await (const opened of archive.retriever.openInstances(instances.map((inst) => ({ inst, transferSyntaxUID: '*' })))) {
+          let bytes: Buffer;
+          if (Buffer.isBuffer(opened.body)) {
+            bytes = Buffer.from(opened.body);
+            opened.release?.();
+          } else {
+            const chunks: Buffer[] = [];
+            for await (const c of opened.body) chunks.push(c as Buffer);
+            bytes = Buffer.concat(chunks);
+          }
+          try {
+            const out = await deidentifyObject(bytes, {
+              options: new Set(project.options), pseudonym: subject.pseudonym, dateOffsetDays: subject.dateOffsetDays, uid: mapper.uid, identifying,
+            });
+            const file = `${subject.pseudonym}/S${String(studyIndex + 1).padStart(3, '0')}/${String(studyEntry.instances.length + 1).padStart(5, '0')}.dcm`;
+            studyEntry.instances.push({ SOPInstanceUID: out.SOPInstanceUID, SOPClassUID: out.SOPClassUID, SeriesInstanceUID: out.SeriesInstanceUID, ...(kind !== 'dicomweb' ? { file } : {}) });
+            outputs.push({ file, bytes: out.bytes });
+          } catch (e) {
+            if (!(e instanceof DeidentifyError)) throw e;
+            excluded.set(e.code, (excluded.get(e.code) ?? 0) + 1);
+          }
+        }
+        entry.studies.push(studyEntry);
+      }
+      await mapper.flush();
+      entry.excluded = [...excluded].map(([reason, count]) => ({ reason, count }));
+      if (folder) {
+        for (const o of outputs) {
+          await mkdir(path.dirname(path.join(folder, o.file)), { recursive: true });
+          await writeFile(path.join(folder, o.file), o.bytes);
+        }
+      } else if (kind === 'zip') {
+        for (const o of outputs) zipEntries.push({ name: o.file, size: o.bytes.length, data: o.bytes });
+      } else {
+        await stow(project.dicomwebUrl!, outputs);
+      }
+      manifest.instances += outputs.length;
+      manifest.patients.push(entry);
+      await audit.record({
+        ...base, action: 'export', outcome: 'success', reason: `research project ${project.id}`,
+        details: { researchProject: project.id, researchExport: id, kind, instances: outputs.length, excluded: entry.excluded, patient: patientIndex },
+      });
+    }
+    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2));
+    if (folder) await writeFile(path.join(folder, 'manifest.json'), manifestBytes);
+    if (kind === 'zip') {
+      await mkdir(exportDir(dataDir), { recursive: true });
+      zipEntries.push({ name: 'manifest.json', size: manifestBytes.length, data: manifestBytes });
+      await pipeline(Readable.from(writeZip(zipEntries)), createWriteStream(exportZipPath(dataDir, id), { mode: 0o600 }));
+    }
+    await store.finishExport(id, { manifest });
+    return { id, manifest };
+  } catch (e) {
+    await store.finishExport(id, { error: (e as Error).message });
+    throw e;
+  }
+}
+
+/**
+ * An export's manifest as it reads now: each patient marked when they have objected since
+ * (their data already left; the next export leaves them out).
+ */
+export async function manifestNow(archive: Archive, store: ResearchStore, projectId: number, manifest: Manifest): Promise<Manifest & { patients: Array<ManifestPatient & { objectedSince?: string }> }> {
+  const patients = [];
+  for (const p of manifest.patients) {
+    const identity = await store.reidentify(projectId, { pseudonym: p.pseudonym });
+    const ids: number[] = [];
+    for (const r of identity?.identity?.records ?? []) {
+      const site = archive.sites.get(r.site);
+      const id = site ? await archive.index.patientRecordId(site.id, r.IssuerOfPatientID, r.PatientID) : undefined;
+      if (id !== undefined) ids.push(id);
+    }
+    const since = await store.objectionOf(ids);
+    patients.push(since && since > manifest.at ? { ...p, objectedSince: since } : p);
+  }
+  return { ...manifest, patients };
+}
