@@ -234,6 +234,18 @@ export class Retriever {
     return this.store.get(inst.blobKey, { start: range.offset, end: range.offset + range.length - 1 });
   }
 
+  /**
+   * Whether the instance has pixel data to render or send frame by frame: stored apart (its
+   * byte range in the layout), or inside a deflated dataset, which has no byte ranges (its
+   * metadata names the pixel data and the image pixel module).
+   */
+  hasPixelData(inst: StoredInstance): boolean {
+    if (inst.layout.pixelData !== undefined) return true;
+    if (inst.TransferSyntaxUID !== TransferSyntax.DeflatedExplicitVRLittleEndian) return false;
+    const md = JSON.parse(inst.metadataJson) as Record<string, unknown>;
+    return md[tagToHex(Tags.PixelData)] !== undefined && md[tagToHex(Tags.Rows)] !== undefined && md[tagToHex(Tags.Columns)] !== undefined;
+  }
+
   pixelModuleOf(inst: StoredInstance): ImagePixelModule {
     const md = JSON.parse(inst.metadataJson) as Record<string, { Value?: unknown[] }>;
     const num = (t: number): number | undefined => {

@@ -380,7 +380,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   // Content-Location: a viewer gets a whole series in one request instead of one per frame
   // (500 requests for a CT series, each with its own audit record).
   const pixelData = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    const images = (await instancesOf(request.params)).filter((i) => i.layout.pixelData !== undefined);
+    const images = (await instancesOf(request.params)).filter((i) => archive.retriever.hasPixelData(i));
     if (images.length === 0) throw new RetrieveError('not-found', 'no instance here has pixel data');
     // Negotiated for every instance before the first byte: what cannot be sent is a 406, not a cut body.
     const plan = images.map((inst) => ({ inst, as: negotiateFrameTransferSyntax(request.headers.accept, inst) }));
@@ -437,7 +437,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   // ---- WADO-RS: rendered and thumbnails -------------------------------------------
   const render = (kind: 'rendered' | 'thumbnail') => async (request: FastifyRequest<{ Params: Params; Querystring: Record<string, string> }>, reply: FastifyReply) => {
     const instances = await instancesOf(request.params);
-    const renderable = instances.filter((i) => i.layout.pixelData !== undefined);
+    const renderable = instances.filter((i) => archive.retriever.hasPixelData(i));
     // A study's or series' picture is its middle image, as viewers show it.
     const inst = renderable[Math.floor(renderable.length / 2)];
     if (!inst) throw new RetrieveError('not-found', 'nothing to render: no instance with pixel data');
