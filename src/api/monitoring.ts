@@ -134,6 +134,17 @@ function metricsRegistry(archive: Archive, config: AtriumConfig): Registry {
       for (const r of rows) this.set({ state: r.state }, Number(r.n));
     },
   });
+  if (archive.tiering) {
+    const tiering = archive.tiering;
+    new Gauge({
+      name: 'atrium_storage_objects', help: 'Stored objects by storage tier (hot, cold: storage.cold)', labelNames: ['tier'], registers: [registry],
+      async collect() {
+        const n = await tiering.counts();
+        this.set({ tier: 'hot' }, n.hot);
+        this.set({ tier: 'cold' }, n.cold);
+      },
+    });
+  }
   // The volumes of the data folder and (filesystem storage) the blobs, each statfs'd at scrape time.
   const volumeGauge = (name: string, help: string, bytesOf: (s: { bavail: number | bigint; blocks: number | bigint; bsize: number | bigint }) => number) => new Gauge({
     name, help, labelNames: ['volume'], registers: [registry],

@@ -10,6 +10,8 @@ import { IngestJournal } from '../storage/ingest-journal.ts';
 import { recoverIngestJournal } from './recovery.ts';
 import { Retriever } from './retrieve.ts';
 import { Outbox } from '../events/outbox.ts';
+import { TieredBlobStore } from '../storage/tiered-store.ts';
+import { migrateTiering, StorageTiering } from './tiering.ts';
 
 /** The archive's engines and domain services, opened once and handed to every adapter. */
 export interface Archive {
@@ -23,6 +25,8 @@ export interface Archive {
   readonly sites: ReadonlyMap<string, Site>;
   /** The same sites by their index id. */
   readonly siteById: ReadonlyMap<number, Site>;
+  /** The hot and cold tiers and their mover (src/archive/tiering.ts), when storage.cold is configured. */
+  readonly tiering?: StorageTiering;
   close(): Promise<void>;
 }
 
@@ -50,8 +54,24 @@ export function ingestJournalDir(config: AtriumConfig): string {
 export async function openArchive(config: AtriumConfig, logger: Logger, options: { journal?: boolean } = {}): Promise<Archive> {
   const index = await openArchiveIndex(config.index);
   let store: BlobStore;
+  let tiering: StorageTiering | undefined;
   try {
     store = await openBlobStore(config.storage);
+    if (config.storageTiering) {
+      // Reads try the hot tier, then the cold one: every way out serves a moved object as before.
+      const hot = store;
+      const cold = await openBlobStore(config.storageTiering.cold).catch(async (e: unknown) => {
+        await hot.close();
+        throw e;
+      });
+      const tiered = new TieredBlobStore(hot, cold);
+      store = tiered;
+      await migrateTiering(index.sql).catch(async (e: unknown) => {
+        await tiered.close();
+        throw e;
+      });
+      tiering = new StorageTiering(index, tiered, config.storageTiering, logger.child({ component: 'storage-tiers' }));
+    }
   } catch (e) {
     await index.close();
     throw e;
@@ -79,7 +99,7 @@ export async function openArchive(config: AtriumConfig, logger: Logger, options:
     const retriever = new Retriever(index, store, logger.child({ component: 'retrieve' }));
     const opened = journal;
     return {
-      index, store, ingestor, retriever, sites, outbox: new Outbox(index.sql),
+      index, store, ingestor, retriever, sites, outbox: new Outbox(index.sql), ...(tiering ? { tiering } : {}),
       siteById: new Map([...sites.values()].map((s) => [s.id, s])),
       async close() {
         // The journal's last checkpoint needs both the store and the index.

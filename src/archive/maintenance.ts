@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Archive } from './archive.ts';
 import { siteCodeOfBlobKey } from './ingest.ts';
-import { BlobNotFoundError } from '../storage/blob-store.ts';
+import { BlobNotFoundError, type BlobStore } from '../storage/blob-store.ts';
 
 export interface ReindexReport {
   blobs: number;
@@ -54,6 +54,13 @@ export interface VerifyReport {
   /** Blobs no index row refers to (an ingest that never finished). */
   orphans: Array<{ key: string; size: number }>;
   repaired: { orphansDeleted: number; rowsRemoved: number; temporaryFilesRemoved: number };
+  /**
+   * With storage tiers (storage.cold): objects checked in each tier (the one the index names),
+   * and those found whole only in the other tier (misplaced: served, but the index is wrong).
+   * A copy an interrupted move or recall left in the other tier is counted in `unfinished`
+   * (the mover removes it), never an error.
+   */
+  tiers?: { hot: number; cold: number; unfinished: number; misplaced: Array<{ key: string; indexed: 'hot' | 'cold'; found: 'hot' | 'cold' }> };
 }
 
 export interface VerifyOptions {
@@ -76,10 +83,32 @@ export async function verifyArchive(archive: Archive, options: VerifyOptions): P
   const report: VerifyReport = { checked: 0, missing: [], corrupt: [], orphans: [], repaired: { orphansDeleted: 0, rowsRemoved: 0, temporaryFilesRemoved: 0 } };
   const referenced = new Set<string>();
   const missingInstances: string[] = [];
+  const tiering = archive.tiering;
+  const tierOf = tiering ? await tiering.tiersByKey() : undefined;
+  if (tiering) report.tiers = { hot: 0, cold: 0, unfinished: 0, misplaced: [] };
   for await (const ref of archive.index.listReferencedBlobKeys()) {
     referenced.add(ref.key);
     report.checked++;
-    const stat = await archive.store.stat(ref.key);
+    // With tiers, each object is checked in the tier the index names (an object without a row is hot).
+    let store: BlobStore = archive.store;
+    let stat: { size: number } | undefined;
+    if (tiering && report.tiers) {
+      const row = tierOf!.get(ref.key);
+      const tier = row?.tier ?? 'hot';
+      if (row?.otherCopy) report.tiers.unfinished++;
+      report.tiers[tier]++;
+      store = tier === 'cold' ? tiering.store.cold : tiering.store.hot;
+      stat = await store.stat(ref.key);
+      if (!stat) {
+        const other = tier === 'cold' ? tiering.store.hot : tiering.store.cold;
+        if (await other.stat(ref.key)) {
+          report.tiers.misplaced.push({ key: ref.key, indexed: tier, found: tier === 'cold' ? 'hot' : 'cold' });
+          continue;
+        }
+      }
+    } else {
+      stat = await store.stat(ref.key);
+    }
     if (!stat) {
       report.missing.push({ key: ref.key, source: ref.source });
       if (ref.source === 'instance') missingInstances.push(ref.key);
@@ -91,7 +120,7 @@ export async function verifyArchive(archive: Archive, options: VerifyOptions): P
     }
     try {
       const hash = createHash('sha256');
-      for await (const chunk of await archive.store.get(ref.key)) hash.update(chunk as Buffer);
+      for await (const chunk of await store.get(ref.key)) hash.update(chunk as Buffer);
       const actual = hash.digest('hex');
       if (actual !== ref.sha256) report.corrupt.push({ key: ref.key, expected: ref.sha256, actual });
     } catch (e) {

@@ -28,11 +28,12 @@ import { RetentionEvaluation } from '../archive/lifecycle.ts';
 import { RejectionNoteDelivery } from '../dimse/rejection-notes.ts';
 import { DoseRecording, migrateDoseRecords } from '../workflow/dose-records.ts';
 import { MeteringConsumer } from '../billing/metering.ts';
+import type { StorageTiering } from '../archive/tiering.ts';
 
 export type WorkerName =
-  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments' | 'lifecycle' | 'compression' | 'dose' | 'metering';
+  | 'forwarding' | 'identities' | 'orders' | 'teleradiology' | 'reportDelivery' | 'auditExport' | 'auditAnchoring' | 'sessionPurge' | 'dmp' | 'studyDocuments' | 'lifecycle' | 'compression' | 'dose' | 'tiering' | 'metering';
 
-export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments', 'lifecycle', 'compression', 'dose', 'metering'];
+export const allWorkers: readonly WorkerName[] = ['forwarding', 'identities', 'orders', 'teleradiology', 'reportDelivery', 'auditExport', 'auditAnchoring', 'sessionPurge', 'dmp', 'studyDocuments', 'lifecycle', 'compression', 'dose', 'tiering', 'metering'];
 
 export interface Workers {
   forwarder: Forwarder;
@@ -57,6 +58,8 @@ export interface Workers {
   dose: DoseRecording;
   /** Billable events counted per site and month (src/billing/metering.ts). */
   metering: MeteringConsumer;
+  /** The storage tiers' mover (src/archive/tiering.ts; runTiering(now) runs it at once), when storage.cold is configured. */
+  tiering?: StorageTiering;
   /** Stops what was started, waiting up to graceMs for work in flight; the audit export last. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -169,6 +172,11 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
     compression.start();
     stops.push(() => compression.stop());
   }
+  const tiering = archive.tiering;
+  if (selected.has('tiering') && tiering) {
+    tiering.start(options.pollMs);
+    stops.push(() => tiering.stop());
+  }
   if (selected.has('dose')) {
     dose.start();
     stops.push(() => dose.stop());
@@ -189,7 +197,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   await anchoring?.start();
 
   return {
-    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, rejectionNotes, compression, dose, metering, ...(dmp ? { dmp } : {}),
+    forwarder, identities, orders, teleImages, reportDelivery, auditExport, auditAnchoring, studyDocuments, lifecycle, rejectionNotes, compression, dose, metering, ...(dmp ? { dmp } : {}), ...(tiering ? { tiering } : {}),
     async stop(graceMs = 10_000) {
       if (purge) clearInterval(purge);
       await Promise.all(stops.map((stop) => stop(graceMs)));

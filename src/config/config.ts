@@ -8,6 +8,7 @@ import type { MetaHeaderMismatchPolicy } from '../archive/ingest.ts';
 import type { StorageConfig } from '../storage/open-store.ts';
 import { isSupportedCharacterSet, type Hl7CharacterSet } from '../hl7/character-sets.ts';
 import { parseMssante, type MssanteConfig } from './mssante-config.ts';
+import { parseStorageTiering, type StorageTieringConfig } from './tiering-config.ts';
 import { defaultLifecycleConfig, defaultMonitoringConfig, parseLifecycle, parseMonitoring, type LifecycleConfig, type MonitoringConfig } from './lifecycle-config.ts';
 
 /**
@@ -69,6 +70,8 @@ export interface AtriumConfig {
    * object's site and SOP class applies; none by default.
    */
   storageCompression: StorageCompressionRule[];
+  /** storage.cold and storage.tiering: the cold tier and the rules that move studies to it (docs/storage-tiers.md); none by default. */
+  storageTiering?: StorageTieringConfig;
   /** radiation: dose reference levels and redundant-exam windows (docs/dose.md, docs/redundancy.md). */
   radiation: RadiationConfig;
   ingest: {
@@ -603,6 +606,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   if (raw.sites !== undefined) config.sites = parseSites(raw.sites);
   // After the sites: a rule names some.
   config.storageCompression = storageCompressionOf(obj(raw, 'storage').compression, config.sites.map((s) => s.code));
+  config.storageTiering = parseStorageTiering(obj(raw, 'storage'), dataDir, env);
   if (raw.radiation !== undefined) config.radiation = radiationOf(obj(raw, 'radiation'));
   parseHttpHardening(http, config);
   parseDimse(obj(raw, 'dimse'), env, config);

@@ -6,6 +6,7 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   PutObjectCommand,
+  type StorageClass,
   S3Client,
   paginateListObjectsV2,
 } from '@aws-sdk/client-s3';
@@ -34,6 +35,8 @@ export interface S3StoreConfig {
   secretAccessKey?: string;
   /** Multipart part size; S3 requires at least 5 MiB. Default 16 MiB. */
   partSizeBytes?: number;
+  /** The storage class of every object written (a cold tier's STANDARD_IA...); the bucket's default when absent. */
+  storageClass?: string;
 }
 
 const MiB = 1024 * 1024;
@@ -59,8 +62,11 @@ export class S3BlobStore implements BlobStore {
   readonly bucket: string;
   readonly prefix: string;
   readonly partSize: number;
+  /** The StorageClass parameter of every write, when configured. */
+  private readonly classParam: { StorageClass?: StorageClass };
 
   constructor(config: S3StoreConfig) {
+    this.classParam = config.storageClass ? { StorageClass: config.storageClass as StorageClass } : {};
     const partSize = config.partSizeBytes ?? defaultPartSize;
     if (!Number.isSafeInteger(partSize) || partSize < minimumPartSize) {
       throw new RangeError(`S3 part size must be an integer of at least ${minimumPartSize} bytes, not ${partSize}`);
@@ -134,6 +140,7 @@ export class S3BlobStore implements BlobStore {
             ContentLength: headSize,
             ContentType: contentType,
             Metadata: { sha256 },
+            ...this.classParam,
           }),
         );
         return { key, size: headSize, sha256 };
@@ -153,7 +160,7 @@ export class S3BlobStore implements BlobStore {
         queueSize,
         partSize: this.partSize,
         leavePartsOnError: false,
-        params: { Bucket: this.bucket, Key, Body: Readable.from(rest(), { objectMode: false }), ContentType: contentType },
+        params: { Bucket: this.bucket, Key, Body: Readable.from(rest(), { objectMode: false }), ContentType: contentType, ...this.classParam },
       });
       const uploaded = await upload.done();
       const blob: StoredBlob = { key, size: hashing.size, sha256: hashing.sha256 };
@@ -169,6 +176,8 @@ export class S3BlobStore implements BlobStore {
               MetadataDirective: 'REPLACE',
               Metadata: { sha256: blob.sha256 },
               ContentType: contentType,
+              // A copy is written in the default class unless told again.
+              ...this.classParam,
             }),
           );
         } catch (e) {
