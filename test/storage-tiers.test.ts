@@ -23,6 +23,7 @@ import { syntheticInstance } from './support/synthetic.ts';
 import { datasetBytes, sopOf } from './support/part10.ts';
 import { retrieveInstanceAsStored, splitMultipart } from './support/dicomweb-client.ts';
 import { verifyArchive } from '../src/archive/maintenance.ts';
+import { loadConfig } from '../src/config/config.ts';
 import type { StorageTiering } from '../src/archive/tiering.ts';
 
 const day = 86_400_000;
@@ -223,6 +224,46 @@ process.exit(3);
       await verifyClean();
     });
 
+    it('moves only studies older than minAgeDays (study date, else arrival) when the rule gives it', async () => {
+      const old = syntheticInstance({ PatientID: 'TIER-OLD', Rows: 8, Columns: 8, StudyDate: '20100101' });
+      const recent = syntheticInstance({ PatientID: 'TIER-NEW', Rows: 8, Columns: 8, StudyDate: at(590).toISOString().slice(0, 10).replace(/-/g, '') });
+      assert.equal((await stowFiles(atrium.dicomweb, token(), [old.file, recent.file])).status, 200);
+      tiering.config.minAgeDays = 365;
+      try {
+        const r = await tiering.runTiering(at(600));
+        assert.equal(r.studiesMoved, 1);
+        assert.deepEqual(await tiering.studyTiers(old.uids.study), { hot: 0, cold: 1 });
+        assert.deepEqual(await tiering.studyTiers(recent.uids.study), { hot: 1, cold: 0 }, 'ten days old by its date: kept hot');
+      } finally {
+        delete tiering.config.minAgeDays;
+      }
+    });
+
+    it('runs in the background: moves idle studies, and recalls a study soon after it is read from cold', async () => {
+      const g = studyOf('TIER-G', 2);
+      assert.equal((await stowFiles(atrium.dicomweb, token(), g.files)).status, 200);
+      const until = async (what: string, ok: () => Promise<boolean>) => {
+        for (const deadline = Date.now() + 120_000; !(await ok());) {
+          assert.ok(Date.now() < deadline, `${what} within two minutes`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      tiering.clock = () => at(800);
+      tiering.start(50);
+      try {
+        await until('the move', async () => (await tiering.studyTiers(g.study)).cold === 2);
+        tiering.config.onRead = 'recall';
+        sameFiles(await wadoStudy(g.study), g.files);
+        await until('the recall', async () => (await tiering.studyTiers(g.study)).hot === 2);
+        for (const key of await keysOf(g.study)) assert.deepEqual(await where(key), { hot: true, cold: false });
+      } finally {
+        await tiering.stop();
+        tiering.config.onRead = 'serve';
+        tiering.clock = () => new Date();
+      }
+      await verifyClean();
+    });
+
     it('counts the objects of each tier in /metrics', async () => {
       const metrics = await (await fetch(atrium.dicomweb.replace('/dicom-web', '/metrics'))).text();
       const count = (tier: string) => Number(new RegExp(`^atrium_storage_objects\\{tier="${tier}"\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
@@ -248,3 +289,35 @@ process.exit(3);
 const dbs = testDatabases();
 for (const db of dbs) suite(db, 'filesystem');
 suite(dbs[0]!, 's3');
+
+describe('Storage tiers: configuration', () => {
+  const load = (yaml: string) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'atrium-tiers-config-'));
+    try {
+      writeFileSync(path.join(dir, 'atrium.yaml'), yaml);
+      return loadConfig({ file: path.join(dir, 'atrium.yaml'), env: {}, dataDir: dir });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('reads storage.cold and storage.tiering, with defaults', () => {
+    const c = load('storage:\n  cold: { kind: s3, bucket: cold-images, endpoint: "http://127.0.0.1:9000", storageClass: STANDARD_IA }\n  tiering: { moveAfterDaysWithoutRead: 365, minAgeDays: 730, onRead: serve }\n');
+    assert.deepEqual(c.storageTiering && { ...c.storageTiering, cold: { ...c.storageTiering.cold } }, {
+      cold: { kind: 's3', bucket: 'cold-images', endpoint: 'http://127.0.0.1:9000', region: 'us-east-1', prefix: undefined, storageClass: 'STANDARD_IA', accessKeyId: undefined, secretAccessKey: undefined, partSizeBytes: undefined },
+      moveAfterDaysWithoutRead: 365, minAgeDays: 730, onRead: 'serve', everyMinutes: 60,
+    });
+    const fs = load('storage:\n  cold: { root: cold }\n');
+    assert.equal(fs.storageTiering?.cold.kind, 'filesystem');
+    assert.equal(fs.storageTiering?.onRead, 'recall');
+    assert.equal(fs.storageTiering?.moveAfterDaysWithoutRead, 180);
+    assert.equal(load('storage: {}\n').storageTiering, undefined);
+  });
+
+  it('refuses an archive storage class (no read without a restore), rules without a cold tier, and unknown keys', () => {
+    assert.throws(() => load('storage:\n  cold: { kind: s3, bucket: b, storageClass: DEEP_ARCHIVE }\n'), /storageClass must be one read at once/);
+    assert.throws(() => load('storage:\n  tiering: { moveAfterDaysWithoutRead: 30 }\n'), /storage.tiering needs storage.cold/);
+    assert.throws(() => load('storage:\n  cold: { root: cold }\n  tiering: { moveAfterDays: 30 }\n'), /storage.tiering.moveAfterDays is not a key/);
+    assert.throws(() => load('storage:\n  cold: { root: cold }\n  tiering: { onRead: never }\n'), /onRead must be recall or serve/);
+  });
+});

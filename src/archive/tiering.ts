@@ -152,6 +152,8 @@ export class StorageTiering {
   }
 
   private noteRead(key: string, tier: 'hot' | 'cold'): void {
+    // Without the background loop (a command: export, reindex), reads beyond the bound are not kept.
+    if (!this.timer && this.reads.size >= maxPendingReads && !this.reads.has(key)) return;
     const at = this.clock().toISOString();
     const cold = tier === 'cold' || this.reads.get(key)?.cold === true;
     this.reads.set(key, { at, cold });
@@ -425,7 +427,8 @@ export class StorageTiering {
   /** Objects by tier (hot: every current object not in the cold tier), for /metrics. */
   async counts(): Promise<{ hot: number; cold: number }> {
     await migrateTiering(this.sql);
-    const row = await this.sql.get<{ n: number | string }>(`SELECT COUNT(*) AS n FROM storage_tiers WHERE tier = 'cold'`);
+    // Only current objects (a row a deletion raced with is not counted until the next run removes it).
+    const row = await this.sql.get<{ n: number | string }>(`SELECT COUNT(*) AS n FROM storage_tiers t JOIN instances i ON i.blob_key = t.blob_key WHERE t.tier = 'cold'`);
     const cold = Number(row?.n ?? 0);
     return { hot: Math.max(0, (await this.index.countInstances()) - cold), cold };
   }
