@@ -95,3 +95,54 @@ describe('Rendered images and pixel data of a deflated object', { skip }, () => 
     }
   });
 });
+
+describe('Rendered PALETTE COLOR images', { skip }, () => {
+  let atrium: RunningAtrium;
+  let work: string;
+  let token: string;
+
+  before(async () => {
+    work = mkdtempSync(path.join(tmpdir(), 'atrium-palette-'));
+    // Written by pydicom, a writer other than Atrium's (test/support/palette-images.py).
+    execFileSync('/usr/bin/python3', [path.join(import.meta.dirname, 'support', 'palette-images.py'), work], { stdio: 'pipe' });
+    atrium = await startAtrium();
+    token = atrium.tokens['CHU-NORD']!;
+  });
+
+  after(async () => {
+    await atrium?.close();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  const rendered = async (name: string, accept = 'image/png') => {
+    const bytes = readFileSync(path.join(work, name));
+    assert.ok((await stowFiles(atrium.dicomweb, token, [bytes])).status < 300, name);
+    const uids = uidsOf(bytes);
+    const res = await fetch(`${atrium.dicomweb}/studies/${uids.study}/series/${uids.series}/instances/${uids.sop}/rendered`, { headers: { authorization: `Bearer ${token}`, accept } });
+    assert.equal(res.status, 200, `${name}: ${await res.clone().text()}`);
+    return Buffer.from(await res.arrayBuffer());
+  };
+  const dcmtkPicture = (name: string) => {
+    const out = path.join(work, `${name}.png`);
+    execFileSync('dcm2pnm', ['+on', path.join(work, name), out], { stdio: 'pipe' });
+    return PNG.sync.read(readFileSync(out));
+  };
+
+  it('maps the stored values through the red, green and blue tables as DCMTK does (8-bit values, and 12-bit values with tables starting above 0)', async () => {
+    for (const name of ['palette-8bit.dcm', 'palette-16bit.dcm']) {
+      const got = PNG.sync.read(await rendered(name));
+      const want = dcmtkPicture(name);
+      assert.ok(largestDifference(got, want) <= 1, `${name} differs from dcm2pnm's picture`);
+      // A colour picture, not the indices in grey.
+      assert.ok(Array.from({ length: got.width * got.height }, (_, i) => i * 4).some((i) => got.data[i] !== got.data[i + 1] || got.data[i] !== got.data[i + 2]), name);
+    }
+    const jpeg = await rendered('palette-8bit.dcm', 'image/jpeg');
+    assert.equal(jpeg.subarray(0, 2).toString('hex'), 'ffd8');
+  });
+
+  it('expands a segmented palette (discrete and linear segments) as its expanded twin is rendered by DCMTK, which reads no segmented palette', async () => {
+    const got = PNG.sync.read(await rendered('palette-segmented.dcm'));
+    const want = dcmtkPicture('palette-segmented-expanded.dcm');
+    assert.ok(largestDifference(got, want) <= 1, 'the segmented palette differs from its expanded twin');
+  });
+});

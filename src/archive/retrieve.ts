@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { applyPalette, PaletteError, paletteElements, paletteOf, type Palette } from './palette.ts';
 import { coercePatientModule, setPatientModule, storedPatientDiffers } from './coercion.ts';
 import { buffer as readAll } from 'node:stream/consumers';
 import { Tags, TransferSyntax, isNativeTransferSyntax, tagToHex, type ByteRange } from '../dicom/dataset.ts';
@@ -365,7 +366,20 @@ export class Retriever {
       if (e instanceof PixelDataError) throw new RetrieveError('bad-pixel-data', `frame ${frameNumber} of instance ${inst.SOPInstanceUID} cannot be rendered: ${e.message}`);
       throw e;
     }
+    if (decodedPx.PhotometricInterpretation === 'PALETTE COLOR' && decoded.kind === 'gray') decoded = applyPalette(decoded, await this.paletteOf(inst, px));
     return renderFrame(decoded, decodedPx, options);
+  }
+
+  /** The palette of a PALETTE COLOR image, read from its stored header (tables left on storage read apart). */
+  private async paletteOf(inst: StoredInstance, px: ImagePixelModule): Promise<Palette> {
+    const obj = await readHeader(this.store, inst);
+    const values = await paletteElements(obj.dataset, obj.littleEndian, (r) => this.readRange(inst.blobKey, r.offset, r.length));
+    try {
+      return paletteOf((t) => values.get(t), px.PixelRepresentation === 1);
+    } catch (e) {
+      if (e instanceof PaletteError) throw new RetrieveError('bad-pixel-data', `instance ${inst.SOPInstanceUID} cannot be rendered: ${e.message}`);
+      throw e;
+    }
   }
 
   private async readRange(key: string, offset: number, length: number): Promise<Buffer> {
