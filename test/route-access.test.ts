@@ -22,6 +22,8 @@ import { openReview } from '../src/patients/identities.ts';
 import { workitemUID } from '../src/dicomweb/workitems.ts';
 import { migrateDmp } from '../src/exchange/dmp/publications.ts';
 import { migrateRedundancy } from '../src/workflow/redundancy.ts';
+import { ResearchStore } from '../src/research/projects.ts';
+import { ResearchKeys } from '../src/research/keys.ts';
 
 const engine = testDatabases().at(-1)!;
 const password = 'un mot de passe assez long pour les tests';
@@ -275,6 +277,17 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
       },
     },
     { route: /^\/api\/admin\/users\/:login$/, siteB: async () => 'rad.sud', missing: 'nobody.sud' },
+    {
+      route: /^\/api\/research\/projects\/:id(\/|$)/,
+      siteB: async () => String((await created<{ id: number }>(as('admin.sud', 'POST', '/api/research/projects', { name: 'Cohorte', criteria: { modalities: ['CT'] } }))).id),
+    },
+    {
+      route: /^\/api\/research\/exports\/:id(\/|$)/,
+      siteB: async () => {
+        const project = await created<{ id: number }>(as('admin.sud', 'POST', '/api/research/projects', { name: 'Cohorte', criteria: { modalities: ['CT'] } }));
+        return String(await new ResearchStore(atrium.archive.index.sql, ResearchKeys.fromKey(randomBytes(32))).startExport(project.id, 'zip', 'admin.sud'));
+      },
+    },
     { route: /^\/api\/teleradiology\/templates\/:code$/, exempt: 'report templates are the territory\'s catalogue: no site owns one' },
   ];
 
@@ -292,6 +305,8 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
     'POST /api/teleradiology/requests/:id/report/addenda': { text: 'Addendum' },
     'POST /api/teleradiology/requests/:id/second-readings': { specialty: 'msk', question: 'Avis ?' },
     'POST /api/teleradiology/second-readings/:id/answer': { conclusion: 'D\'accord', agreement: 'agree' },
+    'POST /api/research/projects/:id/exports': { kind: 'zip' },
+    'POST /api/research/projects/:id/reidentify': { pseudonym: 'RP1-0000000000' },
   };
 
   it('answers site A\'s administrator on every method of every id route with site B\'s id exactly as with an id that does not exist', async () => {
