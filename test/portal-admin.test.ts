@@ -22,6 +22,7 @@ import { loginLocal, request } from './support/browser-session.ts';
 import { stowFiles } from './support/stow.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
+import { openReview } from '../src/patients/identities.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const portalDir = process.env.ATRIUM_TEST_PORTAL_DIR ?? path.join(repo, 'web', 'dist');
@@ -78,6 +79,7 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
     await addUser(atrium.archive, { login: 'admin.nord', displayName: 'Admin Nord', roles: ['site-admin'], sites: ['CHU-NORD'], password }, by);
     await addUser(atrium.archive, { login: 'admin.sud', displayName: 'Admin Sud', roles: ['site-admin'], sites: ['CLIN-SUD'], password }, by);
     await addUser(atrium.archive, { login: 'rad.sud', displayName: 'Dr Sud', roles: ['radiologist'], sites: ['CLIN-SUD'], password }, by);
+    await addUser(atrium.archive, { login: 'terr', displayName: 'Admin Territoire', roles: ['territory-admin'], sites: [], password }, by);
     await addUser(atrium.archive, { login: 'alex', displayName: 'Alex Urgence', roles: ['patient'], sites: [], patientId, password }, by);
     console.log(`screenshots: ${screenshots.dir}`);
   });
@@ -148,6 +150,51 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
     await screenshots.shootNonBlank(page, 'who-looked-en');
   });
 
+  it('lets the territory\'s administrators decide identity reviews, conflicts and link candidates, from records they can open (English, then French)', async () => {
+    const northExam = syntheticInstance({ PatientID: 'PA-1', PatientName: 'URGENCE^ALEX', Rows: 4, Columns: 4 });
+    assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [northExam.file])).status, 200);
+    const recordOf = async (code: string, PatientID: string) => {
+      const site = atrium.archive.sites.get(code)!;
+      return (await atrium.archive.index.patientRecordId(site.id, site.issuerOfPatientID, PatientID))!;
+    };
+    const north = await recordOf('CHU-NORD', 'PA-1');
+    const south = await recordOf('CLIN-SUD', 'PA-9');
+    await atrium.archive.index.sql.transaction(async (tx) => {
+      await openReview(tx, 'link-candidate', north, south, 'same name, birth date and sex at two sites');
+      await openReview(tx, 'traits-conflict', south, null, 'two birth dates under one INS');
+    });
+    const reviewId = async (kind: string) => Number((await atrium.archive.index.sql.get<{ id: number }>(`SELECT id FROM identity_reviews WHERE kind = ? AND state = 'open'`, [kind]))!.id);
+    const candidate = await reviewId('link-candidate');
+    const conflict = await reviewId('traits-conflict');
+    // A site's administrator sees their site's conflict, not a candidate that spans another site.
+    const sud = await loginLocal(base, 'admin.sud', password);
+    const seenBySud = (await (await request(sud.jar, `${base}/api/identity-reviews`)).json()) as { reviews: Array<{ id: number }> };
+    assert.deepEqual(seenBySud.reviews.map((r) => r.id), [conflict]);
+
+    const page = await browsers.open({ locale: 'en-US' });
+    await login(page, 'terr');
+    await page.getByTestId('nav-identities').click();
+    const link = page.getByTestId(`review-${candidate}`);
+    await link.waitFor();
+    assert.match(await link.innerText(), /Proposed link.*CHU-NORD · PA-1.*Other record.*CLIN-SUD · PA-9/s);
+    assert.match(await page.getByTestId(`review-${conflict}`).innerText(), /Conflicting traits under one INS/);
+    // Each record opens on its timeline, to compare the two before deciding.
+    await link.getByTestId('review-record').nth(1).click();
+    await page.locator('h1', { hasText: 'PA-9' }).waitFor();
+    await page.goBack();
+    await link.getByTestId('accept').click();
+    await page.getByTestId('review-notice').waitFor();
+    assert.equal(await page.getByTestId('review-notice').innerText(), 'Decision recorded.');
+    await page.getByTestId(`review-${candidate}`).waitFor({ state: 'detached' });
+    await screenshots.shootNonBlank(page, 'identity-reviews-en');
+    await page.getByRole('button', { name: 'Français' }).click();
+    await page.getByTestId(`review-${conflict}`).getByTestId('reject').click();
+    await page.locator('[data-testid=review-notice]', { hasText: 'Décision enregistrée.' }).waitFor();
+    const decided = await atrium.archive.index.sql.all<{ id: number; state: string }>('SELECT id, state FROM identity_reviews WHERE id IN (?, ?) ORDER BY id', [candidate, conflict]);
+    assert.deepEqual(decided.map((d) => [Number(d.id), d.state]), [[candidate, 'accepted'], [conflict, 'rejected']]);
+    assert.deepEqual((await audited('identity-review', 'terr')).map((d) => [d.review, d.accepted]), [[candidate, true], [conflict, false]]);
+  });
+
   it('lets a site administrator create and disable users of their site only (French, then English)', async () => {
     const page = await browsers.open({ locale: 'fr-FR' });
     await login(page, 'admin.nord');
@@ -188,6 +235,7 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
     assert.equal(await page.locator('h1').innerText(), 'Users');
     await created.getByTestId('enable').click();
     await page.locator('[data-testid=users-notice]', { hasText: 'User manip.nord changed.' }).waitFor();
+    await page.locator('[data-testid="user-manip.nord"][data-state="active"]').waitFor();
     assert.match(await created.innerText(), /technologist.*active/s);
 
     // Another site's user, through the API: as if it did not exist.
@@ -259,6 +307,7 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
     await form.locator('input[name=name]').fill('Knee MRI');
     await form.locator('button[type=submit]').click();
     await page.locator('[data-testid=templates-notice]', { hasText: 'Template irm-genou saved.' }).waitFor();
+    await item.filter({ hasText: 'Knee MRI' }).waitFor();
     assert.match(await item.innerText(), /Knee MRI.*changed by admin\.nord/s);
     const stored = await atrium.archive.index.sql.get<{ name: string; fields_json: string }>(`SELECT name, fields_json FROM tele_report_templates WHERE code = 'irm-genou'`);
     assert.equal(stored?.name, 'Knee MRI');

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from 'react';
 import { getJson, sendJson } from '../api.ts';
 import type { Language } from '../i18n.ts';
+import { navigate } from '../router.ts';
 
 interface ReviewRecord { site: string; PatientID: string; IssuerOfPatientID: string }
 interface Review { id: number; kind: string; details: string; record: ReviewRecord; otherRecord?: ReviewRecord }
@@ -43,6 +44,12 @@ const texts = {
 
 const recordText = (r: ReviewRecord) => `${r.site} · ${r.PatientID}`;
 
+/** A record of the review, opening its timeline (names, birth dates, exams) to compare before deciding. */
+function RecordLink({ r }: { r: ReviewRecord }) {
+  const to = `/patients?${new URLSearchParams({ site: r.site, PatientID: r.PatientID })}`;
+  return <a href={`/app${to}`} data-testid="review-record" onClick={(e) => { e.preventDefault(); navigate(to); }}>{recordText(r)}</a>;
+}
+
 /** The identity reviews of the caller's sites: conflicts and candidates, checked against INSi, decided. Every step is audited by the server. */
 export function IdentityReviewsPage({ language }: { language: Language }) {
   const t = texts[language];
@@ -75,7 +82,7 @@ export function IdentityReviewsPage({ language }: { language: Language }) {
         <article key={r.id} className="identity-review" data-testid={`review-${r.id}`} data-kind={r.kind}>
           <h2>#{r.id} · {t.kinds[r.kind] ?? r.kind}</h2>
           <p>{r.details}</p>
-          <p>{t.record} : {recordText(r.record)}{r.otherRecord && <> — {t.other} : {recordText(r.otherRecord)}</>}</p>
+          <p>{t.record} : <RecordLink r={r.record} />{r.otherRecord && <> — {t.other} : <RecordLink r={r.otherRecord} /></>}</p>
           <div className="tele-form">
             <label>{t.proof}
               <select name="proof" value={proof[r.id] ?? ''} onChange={(e) => setProof({ ...proof, [r.id]: e.target.value })}>
