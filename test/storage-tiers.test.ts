@@ -24,6 +24,10 @@ import { datasetBytes, sopOf } from './support/part10.ts';
 import { retrieveInstanceAsStored, splitMultipart } from './support/dicomweb-client.ts';
 import { verifyArchive } from '../src/archive/maintenance.ts';
 import { loadConfig } from '../src/config/config.ts';
+import { CompressionAtRest } from '../src/archive/compression.ts';
+import { parsePart10 } from '../src/dicom/part10-parser.ts';
+import { Tags, TransferSyntax } from '../src/dicom/dataset.ts';
+import { pino } from 'pino';
 import type { StorageTiering } from '../src/archive/tiering.ts';
 
 const day = 86_400_000;
@@ -285,6 +289,67 @@ process.exit(3);
     });
   });
 }
+
+function pixelData(file: Buffer): Buffer {
+  const el = parsePart10(file).dataset.get(Tags.PixelData)!;
+  return el.value ?? file.subarray(el.bulk!.offset, el.bulk!.offset + el.bulk!.length);
+}
+
+for (const db of testDatabases()) describe(`Storage tiers with compression at rest (${db.name})`, () => {
+  let atrium: RunningAtrium;
+  let compression: CompressionAtRest;
+  let cleanup: (() => Promise<void>) | undefined;
+  const work = mkdtempSync(path.join(tmpdir(), 'atrium-tiers-compression-'));
+  const t0 = Date.now();
+
+  before(async () => {
+    const opened = await db.open();
+    cleanup = opened.cleanup;
+    atrium = await startAtrium({
+      index: opened.config,
+      configure: (c) => {
+        c.storageCompression = [{ transferSyntax: TransferSyntax.JPEGLSLossless, sites: ['CHU-NORD'] }];
+        c.storageTiering = { cold: { kind: 'filesystem', root: path.join(work, 'cold') }, moveAfterDaysWithoutRead: 30, onRead: 'serve', everyMinutes: 60 };
+      },
+    });
+    compression = new CompressionAtRest(atrium.archive, atrium.config.storageCompression, pino({ level: 'silent' }), 100, 0);
+  });
+
+  after(async () => {
+    await compression?.stop();
+    await atrium?.close();
+    await cleanup?.();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('compresses an object already moved to cold (read from cold, kept hot compressed, the cold original removed), then moves the compressed one', async () => {
+    const ct = syntheticInstance({ PatientID: 'TIER-JLS', Rows: 64, Columns: 64 });
+    assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [ct.file])).status, 200);
+    const tiering = atrium.archive.tiering!;
+    const original = (await atrium.archive.index.findInstanceBySOPInstanceUID(ct.uids.sop))!;
+    // The mover runs before compression at rest got to it (a year fast-forwarded).
+    assert.equal((await tiering.runTiering(new Date(t0 + 40 * day))).moved, 1);
+    await compression.drain();
+    const compressed = (await atrium.archive.index.findInstanceBySOPInstanceUID(ct.uids.sop))!;
+    assert.equal(compressed.TransferSyntaxUID, TransferSyntax.JPEGLSLossless);
+    assert.notEqual(compressed.blobKey, original.blobKey);
+    assert.deepEqual({ hot: !!(await tiering.store.hot.stat(original.blobKey)), cold: !!(await tiering.store.cold.stat(original.blobKey)) }, { hot: false, cold: false }, 'the original is gone from both tiers');
+    assert.equal((await tiering.tiersByKey()).has(original.blobKey), false);
+    assert.deepEqual(await tiering.studyTiers(ct.uids.study), { hot: 1, cold: 0 });
+    const clean = async () => {
+      const r = await verifyArchive(atrium.archive, { checksums: true, repair: false, orphanGraceMs: 0 });
+      assert.deepEqual([r.missing, r.corrupt, r.orphans, r.tiers!.misplaced], [[], [], [], []]);
+    };
+    await clean();
+    // The compressed object is a new hot object of the study: moved by the same rule (unread for 30 days).
+    assert.equal((await tiering.runTiering(new Date(Date.now() + 10 * day))).moved, 0);
+    assert.equal((await tiering.runTiering(new Date(Date.now() + 40 * day))).moved, 1);
+    assert.deepEqual(await tiering.studyTiers(ct.uids.study), { hot: 0, cold: 1 });
+    const asReceived = await retrieveInstanceAsStored(atrium.dicomweb, atrium.tokens['CHU-NORD']!, ct.uids, TransferSyntax.ExplicitVRLittleEndian);
+    assert.ok(pixelData(asReceived).equals(pixelData(ct.file)), 'the original samples, from the cold compressed object');
+    await clean();
+  });
+});
 
 const dbs = testDatabases();
 for (const db of dbs) suite(db, 'filesystem');
