@@ -10,6 +10,7 @@ import { MyStudiesPage } from './pages/MyStudiesPage.tsx';
 import { SharePage } from './pages/SharePage.tsx';
 import { IdentityReviewsPage } from './pages/IdentityReviewsPage.tsx';
 import { TelePages } from './tele/TelePages.tsx';
+import { BillingPage } from './pages/BillingPage.tsx';
 import { portalScreen, PortalScreenLinks } from './pages/PortalScreens.tsx';
 import './styles.css';
 
@@ -60,6 +61,7 @@ function App() {
   else if (seesOwnExamsOnly(me)) page = <MyStudiesPage language={language} />;
   else if (path === '/tele' || path.startsWith('/tele/')) page = <TelePages me={me} path={path} query={query} language={language} />;
   else if (path === '/identities' && reviewsIdentities(me)) page = <IdentityReviewsPage language={language} />;
+  else if (path === '/billing' && me.roles.includes('territory-admin')) page = <BillingPage language={language} />;
   else if (path === '/patients') page = <TimelinePage language={language} site={query.get('site') ?? ''} PatientID={query.get('PatientID') ?? ''} />;
   else page = <SearchPage language={language} />;
 
@@ -74,6 +76,9 @@ function App() {
           <a className="link" href="/app/identities" data-testid="nav-identities" onClick={(e) => { e.preventDefault(); navigate('/identities'); }}>{language === 'fr' ? 'Identitovigilance' : 'Identity monitoring'}</a>
         )}
         {me !== 'loading' && me !== undefined && <PortalScreenLinks me={me} language={language} />}
+        {me !== 'loading' && me !== undefined && me.roles.includes('territory-admin') && (
+          <a className="link" href="/app/billing" data-testid="nav-billing" onClick={(e) => { e.preventDefault(); navigate('/billing'); }}>{language === 'fr' ? 'Facturation' : 'Billing'}</a>
+        )}
         <span className="spacer" />
         {me !== 'loading' && me !== undefined && <span className="who" data-testid="who">{me.name}</span>}
         <button type="button" className="link" onClick={() => setLanguage(language === 'fr' ? 'en' : 'fr')}>{t.language}</button>
