@@ -220,6 +220,7 @@ export class StorageTiering {
     for (const study of await this.unfinishedStudies()) await this.underLease(study, () => this.finishStudy(study, report));
     for (const study of toRecall) await this.underLease(study, () => this.recallStudy(study, report));
     if (!move) return report;
+    await this.pruneRows(report);
     for (const study of await this.idleStudies(now)) {
       if (this.stopped) break;
       const before = report.moved;
@@ -388,6 +389,21 @@ export class StorageTiering {
       await cold.delete(key);
       await this.sql.run('DELETE FROM storage_tiers WHERE blob_key = ?', [key]);
       report.recalled++;
+    }
+  }
+
+  /**
+   * Rows of objects no index row refers to any more (a deletion that raced with a move between
+   * its reference check and its record): whatever copy is left goes, and the row.
+   */
+  private async pruneRows(report: TieringReport): Promise<void> {
+    const rows = await this.sql.all<{ blob_key: string }>(
+      `SELECT t.blob_key FROM storage_tiers t WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.blob_key = t.blob_key)
+          AND NOT EXISTS (SELECT 1 FROM instance_history h WHERE h.blob_key = t.blob_key) LIMIT 500`);
+    for (const { blob_key: key } of rows) {
+      if (await this.index.isBlobKeyReferenced(key)) continue;
+      await this.store.delete(key);
+      report.finished++;
     }
   }
 
