@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -30,9 +30,12 @@ import { evaluateRetention } from '../src/archive/lifecycle.ts';
 import { MeteringConsumer } from '../src/billing/metering.ts';
 import type { SiteUsage } from '../src/billing/metering.ts';
 import type { AtriumConfig } from '../src/config/config.ts';
+import { Browsers, haveChromium, Screenshots } from './support/chromium.ts';
+import { pdfText } from './support/pdf-text.ts';
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
+const portalDir = process.env.ATRIUM_TEST_PORTAL_DIR ?? path.join(root, 'web', 'dist');
 const password = 'un mot de passe assez long pour les tests';
 const est = { code: 'CDI-EST', name: 'Centre d\'imagerie Est', finess: '590000003', issuerOfPatientID: 'CDIEST' };
 
@@ -182,6 +185,7 @@ for (const db of testDatabases()) {
           c.apiClients.push({ name: 'client-CDI-EST', tokenSha256: sha256Hex(estToken), site: est.code, territory: true });
           c.lifecycle.retention = [{ name: 'CSP R1112-7', yearsAfterLastContact: 20, keepMinorsUntilAge: 28 }];
           configureBilling(c);
+          c.http.portalDir = portalDir;
         },
       });
       base = atrium.dicomweb.replace(/\/dicom-web$/, '');
@@ -323,7 +327,10 @@ for (const db of testDatabases()) {
       // The total by hand: 0.80 + storage + 0.10.
       const total = lines.slice(1).reduce((n, l) => n + Math.round(Number(l.split(',')[4]) * 100), 0);
       assert.equal(total, 80 + Math.round((bytes['CHU-NORD']! * 250 * 100) / 1e9) + 10);
-      assert.equal(readFileSync(path.join(work, 'nord-2026-11.pdf')).subarray(0, 5).toString('latin1'), '%PDF-');
+      const pdf = pdfText(readFileSync(path.join(work, 'nord-2026-11.pdf')));
+      assert.match(pdf, /Relevé de facturation 2026-11/);
+      assert.match(pdf, /Examens archivés/);
+      assert.ok(pdf.includes((total / 100).toFixed(2).replace('.', ',')), pdf);
       assert.deepEqual(await invoiceCsv('CLIN-SUD', '2026-11'), [header, 'archive,exams archived,1,1.00,1.00,EUR']);
       assert.deepEqual(await invoiceCsv(est.code, '2026-11'), [header, 'archive,exams archived,1,0.50,0.50,EUR', storageLine(bytes[est.code]!, 100)]);
       // An unknown month or site is a clear error on the command line.
@@ -351,6 +358,46 @@ for (const db of testDatabases()) {
       assert.equal((await fetch(`${base}/api/billing/usage?month=2026-11`)).status, 401);
       assert.equal((await as('operator', 'GET', '/api/billing/invoice.csv?site=NOWHERE&month=2026-11')).status, 404);
       assert.equal((await as('operator', 'GET', '/api/billing/usage?month=2026-13')).status, 400);
+    });
+
+    it('shows the operator the year\'s volumes per site and month as charts in the portal, and a site\'s invoice (Chromium)', { skip: (!haveChromium && 'Debian\'s chromium is not installed') || (!existsSync(path.join(portalDir, 'index.html')) && 'the portal is not built (npm run build:web)') }, async () => {
+      const browsers = new Browsers();
+      const shots = new Screenshots(path.join(root, '.tmp', `billing-dashboard-${db.name}`));
+      try {
+        const page = await browsers.open();
+        await page.goto(`${base}/app/`);
+        await page.locator('input[name=login]').fill('operator');
+        await page.locator('input[name=password]').fill(password);
+        await page.locator('input[name=password]').press('Enter');
+        await page.getByTestId('nav-billing').click();
+        await page.getByTestId('billing-year').fill('2026');
+        const bar = page.getByTestId('bar-CHU-NORD-2026-01');
+        await bar.waitFor();
+        assert.equal(await bar.getAttribute('data-value'), '3');
+        assert.equal(await page.getByTestId('bar-CDI-EST-2026-06').getAttribute('data-value'), '2');
+        assert.equal(await page.getByTestId('bar-CLIN-SUD-2026-04').getAttribute('data-value'), '0');
+        // The month's detail and the site's invoice.
+        await page.getByTestId('billing-month').fill('2026-02');
+        await page.getByTestId('billing-site').selectOption('CLIN-SUD');
+        await page.getByTestId('invoice-total').waitFor();
+        assert.match(await page.getByTestId('invoice-total').innerText(), /31,00\s€/);
+        assert.equal(await page.getByTestId('usage-CLIN-SUD').locator('td').nth(5).innerText(), '1', 'one teleradiology act in February');
+        await page.getByTestId('billing-metric').selectOption('teleActs');
+        assert.equal(await page.getByTestId('bar-CLIN-SUD-2026-02').getAttribute('data-value'), '1');
+        await shots.shoot(page, 'dashboard');
+        await page.getByTestId('billing-month').fill('2026-04');
+        await page.getByTestId('invoice-empty').waitFor();
+        // A site administrator has no such link (and the API refuses them).
+        const admin = await browsers.open();
+        await admin.goto(`${base}/app/`);
+        await admin.locator('input[name=login]').fill('admin.nord');
+        await admin.locator('input[name=password]').fill(password);
+        await admin.locator('input[name=password]').press('Enter');
+        await admin.getByTestId('who').waitFor();
+        assert.equal(await admin.getByTestId('nav-billing').count(), 0);
+      } finally {
+        await browsers.close();
+      }
     });
   });
 }

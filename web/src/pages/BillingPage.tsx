@@ -51,7 +51,9 @@ function BarChart({ usage, months, sites, metric, monthNames, title }: { usage: 
   const bottom = 24;
   const plotH = height - bottom - 12;
   const values = usage.map((u) => valueOf(u, metric));
-  const top = Math.max(...values, 0) || 1;
+  const highest = Math.max(...values, 0);
+  // Counts: an even whole top, so that the middle line is a whole number too.
+  const top = metric === 'storedGB' ? highest || 1 : Math.max(2, Math.ceil(highest / 2) * 2);
   const slot = (width - left) / months.length;
   const bar = Math.max(2, (slot - 8) / Math.max(1, sites.length));
   const fmt = (v: number) => (metric === 'storedGB' ? v.toFixed(v < 1 ? 4 : 2) : String(Math.round(v)));
