@@ -41,7 +41,7 @@ export function TimelinePage({ language, site, PatientID }: { language: Language
       )}
       <h2>{t.timeline}</h2>
       <StudyList studies={data.studies} language={language} />
-      {data.patient.INS && <DmpSection site={site} PatientID={PatientID} language={language} />}
+      <DmpSection site={site} PatientID={PatientID} language={language} />
       <h2>{t.dose}</h2>
       {!dose && <button type="button" className="button" data-testid="show-dose" onClick={() => doseTimeline(site, PatientID).then(setDose, (e: unknown) => setDoseError(errorText(e, language)))}>{t.showDose}</button>}
       {doseError && <p className="error" role="alert">{doseError}</p>}
