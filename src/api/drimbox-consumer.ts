@@ -133,6 +133,10 @@ export async function drimboxConsumerRoutes(app: FastifyInstance, options: { arc
     const { uniqueId, repositoryUniqueId, ...q } = request.body;
     const patient = await localPatient(request, q);
     const remote = await consumer.open(principal, request.ip, patient, { uniqueId, repositoryUniqueId });
+    // The source is asked once now, so that a source down or a token it refuses is said here, with a retry, not as an empty viewer.
+    const [series] = remote.series.keys();
+    const probe = await consumer.fetchFromSource(principal, request.ip, await tokenOf(request), remote, { series: series!, path: '/metadata', accept: 'application/dicom+json' });
+    await probe.body?.cancel().catch(() => {});
     return { StudyInstanceUID: remote.StudyInstanceUID, kos: remote.kos, series: remote.series.size, sources: [...new Set([...remote.series.values()].map((s) => new URL(s.url).host))] };
   });
 

@@ -74,6 +74,8 @@ export class DmpDouble {
   readonly patients = new Map<string, { dmp: 'active' | 'closed'; opposition?: boolean }>();
   /** The next calls (to `path` only, when given) answered with this fault (count them down), before any check. */
   failNext: { path?: string; count: number; fault: { code: 'soap:Sender' | 'soap:Receiver'; subcode: string; reason: string } } | undefined;
+  /** The next call to `path` answered with these bytes as they are, before any check (a malformed answer). */
+  rawNext: { path: string; status: number; contentType: string; body: string } | undefined;
   /** Hold every answer this long (a DMP slower than the client's timeout). */
   delayMs = 0;
   private server: https.Server | undefined;
@@ -121,6 +123,12 @@ export class DmpDouble {
       log.outcome = f.subcode;
       return { status: f.code === 'soap:Sender' ? 400 : 500, contentType: 'application/soap+xml; charset=UTF-8', body: faultEnvelope(f.code, f.subcode, f.message, f.subcode.startsWith('wsse:') ? wsseNs : undefined) };
     };
+    if (this.rawNext && this.rawNext.path === path) {
+      const raw = this.rawNext;
+      this.rawNext = undefined;
+      log.outcome = 'raw';
+      return { status: raw.status, contentType: raw.contentType, body: raw.body };
+    }
     try {
       if (this.failNext && this.failNext.count > 0 && (this.failNext.path === undefined || this.failNext.path === path)) {
         this.failNext.count--;

@@ -47,6 +47,8 @@ export interface TestIdentityProvider {
  */
 export async function startIdentityProvider(options: {
   redirectUri: string;
+  /** Other Atrium instances logging in as the same client (a second territory's, in the DRIMbox end-to-end test). */
+  moreRedirectUris?: string[];
   /** The audience of JWT access tokens issued for this resource indicator (Atrium's). */
   resources: Record<string, string>;
   accounts: TestAccount[];
@@ -70,7 +72,7 @@ export async function startIdentityProvider(options: {
     clients: [
       {
         client_id: atriumClient.clientId, client_secret: atriumClient.clientSecret,
-        redirect_uris: [options.redirectUri], grant_types: ['authorization_code'], response_types: ['code'],
+        redirect_uris: [options.redirectUri, ...(options.moreRedirectUris ?? [])], grant_types: ['authorization_code'], response_types: ['code'],
         // Where Atrium asks to come back after a logout (its /app/ beside the callback).
         post_logout_redirect_uris: [new URL('/app/', options.redirectUri).toString()],
         token_endpoint_auth_method: 'client_secret_basic',
