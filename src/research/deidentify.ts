@@ -61,6 +61,7 @@ const CodingSchemeDesignator = tag(0x0008, 0x0102);
 const CodeMeaning = tag(0x0008, 0x0104);
 const PrivateInformationCreatorUID = tag(0x0002, 0x0100);
 const PrivateInformation = tag(0x0002, 0x0102);
+const TextValue = tag(0x0040, 0xa160);
 
 /** PS3.16 CID 7050 De-identification Methods: the code of the profile and of each option. */
 const methodCodes: Record<'basic' | ProjectOption, [string, string]> = {
@@ -152,9 +153,9 @@ class Deidentifier {
   }
 
   /** Clean (C): a date is shifted, a time kept; text keeps its words but those that identify the person. */
-  private clean(ds: DicomDataset, el: DicomElement): void {
+  private clean(ds: DicomDataset, el: DicomElement, dummyContent: boolean): void {
     if (el.vr === 'SQ' || el.items) {
-      for (const item of el.items ?? []) this.dataset(item);
+      for (const item of el.items ?? []) this.dataset(item, dummyContent);
       this.counts.cleaned++;
       return;
     }
@@ -184,9 +185,19 @@ class Deidentifier {
     this.counts.replaced++;
   }
 
-  dataset(ds: DicomDataset): void {
+  /**
+   * De-identifies a dataset in place. `dummyContent`: inside a sequence replaced by a dummy
+   * (Content Sequence, D), where Text Value, which Table E.1-1 does not list, holds free text
+   * about the patient: it becomes a dummy too (codes, numbers and the tree's shape stay).
+   */
+  dataset(ds: DicomDataset, dummyContent = false): void {
     for (const el of [...ds.values()]) {
       const t = el.tag;
+      if (dummyContent && t === TextValue) {
+        this.set(el, 'ANONYMIZED');
+        this.counts.replaced++;
+        continue;
+      }
       if ((t & 0xffff) === 0x0000) { // group lengths: retired, and wrong once values change
         ds.delete(t);
         continue;
@@ -202,7 +213,7 @@ class Deidentifier {
           this.empty(ds, el);
           continue;
         }
-        for (const item of el.items ?? []) this.dataset(item);
+        for (const item of el.items ?? []) this.dataset(item, dummyContent);
         continue;
       }
       const action = resolveAction(attribute, this.options);
@@ -215,20 +226,20 @@ class Deidentifier {
           this.empty(ds, el);
           break;
         case 'K':
-          for (const item of el.items ?? []) this.dataset(item);
+          for (const item of el.items ?? []) this.dataset(item, dummyContent);
           this.counts.kept++;
           break;
         case 'C':
-          this.clean(ds, el);
+          this.clean(ds, el, dummyContent);
           break;
         case 'U':
-          if (el.vr === 'SQ' || el.items) for (const item of el.items ?? []) this.dataset(item);
+          if (el.vr === 'SQ' || el.items) for (const item of el.items ?? []) this.dataset(item, dummyContent);
           else if (el.vr === 'UI') this.replaceUIDs(el);
           else this.empty(ds, el);
           break;
         case 'D': {
-          if (el.vr === 'SQ' || el.items) { // a sequence's dummy: its items, each de-identified
-            for (const item of el.items ?? []) this.dataset(item);
+          if (el.vr === 'SQ' || el.items) { // a sequence's dummy: its items, each de-identified, their free text replaced
+            for (const item of el.items ?? []) this.dataset(item, true);
             this.counts.replaced++;
             break;
           }
