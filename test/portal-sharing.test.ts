@@ -52,6 +52,9 @@ describe(`the sharing screens in Chromium (${engine.name})`, { skip: !existsSync
     const by = { actor: 'test', via: 'cli' as const };
     await addUser(atrium.archive, { login: 'rad.nord', displayName: 'Dr Nord', roles: ['radiologist'], sites: ['CHU-NORD'], password }, by);
     await addUser(atrium.archive, { login: 'dr.ville', displayName: 'Dr Ville', roles: ['referring-physician'], sites: [], password }, by);
+    const nord = atrium.archive.sites.get('CHU-NORD')!;
+    const patientId = (await atrium.archive.index.patientRecordId(nord.id, nord.issuerOfPatientID, 'PS-1'))!;
+    await addUser(atrium.archive, { login: 'camille', displayName: 'Camille Partage', roles: ['patient'], sites: [], patientId, password }, by);
     console.log(`screenshots: ${screenshots.dir}`);
   });
 
@@ -167,8 +170,33 @@ describe(`the sharing screens in Chromium (${engine.name})`, { skip: !existsSync
     await screenshots.shootNonBlank(page, 'sharing-en');
     await page.getByTestId(`link-${linkId}`).getByTestId('revoke-link').click();
     await page.locator('[data-testid=sharing-notice]', { hasText: 'Link revoked' }).waitFor();
-    assert.equal(await page.getByTestId(`link-${linkId}`).getAttribute('data-state'), 'revoked');
+    await page.locator(`[data-testid="link-${linkId}"][data-state="revoked"]`).waitFor();
     const refused = await fetch(`${base}/share/open`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: url.split('#')[1] }) });
     assert.equal(refused.status, 404);
+  });
+
+  it('lets a patient share one of their exams by a link instead of a CD (French, then English)', async () => {
+    const page = await browsers.open({ locale: 'fr-FR' });
+    await login(page, 'camille');
+    await page.getByTestId('nav-sharing').click();
+    const pick = page.locator('select[name=study]');
+    await pick.locator('option').nth(1).waitFor({ state: 'attached' });
+    assert.match(await page.locator('label', { has: pick }).innerText(), /Examen à partager/);
+    await pick.selectOption(exam.uids.study);
+    assert.match(await page.getByTestId('sharing-target').innerText(), new RegExp(`l'examen ${exam.uids.study.replaceAll('.', '\\.')}`));
+    const form = page.getByTestId('share-link-form');
+    await form.locator('input[name=pin]').fill('2468');
+    await form.locator('button[type=submit]').click();
+    await page.getByTestId('link-created').waitFor();
+    const url = await page.getByTestId('link-url').inputValue();
+    await screenshots.shootNonBlank(page, 'patient-sharing-fr');
+    await page.getByRole('button', { name: 'English' }).click();
+    assert.equal(await page.locator('h1').innerText(), 'Share exams');
+    assert.match(await page.getByTestId('link-created').innerText(), /Link created/);
+    // The recipient opens the exam with the PIN, straight on the viewer.
+    const opened = await fetch(`${base}/share/open`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: url.split('#')[1], pin: '2468' }) });
+    assert.equal(opened.status, 200);
+    assert.equal(((await opened.json()) as { link: { StudyInstanceUID?: string } }).link.StudyInstanceUID, exam.uids.study);
+    assert.deepEqual((await audited('share', 'camille')).map((d) => d.pin), [true]);
   });
 });

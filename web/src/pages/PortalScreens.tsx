@@ -22,7 +22,7 @@ export const mayBreakTheGlass = (me: Me) => me.kind === 'user' && me.roles.some(
  */
 export function portalScreen(me: Me, path: string, query: URLSearchParams, language: Language): ReactNode | undefined {
   const patient = { site: query.get('site') ?? '', PatientID: query.get('PatientID') ?? '' };
-  if (path === '/sharing' && mayShare(me)) return <SharingPage language={language} {...patient} StudyInstanceUID={query.get('StudyInstanceUID') ?? ''} />;
+  if (path === '/sharing' && mayShare(me)) return <SharingPage language={language} {...patient} StudyInstanceUID={query.get('StudyInstanceUID') ?? ''} pickFromMyExams={isPatient(me)} />;
   if (path === '/emergency' && mayBreakTheGlass(me)) return <EmergencyAccessPage language={language} {...patient} />;
   if (path === '/who-looked' && isPatient(me)) return <WhoLookedPage language={language} />;
   if (!isAdministrator(me)) return undefined;
@@ -48,7 +48,7 @@ export function PortalScreenLinks({ me, language }: { me: Me; language: Language
   return (
     <>
       {isPatient(me) && <NavLink to="/who-looked" id="who-looked">{t.whoLooked}</NavLink>}
-      {mayShare(me) && !isPatient(me) && <NavLink to="/sharing" id="sharing">{t.shares}</NavLink>}
+      {mayShare(me) && <NavLink to="/sharing" id="sharing">{t.shares}</NavLink>}
       {isAdministrator(me) && (
         <>
           <NavLink to="/admin/emergency-access" id="emergency-reviews">{t.emergency}</NavLink>

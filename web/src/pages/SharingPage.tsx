@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useState, type FormEvent } from 'react';
-import { getJson, sendJson } from '../api.ts';
+import { getJson, sendJson, type TimelineStudy } from '../api.ts';
+import { studyOfQido, type DicomJson } from '../dicom-json.ts';
 import type { Language } from '../i18n.ts';
 
 interface ShareLink { id: number; StudyInstanceUID?: string; patientId?: number; hasPin: boolean; createdAt: string; expiresAt: string; revokedAt?: string; lockedAt?: string }
@@ -9,7 +10,7 @@ interface CreatedLink { link: ShareLink; url: string; qrCodeSvg: string }
 const texts = {
   fr: {
     title: 'Partager des examens',
-    target: 'Ce qui est partagé', study: 'l\'examen', patientExams: 'les examens du patient', none: 'Ouvrez un patient ou un examen pour le partager ; vos liens sont listés ci-dessous.',
+    target: 'Ce qui est partagé', study: 'l\'examen', patientExams: 'les examens du patient', none: 'Ouvrez un patient ou un examen pour le partager ; vos liens sont listés ci-dessous.', pick: 'Examen à partager', choose: 'choisir un examen',
     withPro: 'Partager avec un professionnel', login: 'Identifiant du professionnel', duration: 'Durée', noLimit: 'sans limite', share: 'Partager',
     sharedWith: (login: string, id: number) => `Partagé avec ${login} (partage n° ${id}).`, revokeGrant: 'Retirer ce partage', grantRevoked: 'Partage retiré.',
     asLink: 'Partager par un lien (au lieu d\'un CD)', pin: 'Code PIN (4 à 8 chiffres, facultatif)', create: 'Créer le lien',
@@ -21,7 +22,7 @@ const texts = {
   },
   en: {
     title: 'Share exams',
-    target: 'What is shared', study: 'the exam', patientExams: 'the patient\'s exams', none: 'Open a patient or an exam to share it; your links are listed below.',
+    target: 'What is shared', study: 'the exam', patientExams: 'the patient\'s exams', none: 'Open a patient or an exam to share it; your links are listed below.', pick: 'Exam to share', choose: 'choose an exam',
     withPro: 'Share with a professional', login: 'The professional\'s login', duration: 'Duration', noLimit: 'no limit', share: 'Share',
     sharedWith: (login: string, id: number) => `Shared with ${login} (share #${id}).`, revokeGrant: 'Withdraw this share', grantRevoked: 'Share withdrawn.',
     asLink: 'Share by a link (instead of a CD)', pin: 'PIN (4 to 8 digits, optional)', create: 'Create the link',
@@ -41,8 +42,15 @@ const stateOf = (l: ShareLink) => (l.revokedAt ? 'revoked' : l.lockedAt ? 'locke
  * Sharing a patient's exams, or one exam, with a professional (a grant) or by a link with an
  * expiry and an optional PIN (its QR code made by the server); the caller's links, revocable.
  */
-export function SharingPage({ language, site, PatientID, StudyInstanceUID }: { language: Language; site: string; PatientID: string; StudyInstanceUID: string }) {
+export function SharingPage({ language, site, PatientID, StudyInstanceUID: named, pickFromMyExams }: { language: Language; site: string; PatientID: string; StudyInstanceUID: string; pickFromMyExams?: boolean }) {
   const t = texts[language];
+  // A patient (instead of a CD) picks one of their own exams.
+  const [mine, setMine] = useState<TimelineStudy[]>();
+  const [picked, setPicked] = useState('');
+  useEffect(() => {
+    if (pickFromMyExams && !named) getJson<DicomJson[]>('/dicom-web/studies?includefield=StudyDescription', 'application/dicom+json').then((l) => setMine(l.map(studyOfQido)), () => setMine([]));
+  }, [pickFromMyExams, named]);
+  const StudyInstanceUID = named || picked;
   const target = StudyInstanceUID ? { StudyInstanceUID } : site && PatientID ? { patient: { site, PatientID } } : undefined;
   const [links, setLinks] = useState<ShareLink[]>();
   const [error, setError] = useState<string>();
@@ -82,6 +90,14 @@ export function SharingPage({ language, site, PatientID, StudyInstanceUID }: { l
     <section className="card">
       <h1>{t.title}</h1>
       {error && <p className="error" role="alert" data-testid="sharing-error">{error}</p>}
+      {mine && (
+        <label>{t.pick}
+          <select name="study" value={picked} onChange={(e) => { setPicked(e.target.value); setCreated(undefined); setGrant(undefined); }}>
+            <option value="">{t.choose}</option>
+            {mine.map((s) => <option key={s.StudyInstanceUID} value={s.StudyInstanceUID}>{[s.StudyDate, s.ModalitiesInStudy.join('/'), s.StudyDescription].filter(Boolean).join(' · ')}</option>)}
+          </select>
+        </label>
+      )}
       {notice && <p className="status" role="status" data-testid="sharing-notice">{notice}</p>}
       {target ? (
         <>
@@ -122,7 +138,7 @@ export function SharingPage({ language, site, PatientID, StudyInstanceUID }: { l
             </div>
           )}
         </>
-      ) : <p className="status">{t.none}</p>}
+      ) : !mine && <p className="status">{t.none}</p>}
       <h2>{t.myLinks}</h2>
       {links && links.length === 0 && <p className="status">{t.noLinks}</p>}
       {links && links.length > 0 && (
