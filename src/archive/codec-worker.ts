@@ -2,11 +2,13 @@
  * A codec worker thread (see codec-pool.ts): decodes compressed frames to native
  * little-endian samples and encodes native frames to lossless syntaxes, with the
  * WebAssembly builds of CharLS, OpenJPEG, OpenJPH and libjpeg-turbo that Cornerstone
- * publishes, and jpeg-lossless-decoder-js for JPEG lossless (process 14). Nothing here
+ * publishes, jpeg-lossless-decoder-js for JPEG lossless (process 14), and dcmjs-codecs for
+ * JPEG extended 12-bit decoding and RLE encoding. Nothing here
  * is a codec of its own; what is here is the DICOM side: which library for which
  * syntax, and the layout of the samples it gives back (PS3.5 §8.2, A.4).
  */
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { Decoder as JPEGLosslessDecoder } from '@cornerstonejs/jpeg-lossless-decoder-js';
 import type { CodecJob, CodecPixels, CodecReply } from './codec-pool.ts';
@@ -60,6 +62,69 @@ function codec(name: 'charls' | 'openjpeg' | 'openjph' | 'libjpeg-turbo'): Promi
   return m;
 }
 
+/**
+ * dcmjs-codecs (its WebAssembly build of libjpeg with 12-bit support and of an RLE coder),
+ * for what the Cornerstone builds do not do: JPEG extended 12-bit decoding and RLE encoding.
+ */
+interface DcmjsContext { getEncodedBuffer(): Uint8Array | undefined; getDecodedBuffer(): Uint8Array | undefined }
+interface DcmjsCodecs {
+  Context: new (attrs: Record<string, unknown>) => DcmjsContext;
+  NativeCodecs: {
+    initializeAsync(opts: { webAssemblyModulePathOrUrl?: string; logCodecsInfo?: boolean; logCodecsTrace?: boolean }): Promise<void>;
+    decodeJpeg(c: DcmjsContext, p?: { convertColorspaceToRgb?: boolean }): DcmjsContext;
+    encodeRle(c: DcmjsContext, p?: Record<string, unknown>): DcmjsContext;
+  };
+  log?: { setLevel(level: string): void };
+}
+let dcmjsCodecsLoaded: Promise<DcmjsCodecs> | undefined;
+function dcmjsCodecs(): Promise<DcmjsCodecs> {
+  dcmjsCodecsLoaded ??= (async () => {
+    const lib = require('dcmjs-codecs') as DcmjsCodecs;
+    lib.log?.setLevel('silent');
+    const wasm = path.join(path.dirname(require.resolve('dcmjs-codecs/package.json')), 'build', 'dcmjs-native-codecs.wasm');
+    await lib.NativeCodecs.initializeAsync({ webAssemblyModulePathOrUrl: wasm, logCodecsInfo: false, logCodecsTrace: false });
+    return lib;
+  })();
+  return dcmjsCodecsLoaded;
+}
+
+/** The attributes dcmjs-codecs describes a frame with. */
+function dcmjsContext(lib: DcmjsCodecs, px: CodecPixels, buffer: { encodedBuffer: Uint8Array } | { decodedBuffer: Uint8Array }): DcmjsContext {
+  return new lib.Context({
+    width: px.Columns, height: px.Rows, bitsAllocated: px.BitsAllocated, bitsStored: px.BitsStored, samplesPerPixel: px.SamplesPerPixel,
+    pixelRepresentation: px.PixelRepresentation, planarConfiguration: 0, photometricInterpretation: px.PhotometricInterpretation, ...buffer,
+  });
+}
+
+/** The sample precision of a JPEG stream's frame header (SOF), or undefined. */
+function jpegPrecision(frame: Uint8Array): number | undefined {
+  let i = 2;
+  while (i + 4 < frame.length) {
+    if (frame[i] !== 0xff) { i++; continue; }
+    const marker = frame[i + 1]!;
+    if (marker === 0xff) { i++; continue; }
+    if (marker === 0xda || marker === 0xd9) return undefined;
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { i += 2; continue; }
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) return frame[i + 4];
+    i += 2 + ((frame[i + 2]! << 8) | frame[i + 3]!);
+  }
+  return undefined;
+}
+
+/** A JPEG extended (process 2 and 4) frame of 12-bit samples, with dcmjs-codecs's 12-bit libjpeg. */
+async function decodeJPEG12(frame: Uint8Array, px: CodecPixels): Promise<Decoded> {
+  const lib = await dcmjsCodecs();
+  let out: Uint8Array | undefined;
+  try {
+    out = lib.NativeCodecs.decodeJpeg(dcmjsContext(lib, px, { encodedBuffer: frame }), { convertColorspaceToRgb: px.SamplesPerPixel === 3 }).getDecodedBuffer();
+  } catch (e) {
+    throw new PixelDataError(`the 12-bit JPEG frame does not decode: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const expected = px.Rows * px.Columns * px.SamplesPerPixel * 2;
+  if (!out || out.length < expected) throw new PixelDataError(`the 12-bit JPEG frame gave ${out?.length ?? 0} bytes, ${expected} expected`);
+  return { bytes: new Uint8Array(out.subarray(0, expected)), PhotometricInterpretation: px.SamplesPerPixel === 3 ? 'RGB' : px.PhotometricInterpretation };
+}
+
 function coder<T>(m: WasmModule, name: string): T {
   const C = m[name] as new () => T;
   return new C();
@@ -83,6 +148,14 @@ async function decode(ts: string, frame: Uint8Array, px: CodecPixels): Promise<D
     case TransferSyntax.JPEGBaseline8Bit:
       // libjpeg takes three components without JFIF or Adobe markers for YCbCr; DICOM says RGB means
       // no transform (as dcmdjpeg reads it). An Adobe marker saying "no transform" tells libjpeg so.
+      if (px.SamplesPerPixel === 3 && jpegColorTransform(frame, 'YBR_FULL') && !jpegColorTransform(frame, px.PhotometricInterpretation)) frame = withAdobeNoTransform(frame);
+      return decodeWith('libjpeg-turbo', 'JPEGDecoder', frame, px, (info) => (info.componentCount === 3 ? 'RGB' : px.PhotometricInterpretation));
+    case TransferSyntax.JPEGExtended12Bit:
+      // Process 2 (8-bit samples) is libjpeg-turbo's like baseline; process 4 (12-bit), dcmjs-codecs's.
+      if ((jpegPrecision(frame) ?? px.BitsStored) > 8) {
+        if (px.BitsAllocated !== 16) throw new PixelDataError(`a 12-bit JPEG frame needs Bits Allocated 16, the header says ${px.BitsAllocated}`);
+        return decodeJPEG12(frame, px);
+      }
       if (px.SamplesPerPixel === 3 && jpegColorTransform(frame, 'YBR_FULL') && !jpegColorTransform(frame, px.PhotometricInterpretation)) frame = withAdobeNoTransform(frame);
       return decodeWith('libjpeg-turbo', 'JPEGDecoder', frame, px, (info) => (info.componentCount === 3 ? 'RGB' : px.PhotometricInterpretation));
     case TransferSyntax.JPEGLSLossless:
@@ -211,9 +284,24 @@ async function encode(ts: string, frame: Uint8Array, px: CodecPixels): Promise<U
         e.setQuality?.(true, 0);
         e.setDecompositions?.(decompositionsFor(info));
       });
+    case TransferSyntax.RLELossless:
+      return encodeRLE(frame, px);
     default:
       throw new PixelDataError(`no lossless encoder for transfer syntax ${ts}`);
   }
+}
+
+/** An RLE Lossless frame (PS3.5 Annex G), with dcmjs-codecs's RLE coder. */
+async function encodeRLE(frame: Uint8Array, px: CodecPixels): Promise<Uint8Array> {
+  const lib = await dcmjsCodecs();
+  let out: Uint8Array | undefined;
+  try {
+    out = lib.NativeCodecs.encodeRle(dcmjsContext(lib, px, { decodedBuffer: frame })).getEncodedBuffer();
+  } catch (e) {
+    throw new PixelDataError(`dcmjs-codecs cannot encode the frame in RLE: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (!out || out.length < 64) throw new PixelDataError('dcmjs-codecs gave no RLE frame');
+  return new Uint8Array(out);
 }
 
 /** Wavelet levels: the codecs' 5 where the image allows, fewer for one a few pixels wide (OpenJPEG refuses more). */

@@ -100,6 +100,7 @@ const nativeSyntaxes: ReadonlySet<string> = new Set([
 export const decodableCompressedSyntaxes: ReadonlySet<string> = new Set([
   TransferSyntax.RLELossless,
   TransferSyntax.JPEGBaseline8Bit,
+  TransferSyntax.JPEGExtended12Bit,
   TransferSyntax.JPEGLossless,
   TransferSyntax.JPEGLosslessSV1,
   TransferSyntax.JPEGLSLossless,
@@ -113,6 +114,7 @@ export const decodableCompressedSyntaxes: ReadonlySet<string> = new Set([
 
 /** Lossless syntaxes the codec workers encode native frames to. */
 export const encodableSyntaxes: ReadonlySet<string> = new Set([
+  TransferSyntax.RLELossless,
   TransferSyntax.JPEGLSLossless,
   TransferSyntax.JPEG2000Lossless,
   TransferSyntax.HTJ2KLossless,
