@@ -173,7 +173,8 @@ async function decode(ts: string, frame: Uint8Array, px: CodecPixels): Promise<D
     case TransferSyntax.JPEGLosslessSV1:
       return decodeJPEGLossless(frame, px);
     case TransferSyntax.RLELossless: {
-      // PS3.5 Annex G is PackBits over byte planes: pixels.ts reads it (no maintained library publishes it).
+      // PS3.5 Annex G is PackBits over byte planes: pixels.ts reads it (written before dcmjs-codecs, whose
+      // RLE coder encodes here, was adopted; it decodes RLE too, a possible replacement).
       const raw = decodeRLEFrame(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), { ...px, NumberOfFrames: 1, littleEndian: true });
       return { bytes: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength), PhotometricInterpretation: px.PhotometricInterpretation };
     }
