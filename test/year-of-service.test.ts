@@ -186,6 +186,8 @@ for (const db of testDatabases()) {
           c.lifecycle.retention = [{ name: 'CSP R1112-7', yearsAfterLastContact: 20, keepMinorsUntilAge: 28 }];
           configureBilling(c);
           c.http.portalDir = portalDir;
+          // Hot and cold tiers (docs/storage-tiers.md): a study unread for 90 days goes cold, a read brings it back.
+          c.storageTiering = { cold: { kind: 'filesystem', root: path.join(work, 'cold') }, moveAfterDaysWithoutRead: 90, onRead: 'recall', everyMinutes: 60 };
         },
       });
       base = atrium.dicomweb.replace(/\/dicom-web$/, '');
@@ -309,6 +311,34 @@ for (const db of testDatabases()) {
       // The held study is still there, so is its storage.
       assert.equal((await fetch(`${atrium.dicomweb}/studies/${sHeld.uids.study}/metadata`, { headers: { authorization: `Bearer ${atrium.tokens['CLIN-SUD']}` } })).status, 200);
       assert.deepEqual(await invoiceCsv('CHU-NORD', '2026-07'), [header, storageLine(bytes['CHU-NORD']!, 250)]);
+    });
+
+    it('August to October: the studies unread go to the cold tier and one comes back when read; the storage billed does not change with the tier', async () => {
+      const tiering = atrium.archive.tiering!;
+      assert.ok(tiering, 'storage.cold opens the tiers');
+      const august = await invoiceCsv('CHU-NORD', '2026-08');
+      assert.deepEqual(august, [header, storageLine(bytes['CHU-NORD']!, 250)]);
+      await endOf('2026-08-14');
+      // September: the mover, as of a day more than 90 days after the objects arrived (its own clock), moves every study.
+      const moved = await tiering.runTiering(new Date(Date.now() + 100 * 86_400_000));
+      assert.equal(moved.studiesMoved, 10, JSON.stringify(moved));
+      assert.deepEqual(await tiering.studyTiers(n1.uids.study), { hot: 0, cold: 3 });
+      await endOf('2026-09-15');
+      // October: CHU-NORD reads N-1's exam again (WADO-RS): served from cold, then recalled to hot.
+      const read = await fetch(`${atrium.dicomweb}/studies/${n1.uids.study}/series/${n1.uids.series}/instances/${n1.uids.sop}`, { headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']}`, accept: 'multipart/related; type="application/dicom"' } });
+      assert.equal(read.status, 200);
+      assert.ok(Buffer.from(await read.arrayBuffer()).includes(n1.file.subarray(n1.file.length - 256)), 'the object as stored, from the cold tier');
+      const recalled = await tiering.runTiering(new Date());
+      assert.equal(recalled.recalled, 3, JSON.stringify(recalled));
+      assert.deepEqual(await tiering.studyTiers(n1.uids.study), { hot: 3, cold: 0 });
+      assert.deepEqual(await tiering.studyTiers(n2.uids.study), { hot: 0, cold: 1 });
+      await endOf('2026-10-15');
+      for (const month of ['2026-09', '2026-10']) {
+        assert.deepEqual(await invoiceCsv('CHU-NORD', month), august, `${month}: moving between tiers is neither growth nor deletion`);
+        const { usage } = await json<{ usage: SiteUsage[] }>(as('operator', 'GET', `/api/billing/usage?month=${month}`));
+        assert.deepEqual(usage.map((u) => [u.site, u.instancesStored, u.instancesDeleted, u.bytesGrowth, u.bytesTotal]),
+          [[est.code, 0, 0, 0, bytes[est.code]], ['CHU-NORD', 0, 0, 0, bytes['CHU-NORD']], ['CLIN-SUD', 0, 0, 0, bytes['CLIN-SUD']]]);
+      }
     });
 
     it('November: `atrium billing invoice` prints the month\'s CSV, one line per service and item, matching the totals computed by hand', async () => {
