@@ -242,6 +242,14 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
     const nord = await loginLocal(base, 'admin.nord', password);
     const other = await request(nord.jar, `${base}/api/admin/users/rad.sud`, { method: 'PUT', headers: { 'x-csrf-token': nord.csrf, 'content-type': 'application/json' }, body: JSON.stringify({ disabled: true }) });
     assert.equal(other.status, 404);
+    const asNord = (method: string, url: string, body: unknown) => request(nord.jar, `${base}${url}`, { method, headers: { 'x-csrf-token': nord.csrf, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    assert.equal((await asNord('POST', '/api/admin/users', { login: 'chef', name: 'Chef', roles: ['territory-admin'], sites: ['CHU-NORD'] })).status, 403, 'a site administrator makes no territory administrator');
+    assert.equal((await asNord('PUT', '/api/admin/users/manip.nord', { sites: ['CHU-NORD', 'CLIN-SUD'] })).status, 403, 'nor moves a user to another site');
+    assert.equal((await asNord('PUT', '/api/admin/users/admin.nord', { disabled: true })).status, 400, 'nor disables their own account');
+    // A radiologist is no administrator: refused, and the refusal recorded.
+    const rad = await loginLocal(base, 'rad.nord', password);
+    assert.equal((await request(rad.jar, `${base}/api/admin/users`)).status, 403);
+    assert.ok(await atrium.archive.index.sql.get(`SELECT id FROM audit_events WHERE action = 'user-admin' AND outcome = 'refused' AND actor = 'rad.nord'`), 'the refusal is audited');
     assert.deepEqual((await audited('user-admin', 'admin.nord')).map((d) => [d.operation, d.login]), [['add', 'manip.nord'], ['disable', 'manip.nord'], ['enable', 'manip.nord']]);
   });
 
