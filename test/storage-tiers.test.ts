@@ -47,6 +47,8 @@ function suite(db: TestDatabase, coldKind: 'filesystem' | 's3') {
     let cleanup: (() => Promise<void>) | undefined;
     let s3: TestS3Server | undefined;
     let dest: Awaited<ReturnType<typeof startStorescp>>;
+    let destDir: string;
+    const received = (files: Buffer[]) => files.every((f) => readdirSync(destDir).some((n) => n.endsWith(sopOf(f))));
     const work = mkdtempSync(path.join(tmpdir(), 'atrium-tiers-'));
     const t0 = Date.now();
     const at = (days: number) => new Date(t0 + days * day);
@@ -77,10 +79,11 @@ function suite(db: TestDatabase, coldKind: 'filesystem' | 's3') {
     before(async () => {
       const opened = await db.open();
       cleanup = opened.cleanup;
-      dest = await startStorescp('DEST', mkdtempSync(path.join(work, 'dest-')));
+      destDir = mkdtempSync(path.join(work, 'dest-'));
+      dest = await startStorescp('DEST', destDir);
       if (coldKind === 's3') s3 = await startS3Server({ bucket: 'atrium-cold' });
       atrium = await startAtrium({
-        index: opened.config, dimse: true,
+        index: opened.config, dimse: true, forwarding: true,
         configure: (c) => {
           c.peers = [
             { aeTitle: 'READER', site: 'CHU-NORD', may: { store: false, query: true, retrieve: true } },
@@ -138,7 +141,20 @@ function suite(db: TestDatabase, coldKind: 'filesystem' | 's3') {
 
       const move = await dcmtk('movescu', ['-S', '-aet', 'READER', '-aec', 'ATRIUM', '-aem', 'DEST', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${a.study}`, '127.0.0.1', String(atrium.dimse!.port)]);
       assert.equal(move.code, 0, move.output);
-      assert.match(dest.output(), /C-STORE|Received Store Request/);
+      assert.ok(received(a.files), dest.output());
+      // Forwarding (a prefetch of the patient's priors through the forwarding queue) sends the cold study too.
+      const prefetch = await fetch(atrium.dicomweb.replace('/dicom-web', '/api/forwarding/prefetch'), {
+        method: 'POST', headers: { authorization: `Bearer ${token()}`, 'content-type': 'application/json' }, body: JSON.stringify({ PatientID: 'TIER-B', destination: 'DEST' }),
+      });
+      assert.equal(prefetch.status, 202, await prefetch.clone().text());
+      for (const deadline = Date.now() + 120_000; !received(b.files);) {
+        assert.ok(Date.now() < deadline, `forwarded within two minutes: ${dest.output()}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      for (const f of b.files) {
+        const name = readdirSync(destDir).find((n) => n.endsWith(sopOf(f)))!;
+        assert.ok(datasetBytes(readFileSync(path.join(destDir, name))).equals(datasetBytes(f)), 'forwarded as stored');
+      }
 
       const r = await tiering.runTiering(at(101));
       assert.equal(r.recalled, 0, 'served from cold, not recalled');
