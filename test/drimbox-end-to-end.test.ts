@@ -30,6 +30,7 @@ import { stowFiles } from './support/stow.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
 import { startWorkers, type Workers } from '../src/cli/workers.ts';
+import { SessionAccessTokens } from '../src/access/session-tokens.ts';
 import type { AtriumConfig } from '../src/config/config.ts';
 import { documentCodes } from '../src/exchange/dmp/metadata.ts';
 import { INS_OIDS, insKeyOf, parseINS } from '../src/patients/ins.ts';
@@ -194,12 +195,25 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     rmSync(pki, { recursive: true, force: true });
   });
 
-  it('keeps the Pro Santé Connect access token on the server: the browser never gets it', async () => {
+  it('keeps the Pro Santé Connect access token on the server, sealed: the browser never gets it', async () => {
     const me = await (await request(jarB, `${baseB}/auth/me`)).text();
     assert.doesNotMatch(me, /access_token|accessToken/);
+    const cookie = jarB.get(baseB, 'atrium_session')!;
+    // Opened with the key every node derives from the client secret, it is a token the provider says is Dr Bernard's.
+    const token = await new SessionAccessTokens(consumer.archive.index.sql, idp.atriumClient.clientSecret).tokenOf(cookie);
+    assert.ok(token);
+    const introspected = await fetch(idp.introspectionEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${idp.atriumClient.clientId}:${idp.atriumClient.clientSecret}`).toString('base64')}` },
+      body: new URLSearchParams({ token }),
+    });
+    const answer = (await introspected.json()) as { active: boolean; SubjectNameID?: string };
+    assert.deepEqual([answer.active, answer.SubjectNameID], [true, drB.SubjectNameID]);
+    // At rest it is not the token, and another key, or another session's row, opens nothing.
     const rows = await consumer.archive.index.sql.all<{ sealed: string }>('SELECT sealed FROM session_access_tokens');
-    assert.ok(rows.length >= 1, 'a sealed token for the session');
-    assert.ok(rows.every((r) => !/^[A-Za-z0-9_-]{20,}$/.test(r.sealed) || !r.sealed.includes('.')), 'sealed, not the token itself');
+    assert.ok(rows.length >= 1 && rows.every((r) => !r.sealed.includes(token) && !Buffer.from(r.sealed, 'base64').includes(Buffer.from(token))));
+    assert.equal(await new SessionAccessTokens(consumer.archive.index.sql, 'another secret').tokenOf(cookie), undefined);
+    assert.equal(await new SessionAccessTokens(consumer.archive.index.sql, idp.atriumClient.clientSecret).tokenOf(`${cookie.slice(0, -1)}${cookie.endsWith('A') ? 'B' : 'A'}`), undefined);
   });
 
   it('answers the RIS\'s contextual POST with a redirect to the patient\'s page, and refuses one without the consent flag or with a bad INS', async () => {
@@ -209,7 +223,7 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     assert.equal(ok.status, 303);
     assert.equal(ok.headers.get('location'), '/app/patients?site=CHU-NORD&PatientID=NORD-77&dmp=1');
     assert.equal((await post({ ...context, consent: 'false' })).status, 403);
-    assert.equal((await post({ ...context, ins: '1670275123456' + String((insKeyOf('1670275123456') + 1) % 97).padStart(2, '0') })).status, 400);
+    assert.equal((await post({ ...context, ins: '1670275123456' + String((Number(insKeyOf('1670275123456')) + 1) % 97).padStart(2, '0') })).status, 400);
     assert.equal((await post({ ...context, IssuerOfPatientID: 'ELSEWHERE' })).status, 400);
   });
 
