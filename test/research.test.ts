@@ -187,6 +187,40 @@ for (const engine of testDatabases()) {
       for (const r of rows) assert.doesNotMatch(r.identity_sealed, /LATE-1|Tardif|1CT1/);
     });
 
+    it('sends the export to the project\'s approved DICOMweb destination (another Atrium), and fails clearly when it does not answer', async () => {
+      const destination = await startAtrium();
+      try {
+        const token = destination.tokens['CHU-NORD']!;
+        const project = await json<{ id: number }>(as('chercheur', 'POST', '/api/research/projects', {
+          name: 'Cohorte IRM', options: ['modifiedDates'], criteria: { modalities: ['MR'] }, dicomwebUrl: destination.dicomweb, dicomwebToken: token,
+        }), 201);
+        const shownProject = await json<Record<string, unknown>>(as('chercheur', 'GET', `/api/research/projects/${project.id}`));
+        assert.ok(!JSON.stringify(shownProject).includes(token), 'the destination\'s token is never answered');
+        await json(as('admin.nord', 'POST', `/api/research/projects/${project.id}/approve`));
+        const { manifest } = await json<{ manifest: { patients: Array<{ pseudonym: string; studies: Array<{ StudyInstanceUID: string }> }>; instances: number } }>(
+          as('chercheur', 'POST', `/api/research/projects/${project.id}/exports`, { kind: 'dicomweb' }), 201);
+        assert.equal(manifest.instances, 1, 'MR_small (the late MR objector is left out)');
+        const found = await fetch(`${destination.dicomweb}/studies?PatientID=${manifest.patients[0]!.pseudonym}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/dicom+json' } });
+        const studies = await found.json() as Array<Record<string, { Value?: unknown[] }>>;
+        assert.equal(studies.length, 1);
+        assert.equal(studies[0]!['0020000D']!.Value![0], manifest.patients[0]!.studies[0]!.StudyInstanceUID);
+        assert.equal(studies[0]!['00100010']!.Value!.length, 1);
+        assert.doesNotMatch(JSON.stringify(studies), /4MR1|CompressedSamples/);
+      } finally {
+        await destination.close();
+      }
+      // A destination that does not answer: the export fails with a clear answer, recorded as failed.
+      const gone = await json<{ id: number }>(as('chercheur', 'POST', '/api/research/projects', {
+        name: 'Cohorte perdue', criteria: { modalities: ['MR'] }, dicomwebUrl: 'http://127.0.0.1:9/dicom-web',
+      }), 201);
+      await json(as('admin.nord', 'POST', `/api/research/projects/${gone.id}/approve`));
+      const failed = await as('chercheur', 'POST', `/api/research/projects/${gone.id}/exports`, { kind: 'dicomweb' });
+      assert.equal(failed.status, 502, await failed.text());
+      const listed = await json<{ exports: Array<{ status: string; error?: string }> }>(as('chercheur', 'GET', `/api/research/projects/${gone.id}`));
+      assert.equal(listed.exports[0]!.status, 'failed');
+      assert.match(listed.exports[0]!.error!, /did not answer/);
+    });
+
     it('shows another site\'s administrator neither the project nor its exports', async () => {
       const listed = await json<{ projects: unknown[] }>(as('admin.sud', 'GET', '/api/research/projects'));
       assert.deepEqual(listed.projects, []);

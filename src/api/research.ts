@@ -14,7 +14,7 @@ const id = { type: 'object', required: ['id'], properties: { id: { type: 'string
 
 function asProblem(e: unknown): unknown {
   if (e instanceof ResearchError) {
-    return new HttpProblem({ 'bad-request': 400, 'not-found': 404, conflict: 409, forbidden: 403 }[e.code], e.message);
+    return new HttpProblem({ 'bad-request': 400, 'not-found': 404, conflict: 409, forbidden: 403, destination: 502 }[e.code], e.message);
   }
   return e;
 }

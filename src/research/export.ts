@@ -84,7 +84,7 @@ export function exportZipPath(dataDir: string, exportId: number): string {
 
 interface Output { file: string; bytes: Buffer }
 
-async function stow(url: string, objects: Output[]): Promise<void> {
+async function stow(url: string, token: string | undefined, objects: Output[]): Promise<void> {
   if (objects.length === 0) return;
   const boundary = `atrium-research-${Date.now().toString(36)}`;
   const parts: Buffer[] = [];
@@ -92,12 +92,18 @@ async function stow(url: string, objects: Output[]): Promise<void> {
   parts.push(Buffer.from(`--${boundary}--\r\n`));
   const r = await fetch(`${url}/studies`, {
     method: 'POST',
-    headers: { 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}`, accept: 'application/dicom+json' },
+    headers: {
+      'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}`, accept: 'application/dicom+json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
     body: Buffer.concat(parts),
     signal: AbortSignal.timeout(120_000),
+  }).catch((e: unknown) => {
+    throw new ResearchError('destination', `the DICOMweb destination did not answer: ${(e as Error).message}`);
   });
   await r.arrayBuffer();
-  if (r.status !== 200) throw new ResearchError('conflict', `the DICOMweb destination answered ${r.status}`);
+  // 202: stored with warnings (PS3.18 10.5.3); anything else is a failure of the export.
+  if (r.status !== 200 && r.status !== 202) throw new ResearchError('destination', `the DICOMweb destination answered ${r.status}`);
 }
 
 /**
@@ -190,7 +196,7 @@ export async function runExport(
       } else if (kind === 'zip') {
         for (const o of outputs) zipEntries.push({ name: o.file, size: o.bytes.length, data: o.bytes });
       } else {
-        await stow(project.dicomwebUrl!, outputs);
+        await stow(project.dicomwebUrl!, await store.dicomwebToken(project.id), outputs);
       }
       manifest.instances += outputs.length;
       manifest.patients.push(entry);

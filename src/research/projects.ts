@@ -27,6 +27,7 @@ CREATE TABLE research_projects (
   options_json TEXT NOT NULL,
   criteria_json TEXT NOT NULL,
   dicomweb_url TEXT,
+  dicomweb_token_sealed TEXT,
   status {text} NOT NULL,
   created_by {text} NOT NULL,
   created_at TEXT NOT NULL,
@@ -90,7 +91,7 @@ export async function migrateResearch(sql: SqlDatabase): Promise<void> {
 
 export class ResearchError extends Error {
   override readonly name = 'ResearchError';
-  constructor(readonly code: 'bad-request' | 'not-found' | 'conflict' | 'forbidden', message: string) {
+  constructor(readonly code: 'bad-request' | 'not-found' | 'conflict' | 'forbidden' | 'destination', message: string) {
     super(message);
   }
 }
@@ -124,7 +125,7 @@ export interface ResearchProject {
 }
 
 interface ProjectRow {
-  id: number; site_id: number; name: string; options_json: string; criteria_json: string; dicomweb_url: string | null;
+  id: number; site_id: number; name: string; options_json: string; criteria_json: string; dicomweb_url: string | null; dicomweb_token_sealed?: string | null;
   status: 'draft' | 'approved'; created_by: string; created_at: string; approved_by: string | null; approved_at: string | null;
 }
 
@@ -139,7 +140,7 @@ const dateRe = /^\d{8}$/;
 const codeRe = /^[A-Za-z0-9 _.-]{1,16}$/;
 
 /** Checks a project's definition as a client sent it. */
-export function checkedDefinition(body: unknown): { name: string; options: ProjectOption[]; criteria: CohortCriteria; dicomwebUrl?: string } {
+export function checkedDefinition(body: unknown): { name: string; options: ProjectOption[]; criteria: CohortCriteria; dicomwebUrl?: string; dicomwebToken?: string } {
   const b = (body ?? {}) as Record<string, unknown>;
   if (typeof b.name !== 'string' || b.name.trim() === '' || b.name.length > 200) throw new ResearchError('bad-request', 'name: 1 to 200 characters');
   const options = b.options ?? [];
@@ -178,7 +179,13 @@ export function checkedDefinition(body: unknown): { name: string; options: Proje
     if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ResearchError('bad-request', 'dicomwebUrl: an http(s) URL');
     dicomwebUrl = u.toString().replace(/\/$/, '');
   }
-  return { name: b.name.trim(), options: options as ProjectOption[], criteria, ...(dicomwebUrl ? { dicomwebUrl } : {}) };
+  if (b.dicomwebToken !== undefined && (typeof b.dicomwebToken !== 'string' || b.dicomwebToken.length === 0 || b.dicomwebToken.length > 4096 || !dicomwebUrl)) {
+    throw new ResearchError('bad-request', 'dicomwebToken: the bearer token of the DICOMweb destination (with dicomwebUrl)');
+  }
+  return {
+    name: b.name.trim(), options: options as ProjectOption[], criteria, ...(dicomwebUrl ? { dicomwebUrl } : {}),
+    ...(typeof b.dicomwebToken === 'string' ? { dicomwebToken: b.dicomwebToken } : {}),
+  };
 }
 
 export interface Subject { pseudonym: string; dateOffsetDays: number; personDigest: string }
@@ -199,7 +206,18 @@ export class ResearchStore {
       `INSERT INTO research_projects (site_id, name, options_json, criteria_json, dicomweb_url, status, created_by, created_at)
        VALUES (?, ?, ?, ?, ?, 'draft', ?, ?) RETURNING *`,
       [siteId, def.name, JSON.stringify(def.options), JSON.stringify(def.criteria), def.dicomwebUrl ?? null, by, now.toISOString()]);
-    return toProject(row!);
+    const project = toProject(row!);
+    if (def.dicomwebToken !== undefined) {
+      // The destination's token, sealed: never answered, only sent to the destination.
+      await this.sql.run('UPDATE research_projects SET dicomweb_token_sealed = ? WHERE id = ?', [this.keys.seal(def.dicomwebToken, `research-dicomweb-token:${project.id}`), project.id]);
+    }
+    return project;
+  }
+
+  /** The bearer token to send to the project's DICOMweb destination, if it has one. */
+  async dicomwebToken(projectId: number): Promise<string | undefined> {
+    const row = await this.sql.get<{ dicomweb_token_sealed: string | null }>('SELECT dicomweb_token_sealed FROM research_projects WHERE id = ?', [projectId]);
+    return row?.dicomweb_token_sealed ? this.keys.open<string>(row.dicomweb_token_sealed, `research-dicomweb-token:${projectId}`) : undefined;
   }
 
   async project(id: number): Promise<ResearchProject | undefined> {
