@@ -305,35 +305,50 @@ export class DrimboxConsumer {
     const why: string[] = [];
     for (const [series, s] of remote.series) {
       const response = await this.fetchFromSource(principal, source, token, remote, { series, path: '', accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' });
-      const boundary = parseMediaType(response.headers.get('content-type') ?? '').params.boundary;
+      let boundary: string | undefined;
+      try {
+        boundary = parseMediaType(response.headers.get('content-type') ?? '').params.boundary;
+      } catch {
+        boundary = undefined;
+      }
       if (!boundary || !response.body) throw new SourceUnavailable('the source DRIMbox answered without a multipart body: try again later');
-      for await (const part of readMultipart(Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), boundary)) {
-        const chunks: Buffer[] = [];
-        for await (const c of part.body) chunks.push(c as Buffer);
-        const object = Buffer.concat(chunks);
-        let sop: string | undefined;
-        try {
-          sop = text(parsePart10(object, { bulkThreshold: 1024 }).dataset, 0x00080018);
-        } catch {
-          sop = undefined;
+      try {
+        for await (const part of readMultipart(Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), boundary)) {
+          const chunks: Buffer[] = [];
+          for await (const c of part.body) chunks.push(c as Buffer);
+          const object = Buffer.concat(chunks);
+          let sop: string | undefined;
+          try {
+            sop = text(parsePart10(object, { bulkThreshold: 1024 }).dataset, 0x00080018);
+          } catch {
+            sop = undefined;
+          }
+          if (!sop || !s.instances.has(sop)) {
+            failed++;
+            why.push(`${sop ?? 'an unreadable object'}: not in the manifest`);
+            continue;
+          }
+          const coerced = coercePatientModule(object, local.patient, [extra]);
+          if (!coerced) {
+            failed++;
+            why.push(`${sop}: its patient module cannot be rewritten`);
+            continue;
+          }
+          const result = await this.archive.ingestor.ingestInstance(Readable.from([coerced]), { site: remote.patient.site, via: 'import' });
+          if (result.ok) stored++;
+          else {
+            failed++;
+            why.push(`${sop}: ${result.error.message}`);
+          }
         }
-        if (!sop || !s.instances.has(sop)) {
-          failed++;
-          why.push(`${sop ?? 'an unreadable object'}: not in the manifest`);
-          continue;
-        }
-        const coerced = coercePatientModule(object, local.patient, [extra]);
-        if (!coerced) {
-          failed++;
-          why.push(`${sop}: its patient module cannot be rewritten`);
-          continue;
-        }
-        const result = await this.archive.ingestor.ingestInstance(Readable.from([coerced]), { site: remote.patient.site, via: 'import' });
-        if (result.ok) stored++;
-        else {
-          failed++;
-          why.push(`${sop}: ${result.error.message}`);
-        }
+      } catch (e) {
+        // The answer broke off or is not the multipart it says: what came is stored, the rest is said.
+        if (e instanceof HttpProblem) throw e;
+        await this.audit.record({
+          action: 'store', outcome: 'failure', ...this.who(principal, source), StudyInstanceUID: remote.StudyInstanceUID,
+          patients: [this.refOf(remote.patient)], details: { from: 'drimbox', kos: remote.kos, stored, failed, series, why: (e as Error).message },
+        });
+        throw new SourceUnavailable(`the source DRIMbox's answer broke off (${stored} object(s) stored): try again later`);
       }
     }
     await this.audit.record({
