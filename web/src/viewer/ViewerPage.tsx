@@ -1,17 +1,23 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { RenderingEngine, Enums, eventTarget, getRenderingEngine, type Types } from '@cornerstonejs/core';
+import { RenderingEngine, Enums, eventTarget, getRenderingEngine, utilities as csUtilities, type Types } from '@cornerstonejs/core';
 import { getJson, studyArchiveUrl, whoAmI, type Me, type TimelineStudy } from '../api.ts';
 import { str, num, strs, tag, type DicomJson } from '../dicom-json.ts';
 import { formatDicomDate, formatPersonName, useTexts, type Language, type Texts } from '../i18n.ts';
 import { navigate } from '../router.ts';
 import {
-  Tool, createToolGroup, imageIdsOfSeries, initCornerstone, instanceOfImageId, onImagesLoaded, setPrimaryTool, streamSeries, toolGroupId, tools, windowPresets,
-  type PrimaryTool, type WindowPreset,
+  Tool, createToolGroup, forgetSeriesMetadata, imageIdsOfSeries, initCornerstone, instanceOfImageId, measuringTools, onImagesLoaded, seriesMetadata, setPrimaryTool,
+  streamSeries, toolGroupId, tools, windowPresets, type PrimaryTool, type WindowPreset,
 } from './cornerstone.ts';
+import { measurementReport, measurementsOf, type SavedMeasurement } from './measurements-sr.ts';
+import { Corners, sliceLines, useOverlayState } from './overlay.tsx';
+import { middleInstance, mostRelevant } from './relevant.ts';
+import { TagBrowser } from './tags.tsx';
+import { viewerTexts, type ViewerTexts } from './texts.ts';
+import './viewer.css';
 import { DocumentPanel, isImageSeries } from './documents.tsx';
 import { MprView } from './MprView.tsx';
 import { dicomWebRoot } from './data-source.ts';
-import { keyImagesOf, keyImagesSeriesDescription, keyObjectSelection, mayStore, storeObject, type KeyImage } from './key-objects.ts';
+import { keyImagesOf, keyImagesSeriesDescription, keyObjectSelection, mayStore, newUID, storeObject, type KeyImage } from './key-objects.ts';
 
 const engineId = 'atrium-viewer';
 
@@ -27,6 +33,8 @@ interface SeriesSummary {
   SeriesDescription: string;
   SeriesNumber: number;
   images: number;
+  /** Image Type and Image Orientation (Patient) of one of its images, to choose the series to open. */
+  sample: DicomJson;
 }
 
 interface StudySummary {
@@ -38,6 +46,29 @@ interface StudySummary {
   series: SeriesSummary[];
 }
 
+/** A measuring tool's statistics, as Cornerstone3D computes them (cachedStats). */
+interface Stats {
+  length?: number; angle?: number; unit?: string; area?: number; areaUnit?: string; mean?: number; stdDev?: number; modalityUnit?: string; value?: number | number[];
+}
+
+/** A measurement drawn in this session, as listed: its text and, for the tests and the reader, its values. */
+interface Measurement { tool: string; text: string; stats: Stats }
+
+const round = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '' : String(Number(v.toFixed(1))));
+
+/** A measurement's text: a length, an angle, an ROI's mean, SD and area, a probe's value. */
+function measurementText(tool: string, stats: Stats, t: Texts, vt: ViewerTexts): string {
+  const parts: string[] = [];
+  if (stats.length !== undefined) parts.push(`${t.toolLength} ${round(stats.length)} ${stats.unit ?? 'mm'}`);
+  if (stats.angle !== undefined) parts.push(`${t.toolAngle} ${round(stats.angle)}°`);
+  if (typeof stats.value === 'number') parts.push(`${vt.toolProbe} ${round(stats.value)} ${stats.modalityUnit ?? ''}`.trim());
+  if (stats.mean !== undefined && stats.mean !== null) parts.push(`${vt.mean} ${round(stats.mean)} ${stats.modalityUnit ?? ''}`.trim());
+  if (stats.stdDev !== undefined && stats.stdDev !== null) parts.push(`${vt.sd} ${round(stats.stdDev)}`);
+  if (stats.area !== undefined && stats.area !== null) parts.push(`${vt.area} ${round(stats.area)} ${stats.areaUnit ?? 'mm²'}`);
+  const names: Record<string, string> = { [Tool.Ellipse]: vt.toolEllipse, [Tool.Rectangle]: vt.toolRectangle };
+  return `${names[tool] ? `${names[tool]} : ` : ''}${parts.join(', ') || tool}`;
+}
+
 type Layout = '1x1' | '1x2' | '2x2';
 const paneCount: Record<Layout, number> = { '1x1': 1, '1x2': 2, '2x2': 4 };
 
@@ -45,7 +76,7 @@ async function loadStudy(StudyInstanceUID: string): Promise<StudySummary | undef
   // Both at once: the series list answers empty (not an error) for a study the caller may not see.
   const [[study], seriesFound] = await Promise.all([
     getJson<DicomJson[]>(`${dicomWebRoot()}/studies?StudyInstanceUID=${encodeURIComponent(StudyInstanceUID)}`, 'application/dicom+json'),
-    getJson<DicomJson[]>(`${dicomWebRoot()}/studies/${encodeURIComponent(StudyInstanceUID)}/series`, 'application/dicom+json').catch(() => undefined),
+    getJson<DicomJson[]>(`${dicomWebRoot()}/studies/${encodeURIComponent(StudyInstanceUID)}/series?includefield=00080008&includefield=00200037`, 'application/dicom+json').catch(() => undefined),
   ]);
   if (!study || !seriesFound) {
     // Not listed: absent, or outside the care relationship. Asking WADO-RS for it gets the same
@@ -60,6 +91,7 @@ async function loadStudy(StudyInstanceUID: string): Promise<StudySummary | undef
     SeriesDescription: str(s, tag.SeriesDescription) ?? '',
     SeriesNumber: num(s, tag.SeriesNumber) ?? 0,
     images: num(s, tag.NumberOfSeriesRelatedInstances) ?? 0,
+    sample: s,
   })).sort((a, b) => Number(!isImageSeries(a.Modality)) - Number(!isImageSeries(b.Modality)) || a.SeriesNumber - b.SeriesNumber);
   return {
     StudyInstanceUID, StudyDate: str(study, tag.StudyDate), PatientName: str(study, tag.PatientName), PatientID: str(study, tag.PatientID),
@@ -67,18 +99,62 @@ async function loadStudy(StudyInstanceUID: string): Promise<StudySummary | undef
   };
 }
 
-/** One viewport: a stack of one series, with its position and loading progress. */
+/** The series a radiologist expects first: the largest axial image series, not a localizer (relevant.ts). */
+function relevantSeries(s: StudySummary): SeriesSummary | undefined {
+  const images = s.series.filter((x) => isImageSeries(x.Modality));
+  return mostRelevant(images.filter((x) => x.images > 0), (x) => x.sample) ?? images[0];
+}
+
+/** Annotations drawn again from saved reports: never saved a second time. */
+const restoredAnnotations = new Set<string>();
+
+/** The saved measurements of a series drawn again on its images (the tools' annotations, in world coordinates). */
+function restoreMeasurements(viewport: Types.IStackViewport, element: HTMLDivElement, ids: string[], saved: SavedMeasurement[]): number {
+  let n = 0;
+  const camera = viewport.getCamera();
+  for (const m of saved) {
+    const imageId = ids.find((id) => id.endsWith(`/instances/${m.SOPInstanceUID}/frames/${m.frame ?? 1}`));
+    if (!imageId || !measuringTools.includes(m.toolName)) continue;
+    n++;
+    if (tools.annotation.state.getAnnotation(m.uid)) continue;
+    restoredAnnotations.add(m.uid);
+    const zero: Types.Point3 = [0, 0, 0];
+    tools.annotation.state.addAnnotation({
+      annotationUID: m.uid, highlighted: false, isLocked: false, isVisible: true, invalidated: true,
+      metadata: {
+        toolName: m.toolName, viewPlaneNormal: camera.viewPlaneNormal, viewUp: camera.viewUp,
+        FrameOfReferenceUID: viewport.getFrameOfReferenceUID(), referencedImageId: imageId,
+      },
+      data: {
+        handles: {
+          points: m.points.map((p) => csUtilities.imageToWorldCoords(imageId, p) as Types.Point3), activeHandleIndex: null,
+          textBox: { hasMoved: false, worldPosition: zero, worldBoundingBox: { topLeft: zero, topRight: zero, bottomLeft: zero, bottomRight: zero } },
+        },
+        cachedStats: {}, label: '',
+      },
+    } as unknown as Parameters<typeof tools.annotation.state.addAnnotation>[0], element);
+  }
+  return n;
+}
+
+/** One viewport: a stack of one series, with its position and loading progress, the overlay and the saved measurements. */
 function StackPane(props: {
-  index: number; series: SeriesSummary | undefined; active: boolean; onActivate: () => void; label?: string; t: Texts;
+  index: number; series: SeriesSummary | undefined; active: boolean; onActivate: () => void; label?: string; t: Texts; vt: ViewerTexts; language: Language;
   registerElement: (index: number, element: HTMLDivElement | null) => void;
   /** An image to show (a key image chosen from the list), by its instance and frame; nonce makes a repeated choice count. */
   jump?: { SOPInstanceUID: string; frame?: number; nonce: number } | undefined;
+  /** Measurements saved in the study's reports, drawn again on the images they were made on. */
+  saved: SavedMeasurement[];
 }) {
-  const { index, series, active, onActivate, t } = props;
+  const { index, series, active, onActivate, t, vt } = props;
   const element = useRef<HTMLDivElement>(null);
+  const [shownElement, setShownElement] = useState<HTMLDivElement | null>(null);
   const [position, setPosition] = useState<{ at: number; of: number }>();
   const [loaded, setLoaded] = useState(0);
+  const [restored, setRestored] = useState(0);
+  const [noImage, setNoImage] = useState(false);
   const viewportId = `pane-${index}`;
+  const overlay = useOverlayState(engineId, viewportId, shownElement, props.language);
   const jump = useRef(props.jump);
   jump.current = props.jump;
   const indexOfJump = (ids: string[]) => {
@@ -112,10 +188,17 @@ function StackPane(props: {
     engine.enableElement({ viewportId, type: Enums.ViewportType.STACK, element: el, defaultOptions: { background: [0, 0, 0] as Types.Point3 } });
     tools.ToolGroupManager.getToolGroup(toolGroupId)?.addViewport(viewportId, engineId);
     props.registerElement(index, el);
+    setShownElement(el);
     setLoaded(0);
+    setNoImage(false);
     void (async () => {
       const ids = await imageIdsOfSeries(series.StudyInstanceUID, series.SeriesInstanceUID);
-      if (cancelled || ids.length === 0) return;
+      if (cancelled) return;
+      // A series of objects without pixels (an SR, a waveform filed as an image series): said, not a black viewport.
+      if (ids.length === 0) {
+        setNoImage(true);
+        return;
+      }
       stopProgress = onImagesLoaded(ids, (n) => {
         setLoaded(n);
         if (n === ids.length && el.dataset.seriesLoadedMs === undefined) el.dataset.seriesLoadedMs = performance.now().toFixed(0);
@@ -141,9 +224,24 @@ function StackPane(props: {
       tools.ToolGroupManager.getToolGroup(toolGroupId)?.removeViewports(engineId, viewportId);
       if (getRenderingEngine(engineId)) engine.disableElement(viewportId);
       props.registerElement(index, null);
+      setShownElement(null);
     };
     // A viewport is set up again only when it is given another series.
   }, [series?.StudyInstanceUID, series?.SeriesInstanceUID]);
+
+  // The saved measurements of the series shown, once its images are known (and again when a report is saved).
+  useEffect(() => {
+    const el = element.current;
+    const viewport = getRenderingEngine(engineId)?.getViewport(viewportId) as Types.IStackViewport | undefined;
+    const ids = viewport?.getImageIds?.() ?? [];
+    if (!el || !viewport || ids.length === 0) return;
+    try {
+      setRestored(restoreMeasurements(viewport, el, ids, props.saved));
+      viewport.render();
+    } catch (e) {
+      console.warn('saved measurements not drawn', e);
+    }
+  }, [props.saved, position?.of, series?.SeriesInstanceUID]);
 
   // A key image of the series already shown: go to it.
   useEffect(() => {
@@ -154,19 +252,32 @@ function StackPane(props: {
   }, [props.jump?.nonce]);
 
   return (
-    <div className={`pane${active ? ' active' : ''}`} onPointerDown={onActivate} data-testid={`pane-${index}`}>
+    <div className={`pane${active ? ' active' : ''}`} onPointerDown={onActivate} data-testid={`pane-${index}`} data-restored={restored}>
       <div className="pane-viewport" ref={element} onContextMenu={(e) => e.preventDefault()} data-testid={`viewport-${index}`} />
-      <div className="pane-overlay">
+      {series && !noImage && <Corners state={overlay} index={index} language={props.language} t={vt} />}
+      <div className="pane-overlay pane-overlay-bl">
         {props.label && <div>{props.label}</div>}
-        {series && <div>{series.Modality} {series.SeriesDescription}</div>}
+        {series && <div>{vt.series} {series.SeriesNumber} · {series.Modality} {series.SeriesDescription}</div>}
         {position && <div data-testid={`slice-${index}`}>{position.at} / {position.of}</div>}
+        {sliceLines(overlay.instance, vt).map((line) => <div key={line} data-testid={`slice-info-${index}`}>{line}</div>)}
         {position && loaded < position.of && (
           <div className="progress" data-testid={`progress-${index}`}>
             <progress max={position.of} value={loaded} /> {loaded}/{position.of} {t.loaded}
           </div>
         )}
       </div>
+      {noImage && <p className="pane-message" role="status" data-testid={`no-image-${index}`}>{vt.noImage}</p>}
     </div>
+  );
+}
+
+/** A series' picture (WADO-RS thumbnail, rendered by the server whatever the transfer syntax), or its modality when it has none. */
+function Thumbnail({ series }: { series: SeriesSummary }) {
+  const [failed, setFailed] = useState(false);
+  if (!isImageSeries(series.Modality) || failed) return <span className="thumb thumb-text" aria-hidden="true">{series.Modality}</span>;
+  return (
+    <img className="thumb" alt="" loading="lazy" data-testid="thumbnail" onError={() => setFailed(true)}
+      src={`${dicomWebRoot()}/studies/${encodeURIComponent(series.StudyInstanceUID)}/series/${encodeURIComponent(series.SeriesInstanceUID)}/thumbnail`} />
   );
 }
 
@@ -181,7 +292,13 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   const [active, setActive] = useState(0);
   const [tool, setTool] = useState<PrimaryTool>(Tool.WindowLevel);
   const [cine, setCine] = useState(false);
-  const [measurements, setMeasurements] = useState<ReadonlyMap<string, string>>(new Map());
+  const [measurements, setMeasurements] = useState<ReadonlyMap<string, Measurement>>(new Map());
+  const [saved, setSaved] = useState<SavedMeasurement[]>([]);
+  const [measurementStatus, setMeasurementStatus] = useState<'saving' | 'saved' | 'failed'>();
+  const [tagsOf, setTagsOf] = useState<DicomJson | 'closed'>('closed');
+  const vt = viewerTexts(language);
+  /** Per pane, the image the keyboard asked for last: presses made while it loads add up, none is lost. */
+  const wantedIndex = useRef<Map<number, number>>(new Map());
   const [openDocument, setDocument] = useState<SeriesSummary>();
   const [me, setMe] = useState<Me>();
   const [mpr, setMpr] = useState<SeriesSummary>();
@@ -211,8 +328,9 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     setStudy(undefined);
     loadStudy(StudyInstanceUID).then((s) => {
       setStudy(s ?? 'missing');
-      if (s) setPanes([s.series.find((x) => isImageSeries(x.Modality))]);
+      if (s) setPanes([relevantSeries(s)]);
       if (s) void refreshKeyImages(s);
+      if (s) void refreshMeasurements(s);
     }, () => setStudy('missing'));
   }, [StudyInstanceUID]);
 
@@ -226,6 +344,72 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
       getJson<DicomJson[]>(`${dicomWebRoot()}/studies/${s.StudyInstanceUID}/series/${x.SeriesInstanceUID}/metadata`, 'application/dicom+json').catch(() => [])));
     setKeyImages(keyImagesOf(documents.flat()));
   };
+
+  /** The measurements of the study's TID 1500 reports (its SR series), to list and draw again. */
+  const refreshMeasurements = async (s: StudySummary) => {
+    const documents = await Promise.all(s.series.filter((x) => x.Modality === 'SR').map((x) =>
+      seriesMetadata(s.StudyInstanceUID, x.SeriesInstanceUID).catch(() => [])));
+    setSaved(measurementsOf(documents.flat(), () => undefined));
+  };
+
+  /** The measurements drawn and not saved yet, as one TID 1500 report stored in the study. */
+  const saveMeasurements = useCallback(async () => {
+    if (typeof study !== 'object' || !mayStore(me)) return;
+    const drawn: SavedMeasurement[] = [];
+    const drawnUIDs: string[] = [];
+    let source: DicomJson | undefined;
+    for (const a of tools.annotation.state.getAllAnnotations()) {
+      const uid = a.annotationUID ?? '';
+      if (!a.metadata) continue;
+      const imageId = a.metadata.referencedImageId;
+      const instance = imageId ? instanceOfImageId(imageId) : undefined;
+      if (!imageId || !instance || restoredAnnotations.has(uid) || !measuringTools.includes(a.metadata.toolName)) continue;
+      if (str(instance, tag.StudyInstanceUID) !== study.StudyInstanceUID) continue; // a prior's are not this report's
+      source ??= instance;
+      const stats = Object.values((a.data as { cachedStats?: Record<string, Stats> }).cachedStats ?? {})[0] ?? {};
+      const values: SavedMeasurement['values'] = [];
+      const add = (name: string, value: number | undefined | null, unit: string | undefined) => {
+        if (typeof value === 'number' && Number.isFinite(value)) values.push({ name, value, unit: unit ?? '' });
+      };
+      add('length', stats.length, stats.unit ?? 'mm');
+      add('angle', stats.angle, '°');
+      add('area', stats.area, stats.areaUnit ?? 'mm²');
+      add('mean', stats.mean, stats.modalityUnit);
+      add('sd', stats.stdDev, stats.modalityUnit);
+      add('value', Array.isArray(stats.value) ? undefined : stats.value, stats.modalityUnit);
+      const frame = Number(/\/frames\/(\d+)$/.exec(imageId)?.[1] ?? 1);
+      drawn.push({
+        toolName: a.metadata.toolName, SeriesInstanceUID: str(instance, tag.SeriesInstanceUID) ?? '', SOPInstanceUID: str(instance, tag.SOPInstanceUID) ?? '',
+        SOPClassUID: str(instance, tag.SOPClassUID) ?? '', ...((num(instance, tag.NumberOfFrames) ?? 1) > 1 ? { frame } : {}),
+        points: ((a.data as { handles?: { points?: Types.Point3[] } }).handles?.points ?? []).map((p) => csUtilities.worldToImageCoords(imageId, p) as [number, number]),
+        values, uid: newUID(),
+      });
+      drawnUIDs.push(uid);
+    }
+    if (!source || drawn.length === 0) return;
+    setMeasurementStatus('saving');
+    try {
+      const filed = study.series.find((x) => x.Modality === 'SR' && x.SeriesDescription === 'Mesures');
+      const { file } = await measurementReport(source, drawn, {
+        observer: me?.name ?? '', language,
+        ...(filed ? { series: { SeriesInstanceUID: filed.SeriesInstanceUID, InstanceNumber: filed.images + 1 } } : {}),
+      });
+      await storeObject(file);
+      // Drawn again from the report as stored (under their tracking UIDs), not kept twice.
+      for (const uid of drawnUIDs) tools.annotation.state.removeAnnotation(uid);
+      setMeasurements((m) => new Map([...m].filter(([uid]) => !drawnUIDs.includes(uid))));
+      if (filed) forgetSeriesMetadata(study.StudyInstanceUID, filed.SeriesInstanceUID);
+      const reloaded = await loadStudy(study.StudyInstanceUID);
+      if (reloaded && reloaded.StudyInstanceUID === StudyInstanceUID) {
+        setStudy(reloaded);
+        await refreshMeasurements(reloaded);
+      }
+      setMeasurementStatus('saved');
+    } catch (e) {
+      console.error('measurements not stored', e);
+      setMeasurementStatus('failed');
+    }
+  }, [study, me, language, StudyInstanceUID]);
 
   const markKeyImage = useCallback(async () => {
     const viewport = viewportOf(active);
@@ -266,19 +450,20 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   // Measurements as they are completed (lengths in mm, angles in degrees).
   useEffect(() => {
     const listener = (e: Event) => {
-      const annotation = (e as CustomEvent<{ annotation: { annotationUID?: string; metadata: { toolName: string }; data: { cachedStats?: Record<string, { length?: number; angle?: number; unit?: string }> } } }>).detail.annotation;
-      const stats = Object.values(annotation.data.cachedStats ?? {})[0];
-      const text = stats?.length !== undefined ? `${t.toolLength} ${stats.length.toFixed(1)} ${stats.unit ?? 'mm'}`
-        : stats?.angle !== undefined ? `${t.toolAngle} ${stats.angle.toFixed(1)}°` : annotation.metadata.toolName;
+      const annotation = (e as CustomEvent<{ annotation: { annotationUID?: string; metadata: { toolName: string }; data: { cachedStats?: Record<string, Stats> } } }>).detail.annotation;
       const uid = annotation.annotationUID ?? String(Math.random());
-      setMeasurements((m) => (m.get(uid) === text ? m : new Map(m).set(uid, text)));
+      if (restoredAnnotations.has(uid) || !tools.annotation.state.getAnnotation(uid)) return; // a saved one, listed with its report
+      const stats = Object.values(annotation.data.cachedStats ?? {})[0] ?? {};
+      const tool = annotation.metadata.toolName;
+      const text = measurementText(tool, stats, t, vt);
+      setMeasurements((m) => (m.get(uid)?.text === text ? m : new Map(m).set(uid, { tool, text, stats: { ...stats } })));
     };
     // The tools trigger their annotation events on the core's event target; a measurement
     // moved or whose statistics were computed after completion is modified.
     const events = [tools.Enums.Events.ANNOTATION_COMPLETED, tools.Enums.Events.ANNOTATION_MODIFIED];
     for (const name of events) eventTarget.addEventListener(name, listener);
     return () => { for (const name of events) eventTarget.removeEventListener(name, listener); };
-  }, [t]);
+  }, [t, vt]);
 
   const viewportOf = (i: number) => getRenderingEngine(engineId)?.getViewport(`pane-${i}`) as Types.IStackViewport | undefined;
 
@@ -288,7 +473,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     if (preset === 'default') viewport.resetProperties();
     else {
       const { width, center } = windowPresets[preset];
-      viewport.setProperties({ voiRange: { lower: center - width / 2, upper: center + width / 2 } });
+      viewport.setProperties({ voiRange: csUtilities.windowLevel.toLowHighRange(width, center) });
     }
     viewport.render();
   }, [active]);
@@ -306,12 +491,93 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     viewport?.render();
   }, [active]);
 
+  /**
+   * One image further: counted from the image asked for last, not the one shown (which may still
+   * be loading), so that presses made while frames load add up; when images arrive out of order
+   * the one asked for last is shown in the end.
+   */
   const scroll = useCallback((delta: number) => {
     const viewport = viewportOf(active);
     if (!viewport) return;
     const n = viewport.getImageIds().length;
-    const next = Math.max(0, Math.min(n - 1, viewport.getCurrentImageIdIndex() + delta));
-    void viewport.setImageIdIndex(next);
+    const wanted = wantedIndex.current;
+    const shownIndex = viewport.getCurrentImageIdIndex();
+    const from = wanted.get(active) ?? shownIndex;
+    const next = Math.max(0, Math.min(n - 1, from + delta));
+    wanted.set(active, next);
+    const settle = () => {
+      const target = wanted.get(active);
+      if (target === undefined) return;
+      if (viewport.getCurrentImageIdIndex() === target) wanted.delete(active);
+      else void viewport.setImageIdIndex(target).then(settle, () => wanted.delete(active));
+    };
+    void viewport.setImageIdIndex(next).then(settle, () => wanted.delete(active));
+  }, [active]);
+
+  /** The image's display: inverted, turned a quarter, mirrored (the markers follow the camera). */
+  const invert = useCallback(() => {
+    const viewport = viewportOf(active);
+    if (!viewport) return;
+    viewport.setProperties({ invert: !viewport.getProperties().invert });
+    viewport.render();
+  }, [active]);
+
+  const rotate = useCallback(() => {
+    const viewport = viewportOf(active);
+    if (!viewport) return;
+    const rotation = viewport.getViewPresentation().rotation ?? 0;
+    viewport.setViewPresentation({ rotation: (rotation + 90) % 360 });
+    viewport.render();
+  }, [active]);
+
+  const flip = useCallback((direction: 'h' | 'v') => {
+    const viewport = viewportOf(active);
+    if (!viewport) return;
+    // flip() mirrors each time it is asked (setViewPresentation cannot undo a flip: it passes false on, which flips nothing).
+    (viewport as unknown as { flip(d: { flipHorizontal?: boolean; flipVertical?: boolean }): void }).flip(direction === 'h' ? { flipHorizontal: true } : { flipVertical: true });
+    viewport.render();
+  }, [active]);
+
+  /** The image as shown (window, zoom, measurements drawn on it) saved as a PNG file. */
+  const exportImage = useCallback(() => {
+    const viewport = viewportOf(active);
+    const el = elements.current[active];
+    if (!viewport || !el) return;
+    const source = viewport.getCanvas();
+    const canvas = document.createElement('canvas');
+    canvas.width = source.width;
+    canvas.height = source.height;
+    const context = canvas.getContext('2d');
+    if (!context) return;
+    context.drawImage(source, 0, 0);
+    const finish = () => {
+      const link = document.createElement('a');
+      const instance = instanceOfImageId(viewport.getCurrentImageId());
+      link.download = `${instance ? str(instance, tag.Modality) ?? 'image' : 'image'}-${(instance ? str(instance, tag.SeriesNumber) : undefined) ?? ''}-${viewport.getCurrentImageIdIndex() + 1}.png`;
+      link.href = canvas.toDataURL('image/png');
+      link.click();
+    };
+    // The measurements are an SVG layer over the canvas: drawn onto it too.
+    const svg = el.querySelector('svg.svg-layer');
+    if (!svg) return finish();
+    const image = new Image();
+    const url = URL.createObjectURL(new Blob([new XMLSerializer().serializeToString(svg)], { type: 'image/svg+xml' }));
+    image.onload = () => {
+      context.drawImage(image, 0, 0, canvas.width, canvas.height);
+      URL.revokeObjectURL(url);
+      finish();
+    };
+    image.onerror = () => {
+      URL.revokeObjectURL(url);
+      finish();
+    };
+    image.src = url;
+  }, [active]);
+
+  const openTags = useCallback(() => {
+    const imageId = viewportOf(active)?.getCurrentImageId();
+    const instance = imageId ? instanceOfImageId(imageId) : undefined;
+    setTagsOf((open) => (open === 'closed' && instance ? instance : 'closed'));
   }, [active]);
 
   const toggleCine = useCallback(() => {
@@ -337,21 +603,23 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     const older = studies.filter((s) => s.StudyInstanceUID !== StudyInstanceUID && (s.StudyDate ?? '') <= (study.StudyDate ?? '99999999'));
     const candidate = older[0];
     const loaded = candidate ? await loadStudy(candidate.StudyInstanceUID) : undefined;
-    const priorImages = loaded?.series.find((x) => isImageSeries(x.Modality));
+    const priorImages = loaded ? relevantSeries(loaded) : undefined;
     if (!loaded || !priorImages) {
       setPrior('none');
       return;
     }
     setPrior(loaded);
     setLayout('1x2');
-    setPanes([panes[0] ?? study.series.find((x) => isImageSeries(x.Modality)), priorImages]);
+    setPanes([panes[0] ?? relevantSeries(study), priorImages]);
   };
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.target instanceof HTMLInputElement || e.ctrlKey || e.metaKey || e.altKey) return;
       const presets: Record<string, WindowPreset | 'default'> = { '1': 'default', '2': 'lung', '3': 'bone', '4': 'brain', '5': 'abdomen' };
-      const toolKeys: Record<string, PrimaryTool> = { w: Tool.WindowLevel, p: Tool.Pan, z: Tool.Zoom, l: Tool.Length, a: Tool.Angle };
+      const toolKeys: Record<string, PrimaryTool> = {
+        w: Tool.WindowLevel, p: Tool.Pan, z: Tool.Zoom, l: Tool.Length, a: Tool.Angle, e: Tool.Ellipse, o: Tool.Rectangle, h: Tool.Probe,
+      };
       const key = e.key.toLowerCase();
       if (e.key === 'ArrowUp' || e.key === 'ArrowLeft' || e.key === 'PageUp') scroll(-1);
       else if (e.key === 'ArrowDown' || e.key === 'ArrowRight' || e.key === 'PageDown') scroll(1);
@@ -360,12 +628,13 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
       else if (key === 'r') reset();
       else if (key === 'c') toggleCine();
       else if (key === 'k') void markKeyImage();
+      else if (key === 'i') invert();
       else return;
       e.preventDefault();
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, [scroll, applyPreset, chooseTool, reset, toggleCine, markKeyImage]);
+  }, [scroll, applyPreset, chooseTool, reset, toggleCine, markKeyImage, invert]);
 
   if (study === 'missing') {
     return (
@@ -379,6 +648,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
 
   const toolButtons: Array<[PrimaryTool, string, string]> = [
     [Tool.WindowLevel, t.toolWindowLevel, 'W'], [Tool.Pan, t.toolPan, 'P'], [Tool.Zoom, t.toolZoom, 'Z'], [Tool.Length, t.toolLength, 'L'], [Tool.Angle, t.toolAngle, 'A'],
+    [Tool.Probe, vt.toolProbe, 'H'], [Tool.Ellipse, vt.toolEllipse, 'E'], [Tool.Rectangle, vt.toolRectangle, 'O'],
   ];
   const presetButtons: Array<[WindowPreset | 'default', string, string]> = [
     ['default', t.presetDefault, '1'], ['lung', t.presetLung, '2'], ['bone', t.presetBone, '3'], ['brain', t.presetBrain, '4'], ['abdomen', t.presetAbdomen, '5'],
@@ -415,6 +685,17 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
         <button type="button" onClick={() => { void markKeyImage(); }} disabled={!mayStore(me) || keyImageStatus === 'saving'} data-testid="mark-key-image"
           title={mayStore(me) ? `${kt.mark} (K)` : kt.cannotStore}>{kt.mark}</button>
         {keyImageStatus && <span className="muted" role="status" data-testid="key-image-status">{kt[keyImageStatus]}</span>}
+        <span className="group" role="group" aria-label={vt.invert}>
+          <button type="button" onClick={invert} title={`${vt.invert} (I)`} data-testid="invert">{vt.invert}</button>
+          <button type="button" onClick={rotate} title={vt.rotate} data-testid="rotate">⟳ 90°</button>
+          <button type="button" onClick={() => flip('h')} title={vt.flipH} aria-label={vt.flipH} data-testid="flip-h">⇆</button>
+          <button type="button" onClick={() => flip('v')} title={vt.flipV} aria-label={vt.flipV} data-testid="flip-v">⇅</button>
+        </span>
+        <button type="button" onClick={openTags} className={tagsOf !== 'closed' ? 'on' : ''} data-testid="tags">{vt.tags}</button>
+        <button type="button" onClick={exportImage} data-testid="export-image">{vt.exportImage}</button>
+        <button type="button" onClick={() => { void saveMeasurements(); }} disabled={!mayStore(me) || measurements.size === 0 || measurementStatus === 'saving'}
+          data-testid="save-measurements" title={mayStore(me) ? vt.saveMeasurements : kt.cannotStore}>{vt.saveMeasurements}</button>
+        {measurementStatus && <span className="muted" role="status" data-testid="measurements-status">{measurementStatus === 'saving' ? vt.measurementsSaving : measurementStatus === 'saved' ? vt.measurementsSaved : vt.measurementsFailed}</span>}
         {prior === 'none' && <span className="muted">{t.noPrior}</span>}
         <a className="button" href={studyArchiveUrl(StudyInstanceUID)} download data-testid="download">{t.download}</a>
       </div>
@@ -424,9 +705,11 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
             <div key={s.StudyInstanceUID}>
               <div className="muted">{formatDicomDate(s.StudyDate, language)}</div>
               {s.series.map((se) => (
-                <button key={se.SeriesInstanceUID} type="button" className={`series${openDocument?.SeriesInstanceUID === se.SeriesInstanceUID ? ' on' : ''}`} data-testid="series" data-modality={se.Modality}
-                  onClick={() => (isImageSeries(se.Modality) ? setPanes((p) => p.map((x, i) => (i === active ? se : x))) : setDocument(se))}>
-                  {se.Modality} {se.SeriesNumber} {se.SeriesDescription}<br /><span className="muted">{se.images} {t.images}</span>
+                <button key={se.SeriesInstanceUID} type="button" data-testid="series" data-modality={se.Modality} data-series={se.SeriesInstanceUID}
+                  className={`series${openDocument?.SeriesInstanceUID === se.SeriesInstanceUID || (!openDocument && panes[active]?.SeriesInstanceUID === se.SeriesInstanceUID) ? ' on' : ''}`}
+                  onClick={() => (isImageSeries(se.Modality) ? (setDocument(undefined), setPanes((p) => p.map((x, i) => (i === active ? se : x)))) : setDocument(se))}>
+                  <Thumbnail series={se} />
+                  <span className="series-text">{se.Modality} {se.SeriesNumber} {se.SeriesDescription}<br /><span className="muted">{se.images} {t.images}</span></span>
                 </button>
               ))}
             </div>
@@ -444,19 +727,39 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
               })}
             </div>
           )}
-          <p className="muted shortcuts">{t.shortcuts} · K {kt.mark.toLowerCase()}</p>
-          {measurements.size > 0 && <ul className="measurements" data-testid="measurements">{[...measurements].map(([uid, m]) => <li key={uid}>{m}</li>)}</ul>}
+          <p className="muted shortcuts">{t.shortcuts} · K {kt.mark.toLowerCase()} · {vt.shortcuts}</p>
+          {measurements.size > 0 && (
+            <ul className="measurements" data-testid="measurements">
+              {[...measurements].map(([uid, m]) => (
+                <li key={uid} data-tool={m.tool} data-mean={m.stats.mean ?? ''} data-sd={m.stats.stdDev ?? ''} data-area={m.stats.area ?? ''}
+                  data-value={typeof m.stats.value === 'number' ? m.stats.value : ''}>{m.text}</li>
+              ))}
+            </ul>
+          )}
+          {saved.length > 0 && (
+            <div data-testid="saved-measurements">
+              <div className="muted">{vt.savedMeasurements}</div>
+              <ul className="measurements">
+                {saved.map((m) => (
+                  <li key={m.uid} data-testid="saved-measurement" data-tool={m.toolName}>
+                    {m.values.map((v) => `${v.name === 'length' ? t.toolLength : v.name === 'angle' ? t.toolAngle : v.name === 'mean' ? vt.mean : v.name === 'sd' ? vt.sd : v.name === 'area' ? vt.area : vt.value} ${round(v.value)} ${v.unit}`.trim()).join(', ') || m.toolName}
+                  </li>
+                ))}
+              </ul>
+            </div>
+          )}
         </aside>
         {ready && mpr && <MprView key={mpr.SeriesInstanceUID} engineId={engineId} StudyInstanceUID={mpr.StudyInstanceUID} SeriesInstanceUID={mpr.SeriesInstanceUID} language={language} />}
         {ready && !mpr && (
           <div className={`grid layout-${layout}`}>
             {panes.map((se, i) => (
-              <StackPane key={i} index={i} series={se} active={i === active} onActivate={() => setActive(i)} t={t} registerElement={registerElement}
+              <StackPane key={i} index={i} series={se} active={i === active} onActivate={() => setActive(i)} t={t} vt={vt} language={language} registerElement={registerElement} saved={saved}
                 jump={jump?.pane === i ? jump : undefined}
                 {...(se && typeof prior === 'object' && se.StudyInstanceUID === prior.StudyInstanceUID && priorLabel ? { label: priorLabel } : {})} />
             ))}
           </div>
         )}
+        {tagsOf !== 'closed' && <TagBrowser instance={tagsOf} t={vt} onClose={() => setTagsOf('closed')} />}
         {openDocument && <DocumentPanel key={openDocument.SeriesInstanceUID} series={openDocument} language={language} onClose={() => setDocument(undefined)} />}
       </div>
     </section>

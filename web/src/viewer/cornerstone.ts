@@ -18,9 +18,17 @@ export const Tool = {
   Zoom: tools.ZoomTool.toolName,
   Length: tools.LengthTool.toolName,
   Angle: tools.AngleTool.toolName,
+  Probe: tools.ProbeTool.toolName,
+  Ellipse: tools.EllipticalROITool.toolName,
+  Rectangle: tools.RectangleROITool.toolName,
   StackScroll: tools.StackScrollTool.toolName,
 } as const;
-export type PrimaryTool = typeof Tool.WindowLevel | typeof Tool.Pan | typeof Tool.Zoom | typeof Tool.Length | typeof Tool.Angle;
+export type PrimaryTool = typeof Tool.WindowLevel | typeof Tool.Pan | typeof Tool.Zoom | typeof Tool.Length | typeof Tool.Angle
+  | typeof Tool.Probe | typeof Tool.Ellipse | typeof Tool.Rectangle;
+/** The tools the primary button may take. */
+export const primaryTools: readonly PrimaryTool[] = [Tool.WindowLevel, Tool.Pan, Tool.Zoom, Tool.Length, Tool.Angle, Tool.Probe, Tool.Ellipse, Tool.Rectangle];
+/** The tools that leave an annotation (saved as measurements). */
+export const measuringTools: readonly string[] = [Tool.Length, Tool.Angle, Tool.Probe, Tool.Ellipse, Tool.Rectangle];
 
 let ready: Promise<void> | undefined;
 
@@ -43,7 +51,8 @@ export function initCornerstone(): Promise<void> {
     initLoader({ maxWebWorkers: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) });
     imageLoader.registerImageLoader('wadors', loadFrame);
     tools.init();
-    for (const T of [tools.StackScrollTool, tools.WindowLevelTool, tools.PanTool, tools.ZoomTool, tools.LengthTool, tools.AngleTool]) tools.addTool(T);
+    for (const T of [tools.StackScrollTool, tools.WindowLevelTool, tools.PanTool, tools.ZoomTool, tools.LengthTool, tools.AngleTool,
+      tools.ProbeTool, tools.EllipticalROITool, tools.RectangleROITool]) tools.addTool(T);
   })();
   return ready;
 }
@@ -62,8 +71,7 @@ export function createToolGroup(): tools.Types.IToolGroup {
   group.setToolActive(Tool.Pan, { bindings: [{ mouseButton: MouseBindings.Auxiliary }, touchPan] });
   group.setToolActive(Tool.Zoom, { bindings: [{ mouseButton: MouseBindings.Secondary }, touchZoom] });
   group.setToolActive(Tool.WindowLevel, { bindings: [{ mouseButton: MouseBindings.Primary }] });
-  group.setToolPassive(Tool.Length);
-  group.setToolPassive(Tool.Angle);
+  for (const name of measuringTools) group.setToolPassive(name);
   return group;
 }
 
@@ -73,7 +81,7 @@ export function createToolGroup(): tools.Types.IToolGroup {
  * stay editable; pan and zoom keep their own buttons and touches), then this one gets it.
  */
 export function setPrimaryTool(group: tools.Types.IToolGroup, name: PrimaryTool): void {
-  for (const other of [Tool.WindowLevel, Tool.Pan, Tool.Zoom, Tool.Length, Tool.Angle]) if (other !== name) group.setToolPassive(other);
+  for (const other of primaryTools) if (other !== name) group.setToolPassive(other);
   group.setToolActive(name, { bindings: [{ mouseButton: tools.Enums.MouseBindings.Primary }] });
 }
 
@@ -89,9 +97,28 @@ export function instanceOfImageId(imageId: string): DicomJson | undefined {
   return instanceOfImage.get(imageId);
 }
 
+/** A series' WADO-RS metadata, fetched once for the page (choosing the series to open, then loading it). */
+const metadataOfSeries = new Map<string, Promise<DicomJson[]>>();
+
+export function seriesMetadata(StudyInstanceUID: string, SeriesInstanceUID: string): Promise<DicomJson[]> {
+  const key = `${StudyInstanceUID}/${SeriesInstanceUID}`;
+  let found = metadataOfSeries.get(key);
+  if (!found) {
+    found = getJson<DicomJson[]>(`${window.location.origin}${dicomWebRoot()}/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}/metadata`, 'application/dicom+json');
+    found.catch(() => metadataOfSeries.delete(key));
+    metadataOfSeries.set(key, found);
+  }
+  return found;
+}
+
+/** Forget a series' metadata (it changed: an object was stored in it). */
+export function forgetSeriesMetadata(StudyInstanceUID: string, SeriesInstanceUID: string): void {
+  metadataOfSeries.delete(`${StudyInstanceUID}/${SeriesInstanceUID}`);
+}
+
 export async function imageIdsOfSeries(StudyInstanceUID: string, SeriesInstanceUID: string): Promise<string[]> {
   const base = `${window.location.origin}${dicomWebRoot()}/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}`;
-  const instances = await getJson<DicomJson[]>(`${base}/metadata`, 'application/dicom+json');
+  const instances = [...await seriesMetadata(StudyInstanceUID, SeriesInstanceUID)];
   instances.sort((a, b) => (num(a, tag.InstanceNumber) ?? 0) - (num(b, tag.InstanceNumber) ?? 0));
   const ids: string[] = [];
   for (const instance of instances) {

@@ -18,8 +18,15 @@ export const SOPClass = {
 
 const structuredReports: ReadonlySet<string> = new Set([SOPClass.BasicTextSR, SOPClass.EnhancedSR, SOPClass.ComprehensiveSR]);
 
-/** Modalities of series that hold no images: documents, reports, key object selections, presentation states. */
-const nonImageModalities: ReadonlySet<string> = new Set(['DOC', 'SR', 'KO', 'PR']);
+/**
+ * Modalities of series that hold no images: documents, reports, key object selections,
+ * presentation states, waveforms (ECG, haemodynamics, audio), segmentations and RT objects.
+ */
+const nonImageModalities: ReadonlySet<string> = new Set(['DOC', 'SR', 'KO', 'PR', 'ECG', 'HD', 'EPS', 'RESP', 'AU', 'SEG', 'RTSTRUCT', 'RTPLAN', 'RTRECORD', 'REG']);
+
+/** A waveform (PS3.3 A.34: 12-lead ECG, haemodynamic, audio…) by its SOP class. */
+const isWaveform = (sopClass: string) => sopClass.startsWith('1.2.840.10008.5.1.4.1.1.9.');
+const Segmentation = '1.2.840.10008.5.1.4.1.1.66.4';
 
 export function isImageSeries(Modality: string): boolean {
   return !nonImageModalities.has(Modality);
@@ -31,8 +38,16 @@ export function items(ds: DicomJson, t: string): DicomJson[] {
 }
 
 const texts = {
-  fr: { documents: 'Documents', close: 'Fermer', loading: 'Chargement…', unsupported: 'Document non affichable ici', pdf: 'Document PDF', failed: 'Le document n\'a pas pu être chargé.' },
-  en: { documents: 'Documents', close: 'Close', loading: 'Loading…', unsupported: 'This document cannot be shown here', pdf: 'PDF document', failed: 'The document could not be loaded.' },
+  fr: {
+    documents: 'Documents', close: 'Fermer', loading: 'Chargement…', unsupported: 'Document non affichable ici', pdf: 'Document PDF', failed: 'Le document n\'a pas pu être chargé.',
+    waveform: 'Tracé (ECG ou autre signal) : non affichable dans la visionneuse ; il fait partie de l\'examen téléchargé.',
+    segmentation: 'Segmentation : la superposition n\'est pas encore affichée ici ; elle fait partie de l\'examen téléchargé.',
+  },
+  en: {
+    documents: 'Documents', close: 'Close', loading: 'Loading…', unsupported: 'This document cannot be shown here', pdf: 'PDF document', failed: 'The document could not be loaded.',
+    waveform: 'Waveform (ECG or other signal): not shown in the viewer; it is part of the downloaded study.',
+    segmentation: 'Segmentation: the overlay is not shown here yet; it is part of the downloaded study.',
+  },
 } as const;
 
 export function documentTexts(language: Language) {
@@ -162,6 +177,8 @@ export function DocumentPanel({ series, language, onClose }: { series: SeriesRef
         const key = str(instance, tag.SOPInstanceUID) ?? '';
         if (sopClass === SOPClass.EncapsulatedPDF) return <PdfDocument key={key} series={series} instance={instance} language={language} />;
         if (structuredReports.has(sopClass)) return <StructuredReport key={key} instance={instance} />;
+        if (isWaveform(sopClass)) return <p key={key} className="status" role="status" data-testid="document-waveform">{t.waveform}</p>;
+        if (sopClass === Segmentation) return <p key={key} className="status" role="status" data-testid="document-segmentation">{t.segmentation}</p>;
         return <p key={key} className="muted">{t.unsupported} ({sopClass})</p>;
       })}
     </section>
