@@ -84,7 +84,6 @@ export async function verifyArchive(archive: Archive, options: VerifyOptions): P
   const referenced = new Set<string>();
   const missingInstances: string[] = [];
   const tiering = archive.tiering;
-  const tierOf = tiering ? await tiering.tiersByKey() : undefined;
   if (tiering) report.tiers = { hot: 0, cold: 0, unfinished: 0, misplaced: [] };
   for await (const ref of archive.index.listReferencedBlobKeys()) {
     referenced.add(ref.key);
@@ -93,16 +92,24 @@ export async function verifyArchive(archive: Archive, options: VerifyOptions): P
     let store: BlobStore = archive.store;
     let stat: { size: number } | undefined;
     if (tiering && report.tiers) {
-      const row = tierOf!.get(ref.key);
-      const tier = row?.tier ?? 'hot';
-      if (row?.otherCopy) report.tiers.unfinished++;
-      report.tiers[tier]++;
-      store = tier === 'cold' ? tiering.store.cold : tiering.store.hot;
+      let row = await tiering.tierOf(ref.key);
+      store = row.tier === 'cold' ? tiering.store.cold : tiering.store.hot;
       stat = await store.stat(ref.key);
       if (!stat) {
-        const other = tier === 'cold' ? tiering.store.hot : tiering.store.cold;
+        // A move or recall running meanwhile may have changed the tier since the row was read: read it again.
+        const again = await tiering.tierOf(ref.key);
+        if (again.tier !== row.tier) {
+          row = again;
+          store = row.tier === 'cold' ? tiering.store.cold : tiering.store.hot;
+          stat = await store.stat(ref.key);
+        }
+      }
+      if (row.otherCopy) report.tiers.unfinished++;
+      report.tiers[row.tier]++;
+      if (!stat) {
+        const other = row.tier === 'cold' ? tiering.store.hot : tiering.store.cold;
         if (await other.stat(ref.key)) {
-          report.tiers.misplaced.push({ key: ref.key, indexed: tier, found: tier === 'cold' ? 'hot' : 'cold' });
+          report.tiers.misplaced.push({ key: ref.key, indexed: row.tier, found: row.tier === 'cold' ? 'hot' : 'cold' });
           continue;
         }
       }
@@ -124,8 +131,10 @@ export async function verifyArchive(archive: Archive, options: VerifyOptions): P
       const actual = hash.digest('hex');
       if (actual !== ref.sha256) report.corrupt.push({ key: ref.key, expected: ref.sha256, actual });
     } catch (e) {
-      if (e instanceof BlobNotFoundError) report.missing.push({ key: ref.key, source: ref.source });
-      else throw e;
+      if (!(e instanceof BlobNotFoundError)) throw e;
+      // With tiers, a move that removed the copy being read leaves the other, whole: not missing.
+      if (tiering && (await archive.store.stat(ref.key))) continue;
+      report.missing.push({ key: ref.key, source: ref.source });
     }
   }
   const now = Date.now();
@@ -134,6 +143,8 @@ export async function verifyArchive(archive: Archive, options: VerifyOptions): P
   }
   if (options.repair) {
     for (const key of missingInstances) {
+      // Never remove the row of an object found in either tier since (a move or recall under way).
+      if (tiering && (await archive.store.stat(key))) continue;
       report.repaired.rowsRemoved += await archive.index.deleteInstanceIndexByBlobKey(key);
     }
     for (const orphan of report.orphans) {

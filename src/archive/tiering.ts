@@ -433,11 +433,11 @@ export class StorageTiering {
     }
   }
 
-  /** The tier of each object moved (absent: hot), for `atrium verify`. */
-  async tiersByKey(): Promise<Map<string, { tier: 'hot' | 'cold'; otherCopy: boolean }>> {
+  /** The tier of one object, as the index has it now (no row: hot). */
+  async tierOf(key: string): Promise<{ tier: 'hot' | 'cold'; otherCopy: boolean }> {
     await migrateTiering(this.sql);
-    const rows = await this.sql.all<TierRow>('SELECT blob_key, tier, other_copy FROM storage_tiers');
-    return new Map(rows.map((r) => [r.blob_key, { tier: r.tier, otherCopy: Number(r.other_copy) === 1 }]));
+    const row = await this.sql.get<TierRow>('SELECT tier, other_copy FROM storage_tiers WHERE blob_key = ?', [key]);
+    return { tier: row?.tier ?? 'hot', otherCopy: Number(row?.other_copy ?? 0) === 1 };
   }
 
   /** Objects by tier (hot: every current object not in the cold tier), for /metrics. */
