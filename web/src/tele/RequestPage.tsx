@@ -36,8 +36,9 @@ export function RequestPage({ me, id, language }: { me: Me; id: number; language
   // The reader reads the images beside the report; others open them on their own page.
   const beside = reader && request.StudyInstanceUID !== undefined && request.imagesArrivedAt !== undefined;
 
+  // Keys typed in the request (the report's text) stay there: the viewer beside it listens on the window for its shortcuts.
   const card = (
-    <section className="card wide" data-testid="tele-request">
+    <section className="card wide" data-testid="tele-request" onKeyDown={(e) => e.stopPropagation()}>
       <h1>{tt.request} {request.id} <span className={`badge urgency-${request.urgency}`}>{tt.urgencyNames[request.urgency]}</span>{' '}
         <span data-testid="request-status">{tt.statusNames[request.status]}</span></h1>
       <dl className="facts">
