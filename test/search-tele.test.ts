@@ -6,37 +6,17 @@
  * urgency and the template's field labels in French, and its times in the sites' time zone.
  */
 import assert from 'node:assert/strict';
-import { inflateSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { loginLocal, request, type CookieJar } from './support/browser-session.ts';
 import { stowFiles } from './support/stow.ts';
+import { pdfText } from './support/pdf-text.ts';
 import { syntheticInstance, type SyntheticOptions } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
 import { Tags } from '../src/dicom/dataset.ts';
 
 const password = 'un mot de passe assez long pour les tests';
-
-/**
- * The text a PDF made by pdfkit shows: its content streams inflated, the strings of each TJ
- * (hex, WinAnsi for the standard fonts) joined, one line per TJ. Enough for pdfkit's own output.
- */
-export function pdfText(pdf: Buffer): string {
-  const lines: string[] = [];
-  for (const m of pdf.toString('latin1').matchAll(/stream\r?\n([\s\S]*?)\r?\nendstream/g)) {
-    let body: string;
-    try {
-      body = inflateSync(Buffer.from(m[1]!, 'latin1')).toString('latin1');
-    } catch {
-      continue;
-    }
-    for (const tj of body.matchAll(/\[((?:<[0-9a-fA-F]*>|[^\]])*)\]\s*TJ/g)) {
-      lines.push([...tj[1]!.matchAll(/<([0-9a-fA-F]*)>/g)].map((h) => Buffer.from(h[1]!, 'hex').toString('latin1')).join(''));
-    }
-  }
-  return lines.join('\n');
-}
 
 for (const engine of testDatabases()) {
   describe(`search and teleradiology screens' server side (${engine.name})`, () => {
