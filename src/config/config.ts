@@ -448,6 +448,8 @@ export interface PeerConfig {
   /** Trusted for the whole territory (a regional PACS): queries and retrieves see every site's exams. */
   territory?: boolean;
   may: { store: boolean; query: boolean; retrieve: boolean };
+  /** How long an association to this peer may wait for its answer (default 120 s): an AI node that never answers. */
+  timeoutSeconds?: number;
 }
 
 export class ConfigError extends Error {
@@ -774,8 +776,16 @@ function parsePeers(value: unknown, sites: AtriumConfig['sites']): PeerConfig[] 
       tls: e.tls === true,
       ...(e.territory === true ? { territory: true } : {}),
       may: { store: flag('store', true), query: flag('query', true), retrieve: flag('retrieve', true) },
+      ...(peerTimeout(e, i) !== undefined ? { timeoutSeconds: peerTimeout(e, i) } : {}),
     };
   });
+}
+
+function peerTimeout(e: Record<string, unknown>, i: number): number | undefined {
+  const t = e.timeoutSeconds;
+  if (t === undefined) return undefined;
+  if (typeof t !== 'number' || !Number.isFinite(t) || t < 1 || t > 3600) throw new ConfigError(`peers[${i}].timeoutSeconds must be a number of seconds from 1 to 3600`);
+  return t;
 }
 
 function parseApiClients(value: unknown, sites: AtriumConfig['sites']): AtriumConfig['apiClients'] {
