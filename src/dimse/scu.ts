@@ -219,7 +219,7 @@ export async function openStoreAssociation(options: {
     calledAETitle: peer.aeTitle,
     presentationContexts: storageContexts(options.instances),
     maxPduLength: options.maxPduLength,
-    idleTimeoutMs: 120_000,
+    idleTimeoutMs: (peer.timeoutSeconds ?? 120) * 1000,
     asyncOperations: STORE_WINDOW,
   });
 }
