@@ -131,6 +131,8 @@ export class StorageTiering {
   private timer: NodeJS.Timeout | undefined;
   private lastMove = 0;
   private stopped = false;
+  /** A background run is waiting for the one before it. */
+  private queued = false;
 
   constructor(
     private readonly index: ArchiveIndex,
@@ -163,9 +165,10 @@ export class StorageTiering {
 
   /** Runs the work of the background loop now (a cold read asked for a recall). */
   private soon(): void {
-    if (!this.timer || this.stopped) return;
+    // One run waiting at most: the reads noted until it starts are all in it.
+    if (!this.timer || this.stopped || this.queued) return;
     this.timer.refresh();
-    setImmediate(() => void this.tick());
+    void this.tick();
   }
 
   /** The background mover: reads and recalls every few seconds, moves every storage.tiering.everyMinutes. */
@@ -176,16 +179,18 @@ export class StorageTiering {
   }
 
   private tick(): Promise<unknown> {
-    const moveDue = Date.now() - this.lastMove >= this.config.everyMinutes * 60_000;
+    if (this.queued) return this.running;
+    this.queued = true;
     this.running = this.running.then(async () => {
+      this.queued = false;
       if (this.stopped) return;
       try {
-        if (moveDue) {
+        if (Date.now() - this.lastMove >= this.config.everyMinutes * 60_000) {
           this.lastMove = Date.now();
-          const r = await this.runOnce(this.clock(), true);
+          const r = await this.runOnce(this.clock(), true, true);
           if (r.moved || r.recalled || r.finished || r.failed) this.logger.info(r, 'storage tiers: run done');
         } else {
-          await this.runOnce(this.clock(), false);
+          await this.runOnce(this.clock(), false, true);
         }
       } catch (e) {
         this.logger.error({ err: e }, 'storage tiers: run failed');
@@ -208,12 +213,14 @@ export class StorageTiering {
    * recall), then every study idle since `now` minus moveAfterDaysWithoutRead moved.
    */
   runTiering(now: Date = this.clock()): Promise<TieringReport> {
-    const run = this.running.then(() => this.runOnce(now, true));
+    const run = this.running.then(() => this.runOnce(now, true, false));
     this.running = run.catch(() => {});
     return run;
   }
 
-  private async runOnce(now: Date, move: boolean): Promise<TieringReport> {
+  /** background: a run of the loop, which stop() interrupts between objects (runTiering's are not). */
+  private async runOnce(now: Date, move: boolean, background: boolean): Promise<TieringReport> {
+    const halted = () => background && this.stopped;
     await migrateTiering(this.sql);
     const report: TieringReport = { moved: 0, studiesMoved: 0, recalled: 0, finished: 0, failed: 0 };
     const toRecall = await this.flushReads();
@@ -221,10 +228,10 @@ export class StorageTiering {
     for (const study of toRecall) await this.underLease(study, () => this.recallStudy(study, report));
     if (!move) return report;
     await this.pruneRows(report);
-    for (const study of await this.idleStudies(now)) {
-      if (this.stopped) break;
+    for await (const study of this.idleStudies(now)) {
+      if (halted()) break;
       const before = report.moved;
-      await this.underLease(study, () => this.moveStudy(study, report));
+      await this.underLease(study, () => this.moveStudy(study, report, halted));
       if (report.moved > before) report.studiesMoved++;
     }
     return report;
@@ -264,13 +271,12 @@ export class StorageTiering {
   }
 
   /** Studies with an object in the hot tier, unchanged and unread since the rule's day (and old enough). */
-  private async idleStudies(now: Date): Promise<string[]> {
+  private async *idleStudies(now: Date): AsyncGenerator<string> {
     const cutoff = new Date(now.getTime() - this.config.moveAfterDaysWithoutRead * 86_400_000).toISOString();
     const ageClause = this.config.minAgeDays !== undefined
       ? ` AND (CASE WHEN st.study_date IS NULL OR st.study_date = '' THEN substr(replace(st.created_at, '-', ''), 1, 8) ELSE st.study_date END) <= ?` : '';
     const params: unknown[] = [cutoff, cutoff];
     if (this.config.minAgeDays !== undefined) params.push(dicomDate(new Date(now.getTime() - this.config.minAgeDays * 86_400_000)));
-    const found: string[] = [];
     let after = 0;
     for (;;) {
       const rows = await this.sql.all<{ id: number | string; uid: string }>(
@@ -279,8 +285,8 @@ export class StorageTiering {
             AND EXISTS (SELECT 1 FROM series se JOIN instances i ON i.series_id = se.id LEFT JOIN storage_tiers t ON t.blob_key = i.blob_key
                          WHERE se.study_id = st.id AND (t.blob_key IS NULL OR t.tier = 'hot'))
             AND st.id > ? ORDER BY st.id LIMIT 200`, [...params, after]);
-      found.push(...rows.map((r) => r.uid));
-      if (rows.length < 200) return found;
+      for (const r of rows) yield r.uid;
+      if (rows.length < 200) return;
       after = Number(rows[rows.length - 1]!.id);
     }
   }
@@ -337,11 +343,11 @@ export class StorageTiering {
     return true;
   }
 
-  private async moveStudy(study: string, report: TieringReport): Promise<void> {
+  private async moveStudy(study: string, report: TieringReport, halted: () => boolean): Promise<void> {
     const { hot, cold } = this.store;
     const rows = await this.rowsOf(study);
     for (const inst of await this.index.getStoredInstances({ StudyInstanceUID: study })) {
-      if (this.stopped) return;
+      if (halted()) return;
       const key = inst.blobKey;
       if (rows.has(key)) continue;
       try {
