@@ -242,10 +242,12 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     assert.equal((await search({ modality: 'MR' })).documents.length, 0, 'filtered by modality (event codes)');
     assert.equal((await search({ accession: 'AUTRE-1' })).documents.length, 0, 'filtered by accession number');
     assert.equal((await search({ from: '20000101', to: '20991231' })).documents.length, 2);
+    assert.equal((await search({ region: 'HEAD' })).documents.length, 2, 'filtered by region (event codes)');
+    assert.equal((await search({ region: 'CHEST' })).documents.length, 0);
     const find = dmp.requests.filter((r) => r.action === 'urn:ihe:iti:2007:RegistryStoredQuery');
-    assert.ok(find.length >= 5 && find.every((r) => r.mode === 'INDIRECTE_RENFORCEE' && r.subject === '10505050505'), JSON.stringify(find.slice(-1)));
+    assert.ok(find.length >= 7 && find.every((r) => r.mode === 'INDIRECTE_RENFORCEE' && r.subject === '10505050505'), JSON.stringify(find.slice(-1)));
     const records = await auditOf(consumer, `actor = 'dr.bernard' AND action = 'query' AND details LIKE ?`, ['%ITI-18%']);
-    assert.equal(records.length, 5);
+    assert.equal(records.length, 7);
     assert.ok(records.every((r) => r.outcome === 'success'));
     // The local account without a Pro Santé Connect login has no RPPS to consult the DMP with.
     const local = await loginLocal(baseB, 'local.nord', password);

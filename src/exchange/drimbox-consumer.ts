@@ -105,26 +105,36 @@ const sourceTimeoutMs = 30_000;
 const text = (d: DicomDataset, tag: number) => d.get(tag)?.value?.toString('utf8').replace(/[\0 ]+$/, '') || undefined;
 
 export class DrimboxConsumer {
-  private readonly client: DmpClient | undefined;
+  private client: DmpClient | undefined;
   private readonly credentials = new Map<string, ReturnType<typeof loadSiteCredentials>>();
   private readonly opened = new Map<string, RemoteStudy>();
   private readonly audit: AuditTrail;
 
-  constructor(private readonly archive: Archive, config: DmpConfig, env: Record<string, string | undefined> = process.env) {
+  constructor(private readonly archive: Archive, private readonly config: DmpConfig, private readonly env: Record<string, string | undefined> = process.env) {
     this.audit = new AuditTrail(archive.index.sql);
-    if (config.endpoint && config.caFile) {
-      this.client = new DmpClient({ endpoint: config.endpoint, ca: readFileSync(config.caFile, 'utf8'), timeoutMs: config.timeoutMs, software: config.software, vihfIssuer: config.vihfIssuer });
-      for (const site of config.sites) this.credentials.set(site.site, loadSiteCredentials(site, env));
+  }
+
+  /** The DMP client and the site's certificate, read at first use (the HTTP server starts without them, as the publisher's worker does). */
+  private credentialsOf(site: Site): { client: DmpClient; credentials: ReturnType<typeof loadSiteCredentials> } {
+    const c = this.config;
+    const siteConfig = c.sites.find((s) => s.site === site.code);
+    if (!c.endpoint || !c.caFile || !siteConfig) throw new HttpProblem(503, `the DMP is not configured for site ${site.code} (dmp.endpoint, dmp.sites)`);
+    try {
+      this.client ??= new DmpClient({ endpoint: c.endpoint, ca: readFileSync(c.caFile, 'utf8'), timeoutMs: c.timeoutMs, software: c.software, vihfIssuer: c.vihfIssuer });
+      let credentials = this.credentials.get(site.code);
+      if (!credentials) this.credentials.set(site.code, (credentials = loadSiteCredentials(siteConfig, this.env)));
+      return { client: this.client, credentials };
+    } catch (e) {
+      throw new HttpProblem(503, `the DMP's certificates of site ${site.code} cannot be read: ${(e as Error).message}`);
     }
   }
 
   /** The professional, calling the DMP for their site: the site's certificate, their RPPS, a strong authentication. */
   private callerFor(principal: Principal, site: Site): { client: DmpClient; caller: DmpCaller } {
-    const credentials = this.credentials.get(site.code);
-    if (!this.client || !credentials) throw new HttpProblem(503, `the DMP is not configured for site ${site.code} (dmp.endpoint, dmp.sites)`);
+    const { client, credentials } = this.credentialsOf(site);
     if (!principal.rpps) throw new HttpProblem(403, 'the DMP is consulted by a professional known by their RPPS (log in with Pro Santé Connect)');
     return {
-      client: this.client,
+      client,
       caller: {
         signer: credentials.signer, structure: { id: credentials.config.structureId ?? `1${site.finess}`, name: site.name }, sector: credentials.config.sector,
         subject: { id: principal.rpps, name: principal.name, role: medecin }, mode: 'INDIRECTE_RENFORCEE',

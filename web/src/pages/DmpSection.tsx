@@ -10,6 +10,7 @@ const texts = {
     search: 'Rechercher dans le DMP',
     searching: 'Recherche dans le DMP…',
     modality: 'Modalité',
+    region: 'Région (HEAD, CHEST…)',
     from: 'Du',
     to: 'Au',
     accession: 'N° d\'examen',
@@ -34,6 +35,7 @@ const texts = {
     search: 'Search the DMP',
     searching: 'Searching the DMP…',
     modality: 'Modality',
+    region: 'Region (HEAD, CHEST…)',
     from: 'From',
     to: 'To',
     accession: 'Accession number',
@@ -96,7 +98,7 @@ async function call<T>(method: 'GET' | 'POST', url: string, body?: unknown): Pro
  */
 export function DmpSection({ site, PatientID, language }: { site: string; PatientID: string; language: Language }) {
   const t = texts[language];
-  const [filters, setFilters] = useState({ modality: '', from: '', to: '', accession: '' });
+  const [filters, setFilters] = useState({ modality: '', region: '', from: '', to: '', accession: '' });
   const [found, setFound] = useState<{ dmp: string; documents: DmpDocument[] }>();
   const [busy, setBusy] = useState<string>();
   const [failure, setFailure] = useState<Failure>();
@@ -119,6 +121,7 @@ export function DmpSection({ site, PatientID, language }: { site: string; Patien
   const search = useCallback(() => {
     const q = new URLSearchParams({ site, PatientID });
     if (filters.modality) q.set('modality', filters.modality.toUpperCase());
+    if (filters.region) q.set('region', filters.region.trim().toUpperCase());
     if (filters.from) q.set('from', filters.from.replaceAll('-', ''));
     if (filters.to) q.set('to', filters.to.replaceAll('-', ''));
     if (filters.accession) q.set('accession', filters.accession);
@@ -151,6 +154,7 @@ export function DmpSection({ site, PatientID, language }: { site: string; Patien
       <h2>{t.title}</h2>
       <form className="filters" onSubmit={(e) => { e.preventDefault(); search(); }}>
         <label>{t.modality} <input name="modality" size={4} value={filters.modality} onChange={(e) => setFilters({ ...filters, modality: e.target.value })} /></label>
+        <label>{t.region} <input name="region" size={8} value={filters.region} onChange={(e) => setFilters({ ...filters, region: e.target.value })} /></label>
         <label>{t.from} <input name="from" type="date" value={filters.from} onChange={(e) => setFilters({ ...filters, from: e.target.value })} /></label>
         <label>{t.to} <input name="to" type="date" value={filters.to} onChange={(e) => setFilters({ ...filters, to: e.target.value })} /></label>
         <label>{t.accession} <input name="accession" size={10} value={filters.accession} onChange={(e) => setFilters({ ...filters, accession: e.target.value })} /></label>
