@@ -87,7 +87,7 @@ describe(`the sharing screens in Chromium (${engine.name})`, { skip: !existsSync
     await pro.locator('input[name=toUser]').fill('personne');
     await pro.locator('button[type=submit]').click();
     await page.getByTestId('sharing-error').waitFor();
-    assert.match(await page.getByTestId('sharing-error').innerText(), /personne does not exist/);
+    assert.match(await page.getByTestId('sharing-error').innerText(), /Aucun professionnel actif n'a l'identifiant personne/);
 
     // By a link, 3 days, behind a PIN.
     const form = page.getByTestId('share-link-form');

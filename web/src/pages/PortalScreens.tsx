@@ -34,8 +34,8 @@ export function portalScreen(me: Me, path: string, query: URLSearchParams, langu
 }
 
 const navTexts = {
-  fr: { whoLooked: 'Qui a consulté mes images', shares: 'Mes partages', emergency: 'Accès d\'urgence', users: 'Utilisateurs', peers: 'Équipements DICOM', templates: 'Modèles de compte rendu' },
-  en: { whoLooked: 'Who looked at my images', shares: 'My shares', emergency: 'Emergency accesses', users: 'Users', peers: 'DICOM peers', templates: 'Report templates' },
+  fr: { whoLooked: 'Qui a consulté mes images', shares: 'Mes partages', breakGlass: 'Accès d\'urgence', emergency: 'Accès d\'urgence à revoir', users: 'Utilisateurs', peers: 'Équipements DICOM', templates: 'Modèles de compte rendu' },
+  en: { whoLooked: 'Who looked at my images', shares: 'My shares', breakGlass: 'Emergency access', emergency: 'Emergency accesses to review', users: 'Users', peers: 'DICOM peers', templates: 'Report templates' },
 };
 
 function NavLink({ to, id, children }: { to: string; id: string; children: ReactNode }) {
@@ -49,6 +49,7 @@ export function PortalScreenLinks({ me, language }: { me: Me; language: Language
     <>
       {isPatient(me) && <NavLink to="/who-looked" id="who-looked">{t.whoLooked}</NavLink>}
       {mayShare(me) && <NavLink to="/sharing" id="sharing">{t.shares}</NavLink>}
+      {mayBreakTheGlass(me) && <NavLink to="/emergency" id="emergency">{t.breakGlass}</NavLink>}
       {isAdministrator(me) && (
         <>
           <NavLink to="/admin/emergency-access" id="emergency-reviews">{t.emergency}</NavLink>

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState, type FormEvent } from 'react';
-import { getJson, sendJson, type TimelineStudy } from '../api.ts';
+import { ApiError, getJson, sendJson, type TimelineStudy } from '../api.ts';
 import { studyOfQido, type DicomJson } from '../dicom-json.ts';
 import type { Language } from '../i18n.ts';
 
@@ -12,7 +12,7 @@ const texts = {
     title: 'Partager des examens',
     target: 'Ce qui est partagé', study: 'l\'examen', patientExams: 'les examens du patient', none: 'Ouvrez un patient ou un examen pour le partager ; vos liens sont listés ci-dessous.', pick: 'Examen à partager', choose: 'choisir un examen',
     withPro: 'Partager avec un professionnel', login: 'Identifiant du professionnel', duration: 'Durée', noLimit: 'sans limite', share: 'Partager',
-    sharedWith: (login: string, id: number) => `Partagé avec ${login} (partage n° ${id}).`, revokeGrant: 'Retirer ce partage', grantRevoked: 'Partage retiré.',
+    sharedWith: (login: string, id: number) => `Partagé avec ${login} (partage n° ${id}).`, unknownUser: (login: string) => `Aucun professionnel actif n'a l'identifiant ${login}.`, revokeGrant: 'Retirer ce partage', grantRevoked: 'Partage retiré.',
     asLink: 'Partager par un lien (au lieu d\'un CD)', pin: 'Code PIN (4 à 8 chiffres, facultatif)', create: 'Créer le lien',
     linkReady: 'Lien créé : transmettez-le au destinataire, et le code PIN par un autre moyen.', copy: 'Copier le lien', copied: 'Lien copié.', qr: 'QR code du lien',
     myLinks: 'Mes liens de partage', noLinks: 'Aucun lien.', created: 'Créé le', expires: 'Expire le', withPin: 'PIN', yes: 'oui', no: 'non', state: 'État',
@@ -24,7 +24,7 @@ const texts = {
     title: 'Share exams',
     target: 'What is shared', study: 'the exam', patientExams: 'the patient\'s exams', none: 'Open a patient or an exam to share it; your links are listed below.', pick: 'Exam to share', choose: 'choose an exam',
     withPro: 'Share with a professional', login: 'The professional\'s login', duration: 'Duration', noLimit: 'no limit', share: 'Share',
-    sharedWith: (login: string, id: number) => `Shared with ${login} (share #${id}).`, revokeGrant: 'Withdraw this share', grantRevoked: 'Share withdrawn.',
+    sharedWith: (login: string, id: number) => `Shared with ${login} (share #${id}).`, unknownUser: (login: string) => `No active professional has the login ${login}.`, revokeGrant: 'Withdraw this share', grantRevoked: 'Share withdrawn.',
     asLink: 'Share by a link (instead of a CD)', pin: 'PIN (4 to 8 digits, optional)', create: 'Create the link',
     linkReady: 'Link created: give it to the recipient, and the PIN by another channel.', copy: 'Copy the link', copied: 'Link copied.', qr: 'QR code of the link',
     myLinks: 'My share links', noLinks: 'No link.', created: 'Created', expires: 'Expires', withPin: 'PIN', yes: 'yes', no: 'no', state: 'State',
@@ -69,7 +69,8 @@ export function SharingPage({ language, site, PatientID, StudyInstanceUID: named
     e.preventDefault();
     setError(undefined);
     sendJson<{ grant: Grant }>('POST', '/api/shares', { ...target, toUser: toUser.trim(), ...(grantHours ? { expiresInHours: Number(grantHours) } : {}) })
-      .then((r) => { setGrant({ grant: r.grant, login: toUser.trim() }); setNotice(undefined); }, failed);
+      .then((r) => { setGrant({ grant: r.grant, login: toUser.trim() }); setNotice(undefined); },
+        (err: Error) => failed(err instanceof ApiError && err.status === 404 && err.message.startsWith('user ') ? new Error(t.unknownUser(toUser.trim())) : err));
   };
   const createLink = (e: FormEvent) => {
     e.preventDefault();
