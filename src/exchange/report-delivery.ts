@@ -41,7 +41,7 @@ export class ReportDelivery {
   constructor(private readonly archive: Archive, private readonly config: TeleradiologyConfig, private readonly logger: Logger, private readonly sendingFacility = 'ATRIUM', mssanteOptions: { publicBaseUrl?: string } = {}) {
     this.audit = new AuditTrail(archive.index.sql);
     this.voletAnswers = new TeleradiologyVoletAnswers(archive, config, logger, sendingFacility);
-    this.mssante = config.mssante ? new MssanteChannel(archive, config.mssante, logger, mssanteOptions) : undefined;
+    this.mssante = config.mssante ? new MssanteChannel(archive, config.mssante, logger, { ...mssanteOptions, ...(config.timeZone ? { timeZone: config.timeZone } : {}) }) : undefined;
   }
 
   start(): void {
@@ -134,7 +134,7 @@ export class ReportDelivery {
   /** The report's PDF as a DICOM encapsulated PDF in its study, through the archive's one way in. */
   private async storeInStudy(signed: SignedReport): Promise<{ to: string; details: Record<string, unknown> }> {
     if (!signed.StudyInstanceUID) throw new PermanentFailure('the request has no study to store the report in');
-    const pdf = await renderReportPdf(signed);
+    const pdf = await renderReportPdf(signed, { ...(this.config.timeZone ? { timeZone: this.config.timeZone } : {}) });
     const object = encapsulatedPdfOf(signed, pdf);
     const result = await this.archive.ingestor.ingestInstance(Readable.from([object.file]), { site: signed.requestingSite, via: 'report', expectedStudyInstanceUID: signed.StudyInstanceUID });
     if (!result.ok) throw new Error(`the archive refused the report's object: ${result.error.message}`);

@@ -185,7 +185,7 @@ export class MssanteChannel {
   private readonly source: StudyDocumentSource;
   private readonly audit: AuditTrail;
 
-  constructor(private readonly archive: Archive, private readonly config: MssanteConfig, private readonly logger: Logger, private readonly options: { publicBaseUrl?: string } = {}) {
+  constructor(private readonly archive: Archive, private readonly config: MssanteConfig, private readonly logger: Logger, private readonly options: { publicBaseUrl?: string; timeZone?: string } = {}) {
     this.documents = new StudyDocuments(archive, options.publicBaseUrl !== undefined ? { publicBaseUrl: options.publicBaseUrl } : {}, logger);
     this.source = new StudyDocumentSource(archive.index.sql);
     this.audit = new AuditTrail(archive.index.sql);
@@ -236,7 +236,7 @@ export class MssanteChannel {
   async send(delivery: { id: number; destination: string }, signed: SignedReport): Promise<{ to: string; details: Record<string, unknown> }> {
     if (!signed.StudyInstanceUID) throw new DeliveryRefused('the request has no study: no document to send', 'failed');
     const sent = await this.sendStudyReport({
-      key: delivery.id, destination: delivery.destination, siteCode: signed.requestingSite.code, StudyInstanceUID: signed.StudyInstanceUID, pdf: () => renderReportPdf(signed),
+      key: delivery.id, destination: delivery.destination, siteCode: signed.requestingSite.code, StudyInstanceUID: signed.StudyInstanceUID, pdf: () => renderReportPdf(signed, { ...(this.options.timeZone ? { timeZone: this.options.timeZone } : {}) }),
     });
     await this.archive.index.sql.run('UPDATE tele_deliveries SET destination = ? WHERE id = ?', [sent.to, delivery.id]);
     return sent;
