@@ -28,6 +28,8 @@ import { CompressionAtRest } from '../src/archive/compression.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import { Tags, TransferSyntax } from '../src/dicom/dataset.ts';
 import { pino } from 'pino';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import type { S3BlobStore } from '../src/storage/s3-store.ts';
 import type { StorageTiering } from '../src/archive/tiering.ts';
 
 const day = 86_400_000;
@@ -122,6 +124,12 @@ function suite(db: TestDatabase, coldKind: 'filesystem' | 's3') {
       assert.equal(moved.studiesMoved, 2);
       for (const s of [a, b]) for (const key of await keysOf(s.study)) assert.deepEqual(await where(key), { hot: false, cold: true }, key);
       assert.deepEqual(await tiering.studyTiers(a.study), { hot: 0, cold: 3 });
+      if (coldKind === 's3') {
+        // Written in the configured storage class.
+        const cold = tiering.store.cold as S3BlobStore;
+        const head = await cold.client.send(new HeadObjectCommand({ Bucket: cold.bucket, Key: cold.prefix + (await keysOf(a.study))[0] }));
+        assert.equal(head.StorageClass, 'STANDARD_IA');
+      }
       const report = await verifyClean();
       assert.deepEqual({ hot: report.tiers!.hot, cold: report.tiers!.cold, unfinished: report.tiers!.unfinished }, { hot: 0, cold: 5, unfinished: 0 });
     });
