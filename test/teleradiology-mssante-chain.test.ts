@@ -34,6 +34,7 @@ import { addUser } from '../src/cli/users.ts';
 import { Tags } from '../src/dicom/dataset.ts';
 import { newUID } from '../src/dicom/uids.ts';
 import { findSegment, valueOf } from '../src/hl7/message.ts';
+import { insKeyOf } from '../src/patients/ins.ts';
 
 const password = 'un mot de passe assez long pour les tests';
 const mailPassword = 'mot de passe des boites de test';
@@ -276,6 +277,41 @@ for (const engine of testDatabases()) {
       assert.deepEqual([answered.status, answered.resultStatus, answered.answer?.status], ['sent', 'F', 'processed']);
       // The report went back to the RIS too (ORU^R01 with the report), as the site asked.
       await eventually('the report at the RIS', async () => ris.received.find((m2) => valueOf(findSegment(m2, 'OBR'), 25) === 'F'));
+    });
+
+    it('sends the report of a patient whose INS is validated but not qualified (the example\'s VALI) as its PDF alone: no XDM, no X-MSS-CODECDA nor X-MSS-INS, X-MSS-NIL still', async () => {
+      // Another patient of the example's kind, the volet's message as published (PID-32 VALI).
+      const matricule = '1790375120123';
+      const other = `${matricule}${insKeyOf(matricule)}`;
+      const placer = 'DEM-CHAINE-2', accession = 'ACC-CHAINE-2', study = newUID();
+      const asked = example('flux1-orm-o01-nw.hl7').replaceAll('IdentifiantDemandeExamen', placer).replaceAll(INS, other);
+      assert.equal((await sendHl7(atrium.hl7!.port, Buffer.from(asked, 'utf8'))).code, 'AA');
+      const worklist = await call('rad.neuro', 'GET', '/api/teleradiology/worklist') as Array<{ id: number; AccessionNumber?: string }>;
+      const id = worklist.find((w) => w.AccessionNumber === placer)!.id;
+      await call('rad.neuro', 'POST', `/api/teleradiology/requests/${id}/protocol`, { decision: 'validated' });
+      const after = example('flux4-omi-o23-sr.hl7').replaceAll('IdentifiantDemandeExamen', placer).replaceAll(INS, other).replace('ORM^O01^ORM_O01', 'OMI^O23^OMI_O23')
+        .replace('IPC|Accession Identifier|Accession number|Study Instance UID', `IPC|${accession}|RP1|${study}`);
+      assert.equal((await sendHl7(atrium.hl7!.port, Buffer.from(after, 'utf8'))).code, 'AA');
+      const image = syntheticInstance({
+        StudyInstanceUID: study, PatientID: other, PatientName: 'PAT-TROIS^DOMINIQUE', PatientBirthDate: '19790328', PatientSex: 'F', Modality: 'MR', Rows: 8, Columns: 8,
+        extra: [{ tag: Tags.IssuerOfPatientID, vr: 'LO', value: Buffer.from(INS_OID, 'latin1') }, { tag: Tags.AccessionNumber, vr: 'SH', value: Buffer.from(accession, 'latin1') }],
+      });
+      assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CLIN-SUD']!, [image.file])).status, 200);
+      await eventually('the images matched to the request', async () => ((await call('rad.neuro', 'GET', `/api/teleradiology/requests/${id}`)) as { imagesArrivedAt?: string }).imagesArrivedAt);
+      await call('rad.neuro', 'POST', `/api/teleradiology/requests/${id}/claim`);
+      await call('rad.neuro', 'PUT', `/api/teleradiology/requests/${id}/report`, { findings: 'Examen normal.', conclusion: 'Normal' });
+      await call('rad.neuro', 'POST', `/api/teleradiology/requests/${id}/report/sign`, {});
+
+      const raw = await eventually('the second report in the physician\'s mailbox', async () => (await mail.messages(PHYSICIAN, cert('physician')))[1]);
+      const m = await simpleParser(raw);
+      assert.deepEqual(m.attachments.map((a) => a.contentType), ['application/pdf'], 'the PDF alone');
+      // Référentiel socle MSSanté #2: no CDA in an IHE_XDM archive, no X-MSS-CODECDA (ECO.2.4.1) nor X-MSS-INS (ECO.2.4.2); X-MSS-NIL on every message (ECO.2.4.3).
+      assert.equal(m.headers.get('x-mss-codecda'), undefined);
+      assert.equal(m.headers.get('x-mss-ins'), undefined);
+      assert.equal(m.headers.get('x-mss-nil'), 'ATRIUM-CHAINE-0001');
+      assert.ok(!raw.toString('latin1').includes(other), 'a validated INS that is not qualified does not leave the site');
+      const sent = (await call('rad.neuro', 'GET', `/api/teleradiology/requests/${id}/deliveries`)) as DeliveryView[];
+      assert.equal(sent.find((d) => d.channel === 'mssante' && d.destination === PHYSICIAN)?.status, 'sent');
     });
   });
 }
