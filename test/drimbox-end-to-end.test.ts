@@ -7,11 +7,12 @@
  * report (ITI-43), sees the images in B's viewer in Chromium (fetched from A over WADO-RS with
  * their access token and the manifest's UID, nothing kept by B) and imports them into B's
  * archive under B's PatientID, the INS kept. Faults: a malformed ITI-18 answer, a series the
- * manifest does not list, an expired token, a source that is down.
+ * manifest does not list, an expired token, a source that is down (and the retry once it is back).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -53,6 +54,31 @@ const drB = { sub: 'dr-bernard', SubjectNameID: '810505050505', given_name: 'Cla
 const briefB = { sub: 'dr-bref', SubjectNameID: '810606060606', given_name: 'Marc', family_name: 'BREF', accessTokenSeconds: 2 };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The network between the territories: a TCP relay to the source, which the test cuts and restores. */
+class Link {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  constructor(readonly port: number, private readonly to: number) {}
+
+  up(): Promise<void> {
+    this.server = net.createServer((client) => {
+      const upstream = net.connect(this.to, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => (s === client ? upstream : client).destroy());
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    return new Promise((resolve) => this.server!.listen(this.port, '127.0.0.1', resolve));
+  }
+
+  down(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
 const dmpSite = (site: string, cert: string): AtriumConfig['dmp']['sites'][number] => ({
   site, certFile: path.join(pki, `${cert}.crt`), keyFile: path.join(pki, `${cert}.key`),
   sector: { code: 'SA01', scheme: '1.2.250.1.71.4.2.4', display: 'Etablissement public de santé' },
@@ -67,6 +93,7 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
   let workersA: Workers;
   let baseA: string;
   let baseB: string;
+  let link: Link;
   const cleanups: Array<() => Promise<void>> = [];
   const browsers = new Browsers();
   const screenshots = new Screenshots(path.join(repo, '.tmp', 'drimbox-end-to-end'));
@@ -110,8 +137,12 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     await dmp.start();
     cleanups.push(() => dmp.stop());
     dmp.patients.set(ins.matricule + ins.key, { dmp: 'active' });
-    const [portA, portB] = [await freePort(), await freePort()];
+    const [portA, portB, portLink] = [await freePort(), await freePort(), await freePort()];
     baseA = `http://127.0.0.1:${portA}`;
+    // Territory B reaches A's DICOMweb (the manifests' Retrieve URLs) through the link.
+    link = new Link(portLink, portA);
+    await link.up();
+    cleanups.push(() => link.down());
     baseB = `http://127.0.0.1:${portB}`;
     idp = await startIdentityProvider({ redirectUri: `${baseA}/auth/callback`, moreRedirectUris: [`${baseB}/auth/callback`], resources: {}, accounts: [drB, briefB] });
     cleanups.push(() => idp.close());
@@ -122,7 +153,7 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
       index: dbA.config,
       configure: (c) => {
         c.http.port = portA;
-        c.http.publicBaseUrl = baseA;
+        c.http.publicBaseUrl = `http://127.0.0.1:${link.port}`;
         c.auth.drimbox = { introspectionEndpoint: idp.introspectionEndpoint, clientId: idp.atriumClient.clientId, clientSecret: idp.atriumClient.clientSecret, cacheSeconds: 0, rppsClaim: 'SubjectNameID' };
         c.dmp.endpoint = dmp.endpoint;
         c.dmp.caFile = path.join(pki, 'igc.crt');
@@ -371,8 +402,8 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     assert.ok(refused.some((x) => /access token/.test(JSON.parse(x.details!).why ?? '')));
   });
 
-  it('says the source is down and offers to retry', async () => {
-    await source.close();
+  it('says the source is down and offers to retry; the retry opens the images once it answers again', async () => {
+    await link.down();
     await page.goto(`${baseB}/app/patients?site=CHU-NORD&PatientID=NORD-77`);
     await page.getByTestId('dmp-search').click();
     await page.getByTestId('dmp-document').nth(1).waitFor();
@@ -380,13 +411,13 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     const error = page.getByTestId('dmp-error');
     await error.waitFor({ timeout: 60_000 });
     assert.match(await error.innerText(), /ne répond pas/);
-    await page.getByTestId('dmp-retry').waitFor();
     await screenshots.shootNonBlank(page, '3-source-down');
     const failures = await auditOf(consumer, `actor = 'dr.bernard' AND outcome = 'failure' AND study_instance_uid = ?`, [studyUID]);
     assert.ok(failures.some((x) => /unreachable/.test(JSON.parse(x.details!).why ?? '')));
-    // Retrying while it is still down says it again, the page still there.
+    assert.ok(page.url().includes('/app/patients'), 'the page stays, with its message');
+    await link.up();
     await page.getByTestId('dmp-retry').click();
-    await error.waitFor();
-    assert.equal(page.url().includes('/app/patients'), true);
+    await page.waitForURL(/\/app\/viewer\?StudyInstanceUID=.*&source=dmp$/, { timeout: 60_000 });
+    await screenshots.renderedViewport(page, '4-viewer-after-retry', page.getByTestId('viewport-0'));
   });
 });
