@@ -48,7 +48,7 @@ CREATE TABLE metering_studies (
   },
 ];
 
-let migrated: WeakMap<SqlDatabase, Promise<unknown>> = new WeakMap();
+const migrated = new WeakMap<SqlDatabase, Promise<unknown>>();
 
 export function migrateMetering(sql: SqlDatabase): Promise<unknown> {
   let done = migrated.get(sql);
@@ -58,11 +58,6 @@ export function migrateMetering(sql: SqlDatabase): Promise<unknown> {
     migrated.set(sql, done);
   }
   return done;
-}
-
-/** For tests that drop a schema and start again with the same connection object. */
-export function forgetMeteringMigrations(): void {
-  migrated = new WeakMap();
 }
 
 /** What a metering row counts. quantity is signed (objects removed count -1), bytes too. */
