@@ -97,6 +97,9 @@ export function auditEventKindOf(action: AuditAction, details?: Record<string, u
       return { EventID: AuditEventID.SecurityAlert, EventActionCode: 'E', EventTypeCode: AuditEventTypeCode.ObjectSecurityAttributesChanged };
     case 'emergency-access':
       return { EventID: AuditEventID.SecurityAlert, EventActionCode: 'E', EventTypeCode: AuditEventTypeCode.EmergencyOverrideStarted };
+    // A request for access to exams elsewhere changes no right by itself: a security alert to be read.
+    case 'access-request':
+      return { EventID: AuditEventID.SecurityAlert, EventActionCode: 'E', EventTypeCode: AuditEventTypeCode.ObjectSecurityAttributesChanged };
     case 'user-admin':
       return { EventID: AuditEventID.SecurityAlert, EventActionCode: 'E', EventTypeCode: AuditEventTypeCode.UserSecurityAttributesChanged };
     case 'login':

@@ -12,7 +12,7 @@ import type { Site } from '../index/records.ts';
 
 export type AuditAction =
   | 'query' | 'view' | 'download' | 'store' | 'export' | 'correction' | 'merge' | 'identity-change'
-  | 'identity-review' | 'order' | 'share' | 'share-open' | 'share-revoke' | 'emergency-access'
+  | 'identity-review' | 'order' | 'share' | 'share-open' | 'share-revoke' | 'emergency-access' | 'access-request'
   | 'login' | 'login-failed' | 'logout' | 'user-admin'
   | 'tele-request' | 'tele-protocol' | 'tele-assign' | 'tele-claim' | 'tele-rota' | 'tele-template' | 'report-draft' | 'report-sign' | 'report-addendum' | 'report-send' | 'second-reading'
   | 'deletion' | 'legal-hold'

@@ -16,6 +16,7 @@ import { SoapInsiClient } from '../patients/insi.ts';
 import { correctionRoutes } from './corrections.ts';
 import { forwardingRoutes } from './forwarding.ts';
 import { shareLinkRoutes, sharingRoutes } from './sharing.ts';
+import { accessRequestRoutes } from './access-requests.ts';
 import { administrationRoutes } from './administration.ts';
 import { principalFromClientCertificate } from './client-certificates.ts';
 import { ShareLinks } from '../access/share-links.ts';
@@ -169,6 +170,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
   await app.register(patientRoutes, { prefix: '/api/patients', archive, redundancyWindowDays: config.radiation.redundancyWindowDays });
   await app.register(sharingRoutes, { prefix: '/api', archive, publicBaseUrl: config.http.publicBaseUrl });
+  await app.register(accessRequestRoutes, { prefix: '/api/access-requests', archive });
   await app.register(administrationRoutes, { prefix: '/api/admin', archive, config });
   await app.register(teleradiologyRoutes, { prefix: '/api/teleradiology', archive, config: config.teleradiology, redundancyWindowDays: config.radiation.redundancyWindowDays });
   await app.register(redundancyRoutes, { prefix: '/api/redundancy', archive });

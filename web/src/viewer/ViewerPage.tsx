@@ -12,11 +12,12 @@ import { measurementReport, measurementsOf, type SavedMeasurement } from './meas
 import { Corners, sliceLines, useOverlayState } from './overlay.tsx';
 import { middleInstance, mostRelevant } from './relevant.ts';
 import { TagBrowser } from './tags.tsx';
+import { ExamsElsewhere } from './elsewhere.tsx';
 import { viewerTexts, type ViewerTexts } from './texts.ts';
 import './viewer.css';
 import { DocumentPanel, isImageSeries } from './documents.tsx';
 import { MprView } from './MprView.tsx';
-import { dicomWebRoot } from './data-source.ts';
+import { dicomWebRoot, isRemoteStudy } from './data-source.ts';
 import { keyImagesOf, keyImagesSeriesDescription, keyObjectSelection, mayStore, newUID, storeObject, type KeyImage } from './key-objects.ts';
 
 const engineId = 'atrium-viewer';
@@ -697,6 +698,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
           data-testid="save-measurements" title={mayStore(me) ? vt.saveMeasurements : kt.cannotStore}>{vt.saveMeasurements}</button>
         {measurementStatus && <span className="muted" role="status" data-testid="measurements-status">{measurementStatus === 'saving' ? vt.measurementsSaving : measurementStatus === 'saved' ? vt.measurementsSaved : vt.measurementsFailed}</span>}
         {prior === 'none' && <span className="muted">{t.noPrior}</span>}
+        {!isRemoteStudy() && <ExamsElsewhere StudyInstanceUID={StudyInstanceUID} t={vt} />}
         <a className="button" href={studyArchiveUrl(StudyInstanceUID)} download data-testid="download">{t.download}</a>
       </div>
       <div className="viewer-body">

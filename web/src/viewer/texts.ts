@@ -34,6 +34,12 @@ const texts = {
     series: 'Série',
     noImage: 'Cette série ne contient pas d\'image affichable',
     shortcuts: 'E ellipse, O rectangle, H sonde UH, I inverser',
+    examsElsewhere: (n: number) => `${n} examen${n > 1 ? 's' : ''} de ce patient dans d'autres sites, que vous ne pouvez pas ouvrir`,
+    askAccess: 'Demander l\'accès',
+    accessReason: 'Motif de la demande (10 caractères au moins)',
+    sendAccessRequest: 'Envoyer la demande',
+    accessRequested: 'Demande enregistrée : les sites concernés y répondront',
+    accessRequestFailed: 'La demande n\'a pas pu être enregistrée',
   },
   en: {
     thumbnails: 'Series',
@@ -67,6 +73,12 @@ const texts = {
     series: 'Series',
     noImage: 'This series holds no image that can be shown',
     shortcuts: 'E ellipse, O rectangle, H HU probe, I invert',
+    examsElsewhere: (n: number) => `${n} exam${n > 1 ? 's' : ''} of this patient at other sites that you may not open`,
+    askAccess: 'Ask for access',
+    accessReason: 'Reason for the request (10 characters at least)',
+    sendAccessRequest: 'Send the request',
+    accessRequested: 'Request recorded: the sites concerned will answer it',
+    accessRequestFailed: 'The request could not be recorded',
   },
 } as const;
 
