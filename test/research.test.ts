@@ -221,6 +221,25 @@ for (const engine of testDatabases()) {
       assert.match(listed.exports[0]!.error!, /did not answer/);
     });
 
+    it('selects a cohort by the text of the studies\' signed reports', async () => {
+      const by = { actor: 'test', via: 'cli' as const };
+      await addUser(atrium.archive, { login: 'manip.nord', displayName: 'Manipulateur Nord', roles: ['technologist'], sites: ['CHU-NORD'], password }, by);
+      sessions['manip.nord'] = await loginLocal(base, 'manip.nord', password);
+      const ctStudy = '1.3.6.1.4.1.5962.1.2.1.20040119072730.12322'; // CT_small's
+      const tele = await json<{ id: number }>(as('manip.nord', 'POST', '/api/teleradiology/requests', {
+        patient: { PatientID: '1CT1' }, StudyInstanceUID: ctStudy, urgency: 'routine', modality: 'CT', bodyPart: 'CHEST', specialty: 'msk',
+        clinicalContext: 'Toux persistante', clinicalQuestion: 'Nodule ?', requestingPhysician: { name: 'Dr Généraliste' }, proposedProtocol: 'Scanner thoracique sans injection',
+      }), 201);
+      await json(as('rad.nord', 'POST', `/api/teleradiology/requests/${tele.id}/protocol`, { decision: 'validated' }));
+      await json(as('rad.nord', 'POST', `/api/teleradiology/requests/${tele.id}/claim`));
+      await json(as('rad.nord', 'PUT', `/api/teleradiology/requests/${tele.id}/report`, { findings: 'Nodule SPICULÉ du lobe supérieur droit', conclusion: 'Nodule suspect' }));
+      const project = await json<{ id: number }>(as('chercheur', 'POST', '/api/research/projects', { name: 'Nodules', criteria: { reportText: 'nodule spiculé' } }), 201);
+      // A draft report does not count; once signed, the study is in the cohort.
+      assert.deepEqual(await json(as('chercheur', 'GET', `/api/research/projects/${project.id}/cohort`)), { studies: 0, patients: 0 });
+      await json(as('rad.nord', 'POST', `/api/teleradiology/requests/${tele.id}/report/sign`, {}));
+      assert.deepEqual(await json(as('chercheur', 'GET', `/api/research/projects/${project.id}/cohort`)), { studies: 1, patients: 1 });
+    });
+
     it('shows another site\'s administrator neither the project nor its exports', async () => {
       const listed = await json<{ projects: unknown[] }>(as('admin.sud', 'GET', '/api/research/projects'));
       assert.deepEqual(listed.projects, []);

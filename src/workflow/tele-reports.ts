@@ -243,19 +243,19 @@ export class TeleReports {
 
 /**
  * Of these studies, those whose signed report (findings or conclusion) contains the text,
- * case-insensitively: a research cohort's "report findings" criterion (src/research/).
+ * ignoring case and accents: a research cohort's "report findings" criterion (src/research/).
  */
 export async function studiesWithReportText(sql: SqlDatabase, StudyInstanceUIDs: readonly string[], text: string): Promise<Set<string>> {
+  const fold = (s: string) => s.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+  const needle = fold(text);
   const found = new Set<string>();
-  const needle = `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
   for (let i = 0; i < StudyInstanceUIDs.length; i += 500) {
     const batch = StudyInstanceUIDs.slice(i, i + 500);
-    const rows = await sql.all<{ study_instance_uid: string }>(
-      `SELECT q.study_instance_uid FROM tele_requests q JOIN tele_reports r ON r.request_id = q.id
-        WHERE r.status IN ('preliminary', 'final', 'amended') AND q.study_instance_uid IN (${batch.map(() => '?').join(', ')})
-          AND (LOWER(r.findings) LIKE ? ESCAPE '\\' OR LOWER(r.conclusion) LIKE ? ESCAPE '\\')`,
-      [...batch, needle, needle]);
-    for (const r of rows) found.add(r.study_instance_uid);
+    const rows = await sql.all<{ study_instance_uid: string; findings: string; conclusion: string }>(
+      `SELECT q.study_instance_uid, r.findings, r.conclusion FROM tele_requests q JOIN tele_reports r ON r.request_id = q.id
+        WHERE r.status IN ('preliminary', 'final', 'amended') AND q.study_instance_uid IN (${batch.map(() => '?').join(', ')})`,
+      batch);
+    for (const r of rows) if (fold(`${r.findings}\n${r.conclusion}`).includes(needle)) found.add(r.study_instance_uid);
   }
   return found;
 }
