@@ -52,6 +52,7 @@ const insItem = insOtherPatientIDsItem(ins);
 /** Dr Bernard, emergency physician in territory B, and a colleague whose tokens last two seconds. */
 const drB = { sub: 'dr-bernard', SubjectNameID: '810505050505', given_name: 'Claire', family_name: 'BERNARD' };
 const briefB = { sub: 'dr-bref', SubjectNameID: '810606060606', given_name: 'Marc', family_name: 'BREF', accessTokenSeconds: 2 };
+const revokedB = { sub: 'dr-revoque', SubjectNameID: '810707070707', given_name: 'Paul', family_name: 'REVOQUE' };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The network between the territories: a TCP relay to the source, which the test cuts and restores. */
@@ -144,7 +145,7 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     await link.up();
     cleanups.push(() => link.down());
     baseB = `http://127.0.0.1:${portB}`;
-    idp = await startIdentityProvider({ redirectUri: `${baseA}/auth/callback`, moreRedirectUris: [`${baseB}/auth/callback`], resources: {}, accounts: [drB, briefB] });
+    idp = await startIdentityProvider({ redirectUri: `${baseA}/auth/callback`, moreRedirectUris: [`${baseB}/auth/callback`], resources: {}, accounts: [drB, briefB, revokedB] });
     cleanups.push(() => idp.close());
     const dbA = await engine.open();
     const dbB = await engine.open();
@@ -213,6 +214,7 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     await consumer.identities.drain();
     await addUser(consumer.archive, { login: 'dr.bernard', displayName: 'BERNARD^Claire', roles: ['radiologist'], sites: ['CHU-NORD'], rpps: '10505050505' }, by);
     await addUser(consumer.archive, { login: 'dr.bref', displayName: 'BREF^Marc', roles: ['radiologist'], sites: ['CHU-NORD'], rpps: '10606060606' }, by);
+    await addUser(consumer.archive, { login: 'dr.revoque', displayName: 'REVOQUE^Paul', roles: ['radiologist'], sites: ['CHU-NORD'], rpps: '10707070707' }, by);
     await addUser(consumer.archive, { login: 'local.nord', displayName: 'Sans PSC', roles: ['radiologist'], sites: ['CHU-NORD'], password }, by);
     const back = await loginThroughProvider(baseB, jarB, drB.sub, '/app/');
     assert.equal(back.status, 302);
@@ -400,6 +402,35 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     assert.match(((await r.json()) as { detail: string }).detail, /Pro Santé Connect/);
     const refused = await auditOf(consumer, `actor = 'dr.bref' AND outcome = 'refused'`, []);
     assert.ok(refused.some((x) => /access token/.test(JSON.parse(x.details!).why ?? '')));
+  });
+
+  it('answers 401 when the source refuses the token (revoked at the provider), recorded on both sides', async () => {
+    const jar = new CookieJar();
+    await loginThroughProvider(baseB, jar, revokedB.sub, '/app/');
+    const { csrfToken } = (await (await request(jar, `${baseB}/auth/me`)).json()) as { csrfToken: string };
+    const opened = await request(jar, `${baseB}/api/drimbox/open`, {
+      method: 'POST', headers: { 'x-csrf-token': csrfToken, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...patient, uniqueId: kosUID, repositoryUniqueId }),
+    });
+    assert.equal(opened.status, 200, await opened.clone().text());
+    const series = [...new Set(ct.map((o) => o.uids.series))][0]!;
+    const metadata = `${baseB}/api/drimbox/dicom-web/studies/${studyUID}/series/${series}/metadata`;
+    assert.equal((await request(jar, metadata)).status, 200);
+    // The provider revokes the token (RFC 7009, by the client it was issued to).
+    const token = (await new SessionAccessTokens(consumer.archive.index.sql, idp.atriumClient.clientSecret).tokenOf(jar.get(baseB, 'atrium_session')!))!;
+    const revoked = await fetch(`${idp.issuer}/token/revocation`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${idp.atriumClient.clientId}:${idp.atriumClient.clientSecret}`).toString('base64')}` },
+      body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
+    });
+    assert.equal(revoked.status, 200);
+    const refused = await request(jar, metadata);
+    assert.equal(refused.status, 401);
+    assert.match(((await refused.json()) as { detail: string }).detail, /refused your Pro Santé Connect token/);
+    const atB = await auditOf(consumer, `actor = 'dr.revoque' AND outcome = 'refused'`, []);
+    assert.ok(atB.some((x) => JSON.parse(x.details!).status === 401));
+    const atA = await auditOf(source, `action = 'login-failed' AND actor = 'drimbox-consumer'`, []);
+    assert.ok(atA.length >= 1, 'the source recorded the refused token');
   });
 
   it('says the source is down and offers to retry; the retry opens the images once it answers again', async () => {
