@@ -245,6 +245,20 @@ for (const engine of testDatabases()) {
       assert.deepEqual(listed.projects, []);
       assert.equal((await as('admin.sud', 'GET', `/api/research/exports/${firstExport}`)).status, 404);
       assert.equal((await as('admin.sud', 'GET', `/api/research/exports/${firstExport}/download`)).status, 404);
+      // Nor are a machine client's approval and another site's objections taken.
+      const viaKey = await fetch(`${base}/api/research/projects/${projectId}/approve`, { method: 'POST', headers: { authorization: `Bearer ${atrium.tokens['CHU-NORD']}` } });
+      assert.equal(viaKey.status, 403);
+      assert.equal((await as('admin.sud', 'POST', '/api/research/objections', { site: 'CHU-NORD', PatientID: '4MR1' })).status, 404);
+    });
+
+    it('lifts an objection when the patient withdraws it: the next export takes them again', async () => {
+      const before = await json<{ objections: unknown[] }>(as('tiers', 'GET', '/api/research/objections'));
+      assert.equal(before.objections.length, 2);
+      assert.deepEqual(await json(as('tiers', 'POST', '/api/research/objections/withdraw', { site: 'CHU-NORD', PatientID: 'OBJ-1' })), { withdrawn: true });
+      assert.equal((await json<{ objections: unknown[] }>(as('tiers', 'GET', '/api/research/objections'))).objections.length, 1);
+      const next = await json<{ manifest: { patients: unknown[]; objectingPatientsExcluded: number } }>(as('chercheur', 'POST', `/api/research/projects/${projectId}/exports`, { kind: 'folder' }), 201);
+      assert.equal(next.manifest.objectingPatientsExcluded, 1);
+      assert.equal(next.manifest.patients.length, 5);
     });
   });
 }

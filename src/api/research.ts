@@ -94,6 +94,8 @@ export async function researchRoutes(app: FastifyInstance, options: { archive: A
   app.post<{ Params: { id: string } }>('/projects/:id/approve', { schema: { params: id } }, async (request) => {
     const project = await projectFor(request, request.params.id);
     await need(request, 'approve-research');
+    // An approval is a person's decision: a machine client, even trusted for the territory, does not approve.
+    if (request.principal!.kind !== 'user') throw new HttpProblem(403, 'a project is approved by a person');
     try {
       const approved = await (await storeOf()).approve(project.id, request.principal!.id);
       await audit.record({ action: 'research-project', outcome: 'success', ...actorOf(request.principal!), source: request.ip, via: 'api', details: { project: project.id, approved: true } });
@@ -136,6 +138,7 @@ export async function researchRoutes(app: FastifyInstance, options: { archive: A
     if (row.kind !== 'zip' || row.status !== 'done') throw new HttpProblem(404, 'no such export');
     const file = exportZipPath(dataDir, row.id);
     const size = (await stat(file)).size;
+    await audit.record({ action: 'download', outcome: 'success', ...actorOf(request.principal!), source: request.ip, via: 'api', details: { researchExport: row.id, researchProject: row.projectId, bytes: size } });
     return reply.type('application/zip').header('content-length', size)
       .header('content-disposition', `attachment; filename="research-export-${row.id}.zip"`).send(createReadStream(file));
   });
