@@ -24,6 +24,7 @@ import { datasetBytes, sopOf } from './support/part10.ts';
 import { retrieveInstanceAsStored, splitMultipart } from './support/dicomweb-client.ts';
 import { verifyArchive } from '../src/archive/maintenance.ts';
 import { loadConfig } from '../src/config/config.ts';
+import { openArchive } from '../src/archive/archive.ts';
 import { CompressionAtRest } from '../src/archive/compression.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import { Tags, TransferSyntax } from '../src/dicom/dataset.ts';
@@ -289,6 +290,26 @@ process.exit(3);
         tiering.config.onRead = 'serve';
         tiering.clock = () => new Date();
       }
+      await verifyClean();
+    });
+
+    it('moves each object once when two nodes run the mover at the same time (a lease per study)', async () => {
+      const h = studyOf('TIER-H', 4);
+      assert.equal((await stowFiles(atrium.dicomweb, token(), h.files)).status, 200);
+      await atrium.archive.index.sql.flush();
+      const hot = (await tiering.counts()).hot;
+      assert.ok(hot >= 4);
+      // A second node: the same index and tiers, its own mover.
+      const other = await openArchive(atrium.config, pino({ level: 'silent' }));
+      try {
+        const [r1, r2] = await Promise.all([tiering.runTiering(at(900)), other.tiering!.runTiering(at(900))]);
+        assert.equal(r1.moved + r2.moved, hot, JSON.stringify([r1, r2]));
+        assert.equal(r1.failed + r2.failed, 0);
+      } finally {
+        await other.close();
+      }
+      assert.deepEqual(await tiering.counts(), { hot: 0, cold: await atrium.archive.index.countInstances() });
+      sameFiles(await wadoStudy(h.study), h.files);
       await verifyClean();
     });
 
