@@ -9,7 +9,7 @@
  * - POST /open {site, PatientID, uniqueId, repositoryUniqueId}: a KOS retrieved (ITI-43) and its
  *   study opened to the viewer, which then reads /api/drimbox/dicom-web (the proxy);
  * - GET  /dicom-web/studies?StudyInstanceUID, /studies/{S}/series, /studies/{S}/series/{Se}/metadata,
- *   /studies/{S}/series/{Se}/instances/{I}/frames/{F}: what the viewer reads, from the source;
+ *   /studies/{S}/series/{Se}/instances/{I}/frames/{F} and …/bulk/{tag}: what the viewer reads, from the source;
  * - POST /studies/{S}/import: the study's objects stored in the patient's site archive.
  *
  * And the RIS's contextual call, POST /drimbox/context (a form: INS, traits, local PatientID and
@@ -212,6 +212,15 @@ export async function drimboxConsumerRoutes(app: FastifyInstance, options: { arc
     if (!/^[0-9]{1,6}(,[0-9]{1,6}){0,99}$/.test(frames)) throw new HttpProblem(400, 'frames are numbers separated by commas');
     const accept = typeof request.headers.accept === 'string' ? request.headers.accept : 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
     return pass(reply, await consumer.fetchFromSource(principal, request.ip, await tokenOf(request), remote, { series, instance, path: `/instances/${instance}/frames/${frames}`, accept }));
+  });
+
+  // An encapsulated document's bytes (a report PDF in the study), for the viewer's document panel.
+  app.get<{ Params: { study: string; series: string; instance: string; tagPath: string } }>('/dicom-web/studies/:study/series/:series/instances/:instance/bulk/:tagPath', async (request, reply) => {
+    const principal = professional(request);
+    const remote = await opened(request, request.params.study);
+    const { series, instance, tagPath } = request.params;
+    if (!/^[0-9A-Fa-f]{8}$/.test(tagPath)) throw new HttpProblem(400, 'the bulk data of one top-level attribute (its tag, 8 hex digits)');
+    return pass(reply, await consumer.fetchFromSource(principal, request.ip, await tokenOf(request), remote, { series, instance, path: `/instances/${instance}/bulk/${tagPath}`, accept: 'application/octet-stream' }));
   });
 }
 

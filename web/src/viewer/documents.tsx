@@ -7,6 +7,7 @@ import { useEffect, useState } from 'react';
 import { getJson } from '../api.ts';
 import { num, str, tag, type DicomJson } from '../dicom-json.ts';
 import type { Language } from '../i18n.ts';
+import { dicomWebRoot } from './data-source.ts';
 
 export const SOPClass = {
   EncapsulatedPDF: '1.2.840.10008.5.1.4.1.1.104.1',
@@ -62,7 +63,7 @@ export interface SeriesRef {
 }
 
 function seriesUrl(s: SeriesRef): string {
-  return `/dicom-web/studies/${encodeURIComponent(s.StudyInstanceUID)}/series/${encodeURIComponent(s.SeriesInstanceUID)}`;
+  return `${dicomWebRoot()}/studies/${encodeURIComponent(s.StudyInstanceUID)}/series/${encodeURIComponent(s.SeriesInstanceUID)}`;
 }
 
 /** The Encapsulated Document (0042,0011) bytes: inline in the metadata when small, else its bulk data. */
