@@ -133,6 +133,8 @@ export class StorageTiering {
   private stopped = false;
   /** A background run is waiting for the one before it. */
   private queued = false;
+  /** A read from cold asked for a recall (onRead: recall) since the reads were last written. */
+  private recallWanted = false;
 
   constructor(
     private readonly index: ArchiveIndex,
@@ -160,6 +162,7 @@ export class StorageTiering {
     const cold = tier === 'cold' || this.reads.get(key)?.cold === true;
     this.reads.set(key, { at, cold });
     // A cold read brings the study back soon (recall); a long list of reads is written soon.
+    if (cold && this.config.onRead === 'recall') this.recallWanted = true;
     if ((cold && this.config.onRead === 'recall') || this.reads.size >= maxPendingReads) this.soon();
   }
 
@@ -230,6 +233,11 @@ export class StorageTiering {
     await this.pruneRows(report);
     for await (const study of this.idleStudies(now)) {
       if (halted()) break;
+      // A study read from cold meanwhile is not kept waiting for the end of a long run of moves.
+      if (this.recallWanted) {
+        this.recallWanted = false;
+        for (const s of await this.flushReads()) await this.underLease(s, () => this.recallStudy(s, report));
+      }
       const before = report.moved;
       await this.underLease(study, () => this.moveStudy(study, report, halted));
       if (report.moved > before) report.studiesMoved++;
@@ -243,6 +251,17 @@ export class StorageTiering {
     await migrateTiering(this.sql);
     const reads = [...this.reads];
     this.reads.clear();
+    this.recallWanted = false;
+    try {
+      return await this.writeReads(reads);
+    } catch (e) {
+      // Kept for the next run (a read noted since is newer and stays).
+      for (const [key, r] of reads) if (!this.reads.has(key)) this.reads.set(key, r);
+      throw e;
+    }
+  }
+
+  private async writeReads(reads: Array<[string, { at: string; cold: boolean }]>): Promise<string[]> {
     const byStudy = new Map<string, { at: string; cold: boolean }>();
     for (let i = 0; i < reads.length; i += 500) {
       const chunk = reads.slice(i, i + 500);
