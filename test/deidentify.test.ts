@@ -8,7 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { tag, type DicomElement, type Tag, type VR } from '../src/dicom/dataset.ts';
+import { tag, Tags, type DicomElement, type Tag, type VR } from '../src/dicom/dataset.ts';
+import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import { keywordOf } from '../src/dicom/dictionary.ts';
 import { newUID } from '../src/dicom/uids.ts';
 import { annexETable, profileAttributeOf, resolveAction, type ProfileOption } from '../src/research/annex-e.ts';
@@ -147,6 +148,31 @@ describe('de-identification by PS3.15 Annex E', () => {
   it('refuses an object whose pixels may show text (Burned In Annotation) and one it cannot read', { skip: !havePydicomFiles }, async () => {
     await assert.rejects(deidentifyObject(readTestFile('JPEG2000.dcm'), context()), (e: unknown) => e instanceof DeidentifyError && e.code === 'burned-in');
     await assert.rejects(deidentifyObject(Buffer.from('not dicom at all'), context()), (e: unknown) => e instanceof DeidentifyError && e.code === 'malformed');
+  });
+
+  it('cleans burned-in text from the pixels with the project\'s mask (Clean Pixel Data), and refuses the object without one', async () => {
+    const burned = syntheticInstance({ PatientID: 'PX-1', Modality: 'US', Rows: 16, Columns: 16, NumberOfFrames: 2, extra: [text(tag(0x0028, 0x0301), 'CS', 'YES')] });
+    await assert.rejects(deidentifyObject(burned.file, context()), (e: unknown) => e instanceof DeidentifyError && e.code === 'burned-in');
+    await assert.rejects(deidentifyObject(burned.file, { ...context(), pixelMasks: [{ modality: 'CT', rectangles: [[0, 0, 16, 2]] }] }), (e: unknown) => e instanceof DeidentifyError && e.code === 'burned-in', 'a mask for another modality');
+    const out = await deidentifyObject(burned.file, { ...context(), pixelMasks: [{ modality: 'US', rows: 16, columns: 16, rectangles: [[2, 0, 8, 3]] }] });
+    const parsed = parsePart10(out.bytes);
+    const px = parsed.dataset.get(Tags.PixelData)!;
+    const pixels = out.bytes.subarray(px.bulk!.offset, px.bulk!.offset + px.bulk!.length);
+    const original = parsePart10(burned.file).dataset.get(Tags.PixelData)!;
+    const before = burned.file.subarray(original.bulk!.offset, original.bulk!.offset + original.bulk!.length);
+    assert.equal(pixels.length, 16 * 16 * 2 * 2);
+    for (let frame = 0; frame < 2; frame++) {
+      for (let y = 0; y < 16; y++) {
+        for (let x = 0; x < 16; x++) {
+          const at = ((frame * 16 + y) * 16 + x) * 2;
+          const inMask = x >= 2 && x < 10 && y < 3;
+          assert.equal(pixels.readUInt16LE(at), inMask ? 0 : before.readUInt16LE(at), `frame ${frame} (${x}, ${y})`);
+        }
+      }
+    }
+    const els = elementsOf(out.bytes);
+    assert.equal(els.get('00280301')?.value, 'NO');
+    assert.ok([...els].some(([k, v]) => k.startsWith('00120064.') && v.value === '113101'), 'Clean Pixel Data Option in the method codes');
   });
 
   it('differs from gdcmanon --de-identify only where a stated rule says why, and leaves no value of Table E.1-1 that the profile does not keep', { skip: !havePydicomFiles || !haveGdcmanon }, async () => {

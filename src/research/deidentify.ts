@@ -9,8 +9,10 @@
  *
  * Pixel data is kept as it is (native pixels re-encoded in explicit VR little endian,
  * encapsulated ones as they are). An object flagged Burned In Annotation YES (or without the
- * flag, for the SOP classes that commonly burn text: secondary capture) is refused with
- * code 'burned-in': Atrium has no pixel cleaning, so such objects are left out of an export.
+ * flag, for the SOP classes that commonly burn text: secondary capture) is cleaned when the
+ * project gives a pixel mask for its modality and size (Clean Pixel Data Option: the mask's
+ * rectangles blanked in every frame, native pixel data only); otherwise it is refused with
+ * code 'burned-in', and left out of an export.
  */
 import { Tags, TransferSyntax, isNativeTransferSyntax, tag, type DicomDataset, type DicomElement, type Tag, type VR } from '../dicom/dataset.ts';
 import { parsePart10 } from '../dicom/part10-parser.ts';
@@ -32,6 +34,16 @@ export interface DeidentifyContext {
   uid: (original: string) => string;
   /** Identifying words of the source (names, identifiers) that cleaning removes from kept text. */
   identifying: readonly string[];
+  /** Clean Pixel Data: where text is burned in, by modality and image size. */
+  pixelMasks?: readonly PixelMask[];
+}
+
+/** Rectangles to blank (x, y, width, height in pixels from the top left) in images of a modality and size. */
+export interface PixelMask {
+  modality?: string;
+  rows?: number;
+  columns?: number;
+  rectangles: ReadonlyArray<readonly [number, number, number, number]>;
 }
 
 export interface DeidentifiedObject {
@@ -64,8 +76,9 @@ const PrivateInformation = tag(0x0002, 0x0102);
 const TextValue = tag(0x0040, 0xa160);
 
 /** PS3.16 CID 7050 De-identification Methods: the code of the profile and of each option. */
-const methodCodes: Record<'basic' | ProjectOption, [string, string]> = {
+const methodCodes: Record<'basic' | 'pixels' | ProjectOption, [string, string]> = {
   basic: ['113100', 'Basic Application Confidentiality Profile'],
+  pixels: ['113101', 'Clean Pixel Data Option'],
   modifiedDates: ['113107', 'Retain Longitudinal Temporal Information Modified Dates Option'],
   patient: ['113108', 'Retain Patient Characteristics Option'],
   device: ['113109', 'Retain Device Identity Option'],
@@ -268,6 +281,60 @@ function codeItem(value: string, meaning: string): DicomDataset {
   return item;
 }
 
+const numberOf = (ds: DicomDataset, t: Tag, littleEndian: boolean): number | undefined => {
+  const el = ds.get(t);
+  if (!el?.value || el.value.length < 2) return undefined;
+  return littleEndian ? el.value.readUInt16LE(0) : el.value.readUInt16BE(0);
+};
+
+/**
+ * Clean Pixel Data (PS3.15 E.3.1): blanks the rectangles of the mask that fits the image
+ * (modality, rows, columns) in every frame and sample. Native pixel data only; without a
+ * fitting mask, or compressed, the object is refused ('burned-in').
+ */
+function cleanPixels(file: Buffer, ds: DicomDataset, transferSyntaxUID: string, masks: readonly PixelMask[]): void {
+  const littleEndian = transferSyntaxUID !== TransferSyntax.ExplicitVRBigEndian;
+  const rows = numberOf(ds, Tags.Rows, littleEndian);
+  const columns = numberOf(ds, Tags.Columns, littleEndian);
+  const modalityEl = ds.get(Tags.Modality);
+  const modality = modalityEl ? textOf(modalityEl).trim().toUpperCase() : undefined;
+  const mask = masks.find((m) => (m.modality === undefined || m.modality.toUpperCase() === modality)
+    && (m.rows === undefined || m.rows === rows) && (m.columns === undefined || m.columns === columns));
+  if (!mask) throw new DeidentifyError('burned-in', 'the pixels may show identifying text (Burned In Annotation) and the project has no pixel mask for this image: not exported');
+  const pixel = ds.get(Tags.PixelData);
+  if (!pixel || pixel.fragments || !isNativeTransferSyntax(transferSyntaxUID) || rows === undefined || columns === undefined) {
+    throw new DeidentifyError('burned-in', 'burned-in text in compressed (or absent) pixel data cannot be cleaned: not exported');
+  }
+  const samples = numberOf(ds, Tags.SamplesPerPixel, littleEndian) ?? 1;
+  const bitsAllocated = numberOf(ds, Tags.BitsAllocated, littleEndian) ?? 16;
+  const planar = numberOf(ds, Tags.PlanarConfiguration, littleEndian) ?? 0;
+  const photometric = ds.get(Tags.PhotometricInterpretation);
+  if (photometric && /42[02]/.test(textOf(photometric))) throw new DeidentifyError('burned-in', 'subsampled colour pixel data cannot be cleaned: not exported');
+  if (bitsAllocated % 8 !== 0) throw new DeidentifyError('burned-in', `pixel data of ${bitsAllocated} bits allocated cannot be cleaned: not exported`);
+  const bytes = bitsAllocated / 8;
+  const value = Buffer.from(pixel.bulk ? file.subarray(pixel.bulk.offset, pixel.bulk.offset + pixel.bulk.length) : pixel.value ?? Buffer.alloc(0));
+  const frameBytes = rows * columns * samples * bytes;
+  const frames = Math.floor(value.length / frameBytes);
+  for (let f = 0; f < frames; f++) {
+    for (const [x, y, w, h] of mask.rectangles) {
+      for (let r = Math.max(0, y); r < Math.min(rows, y + h); r++) {
+        const c0 = Math.max(0, x), c1 = Math.min(columns, x + w);
+        if (c1 <= c0) continue;
+        if (samples === 1 || planar === 0) {
+          const start = f * frameBytes + (r * columns + c0) * samples * bytes;
+          value.fill(0, start, start + (c1 - c0) * samples * bytes);
+        } else {
+          for (let p = 0; p < samples; p++) {
+            const start = f * frameBytes + p * rows * columns * bytes + (r * columns + c0) * bytes;
+            value.fill(0, start, start + (c1 - c0) * bytes);
+          }
+        }
+      }
+    }
+  }
+  ds.set(Tags.PixelData, { tag: Tags.PixelData, vr: pixel.vr, value });
+}
+
 const uiText = (ds: DicomDataset, t: Tag) => {
   const el = ds.get(t);
   return el ? textOf(el) : '';
@@ -285,8 +352,10 @@ export async function deidentifyObject(file: Buffer, ctx: DeidentifyContext): Pr
   const ds = obj.dataset;
   const SOPClassUID = uiText(ds, Tags.SOPClassUID);
   const burnedIn = ds.get(BurnedInAnnotation);
+  let pixelsCleaned = false;
   if ((burnedIn && textOf(burnedIn).trim().toUpperCase() === 'YES') || (burnedInClasses.has(SOPClassUID) && !(burnedIn && textOf(burnedIn).trim().toUpperCase() === 'NO'))) {
-    throw new DeidentifyError('burned-in', 'the pixels may show identifying text (Burned In Annotation): not exported without pixel cleaning');
+    cleanPixels(file, ds, obj.transferSyntaxUID, ctx.pixelMasks ?? []);
+    pixelsCleaned = true;
   }
   const d = new Deidentifier(ctx);
   d.dataset(ds);
@@ -295,7 +364,8 @@ export async function deidentifyObject(file: Buffer, ctx: DeidentifyContext): Pr
   ds.set(Tags.PatientID, { tag: Tags.PatientID, vr: 'LO', value: ascii(ctx.pseudonym) });
   // PS3.15 E.1.1: say that it was done, and how (PS3.3 C.7.1.1, CID 7050).
   ds.set(PatientIdentityRemoved, { tag: PatientIdentityRemoved, vr: 'CS', value: ascii('YES') });
-  const used = (['basic', ...projectOptions.filter((o) => ctx.options.has(o))] as const);
+  const used = ['basic' as const, ...projectOptions.filter((o) => ctx.options.has(o)), ...(pixelsCleaned ? ['pixels' as const] : [])];
+  if (pixelsCleaned) ds.set(BurnedInAnnotation, { tag: BurnedInAnnotation, vr: 'CS', value: ascii('NO') });
   ds.set(DeidentificationMethod, { tag: DeidentificationMethod, vr: 'LO', value: ascii('Atrium PS3.15 E.1.1 Basic Profile') });
   ds.set(DeidentificationMethodCodeSequence, { tag: DeidentificationMethodCodeSequence, vr: 'SQ', items: used.map((o) => codeItem(...methodCodes[o])) });
   ds.set(LongitudinalTemporalInformationModified, {

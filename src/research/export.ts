@@ -175,6 +175,7 @@ export async function runExport(
           try {
             const out = await deidentifyObject(bytes, {
               options: new Set(project.options), pseudonym: subject.pseudonym, dateOffsetDays: subject.dateOffsetDays, uid: mapper.uid, identifying,
+              ...(project.pixelMasks ? { pixelMasks: project.pixelMasks } : {}),
             });
             const file = `${subject.pseudonym}/S${String(studyIndex + 1).padStart(3, '0')}/${String(studyEntry.instances.length + 1).padStart(5, '0')}.dcm`;
             studyEntry.instances.push({ SOPInstanceUID: out.SOPInstanceUID, SOPClassUID: out.SOPClassUID, SeriesInstanceUID: out.SeriesInstanceUID, ...(kind !== 'dicomweb' ? { file } : {}) });

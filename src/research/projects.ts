@@ -13,7 +13,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { applyMigrations, type Migration } from '../index/migrations.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import type { ResearchKeys } from './keys.ts';
-import { projectOptions, type ProjectOption } from './deidentify.ts';
+import { projectOptions, type PixelMask, type ProjectOption } from './deidentify.ts';
 
 const migrations: Migration[] = [
   {
@@ -75,6 +75,11 @@ CREATE TABLE research_objections (
 CREATE INDEX research_objections_patient ON research_objections (patient_id, withdrawn_at);
 `,
   },
+  {
+    version: 2,
+    name: 'research projects: pixel masks (Clean Pixel Data)',
+    sql: 'ALTER TABLE research_projects ADD COLUMN pixel_masks_json TEXT;',
+  },
 ];
 
 const migrated = new WeakMap<SqlDatabase, Promise<number[]>>();
@@ -117,6 +122,8 @@ export interface ResearchProject {
   options: ProjectOption[];
   criteria: CohortCriteria;
   dicomwebUrl?: string;
+  /** Clean Pixel Data: rectangles to blank in burned-in images, by modality and size. */
+  pixelMasks?: PixelMask[];
   status: 'draft' | 'approved';
   createdBy: string;
   createdAt: string;
@@ -125,13 +132,14 @@ export interface ResearchProject {
 }
 
 interface ProjectRow {
-  id: number; site_id: number; name: string; options_json: string; criteria_json: string; dicomweb_url: string | null; dicomweb_token_sealed?: string | null;
+  id: number; site_id: number; name: string; options_json: string; criteria_json: string; dicomweb_url: string | null; dicomweb_token_sealed?: string | null; pixel_masks_json?: string | null;
   status: 'draft' | 'approved'; created_by: string; created_at: string; approved_by: string | null; approved_at: string | null;
 }
 
 const toProject = (r: ProjectRow): ResearchProject => ({
   id: Number(r.id), siteId: Number(r.site_id), name: r.name, options: JSON.parse(r.options_json) as ProjectOption[],
   criteria: JSON.parse(r.criteria_json) as CohortCriteria, ...(r.dicomweb_url ? { dicomwebUrl: r.dicomweb_url } : {}),
+  ...(r.pixel_masks_json ? { pixelMasks: JSON.parse(r.pixel_masks_json) as PixelMask[] } : {}),
   status: r.status, createdBy: r.created_by, createdAt: r.created_at,
   ...(r.approved_by ? { approvedBy: r.approved_by } : {}), ...(r.approved_at ? { approvedAt: r.approved_at } : {}),
 });
@@ -140,7 +148,7 @@ const dateRe = /^\d{8}$/;
 const codeRe = /^[A-Za-z0-9 _.-]{1,16}$/;
 
 /** Checks a project's definition as a client sent it. */
-export function checkedDefinition(body: unknown): { name: string; options: ProjectOption[]; criteria: CohortCriteria; dicomwebUrl?: string; dicomwebToken?: string } {
+export function checkedDefinition(body: unknown): { name: string; options: ProjectOption[]; criteria: CohortCriteria; dicomwebUrl?: string; dicomwebToken?: string; pixelMasks?: PixelMask[] } {
   const b = (body ?? {}) as Record<string, unknown>;
   if (typeof b.name !== 'string' || b.name.trim() === '' || b.name.length > 200) throw new ResearchError('bad-request', 'name: 1 to 200 characters');
   const options = b.options ?? [];
@@ -182,8 +190,26 @@ export function checkedDefinition(body: unknown): { name: string; options: Proje
   if (b.dicomwebToken !== undefined && (typeof b.dicomwebToken !== 'string' || b.dicomwebToken.length === 0 || b.dicomwebToken.length > 4096 || !dicomwebUrl)) {
     throw new ResearchError('bad-request', 'dicomwebToken: the bearer token of the DICOMweb destination (with dicomwebUrl)');
   }
+  let pixelMasks: PixelMask[] | undefined;
+  if (b.pixelMasks !== undefined) {
+    const bad = () => new ResearchError('bad-request', 'pixelMasks: a list of {modality?, rows?, columns?, rectangles: [[x, y, width, height], ...]}');
+    if (!Array.isArray(b.pixelMasks) || b.pixelMasks.length > 100) throw bad();
+    pixelMasks = b.pixelMasks.map((m: unknown) => {
+      const o = (m ?? {}) as Record<string, unknown>;
+      const size = (v: unknown) => v === undefined || (Number.isInteger(v) && (v as number) > 0 && (v as number) <= 65535);
+      if (typeof o !== 'object' || (o.modality !== undefined && (typeof o.modality !== 'string' || !codeRe.test(o.modality))) || !size(o.rows) || !size(o.columns)) throw bad();
+      const rects = o.rectangles;
+      if (!Array.isArray(rects) || rects.length === 0 || rects.length > 50
+        || rects.some((r) => !Array.isArray(r) || r.length !== 4 || r.some((n) => !Number.isInteger(n) || n < 0 || n > 65535))) throw bad();
+      return {
+        ...(o.modality !== undefined ? { modality: (o.modality as string).toUpperCase() } : {}),
+        ...(o.rows !== undefined ? { rows: o.rows as number } : {}), ...(o.columns !== undefined ? { columns: o.columns as number } : {}),
+        rectangles: rects as Array<[number, number, number, number]>,
+      };
+    });
+  }
   return {
-    name: b.name.trim(), options: options as ProjectOption[], criteria, ...(dicomwebUrl ? { dicomwebUrl } : {}),
+    name: b.name.trim(), options: options as ProjectOption[], criteria, ...(dicomwebUrl ? { dicomwebUrl } : {}), ...(pixelMasks ? { pixelMasks } : {}),
     ...(typeof b.dicomwebToken === 'string' ? { dicomwebToken: b.dicomwebToken } : {}),
   };
 }
@@ -203,9 +229,9 @@ export class ResearchStore {
 
   async createProject(siteId: number, def: ReturnType<typeof checkedDefinition>, by: string, now = new Date()): Promise<ResearchProject> {
     const row = await this.sql.get<ProjectRow>(
-      `INSERT INTO research_projects (site_id, name, options_json, criteria_json, dicomweb_url, status, created_by, created_at)
-       VALUES (?, ?, ?, ?, ?, 'draft', ?, ?) RETURNING *`,
-      [siteId, def.name, JSON.stringify(def.options), JSON.stringify(def.criteria), def.dicomwebUrl ?? null, by, now.toISOString()]);
+      `INSERT INTO research_projects (site_id, name, options_json, criteria_json, dicomweb_url, pixel_masks_json, status, created_by, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'draft', ?, ?) RETURNING *`,
+      [siteId, def.name, JSON.stringify(def.options), JSON.stringify(def.criteria), def.dicomwebUrl ?? null, def.pixelMasks ? JSON.stringify(def.pixelMasks) : null, by, now.toISOString()]);
     const project = toProject(row!);
     if (def.dicomwebToken !== undefined) {
       // The destination's token, sealed: never answered, only sent to the destination.
