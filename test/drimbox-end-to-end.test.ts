@@ -387,7 +387,7 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     await page.getByTestId('timeline').locator('li').nth(1).waitFor();
   });
 
-  it('answers 401 when the physician\'s token has expired, and says so in the portal with a new login', async () => {
+  it('answers 401 when the physician\'s token has expired, telling them to log in with Pro Santé Connect again', async () => {
     const jar = new CookieJar();
     await loginThroughProvider(baseB, jar, briefB.sub, '/app/');
     const { csrfToken } = (await (await request(jar, `${baseB}/auth/me`)).json()) as { csrfToken: string };
