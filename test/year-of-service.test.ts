@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -35,7 +35,7 @@ import { pdfText } from './support/pdf-text.ts';
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
-const portalDir = process.env.ATRIUM_TEST_PORTAL_DIR ?? path.join(root, 'web', 'dist');
+const builtPortal = process.env.ATRIUM_TEST_PORTAL_DIR ?? path.join(root, 'web', 'dist');
 const password = 'un mot de passe assez long pour les tests';
 const est = { code: 'CDI-EST', name: 'Centre d\'imagerie Est', finess: '590000003', issuerOfPatientID: 'CDIEST' };
 
@@ -93,6 +93,9 @@ for (const db of testDatabases()) {
     const estToken = randomBytes(24).toString('base64url');
     const work = mkdtempSync(path.join(tmpdir(), 'atrium-year-'));
     const configFile = path.join(work, 'atrium.yaml');
+    // The portal as built now, copied: a build started meanwhile does not change it under the browser.
+    const portalDir = path.join(work, 'portal');
+    if (existsSync(path.join(builtPortal, 'index.html'))) cpSync(builtPortal, portalDir, { recursive: true });
     const sessions: Record<string, { jar: CookieJar; csrf: string }> = {};
     /** Bytes stored per site, as the scenario stores and deletes objects (the hand count). */
     const bytes: Record<string, number> = { 'CHU-NORD': 0, 'CLIN-SUD': 0, 'CDI-EST': 0 };
@@ -185,7 +188,7 @@ for (const db of testDatabases()) {
           c.apiClients.push({ name: 'client-CDI-EST', tokenSha256: sha256Hex(estToken), site: est.code, territory: true });
           c.lifecycle.retention = [{ name: 'CSP R1112-7', yearsAfterLastContact: 20, keepMinorsUntilAge: 28 }];
           configureBilling(c);
-          c.http.portalDir = portalDir;
+          if (existsSync(portalDir)) c.http.portalDir = portalDir;
           // Hot and cold tiers (docs/storage-tiers.md): a study unread for 90 days goes cold, a read brings it back.
           c.storageTiering = { cold: { kind: 'filesystem', root: path.join(work, 'cold') }, moveAfterDaysWithoutRead: 90, onRead: 'recall', everyMinutes: 60 };
         },
@@ -395,6 +398,8 @@ for (const db of testDatabases()) {
       const shots = new Screenshots(path.join(root, '.tmp', `billing-dashboard-${db.name}`));
       try {
         const page = await browsers.open();
+        // Generous waits: the machine may be busy; nothing here is timed.
+        page.setDefaultTimeout(120_000);
         await page.goto(`${base}/app/`);
         await page.locator('input[name=login]').fill('operator');
         await page.locator('input[name=password]').fill(password);
@@ -419,6 +424,7 @@ for (const db of testDatabases()) {
         await page.getByTestId('invoice-empty').waitFor();
         // A site administrator has no such link (and the API refuses them).
         const admin = await browsers.open();
+        admin.setDefaultTimeout(120_000);
         await admin.goto(`${base}/app/`);
         await admin.locator('input[name=login]').fill('admin.nord');
         await admin.locator('input[name=password]').fill(password);
