@@ -12,8 +12,8 @@
  *    localizer, not the coronal reformat).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,14 +33,37 @@ import { INS_OIDS, insKeyOf, parseINS } from '../src/patients/ins.ts';
 import { insOtherPatientIDsItem } from '../src/patients/ins-dicom.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const portalDir = path.join(repo, 'web', 'dist');
+const builtPortal = process.env.ATRIUM_TEST_PORTAL_DIR ?? path.join(repo, 'web', 'dist');
+
+/**
+ * A copy of the built portal, whole (every script and style its index.html names is there):
+ * a build running meanwhile (web/dist emptied, then written again) does not pull it from
+ * under the browsers of this long test.
+ */
+function portalCopy(): string {
+  const copy = mkdtempSync(path.join(tmpdir(), 'atrium-user-paths-portal-'));
+  for (let attempt = 0; ; attempt++) {
+    rmSync(copy, { recursive: true, force: true });
+    try {
+      cpSync(builtPortal, copy, { recursive: true });
+      const html = readFileSync(path.join(copy, 'index.html'), 'utf8');
+      const named = [...html.matchAll(/(?:src|href)="\/app\/([^"]+)"/g)].map((m) => m[1]!);
+      if (named.length > 0 && named.every((f) => existsSync(path.join(copy, f)))) return copy;
+    } catch {
+      // being rebuilt: again
+    }
+    if (attempt >= 60) throw new Error(`${builtPortal} stayed incomplete: build the portal (npm run build:web)`);
+    execFileSync('sleep', ['2']);
+  }
+}
 const cli = path.join(repo, 'bin', 'atrium.mjs');
 const password = 'un mot de passe assez long pour les tests';
 const shotsDir = mkdtempSync(path.join(tmpdir(), 'atrium-user-paths-'));
 const phone = { width: 390, height: 844 };
 const tablet = { width: 820, height: 1180 };
 const skip = (!haveChromium && 'Debian\'s chromium is not installed (.ci/run installs it)')
-  || (!existsSync(path.join(portalDir, 'index.html')) && 'the portal is not built (npm run build:web)');
+  || (!existsSync(path.join(builtPortal, 'index.html')) && 'the portal is not built (npm run build:web)');
+const portalDir = skip ? builtPortal : portalCopy();
 
 /** The page is no wider than the window: nothing to scroll sideways (header, tables, toolbar). */
 async function noHorizontalOverflow(page: Page, what: string): Promise<void> {
@@ -67,7 +90,10 @@ describe('user paths in Chromium', { skip }, () => {
   const browsers = new Browsers();
   const screenshots = new Screenshots(shotsDir);
   before(() => console.log(`screenshots: ${shotsDir}`));
-  after(async () => { await browsers.close(); });
+  after(async () => {
+    await browsers.close();
+    if (portalDir !== builtPortal) rmSync(portalDir, { recursive: true, force: true });
+  });
 
   describe('atrium demo, then a radiologist\'s night', { skip: !existsSync(path.join(repo, 'dist', 'cli', 'main.js')) && 'the server is not compiled (npx tsc -p tsconfig.build.json)' }, () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'atrium-paths-demo-'));
@@ -187,6 +213,40 @@ describe('user paths in Chromium', { skip }, () => {
       assert.match(text, /Urgence :\s*urgente/);
       assert.match(text, /le \d\d\/\d\d\/\d{4} à \d\d:\d\d \(heure de Paris\)/);
       assert.match(text, /Hématome sous-dural aigu droit/);
+    });
+
+    it('a technologist files a request by picking the exam from the patient\'s list (no UID to type), and a radiologist reads it before claiming', async () => {
+      const tech = await browsers.open();
+      await logIn(tech, base, 'demo.manip', demoPassword, '/app/tele/new');
+      const form = tech.getByTestId('request-form');
+      await form.waitFor();
+      assert.equal(await form.locator('input[name=StudyInstanceUID]').count(), 0, 'no UID field');
+      await form.locator('input[name=PatientID]').fill('DEMO-A-1001');
+      await form.getByTestId('find-studies').click();
+      const picker = form.getByTestId('study-picker');
+      await picker.waitFor();
+      const options = await picker.locator('option').allInnerTexts();
+      assert.equal(options.length, 2, `images to come, and her one CT at this site: ${options.join(' | ')}`);
+      assert.match(options[1]!, /30\/11\/2026 · CT · TDM cérébrale sans injection · n° DEMOA2026001/);
+      await picker.selectOption({ index: 1 });
+      assert.equal(await form.locator('input[name=modality]').inputValue(), 'CT', 'filled from the exam');
+      assert.equal(await form.locator('input[name=AccessionNumber]').count(), 0, 'no accession number once the exam is picked');
+      await form.locator('input[name=bodyPart]').fill('HEAD');
+      await form.locator('input[name=specialty]').fill('neuro');
+      await form.locator('input[name=physician]').fill('Dr Claire Durand');
+      await form.locator('textarea[name=clinicalContext]').fill('Céphalées persistantes, contrôle à une semaine');
+      await form.locator('textarea[name=clinicalQuestion]').fill('Évolution de l\'hématome ?');
+      await form.locator('textarea[name=proposedProtocol]').fill('TDM cérébrale sans injection');
+      await screenshots.shootNonBlank(tech, '09-request-form-study-picked');
+      await form.getByRole('button', { name: 'Envoyer la demande' }).click();
+      await tech.waitForURL(/\/app\/tele\/request\?id=\d+$/);
+      const id = Number(new URL(tech.url()).searchParams.get('id'));
+      await tech.getByTestId('request-status').waitFor();
+      assert.match(await tech.getByTestId('tele-request').innerText(), /reçues/, 'the picked exam\'s images are there');
+
+      await page.goto(`${base}/app/tele/request?id=${id}`);
+      await page.getByTestId('read-before-claim').waitFor();
+      assert.match(await page.getByTestId('tele-request').innerText(), /MARTIN[\s\S]*Évolution de l'hématome \?/);
     });
 
     it('shows the same screens on a phone (390 px) and a tablet without horizontal overflow', async () => {
