@@ -145,9 +145,10 @@ describe('de-identification by PS3.15 Annex E', () => {
     assert.equal(kept.get('00081030')?.value, 'Scanner thoracique XXXXXX', 'Clean Descriptors: the name taken out, the words kept');
   });
 
-  it('refuses an object whose pixels may show text (Burned In Annotation) and one it cannot read', { skip: !havePydicomFiles }, async () => {
+  it('refuses an object whose pixels may show text (Burned In Annotation), one it cannot read and a deflated one', { skip: !havePydicomFiles }, async () => {
     await assert.rejects(deidentifyObject(readTestFile('JPEG2000.dcm'), context()), (e: unknown) => e instanceof DeidentifyError && e.code === 'burned-in');
     await assert.rejects(deidentifyObject(Buffer.from('not dicom at all'), context()), (e: unknown) => e instanceof DeidentifyError && e.code === 'malformed');
+    await assert.rejects(deidentifyObject(readTestFile('image_dfl.dcm'), context()), (e: unknown) => e instanceof DeidentifyError && e.code === 'unsupported');
   });
 
   it('cleans burned-in text from the pixels with the project\'s mask (Clean Pixel Data), and refuses the object without one', async () => {

@@ -344,7 +344,7 @@ const uiText = (ds: DicomDataset, t: Tag) => {
 export async function deidentifyObject(file: Buffer, ctx: DeidentifyContext): Promise<DeidentifiedObject> {
   let obj;
   try {
-    obj = parsePart10(file, { bulkThreshold: Number.MAX_SAFE_INTEGER, maxHeaderBytes: Number.MAX_SAFE_INTEGER });
+    obj = parsePart10(file, { bulkThreshold: Number.MAX_SAFE_INTEGER, maxHeaderBytes: 1024 ** 3 });
   } catch (e) {
     throw new DeidentifyError('malformed', `not a readable DICOM object: ${(e as Error).message}`);
   }

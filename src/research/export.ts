@@ -192,7 +192,7 @@ export async function runExport(
       if (folder) {
         for (const o of outputs) {
           await mkdir(path.dirname(path.join(folder, o.file)), { recursive: true });
-          await writeFile(path.join(folder, o.file), o.bytes);
+          await writeFile(path.join(folder, o.file), o.bytes, { mode: 0o600 });
         }
       } else if (kind === 'zip') {
         for (const o of outputs) zipEntries.push({ name: o.file, size: o.bytes.length, data: o.bytes });
@@ -207,7 +207,7 @@ export async function runExport(
       });
     }
     const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2));
-    if (folder) await writeFile(path.join(folder, 'manifest.json'), manifestBytes);
+    if (folder) await writeFile(path.join(folder, 'manifest.json'), manifestBytes, { mode: 0o600 });
     if (kind === 'zip') {
       await mkdir(exportDir(dataDir), { recursive: true });
       zipEntries.push({ name: 'manifest.json', size: manifestBytes.length, data: manifestBytes });
