@@ -17,6 +17,7 @@ import { correctionRoutes } from './corrections.ts';
 import { forwardingRoutes } from './forwarding.ts';
 import { shareLinkRoutes, sharingRoutes } from './sharing.ts';
 import { accessRequestRoutes } from './access-requests.ts';
+import { registerJsonCompression } from './compression.ts';
 import { administrationRoutes } from './administration.ts';
 import { principalFromClientCertificate } from './client-certificates.ts';
 import { ShareLinks } from '../access/share-links.ts';
@@ -125,6 +126,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
   // First, so that every answer (a 401, a 404, a 414) carries them.
   registerSecurityHeaders(app);
   registerRequestLimits(app, config.http);
+  registerJsonCompression(app);
   app.setNotFoundHandler((_request, reply) => sendProblem(reply, 404, 'no such resource'));
   // Answers of the root's own routes and hooks (plugins keep their handlers): problem+json too.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {

@@ -1,6 +1,8 @@
 import { constants, createReadStream } from 'node:fs';
 import { open, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sendProblem } from '../dicomweb/problem.ts';
 
@@ -95,15 +97,71 @@ async function openInside(root: string, relative: string): Promise<OpenedFile | 
   return { fd, size: stat.size, mtimeMs: stat.mtimeMs, relative: path.relative(root, real).split(path.sep).join('/') };
 }
 
-function sendFile(request: FastifyRequest, reply: FastifyReply, file: OpenedFile): FastifyReply {
-  const etag = `W/"${file.size.toString(16)}-${Math.floor(file.mtimeMs).toString(16)}"`;
+/** Text-like files worth compressing (scripts, styles, pages, JSON, SVG, WebAssembly). */
+const compressible = new Set(['.html', '.js', '.mjs', '.css', '.json', '.map', '.svg', '.wasm', '.txt', '.webmanifest']);
+
+/** The encoding a request accepts that the portal uses: Brotli, then gzip (`q=0` refuses one). */
+export function acceptedEncoding(header: string | string[] | undefined): 'br' | 'gzip' | undefined {
+  const value = Array.isArray(header) ? header.join(',') : header ?? '';
+  const accepted = new Map<string, number>();
+  for (const part of value.split(',')) {
+    const [name, ...params] = part.trim().toLowerCase().split(';');
+    if (!name) continue;
+    const q = params.map((x) => /^\s*q=([0-9.]+)\s*$/.exec(x)?.[1]).find((x) => x !== undefined);
+    accepted.set(name, q === undefined ? 1 : Number(q));
+  }
+  const ok = (name: string) => (accepted.get(name) ?? (accepted.has('*') ? accepted.get('*')! : 0)) > 0;
+  return ok('br') ? 'br' : ok('gzip') ? 'gzip' : undefined;
+}
+
+/**
+ * Compressed copies of the portal's files, by encoding, path and version (size and mtime):
+ * made once (the viewer's 4 MB script compresses to about a quarter), kept within a budget.
+ */
+const compressedFiles = new Map<string, Buffer>();
+let compressedBytes = 0;
+const compressedBudget = 64 * 1024 * 1024;
+
+async function compressedCopy(file: OpenedFile, encoding: 'br' | 'gzip', version: string): Promise<Buffer> {
+  const key = `${encoding}:${file.relative}:${version}`;
+  const cached = compressedFiles.get(key);
+  if (cached) return cached;
+  const bytes = await file.fd.readFile();
+  const packed = encoding === 'br'
+    ? await brotli(bytes, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 6, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: bytes.length } })
+    : await gzip(bytes, { level: 6 });
+  if (compressedBytes + packed.length <= compressedBudget) {
+    compressedFiles.set(key, packed);
+    compressedBytes += packed.length;
+  }
+  return packed;
+}
+
+const brotli = promisify(zlib.brotliCompress);
+const gzip = promisify(zlib.gzip);
+
+async function sendFile(request: FastifyRequest, reply: FastifyReply, file: OpenedFile): Promise<FastifyReply> {
+  const version = `${file.size.toString(16)}-${Math.floor(file.mtimeMs).toString(16)}`;
+  const encoding = compressible.has(path.extname(file.relative).toLowerCase()) && file.size >= 1024 ? acceptedEncoding(request.headers['accept-encoding']) : undefined;
+  // Each encoding is its own representation: its own validator.
+  const etag = `W/"${version}${encoding ? `-${encoding}` : ''}"`;
   reply
     .type(contentTypes[path.extname(file.relative).toLowerCase()] ?? 'application/octet-stream')
     .header('cache-control', hashedAsset.test(file.relative) ? 'public, max-age=31536000, immutable' : 'no-cache')
     .header('etag', etag);
+  if (compressible.has(path.extname(file.relative).toLowerCase())) reply.header('vary', 'accept-encoding');
   if (request.headers['if-none-match'] === etag) {
     void file.fd.close();
     return reply.code(304).send();
+  }
+  if (encoding) {
+    try {
+      const packed = await compressedCopy(file, encoding, version);
+      reply.header('content-encoding', encoding).header('content-length', packed.length);
+      return reply.send(packed);
+    } finally {
+      void file.fd.close();
+    }
   }
   reply.header('content-length', file.size);
   return reply.send(createReadStream('', { fd: file.fd, autoClose: true }));
