@@ -110,6 +110,11 @@ export class MeteringConsumer extends OutboxConsumer {
     }
   }
 
+  override async drain(): Promise<number> {
+    await migrateMetering(this.archive.index.sql);
+    return super.drain();
+  }
+
   override async runOnce(): Promise<number> {
     await migrateMetering(this.archive.index.sql);
     return super.runOnce();
