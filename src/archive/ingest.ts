@@ -88,7 +88,7 @@ export class Ingestor {
     }
     const key = newBlobKey(source.site.code);
     let blob: StoredBlob;
-    let inline: Buffer | undefined;
+    let inline: Buffer[] | undefined;
     try {
       if (this.journal && this.store.putDeferred) ({ blob, inline } = await this.store.putDeferred(key, tapped(), journalInlineMaxBytes));
       else blob = await this.store.put(key, tapped());

@@ -48,11 +48,11 @@ export interface BlobStore {
   /** Every blob under a prefix, in no particular order (temporary uploads excluded). */
   list(prefix?: string): AsyncIterable<{ key: string; size: number }>;
   /**
-   * Stores without making durable a blob of at most inlineMaxBytes, returning its bytes for
+   * Stores without making durable a blob of at most inlineMaxBytes, returning its bytes (the fragments as received) for
    * the caller to make durable (the ingest journal); larger ones are stored as put() does.
    * Absent where put() costs no local flush (S3).
    */
-  putDeferred?(key: string, body: BlobSource, inlineMaxBytes: number): Promise<{ blob: StoredBlob; inline?: Buffer }>;
+  putDeferred?(key: string, body: BlobSource, inlineMaxBytes: number): Promise<{ blob: StoredBlob; inline?: Buffer[] }>;
   /** Makes every blob stored by putDeferred() so far durable (the named keys at least). */
   syncAll?(keys: string[]): Promise<void>;
   close(): Promise<void>;

@@ -35,6 +35,8 @@ export class FilesystemBlobStore implements BlobStore {
   readonly #temporaryRoot: string;
   /** Directories whose own entry this process has fsynced in their parent (the root's at open). */
   readonly #durableDirectories = new Set<string>();
+  /** Directories this process made or found (a journaled object's folder is not flushed, but needs no mkdir again). */
+  readonly #existingDirectories = new Set<string>();
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -64,7 +66,7 @@ export class FilesystemBlobStore implements BlobStore {
    * then returned, and the caller makes them durable elsewhere (the ingest journal) until
    * syncAll(). A larger blob is made durable as put() does, and no bytes are returned.
    */
-  async putDeferred(key: string, body: BlobSource, inlineMaxBytes: number): Promise<{ blob: StoredBlob; inline?: Buffer }> {
+  async putDeferred(key: string, body: BlobSource, inlineMaxBytes: number): Promise<{ blob: StoredBlob; inline?: Buffer[] }> {
     return this.#write(key, body, inlineMaxBytes);
   }
 
@@ -101,7 +103,7 @@ export class FilesystemBlobStore implements BlobStore {
     }
   }
 
-  async #write(key: string, body: BlobSource, inlineMaxBytes: number): Promise<{ blob: StoredBlob; inline?: Buffer }> {
+  async #write(key: string, body: BlobSource, inlineMaxBytes: number): Promise<{ blob: StoredBlob; inline?: Buffer[] }> {
     let target: string;
     try {
       target = this.#pathOf(key);
@@ -125,22 +127,25 @@ export class FilesystemBlobStore implements BlobStore {
       // One loop hashes and writes (no Transform, no pipeline): this is the hot path of ingest.
       const kept: Buffer[] | undefined = inlineMaxBytes > 0 ? [] : undefined;
       const { size, sha256 } = await writeHashed(body, handle, kept, inlineMaxBytes);
-      const inline = kept && size <= inlineMaxBytes ? Buffer.concat(kept, size) : undefined;
+      // The fragments as they came, never joined: the journal writes them as they are.
+      const inline = kept && size <= inlineMaxBytes ? kept : undefined;
       if (!inline) await handle.sync();
       await handle.close();
       handle = undefined;
 
       const directory = path.dirname(target);
-      if (!this.#durableDirectories.has(directory)) await mkdir(directory, { recursive: true });
+      if (!this.#durableDirectories.has(directory) && !this.#existingDirectories.has(directory)) await mkdir(directory, { recursive: true });
       try {
         await rename(temporary, target);
       } catch (e) {
         // A folder known to exist was removed meanwhile (by hand, by a cleanup): make it again.
         if (!isErrno(e, 'ENOENT')) throw e;
         this.#durableDirectories.delete(directory);
+        this.#existingDirectories.delete(directory);
         await mkdir(directory, { recursive: true });
         await rename(temporary, target);
       }
+      this.#existingDirectories.add(directory);
       renamed = true;
       // The caller's journal holds these bytes: no flush of the file nor of its folders.
       if (inline) return { blob: { key, size, sha256 }, inline };

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -80,6 +81,57 @@ describe('the ingest journal', () => {
       assert.deepEqual(checkpoints, [['instances/A/1.dcm', 'instances/A/2.dcm'], ['instances/A/3.dcm']]);
       assert.deepEqual(readdirSync(dir), []);
       await assert.rejects(journal.append(record(4)), /closed/);
+    } finally {
+      rmSync(path.dirname(dir), { recursive: true, force: true });
+    }
+  });
+
+  it('writes an object given in fragments as they are, and reads back as torn a record whose bytes do not match its SHA-256', async () => {
+    const dir = folder();
+    try {
+      const journal = await IngestJournal.open(dir, { checkpoint: async () => {} });
+      const fragments = [Buffer.from('DICM fragment one, '), Buffer.alloc(0), Buffer.alloc(70_000, 7), Buffer.from(' and the last')];
+      const whole = Buffer.concat(fragments);
+      (await journal.append({ type: 'object', key: 'instances/A/1.dcm', size: whole.length, sha256: sha(whole), inline: fragments })).settle();
+      const second = Buffer.alloc(500, 9);
+      (await journal.append({ type: 'object', key: 'instances/A/2.dcm', size: 500, sha256: sha(second), inline: second })).settle();
+      const pending = await (await IngestJournal.open(dir, { checkpoint: async () => {} })).pending();
+      assert.deepEqual(pending.objects.map((o) => o.key), ['instances/A/1.dcm', 'instances/A/2.dcm']);
+      assert.deepEqual(await journal.readInline(pending.objects[0]!), whole);
+      // A byte of the second object's bytes changed (a write cut short on a disk that reorders): that record and any after it are torn.
+      const segment = path.join(dir, readdirSync(dir)[0]!);
+      const data = readFileSync(segment);
+      data[data.length - 100] ^= 0xff;
+      writeFileSync(segment, data);
+      const after = await (await IngestJournal.open(dir, { checkpoint: async () => {} })).pending();
+      assert.deepEqual(after.objects.map((o) => o.key), ['instances/A/1.dcm']);
+      assert.equal(after.tornSegments, 1);
+    } finally {
+      rmSync(path.dirname(dir), { recursive: true, force: true });
+    }
+  });
+
+  it('still reads the records of a segment an earlier version wrote (a CRC-32 of the whole record at its end)', async () => {
+    const dir = folder();
+    try {
+      mkdirSync(dir, { recursive: true });
+      const bytes = Buffer.from('an object journaled by the earlier version');
+      const key = Buffer.from('instances/A/old.dcm');
+      const record = Buffer.alloc(49 + key.length + bytes.length + 4);
+      record.writeUInt32BE(0x41494a31, 0);
+      record.writeUInt8(1, 4);
+      record.writeUInt16BE(key.length, 5);
+      record.writeUIntBE(bytes.length, 7, 6);
+      Buffer.from(sha(bytes), 'hex').copy(record, 13);
+      record.writeUInt32BE(bytes.length, 45);
+      key.copy(record, 49);
+      bytes.copy(record, 49 + key.length);
+      record.writeUInt32BE(crc32(record.subarray(0, record.length - 4)), record.length - 4);
+      writeFileSync(path.join(dir, '000000000001.log'), record);
+      const journal = await IngestJournal.open(dir, { checkpoint: async () => {} });
+      const pending = await journal.pending();
+      assert.deepEqual(pending.objects.map((o) => [o.key, o.sha256]), [['instances/A/old.dcm', sha(bytes)]]);
+      assert.deepEqual(await journal.readInline(pending.objects[0]!), bytes);
     } finally {
       rmSync(path.dirname(dir), { recursive: true, force: true });
     }

@@ -1,5 +1,6 @@
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { GroupSync } from '../lib/group-sync.ts';
@@ -22,9 +23,12 @@ import { GroupSync } from '../lib/group-sync.ts';
  * most a few segments, never the whole store.
  */
 
-/** A record of the journal. `inline` holds the object's bytes when the journal is their durable copy. */
+/**
+ * A record of the journal. `inline` holds the object's bytes when the journal is their durable
+ * copy: the fragments as they arrived, written as they are (never joined into one buffer).
+ */
 export type JournalRecord =
-  | { type: 'object'; key: string; size: number; sha256: string; inline?: Buffer }
+  | { type: 'object'; key: string; size: number; sha256: string; inline?: Buffer | Buffer[] }
   | { type: 'discard'; key: string };
 
 /** An object the journal names and no later record discarded, as found at start. */
@@ -63,9 +67,18 @@ export interface IngestJournalOptions {
   closeWaitMs?: number;
 }
 
-const magic = 0x41494a31; // "AIJ1"
+/**
+ * A record: a 49-byte header (magic, type, key length, size, SHA-256, inline length), the key,
+ * then in "AIJ2" records a CRC-32 of header and key followed by the inline bytes, which the
+ * SHA-256 already in the header guards (checked on reading back): no second pass over an
+ * object's bytes when it is journaled. "AIJ1" records (earlier versions) end with a CRC-32 of
+ * the whole record instead; they are still read.
+ */
+const magic = 0x41494a32; // "AIJ2"
+const magicV1 = 0x41494a31; // "AIJ1"
 const headerBytes = 49;
 const trailerBytes = 4;
+const crcBytes = 4;
 const typeInline = 1;
 const typeKeyOnly = 2;
 const typeDiscard = 3;
@@ -155,10 +168,10 @@ export class IngestJournal {
   /** Appends a record and resolves once it is on disk. */
   async append(record: JournalRecord): Promise<JournalEntry> {
     if (this.#closed) throw new Error('the ingest journal is closed');
-    const bytes = encodeRecord(record);
-    const { segment, offset } = await this.#reserve(bytes.length);
+    const { buffers, length } = encodeRecord(record);
+    const { segment, offset } = await this.#reserve(length);
     try {
-      const write = segment.tail.then(() => writeAt(segment.handle, bytes, offset));
+      const write = segment.tail.then(() => writeAt(segment.handle, buffers, offset));
       segment.tail = write;
       try {
         await write;
@@ -292,21 +305,22 @@ export async function journaledKeys(dir: string): Promise<Set<string>> {
   }
 }
 
-function encodeRecord(record: JournalRecord): Buffer {
+function encodeRecord(record: JournalRecord): { buffers: Buffer[]; length: number } {
   const key = Buffer.from(record.key, 'utf8');
-  const inline = record.type === 'object' ? record.inline : undefined;
-  if (inline && inline.length !== (record as { size: number }).size) throw new RangeError('inline bytes differ from the object size');
-  const out = Buffer.allocUnsafe(headerBytes + key.length + (inline?.length ?? 0) + trailerBytes);
-  out.writeUInt32BE(magic, 0);
-  out.writeUInt8(record.type === 'discard' ? typeDiscard : inline ? typeInline : typeKeyOnly, 4);
-  out.writeUInt16BE(key.length, 5);
-  out.writeUIntBE(record.type === 'object' ? record.size : 0, 7, 6);
-  (record.type === 'object' ? Buffer.from(record.sha256, 'hex') : zeroSha).copy(out, 13);
-  out.writeUInt32BE(inline?.length ?? 0, 45);
-  key.copy(out, headerBytes);
-  inline?.copy(out, headerBytes + key.length);
-  out.writeUInt32BE(crc32(out.subarray(0, out.length - trailerBytes)), out.length - trailerBytes);
-  return out;
+  const given = record.type === 'object' ? record.inline : undefined;
+  const inline = given === undefined ? undefined : Array.isArray(given) ? given : [given];
+  const inlineLength = inline?.reduce((n, b) => n + b.length, 0) ?? 0;
+  if (inline && inlineLength !== (record as { size: number }).size) throw new RangeError('inline bytes differ from the object size');
+  const head = Buffer.allocUnsafe(headerBytes + key.length + crcBytes);
+  head.writeUInt32BE(magic, 0);
+  head.writeUInt8(record.type === 'discard' ? typeDiscard : inline ? typeInline : typeKeyOnly, 4);
+  head.writeUInt16BE(key.length, 5);
+  head.writeUIntBE(record.type === 'object' ? record.size : 0, 7, 6);
+  (record.type === 'object' ? Buffer.from(record.sha256, 'hex') : zeroSha).copy(head, 13);
+  head.writeUInt32BE(inlineLength, 45);
+  key.copy(head, headerBytes);
+  head.writeUInt32BE(crc32(head.subarray(0, headerBytes + key.length)), headerBytes + key.length);
+  return { buffers: inline ? [head, ...inline.filter((b) => b.length > 0)] : [head], length: head.length + inlineLength };
 }
 
 async function readSegments(dir: string): Promise<PendingRecovery> {
@@ -342,23 +356,35 @@ async function readSegments(dir: string): Promise<PendingRecovery> {
 
 function decodeAt(data: Buffer, at: number): { type: number; key: string; size: number; sha256: string; inlineOffset: number; length: number } | undefined {
   if (data.length - at < headerBytes + trailerBytes) return undefined;
-  if (data.readUInt32BE(at) !== magic) return undefined;
+  const version = data.readUInt32BE(at);
+  if (version !== magic && version !== magicV1) return undefined;
   const type = data.readUInt8(at + 4);
   if (type !== typeInline && type !== typeKeyOnly && type !== typeDiscard) return undefined;
   const keyLength = data.readUInt16BE(at + 5);
   const size = data.readUIntBE(at + 7, 6);
   const inlineLength = data.readUInt32BE(at + 45);
-  const length = headerBytes + keyLength + inlineLength + trailerBytes;
+  const length = headerBytes + keyLength + inlineLength + (version === magic ? crcBytes : trailerBytes);
   if (data.length - at < length) return undefined;
-  const crcAt = at + length - trailerBytes;
-  if (crc32(data.subarray(at, crcAt)) !== data.readUInt32BE(crcAt)) return undefined;
   if (type === typeInline && inlineLength !== size) return undefined;
+  const sha256 = data.toString('hex', at + 13, at + 45);
+  let inlineOffset: number;
+  if (version === magic) {
+    const crcAt = at + headerBytes + keyLength;
+    if (crc32(data.subarray(at, crcAt)) !== data.readUInt32BE(crcAt)) return undefined;
+    inlineOffset = crcAt + crcBytes;
+    // The bytes of a record cut short by a crash do not match the SHA-256 its header names.
+    if (inlineLength > 0 && createHash('sha256').update(data.subarray(inlineOffset, inlineOffset + inlineLength)).digest('hex') !== sha256) return undefined;
+  } else {
+    const crcAt = at + length - trailerBytes;
+    if (crc32(data.subarray(at, crcAt)) !== data.readUInt32BE(crcAt)) return undefined;
+    inlineOffset = at + headerBytes + keyLength;
+  }
   return {
     type,
     key: data.toString('utf8', at + headerBytes, at + headerBytes + keyLength),
     size,
-    sha256: data.toString('hex', at + 13, at + 45),
-    inlineOffset: at + headerBytes + keyLength,
+    sha256,
+    inlineOffset,
     length,
   };
 }
@@ -367,13 +393,24 @@ async function segmentNames(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((n) => /^\d{12}\.log$/.test(n)).sort();
 }
 
-async function writeAt(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
+async function writeAt(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  // writev may write less than asked: go on from where it stopped.
+  let pending = buffers;
+  let at = position;
+  while (pending.length > 0) {
+    const { bytesWritten } = await handle.writev(pending, at);
     if (bytesWritten === 0) throw new Error('the file system accepted no bytes');
-    done += bytesWritten;
+    at += bytesWritten;
+    pending = skipBytes(pending, bytesWritten);
   }
+}
+
+function skipBytes(buffers: Buffer[], count: number): Buffer[] {
+  let rest = count;
+  let i = 0;
+  while (i < buffers.length && rest >= buffers[i]!.length) rest -= buffers[i++]!.length;
+  if (i === buffers.length) return [];
+  return [buffers[i]!.subarray(rest), ...buffers.slice(i + 1)];
 }
 
 async function syncDirectory(dir: string): Promise<void> {
