@@ -464,4 +464,24 @@ describe('Storage tiers: configuration', () => {
     assert.throws(() => load('storage:\n  cold: { root: cold }\n  tiering: { moveAfterDays: 30 }\n'), /storage.tiering.moveAfterDays is not a key/);
     assert.throws(() => load('storage:\n  cold: { root: cold }\n  tiering: { onRead: never }\n'), /onRead must be recall or serve/);
   });
+
+  it('refuses a cold tier that is the hot one, within it or holding it; takes the hot bucket with its own prefix', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'atrium-tiers-apart-'));
+    try {
+      const open = async (yaml: string) => {
+        const config = load(yaml.replace(/DIR/g, dir));
+        config.index = { engine: 'sqlite', path: path.join(dir, 'index.sqlite') };
+        const archive = await openArchive(config, pino({ level: 'silent' }));
+        await archive.close();
+      };
+      await assert.rejects(open('storage:\n  root: DIR/blobs\n  cold: { root: DIR/blobs }\n'), /must be apart from the hot tier's folder/);
+      await assert.rejects(open('storage:\n  root: DIR/blobs\n  cold: { root: DIR/blobs/cold }\n'), /must be apart/);
+      await assert.rejects(open('storage:\n  root: DIR/blobs/hot\n  cold: { root: DIR/blobs }\n'), /must be apart/);
+      await open('storage:\n  root: DIR/blobs\n  cold: { root: DIR/blobs-cold }\n');
+      await assert.rejects(open('storage:\n  kind: s3\n  bucket: images\n  cold: { kind: s3, bucket: images, storageClass: STANDARD_IA }\n'), /needs its own prefix/);
+      await assert.rejects(open('storage:\n  kind: s3\n  bucket: images\n  cold: { kind: s3, bucket: images, prefix: cold }\n'), /needs its own prefix/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

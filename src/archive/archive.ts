@@ -12,6 +12,7 @@ import { Retriever } from './retrieve.ts';
 import { Outbox } from '../events/outbox.ts';
 import { TieredBlobStore } from '../storage/tiered-store.ts';
 import { migrateTiering, StorageTiering } from './tiering.ts';
+import { checkTiersApart } from '../config/tiering-config.ts';
 
 /** The archive's engines and domain services, opened once and handed to every adapter. */
 export interface Archive {
@@ -56,6 +57,7 @@ export async function openArchive(config: AtriumConfig, logger: Logger, options:
   let store: BlobStore;
   let tiering: StorageTiering | undefined;
   try {
+    if (config.storageTiering) checkTiersApart(config.storage, config.storageTiering.cold);
     store = await openBlobStore(config.storage);
     if (config.storageTiering) {
       // Reads try the hot tier, then the cold one: every way out serves a moved object as before.

@@ -52,6 +52,27 @@ function days(d: Record<string, unknown>, key: string, where: string, min: numbe
 }
 
 /**
+ * Refuses a cold tier that is the hot one, or inside it, or holding it (one folder within the
+ * other, or the same bucket with one prefix starting the other): a key would then be both
+ * tiers' (a move would remove the only copy), or one tier's objects would be listed by the
+ * other as its own (orphans `verify --repair` deletes). The same bucket with two separate
+ * prefixes is fine (a cold storage class in the hot bucket).
+ */
+export function checkTiersApart(hot: StorageConfig, cold: StorageConfig): void {
+  const nested = (a: string, b: string) => a === b || a.startsWith(b) || b.startsWith(a);
+  if (hot.kind === 'filesystem' && cold.kind === 'filesystem') {
+    const [h, c] = [path.resolve(hot.root) + path.sep, path.resolve(cold.root) + path.sep];
+    if (nested(h, c)) throw new ConfigError(`storage.cold.root (${cold.root}) must be apart from the hot tier's folder (${hot.root}): neither within the other`);
+  }
+  if (hot.kind === 's3' && cold.kind === 's3' && hot.bucket === cold.bucket && (hot.endpoint ?? '') === (cold.endpoint ?? '')) {
+    const prefix = (p: string | undefined) => (p === undefined || p === '' || p.endsWith('/') ? p ?? '' : `${p}/`);
+    if (nested(prefix(hot.prefix), prefix(cold.prefix))) {
+      throw new ConfigError(`storage.cold in the hot bucket ${hot.bucket} needs its own prefix, apart from the hot one (e.g. storage.prefix: hot/, storage.cold.prefix: cold/)`);
+    }
+  }
+}
+
+/**
  * The tiering of `storage` (undefined without storage.cold). The cold S3 bucket takes the
  * same credentials as the hot one (the environment's, never the file's).
  */
