@@ -3,7 +3,7 @@
  * little-endian samples and encodes native frames to lossless syntaxes, with the
  * WebAssembly builds of CharLS, OpenJPEG, OpenJPH and libjpeg-turbo that Cornerstone
  * publishes, jpeg-lossless-decoder-js for JPEG lossless (process 14), and dcmjs-codecs for
- * JPEG extended 12-bit decoding and RLE encoding. Nothing here
+ * JPEG extended 12-bit and RLE Lossless. Nothing here
  * is a codec of its own; what is here is the DICOM side: which library for which
  * syntax, and the layout of the samples it gives back (PS3.5 §8.2, A.4).
  */
@@ -12,7 +12,7 @@ import path from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { Decoder as JPEGLosslessDecoder } from '@cornerstonejs/jpeg-lossless-decoder-js';
 import type { CodecJob, CodecPixels, CodecReply } from './codec-pool.ts';
-import { decodeRLEFrame, jpegColorTransform, PixelDataError } from './pixels.ts';
+import { jpegColorTransform, PixelDataError } from './pixels.ts';
 import { TransferSyntax } from '../dicom/dataset.ts';
 
 const require = createRequire(import.meta.url);
@@ -64,7 +64,7 @@ function codec(name: 'charls' | 'openjpeg' | 'openjph' | 'libjpeg-turbo'): Promi
 
 /**
  * dcmjs-codecs (its WebAssembly build of libjpeg with 12-bit support and of an RLE coder),
- * for what the Cornerstone builds do not do: JPEG extended 12-bit decoding and RLE encoding.
+ * for what the Cornerstone builds do not do: JPEG extended 12-bit decoding and RLE.
  */
 interface DcmjsContext { getEncodedBuffer(): Uint8Array | undefined; getDecodedBuffer(): Uint8Array | undefined }
 interface DcmjsCodecs {
@@ -72,6 +72,7 @@ interface DcmjsCodecs {
   NativeCodecs: {
     initializeAsync(opts: { webAssemblyModulePathOrUrl?: string; logCodecsInfo?: boolean; logCodecsTrace?: boolean }): Promise<void>;
     decodeJpeg(c: DcmjsContext, p?: { convertColorspaceToRgb?: boolean }): DcmjsContext;
+    decodeRle(c: DcmjsContext, p?: Record<string, unknown>): DcmjsContext;
     encodeRle(c: DcmjsContext, p?: Record<string, unknown>): DcmjsContext;
   };
   log?: { setLevel(level: string): void };
@@ -172,12 +173,8 @@ async function decode(ts: string, frame: Uint8Array, px: CodecPixels): Promise<D
     case TransferSyntax.JPEGLossless:
     case TransferSyntax.JPEGLosslessSV1:
       return decodeJPEGLossless(frame, px);
-    case TransferSyntax.RLELossless: {
-      // PS3.5 Annex G is PackBits over byte planes: pixels.ts reads it (written before dcmjs-codecs, whose
-      // RLE coder encodes here, was adopted; it decodes RLE too, a possible replacement).
-      const raw = decodeRLEFrame(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), { ...px, NumberOfFrames: 1, littleEndian: true });
-      return { bytes: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength), PhotometricInterpretation: px.PhotometricInterpretation };
-    }
+    case TransferSyntax.RLELossless:
+      return decodeRLE(frame, px);
     default:
       throw new PixelDataError(`no decoder for transfer syntax ${ts}`);
   }
@@ -290,6 +287,35 @@ async function encode(ts: string, frame: Uint8Array, px: CodecPixels): Promise<U
     default:
       throw new PixelDataError(`no lossless encoder for transfer syntax ${ts}`);
   }
+}
+
+/**
+ * An RLE Lossless frame (PS3.5 Annex G) to interleaved little-endian samples, with
+ * dcmjs-codecs's RLE coder; the header is checked against the pixel module first (G.3.1: one
+ * segment a byte of each sample, offsets within the frame).
+ */
+async function decodeRLE(frame: Uint8Array, px: CodecPixels): Promise<Decoded> {
+  if (px.BitsAllocated % 8 !== 0) throw new PixelDataError(`RLE with Bits Allocated ${px.BitsAllocated} is not supported`);
+  if (frame.length < 64) throw new PixelDataError(`RLE frame of ${frame.length} bytes has no 64-byte header`);
+  const header = Buffer.from(frame.buffer, frame.byteOffset, 64);
+  const bytesPerSample = px.BitsAllocated / 8;
+  const segments = header.readUInt32LE(0);
+  if (segments !== px.SamplesPerPixel * bytesPerSample) throw new PixelDataError(`RLE header announces ${segments} segments, ${px.SamplesPerPixel * bytesPerSample} expected`);
+  for (let seg = 0; seg < segments; seg++) {
+    const start = header.readUInt32LE(4 + seg * 4);
+    const end = seg + 1 < segments ? header.readUInt32LE(8 + seg * 4) : frame.length;
+    if (start < 64 || end > frame.length || end < start) throw new PixelDataError(`RLE segment ${seg + 1} has bad bounds ${start}..${end}`);
+  }
+  const lib = await dcmjsCodecs();
+  let out: Uint8Array | undefined;
+  try {
+    out = lib.NativeCodecs.decodeRle(dcmjsContext(lib, px, { encodedBuffer: frame })).getDecodedBuffer();
+  } catch (e) {
+    throw new PixelDataError(`the RLE frame does not decode: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const expected = px.Rows * px.Columns * px.SamplesPerPixel * bytesPerSample;
+  if (!out || out.length < expected) throw new PixelDataError(`the RLE frame gave ${out?.length ?? 0} bytes, ${expected} expected`);
+  return { bytes: new Uint8Array(out.subarray(0, expected)), PhotometricInterpretation: px.PhotometricInterpretation };
 }
 
 /** An RLE Lossless frame (PS3.5 Annex G), with dcmjs-codecs's RLE coder. */

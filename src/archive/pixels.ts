@@ -1,8 +1,8 @@
 /**
- * Frames of pixel data turned into numbers (PS3.5 §8, Annex G; PS3.3 C.7.6.3):
- * native (little and big endian), RLE Lossless and JPEG Baseline via jpeg-js here;
- * the other compressed syntaxes are decoded to native samples first by the codec
- * workers (codec-pool.ts, WebAssembly builds: nothing native to build on the nodes).
+ * Frames of pixel data turned into numbers (PS3.5 §8; PS3.3 C.7.6.3): native (little and
+ * big endian) and JPEG Baseline via jpeg-js here; the other compressed syntaxes, RLE
+ * Lossless included, are decoded to native samples first by the codec workers
+ * (codec-pool.ts, WebAssembly builds: nothing native to build on the nodes).
  */
 import jpeg from 'jpeg-js';
 import { Tags, TransferSyntax } from '../dicom/dataset.ts';
@@ -125,9 +125,9 @@ export function canDecode(transferSyntaxUID: string): boolean {
   return nativeSyntaxes.has(transferSyntaxUID) || decodableCompressedSyntaxes.has(transferSyntaxUID);
 }
 
-/** Whether decodeFrame, on this thread, reads this syntax (native, RLE, JPEG baseline). */
+/** Whether decodeFrame, on this thread, reads this syntax (native, JPEG baseline). */
 export function decodesInProcess(transferSyntaxUID: string): boolean {
-  return nativeSyntaxes.has(transferSyntaxUID) || transferSyntaxUID === TransferSyntax.RLELossless || transferSyntaxUID === TransferSyntax.JPEGBaseline8Bit;
+  return nativeSyntaxes.has(transferSyntaxUID) || transferSyntaxUID === TransferSyntax.JPEGBaseline8Bit;
 }
 
 /** Bits of one native frame: YBR_FULL_422 keeps two samples a pixel (PS3.3 C.7.6.3.1.2). */
@@ -154,7 +154,6 @@ export function nativeFrameRange(px: ImagePixelModule, frameIndex: number): { of
 export function decodeFrame(frame: Buffer, transferSyntaxUID: string, px: ImagePixelModule): DecodedFrame {
   checkPixelModule(px);
   if (nativeSyntaxes.has(transferSyntaxUID)) return decodeNative(frame, px);
-  if (transferSyntaxUID === TransferSyntax.RLELossless) return finish(decodeRLE(frame, px), px, px.PhotometricInterpretation);
   if (transferSyntaxUID === TransferSyntax.JPEGBaseline8Bit) return decodeJPEGBaseline(frame, px);
   throw new UnsupportedTransferSyntaxError(transferSyntaxUID);
 }
@@ -224,66 +223,6 @@ function interleavePlanes(planar: RawSamples, px: ImagePixelModule, pixels: numb
     for (let i = 0; i < pixels; i++) interleaved[i * 3 + s] = planar[base + i]!;
   }
   return interleaved;
-}
-
-// ---------------------------------------------------------------- RLE (PS3.5 Annex G)
-
-/** An RLE frame's samples as a native file holds them: interleaved, little endian, unmasked. */
-export function decodeRLEFrame(frame: Buffer, px: ImagePixelModule): RawSamples {
-  checkPixelModule(px);
-  return decodeRLE(frame, px);
-}
-
-function decodeRLE(frame: Buffer, px: ImagePixelModule): RawSamples {
-  if (px.BitsAllocated === 1) throw new PixelDataError('RLE with Bits Allocated 1 is not supported');
-  if (frame.length < 64) throw new PixelDataError(`RLE frame of ${frame.length} bytes has no 64-byte header`);
-  const bytesPerSample = px.BitsAllocated / 8;
-  const expected = px.SamplesPerPixel * bytesPerSample;
-  const segments = frame.readUInt32LE(0);
-  if (segments !== expected) throw new PixelDataError(`RLE header announces ${segments} segments, ${expected} expected`);
-  const pixels = px.Rows * px.Columns;
-  const spp = px.SamplesPerPixel;
-  const raw = newRaw(px, pixels * spp);
-  const plane = new Uint8Array(pixels);
-  for (let seg = 0; seg < segments; seg++) {
-    const start = frame.readUInt32LE(4 + seg * 4);
-    const end = seg + 1 < segments ? frame.readUInt32LE(8 + seg * 4) : frame.length;
-    if (start < 64 || end > frame.length || end < start) throw new PixelDataError(`RLE segment ${seg + 1} has bad bounds ${start}..${end}`);
-    unpackBits(frame, start, end, plane);
-    // Segments run sample by sample, most significant byte first.
-    const sample = Math.floor(seg / bytesPerSample);
-    const shift = 8 * (bytesPerSample - 1 - (seg % bytesPerSample));
-    if (bytesPerSample === 1) {
-      for (let i = 0; i < pixels; i++) raw[i * spp + sample] = plane[i]!;
-    } else {
-      // Typed-array stores wrap, so OR-ing into a signed array lands the right bits.
-      for (let i = 0, j = sample; i < pixels; i++, j += spp) raw[j] = raw[j]! | (plane[i]! << shift);
-    }
-  }
-  return raw;
-}
-
-/** PackBits into `out`, which is filled completely (a short segment leaves zeros). */
-function unpackBits(src: Buffer, start: number, end: number, out: Uint8Array): void {
-  let i = start;
-  let o = 0;
-  const n = out.length;
-  while (i < end && o < n) {
-    const h = src[i++]!;
-    if (h < 128) {
-      const count = Math.min(h + 1, end - i, n - o);
-      out.set(src.subarray(i, i + count), o);
-      o += count;
-      i += h + 1;
-    } else if (h > 128) {
-      if (i >= end) break;
-      const count = Math.min(257 - h, n - o);
-      out.fill(src[i++]!, o, o + count);
-      o += count;
-    }
-    // 128 (-128): no operation.
-  }
-  if (o < n) out.fill(0, o);
 }
 
 // ---------------------------------------------------------------- JPEG Baseline
