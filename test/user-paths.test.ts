@@ -6,8 +6,9 @@
  *    read before it is claimed, the protocol, the claim, the images beside the report, the final
  *    signature confirmed, the PDF in French; the same screens on a phone (390 px) and a tablet
  *    without horizontal overflow; server refusals said in French;
- *  - a referring physician who opens a prior from another site after asking access (the
- *    break-the-glass declaration of the portal: the access is recorded with its reason);
+ *  - a referring physician who opens a prior from another site after asking access: the
+ *    viewer counts the exams elsewhere and takes the request with its reason, the other site's
+ *    administrator reads it and shares the record from the portal;
  *  - a patient on a phone who opens a share link and sees the axial series first (not the
  *    localizer, not the coronal reformat).
  */
@@ -326,6 +327,7 @@ describe('user paths in Chromium', { skip }, () => {
       await atrium.identities!.drain();
       const by = { actor: 'test', via: 'cli' as const };
       await addUser(atrium.archive, { login: 'dr.nord', displayName: 'Dr Camille Nord', roles: ['referring-physician'], sites: ['CHU-NORD'], password }, by);
+      await addUser(atrium.archive, { login: 'admin.sud', displayName: 'Admin Sud', roles: ['site-admin'], sites: ['CLIN-SUD'], password }, by);
       await addUser(atrium.archive, { login: 'rad.sud', displayName: 'Dr Paul Sud', roles: ['radiologist'], sites: ['CLIN-SUD'], password }, by);
     });
 
@@ -340,23 +342,44 @@ describe('user paths in Chromium', { skip }, () => {
       await timeline.waitFor();
       assert.equal(await timeline.locator('li.exam').count(), 1, 'only her exam at the physician\'s own site');
       await screenshots.shootNonBlank(page, '10-physician-timeline');
-      // Her prior at the Clinique du Sud (its identifier on her letter): not open to this physician yet.
-      await page.goto(`${base}/app/patients?site=CLIN-SUD&PatientID=S-12`);
-      await page.getByTestId('open-emergency').click();
-      const form = page.getByTestId('emergency-form');
-      await form.locator('textarea[name=reason]').fill('Continuité des soins : comparaison avec le scanner antérieur avant la consultation');
+      // In the viewer: one exam of hers elsewhere, not named; access asked for with a reason.
+      await timeline.getByTestId('open-study').click();
+      await page.waitForURL(`${base}/app/viewer?StudyInstanceUID=${today}`);
+      await page.getByTestId('exams-elsewhere').waitFor();
+      assert.match(await page.getByTestId('exams-elsewhere-count').innerText(), /^1 examen/);
+      assert.doesNotMatch(await page.getByTestId('exams-elsewhere').innerText(), /CLIN-SUD|Clinique/);
+      await page.getByTestId('ask-access').click();
+      await page.getByTestId('access-reason').fill('Comparaison avec le scanner antérieur avant la consultation de suivi');
       await screenshots.shootNonBlank(page, '11-physician-asks-access');
-      await form.locator('button[type=submit]').click();
-      await page.getByTestId('emergency-granted').waitFor();
-      await page.getByTestId('emergency-open').click();
+      await page.getByTestId('send-access-request').click();
+      await page.getByTestId('access-request-sent').waitFor();
+
+      // The Clinique du Sud's administrator reads the request and shares her record with the physician.
+      const admin = await loginLocal(base, 'admin.sud', password);
+      const { requests } = (await (await request(admin.jar, `${base}/api/access-requests`)).json()) as { requests: Array<{ requestedBy: string; reason: string; records: Array<{ site: string; PatientID: string }> }> };
+      const asked = requests.find((r) => /dr\.nord/.test(r.requestedBy));
+      assert.ok(asked, JSON.stringify(requests));
+      assert.match(asked.reason, /scanner antérieur/);
+      assert.deepEqual(asked.records, [{ site: 'CLIN-SUD', PatientID: 'S-12' }]);
+      const adminPage = await browsers.open();
+      await logIn(adminPage, base, 'admin.sud', password, `/app/sharing?site=CLIN-SUD&PatientID=S-12`);
+      const pro = adminPage.getByTestId('share-with-pro');
+      await pro.locator('input[name=toUser]').fill('dr.nord');
+      await pro.locator('button[type=submit]').click();
+      await adminPage.getByTestId('grant-created').waitFor();
+      await screenshots.shootNonBlank(adminPage, '11-site-admin-shares');
+
+      // The physician's timeline now holds the prior at the other site, and it opens.
+      await page.goto(`${base}/app/patients?site=CHU-NORD&PatientID=N-77`);
       const priorRow = page.getByTestId('timeline').first().locator('li.exam').filter({ hasText: 'CLIN-SUD' });
       await priorRow.first().waitFor();
+      await screenshots.shootNonBlank(page, '12-physician-timeline-with-prior');
       await priorRow.first().getByTestId('open-study').click();
       await page.waitForURL(`${base}/app/viewer?StudyInstanceUID=${prior.study}`);
       await screenshots.renderedViewport(page, '12-physician-prior', page.getByTestId('viewport-0'));
-      const audited = await atrium.archive.index.sql.all<{ reason: string }>(`SELECT reason FROM audit_events WHERE action = 'emergency-access' AND actor LIKE '%dr.nord%'`);
+      const audited = await atrium.archive.index.sql.all<{ reason: string }>(`SELECT reason FROM audit_events WHERE action = 'access-request' AND outcome = 'success' AND actor LIKE '%dr.nord%'`);
       assert.equal(audited.length, 1);
-      assert.match(audited[0]!.reason, /Continuité des soins/);
+      assert.match(audited[0]!.reason, /scanner antérieur/);
     });
 
     it('a patient on a phone opens a share link and sees the axial series first', async () => {
