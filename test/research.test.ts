@@ -50,6 +50,16 @@ for (const engine of testDatabases()) {
       assert.equal(res.status, status, text);
       return JSON.parse(text) as T;
     };
+    /** Starts an export (202) and waits for its row to say it is done (or failed). */
+    const exported = async <T = Record<string, unknown>>(project: number, kind: string): Promise<{ id: number; status: string; error?: string; manifest: T }> => {
+      const { id, status } = await json<{ id: number; status: string }>(as('chercheur', 'POST', `/api/research/projects/${project}/exports`, { kind }), 202);
+      assert.equal(status, 'running');
+      for (;;) {
+        const row = await json<{ status: string; error?: string; manifest: T }>(as('chercheur', 'GET', `/api/research/exports/${id}`));
+        if (row.status !== 'running') return { id, ...row };
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
     // The cohort: real objects written by others, and synthetic ones for the patients whose objections are tested.
     const objector = syntheticInstance({ PatientID: 'OBJ-1', PatientName: 'Refus^Odile', Modality: 'CT', StudyDate: '20250102', Rows: 4, Columns: 4 });
     const late = syntheticInstance({ PatientID: 'LATE-1', PatientName: 'Tardif^Lucien', Modality: 'MR', StudyDate: '20250103', Rows: 4, Columns: 4 });
@@ -102,8 +112,7 @@ for (const engine of testDatabases()) {
     let zipDir: string;
     it('leaves out a patient who objects, and exports the others de-identified as a ZIP with a manifest, one audit record per patient', async () => {
       await json(as('tiers', 'POST', '/api/research/objections', { site: 'CHU-NORD', PatientID: 'OBJ-1', reason: 'refus exprimé au secrétariat' }), 201);
-      const { id, manifest } = await json<{ id: number; manifest: { patients: Array<{ pseudonym: string; studies: Array<{ instances: unknown[] }>; excluded: Array<{ reason: string; count: number }> }>; objectingPatientsExcluded: number; instances: number } }>(
-        as('chercheur', 'POST', `/api/research/projects/${projectId}/exports`, { kind: 'zip' }), 201);
+      const { id, manifest } = await exported<{ patients: Array<{ pseudonym: string; studies: Array<{ instances: unknown[] }>; excluded: Array<{ reason: string; count: number }> }>; objectingPatientsExcluded: number; instances: number }>(projectId, 'zip');
       firstExport = id;
       assert.equal(manifest.objectingPatientsExcluded, 1);
       assert.equal(manifest.patients.length, 5, 'CT, MR, NM, RT plan and the late objector; the objector left out');
@@ -120,6 +129,7 @@ for (const engine of testDatabases()) {
       const files = readdirSync(zipDir, { recursive: true }).map(String).filter((f) => f.endsWith('.dcm'));
       assert.equal(files.length, 4);
       assert.ok(existsSync(path.join(zipDir, 'manifest.json')));
+      assert.ok(!existsSync(path.join(atrium.config.dataDir, 'research-exports', `export-${id}.staging`)), 'the ZIP\'s staging folder is gone');
       for (const f of files) {
         const bytes = readFileSync(path.join(zipDir, f));
         const text = bytes.toString('latin1');
@@ -143,8 +153,7 @@ for (const engine of testDatabases()) {
     });
 
     it('keeps one pseudonym, one date offset and the same UIDs per person across the project\'s exports, to a folder as well', async () => {
-      const { id, manifest } = await json<{ id: number; manifest: { patients: Array<{ pseudonym: string; studies: Array<{ StudyInstanceUID: string }> }> } }>(
-        as('chercheur', 'POST', `/api/research/projects/${projectId}/exports`, { kind: 'folder' }), 201);
+      const { id, manifest } = await exported<{ patients: Array<{ pseudonym: string; studies: Array<{ StudyInstanceUID: string }> }> }>(projectId, 'folder');
       const first = await json<{ manifest: { patients: Array<{ pseudonym: string; studies: Array<{ StudyInstanceUID: string }> }> } }>(as('chercheur', 'GET', `/api/research/exports/${firstExport}`));
       assert.deepEqual(manifest.patients.map((p) => [p.pseudonym, p.studies.map((s) => s.StudyInstanceUID)]).sort(),
         first.manifest.patients.map((p) => [p.pseudonym, p.studies.map((s) => s.StudyInstanceUID)]).sort());
@@ -169,7 +178,7 @@ for (const engine of testDatabases()) {
 
     it('excludes a patient who objects after an approved export from the next one, and the earlier manifest shows it', async () => {
       await json(as('tiers', 'POST', '/api/research/objections', { site: 'CHU-NORD', PatientID: 'LATE-1' }), 201);
-      const next = await json<{ manifest: { patients: unknown[]; objectingPatientsExcluded: number } }>(as('chercheur', 'POST', `/api/research/projects/${projectId}/exports`, { kind: 'zip' }), 201);
+      const next = await exported<{ patients: unknown[]; objectingPatientsExcluded: number }>(projectId, 'zip');
       assert.equal(next.manifest.objectingPatientsExcluded, 2);
       assert.equal(next.manifest.patients.length, 4);
       const earlier = await json<{ manifest: { patients: Array<{ pseudonym: string; objectedSince?: string }> } }>(as('chercheur', 'GET', `/api/research/exports/${firstExport}`));
@@ -197,8 +206,7 @@ for (const engine of testDatabases()) {
         const shownProject = await json<Record<string, unknown>>(as('chercheur', 'GET', `/api/research/projects/${project.id}`));
         assert.ok(!JSON.stringify(shownProject).includes(token), 'the destination\'s token is never answered');
         await json(as('admin.nord', 'POST', `/api/research/projects/${project.id}/approve`));
-        const { manifest } = await json<{ manifest: { patients: Array<{ pseudonym: string; studies: Array<{ StudyInstanceUID: string }> }>; instances: number } }>(
-          as('chercheur', 'POST', `/api/research/projects/${project.id}/exports`, { kind: 'dicomweb' }), 201);
+        const { manifest } = await exported<{ patients: Array<{ pseudonym: string; studies: Array<{ StudyInstanceUID: string }> }>; instances: number }>(project.id, 'dicomweb');
         assert.equal(manifest.instances, 1, 'MR_small (the late MR objector is left out)');
         const found = await fetch(`${destination.dicomweb}/studies?PatientID=${manifest.patients[0]!.pseudonym}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/dicom+json' } });
         const studies = await found.json() as Array<Record<string, { Value?: unknown[] }>>;
@@ -209,13 +217,14 @@ for (const engine of testDatabases()) {
       } finally {
         await destination.close();
       }
-      // A destination that does not answer: the export fails with a clear answer, recorded as failed.
+      // A destination that does not answer: the export fails, recorded as failed with the reason.
       const gone = await json<{ id: number }>(as('chercheur', 'POST', '/api/research/projects', {
         name: 'Cohorte perdue', criteria: { modalities: ['MR'] }, dicomwebUrl: 'http://127.0.0.1:9/dicom-web',
       }), 201);
       await json(as('admin.nord', 'POST', `/api/research/projects/${gone.id}/approve`));
-      const failed = await as('chercheur', 'POST', `/api/research/projects/${gone.id}/exports`, { kind: 'dicomweb' });
-      assert.equal(failed.status, 502, await failed.text());
+      const failed = await exported(gone.id, 'dicomweb');
+      assert.equal(failed.status, 'failed');
+      assert.match(failed.error!, /did not answer/);
       const listed = await json<{ exports: Array<{ status: string; error?: string }> }>(as('chercheur', 'GET', `/api/research/projects/${gone.id}`));
       assert.equal(listed.exports[0]!.status, 'failed');
       assert.match(listed.exports[0]!.error!, /did not answer/);
@@ -256,7 +265,7 @@ for (const engine of testDatabases()) {
       assert.equal(before.objections.length, 2);
       assert.deepEqual(await json(as('tiers', 'POST', '/api/research/objections/withdraw', { site: 'CHU-NORD', PatientID: 'OBJ-1' })), { withdrawn: true });
       assert.equal((await json<{ objections: unknown[] }>(as('tiers', 'GET', '/api/research/objections'))).objections.length, 1);
-      const next = await json<{ manifest: { patients: unknown[]; objectingPatientsExcluded: number } }>(as('chercheur', 'POST', `/api/research/projects/${projectId}/exports`, { kind: 'folder' }), 201);
+      const next = await exported<{ patients: unknown[]; objectingPatientsExcluded: number }>(projectId, 'folder');
       assert.equal(next.manifest.objectingPatientsExcluded, 1);
       assert.equal(next.manifest.patients.length, 5);
     });

@@ -8,7 +8,7 @@ import type { Archive } from '../archive/archive.ts';
 import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import { ResearchKeys, researchKeyFile } from '../research/keys.ts';
 import { checkedDefinition, migrateResearch, ResearchError, ResearchStore, type ResearchProject } from '../research/projects.ts';
-import { cohortOf, exportZipPath, manifestNow, runExport, type ExportKind, type Manifest } from '../research/export.ts';
+import { cohortOf, exportZipPath, manifestNow, startExport, type ExportKind, type Manifest } from '../research/export.ts';
 
 const id = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } as const;
 
@@ -111,8 +111,10 @@ export async function researchRoutes(app: FastifyInstance, options: { archive: A
     const project = await projectFor(request, request.params.id);
     await need(request, 'research');
     try {
-      const { id: exportId, manifest } = await runExport(archive, await storeOf(), project, request.body.kind, request.principal!, dataDir);
-      return reply.code(201).send({ id: exportId, manifest });
+      // Checked and recorded now, run in the background: GET /exports/:id says when it is done.
+      const { id: exportId, done } = await startExport(archive, await storeOf(), project, request.body.kind, request.principal!, dataDir);
+      done.catch((e: unknown) => request.log.warn({ err: e, researchExport: exportId }, 'research export failed'));
+      return reply.code(202).header('location', `${request.url.replace(/\/projects\/.*$/, '')}/exports/${exportId}`).send({ id: exportId, status: 'running' });
     } catch (e) {
       throw asProblem(e);
     }

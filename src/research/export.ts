@@ -6,7 +6,7 @@
  * the project's approved DICOMweb destination (STOW-RS), with a manifest (pseudonyms and new
  * UIDs only) and one audit record per patient.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -107,118 +107,141 @@ async function stow(url: string, token: string | undefined, objects: Output[]): 
 }
 
 /**
- * Runs an export of an approved project. Audit: one record per patient exported (outcome
- * success) and one per patient left out for an objection (outcome refused).
+ * Starts an export of an approved project: checked and recorded (status running) before this
+ * answers, then run in the background (`done`); its row says when it is done or failed. Audit:
+ * one record per patient exported (outcome success) and one per patient left out for an
+ * objection (outcome refused). A node that stops meanwhile leaves the export running in its row.
  */
-export async function runExport(
+export async function startExport(
   archive: Archive, store: ResearchStore, project: ResearchProject, kind: ExportKind, who: Principal, dataDir: string,
-): Promise<{ id: number; manifest: Manifest }> {
+): Promise<{ id: number; done: Promise<Manifest> }> {
   if (project.status !== 'approved') throw new ResearchError('conflict', 'the project is not approved');
   if (kind === 'dicomweb' && !project.dicomwebUrl) throw new ResearchError('bad-request', 'the project names no DICOMweb destination');
   const id = await store.startExport(project.id, kind, who.id);
+  const done = (async () => {
+    try {
+      const manifest = await runExport(archive, store, project, kind, who, dataDir, id);
+      await store.finishExport(id, { manifest });
+      return manifest;
+    } catch (e) {
+      await store.finishExport(id, { error: (e as Error).message });
+      throw e;
+    }
+  })();
+  return { id, done };
+}
+
+async function runExport(
+  archive: Archive, store: ResearchStore, project: ResearchProject, kind: ExportKind, who: Principal, dataDir: string, id: number,
+): Promise<Manifest> {
   const audit = new AuditTrail(archive.index.sql);
   const policy = new AccessPolicy(archive.index.sql);
   const manifest: Manifest = {
     export: id, project: project.id, kind, at: new Date().toISOString(), options: project.options, patients: [], objectingPatientsExcluded: 0, instances: 0,
   };
-  const folder = kind === 'folder' ? path.join(exportDir(dataDir), `export-${id}`) : undefined;
-  const zipEntries: ZipEntry[] = [];
-  try {
-    const cohort = await cohortOf(archive, project);
-    const byPatient = new Map<number, CohortStudy[]>();
-    for (const s of cohort) byPatient.set(s.patientId, [...(byPatient.get(s.patientId) ?? []), s]);
-    const persons = new Map<string, { records: number[]; studies: CohortStudy[] }>();
-    for (const [patientId, studies] of byPatient) {
-      const records = (await policy.samePerson([patientId])).sort((a, b) => a - b);
-      const key = String(records[0]);
-      const p = persons.get(key) ?? { records, studies: [] };
-      p.studies.push(...studies);
-      persons.set(key, p);
-    }
-    if (folder) await mkdir(folder, { recursive: true });
-    let patientIndex = 0;
-    for (const [personKey, person] of persons) {
-      const attributes = await Promise.all(person.records.map(async (r) => archive.index.patientRecord(r)));
-      const refs = attributes.filter((a) => a !== undefined).map((a) => patientRef(archive.siteById.get(a.siteId)?.code ?? '?', a.patient.IssuerOfPatientID, a.patient.PatientID));
-      const base = { ...actorOf(who), via: 'api' as const, patients: refs };
-      if (await store.objectionOf(person.records)) {
-        manifest.objectingPatientsExcluded++;
-        await audit.record({ ...base, action: 'export', outcome: 'refused', reason: 'the patient objects to research use', details: { researchProject: project.id, researchExport: id } });
-        continue;
-      }
-      const identity = {
-        records: attributes.filter((a) => a !== undefined).map((a) => ({
-          site: archive.siteById.get(a.siteId)?.code ?? '?', IssuerOfPatientID: a.patient.IssuerOfPatientID, PatientID: a.patient.PatientID,
-          ...(a.patient.PatientName ? { PatientName: a.patient.PatientName } : {}),
-        })),
-      };
-      const subject = await store.subject(project.id, personKey, identity);
-      const identifying = identity.records.flatMap((r) => [r.PatientID, ...(r.PatientName ?? '').split(/[\^= ]+/)]);
-      const mapper = store.uidMapper(project.id);
-      const entry: ManifestPatient = { pseudonym: subject.pseudonym, studies: [], excluded: [] };
-      const excluded = new Map<string, number>();
-      const outputs: Output[] = [];
-      patientIndex++;
-      for (const [studyIndex, study] of person.studies.entries()) {
-        const instances = await archive.retriever.findInstances({ StudyInstanceUID: study.StudyInstanceUID });
-        const studyEntry: ManifestPatient['studies'][number] = { StudyInstanceUID: mapper.uid(study.StudyInstanceUID), instances: [] };
-        for await (const opened of archive.retriever.openInstances(instances.map((inst) => ({ inst, transferSyntaxUID: '*' })))) {
-          let bytes: Buffer;
-          if (Buffer.isBuffer(opened.body)) {
-            bytes = Buffer.from(opened.body);
-            opened.release?.();
-          } else {
-            const chunks: Buffer[] = [];
-            for await (const c of opened.body) chunks.push(c as Buffer);
-            bytes = Buffer.concat(chunks);
-          }
-          try {
-            const out = await deidentifyObject(bytes, {
-              options: new Set(project.options), pseudonym: subject.pseudonym, dateOffsetDays: subject.dateOffsetDays, uid: mapper.uid, identifying,
-              ...(project.pixelMasks ? { pixelMasks: project.pixelMasks } : {}),
-            });
-            const file = `${subject.pseudonym}/S${String(studyIndex + 1).padStart(3, '0')}/${String(studyEntry.instances.length + 1).padStart(5, '0')}.dcm`;
-            studyEntry.instances.push({ SOPInstanceUID: out.SOPInstanceUID, SOPClassUID: out.SOPClassUID, SeriesInstanceUID: out.SeriesInstanceUID, ...(kind !== 'dicomweb' ? { file } : {}) });
-            outputs.push({ file, bytes: out.bytes });
-          } catch (e) {
-            if (!(e instanceof DeidentifyError)) throw e;
-            excluded.set(e.code, (excluded.get(e.code) ?? 0) + 1);
-          }
-        }
-        entry.studies.push(studyEntry);
-      }
-      await mapper.flush();
-      entry.excluded = [...excluded].map(([reason, count]) => ({ reason, count }));
-      if (folder) {
-        for (const o of outputs) {
-          await mkdir(path.dirname(path.join(folder, o.file)), { recursive: true });
-          await writeFile(path.join(folder, o.file), o.bytes, { mode: 0o600 });
-        }
-      } else if (kind === 'zip') {
-        for (const o of outputs) zipEntries.push({ name: o.file, size: o.bytes.length, data: o.bytes });
-      } else {
-        await stow(project.dicomwebUrl!, await store.dicomwebToken(project.id), outputs);
-      }
-      manifest.instances += outputs.length;
-      manifest.patients.push(entry);
-      await audit.record({
-        ...base, action: 'export', outcome: 'success', reason: `research project ${project.id}`,
-        details: { researchProject: project.id, researchExport: id, kind, instances: outputs.length, excluded: entry.excluded, patient: patientIndex },
-      });
-    }
-    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2));
-    if (folder) await writeFile(path.join(folder, 'manifest.json'), manifestBytes, { mode: 0o600 });
-    if (kind === 'zip') {
-      await mkdir(exportDir(dataDir), { recursive: true });
-      zipEntries.push({ name: 'manifest.json', size: manifestBytes.length, data: manifestBytes });
-      await pipeline(Readable.from(writeZip(zipEntries)), createWriteStream(exportZipPath(dataDir, id), { mode: 0o600 }));
-    }
-    await store.finishExport(id, { manifest });
-    return { id, manifest };
-  } catch (e) {
-    await store.finishExport(id, { error: (e as Error).message });
-    throw e;
+  // Objects are written as they are made (a folder; a ZIP's staging folder, zipped at the end):
+  // memory holds one object at a time, and one patient's objects for a DICOMweb destination.
+  const folder = kind === 'folder' ? path.join(exportDir(dataDir), `export-${id}`)
+    : kind === 'zip' ? path.join(exportDir(dataDir), `export-${id}.staging`) : undefined;
+  const files: string[] = [];
+  const cohort = await cohortOf(archive, project);
+  const byPatient = new Map<number, CohortStudy[]>();
+  for (const s of cohort) byPatient.set(s.patientId, [...(byPatient.get(s.patientId) ?? []), s]);
+  const persons = new Map<string, { records: number[]; studies: CohortStudy[] }>();
+  for (const [patientId, studies] of byPatient) {
+    const records = (await policy.samePerson([patientId])).sort((a, b) => a - b);
+    const key = String(records[0]);
+    const p = persons.get(key) ?? { records, studies: [] };
+    p.studies.push(...studies);
+    persons.set(key, p);
   }
+  if (folder) await mkdir(folder, { recursive: true, mode: 0o700 });
+  let patientIndex = 0;
+  for (const [personKey, person] of persons) {
+    const attributes = (await Promise.all(person.records.map(async (r) => archive.index.patientRecord(r)))).filter((a) => a !== undefined);
+    const refs = attributes.map((a) => patientRef(archive.siteById.get(a.siteId)?.code ?? '?', a.patient.IssuerOfPatientID, a.patient.PatientID));
+    const base = { ...actorOf(who), via: 'api' as const, patients: refs };
+    if (await store.objectionOf(person.records)) {
+      manifest.objectingPatientsExcluded++;
+      await audit.record({ ...base, action: 'export', outcome: 'refused', reason: 'the patient objects to research use', details: { researchProject: project.id, researchExport: id } });
+      continue;
+    }
+    const identity = {
+      records: attributes.map((a) => ({
+        site: archive.siteById.get(a.siteId)?.code ?? '?', IssuerOfPatientID: a.patient.IssuerOfPatientID, PatientID: a.patient.PatientID,
+        ...(a.patient.PatientName ? { PatientName: a.patient.PatientName } : {}),
+      })),
+    };
+    const subject = await store.subject(project.id, personKey, identity);
+    const identifying = identity.records.flatMap((r) => [r.PatientID, ...(r.PatientName ?? '').split(/[\^= ]+/)]);
+    const mapper = store.uidMapper(project.id);
+    const entry: ManifestPatient = { pseudonym: subject.pseudonym, studies: [], excluded: [] };
+    const excluded = new Map<string, number>();
+    const toSend: Output[] = [];
+    let written = 0;
+    patientIndex++;
+    for (const [studyIndex, study] of person.studies.entries()) {
+      const instances = await archive.retriever.findInstances({ StudyInstanceUID: study.StudyInstanceUID });
+      const studyEntry: ManifestPatient['studies'][number] = { StudyInstanceUID: mapper.uid(study.StudyInstanceUID), instances: [] };
+      for await (const opened of archive.retriever.openInstances(instances.map((inst) => ({ inst, transferSyntaxUID: '*' })))) {
+        let bytes: Buffer;
+        if (Buffer.isBuffer(opened.body)) {
+          bytes = Buffer.from(opened.body);
+          opened.release?.();
+        } else {
+          const chunks: Buffer[] = [];
+          for await (const c of opened.body) chunks.push(c as Buffer);
+          bytes = Buffer.concat(chunks);
+        }
+        try {
+          const out = await deidentifyObject(bytes, {
+            options: new Set(project.options), pseudonym: subject.pseudonym, dateOffsetDays: subject.dateOffsetDays, uid: mapper.uid, identifying,
+            ...(project.pixelMasks ? { pixelMasks: project.pixelMasks } : {}),
+          });
+          const file = `${subject.pseudonym}/S${String(studyIndex + 1).padStart(3, '0')}/${String(studyEntry.instances.length + 1).padStart(5, '0')}.dcm`;
+          studyEntry.instances.push({ SOPInstanceUID: out.SOPInstanceUID, SOPClassUID: out.SOPClassUID, SeriesInstanceUID: out.SeriesInstanceUID, ...(kind !== 'dicomweb' ? { file } : {}) });
+          if (folder) {
+            await mkdir(path.dirname(path.join(folder, file)), { recursive: true, mode: 0o700 });
+            await writeFile(path.join(folder, file), out.bytes, { mode: 0o600 });
+            files.push(file);
+          } else {
+            toSend.push({ file, bytes: out.bytes });
+          }
+          written++;
+        } catch (e) {
+          if (!(e instanceof DeidentifyError)) throw e;
+          excluded.set(e.code, (excluded.get(e.code) ?? 0) + 1);
+        }
+      }
+      entry.studies.push(studyEntry);
+    }
+    await mapper.flush();
+    entry.excluded = [...excluded].map(([reason, count]) => ({ reason, count }));
+    if (kind === 'dicomweb') await stow(project.dicomwebUrl!, await store.dicomwebToken(project.id), toSend);
+    manifest.instances += written;
+    manifest.patients.push(entry);
+    await audit.record({
+      ...base, action: 'export', outcome: 'success', reason: `research project ${project.id}`,
+      details: { researchProject: project.id, researchExport: id, kind, instances: written, excluded: entry.excluded, patient: patientIndex },
+    });
+  }
+  const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2));
+  if (kind === 'folder') await writeFile(path.join(folder!, 'manifest.json'), manifestBytes, { mode: 0o600 });
+  if (kind === 'zip') {
+    const staging = folder!;
+    const entries = async function* (): AsyncGenerator<ZipEntry> {
+      for (const f of files) {
+        const data = await readFile(path.join(staging, f));
+        yield { name: f, size: data.length, data };
+      }
+      yield { name: 'manifest.json', size: manifestBytes.length, data: manifestBytes };
+    };
+    const partial = `${exportZipPath(dataDir, id)}.partial`;
+    await pipeline(Readable.from(writeZip(entries())), createWriteStream(partial, { mode: 0o600 }));
+    await rename(partial, exportZipPath(dataDir, id));
+    await rm(staging, { recursive: true, force: true });
+  }
+  return manifest;
 }
 
 /**
