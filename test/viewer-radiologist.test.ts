@@ -130,6 +130,28 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
       textElement(0x0020000e, 'UI', ecgSeries), textElement(0x00200011, 'IS', '4'), textElement(0x00200013, 'IS', '1'),
     ].map((e) => [e.tag, e]));
     await stow([buildPart10({ MediaStorageSOPClassUID: ecgClass, MediaStorageSOPInstanceUID: ecgSop, TransferSyntaxUID: TransferSyntax.ExplicitVRLittleEndian }, encodeDataset(ecg, true, true))]);
+    // And one with its traces: two leads, 2 s at 250 Hz, 16-bit signed, 5 µV a unit.
+    const traced = newUID();
+    const samples = 500;
+    const data = Buffer.alloc(samples * 2 * 2);
+    for (let n = 0; n < samples; n++) {
+      data.writeInt16LE(Math.round(200 * Math.sin((2 * Math.PI * n) / 250)), n * 4);
+      data.writeInt16LE(n % 250 < 10 ? 300 : 0, n * 4 + 2);
+    }
+    const us = (tag: number, n: number): DicomElement => ({ tag, vr: 'US', value: Buffer.from([n & 0xff, n >> 8]) });
+    const lead = (name: string): DicomDataset => new Map([
+      [0x003a0208, { tag: 0x003a0208, vr: 'SQ', items: [new Map([textElement(0x00080100, 'SH', '5.6.3-9-1'), textElement(0x00080102, 'SH', 'MDC'), textElement(0x00080104, 'LO', name)].map((e) => [e.tag, e]))] }],
+      [0x003a0210, ds(0x003a0210, [5])],
+      [0x003a021a, us(0x003a021a, 16)],
+    ] as Array<[number, DicomElement]>);
+    const group: DicomDataset = new Map([
+      textElement(0x003a0004, 'CS', 'RHYTHM'), us(0x003a0005, 2), { tag: 0x003a0010, vr: 'UL', value: Buffer.from(Uint32Array.of(samples).buffer) } as DicomElement,
+      ds(0x003a001a, [250]), { tag: 0x003a0200, vr: 'SQ', items: [lead('Lead I'), lead('Lead II')] } as DicomElement,
+      us(0x54001004, 16), textElement(0x54001006, 'CS', 'SS'), { tag: 0x54001010, vr: 'OW', value: data } as DicomElement,
+    ].map((e) => [e.tag, e]));
+    const withTraces: DicomDataset = new Map([...ecg, [0x00080018, textElement(0x00080018, 'UI', traced)], [0x00200013, textElement(0x00200013, 'IS', '2')],
+      [0x54000100, { tag: 0x54000100, vr: 'SQ', items: [group] } as DicomElement]]);
+    await stow([buildPart10({ MediaStorageSOPClassUID: ecgClass, MediaStorageSOPInstanceUID: traced, TransferSyntaxUID: TransferSyntax.ExplicitVRLittleEndian }, encodeDataset(withTraces, true, true))]);
     await addUser(atrium.archive, { login: 'rad.claire', displayName: 'Dr Claire Radiologue', roles: ['radiologist'], sites: ['CHU-NORD'], password }, { actor: 'test', via: 'cli' });
   });
 
@@ -322,7 +344,12 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
     // The ECG: no pixels, a clear message rather than a black viewport.
     await page.locator('[data-testid=series][data-modality=ECG]').click();
     await page.getByTestId('document-panel').waitFor();
-    assert.match(await page.getByTestId('document-panel').innerText(), /non affichable|ne peut pas|tracé/i);
+    assert.match(await page.getByTestId('document-waveform').innerText(), /Tracé \(ECG ou autre signal\) illisible ici/);
+    // The one with its traces: two leads drawn, named.
+    await page.getByTestId('waveform').waitFor();
+    assert.equal(await page.getByTestId('waveform-channel').count(), 2);
+    assert.equal(await page.locator('[data-testid=waveform] svg').getAttribute('aria-label'), 'Lead I, Lead II');
+    assert.match(await page.locator('[data-testid=waveform] figcaption').innerText(), /2 × 2\.0 s · 250 Hz/);
     await shots.shoot(page, 'phone-ecg');
     assert.deepEqual(problems, []);
   });

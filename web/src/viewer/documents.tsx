@@ -7,6 +7,7 @@ import { useEffect, useState } from 'react';
 import { getJson } from '../api.ts';
 import { num, str, tag, type DicomJson } from '../dicom-json.ts';
 import type { Language } from '../i18n.ts';
+import { Waveform } from './waveform.tsx';
 import { dicomWebRoot } from './data-source.ts';
 
 export const SOPClass = {
@@ -41,12 +42,12 @@ export function items(ds: DicomJson, t: string): DicomJson[] {
 const texts = {
   fr: {
     documents: 'Documents', close: 'Fermer', loading: 'Chargement…', unsupported: 'Document non affichable ici', pdf: 'Document PDF', failed: 'Le document n\'a pas pu être chargé.',
-    waveform: 'Tracé (ECG ou autre signal) : non affichable dans la visionneuse ; il fait partie de l\'examen téléchargé.',
+    waveform: 'Tracé (ECG ou autre signal) illisible ici ; il fait partie de l\'examen téléchargé.',
     segmentation: 'Segmentation : la superposition n\'est pas encore affichée ici ; elle fait partie de l\'examen téléchargé.',
   },
   en: {
     documents: 'Documents', close: 'Close', loading: 'Loading…', unsupported: 'This document cannot be shown here', pdf: 'PDF document', failed: 'The document could not be loaded.',
-    waveform: 'Waveform (ECG or other signal): not shown in the viewer; it is part of the downloaded study.',
+    waveform: 'This waveform (ECG or other signal) cannot be read here; it is part of the downloaded study.',
     segmentation: 'Segmentation: the overlay is not shown here yet; it is part of the downloaded study.',
   },
 } as const;
@@ -178,7 +179,7 @@ export function DocumentPanel({ series, language, onClose }: { series: SeriesRef
         const key = str(instance, tag.SOPInstanceUID) ?? '';
         if (sopClass === SOPClass.EncapsulatedPDF) return <PdfDocument key={key} series={series} instance={instance} language={language} />;
         if (structuredReports.has(sopClass)) return <StructuredReport key={key} instance={instance} />;
-        if (isWaveform(sopClass)) return <p key={key} className="status" role="status" data-testid="document-waveform">{t.waveform}</p>;
+        if (isWaveform(sopClass)) return <Waveform key={key} instance={instance} instanceUrl={`${seriesUrl(series)}/instances/${encodeURIComponent(key)}`} fallback={t.waveform} />;
         if (sopClass === Segmentation) return <p key={key} className="status" role="status" data-testid="document-segmentation">{t.segmentation}</p>;
         return <p key={key} className="muted">{t.unsupported} ({sopClass})</p>;
       })}
