@@ -10,6 +10,7 @@ import { isSupportedCharacterSet, type Hl7CharacterSet } from '../hl7/character-
 import { parseMssante, type MssanteConfig } from './mssante-config.ts';
 import { parseStorageTiering, type StorageTieringConfig } from './tiering-config.ts';
 import { defaultLifecycleConfig, defaultMonitoringConfig, parseLifecycle, parseMonitoring, type LifecycleConfig, type MonitoringConfig } from './lifecycle-config.ts';
+import { defaultBillingConfig, parseBilling, type BillingConfig } from './billing-config.ts';
 
 /**
  * Atrium's configuration: one YAML file (atrium.example.yaml documents every key),
@@ -38,6 +39,8 @@ export const storageCompressionSyntaxes: readonly string[] = ['1.2.840.10008.1.2
 
 export interface AtriumConfig {
   dataDir: string;
+  /** The file this configuration was read from (the administration API adds peers to it). */
+  configFile?: string;
   http: {
     host: string;
     port: number;
@@ -107,6 +110,8 @@ export interface AtriumConfig {
   lifecycle: LifecycleConfig;
   /** Who may scrape the Prometheus metrics (src/api/monitoring.ts). */
   monitoring: MonitoringConfig;
+  /** Subscriptions and tariffs per site, for the monthly invoices (src/billing/, billing-config.ts). */
+  billing: BillingConfig;
   log: { level: string };
 }
 
@@ -517,6 +522,7 @@ export function defaultConfig(dataDir: string): AtriumConfig {
     insi: { timeoutMs: 15_000, software: { name: 'Atrium', version: '0.1.0', approval: '' }, sites: [] },
     lifecycle: defaultLifecycleConfig(),
     monitoring: defaultMonitoringConfig(),
+    billing: defaultBillingConfig(),
     log: { level: 'info' },
   };
 }
@@ -544,6 +550,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   }
   const dataDir = path.resolve(options.dataDir ?? env.ATRIUM_DATA_DIR ?? str(raw, 'dataDir') ?? './data');
   const config = defaultConfig(dataDir);
+  if (file !== undefined) config.configFile = path.resolve(file);
 
   const http = obj(raw, 'http');
   config.http.host = env.ATRIUM_HTTP_HOST ?? str(http, 'host') ?? config.http.host;
@@ -624,6 +631,7 @@ export function loadConfig(options: { file?: string; env?: Env; dataDir?: string
   parseInsi(obj(raw, 'insi'), config);
   config.lifecycle = parseLifecycle(raw.lifecycle, config.sites.map((site) => site.code));
   config.monitoring = parseMonitoring(raw.monitoring);
+  config.billing = parseBilling(raw.billing, config.sites.map((site) => site.code));
 
   config.log.level = env.ATRIUM_LOG_LEVEL ?? str(obj(raw, 'log'), 'level') ?? config.log.level;
   return config;
