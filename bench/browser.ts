@@ -16,7 +16,9 @@
  * writes bench/out/browser-latest.md and .json.
  *
  * Environment: BENCH_QUICK=1 (100 slices, 20,000 studies), BENCH_SLICES, BENCH_LARGE_STUDIES,
- * BENCH_VIEWER_RUNS (default 5), BENCH_SEED, BENCH_TMPDIR, CHROMIUM (default /usr/bin/chromium).
+ * BENCH_VIEWER_RUNS (default 5), BENCH_SEED, BENCH_TMPDIR, CHROMIUM (default /usr/bin/chromium),
+ * BENCH_LINE_MBIT (the browser's line, e.g. 20: Chromium's network emulation, 20 ms latency),
+ * BENCH_SKIP_SEARCH=1 (the viewer only).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -38,6 +40,9 @@ const seed = Number(process.env.BENCH_SEED ?? 20250612);
 const slices = Number(process.env.BENCH_SLICES ?? (quick ? 100 : 500));
 const largeStudies = Number(process.env.BENCH_LARGE_STUDIES ?? (quick ? 20_000 : 100_000));
 const viewerRuns = Number(process.env.BENCH_VIEWER_RUNS ?? 5);
+/** A slower line than the loopback, in Mbit/s (undefined: as fast as the machine goes). */
+const lineMbit = process.env.BENCH_LINE_MBIT ? Number(process.env.BENCH_LINE_MBIT) : undefined;
+const skipSearch = process.env.BENCH_SKIP_SEARCH === '1';
 const searchRepetitions = quick ? 100 : 200;
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
@@ -53,6 +58,8 @@ function log(line: string): void {
 export interface BrowserBenchResults {
   date: string;
   machine: { cpus: number; cpuModel: string; memory: string; node: string; chromium: string; loadAverage: number[] };
+  /** The browser's line in Mbit/s, when limited (BENCH_LINE_MBIT). */
+  lineMbit?: number;
   viewer: { slices: number; bytes: number; runs: Array<{ firstImageMs: number; seriesLoadedMs: number; steps: Record<string, number | undefined> }>; firstImageMs: number; seriesLoadedMs: number; coldFirstImageMs: number; coldSeriesLoadedMs: number };
   search: { studies: number; patients: number; queries: number; p50: number; p95: number; medianResults: number };
 }
@@ -130,6 +137,11 @@ async function benchViewer(version: string): Promise<BrowserBenchResults['viewer
       const runs: BrowserBenchResults['viewer']['runs'] = [];
       for (let i = 0; i < viewerRuns; i++) {
         const page = await context.newPage();
+        if (lineMbit) {
+          const cdp = await context.newCDPSession(page);
+          await cdp.send('Network.enable');
+          await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 20, downloadThroughput: (lineMbit * 1e6) / 8, uploadThroughput: (lineMbit * 1e6) / 8 });
+        }
         const errors: string[] = [];
         page.on('pageerror', (e) => errors.push(String(e)));
         runs.push(await openViewer(page, base, ct.StudyInstanceUID));
@@ -211,7 +223,8 @@ export function renderBrowserReport(r: BrowserBenchResults): string {
     `| first image of a ${v.slices}-slice CT (512x512x16, ${(v.bytes / 1e6).toFixed(0)} MB), median of ${Math.max(1, v.runs.length - 1)} warm openings | ${v.firstImageMs.toFixed(0)} ms | ${verdict(v.firstImageMs, targets.firstImageMs)} |`,
     `| whole series loaded, same openings | ${v.seriesLoadedMs.toFixed(0)} ms | ${verdict(v.seriesLoadedMs, targets.seriesMs)} |`,
     `| first opening (cold: portal scripts not cached) | first image ${v.coldFirstImageMs.toFixed(0)} ms, series ${v.coldSeriesLoadedMs.toFixed(0)} ms | |`,
-    `| patient search \`/api/patients?name=\` on ${r.search.studies.toLocaleString('en')} studies (${r.search.patients.toLocaleString('en')} patients), ${r.search.queries} queries | p50 ${r.search.p50.toFixed(1)} ms, p95 ${r.search.p95.toFixed(1)} ms (${r.search.medianResults} patients a query) | ${verdict(r.search.p95, targets.searchMs)} |`,
+    ...(r.lineMbit ? [`| line | ${r.lineMbit} Mbit/s, 20 ms latency (Chromium's network emulation) | |`] : []),
+    r.search.queries === 0 ? '| patient search | not run (BENCH_SKIP_SEARCH) | |' : `| patient search \`/api/patients?name=\` on ${r.search.studies.toLocaleString('en')} studies (${r.search.patients.toLocaleString('en')} patients), ${r.search.queries} queries | p50 ${r.search.p50.toFixed(1)} ms, p95 ${r.search.p95.toFixed(1)} ms (${r.search.medianResults} patients a query) | ${verdict(r.search.p95, targets.searchMs)} |`,
     '',
     `Each opening: ${v.runs.map((x) => `${x.firstImageMs}/${x.seriesLoadedMs}`).join(', ')} ms (first image/series).`,
     '',
@@ -228,11 +241,11 @@ async function main(): Promise<void> {
   // The 1, 5 and 15-minute load before the run: other work on a shared machine slows every figure.
   const loadAverage = loadavg().map((l) => Number(l.toFixed(2)));
   const viewer = await benchViewer(version);
-  const search = await benchSearch();
+  const search = skipSearch ? { studies: 0, patients: 0, queries: 0, p50: 0, p95: 0, medianResults: 0 } : await benchSearch();
   const results: BrowserBenchResults = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`, node: process.version, chromium: version, loadAverage },
-    viewer, search,
+    viewer, search, ...(lineMbit ? { lineMbit } : {}),
   };
   const md = renderBrowserReport(results);
   const outDir = path.join(benchDir, 'out');
