@@ -152,6 +152,26 @@ describe('FilesystemBlobStore', () => {
     assert.equal(stored.sha256, digest());
     assert.equal((await stat(path.join(root, 'large.bin'))).size, 64 * 1024 * 1024);
   });
+
+  it('hashes on the main thread one object at a time, and on the hasher thread when several arrive at once, with the same SHA-256 either way', async () => {
+    const one = generated(700 * 1024);
+    const alone = await store.putDeferred('alone.bin', one.stream, 1024 * 1024);
+    assert.equal(alone.blob.sha256, one.digest());
+    assert.equal(store.hasher.completed, 0);
+    // Sizes around the batch (256 KiB): below it, exactly one, several, and above the inline limit.
+    const sizes = [100 * 1024, 256 * 1024, 700 * 1024 + 3, 3 * 1024 * 1024 + 17];
+    const sources = sizes.map((n) => generated(n));
+    const stored = await Promise.all(sources.map((g, i) => store.putDeferred(`several/${i}.bin`, g.stream, 1024 * 1024)));
+    stored.forEach((r, i) => {
+      assert.equal(r.blob.size, sizes[i]);
+      assert.equal(r.blob.sha256, sources[i]!.digest(), `object ${i}`);
+    });
+    assert.ok(store.hasher.completed >= 1, 'some objects were hashed on the hasher thread');
+    for (const [i, r] of stored.entries()) {
+      const bytes = await readFile(path.join(root, 'several', `${i}.bin`));
+      assert.equal(createHash('sha256').update(bytes).digest('hex'), r.blob.sha256);
+    }
+  });
 });
 
 /** Deterministic bytes produced lazily, with the SHA-256 of what was produced. */

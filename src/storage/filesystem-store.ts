@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, opendir, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { GroupSync } from '../lib/group-sync.ts';
+import { FileHasher, type FileHashJob } from './file-hasher.ts';
 import {
   abandonSource,
   assertValidBlobKey,
@@ -37,6 +38,10 @@ export class FilesystemBlobStore implements BlobStore {
   readonly #durableDirectories = new Set<string>();
   /** Directories this process made or found (a journaled object's folder is not flushed, but needs no mkdir again). */
   readonly #existingDirectories = new Set<string>();
+  /** Writes under way: with several, hashing leaves the main thread (see file-hasher.ts). */
+  #writing = 0;
+  /** The hasher's thread, started at the first object written while another one was. */
+  readonly hasher = new FileHasher();
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -126,7 +131,16 @@ export class FilesystemBlobStore implements BlobStore {
       // Written through the handle itself: it must stay open for the fsync after the last write.
       // One loop hashes and writes (no Transform, no pipeline): this is the hot path of ingest.
       const kept: Buffer[] | undefined = inlineMaxBytes > 0 ? [] : undefined;
-      const { size, sha256 } = await writeHashed(body, handle, kept, inlineMaxBytes);
+      // With one object at a time the main thread has time to spare and hashing here costs no
+      // latency; with several, the main thread is the limit and the hash is done on another.
+      const offload = () => (this.#writing > 1 ? this.hasher.start(temporary) : undefined);
+      this.#writing++;
+      let size: number, sha256: string;
+      try {
+        ({ size, sha256 } = await writeHashed(body, handle, kept, inlineMaxBytes, offload));
+      } finally {
+        this.#writing--;
+      }
       // The fragments as they came, never joined: the journal writes them as they are.
       const inline = kept && size <= inlineMaxBytes ? kept : undefined;
       if (!inline) await handle.sync();
@@ -255,7 +269,8 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   async close(): Promise<void> {
-    // Nothing is held open between calls.
+    // Nothing else is held open between calls.
+    await this.hasher.close();
   }
 
   /**
@@ -363,30 +378,72 @@ const writeBatchBytes = 256 * 1024;
 
 /**
  * Writes every chunk of the source to the file, in batches, hashing as it goes. With `kept`,
- * the chunks are also gathered there as long as the total stays within keepUpTo.
+ * the chunks are also gathered there as long as the total stays within keepUpTo. With
+ * `offload`, asked once the first batch is written (an object smaller than a batch is hashed
+ * here), the hash may be computed by the file hasher's thread from what was written.
  */
-async function writeHashed(source: BlobSource, handle: FileHandle, kept?: Buffer[], keepUpTo = 0): Promise<{ size: number; sha256: string }> {
-  const hash = createHash('sha256');
+async function writeHashed(
+  source: BlobSource, handle: FileHandle, kept?: Buffer[], keepUpTo = 0, offload?: () => FileHashJob | undefined,
+): Promise<{ size: number; sha256: string }> {
+  let hash: Hash | undefined;
+  let job: FileHashJob | undefined;
   let size = 0;
   let batch: Buffer[] = [];
   let batchBytes = 0;
-  for await (const chunk of source) {
-    hash.update(chunk);
-    size += chunk.length;
-    if (kept) {
-      if (size <= keepUpTo) kept.push(chunk);
-      else kept.length = 0;
+  const written = () => {
+    if (!hash && !job) job = offload?.();
+    if (job) {
+      job.add(batchBytes);
+      return;
     }
-    batch.push(chunk);
-    batchBytes += chunk.length;
-    if (batchBytes >= writeBatchBytes) {
+    hash ??= createHash('sha256');
+    for (const b of batch) hash.update(b);
+  };
+  try {
+    for await (const chunk of source) {
+      size += chunk.length;
+      if (kept) {
+        if (size <= keepUpTo) kept.push(chunk);
+        else kept.length = 0;
+      }
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      if (batchBytes >= writeBatchBytes) {
+        await writeAll(handle, batch);
+        written();
+        batch = [];
+        batchBytes = 0;
+      }
+    }
+    if (batchBytes > 0) {
       await writeAll(handle, batch);
-      batch = [];
-      batchBytes = 0;
+      // Smaller than one batch: a message to another thread would cost more than the hash.
+      if (!hash && !job) hash = createHash('sha256');
+      written();
     }
+  } catch (e) {
+    job?.abort();
+    throw e;
   }
-  if (batchBytes > 0) await writeAll(handle, batch);
-  return { size, sha256: hash.digest('hex') };
+  if (!job) return { size, sha256: (hash ?? createHash('sha256')).digest('hex') };
+  try {
+    return { size, sha256: await job.digest() };
+  } catch {
+    // The hasher's thread failed: the file is read back and hashed here.
+    return { size, sha256: await hashOpenFile(handle, size) };
+  }
+}
+
+async function hashOpenFile(handle: FileHandle, size: number): Promise<string> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(Math.min(size, writeBatchBytes) || 1);
+  for (let at = 0; at < size;) {
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, size - at), at);
+    if (bytesRead === 0) throw new Error('the file is shorter than what was written to it');
+    hash.update(buffer.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  return hash.digest('hex');
 }
 
 async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
