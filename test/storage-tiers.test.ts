@@ -313,6 +313,25 @@ process.exit(3);
       await verifyClean();
     });
 
+    it('after an index that lost its tiers (rebuilt by atrium reindex): the mover takes a whole cold copy as it is, verify --repair records the tier', async () => {
+      const [k1, k2] = await keysOf(a.study);
+      assert.deepEqual(await tiering.studyTiers(a.study), { hot: 0, cold: 3 });
+      const forget = (key: string) => atrium.archive.index.sql.run('DELETE FROM storage_tiers WHERE blob_key = ?', [key]);
+      await forget(k1!);
+      const r = await tiering.runTiering(at(1000));
+      assert.deepEqual([r.moved, r.failed], [1, 0]);
+      assert.deepEqual(await tiering.tierOf(k1!), { tier: 'cold', otherCopy: false });
+      await forget(k2!);
+      const found = await verifyArchive(atrium.archive, { checksums: true, repair: false, orphanGraceMs: 0 });
+      assert.deepEqual(found.tiers!.misplaced, [{ key: k2, indexed: 'hot', found: 'cold' }]);
+      const repaired = await verifyArchive(atrium.archive, { checksums: true, repair: true, orphanGraceMs: 0 });
+      assert.equal(repaired.repaired.tiersRecorded, 1);
+      assert.equal(repaired.repaired.rowsRemoved, 0);
+      assert.deepEqual(await tiering.tierOf(k2!), { tier: 'cold', otherCopy: false });
+      await verifyClean();
+      sameFiles(await wadoStudy(a.study), a.files);
+    });
+
     it('counts the objects of each tier in /metrics', async () => {
       const metrics = await (await fetch(atrium.dicomweb.replace('/dicom-web', '/metrics'))).text();
       const count = (tier: string) => Number(new RegExp(`^atrium_storage_objects\\{tier="${tier}"\\} (\\d+)$`, 'm').exec(metrics)?.[1]);

@@ -53,7 +53,7 @@ export interface VerifyReport {
   corrupt: Array<{ key: string; expected: string; actual: string }>;
   /** Blobs no index row refers to (an ingest that never finished). */
   orphans: Array<{ key: string; size: number }>;
-  repaired: { orphansDeleted: number; rowsRemoved: number; temporaryFilesRemoved: number };
+  repaired: { orphansDeleted: number; rowsRemoved: number; temporaryFilesRemoved: number; tiersRecorded?: number };
   /**
    * With storage tiers (storage.cold): objects checked in each tier (the one the index names),
    * and those found whole only in the other tier (misplaced: served, but the index is wrong).
@@ -142,6 +142,10 @@ export async function verifyArchive(archive: Archive, options: VerifyOptions): P
     if (!referenced.has(key)) report.orphans.push({ key, size });
   }
   if (options.repair) {
+    // Objects whole in the tier the index did not name (an index rebuilt by reindex): their tier recorded.
+    for (const m of report.tiers?.misplaced ?? []) {
+      if (await archive.tiering!.recordFound(m.key, m.found)) report.repaired.tiersRecorded = (report.repaired.tiersRecorded ?? 0) + 1;
+    }
     for (const key of missingInstances) {
       // Never remove the row of an object found in either tier since (a move or recall under way).
       if (tiering && (await archive.store.stat(key))) continue;

@@ -370,10 +370,15 @@ export class StorageTiering {
       const key = inst.blobKey;
       if (rows.has(key)) continue;
       try {
-        if (!(await this.copyVerified(hot, cold, key, inst))) {
-          await cold.delete(key);
-          report.failed++;
-          continue;
+        // A whole cold copy already there (a move interrupted before its record, an index rebuilt
+        // by `atrium reindex`) is taken as it is: never overwritten by a hot copy perhaps damaged.
+        const there = (await cold.stat(key)) ? await sha256Of(cold, key) : undefined;
+        if (!there || there.sha256 !== inst.sha256 || there.size !== inst.size) {
+          if (!(await this.copyVerified(hot, cold, key, inst))) {
+            await cold.delete(key);
+            report.failed++;
+            continue;
+          }
         }
         await this.faults.afterColdCopy?.(key);
         // Replaced or deleted meanwhile (compression at rest, a correction, a deletion): its cold copy goes.
@@ -456,6 +461,32 @@ export class StorageTiering {
       }
       report.finished++;
     }
+  }
+
+  /**
+   * Records the tier an object was found whole in, when the index said the other (`atrium
+   * verify --repair` after an index rebuilt by `atrium reindex`): under the study's lease, only
+   * if that tier still holds it at its indexed size. False when nothing was recorded.
+   */
+  async recordFound(key: string, tier: 'hot' | 'cold'): Promise<boolean> {
+    await migrateTiering(this.sql);
+    const inst = await this.sql.get<{ uid: string; size: number | string; sha256: string }>(
+      `SELECT st.study_instance_uid AS uid, i.size, i.sha256 FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = se.study_id WHERE i.blob_key = ?`, [key]);
+    if (!inst) return false;
+    let recorded = false;
+    await this.underLease(inst.uid, async () => {
+      const stat = await (tier === 'cold' ? this.store.cold : this.store.hot).stat(key);
+      if (stat?.size !== Number(inst.size)) return;
+      if (tier === 'cold') {
+        await this.sql.run(
+          `INSERT INTO storage_tiers (blob_key, study_instance_uid, tier, other_copy, size, sha256, moved_at) VALUES (?, ?, 'cold', 0, ?, ?, ?)
+           ON CONFLICT (blob_key) DO UPDATE SET tier = 'cold', other_copy = 0`, [key, inst.uid, Number(inst.size), inst.sha256, new Date().toISOString()]);
+      } else {
+        await this.sql.run('DELETE FROM storage_tiers WHERE blob_key = ?', [key]);
+      }
+      recorded = true;
+    });
+    return recorded;
   }
 
   /** The tier of one object, as the index has it now (no row: hot). */

@@ -163,7 +163,7 @@ async function main(argv: string[]): Promise<number> {
         const journaled = await journaledKeys(ingestJournalDir(config));
         const report = await verifyArchive(archive, { checksums: !values['no-checksums'], repair: values.repair, orphanGraceMs: grace * 1000, journaled });
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-        const unresolved = report.corrupt.length + (report.tiers?.misplaced.length ?? 0)
+        const unresolved = report.corrupt.length + (report.tiers?.misplaced.length ?? 0) - (report.repaired.tiersRecorded ?? 0)
           + (values.repair ? report.orphans.length - report.repaired.orphansDeleted : report.orphans.length + report.missing.length);
         return unresolved === 0 ? 0 : 1;
       } finally {
