@@ -28,6 +28,9 @@ import { documentEvents, type DmpDocument, type DmpDocumentSource, type Document
 import { documentCodes, xds } from '../src/exchange/dmp/metadata.ts';
 import type { Publication } from '../src/exchange/dmp/publications.ts';
 import { INS_OIDS, insKeyOf, parseINS, type INS, type PatientIdentity } from '../src/patients/ins.ts';
+import { MeteringConsumer, monthOf, type SiteUsage } from '../src/billing/metering.ts';
+import { addUser } from '../src/cli/users.ts';
+import { loginLocal, request } from './support/browser-session.ts';
 
 const pki = mkdtempSync(path.join(tmpdir(), 'atrium-dmp-pki-'));
 makeCertificates(pki, 'igc-sante-test', [{ name: 'dmp-server', usage: 'server' }, { name: 'chu-nord', usage: 'client' }, { name: 'clin-sud', usage: 'client' }]);
@@ -189,6 +192,16 @@ for (const engine of testDatabases()) {
       const before = dmp.entries.length;
       await run();
       assert.equal(dmp.entries.length, before);
+      // Each document accepted is a DMP publication metered for the site's invoice (docs/billing.md).
+      await new MeteringConsumer(atrium.archive, 'Europe/Paris', pino({ level: 'silent' })).drain();
+      const password = 'un mot de passe assez long pour les tests';
+      await addUser(atrium.archive, { login: 'operator', displayName: 'Exploitant', roles: ['territory-admin'], sites: [], password }, { actor: 'test', via: 'cli' });
+      const base = atrium.dicomweb.replace(/\/dicom-web$/, '');
+      const operator = await loginLocal(base, 'operator', password);
+      const r = await request(operator.jar, `${base}/api/billing/usage?month=${monthOf(new Date(), 'Europe/Paris')}`);
+      assert.equal(r.status, 200);
+      const { usage } = (await r.json()) as { usage: SiteUsage[] };
+      assert.deepEqual(usage.map((u) => [u.site, u.dmpPublications]), [['CHU-NORD', 2], ['CLIN-SUD', 0]]);
     });
 
     it('replaces the DMP entry of a superseded report with an RPLC association: the previous entry is deprecated', async () => {
