@@ -158,7 +158,7 @@ describe('FilesystemBlobStore', () => {
     const alone = await store.putDeferred('alone.bin', one.stream, 1024 * 1024);
     assert.equal(alone.blob.sha256, one.digest());
     assert.equal(store.hasher.completed, 0);
-    // Sizes around the batch (256 KiB): below it, exactly one, several, and above the inline limit.
+    // Sizes around the threshold of the hasher thread (256 KiB) and the write batch (1 MiB), and above the inline limit.
     const sizes = [100 * 1024, 256 * 1024, 700 * 1024 + 3, 3 * 1024 * 1024 + 17];
     const sources = sizes.map((n) => generated(n));
     const stored = await Promise.all(sources.map((g, i) => store.putDeferred(`several/${i}.bin`, g.stream, 1024 * 1024)));

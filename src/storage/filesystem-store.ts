@@ -109,6 +109,15 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   async #write(key: string, body: BlobSource, inlineMaxBytes: number): Promise<{ blob: StoredBlob; inline?: Buffer[] }> {
+    this.#writing++;
+    try {
+      return await this.#writeOnce(key, body, inlineMaxBytes);
+    } finally {
+      this.#writing--;
+    }
+  }
+
+  async #writeOnce(key: string, body: BlobSource, inlineMaxBytes: number): Promise<{ blob: StoredBlob; inline?: Buffer[] }> {
     let target: string;
     try {
       target = this.#pathOf(key);
@@ -134,13 +143,7 @@ export class FilesystemBlobStore implements BlobStore {
       // With one object at a time the main thread has time to spare and hashing here costs no
       // latency; with several, the main thread is the limit and the hash is done on another.
       const offload = () => (this.#writing > 1 ? this.hasher.start(temporary) : undefined);
-      this.#writing++;
-      let size: number, sha256: string;
-      try {
-        ({ size, sha256 } = await writeHashed(body, handle, kept, inlineMaxBytes, offload));
-      } finally {
-        this.#writing--;
-      }
+      const { size, sha256 } = await writeHashed(body, handle, kept, inlineMaxBytes, offload);
       // The fragments as they came, never joined: the journal writes them as they are.
       const inline = kept && size <= inlineMaxBytes ? kept : undefined;
       if (!inline) await handle.sync();
@@ -373,31 +376,40 @@ export class FilesystemBlobStore implements BlobStore {
   }
 }
 
-/** Bytes are gathered into writes of about this size: fewer system calls for sources with small chunks. */
-const writeBatchBytes = 256 * 1024;
+/**
+ * Bytes are gathered into writes of about this size: fewer system calls for sources with small
+ * chunks, and one write for most objects (each call through the thread pool costs the main
+ * thread more than its size suggests on a busy machine: bench/RESULTS.md, 7 Dec 2026).
+ */
+const writeBatchBytes = 1024 * 1024;
+/** Below this, hashing on the main thread costs less than the messages to the hasher's. */
+const offloadMinBytes = 256 * 1024;
 
 /**
  * Writes every chunk of the source to the file, in batches, hashing as it goes. With `kept`,
  * the chunks are also gathered there as long as the total stays within keepUpTo. With
- * `offload`, asked once the first batch is written (an object smaller than a batch is hashed
- * here), the hash may be computed by the file hasher's thread from what was written.
+ * `offload`, asked once offloadMinBytes have arrived (a smaller object is hashed here), the
+ * hash may be computed by the file hasher's thread from what was written.
  */
 async function writeHashed(
   source: BlobSource, handle: FileHandle, kept?: Buffer[], keepUpTo = 0, offload?: () => FileHashJob | undefined,
 ): Promise<{ size: number; sha256: string }> {
   let hash: Hash | undefined;
   let job: FileHashJob | undefined;
+  let decided = false;
   let size = 0;
   let batch: Buffer[] = [];
   let batchBytes = 0;
-  const written = () => {
-    if (!hash && !job) job = offload?.();
+  const flush = async () => {
+    await writeAll(handle, batch);
     if (job) {
       job.add(batchBytes);
-      return;
+    } else {
+      hash ??= createHash('sha256');
+      for (const b of batch) hash.update(b);
     }
-    hash ??= createHash('sha256');
-    for (const b of batch) hash.update(b);
+    batch = [];
+    batchBytes = 0;
   };
   try {
     for await (const chunk of source) {
@@ -408,19 +420,19 @@ async function writeHashed(
       }
       batch.push(chunk);
       batchBytes += chunk.length;
-      if (batchBytes >= writeBatchBytes) {
-        await writeAll(handle, batch);
-        written();
-        batch = [];
-        batchBytes = 0;
+      // Decided once the object is known not to be small, while the others under way are still arriving.
+      if (!decided && size >= offloadMinBytes) {
+        decided = true;
+        job = offload?.();
+        // The hasher's thread reads what is on disk: the bytes so far are written now.
+        if (job) {
+          await flush();
+          continue;
+        }
       }
+      if (batchBytes >= writeBatchBytes) await flush();
     }
-    if (batchBytes > 0) {
-      await writeAll(handle, batch);
-      // Smaller than one batch: a message to another thread would cost more than the hash.
-      if (!hash && !job) hash = createHash('sha256');
-      written();
-    }
+    if (batchBytes > 0) await flush();
   } catch (e) {
     job?.abort();
     throw e;
