@@ -27,12 +27,16 @@ export interface BenchPeer {
 
 export interface AtriumOptions {
   indexPath?: string;
+  /** A PostgreSQL index instead of the SQLite file (bench/large-index.ts). */
+  postgres?: { url: string; schema: string };
   /** Atrium's DIMSE listener; without it, it listens on a free port and knows no peer. */
   dimse?: { port: number; aeTitle: string; maxPduLength: number };
   /** Every calling AE title the bench uses, and the C-MOVE destination (all of site BENCH). */
   peers?: BenchPeer[];
   /** The built portal (web/dist), served under /app/ (bench/browser.ts). */
   portalDir?: string;
+  /** Session cookies over plain http (a local login on the loopback, as the portal's). */
+  httpSessions?: boolean;
 }
 
 /**
@@ -52,8 +56,9 @@ export async function startAtrium(dataDir: string, options: AtriumOptions = {}):
     `  port: ${port}`,
     ...(options.portalDir ? [`  portalDir: ${JSON.stringify(options.portalDir)}`] : []),
     'index:',
-    '  engine: sqlite',
-    `  path: ${JSON.stringify(options.indexPath ?? path.join(dataDir, 'index.sqlite'))}`,
+    ...(options.postgres
+      ? ['  engine: postgres', `  url: ${JSON.stringify(options.postgres.url)}`, `  schema: ${options.postgres.schema}`]
+      : ['  engine: sqlite', `  path: ${JSON.stringify(options.indexPath ?? path.join(dataDir, 'index.sqlite'))}`]),
     'storage:',
     '  kind: filesystem',
     'sites:',
@@ -80,7 +85,7 @@ export async function startAtrium(dataDir: string, options: AtriumOptions = {}):
     `    tokenSha256: ${createHash('sha256').update(token).digest('hex')}`,
     `    site: ${benchSite.code}`,
     // The portal over plain http on the loopback: its session cookie cannot be Secure.
-    ...(options.portalDir ? ['auth:', '  sessions:', '    secureCookie: false'] : []),
+    ...(options.portalDir || options.httpSessions ? ['auth:', '  sessions:', '    secureCookie: false'] : []),
     'log:',
     '  level: warn',
     '',
@@ -89,7 +94,8 @@ export async function startAtrium(dataDir: string, options: AtriumOptions = {}):
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ATRIUM_') && !k.startsWith('AWS_') && k !== 'DATABASE_URL'));
   // BENCH_ATRIUM_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the server; Node refuses these in NODE_OPTIONS.
   const nodeArgs = (process.env.BENCH_ATRIUM_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
-  const child = spawnTracked(process.execPath, [...nodeArgs, path.join(repoRoot, 'bin/atrium.mjs'), 'serve', '--config', configFile], {
+  // BENCH_ATRIUM_ROOT: another built tree (a version to compare with), this one's by default.
+  const child = spawnTracked(process.execPath, [...nodeArgs, path.join(process.env.BENCH_ATRIUM_ROOT ?? repoRoot, 'bin/atrium.mjs'), 'serve', '--config', configFile], {
     cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stderrTail = outputTail(child);
