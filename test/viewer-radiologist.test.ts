@@ -302,6 +302,29 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
     assert.deepEqual(problems, []);
   });
 
+  it('scrolls two viewports together once linked (Synchro), by position', async () => {
+    const page = await open();
+    await page.getByTestId('slice-0').waitFor();
+    await page.getByTestId('layout-1x2').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-1]')?.textContent === '1 / 40');
+    await page.getByTestId('progress-1').waitFor({ state: 'detached', timeout: 60_000 });
+    await page.getByTestId('sync-scroll').click();
+    assert.equal(await page.getByTestId('sync-scroll').getAttribute('aria-pressed'), 'true');
+    await page.waitForTimeout(700); // the panes are linked as their images arrive (every 300 ms)
+    await page.getByTestId('pane-0').click();
+    for (let i = 0; i < 3; i++) await page.keyboard.press('ArrowDown');
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '4 / 40');
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-1]')?.textContent === '4 / 40', undefined, { timeout: 30_000 });
+    // Unlinked: the other stays.
+    await page.getByTestId('sync-scroll').click();
+    await page.keyboard.press('ArrowDown');
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '5 / 40');
+    await page.waitForTimeout(500);
+    assert.equal(await text(page, 'slice-1'), '4 / 40');
+    await shots.shootNonBlank(page, 'sync');
+    assert.deepEqual(problems, []);
+  });
+
   it('drops no key press while frames are still loading (a slow line)', async () => {
     const page = await browsers.open();
     await login(page, `${base}/app/`);

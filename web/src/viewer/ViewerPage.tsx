@@ -297,6 +297,8 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   const [saved, setSaved] = useState<SavedMeasurement[]>([]);
   const [measurementStatus, setMeasurementStatus] = useState<'saving' | 'saved' | 'failed'>();
   const [tagsOf, setTagsOf] = useState<DicomJson | 'closed'>('closed');
+  /** Scrolling one viewport moves the others to the same place (a prior: registered on the slices shown when linked). */
+  const [sync, setSync] = useState(false);
   const vt = viewerTexts(language);
   /** Per pane, the image the keyboard asked for last: presses made while it loads add up, none is lost. */
   const wantedIndex = useRef<Map<number, number>>(new Map());
@@ -466,6 +468,33 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     return () => { for (const name of events) eventTarget.removeEventListener(name, listener); };
   }, [t, vt]);
 
+  // The linked viewports: Cornerstone's image slice synchronizer, on the panes whose images say where they are.
+  useEffect(() => {
+    if (!ready || !sync || mpr || panes.length < 2) return;
+    const name = 'atrium-slice-sync';
+    const synchronizer = tools.synchronizers.createImageSliceSynchronizer(name);
+    const engine = getRenderingEngine(engineId);
+    let linked = 0;
+    const link = () => {
+      for (let i = 0; i < panes.length; i++) {
+        const viewport = engine?.getViewport(`pane-${i}`) as Types.IStackViewport | undefined;
+        const imageId = viewport?.getCurrentImageId?.();
+        const instance = imageId ? instanceOfImageId(imageId) : undefined;
+        if (!instance || strs(instance, '00200032').length !== 3 || strs(instance, '00200037').length !== 6) continue;
+        if (synchronizer.hasSourceViewport(engineId, `pane-${i}`)) continue;
+        synchronizer.add({ renderingEngineId: engineId, viewportId: `pane-${i}` });
+        linked++;
+      }
+    };
+    // The panes' images come after their stacks are set: linked as they arrive.
+    link();
+    const timer = window.setInterval(() => { if (linked < panes.length) link(); else window.clearInterval(timer); }, 300);
+    return () => {
+      window.clearInterval(timer);
+      tools.SynchronizerManager.destroySynchronizer(name);
+    };
+  }, [ready, sync, mpr, panes, layout]);
+
   const viewportOf = (i: number) => getRenderingEngine(engineId)?.getViewport(`pane-${i}`) as Types.IStackViewport | undefined;
 
   const applyPreset = useCallback((preset: WindowPreset | 'default') => {
@@ -611,6 +640,8 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     }
     setPrior(loaded);
     setLayout('1x2');
+    // The hanging of a comparison: current and prior side by side, scrolled together.
+    setSync(true);
     setPanes([panes[0] ?? relevantSeries(study), priorImages]);
   };
 
@@ -692,6 +723,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
           <button type="button" onClick={() => flip('h')} title={vt.flipH} aria-label={vt.flipH} data-testid="flip-h">⇆</button>
           <button type="button" onClick={() => flip('v')} title={vt.flipV} aria-label={vt.flipV} data-testid="flip-v">⇅</button>
         </span>
+        <button type="button" onClick={() => setSync(!sync)} className={sync ? 'on' : ''} aria-pressed={sync} disabled={panes.length < 2} data-testid="sync-scroll" title={vt.syncTitle}>{vt.sync}</button>
         <button type="button" onClick={openTags} className={tagsOf !== 'closed' ? 'on' : ''} data-testid="tags">{vt.tags}</button>
         <button type="button" onClick={exportImage} data-testid="export-image">{vt.exportImage}</button>
         <button type="button" onClick={() => { void saveMeasurements(); }} disabled={!mayStore(me) || measurements.size === 0 || measurementStatus === 'saving'}
