@@ -248,6 +248,18 @@ describe('user paths in Chromium', { skip }, () => {
       await page.goto(`${base}/app/tele/request?id=${id}`);
       await page.getByTestId('read-before-claim').waitFor();
       assert.match(await page.getByTestId('tele-request').innerText(), /MARTIN[\s\S]*Évolution de l'hématome \?/);
+      // The same request in a second tab, its protocol validated there first: this tab's click is refused (409), said in French.
+      const other = await page.context().newPage();
+      await other.goto(`${base}/app/tele/request?id=${id}`);
+      await other.getByTestId('validate-protocol').click();
+      await other.getByTestId('protocol').waitFor();
+      await page.getByTestId('validate-protocol').click();
+      const refusal = page.getByTestId('tele-request').getByRole('alert');
+      await refusal.waitFor();
+      assert.equal(await refusal.innerText(), 'Cela a changé entre-temps (déjà fait, ou pris par quelqu\'un d\'autre) : la page montre l\'état actuel.');
+      await page.getByTestId('protocol').waitFor();
+      await screenshots.shootNonBlank(page, '09-conflict-in-french');
+      await other.close();
     });
 
     it('shows the same screens on a phone (390 px) and a tablet without horizontal overflow', async () => {
