@@ -409,16 +409,25 @@ export class StorageTiering {
     for (const row of (await this.rowsOf(study)).values()) {
       if (row.tier !== 'cold') continue;
       const key = row.blob_key;
-      if (!(await this.copyVerified(cold, hot, key, { sha256: row.sha256, size: Number(row.size) }))) {
+      try {
+        if (!(await this.copyVerified(cold, hot, key, { sha256: row.sha256, size: Number(row.size) }))) {
+          // Reads look in hot first: a copy that did not read back right must not stay there.
+          await hot.delete(key);
+          report.failed++;
+          continue;
+        }
+        await this.sql.run(`UPDATE storage_tiers SET tier = 'hot', other_copy = 1 WHERE blob_key = ?`, [key]);
+        await this.stillOurs(study);
+        await this.faults.beforeColdDelete?.(key);
+        await cold.delete(key);
+        await this.sql.run('DELETE FROM storage_tiers WHERE blob_key = ?', [key]);
+        report.recalled++;
+      } catch (e) {
+        if (e instanceof LeaseLostError) throw e;
+        // Left where it is whole; the next read from cold asks again.
         report.failed++;
-        continue;
+        this.logger.warn({ key, err: (e as Error).message }, 'storage tiers: object not recalled');
       }
-      await this.sql.run(`UPDATE storage_tiers SET tier = 'hot', other_copy = 1 WHERE blob_key = ?`, [key]);
-      await this.stillOurs(study);
-      await this.faults.beforeColdDelete?.(key);
-      await cold.delete(key);
-      await this.sql.run('DELETE FROM storage_tiers WHERE blob_key = ?', [key]);
-      report.recalled++;
     }
   }
 
