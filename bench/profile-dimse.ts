@@ -4,6 +4,7 @@
  * with the server's CPU time per object beside the wall time.
  *
  *   CONC=4 BENCH_ATRIUM_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" node --import tsx bench/profile-dimse.ts
+ *   CONC=4 BENCH_ATRIUM_ROOT=/tmp/older-build node --import tsx bench/profile-dimse.ts   (another built tree)
  *   node --import tsx bench/cpuprofile-summary.ts /tmp/prof/*.cpuprofile --objects 300
  */
 import { readFileSync } from 'node:fs';
@@ -16,8 +17,9 @@ import { freePort, makeTempDir, removeTempDir } from './measure.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 
-function cpuOf(pid: number): { user: number; system: number } {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+/** User and system CPU in ms of a process, or of one of its threads (the main thread's id is the process's). */
+function cpuOf(pid: number, tid?: number): { user: number; system: number } {
+  const fields = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return { user: Number(fields[11]) * 10, system: Number(fields[12]) * 10 };
 }
 
@@ -33,12 +35,17 @@ try {
   const groups: string[][] = Array.from({ length: concurrency }, () => []);
   corpus.folders.forEach((f, i) => groups[i % concurrency]!.push(f));
   const before = cpuOf(server.pid);
+  const mainBefore = cpuOf(server.pid, server.pid);
   const r = concurrency === 1 ? await storeFolders(target, groups[0]!, 131072) : await storeInParallel(target, groups, 131072);
   const after = cpuOf(server.pid);
+  const mainAfter = cpuOf(server.pid, server.pid);
   const cpu = after.user - before.user + after.system - before.system;
+  // CPU time, unlike the profile's samples, does not grow when the machine is loaded.
+  const mainCpu = mainAfter.user - mainBefore.user + mainAfter.system - mainBefore.system;
   console.log(`C-STORE ${corpus.instances} CT instances (${(corpus.bytes / 2 ** 20).toFixed(0)} MB), ${concurrency} associations: ` +
     `${(corpus.instances / (r.ms / 1000)).toFixed(1)} inst/s, ${r.failed} failed${r.error ? ` (${r.error})` : ''}; wall ${r.ms.toFixed(0)} ms, ` +
-    `server user ${after.user - before.user} ms + system ${after.system - before.system} ms = ${(cpu * 1000 / corpus.instances).toFixed(0)} µs CPU an object`);
+    `server user ${after.user - before.user} ms + system ${after.system - before.system} ms = ${(cpu * 1000 / corpus.instances).toFixed(0)} µs CPU an object, ` +
+    `of which the main thread ${(mainCpu * 1000 / corpus.instances).toFixed(0)} µs`);
 } finally {
   await server.stop();
   removeTempDir(dir);
