@@ -11,6 +11,7 @@ import { SharePage } from './pages/SharePage.tsx';
 import { IdentityReviewsPage } from './pages/IdentityReviewsPage.tsx';
 import { TelePages } from './tele/TelePages.tsx';
 import { BillingPage } from './pages/BillingPage.tsx';
+import { doesResearch, ResearchPage } from './pages/ResearchPage.tsx';
 import { portalScreen, PortalScreenLinks } from './pages/PortalScreens.tsx';
 import './styles.css';
 
@@ -62,6 +63,7 @@ function App() {
   else if (path === '/tele' || path.startsWith('/tele/')) page = <TelePages me={me} path={path} query={query} language={language} />;
   else if (path === '/identities' && reviewsIdentities(me)) page = <IdentityReviewsPage language={language} />;
   else if (path === '/billing' && me.roles.includes('territory-admin')) page = <BillingPage language={language} />;
+  else if (path === '/research' && doesResearch(me)) page = <ResearchPage me={me} language={language} />;
   else if (path === '/patients') page = <TimelinePage language={language} site={query.get('site') ?? ''} PatientID={query.get('PatientID') ?? ''} />;
   else page = <SearchPage language={language} />;
 
@@ -78,6 +80,9 @@ function App() {
         {me !== 'loading' && me !== undefined && <PortalScreenLinks me={me} language={language} />}
         {me !== 'loading' && me !== undefined && me.roles.includes('territory-admin') && (
           <a className="link" href="/app/billing" data-testid="nav-billing" onClick={(e) => { e.preventDefault(); navigate('/billing'); }}>{language === 'fr' ? 'Facturation' : 'Billing'}</a>
+        )}
+        {me !== 'loading' && me !== undefined && doesResearch(me) && (
+          <a className="link" href="/app/research" data-testid="nav-research" onClick={(e) => { e.preventDefault(); navigate('/research'); }}>{language === 'fr' ? 'Recherche' : 'Research'}</a>
         )}
         <span className="spacer" />
         {me !== 'loading' && me !== undefined && <span className="who" data-testid="who">{me.name}</span>}
