@@ -14,6 +14,8 @@ import type { HashReply, HashRequest } from './hash-worker.ts';
 export class FileHasher {
   #worker: Worker | undefined;
   #nextId = 1;
+  /** Jobs started and not yet digested or aborted. */
+  #jobs = 0;
   readonly #pending = new Map<number, { resolve: (sha256: string) => void; reject: (e: Error) => void }>();
   /** Jobs finished on the hasher's thread (for tests and the bench). */
   completed = 0;
@@ -23,19 +25,26 @@ export class FileHasher {
     const worker = this.#spawn();
     const id = this.#nextId++;
     this.#post(worker, { op: 'open', id, file });
+    // While a job is under way the thread keeps the process alive (a CLI command may wait on nothing else).
+    this.#jobs++;
+    worker.ref();
     let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      if (--this.#jobs === 0) this.#worker?.unref();
+    };
     return {
       add: (length: number) => this.#post(worker, { op: 'range', id, length }),
       digest: () => {
-        ended = true;
         const done = new Promise<string>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
         if (this.#worker !== worker) this.#fail(id, new Error('the hasher thread ended'));
         else this.#post(worker, { op: 'end', id });
-        return done;
+        return done.finally(end);
       },
       abort: () => {
         if (!ended && this.#worker === worker) this.#post(worker, { op: 'abort', id });
-        ended = true;
+        end();
       },
     };
   }
