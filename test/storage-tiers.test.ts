@@ -25,6 +25,7 @@ import { retrieveInstanceAsStored, splitMultipart } from './support/dicomweb-cli
 import { verifyArchive } from '../src/archive/maintenance.ts';
 import { loadConfig } from '../src/config/config.ts';
 import { openArchive } from '../src/archive/archive.ts';
+import { startWorkers } from '../src/cli/workers.ts';
 import { CompressionAtRest } from '../src/archive/compression.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import { Tags, TransferSyntax } from '../src/dicom/dataset.ts';
@@ -294,7 +295,7 @@ process.exit(3);
       }
     });
 
-    it('runs in the background: moves idle studies, and recalls a study soon after it is read from cold', async () => {
+    it('runs in the background (startWorkers): moves idle studies, and recalls a study soon after it is read from cold', async () => {
       const g = studyOf('TIER-G', 2);
       assert.equal((await stowFiles(atrium.dicomweb, token(), g.files)).status, 200);
       const until = async (what: string, ok: () => Promise<boolean>) => {
@@ -304,7 +305,9 @@ process.exit(3);
         }
       };
       tiering.clock = () => at(800);
-      tiering.start(50);
+      // Started as `atrium serve` starts it.
+      const workers = await startWorkers(atrium.archive, atrium.config, pino({ level: 'silent' }), { auditHostname: 'atrium-test', pollMs: 50, start: ['tiering'] });
+      assert.equal(workers.tiering, tiering);
       try {
         await until('the move', async () => (await tiering.studyTiers(g.study)).cold === 2);
         tiering.config.onRead = 'recall';
@@ -312,7 +315,7 @@ process.exit(3);
         await until('the recall', async () => (await tiering.studyTiers(g.study)).hot === 2);
         for (const key of await keysOf(g.study)) assert.deepEqual(await where(key), { hot: true, cold: false });
       } finally {
-        await tiering.stop();
+        await workers.stop();
         tiering.config.onRead = 'serve';
         tiering.clock = () => new Date();
       }
