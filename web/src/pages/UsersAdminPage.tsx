@@ -5,8 +5,8 @@ import type { Language } from '../i18n.ts';
 interface UserSummary { login: string; name: string; roles: string[]; sites: string[]; rpps?: string; oidcBound: boolean; localPassword: boolean; lockedUntil?: string; disabledAt?: string }
 
 const roleNames = {
-  fr: { 'territory-admin': 'administrateur du territoire', 'site-admin': 'administrateur de site', radiologist: 'radiologue', technologist: 'manipulateur', 'referring-physician': 'médecin demandeur', patient: 'patient' } as Record<string, string>,
-  en: { 'territory-admin': 'territory administrator', 'site-admin': 'site administrator', radiologist: 'radiologist', technologist: 'technologist', 'referring-physician': 'referring physician', patient: 'patient' } as Record<string, string>,
+  fr: { 'territory-admin': 'administrateur du territoire', 'site-admin': 'administrateur de site', radiologist: 'radiologue', technologist: 'manipulateur', 'referring-physician': 'médecin demandeur', patient: 'patient', researcher: 'chercheur', 'trusted-third-party': 'tiers de confiance (recherche)' } as Record<string, string>,
+  en: { 'territory-admin': 'territory administrator', 'site-admin': 'site administrator', radiologist: 'radiologist', technologist: 'technologist', 'referring-physician': 'referring physician', patient: 'patient', researcher: 'researcher', 'trusted-third-party': 'trusted third party (research)' } as Record<string, string>,
 };
 
 const texts = {
@@ -24,7 +24,7 @@ const texts = {
   },
 };
 
-const professionalRoles = ['site-admin', 'radiologist', 'technologist', 'referring-physician', 'territory-admin'];
+const professionalRoles = ['site-admin', 'radiologist', 'technologist', 'referring-physician', 'territory-admin', 'researcher', 'trusted-third-party'];
 
 /** The administrators' users: those of their sites (every site for the territory), created, changed, disabled; every change audited by the server. */
 export function UsersAdminPage({ language, me }: { language: Language; me: Me }) {
