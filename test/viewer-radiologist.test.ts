@@ -9,7 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -56,6 +57,7 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
   const ecgSeries = newUID();
   const patient = { PatientID: 'RAD-20', PatientName: 'Martin^Claire', StudyInstanceUID, StudyDate: '20260410' };
   const slices = 40;
+  const portalCopy = mkdtempSync(path.join(tmpdir(), 'atrium-viewer-portal-'));
 
   const stow = async (files: Buffer[]) => {
     const r = await stowFiles(`${base}/dicom-web`, atrium.tokens['CHU-NORD']!, files);
@@ -93,7 +95,9 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
     if (!existsSync(path.join(portalDir, 'index.html'))) execFileSync('npm', ['run', 'build:web'], { cwd: repo, stdio: 'inherit' });
     const db = await engine.open();
     cleanup = db.cleanup;
-    atrium = await startAtrium({ index: db.config, configure: (c) => { c.http.portalDir = portalDir; } });
+    // A copy of the built portal: another build of web/dist during the test does not pull files from under the browser.
+    cpSync(portalDir, portalCopy, { recursive: true });
+    atrium = await startAtrium({ index: db.config, configure: (c) => { c.http.portalDir = portalCopy; } });
     base = atrium.dicomweb.replace(/\/dicom-web$/, '');
     const FrameOfReferenceUID = newUID();
     const common = (SeriesInstanceUID: string, SeriesNumber: number, n: number, rows: number, extra: DicomElement[]) => ({
@@ -159,6 +163,7 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
     await browsers.close();
     await atrium?.close();
     await cleanup?.();
+    rmSync(portalCopy, { recursive: true, force: true });
   });
 
   it('opens the largest axial series (not the localizer, not a larger coronal reformat) with the four corners, markers and scale', async () => {
