@@ -170,7 +170,7 @@ export function largeIndexPath(dir: string, plan: LargeIndexPlan): string {
   return path.join(dir, `large-index-${planKey(plan)}.sqlite`);
 }
 
-function describe(file: string, plan: LargeIndexPlan, buildSeconds: number, reused: boolean): LargeIndex {
+export function describe(file: string, plan: LargeIndexPlan, buildSeconds: number, reused: boolean): LargeIndex {
   const sites = plan.sites ?? 1;
   const random = prng(4242);
   const benchPatients: PatientGen[] = [];
@@ -399,9 +399,9 @@ function argOf(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
 }
 
-type Engine = 'sqlite' | 'postgres';
+export type Engine = 'sqlite' | 'postgres';
 
-interface EngineIndex {
+export interface EngineIndex {
   engine: Engine;
   index: LargeIndex;
   /** How Atrium is pointed at it. */
@@ -416,7 +416,7 @@ interface SearchCase {
   /** The same search as the server runs it, for EXPLAIN: QIDO query string or /api/patients parameters. */
 }
 
-function searchCases(index: LargeIndex): SearchCase[] {
+export function searchCases(index: LargeIndex): SearchCase[] {
   const months: string[] = [];
   for (let y = 2015; y <= 2025; y++) for (let m = 1; m <= 12; m++) months.push(`${y}${pad(m, 2)}`);
   const shuffled = months.map((m, i) => [m, (i * 7919) % months.length] as const).sort((a, b) => a[1] - b[1]).map(([m]) => m);
@@ -484,7 +484,7 @@ async function runCase(s: SearchServer, c: SearchCase, repetitions: number): Pro
 }
 
 /** The SQL the server runs for each case, and its plan (EXPLAIN QUERY PLAN / EXPLAIN ANALYZE). */
-async function explainCases(engine: Engine, ix: EngineIndex, cases: SearchCase[]): Promise<Array<{ name: string; sql: string; plan: string }>> {
+export async function explainCases(engine: Engine, ix: EngineIndex, cases: SearchCase[]): Promise<Array<{ name: string; sql: string; plan: string }>> {
   const index: ArchiveIndex = await openArchiveIndex(engine === 'sqlite'
     ? { engine: 'sqlite', path: ix.atrium.indexPath! }
     : { engine: 'postgres', url: ix.atrium.postgres!.url, schema: ix.atrium.postgres!.schema });
