@@ -4,7 +4,6 @@
  * readings side by side), by specialty (horizontal bars), and a table by requesting site and
  * urgency with median and p90 turnaround. Drawn with pdfkit's own primitives.
  */
-import PDFDocument from 'pdfkit';
 import type { ActivityRow } from '../workflow/tele-activity.ts';
 
 const months = ['janv.', 'févr.', 'mars', 'avr.', 'mai', 'juin', 'juil.', 'août', 'sept.', 'oct.', 'nov.', 'déc.'];
@@ -22,7 +21,9 @@ function meanOfMedians(rows: readonly ActivityRow[]): number {
 }
 
 /** `rows`: the year's activity by month (TeleActivity.activity with by=month). */
-export function renderActivityPdf(o: { year: number; rows: readonly ActivityRow[]; scope: string; generatedAt: Date }): Promise<Buffer> {
+export async function renderActivityPdf(o: { year: number; rows: readonly ActivityRow[]; scope: string; generatedAt: Date }): Promise<Buffer> {
+  // Loaded when a PDF is made, not at start (pdfkit and its fonts cost about 0.4 s of CPU to load).
+  const { default: PDFDocument } = await import('pdfkit');
   const doc = new PDFDocument({ size: 'A4', margin: 50, info: { Title: `Activité de téléradiologie ${o.year}`, Creator: 'Atrium', CreationDate: o.generatedAt } });
   const chunks: Buffer[] = [];
   const done = new Promise<Buffer>((resolve, reject) => {

@@ -3,7 +3,6 @@
  * question, the report and its addenda, and who signed when. Also what the DICOM
  * encapsulated PDF stored in the study carries.
  */
-import PDFDocument from 'pdfkit';
 import type { SignedReport } from './signed-report.ts';
 
 const statusLabel: Record<SignedReport['status'], string> = {
@@ -30,7 +29,9 @@ function frenchDate(da: string): string {
   return /^\d{8}$/.test(da) ? `${da.slice(6, 8)}/${da.slice(4, 6)}/${da.slice(0, 4)}` : da;
 }
 
-export function renderReportPdf(r: SignedReport, options: { timeZone?: string } = {}): Promise<Buffer> {
+export async function renderReportPdf(r: SignedReport, options: { timeZone?: string } = {}): Promise<Buffer> {
+  // Loaded when a PDF is made, not at start (pdfkit and its fonts cost about 0.4 s of CPU to load).
+  const { default: PDFDocument } = await import('pdfkit');
   const timeZone = options.timeZone ?? defaultReportTimeZone;
   // Fixed dates make the same report the same bytes (a retried store sends identical content).
   const doc = new PDFDocument({ size: 'A4', margin: 56, info: { Title: `Compte rendu de télé-interprétation ${r.requestId}`, Author: r.signer.name, Creator: 'Atrium', CreationDate: r.signedAt ?? r.observedAt } });
