@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { open, type FileHandle } from 'node:fs/promises';
 import { GroupSync } from '../lib/group-sync.ts';
-import pg from 'pg';
+import type pg from 'pg';
 
 /**
  * The thin dialect layer under the index: SQL is written once with `?` placeholders
@@ -267,10 +267,10 @@ export function toPostgresPlaceholders(sql: string): string {
 
 // BIGINT ids and counts fit easily in a double; strings would leak into every caller.
 const int8 = 20;
-const typeParsers: pg.CustomTypesConfig = {
+const typeParsers = (types: typeof pg.types): pg.CustomTypesConfig => ({
   getTypeParser: ((oid: number, format?: string) =>
-    oid === int8 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
-};
+    oid === int8 ? (value: string) => Number(value) : types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
+});
 
 const retryableCodes = new Set(['40001', '40P01']);
 const maxAttempts = 8;
@@ -296,6 +296,8 @@ class PostgresDatabase implements SqlDatabase {
     if (schema !== undefined && !/^[a-z_][a-z0-9_]*$/.test(schema)) {
       throw new Error(`invalid PostgreSQL schema name: ${schema}`);
     }
+    // Loaded only for PostgreSQL: the embedded default (SQLite) starts without it.
+    const { default: pg } = await import('pg');
     if (schema) {
       const client = new pg.Client({ connectionString: config.url });
       await client.connect();
@@ -308,7 +310,7 @@ class PostgresDatabase implements SqlDatabase {
     const pool = new pg.Pool({
       connectionString: config.url,
       max: config.poolSize ?? 10,
-      types: typeParsers,
+      types: typeParsers(pg.types),
       ...(schema ? { options: `-c search_path=${schema}` } : {}),
     });
     // An idle client's error (server restart) must not crash the process; the next query reconnects.
