@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import QRCode from 'qrcode';
 import type { Archive } from '../archive/archive.ts';
 import { AuditTrail, patientRef, patientRefOf, patientRefsOfStudies } from '../access/audit.ts';
 import type { Authenticator } from '../access/login.ts';
@@ -154,6 +153,8 @@ export async function sharingRoutes(app: FastifyInstance, options: { archive: Ar
     // The token travels in the fragment: it never reaches a server log or a Referer header.
     const url = `${base}/share#${token}`;
     await audit.record({ action: 'share', outcome: 'success', ...who(request), patients: target.patients, ...(target.StudyInstanceUID ? { StudyInstanceUID: target.StudyInstanceUID } : {}), details: { link: link.id, expiresAt: link.expiresAt, pin: link.hasPin } });
+    // qrcode is loaded at the first link made, not at start.
+    const { default: QRCode } = await import('qrcode');
     return reply.code(201).send({ link, url, token, qrCodeSvg: await QRCode.toString(url, { type: 'svg', errorCorrectionLevel: 'M' }) });
   });
 
