@@ -116,11 +116,15 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
 
   it('lists the report and the structured report beside the images, and shows the PDF and the SR as text', async () => {
     const page = await loggedIn('rad.nord');
-    const series = page.getByTestId('series');
+    // This exam's series (its CT prior is hung beside it: a radiologist's hanging protocol).
+    const series = page.locator(`[data-testid=series][data-study="${patient.StudyInstanceUID}"]`);
     await series.nth(2).waitFor();
     assert.deepEqual(await series.evaluateAll((els) => els.map((e) => e.getAttribute('data-modality'))), ['CT', 'DOC', 'SR']);
     await page.getByTestId('slice-0').waitFor();
     assert.equal(await page.getByTestId('slice-0').innerText(), '1 / 4', 'the images, not a document, fill the viewport');
+    // The hanging protocol of a CT opened by a radiologist: its CT prior (24 slices) beside it.
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-1]')?.textContent === '1 / 24', undefined, { timeout: 30_000 });
+    assert.equal(await page.getByTestId('layout-1x2').getAttribute('aria-pressed'), 'true');
 
     await page.locator('[data-testid=series][data-modality=DOC]').click();
     const frame = page.getByTestId('document-pdf');
@@ -166,7 +170,7 @@ describe(`the viewer's documents and key images in Chromium (${engine.name})`, {
     await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '1 / 4');
     await page.getByTestId('mark-key-image').click();
     await page.getByTestId('key-image').nth(1).waitFor();
-    assert.deepEqual(await page.getByTestId('series').evaluateAll((els) => els.map((e) => e.getAttribute('data-modality'))), ['CT', 'DOC', 'SR', 'KO']);
+    assert.deepEqual(await page.locator(`[data-testid=series][data-study="${patient.StudyInstanceUID}"]`).evaluateAll((els) => els.map((e) => e.getAttribute('data-modality'))), ['CT', 'DOC', 'SR', 'KO']);
     writeFileSync(path.join(screenshots, 'viewer-key-images.png'), await page.screenshot());
 
     assert.match(await page.locator('[data-testid=series][data-modality=KO]').innerText(), /Images clés\s+2 images/, 'both in one key images series');

@@ -627,23 +627,39 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     if (active >= n) setActive(0);
   };
 
-  const comparePrior = async () => {
+  /**
+   * The prior beside the current exam: the latest older exam of the same modality (else, asked
+   * for by the button, the latest older one), its most relevant series, scrolled together.
+   * `automatic`: the hanging protocol of a CT or MR opened by a radiologist, silent when there is none.
+   */
+  const comparePrior = async (automatic = false) => {
     if (typeof study !== 'object') return;
     const { studies } = await getJson<{ studies: TimelineStudy[] }>(`/api/patients/timeline?${new URLSearchParams({ StudyInstanceUID })}`);
     const older = studies.filter((s) => s.StudyInstanceUID !== StudyInstanceUID && (s.StudyDate ?? '') <= (study.StudyDate ?? '99999999'));
-    const candidate = older[0];
+    const sameModality = older.filter((s) => s.ModalitiesInStudy.some((m) => study.ModalitiesInStudy.includes(m)));
+    const candidate = sameModality[0] ?? (automatic ? undefined : older[0]);
     const loaded = candidate ? await loadStudy(candidate.StudyInstanceUID) : undefined;
     const priorImages = loaded ? relevantSeries(loaded) : undefined;
     if (!loaded || !priorImages) {
-      setPrior('none');
+      if (!automatic) setPrior('none');
       return;
     }
     setPrior(loaded);
     setLayout('1x2');
-    // The hanging of a comparison: current and prior side by side, scrolled together.
     setSync(true);
-    setPanes([panes[0] ?? relevantSeries(study), priorImages]);
+    setPanes((p) => [p[0] ?? relevantSeries(study), priorImages]);
   };
+
+  // Hanging protocol: a radiologist opening a CT or an MR on a wide screen gets its latest prior of the same modality side by side.
+  const hung = useRef<string | undefined>(undefined);
+  useEffect(() => {
+    if (typeof study !== 'object' || !me || hung.current === study.StudyInstanceUID || isRemoteStudy()) return;
+    hung.current = study.StudyInstanceUID;
+    if (!me.roles.includes('radiologist') || !study.ModalitiesInStudy.some((m) => m === 'CT' || m === 'MR')) return;
+    // Two viewports side by side need a wide screen; on a tablet or a phone the button does it.
+    if (!window.matchMedia('(min-width: 1000px)').matches) return;
+    void comparePrior(true).catch(() => {});
+  }, [study, me]);
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
@@ -739,7 +755,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
             <div key={s.StudyInstanceUID}>
               <div className="muted">{formatDicomDate(s.StudyDate, language)}</div>
               {s.series.map((se) => (
-                <button key={se.SeriesInstanceUID} type="button" data-testid="series" data-modality={se.Modality} data-series={se.SeriesInstanceUID}
+                <button key={se.SeriesInstanceUID} type="button" data-testid="series" data-modality={se.Modality} data-series={se.SeriesInstanceUID} data-study={se.StudyInstanceUID}
                   className={`series${openDocument?.SeriesInstanceUID === se.SeriesInstanceUID || (!openDocument && panes[active]?.SeriesInstanceUID === se.SeriesInstanceUID) ? ' on' : ''}`}
                   onClick={() => (isImageSeries(se.Modality) ? (setDocument(undefined), setPanes((p) => p.map((x, i) => (i === active ? se : x)))) : setDocument(se))}>
                   <Thumbnail series={se} />
