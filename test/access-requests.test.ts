@@ -16,7 +16,8 @@ import { syntheticInstance } from './support/synthetic.ts';
 import { loginLocal, request, type CookieJar } from './support/browser-session.ts';
 import { addUser } from '../src/cli/users.ts';
 import { Browsers, haveChromium, Screenshots } from './support/chromium.ts';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -41,6 +42,8 @@ for (const engine of testDatabases()) {
     let base: string;
     let cleanup: () => Promise<void>;
     const sessions: Record<string, { jar: CookieJar; csrf: string }> = {};
+    // A copy of the built portal: another build of web/dist during the test does not pull files from under the browser.
+    const portalCopy = mkdtempSync(path.join(tmpdir(), 'atrium-access-requests-portal-'));
     const north = syntheticInstance({ PatientID: 'AN-1', PatientName: 'Ailleurs^Alice', Rows: 4, Columns: 4 });
     const south = [1, 2].map(() => syntheticInstance({ PatientID: 'AS-1', PatientName: 'Ailleurs^Alice', Rows: 4, Columns: 4 }));
     const get = (who: string, url: string) => request(sessions[who]!.jar, `${base}${url}`);
@@ -56,10 +59,11 @@ for (const engine of testDatabases()) {
     before(async () => {
       const db = await engine.open();
       cleanup = db.cleanup;
+      if (existsSync(path.join(portalDir, 'index.html'))) cpSync(portalDir, portalCopy, { recursive: true });
       atrium = await startAtrium({
         index: db.config, hl7: true,
         configure: (c) => {
-          c.http.portalDir = portalDir;
+          c.http.portalDir = portalCopy;
           c.hl7.senders = [
             { application: 'RIS_NORD', facility: 'CHU_NORD', site: 'CHU-NORD' },
             { application: 'RIS_SUD', facility: 'CLIN_SUD', site: 'CLIN-SUD' },
@@ -84,6 +88,7 @@ for (const engine of testDatabases()) {
     after(async () => {
       await atrium?.close();
       await cleanup?.();
+      rmSync(portalCopy, { recursive: true, force: true });
     });
 
     it('counts the person\'s exams the caller may not open, without naming them', async () => {
@@ -141,12 +146,17 @@ for (const engine of testDatabases()) {
         assert.equal(await page.getByTestId('exams-elsewhere-count').innerText(), '2 examens de ce patient dans d\'autres sites, que vous ne pouvez pas ouvrir');
         await page.getByTestId('ask-access').click();
         assert.ok(await page.getByTestId('send-access-request').isDisabled(), 'no request without a reason');
-        await page.getByTestId('access-reason').fill('Bilan d\'extension : scanners antérieurs');
+        // Typed key by key, as a person does: letters that are the viewer's shortcuts (a, e, o, l, h, r, i, c, k, w, p, z, 1-5)
+        // go into the reason, not to the viewer.
+        const typed = 'Bilan d\'extension, kyste hépatique : comparer avec les scanners 1 à 5 (zone Ouest, rapport préalable)';
+        await page.getByTestId('access-reason').click();
+        await page.keyboard.type(typed);
+        assert.equal(await page.getByTestId('access-reason').inputValue(), typed);
         await page.getByTestId('send-access-request').click();
         await page.getByTestId('access-request-sent').waitFor();
         await shots.shootNonBlank(page, 'viewer-access-request');
         const { requests } = await json<{ requests: Array<{ reason: string }> }>(await get('admin.sud', '/api/access-requests'), 200);
-        assert.equal(requests[0]?.reason, 'Bilan d\'extension : scanners antérieurs');
+        assert.equal(requests[0]?.reason, typed);
       } finally {
         await browsers.close();
       }

@@ -663,7 +663,10 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (e.target instanceof HTMLInputElement || e.ctrlKey || e.metaKey || e.altKey) return;
+      // Keys typed in a field (the "ask access" reason, a note, a select) are text, not shortcuts.
+      const target = e.target;
+      if (target instanceof HTMLElement && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName))) return;
+      if (e.ctrlKey || e.metaKey || e.altKey) return;
       const presets: Record<string, WindowPreset | 'default'> = { '1': 'default', '2': 'lung', '3': 'bone', '4': 'brain', '5': 'abdomen' };
       const toolKeys: Record<string, PrimaryTool> = {
         w: Tool.WindowLevel, p: Tool.Pan, z: Tool.Zoom, l: Tool.Length, a: Tool.Angle, e: Tool.Ellipse, o: Tool.Rectangle, h: Tool.Probe,
