@@ -222,7 +222,14 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
     await form.locator('input[name=sites]').fill('CLIN-SUD');
     await form.locator('button[type=submit]').click();
     await page.getByTestId('users-error').waitFor();
-    assert.match(await page.getByTestId('users-error').innerText(), /CLIN-SUD is not one of your sites/);
+    // The refusal in the user's language, not the server's English words.
+    assert.equal(await page.getByTestId('users-error').innerText(), 'Vous n\'avez pas le droit de faire cela.');
+    // A login already used: refused, said in French with the login.
+    await form.locator('input[name=login]').fill('manip.nord');
+    await form.locator('input[name=sites]').fill('CHU-NORD');
+    await form.locator('button[type=submit]').click();
+    await page.locator('[data-testid=users-error]', { hasText: 'L\'identifiant manip.nord est déjà pris' }).waitFor();
+    assert.doesNotMatch(await page.getByTestId('users-error').innerText(), /taken/);
 
     await created.getByTestId('disable').click();
     await page.locator('[data-testid="user-manip.nord"][data-state="disabled"]').waitFor();
@@ -279,7 +286,7 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
     await form.locator('input[name=site]').fill('CLIN-SUD');
     await form.locator('button[type=submit]').click();
     await page.getByTestId('peers-error').waitFor();
-    assert.match(await page.getByTestId('peers-error').innerText(), /CLIN-SUD is not one of your sites/);
+    assert.equal(await page.getByTestId('peers-error').innerText(), 'You may not do this.');
     assert.doesNotMatch(readFileSync(configFile, 'utf8'), /CT_SUD_2/);
 
     await page.getByRole('button', { name: 'Français' }).click();

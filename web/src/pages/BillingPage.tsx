@@ -1,6 +1,7 @@
 import { useEffect, useMemo, useState } from 'react';
 import { getJson } from '../api.ts';
 import type { Language } from '../i18n.ts';
+import { errorText } from '../errors.ts';
 
 /** As GET /api/billing/usage answers it (src/billing/metering.ts SiteUsage). */
 interface SiteUsage {
@@ -97,7 +98,7 @@ export function BillingPage({ language }: { language: Language }) {
 
   useEffect(() => {
     setData(undefined);
-    getJson<{ months: string[]; usage: SiteUsage[] }>(`/api/billing/usage?from=${year}-01&to=${year}-12`).then(setData, (e: Error) => setError(e.message));
+    getJson<{ months: string[]; usage: SiteUsage[] }>(`/api/billing/usage?from=${year}-01&to=${year}-12`).then(setData, (e: unknown) => setError(errorText(e, language)));
   }, [year]);
   const sites = useMemo(() => [...new Set((data?.usage ?? []).map((u) => u.site))].sort(), [data]);
   useEffect(() => {
@@ -106,7 +107,7 @@ export function BillingPage({ language }: { language: Language }) {
   useEffect(() => {
     if (!site || !/^[0-9]{4}-[0-9]{2}$/.test(month)) return;
     setInvoice(undefined);
-    getJson<{ invoice: Invoice }>(`/api/billing/invoice?${new URLSearchParams({ site, month })}`).then((r) => setInvoice(r.invoice), (e: Error) => setError(e.message));
+    getJson<{ invoice: Invoice }>(`/api/billing/invoice?${new URLSearchParams({ site, month })}`).then((r) => setInvoice(r.invoice), (e: unknown) => setError(errorText(e, language)));
   }, [site, month]);
   const monthUsage = (data?.usage ?? []).filter((u) => u.month === month);
   const query = new URLSearchParams({ site, month }).toString();

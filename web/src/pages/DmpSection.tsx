@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useState } from 'react';
-import { csrfHeaders } from '../api.ts';
+import { ApiError, csrfHeaders } from '../api.ts';
+import { errorText } from '../errors.ts';
 import { formatDicomDate, type Language } from '../i18n.ts';
 import { navigate, viewerPath } from '../router.ts';
 
@@ -85,7 +86,7 @@ async function call<T>(method: 'GET' | 'POST', url: string, body?: unknown): Pro
     } catch {
       // not a problem document
     }
-    throw Object.assign(new Error(detail), { status: r.status });
+    throw new ApiError(r.status, detail);
   }
   return (text ? JSON.parse(text) : undefined) as T;
 }
@@ -112,11 +113,13 @@ export function DmpSection({ site, PatientID, language }: { site: string; Patien
     try {
       await action();
     } catch (e) {
-      setFailure({ status: (e as { status?: number }).status ?? 0, detail: (e as Error).message, retry: again });
+      // The server's words are for the log; the user reads them in their language (web/src/errors.ts).
+      const sourceDown = e instanceof ApiError && e.status === 502 && /source/i.test(e.message);
+      setFailure({ status: e instanceof ApiError ? e.status : 0, detail: sourceDown ? texts[language].sourceDown : errorText(e, language), retry: again });
     } finally {
       setBusy(undefined);
     }
-  }, []);
+  }, [language]);
 
   const search = useCallback(() => {
     const q = new URLSearchParams({ site, PatientID });
@@ -163,7 +166,7 @@ export function DmpSection({ site, PatientID, language }: { site: string; Patien
       {busy === 'search' && <p className="status">{t.searching}</p>}
       {failure && (
         <div className="error" role="alert" data-testid="dmp-error">
-          <p>{failure.status === 502 && /source/i.test(failure.detail) ? `${t.sourceDown} ` : ''}{failure.detail}</p>
+          <p>{failure.detail}</p>
           {failure.status === 401
             ? <a className="button" data-testid="dmp-relogin" href={`/auth/login?${new URLSearchParams({ returnTo: back })}`}>{t.relogin}</a>
             : <button type="button" className="button" data-testid="dmp-retry" onClick={failure.retry}>{t.retry}</button>}

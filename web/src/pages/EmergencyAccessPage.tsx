@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { sendJson } from '../api.ts';
 import type { Language } from '../i18n.ts';
+import { errorText } from '../errors.ts';
 import { navigate } from '../router.ts';
 
 const texts = {
@@ -31,7 +32,7 @@ export function EmergencyAccessPage({ language, site: initialSite, PatientID: in
     e.preventDefault();
     setError(undefined);
     sendJson<{ grant: { expiresAt: string } }>('POST', '/api/emergency-access', { patient: { site: site.trim(), PatientID: PatientID.trim() }, reason: reason.trim() })
-      .then((r) => setUntil(new Date(r.grant.expiresAt).toLocaleString(language === 'fr' ? 'fr-FR' : 'en-GB')), (err: Error) => setError(err.message));
+      .then((r) => setUntil(new Date(r.grant.expiresAt).toLocaleString(language === 'fr' ? 'fr-FR' : 'en-GB')), (err: unknown) => setError(errorText(err, language)));
   };
 
   return (

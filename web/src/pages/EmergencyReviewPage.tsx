@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from 'react';
 import { getJson, sendJson } from '../api.ts';
 import type { Language } from '../i18n.ts';
+import { errorText } from '../errors.ts';
 
 interface EmergencyAccess {
   id: number; userLogin: string; site?: string; PatientID?: string; reason?: string; createdAt: string; expiresAt?: string; reviewedAt?: string; reviewedBy?: string;
@@ -26,11 +27,11 @@ export function EmergencyReviewPage({ language }: { language: Language }) {
   const [error, setError] = useState<string>();
   const [notice, setNotice] = useState<string>();
   const date = (iso: string) => new Date(iso).toLocaleString(language === 'fr' ? 'fr-FR' : 'en-GB');
-  const load = useCallback(() => { getJson<{ accesses: EmergencyAccess[] }>('/api/emergency-access').then((r) => setAccesses(r.accesses), (e: Error) => setError(e.message)); }, []);
+  const load = useCallback(() => { getJson<{ accesses: EmergencyAccess[] }>('/api/emergency-access').then((r) => setAccesses(r.accesses), (e: unknown) => setError(errorText(e, language))); }, []);
   useEffect(load, [load]);
   const reviewed = (id: number) => {
     setError(undefined);
-    sendJson('POST', `/api/emergency-access/${id}/reviewed`).then(() => { setNotice(t.done); load(); }, (e: Error) => setError(e.message));
+    sendJson('POST', `/api/emergency-access/${id}/reviewed`).then(() => { setNotice(t.done); load(); }, (e: unknown) => setError(errorText(e, language)));
   };
 
   return (

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from 'react';
 import { getJson, sendJson, type Me } from '../api.ts';
 import type { Language } from '../i18n.ts';
+import { errorText } from '../errors.ts';
 
 interface Peer { aeTitle: string; site: string; host?: string; port?: number; may: { store: boolean; query: boolean; retrieve: boolean }; territory?: boolean }
 
@@ -28,7 +29,7 @@ export function PeersAdminPage({ language, me }: { language: Language; me: Me })
   const [error, setError] = useState<string>();
   const [notice, setNotice] = useState<string>();
   const [form, setForm] = useState({ aeTitle: '', site: me.sites[0] ?? '', host: '', port: '', store: true, query: false, retrieve: false });
-  const load = useCallback(() => { getJson<{ peers: Peer[]; pending: Peer[]; editable: boolean }>('/api/admin/peers').then(setData, (e: Error) => setError(e.message)); }, []);
+  const load = useCallback(() => { getJson<{ peers: Peer[]; pending: Peer[]; editable: boolean }>('/api/admin/peers').then(setData, (e: unknown) => setError(errorText(e, language))); }, []);
   useEffect(load, [load]);
   const mayText = (p: Peer) => [p.may.store && t.store, p.may.query && t.query, p.may.retrieve && t.retrieve].filter(Boolean).join(', ');
 
@@ -38,7 +39,7 @@ export function PeersAdminPage({ language, me }: { language: Language; me: Me })
     sendJson('POST', '/api/admin/peers', {
       aeTitle: form.aeTitle.trim(), site: form.site.trim(), ...(form.host.trim() ? { host: form.host.trim(), port: Number(form.port) } : {}),
       store: form.store, query: form.query, retrieve: form.retrieve,
-    }).then(() => { setNotice(t.added(form.aeTitle.trim())); setForm({ ...form, aeTitle: '', host: '', port: '' }); load(); }, (err: Error) => { setNotice(undefined); setError(err.message); });
+    }).then(() => { setNotice(t.added(form.aeTitle.trim())); setForm({ ...form, aeTitle: '', host: '', port: '' }); load(); }, (err: unknown) => { setNotice(undefined); setError(errorText(err, language)); });
   };
   const rows = (peers: Peer[], state: string) => peers.map((p) => (
     <tr key={`${state}-${p.aeTitle}`} data-testid={`peer-${p.aeTitle}`} data-state={state}>

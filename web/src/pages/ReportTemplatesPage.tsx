@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from 'react';
 import { getJson, sendJson } from '../api.ts';
 import type { Language } from '../i18n.ts';
+import { errorText } from '../errors.ts';
 
 interface Field { name: string; label?: string; required?: boolean }
 interface Template { code: string; name: string; modality?: string; bodyPart?: string; fields: Field[]; findings: string; updatedBy?: string; updatedAt?: string }
@@ -30,7 +31,7 @@ export function ReportTemplatesPage({ language }: { language: Language }) {
   const [editing, setEditing] = useState(false);
   const [error, setError] = useState<string>();
   const [notice, setNotice] = useState<string>();
-  const load = useCallback(() => { getJson<Template[]>('/api/teleradiology/templates').then(setTemplates, (e: Error) => setError(e.message)); }, []);
+  const load = useCallback(() => { getJson<Template[]>('/api/teleradiology/templates').then(setTemplates, (e: unknown) => setError(errorText(e, language))); }, []);
   useEffect(load, [load]);
 
   const save = (e: FormEvent) => {
@@ -41,7 +42,7 @@ export function ReportTemplatesPage({ language }: { language: Language }) {
       name: form.name, ...(form.modality?.trim() ? { modality: form.modality.trim() } : {}), ...(form.bodyPart?.trim() ? { bodyPart: form.bodyPart.trim() } : {}),
       fields: form.fields.filter((f) => f.name.trim() !== '').map((f) => ({ name: f.name.trim(), ...(f.label?.trim() ? { label: f.label.trim() } : {}), required: f.required === true })),
       findings: form.findings,
-    }).then(() => { setNotice(t.saved(code)); setEditing(false); load(); }, (err: Error) => { setNotice(undefined); setError(err.message); });
+    }).then(() => { setNotice(t.saved(code)); setEditing(false); load(); }, (err: unknown) => { setNotice(undefined); setError(errorText(err, language)); });
   };
   const setField = (i: number, f: Field) => setForm({ ...form, fields: form.fields.map((x, j) => (j === i ? f : x)) });
 

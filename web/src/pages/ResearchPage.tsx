@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from 'react';
 import { getJson, sendJson, type Me } from '../api.ts';
 import type { Language } from '../i18n.ts';
+import { errorText } from '../errors.ts';
 
 interface Project {
   id: number; name: string; site?: string; status: 'draft' | 'approved'; createdBy: string; approvedBy?: string;
@@ -51,10 +52,10 @@ export function ResearchPage({ me, language }: { me: Me; language: Language }) {
   const recordsObjections = isAdmin || me.roles.includes('trusted-third-party');
 
   const load = useCallback(() => {
-    getJson<{ projects: Project[] }>('/api/research/projects').then((r) => setProjects(r.projects), (e: Error) => setError(e.message));
+    getJson<{ projects: Project[] }>('/api/research/projects').then((r) => setProjects(r.projects), (e: unknown) => setError(errorText(e, language)));
   }, []);
   useEffect(load, [load]);
-  const fail = (e: Error) => setError(e.message);
+  const fail = (e: unknown) => setError(errorText(e, language));
 
   const create = () => {
     setError(undefined);

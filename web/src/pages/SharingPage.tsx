@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState, type FormEvent } from 'react';
 import { ApiError, getJson, sendJson, type TimelineStudy } from '../api.ts';
 import { studyOfQido, type DicomJson } from '../dicom-json.ts';
 import type { Language } from '../i18n.ts';
+import { errorText } from '../errors.ts';
 
 interface ShareLink { id: number; StudyInstanceUID?: string; patientId?: number; hasPin: boolean; createdAt: string; expiresAt: string; revokedAt?: string; lockedAt?: string }
 interface Grant { id: number; expiresAt?: string; revokedAt?: string }
@@ -61,16 +62,19 @@ export function SharingPage({ language, site, PatientID, StudyInstanceUID: named
   const [linkHours, setLinkHours] = useState('72');
   const [pin, setPin] = useState('');
   const [created, setCreated] = useState<CreatedLink>();
-  const load = useCallback(() => { getJson<{ links: ShareLink[] }>('/api/shares').then((r) => setLinks(r.links), (e: Error) => setError(e.message)); }, []);
+  const load = useCallback(() => { getJson<{ links: ShareLink[] }>('/api/shares').then((r) => setLinks(r.links), (e: unknown) => setError(errorText(e, language))); }, []);
   useEffect(load, [load]);
-  const failed = (e: Error) => { setNotice(undefined); setError(e.message); };
+  const failed = (e: unknown) => { setNotice(undefined); setError(errorText(e, language)); };
 
   const shareWithPro = (e: FormEvent) => {
     e.preventDefault();
     setError(undefined);
     sendJson<{ grant: Grant }>('POST', '/api/shares', { ...target, toUser: toUser.trim(), ...(grantHours ? { expiresInHours: Number(grantHours) } : {}) })
       .then((r) => { setGrant({ grant: r.grant, login: toUser.trim() }); setNotice(undefined); },
-        (err: Error) => failed(err instanceof ApiError && err.status === 404 && err.message.startsWith('user ') ? new Error(t.unknownUser(toUser.trim())) : err));
+        (err: unknown) => {
+          // The server names an unknown professional ("user … not found"): said with the login typed.
+          if (err instanceof ApiError && err.status === 404 && err.message.startsWith('user ')) { setNotice(undefined); setError(t.unknownUser(toUser.trim())); } else failed(err);
+        });
   };
   const createLink = (e: FormEvent) => {
     e.preventDefault();

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from 'react';
-import { getJson, sendJson, type Me } from '../api.ts';
+import { ApiError, getJson, sendJson, type Me } from '../api.ts';
 import type { Language } from '../i18n.ts';
+import { errorText } from '../errors.ts';
 
 interface UserSummary { login: string; name: string; roles: string[]; sites: string[]; rpps?: string; oidcBound: boolean; localPassword: boolean; lockedUntil?: string; disabledAt?: string }
 
@@ -14,12 +15,14 @@ const texts = {
     title: 'Utilisateurs', login: 'Identifiant', name: 'Nom affiché', roles: 'Rôles', sites: 'Sites (codes, séparés par des virgules)', rpps: 'RPPS (11 chiffres, Pro Santé Connect)',
     password: 'Mot de passe local (12 caractères au moins, facultatif)', add: 'Créer l\'utilisateur', added: (l: string) => `Utilisateur ${l} créé.`,
     state: 'État', active: 'actif', disabled: 'désactivé', locked: 'verrouillé', disable: 'Désactiver', enable: 'Réactiver', changed: (l: string) => `Utilisateur ${l} modifié.`,
+    taken: (l: string) => `L'identifiant ${l} est déjà pris : choisissez-en un autre.`,
     psc: 'Pro Santé Connect', local: 'mot de passe local', patients: 'Les comptes patients se créent avec `atrium user add --patient`.',
   },
   en: {
     title: 'Users', login: 'Login', name: 'Display name', roles: 'Roles', sites: 'Sites (codes, comma-separated)', rpps: 'RPPS (11 digits, Pro Santé Connect)',
     password: 'Local password (12 characters at least, optional)', add: 'Create the user', added: (l: string) => `User ${l} created.`,
     state: 'State', active: 'active', disabled: 'disabled', locked: 'locked', disable: 'Disable', enable: 'Enable', changed: (l: string) => `User ${l} changed.`,
+    taken: (l: string) => `The login ${l} is taken: choose another one.`,
     psc: 'Pro Santé Connect', local: 'local password', patients: 'Patient accounts are made with `atrium user add --patient`.',
   },
 };
@@ -35,9 +38,9 @@ export function UsersAdminPage({ language, me }: { language: Language; me: Me })
   const [error, setError] = useState<string>();
   const [notice, setNotice] = useState<string>();
   const [form, setForm] = useState({ login: '', name: '', roles: ['radiologist'], sites: me.sites.join(', '), rpps: '', password: '' });
-  const load = useCallback(() => { getJson<{ users: UserSummary[] }>('/api/admin/users').then((r) => setUsers(r.users), (e: Error) => setError(e.message)); }, []);
+  const load = useCallback(() => { getJson<{ users: UserSummary[] }>('/api/admin/users').then((r) => setUsers(r.users), (e: unknown) => setError(errorText(e, language))); }, []);
   useEffect(load, [load]);
-  const failed = (e: Error) => { setNotice(undefined); setError(e.message); };
+  const failed = (e: unknown) => { setNotice(undefined); setError(errorText(e, language)); };
 
   const add = (e: FormEvent) => {
     e.preventDefault();
@@ -46,7 +49,10 @@ export function UsersAdminPage({ language, me }: { language: Language; me: Me })
     sendJson('POST', '/api/admin/users', {
       login: form.login.trim(), name: form.name.trim(), roles: form.roles, sites,
       ...(form.rpps.trim() ? { rpps: form.rpps.trim() } : {}), ...(form.password ? { password: form.password } : {}),
-    }).then(() => { setNotice(t.added(form.login.trim())); setForm({ ...form, login: '', name: '', rpps: '', password: '' }); load(); }, failed);
+    }).then(() => { setNotice(t.added(form.login.trim())); setForm({ ...form, login: '', name: '', rpps: '', password: '' }); load(); }, (err: unknown) => {
+      // A login already used: said with the login typed, in the user's language.
+      if (err instanceof ApiError && err.status === 400 && / is taken$/.test(err.message)) { setNotice(undefined); setError(t.taken(form.login.trim())); } else failed(err);
+    });
   };
   const setDisabled = (login: string, disabled: boolean) => {
     setError(undefined);

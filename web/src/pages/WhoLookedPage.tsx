@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import { getJson } from '../api.ts';
 import type { Language } from '../i18n.ts';
+import { errorText } from '../errors.ts';
 
 interface TrailEvent {
   id: number; at: string; action: string; outcome: string; actor: string; actorKind: string; actorName?: string; site?: string; siteName?: string; reason?: string; StudyInstanceUID?: string;
@@ -38,7 +39,7 @@ export function WhoLookedPage({ language }: { language: Language }) {
   const t = texts[language];
   const [events, setEvents] = useState<TrailEvent[]>();
   const [error, setError] = useState<string>();
-  useEffect(() => { getJson<{ events: TrailEvent[] }>('/api/audit/patient').then((r) => setEvents(r.events), (e: Error) => setError(e.message)); }, []);
+  useEffect(() => { getJson<{ events: TrailEvent[] }>('/api/audit/patient').then((r) => setEvents(r.events), (e: unknown) => setError(errorText(e, language))); }, []);
   const whoOf = (e: TrailEvent) => e.actorName ?? (e.actor === 'patient' ? t.patient : e.actorKind === 'user' ? t.you : t.kinds[e.actorKind] ?? e.actorKind);
 
   return (
