@@ -161,5 +161,54 @@ for (const engine of testDatabases()) {
         await browsers.close();
       }
     });
+
+    it('lists the requests for CLIN-SUD\'s administrator, who answers by sharing the record with the requester (Chromium, French then English)', { skip: (!haveChromium || !existsSync(path.join(portalDir, 'index.html'))) && 'no Chromium or no built portal' }, async () => {
+      const browsers = new Browsers();
+      const shots = new Screenshots(path.join(repo, '.tmp', `access-requests-${engine.name}`));
+      try {
+        // CHU-NORD's administrator holds none of the exams asked for: nothing to read.
+        const northPage = await browsers.open({ locale: 'fr-FR' });
+        await northPage.goto(`${base}/app/`);
+        await northPage.locator('input[name=login]').fill('admin.nord');
+        await northPage.locator('input[name=password]').fill(password);
+        await northPage.getByRole('button', { name: 'Se connecter', exact: true }).click();
+        await northPage.getByTestId('nav-access-requests').click();
+        assert.equal(await northPage.getByTestId('access-requests-empty').innerText(), 'Aucune demande d\'accès.');
+
+        const page = await browsers.open({ locale: 'fr-FR' });
+        await page.goto(`${base}/app/`);
+        await page.locator('input[name=login]').fill('admin.sud');
+        await page.locator('input[name=password]').fill(password);
+        await page.getByRole('button', { name: 'Se connecter', exact: true }).click();
+        await page.getByTestId('nav-access-requests').click();
+        await page.locator('h1', { hasText: 'Demandes d\'accès' }).waitFor();
+        const row = page.getByTestId('access-requests').locator('tr', { hasText: 'kyste hépatique' });
+        await row.waitFor();
+        assert.equal(await row.getByTestId('requester').innerText(), 'Dr Nord (rad.nord)');
+        assert.match(await row.getByTestId('request-reason').innerText(), /^Bilan d'extension, kyste hépatique/);
+        assert.match(await row.getByTestId('request-date').innerText(), /^\d{2}\/\d{2}\/\d{4}/);
+        assert.equal(await row.getByTestId('request-records').innerText(), 'AS-1 (CLIN-SUD)');
+        await shots.shootNonBlank(page, 'access-requests-fr');
+        // Not shared yet: rad.nord still may not open CLIN-SUD's exams.
+        assert.equal((await get('rad.nord', `/dicom-web/studies/${south[0]!.uids.study}/metadata`)).status, 404);
+        await row.getByTestId('share-with-requester').click();
+        await page.getByTestId('share-with-pro').waitFor();
+        assert.equal(await page.getByTestId('sharing-target').innerText(), 'Ce qui est partagé : les examens du patient AS-1 (CLIN-SUD)');
+        assert.equal(await page.locator('input[name=toUser]').inputValue(), 'rad.nord', 'the requester is prefilled');
+        await page.getByTestId('share-with-pro').locator('button[type=submit]').click();
+        await page.getByTestId('grant-created').waitFor();
+        // The answer opens what was asked for.
+        assert.equal((await get('rad.nord', `/dicom-web/studies/${south[0]!.uids.study}/metadata`)).status, 200);
+
+        await page.getByRole('button', { name: 'English' }).click();
+        await page.getByTestId('nav-access-requests').click();
+        await page.locator('h1', { hasText: 'Access requests' }).waitFor();
+        const again = page.getByTestId('access-requests').locator('tr', { hasText: 'kyste hépatique' });
+        assert.equal(await again.getByTestId('share-with-requester').innerText(), 'Share with Dr Nord');
+        await shots.shootNonBlank(page, 'access-requests-en');
+      } finally {
+        await browsers.close();
+      }
+    });
   });
 }

@@ -9,6 +9,7 @@ import { WhoLookedPage } from './WhoLookedPage.tsx';
 import { UsersAdminPage } from './UsersAdminPage.tsx';
 import { PeersAdminPage } from './PeersAdminPage.tsx';
 import { ReportTemplatesPage } from './ReportTemplatesPage.tsx';
+import { AccessRequestsPage } from './AccessRequestsPage.tsx';
 
 /** Who may use which screen: the server decides each call; these only hide what would be refused. */
 export const isAdministrator = (me: Me) => me.kind === 'user' && (me.roles.includes('site-admin') || me.roles.includes('territory-admin'));
@@ -22,7 +23,7 @@ export const mayBreakTheGlass = (me: Me) => me.kind === 'user' && me.roles.some(
  */
 export function portalScreen(me: Me, path: string, query: URLSearchParams, language: Language): ReactNode | undefined {
   const patient = { site: query.get('site') ?? '', PatientID: query.get('PatientID') ?? '' };
-  if (path === '/sharing' && mayShare(me)) return <SharingPage language={language} {...patient} StudyInstanceUID={query.get('StudyInstanceUID') ?? ''} pickFromMyExams={isPatient(me)} />;
+  if (path === '/sharing' && mayShare(me)) return <SharingPage language={language} {...patient} StudyInstanceUID={query.get('StudyInstanceUID') ?? ''} pickFromMyExams={isPatient(me)} toUser={query.get('toUser') ?? ''} />;
   if (path === '/emergency' && mayBreakTheGlass(me)) return <EmergencyAccessPage language={language} {...patient} />;
   if (path === '/who-looked' && isPatient(me)) return <WhoLookedPage language={language} />;
   if (!isAdministrator(me)) return undefined;
@@ -30,12 +31,13 @@ export function portalScreen(me: Me, path: string, query: URLSearchParams, langu
   if (path === '/admin/users') return <UsersAdminPage language={language} me={me} />;
   if (path === '/admin/peers') return <PeersAdminPage language={language} me={me} />;
   if (path === '/admin/templates') return <ReportTemplatesPage language={language} />;
+  if (path === '/admin/access-requests') return <AccessRequestsPage language={language} />;
   return undefined;
 }
 
 const navTexts = {
-  fr: { whoLooked: 'Qui a consulté mes images', shares: 'Mes partages', breakGlass: 'Accès d\'urgence', emergency: 'Accès d\'urgence à revoir', users: 'Utilisateurs', peers: 'Équipements DICOM', templates: 'Modèles de compte rendu' },
-  en: { whoLooked: 'Who looked at my images', shares: 'My shares', breakGlass: 'Emergency access', emergency: 'Emergency accesses to review', users: 'Users', peers: 'DICOM peers', templates: 'Report templates' },
+  fr: { whoLooked: 'Qui a consulté mes images', shares: 'Mes partages', breakGlass: 'Accès d\'urgence', emergency: 'Accès d\'urgence à revoir', users: 'Utilisateurs', peers: 'Équipements DICOM', templates: 'Modèles de compte rendu', accessRequests: 'Demandes d\'accès' },
+  en: { whoLooked: 'Who looked at my images', shares: 'My shares', breakGlass: 'Emergency access', emergency: 'Emergency accesses to review', users: 'Users', peers: 'DICOM peers', templates: 'Report templates', accessRequests: 'Access requests' },
 };
 
 function NavLink({ to, id, children }: { to: string; id: string; children: ReactNode }) {
@@ -56,6 +58,7 @@ export function PortalScreenLinks({ me, language }: { me: Me; language: Language
           <NavLink to="/admin/users" id="users">{t.users}</NavLink>
           <NavLink to="/admin/peers" id="peers">{t.peers}</NavLink>
           <NavLink to="/admin/templates" id="templates">{t.templates}</NavLink>
+          <NavLink to="/admin/access-requests" id="access-requests">{t.accessRequests}</NavLink>
         </>
       )}
     </>

@@ -43,7 +43,7 @@ const stateOf = (l: ShareLink) => (l.revokedAt ? 'revoked' : l.lockedAt ? 'locke
  * Sharing a patient's exams, or one exam, with a professional (a grant) or by a link with an
  * expiry and an optional PIN (its QR code made by the server); the caller's links, revocable.
  */
-export function SharingPage({ language, site, PatientID, StudyInstanceUID: named, pickFromMyExams }: { language: Language; site: string; PatientID: string; StudyInstanceUID: string; pickFromMyExams?: boolean }) {
+export function SharingPage({ language, site, PatientID, StudyInstanceUID: named, pickFromMyExams, toUser: proposed = '' }: { language: Language; site: string; PatientID: string; StudyInstanceUID: string; pickFromMyExams?: boolean; toUser?: string }) {
   const t = texts[language];
   // A patient (instead of a CD) picks one of their own exams.
   const [mine, setMine] = useState<TimelineStudy[]>();
@@ -56,7 +56,8 @@ export function SharingPage({ language, site, PatientID, StudyInstanceUID: named
   const [links, setLinks] = useState<ShareLink[]>();
   const [error, setError] = useState<string>();
   const [notice, setNotice] = useState<string>();
-  const [toUser, setToUser] = useState('');
+  // Prefilled when answering an access request (the requester's login).
+  const [toUser, setToUser] = useState(proposed);
   const [grantHours, setGrantHours] = useState('');
   const [grant, setGrant] = useState<{ grant: Grant; login: string }>();
   const [linkHours, setLinkHours] = useState('72');
