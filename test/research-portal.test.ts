@@ -66,6 +66,8 @@ describe(`the research screen in Chromium (${engine.name})`, { skip: !existsSync
 
   it('takes a project from its definition to a downloaded de-identified ZIP, with an objection respected', async () => {
     const researcher = await login('chercheur');
+    // Research roles do not use teleradiology: no link to it in their bar (the administrator has one).
+    assert.equal(await researcher.getByTestId('nav-tele').count(), 0, 'no teleradiology link for a researcher');
     await researcher.getByTestId('project-name').fill('Scanners thoraciques');
     await researcher.getByTestId('project-modalities').fill('CT');
     await researcher.getByTestId('option-modifiedDates').check();
@@ -80,12 +82,14 @@ describe(`the research screen in Chromium (${engine.name})`, { skip: !existsSync
     await screenshots.shootNonBlank(researcher, 'draft');
 
     const admin = await login('admin.nord');
+    assert.equal(await admin.getByTestId('nav-tele').count(), 1);
     const adminRow = admin.locator('[data-testid=research-project][data-name="Scanners thoraciques"]');
     await adminRow.getByTestId('approve').click();
     await admin.locator('[data-testid=research-project][data-status=approved]').waitFor();
 
     const third = await login('tiers');
     assert.equal(await third.getByTestId('new-project').count(), 0, 'the trusted third party defines no project');
+    assert.equal(await third.getByTestId('nav-tele').count(), 0, 'no teleradiology link for the trusted third party');
     await third.getByTestId('objection-patient').fill('RCH-3');
     await third.getByTestId('record-objection').click();
     await third.getByRole('status').filter({ hasText: 'Opposition enregistrée' }).waitFor();

@@ -26,6 +26,11 @@ function seesOwnExamsOnly(me: Me): boolean {
   return me.kind === 'share-link' || (me.roles.length > 0 && me.roles.every((r) => r === 'patient'));
 }
 
+/** Teleradiology is for who requests, protocols, reads or runs it (src/workflow/tele-requests.ts): not research roles. */
+function usesTeleradiology(me: Me): boolean {
+  return me.territory === true || me.roles.some((r) => ['radiologist', 'technologist', 'referring-physician', 'site-admin', 'territory-admin'].includes(r));
+}
+
 /** Site and territory administrators hold the identitovigilance's reviews. */
 function reviewsIdentities(me: Me): boolean {
   return me.roles.includes('site-admin') || me.roles.includes('territory-admin');
@@ -60,7 +65,7 @@ function App() {
   else if (study) page = <ViewerPage StudyInstanceUID={study} language={language} />;
   else if ((screen = portalScreen(me, path, query, language))) page = screen;
   else if (seesOwnExamsOnly(me)) page = <MyStudiesPage language={language} />;
-  else if (path === '/tele' || path.startsWith('/tele/')) page = <TelePages me={me} path={path} query={query} language={language} />;
+  else if ((path === '/tele' || path.startsWith('/tele/')) && usesTeleradiology(me)) page = <TelePages me={me} path={path} query={query} language={language} />;
   else if (path === '/identities' && reviewsIdentities(me)) page = <IdentityReviewsPage language={language} />;
   else if (path === '/billing' && me.roles.includes('territory-admin')) page = <BillingPage language={language} />;
   else if (path === '/research' && doesResearch(me)) page = <ResearchPage me={me} language={language} />;
@@ -71,7 +76,7 @@ function App() {
     <TextsContext.Provider value={t}>
       <header className="topbar">
         <a className="brand" href="/app/" onClick={(e) => { e.preventDefault(); navigate('/'); }}>{t.appName}</a>
-        {me !== 'loading' && me !== undefined && !seesOwnExamsOnly(me) && (
+        {me !== 'loading' && me !== undefined && !seesOwnExamsOnly(me) && usesTeleradiology(me) && (
           <a className="link" href="/app/tele" data-testid="nav-tele" onClick={(e) => { e.preventDefault(); navigate('/tele'); }}>{language === 'fr' ? 'Téléradiologie' : 'Teleradiology'}</a>
         )}
         {me !== 'loading' && me !== undefined && reviewsIdentities(me) && (
