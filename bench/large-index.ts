@@ -455,7 +455,7 @@ async function addUser(dataDir: string): Promise<void> {
 }
 
 async function sessionCookie(base: string): Promise<string> {
-  const r = await fetch(`${base}/auth/local`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login, password }) });
+  const r = await fetch(`${base}/auth/local`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login, password }), signal: AbortSignal.timeout(120_000) });
   if (r.status !== 200) throw new Error(`local login: ${r.status} ${await r.text()}`);
   const cookie = r.headers.getSetCookie().map((c) => c.split(';')[0]!).find((c) => c.startsWith('atrium_session='));
   if (!cookie) throw new Error('local login: no session cookie');
@@ -471,7 +471,7 @@ async function runCase(s: SearchServer, c: SearchCase, repetitions: number): Pro
     const headers: Record<string, string> = c.api === 'qido'
       ? { ...(s.server.target.headers as Record<string, string>), accept: 'application/dicom+json' }
       : { cookie: s.cookie, accept: 'application/json' };
-    const r = await fetch(url, { headers });
+    const r = await fetch(url, { headers, signal: AbortSignal.timeout(60_000) });
     const text = await r.text();
     const ms = nowMs() - started;
     if (r.status !== 200 && r.status !== 204) return { ms, count: 0, ok: false };
