@@ -75,9 +75,17 @@ export const serviceOfItem: Record<MeteringItem, BillingService> = {
 
 const storageItems: readonly MeteringItem[] = ['instance-stored', 'instance-replaced', 'instance-deleted'];
 
+/** One formatter per time zone: building one costs more than the rest of an event's metering. */
+const monthFormats = new Map<string, Intl.DateTimeFormat>();
+
 /** The calendar month (YYYY-MM) of an instant in a time zone. */
 export function monthOf(at: Date, timeZone: string): string {
-  const parts = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit' }).formatToParts(at);
+  let format = monthFormats.get(timeZone);
+  if (!format) {
+    format = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit' });
+    monthFormats.set(timeZone, format);
+  }
+  const parts = format.formatToParts(at);
   const year = parts.find((p) => p.type === 'year')!.value;
   const month = parts.find((p) => p.type === 'month')!.value;
   return `${year}-${month}`;
