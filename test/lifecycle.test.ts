@@ -22,7 +22,8 @@ import { syntheticInstance, type SyntheticOptions } from './support/synthetic.ts
 import { loginLocal, request, type CookieJar } from './support/browser-session.ts';
 import { addUser } from '../src/cli/users.ts';
 import { sendHl7 } from './support/hl7.ts';
-import { evaluateRetention, type DeletionRecord, type DueStudy } from '../src/archive/lifecycle.ts';
+import { evaluateRetention, listDueStudies, type DeletionRecord, type DueStudy } from '../src/archive/lifecycle.ts';
+import type { SqlDatabase } from '../src/index/sql.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import { RejectionNoteDelivery } from '../src/dimse/rejection-notes.ts';
 import { pino } from 'pino';
@@ -185,6 +186,56 @@ for (const db of testDatabases()) {
       assert.ok(!all.some((d) => d.StudyInstanceUID === visited.uids.study));
       assert.deepEqual((await evaluate('2035-03-12')).find((d) => d.StudyInstanceUID === visited.uids.study)?.lastContact, '20150312');
       await evaluate('2026-12-06');
+    });
+
+    it('evaluates in bounded batches of studies, giving the event loop turns between them, with the same list as in one batch', async () => {
+      const rules = atrium.config.lifecycle.retention;
+      const now = new Date('2026-12-06T12:00:00Z');
+      const oneBatch = await evaluateRetention(atrium.archive, { rules, now, batchSize: 1000 });
+      const listedOnce = await listDueStudies(atrium.archive);
+      // The same archive, its index seen through a recorder of every statement and when it was issued.
+      const real = atrium.archive.index.sql;
+      let turns = 0;
+      const issued: Array<{ sql: string; params: readonly unknown[]; turnsBefore: number; rows?: number }> = [];
+      const recorder = (target: SqlDatabase): SqlDatabase => new Proxy(target, {
+        get(t, key) {
+          const value = Reflect.get(t, key) as unknown;
+          if (key === 'all') {
+            return async (text: string, params: readonly unknown[] = []) => {
+              const entry: (typeof issued)[number] = { sql: text, params, turnsBefore: turns };
+              issued.push(entry);
+              const rows = await t.all(text, params);
+              entry.rows = rows.length;
+              return rows;
+            };
+          }
+          if (key === 'transaction') return <T>(fn: (tx: SqlDatabase) => Promise<T>) => t.transaction((tx) => fn(recorder(tx)));
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(t) : value;
+        },
+      });
+      const archive = Object.create(atrium.archive, { index: { value: Object.create(atrium.archive.index, { sql: { value: recorder(real) } }) } }) as typeof atrium.archive;
+      // A turn of the event loop counted at every setImmediate round, from the start of the evaluation.
+      let counting = true;
+      const tick = () => { turns++; if (counting) setImmediate(tick); };
+      setImmediate(tick);
+      const batched = await evaluateRetention(archive, { rules, now, batchSize: 2 });
+      counting = false;
+      assert.deepEqual(batched, oneBatch, 'the same due list, in the same order, as in one batch');
+      assert.deepEqual(await listDueStudies(atrium.archive), listedOnce, 'the same list for review');
+      const total = Number((await real.get<{ n: number | string }>('SELECT COUNT(*) AS n FROM studies'))!.n);
+      const pages = issued.filter((e) => /FROM studies WHERE id > \? ORDER BY id LIMIT \?/.test(e.sql));
+      assert.ok(total > 2, `more studies (${total}) than one batch`);
+      assert.equal(pages.length, Math.ceil(total / 2) + (total % 2 === 0 ? 1 : 0), 'one read per batch of 2 studies, and the empty one that ends the walk');
+      for (const p of pages) {
+        assert.equal(p.params.at(-1), 2, 'each read is bounded by the batch size');
+        assert.ok((p.rows ?? 0) <= 2);
+      }
+      // No statement reads the studies table unbounded: by id range with a limit, or by the batch's records.
+      for (const e of issued.filter((x) => /\bFROM studies\b/.test(x.sql))) {
+        assert.ok(/LIMIT \?/.test(e.sql) || /patient_id IN \(/.test(e.sql), `unbounded read of studies: ${e.sql}`);
+      }
+      // The event loop ran between batches: each read of a batch after the first came after more turns than the one before.
+      for (let i = 1; i < pages.length; i++) assert.ok(pages[i]!.turnsBefore > pages[i - 1]!.turnsBefore, `no turn of the event loop before batch ${i + 1}`);
     });
 
     it('refuses to delete a study under a legal hold, by approval or by DICOMweb DELETE, and records the refusal', async () => {

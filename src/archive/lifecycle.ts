@@ -273,7 +273,18 @@ export interface EvaluationOptions {
   now: Date;
   /** Only these sites (undefined: all). */
   siteIds?: readonly number[];
+  /** Studies read (and due rows written) per batch; the event loop gets a turn between batches. */
+  batchSize?: number;
 }
+
+const defaultBatchSize = 500;
+
+/**
+ * A turn of the event loop. better-sqlite3 answers synchronously, so awaiting its promises
+ * alone never lets a request in: an evaluation over millions of studies would hold the
+ * thread for its whole length.
+ */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * The studies past their retention on `now`, held ones included (marked held), oldest
@@ -284,16 +295,24 @@ export async function findDueStudies(archive: Archive, o: EvaluationOptions): Pr
   await migrateLifecycle(sql);
   const today = dicomDateOf(o.now);
   const holds = await heldRecords(sql);
+  const batchSize = batchSizeOf(o);
   const due: DueStudy[] = [];
   let after = 0;
   for (;;) {
-    // Paged by id: a territory's index holds millions of studies.
-    const page = await sql.all<{ id: number | string; study_instance_uid: string; site_id: number | string; patient_id: number | string; modalities_in_study: string; birth_date: string | null }>(
-      `SELECT s.id, s.study_instance_uid, s.site_id, s.patient_id, s.modalities_in_study, p.birth_date
-         FROM studies s JOIN patients p ON p.id = s.patient_id WHERE s.id > ? ORDER BY s.id LIMIT 500`, [after]);
-    if (page.length === 0) break;
-    after = Number(page.at(-1)!.id);
-    const contacts = await lastContactsOf(sql, [...new Set(page.map((st) => Number(st.patient_id)))]);
+    // Short batches by id (keyset on the primary key; no statement reads or sorts the whole
+    // table), a turn of the event loop between them: a territory's index holds millions of studies.
+    const studies = await sql.all<{ id: number | string; study_instance_uid: string; site_id: number | string; patient_id: number | string; modalities_in_study: string }>(
+      'SELECT id, study_instance_uid, site_id, patient_id, modalities_in_study FROM studies WHERE id > ? ORDER BY id LIMIT ?', [after, batchSize]);
+    if (studies.length === 0) break;
+    after = Number(studies.at(-1)!.id);
+    const recordIds = [...new Set(studies.map((st) => Number(st.patient_id)))];
+    const births = new Map<number, string | null>();
+    for (let i = 0; i < recordIds.length; i += 500) {
+      const chunk = recordIds.slice(i, i + 500);
+      for (const p of await sql.all<{ id: number | string; birth_date: string | null }>(`SELECT id, birth_date FROM patients WHERE id IN (${marks(chunk.length)})`, chunk)) births.set(Number(p.id), p.birth_date);
+    }
+    const page = studies.flatMap((st) => (births.has(Number(st.patient_id)) ? [{ ...st, birth_date: births.get(Number(st.patient_id))! }] : []));
+    const contacts = await lastContactsOf(sql, recordIds);
     for (const s of page) {
       const siteId = Number(s.site_id);
       if (o.siteIds && !o.siteIds.includes(siteId)) continue;
@@ -307,22 +326,51 @@ export async function findDueStudies(archive: Archive, o: EvaluationOptions): Pr
       const held = holds.studies.has(s.study_instance_uid) || holds.records.has(Number(s.patient_id));
       due.push({ StudyInstanceUID: s.study_instance_uid, site: site.code, rule: rule.name, lastContact, keepUntil, keptForMinor, held });
     }
+    await yieldToEventLoop();
   }
   return due.sort((a, b) => a.keepUntil.localeCompare(b.keepUntil) || a.StudyInstanceUID.localeCompare(b.StudyInstanceUID));
 }
 
-/** The daily evaluation: the list for review replaced by what is due on `now`; deletions left half-done finished. */
+const batchSizeOf = (o: EvaluationOptions) => {
+  const n = o.batchSize ?? defaultBatchSize;
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`batchSize must be a positive integer, not ${n}`);
+  return n;
+};
+
+/**
+ * The daily evaluation: the list for review replaced by what is due on `now`; deletions left
+ * half-done finished. The list is written in batches too (a transaction each, a turn of the
+ * event loop between them): the due studies upserted, then the rows no longer due removed.
+ */
 export async function evaluateRetention(archive: Archive, o: EvaluationOptions & { logger?: Logger }): Promise<DueStudy[]> {
   const due = await findDueStudies(archive, o);
+  const batchSize = batchSizeOf(o);
+  const sql = archive.index.sql;
   const at = o.now.toISOString();
-  await archive.index.sql.transaction(async (tx) => {
-    await tx.run('DELETE FROM lifecycle_due');
-    for (const d of due) {
-      await tx.run(
-        `INSERT INTO lifecycle_due (study_instance_uid, site_id, rule, last_contact, keep_until, kept_for_minor, held, evaluated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        [d.StudyInstanceUID, archive.sites.get(d.site)!.id, d.rule, d.lastContact, d.keepUntil, d.keptForMinor ? 1 : 0, d.held ? 1 : 0, at]);
-    }
-  });
+  for (let i = 0; i < due.length; i += batchSize) {
+    const batch = due.slice(i, i + batchSize);
+    await sql.transaction(async (tx) => {
+      for (const d of batch) {
+        await tx.run(
+          `INSERT INTO lifecycle_due (study_instance_uid, site_id, rule, last_contact, keep_until, kept_for_minor, held, evaluated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (study_instance_uid) DO UPDATE SET site_id = excluded.site_id, rule = excluded.rule, last_contact = excluded.last_contact,
+             keep_until = excluded.keep_until, kept_for_minor = excluded.kept_for_minor, held = excluded.held, evaluated_at = excluded.evaluated_at`,
+          [d.StudyInstanceUID, archive.sites.get(d.site)!.id, d.rule, d.lastContact, d.keepUntil, d.keptForMinor ? 1 : 0, d.held ? 1 : 0, at]);
+      }
+    });
+    await yieldToEventLoop();
+  }
+  const dueUids = new Set(due.map((d) => d.StudyInstanceUID));
+  let afterUid = '';
+  for (;;) {
+    const listed = await sql.all<{ study_instance_uid: string }>(
+      'SELECT study_instance_uid FROM lifecycle_due WHERE study_instance_uid > ? ORDER BY study_instance_uid LIMIT ?', [afterUid, batchSize]);
+    if (listed.length === 0) break;
+    afterUid = listed.at(-1)!.study_instance_uid;
+    const gone = listed.map((r) => r.study_instance_uid).filter((uid) => !dueUids.has(uid));
+    if (gone.length > 0) await sql.run(`DELETE FROM lifecycle_due WHERE study_instance_uid IN (${marks(gone.length)})`, gone);
+    await yieldToEventLoop();
+  }
   await finishDeletions(archive, o.logger);
   o.logger?.info({ due: due.length, held: due.filter((d) => d.held).length }, 'retention evaluated');
   return due;
