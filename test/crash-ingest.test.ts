@@ -198,7 +198,11 @@ for (const db of testDatabases()) {
           }
         };
         const workers = [dimseWorker(0), dimseWorker(1), dimseWorker(2), stowWorker(0, 5), stowWorker(1, 7)];
-        await sleep(30 + random() * 450);
+        // The kill comes at a random moment after the round's first acknowledgements over each way
+        // in: counted from the start, a loaded machine could kill every round before any.
+        const acknowledgedBoth = () => acknowledged.some((a) => a.via === 'dimse') && acknowledged.some((a) => a.via === 'stow-rs');
+        for (const since = Date.now(); !acknowledgedBoth() && Date.now() - since < 60_000;) await sleep(10);
+        await sleep(random() * 450);
         state.killed = true;
         await t.atrium.kill();
         await Promise.all(workers);
