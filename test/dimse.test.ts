@@ -377,7 +377,6 @@ for (const db of testDatabases()) {
     });
 
     it('leaves nothing behind when the peer aborts in the middle of a C-STORE', async () => {
-      const before = await count(atrium);
       const blobsBefore = await blobCount(atrium);
       const assoc = await rawAssociation(atrium, [{ id: 1, abstractSyntax: CTImageStorage, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] }]);
       const obj = syntheticInstance({ Rows: 512, Columns: 512 });
@@ -390,7 +389,9 @@ for (const db of testDatabases()) {
       }
       await assert.rejects(assoc.request(1, { CommandField: CommandField.CStoreRQ, AffectedSOPClassUID: CTImageStorage, AffectedSOPInstanceUID: obj.uids.sop, Priority: 0 }, half()));
       await new Promise((r) => setTimeout(r, 300));
-      assert.equal(await count(atrium), before);
+      // Not a count of all instances: the previous tests' acknowledged objects may still be
+      // reaching the index (group commit) on a loaded machine. Their blobs are written before
+      // their acknowledgement, so the blob count is steady.
       assert.equal(await atrium.archive.index.findInstanceBySOPInstanceUID(obj.uids.sop), undefined);
       assert.equal(await blobCount(atrium), blobsBefore, 'no blob is left from the aborted object');
       assert.equal((await dcmtk('echoscu', ['-aet', 'STORESCU', '-aec', 'ATRIUM', '127.0.0.1', port()])).code, 0);
