@@ -5,7 +5,7 @@
  * tariff is a configuration error naming the key to add. Amounts are in euros with at most
  * two decimals (cents); they are kept as whole cents so that no invoice rounds a price.
  */
-import { ConfigError } from './config.ts';
+import { ConfigError, mapping, onlyKeys } from './config.ts';
 
 /**
  * What a site may subscribe to, and what each bills "per exam":
@@ -55,16 +55,6 @@ export function isMonth(s: unknown): s is string {
   return typeof s === 'string' && monthPattern.test(s);
 }
 
-function mapping(v: unknown, where: string): Record<string, unknown> {
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where} must be a mapping`);
-  return v as Record<string, unknown>;
-}
-
-function onlyKeys(d: Record<string, unknown>, known: readonly string[], where: string): void {
-  const extra = Object.keys(d).find((k) => !known.includes(k));
-  if (extra) throw new ConfigError(`${where}.${extra} is not a key of ${where} (${known.join(', ')})`);
-}
 
 /** An amount in euros (at most two decimals, 0 to 1,000,000) as whole cents. */
 function cents(v: unknown, where: string): number {

@@ -464,6 +464,19 @@ export class ConfigError extends Error {
   }
 }
 
+/** A section of the configuration file: a mapping, or empty when absent (the sections of their own modules). */
+export function mapping(v: unknown, where: string): Record<string, unknown> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where} must be a mapping`);
+  return v as Record<string, unknown>;
+}
+
+/** Refuses a key the section does not know, naming the ones it does. */
+export function onlyKeys(d: Record<string, unknown>, known: readonly string[], where: string): void {
+  const extra = Object.keys(d).find((k) => !known.includes(k));
+  if (extra) throw new ConfigError(`${where}.${extra} is not a key of ${where} (${known.join(', ')})`);
+}
+
 const duplicatePolicies: readonly DuplicatePolicy[] = ['keep', 'replace', 'reject'];
 
 /** The repository's built portal, served by default when it was built. */

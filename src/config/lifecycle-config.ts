@@ -4,7 +4,7 @@
  * two sections keep their validation together.
  */
 import { isIP } from 'node:net';
-import { ConfigError } from './config.ts';
+import { ConfigError, mapping, onlyKeys } from './config.ts';
 
 /**
  * A retention rule: which studies it covers (sites, modalities; none given: every one) and
@@ -46,16 +46,6 @@ export function defaultMonitoringConfig(): MonitoringConfig {
   return { allowFrom: ['127.0.0.1/8', '::1/128'] };
 }
 
-function mapping(v: unknown, where: string): Record<string, unknown> {
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where} must be a mapping`);
-  return v as Record<string, unknown>;
-}
-
-function onlyKeys(d: Record<string, unknown>, known: readonly string[], where: string): void {
-  const extra = Object.keys(d).find((k) => !known.includes(k));
-  if (extra) throw new ConfigError(`${where}.${extra} is not a key of ${where} (${known.join(', ')})`);
-}
 
 function wholeNumber(v: unknown, where: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw new ConfigError(`${where} must be a whole number between ${min} and ${max}`);

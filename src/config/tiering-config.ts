@@ -3,7 +3,7 @@
  * (src/archive/tiering.ts). Parsed here, called from config.ts.
  */
 import path from 'node:path';
-import { ConfigError } from './config.ts';
+import { ConfigError, mapping, onlyKeys } from './config.ts';
 import type { StorageConfig } from '../storage/open-store.ts';
 
 export interface StorageTieringConfig {
@@ -26,16 +26,6 @@ export interface StorageTieringConfig {
  */
 export const coldStorageClasses: readonly string[] = ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'REDUCED_REDUNDANCY'];
 
-function mapping(v: unknown, where: string): Record<string, unknown> {
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where} must be a mapping`);
-  return v as Record<string, unknown>;
-}
-
-function onlyKeys(d: Record<string, unknown>, known: readonly string[], where: string): void {
-  const extra = Object.keys(d).find((k) => !known.includes(k));
-  if (extra) throw new ConfigError(`${where}.${extra} is not a key of ${where} (${known.join(', ')})`);
-}
 
 function text(d: Record<string, unknown>, key: string, where: string): string | undefined {
   const v = d[key];
