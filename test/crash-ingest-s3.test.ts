@@ -8,7 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { syntheticInstance } from './support/synthetic.ts';
 import { AtriumProcess } from './support/atrium-process.ts';
-import { dcmtk, freePort, haveDcmtk } from './support/dcmtk.ts';
+import { dcmtk, storescuAcknowledged, freePort, haveDcmtk } from './support/dcmtk.ts';
 import { stowFiles } from './support/stow.ts';
 import { datasetBytes } from './support/part10.ts';
 import { startS3Server, type TestS3Server } from './support/s3-server.ts';
@@ -165,15 +165,9 @@ describe('SIGKILL at random moments of concurrent DIMSE and STOW-RS ingest onto 
             return { file, inst };
           });
           const result = await dcmtk('storescu', ['-v', '-to', '20', '-ta', '20', '-td', '20', '-aec', 'ATRIUM', '127.0.0.1', String(dimsePort), ...batch.map((b) => b.file)], 60_000);
-          // storescu names each file before sending it, and reports each answer after.
-          let current: string | undefined;
-          for (const line of result.output.split('\n')) {
-            const sending = /Sending file: (.+\.dcm)/.exec(line);
-            if (sending) current = sending[1];
-            if (/Received Store Response \(Success\)/.test(line) && current) {
-              const sent = batch.find((b) => b.file === current)!;
-              ack({ uids: sent.inst.uids, sha: identity('dimse', sent.inst.file), via: 'dimse' });
-            }
+          for (const file of storescuAcknowledged(result.output)) {
+            const sent = batch.find((b) => b.file === file)!;
+            ack({ uids: sent.inst.uids, sha: identity('dimse', sent.inst.file), via: 'dimse' });
           }
           for (const b of batch) unlinkSync(b.file);
           if (result.code !== 0) break;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { syntheticInstance } from './support/synthetic.ts';
 import { AtriumProcess } from './support/atrium-process.ts';
-import { dcmtk, freePort, haveDcmtk } from './support/dcmtk.ts';
+import { dcmtk, storescuAcknowledged, freePort, haveDcmtk } from './support/dcmtk.ts';
 import { stowFiles } from './support/stow.ts';
 import { datasetBytes } from './support/part10.ts';
 import { sha256Hex } from '../src/api/auth.ts';
@@ -162,15 +162,9 @@ for (const db of testDatabases()) {
               return { file, inst };
             });
             const result = await dcmtk('storescu', ['-v', '-to', '10', '-ta', '10', '-td', '10', '-aec', 'ATRIUM', '127.0.0.1', String(port), ...batch.map((b) => b.file)], 30_000);
-            // storescu names each file before sending it, and reports each answer after.
-            let current: string | undefined;
-            for (const line of result.output.split('\n')) {
-              const sending = /Sending file: (.+\.dcm)/.exec(line);
-              if (sending) current = sending[1];
-              if (/Received Store Response \(Success\)/.test(line) && current) {
-                const sent = batch.find((b) => b.file === current)!;
-                ack({ uids: sent.inst.uids, sha: identity('dimse', sent.inst.file), via: 'dimse' });
-              }
+            for (const file of storescuAcknowledged(result.output)) {
+              const sent = batch.find((b) => b.file === file)!;
+              ack({ uids: sent.inst.uids, sha: identity('dimse', sent.inst.file), via: 'dimse' });
             }
             for (const b of batch) unlinkSync(b.file);
             if (result.code !== 0) break;

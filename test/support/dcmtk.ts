@@ -28,6 +28,18 @@ export function dcmtk(tool: string, args: string[], timeoutMs = 60_000): Promise
   });
 }
 
+/** The files `storescu -v` got a success answer for: it names each file before sending it and reports each answer after. */
+export function storescuAcknowledged(output: string): string[] {
+  const acknowledged: string[] = [];
+  let current: string | undefined;
+  for (const line of output.split('\n')) {
+    const sending = /Sending file: (.+\.dcm)/.exec(line);
+    if (sending) current = sending[1];
+    if (/Received Store Response \(Success\)/.test(line) && current) acknowledged.push(current);
+  }
+  return acknowledged;
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
