@@ -2,11 +2,13 @@
  * Compressed transfers (issue 20 §3): the portal's scripts and the DICOM JSON metadata go out
  * in Brotli or gzip to a client that accepts it, identical once decoded; a client that does
  * not (or refuses one with q=0) gets them as they are; each encoding has its own ETag, and a
- * revalidation of it answers 304. Plain HTTP requests (node:http), so the bytes on the wire
- * are seen as they are sent.
+ * revalidation of it answers 304. Native frames asked for in a lossless syntax (the viewer
+ * asks for JPEG-LS lossless) come encoded, and decode to the stored samples exactly. Plain HTTP
+ * requests (node:http), so the bytes on the wire are seen as they are sent.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { Readable } from 'node:stream';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +19,8 @@ import { testDatabases } from './support/databases.ts';
 import { stowFiles } from './support/stow.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { acceptedEncoding } from '../src/api/static-files.ts';
+import { CodecPool } from '../src/archive/codec-pool.ts';
+import { readMultipart } from '../src/dicomweb/multipart.ts';
 
 const engine = testDatabases().at(-1)!;
 
@@ -113,5 +117,58 @@ describe(`compressed transfers (${engine.name})`, () => {
       { authorization: auth.authorization, accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*', 'accept-encoding': 'br' });
     assert.equal(frames.status, 200);
     assert.equal(frames.headers['content-encoding'], undefined);
+  });
+  /** The parts of a multipart answer: each one's Content-Type, Content-Location and bytes. */
+  async function parts(r: { headers: http.IncomingHttpHeaders; body: Buffer }): Promise<Array<{ type: string; location: string; bytes: Buffer }>> {
+    const boundary = /boundary=("?)([^";]+)\1/.exec(String(r.headers['content-type']))?.[2];
+    assert.ok(boundary, String(r.headers['content-type']));
+    const found: Array<{ type: string; location: string; bytes: Buffer }> = [];
+    for await (const part of readMultipart(Readable.from([r.body]), boundary)) {
+      const chunks: Buffer[] = [];
+      for await (const c of part.body) chunks.push(c as Buffer);
+      found.push({ type: part.headers['content-type'] ?? '', location: part.headers['content-location'] ?? '', bytes: Buffer.concat(chunks) });
+    }
+    return found;
+  }
+
+  it('sends native frames in the lossless syntax asked for (the viewer\'s JPEG-LS), decoding to the stored samples exactly', async () => {
+    const series = `${base}/dicom-web/studies/1.2.826.0.1.3680043.10.1001.1/series/1.2.826.0.1.3680043.10.1001.2`;
+    const auth = { authorization: `Bearer ${atrium.tokens['CHU-NORD']!}` };
+    const jls = '1.2.840.10008.1.2.4.80';
+    // What the viewer sends: JPEG-LS lossless first, else the frames as stored.
+    const viewerAccept = `multipart/related; type="image/jls"; transfer-syntax=${jls}, multipart/related; type="application/octet-stream"; transfer-syntax=*`;
+    const stored = await parts(await get(`${series}/pixeldata`, { ...auth, accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*' }));
+    const answer = await get(`${series}/pixeldata`, { ...auth, accept: viewerAccept });
+    assert.equal(answer.status, 200);
+    assert.match(String(answer.headers['content-type']), /type="image\/jls"/);
+    const encoded = await parts(answer);
+    assert.equal(stored.length, 30);
+    assert.equal(encoded.length, 30);
+    const codecs = new CodecPool({ size: 1 });
+    try {
+      const px = { Rows: 4, Columns: 4, SamplesPerPixel: 1, BitsAllocated: 16, BitsStored: 16, HighBit: 15, PixelRepresentation: 0, PhotometricInterpretation: 'MONOCHROME2', PlanarConfiguration: 0 };
+      for (const part of encoded) {
+        assert.equal(part.type, `image/jls; transfer-syntax=${jls}`);
+        const original = stored.find((s) => s.location === part.location);
+        assert.ok(original, part.location);
+        assert.equal(original.type, 'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1');
+        assert.notDeepEqual(part.bytes, original.bytes, 'a JPEG-LS bitstream, not the native bytes');
+        assert.deepEqual((await codecs.decode(part.bytes, jls, px)).bytes, original.bytes, `${part.location}: the same samples`);
+      }
+      // One frame alone, as the viewer asks for the image it shows first; HTJ2K lossless too.
+      const frameUrl = encoded[0]!.location;
+      const [one] = await parts(await get(frameUrl, { ...auth, accept: viewerAccept }));
+      assert.equal(one!.type, `image/jls; transfer-syntax=${jls}`);
+      assert.deepEqual(one!.bytes, encoded[0]!.bytes);
+      const htj2k = '1.2.840.10008.1.2.4.201';
+      const [ht] = await parts(await get(frameUrl, { ...auth, accept: `multipart/related; type="image/jphc"; transfer-syntax=${htj2k}` }));
+      assert.equal(ht!.type, `image/jphc; transfer-syntax=${htj2k}`);
+      assert.deepEqual((await codecs.decode(ht!.bytes, htj2k, px)).bytes, stored.find((s) => s.location === frameUrl)!.bytes);
+    } finally {
+      await codecs.close();
+    }
+    // A lossy syntax is not made from a native frame: the next range (as stored) answers.
+    const [asked] = await parts(await get(encoded[0]!.location, { ...auth, accept: 'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50, multipart/related; type="application/octet-stream"; transfer-syntax=*' }));
+    assert.equal(asked!.type, 'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1');
   });
 });

@@ -8,7 +8,7 @@ import { writePart10 } from '../dicom/part10-writer.ts';
 import type { ArchiveIndex } from '../index/archive-index.ts';
 import type { PatientAttributes, SqlRestriction, StoredInstance } from '../index/records.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
-import { canDecode, decodeFrame, nativeFrameRange, PixelDataError, pixelModuleFrom, type ImagePixelModule } from './pixels.ts';
+import { canDecode, decodeFrame, encodableSyntaxes, nativeFrameRange, PixelDataError, pixelModuleFrom, type ImagePixelModule } from './pixels.ts';
 import { CodecPool } from './codec-pool.ts';
 import { canTranscode, readHeader, storedRange, TranscodeError, transcodeInstance } from './transcode.ts';
 import { renderFrame, type RenderOptions } from './render.ts';
@@ -333,6 +333,28 @@ export class Retriever {
     return Promise.all(frames.map(async (f, i) => {
       const d = await this.decodeStoredFrame(inst, frameNumbers[i]!, f.bytes, px);
       return { bytes: d.bytes, transferSyntaxUID: TransferSyntax.ExplicitVRLittleEndian, PhotometricInterpretation: d.PhotometricInterpretation };
+    }));
+  }
+
+  /**
+   * Whether native frames of this object can be sent encoded in `transferSyntaxUID` (a lossless
+   * syntax Atrium encodes): smaller on the wire, the same samples once decoded. Only native
+   * objects (a compressed one goes as stored) with interleaved or single-sample pixels.
+   */
+  canEncodeFrames(inst: StoredInstance, transferSyntaxUID: string, px = this.pixelModuleOf(inst)): boolean {
+    return isNativeTransferSyntax(inst.TransferSyntaxUID) && encodableSyntaxes.has(transferSyntaxUID)
+      && (px.SamplesPerPixel === 1 || px.PlanarConfiguration === 0) && canTranscode(inst.TransferSyntaxUID, transferSyntaxUID, px);
+  }
+
+  /** Native frames encoded in a lossless syntax in the codec workers (see canEncodeFrames); a frame the encoder refuses is bad-pixel-data, naming it. */
+  async readEncodedFrames(inst: StoredInstance, frameNumbers: number[], transferSyntaxUID: string, px = this.pixelModuleOf(inst)): Promise<FrameBytes[]> {
+    const frames = await this.readFrames(inst, frameNumbers, px);
+    return Promise.all(frames.map(async (f, i) => {
+      try {
+        return { bytes: await this.codecs.encode(f.bytes, transferSyntaxUID, px), transferSyntaxUID };
+      } catch (e) {
+        throw new RetrieveError('bad-pixel-data', `frame ${frameNumbers[i]} of instance ${inst.SOPInstanceUID} was not encoded as ${transferSyntaxUID}: ${e instanceof Error ? e.message : String(e)}`);
+      }
     }));
   }
 

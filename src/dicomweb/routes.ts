@@ -351,16 +351,21 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
   app.get('/studies/:study/series/:series/instances/:instance/metadata', metadata);
 
   // ---- WADO-RS: frames and bulk data -------------------------------------------
+  /** Frames as negotiated: as stored, decoded to native samples, or native ones encoded losslessly. */
+  const readFramesAs = (as: FramesAs, inst: StoredInstance, frames: number[], px: ImagePixelModule) =>
+    as === 'decoded' ? archive.retriever.readDecodedFrames(inst, frames, px)
+      : typeof as === 'object' ? archive.retriever.readEncodedFrames(inst, frames, as.encode, px)
+        : archive.retriever.readFrames(inst, frames, px);
   app.get('/studies/:study/series/:series/instances/:instance/frames/:frames', async (request: FastifyRequest<{ Params: Params }>, reply) => {
     const [inst] = await instancesOf(request.params);
     const numbers = parseFrameList(request.params.frames!);
-    const wanted = negotiateFrameTransferSyntax(request.headers.accept, inst!);
     const px = archive.retriever.pixelModuleOf(inst!);
+    const wanted = negotiateFrameTransferSyntax(request.headers.accept, inst!, (ts) => archive.retriever.canEncodeFrames(inst!, ts, px));
     // Every number is checked before the first byte: a frame that does not exist is a 404, not a cut body.
     archive.retriever.checkFrameNumbers(inst!, numbers, px);
     // One frame read at a time, a couple ahead of the socket, as the pixel data answer does:
     // a list of many large frames never sits whole in memory.
-    const read = (f: number) => wanted === 'decoded' ? archive.retriever.readDecodedFrames(inst!, [f], px) : archive.retriever.readFrames(inst!, [f], px);
+    const read = (f: number) => readFramesAs(wanted, inst!, [f], px);
     const framesOf = readAhead(numbers, read, 2);
     // The first frame is read before answering: if it cannot be, the answer is still an error status.
     const first = await framesOf.next();
@@ -383,7 +388,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
     const images = (await instancesOf(request.params)).filter((i) => archive.retriever.hasPixelData(i));
     if (images.length === 0) throw new RetrieveError('not-found', 'no instance here has pixel data');
     // Negotiated for every instance before the first byte: what cannot be sent is a 406, not a cut body.
-    const plan = images.map((inst) => ({ inst, as: negotiateFrameTransferSyntax(request.headers.accept, inst) }));
+    const plan = images.map((inst) => ({ inst, as: negotiateFrameTransferSyntax(request.headers.accept, inst, (ts) => archive.retriever.canEncodeFrames(inst, ts)) }));
     const undecodable = plan.find((p) => p.as === 'decoded' && !isNativeTransferSyntax(p.inst.TransferSyntaxUID) && !canDecode(p.inst.TransferSyntaxUID));
     if (undecodable) throw new RetrieveError('not-acceptable', `frames of ${undecodable.inst.SOPInstanceUID} are stored as ${undecodable.inst.TransferSyntaxUID}, which Atrium does not decode`);
     const baseUrl = baseUrlOf(request);
@@ -397,8 +402,7 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
         inst, as, px, frames: Array.from({ length: Math.min(perBatch, count - b * perBatch) }, (_, i) => b * perBatch + i + 1),
       }));
     });
-    const read = ({ inst, as, px, frames }: (typeof batches)[number]) =>
-      as === 'decoded' ? archive.retriever.readDecodedFrames(inst, frames, px) : archive.retriever.readFrames(inst, frames, px);
+    const read = ({ inst, as, px, frames }: (typeof batches)[number]) => readFramesAs(as, inst, frames, px);
     const boundary = multipartBoundary();
     const framesOf = readAhead(batches, read, 4);
     // The first frames are read before answering: if they cannot be, the answer is still an error status.
@@ -412,7 +416,8 @@ export async function dicomwebRoutes(app: FastifyInstance, options: DicomwebOpti
         }
       }
     }
-    const types = new Set(plan.map((p) => parseMediaType(frameMediaType(p.as === 'decoded' || isNativeTransferSyntax(p.inst.TransferSyntaxUID) ? TransferSyntax.ExplicitVRLittleEndian : p.inst.TransferSyntaxUID)).type));
+    const types = new Set(plan.map((p) => parseMediaType(frameMediaType(typeof p.as === 'object' ? p.as.encode
+      : p.as === 'decoded' || isNativeTransferSyntax(p.inst.TransferSyntaxUID) ? TransferSyntax.ExplicitVRLittleEndian : p.inst.TransferSyntaxUID)).type));
     const type = types.size === 1 ? [...types][0]! : 'application/octet-stream';
     await streamMultipart(request, reply, `multipart/related; type="${type}"; boundary=${boundary}`, parts(), boundary, framesOf);
   };
@@ -529,11 +534,26 @@ function frameMediaType(ts: string): string {
   return `${frameTypes[ts] ?? 'application/octet-stream'}; transfer-syntax=${ts}`;
 }
 
-/** 'stored' sends compressed frames as they are; 'decoded' sends native little-endian bytes. */
-function negotiateFrameTransferSyntax(accept: string | undefined, inst: StoredInstance): 'stored' | 'decoded' {
+/**
+ * 'stored' sends frames as they are; 'decoded' sends native little-endian bytes; `encode` sends
+ * native frames in the lossless syntax a range asks for (a viewer on a slow line: JPEG-LS is
+ * about a third of a CT's native size). A compressed object goes as stored or decoded, never
+ * re-encoded; a native one whose encoding was not asked for, or cannot be done, goes as stored.
+ */
+type FramesAs = 'stored' | 'decoded' | { encode: string };
+
+function negotiateFrameTransferSyntax(accept: string | undefined, inst: StoredInstance, canEncode: (transferSyntaxUID: string) => boolean): FramesAs {
   const stored = inst.TransferSyntaxUID;
-  if (isNativeTransferSyntax(stored)) return 'stored';
   const ranges = parseAccept(accept);
+  if (isNativeTransferSyntax(stored)) {
+    for (const r of ranges) {
+      if (r.q === 0) continue;
+      const ts = r.params['transfer-syntax'];
+      if (ts === undefined || ts === '*' || isNativeTransferSyntax(ts)) return 'stored';
+      if (canEncode(ts)) return { encode: ts };
+    }
+    return 'stored';
+  }
   if (ranges.length === 0) return 'stored';
   for (const r of ranges) {
     if (r.q === 0) continue;
