@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { stowFiles } from './support/stow.ts';
-import { syntheticInstance } from './support/synthetic.ts';
+import { syntheticHeader, syntheticInstance } from './support/synthetic.ts';
 import { acceptedEncoding } from '../src/api/static-files.ts';
 import { CodecPool } from '../src/archive/codec-pool.ts';
 import { readMultipart } from '../src/dicomweb/multipart.ts';
@@ -166,6 +166,23 @@ describe(`compressed transfers (${engine.name})`, () => {
       assert.deepEqual((await codecs.decode(ht!.bytes, htj2k, px)).bytes, stored.find((s) => s.location === frameUrl)!.bytes);
     } finally {
       await codecs.close();
+    }
+    // A CT's signed samples, 12 bits stored in 16, negative ones sign-extended: every bit comes back.
+    const words = Buffer.alloc(8 * 8 * 2);
+    for (let i = 0; i < 64; i++) words.writeInt16LE(i % 3 === 0 ? -1024 + i : i % 3 === 1 ? 2047 - i : -2048 + 7 * i, i * 2);
+    const us = (tag: number, v: number) => ({ tag, vr: 'US' as const, value: Buffer.from([v & 0xff, v >> 8]) });
+    const signedSeries = '1.2.826.0.1.3680043.10.1001.3';
+    const { header } = syntheticHeader({ PatientID: 'CMP-1', StudyInstanceUID: '1.2.826.0.1.3680043.10.1001.1', SeriesInstanceUID: signedSeries, Rows: 8, Columns: 8,
+      extra: [us(0x00280101, 12), us(0x00280102, 11), us(0x00280103, 1)] });
+    assert.equal((await stowFiles(atrium.dicomweb, atrium.tokens['CHU-NORD']!, [Buffer.concat([header, words])])).status, 200);
+    const [signed] = await parts(await get(`${base}/dicom-web/studies/1.2.826.0.1.3680043.10.1001.1/series/${signedSeries}/pixeldata`, { ...auth, accept: viewerAccept }));
+    assert.equal(signed!.type, `image/jls; transfer-syntax=${jls}`);
+    const check = new CodecPool({ size: 1 });
+    try {
+      const decodedWords = await check.decode(signed!.bytes, jls, { Rows: 8, Columns: 8, SamplesPerPixel: 1, BitsAllocated: 16, BitsStored: 16, HighBit: 15, PixelRepresentation: 0, PhotometricInterpretation: 'MONOCHROME2', PlanarConfiguration: 0 });
+      assert.deepEqual(decodedWords.bytes, words);
+    } finally {
+      await check.close();
     }
     // A lossy syntax is not made from a native frame: the next range (as stored) answers.
     const [asked] = await parts(await get(encoded[0]!.location, { ...auth, accept: 'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50, multipart/related; type="application/octet-stream"; transfer-syntax=*' }));

@@ -349,9 +349,13 @@ export class Retriever {
   /** Native frames encoded in a lossless syntax in the codec workers (see canEncodeFrames); a frame the encoder refuses is bad-pixel-data, naming it. */
   async readEncodedFrames(inst: StoredInstance, frameNumbers: number[], transferSyntaxUID: string, px = this.pixelModuleOf(inst)): Promise<FrameBytes[]> {
     const frames = await this.readFrames(inst, frameNumbers, px);
+    // Coded as unsigned words of Bits Allocated, not Bits Stored: every bit comes back whatever
+    // the samples hold (negative values sign-extended past Bits Stored, bits above it), and a
+    // decoder reads them as the native frame's words (signed or not, as the header says).
+    const words = { ...px, BitsStored: px.BitsAllocated, HighBit: px.BitsAllocated - 1, PixelRepresentation: 0 };
     return Promise.all(frames.map(async (f, i) => {
       try {
-        return { bytes: await this.codecs.encode(f.bytes, transferSyntaxUID, px), transferSyntaxUID };
+        return { bytes: await this.codecs.encode(f.bytes, transferSyntaxUID, words), transferSyntaxUID };
       } catch (e) {
         throw new RetrieveError('bad-pixel-data', `frame ${frameNumbers[i]} of instance ${inst.SOPInstanceUID} was not encoded as ${transferSyntaxUID}: ${e instanceof Error ? e.message : String(e)}`);
       }
