@@ -181,6 +181,12 @@ export class UserDirectory {
     return Promise.all(rows.map((r) => this.userOf(r)));
   }
 
+  /** How many users there are, disabled ones included. */
+  async userCount(): Promise<number> {
+    const row = await this.sql.get<{ n: number | string }>('SELECT COUNT(*) AS n FROM users');
+    return Number(row?.n ?? 0);
+  }
+
   findById(id: number): Promise<User | undefined> {
     return this.findOne('SELECT * FROM users WHERE id = ?', id);
   }

@@ -39,12 +39,9 @@ export async function doseRoutes(app: FastifyInstance, options: { archive: Archi
     }
     const records = await policy.samePerson([recordId]);
     const restriction = scopeCondition(scope);
-    const studies = await sql.all<{ study_instance_uid: string; study_date: string | null; site_id: number }>(
-      `SELECT s.study_instance_uid, s.study_date, s.site_id FROM studies s WHERE s.patient_id IN (${records.map(() => '?').join(', ')})${restriction ? ` AND ${restriction.sql}` : ''}`,
-      [...records, ...(restriction?.params ?? [])],
-    );
-    const dateOf = new Map(studies.map((s) => [s.study_instance_uid, s.study_date ?? '']));
-    const doses = (await dosesOfStudies(sql, studies.map((s) => s.study_instance_uid)))
+    const studies = await archive.index.studiesOfPatients(records, restriction);
+    const dateOf = new Map(studies.map((s) => [s.StudyInstanceUID, s.StudyDate ?? '']));
+    const doses = (await dosesOfStudies(sql, studies.map((s) => s.StudyInstanceUID)))
       .sort((a, b) => (dateOf.get(a.StudyInstanceUID) ?? '').localeCompare(dateOf.get(b.StudyInstanceUID) ?? ''));
     let cumulative = 0;
     const exams = doses.map((d) => {

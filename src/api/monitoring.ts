@@ -11,7 +11,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Archive } from '../archive/archive.ts';
 import type { AtriumConfig } from '../config/config.ts';
 import type { IngestSource } from '../archive/ingest.ts';
-import { readPosition } from '../events/outbox.ts';
+import { ForwardingQueue } from '../index/forwarding-queue.ts';
+import { oldestPendingPublication, publicationCounts } from '../exchange/dmp/publications.ts';
+import { dueStudyCounts, rejectionNoticeCounts } from '../archive/lifecycle.ts';
 import { sendProblem } from '../dicomweb/problem.ts';
 
 export const monitoringRoutes = ['/healthz', '/readyz', '/metrics'] as const;
@@ -59,13 +61,13 @@ function metricsRegistry(archive: Archive, config: AtriumConfig): Registry {
   collectDefaultMetrics({ register: registry, prefix: 'atrium_' });
   instrumentIngest(archive, registry);
   const sql = archive.index.sql;
+  const forwarding = new ForwardingQueue(sql);
 
   new Gauge({
     name: 'atrium_outbox_backlog_events', help: 'Events an outbox consumer has not applied yet', labelNames: ['consumer'], registers: [registry],
     async collect() {
       this.reset();
-      const consumers = await sql.all<{ consumer: string }>('SELECT consumer FROM outbox_cursors ORDER BY consumer');
-      for (const { consumer } of consumers) this.set({ consumer }, await archive.outbox.backlog(consumer));
+      for (const consumer of await archive.outbox.consumers()) this.set({ consumer }, await archive.outbox.backlog(consumer));
     },
   });
   new Gauge({
@@ -73,22 +75,14 @@ function metricsRegistry(archive: Archive, config: AtriumConfig): Registry {
     async collect() {
       this.reset();
       const now = Date.now();
-      const consumers = await sql.all<{ consumer: string }>('SELECT consumer FROM outbox_cursors ORDER BY consumer');
-      for (const { consumer } of consumers) {
-        const p = await readPosition(sql, consumer);
-        const [where, params] = sql.engine === 'sqlite' ? ['id > ?', [p.id]] : ['(txid, id) > (?, ?)', [p.txid, p.id]];
-        const row = await sql.get<{ at: string | null }>(`SELECT MIN(created_at) AS at FROM outbox WHERE ${where}`, params);
-        this.set({ consumer }, ageOf(row?.at, now));
-      }
+      for (const consumer of await archive.outbox.consumers()) this.set({ consumer }, ageOf(await archive.outbox.oldestPendingAt(consumer), now));
     },
   });
   new Gauge({
     name: 'atrium_forward_queue_items', help: 'Forwarding queue items by destination and state', labelNames: ['destination', 'state'], registers: [registry],
     async collect() {
       this.reset();
-      const rows = await sql.all<{ destination: string; state: string; n: number | string }>(
-        `SELECT destination, state, COUNT(*) AS n FROM forward_queue WHERE state <> 'done' GROUP BY destination, state`);
-      for (const r of rows) this.set({ destination: r.destination, state: r.state }, Number(r.n));
+      for (const r of await forwarding.countsByState()) this.set({ destination: r.destination, state: r.state }, r.count);
     },
   });
   new Gauge({
@@ -96,9 +90,7 @@ function metricsRegistry(archive: Archive, config: AtriumConfig): Registry {
     async collect() {
       this.reset();
       const now = Date.now();
-      const rows = await sql.all<{ destination: string; at: string | null }>(
-        `SELECT destination, MIN(created_at) AS at FROM forward_queue WHERE state IN ('pending', 'in-progress') GROUP BY destination`);
-      for (const r of rows) this.set({ destination: r.destination }, ageOf(r.at, now));
+      for (const r of await forwarding.oldestWaiting()) this.set({ destination: r.destination }, ageOf(r.at, now));
     },
   });
   new Gauge({
@@ -106,15 +98,15 @@ function metricsRegistry(archive: Archive, config: AtriumConfig): Registry {
     async collect() {
       this.reset();
       // The DMP module creates its table when it first runs: none yet is no backlog.
-      const rows = await sql.all<{ state: string; n: number | string }>('SELECT state, COUNT(*) AS n FROM dmp_publications GROUP BY state').catch(() => []);
-      for (const r of rows) this.set({ state: r.state }, Number(r.n));
+      const rows = await publicationCounts(sql).catch(() => []);
+      for (const r of rows) this.set({ state: r.state }, r.count);
     },
   });
   new Gauge({
     name: 'atrium_dmp_oldest_pending_seconds', help: 'Age of the oldest DMP publication not sent yet (0: none)', registers: [registry],
     async collect() {
-      const row = await sql.get<{ at: string | null }>(`SELECT MIN(created_at) AS at FROM dmp_publications WHERE state = 'pending'`).catch(() => undefined);
-      this.set(ageOf(row?.at, Date.now()));
+      const at = await oldestPendingPublication(sql).catch(() => undefined);
+      this.set(ageOf(at, Date.now()));
     },
   });
   new Gauge({
@@ -122,16 +114,16 @@ function metricsRegistry(archive: Archive, config: AtriumConfig): Registry {
     async collect() {
       this.reset();
       // The lifecycle module creates its tables when it first runs.
-      const rows = await sql.all<{ held: number | string; n: number | string }>('SELECT held, COUNT(*) AS n FROM lifecycle_due GROUP BY held').catch(() => []);
-      for (const r of rows) this.set({ held: Number(r.held) === 1 ? 'true' : 'false' }, Number(r.n));
+      const rows = await dueStudyCounts(sql).catch(() => []);
+      for (const r of rows) this.set({ held: r.held ? 'true' : 'false' }, r.count);
     },
   });
   new Gauge({
     name: 'atrium_lifecycle_rejection_notices', help: 'Rejection notes of deleted studies owed to peers, by state (failed: given up)', labelNames: ['state'], registers: [registry],
     async collect() {
       this.reset();
-      const rows = await sql.all<{ state: string; n: number | string }>('SELECT state, COUNT(*) AS n FROM lifecycle_notices GROUP BY state').catch(() => []);
-      for (const r of rows) this.set({ state: r.state }, Number(r.n));
+      const rows = await rejectionNoticeCounts(sql).catch(() => []);
+      for (const r of rows) this.set({ state: r.state }, r.count);
     },
   });
   if (archive.tiering) {

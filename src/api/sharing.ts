@@ -139,8 +139,8 @@ export async function sharingRoutes(app: FastifyInstance, options: { archive: Ar
     if ((b.toUser === undefined) === (b.link === undefined)) throw new HttpProblem(400, 'share either toUser or as a link');
     const target = await resolve(request, b);
     if (b.toUser !== undefined) {
-      const user = await archive.index.sql.get<{ id: number }>('SELECT id FROM users WHERE login = ? AND disabled_at IS NULL', [b.toUser]);
-      if (!user) throw new HttpProblem(404, `user ${b.toUser} does not exist`);
+      const user = await new UserDirectory(archive.index.sql, archive.sites, archive.siteById).findByLogin(b.toUser);
+      if (!user || user.disabledAt !== undefined) throw new HttpProblem(404, `user ${b.toUser} does not exist`);
       const grant = await grants.grant({
         kind: 'share', userId: Number(user.id), grantedBy: request.principal!.id, ...target,
         ...(b.expiresInHours ? { expiresAt: new Date(Date.now() + b.expiresInHours * 3_600_000) } : {}),

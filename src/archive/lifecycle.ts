@@ -392,6 +392,48 @@ export async function listDueStudies(archive: Archive, siteIds?: readonly number
   }));
 }
 
+/** How many studies past retention are held and not (metrics). Throws while the tables do not exist yet (the module not run). */
+export async function dueStudyCounts(sql: SqlDatabase): Promise<Array<{ held: boolean; count: number }>> {
+  const rows = await sql.all<{ held: number | string; n: number | string }>('SELECT held, COUNT(*) AS n FROM lifecycle_due GROUP BY held');
+  return rows.map((r) => ({ held: Number(r.held) === 1, count: Number(r.n) }));
+}
+
+/** How many rejection notes owed to peers are in each state (metrics); throws like dueStudyCounts. */
+export async function rejectionNoticeCounts(sql: SqlDatabase): Promise<Array<{ state: string; count: number }>> {
+  const rows = await sql.all<{ state: string; n: number | string }>('SELECT state, COUNT(*) AS n FROM lifecycle_notices GROUP BY state');
+  return rows.map((r) => ({ state: r.state, count: Number(r.n) }));
+}
+
+/** A rejection note owed to a peer (lifecycle_notices), sent by src/dimse/rejection-notes.ts. */
+export interface RejectionNotice {
+  id: number; deletionId: number; destination: string; attempts: number;
+  /** The note (base64 of its Part 10 file) and its SOP Instance UID, from the deletion record. */
+  rejectionNote: string; rejectionNoteUid: string;
+}
+
+/** The notes due at `now`, oldest first, at most 100. */
+export async function dueRejectionNotices(sql: SqlDatabase, now: Date): Promise<RejectionNotice[]> {
+  const rows = await sql.all<{ id: number | string; deletion_id: number | string; destination: string; attempts: number | string; rejection_note: string; rejection_note_uid: string }>(
+    `SELECT n.id, n.deletion_id, n.destination, n.attempts, d.rejection_note, d.rejection_note_uid
+       FROM lifecycle_notices n JOIN lifecycle_deletions d ON d.id = n.deletion_id
+      WHERE n.state = 'pending' AND n.next_attempt_at <= ? ORDER BY n.id LIMIT 100`, [now.toISOString()]);
+  return rows.map((r) => ({
+    id: Number(r.id), deletionId: Number(r.deletion_id), destination: r.destination, attempts: Number(r.attempts),
+    rejectionNote: r.rejection_note, rejectionNoteUid: r.rejection_note_uid,
+  }));
+}
+
+/** The peer stored the note. */
+export async function rejectionNoticeSent(sql: SqlDatabase, id: number, attempts: number, at: string): Promise<void> {
+  await sql.run(`UPDATE lifecycle_notices SET state = 'done', attempts = ?, last_error = NULL, updated_at = ? WHERE id = ?`, [attempts, at, id]);
+}
+
+/** The note was not delivered: tried again at nextAttemptAt, or given up (failed). */
+export async function rejectionNoticeNotSent(sql: SqlDatabase, id: number, o: { failed: boolean; attempts: number; nextAttemptAt: string; error: string; at: string }): Promise<void> {
+  await sql.run(`UPDATE lifecycle_notices SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?`,
+    [o.failed ? 'failed' : 'pending', o.attempts, o.nextAttemptAt, o.error, o.at, id]);
+}
+
 export interface Actor {
   /** Who, as the audit trail names them. */
   audit: Pick<AuditEvent, 'actor' | 'actorKind' | 'site' | 'source' | 'via'>;

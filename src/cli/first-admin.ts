@@ -20,8 +20,7 @@ export const firstAdministratorPasswordFile = 'administrator-password';
  * the data folder (0600), as the API token is; the log says which.
  */
 export async function ensureFirstAdministrator(archive: Archive, dataDir: string, logger: Logger, terminal: ((text: string) => void) | undefined): Promise<void> {
-  const row = await archive.index.sql.get<{ n: number | string }>('SELECT COUNT(*) AS n FROM users');
-  if (Number(row?.n ?? 0) > 0) return;
+  if ((await new UserDirectory(archive.index.sql, archive.sites, archive.siteById).userCount()) > 0) return;
   // 18 random bytes: 24 characters of base64url, well past the 12 a password needs.
   const password = randomBytes(18).toString('base64url');
   try {

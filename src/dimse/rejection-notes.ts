@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
 import type { AtriumConfig } from '../config/config.ts';
-import { migrateLifecycle } from '../archive/lifecycle.ts';
+import { dueRejectionNotices, migrateLifecycle, rejectionNoticeNotSent, rejectionNoticeSent } from '../archive/lifecycle.ts';
 import { describeFile, sendFiles } from './send-files.ts';
 import { dimseClientTls } from './scu.ts';
 
@@ -32,32 +32,28 @@ export class RejectionNoteDelivery {
   async deliverDue(now = new Date()): Promise<NoticeOutcome[]> {
     const sql = this.archive.index.sql;
     await migrateLifecycle(sql);
-    const due = await sql.all<{ id: number | string; deletion_id: number | string; destination: string; attempts: number | string; rejection_note: string; rejection_note_uid: string }>(
-      `SELECT n.id, n.deletion_id, n.destination, n.attempts, d.rejection_note, d.rejection_note_uid
-         FROM lifecycle_notices n JOIN lifecycle_deletions d ON d.id = n.deletion_id
-        WHERE n.state = 'pending' AND n.next_attempt_at <= ? ORDER BY n.id LIMIT 100`, [now.toISOString()]);
+    const due = await dueRejectionNotices(sql, now);
     const outcomes: NoticeOutcome[] = [];
     for (const n of due) {
-      const error = await this.send(n.destination, n.rejection_note_uid, Buffer.from(n.rejection_note, 'base64'));
+      const error = await this.send(n.destination, n.rejectionNoteUid, Buffer.from(n.rejectionNote, 'base64'));
       const at = new Date().toISOString();
-      const attempts = Number(n.attempts) + 1;
+      const attempts = n.attempts + 1;
       if (error === undefined) {
-        await sql.run(`UPDATE lifecycle_notices SET state = 'done', attempts = ?, last_error = NULL, updated_at = ? WHERE id = ?`, [attempts, at, n.id]);
+        await rejectionNoticeSent(sql, n.id, attempts, at);
       } else {
         const failed = attempts >= this.options.maxAttempts;
         const next = new Date(now.getTime() + this.options.baseDelayMs * 2 ** Math.min(attempts - 1, 10)).toISOString();
-        await sql.run(`UPDATE lifecycle_notices SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?`,
-          [failed ? 'failed' : 'pending', attempts, next, error, at, n.id]);
-        this.logger.warn({ destination: n.destination, deletion: Number(n.deletion_id), attempts, err: error }, failed ? 'rejection note not delivered: given up' : 'rejection note not delivered yet');
+        await rejectionNoticeNotSent(sql, n.id, { failed, attempts, nextAttemptAt: next, error, at });
+        this.logger.warn({ destination: n.destination, deletion: n.deletionId, attempts, err: error }, failed ? 'rejection note not delivered: given up' : 'rejection note not delivered yet');
       }
-      outcomes.push({ destination: n.destination, deletion: Number(n.deletion_id), sent: error === undefined, ...(error !== undefined ? { error } : {}) });
+      outcomes.push({ destination: n.destination, deletion: n.deletionId, sent: error === undefined, ...(error !== undefined ? { error } : {}) });
     }
     return outcomes;
   }
 
   /** One note to one peer; undefined when stored, else why not. */
   private async send(destination: string, uid: string, note: Buffer): Promise<string | undefined> {
-    const peer = this.config.peers.find((p) => p.aeTitle === destination);
+    const peer = await this.archive.peers.find(destination);
     if (!peer?.host || !peer.port) return `${destination} is not a configured peer with an address`;
     const dir = await mkdtemp(path.join(tmpdir(), 'atrium-rejection-'));
     try {

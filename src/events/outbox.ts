@@ -82,6 +82,20 @@ export class Outbox {
     return Number(row?.n ?? 0);
   }
 
+  /** The consumers that have a position, by name. */
+  async consumers(): Promise<string[]> {
+    const rows = await this.sql.all<{ consumer: string }>('SELECT consumer FROM outbox_cursors ORDER BY consumer');
+    return rows.map((r) => r.consumer);
+  }
+
+  /** When the oldest event the consumer has not applied yet was written (undefined: none). */
+  async oldestPendingAt(consumer: string): Promise<string | undefined> {
+    const p = await readPosition(this.sql, consumer);
+    const [where, params] = this.sql.engine === 'sqlite' ? ['id > ?', [p.id]] : ['(txid, id) > (?, ?)', [p.txid, p.id]];
+    const row = await this.sql.get<{ at: string | null }>(`SELECT MIN(created_at) AS at FROM outbox WHERE ${where}`, params);
+    return row?.at ?? undefined;
+  }
+
   /**
    * Applies batches until the consumer is up to date (backlog 0), waiting for the events
    * that a running transaction holds back; answers how many events were applied. For

@@ -45,12 +45,16 @@ import { appendEvent } from '../events/outbox.ts';
 import type { OutboxEvent } from '../events/outbox.ts';
 import { PollingLoop } from '../lib/polling-loop.ts';
 import { parseXml, XmlError } from './dmp/xml.ts';
-import { INSError, insValue, parseINS, shareableINS, type IdentityStatus, type INS, type PatientIdentity } from '../patients/ins.ts';
+import { insValue, shareableINS, type INS, type PatientIdentity } from '../patients/ins.ts';
 import { uidOfName } from './encapsulated-pdf.ts';
 import { loadSignedReport, type SignedReport } from './signed-report.ts';
 import { dosesOfStudies } from '../workflow/dose-records.ts';
 import { anatomicRegionOf, CR_IMG_LOINC, crImgDocumentOf, LOINC, type CrImgDose, type CrImgSeries } from './cda-cr-img.ts';
 import { kosManifestOf, type ManifestInput } from './kos-manifest.ts';
+import { patientIdentityOf } from '../patients/identities.ts';
+
+/** Moved to the owner of patient_identities; still exported here for its callers. */
+export { patientIdentityOf };
 
 export type DocumentKind = 'CR-IMG' | 'KOS';
 /** The DMP publication's states (src/exchange/dmp/publications.ts), 'pending' until it says otherwise. */
@@ -754,25 +758,3 @@ export class StudyDocumentSource {
   }
 }
 
-/** A patient record's identity as the RNIV types it (INS, status, reference traits), or undefined. */
-export async function patientIdentityOf(sql: SqlDatabase, patientId: number): Promise<PatientIdentity | undefined> {
-  const row = await sql.get<{ ins: string | null; ins_oid: string | null; status: IdentityStatus; birth_name: string | null; first_names: string | null; sex: string | null; birth_date: string | null; birth_place: string | null }>(
-    'SELECT ins, ins_oid, status, birth_name, first_names, sex, birth_date, birth_place FROM patient_identities WHERE patient_id = ?', [patientId]);
-  if (!row) return undefined;
-  let ins: INS | undefined;
-  try {
-    ins = row.ins && row.ins_oid ? parseINS(row.ins, row.ins_oid) : undefined;
-  } catch (e) {
-    if (!(e instanceof INSError)) throw e;
-  }
-  const bd = row.birth_date ?? '';
-  return {
-    ...(ins ? { ins } : {}), status: row.status,
-    traits: {
-      birthName: row.birth_name ?? '', firstNames: (row.first_names ?? '').split(' ').filter((n) => n !== ''),
-      sex: row.sex === 'M' || row.sex === 'F' ? row.sex : 'I',
-      birthDate: { year: Number(bd.slice(0, 4)) || 0, ...(bd.length >= 6 ? { month: Number(bd.slice(4, 6)) } : {}), ...(bd.length >= 8 ? { day: Number(bd.slice(6, 8)) } : {}) },
-      ...(row.birth_place ? { birthPlaceCode: row.birth_place } : {}),
-    },
-  };
-}

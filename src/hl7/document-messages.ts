@@ -14,6 +14,7 @@ import type { Archive } from '../archive/archive.ts';
 import type { Site } from '../index/records.ts';
 import { DocumentError, type ReceivedReport, type StudyDocument, type StudyDocuments } from '../exchange/study-documents.ts';
 import { Hl7Error, Hl7ErrorCode } from './acknowledgment.ts';
+import { recordedInsOf } from '../patients/identities.ts';
 import { componentOf, findSegment, repetitionsOf, valueOf, type Hl7Message, type Segment } from './message.ts';
 
 /** Document messages served, by MSH-9.1. */
@@ -43,20 +44,19 @@ async function studyOf(archive: Archive, message: Hl7Message, site: Site): Promi
   const zds = findSegment(message, 'ZDS');
   const byUid = valueOf(zds, 1)
     || message.segments.filter((s) => s.id === 'OBX' && valueOf(s, 3) === '113014').map((s) => valueOf(s, 5))[0] || '';
-  const sql = archive.index.sql;
   if (byUid !== '') {
-    const row = await sql.get<{ site_id: number }>('SELECT site_id FROM studies WHERE study_instance_uid = ?', [byUid]);
+    const study = await archive.index.studyPatient(byUid);
     // Another site's study is answered as one that does not exist.
-    if (row && Number(row.site_id) === site.id) return byUid;
+    if (study && study.siteId === site.id) return byUid;
     throw new Hl7Error('AE', Hl7ErrorCode.unknownKeyIdentifier, `study ${byUid} is not in the archive`, { segment: zds ? 'ZDS' : 'OBX', field: zds ? 1 : 5 });
   }
   const accession = valueOf(findSegment(message, 'OBR'), 3) || valueOf(findSegment(message, 'ORC'), 3);
   if (accession === '') throw new Hl7Error('AE', Hl7ErrorCode.requiredFieldMissing, 'the study is named by ZDS-1 (Study Instance UID) or the accession number (OBR-3)', { segment: 'OBR', field: 3 });
-  const rows = await sql.all<{ study_instance_uid: string }>('SELECT study_instance_uid FROM studies WHERE accession_number = ? AND site_id = ? LIMIT 2', [accession, site.id]);
+  const rows = await archive.index.studiesByAccession(site.id, accession, 2);
   if (rows.length !== 1) {
     throw new Hl7Error('AE', Hl7ErrorCode.unknownKeyIdentifier, rows.length === 0 ? `no study of accession number ${accession} at this site` : `several studies of accession number ${accession}: name the study by ZDS-1`, { segment: 'OBR', field: 3 });
   }
-  return rows[0]!.study_instance_uid;
+  return rows[0]!;
 }
 
 /** The report the message carries, as the documents module takes it. */
@@ -102,8 +102,8 @@ export async function applyDocumentMessage(
 ): Promise<{ StudyInstanceUID: string; document: StudyDocument; PatientID: string; IssuerOfPatientID: string }> {
   const StudyInstanceUID = await studyOf(archive, message, ctx.site);
   const patient = (await archive.index.studyPatient(StudyInstanceUID))!;
-  const identity = await archive.index.sql.get<{ ins: string | null }>('SELECT ins FROM patient_identities WHERE patient_id = ?', [patient.patientId]);
-  if (!samePatient(findSegment(message, 'PID'), [patient.patient.PatientID, ...(identity?.ins ? [identity.ins] : [])])) {
+  const ins = await recordedInsOf(archive.index.sql, patient.patientId);
+  if (!samePatient(findSegment(message, 'PID'), [patient.patient.PatientID, ...(ins ? [ins] : [])])) {
     throw new Hl7Error('AE', Hl7ErrorCode.unknownKeyIdentifier, `PID-3 does not name the patient of study ${StudyInstanceUID}`, { segment: 'PID', field: 3 });
   }
   const report = reportOf(message, ctx.messageControlId);

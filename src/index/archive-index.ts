@@ -926,6 +926,25 @@ export class ArchiveIndex {
     };
   }
 
+  /** The Study Instance UIDs of a site's studies with this accession number, at most `limit`. */
+  async studiesByAccession(siteId: number, AccessionNumber: string, limit: number): Promise<string[]> {
+    const rows = await this.sql.all<{ study_instance_uid: string }>(
+      'SELECT study_instance_uid FROM studies WHERE accession_number = ? AND site_id = ? LIMIT ?', [AccessionNumber, siteId, limit]);
+    return rows.map((r) => r.study_instance_uid);
+  }
+
+  /**
+   * The studies filed under these patient records, with their date and site; `condition`: a
+   * further SQL condition on the studies row aliased `s` (the access scope, src/access/policy.ts).
+   */
+  async studiesOfPatients(patientIds: readonly number[], condition?: { sql: string; params: readonly unknown[] }): Promise<Array<{ StudyInstanceUID: string; StudyDate?: string; siteId: number }>> {
+    if (patientIds.length === 0) return [];
+    const rows = await this.sql.all<{ study_instance_uid: string; study_date: string | null; site_id: number | string }>(
+      `SELECT s.study_instance_uid, s.study_date, s.site_id FROM studies s WHERE s.patient_id IN (${patientIds.map(() => '?').join(', ')})${condition ? ` AND ${condition.sql}` : ''}`,
+      [...patientIds, ...(condition?.params ?? [])]);
+    return rows.map((r) => ({ StudyInstanceUID: r.study_instance_uid, ...(r.study_date !== null ? { StudyDate: r.study_date } : {}), siteId: Number(r.site_id) }));
+  }
+
   /** Patients having at least one study that the search's site scope allows. */
   async searchPatients(q: SearchQuery): Promise<PatientRow[]> {
     const c = buildConditions(this.sql.engine, 'patient', q.matches, q.fuzzymatching);

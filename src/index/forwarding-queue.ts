@@ -233,6 +233,19 @@ export class ForwardingQueue {
     return r.changes;
   }
 
+  /** How many rows each destination has in each state but done (metrics). */
+  async countsByState(): Promise<Array<{ destination: string; state: ForwardState; count: number }>> {
+    const rows = await this.sql.all<{ destination: string; state: ForwardState; n: number | string }>(
+      `SELECT destination, state, COUNT(*) AS n FROM forward_queue WHERE state <> 'done' GROUP BY destination, state`);
+    return rows.map((r) => ({ destination: r.destination, state: r.state, count: Number(r.n) }));
+  }
+
+  /** When the oldest row still to send (pending or in progress) of each destination was queued (metrics). */
+  async oldestWaiting(): Promise<Array<{ destination: string; at: string | null }>> {
+    return this.sql.all<{ destination: string; at: string | null }>(
+      `SELECT destination, MIN(created_at) AS at FROM forward_queue WHERE state IN ('pending', 'in-progress') GROUP BY destination`);
+  }
+
   async status(): Promise<DestinationStatus[]> {
     const groups = await this.sql.all<{
       destination: string; state: ForwardState; n: number; oldest: string | null; next_at: string | null; last_done: string | null; retrying: number;

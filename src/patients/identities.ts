@@ -8,7 +8,7 @@
  */
 import { foldPersonName } from '../dicom/person-name.ts';
 import type { SqlDatabase } from '../index/sql.ts';
-import { insValue, type IdentityStatus, type INS } from './ins.ts';
+import { INSError, insValue, parseINS, type IdentityStatus, type INS, type PatientIdentity } from './ins.ts';
 
 export type IdentitySource = 'hl7' | 'dicom' | 'manual' | 'insi';
 
@@ -262,4 +262,33 @@ export async function openReviewsFor(db: SqlDatabase, inSites: readonly number[]
       record: { site: r.a_code, PatientID: r.a_patient_id, IssuerOfPatientID: r.a_issuer },
       ...(r.b_site_id === null ? {} : { otherRecord: { site: r.b_code!, PatientID: r.b_patient_id!, IssuerOfPatientID: r.b_issuer! } }),
     }));
+}
+
+/** A patient record's identity as the RNIV types it (INS, status, reference traits), or undefined. */
+export async function patientIdentityOf(sql: SqlDatabase, patientId: number): Promise<PatientIdentity | undefined> {
+  const row = await sql.get<{ ins: string | null; ins_oid: string | null; status: IdentityStatus; birth_name: string | null; first_names: string | null; sex: string | null; birth_date: string | null; birth_place: string | null }>(
+    'SELECT ins, ins_oid, status, birth_name, first_names, sex, birth_date, birth_place FROM patient_identities WHERE patient_id = ?', [patientId]);
+  if (!row) return undefined;
+  let ins: INS | undefined;
+  try {
+    ins = row.ins && row.ins_oid ? parseINS(row.ins, row.ins_oid) : undefined;
+  } catch (e) {
+    if (!(e instanceof INSError)) throw e;
+  }
+  const bd = row.birth_date ?? '';
+  return {
+    ...(ins ? { ins } : {}), status: row.status,
+    traits: {
+      birthName: row.birth_name ?? '', firstNames: (row.first_names ?? '').split(' ').filter((n) => n !== ''),
+      sex: row.sex === 'M' || row.sex === 'F' ? row.sex : 'I',
+      birthDate: { year: Number(bd.slice(0, 4)) || 0, ...(bd.length >= 6 ? { month: Number(bd.slice(4, 6)) } : {}), ...(bd.length >= 8 ? { day: Number(bd.slice(6, 8)) } : {}) },
+      ...(row.birth_place ? { birthPlaceCode: row.birth_place } : {}),
+    },
+  };
+}
+
+/** The INS recorded for a patient record, as stored (undefined: none). */
+export async function recordedInsOf(sql: SqlDatabase, patientId: number): Promise<string | undefined> {
+  const row = await sql.get<{ ins: string | null }>('SELECT ins FROM patient_identities WHERE patient_id = ?', [patientId]);
+  return row?.ins ?? undefined;
 }

@@ -148,6 +148,18 @@ export async function listPublications(sql: SqlDatabase, siteCodeOf: (id: number
   }));
 }
 
+/** How many publications are in each state (metrics). Throws while the table does not exist yet (the module not run). */
+export async function publicationCounts(sql: SqlDatabase): Promise<Array<{ state: string; count: number }>> {
+  const rows = await sql.all<{ state: string; n: number | string }>('SELECT state, COUNT(*) AS n FROM dmp_publications GROUP BY state');
+  return rows.map((r) => ({ state: r.state, count: Number(r.n) }));
+}
+
+/** When the oldest publication not sent yet was created (metrics); throws like publicationCounts. */
+export async function oldestPendingPublication(sql: SqlDatabase): Promise<string | undefined> {
+  const row = await sql.get<{ at: string | null }>(`SELECT MIN(created_at) AS at FROM dmp_publications WHERE state = 'pending'`);
+  return row?.at ?? undefined;
+}
+
 const consumerName = 'dmp-publications';
 
 /** Outbox events into publications, in the transaction that moves the consumer's position. */
