@@ -16,6 +16,7 @@ import { ExamsElsewhere } from './elsewhere.tsx';
 import { viewerTexts, type ViewerTexts } from './texts.ts';
 import './viewer.css';
 import { DocumentPanel, isImageSeries } from './documents.tsx';
+import { SegmentationOverlay } from './segmentation.tsx';
 import { MprView } from './MprView.tsx';
 import { dicomWebRoot, isRemoteStudy } from './data-source.ts';
 import { keyImagesOf, keyImagesSeriesDescription, keyObjectSelection, mayStore, newUID, storeObject, type KeyImage } from './key-objects.ts';
@@ -255,6 +256,9 @@ function StackPane(props: {
   return (
     <div className={`pane${active ? ' active' : ''}`} onPointerDown={onActivate} data-testid={`pane-${index}`} data-restored={restored}>
       <div className="pane-viewport" ref={element} onContextMenu={(e) => e.preventDefault()} data-testid={`viewport-${index}`} />
+      {series && !noImage && (
+        <SegmentationOverlay engineId={engineId} viewportId={viewportId} element={shownElement} StudyInstanceUID={series.StudyInstanceUID} SeriesInstanceUID={series.SeriesInstanceUID} index={index} language={props.language} />
+      )}
       {series && !noImage && <Corners state={overlay} index={index} language={props.language} t={vt} />}
       <div className="pane-overlay pane-overlay-bl">
         {props.label && <div>{props.label}</div>}

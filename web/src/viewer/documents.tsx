@@ -1,7 +1,8 @@
 /**
  * The study's non-image objects in the viewer: an encapsulated PDF (a signed report) shown by
  * the browser's own PDF viewer from a blob URL, a structured report (Basic, Enhanced,
- * Comprehensive SR) as its content tree in readable text.
+ * Comprehensive SR) as its content tree in readable text, a segmentation by where it is drawn
+ * (segmentation.tsx).
  */
 import { useEffect, useState } from 'react';
 import { getJson } from '../api.ts';
@@ -9,6 +10,7 @@ import { num, str, tag, type DicomJson } from '../dicom-json.ts';
 import type { Language } from '../i18n.ts';
 import { Waveform } from './waveform.tsx';
 import { dicomWebRoot } from './data-source.ts';
+import { SegmentationNote, SegmentationStorage } from './segmentation.tsx';
 
 export const SOPClass = {
   EncapsulatedPDF: '1.2.840.10008.5.1.4.1.1.104.1',
@@ -28,7 +30,6 @@ const nonImageModalities: ReadonlySet<string> = new Set(['DOC', 'SR', 'KO', 'PR'
 
 /** A waveform (PS3.3 A.34: 12-lead ECG, haemodynamic, audio…) by its SOP class. */
 const isWaveform = (sopClass: string) => sopClass.startsWith('1.2.840.10008.5.1.4.1.1.9.');
-const Segmentation = '1.2.840.10008.5.1.4.1.1.66.4';
 
 export function isImageSeries(Modality: string): boolean {
   return !nonImageModalities.has(Modality);
@@ -43,12 +44,10 @@ const texts = {
   fr: {
     documents: 'Documents', close: 'Fermer', loading: 'Chargement…', unsupported: 'Document non affichable ici', pdf: 'Document PDF', failed: 'Le document n\'a pas pu être chargé.',
     waveform: 'Tracé (ECG ou autre signal) illisible ici ; il fait partie de l\'examen téléchargé.',
-    segmentation: 'Segmentation : la superposition n\'est pas encore affichée ici ; elle fait partie de l\'examen téléchargé.',
   },
   en: {
     documents: 'Documents', close: 'Close', loading: 'Loading…', unsupported: 'This document cannot be shown here', pdf: 'PDF document', failed: 'The document could not be loaded.',
     waveform: 'This waveform (ECG or other signal) cannot be read here; it is part of the downloaded study.',
-    segmentation: 'Segmentation: the overlay is not shown here yet; it is part of the downloaded study.',
   },
 } as const;
 
@@ -180,7 +179,7 @@ export function DocumentPanel({ series, language, onClose }: { series: SeriesRef
         if (sopClass === SOPClass.EncapsulatedPDF) return <PdfDocument key={key} series={series} instance={instance} language={language} />;
         if (structuredReports.has(sopClass)) return <StructuredReport key={key} instance={instance} />;
         if (isWaveform(sopClass)) return <Waveform key={key} instance={instance} instanceUrl={`${seriesUrl(series)}/instances/${encodeURIComponent(key)}`} fallback={t.waveform} />;
-        if (sopClass === Segmentation) return <p key={key} className="status" role="status" data-testid="document-segmentation">{t.segmentation}</p>;
+        if (sopClass === SegmentationStorage) return <SegmentationNote key={key} StudyInstanceUID={series.StudyInstanceUID} instance={instance} language={language} />;
         return <p key={key} className="muted">{t.unsupported} ({sopClass})</p>;
       })}
     </section>
