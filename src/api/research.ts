@@ -8,7 +8,7 @@ import type { Archive } from '../archive/archive.ts';
 import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import { ResearchKeys, researchKeyFile } from '../research/keys.ts';
 import { checkedDefinition, migrateResearch, ResearchError, ResearchStore, type ResearchProject } from '../research/projects.ts';
-import { cohortOf, exportZipPath, manifestNow, startExport, type ExportKind, type Manifest } from '../research/export.ts';
+import { cohortOf, exportZipPath, findInterrupted, manifestNow, restartExport, startExport, type ExportKind, type Manifest } from '../research/export.ts';
 
 const id = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } as const;
 
@@ -80,7 +80,9 @@ export async function researchRoutes(app: FastifyInstance, options: { archive: A
 
   app.get<{ Params: { id: string } }>('/projects/:id', { schema: { params: id } }, async (request) => {
     const project = await projectFor(request, request.params.id);
-    const exports = (await (await storeOf()).exportsOf(project.id)).map(({ manifest: _m, ...e }) => e);
+    const store = await storeOf();
+    await findInterrupted(store, dataDir, { projectId: project.id });
+    const exports = (await store.exportsOf(project.id)).map(({ manifest: _m, ...e }) => e);
     return { ...shown(project), exports };
   });
 
@@ -123,6 +125,7 @@ export async function researchRoutes(app: FastifyInstance, options: { archive: A
   /** An export and its manifest as it reads now (patients who objected since are marked). */
   const exportFor = async (request: FastifyRequest, exportId: string) => {
     const store = await storeOf();
+    if (Number.isSafeInteger(Number(exportId))) await findInterrupted(store, dataDir, { id: Number(exportId) });
     const row = await store.exportRow(Number(exportId));
     const project = row ? await store.project(row.projectId) : undefined;
     if (!row || !project || !mayActForSites(request.principal!, [project.siteId])) throw new HttpProblem(404, 'no such export');
@@ -132,6 +135,20 @@ export async function researchRoutes(app: FastifyInstance, options: { archive: A
   app.get<{ Params: { id: string } }>('/exports/:id', { schema: { params: id } }, async (request) => {
     const { row, project, store } = await exportFor(request, request.params.id);
     return { ...row, ...(row.manifest ? { manifest: await manifestNow(archive, store, project.id, row.manifest as Manifest) } : {}) };
+  });
+
+  /** An interrupted (or failed) export run again from the start, under its id. */
+  app.post<{ Params: { id: string } }>('/exports/:id/restart', { schema: { params: id } }, async (request, reply) => {
+    const { row, project, store } = await exportFor(request, request.params.id);
+    await need(request, 'research');
+    try {
+      const { done } = await restartExport(archive, store, project, row.id, row.kind as ExportKind, request.principal!, dataDir);
+      done.catch((e: unknown) => request.log.warn({ err: e, researchExport: row.id }, 'research export failed'));
+      await audit.record({ action: 'research-project', outcome: 'success', ...actorOf(request.principal!), source: request.ip, via: 'api', details: { project: project.id, researchExport: row.id, restarted: true } });
+      return reply.code(202).send({ id: row.id, status: 'running' });
+    } catch (e) {
+      throw asProblem(e);
+    }
   });
 
   app.get<{ Params: { id: string } }>('/exports/:id/download', { schema: { params: id } }, async (request, reply) => {

@@ -8,6 +8,7 @@
  */
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
@@ -106,29 +107,92 @@ async function stow(url: string, token: string | undefined, objects: Output[]): 
   if (r.status !== 200 && r.status !== 202) throw new ResearchError('destination', `the DICOMweb destination answered ${r.status}`);
 }
 
+/** How long an export's lease lasts; its node renews it every quarter of that while it runs. */
+const leaseMs = 2 * 60_000;
+const leaseUntil = () => new Date(Date.now() + leaseMs);
+
+/** The node an export runs on: this host and its data folder (the same after a restart). */
+export function exportNode(dataDir: string): string {
+  return `${hostname()}:${path.resolve(dataDir)}`;
+}
+
+/** This process's start: a lease of this node's taken before it belongs to a run that died with an earlier process. */
+const processStartedAt = Date.now();
+
+/**
+ * Marks interrupted the running exports (one, or a project's) whose node died or restarted
+ * since it started them, and removes their partial output in this node's data folder.
+ * Called before an export is read: what the researcher sees is never a dead run "running".
+ */
+export async function findInterrupted(store: ResearchStore, dataDir: string, of: { id: number } | { projectId: number }): Promise<void> {
+  const node = exportNode(dataDir);
+  const ids = await store.markInterrupted(node, new Date(processStartedAt + leaseMs), of);
+  for (const id of ids) await removePartialOutput(dataDir, id);
+}
+
+/** What an unfinished run of the export left here: staging folder, partial ZIP, folder. */
+async function removePartialOutput(dataDir: string, id: number): Promise<void> {
+  for (const p of [path.join(exportDir(dataDir), `export-${id}.staging`), `${exportZipPath(dataDir, id)}.partial`, exportZipPath(dataDir, id), path.join(exportDir(dataDir), `export-${id}`)]) {
+    await rm(p, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs export `id` in the background under its lease (renewed while it runs); its row says
+ * when it is done or failed. A node that stops meanwhile leaves it running in its row until it
+ * is read: then it shows as interrupted (findInterrupted), to be restarted (restartExport).
+ */
+function runInBackground(
+  archive: Archive, store: ResearchStore, project: ResearchProject, kind: ExportKind, who: Principal, dataDir: string, id: number,
+): Promise<Manifest> {
+  const node = exportNode(dataDir);
+  const renewal = setInterval(() => {
+    store.renewExport(id, node, leaseUntil()).catch(() => {});
+  }, leaseMs / 4);
+  renewal.unref();
+  return (async () => {
+    try {
+      const manifest = await runExport(archive, store, project, kind, who, dataDir, id);
+      await store.finishExport(id, node, { manifest });
+      return manifest;
+    } catch (e) {
+      await store.finishExport(id, node, { error: (e as Error).message });
+      throw e;
+    } finally {
+      clearInterval(renewal);
+    }
+  })();
+}
+
 /**
  * Starts an export of an approved project: checked and recorded (status running) before this
- * answers, then run in the background (`done`); its row says when it is done or failed. Audit:
- * one record per patient exported (outcome success) and one per patient left out for an
- * objection (outcome refused). A node that stops meanwhile leaves the export running in its row.
+ * answers, then run in the background (`done`). Audit: one record per patient exported
+ * (outcome success) and one per patient left out for an objection (outcome refused).
  */
 export async function startExport(
   archive: Archive, store: ResearchStore, project: ResearchProject, kind: ExportKind, who: Principal, dataDir: string,
 ): Promise<{ id: number; done: Promise<Manifest> }> {
   if (project.status !== 'approved') throw new ResearchError('conflict', 'the project is not approved');
   if (kind === 'dicomweb' && !project.dicomwebUrl) throw new ResearchError('bad-request', 'the project names no DICOMweb destination');
-  const id = await store.startExport(project.id, kind, who.id);
-  const done = (async () => {
-    try {
-      const manifest = await runExport(archive, store, project, kind, who, dataDir, id);
-      await store.finishExport(id, { manifest });
-      return manifest;
-    } catch (e) {
-      await store.finishExport(id, { error: (e as Error).message });
-      throw e;
-    }
-  })();
-  return { id, done };
+  const id = await store.startExport(project.id, kind, who.id, { node: exportNode(dataDir), leaseUntil: leaseUntil() });
+  return { id, done: runInBackground(archive, store, project, kind, who, dataDir, id) };
+}
+
+/**
+ * Runs an interrupted or failed export again from the start, under the same id, on this node:
+ * what an earlier run left in this node's data folder is removed first; the cohort and the
+ * objections are read again; a DICOMweb destination receives the same UIDs again.
+ */
+export async function restartExport(
+  archive: Archive, store: ResearchStore, project: ResearchProject, exportId: number, kind: ExportKind, who: Principal, dataDir: string,
+): Promise<{ id: number; done: Promise<Manifest> }> {
+  if (project.status !== 'approved') throw new ResearchError('conflict', 'the project is not approved');
+  await findInterrupted(store, dataDir, { id: exportId });
+  if (!(await store.restartExport(exportId, exportNode(dataDir), leaseUntil()))) {
+    throw new ResearchError('conflict', 'only an interrupted or failed export is restarted');
+  }
+  await removePartialOutput(dataDir, exportId);
+  return { id: exportId, done: runInBackground(archive, store, project, kind, who, dataDir, exportId) };
 }
 
 async function runExport(

@@ -80,6 +80,14 @@ CREATE INDEX research_objections_patient ON research_objections (patient_id, wit
     name: 'research projects: pixel masks (Clean Pixel Data)',
     sql: 'ALTER TABLE research_projects ADD COLUMN pixel_masks_json TEXT;',
   },
+  {
+    version: 3,
+    name: 'research exports: the node running one and its lease (interrupted exports found again)',
+    sql: `
+ALTER TABLE research_exports ADD COLUMN run_by TEXT;
+ALTER TABLE research_exports ADD COLUMN lease_until TEXT;
+`,
+  },
 ];
 
 const migrated = new WeakMap<SqlDatabase, Promise<number[]>>();
@@ -220,7 +228,7 @@ export interface Subject { pseudonym: string; dateOffsetDays: number; personDige
 export interface SealedIdentity { records: Array<{ site: string; IssuerOfPatientID: string; PatientID: string; PatientName?: string }> }
 
 export interface ExportRow {
-  id: number; projectId: number; kind: string; status: 'running' | 'done' | 'failed'; manifest?: unknown; error?: string;
+  id: number; projectId: number; kind: string; status: 'running' | 'done' | 'failed' | 'interrupted'; manifest?: unknown; error?: string;
   createdBy: string; createdAt: string; finishedAt?: string;
 }
 
@@ -326,19 +334,57 @@ export class ResearchStore {
     return undefined;
   }
 
-  async startExport(projectId: number, kind: string, by: string, now = new Date()): Promise<number> {
+  /** Records an export running on `run.node`, under a lease until `run.leaseUntil` (renewed while it runs; without: read as interrupted). */
+  async startExport(projectId: number, kind: string, by: string, run?: { node: string; leaseUntil: Date }, now = new Date()): Promise<number> {
     const row = await this.sql.get<{ id: number }>(
-      `INSERT INTO research_exports (project_id, kind, status, created_by, created_at) VALUES (?, ?, 'running', ?, ?) RETURNING id`,
-      [projectId, kind, by, now.toISOString()]);
+      `INSERT INTO research_exports (project_id, kind, status, created_by, created_at, run_by, lease_until) VALUES (?, ?, 'running', ?, ?, ?, ?) RETURNING id`,
+      [projectId, kind, by, now.toISOString(), run?.node ?? null, run?.leaseUntil.toISOString() ?? null]);
     return Number(row!.id);
   }
 
-  async finishExport(id: number, outcome: { manifest: unknown } | { error: string }, now = new Date()): Promise<void> {
+  /** Extends the lease of an export this node runs; false when it is no longer this node's running export. */
+  async renewExport(id: number, node: string, leaseUntil: Date): Promise<boolean> {
+    const r = await this.sql.run(`UPDATE research_exports SET lease_until = ? WHERE id = ? AND run_by = ? AND status = 'running'`, [leaseUntil.toISOString(), id, node]);
+    return r.changes === 1;
+  }
+
+  /**
+   * Its outcome, written while the export is this node's run (running, or marked interrupted
+   * after a stall past its lease): a run another node restarted meanwhile writes nothing.
+   */
+  async finishExport(id: number, node: string, outcome: { manifest: unknown } | { error: string }, now = new Date()): Promise<void> {
+    const ours = `id = ? AND run_by = ? AND status IN ('running', 'interrupted')`;
     if ('manifest' in outcome) {
-      await this.sql.run(`UPDATE research_exports SET status = 'done', manifest_json = ?, finished_at = ? WHERE id = ?`, [JSON.stringify(outcome.manifest), now.toISOString(), id]);
+      await this.sql.run(`UPDATE research_exports SET status = 'done', manifest_json = ?, error = NULL, finished_at = ?, lease_until = NULL WHERE ${ours}`,
+        [JSON.stringify(outcome.manifest), now.toISOString(), id, node]);
     } else {
-      await this.sql.run(`UPDATE research_exports SET status = 'failed', error = ?, finished_at = ? WHERE id = ?`, [outcome.error, now.toISOString(), id]);
+      await this.sql.run(`UPDATE research_exports SET status = 'failed', error = ?, finished_at = ?, lease_until = NULL WHERE ${ours}`, [outcome.error, now.toISOString(), id, node]);
     }
+  }
+
+  /**
+   * Marks interrupted the running exports whose run died: this node's whose lease was taken
+   * before `restartedAt` (this process's start: its lease ends before restartedAt + the lease
+   * length), and any node's whose lease ran out (or that has none: started before leases). Of
+   * one export or one project's. Returns the ids marked.
+   */
+  async markInterrupted(node: string, ownLeasesEndBefore: Date, of: { id: number } | { projectId: number }, now = new Date()): Promise<number[]> {
+    const dead = `status = 'running' AND ${'id' in of ? 'id = ?' : 'project_id = ?'} AND (lease_until IS NULL OR lease_until < ? OR (run_by = ? AND lease_until < ?))`;
+    const params = ['id' in of ? of.id : of.projectId, now.toISOString(), node, ownLeasesEndBefore.toISOString()];
+    const rows = await this.sql.all<{ id: number }>(`SELECT id FROM research_exports WHERE ${dead}`, params);
+    if (rows.length === 0) return [];
+    await this.sql.run(
+      `UPDATE research_exports SET status = 'interrupted', error = ?, finished_at = ?, lease_until = NULL WHERE ${dead}`,
+      ['interrupted: the node running it stopped (a crash or a restart) before it finished; restart it', now.toISOString(), ...params]);
+    return rows.map((r) => Number(r.id));
+  }
+
+  /** Takes an interrupted or failed export again, on this node: running, its earlier outcome cleared. False if it is neither. */
+  async restartExport(id: number, node: string, leaseUntil: Date): Promise<boolean> {
+    const r = await this.sql.run(
+      `UPDATE research_exports SET status = 'running', error = NULL, manifest_json = NULL, finished_at = NULL, run_by = ?, lease_until = ?
+        WHERE id = ? AND status IN ('interrupted', 'failed')`, [node, leaseUntil.toISOString(), id]);
+    return r.changes === 1;
   }
 
   async exportRow(id: number): Promise<ExportRow | undefined> {

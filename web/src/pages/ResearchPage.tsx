@@ -8,7 +8,7 @@ interface Project {
   options: string[]; criteria: { modalities?: string[]; from?: string; to?: string; reportText?: string };
 }
 interface ExportRow {
-  id: number; status: 'running' | 'done' | 'failed'; kind: string; error?: string;
+  id: number; status: 'running' | 'done' | 'failed' | 'interrupted'; kind: string; error?: string;
   manifest?: { patients: Array<{ pseudonym: string; objectedSince?: string }>; instances: number; objectingPatientsExcluded: number };
 }
 
@@ -17,8 +17,8 @@ const texts = {
     title: 'Recherche', intro: 'Projets de recherche : une cohorte exportée désidentifiée (PS3.15 annexe E), après approbation, sans les patients qui s\'y opposent.',
     newProject: 'Nouveau projet', name: 'Nom', modalities: 'Modalités (séparées par des virgules)', from: 'Du (AAAAMMJJ)', to: 'Au (AAAAMMJJ)', reportText: 'Texte du compte rendu',
     options: { modifiedDates: 'Dates décalées', patient: 'Caractéristiques du patient', device: 'Identité des appareils', descriptors: 'Descriptions nettoyées' } as Record<string, string>,
-    create: 'Créer', approve: 'Approuver', exportZip: 'Exporter (ZIP)', download: 'Télécharger', cohort: 'Cohorte',
-    status: { draft: 'brouillon', approved: 'approuvé', running: 'en cours', done: 'terminé', failed: 'échec' } as Record<string, string>,
+    create: 'Créer', approve: 'Approuver', exportZip: 'Exporter (ZIP)', download: 'Télécharger', cohort: 'Cohorte', restart: 'Relancer l\'export',
+    status: { draft: 'brouillon', approved: 'approuvé', running: 'en cours', done: 'terminé', failed: 'échec', interrupted: 'interrompu (le serveur s\'est arrêté pendant l\'export)' } as Record<string, string>,
     by: 'par', studies: 'examens', patients: 'patients', objects: 'objets', objecting: 'opposants exclus', objectedSince: 'opposition depuis l\'export',
     objections: 'Oppositions à la recherche', PatientID: 'Identifiant patient', site: 'Site', record: 'Enregistrer l\'opposition', recorded: 'Opposition enregistrée.',
     none: 'Aucun projet.',
@@ -27,8 +27,8 @@ const texts = {
     title: 'Research', intro: 'Research projects: a cohort exported de-identified (PS3.15 Annex E), once approved, without the patients who object.',
     newProject: 'New project', name: 'Name', modalities: 'Modalities (comma separated)', from: 'From (YYYYMMDD)', to: 'To (YYYYMMDD)', reportText: 'Report text',
     options: { modifiedDates: 'Shifted dates', patient: 'Patient characteristics', device: 'Device identity', descriptors: 'Cleaned descriptions' } as Record<string, string>,
-    create: 'Create', approve: 'Approve', exportZip: 'Export (ZIP)', download: 'Download', cohort: 'Cohort',
-    status: { draft: 'draft', approved: 'approved', running: 'running', done: 'done', failed: 'failed' } as Record<string, string>,
+    create: 'Create', approve: 'Approve', exportZip: 'Export (ZIP)', download: 'Download', cohort: 'Cohort', restart: 'Restart the export',
+    status: { draft: 'draft', approved: 'approved', running: 'running', done: 'done', failed: 'failed', interrupted: 'interrupted (the server stopped during the export)' } as Record<string, string>,
     by: 'by', studies: 'studies', patients: 'patients', objects: 'objects', objecting: 'objecting patients left out', objectedSince: 'objected since the export',
     objections: 'Objections to research', PatientID: 'Patient ID', site: 'Site', record: 'Record the objection', recorded: 'Objection recorded.',
     none: 'No project.',
@@ -52,7 +52,16 @@ export function ResearchPage({ me, language }: { me: Me; language: Language }) {
   const recordsObjections = isAdmin || me.roles.includes('trusted-third-party');
 
   const load = useCallback(() => {
-    getJson<{ projects: Project[] }>('/api/research/projects').then((r) => setProjects(r.projects), (e: unknown) => setError(errorText(e, language)));
+    getJson<{ projects: Project[] }>('/api/research/projects').then((r) => {
+      setProjects(r.projects);
+      // Each approved project's last export, as it reads now (an interrupted one shows so, to restart).
+      for (const p of r.projects.filter((x) => x.status === 'approved')) {
+        getJson<{ exports: Array<{ id: number }> }>(`/api/research/projects/${p.id}`).then(async (d) => {
+          const last = d.exports.at(-1);
+          if (last) await follow(p.id, last.id);
+        }).catch(() => {});
+      }
+    }, (e: unknown) => setError(errorText(e, language)));
   }, []);
   useEffect(load, [load]);
   const fail = (e: unknown) => setError(errorText(e, language));
@@ -72,16 +81,29 @@ export function ResearchPage({ me, language }: { me: Me; language: Language }) {
   };
   const approve = (id: number) => sendJson('POST', `/api/research/projects/${id}/approve`).then(load, fail);
   const cohort = (id: number) => getJson<{ studies: number; patients: number }>(`/api/research/projects/${id}/cohort`).then((c) => setCohorts((all) => ({ ...all, [id]: c })), fail);
+  /** Reads the export until it is no longer running. */
+  async function follow(projectId: number, exportId: number) {
+    for (;;) {
+      const row = await getJson<ExportRow>(`/api/research/exports/${exportId}`);
+      setExports((all) => ({ ...all, [projectId]: row }));
+      if (row.status !== 'running') break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   const runExport = async (id: number) => {
     setError(undefined);
     try {
       const started = await sendJson<{ id: number }>('POST', `/api/research/projects/${id}/exports`, { kind: 'zip' });
-      for (;;) {
-        const row = await getJson<ExportRow>(`/api/research/exports/${started.id}`);
-        setExports((all) => ({ ...all, [id]: row }));
-        if (row.status !== 'running') break;
-        await new Promise((r) => setTimeout(r, 500));
-      }
+      await follow(id, started.id);
+    } catch (e) {
+      fail(e as Error);
+    }
+  };
+  const restartExport = async (projectId: number, exportId: number) => {
+    setError(undefined);
+    try {
+      await sendJson('POST', `/api/research/exports/${exportId}/restart`);
+      await follow(projectId, exportId);
     } catch (e) {
       fail(e as Error);
     }
@@ -115,9 +137,10 @@ export function ResearchPage({ me, language }: { me: Me; language: Language }) {
                     {p.status === 'approved' && researches && <button type="button" data-testid="export" onClick={() => void runExport(p.id)}>{t.exportZip}</button>}
                     {ex && (
                       <div data-testid="export-status" data-status={ex.status}>
-                        {t.status[ex.status]}{ex.error ? ` : ${ex.error}` : ''}
+                        {t.status[ex.status]}{ex.error && ex.status !== 'interrupted' ? ` : ${ex.error}` : ''}
                         {ex.manifest && <> · {ex.manifest.patients.length} {t.patients}, {ex.manifest.instances} {t.objects}, {ex.manifest.objectingPatientsExcluded} {t.objecting}</>}
-                        {ex.status === 'done' && <> · <a href={`/api/research/exports/${ex.id}/download`} data-testid="download">{t.download}</a></>}
+                        {ex.status === 'done' && ex.kind === 'zip' && <> · <a href={`/api/research/exports/${ex.id}/download`} data-testid="download">{t.download}</a></>}
+                        {(ex.status === 'interrupted' || ex.status === 'failed') && researches && <> · <button type="button" className="link" data-testid="restart-export" onClick={() => void restartExport(p.id, ex.id)}>{t.restart}</button></>}
                       </div>
                     )}
                   </td>
