@@ -165,6 +165,12 @@ const storedColumns = `i.blob_key AS i_blob_key, i.size AS i_size, i.sha256 AS i
   i.layout_json AS i_layout, i.metadata_json AS i_metadata`;
 
 const studyOrder = 's.study_date DESC NULLS LAST, s.study_time DESC NULLS LAST, s.id';
+
+/** studyOrder on fetched rows (dates and times are ASCII: code unit order is byte order). */
+function byStudyOrder(a: JoinedRow, b: JoinedRow): number {
+  const desc = (x: string | null, y: string | null) => (x === y ? 0 : x === null ? 1 : y === null ? -1 : x < y ? 1 : -1);
+  return desc(a.s_date, b.s_date) || desc(a.s_time, b.s_time) || Number(a.s_id) - Number(b.s_id);
+}
 const seriesOrder = 'se.series_number NULLS LAST, se.id';
 const instanceOrder = 'i.instance_number NULLS LAST, i.id';
 
@@ -945,15 +951,24 @@ export class ArchiveIndex {
     return rows.map((r) => ({ StudyInstanceUID: r.study_instance_uid, ...(r.study_date !== null ? { StudyDate: r.study_date } : {}), siteId: Number(r.site_id) }));
   }
 
-  /** Patients having at least one study that the search's site scope allows. */
+  /**
+   * Patients having at least one study that the search's site scope allows. The page of
+   * records is chosen first (each record's scope checked by EXISTS on the studies_patient
+   * index entries), and only its records' studies are read and counted: a broad name
+   * prefix (thousands of records) no longer reads every matching record's study rows.
+   */
   async searchPatients(q: SearchQuery): Promise<PatientRow[]> {
     const c = buildConditions(this.sql.engine, 'patient', q.matches, q.fuzzymatching);
-    this.siteCondition(q, c);
-    const where = this.where(c);
+    const scope = q.restriction === undefined ? '' : ` AND ${q.restriction.sql}`;
+    const scopeParams = q.restriction?.params ?? [];
+    c.where.push(`EXISTS (SELECT 1 FROM studies s WHERE s.patient_id = p.id${scope})`);
+    c.params.push(...scopeParams);
+    const page = `SELECT p.id FROM patients p${this.where(c)} ORDER BY p.patient_id, p.id${this.page(q, c)}`;
+    c.params.push(...scopeParams);
     const sql = `SELECT ${patientColumns}, p.site_id AS p_site_id, COUNT(s.id) AS n_studies, SUM(s.number_of_series) AS n_series, SUM(s.number_of_instances) AS n_instances
-      FROM patients p JOIN studies s ON s.patient_id = p.id${where}
+      FROM (${page}) page JOIN patients p ON p.id = page.id JOIN studies s ON s.patient_id = p.id${scope.replace(/^ AND/, ' WHERE')}
       GROUP BY p.id, p.site_id, p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex
-      ORDER BY p.patient_id, p.id${this.page(q, c)}`;
+      ORDER BY p.patient_id, p.id`;
     const rows = await this.sql.all<JoinedRow & { p_site_id: number; n_studies: number; n_series: number; n_instances: number }>(sql, c.params);
     return rows.map((r) => ({
       patient: toPatient(r),
@@ -964,14 +979,29 @@ export class ArchiveIndex {
     }));
   }
 
+  /**
+   * Studies in date order (newest first). With a page, the page's ids are found first, on
+   * index entries only where the indexes carry what the search and the scope name
+   * (studies_date, studies_patient: date, time, id, site, patient), and only the page's rows
+   * are read: a broad patient name prefix sorts thousands of narrow entries, not rows.
+   */
   async searchStudies(q: SearchQuery): Promise<StudyRow[]> {
     const c = buildConditions(this.sql.engine, 'study', q.matches, q.fuzzymatching);
     this.siteCondition(q, c);
     const where = this.where(c);
-    const sql = `SELECT ${patientColumns}, ${studyColumns}
-      FROM studies s JOIN patients p ON p.id = s.patient_id${where}
-      ORDER BY ${studyOrder}${this.page(q, c)}`;
-    const rows = await this.sql.all<JoinedRow>(sql, c.params);
+    let rows: JoinedRow[];
+    if (q.limit > 0) {
+      // Patients joined in the page's query only when a condition names them.
+      const patients = /\bp\./.test(where) ? ' JOIN patients p ON p.id = s.patient_id' : '';
+      const page = `SELECT s.id FROM studies s${patients}${where} ORDER BY ${studyOrder}${this.page(q, c)}`;
+      // The page (at most `limit` rows) is put in order here: no sort in the plan.
+      rows = (await this.sql.all<JoinedRow>(`SELECT ${patientColumns}, ${studyColumns}
+        FROM (${page}) page JOIN studies s ON s.id = page.id JOIN patients p ON p.id = s.patient_id`, c.params)).sort(byStudyOrder);
+    } else {
+      rows = await this.sql.all<JoinedRow>(`SELECT ${patientColumns}, ${studyColumns}
+        FROM studies s JOIN patients p ON p.id = s.patient_id${where}
+        ORDER BY ${studyOrder}${this.page(q, c)}`, c.params);
+    }
     return rows.map((r) => ({
       study: toStudy(r),
       patient: toPatient(r),
