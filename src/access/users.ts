@@ -56,8 +56,11 @@ export class AuthenticationError extends Error {
   }
 }
 
+/** Stable codes of the refusals a user interface tells apart (the problem document's `code`; its `detail` stays the message). */
+export type UserErrorCode = 'username-taken' | 'rpps-taken' | 'password-too-short' | 'password-too-long';
+
 export class UserError extends Error {
-  constructor(message: string) {
+  constructor(message: string, readonly code?: UserErrorCode) {
     super(message);
     this.name = 'UserError';
   }
@@ -136,8 +139,8 @@ export class UserDirectory {
     const passwordHash = u.password !== undefined ? await hashPassword(checkedPassword(u.password)) : null;
     const now = new Date().toISOString();
     const id = await this.sql.transaction(async (tx) => {
-      if (await tx.get('SELECT id FROM users WHERE login = ?', [login])) throw new UserError(`login ${login} is taken`);
-      if (u.rpps !== undefined && (await tx.get('SELECT id FROM users WHERE rpps = ?', [u.rpps]))) throw new UserError(`RPPS ${u.rpps} already belongs to a user`);
+      if (await tx.get('SELECT id FROM users WHERE login = ?', [login])) throw new UserError(`login ${login} is taken`, 'username-taken');
+      if (u.rpps !== undefined && (await tx.get('SELECT id FROM users WHERE rpps = ?', [u.rpps]))) throw new UserError(`RPPS ${u.rpps} already belongs to a user`, 'rpps-taken');
       const row = await tx.get<{ id: number | string }>(
         `INSERT INTO users (login, display_name, rpps, password_hash, roles, patient_id, failed_logins, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING id`,
@@ -315,7 +318,7 @@ export class UserDirectory {
 }
 
 function checkedPassword(password: string): string {
-  if (password.length < 12) throw new UserError('a password has at least 12 characters');
-  if (password.length > 1024) throw new UserError('a password has at most 1024 characters');
+  if (password.length < 12) throw new UserError('a password has at least 12 characters', 'password-too-short');
+  if (password.length > 1024) throw new UserError('a password has at most 1024 characters', 'password-too-long');
   return password;
 }

@@ -13,9 +13,13 @@ import { MultipartError } from './multipart.ts';
 import { QidoRequestError } from './qido.ts';
 import { DocumentError } from '../exchange/study-documents.ts';
 
-/** An HTTP error with its status, answered as application/problem+json (RFC 9457). */
+/**
+ * An HTTP error with its status, answered as application/problem+json (RFC 9457). `code`: a
+ * stable machine-readable reason (an extension member, e.g. `username-taken`) where a client
+ * must tell cases apart; `detail` stays the English message.
+ */
 export class HttpProblem extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly code?: string) {
     super(message);
     this.name = 'HttpProblem';
   }
@@ -75,13 +79,13 @@ export function problemErrorHandler(what: string) {
       return reply.code(422).type('application/problem+json')
         .send({ type: 'about:blank', title: titles[422], status: 422, detail: error.message, missing: error.missing ?? [] });
     }
-    return sendProblem(reply, status, status >= 500 && status !== 502 ? 'internal error' : error.message);
+    return sendProblem(reply, status, status >= 500 && status !== 502 ? 'internal error' : error.message, error instanceof HttpProblem && status < 500 ? error.code : undefined);
   };
 }
 
-export function sendProblem(reply: FastifyReply, status: number, detail: string): FastifyReply {
+export function sendProblem(reply: FastifyReply, status: number, detail: string, code?: string): FastifyReply {
   return reply
     .code(status)
     .type('application/problem+json')
-    .send({ type: 'about:blank', title: titles[status] ?? 'Error', status, detail });
+    .send({ type: 'about:blank', title: titles[status] ?? 'Error', status, detail, ...(code !== undefined ? { code } : {}) });
 }

@@ -14,8 +14,11 @@ export interface Me {
 }
 
 export class ApiError extends Error {
-  /** `missing`: the fields a 422 problem names (the portal says them in the user's language, web/src/errors.ts). */
-  constructor(readonly status: number, message: string, readonly missing?: string[]) {
+  /**
+   * `missing`: the fields a 422 problem names (the portal says them in the user's language, web/src/errors.ts);
+   * `code`: the problem's stable reason (e.g. `username-taken`), when the server gives one.
+   */
+  constructor(readonly status: number, message: string, readonly missing?: string[], readonly code?: string) {
     super(message);
     this.name = 'ApiError';
   }
@@ -30,14 +33,16 @@ async function problemOf(r: Response): Promise<ApiError> {
   if (r.status === 401) window.dispatchEvent(new Event(sessionEndedEvent));
   let detail = r.statusText;
   let missing: string[] | undefined;
+  let code: string | undefined;
   try {
-    const body = (await r.json()) as { detail?: string; title?: string; missing?: unknown };
+    const body = (await r.json()) as { detail?: string; title?: string; missing?: unknown; code?: unknown };
     detail = body.detail ?? body.title ?? detail;
     if (Array.isArray(body.missing)) missing = body.missing.filter((m): m is string => typeof m === 'string');
+    if (typeof body.code === 'string') code = body.code;
   } catch {
     // not a problem document
   }
-  return new ApiError(r.status, detail, missing);
+  return new ApiError(r.status, detail, missing, code);
 }
 
 export async function getJson<T>(url: string, accept = 'application/json'): Promise<T> {

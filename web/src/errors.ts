@@ -1,7 +1,9 @@
 /**
  * A refusal or failure of the API as the user reads it, in their language: the server's
- * problem documents are in English for the log and the integrator, never shown raw to a
- * French-speaking user. By status; a 422 names its missing fields with their labels.
+ * problem documents are in English for the log and the integrator. By status; a 422 names its
+ * missing fields with their labels. A refusal with a stable `code` (src/dicomweb/problem.ts)
+ * says why: the code's own text when the portal knows it, else the status's text followed by
+ * the server's reason (its `detail`), so that the user is never left with "refused" alone.
  */
 import { ApiError } from './api.ts';
 import type { Language } from './i18n.ts';
@@ -19,6 +21,7 @@ const messages = {
     429: 'Trop de demandes à la fois : réessayez dans un instant.',
     server: 'Le serveur a rencontré une erreur : réessayez ; si elle se répète, prévenez l\'administrateur.',
     other: 'La demande a échoué.',
+    reason: 'Motif',
   },
   en: {
     network: 'The server does not answer: check the connection and try again.',
@@ -32,8 +35,25 @@ const messages = {
     429: 'Too many requests at once: try again in a moment.',
     server: 'The server met an error: try again; if it happens again, tell the administrator.',
     other: 'The request failed.',
+    reason: 'Reason',
   },
 } as const;
+
+/** The texts of the problem codes the portal knows (the server's codes, src/access/users.ts...). */
+const codeTexts: Record<Language, Record<string, string>> = {
+  fr: {
+    'username-taken': 'Cet identifiant est déjà pris : choisissez-en un autre.',
+    'rpps-taken': 'Ce numéro RPPS appartient déjà à un autre utilisateur.',
+    'password-too-short': 'Le mot de passe doit compter au moins 12 caractères.',
+    'password-too-long': 'Le mot de passe compte au plus 1024 caractères.',
+  },
+  en: {
+    'username-taken': 'This login is taken: choose another one.',
+    'rpps-taken': 'This RPPS number already belongs to another user.',
+    'password-too-short': 'The password must have at least 12 characters.',
+    'password-too-long': 'The password has at most 1024 characters.',
+  },
+};
 
 /** The user's text for an error thrown by the API helpers (web/src/api.ts); `labels` names fields (a 422's missing ones). */
 export function errorText(error: unknown, language: Language, labels: Readonly<Record<string, string>> = {}): string {
@@ -44,6 +64,11 @@ export function errorText(error: unknown, language: Language, labels: Readonly<R
     return missing.length > 0 ? `${m[422]}${language === 'fr' ? ' : ' : ': '}${missing.join(', ')}` : m[422];
   }
   if (error.status >= 500) return m.server;
-  const known = m[error.status as 400 | 401 | 403 | 404 | 409 | 413 | 429];
-  return known ?? m.other;
+  const known = m[error.status as 400 | 401 | 403 | 404 | 409 | 413 | 429] ?? m.other;
+  if (error.code !== undefined) {
+    const text = codeTexts[language][error.code];
+    if (text !== undefined) return text;
+    if (error.message) return `${known} ${m.reason}${language === 'fr' ? ' : ' : ': '}${error.message}`;
+  }
+  return known;
 }

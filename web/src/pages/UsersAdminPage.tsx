@@ -51,7 +51,7 @@ export function UsersAdminPage({ language, me }: { language: Language; me: Me })
       ...(form.rpps.trim() ? { rpps: form.rpps.trim() } : {}), ...(form.password ? { password: form.password } : {}),
     }).then(() => { setNotice(t.added(form.login.trim())); setForm({ ...form, login: '', name: '', rpps: '', password: '' }); load(); }, (err: unknown) => {
       // A login already used: said with the login typed, in the user's language.
-      if (err instanceof ApiError && err.status === 400 && / is taken$/.test(err.message)) { setNotice(undefined); setError(t.taken(form.login.trim())); } else failed(err);
+      if (err instanceof ApiError && err.code === 'username-taken') { setNotice(undefined); setError(t.taken(form.login.trim())); } else failed(err);
     });
   };
   const setDisabled = (login: string, disabled: boolean) => {
