@@ -278,6 +278,13 @@ describe(`the access decision on every registered route (${engine.name})`, () =>
     },
     { route: /^\/api\/admin\/users\/:login$/, siteB: async () => 'rad.sud', missing: 'nobody.sud' },
     {
+      route: /^\/api\/admin\/peers\/:ae$/, missing: 'NOBODY-SUD',
+      siteB: async () => {
+        await as('admin.sud', 'POST', '/api/admin/peers', { aeTitle: 'PACS-SUD-2', site: 'CLIN-SUD' });
+        return 'PACS-SUD-2';
+      },
+    },
+    {
       route: /^\/api\/research\/projects\/:id(\/|$)/,
       siteB: async () => String((await created<{ id: number }>(as('admin.sud', 'POST', '/api/research/projects', { name: 'Cohorte', criteria: { modalities: ['CT'] } }))).id),
     },

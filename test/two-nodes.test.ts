@@ -325,6 +325,52 @@ for (const storage of ['filesystem', 's3'] as const) describe(`two nodes over on
     assert.equal((await fetch(`${nodes.A.base}/auth/me`, { headers: { cookie } })).status, 401);
   });
 
+  it('lets in on node B at once a DICOM peer an administrator added on node A, after B restarts too, and removed through B refuses it on A', async () => {
+    const echo = (node: Node) => dcmtk('echoscu', ['-aet', 'CT-NEUF', '-aec', 'ATRIUM', '127.0.0.1', String(node.dimsePort)]);
+    // Not a peer yet (unknown callers are refused by default).
+    const before = await echo(nodes.B);
+    assert.notEqual(before.code, 0, 'an unknown AE title is refused');
+    assert.match(before.output, /[Rr]ejected|[Rr]efused|not recognized/i);
+    const { jar, csrf } = await loginLocal(nodes.A.base, 'admin', password);
+    const call = (node: Node, method: string, url: string, body?: unknown) => request(jar, `${node.base}${url}`, {
+      // The session is the platform's: node B takes node A's cookie.
+      method, headers: { cookie: jar.header(nodes.A.base), 'x-csrf-token': csrf, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const added = await call(nodes.A, 'POST', '/api/admin/peers', { aeTitle: 'CT-NEUF', site: 'CHU-NORD', store: true });
+    assert.equal(added.status, 201, await added.clone().text());
+    assert.equal(((await added.json()) as { restartNeeded: boolean }).restartNeeded, false);
+    // Node B, which never saw the request, lets it in now and keeps what it sends under its site.
+    const now = await echo(nodes.B);
+    assert.equal(now.code, 0, now.output);
+    const image = syntheticInstance({ PatientID: 'PEER-NEUF', Rows: 8, Columns: 8 });
+    await storescu(nodes.B, [image.file], 'CT-NEUF');
+    stored.set(image.uids.sop, image.file);
+    const rows = await query<{ code: string }>('SELECT s.code FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = se.study_id JOIN sites s ON s.id = st.site_id WHERE i.sop_instance_uid = $1', [image.uids.sop]);
+    assert.deepEqual(rows.map((r) => r.code), ['CHU-NORD']);
+    // Both nodes list it, as added through the API.
+    for (const node of [nodes.A, nodes.B]) {
+      const listed = (await (await call(node, 'GET', '/api/admin/peers')).json()) as { peers: Array<{ aeTitle: string; origin: string }> };
+      assert.deepEqual(listed.peers.filter((p) => p.aeTitle === 'CT-NEUF').map((p) => p.origin), ['api'], `node ${node.name}`);
+      assert.equal(listed.peers.find((p) => p.aeTitle === 'MODALITY')?.origin, 'file');
+    }
+    // A second addition of the same AE title, on the other node: refused.
+    assert.equal((await call(nodes.B, 'POST', '/api/admin/peers', { aeTitle: 'CT-NEUF', site: 'CHU-NORD' })).status, 409);
+    // A peer of the configuration file is removed there, not through the API.
+    assert.equal((await call(nodes.B, 'DELETE', '/api/admin/peers/MODALITY')).status, 409);
+    await nodes.B.stop();
+    await nodes.B.start();
+    const afterRestart = await echo(nodes.B);
+    assert.equal(afterRestart.code, 0, afterRestart.output);
+    // Removed through B: node A refuses it once its copy of the list is renewed (a couple of seconds).
+    const removed = await call(nodes.B, 'DELETE', '/api/admin/peers/CT-NEUF');
+    assert.equal(removed.status, 200, await removed.clone().text());
+    await waitFor('node A refusing the removed peer', async () => (await echo(nodes.A)).code !== 0, undefined, 20_000);
+    assert.notEqual((await echo(nodes.B)).code, 0);
+    const audited = await query<{ details: string }>(`SELECT details FROM audit_events WHERE action = 'user-admin' AND actor = 'admin' ORDER BY id`);
+    const operations = audited.map((r) => JSON.parse(r.details) as { operation: string; peer: { aeTitle: string } }).filter((d) => d.operation.startsWith('peer-'));
+    assert.deepEqual(operations.map((d) => `${d.operation} ${d.peer.aeTitle}`), ['peer-add CT-NEUF', 'peer-remove CT-NEUF']);
+  });
+
   it('limits login attempts from one address across both nodes together', async () => {
     // A guesser going through logins (each account would lock itself after a few wrong passwords).
     let guess = 0;

@@ -11,8 +11,9 @@ import { sitesActedFor } from '../access/policy.ts';
 import { actorOf, isRole, type Principal, type Role } from '../access/principal.ts';
 import { UserDirectory, UserError, type User, type UserChanges } from '../access/users.ts';
 import { addUser, userSummary } from '../cli/users.ts';
-import { addPeerToFile } from '../cli/peers.ts';
-import { ConfigError, type AtriumConfig } from '../config/config.ts';
+import { peerEntryOf } from '../cli/peers.ts';
+import { ConfigError, type AtriumConfig, type PeerConfig } from '../config/config.ts';
+import { PeerExists } from '../config/peer-directory.ts';
 import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 import { requireCapability } from './access-scope.ts';
 
@@ -29,8 +30,6 @@ export async function administrationRoutes(app: FastifyInstance, options: { arch
   const { archive, config } = options;
   const audit = new AuditTrail(archive.index.sql);
   const directory = new UserDirectory(archive.index.sql, archive.sites, archive.siteById);
-  /** Peers added since this server started: in the configuration file, live at the next start. */
-  const pending: Array<Record<string, unknown>> = [];
   app.setErrorHandler(problemErrorHandler('administration request'));
   app.addHook('preHandler', requireCapability('administer-users', audit));
   app.addHook('preHandler', async (request) => {
@@ -40,8 +39,7 @@ export async function administrationRoutes(app: FastifyInstance, options: { arch
   });
   const who = (request: FastifyRequest) => ({ ...actorOf(request.principal!), source: request.ip, via: 'api' as const });
   const userError = (e: unknown): never => {
-    if (e instanceof UserError) throw new HttpProblem(400, e.message, e.code);
-    if (e instanceof ConfigError) throw new HttpProblem(400, e.message);
+    if (e instanceof UserError || e instanceof ConfigError) throw new HttpProblem(400, e.message);
     throw e;
   };
 
@@ -133,18 +131,19 @@ export async function administrationRoutes(app: FastifyInstance, options: { arch
     return { user: visible(request, updated) };
   });
 
-  // ---- DICOM peers (the configuration file's peers, as `atrium peer add` writes them) ----
+  // ---- DICOM peers: the configuration file's (read at start) and those added here, kept in the
+  // index for every node at once (src/config/peer-directory.ts) ----
   const peerVisible = (request: FastifyRequest, site: unknown) => {
     const mine = administeredSites(archive, request.principal!);
     return mine === undefined || (typeof site === 'string' && mine.has(site));
   };
 
   app.get('/peers', async (request) => ({
-    peers: config.peers.filter((p) => peerVisible(request, p.site)).map((p) => ({
+    peers: (await archive.peers.fresh()).filter((p) => peerVisible(request, p.site)).map((p) => ({
       aeTitle: p.aeTitle, site: p.site, ...(p.host !== undefined ? { host: p.host, port: p.port } : {}), may: p.may, ...(p.territory ? { territory: true } : {}),
+      origin: archive.peers.originOf(p.aeTitle),
     })),
-    pending: pending.filter((p) => peerVisible(request, p.site)),
-    editable: config.configFile !== undefined,
+    editable: true,
   }));
 
   app.post<{ Body: { aeTitle: string; site: string; host?: string; port?: number; store?: boolean; query?: boolean; retrieve?: boolean } }>('/peers', {
@@ -161,20 +160,32 @@ export async function administrationRoutes(app: FastifyInstance, options: { arch
   }, async (request, reply) => {
     const b = request.body;
     if (!peerVisible(request, b.site)) throw new HttpProblem(403, `${b.site} is not one of your sites`);
-    if (config.configFile === undefined) throw new HttpProblem(409, 'this server runs without a configuration file: add peers with `atrium peer add` in one, then restart');
-    if (pending.some((p) => p.aeTitle === b.aeTitle.trim())) throw new HttpProblem(400, `peer ${b.aeTitle.trim()} is already added, waiting for the restart`);
     let entry: Record<string, unknown>;
     try {
-      entry = addPeerToFile(config, config.configFile, b.aeTitle, {
+      entry = peerEntryOf(b.aeTitle, {
         site: [b.site], ...(b.host !== undefined ? { host: b.host } : {}), ...(b.port !== undefined ? { port: String(b.port) } : {}),
         ...(b.store ? { store: true } : {}), ...(b.query ? { query: true } : {}), ...(b.retrieve ? { retrieve: true } : {}),
-      });
+      }, config);
+      await archive.peers.add(entry as unknown as PeerConfig, request.principal!.id);
     } catch (e) {
+      if (e instanceof PeerExists) throw new HttpProblem(409, e.message);
       userError(e);
       throw e;
     }
-    pending.push(entry);
     await audit.record({ action: 'user-admin', outcome: 'success', ...who(request), details: { operation: 'peer-add', peer: entry } });
-    return reply.code(201).send({ peer: entry, restartNeeded: true });
+    return reply.code(201).send({ peer: entry, restartNeeded: false });
+  });
+
+  // A peer added here, removed for every node; the configuration file's are removed in the file (then a restart).
+  app.delete<{ Params: { ae: string } }>('/peers/:ae', {
+    schema: { params: { type: 'object', required: ['ae'], properties: { ae: { type: 'string', minLength: 1, maxLength: 16 } } } },
+  }, async (request) => {
+    const { ae } = request.params;
+    const peer = await archive.peers.find(ae);
+    if (!peer || !peerVisible(request, peer.site)) throw new HttpProblem(404, `peer ${ae} does not exist`);
+    if (archive.peers.originOf(ae) === 'file') throw new HttpProblem(409, `peer ${ae} is in the configuration file: remove it there, then restart`);
+    if (!(await archive.peers.remove(ae))) throw new HttpProblem(404, `peer ${ae} does not exist`);
+    await audit.record({ action: 'user-admin', outcome: 'success', ...who(request), details: { operation: 'peer-remove', peer: { aeTitle: ae, site: peer.site } } });
+    return { removed: ae };
   });
 }

@@ -4,14 +4,13 @@ import { AccessPolicy, scopeCondition, sitesActedFor } from '../access/policy.ts
 import { requireCapability, scopeOfRequest } from './access-scope.ts';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Archive } from '../archive/archive.ts';
-import type { PeerConfig } from '../config/config.ts';
 import { ForwardingQueue } from '../index/forwarding-queue.ts';
 import { prefetchPriors } from '../dimse/routing.ts';
 import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
 
 export interface ForwardingRoutesOptions {
+  /** Its peer directory (archive.peers) names the destinations: the configuration file's peers and the API's. */
   archive: Archive;
-  peers: readonly PeerConfig[];
 }
 
 const destinationSchema = { type: 'string', minLength: 1, maxLength: 16 } as const;
@@ -31,13 +30,17 @@ export async function forwardingRoutes(app: FastifyInstance, options: Forwarding
 
   // A destination's queue is its peer's site's: an administrator sees and requeues their sites'
   // peers' only (the territory's, every one, and rows of peers no longer configured).
+  // Callers read archive.peers.fresh() first: the list as the platform knows it now.
   const actsForDestination = (request: FastifyRequest, destination: string) => {
     const sites = sitesActedFor(request.principal!);
-    const site = options.peers.find((p) => p.aeTitle === destination)?.site;
+    const site = archive.peers.get(destination)?.site;
     return sites === undefined || (site !== undefined && sites.includes(archive.sites.get(site)?.id ?? -1));
   };
 
-  app.get('/', async (request) => ({ destinations: (await queue.status()).filter((d) => actsForDestination(request, d.destination)) }));
+  app.get('/', async (request) => {
+    await archive.peers.fresh();
+    return { destinations: (await queue.status()).filter((d) => actsForDestination(request, d.destination)) };
+  });
 
   app.post<{ Body: { destination?: string } | undefined }>('/retry-failed', {
     schema: { body: { type: ['object', 'null'], properties: { destination: destinationSchema }, additionalProperties: false } },
@@ -45,7 +48,7 @@ export async function forwardingRoutes(app: FastifyInstance, options: Forwarding
     const asked = request.body?.destination;
     if (sitesActedFor(request.principal!) === undefined) return { requeued: await queue.requeueFailed(asked) };
     // Another site's destination is requeued as one with no failed row: nothing.
-    const destinations = options.peers.map((p) => p.aeTitle).filter((d) => (asked === undefined || d === asked) && actsForDestination(request, d));
+    const destinations = (await archive.peers.fresh()).map((p) => p.aeTitle).filter((d) => (asked === undefined || d === asked) && actsForDestination(request, d));
     let requeued = 0;
     for (const d of destinations) requeued += await queue.requeueFailed(d);
     return { requeued };
@@ -68,7 +71,7 @@ export async function forwardingRoutes(app: FastifyInstance, options: Forwarding
   }, async (request, reply) => {
     const { PatientID, IssuerOfPatientID, destination, maxStudies } = request.body;
     // Images leave only for the caller's sites' peers: another site's peer is answered as one not configured.
-    const peer = options.peers.find((p) => p.aeTitle === destination);
+    const peer = await archive.peers.find(destination);
     if (!peer || !actsForDestination(request, destination)) throw new HttpProblem(400, `destination ${destination} is not a configured peer`);
     // Without an issuer, the PatientID is one the caller's own site assigned.
     const home = homeSiteOf(request.principal!);

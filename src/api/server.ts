@@ -170,7 +170,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     publicBaseUrl: config.http.publicBaseUrl,
   });
   await app.register(workitemRoutes, { prefix: '/dicom-web/workitems', archive, config: config.teleradiology, publicBaseUrl: config.http.publicBaseUrl });
-  await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive, peers: config.peers });
+  await app.register(forwardingRoutes, { prefix: '/api/forwarding', archive });
   await app.register(identityRoutes, { prefix: '/api/identity-reviews', archive, ...(config.insi.endpoint ? { insi: new SoapInsiClient(config.insi) } : {}) });
   await app.register(correctionRoutes, { prefix: '/api/corrections', archive });
   await app.register(patientRoutes, { prefix: '/api/patients', archive, redundancyWindowDays: config.radiation.redundancyWindowDays });

@@ -13,6 +13,7 @@ import { Outbox } from '../events/outbox.ts';
 import { TieredBlobStore } from '../storage/tiered-store.ts';
 import { migrateTiering, StorageTiering } from './tiering.ts';
 import { checkTiersApart } from '../config/tiering-config.ts';
+import { PeerDirectory } from '../config/peer-directory.ts';
 
 /** The archive's engines and domain services, opened once and handed to every adapter. */
 export interface Archive {
@@ -28,6 +29,8 @@ export interface Archive {
   readonly siteById: ReadonlyMap<number, Site>;
   /** The hot and cold tiers and their mover (src/archive/tiering.ts), when storage.cold is configured. */
   readonly tiering?: StorageTiering;
+  /** The DICOM peers: the configuration file's and those added through the API (src/config/peer-directory.ts). */
+  readonly peers: PeerDirectory;
   close(): Promise<void>;
 }
 
@@ -100,8 +103,9 @@ export async function openArchive(config: AtriumConfig, logger: Logger, options:
     if (journal) await recoverIngestJournal(journal, { index, store, ingestor, sites }, ingestLogger);
     const retriever = new Retriever(index, store, logger.child({ component: 'retrieve' }));
     const opened = journal;
+    const peers = await PeerDirectory.open(index.sql, config.peers);
     return {
-      index, store, ingestor, retriever, sites, outbox: new Outbox(index.sql), ...(tiering ? { tiering } : {}),
+      index, store, ingestor, retriever, sites, peers, outbox: new Outbox(index.sql), ...(tiering ? { tiering } : {}),
       siteById: new Map([...sites.values()].map((s) => [s.id, s])),
       async close() {
         // The journal's last checkpoint needs both the store and the index.

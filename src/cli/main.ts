@@ -275,7 +275,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   const archive = await openArchive(config, logger, { journal: true });
   const app = await buildHttpServer(config, archive, logger);
   await app.listen({ host: config.http.host, port: config.http.port });
-  const dimse = config.dimse.enabled ? new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' })) : undefined;
+  const dimse = config.dimse.enabled ? new DimseServer(config.dimse, archive, logger.child({ component: 'dimse' })) : undefined;
   await dimse?.listen();
   const hl7 = config.hl7.enabled ? new Hl7Server(config.hl7, archive, logger.child({ component: 'hl7' }), config.teleradiology, config.radiation.redundancyWindowDays) : undefined;
   await hl7?.listen();
@@ -289,7 +289,7 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
     dimse: dimse ? `${config.dimse.aeTitle}@${config.dimse.host}:${dimse.port}` : 'off',
     hl7: hl7 ? `MLLP ${config.hl7.host}:${hl7.port}` : 'off',
   }, 'atrium is serving');
-  const hint = dimseFirstStepHint(config);
+  const hint = dimseFirstStepHint(config, archive.peers.list().length);
   if (hint) logger.info(hint);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

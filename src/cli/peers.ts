@@ -13,8 +13,8 @@ export interface PeerAddOptions {
 
 const peerAddUsage = 'atrium peer add <AE> --site CODE [--host H --port P] [--store] [--query] [--retrieve]';
 
-/** The peers entry of `atrium peer add`, as the configuration file writes it. */
-function peerEntryOf(aeTitle: string | undefined, options: PeerAddOptions, config: AtriumConfig): Record<string, unknown> {
+/** The peers entry of `atrium peer add`, as the configuration file writes it (and the API's peers table keeps it). */
+export function peerEntryOf(aeTitle: string | undefined, options: PeerAddOptions, config: AtriumConfig): Record<string, unknown> {
   if (!aeTitle) throw new ConfigError(peerAddUsage);
   if (!isValidAETitle(aeTitle)) throw new ConfigError(`${JSON.stringify(aeTitle)} is not a valid AE title (1-16 characters, no backslash)`);
   const site = options.site?.[0] ?? config.sites[0]!.code;
@@ -121,7 +121,7 @@ export function withPeer(text: string, entry: Record<string, unknown>): string {
 }
 
 /** Where a newcomer's next step with DIMSE is, said in the log at start. */
-export function dimseFirstStepHint(config: AtriumConfig): string | undefined {
-  if (!config.dimse.enabled || !config.dimse.requireKnownCallers || config.peers.length > 0) return undefined;
+export function dimseFirstStepHint(config: AtriumConfig, knownPeers = config.peers.length): string | undefined {
+  if (!config.dimse.enabled || !config.dimse.requireKnownCallers || knownPeers > 0) return undefined;
   return `no DICOM peer is configured and unknown callers are refused: let a modality in with \`atrium peer add <AE> --site ${config.sites[0]!.code} --store\` (add --host H --port P --query --retrieve for a workstation), then restart; see docs/usage.md`;
 }

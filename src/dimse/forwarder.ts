@@ -51,9 +51,24 @@ export class Forwarder {
     this.queue = new ForwardingQueue(archive.index.sql);
     this.clientTls = dimseClientTls(config.dimse);
     this.router = config.routing.rules.length > 0 ? new Router(archive, this.queue, config.routing.rules, logger) : undefined;
-    for (const peer of config.peers) {
-      if (peer.host && peer.port) this.peers.set(peer.aeTitle, { peer, workers: 0, holdUntil: 0, consecutiveFailures: 0 });
+    this.followPeers(archive.peers.list());
+  }
+
+  /**
+   * The peers to send to, as the peer directory knows them now (src/config/peer-directory.ts):
+   * one added through the API on any node is served from the next tick; one removed gets no
+   * new association (its rows wait in the queue), one changed is reached at its new address.
+   */
+  private followPeers(peers: readonly PeerConfig[]): void {
+    const known = new Set<string>();
+    for (const peer of peers) {
+      if (!peer.host || !peer.port) continue;
+      known.add(peer.aeTitle);
+      const state = this.peers.get(peer.aeTitle);
+      if (state) state.peer = peer;
+      else this.peers.set(peer.aeTitle, { peer, workers: 0, holdUntil: 0, consecutiveFailures: 0 });
     }
+    for (const [ae, state] of this.peers) if (!known.has(ae) && state.workers === 0) this.peers.delete(ae);
   }
 
   private get retry(): RetryPolicy {
@@ -139,6 +154,7 @@ export class Forwarder {
         const n = await this.queue.reclaimStale(olderThan);
         if (n > 0) this.logger.warn({ rows: n }, 'forwarding: rows claimed by a sender that never reported were requeued');
       }
+      this.followPeers(await this.archive.peers.fresh());
       for (const state of this.peers.values()) {
         if (this.stopping) return;
         if (state.workers >= this.config.routing.associationsPerPeer || Date.now() < state.holdUntil) continue;

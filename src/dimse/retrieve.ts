@@ -164,7 +164,7 @@ export async function handleRetrieve(ctx: ServiceContext, message: DimseMessage)
   let ownAssociation = false;
   if (isMove) {
     const destination = rq.MoveDestination ?? '';
-    const peer = ctx.server.peers.get(destination);
+    const peer = await ctx.server.peers.find(destination);
     if (!peer || !peer.host || !peer.port) {
       return refuse(Status.MoveDestinationUnknown, `move destination ${JSON.stringify(destination)} is not a known peer with an address`);
     }

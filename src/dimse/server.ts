@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
 import type { DimseConfig, PeerConfig } from '../config/config.ts';
+import type { PeerDirectory } from '../config/peer-directory.ts';
 import type { Site } from '../index/records.ts';
 import { ATRIUM_IMPLEMENTATION_CLASS_UID, ATRIUM_IMPLEMENTATION_VERSION_NAME } from '../dicom/part10-writer.ts';
 import { Association, type DimseMessage } from './association.ts';
@@ -104,7 +105,8 @@ export class DimseServer {
   /** Connections not associated yet, by connectionKey: what dimse.maxPendingConnections counts. */
   private readonly pending = new Map<string, PendingConnection>();
   private refused = { count: 0, loggedAt: 0 };
-  readonly peers: ReadonlyMap<string, PeerConfig>;
+  /** The known peers (the configuration file's and the API's), shared with the rest of the archive. */
+  readonly peers: PeerDirectory;
   /** What Atrium presents and trusts when it calls a peer marked tls: the listener's certificate and CA. */
   readonly clientTls: tls.ConnectionOptions | undefined;
   readonly audit: AuditTrail;
@@ -121,11 +123,10 @@ export class DimseServer {
 
   constructor(
     readonly config: DimseConfig,
-    peers: readonly PeerConfig[],
     readonly archive: Archive,
     readonly logger: Logger,
   ) {
-    this.peers = new Map(peers.map((p) => [p.aeTitle, p]));
+    this.peers = archive.peers;
     this.clientTls = dimseClientTls(config);
     this.audit = new AuditTrail(archive.index.sql);
   }
@@ -278,7 +279,26 @@ export class DimseServer {
       else log.info({ calling, reason: e.message }, 'association aborted');
     });
     assoc.on('fault', (e) => log.error({ err: e }, 'internal error after the association ended'));
-    assoc.once('associate', (rq) => this.negotiate(assoc, rq, log, () => this.settlePending(key, p)));
+    let closed = false;
+    assoc.once('closed', () => { closed = true; });
+    assoc.once('associate', (rq) => {
+      const answer = () => this.negotiate(assoc, rq, log, () => this.settlePending(key, p));
+      // A calling AE title this node does not know yet (or an old copy of the list): the peers
+      // table is read first, so that a peer added on another node a moment ago is let in.
+      if (!this.peers.needsLookup(rq.callingAETitle)) return answer();
+      this.peers.find(rq.callingAETitle).then(() => {
+        if (closed) return;
+        try {
+          answer();
+        } catch (e) {
+          log.error({ err: e }, 'association negotiation failed');
+          assoc.abort(AbortSource.ServiceProvider, AbortReason.NotSpecified, `internal error: ${(e as Error).message}`);
+        }
+      }, (e: unknown) => {
+        log.error({ err: e, calling: rq.callingAETitle }, 'the peers could not be read: association refused');
+        if (!closed) assoc.reject(encodeAssociateRJ(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.TemporaryCongestion));
+      });
+    });
   }
 
   private trackAudit(audit: Promise<void>, log: Logger): void {

@@ -99,7 +99,7 @@ export async function startAtrium(options: {
   const port = (app.server.address() as { port: number }).port;
   let dimse: DimseServer | undefined;
   if (options.dimse) {
-    dimse = new DimseServer(config.dimse, config.peers, archive, logger.child({ component: 'dimse' }));
+    dimse = new DimseServer(config.dimse, archive, logger.child({ component: 'dimse' }));
     await dimse.listen();
   }
   // The same workers as `atrium serve` (src/cli/workers.ts), started as the test asks.

@@ -3,33 +3,35 @@ import { getJson, sendJson, type Me } from '../api.ts';
 import type { Language } from '../i18n.ts';
 import { errorText } from '../errors.ts';
 
-interface Peer { aeTitle: string; site: string; host?: string; port?: number; may: { store: boolean; query: boolean; retrieve: boolean }; territory?: boolean }
+interface Peer { aeTitle: string; site: string; host?: string; port?: number; may: { store: boolean; query: boolean; retrieve: boolean }; territory?: boolean; origin: 'file' | 'api' }
 
 const texts = {
   fr: {
     title: 'Équipements DICOM (modalités, PACS, stations)', ae: 'Titre AE', site: 'Site', address: 'Adresse', may: 'Autorisé à',
     store: 'envoyer des images', query: 'interroger', retrieve: 'récupérer', add: 'Ajouter l\'équipement', host: 'Hôte (facultatif)', port: 'Port',
-    pending: 'Ajoutés, actifs au prochain redémarrage d\'Atrium', added: (ae: string) => `Équipement ${ae} ajouté au fichier de configuration : redémarrez Atrium pour qu'il soit pris en compte.`,
-    readOnly: 'Ce serveur tourne sans fichier de configuration : ajoutez les équipements avec `atrium peer add` dans un fichier, puis redémarrez.',
+    origin: 'Déclaré', file: 'fichier de configuration', api: 'ici', remove: 'Retirer',
+    added: (ae: string) => `Équipement ${ae} ajouté : actif tout de suite, sur tous les nœuds d'Atrium, sans redémarrage.`,
+    removed: (ae: string) => `Équipement ${ae} retiré.`,
     empty: 'Aucun équipement.',
   },
   en: {
     title: 'DICOM peers (modalities, PACS, workstations)', ae: 'AE title', site: 'Site', address: 'Address', may: 'May',
     store: 'send images', query: 'query', retrieve: 'retrieve', add: 'Add the peer', host: 'Host (optional)', port: 'Port',
-    pending: 'Added, live at Atrium\'s next restart', added: (ae: string) => `Peer ${ae} added to the configuration file: restart Atrium to take it into account.`,
-    readOnly: 'This server runs without a configuration file: add peers with `atrium peer add` in one, then restart.',
+    origin: 'Declared in', file: 'configuration file', api: 'here', remove: 'Remove',
+    added: (ae: string) => `Peer ${ae} added: live at once, on every Atrium node, without a restart.`,
+    removed: (ae: string) => `Peer ${ae} removed.`,
     empty: 'No peer.',
   },
 };
 
-/** The DICOM peers of the administrator's sites, and adding one (to the configuration file, as `atrium peer add` does). */
+/** The DICOM peers of the administrator's sites (the configuration file's and those added here), adding and removing one. */
 export function PeersAdminPage({ language, me }: { language: Language; me: Me }) {
   const t = texts[language];
-  const [data, setData] = useState<{ peers: Peer[]; pending: Peer[]; editable: boolean }>();
+  const [data, setData] = useState<{ peers: Peer[] }>();
   const [error, setError] = useState<string>();
   const [notice, setNotice] = useState<string>();
   const [form, setForm] = useState({ aeTitle: '', site: me.sites[0] ?? '', host: '', port: '', store: true, query: false, retrieve: false });
-  const load = useCallback(() => { getJson<{ peers: Peer[]; pending: Peer[]; editable: boolean }>('/api/admin/peers').then(setData, (e: unknown) => setError(errorText(e, language))); }, []);
+  const load = useCallback(() => { getJson<{ peers: Peer[] }>('/api/admin/peers').then(setData, (e: unknown) => setError(errorText(e, language))); }, []);
   useEffect(load, [load]);
   const mayText = (p: Peer) => [p.may.store && t.store, p.may.query && t.query, p.may.retrieve && t.retrieve].filter(Boolean).join(', ');
 
@@ -41,9 +43,14 @@ export function PeersAdminPage({ language, me }: { language: Language; me: Me })
       store: form.store, query: form.query, retrieve: form.retrieve,
     }).then(() => { setNotice(t.added(form.aeTitle.trim())); setForm({ ...form, aeTitle: '', host: '', port: '' }); load(); }, (err: unknown) => { setNotice(undefined); setError(errorText(err, language)); });
   };
-  const rows = (peers: Peer[], state: string) => peers.map((p) => (
-    <tr key={`${state}-${p.aeTitle}`} data-testid={`peer-${p.aeTitle}`} data-state={state}>
+  const remove = (ae: string) => {
+    setError(undefined);
+    sendJson('DELETE', `/api/admin/peers/${encodeURIComponent(ae)}`).then(() => { setNotice(t.removed(ae)); load(); }, (err: unknown) => { setNotice(undefined); setError(errorText(err, language)); });
+  };
+  const rows = (peers: Peer[]) => peers.map((p) => (
+    <tr key={p.aeTitle} data-testid={`peer-${p.aeTitle}`} data-state={p.origin}>
       <td>{p.aeTitle}</td><td>{p.site}</td><td>{p.host ? `${p.host}:${p.port}` : ''}</td><td>{mayText(p)}</td>
+      <td>{t[p.origin]}{p.origin === 'api' && <> <button type="button" className="button" data-testid={`remove-peer-${p.aeTitle}`} onClick={() => remove(p.aeTitle)}>{t.remove}</button></>}</td>
     </tr>
   ));
 
@@ -52,19 +59,14 @@ export function PeersAdminPage({ language, me }: { language: Language; me: Me })
       <h1>{t.title}</h1>
       {error && <p className="error" role="alert" data-testid="peers-error">{error}</p>}
       {notice && <p className="status" data-testid="peers-notice">{notice}</p>}
-      {data && data.peers.length === 0 && data.pending.length === 0 && <p className="status">{t.empty}</p>}
-      {data && (data.peers.length > 0 || data.pending.length > 0) && (
+      {data && data.peers.length === 0 && <p className="status">{t.empty}</p>}
+      {data && data.peers.length > 0 && (
         <table data-testid="peers">
-          <thead><tr><th>{t.ae}</th><th>{t.site}</th><th>{t.address}</th><th>{t.may}</th></tr></thead>
-          <tbody>
-            {rows(data.peers, 'live')}
-            {data.pending.length > 0 && <tr><td colSpan={4} className="muted">{t.pending}</td></tr>}
-            {rows(data.pending, 'pending')}
-          </tbody>
+          <thead><tr><th>{t.ae}</th><th>{t.site}</th><th>{t.address}</th><th>{t.may}</th><th>{t.origin}</th></tr></thead>
+          <tbody>{rows(data.peers)}</tbody>
         </table>
       )}
-      {data && !data.editable && <p className="muted">{t.readOnly}</p>}
-      {data?.editable && (
+      {data && (
         <form className="tele-form" onSubmit={add} data-testid="peer-form">
           <label>{t.ae}<input name="aeTitle" value={form.aeTitle} onChange={(e) => setForm({ ...form, aeTitle: e.target.value })} required maxLength={16} /></label>
           <label>{t.site}<input name="site" value={form.site} onChange={(e) => setForm({ ...form, site: e.target.value })} required maxLength={64} /></label>
