@@ -232,6 +232,12 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
     await form.locator('button[type=submit]').click();
     await page.locator('[data-testid=users-error]', { hasText: 'L\'identifiant manip.nord est déjà pris' }).waitFor();
     assert.doesNotMatch(await page.getByTestId('users-error').innerText(), /taken/);
+    // A password too short: said why, in French (the problem's code), not only "invalid request".
+    await form.locator('input[name=login]').fill('manip.court');
+    await form.locator('input[name=password]').fill('trop court');
+    await form.locator('button[type=submit]').click();
+    await page.locator('[data-testid=users-error]', { hasText: 'Le mot de passe doit compter au moins 12 caractères.' }).waitFor();
+    await form.locator('input[name=password]').fill('');
 
     await created.getByTestId('disable').click();
     await page.locator('[data-testid="user-manip.nord"][data-state="disabled"]').waitFor();
@@ -255,6 +261,13 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
     assert.equal((await asNord('POST', '/api/admin/users', { login: 'chef', name: 'Chef', roles: ['territory-admin'], sites: ['CHU-NORD'] })).status, 403, 'a site administrator makes no territory administrator');
     assert.equal((await asNord('PUT', '/api/admin/users/manip.nord', { sites: ['CHU-NORD', 'CLIN-SUD'] })).status, 403, 'nor moves a user to another site');
     assert.equal((await asNord('PUT', '/api/admin/users/admin.nord', { disabled: true })).status, 400, 'nor disables their own account');
+    // A taken login: the problem document says so by a stable code, its English detail kept.
+    const taken = await asNord('POST', '/api/admin/users', { login: 'manip.nord', name: 'Autre', roles: ['technologist'], sites: ['CHU-NORD'] });
+    assert.equal(taken.status, 400);
+    const problem = await taken.json() as { code?: string; detail?: string; status?: number };
+    assert.equal(problem.code, 'username-taken');
+    assert.equal(problem.status, 400);
+    assert.match(problem.detail!, /login manip\.nord is taken/);
     // A radiologist is no administrator: refused, and the refusal recorded.
     const rad = await loginLocal(base, 'rad.nord', password);
     assert.equal((await request(rad.jar, `${base}/api/admin/users`)).status, 403);

@@ -39,7 +39,8 @@ export async function administrationRoutes(app: FastifyInstance, options: { arch
   });
   const who = (request: FastifyRequest) => ({ ...actorOf(request.principal!), source: request.ip, via: 'api' as const });
   const userError = (e: unknown): never => {
-    if (e instanceof UserError || e instanceof ConfigError) throw new HttpProblem(400, e.message);
+    if (e instanceof UserError) throw new HttpProblem(400, e.message, e.code);
+    if (e instanceof ConfigError) throw new HttpProblem(400, e.message);
     throw e;
   };
 
