@@ -10,6 +10,9 @@ argv: the output folder, PatientID, PatientName, StudyInstanceUID. Writes:
   seg-positions.dcm    BINARY SEG naming no source image (no Derivation Image, no Referenced Series:
                        its frames placed by ImagePositionPatient in the CT's frame of reference only):
                        "Rein" (blue) on slice 3, rows and columns 16..31
+  seg-fractional.dcm   FRACTIONAL SEG (8 bits, maximum 255), its frames naming their source image:
+                       "Oedeme" (yellow) on slice 4, 200 in rows 16..31 and columns 16..23, 100 in
+                       columns 24..31 (under 50 %: not drawn)
   seg-orphan.dcm       BINARY SEG of images that are not in the study (another series, another
                        frame of reference)
 
@@ -124,8 +127,8 @@ for z in range(4):
     cts.append(ds)
 
 
-def segmentation(name, number, description, segments, frames, referenced_series, referenced, for_uid, with_sources):
-    """segments: [(label, rgb)]; frames: [(segment number, ct dataset or None, z, (r0, r1, c0, c1))]."""
+def segmentation(name, number, description, segments, frames, referenced_series, referenced, for_uid, with_sources, fractional=False):
+    """segments: [(label, rgb)]; frames: [(segment number, source SOP Instance UID or None, z, [((r0, r1, c0, c1), value)])]."""
     ds = Dataset()
     common(ds, generate_uid(), 'SEG', number, description)
     ds.SOPClassUID = SEG
@@ -146,12 +149,15 @@ def segmentation(name, number, description, segments, frames, referenced_series,
     ds.PhotometricInterpretation = 'MONOCHROME2'
     ds.Rows = ROWS
     ds.Columns = COLS
-    ds.BitsAllocated = 1
-    ds.BitsStored = 1
-    ds.HighBit = 0
+    ds.BitsAllocated = 8 if fractional else 1
+    ds.BitsStored = 8 if fractional else 1
+    ds.HighBit = 7 if fractional else 0
     ds.PixelRepresentation = 0
     ds.LossyImageCompression = '00'
-    ds.SegmentationType = 'BINARY'
+    ds.SegmentationType = 'FRACTIONAL' if fractional else 'BINARY'
+    if fractional:
+        ds.SegmentationFractionalType = 'PROBABILITY'
+        ds.MaximumFractionalValue = 255
     items = []
     for i, (label, rgb) in enumerate(segments):
         s = Dataset()
@@ -187,7 +193,7 @@ def segmentation(name, number, description, segments, frames, referenced_series,
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
     per_frame = []
     bits = []
-    for segment, source, z, (r0, r1, c0, c1) in frames:
+    for segment, source, z, regions in frames:
         f = Dataset()
         if with_sources:
             derivation = Dataset()
@@ -208,13 +214,16 @@ def segmentation(name, number, description, segments, frames, referenced_series,
         identification.ReferencedSegmentNumber = segment
         f.SegmentIdentificationSequence = Sequence([identification])
         per_frame.append(f)
-        bits += [1 if r0 <= r <= r1 and c0 <= c <= c1 else 0 for r in range(ROWS) for c in range(COLS)]
+        bits += [next((v for (r0, r1, c0, c1), v in regions if r0 <= r <= r1 and c0 <= c <= c1), 0) for r in range(ROWS) for c in range(COLS)]
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     ds.NumberOfFrames = len(frames)
-    packed = bytearray((len(bits) + 7) // 8)
-    for i, b in enumerate(bits):
-        if b:
-            packed[i >> 3] |= 1 << (i & 7)
+    if fractional:
+        packed = bytearray(bits)
+    else:
+        packed = bytearray((len(bits) + 7) // 8)
+        for i, b in enumerate(bits):
+            if b:
+                packed[i >> 3] |= 1 << (i & 7)
     if len(packed) % 2:
         packed.append(0)
     ds.PixelData = bytes(packed)
@@ -238,12 +247,15 @@ def segmentation(name, number, description, segments, frames, referenced_series,
 
 red, green, blue = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 seg = segmentation('seg.dcm', 10, 'Lésions', [('Nodule', red), ('Kyste', green)],
-                   [(1, cts[1].SOPInstanceUID, 1, (16, 31, 16, 31)), (2, cts[1].SOPInstanceUID, 1, (40, 47, 40, 47))],
+                   [(1, cts[1].SOPInstanceUID, 1, [((16, 31, 16, 31), 1)]), (2, cts[1].SOPInstanceUID, 1, [((40, 47, 40, 47), 1)])],
                    ct_series, [cts[1].SOPInstanceUID], frame_of_reference, True)
-by_position = segmentation('seg-positions.dcm', 11, 'Rein', [('Rein', blue)], [(1, None, 2, (16, 31, 16, 31))],
+by_position = segmentation('seg-positions.dcm', 11, 'Rein', [('Rein', blue)], [(1, None, 2, [((16, 31, 16, 31), 1)])],
                            None, [], frame_of_reference, False)
+fractional = segmentation('seg-fractional.dcm', 13, 'Oedeme', [('Oedeme', (255, 255, 0))],
+                          [(1, cts[3].SOPInstanceUID, 3, [((16, 31, 16, 23), 200), ((16, 31, 24, 31), 100)])],
+                          ct_series, [cts[3].SOPInstanceUID], frame_of_reference, True, fractional=True)
 elsewhere = [generate_uid(), generate_uid()]
-orphan = segmentation('seg-orphan.dcm', 12, 'Ailleurs', [('Ailleurs', red)], [(1, elsewhere[1], 0, (0, 7, 0, 7))],
+orphan = segmentation('seg-orphan.dcm', 12, 'Ailleurs', [('Ailleurs', red)], [(1, elsewhere[1], 0, [((0, 7, 0, 7), 1)])],
                       elsewhere[0], [elsewhere[1]], generate_uid(), True)
 print(json.dumps({
     'ctSeries': ct_series, 'ct': [d.SOPInstanceUID for d in cts],

@@ -136,7 +136,7 @@ export function parseSegmentation(ds: DicomJson): ParsedSeg | string {
   const frameOfReference = str(ds, '00200052');
   return {
     sop: str(ds, tag.SOPInstanceUID) ?? '', SeriesInstanceUID: str(ds, tag.SeriesInstanceUID) ?? '', SeriesNumber: str(ds, tag.SeriesNumber) ?? '',
-    description: str(ds, tag.SeriesDescription) ?? '', rows, columns, type, bitsAllocated, maxFractional: num(ds, '00620010') ?? 255,
+    description: str(ds, tag.SeriesDescription) ?? '', rows, columns, type, bitsAllocated, maxFractional: (num(ds, '0062000E') ?? 0) > 0 ? num(ds, '0062000E')! : 255,
     referencedSeries: seq(ds, '00081115').map((s) => str(s, tag.SeriesInstanceUID) ?? ''),
     ...(frameOfReference ? { frameOfReference } : {}),
     segments, frames,
