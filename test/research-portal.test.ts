@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +17,8 @@ import { testDatabases } from './support/databases.ts';
 import { stowFiles } from './support/stow.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import { addUser } from '../src/cli/users.ts';
+import { ResearchStore } from '../src/research/projects.ts';
+import { ResearchKeys } from '../src/research/keys.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const portalDir = path.join(repo, 'web', 'dist');
@@ -108,6 +111,21 @@ describe(`the research screen in Chromium (${engine.name})`, { skip: !existsSync
     const text = zip.toString('latin1');
     assert.ok(text.includes('manifest.json'));
     for (const phi of ['RCH-1', 'RCH-2', 'RCH-3', 'Premier', 'Second', 'Oppose']) assert.ok(!text.includes(phi), `${phi} in the ZIP`);
+
+    // An export whose node died mid-way (its row left running, with no lease: test/research-export-restart.test.ts
+    // kills a real node): the screen shows it interrupted when it opens, and restarts it.
+    const project = await atrium.archive.index.sql.get<{ id: number }>('SELECT id FROM research_projects WHERE name = ?', ['Scanners thoraciques']);
+    await new ResearchStore(atrium.archive.index.sql, ResearchKeys.fromKey(randomBytes(32))).startExport(Number(project!.id), 'zip', 'chercheur');
+    await researcher.reload();
+    const interrupted = approved.locator('[data-testid=export-status][data-status=interrupted]');
+    await interrupted.waitFor();
+    assert.match(await interrupted.innerText(), /interrompu \(le serveur s'est arrêté pendant l'export\)/);
+    assert.equal(await interrupted.getByTestId('download').count(), 0);
+    await interrupted.getByTestId('restart-export').click();
+    const restarted = approved.locator('[data-testid=export-status][data-status=done]');
+    await restarted.waitFor({ timeout: 120_000 });
+    assert.match(await restarted.innerText(), /2 patients, 2 objets, 1 opposants exclus/);
+    assert.equal(await restarted.getByTestId('restart-export').count(), 0);
 
     // The same screen in English.
     await researcher.getByRole('button', { name: 'English' }).click();
