@@ -18,12 +18,15 @@ import { renderReportPdf } from './report-pdf.ts';
 import { encapsulatedPdfOf } from './encapsulated-pdf.ts';
 import { Readable } from 'node:stream';
 import { PollingLoop } from '../lib/polling-loop.ts';
+import { LeasedQueue } from '../index/leased-queue.ts';
 import { TeleradiologyVoletAnswers } from './teleradiology-volet-answers.ts';
 import { DeliveryRefused, MssanteChannel } from './mssante/channel.ts';
 
 interface DueRow { id: number; report_id: number; channel: string; destination: string; result_status: ResultStatus; attempts: number; next_attempt_at: string }
 
 const MAX_DELAY_MS = 3_600_000;
+/** tele_deliveries' claim and lease (src/index/leased-queue.ts). */
+const deliveries = new LeasedQueue({ table: 'tele_deliveries' });
 
 /** What no retry mends (no listener configured, no study): the delivery is failed at once. */
 class PermanentFailure extends Error {}
@@ -62,16 +65,13 @@ export class ReportDelivery {
   /** One pass: every delivery due now is attempted once (and the volet's answers owed). Answers how many were sent. */
   async deliverDue(now = new Date()): Promise<number> {
     const sql = this.archive.index.sql;
-    const due = await sql.all<DueRow>(
-      `SELECT id, report_id, channel, destination, result_status, attempts, next_attempt_at FROM tele_deliveries
-        WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 50`, [now.toISOString()]);
+    const due = await deliveries.due<DueRow>(sql, 'id, report_id, channel, destination, result_status, attempts, next_attempt_at', now, { orderBy: 'next_attempt_at, id', limit: 50 });
     let sent = await this.voletAnswers.deliverDue(now);
     for (const d of due) {
       // A mail submission may take the SMTP timeouts (connection, greeting, data) in turn: its lease outlasts them.
       const holdMs = d.channel === 'mssante' && this.config.mssante ? Math.max(this.config.delivery.ackTimeoutMs * 2, this.config.mssante.timeoutMs * 4) : this.config.delivery.ackTimeoutMs * 2;
-      const lease = new Date(Date.now() + holdMs).toISOString();
-      const taken = await sql.run(`UPDATE tele_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`, [lease, d.id, d.next_attempt_at]);
-      if (taken.changes !== 1) continue; // another node has it
+      const lease = await deliveries.take(sql, d.id, { state: 'pending', next: d.next_attempt_at }, new Date(Date.now() + holdMs));
+      if (lease === undefined) continue; // another node has it
       if (await this.attempt(d, lease)) sent++;
     }
     return sent;
@@ -104,14 +104,14 @@ export class ReportDelivery {
       const delay = Math.min(this.config.delivery.retryBaseMs * 2 ** (attempts - 1), MAX_DELAY_MS);
       // A recipient the MSSanté server refused for good is shown as bounced, not merely failed.
       const status = e instanceof DeliveryRefused ? e.status : failed ? 'failed' : 'pending';
-      await sql.run(`UPDATE tele_deliveries SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`,
-        [status, attempts, why, new Date(Date.now() + delay).toISOString(), d.id, lease]);
+      await deliveries.settle(sql, d.id, lease, 'status = ?, attempts = ?, last_error = ?, next_attempt_at = ?',
+        [status, attempts, why, new Date(Date.now() + delay).toISOString()]);
       await this.audit.record({ action: 'report-send', outcome: 'failure', ...event, details: { ...base, why, gaveUp: failed } });
       this.logger.warn({ delivery: Number(d.id), channel: d.channel, attempt: attempts, err: why }, failed ? 'report delivery failed for good' : 'report delivery failed; it will be retried');
       return false;
     }
-    await sql.run(`UPDATE tele_deliveries SET status = 'sent', attempts = ?, sent_at = ?, last_error = NULL, payload = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`,
-      [attempts, new Date().toISOString(), outcome.payload ?? null, d.id, lease]);
+    await deliveries.settle(sql, d.id, lease, `status = 'sent', attempts = ?, sent_at = ?, last_error = NULL, payload = ?`,
+      [attempts, new Date().toISOString(), outcome.payload ?? null]);
     await this.audit.record({ action: 'report-send', outcome: 'success', ...event, details: { ...base, to: outcome.to, ...outcome.details } });
     return true;
   }

@@ -17,8 +17,11 @@ import { encodeText } from '../hl7/character-sets.ts';
 import { encodeMessage, parseMessage, segment, standardDelimiters, type Hl7Message, type Segment } from '../hl7/message.ts';
 import { sendOverMllp } from '../hl7/mllp-client.ts';
 import { migrateTeleradiologyVolet, teleradiologyVolet } from '../hl7/teleradiology-volet.ts';
+import { LeasedQueue } from '../index/leased-queue.ts';
 
 const MAX_DELAY_MS = 3_600_000;
+/** The answers' claim and lease on tlr_volet_orders (src/index/leased-queue.ts). */
+const answers = new LeasedQueue({ table: 'tlr_volet_orders', key: 'request_id', state: 'answer_status', next: 'answer_next_at' });
 
 export interface VoletAnswer {
   controlId: string;
@@ -100,12 +103,9 @@ export class TeleradiologyVoletAnswers {
         ORDER BY o.request_id LIMIT 50`, [now.toISOString()]);
     let sent = 0;
     for (const d of due) {
-      const lease = new Date(Date.now() + this.config.delivery.ackTimeoutMs * 2).toISOString();
       // Taken by a conditional update: another node that took it first makes this one skip it.
-      const taken = await sql.run(
-        `UPDATE tlr_volet_orders SET answer_status = 'pending', answer_next_at = ? WHERE request_id = ? AND COALESCE(answer_status, '') = ? AND COALESCE(answer_next_at, '') = ?`,
-        [lease, d.request_id, d.answer_status ?? '', d.answer_next_at ?? '']);
-      if (taken.changes !== 1) continue;
+      const lease = await answers.take(sql, d.request_id, { state: d.answer_status, next: d.answer_next_at }, new Date(Date.now() + this.config.delivery.ackTimeoutMs * 2));
+      if (lease === undefined) continue;
       if (await this.attempt(d, lease)) sent++;
     }
     return sent;
@@ -143,17 +143,16 @@ export class TeleradiologyVoletAnswers {
       });
       const payload = encodeText(encodeMessage(message), 'UNICODE UTF-8');
       await sendOverMllp({ host: oru.host, port: oru.port }, payload, controlId, this.config.delivery.ackTimeoutMs);
-      await sql.run(`UPDATE tlr_volet_orders SET answer_status = 'sent', answer_code = ?, answer_attempts = ?, answer_sent_at = ?, answer_last_error = NULL, answer_payload = ?
-                      WHERE request_id = ? AND answer_status = 'pending' AND answer_next_at = ?`,
-        [decision.code, attempts, new Date().toISOString(), payload.toString('utf8'), d.request_id, lease]);
+      await answers.settle(sql, d.request_id, lease, `answer_status = 'sent', answer_code = ?, answer_attempts = ?, answer_sent_at = ?, answer_last_error = NULL, answer_payload = ?`,
+        [decision.code, attempts, new Date().toISOString(), payload.toString('utf8')]);
       await this.audit.record({ action: 'report-send', outcome: 'success', ...event, details: { ...base, to: `${oru.host}:${oru.port}` } });
       return true;
     } catch (e) {
       const why = (e as Error).message;
       const failed = e instanceof PermanentFailure || attempts >= this.config.delivery.maxAttempts;
       const delay = Math.min(this.config.delivery.retryBaseMs * 2 ** (attempts - 1), MAX_DELAY_MS);
-      await sql.run(`UPDATE tlr_volet_orders SET answer_status = ?, answer_attempts = ?, answer_last_error = ?, answer_next_at = ? WHERE request_id = ? AND answer_status = 'pending' AND answer_next_at = ?`,
-        [failed ? 'failed' : 'pending', attempts, why, new Date(Date.now() + delay).toISOString(), d.request_id, lease]);
+      await answers.settle(sql, d.request_id, lease, 'answer_status = ?, answer_attempts = ?, answer_last_error = ?, answer_next_at = ?',
+        [failed ? 'failed' : 'pending', attempts, why, new Date(Date.now() + delay).toISOString()]);
       await this.audit.record({ action: 'report-send', outcome: 'failure', ...event, details: { ...base, why, gaveUp: failed } });
       this.logger.warn({ request: Number(d.request_id), attempt: attempts, err: why }, failed ? 'teleradiology volet answer failed for good' : 'teleradiology volet answer failed; it will be retried');
       return false;

@@ -10,10 +10,13 @@ import type { Logger } from 'pino';
 import type { SqlDatabase } from '../index/sql.ts';
 import type { TeleradiologyConfig } from '../config/config.ts';
 import { PollingLoop } from '../lib/polling-loop.ts';
+import { LeasedQueue } from '../index/leased-queue.ts';
 
 interface DueAlert { id: number; payload: string; attempts: number; next_attempt_at: string }
 
 const MAX_DELAY_MS = 3_600_000;
+/** tele_alerts' claim and lease (src/index/leased-queue.ts). */
+const alertQueue = new LeasedQueue({ table: 'tele_alerts' });
 
 export class TeleAlerts {
   private loop: PollingLoop | undefined;
@@ -34,16 +37,12 @@ export class TeleAlerts {
   async sendDue(now = new Date()): Promise<number> {
     const alerts = this.config.alerts;
     if (!alerts) return 0;
-    const due = await this.sql.all<DueAlert>(
-      `SELECT id, payload, attempts, next_attempt_at FROM tele_alerts WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT 100`,
-      [now.toISOString()],
-    );
+    const due = await alertQueue.due<DueAlert>(this.sql, 'id, payload, attempts, next_attempt_at', now, { orderBy: 'id', limit: 100 });
     let sent = 0;
     for (const a of due) {
       // The lease: whoever moves the next attempt first sends it.
-      const lease = new Date(now.getTime() + this.config.delivery.ackTimeoutMs * 2).toISOString();
-      const leased = await this.sql.run(`UPDATE tele_alerts SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`, [lease, a.id, a.next_attempt_at]);
-      if (leased.changes !== 1) continue;
+      const lease = await alertQueue.take(this.sql, a.id, { state: 'pending', next: a.next_attempt_at }, new Date(now.getTime() + this.config.delivery.ackTimeoutMs * 2));
+      if (lease === undefined) continue;
       const attempts = Number(a.attempts) + 1;
       let failure: string | undefined;
       try {
@@ -59,17 +58,15 @@ export class TeleAlerts {
       const at = new Date().toISOString();
       // Written only while the lease is still this node's: an attempt that outlived it must not
       // undo what another node did with the alert since (sent it, say).
-      const ours = `id = ? AND status = 'pending' AND next_attempt_at = ?`;
       if (failure === undefined) {
-        await this.sql.run(`UPDATE tele_alerts SET status = 'sent', attempts = ?, sent_at = ?, last_error = NULL WHERE ${ours}`, [attempts, at, a.id, lease]);
+        await alertQueue.settle(this.sql, a.id, lease, `status = 'sent', attempts = ?, sent_at = ?, last_error = NULL`, [attempts, at]);
         sent++;
       } else if (attempts >= this.config.delivery.maxAttempts) {
-        const r = await this.sql.run(`UPDATE tele_alerts SET status = 'failed', attempts = ?, last_error = ? WHERE ${ours}`, [attempts, failure, a.id, lease]);
-        if (r.changes === 1) this.logger.error({ alert: Number(a.id), attempts }, `teleradiology alert given up: ${failure}`);
+        if (await alertQueue.settle(this.sql, a.id, lease, `status = 'failed', attempts = ?, last_error = ?`, [attempts, failure])) this.logger.error({ alert: Number(a.id), attempts }, `teleradiology alert given up: ${failure}`);
       } else {
         const delay = Math.min(MAX_DELAY_MS, this.config.delivery.retryBaseMs * 2 ** (attempts - 1));
-        await this.sql.run(`UPDATE tele_alerts SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE ${ours}`,
-          [attempts, failure, new Date(Date.now() + delay).toISOString(), a.id, lease]);
+        await alertQueue.settle(this.sql, a.id, lease, 'attempts = ?, last_error = ?, next_attempt_at = ?',
+          [attempts, failure, new Date(Date.now() + delay).toISOString()]);
         this.logger.warn({ alert: Number(a.id), attempts }, `teleradiology alert not delivered, retried: ${failure}`);
       }
     }

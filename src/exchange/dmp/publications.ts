@@ -24,6 +24,7 @@ import { appendEvent, Outbox, type OutboxEvent } from '../../events/outbox.ts';
 import { applyMigrations, type Migration } from '../../index/migrations.ts';
 import type { SqlDatabase } from '../../index/sql.ts';
 import { PollingLoop } from '../../lib/polling-loop.ts';
+import { LeasedQueue } from '../../index/leased-queue.ts';
 import { insValue, parseINS, shareableINS, type INS } from '../../patients/ins.ts';
 import { DmpClient, DmpRefusal, type DmpCaller } from './client.ts';
 import { documentEvents, type DmpAuthor, type DmpDocumentSource, type DocumentFinalEvent, type DocumentWithdrawnEvent } from './document.ts';
@@ -162,6 +163,9 @@ export async function oldestPendingPublication(sql: SqlDatabase): Promise<string
 
 const consumerName = 'dmp-publications';
 
+/** dmp_publications' claim and lease (src/index/leased-queue.ts). */
+const publications = new LeasedQueue({ table: 'dmp_publications', state: 'state' });
+
 /** Outbox events into publications, in the transaction that moves the consumer's position. */
 export class DmpPublicationQueue extends OutboxConsumer {
   constructor(private readonly sql: SqlDatabase, logger: Logger, pollMs = 500) {
@@ -270,12 +274,11 @@ export class DmpPublisher {
   async publishDue(now = new Date()): Promise<number> {
     const sql = this.archive.index.sql;
     await migrateDmp(sql);
-    const due = await sql.all<Row>(`SELECT * FROM dmp_publications WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT 50`, [now.toISOString()]);
+    const due = await publications.due<Row>(sql, '*', now, { orderBy: 'id', limit: 50 });
     let ended = 0;
     for (const row of due) {
-      const lease = new Date(Date.now() + this.config.timeoutMs * 4).toISOString();
-      const taken = await sql.run(`UPDATE dmp_publications SET next_attempt_at = ? WHERE id = ? AND state = 'pending' AND next_attempt_at = ?`, [lease, row.id, row.next_attempt_at]);
-      if (taken.changes !== 1) continue; // another node has it
+      const lease = await publications.take(sql, row.id, { state: 'pending', next: row.next_attempt_at }, new Date(Date.now() + this.config.timeoutMs * 4));
+      if (lease === undefined) continue; // another node has it
       if (await this.attempt(row, lease)) ended++;
     }
     return ended;
@@ -293,20 +296,20 @@ export class DmpPublisher {
       const done = row.action === 'publish' ? await this.publish(row, (p) => { patients = p; }) : await this.unpublish(row);
       const at = new Date().toISOString();
       const written = await sql.transaction(async (tx) => {
-        const w = await tx.run(
-          `UPDATE dmp_publications SET state = ?, attempts = ?, last_error_code = NULL, last_error = NULL, entry_uuid = COALESCE(?, entry_uuid), unique_id = COALESCE(?, unique_id),
+        const w = await publications.settle(tx, row.id, lease,
+          `state = ?, attempts = ?, last_error_code = NULL, last_error = NULL, entry_uuid = COALESCE(?, entry_uuid), unique_id = COALESCE(?, unique_id),
              submission_set_uid = COALESCE(?, submission_set_uid), kind = COALESCE(?, kind), ins = COALESCE(?, ins), ins_oid = COALESCE(?, ins_oid), author_json = COALESCE(?, author_json),
-             updated_at = ?, done_at = ? WHERE id = ? AND state = 'pending' AND next_attempt_at = ?`,
+             updated_at = ?, done_at = ?`,
           [done.state, attempts, done.entryUUID ?? null, done.uniqueId ?? null, done.submissionSetUid ?? null, done.kind ?? null, done.ins?.matricule !== undefined ? done.ins.matricule + done.ins.key : null,
-            done.ins?.oid ?? null, done.author ? JSON.stringify(done.author) : null, at, at, row.id, lease]);
+            done.ins?.oid ?? null, done.author ? JSON.stringify(done.author) : null, at, at]);
         // A DMP publication, for metering (src/billing/metering.ts).
-        if (w.changes === 1 && done.state === 'published') {
+        if (w && done.state === 'published') {
           await appendEvent(tx, 'dmp.published', { publication: Number(row.id), siteId: Number(row.site_id), StudyInstanceUID: row.study_instance_uid, documentId: row.document_id }, at);
         }
         return w;
       });
       // A lease lost meanwhile (this attempt outlived it): another node's outcome stands.
-      if (written.changes !== 1) return false;
+      if (!written) return false;
       await done.after?.();
       await this.documents.publicationChanged?.(row.document_id, done.state, done.entryUUID ? { entryUUID: done.entryUUID } : {});
       await this.audit.record({ action: 'export', outcome: done.state === 'published' || done.state === 'unpublished' ? 'success' : 'refused', ...event, patients, details: { ...base, state: done.state } });
@@ -314,8 +317,8 @@ export class DmpPublisher {
       return true;
     } catch (e) {
       if (e instanceof Waiting) {
-        await sql.run(`UPDATE dmp_publications SET last_error_code = 'waiting', last_error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'pending' AND next_attempt_at = ?`,
-          [e.message, new Date(Date.now() + this.config.retry.baseDelayMs).toISOString(), new Date().toISOString(), row.id, lease]);
+        await publications.settle(sql, row.id, lease, `last_error_code = 'waiting', last_error = ?, next_attempt_at = ?, updated_at = ?`,
+          [e.message, new Date(Date.now() + this.config.retry.baseDelayMs).toISOString(), new Date().toISOString()]);
         return false;
       }
       const settled = e instanceof Settled ? e : e instanceof DmpRefusal && !e.transient ? new Settled('refused', e.code, e.message) : undefined;
@@ -325,10 +328,8 @@ export class DmpPublisher {
       const state: PublicationState = settled?.state ?? (gaveUp ? 'failed' : 'pending');
       const delay = Math.min(this.config.retry.baseDelayMs * 2 ** (attempts - 1), this.config.retry.maxDelayMs);
       const at = new Date().toISOString();
-      await sql.run(
-        `UPDATE dmp_publications SET state = ?, attempts = ?, last_error_code = ?, last_error = ?, next_attempt_at = ?, updated_at = ?, done_at = ?
-          WHERE id = ? AND state = 'pending' AND next_attempt_at = ?`,
-        [state, attempts, code, message, new Date(Date.now() + delay).toISOString(), at, state === 'pending' ? null : at, row.id, lease]);
+      await publications.settle(sql, row.id, lease, 'state = ?, attempts = ?, last_error_code = ?, last_error = ?, next_attempt_at = ?, updated_at = ?, done_at = ?',
+        [state, attempts, code, message, new Date(Date.now() + delay).toISOString(), at, state === 'pending' ? null : at]);
       if (state !== 'pending') await this.documents.publicationChanged?.(row.document_id, state, { error: `${code}: ${message}` });
       await this.audit.record({ action: 'export', outcome: settled && settled.state !== 'refused' && settled.state !== 'failed' ? 'refused' : 'failure', ...event, patients, details: { ...base, state, code, why: message } });
       this.logger.warn({ publication: Number(row.id), action: row.action, attempt: attempts, code, state }, state === 'pending' ? 'DMP publication failed; it will be retried' : 'DMP publication ended without being sent');

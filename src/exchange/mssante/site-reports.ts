@@ -17,6 +17,7 @@ import { OutboxConsumer } from '../../events/consumer.ts';
 import type { OutboxEvent } from '../../events/outbox.ts';
 import type { SqlDatabase } from '../../index/sql.ts';
 import { PollingLoop } from '../../lib/polling-loop.ts';
+import { LeasedQueue } from '../../index/leased-queue.ts';
 import { AuditTrail } from '../../access/audit.ts';
 import { all, first, ns, parseXml } from '../dmp/xml.ts';
 import { listStudyDocuments, loadStudyDocument } from '../study-documents.ts';
@@ -24,6 +25,8 @@ import { DeliveryRefused, migrateMssante, mssanteAnswers, type MssanteAnswer, ty
 
 const RPPS_ROOT = '1.2.250.1.71.4.2.1';
 const MAX_DELAY_MS = 3_600_000;
+/** mssante_site_deliveries' claim and lease (src/index/leased-queue.ts). */
+const siteDeliveries = new LeasedQueue({ table: 'mssante_site_deliveries' });
 
 /** The requester's RPPS a CR-IMG names (participant typeCode REF, id under the RPPS root, "8" + RPPS), or undefined. */
 export function requesterRppsOf(cda: string): string | undefined {
@@ -109,15 +112,12 @@ export class SiteReportSender {
   async deliverDue(now = new Date()): Promise<number> {
     const sql = this.archive.index.sql;
     await migrateMssante(sql);
-    const due = await sql.all<DueRow>(
-      `SELECT id, site_id, study_instance_uid, destination, attempts, next_attempt_at FROM mssante_site_deliveries
-        WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 50`, [now.toISOString()]);
+    const due = await siteDeliveries.due<DueRow>(sql, 'id, site_id, study_instance_uid, destination, attempts, next_attempt_at', now, { orderBy: 'next_attempt_at, id', limit: 50 });
     let sent = 0;
     for (const d of due) {
       const holdMs = Math.max(this.config.delivery.ackTimeoutMs * 2, (this.config.mssante?.timeoutMs ?? 30_000) * 4);
-      const lease = new Date(Date.now() + holdMs).toISOString();
-      const taken = await sql.run(`UPDATE mssante_site_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`, [lease, d.id, d.next_attempt_at]);
-      if (taken.changes !== 1) continue; // another node has it
+      const lease = await siteDeliveries.take(sql, d.id, { state: 'pending', next: d.next_attempt_at }, new Date(Date.now() + holdMs));
+      if (lease === undefined) continue; // another node has it
       if (await this.attempt(d, lease)) sent++;
     }
     return sent;
@@ -139,16 +139,16 @@ export class SiteReportSender {
           return loaded ? pdfOfCda(loaded.content.toString('utf8')) : undefined;
         },
       });
-      await sql.run(`UPDATE mssante_site_deliveries SET status = 'sent', attempts = ?, sent_at = ?, last_error = NULL, destination = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`,
-        [attempts, new Date().toISOString(), outcome.to, d.id, lease]);
+      await siteDeliveries.settle(sql, d.id, lease, `status = 'sent', attempts = ?, sent_at = ?, last_error = NULL, destination = ?`,
+        [attempts, new Date().toISOString(), outcome.to]);
       await this.audit.record({ action: 'report-send', outcome: 'success', ...event, details: { ...base, to: outcome.to, ...outcome.details } });
       return true;
     } catch (e) {
       const why = (e as Error).message;
       const status = e instanceof DeliveryRefused ? e.status : attempts >= this.config.delivery.maxAttempts ? 'failed' : 'pending';
       const delay = Math.min(this.config.delivery.retryBaseMs * 2 ** (attempts - 1), MAX_DELAY_MS);
-      await sql.run(`UPDATE mssante_site_deliveries SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`,
-        [status, attempts, why, new Date(Date.now() + delay).toISOString(), d.id, lease]);
+      await siteDeliveries.settle(sql, d.id, lease, 'status = ?, attempts = ?, last_error = ?, next_attempt_at = ?',
+        [status, attempts, why, new Date(Date.now() + delay).toISOString()]);
       await this.audit.record({ action: 'report-send', outcome: 'failure', ...event, details: { ...base, why, gaveUp: status !== 'pending' } });
       this.logger.warn({ siteDelivery: Number(d.id), attempt: attempts, err: why }, status === 'pending' ? 'site report delivery failed; it will be retried' : 'site report delivery failed for good');
       return false;
