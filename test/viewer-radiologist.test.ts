@@ -4,7 +4,8 @@
  * orientation markers and scale, invert/rotate/flip, the tag browser and PNG export, ROI
  * statistics checked against the synthetic pixels' own mean and SD, measurements saved as a
  * TID 1500 SR in the study (STOW-RS, audited) and drawn again after a reload, keyboard scrolling
- * that drops no press while frames load, a phone's thumbnail strip, and no console error.
+ * that drops no press while frames load, a phone's thumbnail strip, and no console error; the
+ * first image painted before the tools' chunk is asked for, frames sent in JPEG-LS lossless.
  * Screenshots under .tmp/viewer-radiologist.
  */
 import assert from 'node:assert/strict';
@@ -226,6 +227,67 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
     assert.match(download.suggestedFilename(), /^CT-2-\d+\.png$/);
     const png = PNG.sync.read(readFileSync(await download.path()));
     assert.ok(png.width > 64 && png.height > 64, `${png.width}x${png.height}`);
+    assert.deepEqual(problems, []);
+  });
+
+  it('paints the first image before loading the tools (then they work), with frames sent in JPEG-LS lossless that show the stored values', async () => {
+    const page = await browsers.open();
+    await page.setViewportSize({ width: 1280, height: 800 });
+    const frameRequests: Array<{ url: string; accept: string }> = [];
+    const frameAnswers: string[] = [];
+    page.on('request', (r) => { if (/\/(pixeldata|frames\/\d+)$/.test(r.url())) frameRequests.push({ url: r.url(), accept: r.headers().accept ?? '' }); });
+    page.on('response', (r) => { if (/\/(pixeldata|frames\/\d+)$/.test(r.url())) frameAnswers.push(r.headers()['content-type'] ?? ''); });
+    await login(page, `${base}/app/viewer?StudyInstanceUID=${StudyInstanceUID}`);
+    await page.locator('[data-testid=viewport-0][data-first-image-ms]').waitFor({ timeout: 60_000 });
+    await page.locator('section.viewer[data-tools=ready]').waitFor({ timeout: 60_000 });
+    // The tools' chunk: asked for once the first image was painted, not before (same clock: the page's).
+    const timing = await page.evaluate(() => ({
+      firstImage: Number(document.querySelector<HTMLElement>('[data-testid=viewport-0]')!.dataset.firstImageMs),
+      tools: performance.getEntriesByType('resource').filter((e) => /\/assets\/tools-[\w-]+\.js$/.test(e.name)).map((e) => e.startTime),
+    }));
+    assert.equal(timing.tools.length, 1, 'the tools chunk is loaded once');
+    assert.ok(timing.tools[0]! >= timing.firstImage, `tools asked for at ${timing.tools[0]} ms, first image at ${timing.firstImage} ms`);
+
+    // Frames asked for in JPEG-LS lossless (else as stored), answered so, and shown from it.
+    await page.getByTestId('progress-0').waitFor({ state: 'detached', timeout: 60_000 });
+    assert.ok(frameRequests.some((r) => r.url.endsWith('/pixeldata')), JSON.stringify(frameRequests));
+    for (const r of frameRequests) assert.match(r.accept, /type="image\/jls"; transfer-syntax=1\.2\.840\.10008\.1\.2\.4\.80, multipart\/related; type="application\/octet-stream"; transfer-syntax=\*/, r.url);
+    assert.ok(frameAnswers.length > 0 && frameAnswers.every((t) => /type="image\/jls"/.test(t)), JSON.stringify(frameAnswers));
+    assert.equal(await page.getByTestId('viewport-0').getAttribute('data-transfer-syntax'), '1.2.840.10008.1.2.4.80');
+    // The next image came in the series stream, in JPEG-LS too.
+    await page.keyboard.press('ArrowDown');
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '2 / 40');
+    await page.waitForFunction(() => document.querySelector('[data-testid=viewport-0]')?.getAttribute('data-transfer-syntax') === '1.2.840.10008.1.2.4.80');
+    await page.keyboard.press('ArrowUp');
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '1 / 40');
+
+    // The values shown are the stored ones (JPEG-LS lossless): the HU probe on several pixels of the first image
+    // (its own request; the series stream's frames are checked sample by sample in transfer-compression.test.ts).
+    const hu = stored.map((v) => v + intercept);
+    const box = (await page.getByTestId('viewport-0').boundingBox())!;
+    await page.getByTestId('tool-Probe').click();
+    const probe = async (fx: number, fy: number, n: number) => {
+      await page.mouse.click(box.x + box.width * fx, box.y + box.height * fy);
+      await page.waitForFunction((count) => [...document.querySelectorAll('[data-testid=measurements] li[data-tool=Probe]')].filter((li) => li.getAttribute('data-value')).length === count, n, { timeout: 30_000 })
+        .catch(async (e: unknown) => {
+          await shots.shoot(page, 'probes-missing');
+          throw new Error(`${String(e)}: probe ${n}: ${await page.locator('.series-list').innerText()}`);
+        });
+    };
+    await probe(0.5, 0.5, 1);
+    await probe(0.4, 0.6, 2);
+    await probe(0.6, 0.35, 3);
+    const probed = await page.locator('[data-testid=measurements] li[data-tool=Probe]').evaluateAll((lis) => lis.map((li) => Number(li.getAttribute('data-value'))));
+    for (const v of probed) assert.ok(hu.includes(v), `probed ${probed.join(', ')}: each one of ${hu.join(', ')}`);
+
+    // Window/level (a tool of the chunk): a drag changes the window shown.
+    await page.getByTestId('tool-WindowLevel').click();
+    assert.equal(await text(page, 'window-0'), 'F 400 N 40');
+    await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.3);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.45, box.y + box.height * 0.4, { steps: 8 });
+    await page.mouse.up();
+    await page.waitForFunction(() => document.querySelector('[data-testid=window-0]')?.textContent !== 'F 400 N 40', undefined, { timeout: 30_000 });
     assert.deepEqual(problems, []);
   });
 

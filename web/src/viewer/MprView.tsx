@@ -2,12 +2,14 @@
  * Multiplanar reconstruction of a CT or MR series: one streamed volume (Cornerstone3D's
  * streaming image volume, from the same WADO-RS frames as the stacks) shown in three
  * orthographic viewports, axial, sagittal and coronal. It needs WebGL 2 (in a browser without
- * a GPU, Chromium's SwiftShader provides it); the stacks also work without it.
+ * a GPU, Chromium's SwiftShader provides it); the stacks also work without it. Loaded with
+ * import() when asked for, with the tools: the first image of a stack does not wait for it.
  */
 import { useEffect, useRef, useState } from 'react';
 import { Enums, getRenderingEngine, setVolumesForViewports, volumeLoader, type Types } from '@cornerstonejs/core';
 import type { Language } from '../i18n.ts';
-import { imageIdsOfSeries, toolGroupId, tools } from './cornerstone.ts';
+import { imageIdsOfSeries, toolGroupId } from './cornerstone.ts';
+import { tools } from './tools.ts';
 
 const orientations = [
   ['axial', Enums.OrientationAxis.AXIAL],

@@ -1,12 +1,12 @@
-import { useCallback, useEffect, useRef, useState } from 'react';
-import { RenderingEngine, Enums, eventTarget, getRenderingEngine, utilities as csUtilities, type Types } from '@cornerstonejs/core';
+import { lazy, Suspense, useCallback, useEffect, useRef, useState } from 'react';
+import { RenderingEngine, Enums, cache, eventTarget, getRenderingEngine, utilities as csUtilities, type Types } from '@cornerstonejs/core';
 import { getJson, studyArchiveUrl, whoAmI, type Me, type TimelineStudy } from '../api.ts';
 import { str, num, strs, tag, type DicomJson } from '../dicom-json.ts';
 import { formatDicomDate, formatPersonName, useTexts, type Language, type Texts } from '../i18n.ts';
 import { navigate } from '../router.ts';
 import {
-  Tool, createToolGroup, forgetSeriesMetadata, imageIdsOfSeries, initCornerstone, instanceOfImageId, measuringTools, onImagesLoaded, seriesMetadata, setPrimaryTool,
-  streamSeries, toolGroupId, tools, windowPresets, type PrimaryTool, type WindowPreset,
+  AnnotationEvents, Tool, forgetSeriesMetadata, imageIdsOfSeries, initCornerstone, instanceOfImageId, measuringTools, onImagesLoaded, seriesMetadata,
+  streamSeries, toolGroupId, windowPresets, type PrimaryTool, type WindowPreset,
 } from './cornerstone.ts';
 import { measurementReport, measurementsOf, type SavedMeasurement } from './measurements-sr.ts';
 import { Corners, sliceLines, useOverlayState } from './overlay.tsx';
@@ -17,7 +17,10 @@ import { viewerTexts, type ViewerTexts } from './texts.ts';
 import './viewer.css';
 import { DocumentPanel, isImageSeries } from './documents.tsx';
 import { SegmentationOverlay } from './segmentation.tsx';
-import { MprView } from './MprView.tsx';
+// Not in the first chunk: the tools (and MPR, which needs them) come after the first image.
+const MprView = lazy(() => import('./MprView.tsx').then((m) => ({ default: m.MprView })));
+/** The tools' chunk (tools.ts): window/level, zoom, pan, wheel scrolling, measurements, cine, synchronizers. */
+type ToolsModule = typeof import('./tools.ts');
 import { dicomWebRoot, isRemoteStudy } from './data-source.ts';
 import { keyImagesOf, keyImagesSeriesDescription, keyObjectSelection, mayStore, newUID, storeObject, type KeyImage } from './key-objects.ts';
 
@@ -111,7 +114,7 @@ function relevantSeries(s: StudySummary): SeriesSummary | undefined {
 const restoredAnnotations = new Set<string>();
 
 /** The saved measurements of a series drawn again on its images (the tools' annotations, in world coordinates). */
-function restoreMeasurements(viewport: Types.IStackViewport, element: HTMLDivElement, ids: string[], saved: SavedMeasurement[]): number {
+function restoreMeasurements({ tools }: ToolsModule, viewport: Types.IStackViewport, element: HTMLDivElement, ids: string[], saved: SavedMeasurement[]): number {
   let n = 0;
   const camera = viewport.getCamera();
   for (const m of saved) {
@@ -147,6 +150,9 @@ function StackPane(props: {
   jump?: { SOPInstanceUID: string; frame?: number; nonce: number } | undefined;
   /** Measurements saved in the study's reports, drawn again on the images they were made on. */
   saved: SavedMeasurement[];
+  /** The tools, once loaded (after the first image); onFirstImage says it is shown (or that there is none to wait for). */
+  tk: ToolsModule | undefined;
+  onFirstImage: () => void;
 }) {
   const { index, series, active, onActivate, t, vt } = props;
   const element = useRef<HTMLDivElement>(null);
@@ -159,6 +165,11 @@ function StackPane(props: {
   const overlay = useOverlayState(engineId, viewportId, shownElement, props.language);
   const jump = useRef(props.jump);
   jump.current = props.jump;
+  const tk = useRef(props.tk);
+  tk.current = props.tk;
+  /** The stack is set (the tools' prefetch may start) and whether the prefetch was started. */
+  const [stackSet, setStackSet] = useState(false);
+  const prefetching = useRef(false);
   const indexOfJump = (ids: string[]) => {
     const target = jump.current;
     if (!target) return -1;
@@ -181,16 +192,35 @@ function StackPane(props: {
     delete el.dataset.firstImageMs;
     delete el.dataset.seriesLoadedMs;
     const onRendered = () => {
-      if (el.dataset.firstImageMs === undefined) el.dataset.firstImageMs = performance.now().toFixed(0);
+      if (el.dataset.firstImageMs === undefined) {
+        el.dataset.firstImageMs = performance.now().toFixed(0);
+        props.onFirstImage();
+      }
+      // The transfer syntax the image shown came in (JPEG-LS when the archive encoded it for the wire).
+      const shownId = (getRenderingEngine(engineId)?.getViewport(viewportId) as Types.IStackViewport | undefined)?.getCurrentImageId?.();
+      const syntax = shownId ? (cache.getImage(shownId) as (Types.IImage & { transferSyntaxUID?: string }) | undefined)?.transferSyntaxUID : undefined;
+      if (syntax) el.dataset.transferSyntax = syntax;
     };
+    // The wheel scrolls before the tools (whose stack scroll tool takes it over) are loaded.
+    const onWheel = (e: WheelEvent) => {
+      if (tk.current || e.deltaY === 0) return;
+      const viewport = getRenderingEngine(engineId)?.getViewport(viewportId) as Types.IStackViewport | undefined;
+      const n = viewport?.getImageIds?.().length ?? 0;
+      if (!viewport || n === 0) return;
+      e.preventDefault();
+      void viewport.setImageIdIndex(Math.max(0, Math.min(n - 1, viewport.getCurrentImageIdIndex() + Math.sign(e.deltaY)))).catch(() => {});
+    };
+    el.addEventListener('wheel', onWheel, { passive: false });
     el.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
     // A new layout, a window resized, a tablet turned: the canvas follows its pane, the image refits.
     const resized = new ResizeObserver(() => getRenderingEngine(engineId)?.resize(true, false));
     resized.observe(el);
     engine.enableElement({ viewportId, type: Enums.ViewportType.STACK, element: el, defaultOptions: { background: [0, 0, 0] as Types.Point3 } });
-    tools.ToolGroupManager.getToolGroup(toolGroupId)?.addViewport(viewportId, engineId);
+    tk.current?.tools.ToolGroupManager.getToolGroup(toolGroupId)?.addViewport(viewportId, engineId);
     props.registerElement(index, el);
     setShownElement(el);
+    setStackSet(false);
+    prefetching.current = false;
     setLoaded(0);
     setNoImage(false);
     void (async () => {
@@ -199,6 +229,7 @@ function StackPane(props: {
       // A series of objects without pixels (an SR, a waveform filed as an image series): said, not a black viewport.
       if (ids.length === 0) {
         setNoImage(true);
+        props.onFirstImage(); // none to wait for
         return;
       }
       stopProgress = onImagesLoaded(ids, (n) => {
@@ -213,8 +244,11 @@ function StackPane(props: {
       void streamSeries(series.StudyInstanceUID, series.SeriesInstanceUID, ids, ids[shown], stream.signal);
       await viewport.setStack(ids, shown);
       viewport.render();
-      if (!cancelled) tools.utilities.stackPrefetch.enable(el);
-    })().catch((e: unknown) => console.error('series failed to load', e));
+      if (!cancelled) setStackSet(true);
+    })().catch((e: unknown) => {
+      console.error('series failed to load', e);
+      props.onFirstImage(); // none to wait for
+    });
     return () => {
       cancelled = true;
       stream.abort();
@@ -222,8 +256,9 @@ function StackPane(props: {
       stopProgress();
       el.removeEventListener(Enums.Events.STACK_NEW_IMAGE, onNewImage);
       el.removeEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
-      tools.utilities.cine.stopClip(el);
-      tools.ToolGroupManager.getToolGroup(toolGroupId)?.removeViewports(engineId, viewportId);
+      el.removeEventListener('wheel', onWheel);
+      tk.current?.tools.utilities.cine.stopClip(el);
+      tk.current?.tools.ToolGroupManager.getToolGroup(toolGroupId)?.removeViewports(engineId, viewportId);
       if (getRenderingEngine(engineId)) engine.disableElement(viewportId);
       props.registerElement(index, null);
       setShownElement(null);
@@ -231,19 +266,30 @@ function StackPane(props: {
     // A viewport is set up again only when it is given another series.
   }, [series?.StudyInstanceUID, series?.SeriesInstanceUID]);
 
+  // The tools, once loaded: this viewport joins their group, and the frames the stream did not bring are prefetched.
+  useEffect(() => {
+    const el = element.current;
+    if (!props.tk || !el || !getRenderingEngine(engineId)?.getViewport(viewportId)) return;
+    props.tk.tools.ToolGroupManager.getToolGroup(toolGroupId)?.addViewport(viewportId, engineId);
+    if (stackSet && !prefetching.current) {
+      prefetching.current = true;
+      props.tk.tools.utilities.stackPrefetch.enable(el);
+    }
+  }, [props.tk, stackSet, series?.SeriesInstanceUID]);
+
   // The saved measurements of the series shown, once its images are known (and again when a report is saved).
   useEffect(() => {
     const el = element.current;
     const viewport = getRenderingEngine(engineId)?.getViewport(viewportId) as Types.IStackViewport | undefined;
     const ids = viewport?.getImageIds?.() ?? [];
-    if (!el || !viewport || ids.length === 0) return;
+    if (!el || !viewport || ids.length === 0 || !props.tk) return;
     try {
-      setRestored(restoreMeasurements(viewport, el, ids, props.saved));
+      setRestored(restoreMeasurements(props.tk, viewport, el, ids, props.saved));
       viewport.render();
     } catch (e) {
       console.warn('saved measurements not drawn', e);
     }
-  }, [props.saved, position?.of, series?.SeriesInstanceUID]);
+  }, [props.saved, position?.of, series?.SeriesInstanceUID, props.tk]);
 
   // A key image of the series already shown: go to it.
   useEffect(() => {
@@ -314,22 +360,47 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   const [jump, setJump] = useState<{ pane: number; SOPInstanceUID: string; frame?: number; nonce: number }>();
   const elements = useRef<Array<HTMLDivElement | null>>([]);
   const registerElement = useCallback((i: number, el: HTMLDivElement | null) => { elements.current[i] = el; }, []);
+  /** The tools' chunk, loaded after the first image (or when a tool is asked for): its buttons wait for it. */
+  const [tk, setTk] = useState<ToolsModule>();
+  const tkRef = useRef<ToolsModule | undefined>(undefined);
+  tkRef.current = tk;
+  const toolRef = useRef(tool);
+  toolRef.current = tool;
+  const toolsAsked = useRef(false);
+  const alive = useRef(true);
+  const loadTools = useCallback(() => {
+    if (toolsAsked.current) return;
+    toolsAsked.current = true;
+    import('./tools.ts').then((m) => {
+      if (!alive.current) return;
+      // The group first (with the tool chosen by key meanwhile), then the viewports join it.
+      m.createToolGroup(toolRef.current);
+      setTk(m);
+    }, (e: unknown) => {
+      toolsAsked.current = false;
+      console.error('the viewer\'s tools were not loaded', e);
+    });
+  }, []);
 
   useEffect(() => {
     let engine: RenderingEngine | undefined;
-    let disposed = false;
+    alive.current = true;
     void initCornerstone().then(() => {
-      if (disposed) return;
+      if (!alive.current) return;
       engine = new RenderingEngine(engineId);
-      createToolGroup();
       setReady(true);
     });
     return () => {
-      disposed = true;
-      tools.ToolGroupManager.destroyToolGroup(toolGroupId);
+      alive.current = false;
+      tkRef.current?.tools.ToolGroupManager.destroyToolGroup(toolGroupId);
       engine?.destroy();
     };
   }, []);
+
+  // A study with no image to show (documents only): nothing to wait for, the tools come at once.
+  useEffect(() => {
+    if (ready && typeof study === 'object' && !study.series.some((x) => isImageSeries(x.Modality))) loadTools();
+  }, [ready, study, loadTools]);
 
   useEffect(() => {
     setStudy(undefined);
@@ -361,7 +432,8 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
 
   /** The measurements drawn and not saved yet, as one TID 1500 report stored in the study. */
   const saveMeasurements = useCallback(async () => {
-    if (typeof study !== 'object' || !mayStore(me)) return;
+    if (typeof study !== 'object' || !mayStore(me) || !tk) return;
+    const { tools } = tk;
     const drawn: SavedMeasurement[] = [];
     const drawnUIDs: string[] = [];
     let source: DicomJson | undefined;
@@ -416,7 +488,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
       console.error('measurements not stored', e);
       setMeasurementStatus('failed');
     }
-  }, [study, me, language, StudyInstanceUID]);
+  }, [study, me, language, StudyInstanceUID, tk]);
 
   const markKeyImage = useCallback(async () => {
     const viewport = viewportOf(active);
@@ -459,7 +531,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     const listener = (e: Event) => {
       const annotation = (e as CustomEvent<{ annotation: { annotationUID?: string; metadata: { toolName: string }; data: { cachedStats?: Record<string, Stats> } } }>).detail.annotation;
       const uid = annotation.annotationUID ?? String(Math.random());
-      if (restoredAnnotations.has(uid) || !tools.annotation.state.getAnnotation(uid)) return; // a saved one, listed with its report
+      if (restoredAnnotations.has(uid) || !tkRef.current?.tools.annotation.state.getAnnotation(uid)) return; // a saved one, listed with its report
       const stats = Object.values(annotation.data.cachedStats ?? {})[0] ?? {};
       const tool = annotation.metadata.toolName;
       const text = measurementText(tool, stats, t, vt);
@@ -467,14 +539,15 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
     };
     // The tools trigger their annotation events on the core's event target; a measurement
     // moved or whose statistics were computed after completion is modified.
-    const events = [tools.Enums.Events.ANNOTATION_COMPLETED, tools.Enums.Events.ANNOTATION_MODIFIED];
+    const events = [AnnotationEvents.completed, AnnotationEvents.modified];
     for (const name of events) eventTarget.addEventListener(name, listener);
     return () => { for (const name of events) eventTarget.removeEventListener(name, listener); };
   }, [t, vt]);
 
   // The linked viewports: Cornerstone's image slice synchronizer, on the panes whose images say where they are.
   useEffect(() => {
-    if (!ready || !sync || mpr || panes.length < 2) return;
+    if (!ready || !sync || mpr || panes.length < 2 || !tk) return;
+    const { tools } = tk;
     const name = 'atrium-slice-sync';
     const synchronizer = tools.synchronizers.createImageSliceSynchronizer(name);
     const engine = getRenderingEngine(engineId);
@@ -497,7 +570,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
       window.clearInterval(timer);
       tools.SynchronizerManager.destroySynchronizer(name);
     };
-  }, [ready, sync, mpr, panes, layout]);
+  }, [ready, sync, mpr, panes, layout, tk]);
 
   const viewportOf = (i: number) => getRenderingEngine(engineId)?.getViewport(`pane-${i}`) as Types.IStackViewport | undefined;
 
@@ -513,10 +586,13 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   }, [active]);
 
   const chooseTool = useCallback((name: PrimaryTool) => {
-    const group = tools.ToolGroupManager.getToolGroup(toolGroupId);
-    if (group) setPrimaryTool(group, name);
+    // Before the tools are loaded (a key pressed early) the choice is kept and applied when they come.
+    const group = tkRef.current?.tools.ToolGroupManager.getToolGroup(toolGroupId);
+    if (group) tkRef.current!.setPrimaryTool(group, name);
+    else loadTools();
+    toolRef.current = name;
     setTool(name);
-  }, []);
+  }, [loadTools]);
 
   const reset = useCallback(() => {
     const viewport = viewportOf(active);
@@ -617,10 +693,11 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   const toggleCine = useCallback(() => {
     const el = elements.current[active];
     if (!el) return;
-    if (cine) tools.utilities.cine.stopClip(el);
-    else tools.utilities.cine.playClip(el, { framesPerSecond: 10, loop: true });
+    if (!tk) return loadTools();
+    if (cine) tk.tools.utilities.cine.stopClip(el);
+    else tk.tools.utilities.cine.playClip(el, { framesPerSecond: 10, loop: true });
     setCine(!cine);
-  }, [active, cine]);
+  }, [active, cine, tk, loadTools]);
 
   const changeLayout = (next: Layout) => {
     if (typeof study !== 'object') return;
@@ -712,13 +789,13 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   const kt = keyImageTexts[language];
 
   return (
-    <section className="viewer">
+    <section className="viewer" data-tools={tk ? 'ready' : 'loading'}>
       <div className="viewer-bar">
         <strong>{formatPersonName(study.PatientName)}</strong>
         <span className="muted">{formatDicomDate(study.StudyDate, language)} · {study.ModalitiesInStudy.join(', ')}</span>
         <span className="group" role="group" aria-label={t.tools}>
           {toolButtons.map(([name, label, key]) => (
-            <button key={name} type="button" className={tool === name ? 'on' : ''} aria-pressed={tool === name} title={`${label} (${key})`} data-testid={`tool-${name}`} onClick={() => chooseTool(name)}>{label}</button>
+            <button key={name} type="button" className={tool === name ? 'on' : ''} aria-pressed={tool === name} title={`${label} (${key})`} data-testid={`tool-${name}`} disabled={!tk} onClick={() => chooseTool(name)}>{label}</button>
           ))}
         </span>
         <span className="group" role="group" aria-label={t.presets}>
@@ -732,11 +809,11 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
           ))}
         </span>
         <button type="button" onClick={reset} title={`${t.reset} (R)`}>{t.reset}</button>
-        <button type="button" onClick={toggleCine} className={cine ? 'on' : ''} title={`${t.cine} (C)`} data-testid="cine">{cine ? t.stop : t.cine}</button>
+        <button type="button" onClick={toggleCine} className={cine ? 'on' : ''} title={`${t.cine} (C)`} data-testid="cine" disabled={!tk}>{cine ? t.stop : t.cine}</button>
         <button type="button" onClick={() => { void comparePrior(); }} data-testid="compare-prior">{t.comparePrior}</button>
         <button type="button" className={mpr ? 'on' : ''} aria-pressed={mpr !== undefined} data-testid="mpr"
           disabled={!mpr && !(panes[active] && ['CT', 'MR', 'PT'].includes(panes[active].Modality) && panes[active].images >= 3)}
-          onClick={() => setMpr(mpr ? undefined : panes[active])}>MPR</button>
+          onClick={() => { loadTools(); setMpr(mpr ? undefined : panes[active]); }}>MPR</button>
         <button type="button" onClick={() => { void markKeyImage(); }} disabled={!mayStore(me) || keyImageStatus === 'saving'} data-testid="mark-key-image"
           title={mayStore(me) ? `${kt.mark} (K)` : kt.cannotStore}>{kt.mark}</button>
         {keyImageStatus && <span className="muted" role="status" data-testid="key-image-status">{kt[keyImageStatus]}</span>}
@@ -806,11 +883,16 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
             </div>
           )}
         </aside>
-        {ready && mpr && <MprView key={mpr.SeriesInstanceUID} engineId={engineId} StudyInstanceUID={mpr.StudyInstanceUID} SeriesInstanceUID={mpr.SeriesInstanceUID} language={language} />}
+        {ready && mpr && tk && (
+          <Suspense fallback={<p className="status">{t.loading}</p>}>
+            <MprView key={mpr.SeriesInstanceUID} engineId={engineId} StudyInstanceUID={mpr.StudyInstanceUID} SeriesInstanceUID={mpr.SeriesInstanceUID} language={language} />
+          </Suspense>
+        )}
         {ready && !mpr && (
           <div className={`grid layout-${layout}`}>
             {panes.map((se, i) => (
               <StackPane key={i} index={i} series={se} active={i === active} onActivate={() => setActive(i)} t={t} vt={vt} language={language} registerElement={registerElement} saved={saved}
+                tk={tk} onFirstImage={loadTools}
                 jump={jump?.pane === i ? jump : undefined}
                 {...(se && typeof prior === 'object' && se.StudyInstanceUID === prior.StudyInstanceUID && priorLabel ? { label: priorLabel } : {})} />
             ))}

@@ -1,10 +1,11 @@
 /**
  * Cornerstone3D set up once per page: the rendering core (WebGL, or its CPU path when the
- * browser has no WebGL), the DICOMweb image loader (decoding in module workers), the tools.
+ * browser has no WebGL) and the DICOMweb image loader (decoding in module workers). The tools
+ * (tools.ts) are not here: loaded with import() once the first image is shown, they do not
+ * delay it.
  */
 import { init as initCore, setUseCPURendering, cache, Enums, eventTarget, imageLoader, imageLoadPoolManager, type Types } from '@cornerstonejs/core';
 import { createImage, init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
-import * as tools from '@cornerstonejs/tools';
 import { getJson } from '../api.ts';
 import { num, str, tag, type DicomJson } from '../dicom-json.ts';
 import { boundaryOf, readMultipartStream } from './multipart-stream.ts';
@@ -12,16 +13,17 @@ import { dicomWebRoot } from './data-source.ts';
 
 export const toolGroupId = 'atrium';
 
+/** The tools' names (Cornerstone's toolName of each), known before the tools are loaded. */
 export const Tool = {
-  WindowLevel: tools.WindowLevelTool.toolName,
-  Pan: tools.PanTool.toolName,
-  Zoom: tools.ZoomTool.toolName,
-  Length: tools.LengthTool.toolName,
-  Angle: tools.AngleTool.toolName,
-  Probe: tools.ProbeTool.toolName,
-  Ellipse: tools.EllipticalROITool.toolName,
-  Rectangle: tools.RectangleROITool.toolName,
-  StackScroll: tools.StackScrollTool.toolName,
+  WindowLevel: 'WindowLevel',
+  Pan: 'Pan',
+  Zoom: 'Zoom',
+  Length: 'Length',
+  Angle: 'Angle',
+  Probe: 'Probe',
+  Ellipse: 'EllipticalROI',
+  Rectangle: 'RectangleROI',
+  StackScroll: 'StackScroll',
 } as const;
 export type PrimaryTool = typeof Tool.WindowLevel | typeof Tool.Pan | typeof Tool.Zoom | typeof Tool.Length | typeof Tool.Angle
   | typeof Tool.Probe | typeof Tool.Ellipse | typeof Tool.Rectangle;
@@ -29,6 +31,29 @@ export type PrimaryTool = typeof Tool.WindowLevel | typeof Tool.Pan | typeof Too
 export const primaryTools: readonly PrimaryTool[] = [Tool.WindowLevel, Tool.Pan, Tool.Zoom, Tool.Length, Tool.Angle, Tool.Probe, Tool.Ellipse, Tool.Rectangle];
 /** The tools that leave an annotation (saved as measurements). */
 export const measuringTools: readonly string[] = [Tool.Length, Tool.Angle, Tool.Probe, Tool.Ellipse, Tool.Rectangle];
+
+/** The tools' events the viewer listens to (Cornerstone's names), known before the tools are loaded. */
+export const AnnotationEvents = { completed: 'CORNERSTONE_TOOLS_ANNOTATION_COMPLETED', modified: 'CORNERSTONE_TOOLS_ANNOTATION_MODIFIED' } as const;
+
+/**
+ * Frames are asked for in JPEG-LS lossless, else as stored: Atrium encodes native frames on
+ * the way out (about a third of a CT's size on a slow line) and the loader's workers decode
+ * them to the same samples; a compressed object comes as stored. Never a lossy syntax. After
+ * a refusal or a frame that does not decode, the page asks for frames as stored only.
+ */
+const losslessOnTheWire = '1.2.840.10008.1.2.4.80';
+const asStored = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
+let compressedFrames = true;
+
+export function framesAccept(): string {
+  return compressedFrames ? `multipart/related; type="image/jls"; transfer-syntax=${losslessOnTheWire}, ${asStored}` : asStored;
+}
+
+function stopCompressedFrames(why: unknown): void {
+  if (!compressedFrames) return;
+  compressedFrames = false;
+  console.warn('compressed frames refused or undecodable: frames are now asked for as stored', why);
+}
 
 let ready: Promise<void> | undefined;
 
@@ -48,47 +73,20 @@ export function initCornerstone(): Promise<void> {
     // CT (bench/browser.ts, bench/RESULTS.md), the first image comes ~130 ms sooner and the
     // series as soon; at 3 or 6 the first image is as quick but the series 2 s slower.
     imageLoadPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Prefetch, 24);
-    initLoader({ maxWebWorkers: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) });
+    initLoader({
+      maxWebWorkers: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)),
+      // The frames Cornerstone fetches one at a time (the first image, a slice scrolled to before the stream brings it).
+      beforeSend: () => ({ Accept: framesAccept() }),
+    });
     imageLoader.registerImageLoader('wadors', loadFrame);
-    tools.init();
-    for (const T of [tools.StackScrollTool, tools.WindowLevelTool, tools.PanTool, tools.ZoomTool, tools.LengthTool, tools.AngleTool,
-      tools.ProbeTool, tools.EllipticalROITool, tools.RectangleROITool]) tools.addTool(T);
   })();
   return ready;
-}
-
-/** On a tablet: two fingers pinch to zoom, three pan; one finger is the primary tool. */
-const touchZoom = { numTouchPoints: 2 };
-const touchPan = { numTouchPoints: 3 };
-
-/** The tool group every viewport of the viewer joins: wheel scrolls, middle pans, right zooms. */
-export function createToolGroup(): tools.Types.IToolGroup {
-  tools.ToolGroupManager.destroyToolGroup(toolGroupId);
-  const group = tools.ToolGroupManager.createToolGroup(toolGroupId)!;
-  for (const name of Object.values(Tool)) group.addTool(name);
-  const { MouseBindings } = tools.Enums;
-  group.setToolActive(Tool.StackScroll, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
-  group.setToolActive(Tool.Pan, { bindings: [{ mouseButton: MouseBindings.Auxiliary }, touchPan] });
-  group.setToolActive(Tool.Zoom, { bindings: [{ mouseButton: MouseBindings.Secondary }, touchZoom] });
-  group.setToolActive(Tool.WindowLevel, { bindings: [{ mouseButton: MouseBindings.Primary }] });
-  for (const name of measuringTools) group.setToolPassive(name);
-  return group;
-}
-
-/**
- * The primary button's tool. Cornerstone adds the bindings given to a tool to those it had,
- * and a passive tool loses only its primary one: so the others are made passive (measurements
- * stay editable; pan and zoom keep their own buttons and touches), then this one gets it.
- */
-export function setPrimaryTool(group: tools.Types.IToolGroup, name: PrimaryTool): void {
-  for (const other of primaryTools) if (other !== name) group.setToolPassive(other);
-  group.setToolActive(name, { bindings: [{ mouseButton: tools.Enums.MouseBindings.Primary }] });
 }
 
 /**
  * The image ids of a series, one per frame, in InstanceNumber order, read from Atrium's
  * WADO-RS metadata; each id's metadata is handed to the loader so that frames are fetched
- * (WADO-RS frames, as stored) without another round trip.
+ * (WADO-RS frames, see framesAccept) without another round trip.
  */
 /** Each image id's instance, as its series' metadata gave it: what a key object selection refers to. */
 const instanceOfImage = new Map<string, DicomJson>();
@@ -180,8 +178,16 @@ function loadFrame(imageId: string, options: Record<string, unknown> = {}): Type
   const promise = pending.promise.then(
     async ({ bytes, transferSyntaxUID }) => {
       streamedFrames.delete(imageId);
-      const image = (await createImage(imageId, bytes, transferSyntaxUID, options)) as Types.IImage;
+      let image: Types.IImage;
+      try {
+        image = (await createImage(imageId, bytes, transferSyntaxUID, options)) as Types.IImage;
+      } catch (error) {
+        // A compressed frame this browser could not decode: this one, and those after it, as stored.
+        if (transferSyntaxUID === losslessOnTheWire) stopCompressedFrames(error);
+        return wadors.loadImage(imageId, options).promise as Promise<Types.IImage>;
+      }
       image.loadTimeInMS = Date.now() - started;
+      (image as Types.IImage & { transferSyntaxUID?: string }).transferSyntaxUID = transferSyntaxUID;
       return image;
     },
     () => {
@@ -221,7 +227,14 @@ export async function streamSeries(StudyInstanceUID: string, SeriesInstanceUID: 
   };
   try {
     const url = `${window.location.origin}${dicomWebRoot()}/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}/pixeldata`;
-    const r = await fetch(url, { headers: { accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*' }, credentials: 'same-origin', signal });
+    const ask = () => fetch(url, { headers: { accept: framesAccept() }, credentials: 'same-origin', signal });
+    let r = await ask();
+    if (!r.ok && compressedFrames && r.status !== 401 && r.status !== 403 && r.status !== 404) {
+      // Refused (406) or failed encoding them: the frames as stored, here and from now on.
+      stopCompressedFrames(`series pixel data: HTTP ${r.status}`);
+      void r.body?.cancel();
+      r = await ask();
+    }
     const boundary = boundaryOf(r.headers.get('content-type'));
     if (!r.ok || !r.body || !boundary) throw new Error(`series pixel data: HTTP ${r.status}`);
     for await (const part of readMultipartStream(r.body, boundary)) {
@@ -252,4 +265,3 @@ export const windowPresets = {
 } as const;
 export type WindowPreset = keyof typeof windowPresets;
 
-export { tools };
