@@ -91,6 +91,9 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
   let idp: TestIdentityProvider;
   let source: RunningAtrium;
   let consumer: RunningAtrium;
+  /** A second node of territory B on B's index, behind the same load balancer: what one node opened, the other serves. */
+  let consumerB2: RunningAtrium;
+  let baseB2: string;
   let workersA: Workers;
   let baseA: string;
   let baseB: string;
@@ -177,6 +180,19 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
       },
     });
     cleanups.unshift(() => consumer.close());
+    const portB2 = await freePort();
+    baseB2 = `http://127.0.0.1:${portB2}`;
+    consumerB2 = await startAtrium({
+      index: dbB.config,
+      configure: (c) => {
+        c.http.port = portB2;
+        c.auth.oidc = atriumOidcConfig(idp, baseB);
+        c.dmp.endpoint = dmp.endpoint;
+        c.dmp.caFile = path.join(pki, 'igc.crt');
+        c.dmp.sites = [dmpSite('CHU-NORD', 'chu-nord')];
+      },
+    });
+    cleanups.unshift(() => consumerB2.close());
     workersA = await startWorkers(source.archive, source.config, pino({ level: 'silent' }), { auditHostname: 'test', start: [] });
 
     // A: the stroke CT, read by teleradiology, the report signed final, its documents published.
@@ -360,6 +376,28 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     assert.equal((await auditOf(source, `actor = 'rpps:10505050505'`, [])).length, sourceBefore);
     // A study never opened from the DMP is not served either.
     assert.equal((await callB('GET', `/api/drimbox/dicom-web/studies/${prior.uids.study}/series`)).status, 404);
+  });
+
+  it('serves through another node of territory B the manifest opened through the first (one index; the session and its sealed token shared)', async () => {
+    const opened = await callB('POST', '/api/drimbox/open', { ...patient, uniqueId: kosUID, repositoryUniqueId });
+    assert.equal(opened.status, 200, await opened.clone().text());
+    // The viewer's next requests land on the other node: the session cookie of the first.
+    const cookie = jarB.header(baseB);
+    const onB2 = (url: string) => fetch(`${baseB2}${url}`, { headers: { cookie } });
+    const series = await onB2(`/api/drimbox/dicom-web/studies/${studyUID}/series`);
+    assert.equal(series.status, 200, await series.clone().text());
+    const listed = (await series.json()) as Array<Record<string, { Value: unknown[] }>>;
+    assert.deepEqual(listed.map((x) => x['0020000E']!.Value[0]), [ct[0]!.uids.series]);
+    const metadata = await onB2(`/api/drimbox/dicom-web/studies/${studyUID}/series/${ct[0]!.uids.series}/metadata`);
+    assert.equal(metadata.status, 200, await metadata.clone().text());
+    const instances = ((await metadata.json()) as Array<Record<string, { Value: string[] }>>).map((i) => i['00080018']!.Value[0]).sort();
+    assert.deepEqual(instances, ct.map((o) => o.uids.sop).sort());
+    // A series the manifest does not list, and a study not opened: refused there too.
+    assert.equal((await onB2(`/api/drimbox/dicom-web/studies/${studyUID}/series/1.2.3.4.5.6.7/metadata`)).status, 404);
+    assert.equal((await onB2(`/api/drimbox/dicom-web/studies/${prior.uids.study}/series`)).status, 404);
+    // Another professional's session does not open Dr Bernard's manifest.
+    const colleague = await loginLocal(baseB2, 'local.nord', password);
+    assert.equal((await request(colleague.jar, `${baseB2}/api/drimbox/dicom-web/studies/${studyUID}/series`)).status, 404);
   });
 
   it('imports the images into B\'s archive under B\'s PatientID, the INS kept in Other Patient IDs, recorded', async () => {

@@ -86,7 +86,7 @@ export async function drimboxConsumerRoutes(app: FastifyInstance, options: { arc
   /** The study the caller opened from the DMP; 404 (recorded) otherwise. */
   const opened = async (request: FastifyRequest, study: string): Promise<RemoteStudy> => {
     const principal = professional(request);
-    const remote = consumer.openedStudy(principal, study);
+    const remote = await consumer.openedStudy(principal, study);
     if (!remote) {
       await audit.record({ action: 'view', outcome: 'refused', ...actorOf(principal), source: request.ip, via: 'api', StudyInstanceUID: study, details: { drimbox: 'consumer', why: 'no manifest opened for this study' } });
       throw new HttpProblem(404, 'this study was not opened from the DMP (or it was an hour ago): open it from the patient\'s page again');

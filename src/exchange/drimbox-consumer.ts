@@ -9,7 +9,8 @@
  *   (VIHF subject: their RPPS, mode INDIRECTE_RENFORCEE), over the site's certificate.
  * - ITI-43 retrieves a KOS manifest (or a CR-IMG report, shown as text). A manifest is checked
  *   to name the patient by the INS asked for; its series, their instances and their Retrieve
- *   URLs are kept in memory for the professional, for an hour: what the proxy may fetch.
+ *   URLs are kept in the index for the professional, for an hour (src/exchange/drimbox-opened.ts):
+ *   what the proxy may fetch, on whichever node of the region the viewer's request lands.
  * - The proxy fetches WADO-RS from the source DRIMbox (the manifest's Retrieve URL) with the
  *   professional's Pro Santé Connect access token (kept server-side by the session) and
  *   `KOS-SOPInstanceUID`, only for a series the manifest lists, and passes the answer through
@@ -41,6 +42,7 @@ import { documentCodes, modalityScheme, xds } from './dmp/metadata.ts';
 import type { Coded } from './dmp/document.ts';
 import { loadSiteCredentials } from './dmp/publications.ts';
 import { parseXml } from './dmp/xml.ts';
+import { OpenedManifests } from './drimbox-opened.ts';
 
 /** The local patient record the professional works on, and its qualified INS. */
 export interface LocalPatient {
@@ -99,7 +101,6 @@ export class SourceUnavailable extends HttpProblem {
 
 const medecin: Coded = { code: '10', scheme: '1.2.250.1.213.1.1.5.5', display: 'Médecin' };
 const openedForMs = 3_600_000;
-const openedLimit = 2_000;
 const sourceTimeoutMs = 30_000;
 
 const text = (d: DicomDataset, tag: number) => d.get(tag)?.value?.toString('utf8').replace(/[\0 ]+$/, '') || undefined;
@@ -107,11 +108,12 @@ const text = (d: DicomDataset, tag: number) => d.get(tag)?.value?.toString('utf8
 export class DrimboxConsumer {
   private client: DmpClient | undefined;
   private readonly credentials = new Map<string, ReturnType<typeof loadSiteCredentials>>();
-  private readonly opened = new Map<string, RemoteStudy>();
+  private readonly opened: OpenedManifests;
   private readonly audit: AuditTrail;
 
   constructor(private readonly archive: Archive, private readonly config: DmpConfig, private readonly env: Record<string, string | undefined> = process.env) {
     this.audit = new AuditTrail(archive.index.sql);
+    this.opened = new OpenedManifests(archive.index.sql, archive.sites);
   }
 
   /** The DMP client and the site's certificate, read at first use (the HTTP server starts without them, as the publisher's worker does). */
@@ -201,8 +203,7 @@ export class DrimboxConsumer {
       throw new HttpProblem(502, `the DMP's document is not a manifest Atrium can open: ${(e as Error).message}`);
     }
     await this.audit.record({ ...audited, outcome: 'success', StudyInstanceUID: remote.StudyInstanceUID, details: { ...details, kos: remote.kos, series: remote.series.size } });
-    if (this.opened.size >= openedLimit) this.opened.delete(this.opened.keys().next().value!);
-    this.opened.set(`${principal.id}|${remote.StudyInstanceUID}`, remote);
+    await this.opened.keep(principal.id, remote, new Date(remote.openedAt + openedForMs));
     return remote;
   }
 
@@ -246,15 +247,9 @@ export class DrimboxConsumer {
     return new HttpProblem(502, `the DMP's answer cannot be read: ${(e as Error).message}`);
   }
 
-  /** The manifest the professional opened for this study, while it lasts. */
-  openedStudy(principal: Principal, StudyInstanceUID: string): RemoteStudy | undefined {
-    const key = `${principal.id}|${StudyInstanceUID}`;
-    const remote = this.opened.get(key);
-    if (remote && Date.now() - remote.openedAt > openedForMs) {
-      this.opened.delete(key);
-      return undefined;
-    }
-    return remote;
+  /** The manifest the professional opened for this study (on any node), while it lasts. */
+  openedStudy(principal: Principal, StudyInstanceUID: string): Promise<RemoteStudy | undefined> {
+    return this.opened.find(principal.id, StudyInstanceUID);
   }
 
   /**
