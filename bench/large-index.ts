@@ -9,7 +9,8 @@
  * million objects over DIMSE would take days here; search speed depends only on the rows):
  * the same columns ingest writes (folded names, name words, "\"-delimited modalities, counts),
  * SQLite by prepared statements in big transactions, PostgreSQL by batches of unnest() for
- * patients and studies and INSERT ... SELECT generate_series for series and instances.
+ * patients and studies and INSERT ... SELECT generate_series for series and instances, with the
+ * secondary indexes and constraints made after the load (buildLargeIndexPostgres).
  * Environment: DATABASE_URL (PostgreSQL), BENCH_INDEX_DIR (default /tmp/atrium-large-index),
  * BENCH_INDEX_KEEP=1 keeps the generated indexes. Results: bench/out/large-index-latest.{md,json}.
  */
@@ -285,23 +286,36 @@ function metadataOf(sopClass: string, uid: string, modality: string, n: number):
 /** This schema's tables only (a bare ANALYZE would walk every schema of the database). */
 const analyzeTables = 'ANALYZE patients, patient_name_words, studies, series, instances';
 
+/** The tables the generator fills. */
+const bulkTables = ['patients', 'patient_name_words', 'studies', 'series', 'instances'];
+
+/** A schema left complete by the generator carries this comment (no table of its own: the schema is the migrations' only). */
+const doneComment = 'atrium bench large index: complete';
+
 export function largeIndexSchema(plan: LargeIndexPlan): string {
   return `bench_large_${planKey(plan).replace(/[^a-z0-9]/g, '_')}`;
 }
 
 /**
- * The same rows in a PostgreSQL schema: patients and studies from the same generators, sent
- * by batches of unnest(); series and instances made by the server from the study rows
- * (INSERT ... SELECT generate_series), the same values as the SQLite loop; the sequences set
- * past the generated ids, so that ingest goes on from there; then ANALYZE, as autovacuum would.
+ * The same rows in a PostgreSQL schema. Atrium's migrations make the schema first (so the
+ * server finds it up to date); then the secondary indexes, unique and foreign-key constraints
+ * of the five bulk tables are noted and dropped (primary keys stay: ids are loaded in order,
+ * always at the right edge of their B-tree), the rows loaded, and the indexes and constraints
+ * made again from their own definitions (same names, same definitions: `pg_get_indexdef`,
+ * `pg_get_constraintdef`), with a large maintenance_work_mem for this session only. Patients
+ * and studies come from the same generators as SQLite's (batches of unnest()); series and
+ * instances are made by the server from the study rows (INSERT ... SELECT generate_series, by
+ * ranges of the primary keys), the same values as the SQLite loop. The sequences are set past
+ * the generated ids, so that ingest goes on from there; then VACUUM ANALYZE of the tables the
+ * searches read and ANALYZE of instances (a settled archive, as autovacuum would leave it).
  */
 export async function buildLargeIndexPostgres(url: string, plan: LargeIndexPlan, log: (line: string) => void): Promise<LargeIndex & { schema: string }> {
   const schema = largeIndexSchema(plan);
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    const exists = await client.query(`SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'bench_large_index_done'`, [schema]);
-    if (exists.rowCount) {
+    const exists = await client.query(`SELECT obj_description(oid, 'pg_namespace') AS c FROM pg_namespace WHERE nspname = $1`, [schema]);
+    if (exists.rows[0]?.c === doneComment) {
       log(`large index: reusing PostgreSQL schema ${schema}`);
       // Migrations added since it was built (same rows), and the statistics they may ask for.
       await (await openArchiveIndex({ engine: 'postgres', url, schema })).close();
@@ -310,6 +324,7 @@ export async function buildLargeIndexPostgres(url: string, plan: LargeIndexPlan,
       return { ...describe(`${url} schema ${schema}`, plan, 0, true), schema };
     }
     const started = Date.now();
+    const step = (what: string, since: number): void => log(`large index: ${what} (${((Date.now() - since) / 1000).toFixed(1)} s)`);
     await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     const index = await openArchiveIndex({ engine: 'postgres', url, schema });
     const siteIds = [(await index.createSite(benchSite)).id];
@@ -318,8 +333,25 @@ export async function buildLargeIndexPostgres(url: string, plan: LargeIndexPlan,
     await index.close();
     await client.query(`SET search_path = ${schema}`);
     await client.query('SET synchronous_commit = off');
+    await client.query(`SET maintenance_work_mem = '1GB'`);
+    await client.query(`SET work_mem = '256MB'`);
+
+    // What the migrations made on the bulk tables besides primary keys, to be made again after the load.
+    const indexes = (await client.query<{ name: string; def: string }>(`SELECT i.indexname AS name, i.indexdef AS def FROM pg_indexes i
+      WHERE i.schemaname = $1 AND i.tablename = ANY($2) AND NOT EXISTS (
+        SELECT 1 FROM pg_constraint c WHERE c.conindid = format('%I.%I', i.schemaname, i.indexname)::regclass AND c.conrelid = format('%I.%I', i.schemaname, i.tablename)::regclass)
+      ORDER BY i.indexname`, [schema, bulkTables])).rows;
+    const constraints = (await client.query<{ tbl: string; name: string; type: string; def: string }>(`SELECT t.relname AS tbl, c.conname AS name, c.contype AS type,
+        pg_get_constraintdef(c.oid) AS def
+      FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+      WHERE n.nspname = $1 AND t.relname = ANY($2) AND c.contype IN ('u', 'f') ORDER BY c.contype DESC, c.oid`, [schema, bulkTables])).rows;
+    for (const c of [...constraints].reverse()) await client.query(`ALTER TABLE ${c.tbl} DROP CONSTRAINT ${c.name}`);
+    for (const i of indexes) await client.query(`DROP INDEX ${i.name}`);
+    log(`large index: ${indexes.length} indexes and ${constraints.length} constraints set aside for the load`);
+
     const now = new Date().toISOString();
     const sites = plan.sites ?? 1;
+    let since = Date.now();
     for (let from = 0; from < plan.patients; from += 20_000) {
       const cols: unknown[][] = [[], [], [], [], [], [], [], []];
       const words: [number[], string[]] = [[], []];
@@ -328,34 +360,38 @@ export async function buildLargeIndexPostgres(url: string, plan: LargeIndexPlan,
         [p + 1, siteIds[g.site], issuers[g.site], g.PatientID, g.name, foldPersonName(g.name), g.birthDate, g.sex].forEach((v, i) => cols[i]!.push(v));
         for (const w of personNameWords(g.name)) { words[0].push(p + 1); words[1].push(w); }
       }
-      await client.query('BEGIN');
       await client.query(`INSERT INTO patients (id, site_id, issuer, patient_id, patient_name, patient_name_folded, birth_date, sex, updated_at)
         SELECT id, site, issuer, pid, name, folded, birth, sex, $9 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
           AS t(id, site, issuer, pid, name, folded, birth, sex)`, [...cols, now]);
       await client.query(`INSERT INTO patient_name_words (word, patient_id) SELECT w, p FROM unnest($1::bigint[], $2::text[]) AS t(p, w) ON CONFLICT DO NOTHING`, words);
-      await client.query('COMMIT');
     }
-    log(`large index: ${plan.patients} patients`);
+    step(`${plan.patients} patients`, since);
+    since = Date.now();
     const referringFolded = foldPersonName(referring);
     const studies = studiesOf(plan);
-    const batch = 5000;
     const ips = plan.instancesPerStudy;
     const base = Math.floor(ips / 3);
-    for (let from = 0; from < plan.studies; from += batch) {
-      const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], [], []];
-      const to = Math.min(plan.studies, from + batch);
+    for (let from = 0; from < plan.studies; from += 20_000) {
+      const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], []];
+      const to = Math.min(plan.studies, from + 20_000);
       for (let s = from; s < to; s++) {
         const st = studies.next().value as StudyGen;
-        [st.id, st.uid, st.patientRow, siteIds[st.site], st.date, st.time, st.accession, st.studyId, st.description, st.modalities, `\\${st.sopClass}\\`, st.second]
+        [st.id, st.uid, st.patientRow, siteIds[st.site], st.date, st.time, st.accession, st.studyId, st.description, st.modalities, `\\${st.sopClass}\\`]
           .forEach((v, i) => cols[i]!.push(v));
       }
-      await client.query('BEGIN');
       await client.query(`INSERT INTO studies (id, study_instance_uid, patient_id, site_id, study_date, study_time, accession_number, study_id,
           description, referring_physician_name, referring_physician_name_folded, institution_name, modalities_in_study, sop_classes_in_study,
           number_of_series, number_of_instances, created_at, updated_at)
-        SELECT id, uid, pat, site, d, t, acc, sid, descr, $13, $14, 'Hôpital Sainte-Thérèse', mods, sops, 3, $15, $16, $16
-          FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
-          AS t(id, uid, pat, site, d, t, acc, sid, descr, mods, sops, second)`, [...cols, referring, referringFolded, ips, now]);
+        SELECT id, uid, pat, site, d, t, acc, sid, descr, $12, $13, 'Hôpital Sainte-Thérèse', mods, sops, 3, $14, $15, $15
+          FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+          AS t(id, uid, pat, site, d, t, acc, sid, descr, mods, sops)`, [...cols, referring, referringFolded, ips, now]);
+    }
+    step(`${plan.studies} studies`, since);
+    // Ranges of studies; series ids are (study id - 1) * 3 + n, so a range of studies is a range of series too.
+    const chunk = 100_000;
+    since = Date.now();
+    for (let from = 0; from < plan.studies; from += chunk) {
+      const to = Math.min(plan.studies, from + chunk);
       // Series 2 carries the study's second modality (split_part 3 of "\PT\CT\"), the others its first.
       await client.query(`INSERT INTO series (id, series_instance_uid, study_id, modality, series_number, description, body_part,
           series_date, series_time, number_of_instances, created_at, updated_at)
@@ -363,6 +399,11 @@ export async function buildLargeIndexPostgres(url: string, plan: LargeIndexPlan,
           CASE WHEN n = 2 AND split_part(s.modalities_in_study, '\\', 3) <> '' THEN split_part(s.modalities_in_study, '\\', 3) ELSE split_part(s.modalities_in_study, '\\', 2) END,
           n, 'Série ' || n, 'CHEST', s.study_date, s.study_time, CASE WHEN n < 3 THEN $3::int ELSE $4::int END, $5, $5
         FROM studies s CROSS JOIN generate_series(1, 3) AS n WHERE s.id BETWEEN $1 AND $2 ORDER BY s.id, n`, [from + 1, to, base, ips - 2 * base, now]);
+    }
+    step(`${plan.studies * 3} series`, since);
+    since = Date.now();
+    for (let from = 0; from < plan.studies; from += chunk) {
+      const to = Math.min(plan.studies, from + chunk);
       await client.query(`INSERT INTO instances (id, sop_instance_uid, series_id, sop_class_uid, instance_number, transfer_syntax_uid,
           number_of_frames, pixel_rows, pixel_columns, content_date, content_time, blob_key, size, sha256, layout_json, metadata_json, created_at, updated_at)
         SELECT x.id, x.uid, x.series_id, x.sop, x.i, '1.2.840.10008.1.2.1', NULL, 512, 512, x.d, x.t, 'bench/fake/' || x.id, 525000, $4, $5,
@@ -372,16 +413,32 @@ export async function buildLargeIndexPostgres(url: string, plan: LargeIndexPlan,
           $6, $6
         FROM (SELECT (s.id - 1) * $3::int + (se.series_number - 1) * $7::int + i AS id, se.series_instance_uid || '.' || i AS uid, se.id AS series_id,
                 trim(both '\\' from s.sop_classes_in_study) AS sop, i, s.study_date AS d, s.study_time AS t, split_part(s.modalities_in_study, '\\', 2) AS modality
-              FROM studies s JOIN series se ON se.study_id = s.id CROSS JOIN LATERAL generate_series(1, se.number_of_instances) AS i
-              WHERE s.id BETWEEN $1 AND $2) x ORDER BY x.id`, [from + 1, to, ips, fakeSha, layoutJson, now, base]);
-      await client.query('COMMIT');
-      if ((from / batch) % 20 === 19) log(`large index: ${to} studies`);
+              FROM studies s JOIN series se ON se.study_id = s.id
+                CROSS JOIN LATERAL generate_series(1, se.number_of_instances) AS i
+              WHERE s.id BETWEEN $1::bigint AND $2::bigint AND se.id BETWEEN $1::bigint * 3 - 2 AND $2::bigint * 3) x ORDER BY x.id`, [from + 1, to, ips, fakeSha, layoutJson, now, base]);
+      log(`large index: instances of ${to} studies (${((Date.now() - since) / 1000).toFixed(0)} s)`);
     }
+    step(`${plan.studies * ips} instances`, since);
+    since = Date.now();
+    for (const i of indexes) {
+      const t = Date.now();
+      await client.query(i.def);
+      step(`index ${i.name}`, t);
+    }
+    for (const c of constraints) {
+      const t = Date.now();
+      await client.query(`ALTER TABLE ${c.tbl} ADD CONSTRAINT ${c.name} ${c.def}`);
+      step(`constraint ${c.name}`, t);
+    }
+    step('indexes and constraints made again', since);
     for (const table of ['patients', 'studies', 'series', 'instances']) {
       await client.query(`SELECT setval(pg_get_serial_sequence('${table}', 'id'), (SELECT MAX(id) FROM ${table}))`);
     }
-    await client.query(analyzeTables);
-    await client.query('CREATE TABLE bench_large_index_done (at TEXT)');
+    since = Date.now();
+    await client.query('VACUUM (ANALYZE) patients, patient_name_words, studies, series');
+    await client.query('ANALYZE instances');
+    step('VACUUM ANALYZE', since);
+    await client.query(`COMMENT ON SCHEMA ${schema} IS '${doneComment}'`);
     const buildSeconds = (Date.now() - started) / 1000;
     log(`large index: PostgreSQL schema ${schema} built in ${buildSeconds.toFixed(1)} s`);
     return { ...describe(`${url} schema ${schema}`, plan, buildSeconds, false), schema };
@@ -446,7 +503,7 @@ export function searchCases(index: LargeIndex): SearchCase[] {
 interface CaseRound { p50: number; p95: number; max: number; n: number; medianResults: number; errors: number }
 
 async function addUser(dataDir: string): Promise<void> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'bin/atrium.mjs'), 'user', 'add', login, '--name', 'Dr Index', '--role', 'radiologist', '--site', 'BENCH', '--password-stdin', '--config', path.join(dataDir, 'atrium.bench.yaml')], { cwd: repoRoot, stdio: ['pipe', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(process.env.BENCH_ATRIUM_ROOT ?? repoRoot, 'bin/atrium.mjs'), 'user', 'add', login, '--name', 'Dr Index', '--role', 'radiologist', '--site', 'BENCH', '--password-stdin', '--config', path.join(dataDir, 'atrium.bench.yaml')], { cwd: repoRoot, stdio: ['pipe', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
   child.stdin.end(`${password}\n`);
@@ -544,6 +601,63 @@ async function startSearchServer(ix: EngineIndex): Promise<SearchServer> {
   return { engine: ix.engine, server, dir, base, cookie: await sessionCookie(base) };
 }
 
+interface RetentionProbe {
+  engine: Engine;
+  /** Seconds from the server's start to the evaluation's first and last statement seen (PostgreSQL: pg_stat_activity). */
+  evaluation?: { from: number; to: number };
+  outside: { n: number; p50: number; p95: number; max: number };
+  during: { n: number; p50: number; p95: number; max: number };
+  errors: number;
+}
+
+/**
+ * A server on the large index through its first retention evaluation (a minute after start,
+ * src/archive/lifecycle.ts): a PatientID search every 250 ms, and on PostgreSQL the
+ * evaluation's batches seen in pg_stat_activity (the last statement of each connection).
+ */
+async function retentionProbe(ix: EngineIndex, seconds: number, pgUrl: string | undefined): Promise<RetentionProbe> {
+  const t0 = nowMs();
+  const s = await startSearchServer(ix);
+  const watcher = ix.engine === 'postgres' ? new pg.Client({ connectionString: pgUrl }) : undefined;
+  await watcher?.connect();
+  const samples: Array<{ t: number; ms: number; ok: boolean }> = [];
+  let first: number | undefined;
+  let last: number | undefined;
+  try {
+    const ids = ix.index.samplePatientIDs;
+    for (let i = 0; (nowMs() - t0) / 1000 < seconds && !(last !== undefined && (nowMs() - t0) / 1000 > last + 15); i++) {
+      const started = nowMs();
+      let ok = false;
+      try {
+        const r = await fetch(`${s.base}/dicom-web/studies?PatientID=${ids[i % ids.length]}`, {
+          headers: { ...(s.server.target.headers as Record<string, string>), accept: 'application/dicom+json' }, signal: AbortSignal.timeout(10_000) });
+        await r.text();
+        ok = r.status === 200;
+      } catch { /* a timeout counts as an error */ }
+      samples.push({ t: (started - t0) / 1000, ms: nowMs() - started, ok });
+      if (watcher) {
+        const r = await watcher.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+          AND (query LIKE '%FROM studies WHERE id > $% ORDER BY id LIMIT%' OR query LIKE 'SELECT id, birth_date FROM patients WHERE id IN%'
+            OR query LIKE 'SELECT patient_id, person_id FROM patient_identities WHERE patient_id IN%') AND query_start > now() - interval '1 second'`);
+        if (Number(r.rows[0]!.n) > 0) { first ??= (nowMs() - t0) / 1000; last = (nowMs() - t0) / 1000; }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  } finally {
+    await watcher?.end();
+    await s.server.stop();
+    removeTempDir(s.dir);
+  }
+  const stats = (xs: number[]) => ({ n: xs.length, p50: xs.length ? percentile(xs, 50) : 0, p95: xs.length ? percentile(xs, 95) : 0, max: xs.length ? Math.max(...xs) : 0 });
+  const inWindow = (t: number) => first !== undefined && t >= first - 1 && t <= last! + 1;
+  return {
+    engine: ix.engine, ...(first !== undefined ? { evaluation: { from: first, to: last! } } : {}),
+    outside: stats(samples.filter((x) => !inWindow(x.t)).map((x) => x.ms)),
+    during: stats(samples.filter((x) => inWindow(x.t)).map((x) => x.ms)),
+    errors: samples.filter((x) => !x.ok).length,
+  };
+}
+
 interface IngestRun { run: number; engine: Engine; target: 'empty' | 'large'; ms: number; instancesPerSecond: number; failed: number; error?: string }
 
 async function ingestOnce(ix: EngineIndex, target: 'empty' | 'large', folders: string[], instances: number, run: number, pgUrl: string | undefined): Promise<IngestRun> {
@@ -583,6 +697,8 @@ async function main(): Promise<void> {
   const ingestSlices = Number(argOf('ingest-slices', '20'));
   const skipIngest = process.argv.includes('--no-ingest');
   const skipSearch = process.argv.includes('--no-search');
+  // --retention-probe SECONDS: a server on each index through its first retention evaluation.
+  const probeSeconds = Number(argOf('retention-probe', '0'));
   const plan: LargeIndexPlan = { studies, instancesPerStudy: 10, patients: Math.round(studies * 0.4), sites: 4 };
   const dir = process.env.BENCH_INDEX_DIR ?? '/tmp/atrium-large-index';
   const pgUrl = process.env.DATABASE_URL;
@@ -616,7 +732,9 @@ async function main(): Promise<void> {
     setPriority(0);
   }
 
-  const cases = searchCases(indexes[0]!.index);
+  // --cases a,b: only the searches whose name contains one of these (case-insensitive).
+  const only = argOf('cases', '').toLowerCase().split(',').filter((x) => x !== '');
+  const cases = searchCases(indexes[0]!.index).filter((c) => !only.length || only.some((x) => c.name.toLowerCase().includes(x)));
   const searchRounds = new Map<string, CaseRound[]>();
   const plans: Record<string, Array<{ name: string; sql: string; plan: string }>> = {};
   if (!skipSearch) {
@@ -641,6 +759,15 @@ async function main(): Promise<void> {
       plans[ix.engine] = await explainCases(ix.engine, ix, cases);
       for (const p of plans[ix.engine]!) log(`plan ${ix.engine} ${p.name}:\n  ${p.plan.replace(/\n/g, '\n  ')}`);
     }
+  }
+
+  const probes: RetentionProbe[] = [];
+  for (const ix of probeSeconds > 0 ? indexes : []) {
+    const r = await retentionProbe(ix, probeSeconds, pgUrl);
+    probes.push(r);
+    log(`retention probe ${ix.engine}: evaluation ${r.evaluation ? `${r.evaluation.from.toFixed(0)}–${r.evaluation.to.toFixed(0)} s after start` : 'not seen'}; `
+      + `PatientID search outside p50 ${r.outside.p50.toFixed(1)} / p95 ${r.outside.p95.toFixed(1)} / max ${r.outside.max.toFixed(1)} ms (${r.outside.n}), `
+      + `during p50 ${r.during.p50.toFixed(1)} / p95 ${r.during.p95.toFixed(1)} / max ${r.during.max.toFixed(1)} ms (${r.during.n}), ${r.errors} errors`);
   }
 
   const ingest: IngestRun[] = [];
@@ -690,10 +817,19 @@ async function main(): Promise<void> {
     }
     lines.push('');
   }
+  if (probes.length) {
+    lines.push('Retention evaluation (the first, a minute after start): a PatientID search every 250 ms; ms.', '',
+      '| engine | evaluation (s after start) | outside p50 / p95 / max (n) | during p50 / p95 / max (n) | errors |', '|---|---|---|---|---|');
+    for (const r of probes) {
+      const f = (x: RetentionProbe['outside']) => `${x.p50.toFixed(1)} / ${x.p95.toFixed(1)} / ${x.max.toFixed(1)} (${x.n})`;
+      lines.push(`| ${r.engine} | ${r.evaluation ? `${r.evaluation.from.toFixed(0)}–${r.evaluation.to.toFixed(0)}` : 'not seen'} | ${f(r.outside)} | ${f(r.during)} | ${r.errors} |`);
+    }
+    lines.push('');
+  }
   const md = lines.join('\n');
   mkdirSync(path.join(benchDir, 'out'), { recursive: true });
   writeFileSync(path.join(benchDir, 'out', 'large-index-latest.md'), `${md}\n`);
-  writeFileSync(path.join(benchDir, 'out', 'large-index-latest.json'), `${JSON.stringify({ date, plan, searchRounds: Object.fromEntries(searchRounds), plans, ingest, loads }, null, 1)}\n`);
+  writeFileSync(path.join(benchDir, 'out', 'large-index-latest.json'), `${JSON.stringify({ date, plan, searchRounds: Object.fromEntries(searchRounds), plans, ingest, probes, loads }, null, 1)}\n`);
   process.stdout.write(`${md}\n`);
   if (process.env.BENCH_INDEX_KEEP !== '1') for (const ix of indexes) await ix.drop();
 }
