@@ -38,6 +38,7 @@ import { registerMonitoring } from './monitoring.ts';
 import { iidRoutes } from './iid.ts';
 import { researchRoutes } from './research.ts';
 import { TokenIntrospector } from '../access/drimbox.ts';
+import { attachPendingSchemas, lazySchemaController } from './lazy-schema-compilers.ts';
 import { SessionAccessTokens } from '../access/session-tokens.ts';
 import { drimboxConsumerRoutes, drimboxContextRoute } from './drimbox-consumer.ts';
 import { DrimboxConsumer } from '../exchange/drimbox-consumer.ts';
@@ -102,6 +103,8 @@ export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute
 /** The HTTP face of Atrium: each protocol adapter is a plugin with its own prefix. */
 export async function buildHttpServer(config: AtriumConfig, archive: Archive, logger: Logger): Promise<FastifyInstance> {
   const { tls } = config.http;
+  // Route schemas compile at their route's first request (lazy-schema-compilers.ts).
+  const schemas = lazySchemaController();
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's default generic type.
     loggerInstance: logger as FastifyBaseLogger,
@@ -112,6 +115,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     // Route schemas are not checked against JSON Schema's meta-schema (compiling it costs about 70 ms
     // of CPU at every start); ajv's strict mode still refuses an unknown keyword when a route compiles.
     ajv: { customOptions: { validateSchema: false } },
+    schemaController: schemas.options,
     // Only the configured proxies' X-Forwarded-For is believed (request.ip: the audit trail, the limits).
     ...(config.http.trustProxy.length > 0 ? { trustProxy: config.http.trustProxy } : {}),
     // Node's HTTP server sets TCP_NODELAY on every socket (noDelay defaults to true).
@@ -120,6 +124,7 @@ export async function buildHttpServer(config: AtriumConfig, archive: Archive, lo
     // (https.Server has every method of http.Server used here): the cast keeps one type.
     ...(tls ? { https: { ...httpsServerOptions(tls), ...nodeServerLimits(config.http) } as unknown as null } : {}),
   });
+  attachPendingSchemas(app, schemas.pending);
   const routes: RegisteredRoute[] = [];
   routesOfApp.set(app, routes);
   // Before any route, so that every plugin's routes are seen.

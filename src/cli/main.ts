@@ -9,6 +9,7 @@ import { ingestJournalDir, openArchive } from '../archive/archive.ts';
 import { journaledKeys } from '../storage/ingest-journal.ts';
 import { reindexArchive, verifyArchive } from '../archive/maintenance.ts';
 import { buildHttpServer, closeHttpServer } from '../api/server.ts';
+import { compileRouteSchemas } from '../api/lazy-schema-compilers.ts';
 import { DimseServer } from '../dimse/server.ts';
 import { sha256Hex } from '../api/auth.ts';
 import { runExport, runImport } from './media.ts';
@@ -291,6 +292,11 @@ async function serve(config: AtriumConfig, logger: Logger): Promise<number> {
   }, 'atrium is serving');
   const hint = dimseFirstStepHint(config, archive.peers.list().length);
   if (hint) logger.info(hint);
+  // The route schemas not compiled by a request yet, a few at a time in the background: a
+  // schema ajv refuses is reported now rather than at its route's first request (a 500).
+  void compileRouteSchemas(app).then((failed) => {
+    for (const f of failed) logger.error({ route: f.route, error: f.error }, 'a route schema does not compile: the route answers 500');
+  });
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
