@@ -19,6 +19,7 @@ import { stowFiles } from './support/stow.ts';
 import { freePort, haveRsyslogTls, makeCertificates, rsyslogCollector } from './support/rsyslog.ts';
 import { AuditTrail, auditHash } from '../src/access/audit.ts';
 import type { SqlDatabase } from '../src/index/sql.ts';
+import { atriumCliArgs } from './support/cli.ts';
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -33,7 +34,7 @@ async function atriumCli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ c
   delete e.DATABASE_URL;
   if (env.ATRIUM_AUDIT_ANCHOR_KEY === undefined) delete e.ATRIUM_AUDIT_ANCHOR_KEY;
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: root, env: e });
+    const { stdout, stderr } = await execFileAsync(process.execPath, [...atriumCliArgs(), ...args], { cwd: root, env: e });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const x = err as { code: number; stdout: string; stderr: string };
@@ -211,7 +212,7 @@ describe('audit anchors written by atrium serve', () => {
     delete e.DATABASE_URL;
     delete e.ATRIUM_AUDIT_ANCHOR_KEY;
     Object.assign(e, env);
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configFile], { cwd: root, env: e, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...atriumCliArgs(), 'serve', '--config', configFile], { cwd: root, env: e, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
     const url = await new Promise<string>((resolve, reject) => {

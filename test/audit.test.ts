@@ -19,6 +19,7 @@ import { datasetBytes } from './support/part10.ts';
 import { CommandField, Status } from '../src/dimse/command.ts';
 import { AUDIT_STORES_EVERY_MS } from '../src/dimse/server.ts';
 import { TransferSyntax } from '../src/dicom/dataset.ts';
+import { atriumCliArgs } from './support/cli.ts';
 
 const CTImageStorage = '1.2.840.10008.5.1.4.1.1.2';
 
@@ -52,7 +53,7 @@ for (const db of testDatabases()) {
       const env: NodeJS.ProcessEnv = { ...process.env, ATRIUM_CONFIG: configFile, ATRIUM_DATA_DIR: path.join(work, 'data'), ATRIUM_LOG_LEVEL: 'warn' };
       delete env.DATABASE_URL;
       try {
-        const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: root, env });
+        const { stdout, stderr } = await execFileAsync(process.execPath, [...atriumCliArgs(), ...args], { cwd: root, env });
         return { code: 0, stdout, stderr };
       } catch (e) {
         const err = e as { code: number; stdout: string; stderr: string };

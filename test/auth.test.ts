@@ -11,6 +11,7 @@ import { startAtriumWithProvider } from './support/provider-and-atrium.ts';
 import type { TestIdentityProvider } from './support/oidc-provider.ts';
 import { addUser } from '../src/cli/users.ts';
 import { CookieJar, loginThroughProvider, request } from './support/browser-session.ts';
+import { atriumCliArgs } from './support/cli.ts';
 
 const audience = 'https://atrium.test/';
 const otherAudience = 'https://other.test/';
@@ -351,7 +352,7 @@ describe('atrium user (CLI)', () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'atrium-cli-'));
     try {
       const run = (args: string[], stdin?: string) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        const child = execFile(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args, '--data-dir', dataDir], { env: { ...process.env, DATABASE_URL: '' } }, (e, stdout, stderr) => {
+        const child = execFile(process.execPath, [...atriumCliArgs(), ...args, '--data-dir', dataDir], { env: { ...process.env, DATABASE_URL: '' } }, (e, stdout, stderr) => {
           resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, stdout, stderr });
         });
         child.stdin!.end(stdin ?? '');

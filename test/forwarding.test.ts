@@ -19,6 +19,7 @@ import { dcmtk, freePort, haveDcmtk, startStorescp } from './support/dcmtk.ts';
 import { syntheticInstance } from './support/synthetic.ts';
 import type { AtriumConfig } from '../src/config/config.ts';
 import { ForwardingQueue, type DestinationStatus } from '../src/index/forwarding-queue.ts';
+import { atriumCliArgs } from './support/cli.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -68,7 +69,7 @@ async function statusOf(atrium: RunningAtrium, destination: string): Promise<Des
 
 function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args], { cwd: repoRoot, env: { ...process.env, ATRIUM_LOG_LEVEL: 'error' } },
+    execFile(process.execPath, [...atriumCliArgs(), ...args], { cwd: repoRoot, env: { ...process.env, ATRIUM_LOG_LEVEL: 'error' } },
       (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }));
   });
 }

@@ -14,6 +14,7 @@ import { openArchive, type Archive } from '../src/archive/archive.ts';
 import { testDatabases } from './support/databases.ts';
 import { startAtrium, testSites, type RunningAtrium } from './support/atrium.ts';
 import { syntheticInstance, syntheticStream } from './support/synthetic.ts';
+import { atriumCliArgs } from './support/cli.ts';
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -72,7 +73,7 @@ for (const db of testDatabases()) {
       delete e.DATABASE_URL; // the configuration file names the index
       return e;
     };
-    const atrium = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: root, env: env() });
+    const atrium = (...args: string[]) => run(process.execPath, [...atriumCliArgs(), ...args], { cwd: root, env: env() });
     /** The archive as the CLI left it, opened in this process to look at the index. */
     const withArchive = async <T>(f: (archive: Archive) => Promise<T>): Promise<T> => {
       const archive = await openArchive(loadConfig({ file: configFile, env: env() }), pino({ level: 'silent' }));

@@ -27,6 +27,7 @@ import type { SqlDatabase } from '../src/index/sql.ts';
 import { parsePart10 } from '../src/dicom/part10-parser.ts';
 import { RejectionNoteDelivery } from '../src/dimse/rejection-notes.ts';
 import { pino } from 'pino';
+import { atriumCliArgs } from './support/cli.ts';
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -81,7 +82,7 @@ for (const db of testDatabases()) {
     const cli = async (...args: string[]) => {
       const env: NodeJS.ProcessEnv = { ...process.env, ATRIUM_CONFIG: configFile, ATRIUM_DATA_DIR: path.join(work, 'data'), ATRIUM_LOG_LEVEL: 'warn' };
       delete env.DATABASE_URL;
-      const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: root, env });
+      const { stdout } = await execFileAsync(process.execPath, [...atriumCliArgs(), ...args], { cwd: root, env });
       return stdout;
     };
 

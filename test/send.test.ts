@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
 import { haveDcmtk, startStorescp } from './support/dcmtk.ts';
 import { syntheticInstance } from './support/synthetic.ts';
+import { atriumCliArgs } from './support/cli.ts';
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -21,7 +22,7 @@ async function atriumCli(args: string[], configFile: string, dataDir: string): P
   const env: NodeJS.ProcessEnv = { ...process.env, ATRIUM_CONFIG: configFile, ATRIUM_DATA_DIR: dataDir, ATRIUM_LOG_LEVEL: 'warn' };
   delete env.DATABASE_URL;
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: root, env });
+    const { stdout, stderr } = await execFileAsync(process.execPath, [...atriumCliArgs(), ...args], { cwd: root, env });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };

@@ -33,6 +33,7 @@ import { pino } from 'pino';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import type { S3BlobStore } from '../src/storage/s3-store.ts';
 import type { StorageTiering } from '../src/archive/tiering.ts';
+import { atriumCliArgs } from './support/cli.ts';
 
 const day = 86_400_000;
 const root = path.resolve(import.meta.dirname, '..');
@@ -389,7 +390,7 @@ process.exit(3);
         storage: { kind: 'filesystem', root: (c.storage as { root: string }).root, cold: { kind: 'filesystem', root: path.join(work, 'cold') } },
       }));
       const verify = () => new Promise<{ code: number | null; out: string }>((resolve) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'verify', '--config', configFile], { cwd: root, env: { ...process.env, ATRIUM_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, [...atriumCliArgs(), 'verify', '--config', configFile], { cwd: root, env: { ...process.env, ATRIUM_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         child.stdout!.on('data', (x: Buffer) => (out += x.toString()));
         child.stderr!.on('data', (x: Buffer) => (out += x.toString()));

@@ -32,6 +32,7 @@ import type { SiteUsage } from '../src/billing/metering.ts';
 import type { AtriumConfig } from '../src/config/config.ts';
 import { Browsers, haveChromium, Screenshots } from './support/chromium.ts';
 import { pdfText } from './support/pdf-text.ts';
+import { atriumCliArgs } from './support/cli.ts';
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -173,7 +174,7 @@ for (const db of testDatabases()) {
     const cli = async (...args: string[]) => {
       const env: NodeJS.ProcessEnv = { ...process.env, ATRIUM_CONFIG: configFile, ATRIUM_DATA_DIR: path.join(work, 'data'), ATRIUM_LOG_LEVEL: 'warn' };
       delete env.DATABASE_URL;
-      return execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: root, env });
+      return execFileAsync(process.execPath, [...atriumCliArgs(), ...args], { cwd: root, env });
     };
     /** Invoices taken during the year, compared again at its end. */
     const takenAtTheTime = new Map<string, string[]>();
@@ -449,7 +450,7 @@ describe('billing configuration checked at start', () => {
       ].join('\n'));
       const env: NodeJS.ProcessEnv = { ...process.env, ATRIUM_CONFIG: file, ATRIUM_DATA_DIR: path.join(work, 'data'), ATRIUM_HTTP_PORT: '0' };
       delete env.DATABASE_URL;
-      const run = execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], { cwd: root, env, timeout: 120_000 });
+      const run = execFileAsync(process.execPath, [...atriumCliArgs(), 'serve'], { cwd: root, env, timeout: 120_000 });
       await assert.rejects(run, (e: { code: number; stderr: string }) => {
         assert.equal(e.code, 2, e.stderr);
         assert.match(e.stderr, /billing\.sites\.CHU-NORD: teleradiology is subscribed without a tariff: add billing\.sites\.CHU-NORD\.tariffs\.teleradiology/);

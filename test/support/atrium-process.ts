@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { sha256Hex } from '../../src/api/auth.ts';
 import http from 'node:http';
 import path from 'node:path';
+import { atriumCliArgs } from './cli.ts';
 
-const cli = path.join(path.resolve(import.meta.dirname, '../..'), 'bin/atrium.mjs');
 
 /**
  * A data folder and a configuration for `atrium serve` as a process: one site (CHU-NORD),
@@ -46,7 +46,7 @@ export class AtriumProcess {
   constructor(readonly configFile: string, readonly env: NodeJS.ProcessEnv = process.env) {}
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [cli, 'serve', '--config', this.configFile], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...atriumCliArgs(), 'serve', '--config', this.configFile], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.stdout = '';
     this.stderr = '';
