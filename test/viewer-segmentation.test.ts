@@ -5,7 +5,7 @@
  * segments, at the place it segments (compared with the CT's own bright square, read from the
  * viewport's canvas), not on the other slices; a toggle hides one segment. A SEG whose frames
  * name no source image is placed by its positions, a FRACTIONAL one drawn where it is at least
- * 50 %; a SEG of images not in the study is said in
+ * 50 %, a compressed one (RLE) from its frames decoded by the server; a SEG of images not in the study is said in
  * words. Screenshots under .tmp/portal-screenshots.
  */
 import assert from 'node:assert/strict';
@@ -44,10 +44,10 @@ interface Uids { ctSeries: string; ct: string[]; seg: string; segSeries: string;
 interface Box { n: number; x0: number; y0: number; x1: number; y1: number }
 
 /**
- * The pixels of the segmentation canvas of pane 0 that are of one colour (red, green, blue or
- * yellow), and the CT's bright pixels on Cornerstone's own canvas, as bounding boxes.
+ * The pixels of the segmentation canvas of pane 0 that are of one colour (red, green, blue,
+ * yellow or magenta), and the CT's bright pixels on Cornerstone's own canvas, as bounding boxes.
  */
-async function canvasBoxes(page: Page): Promise<{ red: Box; green: Box; blue: Box; yellow: Box; bright: Box; imageId: string }> {
+async function canvasBoxes(page: Page): Promise<{ red: Box; green: Box; blue: Box; yellow: Box; magenta: Box; bright: Box; imageId: string }> {
   // A script in a string: tsx would name the functions of a callback with a helper the page lacks.
   return page.evaluate(`(() => {
     const box = () => ({ n: 0, x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity });
@@ -55,13 +55,14 @@ async function canvasBoxes(page: Page): Promise<{ red: Box; green: Box; blue: Bo
       b.n++; b.x0 = Math.min(b.x0, x); b.y0 = Math.min(b.y0, y); b.x1 = Math.max(b.x1, x); b.y1 = Math.max(b.y1, y);
     };
     const overlay = document.querySelector('[data-testid=segmentation-canvas-0]');
-    const red = box(), green = box(), blue = box(), yellow = box(), bright = box();
+    const red = box(), green = box(), blue = box(), yellow = box(), magenta = box(), bright = box();
     const o = overlay.getContext('2d').getImageData(0, 0, overlay.width, overlay.height).data;
     for (let i = 0; i < o.length; i += 4) {
       if (o[i + 3] < 40) continue;
       const x = (i / 4) % overlay.width, y = Math.floor(i / 4 / overlay.width);
       const r = o[i], g = o[i + 1], b = o[i + 2];
       if (r > 200 && g > 200 && b < 80) add(yellow, x, y);
+      else if (r > 200 && b > 200 && g < 80) add(magenta, x, y);
       else if (r > 200 && g < 80 && b < 80) add(red, x, y);
       else if (g > 200 && r < 80 && b < 80) add(green, x, y);
       else if (b > 200 && r < 80 && g < 80) add(blue, x, y);
@@ -74,7 +75,7 @@ async function canvasBoxes(page: Page): Promise<{ red: Box; green: Box; blue: Bo
     context.drawImage(cs, 0, 0, copy.width, copy.height);
     const c = context.getImageData(0, 0, copy.width, copy.height).data;
     for (let i = 0; i < c.length; i += 4) if (c[i] > 200 && c[i + 1] > 200 && c[i + 2] > 200) add(bright, (i / 4) % copy.width, Math.floor(i / 4 / copy.width));
-    return { red, green, blue, yellow, bright, imageId: overlay.dataset.imageId || '' };
+    return { red, green, blue, yellow, magenta, bright, imageId: overlay.dataset.imageId || '' };
   })()`);
 }
 
@@ -167,14 +168,14 @@ describe(`DICOM Segmentations over their images in the viewer, Chromium (${engin
     await page.getByTestId('progress-0').waitFor({ state: 'detached', timeout: 30_000 });
     const panel = page.getByTestId('segmentation-0');
     await panel.waitFor();
-    await page.waitForFunction(() => document.querySelectorAll('[data-testid=segment-toggle]').length === 4);
-    assert.deepEqual((await page.getByTestId('segment-label').allInnerTexts()).sort(), ['Kyste', 'Nodule', 'Oedeme', 'Rein']);
-    assert.equal(await panel.locator('[data-testid=segment-toggle]:checked').count(), 4, 'all shown at first');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=segment-toggle]').length === 5);
+    assert.deepEqual((await page.getByTestId('segment-label').allInnerTexts()).sort(), ['Kyste', 'Kyste RLE', 'Nodule', 'Oedeme', 'Rein']);
+    assert.equal(await panel.locator('[data-testid=segment-toggle]:checked').count(), 5, 'all shown at first');
 
     // Slice 1: nothing segmented; the CT's square is there (the reference for the places below).
     await goTo(page, 1);
     const first = await canvasBoxes(page);
-    assert.equal(first.red.n + first.green.n + first.blue.n + first.yellow.n, 0, `nothing drawn on slice 1: ${JSON.stringify(first)}`);
+    assert.equal(first.red.n + first.green.n + first.blue.n + first.yellow.n + first.magenta.n, 0, `nothing drawn on slice 1: ${JSON.stringify(first)}`);
     assert.ok(first.bright.n > 1000, `the CT's bright square: ${JSON.stringify(first.bright)}`);
     const square = first.bright;
     // One CT pixel on the screen, in CSS pixels (the square is 16 pixels wide).
@@ -187,7 +188,7 @@ describe(`DICOM Segmentations over their images in the viewer, Chromium (${engin
     sameBox(second.red, square, Math.ceil(pixel / 2) + 1, 'the red segment over the CT square');
     assert.ok(second.green.n > 0 && second.green.x0 > square.x1 + 7 * pixel && second.green.y0 > square.y1 + 7 * pixel, `green at rows and columns 40..47: ${JSON.stringify(second.green)}`);
     assert.ok(Math.abs((second.green.x1 - second.green.x0 + 1) - 8 * pixel) <= pixel, `green is 8 pixels wide: ${JSON.stringify(second.green)}`);
-    assert.equal(second.blue.n + second.yellow.n, 0);
+    assert.equal(second.blue.n + second.yellow.n + second.magenta.n, 0);
     writeFileSync(path.join(screenshots, 'viewer-segmentation.png'), await page.screenshot());
 
     // The red segment hidden: gone, the green one stays; shown again, back.
@@ -200,11 +201,13 @@ describe(`DICOM Segmentations over their images in the viewer, Chromium (${engin
     await page.waitForFunction(() => Number((document.querySelector('[data-testid=segmentation-canvas-0]') as HTMLElement).dataset.drawn) === 2);
     assert.equal((await canvasBoxes(page)).red.n, second.red.n);
 
-    // Slice 3: "Rein", a SEG naming no source image, placed by its position, in blue over the square.
+    // Slice 3: "Rein", a SEG naming no source image, placed by its position, in blue over the square;
+    // "Kyste RLE", compressed, its frame decoded by the server, in magenta where "Kyste" is on slice 2.
     await goTo(page, 3);
-    await page.waitForFunction(() => Number((document.querySelector('[data-testid=segmentation-canvas-0]') as HTMLElement).dataset.drawn) === 1);
+    await page.waitForFunction(() => Number((document.querySelector('[data-testid=segmentation-canvas-0]') as HTMLElement).dataset.drawn) === 2);
     const third = await canvasBoxes(page);
     sameBox(third.blue, square, Math.ceil(pixel / 2) + 1, 'the blue segment over the CT square');
+    sameBox(third.magenta, second.green, 1, 'the compressed segment where the green one was');
     assert.equal(third.red.n + third.green.n + third.yellow.n, 0);
 
     // Slice 4: "Oedeme", FRACTIONAL, drawn where it is at least 50 %: the square's left half (200/255), not its right half (100/255).
@@ -212,7 +215,7 @@ describe(`DICOM Segmentations over their images in the viewer, Chromium (${engin
     await page.waitForFunction(() => Number((document.querySelector('[data-testid=segmentation-canvas-0]') as HTMLElement).dataset.drawn) === 1);
     const fourth = await canvasBoxes(page);
     sameBox(fourth.yellow, { ...square, x1: square.x0 + 8 * pixel - 1 }, Math.ceil(pixel / 2) + 1, 'the yellow segment over the left half of the CT square');
-    assert.equal(fourth.red.n + fourth.green.n + fourth.blue.n, 0);
+    assert.equal(fourth.red.n + fourth.green.n + fourth.blue.n + fourth.magenta.n, 0);
     assert.deepEqual(pageErrors, []);
   });
 
@@ -233,7 +236,7 @@ describe(`DICOM Segmentations over their images in the viewer, Chromium (${engin
     assert.match(await note.innerText(), /les images qu'elle désigne ne sont pas dans cet examen/);
     writeFileSync(path.join(screenshots, 'viewer-segmentation-elsewhere.png'), await page.screenshot());
     // The CT pane lists only the segments of the SEGs that are its own.
-    assert.deepEqual((await page.getByTestId('segment-label').allInnerTexts()).sort(), ['Kyste', 'Nodule', 'Oedeme', 'Rein']);
+    assert.deepEqual((await page.getByTestId('segment-label').allInnerTexts()).sort(), ['Kyste', 'Kyste RLE', 'Nodule', 'Oedeme', 'Rein']);
     assert.deepEqual(pageErrors, []);
   });
 });

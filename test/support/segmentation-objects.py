@@ -13,6 +13,8 @@ argv: the output folder, PatientID, PatientName, StudyInstanceUID. Writes:
   seg-fractional.dcm   FRACTIONAL SEG (8 bits, maximum 255), its frames naming their source image:
                        "Oedeme" (yellow) on slice 4, 200 in rows 16..31 and columns 16..23, 100 in
                        columns 24..31 (under 50 %: not drawn)
+  seg-rle.dcm          FRACTIONAL SEG in RLE Lossless (compressed: its frames are decoded by the server),
+                       naming its source image: "Kyste RLE" (magenta) on slice 3, rows and columns 40..47
   seg-orphan.dcm       BINARY SEG of images that are not in the study (another series, another
                        frame of reference)
 
@@ -24,7 +26,8 @@ import sys
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
 CT = '1.2.840.10008.5.1.4.1.1.2'
 SEG = '1.2.840.10008.5.1.4.1.1.66.4'
@@ -74,11 +77,11 @@ def common(ds, series_uid, modality, number, description):
     ds.Manufacturer = 'Atrium tests'
 
 
-def save(ds, name):
+def save(ds, name, transfer_syntax=ExplicitVRLittleEndian):
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = transfer_syntax
     ds.file_meta = meta
     ds.is_little_endian = True
     ds.is_implicit_VR = False
@@ -127,7 +130,7 @@ for z in range(4):
     cts.append(ds)
 
 
-def segmentation(name, number, description, segments, frames, referenced_series, referenced, for_uid, with_sources, fractional=False):
+def segmentation(name, number, description, segments, frames, referenced_series, referenced, for_uid, with_sources, fractional=False, rle=False):
     """segments: [(label, rgb)]; frames: [(segment number, source SOP Instance UID or None, z, [((r0, r1, c0, c1), value)])]."""
     ds = Dataset()
     common(ds, generate_uid(), 'SEG', number, description)
@@ -224,12 +227,24 @@ def segmentation(name, number, description, segments, frames, referenced_series,
         for i, b in enumerate(bits):
             if b:
                 packed[i >> 3] |= 1 << (i & 7)
-    if len(packed) % 2:
-        packed.append(0)
-    ds.PixelData = bytes(packed)
-    ds['PixelData'].VR = 'OB'
+    if rle:
+        # RLE Lossless (PS3.5 G): one segment a frame (8-bit samples), each row one literal run of 64 bytes.
+        frame_bytes = ROWS * COLS
+        encoded = []
+        for f in range(len(frames)):
+            body = b''.join(bytes([COLS - 1]) + bytes(packed[f * frame_bytes + r * COLS:f * frame_bytes + (r + 1) * COLS]) for r in range(ROWS))
+            encoded.append((1).to_bytes(4, 'little') + (64).to_bytes(4, 'little') + bytes(56) + body)
+        ds.PixelData = encapsulate(encoded)
+        ds['PixelData'].VR = 'OB'
+        ds['PixelData'].is_undefined_length = True
+    else:
+        if len(packed) % 2:
+            packed.append(0)
+        ds.PixelData = bytes(packed)
+        ds['PixelData'].VR = 'OB'
+    transfer_syntax = RLELossless if rle else ExplicitVRLittleEndian
     if referenced_series is None:  # no source image named: no instance referenced either
-        save(ds, name)
+        save(ds, name, transfer_syntax)
         return ds
     series = Dataset()
     series.SeriesInstanceUID = referenced_series
@@ -241,7 +256,7 @@ def segmentation(name, number, description, segments, frames, referenced_series,
         refs.append(r)
     series.ReferencedInstanceSequence = Sequence(refs)
     ds.ReferencedSeriesSequence = Sequence([series])
-    save(ds, name)
+    save(ds, name, transfer_syntax)
     return ds
 
 
@@ -254,6 +269,9 @@ by_position = segmentation('seg-positions.dcm', 11, 'Rein', [('Rein', blue)], [(
 fractional = segmentation('seg-fractional.dcm', 13, 'Oedeme', [('Oedeme', (255, 255, 0))],
                           [(1, cts[3].SOPInstanceUID, 3, [((16, 31, 16, 23), 200), ((16, 31, 24, 31), 100)])],
                           ct_series, [cts[3].SOPInstanceUID], frame_of_reference, True, fractional=True)
+rle = segmentation('seg-rle.dcm', 14, 'Kyste RLE', [('Kyste RLE', (255, 0, 255))],
+                   [(1, cts[2].SOPInstanceUID, 2, [((40, 47, 40, 47), 255)])],
+                   ct_series, [cts[2].SOPInstanceUID], frame_of_reference, True, fractional=True, rle=True)
 elsewhere = [generate_uid(), generate_uid()]
 orphan = segmentation('seg-orphan.dcm', 12, 'Ailleurs', [('Ailleurs', red)], [(1, elsewhere[1], 0, [((0, 7, 0, 7), 1)])],
                       elsewhere[0], [elsewhere[1]], generate_uid(), True)

@@ -4,7 +4,8 @@
  * (slice, zoom, pan, rotation, flip), with a toggle per segment. A frame is matched to the
  * image it belongs to by the source image its functional groups name (Derivation Image >
  * Source Image), else by its Image Position (Patient) in the same frame of reference.
- * BINARY segmentations (1 bit a pixel) are drawn as they are, FRACTIONAL ones at 50 %.
+ * BINARY segmentations (1 bit a pixel) are drawn as they are, FRACTIONAL ones at 50 %;
+ * compressed ones from their frames decoded by the server.
  * A SEG that points at nothing shown, or cannot be read, is said in words, never drawn black.
  */
 import { useEffect, useMemo, useRef, useState } from 'react';
@@ -13,6 +14,7 @@ import { getJson } from '../api.ts';
 import { num, str, strs, tag, type DicomJson } from '../dicom-json.ts';
 import type { Language } from '../i18n.ts';
 import { dicomWebRoot } from './data-source.ts';
+import { boundaryOf, readMultipartStream } from './multipart-stream.ts';
 
 export const SegmentationStorage = '1.2.840.10008.5.1.4.1.1.66.4';
 
@@ -61,6 +63,8 @@ export interface ParsedSeg {
   description: string;
   rows: number;
   columns: number;
+  /** Number of Frames: the pixel data holds this many. */
+  frameCount: number;
   type: string;
   bitsAllocated: number;
   maxFractional: number;
@@ -114,6 +118,7 @@ export function parseSegmentation(ds: DicomJson): ParsedSeg | string {
   const shared = seq(ds, '52009229')[0];
   const perFrame = seq(ds, '52009230');
   const frames: SegFrame[] = [];
+  if (perFrame.length > 0 && perFrame.length !== count) return `${perFrame.length} per-frame functional groups for ${count} frames`;
   for (let index = 0; index < count; index++) {
     const group = (t: string) => seq(perFrame[index], t)[0] ?? seq(shared, t)[0];
     const segment = num(group('0062000A') ?? {}, '0062000B');
@@ -136,7 +141,7 @@ export function parseSegmentation(ds: DicomJson): ParsedSeg | string {
   const frameOfReference = str(ds, '00200052');
   return {
     sop: str(ds, tag.SOPInstanceUID) ?? '', SeriesInstanceUID: str(ds, tag.SeriesInstanceUID) ?? '', SeriesNumber: str(ds, tag.SeriesNumber) ?? '',
-    description: str(ds, tag.SeriesDescription) ?? '', rows, columns, type, bitsAllocated, maxFractional: (num(ds, '0062000E') ?? 0) > 0 ? num(ds, '0062000E')! : 255,
+    description: str(ds, tag.SeriesDescription) ?? '', rows, columns, frameCount: count, type, bitsAllocated, maxFractional: (num(ds, '0062000E') ?? 0) > 0 ? num(ds, '0062000E')! : 255,
     referencedSeries: seq(ds, '00081115').map((s) => str(s, tag.SeriesInstanceUID) ?? ''),
     ...(frameOfReference ? { frameOfReference } : {}),
     segments, frames,
@@ -144,22 +149,57 @@ export function parseSegmentation(ds: DicomJson): ParsedSeg | string {
   };
 }
 
-/** The pixel data of a SEG, whole (its frames are small: one bit a pixel). */
-async function pixelBytes(seg: ParsedSeg, StudyInstanceUID: string): Promise<Uint8Array> {
-  if (seg.pixelData.inline) return Uint8Array.from(atob(seg.pixelData.inline), (c) => c.charCodeAt(0));
-  const url = seg.pixelData.uri
-    ?? `${dicomWebRoot()}/studies/${encodeURIComponent(StudyInstanceUID)}/series/${encodeURIComponent(seg.SeriesInstanceUID)}/instances/${encodeURIComponent(seg.sop)}/bulk/7FE00010`;
-  const r = await fetch(url, { headers: { accept: 'application/octet-stream' }, credentials: 'same-origin' });
-  if (!r.ok) throw new Error(`segmentation pixel data: ${r.status}`);
-  const bytes = new Uint8Array(await r.arrayBuffer());
-  const needed = seg.bitsAllocated === 1 ? Math.ceil((seg.rows * seg.columns * (seg.frames.at(-1)!.index + 1)) / 8) : seg.rows * seg.columns * (seg.frames.at(-1)!.index + 1);
-  // Compressed (encapsulated) pixel data would not have this length: said, not drawn as noise.
-  if (bytes.length < needed) throw new Error(`segmentation pixel data: ${bytes.length} bytes, ${needed} needed`);
-  return bytes;
+/** A SEG's decoded pixels: whether pixel `p` of frame `frame` (0-based) is in the segment. */
+interface Pixels { on(frame: number, p: number): boolean }
+
+const ExplicitVRLittleEndian = '1.2.840.10008.1.2.1';
+
+/**
+ * A SEG's pixels. Native pixel data is read whole (one bit a pixel: small), from its metadata
+ * or its bulk data; compressed pixel data (encapsulated: FFFE,E000 items first, or not of the
+ * native length) is asked for again as frames decoded by the server. What cannot be had either way is
+ * said, not drawn as noise.
+ */
+async function pixelsOf(seg: ParsedSeg, StudyInstanceUID: string): Promise<Pixels> {
+  const n = seg.rows * seg.columns;
+  const fractional = (v: number) => v * 2 >= seg.maxFractional;
+  const instanceUrl = `${dicomWebRoot()}/studies/${encodeURIComponent(StudyInstanceUID)}/series/${encodeURIComponent(seg.SeriesInstanceUID)}/instances/${encodeURIComponent(seg.sop)}`;
+  let bytes: Uint8Array;
+  if (seg.pixelData.inline) bytes = Uint8Array.from(atob(seg.pixelData.inline), (c) => c.charCodeAt(0));
+  else {
+    const r = await fetch(seg.pixelData.uri ?? `${instanceUrl}/bulk/7FE00010`, { headers: { accept: 'application/octet-stream' }, credentials: 'same-origin' });
+    if (!r.ok) throw new Error(`segmentation pixel data: ${r.status}`);
+    bytes = new Uint8Array(await r.arrayBuffer());
+  }
+  // Native pixel data is exactly this long (and a byte of padding to an even length).
+  const needed = seg.bitsAllocated === 1 ? Math.ceil((n * seg.frameCount) / 8) : n * seg.frameCount;
+  const encapsulated = bytes[0] === 0xfe && bytes[1] === 0xff && bytes[2] === 0x00 && bytes[3] === 0xe0;
+  if (!encapsulated && bytes.length >= needed && bytes.length <= needed + 1) {
+    const b = bytes;
+    return seg.bitsAllocated === 1
+      ? { on: (f, p) => ((b[(f * n + p) >> 3]! >> ((f * n + p) & 7)) & 1) === 1 }
+      : { on: (f, p) => fractional(b[f * n + p]!) };
+  }
+  // Compressed: the frames decoded by the server, a hundred a request, each frame's bits from its first byte.
+  const frames: Uint8Array[] = [];
+  for (let first = 1; first <= seg.frameCount; first += 100) {
+    const list = Array.from({ length: Math.min(100, seg.frameCount - first + 1) }, (_, i) => first + i).join(',');
+    const r = await fetch(`${instanceUrl}/frames/${list}`, {
+      headers: { accept: `multipart/related; type="application/octet-stream"; transfer-syntax=${ExplicitVRLittleEndian}` }, credentials: 'same-origin',
+    });
+    const boundary = boundaryOf(r.headers.get('content-type'));
+    if (!r.ok || !r.body || !boundary) throw new Error(`segmentation frames: ${r.status}`);
+    for await (const part of readMultipartStream(r.body, boundary)) frames.push(part.body);
+  }
+  const frameBytes = seg.bitsAllocated === 1 ? Math.ceil(n / 8) : n;
+  if (frames.length !== seg.frameCount || frames.some((f) => f.length < frameBytes)) throw new Error('segmentation frames: not the frames expected');
+  return seg.bitsAllocated === 1
+    ? { on: (f, p) => ((frames[f]![p >> 3]! >> (p & 7)) & 1) === 1 }
+    : { on: (f, p) => fractional(frames[f]![p]!) };
 }
 
 /** One frame of a SEG as an image of its segment's colour where the mask is set, transparent elsewhere. */
-function frameCanvas(seg: ParsedSeg, bytes: Uint8Array, frame: SegFrame, rgb: Rgb): HTMLCanvasElement | undefined {
+function frameCanvas(seg: ParsedSeg, pixels: Pixels, frame: SegFrame, rgb: Rgb): HTMLCanvasElement | undefined {
   const n = seg.rows * seg.columns;
   const canvas = document.createElement('canvas');
   canvas.width = seg.columns;
@@ -169,14 +209,7 @@ function frameCanvas(seg: ParsedSeg, bytes: Uint8Array, frame: SegFrame, rgb: Rg
   const image = context.createImageData(seg.columns, seg.rows);
   let any = false;
   for (let p = 0; p < n; p++) {
-    let on: boolean;
-    if (seg.bitsAllocated === 1) {
-      const bit = frame.index * n + p;
-      on = ((bytes[bit >> 3]! >> (bit & 7)) & 1) === 1;
-    } else {
-      on = bytes[frame.index * n + p]! * 2 >= seg.maxFractional;
-    }
-    if (!on) continue;
+    if (!pixels.on(frame.index, p)) continue;
     any = true;
     image.data[p * 4] = rgb[0];
     image.data[p * 4 + 1] = rgb[1];
@@ -245,7 +278,7 @@ function pixelToWorld(seg: ParsedSeg, frame: SegFrame, imageId: string): ((u: nu
   return undefined;
 }
 
-interface Loaded { seg: ParsedSeg; bytes?: Uint8Array; failed?: boolean }
+interface Loaded { seg: ParsedSeg; pixels?: Pixels; failed?: boolean }
 
 const segmentKey = (seg: ParsedSeg, segment: number) => `${seg.sop}#${segment}`;
 
@@ -304,8 +337,8 @@ export function SegmentationOverlay(props: {
     for (const { seg } of matched) {
       if (loaded.has(seg.sop)) continue;
       setLoaded((m) => new Map(m).set(seg.sop, { seg }));
-      pixelBytes(seg, props.StudyInstanceUID).then(
-        (bytes) => setLoaded((m) => new Map(m).set(seg.sop, { seg, bytes })),
+      pixelsOf(seg, props.StudyInstanceUID).then(
+        (pixels) => setLoaded((m) => new Map(m).set(seg.sop, { seg, pixels })),
         (e: unknown) => {
           console.warn('segmentation not drawn', e);
           setLoaded((m) => new Map(m).set(seg.sop, { seg, failed: true }));
@@ -334,13 +367,13 @@ export function SegmentationOverlay(props: {
       let drawn = 0;
       if (viewport && imageId) {
         for (const { seg, frames } of matched) {
-          const bytes = loaded.get(seg.sop)?.bytes;
-          if (!bytes) continue;
+          const pixels = loaded.get(seg.sop)?.pixels;
+          if (!pixels) continue;
           for (const frame of frames.get(imageId) ?? []) {
             const segment = seg.segments.find((s) => s.number === frame.segment);
             if (!segment || hidden.has(segmentKey(seg, frame.segment))) continue;
             const key = `${seg.sop}/${frame.index}`;
-            if (!frameImages.current.has(key)) frameImages.current.set(key, frameCanvas(seg, bytes, frame, segment.rgb));
+            if (!frameImages.current.has(key)) frameImages.current.set(key, frameCanvas(seg, pixels, frame, segment.rgb));
             const picture = frameImages.current.get(key);
             const world = pixelToWorld(seg, frame, imageId);
             if (!picture || !world) continue;
