@@ -787,6 +787,8 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
   ];
   const priorLabel = typeof prior === 'object' ? formatDicomDate(prior.StudyDate, language) : undefined;
   const kt = keyImageTexts[language];
+  /** MPR asked for while its code and the tools load. */
+  const mprLoading = <div className="grid layout-1x3" data-testid="mpr-view" data-state="loading"><p className="status">{t.loading}</p></div>;
 
   return (
     <section className="viewer" data-tools={tk ? 'ready' : 'loading'}>
@@ -883,8 +885,9 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
             </div>
           )}
         </aside>
+        {ready && mpr && !tk && mprLoading}
         {ready && mpr && tk && (
-          <Suspense fallback={<p className="status">{t.loading}</p>}>
+          <Suspense fallback={mprLoading}>
             <MprView key={mpr.SeriesInstanceUID} engineId={engineId} StudyInstanceUID={mpr.StudyInstanceUID} SeriesInstanceUID={mpr.SeriesInstanceUID} language={language} />
           </Suspense>
         )}
