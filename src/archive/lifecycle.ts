@@ -21,6 +21,7 @@ import { AuditTrail, type AuditEvent } from '../access/audit.ts';
 import { newUID } from '../dicom/uids.ts';
 import { rejectionNoteOf, rejectionTitles } from './rejection-note.ts';
 import { BlobNotFoundError } from '../storage/blob-store.ts';
+import { LeasedQueue } from '../index/leased-queue.ts';
 
 export const lifecycleMigrationsTable = 'lifecycle_migrations';
 
@@ -406,32 +407,40 @@ export async function rejectionNoticeCounts(sql: SqlDatabase): Promise<Array<{ s
 
 /** A rejection note owed to a peer (lifecycle_notices), sent by src/dimse/rejection-notes.ts. */
 export interface RejectionNotice {
-  id: number; deletionId: number; destination: string; attempts: number;
+  id: number; deletionId: number; destination: string; attempts: number; nextAttemptAt: string;
   /** The note (base64 of its Part 10 file) and its SOP Instance UID, from the deletion record. */
   rejectionNote: string; rejectionNoteUid: string;
 }
 
+/** lifecycle_notices' claim and lease (src/index/leased-queue.ts): several nodes may send the notes. */
+const notices = new LeasedQueue({ table: 'lifecycle_notices', state: 'state' });
+
 /** The notes due at `now`, oldest first, at most 100. */
 export async function dueRejectionNotices(sql: SqlDatabase, now: Date): Promise<RejectionNotice[]> {
-  const rows = await sql.all<{ id: number | string; deletion_id: number | string; destination: string; attempts: number | string; rejection_note: string; rejection_note_uid: string }>(
-    `SELECT n.id, n.deletion_id, n.destination, n.attempts, d.rejection_note, d.rejection_note_uid
+  const rows = await sql.all<{ id: number | string; deletion_id: number | string; destination: string; attempts: number | string; next_attempt_at: string; rejection_note: string; rejection_note_uid: string }>(
+    `SELECT n.id, n.deletion_id, n.destination, n.attempts, n.next_attempt_at, d.rejection_note, d.rejection_note_uid
        FROM lifecycle_notices n JOIN lifecycle_deletions d ON d.id = n.deletion_id
       WHERE n.state = 'pending' AND n.next_attempt_at <= ? ORDER BY n.id LIMIT 100`, [now.toISOString()]);
   return rows.map((r) => ({
-    id: Number(r.id), deletionId: Number(r.deletion_id), destination: r.destination, attempts: Number(r.attempts),
+    id: Number(r.id), deletionId: Number(r.deletion_id), destination: r.destination, attempts: Number(r.attempts), nextAttemptAt: r.next_attempt_at,
     rejectionNote: r.rejection_note, rejectionNoteUid: r.rejection_note_uid,
   }));
 }
 
-/** The peer stored the note. */
-export async function rejectionNoticeSent(sql: SqlDatabase, id: number, attempts: number, at: string): Promise<void> {
-  await sql.run(`UPDATE lifecycle_notices SET state = 'done', attempts = ?, last_error = NULL, updated_at = ? WHERE id = ?`, [attempts, at, id]);
+/** Takes a due note until `until` (no other node sends it meanwhile): the lease, or undefined when another node has it. */
+export function takeRejectionNotice(sql: SqlDatabase, n: RejectionNotice, until: Date): Promise<string | undefined> {
+  return notices.take(sql, n.id, { state: 'pending', next: n.nextAttemptAt }, until);
 }
 
-/** The note was not delivered: tried again at nextAttemptAt, or given up (failed). */
-export async function rejectionNoticeNotSent(sql: SqlDatabase, id: number, o: { failed: boolean; attempts: number; nextAttemptAt: string; error: string; at: string }): Promise<void> {
-  await sql.run(`UPDATE lifecycle_notices SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?`,
-    [o.failed ? 'failed' : 'pending', o.attempts, o.nextAttemptAt, o.error, o.at, id]);
+/** The peer stored the note (written only while `lease` holds). */
+export async function rejectionNoticeSent(sql: SqlDatabase, id: number, lease: string, attempts: number, at: string): Promise<void> {
+  await notices.settle(sql, id, lease, `state = 'done', attempts = ?, last_error = NULL, updated_at = ?`, [attempts, at]);
+}
+
+/** The note was not delivered: tried again at nextAttemptAt, or given up (failed); written only while `lease` holds. */
+export async function rejectionNoticeNotSent(sql: SqlDatabase, id: number, lease: string, o: { failed: boolean; attempts: number; nextAttemptAt: string; error: string; at: string }): Promise<boolean> {
+  return notices.settle(sql, id, lease, 'state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?',
+    [o.failed ? 'failed' : 'pending', o.attempts, o.nextAttemptAt, o.error, o.at]);
 }
 
 export interface Actor {

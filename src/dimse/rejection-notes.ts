@@ -3,7 +3,8 @@
  * each peer the study had been forwarded to, so that the peer removes or hides the objects
  * too. The notes owed are rows of lifecycle_notices (written with the deletion); a peer that
  * does not answer is tried again with a growing delay, up to maxAttempts, then the notice is
- * left failed for an administrator (the deletion record still holds the note).
+ * left failed for an administrator (the deletion record still holds the note). Several nodes
+ * may run it: each note is sent under a lease (src/index/leased-queue.ts).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
 import type { AtriumConfig } from '../config/config.ts';
-import { dueRejectionNotices, migrateLifecycle, rejectionNoticeNotSent, rejectionNoticeSent } from '../archive/lifecycle.ts';
+import { dueRejectionNotices, migrateLifecycle, rejectionNoticeNotSent, rejectionNoticeSent, takeRejectionNotice } from '../archive/lifecycle.ts';
 import { describeFile, sendFiles } from './send-files.ts';
 import { dimseClientTls } from './scu.ts';
 
@@ -35,15 +36,18 @@ export class RejectionNoteDelivery {
     const due = await dueRejectionNotices(sql, now);
     const outcomes: NoticeOutcome[] = [];
     for (const n of due) {
+      // One association with an idle limit of two minutes per PDU: ten minutes outlast it.
+      const lease = await takeRejectionNotice(sql, n, new Date(Date.now() + 10 * 60_000));
+      if (lease === undefined) continue; // another node has it
       const error = await this.send(n.destination, n.rejectionNoteUid, Buffer.from(n.rejectionNote, 'base64'));
       const at = new Date().toISOString();
       const attempts = n.attempts + 1;
       if (error === undefined) {
-        await rejectionNoticeSent(sql, n.id, attempts, at);
+        await rejectionNoticeSent(sql, n.id, lease, attempts, at);
       } else {
         const failed = attempts >= this.options.maxAttempts;
         const next = new Date(now.getTime() + this.options.baseDelayMs * 2 ** Math.min(attempts - 1, 10)).toISOString();
-        await rejectionNoticeNotSent(sql, n.id, { failed, attempts, nextAttemptAt: next, error, at });
+        await rejectionNoticeNotSent(sql, n.id, lease, { failed, attempts, nextAttemptAt: next, error, at });
         this.logger.warn({ destination: n.destination, deletion: n.deletionId, attempts, err: error }, failed ? 'rejection note not delivered: given up' : 'rejection note not delivered yet');
       }
       outcomes.push({ destination: n.destination, deletion: n.deletionId, sent: error === undefined, ...(error !== undefined ? { error } : {}) });
