@@ -36,10 +36,10 @@ export const measuringTools: readonly string[] = [Tool.Length, Tool.Angle, Tool.
 export const AnnotationEvents = { completed: 'CORNERSTONE_TOOLS_ANNOTATION_COMPLETED', modified: 'CORNERSTONE_TOOLS_ANNOTATION_MODIFIED' } as const;
 
 /**
- * Frames are asked for in JPEG-LS lossless, else as stored: Atrium encodes native frames on
- * the way out (about a third of a CT's size on a slow line) and the loader's workers decode
- * them to the same samples; a compressed object comes as stored. Never a lossy syntax. After
- * a refusal or a frame that does not decode, the page asks for frames as stored only.
+ * A series' stream of frames is asked for in JPEG-LS lossless, else as stored: Atrium encodes
+ * native frames on the way out (about a third of a CT's size on a slow line) and the loader's
+ * workers decode them to the same samples; a compressed object comes as stored. Never a lossy
+ * syntax. After a refusal or a frame that does not decode, the page asks for frames as stored only.
  */
 const losslessOnTheWire = '1.2.840.10008.1.2.4.80';
 const asStored = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
@@ -73,11 +73,10 @@ export function initCornerstone(): Promise<void> {
     // CT (bench/browser.ts, bench/RESULTS.md), the first image comes ~130 ms sooner and the
     // series as soon; at 3 or 6 the first image is as quick but the series 2 s slower.
     imageLoadPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Prefetch, 24);
-    initLoader({
-      maxWebWorkers: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)),
-      // The frames Cornerstone fetches one at a time (the first image, a slice scrolled to before the stream brings it).
-      beforeSend: () => ({ Accept: framesAccept() }),
-    });
+    // The frames Cornerstone fetches one at a time (the first image, a slice scrolled to before
+    // the stream brings it) come as stored: one frame gains little from compression, and encoding
+    // it (a codec worker started on the server, a decoder loaded here) would delay the first image.
+    initLoader({ maxWebWorkers: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) });
     imageLoader.registerImageLoader('wadors', loadFrame);
   })();
   return ready;
