@@ -4,12 +4,16 @@
  * discovery; every token is checked with jose against the issuer's published keys.
  */
 import { createHash, hkdfSync, randomBytes } from 'node:crypto';
-import {
-  createRemoteJWKSet, EncryptJWT, errors, jwtDecrypt, jwtVerify,
-  type JWTPayload, type JWTVerifyGetKey,
-} from 'jose';
+import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import type { AccessTokenConfig, OidcConfig } from '../config/config.ts';
 import { AuthenticationError } from './users.ts';
+
+// jose is loaded at the first token to check or sign, not with the server: OpenID Connect is
+// off in the default configuration, and loading jose costs about 90 ms of CPU at start.
+let joseModule: typeof import('jose') | undefined;
+async function jose(): Promise<typeof import('jose')> {
+  return (joseModule ??= await import('jose'));
+}
 
 /** The parts of a provider's discovery document Atrium uses (OpenID Connect Discovery 1.0). */
 export interface ProviderMetadata {
@@ -45,7 +49,7 @@ export class OidcIssuer {
   readonly keys: JWTVerifyGetKey = async (header, token) => {
     if (!this.remoteKeys) {
       const uri = this.jwksUri ?? (await this.metadata()).jwks_uri;
-      this.remoteKeys = createRemoteJWKSet(new URL(uri), { timeoutDuration: fetchTimeoutMs });
+      this.remoteKeys = (await jose()).createRemoteJWKSet(new URL(uri), { timeoutDuration: fetchTimeoutMs });
     }
     return this.remoteKeys(header, token);
   };
@@ -66,6 +70,9 @@ export class OidcIssuer {
 
 /** Why jose refused a token, in the words of the audit trail. */
 function refusalOf(e: unknown, what: string): AuthenticationError {
+  // jose is loaded once a token was checked: an error thrown before that is not one of its own.
+  const errors = joseModule?.errors;
+  if (!errors) return new AuthenticationError('provider-error', `${what} could not be verified: the identity provider is unreachable`);
   if (e instanceof errors.JWTExpired) return new AuthenticationError('expired-token', `${what} has expired`);
   if (e instanceof errors.JWTClaimValidationFailed) {
     if (e.claim === 'aud') return new AuthenticationError('wrong-audience', `${what} is not meant for this service (aud)`);
@@ -134,6 +141,7 @@ export class OidcRelyingParty {
     url.searchParams.set('code_challenge', createHash('sha256').update(s.codeVerifier).digest('base64url'));
     url.searchParams.set('code_challenge_method', 'S256');
     if (this.config.acrValues) url.searchParams.set('acr_values', this.config.acrValues);
+    const { EncryptJWT } = await jose();
     const loginState = await new EncryptJWT({ ...s })
       .setProtectedHeader({ alg: 'dir', enc: 'A256GCM' })
       .setIssuedAt()
@@ -155,7 +163,7 @@ export class OidcRelyingParty {
     if (!loginState) throw new AuthenticationError('bad-state', 'no login in progress in this browser (or it took more than 10 minutes)');
     let s: LoginState;
     try {
-      s = (await jwtDecrypt(loginState, this.stateKey, { maxTokenAge: `${loginStateMaxAgeSeconds}s` })).payload as unknown as LoginState;
+      s = (await (await jose()).jwtDecrypt(loginState, this.stateKey, { maxTokenAge: `${loginStateMaxAgeSeconds}s` })).payload as unknown as LoginState;
     } catch {
       throw new AuthenticationError('bad-state', 'the login in progress has expired or was tampered with');
     }
@@ -169,7 +177,7 @@ export class OidcRelyingParty {
     const tokens = await this.exchangeCode(m, params.code, s.codeVerifier);
     let claims: JWTPayload;
     try {
-      claims = (await jwtVerify(tokens.id_token, this.issuer.keys, {
+      claims = (await (await jose()).jwtVerify(tokens.id_token, this.issuer.keys, {
         issuer: this.issuer.issuer, audience: this.config.clientId, algorithms: idTokenAlgorithms, requiredClaims: ['exp', 'iat', 'sub'], clockTolerance: 30,
       })).payload;
     } catch (e) {
@@ -254,7 +262,7 @@ export class OidcRelyingParty {
     let info: Record<string, unknown>;
     if ((response.headers.get('content-type') ?? '').startsWith('application/jwt')) {
       try {
-        info = (await jwtVerify(await response.text(), this.issuer.keys, { issuer: this.issuer.issuer, audience: this.config.clientId, algorithms: idTokenAlgorithms })).payload;
+        info = (await (await jose()).jwtVerify(await response.text(), this.issuer.keys, { issuer: this.issuer.issuer, audience: this.config.clientId, algorithms: idTokenAlgorithms })).payload;
       } catch (e) {
         throw refusalOf(e, 'the userinfo response');
       }
@@ -285,7 +293,7 @@ export class AccessTokenVerifier {
     let claims: JWTPayload;
     try {
       // The algorithms are an allow-list of asymmetric ones: "none" and HS* (a public key used as an HMAC secret) never pass.
-      claims = (await jwtVerify(token, this.issuer.keys, {
+      claims = (await (await jose()).jwtVerify(token, this.issuer.keys, {
         issuer: this.config.issuer, audience: this.config.audience, algorithms: this.config.algorithms,
         clockTolerance: this.config.clockToleranceSeconds, requiredClaims: ['exp'],
       })).payload;

@@ -4,8 +4,13 @@
  * Lossless included, are decoded to native samples first by the codec workers
  * (codec-pool.ts, WebAssembly builds: nothing native to build on the nodes).
  */
-import jpeg from 'jpeg-js';
+import { createRequire } from 'node:module';
 import { Tags, TransferSyntax } from '../dicom/dataset.ts';
+
+// jpeg-js is loaded at the first JPEG Baseline frame decoded here, not with the server.
+const require = createRequire(import.meta.url);
+let jpegModule: typeof import('jpeg-js') | undefined;
+const jpeg = (): typeof import('jpeg-js') => (jpegModule ??= require('jpeg-js') as typeof import('jpeg-js'));
 
 /** The Image Pixel module attributes (PS3.3 C.7.6.3) that decoding and rendering need. */
 export interface ImagePixelModule {
@@ -231,7 +236,7 @@ function decodeJPEGBaseline(frame: Buffer, px: ImagePixelModule): DecodedFrame {
   const colorTransform = jpegColorTransform(frame, px.PhotometricInterpretation);
   let img: { width: number; height: number; data: Uint8Array };
   try {
-    img = jpeg.decode(frame, { useTArray: true, formatAsRGBA: false, colorTransform, tolerantDecoding: true });
+    img = jpeg().decode(frame, { useTArray: true, formatAsRGBA: false, colorTransform, tolerantDecoding: true });
   } catch (err) {
     throw new PixelDataError(`JPEG baseline frame does not decode: ${(err as Error).message}`);
   }

@@ -3,8 +3,14 @@
  * picture with VOI windowing (PS3.3 C.11.2.1.2), fitted into a viewport, and
  * encoded as baseline JPEG (below) or PNG (pngjs).
  */
-import { PNG } from 'pngjs';
+import { createRequire } from 'node:module';
+import type { PNG } from 'pngjs';
 import type { DecodedFrame, ImagePixelModule } from './pixels.ts';
+
+// pngjs is loaded at the first PNG, not with the server (about 35 ms of CPU at start).
+const require = createRequire(import.meta.url);
+let pngjsModule: typeof import('pngjs') | undefined;
+const pngjs = (): typeof import('pngjs') => (pngjsModule ??= require('pngjs') as typeof import('pngjs'));
 
 export type VOILUTFunction = 'LINEAR' | 'LINEAR_EXACT' | 'SIGMOID';
 
@@ -511,7 +517,7 @@ function encodePNG(p: Picture): Buffer {
   const data = Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength);
   // pngjs only reads width, height and data; a full PNG object would allocate an RGBA buffer.
   const image = { width: p.width, height: p.height, data } as unknown as PNG;
-  return PNG.sync.write(image, { colorType, inputColorType: colorType, bitDepth: 8, inputHasAlpha: false });
+  return pngjs().PNG.sync.write(image, { colorType, inputColorType: colorType, bitDepth: 8, inputHasAlpha: false });
 }
 
 // ---------------------------------------------------------------- query parameters (PS3.18 §8.3.5.1)

@@ -1,7 +1,9 @@
 /**
  * The PS3.6 data dictionary, as far as Atrium needs it: the VR of a tag (to read
  * implicit VR datasets) and the keyword of a tag (to speak DICOM JSON and QIDO).
- * Built once at module load from dcmjs's dictionary.
+ * Built once from dcmjs's dictionary at its first use, not at module load: loading dcmjs
+ * and indexing its dictionary cost about 90 ms of CPU that `atrium serve` does not need
+ * before its first answer.
  */
 import { createRequire } from 'node:module';
 import type { Tag, VR } from './dataset.ts';
@@ -15,7 +17,6 @@ interface DcmjsDictionaryEntry {
 
 // dcmjs ships no type declarations; require() lets us type the one object we read.
 const require = createRequire(import.meta.url);
-const dcmjs = require('dcmjs') as { data: { DicomMetaDictionary: { nameMap: Record<string, DcmjsDictionaryEntry> } } };
 
 const validVRs: ReadonlySet<string> = new Set<VR>([
   'AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FL', 'FD', 'IS', 'LO', 'LT',
@@ -36,24 +37,37 @@ export function isVR(s: string): s is VR {
  */
 const multiVRChoice: Record<string, VR> = { ox: 'OW', xs: 'US', lt: 'OW', up: 'UL', na: 'UN' };
 
-/** Tags whose VR is "US or SS": the reader picks SS when PixelRepresentation is 1. */
-const usOrSs = new Set<Tag>();
-const vrByTag = new Map<Tag, VR>();
-const keywordByTag = new Map<Tag, string>();
-const tagByKeyword = new Map<string, Tag>();
+interface Dictionary {
+  /** Tags whose VR is "US or SS": the reader picks SS when PixelRepresentation is 1. */
+  usOrSs: Set<Tag>;
+  vrByTag: Map<Tag, VR>;
+  keywordByTag: Map<Tag, string>;
+  tagByKeyword: Map<string, Tag>;
+}
 
-for (const entry of Object.values(dcmjs.data.DicomMetaDictionary.nameMap)) {
-  const m = /^\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)$/.exec(entry.tag);
-  if (!m) continue;
-  const t = ((parseInt(m[1]!, 16) << 16) | parseInt(m[2]!, 16)) >>> 0;
-  const vr = isVR(entry.vr) ? entry.vr : multiVRChoice[entry.vr] ?? 'UN';
-  if (entry.vr === 'xs') usOrSs.add(t);
-  vrByTag.set(t, vr);
-  // PS3.6 keywords of retired attributes carry no prefix; dcmjs adds one.
-  const retired = entry.name.startsWith('RETIRED_');
-  const keyword = retired ? entry.name.slice('RETIRED_'.length) : entry.name;
-  keywordByTag.set(t, keyword);
-  if (!retired || !tagByKeyword.has(keyword)) tagByKeyword.set(keyword, t);
+let built: Dictionary | undefined;
+
+function dictionary(): Dictionary {
+  return (built ??= build());
+}
+
+function build(): Dictionary {
+  const dcmjs = require('dcmjs') as { data: { DicomMetaDictionary: { nameMap: Record<string, DcmjsDictionaryEntry> } } };
+  const d: Dictionary = { usOrSs: new Set(), vrByTag: new Map(), keywordByTag: new Map(), tagByKeyword: new Map() };
+  for (const entry of Object.values(dcmjs.data.DicomMetaDictionary.nameMap)) {
+    const m = /^\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)$/.exec(entry.tag);
+    if (!m) continue;
+    const t = ((parseInt(m[1]!, 16) << 16) | parseInt(m[2]!, 16)) >>> 0;
+    const vr = isVR(entry.vr) ? entry.vr : multiVRChoice[entry.vr] ?? 'UN';
+    if (entry.vr === 'xs') d.usOrSs.add(t);
+    d.vrByTag.set(t, vr);
+    // PS3.6 keywords of retired attributes carry no prefix; dcmjs adds one.
+    const retired = entry.name.startsWith('RETIRED_');
+    const keyword = retired ? entry.name.slice('RETIRED_'.length) : entry.name;
+    d.keywordByTag.set(t, keyword);
+    if (!retired || !d.tagByKeyword.has(keyword)) d.tagByKeyword.set(keyword, t);
+  }
+  return d;
 }
 
 /** The tag under which a repeating-group attribute is listed in PS3.6, e.g. (6002,0010) → (6000,0010). */
@@ -79,22 +93,24 @@ export function vrOf(t: Tag): VR {
   if (isPrivateGroup(group)) {
     return element >= 0x0010 && element <= 0x00ff ? 'LO' : 'UN'; // private creator or private data
   }
+  const { vrByTag } = dictionary();
   return vrByTag.get(t) ?? vrByTag.get(dictionaryTagOf(t)) ?? 'UN';
 }
 
 /** Whether PS3.6 lists this tag as "US or SS" (its VR follows PixelRepresentation). */
 export function isUSorSS(t: Tag): boolean {
-  return usOrSs.has(t);
+  return dictionary().usOrSs.has(t);
 }
 
 /** The PS3.6 keyword of a tag, e.g. "PatientName"; undefined for private and unknown tags. */
 export function keywordOf(t: Tag): string | undefined {
   const group = t >>> 16;
   if (isPrivateGroup(group)) return undefined;
+  const { keywordByTag } = dictionary();
   return keywordByTag.get(t) ?? keywordByTag.get(dictionaryTagOf(t));
 }
 
 /** The tag of a PS3.6 keyword; repeating groups answer their first group (e.g. OverlayRows → (6000,0010)). */
 export function tagOfKeyword(keyword: string): Tag | undefined {
-  return tagByKeyword.get(keyword);
+  return dictionary().tagByKeyword.get(keyword);
 }

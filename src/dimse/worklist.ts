@@ -94,7 +94,7 @@ export function writeWorklistItem(q: WorklistQuery, p: ScheduledProcedure, trans
   const ds = fill(q.top);
   if (q.step) {
     // An empty item asks for every step attribute Atrium keeps.
-    const keys = q.step.length > 0 ? q.step : defaultStepKeys;
+    const keys = q.step.length > 0 ? q.step : defaultStepKeys();
     const item = fill(keys);
     if (!item.has(ScheduledProcedureStepStatus) && q.step.length === 0) item.set(ScheduledProcedureStepStatus, { tag: ScheduledProcedureStepStatus, vr: 'CS', value: Buffer.from(p.status, 'latin1') });
     ds.set(ScheduledProcedureStepSequence, { tag: ScheduledProcedureStepSequence, vr: 'SQ', items: [item] });
@@ -103,13 +103,15 @@ export function writeWorklistItem(q: WorklistQuery, p: ScheduledProcedure, trans
   return encodeDataset(ds, true, transferSyntaxUID !== TransferSyntax.ImplicitVRLittleEndian);
 }
 
-const defaultStepKeys: Array<{ tag: Tag; vr: VR }> = [
+// At the first worklist query rather than at module load (the dictionary loads at its first use).
+let stepKeys: Array<{ tag: Tag; vr: VR }> | undefined;
+const defaultStepKeys = (): Array<{ tag: Tag; vr: VR }> => (stepKeys ??= [
   'ScheduledStationAETitle', 'ScheduledProcedureStepStartDate', 'ScheduledProcedureStepStartTime', 'Modality',
   'ScheduledPerformingPhysicianName', 'ScheduledProcedureStepDescription', 'ScheduledStationName', 'ScheduledProcedureStepID',
 ].map((k) => {
   const tag = tagOfKeyword(k)!;
   return { tag, vr: vrOf(tag) };
-});
+}));
 
 export async function handleWorklistFind(ctx: ServiceContext, message: DimseMessage): Promise<void> {
   const pc = ctx.assoc.presentationContext(message.presentationContextId)!;

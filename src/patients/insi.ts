@@ -14,10 +14,16 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
-import { DOMParser } from '@xmldom/xmldom';
+import { createRequire } from 'node:module';
+import type { DOMParser } from '@xmldom/xmldom';
 import type { InsiConfig, InsiSiteConfig } from '../config/config.ts';
 import { applyMigrations, type Migration } from '../index/migrations.ts';
 import type { SqlDatabase } from '../index/sql.ts';
+
+// @xmldom/xmldom is loaded at the first INSi answer read, not with the server.
+const require = createRequire(import.meta.url);
+let xmldomModule: typeof import('@xmldom/xmldom') | undefined;
+const xmldom = (): typeof import('@xmldom/xmldom') => (xmldomModule ??= require('@xmldom/xmldom') as typeof import('@xmldom/xmldom'));
 import { openReview, recordIdentity, ReviewNotFoundError, ReviewNotOpenError } from './identities.ts';
 import { insValue, parseINS, sameINS, type INS, type ReferenceSex } from './ins.ts';
 
@@ -82,7 +88,7 @@ export function readInsiAnswer(xml: string): InsiOutcome {
   const errors: string[] = [];
   let doc: ReturnType<DOMParser['parseFromString']> | undefined;
   try {
-    doc = new DOMParser({ errorHandler: (level: string, message: unknown) => { if (level !== 'warning') errors.push(String(message)); } }).parseFromString(xml, 'text/xml');
+    doc = new (xmldom().DOMParser)({ errorHandler: (level: string, message: unknown) => { if (level !== 'warning') errors.push(String(message)); } }).parseFromString(xml, 'text/xml');
   } catch (e) {
     // xmldom throws on a fatal error after reporting it.
     errors.push((e as Error).message);

@@ -8,10 +8,15 @@
  * (enveloped XML-DSig, exclusive C14N, RSA-SHA256).
  */
 import { randomUUID, X509Certificate } from 'node:crypto';
-import { SignedXml } from 'xml-crypto';
+import { createRequire } from 'node:module';
 import type { Coded } from './document.ts';
 import type { Signer } from './xades.ts';
 import { all, esc, first, ns, parseXml } from './xml.ts';
+
+// xml-crypto is loaded at the first signature made or checked, not with the server (about 50 ms of CPU at start).
+const require = createRequire(import.meta.url);
+let xmlCrypto: typeof import('xml-crypto') | undefined;
+const signedXml = (): typeof import('xml-crypto').SignedXml => (xmlCrypto ??= require('xml-crypto') as typeof import('xml-crypto')).SignedXml;
 
 export type AuthenticationMode = 'INDIRECTE' | 'INDIRECTE_RENFORCEE';
 
@@ -85,7 +90,7 @@ export function signedVihf(claims: VihfClaims, signer: Signer, now = new Date())
     + attr(vihfAttributes.softwareVersion, claims.software.version)
     + attr(vihfAttributes.approval, claims.software.approval)
     + '</saml2:AttributeStatement></saml2:Assertion>';
-  const sig = new SignedXml({
+  const sig = new (signedXml())({
     privateKey: signer.key as Buffer, publicCert: signer.certificate,
     canonicalizationAlgorithm: 'http://www.w3.org/2001/10/xml-exc-c14n#', signatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
   });
@@ -123,7 +128,7 @@ export function verifyVihf(assertionXml: string, trusted: readonly X509Certifica
   if (!signature || !certText) throw new VihfError('the VIHF assertion is not signed');
   const certificate = new X509Certificate(Buffer.from(certText, 'base64'));
   if (!trusted.some((ca) => certificate.checkIssued(ca) && certificate.verify(ca.publicKey))) throw new VihfError('the VIHF signing certificate is not issued by a trusted authority');
-  const checker = new SignedXml({ publicCert: certificate.toString() });
+  const checker = new (signedXml())({ publicCert: certificate.toString() });
   checker.loadSignature(signature as unknown as Node);
   let valid = false;
   try {

@@ -11,8 +11,13 @@
  * and reads the Manifest from what was signed, never from the raw text.
  */
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
-import { SignedXml } from 'xml-crypto';
+import { createRequire } from 'node:module';
 import { all, esc, ns, parseXml } from './xml.ts';
+
+// xml-crypto is loaded at the first signature made or checked, not with the server (about 50 ms of CPU at start).
+const require = createRequire(import.meta.url);
+let xmlCrypto: typeof import('xml-crypto') | undefined;
+const signedXml = (): typeof import('xml-crypto').SignedXml => (xmlCrypto ??= require('xml-crypto') as typeof import('xml-crypto')).SignedXml;
 
 const c14n = 'http://www.w3.org/2001/10/xml-exc-c14n#';
 const sha256 = 'http://www.w3.org/2001/04/xmlenc#sha256';
@@ -43,7 +48,7 @@ export function signSubmission(documents: readonly SignedDocumentRef[], signer: 
     + `<xades:SigningCertificate><xades:Cert><xades:CertDigest><ds:DigestMethod Algorithm="${sha256}"/><ds:DigestValue>${sha256Base64(cert.raw)}</ds:DigestValue></xades:CertDigest>`
     + `<xades:IssuerSerial><ds:X509IssuerName>${esc(cert.issuer.replace(/\n/g, ','))}</ds:X509IssuerName><ds:X509SerialNumber>${BigInt(`0x${cert.serialNumber}`).toString(10)}</ds:X509SerialNumber></xades:IssuerSerial></xades:Cert></xades:SigningCertificate>`
     + '</xades:SignedSignatureProperties></xades:SignedProperties></xades:QualifyingProperties>';
-  const sig = new SignedXml({
+  const sig = new (signedXml())({
     privateKey: signer.key as Buffer, publicCert: signer.certificate, canonicalizationAlgorithm: c14n, signatureAlgorithm: rsaSha256,
     objects: [{ content: manifest }, { content: qualifying }],
   });
@@ -76,7 +81,7 @@ export function verifySubmissionSignature(xml: string, trusted: readonly X509Cer
   if (!trusted.some((ca) => certificate.checkIssued(ca) && certificate.verify(ca.publicKey))) throw new SignatureError('the signing certificate is not issued by a trusted authority');
   const now = Date.now();
   if (Date.parse(certificate.validTo) < now || Date.parse(certificate.validFrom) > now) throw new SignatureError('the signing certificate is not valid now');
-  const checker = new SignedXml({ publicCert: certificate.toString() });
+  const checker = new (signedXml())({ publicCert: certificate.toString() });
   checker.loadSignature(signature as unknown as Node);
   let valid = false;
   try {

@@ -3,7 +3,13 @@
  * Messages are written as text (their shape is fixed, nothing is user markup) and read with
  * @xmldom/xmldom, namespace-aware, since every element is matched by namespace and name.
  */
-import { DOMParser } from '@xmldom/xmldom';
+import { createRequire } from 'node:module';
+import type { DOMParser } from '@xmldom/xmldom';
+
+// @xmldom/xmldom is loaded at the first DMP message read, not with the server.
+const require = createRequire(import.meta.url);
+let xmldomModule: typeof import('@xmldom/xmldom') | undefined;
+const xmldom = (): typeof import('@xmldom/xmldom') => (xmldomModule ??= require('@xmldom/xmldom') as typeof import('@xmldom/xmldom'));
 
 export const ns = {
   soap: 'http://www.w3.org/2003/05/soap-envelope',
@@ -36,7 +42,7 @@ export function parseXml(text: string): Document {
   const errors: string[] = [];
   let doc: ReturnType<DOMParser['parseFromString']> | undefined;
   try {
-    doc = new DOMParser({
+    doc = new (xmldom().DOMParser)({
       errorHandler: (level: string, message: unknown) => { if (level !== 'warning') errors.push(String(message)); },
     }).parseFromString(text, 'text/xml');
   } catch (e) {
