@@ -445,6 +445,11 @@ for (const storage of ['filesystem', 's3'] as const) describe(`two nodes over on
       const rows = await query<{ status: string }>(`SELECT status FROM tele_deliveries WHERE channel = 'hl7-oru'`);
       return rows.length === 1 && rows[0]!.status === 'sent';
     });
+    // The signed PDF goes to the archive by its own delivery, which may come after the ORU.
+    await waitFor('the report stored as an encapsulated PDF', async () => {
+      const rows = await query<{ status: string }>(`SELECT status FROM tele_deliveries WHERE channel = 'dicom-pdf'`);
+      return rows.length === 1 && rows[0]!.status === 'sent';
+    });
     // Both nodes keep polling: a few more rounds would show a second send.
     await sleep(1_000);
     assert.equal(ris.received.length, 1, 'one ORU^R01');
