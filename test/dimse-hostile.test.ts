@@ -174,7 +174,7 @@ describe('DIMSE listener facing hostile callers', () => {
     await stillServing();
   });
 
-  it('answers a peer that announces a maximum PDU length of 1 byte, in PDUs of a workable size', { timeout: 20_000 }, async () => {
+  it('answers a peer that announces a maximum PDU length of 1 byte, in PDUs of a workable size', { timeout: 120_000 }, async () => {
     const echoRq = pdata(1, true, true, encodeCommand({ CommandField: CommandField.CEchoRQ, MessageID: 7, AffectedSOPClassUID: SOPClass.Verification, hasDataset: false }));
     const c = await openConnection(port());
     const got: Buffer[] = [];
@@ -193,7 +193,7 @@ describe('DIMSE listener facing hostile callers', () => {
     await stillServing();
   });
 
-  it('refuses an A-ASSOCIATE-RQ announced longer than dimse.maxAssociateRequestBytes from its header, without waiting for its bytes', { timeout: 20_000 }, async () => {
+  it('refuses an A-ASSOCIATE-RQ announced longer than dimse.maxAssociateRequestBytes from its header, without waiting for its bytes', { timeout: 120_000 }, async () => {
     const c = await openConnection(port());
     const head = Buffer.from([PduType.AssociateRQ, 0, 0, 0, 0, 0]);
     head.writeUInt32BE(1024 * 1024, 2);
@@ -206,7 +206,7 @@ describe('DIMSE listener facing hostile callers', () => {
     await stillServing();
   });
 
-  it('closes connections that trickle their A-ASSOCIATE-RQ at the fixed deadline, and accepts a real peer meanwhile', { timeout: 20_000 }, async () => {
+  it('closes connections that trickle their A-ASSOCIATE-RQ at the fixed deadline, and accepts a real peer meanwhile', { timeout: 120_000 }, async () => {
     const config = atrium.dimse!.config;
     const saved = config.associateTimeoutMs;
     config.associateTimeoutMs = 3000;
@@ -231,7 +231,7 @@ describe('DIMSE listener facing hostile callers', () => {
     await stillServing();
   });
 
-  it('accepts a real peer while more connections than dimse.maxAssociations wait without an A-ASSOCIATE-RQ', { timeout: 30_000 }, async () => {
+  it('accepts a real peer while more connections than dimse.maxAssociations wait without an A-ASSOCIATE-RQ', { timeout: 120_000 }, async () => {
     const config = atrium.dimse!.config;
     const saved = config.maxAssociations;
     config.maxAssociations = 2;
@@ -251,7 +251,7 @@ describe('DIMSE listener facing hostile callers', () => {
     await stillServing();
   });
 
-  it('closes a connection beyond dimse.maxPendingConnections at once, before those already waiting', { timeout: 20_000 }, async () => {
+  it('closes a connection beyond dimse.maxPendingConnections at once, before those already waiting', { timeout: 120_000 }, async () => {
     const config = atrium.dimse!.config;
     const saved = config.maxPendingConnections;
     config.maxPendingConnections = 3;
@@ -269,7 +269,7 @@ describe('DIMSE listener facing hostile callers', () => {
     await stillServing();
   });
 
-  it('survives a few hundred mutated A-ASSOCIATE-RQ, P-DATA-TF and A-RELEASE PDUs (fixed seed), then serves a real peer', { timeout: 60_000 }, async () => {
+  it('survives a few hundred mutated A-ASSOCIATE-RQ, P-DATA-TF and A-RELEASE PDUs (fixed seed), then serves a real peer', { timeout: 120_000 }, async () => {
     const random = prng(0x5eed_d1c0);
     const int = (n: number) => Math.floor(random() * n);
     const rq = associateRQ('STORESCU', [{ sopClassUID: CTImageStorage, scuRole: true, scpRole: false }]);
@@ -471,7 +471,7 @@ describe('Atrium\'s own associations facing a hostile SCP', () => {
     return Buffer.concat([head, body]);
   }
 
-  it('takes an A-ASSOCIATE-AC announcing a 1-byte maximum PDU and thousands of roles it did not ask for, and still sends its C-ECHO', { timeout: 20_000 }, async () => {
+  it('takes an A-ASSOCIATE-AC announcing a 1-byte maximum PDU and thousands of roles it did not ask for, and still sends its C-ECHO', { timeout: 120_000 }, async () => {
     const maxLength = Buffer.from([0x51, 0, 0, 4, 0, 0, 0, 1]);
     const role = Buffer.from([0x54, 0, 0, 4, 0, 0, 1, 1]);
     let largestPdu = 0;
@@ -493,7 +493,7 @@ describe('Atrium\'s own associations facing a hostile SCP', () => {
     }
   });
 
-  it('gives up, and closes, an association whose A-ASSOCIATE-AC trickles in past its deadline', { timeout: 20_000 }, async () => {
+  it('gives up, and closes, an association whose A-ASSOCIATE-AC trickles in past its deadline', { timeout: 120_000 }, async () => {
     const ac = associateAC([Buffer.from([0x51, 0, 0, 4, 0, 0, 0x40, 0])]);
     const timers: NodeJS.Timeout[] = [];
     const scp = await hostileScp((pdu, socket) => {
@@ -509,7 +509,7 @@ describe('Atrium\'s own associations facing a hostile SCP', () => {
     }
   });
 
-  it('refuses an A-ASSOCIATE-AC it cannot read, and closes the connection', { timeout: 20_000 }, async () => {
+  it('refuses an A-ASSOCIATE-AC it cannot read, and closes the connection', { timeout: 120_000 }, async () => {
     const ac = associateAC([Buffer.from([0x51, 0, 0, 4, 0, 0, 0x40, 0])]);
     // The accepted context given twice: its item follows the fixed fields and the application context item.
     const at = 6 + 68 + 4 + DICOM_APPLICATION_CONTEXT.length;

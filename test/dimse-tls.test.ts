@@ -98,7 +98,7 @@ describe('DIMSE over TLS', { skip: (!haveDcmtk || !haveOpenssl) && 'DCMTK or ope
     assert.equal((await dcmtk('echoscu', [...tlsArgs(), '-aet', 'MODALITY', '-aec', 'ATRIUM', '127.0.0.1', port()])).code, 0);
   });
 
-  it('closes connections that never finish the TLS handshake at the A-ASSOCIATE-RQ deadline, one beyond dimse.maxPendingConnections at once, and still serves', { timeout: 30_000 }, async () => {
+  it('closes connections that never finish the TLS handshake at the A-ASSOCIATE-RQ deadline, one beyond dimse.maxPendingConnections at once, and still serves', { timeout: 120_000 }, async () => {
     const config = atrium.dimse!.config;
     const saved = { associateTimeoutMs: config.associateTimeoutMs, maxPendingConnections: config.maxPendingConnections };
     config.associateTimeoutMs = 1000;

@@ -60,7 +60,7 @@ describe('the DMP test double', () => {
 
   /** A client whose message is changed by `mutate` (on its bytes as latin1) just before it is sent. */
   const mutating = (mutate: (body: string) => string, contentType?: (t: string) => string) => {
-    const client = new DmpClient({ endpoint: dmp.endpoint, ca: file('igc.crt'), timeoutMs: 2000, software: { name: 'Atrium', version: 'test', approval: 'T' }, vihfIssuer: 'urn:test' });
+    const client = new DmpClient({ endpoint: dmp.endpoint, ca: file('igc.crt'), timeoutMs: 10_000, software: { name: 'Atrium', version: 'test', approval: 'T' }, vihfIssuer: 'urn:test' });
     type Post = (u: string, t: string, b: Buffer, s: DmpCaller['signer']) => Promise<unknown>;
     const post = (client as unknown as { post: Post }).post.bind(client);
     (client as unknown as { post: Post }).post = (u, t, b, s) => post(u, contentType ? contentType(t) : t, Buffer.from(mutate(b.toString('latin1')), 'latin1'), s);

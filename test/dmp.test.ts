@@ -115,7 +115,7 @@ for (const engine of testDatabases()) {
       sector: { code: 'SA01', scheme: '1.2.250.1.71.4.2.4', display: 'Etablissement public de santé' },
       subject: { id: author.id, name: 'Anne RADIOLOGUE', role: author.role }, mode: 'INDIRECTE_RENFORCEE',
     });
-    const client = () => new DmpClient({ endpoint: dmp.endpoint, ca: file('igc-sante-test.crt'), timeoutMs: 2000, software: { name: 'Atrium', version: 'test', approval: 'TEST' }, vihfIssuer: 'urn:atrium:test' });
+    const client = () => new DmpClient({ endpoint: dmp.endpoint, ca: file('igc-sante-test.crt'), timeoutMs: 10_000, software: { name: 'Atrium', version: 'test', approval: 'TEST' }, vihfIssuer: 'urn:atrium:test' });
 
     before(async () => {
       dmp = new DmpDouble({ cert: file('dmp-server.crt'), key: file('dmp-server.key'), ca: file('igc-sante-test.crt') });
@@ -128,7 +128,7 @@ for (const engine of testDatabases()) {
           c.apiClients.push({ name: 'ris-sud', tokenSha256: sha256Hex(sudToken), site: 'CLIN-SUD', territory: false });
           c.dmp.endpoint = dmp.endpoint;
           c.dmp.caFile = path.join(pki, 'igc-sante-test.crt');
-          c.dmp.timeoutMs = 500;
+          c.dmp.timeoutMs = 5_000; // ample on a loaded machine; the timeout test makes the double wait longer
           c.dmp.vihfIssuer = 'urn:atrium:test';
           c.dmp.retry = { baseDelayMs: 60_000, maxDelayMs: 600_000, maxAttempts: 3 };
           c.dmp.sites = [
@@ -279,7 +279,7 @@ for (const engine of testDatabases()) {
     it('keeps a publication queued when the DMP does not answer in time, retries it with a doubling delay, then publishes it', async () => {
       const ins = testINS('2840763220240');
       const cr = await makeFinal(report(qualified(ins), '1.2.826.0.1.3680043.10.999.4'));
-      dmp.delayMs = 1500;
+      dmp.delayMs = 20_000;
       try {
         await run();
       } finally {
@@ -289,7 +289,7 @@ for (const engine of testDatabases()) {
       assert.equal(p.state, 'pending');
       assert.equal(p.attempts, 1);
       assert.equal(p.error?.code, 'unavailable');
-      assert.match(p.error!.message, /did not answer within 500 ms/);
+      assert.match(p.error!.message, /did not answer within 5000 ms/);
       const first = Date.parse(p.nextAttemptAt!);
       assert.ok(first > Date.now() + 50_000, 'the next attempt waits the base delay');
       // Not due yet: nothing is sent.
@@ -413,7 +413,7 @@ for (const engine of testDatabases()) {
       const rogue: DmpCaller = { ...caller(), signer: { certificate: readFileSync(path.join(pki, 'rogue', 'rogue.crt'), 'utf8'), key: readFileSync(path.join(pki, 'rogue', 'rogue.key'), 'utf8') } };
       await assert.rejects(client().findDocuments(rogue, ins), (e: unknown) => e instanceof DmpUnavailable);
       // The TLS certificate is the site's, the VIHF is signed by another site's: the DMP says FailedAuthentication.
-      const mixed = new DmpClient({ endpoint: dmp.endpoint, ca: file('igc-sante-test.crt'), timeoutMs: 2000, software: { name: 'Atrium', version: 'test', approval: 'TEST' }, vihfIssuer: 'urn:atrium:test' });
+      const mixed = new DmpClient({ endpoint: dmp.endpoint, ca: file('igc-sante-test.crt'), timeoutMs: 10_000, software: { name: 'Atrium', version: 'test', approval: 'TEST' }, vihfIssuer: 'urn:atrium:test' });
       const tls = caller('chu-nord').signer;
       const signerOfVihf = caller('clin-sud').signer;
       // The client signs its VIHF with the caller's signer and authenticates TLS with it: swap after signing by calling with a proxy signer.

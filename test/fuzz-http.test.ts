@@ -144,7 +144,7 @@ for (const engine of testDatabases()) describe(`STOW-RS fuzz (${engine.name})`, 
   });
 
   const bodies = fuzz(0x5700_f022);
-  it(`answers ${bodies.count(300)} broken multipart bodies with a problem or a STOW-RS response, never a 5xx (seed ${bodies.seed})`, { timeout: bodies.timeout(30_000) }, async () => {
+  it(`answers ${bodies.count(300)} broken multipart bodies with a problem or a STOW-RS response, never a 5xx (seed ${bodies.seed})`, { timeout: bodies.timeout(120_000) }, async () => {
     const statuses = new Map<number, number>();
     for (let n = 0; n < bodies.count(300); n++) {
       const c = brokenBody(bodies, seeds);
@@ -164,7 +164,7 @@ for (const engine of testDatabases()) describe(`STOW-RS fuzz (${engine.name})`, 
   });
 
   const objects = fuzz(0xd1c0_f022);
-  it(`answers ${objects.count(200)} mutated DICOM objects with a stored object or a clear refusal, never a 5xx (seed ${objects.seed})`, { timeout: objects.timeout(30_000) }, async () => {
+  it(`answers ${objects.count(200)} mutated DICOM objects with a stored object or a clear refusal, never a 5xx (seed ${objects.seed})`, { timeout: objects.timeout(120_000) }, async () => {
     const statuses = new Map<number, number>();
     for (let n = 0; n < objects.count(200); n++) {
       const file = mutateBytes(objects, objects.pick(seeds));

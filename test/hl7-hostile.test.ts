@@ -125,7 +125,7 @@ describe('HL7 listener before the sender is known', () => {
 
   afterEach(() => assert.deepEqual(escaped, [], 'no exception escaped a connection'));
 
-  it('answers AR to an unknown sender\'s huge frame after its MSH and ends the connection before the rest is sent', { timeout: 30_000 }, async () => {
+  it('answers AR to an unknown sender\'s huge frame after its MSH and ends the connection before the rest is sent', { timeout: 120_000 }, async () => {
     const body = 'OBX|1|ED|PDF||' + 'A'.repeat(15 * 1024 * 1024) + '\r';
     const m = message(msh('ADT^A04^ADT_A01', { application: 'HIS_X', facility: 'ELSEWHERE' }), pid('P9001')) + body;
     const frame = frameMessage(Buffer.from(m, 'latin1'));
@@ -144,7 +144,7 @@ describe('HL7 listener before the sender is known', () => {
     assert.equal(await findRegisteredPatient(atrium.archive.index.sql, { siteId: atrium.archive.sites.get('CHU-NORD')!.id, IssuerOfPatientID: 'CHUNORD', PatientID: 'P9001' }), undefined);
   });
 
-  it('closes a frame without MSH once it passes the bound, and a stream of noise outside frames', { timeout: 30_000 }, async () => {
+  it('closes a frame without MSH once it passes the bound, and a stream of noise outside frames', { timeout: 120_000 }, async () => {
     const size = 16 * 1024 * 1024;
     for (const garbage of [Buffer.concat([Buffer.of(0x0b), Buffer.alloc(size, 'G')]), Buffer.alloc(size, 'N')]) {
       const peer = await RawPeer.connect(port);
@@ -157,7 +157,7 @@ describe('HL7 listener before the sender is known', () => {
     assert.equal(ack.code, 'AA', ack.text);
   });
 
-  it('answers AR and closes the connection when a frame of a known sender is followed by one of an unknown sender', { timeout: 30_000 }, async () => {
+  it('answers AR and closes the connection when a frame of a known sender is followed by one of an unknown sender', { timeout: 120_000 }, async () => {
     const known = message(msh('ADT^A04^ADT_A01'), pid('P9003'));
     const unknown = message(msh('ADT^A04^ADT_A01', { application: 'HIS_X' }), pid('P9004'));
     const peer = await RawPeer.connect(port);
@@ -167,7 +167,7 @@ describe('HL7 listener before the sender is known', () => {
     assert.deepEqual(peer.acks.map((a) => a.code), ['AA', 'AR'], 'answers in order');
   });
 
-  it('answers AR naming MSH-2, not an internal error, to a message whose MSH-2 is too short to name a repetition separator', { timeout: 30_000 }, async () => {
+  it('answers AR naming MSH-2, not an internal error, to a message whose MSH-2 is too short to name a repetition separator', { timeout: 120_000 }, async () => {
     for (const encoding of ['^', '']) {
       const known = await sendHl7(port, `MSH|${encoding}|RIS_NORD|CHU_NORD|ATRIUM|GHT|20260110093000||ADT^A04^ADT_A01|ENC${encoding.length}|P|2.5||||||\r${pid('P9006')}\r`);
       assert.equal(known.code, 'AR', known.text);
@@ -180,7 +180,7 @@ describe('HL7 listener before the sender is known', () => {
     }
   });
 
-  it('answers AR (207) when the database fails while applying a message, and goes on serving', { timeout: 30_000 }, async () => {
+  it('answers AR (207) when the database fails while applying a message, and goes on serving', { timeout: 120_000 }, async () => {
     const sql = atrium.archive.index.sql;
     await sql.exec('ALTER TABLE audit_events RENAME TO audit_events_away');
     let failed: Acknowledgment;
@@ -195,7 +195,7 @@ describe('HL7 listener before the sender is known', () => {
     assert.equal(ack.code, 'AA', ack.text);
   });
 
-  it('survives hundreds of mutated frames from known and unknown senders, then applies a valid ADT^A01 with AA', { timeout: 30_000 }, async () => {
+  it('survives hundreds of mutated frames from known and unknown senders, then applies a valid ADT^A01 with AA', { timeout: 120_000 }, async () => {
     const random = mulberry32(0x48_4c_37);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
     const bases = (application: string) => [
@@ -267,7 +267,7 @@ describe('HL7 listener connection limit', () => {
     await atrium?.close();
   });
 
-  it('closes connections beyond hl7.maxConnections while a known sender on an open one still gets AA', { timeout: 30_000 }, async () => {
+  it('closes connections beyond hl7.maxConnections while a known sender on an open one still gets AA', { timeout: 120_000 }, async () => {
     const port = atrium.hl7!.port;
     const client = await MllpClient.connect(port);
     const idle = await RawPeer.connect(port);
@@ -302,7 +302,7 @@ describe('HL7 listener timeouts', () => {
     await frameAtrium?.close();
   });
 
-  it('closes a connection that sends nothing for hl7.idleTimeoutMs, also after an answered message', { timeout: 30_000 }, async () => {
+  it('closes a connection that sends nothing for hl7.idleTimeoutMs, also after an answered message', { timeout: 120_000 }, async () => {
     const silent = await RawPeer.connect(idleAtrium.hl7!.port);
     await silent.closed;
     const client = await MllpClient.connect(idleAtrium.hl7!.port);
@@ -311,7 +311,7 @@ describe('HL7 listener timeouts', () => {
     await closed;
   });
 
-  it('closes a connection whose frame is not complete within hl7.frameTimeoutMs, however its bytes trickle in', { timeout: 30_000 }, async () => {
+  it('closes a connection whose frame is not complete within hl7.frameTimeoutMs, however its bytes trickle in', { timeout: 120_000 }, async () => {
     const peer = await RawPeer.connect(frameAtrium.hl7!.port);
     peer.socket.write(Buffer.from(`\x0b${message(msh('ADT^A04^ADT_A01'))}`, 'latin1'));
     // One byte at a time, well within the idle timeout (the default, a minute), never the end block.

@@ -376,7 +376,7 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
     await page.getByRole('button', { name: 'Rechercher' }).click();
     await page.getByText('Aucun patient trouvé.').waitFor();
     await page.goto(`${base}/app/viewer?StudyInstanceUID=${outside}`);
-    await page.getByTestId('refused').waitFor({ timeout: 5000 }).catch(async (e: unknown) => {
+    await page.getByTestId('refused').waitFor({ timeout: 60_000 }).catch(async (e: unknown) => {
       await shoot(page, '9-refused-failed');
       throw new Error(`${String(e)}\n${pageErrors.join('\n')}`);
     });

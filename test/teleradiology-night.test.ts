@@ -162,7 +162,7 @@ describe(`a night of teleradiology, portal and DIMSE (${engine.name})`, {
     await storescu(writeSeries({ StudyInstanceUID, Modality: 'CT', slices: 8, AccessionNumber: 'AVC-2311' }));
     // The site's own list shows the request and its images once they met.
     await page.getByTestId('tele-worklist').click();
-    await page.getByTestId(`request-${requestId}`).getByText('reçues').waitFor({ timeout: 10_000 });
+    await page.getByTestId(`request-${requestId}`).getByText('reçues').waitFor({ timeout: 60_000 });
     assert.match(await page.getByTestId(`request-${requestId}`).innerText(), /Neuro|neuro/);
     await screenshots.shootNonBlank(page, '2-site-requests');
   });
