@@ -77,9 +77,19 @@ const storageItems: readonly MeteringItem[] = ['instance-stored', 'instance-repl
 
 /** One formatter per time zone: building one costs more than the rest of an event's metering. */
 const monthFormats = new Map<string, Intl.DateTimeFormat>();
+/**
+ * The month last formatted per time zone, for its quarter hour: every UTC offset in use is a
+ * whole number of quarter hours, so a month changes only at a quarter-hour boundary, and the
+ * events of an ingest (one per object) share one formatting instead of one each.
+ */
+const lastMonth = new Map<string, { quarter: number; month: string }>();
+const quarterHourMs = 15 * 60_000;
 
 /** The calendar month (YYYY-MM) of an instant in a time zone. */
 export function monthOf(at: Date, timeZone: string): string {
+  const quarter = Math.floor(at.getTime() / quarterHourMs);
+  const last = lastMonth.get(timeZone);
+  if (last?.quarter === quarter) return last.month;
   let format = monthFormats.get(timeZone);
   if (!format) {
     format = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit' });
@@ -88,6 +98,7 @@ export function monthOf(at: Date, timeZone: string): string {
   const parts = format.formatToParts(at);
   const year = parts.find((p) => p.type === 'year')!.value;
   const month = parts.find((p) => p.type === 'month')!.value;
+  lastMonth.set(timeZone, { quarter, month: `${year}-${month}` });
   return `${year}-${month}`;
 }
 
