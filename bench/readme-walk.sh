@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's first hour, timed: a fresh clone, an empty npm cache, `npm ci && npm run build &&
-# npm start`, then `atrium demo`, the demo configuration served, and Chromium logged in as the
+# The README's first hour, timed: a fresh clone, an empty npm cache, `npm ci && npm start` (which
+# builds on its first run), then `atrium demo`, the demo configuration served, and Chromium logged in as the
 # demo radiologist searching a name, opening the patient and the exam until the viewer paints
 # an image. Prints the seconds at each step. Usage: bench/readme-walk.sh [repository] (default:
 # this checkout). Needs /usr/bin/chromium; uses ports 8042, 11112 and 2575 as the README does.
@@ -24,11 +24,9 @@ git clone -q "$repo" "$work/atrium" && cd "$work/atrium"
 stamp "cloned $(git log -1 --format=%h)"
 npm ci --no-audit --no-fund > "$work/npm-ci.log" 2>&1
 stamp "npm ci"
-npm run build > "$work/build.log" 2>&1
-stamp "npm run build"
 npm start > "$work/start.log" 2>&1 &
 serving "$work/start.log"
-stamp "npm start: serving"
+stamp "npm start (building the server and the portal first): serving"
 stop
 node bin/atrium.mjs demo > "$work/demo.out" 2> "$work/demo.err"
 stamp "atrium demo"
