@@ -89,6 +89,32 @@ describe('atrium send', { skip: !haveDcmtk && 'DCMTK is not installed' }, () => 
     for (const o of objs) assert.ok(await target.archive.index.findInstanceBySOPInstanceUID(o.uids.sop));
   });
 
+  it('sends to a peer an administrator added in the portal (kept in the index, not in the configuration file)', async () => {
+    // The sending platform's own index, in the data folder the CLI uses; the peer added there as
+    // POST /api/admin/peers adds it (test/portal-admin.test.ts drives that screen).
+    const dataDir = path.join(work, 'data-portal-peer');
+    mkdirSync(dataDir);
+    const sender = await startAtrium({ index: { engine: 'sqlite', path: path.join(dataDir, 'index.sqlite') } });
+    try {
+      await sender.archive.peers.add({ aeTitle: 'ADDED', host: '127.0.0.1', port: dest.port, site: 'CHU-NORD', may: { store: true, query: false, retrieve: false } }, 'test');
+    } finally {
+      await sender.close();
+    }
+    const before = readdirSync(destDir).length;
+    const one = path.join(work, 'one');
+    mkdirSync(one);
+    const fresh = syntheticInstance({ PatientID: 'SEND-3', Rows: 16, Columns: 16 });
+    writeFileSync(path.join(one, 'o.dcm'), fresh.file);
+    const r = await atriumCli(['send', one, '--to', 'ADDED'], configFile, dataDir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { sent: number }).sent, 1);
+    const got = readdirSync(destDir);
+    assert.equal(got.length, before + 1);
+    assert.ok(got.some((n) => datasetBytes(readFileSync(path.join(destDir, n))).equals(datasetBytes(fresh.file))));
+    // Not in the file, and unknown to a data folder whose index has no such peer.
+    assert.equal((await atriumCli(['send', one, '--to', 'ADDED'], configFile, path.join(work, 'data'))).code, 2);
+  });
+
   it('refuses a destination that is not a configured peer', async () => {
     const r = await atriumCli(['send', src, '--to', 'NOBODY'], configFile, path.join(work, 'data'));
     assert.equal(r.code, 2);

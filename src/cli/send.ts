@@ -1,7 +1,10 @@
 /** `atrium send`: DICOM files to a configured peer, as a storage SCU. */
+import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { ConfigError, type AtriumConfig } from '../config/config.ts';
+import { ConfigError, type AtriumConfig, type PeerConfig } from '../config/config.ts';
+import { PeerDirectory } from '../config/peer-directory.ts';
+import { openSqlDatabase } from '../index/sql.ts';
 import { describeFile, NotPart10Error, sendFiles, type FileToSend } from '../dimse/send-files.ts';
 import { dimseClientTls } from '../dimse/scu.ts';
 
@@ -14,11 +17,24 @@ async function* walk(p: string): AsyncGenerator<string> {
   for (const entry of (await readdir(p)).sort()) yield* walk(path.join(p, entry));
 }
 
+/** The peer of this AE title: the configuration file's, else one an administrator added through the portal (in the index). */
+async function peerOf(config: AtriumConfig, aeTitle: string): Promise<PeerConfig | undefined> {
+  const filePeer = config.peers.find((p) => p.aeTitle === aeTitle);
+  if (filePeer) return filePeer;
+  if (config.index.engine === 'sqlite' && !existsSync(config.index.path)) return undefined;
+  const sql = await openSqlDatabase(config.index);
+  try {
+    return await (await PeerDirectory.open(sql, config.peers)).find(aeTitle);
+  } finally {
+    await sql.close();
+  }
+}
+
 export async function runSend(config: AtriumConfig, sources: string[], to: string | undefined, windowArg: string | undefined): Promise<number> {
   if (sources.length === 0) throw new ConfigError('atrium send needs files or folders to send');
   if (!to) throw new ConfigError('atrium send needs --to AE, a peer of the configuration');
-  const peer = config.peers.find((p) => p.aeTitle === to);
-  if (!peer?.host || !peer.port) throw new ConfigError(`--to ${to} is not a configured peer with host and port`);
+  const peer = await peerOf(config, to);
+  if (!peer?.host || !peer.port) throw new ConfigError(`--to ${to} is not a configured peer with host and port (in the configuration file or added in the portal)`);
   if (peer.tls && !config.dimse.tls) throw new ConfigError(`peer ${to} wants TLS but dimse.tls is not configured`);
   const window = windowArg === undefined ? undefined : Number(windowArg);
   if (window !== undefined && (!Number.isSafeInteger(window) || window < 1 || window > 64)) throw new ConfigError('--window must be a whole number from 1 to 64');
