@@ -289,8 +289,40 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
     await probe(0.5, 0.5, 1);
     await probe(0.4, 0.6, 2);
     await probe(0.6, 0.35, 3);
-    const probed = await page.locator('[data-testid=measurements] li[data-tool=Probe]').evaluateAll((lis) => lis.map((li) => Number(li.getAttribute('data-value'))));
-    for (const v of probed) assert.ok(hu.includes(v), `probed ${probed.join(', ')}: each one of ${hu.join(', ')}`);
+    // Each probe's value is the stored one at the pixel it names (column, row), rescaled to HU.
+    const probes = () => page.locator('[data-testid=measurements] li[data-tool=Probe]').evaluateAll((lis) => lis.map((li) => ({ value: li.getAttribute('data-value'), pixel: li.getAttribute('data-pixel') })));
+    const checkProbes = async (n: number) => {
+      const probed = await probes();
+      assert.equal(probed.length, n);
+      for (const { value, pixel } of probed) {
+        const [column, row] = (pixel ?? '').split(',').map(Number);
+        assert.ok(Number.isInteger(column) && Number.isInteger(row), `pixel ${pixel}`);
+        assert.equal(Number(value), checker(row!, column!) + intercept, `probe at ${pixel}: ${value}`);
+      }
+    };
+    await checkProbes(3);
+    // The same on slices that came in the series' JPEG-LS stream: the next one, and a later one scrolled to with the keyboard.
+    await page.keyboard.press('ArrowDown');
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '2 / 40');
+    await page.waitForFunction(() => document.querySelector('[data-testid=viewport-0]')?.getAttribute('data-transfer-syntax') === '1.2.840.10008.1.2.4.80');
+    await probe(0.45, 0.55, 4);
+    for (let i = 0; i < 5; i++) await page.keyboard.press('ArrowDown');
+    await page.waitForFunction(() => document.querySelector('[data-testid=slice-0]')?.textContent === '7 / 40');
+    await page.waitForFunction(() => document.querySelector('[data-testid=viewport-0]')?.getAttribute('data-transfer-syntax') === '1.2.840.10008.1.2.4.80');
+    await probe(0.55, 0.45, 5);
+    await probe(0.62, 0.6, 6);
+    await checkProbes(6);
+    // And an ellipse's statistics there: the checkerboard's mean and SD in HU.
+    await page.getByTestId('tool-EllipticalROI').click();
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.45);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.53, box.y + box.height * 0.49, { steps: 5 });
+    await page.mouse.move(box.x + box.width * 0.56, box.y + box.height * 0.52, { steps: 5 });
+    await page.mouse.up();
+    await page.waitForFunction(() => document.querySelector('[data-testid=measurements] li[data-tool=EllipticalROI]')?.getAttribute('data-sd'), undefined, { timeout: 30_000 });
+    const ellipse = page.locator('[data-testid=measurements] li[data-tool=EllipticalROI]');
+    assert.ok(Math.abs(Number(await ellipse.getAttribute('data-mean')) - (hu[0]! + hu[1]!) / 2) < 5, await ellipse.innerText());
+    assert.ok(Math.abs(Number(await ellipse.getAttribute('data-sd')) - Math.abs(hu[1]! - hu[0]!) / 2) < 5, await ellipse.innerText());
 
     // Window/level (a tool of the chunk): a drag changes the window shown.
     await page.getByTestId('tool-WindowLevel').click();

@@ -54,6 +54,8 @@ interface StudySummary {
 /** A measuring tool's statistics, as Cornerstone3D computes them (cachedStats). */
 interface Stats {
   length?: number; angle?: number; unit?: string; area?: number; areaUnit?: string; mean?: number; stdDev?: number; modalityUnit?: string; value?: number | number[];
+  /** A probe's pixel (column, row, slice). */
+  index?: number[];
 }
 
 /** A measurement drawn in this session, as listed: its text and, for the tests and the reader, its values. */
@@ -868,7 +870,7 @@ export function ViewerPage({ StudyInstanceUID, language }: { StudyInstanceUID: s
             <ul className="measurements" data-testid="measurements">
               {[...measurements].map(([uid, m]) => (
                 <li key={uid} data-tool={m.tool} data-mean={m.stats.mean ?? ''} data-sd={m.stats.stdDev ?? ''} data-area={m.stats.area ?? ''}
-                  data-value={typeof m.stats.value === 'number' ? m.stats.value : ''}>{m.text}</li>
+                  data-value={typeof m.stats.value === 'number' ? m.stats.value : ''} data-pixel={m.stats.index ? m.stats.index.slice(0, 2).join(',') : ''}>{m.text}</li>
               ))}
             </ul>
           )}

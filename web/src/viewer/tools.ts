@@ -11,13 +11,30 @@ import {
 import { Enums as CoreEnums, eventTarget, getRenderingEngines, triggerEvent } from '@cornerstonejs/core';
 import { Tool, measuringTools, primaryTools, toolGroupId, type PrimaryTool } from './cornerstone.ts';
 
+/**
+ * Cornerstone's HU probe, reading a stack image's value at its own pixel. ProbeTool (5.14) takes
+ * the slice's place in the stack as the third index into the voxels of the image shown, which
+ * hold that one slice: past the first slice it read beyond them and showed no value. Here the
+ * image's voxels are read on their one slice; the index it lists keeps the stack position.
+ */
+class StackProbeTool extends ProbeTool {
+  protected override getTargetImageData(targetId: string): ReturnType<ProbeTool['getTargetImageData']> {
+    const data = super.getTargetImageData(targetId);
+    const voxels = data?.voxelManager;
+    if (!data || !voxels || !targetId.startsWith('imageId:') || voxels.dimensions[2] !== 1) return data;
+    const oneSlice = Object.create(voxels) as typeof voxels;
+    Object.assign(oneSlice, { getAtIJKPoint: ([i, j]: number[]) => voxels.getAtIJK(i!, j!, 0) });
+    return { ...data, voxelManager: oneSlice } as typeof data;
+  }
+}
+
 let initialised = false;
 
 function initTools(): void {
   if (initialised) return;
   initialised = true;
   init();
-  for (const T of [StackScrollTool, WindowLevelTool, PanTool, ZoomTool, LengthTool, AngleTool, ProbeTool, EllipticalROITool, RectangleROITool]) addTool(T);
+  for (const T of [StackScrollTool, WindowLevelTool, PanTool, ZoomTool, LengthTool, AngleTool, StackProbeTool, EllipticalROITool, RectangleROITool]) addTool(T);
   // The tools take up a viewport when it is enabled (its mouse, wheel and touch listeners, the
   // annotations' SVG layer): those enabled before the tools came are announced to them again.
   for (const engine of getRenderingEngines() ?? []) {
