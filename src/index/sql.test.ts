@@ -29,6 +29,26 @@ describe('personNameWords', () => {
   });
 });
 
+describe('PostgreSQL schema made by nodes starting at once', { skip: !process.env.DATABASE_URL && 'DATABASE_URL is not set' }, () => {
+  it('opens eight connections at once on a schema none has made yet, and all of them work', async () => {
+    const schema = `t_race_${Date.now().toString(36)}`;
+    const url = process.env.DATABASE_URL!;
+    const opened = await Promise.allSettled(Array.from({ length: 8 }, () => openSqlDatabase({ engine: 'postgres', url, schema })));
+    const dbs = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    try {
+      assert.deepEqual(opened.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason)), []);
+      for (const db of dbs) assert.equal(Number((await db.get<{ n: number }>('SELECT 1 AS n'))!.n), 1);
+    } finally {
+      await Promise.all(dbs.map((db) => db.close()));
+      const { default: pg } = await import('pg');
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await client.end();
+    }
+  });
+});
+
 for (const engine of testDatabases()) {
   describe(`SqlDatabase on ${engine.name}`, () => {
     async function withDatabase(fn: (db: SqlDatabase) => Promise<void>): Promise<void> {

@@ -303,6 +303,11 @@ class PostgresDatabase implements SqlDatabase {
       await client.connect();
       try {
         await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+      } catch (e) {
+        // Nodes started at once on an empty database: each sees no schema and creates it; the
+        // losers' row in pg_namespace is a duplicate (23505, or 42P06): the schema is there.
+        const code = (e as { code?: string }).code;
+        if (code !== '23505' && code !== '42P06') throw e;
       } finally {
         await client.end();
       }
