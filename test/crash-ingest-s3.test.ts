@@ -1,19 +1,18 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { syntheticInstance } from './support/synthetic.ts';
 import { AtriumProcess } from './support/atrium-process.ts';
-import { dcmtk, storescuAcknowledged, freePort, haveDcmtk } from './support/dcmtk.ts';
-import { stowFiles } from './support/stow.ts';
-import { datasetBytes } from './support/part10.ts';
+import { freePort, haveDcmtk } from './support/dcmtk.ts';
 import { startS3Server, type TestS3Server } from './support/s3-server.ts';
 import { sha256Hex } from '../src/api/auth.ts';
 import { prng } from './support/fuzz.ts';
+import { atriumCliArgs } from './support/cli.ts';
+import { concurrentIngest, identity, qidoFinds, recoveryOf, retrieve, sleep, type Acknowledged } from './support/crash-ingest.ts';
 
 /**
  * The acknowledgement guarantee on S3 storage: `atrium serve` is killed (SIGKILL) at random
@@ -27,20 +26,8 @@ import { prng } from './support/fuzz.ts';
  */
 const kills = Number(process.env.ATRIUM_S3_CRASH_KILLS ?? 14);
 const run = promisify(execFile);
-const cli = path.join(path.resolve(import.meta.dirname, '..'), 'bin/atrium.mjs');
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Multipart uploads from 5 MiB: an object larger than that goes in parts, then a copy onto itself. */
 const partSizeBytes = 5 * 1024 * 1024;
-
-interface Acknowledged {
-  uids: { study: string; series: string; sop: string };
-  /** Of the whole file (STOW-RS keeps it byte for byte), or of its dataset (a C-STORE carries no meta header). */
-  sha: string;
-  via: 'dimse' | 'stow-rs';
-}
-
-const identity = (via: Acknowledged['via'], file: Buffer) => sha(via === 'dimse' ? datasetBytes(file) : file);
 
 interface VerifyReport {
   checked: number;
@@ -48,30 +35,6 @@ interface VerifyReport {
   corrupt: unknown[];
   orphans: Array<{ key: string }>;
   repaired: { orphansDeleted: number };
-}
-
-async function retrieve(url: string, token: string, uids: Acknowledged['uids']): Promise<Buffer> {
-  const res = await fetch(`${url}/studies/${uids.study}/series/${uids.series}/instances/${uids.sop}`, {
-    headers: { Authorization: `Bearer ${token}`, Accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
-  });
-  assert.equal(res.status, 200, `retrieve ${uids.sop}`);
-  const body = Buffer.from(await res.arrayBuffer());
-  return body.subarray(body.indexOf('\r\n\r\n') + 4, body.lastIndexOf('\r\n--'));
-}
-
-async function qidoFinds(url: string, token: string, sop: string): Promise<boolean> {
-  const res = await fetch(`${url}/instances?SOPInstanceUID=${sop}`, { headers: { Authorization: `Bearer ${token}`, Accept: 'application/dicom+json' } });
-  if (res.status === 204) return false;
-  assert.equal(res.status, 200);
-  return ((await res.json()) as unknown[]).length === 1;
-}
-
-/** The log line of the journal's recovery, and whether it came before the server said it serves. */
-function recoveryOf(stdout: string): { before: boolean; report?: Record<string, number> } {
-  const lines = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string } & Record<string, number>);
-  const recovered = lines.findIndex((l) => l.msg === 'ingest journal recovered');
-  const serving = lines.findIndex((l) => l.msg === 'atrium is serving');
-  return { before: recovered === -1 || recovered < serving, report: recovered === -1 ? undefined : lines[recovered] };
 }
 
 describe('SIGKILL at random moments of concurrent DIMSE and STOW-RS ingest onto S3 storage (s3rver)', { skip: !haveDcmtk && 'DCMTK is not installed' }, () => {
@@ -113,7 +76,7 @@ describe('SIGKILL at random moments of concurrent DIMSE and STOW-RS ingest onto 
 
   const verify = async (...args: string[]): Promise<{ code: number; report: VerifyReport }> => {
     try {
-      const { stdout } = await run(process.execPath, [cli, 'verify', '--config', configFile, ...args], { env, maxBuffer: 64 * 1024 * 1024 });
+      const { stdout } = await run(process.execPath, [...atriumCliArgs(), 'verify', '--config', configFile, ...args], { env, maxBuffer: 64 * 1024 * 1024 });
       return { code: 0, report: JSON.parse(stdout) as VerifyReport };
     } catch (e) {
       const err = e as { code: number; stdout: string; stderr: string };
@@ -129,7 +92,6 @@ describe('SIGKILL at random moments of concurrent DIMSE and STOW-RS ingest onto 
     let lastAcknowledged: Acknowledged | undefined;
     let recoveredObjects = 0;
     let reindexed = 0;
-    let fileSeq = 0;
 
     for (let round = 0; round < kills; round++) {
       const t0 = Date.now();
@@ -149,58 +111,20 @@ describe('SIGKILL at random moments of concurrent DIMSE and STOW-RS ingest onto 
       // is corrupt (objects written but not yet indexed are younger than the grace period: not reported).
       const checking = verify('--no-checksums');
       const t3 = Date.now();
-      const acknowledged: Acknowledged[] = [];
-      const state = { killed: false };
-      const ack = (a: Acknowledged) => {
-        if (state.killed) return;
-        acknowledged.push(a);
-        lastAcknowledged = a;
-      };
-      const dimseWorker = async (worker: number) => {
-        while (!state.killed) {
-          const batch = Array.from({ length: 4 }, () => {
-            const inst = syntheticInstance({ PatientID: `S3KILL-D${worker}`, Rows: 16, Columns: 16 });
-            const file = path.join(files, `${fileSeq++}.dcm`);
-            writeFileSync(file, inst.file);
-            return { file, inst };
-          });
-          const result = await dcmtk('storescu', ['-v', '-to', '20', '-ta', '20', '-td', '20', '-aec', 'ATRIUM', '127.0.0.1', String(dimsePort), ...batch.map((b) => b.file)], 60_000);
-          for (const file of storescuAcknowledged(result.output)) {
-            const sent = batch.find((b) => b.file === file)!;
-            ack({ uids: sent.inst.uids, sha: identity('dimse', sent.inst.file), via: 'dimse' });
-          }
-          for (const b of batch) unlinkSync(b.file);
-          if (result.code !== 0) break;
-        }
-      };
-      const stowWorker = async (worker: number, everyLarge: number, large: { Rows: number; Columns: number }) => {
-        for (let n = 0; !state.killed; n++) {
-          const insts = [
-            syntheticInstance({ PatientID: `S3KILL-S${worker}`, Rows: 16, Columns: 16 }),
-            n % everyLarge === everyLarge - 1
-              ? syntheticInstance({ PatientID: `S3KILL-S${worker}`, ...large })
-              : syntheticInstance({ PatientID: `S3KILL-S${worker}`, Rows: 16, Columns: 16 }),
-          ];
-          let status: number;
-          try {
-            const res = await stowFiles(url, token, insts.map((i) => i.file));
-            status = res.status;
-            await res.arrayBuffer();
-          } catch {
-            break; // the server died under the request
-          }
-          assert.equal(status, 200);
-          for (const i of insts) ack({ uids: i.uids, sha: identity('stow-rs', i.file), via: 'stow-rs' });
-        }
-      };
       // Now and then a 1.2 MB object (one PUT), or a 5.8 MB one (multipart upload, then the copy that labels it).
-      const workers = [dimseWorker(0), dimseWorker(1), stowWorker(0, 4, { Rows: 768, Columns: 768 }), stowWorker(1, 6, { Rows: 1700, Columns: 1700 })];
+      const load = concurrentIngest({
+        folder: files, dimsePort, url, token, patientPrefix: 'S3KILL',
+        dimse: { workers: 2, batch: 4, timeoutSeconds: 20 },
+        stow: [{ everyLarge: 4, large: { Rows: 768, Columns: 768 } }, { everyLarge: 6, large: { Rows: 1700, Columns: 1700 } }],
+        onAcknowledged: (a) => { lastAcknowledged = a; },
+      });
+      const { acknowledged } = load;
       // Killed at a random moment once ingest is under way (the first acknowledgement), not before.
       for (const waitUntil = Date.now() + 120_000; acknowledged.length === 0 && Date.now() < waitUntil;) await sleep(20);
       await sleep(random() * 1500);
-      state.killed = true;
+      load.halt();
       await atrium.kill();
-      await Promise.all(workers);
+      await load.done;
       const checked = await checking;
       assert.deepEqual(checked.report.missing, [], `round ${round}: no index row lacks its object`);
       assert.deepEqual(checked.report.corrupt, [], `round ${round}`);

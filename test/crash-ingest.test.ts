@@ -1,38 +1,26 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { syntheticInstance } from './support/synthetic.ts';
 import { AtriumProcess } from './support/atrium-process.ts';
-import { dcmtk, storescuAcknowledged, freePort, haveDcmtk } from './support/dcmtk.ts';
+import { dcmtk, freePort, haveDcmtk } from './support/dcmtk.ts';
 import { stowFiles } from './support/stow.ts';
-import { datasetBytes } from './support/part10.ts';
 import { sha256Hex } from '../src/api/auth.ts';
 import { openArchiveIndex } from '../src/index/archive-index.ts';
 import type { DatabaseConfig } from '../src/index/sql.ts';
 import { testDatabases } from './support/databases.ts';
 import { prng } from './support/fuzz.ts';
+import { atriumCliArgs } from './support/cli.ts';
+import { concurrentIngest, identity, qidoFinds, recoveryOf, retrieve, sleep, type Acknowledged } from './support/crash-ingest.ts';
 
 const run = promisify(execFile);
-const cli = path.join(path.resolve(import.meta.dirname, '..'), 'bin/atrium.mjs');
 
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Acknowledged {
-  uids: { study: string; series: string; sop: string };
-  /** Of the whole file (STOW-RS keeps it byte for byte), or of its dataset (a C-STORE carries no meta header). */
-  sha: string;
-  via: 'dimse' | 'stow-rs';
-}
-
-/** What must come back identical: the whole file sent by STOW-RS, the dataset sent by C-STORE. */
-const identity = (via: Acknowledged['via'], file: Buffer) => sha(via === 'dimse' ? datasetBytes(file) : file);
 
 interface VerifyReport {
   missing: unknown[];
@@ -70,7 +58,7 @@ function setUp(name: string) {
   };
   const verify = async (...args: string[]): Promise<{ code: number; report: VerifyReport }> => {
     try {
-      const { stdout } = await run(process.execPath, [cli, 'verify', '--config', configFile, ...args]);
+      const { stdout } = await run(process.execPath, [...atriumCliArgs(), 'verify', '--config', configFile, ...args]);
       return { code: 0, report: JSON.parse(stdout) as VerifyReport };
     } catch (e) {
       const err = e as { code: number; stdout: string };
@@ -78,32 +66,6 @@ function setUp(name: string) {
     }
   };
   return { dataDir, token, configFile, dimse, write, verify, atrium: new AtriumProcess(configFile) };
-}
-
-async function retrieve(url: string, token: string, uids: Acknowledged['uids']): Promise<Buffer> {
-  const res = await fetch(`${url}/studies/${uids.study}/series/${uids.series}/instances/${uids.sop}`, {
-    headers: { Authorization: `Bearer ${token}`, Accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
-  });
-  assert.equal(res.status, 200, `retrieve ${uids.sop}`);
-  const body = Buffer.from(await res.arrayBuffer());
-  const start = body.indexOf('\r\n\r\n') + 4;
-  const end = body.lastIndexOf('\r\n--');
-  return body.subarray(start, end);
-}
-
-async function qidoFinds(url: string, token: string, sop: string): Promise<boolean> {
-  const res = await fetch(`${url}/instances?SOPInstanceUID=${sop}`, { headers: { Authorization: `Bearer ${token}`, Accept: 'application/dicom+json' } });
-  if (res.status === 204) return false;
-  assert.equal(res.status, 200);
-  return ((await res.json()) as unknown[]).length === 1;
-}
-
-/** The log line of the journal's recovery, and whether it came before the server said it serves. */
-function recoveryOf(stdout: string): { before: boolean; report?: Record<string, number> } {
-  const lines = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string } & Record<string, number>);
-  const recovered = lines.findIndex((l) => l.msg === 'ingest journal recovered');
-  const serving = lines.findIndex((l) => l.msg === 'atrium is serving');
-  return { before: recovered === -1 || recovered < serving, report: recovered === -1 ? undefined : lines[recovered] };
 }
 
 for (const db of testDatabases()) {
@@ -133,7 +95,6 @@ for (const db of testDatabases()) {
       let lastAcknowledged: Acknowledged | undefined;
       let recoveredObjects = 0;
       let reindexed = 0;
-      let fileSeq = 0;
 
       for (let round = 0; round < kills; round++) {
         await t.atrium.start();
@@ -146,60 +107,21 @@ for (const db of testDatabases()) {
         reindexed += recovery.report?.reindexed ?? 0;
         for (const a of lastRound) assert.equal(identity(a.via, await retrieve(url, t.token, a.uids)), a.sha, `round ${round}: ${a.via} object ${a.uids.sop}`);
 
-        const acknowledged: Acknowledged[] = [];
-        const state = { killed: false };
-        const ack = (a: Acknowledged) => {
-          if (state.killed) return;
-          acknowledged.push(a);
-          lastAcknowledged = a;
-        };
-        const dimseWorker = async (worker: number) => {
-          while (!state.killed) {
-            const batch = Array.from({ length: 5 }, () => {
-              const inst = syntheticInstance({ PatientID: `KILL-D${worker}`, Rows: 16, Columns: 16 });
-              const file = path.join(files, `${fileSeq++}.dcm`);
-              writeFileSync(file, inst.file);
-              return { file, inst };
-            });
-            const result = await dcmtk('storescu', ['-v', '-to', '10', '-ta', '10', '-td', '10', '-aec', 'ATRIUM', '127.0.0.1', String(port), ...batch.map((b) => b.file)], 30_000);
-            for (const file of storescuAcknowledged(result.output)) {
-              const sent = batch.find((b) => b.file === file)!;
-              ack({ uids: sent.inst.uids, sha: identity('dimse', sent.inst.file), via: 'dimse' });
-            }
-            for (const b of batch) unlinkSync(b.file);
-            if (result.code !== 0) break;
-          }
-        };
-        const stowWorker = async (worker: number, everyLarge: number) => {
-          for (let n = 0; !state.killed; n++) {
-            // Now and then an object too large for the journal (flushed where it lies).
-            const insts = [
-              syntheticInstance({ PatientID: `KILL-S${worker}`, Rows: 16, Columns: 16 }),
-              n % everyLarge === everyLarge - 1
-                ? syntheticInstance({ PatientID: `KILL-S${worker}`, Rows: 768, Columns: 768 })
-                : syntheticInstance({ PatientID: `KILL-S${worker}`, Rows: 16, Columns: 16 }),
-            ];
-            let status: number;
-            try {
-              const res = await stowFiles(url, t.token, insts.map((i) => i.file));
-              status = res.status;
-              await res.arrayBuffer();
-            } catch {
-              break; // the server died under the request
-            }
-            assert.equal(status, 200);
-            for (const i of insts) ack({ uids: i.uids, sha: identity('stow-rs', i.file), via: 'stow-rs' });
-          }
-        };
-        const workers = [dimseWorker(0), dimseWorker(1), dimseWorker(2), stowWorker(0, 5), stowWorker(1, 7)];
+        const load = concurrentIngest({
+          folder: files, dimsePort: port, url, token: t.token, patientPrefix: 'KILL',
+          dimse: { workers: 3, batch: 5, timeoutSeconds: 10 },
+          stow: [{ everyLarge: 5, large: { Rows: 768, Columns: 768 } }, { everyLarge: 7, large: { Rows: 768, Columns: 768 } }],
+          onAcknowledged: (a) => { lastAcknowledged = a; },
+        });
+        const { acknowledged } = load;
         // The kill comes at a random moment after the round's first acknowledgements over each way
         // in: counted from the start, a loaded machine could kill every round before any.
         const acknowledgedBoth = () => acknowledged.some((a) => a.via === 'dimse') && acknowledged.some((a) => a.via === 'stow-rs');
         for (const since = Date.now(); !acknowledgedBoth() && Date.now() - since < 60_000;) await sleep(10);
         await sleep(random() * 450);
-        state.killed = true;
+        load.halt();
         await t.atrium.kill();
-        await Promise.all(workers);
+        await load.done;
         everything.push(...acknowledged);
         lastRound = acknowledged;
       }
