@@ -42,6 +42,8 @@ export class PeerDirectory {
   private added = new Map<string, PeerConfig>();
   private loadedAt = 0;
   private loading: Promise<void> | undefined;
+  /** Counts this node's own adds and removes: a read of the table begun before one of them is read again. */
+  private changes = 0;
 
   private constructor(private readonly sql: SqlDatabase, filePeers: readonly PeerConfig[], private readonly refreshMs: number) {
     this.file = new Map(filePeers.map((p) => [p.aeTitle, p]));
@@ -86,8 +88,9 @@ export class PeerDirectory {
     if (filePeer) return filePeer;
     if (this.stale()) await this.refresh();
     if (!this.added.has(aeTitle)) {
+      const changes = this.changes;
       const row = await this.sql.get<PeerRow>('SELECT ae_title, peer_json FROM dicom_peers WHERE ae_title = ?', [aeTitle]);
-      if (row) this.added.set(row.ae_title, JSON.parse(row.peer_json) as PeerConfig);
+      if (row && changes === this.changes) this.added.set(row.ae_title, JSON.parse(row.peer_json) as PeerConfig);
     }
     return this.added.get(aeTitle);
   }
@@ -96,10 +99,17 @@ export class PeerDirectory {
   refresh(): Promise<void> {
     this.loading ??= (async () => {
       try {
-        const started = Date.now();
-        const rows = await this.sql.all<PeerRow>('SELECT ae_title, peer_json FROM dicom_peers');
-        this.added = new Map(rows.map((r) => [r.ae_title, JSON.parse(r.peer_json) as PeerConfig]));
-        this.loadedAt = started;
+        // A read that began before this node added or removed a peer would put the old list
+        // back (a removed peer accepted again until the next refresh): such a read is redone.
+        for (;;) {
+          const started = Date.now();
+          const changes = this.changes;
+          const rows = await this.sql.all<PeerRow>('SELECT ae_title, peer_json FROM dicom_peers');
+          if (changes !== this.changes) continue;
+          this.added = new Map(rows.map((r) => [r.ae_title, JSON.parse(r.peer_json) as PeerConfig]));
+          this.loadedAt = started;
+          return;
+        }
       } finally {
         this.loading = undefined;
       }
@@ -118,12 +128,14 @@ export class PeerDirectory {
       'INSERT INTO dicom_peers (ae_title, site, peer_json, added_by, added_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (ae_title) DO NOTHING',
       [peer.aeTitle, peer.site, JSON.stringify(peer), by, now.toISOString()]);
     if (r.changes === 0) throw new PeerExists(`peer ${peer.aeTitle} is already configured`);
+    this.changes++;
     this.added.set(peer.aeTitle, peer);
   }
 
   /** Removes a peer added through the API, for every node (within refreshMs on the others); false when there was none. */
   async remove(aeTitle: string): Promise<boolean> {
     const r = await this.sql.run('DELETE FROM dicom_peers WHERE ae_title = ?', [aeTitle]);
+    this.changes++;
     this.added.delete(aeTitle);
     return r.changes > 0;
   }

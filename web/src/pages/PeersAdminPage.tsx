@@ -45,7 +45,12 @@ export function PeersAdminPage({ language, me }: { language: Language; me: Me })
   };
   const remove = (ae: string) => {
     setError(undefined);
-    sendJson('DELETE', `/api/admin/peers/${encodeURIComponent(ae)}`).then(() => { setNotice(t.removed(ae)); load(); }, (err: unknown) => { setNotice(undefined); setError(errorText(err, language)); });
+    sendJson('DELETE', `/api/admin/peers/${encodeURIComponent(ae)}`).then(() => {
+      // The row leaves with the notice, not a list request later.
+      setData((d) => d && { peers: d.peers.filter((p) => p.aeTitle !== ae) });
+      setNotice(t.removed(ae));
+      load();
+    }, (err: unknown) => { setNotice(undefined); setError(errorText(err, language)); });
   };
   const rows = (peers: Peer[]) => peers.map((p) => (
     <tr key={p.aeTitle} data-testid={`peer-${p.aeTitle}`} data-state={p.origin}>
