@@ -1,6 +1,6 @@
 import { appendEvent } from '../events/outbox.ts';
 import { foldPersonName } from '../dicom/person-name.ts';
-import { buildConditions, type Conditions } from './matching.ts';
+import { buildConditions, splitPatientMatches, type Conditions } from './matching.ts';
 import { applyMigrations, indexMigrations, writePatientNameWords } from './migrations.ts';
 import type {
   DuplicatePolicy,
@@ -1000,13 +1000,41 @@ export class ArchiveIndex {
   }
 
   /**
+   * On PostgreSQL, the ids of the patient records a study search's patient conditions match,
+   * when they are few enough that reading their studies (studies_patient) beats walking every
+   * study in date order and probing its record until a page is found; undefined otherwise
+   * (no patient condition, SQLite, or too many records). A name prefix matching 0.75% of a
+   * 1,000,000-study index made the planner walk studies_date and probe ~25,000 records for a
+   * page of 100 (1.7 s). The records are counted up to the break-even point, about
+   * sqrt(page * records): the walk reads about page * records / matches studies, this about
+   * as many studies as records matched. Both ways give the same answer (name-search-paging
+   * exercises both: its small pages fall past the break-even point).
+   */
+  private async fewMatchingPatients(q: SearchQuery): Promise<number[] | undefined> {
+    if (this.sql.engine !== 'postgres') return undefined;
+    const { patient } = splitPatientMatches(q.matches);
+    if (Object.keys(patient).length === 0) return undefined;
+    const c = buildConditions(this.sql.engine, 'patient', patient, q.fuzzymatching);
+    if (c.where.length === 0) return undefined;
+    const records = Number((await this.sql.get<{ n: number | string | null }>('SELECT MAX(id) AS n FROM patients'))?.n ?? 0);
+    const enough = Math.ceil(Math.sqrt((q.limit + q.offset) * records));
+    const ids = await this.sql.all<{ id: number | string }>(`SELECT p.id FROM patients p${this.where(c)} LIMIT ?`, [...c.params, enough + 1]);
+    return ids.length > enough ? undefined : ids.map((r) => Number(r.id));
+  }
+
+  /**
    * Studies in date order (newest first). With a page, the page's ids are found first, on
    * index entries only where the indexes carry what the search and the scope name
    * (studies_date, studies_patient: date, time, id, site, patient), and only the page's rows
    * are read: a broad patient name prefix sorts thousands of narrow entries, not rows.
    */
   async searchStudies(q: SearchQuery): Promise<StudyRow[]> {
-    const c = buildConditions(this.sql.engine, 'study', q.matches, q.fuzzymatching);
+    const records = q.limit > 0 ? await this.fewMatchingPatients(q) : undefined;
+    const c = buildConditions(this.sql.engine, 'study', records ? splitPatientMatches(q.matches).rest : q.matches, q.fuzzymatching);
+    if (records) {
+      c.where.push('s.patient_id = ANY(?)');
+      c.params.push(records);
+    }
     this.siteCondition(q, c);
     const where = this.where(c);
     let rows: JoinedRow[];

@@ -88,6 +88,21 @@ export function matchableKeywords(level: QueryLevel): string[] {
     .map(([keyword]) => keyword);
 }
 
+/**
+ * The matches split into those on the patient record (PatientName, PatientID, ...) and the
+ * others, keys named by keyword or tag as buildConditions takes them; universal values dropped.
+ */
+export function splitPatientMatches(matches: Record<string, string>): { patient: Record<string, string>; rest: Record<string, string> } {
+  const patient: Record<string, string> = {};
+  const rest: Record<string, string> = {};
+  for (const [key, value] of Object.entries(matches)) {
+    if (isUniversal(String(value ?? ''))) continue;
+    const keyword = keywordByTag.get(key.toUpperCase()) ?? key;
+    (fields[keyword]?.level === 'patient' ? patient : rest)[key] = value;
+  }
+  return { patient, rest };
+}
+
 export interface Conditions {
   where: string[];
   params: unknown[];
