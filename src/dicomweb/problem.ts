@@ -79,7 +79,7 @@ export function problemErrorHandler(what: string) {
       return reply.code(422).type('application/problem+json')
         .send({ type: 'about:blank', title: titles[422], status: 422, detail: error.message, missing: error.missing ?? [] });
     }
-    return sendProblem(reply, status, status >= 500 && status !== 502 ? 'internal error' : error.message, error instanceof HttpProblem && status < 500 ? error.code : undefined);
+    return sendProblem(reply, status, status >= 500 && status !== 502 ? 'internal error' : error.message, error instanceof HttpProblem && (status < 500 || status === 502) ? error.code : undefined);
   };
 }
 

@@ -92,10 +92,10 @@ export interface RemoteStudy {
   openedAt: number;
 }
 
-/** The source DRIMbox did not answer (down, too slow): worth trying again. */
+/** The source DRIMbox did not answer (down, too slow): worth trying again (code `source-unavailable`). */
 export class SourceUnavailable extends HttpProblem {
   constructor(message: string) {
-    super(502, message);
+    super(502, message, 'source-unavailable');
   }
 }
 

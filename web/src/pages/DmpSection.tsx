@@ -81,12 +81,15 @@ async function call<T>(method: 'GET' | 'POST', url: string, body?: unknown): Pro
   const text = await r.text();
   if (!r.ok) {
     let detail = r.statusText;
+    let code: string | undefined;
     try {
-      detail = (JSON.parse(text) as { detail?: string }).detail ?? detail;
+      const problem = JSON.parse(text) as { detail?: string; code?: string };
+      detail = problem.detail ?? detail;
+      code = problem.code;
     } catch {
       // not a problem document
     }
-    throw new ApiError(r.status, detail);
+    throw new ApiError(r.status, detail, undefined, code);
   }
   return (text ? JSON.parse(text) : undefined) as T;
 }
@@ -114,7 +117,7 @@ export function DmpSection({ site, PatientID, language }: { site: string; Patien
       await action();
     } catch (e) {
       // The server's words are for the log; the user reads them in their language (web/src/errors.ts).
-      const sourceDown = e instanceof ApiError && e.status === 502 && /source/i.test(e.message);
+      const sourceDown = e instanceof ApiError && e.code === 'source-unavailable';
       setFailure({ status: e instanceof ApiError ? e.status : 0, detail: sourceDown ? texts[language].sourceDown : errorText(e, language), retry: again });
     } finally {
       setBusy(undefined);
