@@ -1,5 +1,6 @@
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -130,6 +131,7 @@ export class IngestJournal {
         if (d === created || d === path.dirname(d)) break;
       }
     }
+    await claimOwnership(journal.dir);
     const names = await segmentNames(journal.dir);
     journal.#nextSeq = names.length === 0 ? 1 : Number.parseInt(names[names.length - 1]!, 10) + 1;
     return journal;
@@ -216,6 +218,7 @@ export class IngestJournal {
       this.#scheduleCheckpoint(current, this.#options.closeWaitMs);
     }
     await this.#checkpoints;
+    await releaseOwnership(this.dir);
   }
 
   async #reserve(length: number): Promise<{ segment: Segment; offset: number }> {
@@ -424,4 +427,63 @@ async function syncDirectory(dir: string): Promise<void> {
 
 function isAbsent(e: unknown): boolean {
   return e instanceof Error && (e as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+/**
+ * The journal of a data folder belongs to one running `atrium serve`: a second one started on
+ * it would replay and delete the segments the first is writing (its acknowledged objects then
+ * depend on nothing). The owner's pid and host are written in `owner.json` beside the segments;
+ * a start finding a live owner on this host is refused. A dead owner (killed, a reboot), this
+ * process itself or another host's (a container's new hostname; a data folder is never shared
+ * by two hosts) leave a stale file, which is replaced.
+ */
+export class JournalInUse extends Error {}
+
+interface Owner { pid: number; host: string; since: string }
+
+const ownerFile = (dir: string) => path.join(dir, 'owner.json');
+
+async function claimOwnership(dir: string): Promise<void> {
+  const me: Owner = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await writeFile(ownerFile(dir), `${JSON.stringify(me)}\n`, { flag: 'wx' });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 3) throw e;
+    }
+    const owner = await readOwner(dir);
+    if (owner && owner.host === me.host && owner.pid !== me.pid && (await atriumRuns(owner.pid))) {
+      throw new JournalInUse(`the data folder's ingest journal (${dir}) belongs to an Atrium running since ${owner.since} (pid ${owner.pid}): one atrium serve per data folder; give each node its own dataDir`);
+    }
+    await unlink(ownerFile(dir)).catch((e: unknown) => { if (!isAbsent(e)) throw e; });
+  }
+}
+
+async function releaseOwnership(dir: string): Promise<void> {
+  const owner = await readOwner(dir);
+  if (owner?.pid === process.pid && owner.host === hostname()) await unlink(ownerFile(dir)).catch(() => {});
+}
+
+async function readOwner(dir: string): Promise<Owner | undefined> {
+  try {
+    const o = JSON.parse(await readFile(ownerFile(dir), 'utf8')) as Partial<Owner>;
+    return typeof o.pid === 'number' && typeof o.host === 'string' ? { pid: o.pid, host: o.host, since: String(o.since ?? '?') } : undefined;
+  } catch {
+    return undefined; // absent, or half written by an owner killed while writing it: stale
+  }
+}
+
+/** Whether this pid is a live process that may be Atrium (node): a pid reused by another program after a reboot is not. */
+async function atriumRuns(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
+  }
+  try {
+    return /node|atrium/i.test(await readFile(`/proc/${pid}/cmdline`, 'latin1'));
+  } catch {
+    return true; // no /proc here: the pid lives, assume it is Atrium
+  }
 }
