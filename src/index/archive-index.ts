@@ -1005,7 +1005,7 @@ export class ArchiveIndex {
    * study in date order and probing its record until a page is found; undefined otherwise
    * (no patient condition, SQLite, or too many records). A name prefix matching 0.75% of a
    * 1,000,000-study index made the planner walk studies_date and probe ~25,000 records for a
-   * page of 100 (1.7 s). The records are counted up to the break-even point, about
+   * page of 100 (1.7 s under load; 150 ms quiet). The records are counted up to the break-even point, about
    * sqrt(page * records): the walk reads about page * records / matches studies, this about
    * as many studies as records matched. Both ways give the same answer (name-search-paging
    * exercises both: its small pages fall past the break-even point).
@@ -1016,10 +1016,16 @@ export class ArchiveIndex {
     if (Object.keys(patient).length === 0) return undefined;
     const c = buildConditions(this.sql.engine, 'patient', patient, q.fuzzymatching);
     if (c.where.length === 0) return undefined;
-    const records = Number((await this.sql.get<{ n: number | string | null }>('SELECT MAX(id) AS n FROM patients'))?.n ?? 0);
-    const enough = Math.ceil(Math.sqrt((q.limit + q.offset) * records));
-    const ids = await this.sql.all<{ id: number | string }>(`SELECT p.id FROM patients p${this.where(c)} LIMIT ?`, [...c.params, enough + 1]);
-    return ids.length > enough ? undefined : ids.map((r) => Number(r.id));
+    // One statement: the break-even from the records' count, the matches counted on index
+    // entries up to it (a name prefix: patients_name_folded, no row read), and their ids read
+    // only when they are fewer (the ARRAY's subquery runs only in that branch).
+    const where = this.where(c);
+    const row = await this.sql.get<{ ids: Array<number | string> | null }>(
+      `WITH e AS (SELECT CEIL(SQRT(?::float8 * COALESCE(MAX(id), 0)))::bigint AS enough FROM patients)
+       SELECT CASE WHEN (SELECT COUNT(*) FROM (SELECT 1 FROM patients p${where} LIMIT (SELECT enough + 1 FROM e)) m) > (SELECT enough FROM e) THEN NULL
+         ELSE ARRAY(SELECT p.id FROM patients p${where}) END AS ids`,
+      [q.limit + q.offset, ...c.params, ...c.params]);
+    return row?.ids ? row.ids.map(Number) : undefined;
   }
 
   /**
@@ -1041,7 +1047,9 @@ export class ArchiveIndex {
     if (q.limit > 0) {
       // Patients joined in the page's query only when a condition names them.
       const patients = /\bp\./.test(where) ? ' JOIN patients p ON p.id = s.patient_id' : '';
-      const page = `SELECT s.id FROM studies s${patients}${where} ORDER BY ${studyOrder}${this.page(q, c)}`;
+      // The matching records' studies read first (studies_patient): OFFSET 0 keeps PostgreSQL from walking studies_date for the ORDER BY and testing each study against the list.
+      const from = records ? `(SELECT s.id, s.study_date, s.study_time FROM studies s${where} OFFSET 0) s` : `studies s${patients}${where}`;
+      const page = `SELECT s.id FROM ${from} ORDER BY ${studyOrder}${this.page(q, c)}`;
       // The page (at most `limit` rows) read first (CROSS JOIN fixes SQLite's join order) and put in order here: no sort in the plan.
       rows = (await this.sql.all<JoinedRow>(`SELECT ${patientColumns}, ${studyColumns}
         FROM (${page}) page CROSS JOIN studies s CROSS JOIN patients p WHERE s.id = page.id AND p.id = s.patient_id`, c.params)).sort(byStudyOrder);
