@@ -1048,7 +1048,7 @@ export class ArchiveIndex {
       // Patients joined in the page's query only when a condition names them.
       const patients = /\bp\./.test(where) ? ' JOIN patients p ON p.id = s.patient_id' : '';
       // The matching records' studies read first (studies_patient): OFFSET 0 keeps PostgreSQL from walking studies_date for the ORDER BY and testing each study against the list.
-      const from = records ? `(SELECT s.id, s.study_date, s.study_time FROM studies s${where} OFFSET 0) s` : `studies s${patients}${where}`;
+      const from = records ? `(SELECT s.id, s.study_date, s.study_time FROM studies s${patients}${where} OFFSET 0) s` : `studies s${patients}${where}`;
       const page = `SELECT s.id FROM ${from} ORDER BY ${studyOrder}${this.page(q, c)}`;
       // The page (at most `limit` rows) read first (CROSS JOIN fixes SQLite's join order) and put in order here: no sort in the plan.
       rows = (await this.sql.all<JoinedRow>(`SELECT ${patientColumns}, ${studyColumns}
