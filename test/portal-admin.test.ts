@@ -302,6 +302,28 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
     }
     await screenshots.shootNonBlank(page, 'peers-en');
 
+    // The modality moves: its new port and what it may do, changed here, live at once.
+    await page.getByTestId('edit-peer-CT_NORD_2').click();
+    assert.equal(await form.locator('input[name=aeTitle]').inputValue(), 'CT_NORD_2');
+    assert.equal(await form.locator('input[name=host]').inputValue(), '10.1.2.3');
+    await form.locator('input[name=port]').fill('105');
+    await form.locator('input[name=retrieve]').check();
+    // Moved to another site: refused, nothing changed.
+    await form.locator('input[name=site]').fill('CLIN-SUD');
+    await form.getByRole('button', { name: 'Save the changes' }).click();
+    await page.getByTestId('peers-error').waitFor();
+    assert.equal(await page.getByTestId('peers-error').innerText(), 'You may not do this.');
+    assert.equal(atrium.archive.peers.get('CT_NORD_2')?.site, 'CHU-NORD');
+    await form.locator('input[name=site]').fill('CHU-NORD');
+    await form.getByRole('button', { name: 'Save the changes' }).click();
+    await page.locator('[data-testid=peers-notice]', { hasText: 'Peer CT_NORD_2 changed: live at once, on every Atrium node.' }).waitFor();
+    await page.locator('[data-testid=peer-CT_NORD_2]', { hasText: '10.1.2.3:105' }).waitFor();
+    assert.match(await page.getByTestId('peer-CT_NORD_2').innerText(), /send images, query, retrieve/);
+    const moved = atrium.archive.peers.get('CT_NORD_2');
+    assert.deepEqual([moved?.port, moved?.may.retrieve], [105, true]);
+    assert.equal(await form.getByRole('button', { name: 'Add the peer' }).count(), 1, 'the form adds again');
+    if (haveDcmtk) assert.equal((await echo()).code, 0, 'still let in');
+
     // Another site's peer: refused, nothing added.
     await form.locator('input[name=aeTitle]').fill('CT_SUD_2');
     await form.locator('input[name=site]').fill('CLIN-SUD');
@@ -312,14 +334,14 @@ describe(`break-the-glass and the administrators' screens in Chromium (${engine.
 
     await page.getByRole('button', { name: 'Français' }).click();
     assert.match(await page.locator('h1').innerText(), /Équipements DICOM/);
-    assert.match(await page.locator('tr[data-state=api]').innerText(), /CT_NORD_2.*10\.1\.2\.3:104.*envoyer des images, interroger.*ici/s);
+    assert.match(await page.locator('tr[data-state=api]').innerText(), /CT_NORD_2.*10\.1\.2\.3:105.*envoyer des images, interroger, récupérer.*ici/s);
     await page.getByTestId('remove-peer-CT_NORD_2').click();
     await page.locator('[data-testid=peers-notice]', { hasText: 'Équipement CT_NORD_2 retiré.' }).waitFor();
     await page.getByTestId('peer-CT_NORD_2').waitFor({ state: 'detached' });
     assert.ok(!(await atrium.archive.peers.fresh()).some((p) => p.aeTitle === 'CT_NORD_2'), 'the node no longer lists it');
     if (haveDcmtk) assert.notEqual((await echo()).code, 0, 'removed: refused again');
     assert.deepEqual((await audited('user-admin', 'admin.nord')).filter((d) => String(d.operation).startsWith('peer-')).map((d) => `${String(d.operation)} ${(d.peer as { aeTitle: string }).aeTitle}`),
-      ['peer-add CT_NORD_2', 'peer-remove CT_NORD_2']);
+      ['peer-add CT_NORD_2', 'peer-update CT_NORD_2', 'peer-remove CT_NORD_2']);
   });
 
   it('lets an administrator write and edit report templates (French, then English)', async () => {

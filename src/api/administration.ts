@@ -147,27 +147,32 @@ export async function administrationRoutes(app: FastifyInstance, options: { arch
     editable: true,
   }));
 
-  app.post<{ Body: { aeTitle: string; site: string; host?: string; port?: number; store?: boolean; query?: boolean; retrieve?: boolean } }>('/peers', {
+  type PeerBody = { site: string; host?: string; port?: number; store?: boolean; query?: boolean; retrieve?: boolean };
+  const peerProperties = {
+    site: { type: 'string', minLength: 1, maxLength: 64 },
+    host: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:-]+$' }, port: { type: 'integer', minimum: 1, maximum: 65535 },
+    store: { type: 'boolean' }, query: { type: 'boolean' }, retrieve: { type: 'boolean' },
+  };
+  /** A peer's entry as `atrium peer add` writes it (checked the same way: AE title, site, host and port together). */
+  const peerEntry = (aeTitle: string, b: PeerBody): PeerConfig => peerEntryOf(aeTitle, {
+    site: [b.site], ...(b.host !== undefined ? { host: b.host } : {}), ...(b.port !== undefined ? { port: String(b.port) } : {}),
+    ...(b.store ? { store: true } : {}), ...(b.query ? { query: true } : {}), ...(b.retrieve ? { retrieve: true } : {}),
+  }, config) as unknown as PeerConfig;
+
+  app.post<{ Body: PeerBody & { aeTitle: string } }>('/peers', {
     schema: {
       body: {
         type: 'object', required: ['aeTitle', 'site'], additionalProperties: false,
-        properties: {
-          aeTitle: { type: 'string', minLength: 1, maxLength: 16 }, site: { type: 'string', minLength: 1, maxLength: 64 },
-          host: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:-]+$' }, port: { type: 'integer', minimum: 1, maximum: 65535 },
-          store: { type: 'boolean' }, query: { type: 'boolean' }, retrieve: { type: 'boolean' },
-        },
+        properties: { aeTitle: { type: 'string', minLength: 1, maxLength: 16 }, ...peerProperties },
       },
     },
   }, async (request, reply) => {
     const b = request.body;
     if (!peerVisible(request, b.site)) throw new HttpProblem(403, `${b.site} is not one of your sites`);
-    let entry: Record<string, unknown>;
+    let entry: PeerConfig;
     try {
-      entry = peerEntryOf(b.aeTitle, {
-        site: [b.site], ...(b.host !== undefined ? { host: b.host } : {}), ...(b.port !== undefined ? { port: String(b.port) } : {}),
-        ...(b.store ? { store: true } : {}), ...(b.query ? { query: true } : {}), ...(b.retrieve ? { retrieve: true } : {}),
-      }, config);
-      await archive.peers.add(entry as unknown as PeerConfig, request.principal!.id);
+      entry = peerEntry(b.aeTitle, b);
+      await archive.peers.add(entry, request.principal!.id);
     } catch (e) {
       if (e instanceof PeerExists) throw new HttpProblem(409, e.message);
       userError(e);
@@ -175,6 +180,30 @@ export async function administrationRoutes(app: FastifyInstance, options: { arch
     }
     await audit.record({ action: 'user-admin', outcome: 'success', ...who(request), details: { operation: 'peer-add', peer: entry } });
     return reply.code(201).send({ peer: entry, restartNeeded: false });
+  });
+
+  // A peer added here, changed for every node (a modality's new address, what it may do); the configuration file's are changed in the file.
+  app.put<{ Params: { ae: string }; Body: PeerBody }>('/peers/:ae', {
+    schema: {
+      params: { type: 'object', required: ['ae'], properties: { ae: { type: 'string', minLength: 1, maxLength: 16 } } },
+      body: { type: 'object', required: ['site'], additionalProperties: false, properties: peerProperties },
+    },
+  }, async (request) => {
+    const { ae } = request.params;
+    const before = await archive.peers.find(ae);
+    if (!before || !peerVisible(request, before.site)) throw new HttpProblem(404, `peer ${ae} does not exist`);
+    if (archive.peers.originOf(ae) === 'file') throw new HttpProblem(409, `peer ${ae} is in the configuration file: change it there, then restart`);
+    if (!peerVisible(request, request.body.site)) throw new HttpProblem(403, `${request.body.site} is not one of your sites`);
+    let entry: PeerConfig;
+    try {
+      entry = peerEntry(ae, request.body);
+    } catch (e) {
+      userError(e);
+      throw e;
+    }
+    if (!(await archive.peers.update(entry))) throw new HttpProblem(404, `peer ${ae} does not exist`);
+    await audit.record({ action: 'user-admin', outcome: 'success', ...who(request), details: { operation: 'peer-update', peer: entry, before } });
+    return { peer: entry, restartNeeded: false };
   });
 
   // A peer added here, removed for every node; the configuration file's are removed in the file (then a restart).

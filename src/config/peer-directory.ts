@@ -132,6 +132,19 @@ export class PeerDirectory {
     this.added.set(peer.aeTitle, peer);
   }
 
+  /**
+   * Changes a peer added through the API (address, site, what it may do), for every node (at
+   * once on this one, within refreshMs on the others); false when there is no such row. The
+   * caller checks the peer and records the change in the audit trail.
+   */
+  async update(peer: PeerConfig): Promise<boolean> {
+    const r = await this.sql.run('UPDATE dicom_peers SET site = ?, peer_json = ? WHERE ae_title = ?', [peer.site, JSON.stringify(peer), peer.aeTitle]);
+    if (r.changes === 0) return false;
+    this.changes++;
+    this.added.set(peer.aeTitle, peer);
+    return true;
+  }
+
   /** Removes a peer added through the API, for every node (within refreshMs on the others); false when there was none. */
   async remove(aeTitle: string): Promise<boolean> {
     const r = await this.sql.run('DELETE FROM dicom_peers WHERE ae_title = ?', [aeTitle]);
