@@ -368,12 +368,14 @@ describe(`DRIMbox: a stroke CT of territory A seen and imported in territory B t
     const opened = await callB('POST', '/api/drimbox/open', { ...patient, uniqueId: kosUID, repositoryUniqueId });
     assert.equal(opened.status, 200, await opened.clone().text());
     assert.equal(((await opened.json()) as { StudyInstanceUID: string }).StudyInstanceUID, studyUID);
-    const sourceBefore = (await auditOf(source, `actor = 'rpps:10505050505'`, [])).length;
     const r = await callB('GET', `/api/drimbox/dicom-web/studies/${studyUID}/series/1.2.3.4.5.6.7/metadata`);
     assert.equal(r.status, 404);
     const refused = await auditOf(consumer, `actor = 'dr.bernard' AND outcome = 'refused' AND study_instance_uid = ?`, [studyUID]);
     assert.ok(refused.some((x) => JSON.parse(x.details!).why === 'series not in the manifest'));
-    assert.equal((await auditOf(source, `actor = 'rpps:10505050505'`, [])).length, sourceBefore);
+    // The source records every request it gets with its series (access/drimbox.ts): none for this one.
+    // (Not a count of the source's records: the viewer of the test before may still be reading images through B.)
+    assert.ok((await auditOf(source, `actor = 'rpps:10505050505'`, [])).some((x) => ct.some((o) => o.uids.series === JSON.parse(x.details!).series)), 'the source records the series it is asked for');
+    assert.deepEqual((await auditOf(source, `actor = 'rpps:10505050505'`, [])).filter((x) => JSON.parse(x.details!).series === '1.2.3.4.5.6.7'), []);
     // A study never opened from the DMP is not served either.
     assert.equal((await callB('GET', `/api/drimbox/dicom-web/studies/${prior.uids.study}/series`)).status, 404);
   });
