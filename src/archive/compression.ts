@@ -171,11 +171,7 @@ export class CompressionAtRest extends OutboxConsumer {
       }
       const layout: InstanceLayout = { ...layoutOf(compressed), original };
       // Only if the object is still the one compressed (a replacement may have come in meanwhile).
-      const { changes } = await index.sql.run(
-        'UPDATE instances SET blob_key = ?, size = ?, sha256 = ?, transfer_syntax_uid = ?, layout_json = ?, updated_at = ? WHERE sop_instance_uid = ? AND blob_key = ?',
-        [blob.key, blob.size, blob.sha256, c.transferSyntax, JSON.stringify(layout), new Date().toISOString(), inst.SOPInstanceUID, inst.blobKey],
-      );
-      replaced = changes === 1;
+      replaced = await index.replaceInstanceBlob(inst.SOPInstanceUID, inst.blobKey, { blobKey: blob.key, size: blob.size, sha256: blob.sha256, transferSyntaxUID: c.transferSyntax, layout });
     } finally {
       if (!replaced) await store.delete(blob.key).catch(() => {});
     }

@@ -110,7 +110,7 @@ export async function startWorkers(archive: Archive, config: AtriumConfig, logge
   // Reports and manifests to the DMP: queued from the outbox, sent with the site's certificate (off unless configured).
   const dmpDocuments = options.dmpDocuments ?? new StudyDocumentSource(archive.index.sql);
   const dmp = config.dmp.endpoint
-    ? { queue: new DmpPublicationQueue(archive.index.sql, child('dmp'), options.pollMs), publisher: new DmpPublisher(archive, config.dmp, dmpDocuments, child('dmp')) }
+    ? { queue: new DmpPublicationQueue(archive.index, child('dmp'), options.pollMs), publisher: new DmpPublisher(archive, config.dmp, dmpDocuments, child('dmp')) }
     : undefined;
   // Study documents (CR-IMG, KOS manifest): built when a report is final, again when the study changes.
   const studyDocuments = {

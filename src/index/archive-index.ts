@@ -869,6 +869,20 @@ export class ArchiveIndex {
     return removed;
   }
 
+  /**
+   * Points an instance at another stored copy of it (the same object kept compressed by
+   * src/archive/compression.ts): blob, size, SHA-256, transfer syntax and layout. Only if the
+   * instance still names `expectedBlobKey` (a replacement that came in meanwhile wins); true
+   * when the row was changed.
+   */
+  async replaceInstanceBlob(SOPInstanceUID: string, expectedBlobKey: string, copy: { blobKey: string; size: number; sha256: string; transferSyntaxUID: string; layout: InstanceLayout }): Promise<boolean> {
+    const { changes } = await this.sql.run(
+      'UPDATE instances SET blob_key = ?, size = ?, sha256 = ?, transfer_syntax_uid = ?, layout_json = ?, updated_at = ? WHERE sop_instance_uid = ? AND blob_key = ?',
+      [copy.blobKey, copy.size, copy.sha256, copy.transferSyntaxUID, JSON.stringify(copy.layout), new Date().toISOString(), SOPInstanceUID, expectedBlobKey],
+    );
+    return changes === 1;
+  }
+
   // ---- searching ----
 
   private siteCondition(q: SearchQuery, c: Conditions): void {

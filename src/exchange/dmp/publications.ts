@@ -23,6 +23,7 @@ import { OutboxConsumer } from '../../events/consumer.ts';
 import { appendEvent, Outbox, type OutboxEvent } from '../../events/outbox.ts';
 import { applyMigrations, type Migration } from '../../index/migrations.ts';
 import type { SqlDatabase } from '../../index/sql.ts';
+import type { ArchiveIndex } from '../../index/archive-index.ts';
 import { PollingLoop } from '../../lib/polling-loop.ts';
 import { LeasedQueue } from '../../index/leased-queue.ts';
 import { insValue, parseINS, shareableINS, type INS } from '../../patients/ins.ts';
@@ -168,8 +169,11 @@ const publications = new LeasedQueue({ table: 'dmp_publications', state: 'state'
 
 /** Outbox events into publications, in the transaction that moves the consumer's position. */
 export class DmpPublicationQueue extends OutboxConsumer {
-  constructor(private readonly sql: SqlDatabase, logger: Logger, pollMs = 500) {
-    super(new Outbox(sql), consumerName, logger, 100, pollMs);
+  private readonly sql: SqlDatabase;
+
+  constructor(private readonly index: ArchiveIndex, logger: Logger, pollMs = 500) {
+    super(new Outbox(index.sql), consumerName, logger, 100, pollMs);
+    this.sql = index.sql;
   }
 
   override start(): void {
@@ -197,7 +201,7 @@ export class DmpPublicationQueue extends OutboxConsumer {
       } else if (e.type === 'instance.deleted') {
         const { StudyInstanceUID } = e.payload as { StudyInstanceUID: string };
         // The index deletes a study's row with its last instance (archive-index refreshStudy).
-        if (await tx.get('SELECT id FROM studies WHERE study_instance_uid = ?', [StudyInstanceUID])) continue;
+        if (await this.index.studyPatient(StudyInstanceUID, tx)) continue;
         const docs = await tx.all<{ document_id: string }>(
           `SELECT document_id FROM dmp_publications WHERE study_instance_uid = ? AND action = 'publish' AND state IN ('pending', 'published')`, [StudyInstanceUID]);
         for (const d of docs) await this.withdraw(tx, d.document_id, at);
