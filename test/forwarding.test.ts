@@ -20,6 +20,8 @@ import { syntheticInstance } from './support/synthetic.ts';
 import type { AtriumConfig } from '../src/config/config.ts';
 import { ForwardingQueue, type DestinationStatus } from '../src/index/forwarding-queue.ts';
 import { atriumCliArgs } from './support/cli.ts';
+import { addUser } from '../src/cli/users.ts';
+import { loginLocal, request } from './support/browser-session.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -286,6 +288,55 @@ for (const db of testDatabases()) {
       const otherSite = await api(atrium, '/prefetch', { method: 'POST', body: { PatientID: 'FWD-1', destination: 'DEST' }, token: atrium.tokens['CLIN-SUD'] });
       assert.deepEqual(await otherSite.json(), { destination: 'DEST', studies: 0, instances: 0 });
       assert.equal((await api(atrium, '/', { token: null })).status, 401);
+    });
+
+    it('sends by a rule to a peer an administrator added in the portal; a rule naming no peer stops the start; a peer a rule sends to is not removed', async () => {
+      const portalDir = path.join(work, 'portal-dest');
+      mkdirSync(portalDir);
+      const portalDest = await startStorescp('PORTAL-DEST', portalDir);
+      try {
+        // The peer, added through the administration API on the running node: kept in the index, not in the file.
+        const password = 'un mot de passe assez long pour les tests';
+        await addUser(atrium.archive, { login: 'admin.fwd', displayName: 'Admin', roles: ['site-admin'], sites: ['CHU-NORD'], password }, { actor: 'test', via: 'cli' });
+        const base = atrium.dicomweb.replace(/\/dicom-web$/, '');
+        const admin = await loginLocal(base, 'admin.fwd', password);
+        const asAdmin = (method: string, url: string, body?: unknown) => request(admin.jar, `${base}${url}`, {
+          method, headers: { 'x-csrf-token': admin.csrf, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+        const added = await asAdmin('POST', '/api/admin/peers', { aeTitle: 'PORTAL-DEST', site: 'CHU-NORD', host: '127.0.0.1', port: portalDest.port });
+        assert.equal(added.status, 201, await added.text());
+        await atrium.close();
+
+        // A rule naming an AE title nobody declared: the start is refused, saying which.
+        const withRules = (...rules: AtriumConfig['routing']['rules']) => (c: AtriumConfig) => {
+          configure()(c);
+          c.routing.rules.push(...rules);
+        };
+        await assert.rejects(startAtrium({ index, dataDir, dimse: true, forwarding: true, configure: withRules({ name: 'typo', destinations: ['NOBODY'] }) }),
+          /routing\.rules\[2\] \(typo\)\.destinations: NOBODY is not a configured peer \(neither in the configuration file nor added in the portal\)/);
+
+        // The rule naming the portal's peer: every MR of CHU-NORD goes there too.
+        atrium = await startAtrium({ index, dataDir, dimse: true, forwarding: true, configure: withRules({ name: 'mr-to-portal-peer', sites: ['CHU-NORD'], modalities: ['MR'], destinations: ['PORTAL-DEST'] }) });
+        const mr = syntheticInstance({ PatientID: 'FWD-2', Modality: 'MR', Rows: 16, Columns: 16 }).file;
+        const sent = await storescu('MODALITY', [write('portal-mr.dcm', mr)]);
+        assert.equal(sent.code, 0, sent.output);
+        const got = await waitFor('the MR at PORTAL-DEST', async () => received(portalDir).get(sopOf(mr)));
+        assert.ok(datasetBytes(got).equals(datasetBytes(mr)));
+
+        // Removing it, or taking its address away, would leave the rule sending nowhere: refused.
+        const restarted = atrium.dicomweb.replace(/\/dicom-web$/, '');
+        const again = await loginLocal(restarted, 'admin.fwd', password);
+        const asAdminAgain = (method: string, body?: unknown) => request(again.jar, `${restarted}/api/admin/peers/PORTAL-DEST`, {
+          method, headers: { 'x-csrf-token': again.csrf, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+        const removal = await asAdminAgain('DELETE');
+        assert.equal(removal.status, 409);
+        assert.match(((await removal.json()) as { detail: string }).detail, /forwarding rules send to PORTAL-DEST \(mr-to-portal-peer\)/);
+        assert.equal((await asAdminAgain('PUT', { site: 'CHU-NORD' })).status, 409);
+        assert.equal(atrium.archive.peers.get('PORTAL-DEST')?.port, portalDest.port);
+      } finally {
+        await portalDest.stop();
+      }
     });
   });
 }

@@ -15,6 +15,7 @@ import { peerEntryOf } from '../cli/peers.ts';
 import { ConfigError, type AtriumConfig, type PeerConfig } from '../config/config.ts';
 import { PeerExists } from '../config/peer-directory.ts';
 import { HttpProblem, problemErrorHandler } from '../dicomweb/problem.ts';
+import { rulesSendingTo } from '../dimse/routing.ts';
 import { requireCapability } from './access-scope.ts';
 
 const roleList = { type: 'array', minItems: 1, maxItems: 6, items: { type: 'string', maxLength: 32 } } as const;
@@ -201,6 +202,8 @@ export async function administrationRoutes(app: FastifyInstance, options: { arch
       userError(e);
       throw e;
     }
+    const rules = rulesSendingTo(config.routing.rules, ae);
+    if (rules.length > 0 && (!entry.host || !entry.port)) throw new HttpProblem(409, `forwarding rules send to ${ae} (${rules.join(', ')}): it needs a host and port`, 'peer-in-routing-rules');
     if (!(await archive.peers.update(entry))) throw new HttpProblem(404, `peer ${ae} does not exist`);
     await audit.record({ action: 'user-admin', outcome: 'success', ...who(request), details: { operation: 'peer-update', peer: entry, before } });
     return { peer: entry, restartNeeded: false };
@@ -214,6 +217,8 @@ export async function administrationRoutes(app: FastifyInstance, options: { arch
     const peer = await archive.peers.find(ae);
     if (!peer || !peerVisible(request, peer.site)) throw new HttpProblem(404, `peer ${ae} does not exist`);
     if (archive.peers.originOf(ae) === 'file') throw new HttpProblem(409, `peer ${ae} is in the configuration file: remove it there, then restart`);
+    const rules = rulesSendingTo(config.routing.rules, ae);
+    if (rules.length > 0) throw new HttpProblem(409, `forwarding rules send to ${ae} (${rules.join(', ')}): take it out of routing.rules in the configuration file first`, 'peer-in-routing-rules');
     if (!(await archive.peers.remove(ae))) throw new HttpProblem(404, `peer ${ae} does not exist`);
     await audit.record({ action: 'user-admin', outcome: 'success', ...who(request), details: { operation: 'peer-remove', peer: { aeTitle: ae, site: peer.site } } });
     return { removed: ae };

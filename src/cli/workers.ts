@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Archive } from '../archive/archive.ts';
 import type { AtriumConfig } from '../config/config.ts';
 import { Forwarder } from '../dimse/forwarder.ts';
+import { checkRoutingDestinations } from '../dimse/routing.ts';
 import { IdentityFromImages } from '../workflow/identities-from-images.ts';
 import { OrderMatching } from '../workflow/order-matching.ts';
 import { TeleImagesArrival } from '../workflow/tele-images.ts';
@@ -79,6 +80,8 @@ export interface WorkerOptions {
 
 export async function startWorkers(archive: Archive, config: AtriumConfig, logger: Logger, options: WorkerOptions): Promise<Workers> {
   const selected = new Set(options.start ?? allWorkers);
+  // A rule may send to a peer added in the portal: known only now that the index is open.
+  if (selected.has('forwarding')) await checkRoutingDestinations(config.routing.rules, archive.peers);
   const child = (component: string) => logger.child({ component });
   const forwarder = new Forwarder(archive, config, child('forwarding'));
   const identities = new IdentityFromImages(archive, child('identities'), options.pollMs);

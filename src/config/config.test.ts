@@ -34,9 +34,13 @@ describe('routing configuration', () => {
     assert.equal(c.routing.associationsPerPeer, 4);
   });
 
-  it('refuses destinations that are not peers with an address, unknown sites and conditions, bad retry settings', () => {
+  it('leaves a destination not in the file to the start, which looks for it among the peers added in the portal (forwarding.test.ts)', () => {
+    const c = load({ peers, routing: { rules: [{ name: 'x', destinations: ['ADDED-IN-PORTAL'] }] } });
+    assert.deepEqual(c.routing.rules[0]!.destinations, ['ADDED-IN-PORTAL']);
+  });
+
+  it('refuses file peers without an address as destinations, unknown sites and conditions, bad retry settings', () => {
     const bad: Array<[unknown, RegExp]> = [
-      [{ rules: [{ name: 'x', destinations: ['NOPE'] }] }, /NOPE is not a configured peer/],
       [{ rules: [{ name: 'x', destinations: ['CT1'] }] }, /CT1 has no host and port/],
       [{ rules: [{ name: 'x', destinations: [] }] }, /destinations must be a non-empty list/],
       [{ rules: [{ name: 'x', sites: ['ELSEWHERE'], destinations: ['TELERAD'] }] }, /ELSEWHERE is not a configured site/],

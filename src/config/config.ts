@@ -862,10 +862,11 @@ function parseRouting(r: Record<string, unknown>, config: AtriumConfig): void {
     for (const s of sites ?? []) if (!config.sites.some((site) => site.code === s)) throw new ConfigError(`${where}.sites: ${s} is not a configured site`);
     const destinations = list('destinations');
     if (!destinations) throw new ConfigError(`${where}.destinations is required`);
+    // A destination not in this file may be a peer added in the portal (kept in the index):
+    // checked at start, once the index is open (checkRoutingDestinations).
     for (const d of destinations) {
       const peer = config.peers.find((p) => p.aeTitle === d);
-      if (!peer) throw new ConfigError(`${where}.destinations: ${d} is not a configured peer`);
-      if (!peer.host || !peer.port) throw new ConfigError(`${where}.destinations: peer ${d} has no host and port to send to`);
+      if (peer && (!peer.host || !peer.port)) throw new ConfigError(`${where}.destinations: peer ${d} has no host and port to send to`);
     }
     const known = new Set(['name', 'sites', 'modalities', 'SOPClassUIDs', 'callingAETitles', 'destinations']);
     const unknown = Object.keys(e).find((k) => !known.has(k));

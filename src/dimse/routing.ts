@@ -7,7 +7,8 @@
 import type { Logger } from 'pino';
 import type { SqlRestriction } from '../index/records.ts';
 import type { Archive } from '../archive/archive.ts';
-import type { PeerConfig, RoutingRule } from '../config/config.ts';
+import { ConfigError, type PeerConfig, type RoutingRule } from '../config/config.ts';
+import type { PeerDirectory } from '../config/peer-directory.ts';
 import type { ForwardItem, ForwardingQueue } from '../index/forwarding-queue.ts';
 import type { SqlDatabase } from '../index/sql.ts';
 import type { OutboxEvent } from '../events/outbox.ts';
@@ -54,6 +55,26 @@ interface InstanceEventPayload {
 const routedEvents = new Set(['instance.stored', 'instance.replaced']);
 
 /** The outbox consumer of routing: its position is 'routing' (the Forwarder polls it). */
+/**
+ * The rules' destinations, checked at start once the index is open: each must be a peer with an
+ * address, of the configuration file or added in the portal (the file's are checked on loading it).
+ */
+export async function checkRoutingDestinations(rules: readonly RoutingRule[], peers: PeerDirectory): Promise<void> {
+  for (const [i, rule] of rules.entries()) {
+    for (const d of rule.destinations) {
+      const peer = await peers.find(d);
+      const where = `routing.rules[${i}] (${rule.name}).destinations`;
+      if (!peer) throw new ConfigError(`${where}: ${d} is not a configured peer (neither in the configuration file nor added in the portal)`);
+      if (!peer.host || !peer.port) throw new ConfigError(`${where}: peer ${d} has no host and port to send to`);
+    }
+  }
+}
+
+/** The names of the rules that send to this AE title. */
+export function rulesSendingTo(rules: readonly RoutingRule[], aeTitle: string): string[] {
+  return rules.filter((r) => r.destinations.includes(aeTitle)).map((r) => r.name);
+}
+
 export const ROUTING_CONSUMER = 'routing';
 
 /** The stored object's head that holds its meta header (group 0002 is short; 64 KiB is plenty). */

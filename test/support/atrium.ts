@@ -112,6 +112,12 @@ export async function startAtrium(options: {
       ...(options.forwarding ? ['forwarding' as const] : []),
       ...(config.audit.syslog ? ['auditExport' as const] : []),
     ],
+  }).catch(async (e: unknown) => {
+    // Refused at start (a routing rule naming no peer): what was opened is closed, as the CLI's exit does.
+    await dimse?.close();
+    await app.close();
+    await archive.close();
+    throw e;
   });
   const { identities, teleImages } = workers;
   const forwarder = options.forwarding ? workers.forwarder : undefined;
