@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { chromiumArgs, chromiumPath, distinctColours } from './support/chromium.ts';
+import { chromiumArgs, chromiumPath, distinctColours, dragThrough } from './support/chromium.ts';
 import type { RunningAtrium } from './support/atrium.ts';
 import { testDatabases } from './support/databases.ts';
 import { startAtriumWithProvider } from './support/provider-and-atrium.ts';
@@ -182,12 +182,7 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
 
     // Zoom (Z, a vertical drag) and pan (P, a drag) move the image; R puts it back.
     const unzoomed = await renderedViewport(page, '4-window-default', viewport);
-    const drag = async (dx: number, dy: number) => {
-      await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
-      await page.mouse.down();
-      await page.mouse.move(box.x + box.width / 2 + dx, box.y + box.height / 2 + dy, { steps: 10 });
-      await page.mouse.up();
-    };
+    const drag = (dx: number, dy: number) => dragThrough(page, box, [[0.5, 0.5], [0.5 + dx / box.width, 0.5 + dy / box.height]], 10);
     await page.keyboard.press('z');
     await drag(0, -150);
     const zoomed = await renderedViewport(page, '4-zoom', viewport);
@@ -201,11 +196,7 @@ describe(`the portal in Chromium (${engine.name})`, { skip: !existsSync(chromium
 
     // A length measurement, drawn with the mouse.
     await page.getByTestId('tool-Length').click();
-    await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.3);
-    await page.mouse.down();
-    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.5, { steps: 8 });
-    await page.mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.6, { steps: 8 });
-    await page.mouse.up();
+    await dragThrough(page, box, [[0.3, 0.3], [0.5, 0.5], [0.7, 0.6]], 8);
     await page.getByTestId('measurements').waitFor();
     assert.match(await page.getByTestId('measurements').innerText(), /Longueur \d+(\.\d)?/);
     await renderedViewport(page, '5-measure', viewport);

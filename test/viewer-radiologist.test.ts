@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { startAtrium, type RunningAtrium } from './support/atrium.ts';
-import { Browsers, haveChromium, Screenshots } from './support/chromium.ts';
+import { Browsers, dragThrough, haveChromium, Screenshots } from './support/chromium.ts';
 import { testDatabases } from './support/databases.ts';
 import { stowFiles } from './support/stow.ts';
 import { syntheticHeader, syntheticInstance } from './support/synthetic.ts';
@@ -314,11 +314,7 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
     await checkProbes(6);
     // And an ellipse's statistics there: the checkerboard's mean and SD in HU.
     await page.getByTestId('tool-EllipticalROI').click();
-    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.45);
-    await page.mouse.down();
-    await page.mouse.move(box.x + box.width * 0.53, box.y + box.height * 0.49, { steps: 5 });
-    await page.mouse.move(box.x + box.width * 0.56, box.y + box.height * 0.52, { steps: 5 });
-    await page.mouse.up();
+    await dragThrough(page, box, [[0.5, 0.45], [0.53, 0.49], [0.56, 0.52]], 5);
     await page.waitForFunction(() => document.querySelector('[data-testid=measurements] li[data-tool=EllipticalROI]')?.getAttribute('data-sd'), undefined, { timeout: 30_000 });
     const ellipse = page.locator('[data-testid=measurements] li[data-tool=EllipticalROI]');
     assert.ok(Math.abs(Number(await ellipse.getAttribute('data-mean')) - (hu[0]! + hu[1]!) / 2) < 5, await ellipse.innerText());
@@ -327,10 +323,7 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
     // Window/level (a tool of the chunk): a drag changes the window shown.
     await page.getByTestId('tool-WindowLevel').click();
     assert.equal(await text(page, 'window-0'), 'F 400 N 40');
-    await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.3);
-    await page.mouse.down();
-    await page.mouse.move(box.x + box.width * 0.45, box.y + box.height * 0.4, { steps: 8 });
-    await page.mouse.up();
+    await dragThrough(page, box, [[0.3, 0.3], [0.45, 0.4]], 8);
     await page.waitForFunction(() => document.querySelector('[data-testid=window-0]')?.textContent !== 'F 400 N 40', undefined, { timeout: 30_000 });
     assert.deepEqual(problems, []);
   });
@@ -341,13 +334,9 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
     await page.getByTestId('progress-0').waitFor({ state: 'detached', timeout: 60_000 });
     const box = (await page.getByTestId('viewport-0').boundingBox())!;
     const at = (fx: number, fy: number) => [box.x + box.width * fx, box.y + box.height * fy] as const;
-    const drag = async (from: readonly [number, number], to: readonly [number, number]) => {
-      await page.mouse.move(...from);
-      await page.mouse.down();
-      await page.mouse.move((from[0] + to[0]) / 2, (from[1] + to[1]) / 2, { steps: 5 });
-      await page.mouse.move(...to, { steps: 5 });
-      await page.mouse.up();
-    };
+    // Fractions of the viewport, through their midpoint.
+    const drag = (from: readonly [number, number], to: readonly [number, number]) =>
+      dragThrough(page, box, [from, [(from[0] + to[0]) / 2, (from[1] + to[1]) / 2], to], 5);
     // The checkerboard's values in HU: half 76, half 276.
     const hu = stored.map((v) => v + intercept);
     const mean = (hu[0]! + hu[1]!) / 2;
@@ -355,9 +344,9 @@ describe(`the viewer as a radiologist expects it, in Chromium (${engine.name})`,
 
     await page.getByTestId('tool-EllipticalROI').click();
     // The ellipse is drawn from its centre.
-    await drag(at(0.5, 0.45), at(0.56, 0.52));
+    await drag([0.5, 0.45], [0.56, 0.52]);
     await page.getByTestId('tool-RectangleROI').click();
-    await drag(at(0.45, 0.3), at(0.55, 0.38));
+    await drag([0.45, 0.3], [0.55, 0.38]);
     await page.getByTestId('tool-Probe').click();
     await page.mouse.click(...at(0.5, 0.7));
     const items = page.locator('[data-testid=measurements] li');

@@ -24,6 +24,18 @@ export function distinctColours(png: Buffer): number {
   return seen.size;
 }
 
+/**
+ * A mouse drag on an element's box through points given as fractions of its width and height
+ * (a measurement drawn, a window changed): pressed at the first, moved to each next in `steps`, released at the last.
+ */
+export async function dragThrough(page: Page, box: { x: number; y: number; width: number; height: number }, points: ReadonlyArray<readonly [number, number]>, steps: number): Promise<void> {
+  const at = ([fx, fy]: readonly [number, number]) => [box.x + box.width * fx, box.y + box.height * fy] as const;
+  await page.mouse.move(...at(points[0]!));
+  await page.mouse.down();
+  for (const point of points.slice(1)) await page.mouse.move(...at(point), { steps });
+  await page.mouse.up();
+}
+
 /** Browsers each with their own profile folder, closed and removed together. */
 export class Browsers {
   private readonly contexts: BrowserContext[] = [];
