@@ -21,7 +21,7 @@ import type { AtriumConfig } from '../src/config/config.ts';
 import { ForwardingQueue, type DestinationStatus } from '../src/index/forwarding-queue.ts';
 import { atriumCliArgs } from './support/cli.ts';
 import { addUser } from '../src/cli/users.ts';
-import { loginLocal, request } from './support/browser-session.ts';
+import { loginLocal, sessionCaller } from './support/browser-session.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -299,10 +299,7 @@ for (const db of testDatabases()) {
         const password = 'un mot de passe assez long pour les tests';
         await addUser(atrium.archive, { login: 'admin.fwd', displayName: 'Admin', roles: ['site-admin'], sites: ['CHU-NORD'], password }, { actor: 'test', via: 'cli' });
         const base = atrium.dicomweb.replace(/\/dicom-web$/, '');
-        const admin = await loginLocal(base, 'admin.fwd', password);
-        const asAdmin = (method: string, url: string, body?: unknown) => request(admin.jar, `${base}${url}`, {
-          method, headers: { 'x-csrf-token': admin.csrf, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        });
+        const asAdmin = sessionCaller(base, await loginLocal(base, 'admin.fwd', password));
         const added = await asAdmin('POST', '/api/admin/peers', { aeTitle: 'PORTAL-DEST', site: 'CHU-NORD', host: '127.0.0.1', port: portalDest.port });
         assert.equal(added.status, 201, await added.text());
         await atrium.close();
@@ -325,14 +322,11 @@ for (const db of testDatabases()) {
 
         // Removing it, or taking its address away, would leave the rule sending nowhere: refused.
         const restarted = atrium.dicomweb.replace(/\/dicom-web$/, '');
-        const again = await loginLocal(restarted, 'admin.fwd', password);
-        const asAdminAgain = (method: string, body?: unknown) => request(again.jar, `${restarted}/api/admin/peers/PORTAL-DEST`, {
-          method, headers: { 'x-csrf-token': again.csrf, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        });
-        const removal = await asAdminAgain('DELETE');
+        const asAdminAgain = sessionCaller(restarted, await loginLocal(restarted, 'admin.fwd', password));
+        const removal = await asAdminAgain('DELETE', '/api/admin/peers/PORTAL-DEST');
         assert.equal(removal.status, 409);
         assert.match(((await removal.json()) as { detail: string }).detail, /forwarding rules send to PORTAL-DEST \(mr-to-portal-peer\)/);
-        assert.equal((await asAdminAgain('PUT', { site: 'CHU-NORD' })).status, 409);
+        assert.equal((await asAdminAgain('PUT', '/api/admin/peers/PORTAL-DEST', { site: 'CHU-NORD' })).status, 409);
         assert.equal(atrium.archive.peers.get('PORTAL-DEST')?.port, portalDest.port);
       } finally {
         await portalDest.stop();

@@ -79,3 +79,14 @@ export async function loginLocal(base: string, login: string, password: string):
   assert.equal(me.status, 200);
   return { jar, csrf: ((await me.json()) as { csrfToken: string }).csrfToken };
 }
+
+/**
+ * A portal session's JSON calls, as the portal makes them: `call(method, path, body?)` against
+ * `base` with the session's cookie and CSRF token (a body is sent as JSON).
+ */
+export function sessionCaller(base: string, session: { jar: CookieJar; csrf: string }) {
+  return (method: string, url: string, body?: unknown): Promise<Response> => request(session.jar, `${base}${url}`, {
+    method, headers: { 'x-csrf-token': session.csrf, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+}
