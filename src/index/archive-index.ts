@@ -1014,10 +1014,10 @@ export class ArchiveIndex {
   }
 
   /**
-   * On PostgreSQL, the ids of the patient records a study search's patient conditions match,
+   * On PostgreSQL, the ids of the patient records a study search's patient conditions (with a name) match,
    * when they are few enough that reading their studies (studies_patient) beats walking every
    * study in date order and probing its record until a page is found; undefined otherwise
-   * (no patient condition, SQLite, or too many records). A name prefix matching 0.75% of a
+   * (no patient name, SQLite, or too many records). A name prefix matching 0.75% of a
    * 1,000,000-study index made the planner walk studies_date and probe ~25,000 records for a
    * page of 100 (1.7 s under load; 150 ms quiet). The records are counted up to the break-even point, about
    * sqrt(page * records): the walk reads about page * records / matches studies, this about
@@ -1027,7 +1027,8 @@ export class ArchiveIndex {
   private async fewMatchingPatients(q: SearchQuery): Promise<number[] | undefined> {
     if (this.sql.engine !== 'postgres') return undefined;
     const { patient } = splitPatientMatches(q.matches);
-    if (Object.keys(patient).length === 0) return undefined;
+    // Only a name can match thousands of records; an id or a birth date alone leads the plan already (and the timeline asks per record).
+    if (!Object.keys(patient).some((k) => k === 'PatientName' || k.toUpperCase() === '00100010')) return undefined;
     const c = buildConditions(this.sql.engine, 'patient', patient, q.fuzzymatching);
     if (c.where.length === 0) return undefined;
     // One statement: the break-even from the records' count, the matches counted on index
